@@ -1,0 +1,1 @@
+"""FPGA board tops, host link, bitstream builds and the host driver."""

@@ -1,0 +1,1 @@
+"""Golden model: the bit-exact executable specification of the engine (numpy, integers)."""

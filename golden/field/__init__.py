@@ -1,0 +1,1 @@
+"""Tiered memory-mapped field: lazily activated, chunked, LRU-cached, prefetched arrays."""

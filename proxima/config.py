@@ -1,0 +1,506 @@
+"""The one configuration object.
+
+Every constant the golden model, the Amaranth elaboration, the NAND page layout and the
+timing model use is defined here once, either as a field of a section or as a property
+derived from fields.  Nothing else in the project writes a width, a size or a latency as a
+literal: it asks the configuration.
+
+Sections
+--------
+``vec``     quantised vector format (dimension, element width)
+``graph``   graph build parameters (R, build list size, alpha)
+``pq``      product quantisation (M subspaces x 2**code_bits centroids, ADT entry width)
+``search``  Algorithm 1 (L, T0, T_step, r, beta, k) and the beam-search baseline width
+``bloom``   the visited-set Bloom filter (bits, hashes, seed)
+``engine``  engine organisation (queues, sorter width, lanes, clock)
+``nand``    NAND geometry and timing (cores, access size, page size, tR)
+``layout``  index image layout (hot-node fraction, reorder sample)
+``cache``   the NAND controller's page cache and stride prefetcher
+
+Presets: ``tiny`` (unit tests), ``default`` (fits an ECP5-85F / small FPGA), ``paper``
+(the published ASIC: R=64, M=32, 256 queues, 512 NAND cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "VecConfig",
+    "GraphConfig",
+    "PQConfig",
+    "SearchConfig",
+    "BloomConfig",
+    "EngineConfig",
+    "NandConfig",
+    "LayoutConfig",
+    "CacheConfig",
+    "ProximaConfig",
+    "PRESETS",
+    "preset",
+]
+
+
+class ConfigError(ValueError):
+    """An impossible or inconsistent configuration."""
+
+
+def _clog2(n: int) -> int:
+    """Bits needed to hold values 0..n-1 (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+def _bits_for(value: int) -> int:
+    """Bits needed to hold the unsigned value ``value`` (at least 1)."""
+    return max(1, int(value).bit_length())
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+@dataclass(frozen=True)
+class VecConfig:
+    dim: int = 128
+    elem_bits: int = 8  # unsigned integer elements; float data is quantised to this
+
+    @property
+    def elem_max(self) -> int:
+        return (1 << self.elem_bits) - 1
+
+    @property
+    def bytes_per_vector(self) -> int:
+        return (self.dim * self.elem_bits + 7) // 8
+
+    def validate(self) -> None:
+        if self.dim < 1:
+            raise ConfigError(f"vec.dim must be >= 1, got {self.dim}")
+        if self.elem_bits not in (8,):
+            raise ConfigError(f"vec.elem_bits must be 8 (uint8 vectors), got {self.elem_bits}")
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    R: int = 32  # maximum out-degree; frames hold exactly R slots
+    build_L: int = 64  # Vamana build candidate list size
+    alpha: float = 1.2  # Vamana second-pass pruning factor
+    passes: int = 2
+
+    def validate(self) -> None:
+        if self.R < 2:
+            raise ConfigError(f"graph.R must be >= 2, got {self.R}")
+        if self.build_L < self.R:
+            raise ConfigError(f"graph.build_L ({self.build_L}) must be >= graph.R ({self.R})")
+        if not self.alpha >= 1.0:
+            raise ConfigError(f"graph.alpha must be >= 1.0, got {self.alpha}")
+        if self.passes not in (1, 2):
+            raise ConfigError(f"graph.passes must be 1 or 2, got {self.passes}")
+
+
+@dataclass(frozen=True)
+class PQConfig:
+    M: int = 16  # subspaces; dim must be divisible by M
+    code_bits: int = 8  # 2**code_bits centroids per subspace
+    adt_bits: int = 16  # width of one ADT entry (unsigned, saturating)
+    train_size: int = 50_000  # vectors sampled for k-means
+    train_iters: int = 20
+
+    @property
+    def ksub(self) -> int:
+        return 1 << self.code_bits
+
+    def validate(self) -> None:
+        if self.M < 1:
+            raise ConfigError(f"pq.M must be >= 1, got {self.M}")
+        if self.code_bits != 8:
+            raise ConfigError(f"pq.code_bits must be 8 (one byte per code), got {self.code_bits}")
+        if not 4 <= self.adt_bits <= 32:
+            raise ConfigError(f"pq.adt_bits must be in 4..32, got {self.adt_bits}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    L: int = 64  # candidate list capacity
+    T0: int = 16  # starting inner list size (see docs/ARCHITECTURE.md: chosen, measured)
+    T_step: int = 4
+    r: int = 3  # early termination after r unchanged top-k checks (1..15)
+    beta: float = 1.06  # final rerank threshold; used as the fixed-point beta_fx below
+    beta_frac_bits: int = 8
+    k: int = 10
+    beam_width: int = 4  # DiskANN baseline W
+
+    @property
+    def beta_fx(self) -> int:
+        """beta in unsigned fixed point with ``beta_frac_bits`` fraction bits."""
+        return int(round(self.beta * (1 << self.beta_frac_bits)))
+
+    def validate(self) -> None:
+        if self.L < 1:
+            raise ConfigError(f"search.L must be >= 1, got {self.L}")
+        if not 1 <= self.k <= self.L:
+            raise ConfigError(f"search.k must be in 1..L ({self.L}), got {self.k}")
+        if not self.k <= self.T0 <= self.L:
+            raise ConfigError(f"search.T0 must be in k..L ({self.k}..{self.L}), got {self.T0}")
+        if self.T_step < 1:
+            raise ConfigError(f"search.T_step must be >= 1, got {self.T_step}")
+        if not 1 <= self.r <= 15:
+            raise ConfigError(f"search.r must be in 1..15, got {self.r}")
+        if not self.beta >= 1.0:
+            raise ConfigError(f"search.beta must be >= 1.0, got {self.beta}")
+        if self.beam_width < 1:
+            raise ConfigError(f"search.beam_width must be >= 1, got {self.beam_width}")
+
+
+@dataclass(frozen=True)
+class BloomConfig:
+    """Partitioned Bloom filter: ``hashes`` banks of ``bits // hashes`` bits each.
+
+    Hash i maps a vertex id to one bit of bank i (H3 hash, then multiply-shift range
+    reduction); see :mod:`proxima.golden.bloom` for the bit-exact definition.
+    """
+
+    bits: int = 32768
+    hashes: int = 4
+    seed: int = 0x5EED_B100
+
+    @property
+    def bank_bits(self) -> int:
+        return self.bits // self.hashes
+
+    @property
+    def bank_addr_bits(self) -> int:
+        return _clog2(self.bank_bits)
+
+    def validate(self) -> None:
+        if self.hashes < 1:
+            raise ConfigError(f"bloom.hashes must be >= 1, got {self.hashes}")
+        if self.bits % self.hashes:
+            raise ConfigError(
+                f"bloom.bits ({self.bits}) must be a multiple of bloom.hashes ({self.hashes})")
+        if self.bank_bits < 2:
+            raise ConfigError("bloom.bits // bloom.hashes must be >= 2")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    queues: int = 4  # search queues (queries in flight)
+    sorter_n: int = 64  # bitonic sorter inputs (power of two)
+    pq_codes_per_cycle: int = 4
+    exact_lanes: int = 4  # MACs in the exact-distance unit
+    clock_mhz: float = 100.0
+    id_bits: int = 20  # vertex id width: max vertices = 2**id_bits
+
+    @property
+    def max_vertices(self) -> int:
+        return 1 << self.id_bits
+
+    def validate(self) -> None:
+        if self.queues < 1:
+            raise ConfigError(f"engine.queues must be >= 1, got {self.queues}")
+        if not _is_pow2(self.sorter_n) or self.sorter_n < 2:
+            raise ConfigError(f"engine.sorter_n must be a power of two >= 2, got {self.sorter_n}")
+        if self.pq_codes_per_cycle < 1:
+            raise ConfigError("engine.pq_codes_per_cycle must be >= 1")
+        if self.exact_lanes < 1:
+            raise ConfigError("engine.exact_lanes must be >= 1")
+        if not 4 <= self.id_bits <= 32:
+            raise ConfigError(f"engine.id_bits must be in 4..32, got {self.id_bits}")
+        if self.clock_mhz <= 0:
+            raise ConfigError("engine.clock_mhz must be > 0")
+
+
+@dataclass(frozen=True)
+class NandConfig:
+    cores: int = 16
+    access_bytes: int = 128  # read granularity of one NAND core access
+    page_bytes: int = 4096  # page size of one core
+    pages_per_core: int = 1 << 16
+    tR_ns: float = 300.0  # read latency of one access
+    transfer_bytes_per_ns: float = 0.5  # per-core output bandwidth after tR
+    raw_vector_cores: int = 4  # cores holding raw vectors (separate from index cores)
+
+    @property
+    def accesses_per_page(self) -> int:
+        return self.page_bytes // self.access_bytes
+
+    def validate(self) -> None:
+        if self.cores < 1:
+            raise ConfigError(f"nand.cores must be >= 1, got {self.cores}")
+        if not _is_pow2(self.access_bytes):
+            raise ConfigError(f"nand.access_bytes must be a power of two, got {self.access_bytes}")
+        if self.page_bytes % self.access_bytes:
+            raise ConfigError("nand.page_bytes must be a multiple of nand.access_bytes")
+        if self.tR_ns <= 0 or self.transfer_bytes_per_ns <= 0:
+            raise ConfigError("nand.tR_ns and nand.transfer_bytes_per_ns must be > 0")
+        if self.raw_vector_cores < 1:
+            raise ConfigError("nand.raw_vector_cores must be >= 1")
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    hot_fraction: float = 0.03  # hottest vertices whose frames carry neighbours' PQ codes
+    reorder_sample: int = 2000  # base vectors searched to measure visit frequency
+    reorder: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.hot_fraction <= 1.0:
+            raise ConfigError(f"layout.hot_fraction must be in [0, 1], got {self.hot_fraction}")
+        if self.reorder_sample < 0:
+            raise ConfigError("layout.reorder_sample must be >= 0")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Page cache (set-associative LRU) and stride prefetcher in front of the NAND model."""
+
+    line_bytes: int = 128
+    sets: int = 16
+    ways: int = 4
+    prefetch_depth: int = 2  # lines fetched ahead once the last strides agree
+    prefetch_streams: int = 4  # independent stride detectors
+
+    @property
+    def lines(self) -> int:
+        return self.sets * self.ways
+
+    def validate(self) -> None:
+        if not _is_pow2(self.line_bytes):
+            raise ConfigError("cache.line_bytes must be a power of two")
+        if not _is_pow2(self.sets):
+            raise ConfigError("cache.sets must be a power of two")
+        if self.ways < 1:
+            raise ConfigError("cache.ways must be >= 1")
+        if self.prefetch_depth < 0 or self.prefetch_streams < 1:
+            raise ConfigError("cache.prefetch_depth >= 0 and cache.prefetch_streams >= 1 required")
+
+
+_SECTIONS = {
+    "vec": VecConfig,
+    "graph": GraphConfig,
+    "pq": PQConfig,
+    "search": SearchConfig,
+    "bloom": BloomConfig,
+    "engine": EngineConfig,
+    "nand": NandConfig,
+    "layout": LayoutConfig,
+    "cache": CacheConfig,
+}
+
+
+@dataclass(frozen=True)
+class ProximaConfig:
+    name: str = "default"
+    vec: VecConfig = field(default_factory=VecConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    pq: PQConfig = field(default_factory=PQConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    bloom: BloomConfig = field(default_factory=BloomConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    nand: NandConfig = field(default_factory=NandConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- derived widths: the arithmetic contract between golden model and RTL ----------
+    @property
+    def dsub(self) -> int:
+        """Vector elements per PQ subspace."""
+        return self.vec.dim // self.pq.M
+
+    @property
+    def adt_raw_bits(self) -> int:
+        """Width of an un-shifted ADT entry: sum over dsub of (a - b)**2 of elem_bits values."""
+        return _bits_for(self.dsub * self.vec.elem_max ** 2)
+
+    @property
+    def adt_shift(self) -> int:
+        """Right shift (round half up) that brings a raw ADT entry to ``pq.adt_bits``."""
+        return max(0, self.adt_raw_bits - self.pq.adt_bits)
+
+    @property
+    def adt_max(self) -> int:
+        return (1 << self.pq.adt_bits) - 1
+
+    @property
+    def pq_dist_bits(self) -> int:
+        """Width of a PQ distance: sum of M saturated ADT entries (never overflows)."""
+        return _bits_for(self.pq.M * self.adt_max)
+
+    @property
+    def exact_dist_bits(self) -> int:
+        """Width of an exact squared L2 distance between two quantised vectors."""
+        return _bits_for(self.vec.dim * self.vec.elem_max ** 2)
+
+    @property
+    def id_bits(self) -> int:
+        return self.engine.id_bits
+
+    @property
+    def sort_key_bits(self) -> int:
+        """Sorter key = (pq distance << id_bits) | id: orders by distance, then id."""
+        return self.pq_dist_bits + self.id_bits
+
+    @property
+    def beta_product_bits(self) -> int:
+        return self.pq_dist_bits + _bits_for(self.search.beta_fx)
+
+    @property
+    def cycle_ns(self) -> float:
+        return 1000.0 / self.engine.clock_mhz
+
+    @property
+    def tR_cycles(self) -> int:
+        """NAND read latency in engine clock cycles (rounded up)."""
+        return max(1, math.ceil(self.nand.tR_ns / self.cycle_ns - 1e-9))
+
+    @property
+    def pq_code_bytes(self) -> int:
+        return self.pq.M * self.pq.code_bits // 8
+
+    def validate(self) -> None:
+        for name in _SECTIONS:
+            getattr(self, name).validate()
+        if self.vec.dim % self.pq.M:
+            raise ConfigError(
+                f"vec.dim ({self.vec.dim}) must be divisible by pq.M ({self.pq.M})")
+        if self.search.L > self.engine.sorter_n:
+            raise ConfigError(
+                f"search.L ({self.search.L}) must fit the sorter (engine.sorter_n = "
+                f"{self.engine.sorter_n})")
+        if self.graph.R > self.engine.sorter_n:
+            raise ConfigError(
+                f"graph.R ({self.graph.R}) must fit the sorter (engine.sorter_n = "
+                f"{self.engine.sorter_n})")
+        if self.search.beam_width > self.search.L:
+            raise ConfigError("search.beam_width must be <= search.L")
+
+    # ---- (de)serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProximaConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("configuration must be a mapping")
+        unknown = set(d) - set(_SECTIONS) - {"name"}
+        if unknown:
+            raise ConfigError(f"unknown configuration sections: {sorted(unknown)}")
+        kwargs: dict[str, Any] = {"name": d.get("name", "custom")}
+        for name, typ in _SECTIONS.items():
+            sec = d.get(name, {})
+            if not isinstance(sec, dict):
+                raise ConfigError(f"configuration section {name!r} must be a mapping")
+            known = {f.name for f in fields(typ)}
+            bad = set(sec) - known
+            if bad:
+                raise ConfigError(f"unknown keys in section {name!r}: {sorted(bad)}")
+            kwargs[name] = typ(**sec)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, s: str) -> "ProximaConfig":
+        try:
+            return cls.from_dict(json.loads(s))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"configuration is not valid JSON: {e}") from None
+
+    def with_(self, **sections: dict[str, Any]) -> "ProximaConfig":
+        """Copy with some fields of some sections replaced: ``cfg.with_(search={"L": 96})``."""
+        kwargs: dict[str, Any] = {}
+        for name, changes in sections.items():
+            if name == "name":
+                kwargs["name"] = changes
+                continue
+            if name not in _SECTIONS:
+                raise ConfigError(f"unknown configuration section {name!r}")
+            try:
+                kwargs[name] = replace(getattr(self, name), **changes)
+            except TypeError as e:
+                raise ConfigError(f"bad keys for section {name!r}: {e}") from None
+        return replace(self, **kwargs)
+
+    def override(self, assignments: list[str]) -> "ProximaConfig":
+        """Apply ``section.key=value`` strings (command line ``--set``)."""
+        changes: dict[str, dict[str, Any]] = {}
+        for a in assignments:
+            if "=" not in a or "." not in a.split("=", 1)[0]:
+                raise ConfigError(f"expected section.key=value, got {a!r}")
+            lhs, value = a.split("=", 1)
+            sec, key = lhs.split(".", 1)
+            if sec not in _SECTIONS:
+                raise ConfigError(f"unknown configuration section {sec!r} in {a!r}")
+            typ = {f.name: f.type for f in fields(_SECTIONS[sec])}.get(key)
+            if typ is None:
+                raise ConfigError(f"unknown key {key!r} in section {sec!r}")
+            current = getattr(getattr(self, sec), key)
+            try:
+                if isinstance(current, bool):
+                    v: Any = value.lower() in ("1", "true", "yes", "on")
+                elif isinstance(current, int):
+                    v = int(value, 0)
+                elif isinstance(current, float):
+                    v = float(value)
+                else:
+                    v = value
+            except ValueError:
+                raise ConfigError(f"bad value for {sec}.{key}: {value!r}") from None
+            changes.setdefault(sec, {})[key] = v
+        return self.with_(**changes)
+
+
+def _tiny() -> ProximaConfig:
+    return ProximaConfig(
+        name="tiny",
+        vec=VecConfig(dim=16),
+        graph=GraphConfig(R=8, build_L=16),
+        pq=PQConfig(M=4, adt_bits=12, train_size=2000, train_iters=10),
+        search=SearchConfig(L=16, T0=4, T_step=2, r=2, k=4, beam_width=2),
+        bloom=BloomConfig(bits=1024, hashes=2),
+        engine=EngineConfig(queues=2, sorter_n=16, pq_codes_per_cycle=2, exact_lanes=2,
+                            id_bits=16),
+        nand=NandConfig(cores=4, raw_vector_cores=2, pages_per_core=1 << 10),
+        layout=LayoutConfig(reorder_sample=64),
+        cache=CacheConfig(sets=4, ways=2),
+    )
+
+
+def _paper() -> ProximaConfig:
+    return ProximaConfig(
+        name="paper",
+        vec=VecConfig(dim=128),
+        graph=GraphConfig(R=64, build_L=128, alpha=1.2),
+        pq=PQConfig(M=32, adt_bits=16),
+        search=SearchConfig(L=256, T0=16, T_step=4, r=3, beta=1.06, k=10, beam_width=4),
+        bloom=BloomConfig(bits=98304, hashes=8),  # 12 kB SRAM, 8 hash functions
+        engine=EngineConfig(queues=256, sorter_n=256, pq_codes_per_cycle=32, exact_lanes=1,
+                            clock_mhz=1000.0, id_bits=27),
+        nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
+                        tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),
+        layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000),
+        cache=CacheConfig(sets=256, ways=8, prefetch_depth=4, prefetch_streams=8),
+    )
+
+
+PRESETS = {
+    "tiny": _tiny,
+    "default": ProximaConfig,
+    "paper": _paper,
+}
+
+
+def preset(name: str) -> ProximaConfig:
+    """Return a named preset: ``tiny``, ``default`` (FPGA) or ``paper``."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

@@ -1,0 +1,1 @@
+"""Verification harness: Verilog generation, Verilator/Icarus set-up, cocotb runners."""
