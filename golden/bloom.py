@@ -23,7 +23,7 @@ import numpy as np
 
 from proxima.config import ProximaConfig
 
-__all__ = ["splitmix64", "h3_matrix", "bloom_indices", "BloomFilter"]
+__all__ = ["splitmix64", "h3_matrix", "bloom_indices", "bloom_table", "BloomFilter"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -66,12 +66,30 @@ def bloom_indices(cfg: ProximaConfig, ids: np.ndarray, q: np.ndarray | None = No
     return ((h * np.uint64(cfg.bloom.bank_bits)) >> np.uint64(32)).astype(np.int64)
 
 
-class BloomFilter:
-    """One query's visited set (the golden twin of ``hdl/bloom.py``)."""
+def bloom_table(cfg: ProximaConfig, n: int) -> np.ndarray:
+    """``(n, hashes)`` int32: the bank-local bit indices of every id ``0..n-1``.
 
-    def __init__(self, cfg: ProximaConfig):
+    A look-up table of :func:`bloom_indices`, so searches hash an id with one read.
+    """
+    q = h3_matrix(cfg)
+    out = np.empty((n, cfg.bloom.hashes), dtype=np.int32)
+    step = 1 << 18
+    for s in range(0, n, step):
+        ids = np.arange(s, min(n, s + step), dtype=np.int64)
+        out[s:s + len(ids)] = bloom_indices(cfg, ids, q).T
+    return out
+
+
+class BloomFilter:
+    """One query's visited set (the golden twin of ``hdl/bloom.py``).
+
+    ``table`` (optional) is :func:`bloom_table` for the ids in use, to avoid re-hashing.
+    """
+
+    def __init__(self, cfg: ProximaConfig, table: np.ndarray | None = None):
         self.cfg = cfg
         self.q = h3_matrix(cfg)
+        self.table = table
         self.bits = np.zeros((cfg.bloom.hashes, cfg.bloom.bank_bits), dtype=bool)
         self._rows = np.arange(cfg.bloom.hashes)
 
@@ -79,6 +97,8 @@ class BloomFilter:
         self.bits[:] = False
 
     def indices(self, x: int) -> np.ndarray:
+        if self.table is not None and 0 <= x < len(self.table):
+            return self.table[x]
         return bloom_indices(self.cfg, np.array(x), self.q)
 
     def test(self, x: int) -> bool:

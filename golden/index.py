@@ -45,6 +45,15 @@ class Index:
         self.validate()
 
     @property
+    def bloom_table(self) -> np.ndarray:
+        """Per-vertex Bloom bit indices (computed once, see :func:`golden.bloom.bloom_table`)."""
+        tab = self.__dict__.get("_bloom_table")
+        if tab is None:
+            from .bloom import bloom_table
+            tab = self.__dict__["_bloom_table"] = bloom_table(self.cfg, self.n)
+        return tab
+
+    @property
     def n(self) -> int:
         return int(self.vectors.shape[0])
 

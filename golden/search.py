@@ -93,15 +93,18 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
     L, k, idb = s.L, s.k, cfg.id_bits
     query = np.asarray(query)
     adt = build_adt(cfg, query, index.codebook)
-    m_idx = np.arange(cfg.pq.M)
+
+    adt_l = adt.tolist()
+    codes = index.codes
 
     def pq(v: int) -> int:
-        return int(adt[m_idx, index.codes[v]].sum())
+        return sum(row[c] for row, c in zip(adt_l, codes[v].tolist()))
 
     events: list[tuple[str, int]] = []
     emit = events.append if trace else (lambda e: None)
     counters = dict.fromkeys(COUNTERS, 0)
-    bloom = BloomFilter(cfg)
+    same_hash = cfg.bloom == index.cfg.bloom and cfg.id_bits == index.cfg.id_bits
+    bloom = BloomFilter(cfg, index.bloom_table if same_hash else None)
     truly_seen: set[int] = set()  # only to count false positives; the hardware has no such set
 
     # C as parallel lists, kept sorted by key
