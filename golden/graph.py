@@ -1,0 +1,796 @@
+"""Graph builders: Vamana (DiskANN), the HNSW base layer (faiss), DiskANN graph files.
+
+A :class:`Graph` is the adjacency the index container (:mod:`proxima.golden.index`) stores:
+``neighbors`` is ``(N, R)`` int32, each row's ids sorted ascending and padded with -1 at the
+end; ``entry`` is the vertex searches start from.  No row holds its own vertex or an id twice.
+
+Distances
+---------
+Every build distance is the squared L2 distance.  On uint8 data with ``2 * D * 255**2 < 2**24``
+(D <= 128) every intermediate of ``|a|^2 + |b|^2 - 2 a.b`` is an integer below ``2**24``, so
+float32 arithmetic (including BLAS) is *exact* and the build is bit-reproducible; wider uint8
+data uses float64 (exact below ``2**53``); float32 data is computed in float32 (approximate,
+still deterministic on a given machine).  Candidate lists order by (distance, id); with the
+float64 path the list key holds the distance rounded to float32 (ties then break by id).
+
+RobustPrune (as the DiskANN code does it)
+-----------------------------------------
+``robust_prune(p, V, alpha, R)``: drop ``p`` and duplicates from ``V``; repeatedly take the
+candidate ``p*`` closest to ``p`` (ties: lower id), append it to the result, and remove every
+remaining candidate ``v`` with ``alpha * d(p*, v) <= d(p, v)``; stop at ``R`` results or an
+empty pool.  ``d`` is the *squared* distance, so alpha multiplies squared distances as in the
+DiskANN implementation (the paper states the rule on plain distances: ``alpha = 1.2`` here
+equals ``sqrt(1.2)`` there).  DiskANN's optional alpha ramp and "saturate graph" are not used.
+
+Vamana (DiskANN) and how this build deviates from sequential insertion
+----------------------------------------------------------------------
+DiskANN: start from a random graph where every vertex has ``R`` distinct random out-neighbours;
+entry = medoid (the vertex closest to the centroid, lowest id on ties); two passes, alpha = 1
+then ``gcfg.alpha`` (``gcfg.passes == 1`` runs only the second); in each pass visit the vertices
+in a random order; for vertex ``p``: greedy search for ``p`` from the entry with list size
+``build_L``, collecting the expanded (visited) set ``V``; ``N(p) = RobustPrune(p, V u N(p))``;
+for each new neighbour ``j``: add ``p`` to ``N(j)`` and, if ``|N(j)| > R``, set
+``N(j) = RobustPrune(j, N(j), alpha, R)``.
+
+Sequential insertion is a per-vertex Python loop (far too slow for 10^5 vertices), so this
+module inserts in *batches*, as parallel Vamana builds (ParlayANN) do:
+
+* batch sizes grow geometrically (1, 2, 4, ...: prefix doubling) in each pass up to
+  ``max(1, min(max_batch, batch_fraction * N))`` vertices;
+* all greedy searches of a batch run in lockstep on the graph as it was before the batch
+  (each vertex of the batch expands one candidate per step; vectorised over the batch), so
+  vertices of the same batch do not see each other's new edges;
+* the batch's out-edges are pruned together, written, and then all reverse edges of the
+  batch are applied in bulk: for every target ``j`` the incoming ids are merged with ``N(j)``
+  at once, and ``j`` is pruned once (pool = ``N(j)`` u incoming) if that exceeds ``R``
+  (sequential Vamana would prune after each single overflowing insertion).
+
+With a batch of one vertex this *is* sequential Vamana; the deviation is bounded by the batch
+cap.  The result is deterministic for a given seed and machine (random numbers come only from
+``numpy.random.default_rng(seed)``; every sort is stable or fully keyed).
+
+The greedy search is the textbook one (expand the best unexpanded candidate until the best
+``L`` are all expanded) with one exact shortcut: a node already seen by this search is never
+re-evaluated (a node that fell off the list can never re-enter it, since the ``L``-th distance
+only decreases).
+
+HNSW
+----
+:func:`build_hnsw_base` builds a faiss ``IndexHNSWFlat`` with ``M = R // 2`` (level-0 degree
+``2M``) and ``efConstruction = build_L`` and keeps only the level-0 adjacency.  The entry is
+the medoid (not faiss' top-level entry point, which is a random vertex of the top layer and is
+only a good start when the upper layers are used).
+
+DiskANN in-memory graph file
+----------------------------
+Little-endian: ``u64 expected_file_size, u32 max_observed_degree, u32 start,
+u64 num_frozen_points``, then per vertex ``u32 k`` and ``k`` u32 neighbour ids.  The vertex
+count is implied by the file size.  Files with frozen points are refused (their vertices would
+not line up with a vector file).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from proxima.config import GraphConfig
+
+__all__ = [
+    "GraphError",
+    "GraphFileError",
+    "Graph",
+    "medoid",
+    "squared_distances",
+    "robust_prune",
+    "greedy_search",
+    "random_regular_graph",
+    "build_vamana",
+    "build_hnsw_base",
+    "read_diskann_graph",
+    "write_diskann_graph",
+    "DISKANN_HEADER",
+]
+
+
+class GraphError(ValueError):
+    """A graph whose arrays are malformed or a build asked for with impossible inputs."""
+
+
+class GraphFileError(GraphError):
+    """A DiskANN graph file that is truncated, inconsistent or unsupported."""
+
+
+# --------------------------------------------------------------------------------------------
+# the Graph container
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Graph:
+    """Adjacency ``(N, R)`` int32 (rows ascending, -1 padded at the end) and an entry vertex."""
+
+    neighbors: np.ndarray
+    entry: int
+
+    def __post_init__(self) -> None:
+        self.entry = int(self.entry)
+        self.validate()
+
+    @property
+    def n(self) -> int:
+        return int(self.neighbors.shape[0])
+
+    @property
+    def R(self) -> int:
+        return int(self.neighbors.shape[1])
+
+    def validate(self) -> None:
+        a = self.neighbors
+        if not isinstance(a, np.ndarray) or a.dtype != np.int32 or a.ndim != 2:
+            raise GraphError(f"neighbors must be a 2-D int32 array, got "
+                             f"{getattr(a, 'dtype', type(a))} {getattr(a, 'shape', '')}")
+        n, r = a.shape
+        if n < 1 or r < 1:
+            raise GraphError(f"graph must have >= 1 vertex and R >= 1, got shape {a.shape}")
+        if not 0 <= self.entry < n:
+            raise GraphError(f"entry {self.entry} out of range 0..{n - 1}")
+        if a.min() < -1 or a.max() >= n:
+            raise GraphError(f"neighbour ids must be in -1..{n - 1}")
+        pad = a < 0
+        if np.any(pad[:, :-1] & ~pad[:, 1:]):
+            bad = int(np.nonzero((pad[:, :-1] & ~pad[:, 1:]).any(1))[0][0])
+            raise GraphError(f"row {bad}: -1 padding must come after all neighbour ids")
+        both = ~pad[:, 1:]
+        if np.any(both & (a[:, 1:] <= a[:, :-1])):
+            bad = int(np.nonzero((both & (a[:, 1:] <= a[:, :-1])).any(1))[0][0])
+            raise GraphError(f"row {bad}: neighbour ids must be strictly ascending "
+                             f"(sorted, no duplicates): {a[bad].tolist()}")
+        self_loop = a == np.arange(n, dtype=np.int32)[:, None]
+        if self_loop.any():
+            bad = int(np.nonzero(self_loop.any(1))[0][0])
+            raise GraphError(f"row {bad} contains a self loop")
+
+    def degrees(self) -> np.ndarray:
+        """Out-degree of every vertex, int64 ``(N,)``."""
+        return np.count_nonzero(self.neighbors >= 0, axis=1).astype(np.int64)
+
+    @classmethod
+    def from_lists(cls, lists, R: int, entry: int) -> "Graph":
+        """Build from per-vertex id sequences (any order; duplicates/self loops are errors)."""
+        n = len(lists)
+        if n < 1:
+            raise GraphError("graph must have >= 1 vertex")
+        if R < 1:
+            raise GraphError(f"R must be >= 1, got {R}")
+        out = np.full((n, R), -1, dtype=np.int32)
+        for v, lst in enumerate(lists):
+            row = np.asarray(lst, dtype=np.int64).ravel()
+            if row.size > R:
+                raise GraphError(f"vertex {v} has {row.size} neighbours > R = {R}")
+            row = np.sort(row)
+            if row.size and (row[0] < 0 or row[-1] >= n):
+                raise GraphError(f"vertex {v}: neighbour id out of range 0..{n - 1}")
+            if row.size > 1 and np.any(row[1:] == row[:-1]):
+                raise GraphError(f"vertex {v}: duplicate neighbour ids")
+            out[v, :row.size] = row
+        return cls(out, entry)
+
+    def to_lists(self) -> list[np.ndarray]:
+        """Per-vertex neighbour arrays (int32, ascending)."""
+        return [row[row >= 0].copy() for row in self.neighbors]
+
+    def reachable(self) -> np.ndarray:
+        """Bool ``(N,)``: vertices reachable from ``entry`` (breadth first search)."""
+        n = self.n
+        seen = np.zeros(n, dtype=bool)
+        seen[self.entry] = True
+        frontier = np.array([self.entry], dtype=np.int64)
+        while frontier.size:
+            nb = self.neighbors[frontier].ravel()
+            nb = nb[nb >= 0]
+            nb = np.unique(nb[~seen[nb]])
+            seen[nb] = True
+            frontier = nb
+        return seen
+
+    def stats(self) -> dict:
+        """Degree statistics and the fraction of vertices reachable from the entry."""
+        deg = self.degrees()
+        return {
+            "n": self.n,
+            "R": self.R,
+            "entry": self.entry,
+            "mean_degree": float(deg.mean()),
+            "min_degree": int(deg.min()),
+            "max_degree": int(deg.max()),
+            "edges": int(deg.sum()),
+            "reachable_fraction": float(self.reachable().mean()),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# distances
+# --------------------------------------------------------------------------------------------
+def _check_vectors(vectors) -> np.ndarray:
+    x = np.asarray(vectors)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise GraphError(f"vectors must be a non-empty 2-D array (N, D), got shape {x.shape}")
+    if x.dtype not in (np.uint8, np.float32):
+        raise GraphError(f"vectors must be uint8 or float32, got {x.dtype}")
+    if x.dtype == np.float32 and not np.all(np.isfinite(x)):
+        raise GraphError("vectors contain NaN or infinity")
+    if x.shape[0] >= 2 ** 31 - 1:
+        raise GraphError(f"too many vectors for int32 ids: {x.shape[0]}")
+    return x
+
+
+def squared_distances(vectors: np.ndarray, query, ids=None) -> np.ndarray:
+    """Reference squared L2 from ``query`` to ``vectors[ids]``: exact int64 for uint8 data,
+    float64 for float data."""
+    x = vectors if ids is None else vectors[np.asarray(ids, dtype=np.int64)]
+    if vectors.dtype == np.uint8:
+        d = x.astype(np.int64) - np.asarray(query, dtype=np.int64)
+        return np.einsum("...d,...d->...", d, d)
+    d = x.astype(np.float64) - np.asarray(query, dtype=np.float64)
+    return np.einsum("...d,...d->...", d, d)
+
+
+class _Space:
+    """Vectors in the build's compute dtype with their squared norms (see module docstring)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        d = x.shape[1]
+        if x.dtype == np.uint8:
+            self.exact = True
+            self.dtype = np.float32 if 2 * d * 255 ** 2 < 2 ** 24 else np.float64
+        else:
+            self.exact = False
+            self.dtype = np.float32
+        self.xc = np.ascontiguousarray(x, dtype=self.dtype)
+        self.sq = np.einsum("nd,nd->n", self.xc, self.xc)
+        if self.exact:
+            # sum of squares of small integers: exact in either dtype, but make it certain
+            xi = x.astype(np.int64)
+            self.sq = np.einsum("nd,nd->n", xi, xi).astype(self.dtype)
+
+    def pairs(self, ids: np.ndarray, qvec: np.ndarray, qsq: np.ndarray) -> np.ndarray:
+        """Distances between rows ``ids`` (P,) and query vectors ``qvec`` (P, D)."""
+        dots = np.einsum("pd,pd->p", self.xc[ids], qvec)
+        d = self.sq[ids] + qsq - 2 * dots
+        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
+
+    def to_rows(self, ids: np.ndarray, qvec: np.ndarray, qsq: np.ndarray) -> np.ndarray:
+        """Distances ``(K, W)`` from ``qvec`` (K, D) to ``xc[ids]`` (ids (K, W), >= 0)."""
+        v = self.xc[ids]
+        dots = np.matmul(v, qvec[:, :, None])[:, :, 0]
+        d = self.sq[ids] + qsq[:, None] - 2 * dots
+        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
+
+    def gram(self, ids: np.ndarray) -> np.ndarray:
+        """Pairwise distances ``(K, W, W)`` among ``xc[ids]`` (ids (K, W), >= 0)."""
+        v = self.xc[ids]
+        g = np.matmul(v, v.transpose(0, 2, 1))
+        s = self.sq[ids]
+        d = s[:, :, None] + s[:, None, :] - 2 * g
+        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
+
+
+def medoid(vectors: np.ndarray, chunk: int = 65536) -> int:
+    """The vertex closest (squared L2, float64) to the centroid; lowest id on ties."""
+    x = _check_vectors(vectors)
+    c = np.zeros(x.shape[1], dtype=np.float64)
+    for i in range(0, x.shape[0], chunk):
+        c += x[i:i + chunk].astype(np.float64).sum(axis=0)
+    c /= x.shape[0]
+    best, best_d = 0, np.inf
+    for i in range(0, x.shape[0], chunk):
+        d = x[i:i + chunk].astype(np.float64) - c
+        dd = np.einsum("nd,nd->n", d, d)
+        j = int(np.argmin(dd))
+        if dd[j] < best_d:
+            best, best_d = i + j, float(dd[j])
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# reference (one vertex at a time) RobustPrune and greedy search: the specification
+# --------------------------------------------------------------------------------------------
+def robust_prune(vectors: np.ndarray, p: int, candidates, alpha: float, R: int) -> np.ndarray:
+    """Reference RobustPrune (module docstring): returns the kept ids in pick order (int64)."""
+    x = _check_vectors(vectors)
+    if R < 1:
+        raise GraphError(f"R must be >= 1, got {R}")
+    if not alpha >= 1.0:
+        raise GraphError(f"alpha must be >= 1.0, got {alpha}")
+    c = np.unique(np.asarray(candidates, dtype=np.int64).ravel())  # ascending, no duplicates
+    if c.size and (c[0] < 0 or c[-1] >= x.shape[0]):
+        raise GraphError("candidate id out of range")
+    c = c[c != p]
+    dp = squared_distances(x, x[p], c).astype(np.float64)
+    order = np.lexsort((c, dp))
+    c, dp = c[order], dp[order]
+    alive = np.ones(c.size, dtype=bool)
+    out: list[int] = []
+    while len(out) < R and alive.any():
+        i = int(np.argmax(alive))
+        out.append(int(c[i]))
+        alive[i] = False
+        rest = np.nonzero(alive)[0]
+        if rest.size:
+            dstar = squared_distances(x, x[c[i]], c[rest]).astype(np.float64)
+            alive[rest[alpha * dstar <= dp[rest]]] = False
+    return np.asarray(out, dtype=np.int64)
+
+
+def greedy_search(graph: Graph, vectors: np.ndarray, query, L: int,
+                  start: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference greedy search: ``(ids, dists, expanded)``.
+
+    ``ids``/``dists``: the final candidate list (at most ``L``, ordered by (distance, id));
+    ``expanded``: the vertices expanded, in expansion order (the Vamana "visited" set).
+    """
+    x = _check_vectors(vectors)
+    if L < 1:
+        raise GraphError(f"L must be >= 1, got {L}")
+    if x.shape[0] != graph.n:
+        raise GraphError(f"graph has {graph.n} vertices but {x.shape[0]} vectors were given")
+    q = np.asarray(query)
+    s = graph.entry if start is None else int(start)
+    seen = {s}
+    ids = [s]
+    dists = [squared_distances(x, q, [s])[0]]
+    expanded_flags = [False]
+    expanded: list[int] = []
+    while True:
+        try:
+            i = expanded_flags.index(False)
+        except ValueError:
+            break
+        v = ids[i]
+        expanded_flags[i] = True
+        expanded.append(v)
+        nb = [int(u) for u in graph.neighbors[v] if u >= 0 and int(u) not in seen]
+        if not nb:
+            continue
+        seen.update(nb)
+        nd = squared_distances(x, q, nb)
+        all_ids = ids + nb
+        all_d = list(dists) + list(nd)
+        all_f = expanded_flags + [False] * len(nb)
+        order = sorted(range(len(all_ids)), key=lambda k: (all_d[k], all_ids[k]))[:L]
+        ids = [all_ids[k] for k in order]
+        dists = [all_d[k] for k in order]
+        expanded_flags = [all_f[k] for k in order]
+    return (np.asarray(ids, dtype=np.int64), np.asarray(dists),
+            np.asarray(expanded, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------
+# vectorised building blocks
+# --------------------------------------------------------------------------------------------
+_BIG = np.iinfo(np.int64).max
+_SENT = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ids (``< 0`` = empty) -> ascending unique ids, -1 padded; and the counts."""
+    b = np.where(a < 0, _BIG, a.astype(np.int64))
+    b.sort(axis=1)
+    if b.shape[1] > 1:
+        dup = np.zeros(b.shape, dtype=bool)
+        dup[:, 1:] = b[:, 1:] == b[:, :-1]
+        dup &= b != _BIG
+        if dup.any():
+            b[dup] = _BIG
+            b.sort(axis=1)
+    cnt = np.count_nonzero(b != _BIG, axis=1)
+    w = max(1, int(cnt.max())) if cnt.size else 1
+    b = b[:, :w]
+    b[b == _BIG] = -1
+    return b, cnt
+
+
+def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float, R: int,
+                 chunk_elems: int = 1 << 23) -> np.ndarray:
+    """RobustPrune for many vertices at once; identical to :func:`robust_prune` when the
+    distances are exact.  ``pools`` (K, W) int, -1 = empty.  Returns (K, R) int32, pick
+    order, -1 padded."""
+    k_all = pts.shape[0]
+    out = np.full((k_all, R), -1, dtype=np.int32)
+    if k_all == 0:
+        return out
+    pools = np.where(pools == pts[:, None], -1, pools)
+    pools, cnt = _unique_rows(pools)
+    order = np.argsort(cnt, kind="stable")  # similar pool sizes together: little padding
+    pos = 0
+    while pos < k_all:
+        w_hi = max(1, int(cnt[order[min(k_all - 1, pos + 4095)]]))
+        size = max(1, min(4096, chunk_elems // (w_hi * w_hi)))
+        rows = order[pos:pos + size]
+        pos += rows.size
+        w = max(1, int(cnt[rows[-1]]))  # ascending counts: the last row is the widest
+        ids = pools[rows, :w]
+        valid = ids >= 0
+        safe = np.where(valid, ids, 0)
+        p = pts[rows]
+        dp = space.to_rows(safe, space.xc[p], space.sq[p]).astype(np.float64)
+        dp[~valid] = np.inf
+        srt = np.argsort(dp, axis=1, kind="stable")  # ids ascending within the row: (d, id)
+        ids = np.take_along_axis(ids, srt, axis=1)
+        safe = np.take_along_axis(safe, srt, axis=1)
+        dp = np.take_along_axis(dp, srt, axis=1)
+        valid = np.take_along_axis(valid, srt, axis=1)
+        pd = space.gram(safe)
+        alive = valid.copy()
+        res = np.full((rows.size, R), -1, dtype=np.int32)
+        act = np.arange(rows.size)
+        for s in range(R):
+            if s:
+                act = act[alive[act].any(axis=1)]
+            if act.size == 0:
+                break
+            first = np.argmax(alive[act], axis=1)
+            res[act, s] = ids[act, first]
+            occ = alpha * pd[act, first, :].astype(np.float64) <= dp[act]
+            occ[np.arange(act.size), first] = True
+            alive[act] &= ~occ
+        out[rows] = res
+    return out
+
+
+class _BatchSearcher:
+    """Greedy searches of a batch of base vertices, in lockstep (one expansion per step)."""
+
+    def __init__(self, space: _Space, graph: np.ndarray, entry: int, L: int,
+                 max_batch: int) -> None:
+        self.space = space
+        self.g = graph
+        self.entry = entry
+        self.L = L
+        n = graph.shape[0]
+        self.n = n
+        self.seen = np.zeros(max_batch * n, dtype=bool)
+
+    @staticmethod
+    def _keys(d: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Key = float32 bits of d (non-negative: monotone) << 32 | id << 1 | expanded."""
+        hi = np.asarray(d, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        return (hi << np.uint64(32)) | (ids.astype(np.uint64) << np.uint64(1))
+
+    def run(self, qids: np.ndarray) -> np.ndarray:
+        """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order."""
+        sp, g, L, n = self.space, self.g, self.L, self.n
+        b = qids.shape[0]
+        qv = sp.xc[qids]
+        qsq = sp.sq[qids]
+        keys = np.full((b, L), _SENT, dtype=np.uint64)
+        ent = np.full(b, self.entry, dtype=np.int64)
+        keys[:, 0] = self._keys(sp.pairs(ent, qv, qsq), ent)
+        rows0 = np.arange(b, dtype=np.int64)
+        touched = [rows0 * n + self.entry]
+        self.seen[touched[0]] = True
+        steps: list[tuple[np.ndarray, np.ndarray]] = []
+        active = rows0
+        one = np.uint64(1)
+        idmask = np.uint64(0x7FFF_FFFF)
+        k = keys
+        while True:
+            unexp = ((k & one) == 0) & (k != _SENT)
+            has = unexp.any(axis=1)
+            if not has.all():
+                keys[active] = k
+                active = active[has]
+                if active.size == 0:
+                    break
+                k = keys[active]
+                unexp = unexp[has]
+            a = active.size
+            ar = np.arange(a)
+            pos = np.argmax(unexp, axis=1)
+            sel = k[ar, pos]
+            k[ar, pos] = sel | one
+            node = ((sel >> one) & idmask).astype(np.int64)
+            steps.append((active, node))
+            nb = g[node]
+            valid = nb >= 0
+            flat = active[:, None] * n + np.where(valid, nb, 0)
+            new = valid & ~self.seen[flat]
+            r_i, c_i = np.nonzero(new)
+            if r_i.size == 0:
+                continue
+            fl = flat[r_i, c_i]
+            self.seen[fl] = True
+            touched.append(fl)
+            ids = nb[r_i, c_i].astype(np.int64)
+            qrow = active[r_i]
+            d = sp.pairs(ids, qv[qrow], qsq[qrow])
+            nk = self._keys(d, ids)
+            # only rows where some new key beats the current L-th entry need a merge
+            beat = nk < k[r_i, L - 1]
+            if not beat.any():
+                continue
+            r_i, c_i, nk = r_i[beat], c_i[beat], nk[beat]
+            newk = np.full(nb.shape, _SENT, dtype=np.uint64)
+            newk[r_i, c_i] = nk
+            need = np.unique(r_i)
+            m = np.concatenate([k[need], newk[need]], axis=1)
+            m.sort(axis=1)
+            k[need] = m[:, :L]
+        for t in touched:
+            self.seen[t] = False
+        s_max = len(steps)
+        vis = np.full((b, max(1, s_max)), -1, dtype=np.int64)
+        for s, (rows, node) in enumerate(steps):
+            vis[rows, s] = node
+        return vis
+
+
+def random_regular_graph(n: int, R: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, R)`` int32: each vertex gets ``min(R, n-1)`` distinct random non-self
+    out-neighbours (unsorted, -1 padded when ``n - 1 < R``)."""
+    g = np.full((n, R), -1, dtype=np.int32)
+    deg = min(R, n - 1)
+    if deg <= 0:
+        return g
+    if n - 1 <= 2 * deg:
+        for v in range(n):  # small n: a permutation of the other vertices per row
+            others = np.concatenate([np.arange(v), np.arange(v + 1, n)])
+            g[v, :deg] = rng.permutation(others)[:deg]
+        return g
+    cand = rng.integers(0, n - 1, size=(n, deg), dtype=np.int64)
+    while True:
+        srt = np.sort(cand, axis=1)
+        dup_sorted = np.zeros(cand.shape, dtype=bool)
+        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        if not dup_sorted.any():
+            break
+        # mark, in original positions, the later occurrences of repeated values
+        order = np.argsort(cand, axis=1, kind="stable")
+        dup = np.zeros(cand.shape, dtype=bool)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        cand[dup] = rng.integers(0, n - 1, size=int(dup.sum()), dtype=np.int64)
+    ar = np.arange(n, dtype=np.int64)[:, None]
+    cand = cand + (cand >= ar)  # skip self: values in [0, n-1) -> [0, n) \ {v}
+    g[:, :deg] = cand.astype(np.int32)
+    return g
+
+
+def _add_reverse_edges(space: _Space, g: np.ndarray, pts: np.ndarray, out: np.ndarray,
+                       alpha: float, R: int, chunk_rows: int = 8192) -> None:
+    """For every edge p -> j in ``out`` (rows of ``pts``) add j -> p; prune overfull rows."""
+    src = np.repeat(pts.astype(np.int64), out.shape[1])
+    dst = out.ravel().astype(np.int64)
+    m = dst >= 0
+    src, dst = src[m], dst[m]
+    if dst.size == 0:
+        return
+    order = np.lexsort((src, dst))
+    src, dst = src[order], dst[order]
+    js, start, cnt = np.unique(dst, return_index=True, return_counts=True)
+    rank = np.arange(dst.size) - np.repeat(start, cnt)
+    grp = np.repeat(np.arange(js.size), cnt)
+    by_cnt = np.argsort(cnt, kind="stable")
+    for c0 in range(0, js.size, chunk_rows):
+        gsel = by_cnt[c0:c0 + chunk_rows]
+        width = int(cnt[gsel].max())
+        local = np.full(js.size, -1, dtype=np.int64)
+        local[gsel] = np.arange(gsel.size)
+        e = local[grp] >= 0
+        inc = np.full((gsel.size, width), -1, dtype=np.int64)
+        inc[local[grp[e]], rank[e]] = src[e]
+        j = js[gsel]
+        pool, pc = _unique_rows(np.concatenate([g[j].astype(np.int64), inc], axis=1))
+        fits = pc <= R
+        if fits.any():
+            w = min(R, pool.shape[1])
+            row = np.full((int(fits.sum()), R), -1, dtype=np.int32)
+            row[:, :w] = pool[fits, :w]
+            g[j[fits]] = row
+        if (~fits).any():
+            g[j[~fits]] = _prune_batch(space, j[~fits], pool[~fits], alpha, R)
+
+
+def _sorted_rows(g: np.ndarray) -> np.ndarray:
+    s, _ = _unique_rows(g)
+    out = np.full(g.shape, -1, dtype=np.int32)
+    out[:, :s.shape[1]] = s[:, :g.shape[1]]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# builders
+# --------------------------------------------------------------------------------------------
+def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress: bool = True,
+                 max_batch: int = 2048, batch_fraction: float = 0.02,
+                 seen_budget_bytes: int = 1 << 28) -> Graph:
+    """Vamana graph (module docstring) with batched, ParlayANN-style insertion.
+
+    ``max_batch``/``batch_fraction`` cap the batch size; the per-batch visited bitmap costs
+    ``batch * N`` bytes and the cap is lowered to keep it under ``seen_budget_bytes``.
+    """
+    x = _check_vectors(vectors)
+    gcfg.validate()
+    R, L = gcfg.R, gcfg.build_L
+    n = x.shape[0]
+    if max_batch < 1 or not 0 < batch_fraction <= 1:
+        raise GraphError("max_batch must be >= 1 and batch_fraction in (0, 1]")
+    rng = np.random.default_rng(seed)
+    space = _Space(x)
+    entry = medoid(x)
+    g = random_regular_graph(n, R, rng)
+    cap = max(1, min(max_batch, int(batch_fraction * n), seen_budget_bytes // n))
+    searcher = _BatchSearcher(space, g, entry, L, cap)
+    alphas = [1.0, float(gcfg.alpha)] if gcfg.passes == 2 else [float(gcfg.alpha)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n * len(alphas), desc="vamana", unit="pt", smoothing=0.05)
+    try:
+        for alpha in alphas:
+            perm = rng.permutation(n)
+            pos, bs = 0, 1
+            while pos < n:
+                pts = perm[pos:pos + bs].astype(np.int64)
+                vis = searcher.run(pts)
+                pool = np.concatenate([vis, g[pts].astype(np.int64)], axis=1)
+                out = _prune_batch(space, pts, pool, alpha, R)
+                g[pts] = out
+                _add_reverse_edges(space, g, pts, out, alpha, R)
+                pos += pts.size
+                bs = min(2 * bs, cap)
+                if bar is not None:
+                    bar.update(pts.size)
+    finally:
+        if bar is not None:
+            bar.close()
+    return Graph(_sorted_rows(g), entry)
+
+
+def build_hnsw_base(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0,
+                    threads: int | None = 1) -> Graph:
+    """Level-0 adjacency of a faiss ``IndexHNSWFlat`` (``M = R // 2``, ``efConstruction =
+    build_L``); entry = medoid.  ``threads`` sets faiss' OpenMP threads for the build (1, the
+    default, is deterministic; more threads make faiss' insertion order racy); ``None`` keeps
+    faiss' setting.  ``seed`` seeds the level assignment."""
+    import faiss
+
+    x = _check_vectors(vectors)
+    gcfg.validate()
+    if gcfg.R % 2:
+        raise GraphError(f"HNSW level-0 degree is 2*M: graph.R must be even, got {gcfg.R}")
+    n, d = x.shape
+    index = faiss.IndexHNSWFlat(d, gcfg.R // 2)
+    index.hnsw.efConstruction = gcfg.build_L
+    index.hnsw.rng = faiss.RandomGenerator(int(seed))
+    old = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    try:
+        index.add(np.ascontiguousarray(x, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(old)
+    h = index.hnsw
+    nbrs = faiss.vector_to_array(h.neighbors)
+    offsets = faiss.vector_to_array(h.offsets).astype(np.int64)
+    lo, hi = h.cum_nb_neighbors(0), h.cum_nb_neighbors(1)
+    if offsets.size != n + 1 or hi - lo != gcfg.R:
+        raise GraphError(f"unexpected faiss HNSW layout: {offsets.size} offsets for {n} "
+                         f"vectors, level-0 width {hi - lo} (expected {gcfg.R})")
+    base = nbrs[offsets[:n, None] + np.arange(lo, hi)[None, :]].astype(np.int64)
+    base[base == np.arange(n)[:, None]] = -1
+    return Graph(_sorted_rows(base), medoid(x))
+
+
+# --------------------------------------------------------------------------------------------
+# DiskANN in-memory graph files
+# --------------------------------------------------------------------------------------------
+DISKANN_HEADER = struct.Struct("<QIIQ")  # file size, max degree, start, frozen points
+
+
+def read_diskann_graph(path, R: int | None = None) -> Graph:
+    """Read a DiskANN in-memory graph; ``R`` defaults to the file's max observed degree (a
+    row longer than ``R`` is an error)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise GraphFileError(f"{path}: cannot read: {e}") from None
+    hs = DISKANN_HEADER.size
+    if len(raw) < hs:
+        raise GraphFileError(f"{path}: {len(raw)} bytes, shorter than the {hs}-byte header")
+    size, max_deg, start, frozen = DISKANN_HEADER.unpack_from(raw, 0)
+    if size != len(raw):
+        raise GraphFileError(f"{path}: header says {size} bytes but the file has {len(raw)} "
+                             f"(truncated or trailing data)")
+    if frozen:
+        raise GraphFileError(f"{path}: {frozen} frozen points: not supported")
+    words = np.frombuffer(raw, dtype="<u4", offset=hs, count=(len(raw) - hs) // 4)
+    if (len(raw) - hs) % 4:
+        raise GraphFileError(f"{path}: body is not a whole number of 32-bit words")
+    # walk the k-prefixed lists
+    starts: list[int] = []
+    pos, nw = 0, words.size
+    kk = words  # alias
+    while pos < nw:
+        k = int(kk[pos])
+        if k > max_deg:
+            raise GraphFileError(f"{path}: vertex {len(starts)} has degree {k} > "
+                                 f"max_observed_degree {max_deg}")
+        if pos + 1 + k > nw:
+            raise GraphFileError(f"{path}: vertex {len(starts)} list of {k} ids runs past the "
+                                 f"end of the file (truncated)")
+        starts.append(pos)
+        pos += 1 + k
+    n = len(starts)
+    if n == 0:
+        raise GraphFileError(f"{path}: no vertices")
+    if start >= n:
+        raise GraphFileError(f"{path}: start point {start} out of range for {n} vertices")
+    st = np.asarray(starts, dtype=np.int64)
+    deg = words[st].astype(np.int64)
+    if deg.max() != max_deg:
+        raise GraphFileError(f"{path}: max_observed_degree {max_deg} but the largest list "
+                             f"has {int(deg.max())} ids")
+    r = max_deg if R is None else int(R)
+    if r < 1:
+        raise GraphFileError(f"{path}: R must be >= 1")
+    if deg.max() > r:
+        raise GraphFileError(f"{path}: a vertex has {int(deg.max())} neighbours > R = {r}")
+    rows = np.full((n, r), -1, dtype=np.int64)
+    col = np.arange(r)[None, :]
+    m = col < deg[:, None]
+    idx = (st[:, None] + 1 + col)[m]
+    ids = words[idx].astype(np.int64)
+    if ids.size and ids.max() >= n:
+        raise GraphFileError(f"{path}: neighbour id {int(ids.max())} out of range for {n} "
+                             f"vertices")
+    rows[m] = ids
+    if np.any(rows == np.arange(n)[:, None]):
+        raise GraphFileError(f"{path}: self loop in the graph")
+    uniq, cnt = _unique_rows(rows)
+    if np.any(cnt != deg):
+        bad = int(np.nonzero(cnt != deg)[0][0])
+        raise GraphFileError(f"{path}: vertex {bad} lists a neighbour twice")
+    out = np.full((n, r), -1, dtype=np.int32)
+    out[:, :uniq.shape[1]] = uniq[:, :r]
+    try:
+        return Graph(out, int(start))
+    except GraphError as e:
+        raise GraphFileError(f"{path}: {e}") from None
+
+
+def write_diskann_graph(path, graph: Graph) -> None:
+    """Write ``graph`` as a DiskANN in-memory graph (atomic: temp file + rename)."""
+    if not isinstance(graph, Graph):
+        raise GraphError(f"expected a Graph, got {type(graph).__name__}")
+    graph.validate()
+    path = os.fspath(path)
+    deg = graph.degrees()
+    n = graph.n
+    size = DISKANN_HEADER.size + 4 * int(n + deg.sum())
+    body = np.empty(n + int(deg.sum()), dtype="<u4")
+    pos = np.concatenate([[0], np.cumsum(deg + 1)[:-1]])
+    body[pos] = deg
+    m = graph.neighbors >= 0
+    body[(pos[:, None] + 1 + np.arange(graph.R)[None, :])[m]] = graph.neighbors[m]
+    header = DISKANN_HEADER.pack(size, int(deg.max()), graph.entry, 0)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".graph-", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(body.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
