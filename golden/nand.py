@@ -1,0 +1,263 @@
+"""Cycle-level timing model of the NAND side: per-query read traces -> latency, QPS, utilisation.
+
+Everything is in integer engine cycles (``cfg.engine.clock_mhz``).  The RTL's cycle counts are
+checked against this model, so its rules are stated exactly.
+
+Cores
+-----
+``Ci = nand.cores`` index cores (ids ``0..Ci-1``) and ``Cr = nand.raw_vector_cores`` raw-vector
+cores (ids ``Ci..Ci+Cr-1``), as in :mod:`proxima.golden.layout`.  Every :class:`~.layout.Read`
+is one access.  A core serves its reads one at a time in FIFO order of arrival; one access
+occupies the core for ``service = tR_cycles + transfer_cycles`` where
+``tR_cycles = cfg.tR_cycles`` (``ceil(tR_ns / cycle_ns)``) and
+``transfer_cycles = ceil(access_bytes / (transfer_bytes_per_ns * cycle_ns))`` (sensing and the
+transfer of one access do not overlap; different cores are fully parallel).
+A read arriving at cycle ``t`` at a core that is free from cycle ``f`` starts at ``max(t, f)``
+and completes ``service`` cycles later.
+
+Queries and the dependency rule
+-------------------------------
+A query's events are cut into *phases* (:func:`phases_for_events`): each ``'frame'`` event is a
+phase of its own; a maximal run of ``'code'`` events is one phase; a maximal run of ``'raw'``
+events is one phase.  All reads of a phase are issued together (in trace order, which is also
+their FIFO order at a core) at the phase's issue cycle ``t``.  The phase completes at
+``done = max(t, completion of its reads)``; the next phase issues at ``done + compute`` where
+
+* ``frame`` phase: ``compute = 0`` (the neighbour list streams into the code requests),
+* ``code`` phase with ``c`` codes (read or carried by a hot frame):
+  ``ceil(c / engine.pq_codes_per_cycle) + sorter_cycles``, with ``sorter_cycles = s(s+1)/2``
+  for ``s = log2(engine.sorter_n)`` (the bitonic network depth: one pass through the sorter),
+* ``raw`` phase with ``x`` exact distances: ``x * ceil(vec.dim / engine.exact_lanes)``.
+
+The query's latency is from its first issue to the completion (``done + compute``) of its last
+phase.  ``Nq`` (``engine.queues`` by default) queries are in flight: queries start in order,
+the first ``Nq`` at cycle 0, each further one at the cycle a running query finishes.  Ties at
+one cycle are processed in the order the events were scheduled (deterministic).
+
+Outputs (:class:`TimingResult`): per-query start / finish / latency, total cycles (the last
+finish), QPS = queries / (total_cycles * cycle_ns), per-core busy cycles and utilisation
+(busy / total), the mean over index cores and over raw cores.  Cost: ``O(reads + phases *
+log Nq)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from proxima.config import ProximaConfig
+
+from .layout import Layout, LayoutError
+
+__all__ = ["TimingError", "TimingParams", "Phase", "TimingResult", "phases_for_events",
+           "simulate", "simulate_events"]
+
+
+class TimingError(ValueError):
+    """Bad input to the timing model."""
+
+
+@dataclass(frozen=True)
+class TimingParams:
+    tR_cycles: int
+    transfer_cycles: int
+    index_cores: int
+    raw_cores: int
+    pq_codes_per_cycle: int
+    sorter_cycles: int
+    exact_cycles: int  # per exact distance
+    cycle_ns: float
+    queues: int
+
+    @classmethod
+    def from_cfg(cls, cfg: ProximaConfig) -> "TimingParams":
+        s = int(math.log2(cfg.engine.sorter_n))
+        per_access_ns = cfg.nand.access_bytes / cfg.nand.transfer_bytes_per_ns
+        return cls(
+            tR_cycles=cfg.tR_cycles,
+            transfer_cycles=max(1, math.ceil(per_access_ns / cfg.cycle_ns - 1e-9)),
+            index_cores=cfg.nand.cores,
+            raw_cores=cfg.nand.raw_vector_cores,
+            pq_codes_per_cycle=cfg.engine.pq_codes_per_cycle,
+            sorter_cycles=s * (s + 1) // 2,
+            exact_cycles=-(-cfg.vec.dim // cfg.engine.exact_lanes),
+            cycle_ns=cfg.cycle_ns,
+            queues=cfg.engine.queues,
+        )
+
+    @property
+    def service_cycles(self) -> int:
+        return self.tR_cycles + self.transfer_cycles
+
+    @property
+    def total_cores(self) -> int:
+        return self.index_cores + self.raw_cores
+
+    def code_compute(self, c: int) -> int:
+        return -(-c // self.pq_codes_per_cycle) + self.sorter_cycles
+
+    def raw_compute(self, x: int) -> int:
+        return x * self.exact_cycles
+
+
+class Phase(NamedTuple):
+    kind: str  # 'frame', 'code' or 'raw'
+    cores: tuple[int, ...]  # one entry per access, in issue order
+    compute: int  # cycles after the phase's reads complete
+
+
+@dataclass
+class TimingResult:
+    start: np.ndarray  # (Q,) int64 cycle each query issued its first phase
+    finish: np.ndarray  # (Q,) int64
+    total_cycles: int
+    busy: np.ndarray  # (total cores,) int64 busy cycles
+    params: TimingParams
+    nq: int
+    accesses: int
+
+    @property
+    def latency(self) -> np.ndarray:
+        return self.finish - self.start
+
+    @property
+    def utilisation(self) -> np.ndarray:
+        return self.busy / max(1, self.total_cycles)
+
+    @property
+    def mean_util_index(self) -> float:
+        return float(self.utilisation[:self.params.index_cores].mean())
+
+    @property
+    def mean_util_raw(self) -> float:
+        return float(self.utilisation[self.params.index_cores:].mean()) \
+            if self.params.raw_cores else 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.total_cycles * self.params.cycle_ns * 1e-9
+
+    @property
+    def qps(self) -> float:
+        return len(self.start) / self.seconds if self.total_cycles else float("inf")
+
+    @property
+    def mean_latency_ns(self) -> float:
+        return float(self.latency.mean()) * self.params.cycle_ns if len(self.start) else 0.0
+
+    def summary(self) -> dict:
+        lat = self.latency * self.params.cycle_ns
+        return {
+            "queries": len(self.start), "nq": self.nq, "total_cycles": self.total_cycles,
+            "qps": self.qps, "mean_latency_us": float(lat.mean()) / 1e3 if len(lat) else 0.0,
+            "p99_latency_us": float(np.percentile(lat, 99)) / 1e3 if len(lat) else 0.0,
+            "util_index": self.mean_util_index, "util_raw": self.mean_util_raw,
+            "accesses": self.accesses,
+        }
+
+
+def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
+                      params: TimingParams | None = None) -> list[Phase]:
+    """Cut one query's events into phases (module doc) with the cores of their reads, using
+    exactly the read rules of :func:`proxima.golden.layout.reads_for_events`."""
+    params = params or TimingParams.from_cfg(layout.cfg)
+    phases: list[Phase] = []
+    kind = None
+    cores: list[int] = []
+    count = 0
+    after_hot = False
+
+    def close() -> None:
+        if kind is None:
+            return
+        if kind == "code":
+            compute = params.code_compute(count)
+        elif kind == "raw":
+            compute = params.raw_compute(count)
+        else:
+            compute = 0
+        phases.append(Phase(kind, tuple(cores), compute))
+
+    for k, v in events:
+        v = int(v)
+        if k == "frame":
+            close()
+            kind, cores, count = "frame", [r.core for r in layout.frame_reads(v)], 1
+            after_hot = v < layout.hot
+            continue
+        if k == "code":
+            rs = () if after_hot else layout.code_reads(v)
+        elif k == "raw":
+            rs = layout.raw_reads(v)
+        else:
+            raise LayoutError(f"unknown event kind {k!r}")
+        if k != kind:
+            close()
+            kind, cores, count = k, [], 0
+        cores.extend(r.core for r in rs)
+        count += 1
+    close()
+    return phases
+
+
+def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
+             nq: int | None = None) -> TimingResult:
+    """Run the queries' phase traces through the core model with ``nq`` queries in flight."""
+    nq = params.queues if nq is None else int(nq)
+    if nq < 1:
+        raise TimingError(f"queries in flight must be >= 1, got {nq}")
+    Q = len(traces)
+    svc = params.service_cycles
+    ncores = params.total_cores
+    free = [0] * ncores
+    busy = [0] * ncores
+    start = np.zeros(Q, dtype=np.int64)
+    finish = np.zeros(Q, dtype=np.int64)
+    heap: list[tuple[int, int, int, int]] = []
+    seq = 0
+    for q in range(min(nq, Q)):
+        heap.append((0, seq, q, 0))
+        seq += 1
+    heapq.heapify(heap)
+    next_q = min(nq, Q)
+    accesses = 0
+    while heap:
+        t, _, q, i = heapq.heappop(heap)
+        tr = traces[q]
+        if i == len(tr):
+            finish[q] = t
+            if next_q < Q:
+                start[next_q] = t
+                heapq.heappush(heap, (t, seq, next_q, 0))
+                seq += 1
+                next_q += 1
+            continue
+        ph = tr[i]
+        done = t
+        for c in ph.cores:
+            if not 0 <= c < ncores:
+                raise TimingError(f"read on core {c}, the model has {ncores} cores")
+            s = free[c] if free[c] > t else t
+            f = s + svc
+            free[c] = f
+            busy[c] += svc
+            if f > done:
+                done = f
+        accesses += len(ph.cores)
+        heapq.heappush(heap, (done + ph.compute, seq, q, i + 1))
+        seq += 1
+    total = int(finish.max()) if Q else 0
+    return TimingResult(start, finish, total, np.asarray(busy, dtype=np.int64), params, nq,
+                        accesses)
+
+
+def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layout: Layout,
+                    nq: int | None = None) -> TimingResult:
+    """:func:`simulate` on the search events of each query (phases cut by the layout)."""
+    params = TimingParams.from_cfg(layout.cfg)
+    traces = [phases_for_events(ev, layout, params) for ev in events_per_query]
+    return simulate(traces, params, nq)
