@@ -70,6 +70,7 @@ __all__ = [
     "iter_vectors",
     "write_vectors",
     "VectorWriter",
+    "write_text_atomic",
 ]
 
 
@@ -336,6 +337,24 @@ def _iter(info, start, stop, step, is_vecs, native, check):
 # writing
 # ------------------------------------------------------------------------------------
 
+def _new_file_mode() -> int:
+    """Permissions for a new file: 0o666 minus the process umask (mkstemp uses 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _mkstemp_for(path: str) -> tuple[int, str]:
+    """A temporary file next to ``path`` with ordinary new-file permissions."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        os.fchmod(fd, _new_file_mode())
+    except OSError:  # pragma: no cover - filesystems without permissions
+        pass
+    return fd, tmp
+
+
 def _npy_header(dtype: np.dtype, n: int, dim: int) -> bytes:
     """A version 1.0 .npy header padded to exactly ``_NPY_RESERVED`` bytes."""
     d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -408,9 +427,7 @@ class VectorWriter:
             raise VectorFileError(self.path, f"dimension must be >= 1, got {dim}")
         self.dim = dim
         self.n = 0
-        d = os.path.dirname(os.path.abspath(self.path))
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".",
-                                         suffix=".tmp", dir=d)
+        fd, self._tmp = _mkstemp_for(self.path)
         self._f = os.fdopen(fd, "wb")
         self._closed = False
         self._header_written = False
@@ -533,3 +550,21 @@ def write_vectors(path: os.PathLike | str, x: np.ndarray, fmt: str | None = None
     with VectorWriter(p, dim=int(x.shape[1]), fmt=f, dtype=x.dtype if f == "npy" else None) as w:
         for a in range(0, x.shape[0], chunk_rows):
             w.write(x[a:a + chunk_rows])
+
+
+def write_text_atomic(path: os.PathLike | str, text: str) -> None:
+    """Write a small text file (e.g. a quantiser scheme) with the same atomic protocol."""
+    p = os.fspath(path)
+    fd, tmp = _mkstemp_for(p)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
