@@ -1,0 +1,1122 @@
+"""The tiered field: chunk files on disk, two RAM tiers, a stride prefetcher, optional remote.
+
+Tiers (a lookup stops at the first tier that holds the block, and the block moves up):
+
+``L1``  a small exclusive LRU of blocks (``FieldOptions.l1_bytes``), the fastest tier;
+``L2``  a larger exclusive LRU of blocks in RAM (``l2_bytes``); L1 victims are demoted here,
+        prefetched blocks land here first (flagged), demand hits promote to L1;
+``L3``  the chunk files on local storage, read with ``preadv`` (the OS page cache maps them;
+        ``chunk_memmap`` gives a ``numpy.memmap`` of a chunk for zero-copy users);
+``L4``  optional remote storage through fsspec: a missing local chunk is downloaded whole
+        into L3 (promotion), ``flush`` uploads dirty chunks.
+
+A *block* is ``FieldOptions.block_bytes`` of one chunk's data (``block_elems`` elements);
+block key ``k = chunk * blocks_per_chunk + block_in_chunk``.  Unwritten chunks read as
+zeros ("absent").  Hot = L1/L2 hit, warm = first demand use of a prefetched block, cold =
+L3/L4 read.
+
+Prefetch (threaded mode): every element ``get`` feeds the flat element index to a
+:class:`StridePrefetcher`; on a *confirm* with stride ``s`` the blocks fetched ahead are
+the blocks holding ``e + s*k`` (k = 1..depth) when ``|s| >= block_elems``, else the next
+``depth`` blocks in the direction of ``s``.  Blocks already resident or in flight are
+skipped; the rest are read by a thread pool (``posix_fadvise(WILLNEED)`` is issued first
+so the kernel queues all reads at once) and inserted into L2 flagged *prefetched*.
+Region reads (``batch_get`` of slices) train a second prefetcher on region start indices
+and hint the kernel (``WILLNEED``) for the next ``depth`` regions of a confirmed stream.
+
+Concurrency: one ``Field`` may be shared by any number of reader threads (cache state is
+guarded by a lock, I/O happens outside it, chunk descriptors are reference counted).
+Several processes may open the same field read-only.  Writes are serialised by a writer
+lock; a block read that raced with a write is returned but not cached.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import secrets
+import shutil
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import (CorruptChunkError, CorruptHeaderError, FieldClosedError, FieldError,
+                     FieldExistsError, FieldIndexError, FieldNotFoundError, ReadOnlyFieldError)
+from .format import (CHUNK_HDR_BYTES, HEADER_NAME, SEAL_MAX_BYTES, ChunkHeader, FieldHeader,
+                     chunk_relpath, normalize_dtype)
+from .policy import LRUCache, StridePrefetcher
+
+__all__ = ["FieldOptions", "FieldStats", "Field", "create", "open_field"]
+
+_MAX_CHUNK_BYTES = 1 << 40
+_MAX_LOGICAL_BYTES = 1 << 62
+_DEFAULT_CHUNK_BYTES = 1 << 20
+_CRC_PIECE = 8 << 20
+_TIERS = ("L1", "L2", "L3", "L4", "absent")
+
+
+@dataclass(frozen=True)
+class FieldOptions:
+    """Run-time knobs of one open field (not stored in the file)."""
+
+    block_bytes: int = 4096  # cache granularity (one OS page)
+    l1_bytes: int = 1 << 20
+    l2_bytes: int = 256 << 20
+    prefetch_streams: int = 4
+    prefetch_depth: int = 4
+    prefetch_window: int | None = None  # elements; None: 64 blocks' worth
+    prefetch_async: bool = True  # False: prefetches are read synchronously (deterministic)
+    prefetch_threads: int = 2
+    max_open_chunks: int = 256
+    region_direct_bytes: int = 256 << 10  # larger region pieces bypass the block cache
+    region_piece_bytes: int = 64 << 20  # region reads materialise at most this much at once
+    seal_on_flush: bool = True
+    verify: bool = False  # check sealed chunks' data checksums when first opened
+
+    def validate(self) -> None:
+        if self.block_bytes < 1 or self.l1_bytes < 0 or self.l2_bytes < 0:
+            raise FieldError("block_bytes must be >= 1 and cache budgets >= 0")
+        if self.prefetch_streams < 1 or self.prefetch_depth < 0 or self.prefetch_threads < 1:
+            raise FieldError("prefetch_streams >= 1, prefetch_depth >= 0, prefetch_threads >= 1")
+        if self.max_open_chunks < 1:
+            raise FieldError("max_open_chunks must be >= 1")
+
+
+def _hist() -> list[int]:
+    return [0] * 64
+
+
+@dataclass
+class FieldStats:
+    """Counters of one open field.  ``tier_hits`` counts block lookups by serving tier."""
+
+    gets: int = 0
+    batch_gets: int = 0
+    batch_elements: int = 0
+    region_gets: int = 0
+    tier_hits: dict = field(default_factory=lambda: {t: 0 for t in _TIERS})
+    prefetch_issued: int = 0
+    prefetch_used: int = 0  # first demand use of a prefetched block (includes late)
+    prefetch_late: int = 0  # demand had to wait for the in-flight prefetch
+    prefetch_wasted: int = 0  # prefetched block evicted or dropped before any use
+    readahead_hints: int = 0  # posix_fadvise(WILLNEED) calls for region streams
+    bytes_read: int = 0  # from local chunk files (blocks and regions)
+    bytes_read_remote: int = 0  # downloaded from L4
+    bytes_written: int = 0
+    chunks_created: int = 0
+    chunks_fetched: int = 0
+    latency_get_ns: list = field(default_factory=_hist)  # bucket b: 2**(b-1) <= ns < 2**b
+    latency_batch_ns: list = field(default_factory=_hist)
+
+    def copy(self) -> "FieldStats":
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        kw["tier_hits"] = dict(self.tier_hits)
+        kw["latency_get_ns"] = list(self.latency_get_ns)
+        kw["latency_batch_ns"] = list(self.latency_batch_ns)
+        return FieldStats(**kw)
+
+    @property
+    def lookups(self) -> int:
+        return sum(self.tier_hits.values())
+
+    @property
+    def hot_warm_fraction(self) -> float:
+        """Block lookups served from L1/L2 without waiting (late prefetches excluded)."""
+        n = self.lookups
+        return (self.tier_hits["L1"] + self.tier_hits["L2"] - self.prefetch_late) / n if n else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["tier_hits"] = dict(self.tier_hits)
+        for k in ("latency_get_ns", "latency_batch_ns"):
+            d[k] = {f"<{1 << b}": n for b, n in enumerate(getattr(self, k)) if n}
+        d["hot_warm_fraction"] = self.hot_warm_fraction
+        return d
+
+    def format(self) -> str:
+        t = self.tier_hits
+        lines = [
+            f"gets {self.gets}  batch_gets {self.batch_gets} ({self.batch_elements} elements)  "
+            f"region_gets {self.region_gets}",
+            "tier hits: " + "  ".join(f"{k} {t[k]}" for k in _TIERS)
+            + f"  (hot/warm {100 * self.hot_warm_fraction:.1f}%)",
+            f"prefetch: issued {self.prefetch_issued}  used {self.prefetch_used}  "
+            f"late {self.prefetch_late}  wasted {self.prefetch_wasted}  "
+            f"readahead hints {self.readahead_hints}",
+            f"bytes: read {self.bytes_read}  remote {self.bytes_read_remote}  "
+            f"written {self.bytes_written}  chunks created {self.chunks_created}  "
+            f"fetched {self.chunks_fetched}",
+        ]
+        for name in ("latency_get_ns", "latency_batch_ns"):
+            h = getattr(self, name)
+            if any(h):
+                lines.append(name + ": " + "  ".join(
+                    f"<{_fmt_ns(1 << b)}:{n}" for b, n in enumerate(h) if n))
+        return "\n".join(lines)
+
+
+def _fmt_ns(ns: int) -> str:
+    for unit, div in (("s", 10 ** 9), ("ms", 10 ** 6), ("us", 10 ** 3)):
+        if ns >= div:
+            return f"{ns / div:.3g}{unit}"
+    return f"{ns}ns"
+
+
+class _Chunk:
+    __slots__ = ("c", "fd", "data_bytes", "sealed", "users", "retired", "remote_fresh")
+
+    def __init__(self, c: int, fd: int, data_bytes: int, sealed: bool, remote_fresh: bool):
+        self.c, self.fd, self.data_bytes, self.sealed = c, fd, data_bytes, sealed
+        self.users, self.retired, self.remote_fresh = 0, False, remote_fresh
+
+
+def _resolve_remote(remote):
+    if remote is None:
+        return None
+    import fsspec
+
+    if isinstance(remote, tuple):
+        fs, root = remote
+    else:
+        fs, root = fsspec.core.url_to_fs(str(remote))
+    return fs, str(root).rstrip("/")
+
+
+class Field:
+    """An open field.  Build one with :func:`create` or :func:`open_field`."""
+
+    def __init__(self, path, header: FieldHeader, writable: bool,
+                 options: FieldOptions | None = None, remote=None) -> None:
+        self.options = options or FieldOptions()
+        self.options.validate()
+        self.path = Path(path)
+        self.header = header
+        self.writable = bool(writable)
+        self.shape = header.shape
+        self.ndim = len(self.shape)
+        self.dtype = header.dtype
+        self.itemsize = self.dtype.itemsize
+        self.size = prod(self.shape)
+        self.row_elems = prod(self.shape[1:])
+        self.chunk_rows = header.chunk_rows
+        self.chunk_shape = header.chunk_shape
+        self.chunk_elems = self.chunk_rows * self.row_elems
+        self.n_chunks = -(-self.shape[0] // self.chunk_rows)
+        self.block_elems = max(1, self.options.block_bytes // self.itemsize)
+        self.blocks_per_chunk = -(-self.chunk_elems // self.block_elems)
+        self._elem_strides = tuple(prod(self.shape[i + 1:]) for i in range(self.ndim))
+        self._lock = threading.RLock()
+        self._wlock = threading.Lock()
+        self._l1 = LRUCache(self.options.l1_bytes)
+        self._l2 = LRUCache(self.options.l2_bytes)
+        window = self.options.prefetch_window or 64 * self.block_elems
+        self._pf = StridePrefetcher(self.options.prefetch_streams, self.options.prefetch_depth,
+                                    window)
+        self._rpf = StridePrefetcher(self.options.prefetch_streams, self.options.prefetch_depth)
+        self._handles: OrderedDict[int, _Chunk] = OrderedDict()
+        self._missing: set[int] = set()
+        self._dirty: set[int] = set()
+        self._inflight: dict[int, Future] = {}
+        self._wgen = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._remote = _resolve_remote(remote)
+        self._closed = False
+        self._stats = FieldStats()
+
+    # ---------------------------------------------------------------- basics
+    def __repr__(self) -> str:
+        return (f"Field({str(self.path)!r}, shape={self.shape}, dtype={self.dtype}, "
+                f"chunk_shape={self.chunk_shape}, {'rw' if self.writable else 'r'})")
+
+    @property
+    def nbytes(self) -> int:
+        """Logical size in bytes."""
+        return self.size * self.itemsize
+
+    @property
+    def uid(self) -> bytes:
+        return self.header.uid
+
+    def __enter__(self) -> "Field":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self.writable:
+            self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+            for h in self._handles.values():
+                h.retired = True
+                if h.users == 0:
+                    os.close(h.fd)
+            self._handles.clear()
+            self._l1.clear()
+            self._l2.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FieldClosedError(f"field {self.path} is closed")
+
+    def stats(self) -> FieldStats:
+        with self._lock:
+            return self._stats.copy()
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = FieldStats()
+
+    def clear_cache(self) -> None:
+        """Empty L1/L2 and the prefetchers' state (counted as wasted for unused prefetches)."""
+        for f in list(self._inflight.values()):
+            f.result()
+        with self._lock:
+            for e in self._l1.clear() + self._l2.clear():
+                self._stats.prefetch_wasted += e.prefetched
+            self._pf.reset()
+            self._rpf.reset()
+            self._missing.clear()
+
+    # ---------------------------------------------------------------- indexing
+    def _flat_full(self, index) -> int | None:
+        """Flat element index of a full integer index, or None if ``index`` is partial."""
+        if not isinstance(index, tuple):
+            index = (index,)
+        if len(index) != self.ndim:
+            if len(index) > self.ndim:
+                raise FieldIndexError(
+                    f"too many indices ({len(index)}) for a {self.ndim}-d field")
+            return None
+        e = 0
+        for i, (x, n, st) in enumerate(zip(index, self.shape, self._elem_strides)):
+            try:
+                x = operator.index(x)
+            except TypeError:
+                return None
+            if x < 0:
+                x += n
+            if not 0 <= x < n:
+                raise FieldIndexError(f"index {index[i]} out of range for axis {i} of size {n}")
+            e += x * st
+        return e
+
+    def _key(self, e: int) -> tuple[int, int]:
+        c, off = divmod(e, self.chunk_elems)
+        b, o = divmod(off, self.block_elems)
+        return c * self.blocks_per_chunk + b, o
+
+    def _chunk_elems_of(self, c: int) -> int:
+        return min(self.chunk_rows, self.shape[0] - c * self.chunk_rows) * self.row_elems
+
+    def _key_valid(self, k: int) -> bool:
+        if k < 0:
+            return False
+        c, b = divmod(k, self.blocks_per_chunk)
+        return c < self.n_chunks and b * self.block_elems < self._chunk_elems_of(c)
+
+    # ---------------------------------------------------------------- chunk handles
+    def _chunk_path(self, c: int) -> Path:
+        return self.path / chunk_relpath(c)
+
+    def _acquire(self, c: int, create: bool = False) -> _Chunk | None:
+        with self._lock:
+            self._check_open()
+            h = self._handles.get(c)
+            if h is not None:
+                self._handles.move_to_end(c)
+                h.users += 1
+                return h
+            if not create and c in self._missing:
+                return None
+        h = self._open_chunk(c, create)
+        with self._lock:
+            have = self._handles.get(c)
+            if have is not None:
+                if h is not None:
+                    os.close(h.fd)
+                have.users += 1
+                return have
+            if h is None:
+                self._missing.add(c)
+                return None
+            self._missing.discard(c)
+            self._handles[c] = h
+            h.users += 1
+            if len(self._handles) > self.options.max_open_chunks:
+                for oc in list(self._handles):
+                    if len(self._handles) <= self.options.max_open_chunks:
+                        break
+                    old = self._handles[oc]
+                    if old is h or oc in self._dirty:
+                        continue
+                    del self._handles[oc]
+                    old.retired = True
+                    if old.users == 0:
+                        os.close(old.fd)
+            return h
+
+    def _release(self, h: _Chunk) -> None:
+        with self._lock:
+            h.users -= 1
+            if h.retired and h.users == 0:
+                os.close(h.fd)
+
+    def _open_chunk(self, c: int, create: bool) -> _Chunk | None:
+        p = self._chunk_path(c)
+        flags = os.O_RDWR if self.writable else os.O_RDONLY
+        remote_fresh = False
+        try:
+            fd = os.open(p, flags)
+        except FileNotFoundError:
+            fd = -1
+            if self._remote is not None and self._fetch_remote_chunk(c):
+                fd = os.open(p, flags)
+                remote_fresh = True
+            if fd < 0:
+                if not create:
+                    return None
+                fd = self._create_chunk_file(c, flags)
+        try:
+            return self._validate_chunk(c, fd, remote_fresh)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _validate_chunk(self, c: int, fd: int, remote_fresh: bool) -> _Chunk:
+        where = f"chunk {c} ({self._chunk_path(c)})"
+        hdr = ChunkHeader.decode(os.pread(fd, 64, 0), where)
+        want = self._chunk_elems_of(c) * self.itemsize
+        if hdr.index != c:
+            raise CorruptChunkError(f"{where}: file holds chunk {hdr.index}, misplaced")
+        if hdr.uid != self.uid:
+            raise CorruptChunkError(f"{where}: belongs to another field (uid mismatch)")
+        if hdr.data_bytes != want:
+            raise CorruptChunkError(f"{where}: header says {hdr.data_bytes} data bytes, "
+                                    f"the field's chunk holds {want}")
+        size = os.fstat(fd).st_size
+        if size != CHUNK_HDR_BYTES + want:
+            raise CorruptChunkError(f"{where}: file is {size} bytes, expected "
+                                    f"{CHUNK_HDR_BYTES + want} (truncated or extended)")
+        if self.options.verify and hdr.sealed:
+            crc = _crc_data(fd, want)
+            if crc != hdr.data_crc:
+                raise CorruptChunkError(f"{where}: data checksum mismatch "
+                                        f"(stored {hdr.data_crc:08x}, computed {crc:08x})")
+        return _Chunk(c, fd, want, hdr.sealed, remote_fresh)
+
+    def _create_chunk_file(self, c: int, flags: int) -> int:
+        p = self._chunk_path(c)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        data_bytes = self._chunk_elems_of(c) * self.itemsize
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.pwrite(fd, ChunkHeader(c, data_bytes, self.uid).encode(), 0)
+            os.ftruncate(fd, CHUNK_HDR_BYTES + data_bytes)
+            try:
+                os.link(tmp, p)
+            except FileExistsError:  # another writer created it first: use theirs
+                os.close(fd)
+                fd = os.open(p, flags)
+            else:
+                with self._lock:
+                    self._stats.chunks_created += 1
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            os.unlink(tmp)
+        return fd
+
+    def _fetch_remote_chunk(self, c: int) -> bool:
+        fs, root = self._remote
+        rel = chunk_relpath(c)
+        rpath = f"{root}/{rel}"
+        if not fs.exists(rpath):
+            return False
+        p = self._chunk_path(c)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f"{p.name}.dl{os.getpid()}.{threading.get_ident()}")
+        try:
+            fs.get_file(rpath, str(tmp))
+            n = os.stat(tmp).st_size
+            try:
+                os.link(tmp, p)
+            except FileExistsError:
+                pass
+        finally:
+            if tmp.exists():
+                os.unlink(tmp)
+        with self._lock:
+            self._stats.bytes_read_remote += n
+            self._stats.chunks_fetched += 1
+        return True
+
+    # ---------------------------------------------------------------- blocks
+    def _read_block(self, k: int) -> tuple[np.ndarray, str]:
+        c, b = divmod(k, self.blocks_per_chunk)
+        start = b * self.block_elems
+        n = min(self.block_elems, self._chunk_elems_of(c) - start)
+        h = self._acquire(c)
+        if h is None:
+            return np.zeros(n, self.dtype), "absent"
+        try:
+            buf = np.empty(n, self.dtype)
+            got = os.preadv(h.fd, [buf], CHUNK_HDR_BYTES + start * self.itemsize)
+            if got != buf.nbytes:
+                raise CorruptChunkError(f"chunk {c}: short read ({got} of {buf.nbytes} bytes), "
+                                        "the file was truncated")
+            with self._lock:
+                tier = "L4" if h.remote_fresh else "L3"
+                h.remote_fresh = False
+                self._stats.bytes_read += buf.nbytes
+            return buf, tier
+        finally:
+            self._release(h)
+
+    def _insert_l1(self, k: int, blk: np.ndarray) -> None:
+        for e in self._l1.put(k, blk, blk.nbytes):
+            self._insert_l2(e.key, e.value, e.prefetched)
+
+    def _insert_l2(self, k: int, blk: np.ndarray, prefetched: bool) -> None:
+        for e in self._l2.put(k, blk, blk.nbytes, prefetched):
+            self._stats.prefetch_wasted += e.prefetched
+
+    def _lookup(self, k: int, promote: bool) -> np.ndarray | None:
+        """L1 then L2 (caller holds the lock); counts the hit; None on a miss."""
+        blk = self._l1.get(k)
+        if blk is not None:
+            self._stats.tier_hits["L1"] += 1
+            return blk
+        if k not in self._l2:
+            return None
+        self._stats.tier_hits["L2"] += 1
+        if self._l2.take_prefetched(k):
+            self._stats.prefetch_used += 1
+        if promote:
+            e = self._l2.pop(k)
+            self._insert_l1(k, e.value)
+            return e.value
+        return self._l2.get(k)
+
+    def _block(self, k: int, promote: bool = True) -> np.ndarray:
+        with self._lock:
+            blk = self._lookup(k, promote)
+            if blk is not None:
+                return blk
+            fut = self._inflight.get(k)
+            gen = self._wgen
+        if fut is not None:
+            fut.result()
+            with self._lock:
+                blk = self._lookup(k, promote)
+                if blk is not None:
+                    self._stats.prefetch_late += 1
+                    return blk
+                gen = self._wgen
+        blk, tier = self._read_block(k)
+        with self._lock:
+            self._stats.tier_hits[tier] += 1
+            if gen == self._wgen and k not in self._l1 and k not in self._l2:
+                if promote:
+                    self._insert_l1(k, blk)
+                else:
+                    self._insert_l2(k, blk, False)
+        return blk
+
+    # ---------------------------------------------------------------- prefetch
+    def _observe(self, e: int, k: int) -> list[int]:
+        """Train the element prefetcher (lock held); return block keys to fetch ahead."""
+        d = self._pf.observe(e)
+        if not d.targets:
+            return []
+        s = d.stride
+        if abs(s) >= self.block_elems:
+            cand = [self._key(t)[0] for t in d.targets if 0 <= t < self.size]
+        else:
+            step = 1 if s > 0 else -1
+            cand = [k + step * i for i in range(1, self.options.prefetch_depth + 1)]
+        out = []
+        for t in cand:
+            if (self._key_valid(t) and t not in self._l1 and t not in self._l2
+                    and t not in self._inflight):
+                out.append(t)
+        return out
+
+    def _issue(self, keys: list[int]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            self._stats.prefetch_issued += len(keys)
+            gen = self._wgen
+            if self.options.prefetch_async:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.options.prefetch_threads,
+                                                        thread_name_prefix="field-prefetch")
+                for t in keys:
+                    self._hint(t)
+                    self._inflight[t] = self._executor.submit(self._prefetch_task, t, gen)
+                return
+        for t in keys:
+            self._prefetch_task(t, gen)
+
+    def _hint(self, k: int) -> None:
+        c, b = divmod(k, self.blocks_per_chunk)
+        h = self._handles.get(c)
+        if h is not None:
+            os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * self.block_elems * self.itemsize,
+                             self.block_elems * self.itemsize, os.POSIX_FADV_WILLNEED)
+
+    def _prefetch_task(self, k: int, gen: int) -> None:
+        try:
+            blk, _tier = self._read_block(k)
+        except (FieldError, OSError):
+            with self._lock:
+                self._inflight.pop(k, None)
+                self._stats.prefetch_wasted += 1
+            return
+        with self._lock:
+            self._inflight.pop(k, None)
+            if gen != self._wgen or k in self._l1 or k in self._l2:
+                self._stats.prefetch_wasted += 1
+                return
+            self._insert_l2(k, blk, True)
+
+    def wait_prefetches(self) -> None:
+        """Block until every in-flight prefetch has landed (for tests and benchmarks)."""
+        while True:
+            with self._lock:
+                futs = list(self._inflight.values())
+            if not futs:
+                return
+            for f in futs:
+                f.result()
+
+    # ---------------------------------------------------------------- reads
+    def get(self, index):
+        """Element at a full index (numpy scalar) or the sub-array at a partial index.
+
+        ``index``: an int (axis 0) or a tuple of ints / slices, numpy style (negative ints
+        count from the end).  Out-of-range indices raise :class:`FieldIndexError`.
+        """
+        self._check_open()
+        e = self._flat_full(index)
+        if e is None:
+            return self.batch_get(index if isinstance(index, tuple) else (index,))
+        return self._get_flat(e)
+
+    def activate(self, *coords):
+        """``activate(x, y, z)`` == ``get((x, y, z))``: read (lazily) one element or row."""
+        return self.get(tuple(coords))
+
+    __getitem__ = get
+
+    def get_flat(self, e: int):
+        """Element at flat C-order index ``e``."""
+        e = operator.index(e)
+        if not 0 <= e < self.size:
+            raise FieldIndexError(f"flat index {e} out of range 0..{self.size - 1}")
+        self._check_open()
+        return self._get_flat(e)
+
+    def _get_flat(self, e: int):
+        t0 = time.perf_counter_ns()
+        k, o = self._key(e)
+        with self._lock:
+            self._stats.gets += 1
+            ahead = self._observe(e, k) if self.options.prefetch_depth else []
+        self._issue(ahead)
+        v = self._block(k)[o]
+        dt = time.perf_counter_ns() - t0
+        with self._lock:
+            self._stats.latency_get_ns[min(63, dt.bit_length())] += 1
+        return v
+
+    def batch_get(self, sel) -> np.ndarray:
+        """Many elements at once.
+
+        ``sel`` is either a region (a slice, or a tuple of slices / ints, numpy basic
+        indexing, Ellipsis allowed) returning an array of the region's shape, or an integer
+        array: shape ``(n, ndim)`` = n coordinates, shape ``(n,)`` = n flat C-order indices
+        (the same thing for 1-d fields), returning an ``(n,)`` array.
+        """
+        self._check_open()
+        t0 = time.perf_counter_ns()
+        if isinstance(sel, (slice, tuple, int, np.integer)) or sel is Ellipsis:
+            out = self._read_region(sel)
+        else:
+            out = self._gather(self._flat_indices(sel))
+        dt = time.perf_counter_ns() - t0
+        with self._lock:
+            self._stats.latency_batch_ns[min(63, dt.bit_length())] += 1
+        return out
+
+    def _flat_indices(self, idx) -> np.ndarray:
+        a = np.asarray(idx)
+        if a.size == 0:
+            return np.zeros(0, np.int64)
+        if a.dtype.kind not in "iu":
+            raise FieldIndexError(f"index arrays must be integers, got {a.dtype}")
+        a = a.astype(np.int64, copy=False)
+        if a.ndim == 1:
+            bad = (a < 0) | (a >= self.size)
+            if bad.any():
+                raise FieldIndexError(f"flat index {a[bad][0]} out of range 0..{self.size - 1}")
+            return a
+        if a.ndim != 2 or a.shape[1] != self.ndim:
+            raise FieldIndexError(f"coordinate array must have shape (n, {self.ndim}), "
+                                  f"got {a.shape}")
+        shape = np.asarray(self.shape, np.int64)
+        a = np.where(a < 0, a + shape, a)
+        bad = ((a < 0) | (a >= shape)).any(axis=1)
+        if bad.any():
+            raise FieldIndexError(f"coordinate {tuple(a[bad][0])} out of range for {self.shape}")
+        return a @ np.asarray(self._elem_strides, np.int64)
+
+    def _gather(self, flat: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self._stats.batch_gets += 1
+            self._stats.batch_elements += int(flat.size)
+        out = np.empty(flat.size, self.dtype)
+        piece = 1 << 16
+        for s in range(0, flat.size, piece):
+            f = flat[s:s + piece]
+            c, off = np.divmod(f, self.chunk_elems)
+            b, o = np.divmod(off, self.block_elems)
+            keys = c * self.blocks_per_chunk + b
+            uk, inv = np.unique(keys, return_inverse=True)
+            stack = np.empty((uk.size, self.block_elems), self.dtype)
+            for i, k in enumerate(uk.tolist()):
+                blk = self._block(k, promote=False)
+                stack[i, :blk.size] = blk
+            out[s:s + piece] = stack[inv.reshape(-1), o]
+        return out
+
+    def _normalize_region(self, sel) -> tuple[tuple, tuple]:
+        """(axis-0 slice or int, inner selection tuple) from a numpy basic index."""
+        if not isinstance(sel, tuple):
+            sel = (sel,)
+        if any(s is Ellipsis for s in sel):
+            i = next(j for j, s in enumerate(sel) if s is Ellipsis)
+            fill = self.ndim - (len(sel) - 1)
+            sel = sel[:i] + (slice(None),) * fill + sel[i + 1:]
+        if len(sel) > self.ndim:
+            raise FieldIndexError(f"too many indices ({len(sel)}) for a {self.ndim}-d field")
+        sel = tuple(sel) + (slice(None),) * (self.ndim - len(sel))
+        norm = []
+        for ax, (s, n) in enumerate(zip(sel, self.shape)):
+            if isinstance(s, slice):
+                norm.append(s)
+                continue
+            try:
+                x = operator.index(s)
+            except TypeError:
+                raise FieldIndexError(f"unsupported index {s!r} on axis {ax}: use ints, "
+                                      "slices, or an index array with batch_get") from None
+            if x < 0:
+                x += n
+            if not 0 <= x < n:
+                raise FieldIndexError(f"index {s} out of range for axis {ax} of size {n}")
+            norm.append(x)
+        return norm[0], tuple(norm[1:])
+
+    def _read_region(self, sel) -> np.ndarray:
+        s0, inner = self._normalize_region(sel)
+        with self._lock:
+            self._stats.region_gets += 1
+        if isinstance(s0, int):
+            rows = range(s0, s0 + 1)
+        else:
+            rows = range(*s0.indices(self.shape[0]))
+        row_bytes = self.row_elems * self.itemsize
+        parts = []
+        if len(rows) == 0:
+            return np.empty((0,) + self.shape[1:], self.dtype)[(slice(None),) + inner]
+        step = rows.step
+        lo, hi = min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1
+        dense = abs(step) == 1 or (hi - lo) <= 4 * len(rows)
+        self._region_hint(lo * self.row_elems, (hi - lo) * self.row_elems)
+        per = max(1, self.options.region_piece_bytes // max(1, row_bytes))
+        if dense:
+            for a in range(lo, hi, per):
+                b = min(hi, a + per)
+                blk = self._read_rows(a, b)
+                sub = [r - a for r in rows if a <= r < b] if abs(step) != 1 else None
+                if sub is not None:
+                    blk = blk[sub]
+                parts.append(blk[(slice(None),) + inner])
+            if step < 0:
+                parts = [p[::-1] for p in parts[::-1]]
+        else:
+            for r in rows:
+                parts.append(self._read_rows(r, r + 1)[(slice(None),) + inner])
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        if isinstance(s0, int):
+            out = out[0]
+        return np.ascontiguousarray(out)
+
+    def _region_hint(self, f0: int, n: int) -> None:
+        if not self.options.prefetch_depth or n * self.itemsize <= self.options.region_direct_bytes:
+            return
+        with self._lock:
+            d = self._rpf.observe(f0)
+        for t in d.targets:
+            if d.stride != n or not 0 <= t < self.size:
+                continue
+            end = min(self.size, t + n)
+            for c in range(t // self.chunk_elems, (end - 1) // self.chunk_elems + 1):
+                with self._lock:
+                    h = self._handles.get(c)
+                    if h is None:
+                        continue
+                    a = max(t, c * self.chunk_elems) - c * self.chunk_elems
+                    b = min(end, (c + 1) * self.chunk_elems) - c * self.chunk_elems
+                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + a * self.itemsize,
+                                     (b - a) * self.itemsize, os.POSIX_FADV_WILLNEED)
+                    self._stats.readahead_hints += 1
+
+    def _read_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows [r0, r1) as a fresh array of shape (r1 - r0, *shape[1:])."""
+        out = np.empty((r1 - r0) * self.row_elems, self.dtype)
+        f0, f1 = r0 * self.row_elems, r1 * self.row_elems
+        pos = f0
+        while pos < f1:
+            c = pos // self.chunk_elems
+            cend = min(f1, (c + 1) * self.chunk_elems)
+            view = out[pos - f0:cend - f0]
+            off = pos - c * self.chunk_elems
+            if view.nbytes <= self.options.region_direct_bytes:
+                self._copy_via_blocks(pos, cend, view)
+            else:
+                self._read_direct(c, off, view)
+            pos = cend
+        return out.reshape((r1 - r0,) + self.shape[1:])
+
+    def _copy_via_blocks(self, f0: int, f1: int, view: np.ndarray) -> None:
+        e = f0
+        while e < f1:
+            k, o = self._key(e)
+            blk = self._block(k, promote=False)
+            n = min(f1 - e, blk.size - o)
+            view[e - f0:e - f0 + n] = blk[o:o + n]
+            e += n
+
+    def _read_direct(self, c: int, off: int, view: np.ndarray) -> None:
+        h = self._acquire(c)
+        if h is None:
+            view[:] = 0
+            with self._lock:
+                self._stats.tier_hits["absent"] += 1
+            return
+        try:
+            got = os.preadv(h.fd, [view], CHUNK_HDR_BYTES + off * self.itemsize)
+            if got != view.nbytes:
+                raise CorruptChunkError(f"chunk {c}: short read ({got} of {view.nbytes} bytes)")
+            with self._lock:
+                self._stats.tier_hits["L4" if h.remote_fresh else "L3"] += 1
+                h.remote_fresh = False
+                self._stats.bytes_read += got
+        finally:
+            self._release(h)
+
+    # ---------------------------------------------------------------- writes
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self.writable:
+            raise ReadOnlyFieldError(f"field {self.path} is open read-only")
+
+    def set(self, index, value) -> None:
+        """Write one element (full index) or a sub-array (partial index / region)."""
+        self._check_writable()
+        e = self._flat_full(index)
+        if e is None:
+            self.batch_set(index if isinstance(index, tuple) else (index,), value)
+            return
+        self._write_flat(e, np.asarray(value).astype(self.dtype).reshape(1))
+
+    __setitem__ = set
+
+    def batch_set(self, sel, values) -> None:
+        """Write a region (slices/ints) or elements at an integer index array (see batch_get)."""
+        self._check_writable()
+        if isinstance(sel, (slice, tuple, int, np.integer)) or sel is Ellipsis:
+            s0, inner = self._normalize_region(sel)
+            rows = range(s0, s0 + 1) if isinstance(s0, int) else range(*s0.indices(self.shape[0]))
+            if len(rows) == 0:
+                return
+            full_inner = all(isinstance(s, slice) and s.indices(n) == (0, n, 1)
+                             for s, n in zip(inner, self.shape[1:]))
+            if rows.step == 1 and full_inner:
+                shape = (len(rows),) + self.shape[1:]
+                data = np.broadcast_to(np.asarray(values).astype(self.dtype, copy=False),
+                                       shape if not isinstance(s0, int) else self.shape[1:])
+                self._write_flat(rows[0] * self.row_elems, np.ascontiguousarray(data).reshape(-1))
+                return
+            lo, hi = min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1
+            with self._wlock:
+                buf = self._read_rows(lo, hi)
+                local = (slice(rows[0] - lo, None if rows.step < 0 and rows[-1] == lo
+                               else rows[-1] - lo + (1 if rows.step > 0 else -1), rows.step)
+                         if not isinstance(s0, int) else s0 - lo,) + inner
+                buf[local] = np.asarray(values).astype(self.dtype, copy=False)
+                self._write_flat(lo * self.row_elems, buf.reshape(-1), locked=True)
+            return
+        flat = self._flat_indices(sel)
+        vals = np.broadcast_to(np.asarray(values).astype(self.dtype, copy=False), flat.shape)
+        order = np.argsort(flat, kind="stable")
+        with self._wlock:
+            for i in order.tolist():
+                self._write_flat(int(flat[i]), vals[i:i + 1], locked=True)
+
+    def _write_flat(self, f0: int, data: np.ndarray, locked: bool = False) -> None:
+        if not locked:
+            with self._wlock:
+                return self._write_flat(f0, data, locked=True)
+        data = np.ascontiguousarray(data, dtype=self.dtype)
+        f1 = f0 + data.size
+        if not 0 <= f0 <= f1 <= self.size:
+            raise FieldIndexError(f"write of {data.size} elements at {f0} exceeds the field")
+        pos = f0
+        while pos < f1:
+            c = pos // self.chunk_elems
+            cend = min(f1, (c + 1) * self.chunk_elems)
+            h = self._acquire(c, create=True)
+            try:
+                if h.sealed:
+                    os.pwrite(h.fd, ChunkHeader(c, h.data_bytes, self.uid).encode(), 0)
+                    h.sealed = False
+                piece = data[pos - f0:cend - f0]
+                n = os.pwrite(h.fd, piece, CHUNK_HDR_BYTES + (pos - c * self.chunk_elems)
+                              * self.itemsize)
+                if n != piece.nbytes:
+                    raise FieldError(f"chunk {c}: short write ({n} of {piece.nbytes} bytes)")
+                with self._lock:
+                    self._dirty.add(c)
+                    self._stats.bytes_written += n
+            finally:
+                self._release(h)
+            pos = cend
+        with self._lock:  # keep cached copies coherent and invalidate racing reads
+            self._wgen += 1
+            k0, _ = self._key(f0)
+            k1, _ = self._key(f1 - 1)
+            for k in range(k0, k1 + 1):
+                for cache in (self._l1, self._l2):
+                    blk = cache.peek(k)
+                    if blk is None:
+                        continue
+                    c, b = divmod(k, self.blocks_per_chunk)
+                    base = c * self.chunk_elems + b * self.block_elems
+                    a, z = max(f0, base), min(f1, base + blk.size)
+                    if a < z:
+                        blk[a - base:z - base] = data[a - f0:z - f0]
+
+    def flush(self) -> None:
+        """Make written data durable: seal (checksum) and fsync dirty chunks; upload to L4."""
+        self._check_writable()
+        with self._wlock:
+            with self._lock:
+                dirty = sorted(self._dirty)
+                self._dirty.clear()
+            for c in dirty:
+                h = self._acquire(c)
+                try:
+                    if self.options.seal_on_flush and h.data_bytes <= SEAL_MAX_BYTES:
+                        crc = _crc_data(h.fd, h.data_bytes)
+                        os.pwrite(h.fd, ChunkHeader(c, h.data_bytes, self.uid, True,
+                                                    crc).encode(), 0)
+                        h.sealed = True
+                    os.fsync(h.fd)
+                finally:
+                    self._release(h)
+            if self._remote is not None:
+                fs, root = self._remote
+                rh = f"{root}/{HEADER_NAME}"
+                if not fs.exists(rh):
+                    fs.makedirs(root, exist_ok=True)
+                    fs.put_file(str(self.path / HEADER_NAME), rh)
+                for c in dirty:
+                    rel = chunk_relpath(c)
+                    fs.makedirs(f"{root}/{rel.rsplit('/', 1)[0]}", exist_ok=True)
+                    fs.put_file(str(self._chunk_path(c)), f"{root}/{rel}")
+
+    # ---------------------------------------------------------------- maintenance
+    def chunk_ids(self) -> list[int]:
+        """Indices of the chunks that exist locally, ascending."""
+        out = []
+        for p in (self.path / "chunks").glob("*/*.pxc"):
+            try:
+                out.append((int(p.parent.name, 16) << 12) | int(p.stem, 16))
+            except ValueError:
+                raise CorruptChunkError(f"unexpected file in the chunk store: {p}") from None
+        return sorted(out)
+
+    def disk_usage(self) -> int:
+        """Bytes actually allocated on disk by the field directory (st_blocks * 512)."""
+        total = 0
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+        return total
+
+    def verify(self) -> int:
+        """Check every local chunk's header, size and (if sealed) checksum; return the count."""
+        n = 0
+        for c in self.chunk_ids():
+            if c >= self.n_chunks:
+                raise CorruptChunkError(f"chunk file {c} is beyond the field's {self.n_chunks} chunks")
+            fd = os.open(self._chunk_path(c), os.O_RDONLY)
+            try:
+                h = self._validate_chunk(c, fd, False)
+                if h.sealed:
+                    hdr = ChunkHeader.decode(os.pread(fd, 64, 0), f"chunk {c}")
+                    crc = _crc_data(fd, h.data_bytes)
+                    if crc != hdr.data_crc:
+                        raise CorruptChunkError(
+                            f"chunk {c} ({self._chunk_path(c)}): data checksum mismatch "
+                            f"(stored {hdr.data_crc:08x}, computed {crc:08x})")
+            finally:
+                os.close(fd)
+            n += 1
+        return n
+
+    def drop_os_cache(self) -> int:
+        """``posix_fadvise(DONTNEED)`` on every local chunk file (after fsync); return count."""
+        n = 0
+        for c in self.chunk_ids():
+            fd = os.open(self._chunk_path(c), os.O_RDONLY)
+            try:
+                os.fdatasync(fd) if self.writable else None
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            n += 1
+        return n
+
+    def chunk_file(self, c: int) -> Path:
+        return self._chunk_path(c)
+
+    def chunk_memmap(self, c: int) -> np.ndarray | None:
+        """A read-only ``numpy.memmap`` of chunk ``c``'s data (None if it does not exist)."""
+        h = self._acquire(c)
+        if h is None:
+            return None
+        self._release(h)
+        return np.memmap(self._chunk_path(c), dtype=self.dtype, mode="r",
+                         offset=CHUNK_HDR_BYTES, shape=(h.data_bytes // self.itemsize,))
+
+
+def _crc_data(fd: int, nbytes: int) -> int:
+    crc, pos = 0, 0
+    while pos < nbytes:
+        piece = os.pread(fd, min(_CRC_PIECE, nbytes - pos), CHUNK_HDR_BYTES + pos)
+        if not piece:
+            raise CorruptChunkError(f"chunk data ends at {pos} of {nbytes} bytes")
+        crc = zlib.crc32(piece, crc)
+        pos += len(piece)
+    return crc
+
+
+# -------------------------------------------------------------------- constructors
+def _check_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise FieldError(f"shape must be a tuple of ints, got {shape!r}") from None
+    if not 1 <= len(shape) <= 32 or min(shape) < 1:
+        raise FieldError(f"shape {shape} must have 1..32 dimensions, each >= 1")
+    return shape
+
+
+def create(path, shape, dtype="float32", *, chunk_rows: int | None = None,
+           chunk_bytes: int = _DEFAULT_CHUNK_BYTES, overwrite: bool = False,
+           options: FieldOptions | None = None, remote=None) -> Field:
+    """Create an empty (all-zero, sparse) field at directory ``path`` and open it read-write.
+
+    Chunks split axis 0: ``chunk_rows`` rows each (default: as many rows as fit in
+    ``chunk_bytes``, at least one).  Nothing but the header is written: chunk files appear
+    on first write, so the logical size may exceed the disk by any factor.
+    """
+    shape = _check_shape(shape)
+    dt = normalize_dtype(dtype)
+    row_bytes = prod(shape[1:]) * dt.itemsize
+    if prod(shape) * dt.itemsize >= _MAX_LOGICAL_BYTES:
+        raise FieldError(f"field of {prod(shape) * dt.itemsize} bytes exceeds the 2**62 limit")
+    if chunk_rows is None:
+        chunk_rows = max(1, int(chunk_bytes) // row_bytes)
+    chunk_rows = min(operator.index(chunk_rows), shape[0])
+    if chunk_rows < 1:
+        raise FieldError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if chunk_rows * row_bytes > _MAX_CHUNK_BYTES:
+        raise FieldError(f"a chunk of {chunk_rows} rows is {chunk_rows * row_bytes} bytes, "
+                         f"over the {_MAX_CHUNK_BYTES} limit")
+    p = Path(path)
+    hp = p / HEADER_NAME
+    if p.exists():
+        if not overwrite or (any(p.iterdir()) and not hp.exists()):
+            raise FieldExistsError(f"{p} already exists" + ("" if overwrite else
+                                   " (pass overwrite=True to replace a field)"))
+        shutil.rmtree(p)
+    p.mkdir(parents=True)
+    header = FieldHeader(shape=shape, dtype=dt, chunk_rows=chunk_rows, uid=secrets.token_bytes(16))
+    tmp = p / (HEADER_NAME + ".tmp")
+    with builtin_open(tmp, "wb") as f:
+        f.write(header.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, hp)
+    return Field(p, header, True, options, remote)
+
+
+builtin_open = open
+
+
+def read_header(path, remote=None) -> FieldHeader:
+    p = Path(path)
+    hp = p / HEADER_NAME
+    if not hp.exists():
+        r = _resolve_remote(remote)
+        if r is None or not r[0].exists(f"{r[1]}/{HEADER_NAME}"):
+            raise FieldNotFoundError(f"no field at {p} (missing {HEADER_NAME})")
+        p.mkdir(parents=True, exist_ok=True)
+        r[0].get_file(f"{r[1]}/{HEADER_NAME}", str(hp))
+    with builtin_open(hp, "rb") as f:
+        raw = f.read(1 << 16)
+    return FieldHeader.decode(raw, f"field header {hp}")
+
+
+def open_field(path, mode: str = "r", *, options: FieldOptions | None = None,
+               remote=None, verify: bool | None = None) -> Field:
+    """Open an existing field; ``mode`` ``"r"`` (read-only) or ``"r+"`` (read-write).
+
+    ``remote``: an fsspec URL (or ``(filesystem, root)``) used as tier L4; if the local
+    directory has no header it is fetched from there.  ``verify=True`` checks sealed
+    chunks' data checksums as they are first opened.
+    """
+    if mode not in ("r", "r+"):
+        raise FieldError(f"mode must be 'r' or 'r+', got {mode!r}")
+    header = read_header(path, remote)
+    opts = options or FieldOptions()
+    if verify is not None:
+        from dataclasses import replace
+        opts = replace(opts, verify=verify)
+    return Field(path, header, mode == "r+", opts, remote)
+
+
+__all__ += ["read_header", "CorruptHeaderError"]
