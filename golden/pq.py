@@ -69,15 +69,19 @@ def encode(cfg: ProximaConfig, vectors: np.ndarray, codebook: np.ndarray,
 
 
 def adt_raw(cfg: ProximaConfig, query: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """Un-shifted ADT: ``(M, 256)`` int64 exact sums of squared differences."""
+    """Un-shifted ADT: ``(..., M, 256)`` int64 exact sums of squared differences.
+
+    ``query`` is one vector ``(dim,)`` or a batch ``(Q, dim)``.
+    """
     M, dsub = cfg.pq.M, cfg.dsub
-    q = np.asarray(query, dtype=np.int64).reshape(M, 1, dsub)
+    query = np.asarray(query)
+    q = query.astype(np.int64).reshape(query.shape[:-1] + (M, 1, dsub))
     diff = codebook.astype(np.int64) - q
-    return (diff * diff).sum(axis=2)
+    return (diff * diff).sum(axis=-1)
 
 
 def build_adt(cfg: ProximaConfig, query: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """The query's ADT as the hardware stores it: ``(M, 256)`` int64 in ``0..adt_max``."""
+    """The query's ADT as the hardware stores it: ``(..., M, 256)`` int64 in ``0..adt_max``."""
     raw = adt_raw(cfg, query, codebook)
     s = cfg.adt_shift
     if s:

@@ -1,0 +1,123 @@
+"""Evaluation: recall, per-query counters, throughput, sweeps, matched-recall comparison."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from proxima.config import ProximaConfig
+
+from .index import Index
+
+__all__ = ["recall_at", "EvalReport", "run_queries", "sweep", "at_recall", "ALGOS"]
+
+ALGOS = ("alg1", "beam")
+
+
+def recall_at(ids: np.ndarray, gt: np.ndarray, k: int) -> float:
+    """Mean |returned top-k ∩ true top-k| / k over queries (``ids`` (Q, >=k), ``gt`` (Q, >=k))."""
+    if ids.shape[1] < k or gt.shape[1] < k:
+        raise ValueError(f"recall@{k} needs at least {k} results and ground-truth columns")
+    hits = [len(np.intersect1d(a[:k], b[:k])) for a, b in zip(ids, gt)]
+    return float(np.mean(hits)) / k
+
+
+@dataclass
+class EvalReport:
+    algo: str
+    params: dict
+    recall: dict[str, float]
+    counters: dict[str, float]  # means per query
+    qps: float
+    seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"algo": self.algo, "params": self.params, "recall": self.recall,
+                "counters": self.counters, "qps": self.qps, "seconds": self.seconds,
+                "reasons": self.reasons}
+
+
+def _searcher(algo: str) -> Callable:
+    if algo == "alg1":
+        from .search_batch import search_batch
+        return search_batch
+    if algo == "beam":
+        from .beam import beam_search
+
+        def run(index, queries, cfg, trace=False):
+            return [beam_search(index, q, cfg, trace=trace) for q in queries]
+        return run
+    raise ValueError(f"unknown algorithm {algo!r}; choose from {ALGOS}")
+
+
+def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
+                cfg: ProximaConfig | None = None, algo: str = "alg1",
+                access_bytes: int | None = None) -> tuple[EvalReport, list]:
+    """Search every query; return the report and the per-query results."""
+    cfg = cfg or index.cfg
+    t0 = time.perf_counter()
+    results = _searcher(algo)(index, queries, cfg, trace=False)
+    dt = time.perf_counter() - t0
+    k = cfg.search.k
+    ids = np.full((len(results), k), -1, dtype=np.int64)
+    for i, r in enumerate(results):
+        ids[i, :len(r.ids)] = r.ids
+    recall = {}
+    if gt is not None:
+        for kk in (1, 10, 100):
+            if kk <= k and kk <= gt.shape[1]:
+                recall[f"recall@{kk}"] = recall_at(ids, gt, kk)
+    names = sorted({c for r in results for c in r.counters})
+    counters = {c: float(np.mean([r.counters.get(c, 0) for r in results])) for c in names}
+    reasons: dict[str, int] = {}
+    for r in results:
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    params = {"L": cfg.search.L, "k": k}
+    if algo == "alg1":
+        params.update(T0=cfg.search.T0, T_step=cfg.search.T_step, r=cfg.search.r,
+                      beta=cfg.search.beta)
+    else:
+        params.update(W=cfg.search.beam_width)
+    rep = EvalReport(algo, params, recall, counters, len(results) / dt if dt > 0 else 0.0, dt,
+                     reasons)
+    return rep, results
+
+
+def sweep(index: Index, queries: np.ndarray, gt: np.ndarray, algo: str,
+          grid: Iterable[dict[str, dict]], progress: bool = True) -> list[EvalReport]:
+    """Run :func:`run_queries` for every configuration change in ``grid``.
+
+    Each grid point is a ``ProximaConfig.with_`` mapping, e.g. ``{"search": {"L": 48}}``.
+    """
+    from tqdm import tqdm
+
+    grid = list(grid)
+    out = []
+    for change in tqdm(grid, desc=f"sweep {algo}", disable=not progress, unit="pt"):
+        cfg = index.cfg.with_(**change)
+        rep, _ = run_queries(index, queries, gt, cfg, algo)
+        out.append(rep)
+    return out
+
+
+def at_recall(reports: list[EvalReport], target: float, metric: str = "recall@10",
+              counter: str = "hops") -> float | None:
+    """``counter`` at ``metric == target``, interpolated linearly between the two sweep points
+    that bracket the target on the recall-sorted curve (None if the sweep never reaches it)."""
+    pts = sorted((r.recall[metric], r.counters[counter]) for r in reports if metric in r.recall)
+    # the cheapest point at or above the target, and the best one below it
+    above = [p for p in pts if p[0] >= target]
+    if not above:
+        return None
+    hi = min(above, key=lambda p: p[1])
+    below = [p for p in pts if p[0] < target and p[1] <= hi[1]]
+    if not below:
+        return hi[1]
+    lo = max(below, key=lambda p: p[0])
+    if hi[0] == lo[0]:
+        return hi[1]
+    return lo[1] + (hi[1] - lo[1]) * (target - lo[0]) / (hi[0] - lo[0])
