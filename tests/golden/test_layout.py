@@ -1,0 +1,280 @@
+"""Frame format, gap encoding, hot frames, address mapping and events -> reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxima.config import preset
+from proxima.golden.layout import (Layout, LayoutError, Read, decode_frame, decode_frames,
+                                   decode_hot_frame, decode_hot_frames, encode_frame,
+                                   encode_frames, encode_hot_frame, encode_hot_frames,
+                                   gap_widths, reads_for_events, row_gap_width, _round_stride)
+
+TINY = preset("tiny")  # R=8, id_bits=16, M=4 (C=4), 4 index cores, 2 raw cores, A=128, P=4096
+PAPER = preset("paper")
+
+
+def _rows(draw_ids, R):
+    row = np.full(R, -1, dtype=np.int32)
+    row[:len(draw_ids)] = sorted(draw_ids)
+    return row
+
+
+@st.composite
+def graph_rows(draw, max_rows=12):
+    """(cfg, n, rows (m, R), codes (n, C)) with random R, id_bits and degrees."""
+    R = draw(st.integers(2, 24))
+    id_bits = draw(st.integers(4, 24))
+    cfg = TINY.with_(graph={"R": R, "build_L": max(R, 16)},
+                     engine={"id_bits": id_bits, "sorter_n": max(16, 1 << (R - 1).bit_length())},
+                     nand={"pages_per_core": 1 << 16})
+    n = draw(st.integers(1, 1 << id_bits))
+    m = draw(st.integers(1, max_rows))
+    rows = np.full((m, R), -1, dtype=np.int32)
+    for i in range(m):
+        d = draw(st.integers(0, R))
+        ids = draw(st.lists(st.integers(0, n - 1), min_size=d, max_size=d))
+        rows[i, :d] = sorted(ids)
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    # codes of every vertex a row can name (ids above 4095 share codes: the arrays stay small)
+    codes = rng.integers(0, 256, (min(n, 4096), cfg.pq_code_bytes), dtype=np.uint8)
+    own = rng.integers(0, 256, (m, cfg.pq_code_bytes), dtype=np.uint8)
+    return cfg, n, rows, codes, own
+
+
+class _CodeView:
+    """codes[v] = small[v % len(small)] for any id array v (a code table for up to 2**24 ids)."""
+
+    def __init__(self, small):
+        self.small = small
+
+    def __getitem__(self, v):
+        return self.small[np.asarray(v) % len(self.small)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(graph_rows())
+def test_round_trip_scalar_and_vectorised(data):
+    cfg, n, rows, small_codes, own = data
+    W = int(gap_widths(rows).max(initial=0))
+    lay = Layout(cfg, n, min(n, len(rows)), W)
+    codes = _CodeView(small_codes)
+    frames = encode_frames(lay, rows, own)
+    hot = encode_hot_frames(lay, rows, codes)
+    for i, row in enumerate(rows):
+        f = encode_frame(lay, row, own[i])
+        assert len(f) == lay.frame_bytes
+        assert f == frames[i].tobytes()
+        r, c = decode_frame(lay, f)
+        assert np.array_equal(r, row) and np.array_equal(c, own[i])
+        h = encode_hot_frame(lay, row, codes)
+        assert len(h) == lay.hot_accesses * lay.access
+        assert h == hot[i].tobytes()
+        hr, hc = decode_hot_frame(lay, h)
+        d = int((row >= 0).sum())
+        assert np.array_equal(hr, row)
+        assert np.array_equal(hc[:d], codes[row[:d]]) and not hc[d:].any()
+    r2, c2 = decode_frames(lay, frames)
+    assert np.array_equal(r2, rows) and np.array_equal(c2, own)
+    h2, hc2 = decode_hot_frames(lay, hot)
+    assert np.array_equal(h2, rows)
+    live = rows >= 0
+    assert np.array_equal(hc2[live], codes[rows[live]])
+
+
+def test_gap_width_examples():
+    assert row_gap_width([]) == 0
+    assert row_gap_width([7]) == 0
+    assert row_gap_width([3, 3]) == 0
+    assert row_gap_width([3, 5, 12]) == 3  # gaps 2, 7
+    assert row_gap_width([0, 8]) == 4
+    nb = np.array([[3, 5, 12, -1], [0, 8, -1, -1], [1, -1, -1, -1], [-1] * 4], dtype=np.int32)
+    assert gap_widths(nb).tolist() == [3, 4, 0, 0]
+
+
+def test_frame_bits_by_hand():
+    """tiny: DB = bitlen(8) = 4, WB = bitlen(16) = 5, B = 16; row [3, 5, 12], W = 3."""
+    lay = Layout(TINY, 100, 0, 3)
+    assert (lay.deg_bits, lay.width_bits, lay.header_bits) == (4, 5, 9)
+    assert lay.id_region_bits == 9 + 16 + 7 * 3 == 46
+    assert lay.code_offset == 6 and lay.frame_bytes == 10 and lay.stride == 16
+    row = [3, 5, 12] + [-1] * 5
+    f = encode_frame(lay, row, [0xA1, 0xB2, 0xC3, 0xD4])
+    expect = 3 | (3 << 4) | (3 << 9) | (2 << 25) | (7 << 28)
+    assert int.from_bytes(f[:6], "little") == expect
+    assert f[6:] == bytes([0xA1, 0xB2, 0xC3, 0xD4])
+
+
+def test_hot_frame_bits_by_hand():
+    lay = Layout(TINY, 100, 1, 3)
+    codes = np.zeros((100, 4), dtype=np.uint8)
+    codes[3] = [1, 2, 3, 4]
+    codes[5] = [5, 6, 7, 8]
+    row = [3, 5] + [-1] * 6
+    f = encode_hot_frame(lay, row, codes)
+    acc = int.from_bytes(f, "little")
+    c3, c5 = int.from_bytes(bytes([1, 2, 3, 4]), "little"), int.from_bytes(bytes([5, 6, 7, 8]),
+                                                                          "little")
+    # header (d=2, w=2) | id 3 at bit 9 | code(3) at 25 | gap 2 at 57 | code(5) at 59
+    expect = 2 | (2 << 4) | (3 << 9) | (c3 << 25) | (2 << 57) | (c5 << 59)
+    assert acc == expect
+    assert lay.hot_frame_bits == 9 + 16 + 32 + 7 * (3 + 32)
+
+
+def test_paper_frame_sizes():
+    lay = Layout(PAPER, 1_000_000, 30_000, 20)
+    assert lay.id_region_bits == 7 + 5 + 27 + 63 * 20  # 1299 bits
+    assert lay.id_region_bytes == 163 and lay.code_offset == 163
+    assert lay.frame_bytes == 195 and lay.stride == 256  # two 128 B accesses
+    assert len(lay.frame_reads(40_000)) == 2 and len(lay.code_reads(40_000)) == 1
+    assert lay.code_reads(40_000)[0].offset % 256 == 128
+    assert lay.hot_frame_bits == 12 + 27 + 256 + 63 * (20 + 256)
+    assert lay.hot_accesses == 18
+    assert len({r.core for r in lay.frame_reads(7)}) == 18  # striped over 18 cores
+
+
+def test_code_never_straddles_an_access():
+    # R = 32, W = 27: id region 12+27+31*27 = 876 bits = 110 B; 110 + 32 > 128 so the 32 B code
+    # moves to the next access
+    cfg = PAPER.with_(graph={"R": 32, "build_L": 128})
+    lay = Layout(cfg, 1000, 0, 27)
+    assert lay.id_region_bytes == 110
+    assert lay.code_offset == 128 and lay.frame_bytes == 160 and lay.stride == 256
+    assert len(lay.code_reads(5)) == 1
+
+
+def test_stride_rounding():
+    assert [_round_stride(b, 128) for b in (1, 3, 15, 16, 17, 100, 128, 129, 256, 300)] == \
+        [1, 4, 16, 16, 32, 128, 128, 256, 256, 384]
+
+
+def test_bad_rows_and_frames():
+    lay = Layout(TINY, 100, 0, 6)
+    code = [0] * 4
+    with pytest.raises(LayoutError, match="sorted"):
+        encode_frame(lay, [5, 3] + [-1] * 6, code)
+    with pytest.raises(LayoutError, match="padding"):
+        encode_frame(lay, [3, -1, 5] + [-1] * 5, code)
+    with pytest.raises(LayoutError, match=">= N"):
+        encode_frame(lay, [3, 100] + [-1] * 6, code)
+    with pytest.raises(LayoutError, match="slot width"):
+        encode_frame(lay, [0, 64] + [-1] * 6, code)  # gap 64 needs 7 bits > W = 6
+    with pytest.raises(LayoutError, match="slots"):
+        encode_frame(lay, [1, 2], code)
+    with pytest.raises(LayoutError, match="PQ code"):
+        encode_frame(lay, [1] + [-1] * 7, [0] * 3)
+    with pytest.raises(LayoutError, match="slot width"):
+        encode_frames(lay, np.array([[0, 64] + [-1] * 6], dtype=np.int32),
+                      np.zeros((1, 4), np.uint8))
+    with pytest.raises(LayoutError, match="padding"):
+        encode_frames(lay, np.array([[-1, 3] + [-1] * 6], dtype=np.int32),
+                      np.zeros((1, 4), np.uint8))
+    good = bytearray(encode_frame(lay, [1, 2] + [-1] * 6, code))
+    bad = bytearray(good)
+    bad[0] = (bad[0] & 0xF0) | 9  # degree 9 > R
+    with pytest.raises(LayoutError, match="degree"):
+        decode_frame(lay, bytes(bad))
+    with pytest.raises(LayoutError, match="degree"):
+        decode_frames(lay, np.frombuffer(bytes(bad), np.uint8)[None, :])
+    bad = bytearray(good)
+    bad[0] |= 0xF0  # width field low bits -> w = 15 + ... > 6
+    with pytest.raises(LayoutError, match="width"):
+        decode_frame(lay, bytes(bad))
+    bad = bytearray(good)
+    bad[3] |= 0x80  # a bit in gap slot 3 while degree is 2
+    with pytest.raises(LayoutError, match="padding"):
+        decode_frames(lay, np.frombuffer(bytes(bad), np.uint8)[None, :])
+
+
+def test_layout_geometry_errors():
+    with pytest.raises(LayoutError, match="id_bits"):
+        Layout(TINY, 10, 0, 17)
+    with pytest.raises(LayoutError, match="hot"):
+        Layout(TINY, 10, 11, 3)
+    with pytest.raises(LayoutError, match="N ="):
+        Layout(TINY, 0, 0, 3)
+    small = TINY.with_(nand={"pages_per_core": 1, "raw_vector_cores": 4})
+    with pytest.raises(LayoutError, match="pages per core"):
+        Layout(small, 4 * 256 + 1, 0, 3)  # 257 frames of 16 B on a core: 2 pages
+    Layout(small, 4 * 256, 0, 3)
+
+
+def test_mapping_arithmetic_by_hand():
+    # tiny: Ci = 4, Cr = 2, A = 128, P = 4096, W = 3 -> stride 16, 256 frames per page
+    lay = Layout(TINY, 3000, 10, 3)
+    assert lay.hot_accesses == 1  # 9+16+32+7*35 = 302 bits -> 38 B -> 1 access
+    assert lay.hot_pages == 1  # 10 chunks over 4 cores: 3 per core, 32 per page
+    assert lay.frame_address(0) == (0, 1, 0)
+    assert lay.frame_address(5) == (1, 1, 16)
+    assert lay.frame_address(4 * 256 + 7) == (3, 2, 16 * 1)  # slot 257 -> page 1+1, slot 1
+    assert lay.hot_chunk_address(9, 0) == (1, 0, 2 * 128)  # chunk 9 -> core 1, local 2
+    assert lay.raw_address(5) == (4 + 1, 0, 2 * 16)  # vector 16 B: raw core 1, slot 2
+    assert lay.raw_address(2 * 256) == (4, 1, 0)
+    with pytest.raises(LayoutError, match="not hot"):
+        lay.hot_chunk_address(10, 0)
+    with pytest.raises(LayoutError, match="out of range"):
+        lay.frame_address(3000)
+
+
+def test_mapping_is_injective_and_round_robin():
+    cfg = PAPER.with_(nand={"cores": 8, "raw_vector_cores": 3, "page_bytes": 1024})
+    lay = Layout(cfg, 2000, 37, 11)
+    K = lay.hot_accesses
+    assert K > 1
+    used: dict[tuple[int, int], int] = {}
+    P = cfg.nand.page_bytes
+
+    def mark(core, page, off, nbytes, who):
+        assert 0 <= off and off + nbytes <= P
+        for b in range(off, off + nbytes, 8):
+            key = (core, page * P + b)
+            assert key not in used, (who, used.get(key))
+            used[key] = who
+
+    for v in range(lay.n):
+        c, p, o = lay.frame_address(v)
+        assert c == v % 8
+        assert p >= lay.hot_pages
+        mark(c, p, o, lay.stride, ("f", v))
+    for v in range(lay.hot):
+        cores = [lay.hot_chunk_address(v, a)[0] for a in range(K)]
+        assert cores == [(v * K + a) % 8 for a in range(K)]
+        for a in range(K):
+            c, p, o = lay.hot_chunk_address(v, a)
+            assert p < lay.hot_pages
+            mark(c, p, o, lay.access, ("h", v, a))
+    raw = set()
+    for u in range(lay.n):
+        c, p, o = lay.raw_address(u)
+        assert c == 8 + u % 3
+        assert (c, p, o) not in raw
+        raw.add((c, p, o))
+    # vectorised addresses agree with the scalar ones
+    vs = np.arange(lay.n)
+    core, addr = lay.frame_byte_addresses(vs)
+    assert all((int(core[v]), int(addr[v])) ==
+               (lay.frame_address(v)[0], lay.frame_address(v)[1] * P + lay.frame_address(v)[2])
+               for v in range(0, lay.n, 7))
+
+
+def test_reads_for_events():
+    lay = Layout(TINY, 3000, 10, 3)
+    A = 128
+    ev = [("code", 0), ("frame", 0), ("code", 11), ("code", 12), ("frame", 20),
+          ("code", 13), ("raw", 5), ("raw", 6)]
+    reads = reads_for_events(ev, lay)
+    assert reads == [
+        Read(0, 1, 0, A, "code"),  # entry's code: normal frame of 0, code at byte 6 of 16
+        Read(0, 0, 0, A, "frame"),  # hot frame of 0: chunk 0 on core 0
+        # codes 11, 12 came with the hot frame: no reads
+        Read(0, 1, 0, A, "frame"),  # frame 20: core 0, slot 5, byte 80 of access 0
+        Read(1, 1, 0, A, "code"),  # code 13: core 1, slot 3 -> byte 48 + 6
+        Read(5, 0, 0, A, "raw"),  # raw 5: raw core 1 (global 5), slot 2
+        Read(4, 0, 0, A, "raw"),  # raw 6: raw core 0, slot 3
+    ]
+    with pytest.raises(LayoutError, match="unknown event"):
+        reads_for_events([("bogus", 1)], lay)
