@@ -297,9 +297,9 @@ def read_image(path: str | os.PathLike) -> Image:
                 raise LayoutError(f"hot frame of vertex {int(bad[0])} disagrees with its normal "
                                   f"frame")
             live = hnb >= 0
-            if (hcodes[live] != codes[hnb[live]]).any():
-                v = int(np.flatnonzero((hcodes != codes[np.maximum(hnb, 0)]).any(axis=2).any(
-                    axis=1))[0])
+            diff = (hcodes != codes[np.maximum(hnb, 0)]).any(axis=2) & live
+            if diff.any():
+                v = int(np.flatnonzero(diff.any(axis=1))[0])
                 raise LayoutError(f"hot frame of vertex {v} carries PQ codes that disagree with "
                                   f"the neighbours' normal frames")
     except LayoutError as e:
