@@ -755,12 +755,11 @@ class Field:
             for a in range(lo, hi, per):
                 b = min(hi, a + per)
                 blk = self._read_rows(a, b)
-                sub = [r - a for r in rows if a <= r < b] if abs(step) != 1 else None
-                if sub is not None:
-                    blk = blk[sub]
+                if step != 1:  # rows of this piece, in the selection's order
+                    blk = blk[[r - a for r in rows if a <= r < b]]
                 parts.append(blk[(slice(None),) + inner])
             if step < 0:
-                parts = [p[::-1] for p in parts[::-1]]
+                parts = parts[::-1]
         else:
             for r in rows:
                 parts.append(self._read_rows(r, r + 1)[(slice(None),) + inner])
