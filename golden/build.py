@@ -18,7 +18,7 @@ from proxima.config import ProximaConfig
 from .index import Index
 from .pq import encode, train_codebook
 
-__all__ = ["prepare_vectors", "build_index", "GRAPH_KINDS"]
+__all__ = ["prepare_vectors", "build_index", "reorder_index", "GRAPH_KINDS"]
 
 GRAPH_KINDS = ("vamana", "hnsw")
 
@@ -68,3 +68,21 @@ def build_index(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", 
     codes = encode(cfg, vectors, book)
     return Index(cfg, np.ascontiguousarray(vectors), g.neighbors.astype(np.int32), int(g.entry),
                  book, codes, quantiser=quantiser)
+
+
+def reorder_index(index: Index, seed: int = 0, progress: bool = True) -> tuple[Index, "np.ndarray"]:
+    """Renumber by visit frequency on searches of sampled base vectors; mark the hottest.
+
+    Visit frequency = how often a vertex is expanded (its ``'frame'`` events) when Algorithm 1
+    searches ``cfg.layout.reorder_sample`` base vectors.  Returns ``(new_index, perm)`` with
+    ``perm[new_id] = old_id`` (see :func:`proxima.golden.reorder.reorder`).
+    """
+    from .reorder import reorder, sample_base_vectors
+    from .search_batch import search_batch
+
+    sample = sample_base_vectors(index, seed=seed)
+    counts = np.zeros(index.n, dtype=np.int64)
+    for res in search_batch(index, sample, trace=True):
+        frames = [v for kind, v in res.events if kind == "frame"]
+        np.add.at(counts, np.asarray(frames, dtype=np.int64), 1)
+    return reorder(index, counts)

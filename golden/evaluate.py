@@ -12,7 +12,8 @@ from proxima.config import ProximaConfig
 
 from .index import Index
 
-__all__ = ["recall_at", "EvalReport", "run_queries", "sweep", "at_recall", "ALGOS"]
+__all__ = ["recall_at", "EvalReport", "run_queries", "sweep", "at_recall", "access_counts",
+           "ALGOS"]
 
 ALGOS = ("alg1", "beam")
 
@@ -41,6 +42,31 @@ class EvalReport:
                 "reasons": self.reasons}
 
 
+def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]:
+    """Mean NAND accesses per query by kind, from the results' events and the image layout.
+
+    ``frame`` = neighbour-list accesses, ``code`` = PQ-code accesses, ``raw`` = raw-vector
+    accesses.  ``total`` = frame + raw (the comparison measure of the design reference);
+    ``total_with_codes`` adds the code accesses.  For the beam-search baseline the PQ codes
+    are in host RAM (DiskANN), so its code accesses are 0.
+    """
+    from .layout import reads_for_events
+
+    sums = {"frame": 0, "code": 0, "raw": 0}
+    for r in results:
+        if not r.events:
+            raise ValueError("access counts need results searched with trace=True")
+        for rd in reads_for_events(r.events, layout):
+            sums[rd.kind] += 1
+    if algo == "beam":
+        sums["code"] = 0
+    n = max(1, len(results))
+    out = {f"{k}_accesses": v / n for k, v in sums.items()}
+    out["total_accesses"] = out["frame_accesses"] + out["raw_accesses"]
+    out["total_with_codes"] = out["total_accesses"] + out["code_accesses"]
+    return out
+
+
 def _searcher(algo: str) -> Callable:
     if algo == "alg1":
         from .search_batch import search_batch
@@ -56,16 +82,24 @@ def _searcher(algo: str) -> Callable:
 
 def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
                 cfg: ProximaConfig | None = None, algo: str = "alg1",
-                access_bytes: int | None = None) -> tuple[EvalReport, list]:
-    """Search every query; return the report and the per-query results."""
+                layout=None) -> tuple[EvalReport, list]:
+    """Search every query; return the report and the per-query results.
+
+    Queries/s is measured on an untraced run.  With a ``layout`` the queries are searched
+    again with events on, and NAND accesses per query are added to the counters.
+    """
     cfg = cfg or index.cfg
     t0 = time.perf_counter()
     results = _searcher(algo)(index, queries, cfg, trace=False)
     dt = time.perf_counter() - t0
+    accesses = {}
+    if layout is not None:
+        results = _searcher(algo)(index, queries, cfg, trace=True)
+        accesses = access_counts(results, layout, algo)
     k = cfg.search.k
     ids = np.full((len(results), k), -1, dtype=np.int64)
     for i, r in enumerate(results):
-        ids[i, :len(r.ids)] = r.ids
+        ids[i, :len(r.ids)] = index.labels[r.ids]  # the caller's ids
     recall = {}
     if gt is not None:
         for kk in (1, 10, 100):
@@ -73,6 +107,7 @@ def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
                 recall[f"recall@{kk}"] = recall_at(ids, gt, kk)
     names = sorted({c for r in results for c in r.counters})
     counters = {c: float(np.mean([r.counters.get(c, 0) for r in results])) for c in names}
+    counters.update(accesses)
     reasons: dict[str, int] = {}
     for r in results:
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
@@ -88,7 +123,8 @@ def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
 
 
 def sweep(index: Index, queries: np.ndarray, gt: np.ndarray, algo: str,
-          grid: Iterable[dict[str, dict]], progress: bool = True) -> list[EvalReport]:
+          grid: Iterable[dict[str, dict]], progress: bool = True,
+          layout=None) -> list[EvalReport]:
     """Run :func:`run_queries` for every configuration change in ``grid``.
 
     Each grid point is a ``ProximaConfig.with_`` mapping, e.g. ``{"search": {"L": 48}}``.
@@ -99,7 +135,7 @@ def sweep(index: Index, queries: np.ndarray, gt: np.ndarray, algo: str,
     out = []
     for change in tqdm(grid, desc=f"sweep {algo}", disable=not progress, unit="pt"):
         cfg = index.cfg.with_(**change)
-        rep, _ = run_queries(index, queries, gt, cfg, algo)
+        rep, _ = run_queries(index, queries, gt, cfg, algo, layout)
         out.append(rep)
     return out
 

@@ -64,7 +64,7 @@ __all__ = ["ImageError", "Image", "write_image", "open_image", "read_image",
 
 MAGIC = b"PRXIMAIX"
 VERSION = 1
-SECTIONS = ("config", "metadata", "codebook", "frames", "raw")
+SECTIONS = ("config", "metadata", "codebook", "frames", "raw", "labels")
 _HDR = struct.Struct("<8sIIII")
 _ENT = struct.Struct("<16sQQII")
 _ALIGN = 64
@@ -161,6 +161,7 @@ def write_image(path: str | os.PathLike, index: Index) -> Layout:
         "codebook": np.ascontiguousarray(index.codebook, dtype=np.uint8),
         "frames": frames,
         "raw": raw,
+        "labels": np.ascontiguousarray(index.labels, dtype="<i8"),
     }
     header_bytes = _HDR.size + _ENT.size * len(SECTIONS)
     table = []
@@ -308,10 +309,15 @@ def read_image(path: str | os.PathLike) -> Image:
                           layout.raw_pages_per_core)[:, :layout.vector_bytes].copy()
     hot_mask = np.zeros(n, dtype=bool)
     hot_mask[:hot] = True
+    if len(sec["labels"]) != 8 * n:
+        raise ImageError(f"{path}: labels section holds {len(sec['labels'])} bytes, "
+                         f"expected {8 * n}")
+    labels = np.frombuffer(sec["labels"], dtype="<i8").astype(np.int64)
     try:
         index = Index(cfg=cfg, vectors=vectors, neighbors=neighbors, entry=entry,
                       codebook=codebook, codes=codes, hot=hot_mask,
-                      quantiser=None if q is None else (float(q[0]), float(q[1])))
+                      quantiser=None if q is None else (float(q[0]), float(q[1])),
+                      labels=labels)
     except IndexError_ as e:
         raise ImageError(f"{path}: decoded index is inconsistent: {e}") from None
     return Image(index, layout, frames, raw, meta)  # read-only views of the file bytes

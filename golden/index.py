@@ -9,6 +9,8 @@ An :class:`Index` holds, for ``N`` vertices:
 ``codes``      ``(N, M)`` uint8 PQ codes
 ``hot``        ``(N,)`` bool, vertices whose frames carry their neighbours' PQ codes
 ``quantiser``  optional (lo, scale) float pair used to turn float data into ``vectors``
+``labels``     ``(N,)`` int64, the caller's id of each vertex (reordering renumbers vertices;
+               searches work on internal ids and report ``labels[id]``); identity by default
 
 The NAND image (``proxima.golden.image``) stores exactly this and decodes back to it.
 """
@@ -38,10 +40,14 @@ class Index:
     codes: np.ndarray
     hot: np.ndarray = field(default=None)  # type: ignore[assignment]
     quantiser: tuple[float, float] | None = None
+    labels: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.hot is None:
             self.hot = np.zeros(len(self.vectors), dtype=bool)
+        if self.labels is None:
+            self.labels = np.arange(len(self.vectors), dtype=np.int64)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
         self.validate()
 
     @property
@@ -91,3 +97,6 @@ class Index:
                               f"{self.codes.dtype} {self.codes.shape}")
         if self.hot.dtype != bool or self.hot.shape != (n,):
             raise IndexError_("hot must be a bool array of length N")
+        if self.labels.shape != (n,) or (n and (self.labels.min() < 0 or
+                                                len(np.unique(self.labels)) != n)):
+            raise IndexError_("labels must be N distinct non-negative ids")

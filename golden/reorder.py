@@ -78,7 +78,8 @@ def relabel(index: Index, perm: np.ndarray, hot: int = 0) -> Index:
     hot_mask[:hot] = True
     return Index(cfg=index.cfg, vectors=index.vectors[perm], neighbors=rows,
                  entry=int(inv[index.entry]), codebook=index.codebook,
-                 codes=index.codes[perm], hot=hot_mask, quantiser=index.quantiser)
+                 codes=index.codes[perm], hot=hot_mask, quantiser=index.quantiser,
+                 labels=index.labels[perm])
 
 
 def reorder(index: Index, counts: np.ndarray) -> tuple[Index, np.ndarray]:
