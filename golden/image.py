@@ -29,6 +29,7 @@ the last one):
               byte ``a`` is byte ``a`` of that core's address space (page ``a // page_bytes``),
               laid out as :mod:`proxima.golden.layout` specifies (hot region then normal region)
 ``raw``       the raw-vector cores: ``(raw_vector_cores, raw_pages_per_core * page_bytes)``
+``labels``    ``(N,)`` little-endian int64: the caller's id of each vertex (``Index.labels``)
 
 Opening checks, in order: size >= header, magic, version, header checksum, every section inside
 the file, every section checksum, the config, the metadata against the layout recomputed from
@@ -309,9 +310,9 @@ def read_image(path: str | os.PathLike) -> Image:
                           layout.raw_pages_per_core)[:, :layout.vector_bytes].copy()
     hot_mask = np.zeros(n, dtype=bool)
     hot_mask[:hot] = True
-    if len(sec["labels"]) != 8 * n:
-        raise ImageError(f"{path}: labels section holds {len(sec['labels'])} bytes, "
-                         f"expected {8 * n}")
+    if sec["labels"].nbytes != 8 * n:
+        raise ImageError(f"{path}: section labels has {sec['labels'].nbytes} bytes, the layout "
+                         f"needs {8 * n}")
     labels = np.frombuffer(sec["labels"], dtype="<i8").astype(np.int64)
     try:
         index = Index(cfg=cfg, vectors=vectors, neighbors=neighbors, entry=entry,

@@ -31,8 +31,9 @@ their FIFO order at a core) at the phase's issue cycle ``t``.  The phase complet
 
 The query's latency is from its first issue to the completion (``done + compute``) of its last
 phase.  ``Nq`` (``engine.queues`` by default) queries are in flight: queries start in order,
-the first ``Nq`` at cycle 0, each further one at the cycle a running query finishes.  Ties at
-one cycle are processed in the order the events were scheduled (deterministic).
+the first ``Nq`` at cycle 0, each further one at the cycle a running query finishes.  Phases
+issuing at the same cycle are processed in increasing query index (so their reads enter the
+core FIFOs in that order; a query always has at most one pending phase).
 
 Outputs (:class:`TimingResult`): per-query start / finish / latency, total cycles (the last
 finish), QPS = queries / (total_cycles * cycle_ns), per-core busy cycles and utilisation
@@ -217,23 +218,18 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
     busy = [0] * ncores
     start = np.zeros(Q, dtype=np.int64)
     finish = np.zeros(Q, dtype=np.int64)
-    heap: list[tuple[int, int, int, int]] = []
-    seq = 0
-    for q in range(min(nq, Q)):
-        heap.append((0, seq, q, 0))
-        seq += 1
+    heap: list[tuple[int, int, int]] = [(0, q, 0) for q in range(min(nq, Q))]
     heapq.heapify(heap)
     next_q = min(nq, Q)
     accesses = 0
     while heap:
-        t, _, q, i = heapq.heappop(heap)
+        t, q, i = heapq.heappop(heap)
         tr = traces[q]
         if i == len(tr):
             finish[q] = t
             if next_q < Q:
                 start[next_q] = t
-                heapq.heappush(heap, (t, seq, next_q, 0))
-                seq += 1
+                heapq.heappush(heap, (t, next_q, 0))
                 next_q += 1
             continue
         ph = tr[i]
@@ -248,8 +244,7 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
             if f > done:
                 done = f
         accesses += len(ph.cores)
-        heapq.heappush(heap, (done + ph.compute, seq, q, i + 1))
-        seq += 1
+        heapq.heappush(heap, (done + ph.compute, q, i + 1))
     total = int(finish.max()) if Q else 0
     return TimingResult(start, finish, total, np.asarray(busy, dtype=np.int64), params, nq,
                         accesses)

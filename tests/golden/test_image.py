@@ -32,11 +32,12 @@ def make_index(n=400, hot=12, seed=0, cfg=CFG):
     nb[5, :] = -1  # an isolated vertex
     book = rng.integers(0, 256, (cfg.pq.M, cfg.pq.ksub, cfg.dsub), dtype=np.uint8)
     codes = encode(cfg, vec, book)
-    return Index(cfg, vec, nb, 0, book, codes, np.arange(n) < hot, (1.5, 0.25))
+    labels = rng.permutation(n).astype(np.int64) * 3 + 7
+    return Index(cfg, vec, nb, 0, book, codes, np.arange(n) < hot, (1.5, 0.25), labels)
 
 
 def same(a: Index, b: Index) -> None:
-    for name in ("vectors", "neighbors", "codebook", "codes", "hot"):
+    for name in ("vectors", "neighbors", "codebook", "codes", "hot", "labels"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and np.array_equal(x, y), name
     assert a.entry == b.entry and a.quantiser == b.quantiser and a.cfg == b.cfg
