@@ -1,0 +1,49 @@
+"""Block registry and the ``proxima hdl`` CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from amaranth.back import verilog
+
+from proxima.cli_hdl import main, register
+from proxima.config import preset
+from proxima.hdl.registry import BLOCKS, UnknownBlockError, block_names, build_block
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_every_block_converts_to_verilog(name):
+    text = verilog.convert(build_block(name, preset("tiny")), name=f"t_{name}", emit_src=False)
+    assert f"module t_{name}" in text
+
+
+def test_unknown_block():
+    with pytest.raises(UnknownBlockError, match="registered blocks: arbiter"):
+        build_block("nope", preset("tiny"))
+
+
+def test_cli_writes_verilog_with_overrides(tmp_path):
+    out = tmp_path / "s.v"
+    assert main(["hdl", "verilog", "sorter", "--preset", "tiny", "--set",
+                 "engine.id_bits=12", "-o", str(out)]) == 0
+    text = out.read_text()
+    cfg = preset("tiny").override(["engine.id_bits=12"])
+    width = cfg.engine.sorter_n * cfg.sort_key_bits
+    assert "module proxima_sorter" in text and f"input [{width - 1}:0] i__payload;" in text
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["hdl", "verilog", "bogus", "-o", str(tmp_path / "x.v")]) == 2
+    assert "unknown HDL block" in capsys.readouterr().err
+    assert main(["hdl", "verilog", "sorter", "--set", "engine.nope=1",
+                 "-o", str(tmp_path / "x.v")]) == 2
+    assert not (tmp_path / "x.v").exists()
+
+
+def test_register_into_a_parent_parser():
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["hdl", "verilog", "arbiter", "-o", "a.v"])
+    assert args.func.__name__ == "cmd_verilog" and args.block == "arbiter"
+    assert block_names() == sorted(BLOCKS)
