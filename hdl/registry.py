@@ -41,6 +41,9 @@ def _lazy(module: str, attr: str) -> Callable[[ProximaConfig], wiring.Component]
 BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
     "sorter": _lazy("proxima.hdl.sorter", "BitonicSorter"),
     "arbiter": _lazy("proxima.hdl.arbiter", "RoundRobinArbiter.from_config"),
+    "bloom": _lazy("proxima.hdl.bloom", "BloomFilter.from_config"),
+    "pq": _lazy("proxima.hdl.pq", "PQUnit.from_config"),
+    "exact": _lazy("proxima.hdl.exact", "ExactDistanceUnit.from_config"),
 }
 
 
