@@ -1,0 +1,74 @@
+"""The one configuration object: presets, derived widths, validation, round trips."""
+
+import json
+
+import pytest
+
+from proxima.config import ConfigError, ProximaConfig, preset
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "paper"])
+def test_presets_validate_and_round_trip(name):
+    cfg = preset(name)
+    assert ProximaConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_paper_preset_matches_the_published_design():
+    cfg = preset("paper")
+    assert (cfg.graph.R, cfg.pq.M, cfg.engine.queues, cfg.nand.cores) == (64, 32, 256, 512)
+    assert cfg.nand.access_bytes == 128 and cfg.engine.clock_mhz == 1000.0
+    assert cfg.bloom.bits == 12 * 1024 * 8 and cfg.bloom.hashes == 8
+    assert cfg.tR_cycles == 300
+
+
+def test_derived_widths_hold_their_worst_cases():
+    for name in ("tiny", "default", "paper"):
+        cfg = preset(name)
+        raw_max = cfg.dsub * 255 ** 2
+        assert raw_max < (1 << cfg.adt_raw_bits)
+        assert (raw_max >> cfg.adt_shift) <= (1 << cfg.pq.adt_bits)
+        assert cfg.pq.M * cfg.adt_max < (1 << cfg.pq_dist_bits)
+        assert cfg.vec.dim * 255 ** 2 < (1 << cfg.exact_dist_bits)
+        assert cfg.sort_key_bits == cfg.pq_dist_bits + cfg.id_bits
+
+
+def test_default_widths_by_hand():
+    cfg = preset("default")  # dim 128, M 16 -> dsub 8; 8 * 65025 = 520200 -> 19 bits
+    assert (cfg.dsub, cfg.adt_raw_bits, cfg.adt_shift) == (8, 19, 3)
+    assert cfg.pq_dist_bits == 20  # 16 * 65535 = 1048560 < 2**20
+    assert cfg.exact_dist_bits == 23  # 128 * 65025 = 8323200 < 2**23
+    assert cfg.search.beta_fx == 271  # round(1.06 * 256)
+
+
+@pytest.mark.parametrize("change, msg", [
+    ({"vec": {"dim": 100}}, "divisible by pq.M"),
+    ({"search": {"k": 100}}, "search.k"),
+    ({"search": {"r": 0}}, "search.r"),
+    ({"search": {"L": 128}}, "fit the sorter"),
+    ({"engine": {"sorter_n": 48}}, "power of two"),
+    ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
+    ({"nand": {"page_bytes": 1000}}, "page_bytes"),
+    ({"graph": {"R": 1}}, "graph.R"),
+])
+def test_impossible_configurations_are_rejected(change, msg):
+    with pytest.raises(ConfigError, match=msg):
+        preset("default").with_(**change)
+
+
+def test_override_strings():
+    cfg = preset("default").override(["search.L=48", "search.beta=1.1", "layout.reorder=false"])
+    assert cfg.search.L == 48 and cfg.search.beta == 1.1 and cfg.layout.reorder is False
+    for bad in ["search.L", "nosuch.x=1", "search.nosuch=1", "search.L=abc"]:
+        with pytest.raises(ConfigError):
+            preset("default").override([bad])
+
+
+def test_from_dict_rejects_unknown_keys():
+    d = json.loads(preset("tiny").to_json())
+    d["search"]["bogus"] = 1
+    with pytest.raises(ConfigError, match="bogus"):
+        ProximaConfig.from_dict(d)
+    with pytest.raises(ConfigError, match="JSON"):
+        ProximaConfig.from_json("{not json")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("huge")
