@@ -50,7 +50,6 @@ integer (or bool) array whose values all fit the element type, checked chunk by 
 
 from __future__ import annotations
 
-import ast
 import os
 import tempfile
 from dataclasses import dataclass
