@@ -14,6 +14,8 @@ from typing import Any, Hashable
 
 __all__ = ["LRUCache", "Evicted", "StridePrefetcher", "PrefetchDecision"]
 
+_ACTIONS = ("repeat", "confirm", "train", "alloc")
+
 
 @dataclass(frozen=True)
 class Evicted:
@@ -159,35 +161,48 @@ class StridePrefetcher:
         self.order.append(s)
 
     def observe(self, key: int) -> PrefetchDecision:
-        key = int(key)
+        s, code, stride = self.observe_raw(key)
+        targets = tuple(key + stride * k for k in range(1, self.depth + 1)) if code == 1 else ()
+        return PrefetchDecision(s, _ACTIONS[code], stride, targets)
+
+    def observe_raw(self, key: int) -> tuple[int, int, int]:
+        """``observe`` without building the decision: (entry, action code, stride).
+
+        Action codes: 0 repeat, 1 confirm, 2 train, 3 alloc (targets only on 1).
+        One pass over the table computes every rule's candidate; rule priority decides.
+        """
         valid, last, stride = self.valid, self.last, self.stride
-        n = self.streams
-        for s in range(n):
-            if valid[s] and last[s] == key:
-                self._touch(s)
-                return PrefetchDecision(s, "repeat", stride[s], ())
-        for s in range(n):
+        window = self.window
+        confirm = best = -1
+        bestd = 0
+        for s in range(self.streams):
+            if not valid[s]:
+                continue
+            ls = last[s]
+            if ls == key:
+                self.order.remove(s)
+                self.order.append(s)
+                return s, 0, stride[s]
             st = stride[s]
-            if valid[s] and st != 0 and last[s] + st == key:
-                last[s] = key
-                self._touch(s)
-                return PrefetchDecision(s, "confirm", st,
-                                        tuple(key + st * k for k in range(1, self.depth + 1)))
-        best, bestd = -1, 0
-        for s in range(n):
-            if valid[s]:
-                d = abs(key - last[s])
-                if (self.window is None or d <= self.window) and (best < 0 or d < bestd):
-                    best, bestd = s, d
-        if best >= 0:
-            stride[best] = key - last[best]
-            last[best] = key
-            self._touch(best)
-            return PrefetchDecision(best, "train", stride[best], ())
-        s = next((i for i in range(n) if not valid[i]), self.order[0])
-        valid[s], last[s], stride[s] = True, key, 0
-        self._touch(s)
-        return PrefetchDecision(s, "alloc", 0, ())
+            if confirm < 0 and st != 0 and ls + st == key:
+                confirm = s
+            d = key - ls if key > ls else ls - key
+            if (window is None or d <= window) and (best < 0 or d < bestd):
+                best, bestd = s, d
+        if confirm >= 0:
+            s, code = confirm, 1
+            last[s] = key
+        elif best >= 0:
+            s, code = best, 2
+            stride[s] = key - last[s]
+            last[s] = key
+        else:
+            s = next((i for i in range(self.streams) if not valid[i]), self.order[0])
+            code = 3
+            valid[s], last[s], stride[s] = True, key, 0
+        self.order.remove(s)
+        self.order.append(s)
+        return s, code, stride[s]
 
     def state(self) -> list[tuple[bool, int, int]]:
         """(valid, last, stride) per entry, for comparison with the RTL's stream table."""

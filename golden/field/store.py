@@ -73,7 +73,9 @@ class FieldOptions:
     prefetch_streams: int = 4
     prefetch_depth: int = 4
     prefetch_window: int | None = None  # elements; None: 64 blocks' worth
-    prefetch_async: bool = True  # False: prefetches are read synchronously (deterministic)
+    # "kernel": posix_fadvise(WILLNEED) the blocks ahead, read them on demand (default);
+    # "thread": a thread pool reads them into L2; "sync": read into L2 at once (tests)
+    prefetch_mode: str = "kernel"
     prefetch_threads: int = 2
     max_open_chunks: int = 256
     region_direct_bytes: int = 256 << 10  # larger region pieces bypass the block cache
@@ -88,6 +90,9 @@ class FieldOptions:
             raise FieldError("prefetch_streams >= 1, prefetch_depth >= 0, prefetch_threads >= 1")
         if self.max_open_chunks < 1:
             raise FieldError("max_open_chunks must be >= 1")
+        if self.prefetch_mode not in ("kernel", "thread", "sync"):
+            raise FieldError(f"prefetch_mode must be kernel, thread or sync, "
+                             f"got {self.prefetch_mode!r}")
 
 
 def _hist() -> list[int]:
@@ -105,6 +110,7 @@ class FieldStats:
     tier_hits: dict = field(default_factory=lambda: {t: 0 for t in _TIERS})
     prefetch_issued: int = 0
     prefetch_used: int = 0  # first demand use of a prefetched block (includes late)
+    prefetch_used_kernel: int = 0  # ... of a block hinted to the kernel (read from L3)
     prefetch_late: int = 0  # demand had to wait for the in-flight prefetch
     prefetch_wasted: int = 0  # prefetched block evicted or dropped before any use
     readahead_hints: int = 0  # posix_fadvise(WILLNEED) calls for region streams
@@ -129,9 +135,15 @@ class FieldStats:
 
     @property
     def hot_warm_fraction(self) -> float:
-        """Block lookups served from L1/L2 without waiting (late prefetches excluded)."""
+        """Block lookups that were hot (L1/L2) or warm (a prefetch got there first).
+
+        Warm includes blocks the kernel was asked to read ahead (``prefetch_mode="kernel"``,
+        read from the OS page cache) and excludes thread prefetches the demand waited for.
+        """
         n = self.lookups
-        return (self.tier_hits["L1"] + self.tier_hits["L2"] - self.prefetch_late) / n if n else 0.0
+        good = (self.tier_hits["L1"] + self.tier_hits["L2"] - self.prefetch_late
+                + self.prefetch_used_kernel)
+        return good / n if n else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -148,7 +160,8 @@ class FieldStats:
             f"region_gets {self.region_gets}",
             "tier hits: " + "  ".join(f"{k} {t[k]}" for k in _TIERS)
             + f"  (hot/warm {100 * self.hot_warm_fraction:.1f}%)",
-            f"prefetch: issued {self.prefetch_issued}  used {self.prefetch_used}  "
+            f"prefetch: issued {self.prefetch_issued}  used {self.prefetch_used} "
+            f"(kernel {self.prefetch_used_kernel})  "
             f"late {self.prefetch_late}  wasted {self.prefetch_wasted}  "
             f"readahead hints {self.readahead_hints}",
             f"bytes: read {self.bytes_read}  remote {self.bytes_read_remote}  "
@@ -213,7 +226,7 @@ class Field:
         self.block_elems = max(1, self.options.block_bytes // self.itemsize)
         self.blocks_per_chunk = -(-self.chunk_elems // self.block_elems)
         self._elem_strides = tuple(prod(self.shape[i + 1:]) for i in range(self.ndim))
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._wlock = threading.Lock()
         self._l1 = LRUCache(self.options.l1_bytes)
         self._l2 = LRUCache(self.options.l2_bytes)
@@ -225,6 +238,8 @@ class Field:
         self._missing: set[int] = set()
         self._dirty: set[int] = set()
         self._inflight: dict[int, Future] = {}
+        self._hinted: OrderedDict[int, None] = OrderedDict()  # kernel-mode prefetches
+        self._hinted_max = max(1, self.options.l2_bytes // (self.block_elems * self.itemsize))
         self._wgen = 0
         self._executor: ThreadPoolExecutor | None = None
         self._remote = _resolve_remote(remote)
@@ -287,6 +302,8 @@ class Field:
         with self._lock:
             for e in self._l1.clear() + self._l2.clear():
                 self._stats.prefetch_wasted += e.prefetched
+            self._stats.prefetch_wasted += len(self._hinted)
+            self._hinted.clear()
             self._pf.reset()
             self._rpf.reset()
             self._missing.clear()
@@ -302,16 +319,20 @@ class Field:
                     f"too many indices ({len(index)}) for a {self.ndim}-d field")
             return None
         e = 0
-        for i, (x, n, st) in enumerate(zip(index, self.shape, self._elem_strides)):
-            try:
-                x = operator.index(x)
-            except TypeError:
-                return None
+        for i, x in enumerate(index):
+            if type(x) is not int:
+                try:
+                    x = operator.index(x)
+                except TypeError:
+                    if isinstance(x, (slice, type(Ellipsis))):
+                        return None
+                    raise FieldIndexError(f"index {x!r} on axis {i} is not an integer") from None
+            n = self.shape[i]
             if x < 0:
                 x += n
             if not 0 <= x < n:
                 raise FieldIndexError(f"index {index[i]} out of range for axis {i} of size {n}")
-            e += x * st
+            e += x * self._elem_strides[i]
         return e
 
     def _key(self, e: int) -> tuple[int, int]:
@@ -520,6 +541,41 @@ class Field:
                 return blk
             fut = self._inflight.get(k)
             gen = self._wgen
+        return self._miss(k, promote, fut, gen)
+
+    def _fast_miss(self, k: int, o: int, h: _Chunk, gen: int, t0: int):
+        """Demand miss on an open chunk (``h`` pinned by the caller): one read, one lock."""
+        c, b = divmod(k, self.blocks_per_chunk)
+        start = b * self.block_elems
+        buf = np.empty(min(self.block_elems, self._chunk_elems_of(c) - start), self.dtype)
+        try:
+            got = os.preadv(h.fd, [buf], CHUNK_HDR_BYTES + start * self.itemsize)
+        except BaseException:
+            self._release(h)
+            raise
+        with self._lock:
+            h.users -= 1
+            if h.retired and h.users == 0:
+                os.close(h.fd)
+            if got != buf.nbytes:
+                raise CorruptChunkError(f"chunk {c}: short read ({got} of {buf.nbytes} bytes), "
+                                        "the file was truncated")
+            st = self._stats
+            st.bytes_read += got
+            st.tier_hits["L4" if h.remote_fresh else "L3"] += 1
+            h.remote_fresh = False
+            if self._hinted and k in self._hinted:
+                del self._hinted[k]
+                st.prefetch_used += 1
+                st.prefetch_used_kernel += 1
+            if gen == self._wgen and k not in self._l1 and k not in self._l2:
+                self._insert_l1(k, buf)
+            v = buf[o]
+            st.latency_get_ns[min(63, (time.perf_counter_ns() - t0).bit_length())] += 1
+        return v
+
+    def _miss(self, k: int, promote: bool, fut: Future | None, gen: int) -> np.ndarray:
+        """Serve a block that L1/L2 did not have (no lock held)."""
         if fut is not None:
             fut.result()
             with self._lock:
@@ -530,7 +586,12 @@ class Field:
                 gen = self._wgen
         blk, tier = self._read_block(k)
         with self._lock:
-            self._stats.tier_hits[tier] += 1
+            st = self._stats
+            st.tier_hits[tier] += 1
+            if self._hinted and k in self._hinted:
+                del self._hinted[k]
+                st.prefetch_used += 1
+                st.prefetch_used_kernel += 1
             if gen == self._wgen and k not in self._l1 and k not in self._l2:
                 if promote:
                     self._insert_l1(k, blk)
@@ -541,45 +602,73 @@ class Field:
     # ---------------------------------------------------------------- prefetch
     def _observe(self, e: int, k: int) -> list[int]:
         """Train the element prefetcher (lock held); return block keys to fetch ahead."""
-        d = self._pf.observe(e)
-        if not d.targets:
+        _s, code, s = self._pf.observe_raw(e)
+        if code != 1:
             return []
-        s = d.stride
+        depth = self.options.prefetch_depth
+        d1, d2, infl, hinted = self._l1._d, self._l2._d, self._inflight, self._hinted
+        out = []
         if abs(s) >= self.block_elems:
-            cand = [self._key(t)[0] for t in d.targets if 0 <= t < self.size]
+            ce, be, bpc, size = self.chunk_elems, self.block_elems, self.blocks_per_chunk, self.size
+            for t in range(e + s, e + s * (depth + 1), s):
+                if 0 <= t < size:
+                    c, off = divmod(t, ce)
+                    t = c * bpc + off // be
+                    if t not in d1 and t not in d2 and t not in infl and t not in hinted:
+                        out.append(t)
         else:
             step = 1 if s > 0 else -1
-            cand = [k + step * i for i in range(1, self.options.prefetch_depth + 1)]
-        out = []
-        for t in cand:
-            if (self._key_valid(t) and t not in self._l1 and t not in self._l2
-                    and t not in self._inflight):
-                out.append(t)
+            for t in range(k + step, k + step * (depth + 1), step):
+                if (t not in d1 and t not in d2 and t not in infl and t not in hinted
+                        and self._key_valid(t)):
+                    out.append(t)
         return out
+
+    def _hint_range(self, f0: int, f1: int) -> int:
+        """posix_fadvise(WILLNEED) over flat elements [f0, f1) of open chunks (lock held)."""
+        n = 0
+        pos = f0
+        while pos < f1:
+            c = pos // self.chunk_elems
+            cend = min(f1, (c + 1) * self.chunk_elems)
+            h = self._handles.get(c)
+            if h is not None:
+                os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + (pos - c * self.chunk_elems)
+                                 * self.itemsize, (cend - pos) * self.itemsize,
+                                 os.POSIX_FADV_WILLNEED)
+                n += 1
+            pos = cend
+        return n
 
     def _issue(self, keys: list[int]) -> None:
         if not keys:
             return
+        mode = self.options.prefetch_mode
         with self._lock:
             self._stats.prefetch_issued += len(keys)
             gen = self._wgen
-            if self.options.prefetch_async:
+            if mode == "kernel":
+                for t in keys:
+                    c, b = divmod(t, self.blocks_per_chunk)
+                    h = self._handles.get(c)
+                    if h is None:  # chunk not open (or absent): nothing to hint
+                        continue
+                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * self.block_elems * self.itemsize,
+                                     self.block_elems * self.itemsize, os.POSIX_FADV_WILLNEED)
+                    self._hinted[t] = None
+                    if len(self._hinted) > self._hinted_max:
+                        self._hinted.popitem(last=False)
+                        self._stats.prefetch_wasted += 1
+                return
+            if mode == "thread":
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self.options.prefetch_threads,
                                                         thread_name_prefix="field-prefetch")
                 for t in keys:
-                    self._hint(t)
                     self._inflight[t] = self._executor.submit(self._prefetch_task, t, gen)
                 return
-        for t in keys:
+        for t in keys:  # "sync"
             self._prefetch_task(t, gen)
-
-    def _hint(self, k: int) -> None:
-        c, b = divmod(k, self.blocks_per_chunk)
-        h = self._handles.get(c)
-        if h is not None:
-            os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * self.block_elems * self.itemsize,
-                             self.block_elems * self.itemsize, os.POSIX_FADV_WILLNEED)
 
     def _prefetch_task(self, k: int, gen: int) -> None:
         try:
@@ -635,12 +724,30 @@ class Field:
 
     def _get_flat(self, e: int):
         t0 = time.perf_counter_ns()
-        k, o = self._key(e)
+        c, off = divmod(e, self.chunk_elems)
+        b, o = divmod(off, self.block_elems)
+        k = c * self.blocks_per_chunk + b
         with self._lock:
-            self._stats.gets += 1
-            ahead = self._observe(e, k) if self.options.prefetch_depth else []
-        self._issue(ahead)
-        v = self._block(k)[o]
+            st = self._stats
+            st.gets += 1
+            ahead = self._observe(e, k) if self.options.prefetch_depth else None
+            blk = self._lookup(k, True)
+            if blk is not None and not ahead:  # fast path: one lock section
+                v = blk[o]
+                st.latency_get_ns[min(63, (time.perf_counter_ns() - t0).bit_length())] += 1
+                return v
+            fut = None if blk is not None else self._inflight.get(k)
+            gen = self._wgen
+            h = None
+            if blk is None and fut is None:  # pin the chunk's descriptor for the fast miss
+                h = self._handles.get(c)
+                if h is not None:
+                    h.users += 1
+        if ahead:
+            self._issue(ahead)
+        if h is not None:
+            return self._fast_miss(k, o, h, gen, t0)
+        v = (self._miss(k, True, fut, gen) if blk is None else blk)[o]
         dt = time.perf_counter_ns() - t0
         with self._lock:
             self._stats.latency_get_ns[min(63, dt.bit_length())] += 1
@@ -776,17 +883,8 @@ class Field:
         for t in d.targets:
             if d.stride != n or not 0 <= t < self.size:
                 continue
-            end = min(self.size, t + n)
-            for c in range(t // self.chunk_elems, (end - 1) // self.chunk_elems + 1):
-                with self._lock:
-                    h = self._handles.get(c)
-                    if h is None:
-                        continue
-                    a = max(t, c * self.chunk_elems) - c * self.chunk_elems
-                    b = min(end, (c + 1) * self.chunk_elems) - c * self.chunk_elems
-                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + a * self.itemsize,
-                                     (b - a) * self.itemsize, os.POSIX_FADV_WILLNEED)
-                    self._stats.readahead_hints += 1
+            with self._lock:
+                self._stats.readahead_hints += self._hint_range(t, min(self.size, t + n))
 
     def _read_rows(self, r0: int, r1: int) -> np.ndarray:
         """Rows [r0, r1) as a fresh array of shape (r1 - r0, *shape[1:])."""

@@ -17,7 +17,7 @@ import pytest
 from proxima.golden import field as F
 from proxima.golden.field.format import CHUNK_HDR_BYTES, HEADER_NAME
 
-SMALL = F.FieldOptions(block_bytes=16, l1_bytes=64, l2_bytes=256, prefetch_async=False)
+SMALL = F.FieldOptions(block_bytes=16, l1_bytes=64, l2_bytes=256, prefetch_mode="sync")
 
 DTYPES = ["bool", "int8", "uint16", ">i4", "int64", "float16", ">f4", "float64", "complex64"]
 SHAPES = [(7,), (5, 3), (4, 3, 2)]
@@ -143,7 +143,7 @@ def test_remote_l4_promotion(tmp_path):
 
 def test_prefetch_strided_scan_served_hot_warm(tmp_path):
     opts = F.FieldOptions(block_bytes=64, l1_bytes=256, l2_bytes=4096, prefetch_depth=4,
-                          prefetch_async=False)
+                          prefetch_mode="sync")
     f = F.create(tmp_path / "f", (4096,), "int32", options=opts)  # 16 elements per block
     f.batch_set(slice(None), np.arange(4096))
     f.clear_cache()
@@ -165,7 +165,7 @@ def test_prefetch_strided_scan_served_hot_warm(tmp_path):
 
 def test_prefetch_async_threads(tmp_path):
     opts = F.FieldOptions(block_bytes=256, l1_bytes=1024, l2_bytes=1 << 16, prefetch_depth=8,
-                          prefetch_threads=2)
+                          prefetch_threads=2, prefetch_mode="thread")
     f = F.create(tmp_path / "f", (1 << 14,), "int32", chunk_rows=4096, options=opts)
     f.batch_set(slice(None), np.arange(1 << 14))
     f.clear_cache()
@@ -179,6 +179,25 @@ def test_prefetch_async_threads(tmp_path):
     # for), but every block after the stream is confirmed must come from a prefetch
     assert s.tier_hits["L3"] == 3 and s.prefetch_used == 256 - 3, s.format()
     f.close()
+
+
+def test_prefetch_kernel_mode(tmp_path):
+    opts = F.FieldOptions(block_bytes=4096, l1_bytes=1 << 14, l2_bytes=1 << 16, prefetch_depth=4)
+    assert opts.prefetch_mode == "kernel"
+    f = F.create(tmp_path / "f", (1 << 16,), "int32", chunk_rows=1 << 14, options=opts)
+    f.batch_set(slice(None), np.arange(1 << 16))
+    f.clear_cache()
+    f.reset_stats()
+    for e in range(5, 1 << 16, 3000):  # stride 3000 elements: a new block every access
+        assert f.get(e) == e
+    s = f.stats()
+    n = len(range(5, 1 << 16, 3000))
+    assert s.tier_hits["L3"] == n and s.prefetch_used_kernel == n - 3
+    assert s.prefetch_issued == n - 3 + 3 - sum(1 for i in range(1, 4)
+                                               if 5 + 3000 * (n - 1 + i) >= 1 << 16)
+    assert s.hot_warm_fraction == (n - 3) / n
+    f.clear_cache()  # hinted blocks beyond the end of the scan were never used
+    assert f.stats().prefetch_wasted == s.prefetch_issued - s.prefetch_used
 
 
 def test_concurrent_readers(tmp_path):
