@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -230,125 +231,139 @@ class Layout:
         return cls(index.cfg, index.n, h, W)
 
     # ---- field widths ------------------------------------------------------------------
-    @property
+    @cached_property
     def R(self) -> int:
         return self.cfg.graph.R
 
-    @property
+    @cached_property
     def id_bits(self) -> int:
         return self.cfg.id_bits
 
-    @property
+    @cached_property
     def code_bytes(self) -> int:
         return self.cfg.pq_code_bytes
 
-    @property
+    @cached_property
     def access(self) -> int:
         return self.cfg.nand.access_bytes
 
-    @property
+    @cached_property
     def deg_bits(self) -> int:
         return bitlen(self.R)
 
-    @property
+    @cached_property
     def width_bits(self) -> int:
         return bitlen(self.id_bits)
 
-    @property
+    @cached_property
     def header_bits(self) -> int:
         return self.deg_bits + self.width_bits
 
     # ---- normal frame ------------------------------------------------------------------
-    @property
+    @cached_property
     def id_region_bits(self) -> int:
         """Header + first id + R-1 gap slots of W bits (the neighbour part of a frame)."""
         return self.header_bits + self.id_bits + (self.R - 1) * self.gap_width
 
-    @property
+    @cached_property
     def id_region_bytes(self) -> int:
         return -(-self.id_region_bits // 8)
 
-    @property
+    @cached_property
     def code_offset(self) -> int:
         off, C, A = self.id_region_bytes, self.code_bytes, self.access
         if C <= A and (off % A) + C > A:
             off = -(-off // A) * A
         return off
 
-    @property
+    @cached_property
     def frame_bytes(self) -> int:
         return self.code_offset + self.code_bytes
 
-    @property
+    @cached_property
     def stride(self) -> int:
         return _round_stride(self.frame_bytes, self.access)
 
-    @property
+    @cached_property
     def frames_per_page(self) -> int:
         return self.cfg.nand.page_bytes // self.stride
 
-    @property
+    @cached_property
     def normal_pages_per_core(self) -> int:
         slots = -(-self.n // self.cfg.nand.cores)
         return -(-slots // self.frames_per_page)
 
     # ---- hot frame ---------------------------------------------------------------------
-    @property
+    @cached_property
     def hot_frame_bits(self) -> int:
         cb = 8 * self.code_bytes
         return self.header_bits + self.id_bits + cb + (self.R - 1) * (self.gap_width + cb)
 
-    @property
+    @cached_property
     def hot_frame_bytes(self) -> int:
         return -(-self.hot_frame_bits // 8)
 
-    @property
+    @cached_property
     def hot_accesses(self) -> int:
         """``K``: accesses (chunks) per hot frame."""
         return -(-self.hot_frame_bytes // self.access)
 
-    @property
+    @cached_property
     def accesses_per_page(self) -> int:
         return self.cfg.nand.accesses_per_page
 
-    @property
+    @cached_property
     def hot_pages(self) -> int:
         chunks = -(-(self.hot * self.hot_accesses) // self.cfg.nand.cores)
         return -(-chunks // self.accesses_per_page)
 
-    @property
+    @cached_property
     def index_pages_per_core(self) -> int:
         return self.hot_pages + self.normal_pages_per_core
 
-    @property
+    @cached_property
     def index_core_bytes(self) -> int:
         return self.index_pages_per_core * self.cfg.nand.page_bytes
 
     # ---- raw vectors -------------------------------------------------------------------
-    @property
+    @cached_property
     def vector_bytes(self) -> int:
         return self.cfg.vec.bytes_per_vector
 
-    @property
+    @cached_property
     def raw_stride(self) -> int:
         return _round_stride(self.vector_bytes, self.access)
 
-    @property
+    @cached_property
     def raw_per_page(self) -> int:
         return self.cfg.nand.page_bytes // self.raw_stride
 
-    @property
+    @cached_property
     def raw_pages_per_core(self) -> int:
         slots = -(-self.n // self.cfg.nand.raw_vector_cores)
         return -(-slots // self.raw_per_page)
 
-    @property
+    @cached_property
     def raw_core_bytes(self) -> int:
         return self.raw_pages_per_core * self.cfg.nand.page_bytes
 
-    @property
+    @cached_property
     def total_cores(self) -> int:
         return self.cfg.nand.cores + self.cfg.nand.raw_vector_cores
+
+    @cached_property
+    def frame_access_count(self) -> int:
+        """Accesses of a normal-frame read (the same for every vertex: frames start at a
+        multiple of the stride, which divides ``A`` or is a multiple of it)."""
+        return len(self._span(0, 0, 0, self.id_region_bytes, "frame"))
+
+    @cached_property
+    def code_access_count(self) -> int:
+        return len(self._span(0, 0, self.code_offset, self.code_bytes, "code"))
+
+    @cached_property
+    def raw_access_count(self) -> int:
+        return len(self._span(0, 0, 0, self.vector_bytes, "raw"))
 
     # ---- address arithmetic (scalar) ---------------------------------------------------
     def _check_v(self, v: int) -> int:

@@ -183,23 +183,29 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
             compute = 0
         phases.append(Phase(kind, tuple(cores), compute))
 
+    Ci, Cr, K, H = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores, \
+        layout.hot_accesses, layout.hot
+    nf, nc, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
     for k, v in events:
         v = int(v)
+        if not 0 <= v < layout.n:
+            raise LayoutError(f"vertex {v} out of range 0..{layout.n - 1}")
         if k == "frame":
             close()
-            kind, cores, count = "frame", [r.core for r in layout.frame_reads(v)], 1
-            after_hot = v < layout.hot
+            after_hot = v < H
+            cores = [(v * K + a) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
+            kind, count = "frame", 1
             continue
         if k == "code":
-            rs = () if after_hot else layout.code_reads(v)
+            rs = () if after_hot else (v % Ci,) * nc
         elif k == "raw":
-            rs = layout.raw_reads(v)
+            rs = (Ci + v % Cr,) * nr
         else:
             raise LayoutError(f"unknown event kind {k!r}")
         if k != kind:
             close()
             kind, cores, count = k, [], 0
-        cores.extend(r.core for r in rs)
+        cores.extend(rs)
         count += 1
     close()
     return phases

@@ -278,3 +278,12 @@ def test_reads_for_events():
     ]
     with pytest.raises(LayoutError, match="unknown event"):
         reads_for_events([("bogus", 1)], lay)
+
+
+def test_access_counts_are_the_same_for_every_vertex():
+    for cfg, W in ((TINY, 3), (PAPER, 20), (PAPER.with_(nand={"page_bytes": 1024}), 7)):
+        lay = Layout(cfg, 5000, 40, W)
+        for v in range(40, 5000, 37):
+            assert len(lay.frame_reads(v)) == lay.frame_access_count
+            assert len(lay.code_reads(v)) == lay.code_access_count
+            assert len(lay.raw_reads(v)) == lay.raw_access_count

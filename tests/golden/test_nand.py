@@ -184,3 +184,17 @@ def test_simulate_events_counts_every_read():
     assert r.busy.sum() == r.accesses * TimingParams.from_cfg(TINY).service_cycles
     more = simulate_events(evs, lay, nq=16)
     assert more.total_cycles <= r.total_cycles
+
+
+def test_phase_cores_equal_read_cores_on_paper_layout():
+    lay = Layout(preset("paper"), 100_000, 3000, 17)
+    rng = np.random.default_rng(2)
+    ev = [("code", 0)]
+    for _ in range(30):
+        ev.append(("frame", int(rng.integers(0, 6000))))
+        ev += [("code", int(u)) for u in rng.integers(0, 100_000, 9)]
+        ev += [("raw", int(u)) for u in rng.integers(0, 100_000, int(rng.integers(0, 3)))]
+    ph = phases_for_events(ev, lay)
+    assert [c for x in ph for c in x.cores] == [r.core for r in reads_for_events(ev, lay)]
+    assert sum(len(x.cores) for x in ph if x.kind == "frame") == sum(
+        lay.hot_accesses if v < 3000 else lay.frame_access_count for k, v in ev if k == "frame")
