@@ -69,8 +69,13 @@ def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]
 
 def _searcher(algo: str) -> Callable:
     if algo == "alg1":
+        import os
+
         from .search_batch import search_batch
-        return search_batch
+
+        def run(index, queries, cfg, trace=False):
+            return search_batch(index, queries, cfg, trace=trace, workers=os.cpu_count() or 1)
+        return run
     if algo == "beam":
         from .beam import beam_search
 

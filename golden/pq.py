@@ -71,13 +71,18 @@ def encode(cfg: ProximaConfig, vectors: np.ndarray, codebook: np.ndarray,
 def adt_raw(cfg: ProximaConfig, query: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     """Un-shifted ADT: ``(..., M, 256)`` int64 exact sums of squared differences.
 
-    ``query`` is one vector ``(dim,)`` or a batch ``(Q, dim)``.
+    ``query`` is one vector ``(dim,)`` or a batch ``(Q, dim)``.  Computed as
+    ``|q|^2 - 2 q.c + |c|^2`` with float64 products, which are exact here: every term is an
+    integer below ``dsub * 255**2 < 2**53``.
     """
     M, dsub = cfg.pq.M, cfg.dsub
     query = np.asarray(query)
-    q = query.astype(np.int64).reshape(query.shape[:-1] + (M, 1, dsub))
-    diff = codebook.astype(np.int64) - q
-    return (diff * diff).sum(axis=-1)
+    lead = query.shape[:-1]
+    q = query.reshape(-1, M, dsub).astype(np.float64)  # (Q, M, dsub)
+    c = codebook.astype(np.float64)  # (M, 256, dsub)
+    cross = np.einsum("qmd,mkd->qmk", q, c, optimize=True)
+    raw = (q * q).sum(-1)[:, :, None] - 2.0 * cross + (c * c).sum(-1)[None]
+    return np.rint(raw).astype(np.int64).reshape(lead + (M, codebook.shape[1]))
 
 
 def build_adt(cfg: ProximaConfig, query: np.ndarray, codebook: np.ndarray) -> np.ndarray:

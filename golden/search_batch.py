@@ -25,38 +25,79 @@ _INF = np.int64(1) << np.int64(62)
 
 
 def _chunk_size(n_vertices: int, bloom_bits: int) -> int:
-    per_query = n_vertices // 8 + bloom_bits + 8192  # seen-bitset + filter + list state (bytes)
+    # seen-bitset + filter bits (bool) + first-touch scratch (int16) + list state, in bytes
+    per_query = n_vertices // 8 + 3 * bloom_bits + 8192
     return int(max(1, min(512, (256 << 20) // per_query)))
 
 
-def _set_earlier_in_row(idx: np.ndarray, valid: np.ndarray, B: int) -> np.ndarray:
-    """``(E, R, H)`` bool: bit ``idx[e, j, h]`` of bank ``h`` was addressed by a valid slot
-    ``j' < j`` of the same row (so a sequential filter already set it)."""
-    E, R, H = idx.shape
-    out = np.zeros(idx.shape, dtype=bool)
-    rows = np.arange(E)[:, None]
-    sentinel = B + np.arange(R)[None, :]  # invalid slots never collide
-    for h in range(H):
-        vals = np.where(valid, idx[:, :, h], sentinel)
-        order = np.argsort(vals, axis=1, kind="stable")  # equal values keep slot order
-        sv = np.take_along_axis(vals, order, axis=1)
-        dup = sv[:, 1:] == sv[:, :-1]
-        out[rows, order[:, 1:], h] = dup
+def _set_earlier(lin: np.ndarray, valid: np.ndarray, slot: np.ndarray, scratch: np.ndarray,
+                 mark: np.ndarray) -> np.ndarray:
+    """``(E, R, H)`` bool: the filter bit ``lin[e, j, h]`` was also addressed by a valid slot
+    ``j' < j`` of the same row (rows belong to different queries, so ``lin`` values of
+    different rows never coincide).
+
+    Such collisions are rare: every slot writes its number to ``scratch[lin]`` and reads it
+    back; only bits where another slot's number came back are resolved exactly, by sorting
+    those few (bit, slot) pairs.  ``scratch`` and ``mark`` are left as they were found.
+    """
+    slots = slot[:len(lin)]
+    scratch[lin] = slots
+    clash = (scratch[lin] != slots) & valid[:, :, None]
+    out = np.zeros(lin.shape, dtype=bool)
+    if clash.any():
+        mark[lin[clash]] = True
+        sel = mark[lin] & valid[:, :, None]
+        mark[lin[clash]] = False
+        where = np.nonzero(sel)
+        lv, jv = lin[where], slots[where]
+        order = np.lexsort((jv, lv))
+        later = np.zeros(len(order), dtype=bool)
+        later[1:] = lv[order][1:] == lv[order][:-1]  # not the first slot on this bit
+        res = np.empty(len(order), dtype=bool)
+        res[order] = later
+        out[where] = res
     return out
 
 
 def search_batch(index: Index, queries: np.ndarray, cfg: ProximaConfig | None = None,
-                 trace: bool = False) -> list[SearchResult]:
-    """Run Algorithm 1 for every row of ``queries``; results in query order."""
+                 trace: bool = False, workers: int = 1) -> list[SearchResult]:
+    """Run Algorithm 1 for every row of ``queries``; results in query order.
+
+    ``workers > 1`` splits the queries over that many forked processes (queries are
+    independent, so results do not depend on the split).
+    """
     cfg = cfg or index.cfg
     queries = np.asarray(queries)
     if queries.ndim != 2 or queries.shape[1] != cfg.vec.dim:
         raise ValueError(f"queries must be (Q, {cfg.vec.dim}), got {queries.shape}")
     step = _chunk_size(index.n, cfg.bloom.bits)
+    if workers > 1 and len(queries) >= 2 * workers:
+        step = min(step, -(-len(queries) // workers))
+    chunks = [queries[s:s + step] for s in range(0, len(queries), step)]
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing as mp
+
+        index.bloom_table  # computed once, before forking
+        global _SHARED
+        _SHARED = (index, cfg, trace)
+        try:
+            with mp.get_context("fork").Pool(min(workers, len(chunks))) as pool:
+                parts = pool.map(_run_shared, chunks)
+        finally:
+            _SHARED = None
+        return [r for part in parts for r in part]
     out: list[SearchResult] = []
-    for s in range(0, len(queries), step):
-        out.extend(_run(index, queries[s:s + step], cfg, trace))
+    for c in chunks:
+        out.extend(_run(index, c, cfg, trace))
     return out
+
+
+_SHARED = None  # (index, cfg, trace) inherited by forked workers
+
+
+def _run_shared(chunk: np.ndarray) -> list[SearchResult]:
+    index, cfg, trace = _SHARED
+    return _run(index, chunk, cfg, trace)
 
 
 def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
@@ -79,18 +120,23 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
 
     M, K = cfg.pq.M, cfg.pq.ksub
     adt = build_adt(cfg, queries, index.codebook).reshape(-1)  # (Q * M * 256,)
+    adt = adt.astype(np.int32 if cfg.pq.adt_bits < 31 else np.int64)
     m_off = np.arange(M, dtype=np.intp) * K
 
     def pq_of(qrows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """PQ distances for ids (E, S) of queries qrows (E,)."""
         lin = codes[ids] + m_off + (qrows * (M * K))[:, None, None]  # (E, S, M)
-        return adt[lin].sum(axis=-1)
+        return adt[lin].sum(axis=-1, dtype=np.int64)
 
     def exact_of(qrows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         d = vecs[ids].astype(np.int64) - qv[qrows]
         return (d * d).sum(axis=-1)
 
-    bits = np.zeros((Q, H, B), dtype=bool)
+    # the filters of all queries, flat, plus one dummy bit that padding slots address
+    flat = np.zeros(Q * H * B + 1, dtype=bool)
+    dummy = Q * H * B
+    scratch = np.zeros(Q * H * B + 1, dtype=np.int16)  # slot numbers, for collision checks
+    mark = np.zeros(Q * H * B + 1, dtype=bool)
     seen = np.zeros((Q, (index.n + 7) // 8), dtype=np.uint8)
     keys = np.full((Q, L), _INF, dtype=np.int64)
     expd = np.zeros((Q, L), dtype=bool)
@@ -105,9 +151,11 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
     events: list[list[tuple[str, int]]] = [[] for _ in range(Q)]
     col = np.arange(L)
     hrow = np.arange(H)
+    slot = np.ascontiguousarray(np.broadcast_to(np.arange(R, dtype=np.int16)[None, :, None],
+                                                (Q, R, H)))
 
     e = int(index.entry)
-    bits[:, hrow, btab[e]] = True
+    flat[((qi[:, None] * H + hrow) * B + btab[e]).ravel()] = True
     seen[:, e >> 3] |= np.uint8(1 << (e & 7))
     keys[:, 0] = (pq_of(qi, np.full((Q, 1), e))[:, 0] << idb) | e
     ctr["pq_dists"] += 1
@@ -146,13 +194,13 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
             valid = nb >= 0
             safe = np.where(valid, nb, 0)
             idx = btab[safe]  # (E, R, H) bank-local bit indices
-            lin = (eq[:, None, None] * H + hrow) * B + idx  # into bits.reshape(-1)
-            flat = bits.reshape(-1)
+            lin = (eq[:, None, None] * H + hrow) * B + idx  # into flat
+            lin[~valid] = dummy
             pre = flat[lin]  # bits as they were before this row
-            # the filter sees the row's ids one after another: bit h of slot j is also set if
-            # an earlier valid slot j' < j of the same row addressed the same bit of bank h
-            hit = (pre | _set_earlier_in_row(idx, valid, B)).all(axis=2) & valid
-            flat[lin[valid]] = True
+            # the filter sees the row's ids one after another: bit h of slot j was also set
+            # if an earlier slot j' < j of the same row addressed the same bit of bank h
+            hit = (pre | _set_earlier(lin, valid, slot, scratch, mark)).all(axis=2) & valid
+            flat[lin] = True
             byte, bit = safe >> 3, (safe & 7).astype(np.uint8)
             was = (seen[eq[:, None], byte] >> bit) & 1
             ctr["bloom_fp"][eq] += (hit & (was == 0)).sum(axis=1)
@@ -163,7 +211,10 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
             nnew = new.sum(axis=1)
             ctr["pq_dists"][eq] += nnew
             ctr["inserted"][eq] += nnew
-            nk = np.where(new, (pq_of(eq, safe) << idb) | safe, _INF)
+            nk = np.full(nb.shape, _INF, dtype=np.int64)
+            r_, c_ = np.nonzero(new)
+            ids_new = safe[r_, c_]
+            nk[r_, c_] = (pq_of(eq[r_], ids_new[:, None])[:, 0] << idb) | ids_new
             if trace:
                 for q_, uu, row, nr in zip(eq.tolist(), u.tolist(), nb.tolist(), new.tolist()):
                     ev = events[q_]

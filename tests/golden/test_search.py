@@ -41,6 +41,14 @@ def test_batch_equals_scalar_with_bloom_false_positives(tiny_index):
         _same(a, b)
 
 
+def test_forked_workers_give_the_same_results(default_index):
+    q = clustered_u8(40, default_index.cfg.vec.dim, seed=8)
+    one = search_batch(default_index, q, trace=True)
+    two = search_batch(default_index, q, trace=True, workers=2)
+    for a, b in zip(one, two):
+        _same(a, b)
+
+
 def test_result_distances_are_exact_and_sorted(default_index):
     q = clustered_u8(20, default_index.cfg.vec.dim, seed=3)
     for v, r in zip(q, search_batch(default_index, q)):
