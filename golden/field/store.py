@@ -1070,26 +1070,29 @@ class Field:
                 total += os.stat(os.path.join(root, f)).st_blocks * 512
         return total
 
+    def verify_chunk(self, c: int) -> None:
+        """Check chunk ``c``'s header, size and (if sealed) data checksum."""
+        if not 0 <= c < self.n_chunks:
+            raise CorruptChunkError(f"chunk file {c} is beyond the field's {self.n_chunks} chunks")
+        fd = os.open(self._chunk_path(c), os.O_RDONLY)
+        try:
+            h = self._validate_chunk(c, fd, False)
+            if h.sealed:
+                hdr = ChunkHeader.decode(os.pread(fd, 64, 0), f"chunk {c}")
+                crc = _crc_data(fd, h.data_bytes)
+                if crc != hdr.data_crc:
+                    raise CorruptChunkError(
+                        f"chunk {c} ({self._chunk_path(c)}): data checksum mismatch "
+                        f"(stored {hdr.data_crc:08x}, computed {crc:08x})")
+        finally:
+            os.close(fd)
+
     def verify(self) -> int:
-        """Check every local chunk's header, size and (if sealed) checksum; return the count."""
-        n = 0
-        for c in self.chunk_ids():
-            if c >= self.n_chunks:
-                raise CorruptChunkError(f"chunk file {c} is beyond the field's {self.n_chunks} chunks")
-            fd = os.open(self._chunk_path(c), os.O_RDONLY)
-            try:
-                h = self._validate_chunk(c, fd, False)
-                if h.sealed:
-                    hdr = ChunkHeader.decode(os.pread(fd, 64, 0), f"chunk {c}")
-                    crc = _crc_data(fd, h.data_bytes)
-                    if crc != hdr.data_crc:
-                        raise CorruptChunkError(
-                            f"chunk {c} ({self._chunk_path(c)}): data checksum mismatch "
-                            f"(stored {hdr.data_crc:08x}, computed {crc:08x})")
-            finally:
-                os.close(fd)
-            n += 1
-        return n
+        """Check every local chunk (see :meth:`verify_chunk`); return how many."""
+        ids = self.chunk_ids()
+        for c in ids:
+            self.verify_chunk(c)
+        return len(ids)
 
     def drop_os_cache(self) -> int:
         """``posix_fadvise(DONTNEED)`` on every local chunk file (after fsync); return count."""
