@@ -624,6 +624,9 @@ def encode_frames(layout: Layout, neighbors: np.ndarray, codes: np.ndarray) -> n
     """Normal frames of all vertices: ``(N, frame_bytes)`` uint8, equal row by row to
     :func:`encode_frame`."""
     n, R, B, HB = len(neighbors), layout.R, layout.id_bits, layout.header_bits
+    if np.shape(neighbors)[1:] != (R,) or np.shape(codes) != (n, layout.code_bytes):
+        raise LayoutError(f"expected neighbors (N, {R}) and codes (N, {layout.code_bytes}), got "
+                          f"{np.shape(neighbors)} and {np.shape(codes)}")
     out = np.zeros((n, layout.frame_bytes), dtype=np.uint8)
     nbits = layout.id_region_bytes * 8
     for s in range(0, n, _CHUNK):
@@ -679,6 +682,8 @@ def _decode_ids(layout: Layout, bits: np.ndarray, rec: int, what: str) -> tuple[
 def decode_frames(layout: Layout, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_frames`: ``(neighbors (N, R) int32, codes (N, C) uint8)``."""
     frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 2 or frames.shape[1] < layout.frame_bytes:
+        raise LayoutError(f"frames must be (N, >= {layout.frame_bytes}) bytes, got {frames.shape}")
     n = len(frames)
     nb = np.empty((n, layout.R), dtype=np.int32)
     for s in range(0, n, _CHUNK):
@@ -693,6 +698,9 @@ def encode_hot_frames(layout: Layout, neighbors: np.ndarray, codes: np.ndarray) 
     """Hot frames of vertices ``0..len(neighbors)-1``: ``(H, K*A)`` uint8, equal row by row to
     :func:`encode_hot_frame`; ``codes`` is the full ``(N, C)`` array."""
     h, R, B, HB = len(neighbors), layout.R, layout.id_bits, layout.header_bits
+    if np.shape(neighbors)[1:] != (R,) or np.shape(codes)[1:] != (layout.code_bytes,):
+        raise LayoutError(f"expected neighbors (H, {R}) and codes (N, {layout.code_bytes}), got "
+                          f"{np.shape(neighbors)} and {np.shape(codes)}")
     cb = 8 * layout.code_bytes
     nbytes = layout.hot_accesses * layout.access
     out = np.zeros((h, nbytes), dtype=np.uint8)
@@ -723,6 +731,9 @@ def encode_hot_frames(layout: Layout, neighbors: np.ndarray, codes: np.ndarray) 
 def decode_hot_frames(layout: Layout, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_hot_frames`: ``(neighbors (H, R) int32, codes (H, R, C))``."""
     frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 2 or frames.shape[1] < layout.hot_frame_bytes:
+        raise LayoutError(f"hot frames must be (H, >= {layout.hot_frame_bytes}) bytes, got "
+                          f"{frames.shape}")
     h, R, B, HB, C = len(frames), layout.R, layout.id_bits, layout.header_bits, layout.code_bytes
     cb = 8 * C
     nb = np.empty((h, R), dtype=np.int32)

@@ -49,8 +49,9 @@ def graph_rows(draw, max_rows=12):
 class _CodeView:
     """codes[v] = small[v % len(small)] for any id array v (a code table for up to 2**24 ids)."""
 
-    def __init__(self, small):
+    def __init__(self, small, n):
         self.small = small
+        self.shape = (n, small.shape[1])
 
     def __getitem__(self, v):
         return self.small[np.asarray(v) % len(self.small)]
@@ -62,7 +63,7 @@ def test_round_trip_scalar_and_vectorised(data):
     cfg, n, rows, small_codes, own = data
     W = int(gap_widths(rows).max(initial=0))
     lay = Layout(cfg, n, min(n, len(rows)), W)
-    codes = _CodeView(small_codes)
+    codes = _CodeView(small_codes, n)
     frames = encode_frames(lay, rows, own)
     hot = encode_hot_frames(lay, rows, codes)
     for i, row in enumerate(rows):
