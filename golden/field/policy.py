@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Hashable, NamedTuple
 
 __all__ = ["LRUCache", "Evicted", "StridePrefetcher", "PrefetchDecision"]
 
 _ACTIONS = ("repeat", "confirm", "train", "alloc")
 
 
-@dataclass(frozen=True)
-class Evicted:
+class Evicted(NamedTuple):
     key: Hashable
     value: Any
     nbytes: int

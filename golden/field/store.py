@@ -223,6 +223,7 @@ class Field:
         self.chunk_shape = header.chunk_shape
         self.chunk_elems = self.chunk_rows * self.row_elems
         self.n_chunks = -(-self.shape[0] // self.chunk_rows)
+        self._last_chunk = self.n_chunks - 1
         self.block_elems = max(1, self.options.block_bytes // self.itemsize)
         self.blocks_per_chunk = -(-self.chunk_elems // self.block_elems)
         self._elem_strides = tuple(prod(self.shape[i + 1:]) for i in range(self.ndim))
@@ -341,6 +342,8 @@ class Field:
         return c * self.blocks_per_chunk + b, o
 
     def _chunk_elems_of(self, c: int) -> int:
+        if c < self._last_chunk:
+            return self.chunk_elems
         return min(self.chunk_rows, self.shape[0] - c * self.chunk_rows) * self.row_elems
 
     def _key_valid(self, k: int) -> bool:
@@ -547,7 +550,10 @@ class Field:
         """Demand miss on an open chunk (``h`` pinned by the caller): one read, one lock."""
         c, b = divmod(k, self.blocks_per_chunk)
         start = b * self.block_elems
-        buf = np.empty(min(self.block_elems, self._chunk_elems_of(c) - start), self.dtype)
+        be = self.block_elems
+        if c == self._last_chunk or start + be > self.chunk_elems:
+            be = min(be, self._chunk_elems_of(c) - start)
+        buf = np.empty(be, self.dtype)
         try:
             got = os.preadv(h.fd, [buf], CHUNK_HDR_BYTES + start * self.itemsize)
         except BaseException:

@@ -57,16 +57,21 @@ class PageCacheModel:
 
     ``window``: the largest |line distance| that trains an existing stream; default
     ``cache_cfg.lines`` (sets * ways).  ``CacheConfig`` has no field for it yet.
+    ``addr_bits``: if given, addresses must be < 2**addr_bits and prefetch targets at or
+    beyond line 2**addr_bits / line_bytes are skipped like negative ones (None: unbounded).
     """
 
     cfg: CacheConfig
     window: int | None = None
+    addr_bits: int | None = None
     stats: TraceStats = field(default_factory=TraceStats)
 
     def __post_init__(self) -> None:
         self.cfg.validate()
         if self.window is None:
             self.window = getattr(self.cfg, "prefetch_window", None) or self.cfg.lines
+        self._line_limit = (None if self.addr_bits is None
+                            else (1 << self.addr_bits) // self.cfg.line_bytes)
         self.reset()
 
     def reset(self) -> None:
@@ -94,8 +99,8 @@ class PageCacheModel:
 
     def access(self, addr: int) -> AccessResult:
         addr = int(addr)
-        if addr < 0:
-            raise ValueError(f"address must be >= 0, got {addr}")
+        if addr < 0 or (self.addr_bits is not None and addr >> self.addr_bits):
+            raise ValueError(f"address {addr} outside 0 .. 2**{self.addr_bits} - 1")
         line = addr // self.cfg.line_bytes
         si = line % self.cfg.sets
         s = self._sets[si]
@@ -115,7 +120,8 @@ class PageCacheModel:
         issued: list[int] = []
         pev: list[int | None] = []
         for t in d.targets:
-            if t < 0 or self.resident(t):
+            if t < 0 or (self._line_limit is not None and t >= self._line_limit) \
+                    or self.resident(t):
                 continue
             issued.append(t)
             pev.append(self._fill(t, True))

@@ -178,6 +178,15 @@ def test_field_addresses():
     assert field_addresses((10,), 8, [0, 9]) == [0, 72]
 
 
+def test_trace_addr_bits_bounds_prefetch():
+    cfg = CacheConfig(line_bytes=16, sets=4, ways=2, prefetch_depth=3, prefetch_streams=1)
+    m = PageCacheModel(cfg, addr_bits=8)  # 16 lines: 0..15
+    r = m.run([16 * 12, 16 * 13, 16 * 14])
+    assert r[2].stream_action == "confirm" and r[2].prefetches == (15,)
+    with pytest.raises(ValueError):
+        m.access(256)
+
+
 def test_trace_rejects_bad_input():
     with pytest.raises(ValueError):
         PageCacheModel(CFG).access(-1)
