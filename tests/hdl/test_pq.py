@@ -203,3 +203,27 @@ def test_elaboration_and_bad_codebooks():
         pack_codebook(cfg, np.zeros((cfg.pq.M, 256, cfg.dsub), dtype=np.float32))
     with pytest.raises(PQError, match="0..255"):
         pack_codebook(cfg, np.full((cfg.pq.M, 256, cfg.dsub), 256, dtype=np.int64))
+
+
+# ---- cocotb on the generated Verilog (Verilator) ----------------------------------------
+@pytest.mark.rtl
+@pytest.mark.parametrize("name,queries,codes", [("tiny", 3, 3400), ("default", 3, 3400)])
+def test_cocotb_pq_10k_random(name, queries, codes):
+    from proxima.sim.runner import run_cocotb
+    cfg = preset(name)
+    assert queries * codes >= 10_000
+    res = run_cocotb(lambda: PQUnit(cfg), "proxima_pq", "proxima.sim.tb.tb_pq", cfg=cfg,
+                     build_name=f"pq_{name}",
+                     parameters={"queries": queries, "codes": codes})
+    assert res.tests == 2 and res.failed == 0
+
+
+@pytest.mark.rtl
+def test_cocotb_pq_detects_a_wrong_expectation():
+    """One golden distance off by one on purpose: the comparison must fail the run."""
+    from proxima.sim.runner import CocotbFailure, run_cocotb
+    cfg = preset("tiny")
+    with pytest.raises(CocotbFailure, match="code 123"):
+        run_cocotb(lambda: PQUnit(cfg), "proxima_pq", "proxima.sim.tb.tb_pq", cfg=cfg,
+                   build_name="pq_tiny", testcase="random_queries_and_codes_with_stalls",
+                   parameters={"queries": 1, "codes": 300, "flip_expected": 123})

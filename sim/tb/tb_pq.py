@@ -1,0 +1,228 @@
+"""cocotb testbench of :class:`proxima.hdl.pq.PQUnit` against the golden PQ arithmetic.
+
+Parameters (``PROXIMA_TB_PARAMS``): ``queries`` (queries in the random test), ``codes``
+(PQ codes per query; ``queries * codes >= 10k`` for sign-off), ``p_valid`` / ``p_ready``
+(per-cycle probabilities of offering an input beat / accepting an output beat), ``p_hole``
+(probability that a lane of a code beat is unused), ``flip_expected`` (index of a PQ
+distance of the first query whose golden value is changed on purpose: the run must then
+fail; -1 = off).
+
+The codebook is random and loaded through ``cb_wr`` in a random order; each query is
+streamed in; every ADT word (``m``, ``c``, value) on ``adt_out`` is compared with
+:func:`proxima.golden.pq.build_adt` and every distance (with its id and lane flag) with
+:func:`proxima.golden.pq.pq_distances`, by exact equality and with the counts checked.
+Port formats are derived here from the configuration as documented in ``hdl/pq.py``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from proxima.golden.pq import build_adt, pq_distances
+from proxima.sim.runner import tb_config, tb_params
+
+
+def _w(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+class Fmt:
+    """Bit layout of the PQ unit's ports (see the module docstring of ``hdl/pq.py``)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.M, self.ksub, self.dsub = cfg.pq.M, cfg.pq.ksub, cfg.dsub
+        self.P = cfg.engine.pq_codes_per_cycle
+        self.eb, self.cb = cfg.vec.elem_bits, cfg.pq.code_bits
+        self.idb = cfg.id_bits
+        self.addr_w = _w(self.M * self.ksub)
+        self.m_w = _w(self.M)
+        self.code_lane = 1 + self.idb + self.M * self.cb
+        self.dist_lane = 1 + self.idb + cfg.pq_dist_bits
+
+    def cb_beat(self, addr, centroid) -> int:
+        w = sum(int(v) << (d * self.eb) for d, v in enumerate(centroid))
+        return addr | (w << self.addr_w)
+
+    def adt_word(self, v: int):
+        mw, cw = self.m_w, self.cb
+        return (v & ((1 << mw) - 1), (v >> mw) & ((1 << cw) - 1), v >> (mw + cw))
+
+    def code_beats(self, codes, ids, used) -> list[int]:
+        beats = []
+        for s in range(0, len(codes), self.P):
+            v = 0
+            for p in range(self.P):
+                t = s + p
+                if t >= len(codes):
+                    continue
+                code = sum(int(c) << (self.cb * mm) for mm, c in enumerate(codes[t]))
+                lane = int(used[t]) | (int(ids[t]) << 1) | (code << (1 + self.idb))
+                v |= lane << (p * self.code_lane)
+            beats.append(v)
+        return beats
+
+    def dist_lanes(self, beat: int):
+        out = []
+        for p in range(self.P):
+            lane = (beat >> (p * self.dist_lane)) & ((1 << self.dist_lane) - 1)
+            out.append((lane & 1, (lane >> 1) & ((1 << self.idb) - 1), lane >> (1 + self.idb)))
+        return out
+
+
+async def reset(dut):
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for s in ("cb_wr", "query", "codes"):
+        getattr(dut, f"{s}__valid").value = 0
+        getattr(dut, f"{s}__payload").value = 0
+    dut.adt_out__ready.value = 0
+    dut.dists__ready.value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def pump(dut, src, beats, dst, n_out, p_valid, p_ready, rnd, max_cycles):
+    """Send ``beats`` on stream ``src`` while taking ``n_out`` beats from ``dst``, both with
+    random stalls.  Returns (output beats, accept cycles, output cycles)."""
+    out, acc_c, out_c = [], [], []
+    sent, offering, cycle = 0, False, 0
+    while sent < len(beats) or len(out) < n_out:
+        if cycle >= max_cycles:
+            raise AssertionError(f"timeout on {src}/{dst}: sent {sent}/{len(beats)}, "
+                                 f"received {len(out)}/{n_out}")
+        if src is not None:
+            if not offering and sent < len(beats) and rnd.random() < p_valid:
+                offering = True
+                getattr(dut, f"{src}__payload").value = beats[sent]
+            getattr(dut, f"{src}__valid").value = int(offering)
+        r = dst is not None and len(out) < n_out and rnd.random() < p_ready
+        if dst is not None:
+            getattr(dut, f"{dst}__ready").value = int(r)
+        await ReadOnly()
+        if offering and int(getattr(dut, f"{src}__ready").value):
+            sent += 1
+            offering = False
+            acc_c.append(cycle)
+        if r and int(getattr(dut, f"{dst}__valid").value):
+            out.append(int(getattr(dut, f"{dst}__payload").value))
+            out_c.append(cycle)
+        await RisingEdge(dut.clk)
+        cycle += 1
+    if src is not None:
+        getattr(dut, f"{src}__valid").value = 0
+    if dst is not None:
+        getattr(dut, f"{dst}__ready").value = 0
+    return out, acc_c, out_c
+
+
+def compare_adt(f: Fmt, words, adt, qi):
+    exp = [(mm, c, int(adt[mm, c])) for mm in range(f.M) for c in range(f.ksub)]
+    if len(words) != len(exp):
+        raise AssertionError(f"query {qi}: {len(words)} ADT words, expected {len(exp)}")
+    for t, (w, e) in enumerate(zip(words, exp)):
+        g = f.adt_word(w)
+        if g != e:
+            raise AssertionError(f"query {qi}: ADT word {t}: got (m, c, value) {g}, golden {e}")
+
+
+def compare_dists(f: Fmt, beats, exp_d, ids, used, qi):
+    n = len(exp_d)
+    if len(beats) != -(-n // f.P):
+        raise AssertionError(f"query {qi}: {len(beats)} distance beats for {n} codes")
+    lanes = [x for b in beats for x in f.dist_lanes(b)][:n]
+    for t, (u, i, d) in enumerate(lanes):
+        e = (int(used[t]), int(ids[t]), int(exp_d[t]))
+        if (u, i) != e[:2] or (u and d != e[2]):
+            raise AssertionError(f"query {qi}: code {t}: got (used, id, dist) {(u, i, d)}, "
+                                 f"golden {e}")
+
+
+async def load_codebook(dut, f, book, p_valid, rnd, rng):
+    beats = [f.cb_beat(m * f.ksub + c, book[m, c]) for m in range(f.M) for c in range(f.ksub)]
+    order = rng.permutation(len(beats))
+    await pump(dut, "cb_wr", [beats[i] for i in order], None, 0, p_valid, 0, rnd,
+               10 * len(beats) + 100)
+
+
+@cocotb.test()
+async def random_queries_and_codes_with_stalls(dut):
+    """Random codebook and queries; every ADT word and >= 10k PQ distances vs golden."""
+    cfg = tb_config()
+    p = tb_params()
+    f = Fmt(cfg)
+    n_q, n_codes = int(p.get("queries", 3)), int(p.get("codes", 4000))
+    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
+    p_hole = float(p.get("p_hole", 0.1))
+    flip = int(p.get("flip_expected", -1))
+    rnd = random.Random(cocotb.RANDOM_SEED)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    book = rng.integers(0, cfg.vec.elem_max + 1, size=(f.M, f.ksub, f.dsub))
+    book[:, 0] = 0
+    book[:, 1] = cfg.vec.elem_max
+    await reset(dut)
+    await load_codebook(dut, f, book, pv, rnd, rng)
+    total = 0
+    for qi in range(n_q):
+        q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
+        if qi == 1:
+            q[:] = 0
+        elif qi == 2:
+            q[:] = cfg.vec.elem_max
+        adt = build_adt(cfg, q, book)
+        await pump(dut, "query", [int(x) for x in q], None, 0, pv, 0, rnd, 10 * len(q) + 100)
+        words, _, _ = await pump(dut, None, [], "adt_out", f.M * f.ksub, 0, pr, rnd,
+                                 10 * f.M * f.ksub + 100)
+        compare_adt(f, words, adt, qi)
+        codes = rng.integers(0, f.ksub, size=(n_codes, f.M))
+        codes[: n_codes // 8] = np.argmax(adt, axis=1)  # the largest entries
+        ids = rng.integers(0, 1 << f.idb, size=n_codes)
+        used = rng.random(n_codes) >= p_hole
+        exp_d = pq_distances(adt, codes)
+        if qi == 0 and 0 <= flip < n_codes:
+            exp_d[flip] += 1
+            used[flip] = True
+        beats = f.code_beats(codes, ids, used)
+        out, _, _ = await pump(dut, "codes", beats, "dists", len(beats), pv, pr, rnd,
+                               20 * len(beats) + 100)
+        compare_dists(f, out, exp_d, ids, used, qi)
+        total += n_codes
+    dut._log.info("%d queries: %d ADT words and %d PQ distances matched the golden model",
+                  n_q, n_q * f.M * f.ksub, total)
+
+
+@cocotb.test()
+async def full_rate_build_and_distances(dut):
+    """No stalls: the ADT build takes M*ksub + 2 cycles, codes go in at P per cycle and the
+    distances come out 2 cycles later, one beat per cycle."""
+    cfg = tb_config()
+    f = Fmt(cfg)
+    rnd = random.Random(2)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 7)
+    book = rng.integers(0, cfg.vec.elem_max + 1, size=(f.M, f.ksub, f.dsub))
+    await reset(dut)
+    await load_codebook(dut, f, book, 1.0, rnd, rng)
+    q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
+    adt = build_adt(cfg, q, book)
+    await pump(dut, "query", [int(x) for x in q], None, 0, 1.0, 0, rnd, 10 * len(q) + 100)
+    words, _, out_c = await pump(dut, None, [], "adt_out", f.M * f.ksub, 0, 1.0, rnd,
+                                 10 * f.M * f.ksub + 100)
+    compare_adt(f, words, adt, 0)
+    assert out_c == list(range(out_c[0], out_c[0] + f.M * f.ksub)), "ADT: one entry per cycle"
+    assert out_c[-1] + 1 == f.M * f.ksub + 2, f"ADT build took {out_c[-1] + 1} cycles"
+    n = 64 * f.P
+    codes = rng.integers(0, f.ksub, size=(n, f.M))
+    ids = rng.integers(0, 1 << f.idb, size=n)
+    used = np.ones(n, dtype=bool)
+    beats = f.code_beats(codes, ids, used)
+    out, acc_c, out_c = await pump(dut, "codes", beats, "dists", len(beats), 1.0, 1.0, rnd,
+                                   len(beats) + 100)
+    compare_dists(f, out, pq_distances(adt, codes), ids, used, 0)
+    assert acc_c == list(range(acc_c[0], acc_c[0] + len(beats))), "not one beat per cycle"
+    assert out_c == [c + 2 for c in acc_c], "distance latency is not 2 cycles"
