@@ -138,7 +138,7 @@ class Graph:
         if not 0 <= self.entry < n:
             raise GraphError(f"entry {self.entry} out of range 0..{n - 1}")
         if a.min() < -1 or a.max() >= n:
-            raise GraphError(f"neighbour ids must be in -1..{n - 1}")
+            raise GraphError(f"neighbour ids out of range: must be in -1..{n - 1}")
         pad = a < 0
         if np.any(pad[:, :-1] & ~pad[:, 1:]):
             bad = int(np.nonzero((pad[:, :-1] & ~pad[:, 1:]).any(1))[0][0])
@@ -257,26 +257,22 @@ class _Space:
             xi = x.astype(np.int64)
             self.sq = np.einsum("nd,nd->n", xi, xi).astype(self.dtype)
 
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` in the compute dtype (uint8 rows are gathered narrow, then widened)."""
+        if self.x.dtype == self.dtype:
+            return np.take(self.x, ids, axis=0)
+        return np.take(self.x, ids, axis=0).astype(self.dtype)
+
+    def finish(self, d: np.ndarray) -> np.ndarray:
+        """Clamp rounding negatives (float data only) to +0."""
+        if self.exact:
+            return d
+        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
+
     def pairs(self, ids: np.ndarray, qvec: np.ndarray, qsq: np.ndarray) -> np.ndarray:
         """Distances between rows ``ids`` (P,) and query vectors ``qvec`` (P, D)."""
-        dots = np.einsum("pd,pd->p", self.xc[ids], qvec)
-        d = self.sq[ids] + qsq - 2 * dots
-        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
-
-    def to_rows(self, ids: np.ndarray, qvec: np.ndarray, qsq: np.ndarray) -> np.ndarray:
-        """Distances ``(K, W)`` from ``qvec`` (K, D) to ``xc[ids]`` (ids (K, W), >= 0)."""
-        v = self.xc[ids]
-        dots = np.matmul(v, qvec[:, :, None])[:, :, 0]
-        d = self.sq[ids] + qsq[:, None] - 2 * dots
-        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
-
-    def gram(self, ids: np.ndarray) -> np.ndarray:
-        """Pairwise distances ``(K, W, W)`` among ``xc[ids]`` (ids (K, W), >= 0)."""
-        v = self.xc[ids]
-        g = np.matmul(v, v.transpose(0, 2, 1))
-        s = self.sq[ids]
-        d = s[:, :, None] + s[:, None, :] - 2 * g
-        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
+        dots = np.einsum("pd,pd->p", self.gather(ids), qvec)
+        return self.finish(self.sq[ids] + qsq - 2 * dots)
 
 
 def medoid(vectors: np.ndarray, chunk: int = 65536) -> int:
@@ -395,10 +391,13 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float, R: int,
-                 chunk_elems: int = 1 << 23) -> np.ndarray:
+                 chunk_rows: int = 256) -> np.ndarray:
     """RobustPrune for many vertices at once; identical to :func:`robust_prune` when the
     distances are exact.  ``pools`` (K, W) int, -1 = empty.  Returns (K, R) int32, pick
-    order, -1 padded."""
+    order, -1 padded.
+
+    The candidates' Gram matrix comes from one batched matmul (exact for small-integer data,
+    see the module docstring); each pick step then reads one row of it per vertex."""
     k_all = pts.shape[0]
     out = np.full((k_all, R), -1, dtype=np.int32)
     if k_all == 0:
@@ -406,36 +405,37 @@ def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float
     pools = np.where(pools == pts[:, None], -1, pools)
     pools, cnt = _unique_rows(pools)
     order = np.argsort(cnt, kind="stable")  # similar pool sizes together: little padding
-    pos = 0
-    while pos < k_all:
-        w_hi = max(1, int(cnt[order[min(k_all - 1, pos + 4095)]]))
-        size = max(1, min(4096, chunk_elems // (w_hi * w_hi)))
-        rows = order[pos:pos + size]
-        pos += rows.size
+    sq = space.sq
+    for c0 in range(0, k_all, chunk_rows):
+        rows = order[c0:c0 + chunk_rows]
         w = max(1, int(cnt[rows[-1]]))  # ascending counts: the last row is the widest
+        k = rows.size
         ids = pools[rows, :w]
         valid = ids >= 0
         safe = np.where(valid, ids, 0)
         p = pts[rows]
-        dp = space.to_rows(safe, space.xc[p], space.sq[p]).astype(np.float64)
+        dp = space.finish(sq[safe] + sq[p][:, None]
+                          - 2 * np.einsum("kwd,kd->kw", space.gather(safe), space.gather(p)))
+        dp = dp.astype(np.float64)
         dp[~valid] = np.inf
         srt = np.argsort(dp, axis=1, kind="stable")  # ids ascending within the row: (d, id)
         ids = np.take_along_axis(ids, srt, axis=1)
-        safe = np.take_along_axis(safe, srt, axis=1)
         dp = np.take_along_axis(dp, srt, axis=1)
-        valid = np.take_along_axis(valid, srt, axis=1)
-        pd = space.gram(safe)
-        alive = valid.copy()
-        res = np.full((rows.size, R), -1, dtype=np.int32)
-        act = np.arange(rows.size)
+        alive = np.take_along_axis(valid, srt, axis=1)
+        safe = np.take_along_axis(safe, srt, axis=1)
+        vec = space.gather(safe)  # (k, w, D) in (distance, id) order
+        gram = np.matmul(vec, vec.transpose(0, 2, 1))  # exact for small-integer data
+        sqs = sq[safe]
+        res = np.full((k, R), -1, dtype=np.int32)
+        act = np.arange(k)
         for s in range(R):
-            if s:
-                act = act[alive[act].any(axis=1)]
+            act = act[alive[act].any(axis=1)]
             if act.size == 0:
                 break
             first = np.argmax(alive[act], axis=1)
             res[act, s] = ids[act, first]
-            occ = alpha * pd[act, first, :].astype(np.float64) <= dp[act]
+            dd = space.finish(sqs[act, first][:, None] + sqs[act] - 2 * gram[act, first, :])
+            occ = alpha * dd.astype(np.float64) <= dp[act]
             occ[np.arange(act.size), first] = True
             alive[act] &= ~occ
         out[rows] = res
@@ -465,7 +465,7 @@ class _BatchSearcher:
         """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order."""
         sp, g, L, n = self.space, self.g, self.L, self.n
         b = qids.shape[0]
-        qv = sp.xc[qids]
+        qv = sp.gather(qids)
         qsq = sp.sq[qids]
         keys = np.full((b, L), _SENT, dtype=np.uint64)
         ent = np.full(b, self.entry, dtype=np.int64)
@@ -516,7 +516,7 @@ class _BatchSearcher:
             r_i, c_i, nk = r_i[beat], c_i[beat], nk[beat]
             newk = np.full(nb.shape, _SENT, dtype=np.uint64)
             newk[r_i, c_i] = nk
-            need = np.unique(r_i)
+            need = r_i[np.concatenate(([True], r_i[1:] != r_i[:-1]))]  # r_i is sorted
             m = np.concatenate([k[need], newk[need]], axis=1)
             m.sort(axis=1)
             k[need] = m[:, :L]
@@ -560,8 +560,12 @@ def random_regular_graph(n: int, R: int, rng: np.random.Generator) -> np.ndarray
 
 
 def _add_reverse_edges(space: _Space, g: np.ndarray, pts: np.ndarray, out: np.ndarray,
-                       alpha: float, R: int, chunk_rows: int = 8192) -> None:
-    """For every edge p -> j in ``out`` (rows of ``pts``) add j -> p; prune overfull rows."""
+                       alpha: float, R: int, prune=None, chunk_rows: int = 8192) -> None:
+    """For every edge p -> j in ``out`` (rows of ``pts``) add j -> p; prune overfull rows
+    (``prune(pts, pools, alpha)``, default :func:`_prune_batch`)."""
+    if prune is None:
+        def prune(p, pl, a):
+            return _prune_batch(space, p, pl, a, R)
     src = np.repeat(pts.astype(np.int64), out.shape[1])
     dst = out.ravel().astype(np.int64)
     m = dst >= 0
@@ -591,7 +595,7 @@ def _add_reverse_edges(space: _Space, g: np.ndarray, pts: np.ndarray, out: np.nd
             row[:, :w] = pool[fits, :w]
             g[j[fits]] = row
         if (~fits).any():
-            g[j[~fits]] = _prune_batch(space, j[~fits], pool[~fits], alpha, R)
+            g[j[~fits]] = prune(j[~fits], pool[~fits], alpha)
 
 
 def _sorted_rows(g: np.ndarray) -> np.ndarray:
@@ -604,13 +608,62 @@ def _sorted_rows(g: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # builders
 # --------------------------------------------------------------------------------------------
+class _Workers:
+    """Splits independent per-vertex work (searches, prunes) over threads.  Each vertex's
+    result depends only on its own inputs, so the output does not depend on the thread
+    count.  numpy releases the GIL in the heavy operations; BLAS is held to one thread
+    meanwhile (its own threading on many tiny matrices is slower, and would oversubscribe)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, int(threads))
+        self.pool = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vamana")
+
+    def split(self, n: int, min_rows: int = 64) -> list[slice]:
+        parts = min(self.threads, max(1, n // min_rows))
+        bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+        return [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(parts)]
+
+    def map(self, fn, args: list) -> list:
+        if self.pool is None or len(args) == 1:
+            return [fn(*a) for a in args]
+        return list(self.pool.map(lambda a: fn(*a), args))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _blas_one_thread():
+    """Context holding the BLAS library to one thread (needs threadpoolctl; else a no-op:
+    set OPENBLAS_NUM_THREADS=1 yourself)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress: bool = True,
                  max_batch: int = 2048, batch_fraction: float = 0.02,
-                 seen_budget_bytes: int = 1 << 28) -> Graph:
+                 seen_budget_bytes: int = 1 << 29, threads: int | None = None) -> Graph:
     """Vamana graph (module docstring) with batched, ParlayANN-style insertion.
 
     ``max_batch``/``batch_fraction`` cap the batch size; the per-batch visited bitmap costs
-    ``batch * N`` bytes and the cap is lowered to keep it under ``seen_budget_bytes``.
+    ``batch * N`` bytes per thread and the cap is lowered to keep the total under
+    ``seen_budget_bytes``.
+    ``threads`` (default: the CPUs this process may use) splits each batch's searches and
+    prunes over threads; the graph is the same for any thread count.
     """
     x = _check_vectors(vectors)
     gcfg.validate()
@@ -618,33 +671,53 @@ def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress
     n = x.shape[0]
     if max_batch < 1 or not 0 < batch_fraction <= 1:
         raise GraphError("max_batch must be >= 1 and batch_fraction in (0, 1]")
+    if seen_budget_bytes < n * (threads or 1):
+        raise GraphError(f"seen_budget_bytes must be >= N * threads = {n * (threads or 1)}")
     rng = np.random.default_rng(seed)
     space = _Space(x)
     entry = medoid(x)
     g = random_regular_graph(n, R, rng)
-    cap = max(1, min(max_batch, int(batch_fraction * n), seen_budget_bytes // n))
-    searcher = _BatchSearcher(space, g, entry, L, cap)
+    workers = _Workers(_default_threads() if threads is None else threads)
+    cap = max(1, min(max_batch, int(batch_fraction * n),
+                     seen_budget_bytes // (n * workers.threads)))
+    searchers = [_BatchSearcher(space, g, entry, L, cap) for _ in range(workers.threads)]
+
+    def search(pts: np.ndarray) -> np.ndarray:
+        parts = workers.split(pts.size)
+        vis = workers.map(lambda i, sl: searchers[i].run(pts[sl]), list(enumerate(parts)))
+        w = max(v.shape[1] for v in vis)
+        return np.concatenate([np.pad(v, ((0, 0), (0, w - v.shape[1])), constant_values=-1)
+                               for v in vis], axis=0)
+
+    def prune(pts: np.ndarray, pools: np.ndarray, alpha: float) -> np.ndarray:
+        parts = workers.split(pts.size)
+        res = workers.map(lambda sl: _prune_batch(space, pts[sl], pools[sl], alpha, R),
+                          [(sl,) for sl in parts])
+        return np.concatenate(res, axis=0)
+
     alphas = [1.0, float(gcfg.alpha)] if gcfg.passes == 2 else [float(gcfg.alpha)]
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=n * len(alphas), desc="vamana", unit="pt", smoothing=0.05)
     try:
-        for alpha in alphas:
-            perm = rng.permutation(n)
-            pos, bs = 0, 1
-            while pos < n:
-                pts = perm[pos:pos + bs].astype(np.int64)
-                vis = searcher.run(pts)
-                pool = np.concatenate([vis, g[pts].astype(np.int64)], axis=1)
-                out = _prune_batch(space, pts, pool, alpha, R)
-                g[pts] = out
-                _add_reverse_edges(space, g, pts, out, alpha, R)
-                pos += pts.size
-                bs = min(2 * bs, cap)
-                if bar is not None:
-                    bar.update(pts.size)
+        with _blas_one_thread():
+            for alpha in alphas:
+                perm = rng.permutation(n)
+                pos, bs = 0, 1
+                while pos < n:
+                    pts = perm[pos:pos + bs].astype(np.int64)
+                    vis = search(pts)
+                    out = prune(pts, np.concatenate([vis, g[pts].astype(np.int64)], axis=1),
+                                alpha)
+                    g[pts] = out
+                    _add_reverse_edges(space, g, pts, out, alpha, R, prune=prune)
+                    pos += pts.size
+                    bs = min(2 * bs, cap)
+                    if bar is not None:
+                        bar.update(pts.size)
     finally:
+        workers.close()
         if bar is not None:
             bar.close()
     return Graph(_sorted_rows(g), entry)
