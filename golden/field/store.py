@@ -77,6 +77,8 @@ class FieldOptions:
     # "thread": a thread pool reads them into L2; "sync": read into L2 at once (tests)
     prefetch_mode: str = "kernel"
     prefetch_threads: int = 2
+    prefetch_span_bytes: int = 64 << 10  # kernel mode: steps up to this are span-hinted
+    early_hint: bool = True  # on a likely miss, WILLNEED the block before the bookkeeping
     max_open_chunks: int = 256
     region_direct_bytes: int = 256 << 10  # larger region pieces bypass the block cache
     region_piece_bytes: int = 64 << 20  # region reads materialise at most this much at once
@@ -224,8 +226,10 @@ class Field:
         self.chunk_elems = self.chunk_rows * self.row_elems
         self.n_chunks = -(-self.shape[0] // self.chunk_rows)
         self._last_chunk = self.n_chunks - 1
+        self._early_hint = self.options.early_hint
         self.block_elems = max(1, self.options.block_bytes // self.itemsize)
         self.blocks_per_chunk = -(-self.chunk_elems // self.block_elems)
+        self._block_bytes = self.block_elems * self.itemsize
         self._elem_strides = tuple(prod(self.shape[i + 1:]) for i in range(self.ndim))
         self._lock = threading.Lock()
         self._wlock = threading.Lock()
@@ -240,6 +244,7 @@ class Field:
         self._dirty: set[int] = set()
         self._inflight: dict[int, Future] = {}
         self._hinted: OrderedDict[int, None] = OrderedDict()  # kernel-mode prefetches
+        self._frontier: dict[int, tuple[int, int]] = {}  # stream -> (step, hinted end)
         self._hinted_max = max(1, self.options.l2_bytes // (self.block_elems * self.itemsize))
         self._wgen = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -307,6 +312,7 @@ class Field:
             self._hinted.clear()
             self._pf.reset()
             self._rpf.reset()
+            self._frontier.clear()
             self._missing.clear()
 
     # ---------------------------------------------------------------- indexing
@@ -628,7 +634,47 @@ class Field:
                 if (t not in d1 and t not in d2 and t not in infl and t not in hinted
                         and self._key_valid(t)):
                     out.append(t)
-        return out
+        if not out or self.options.prefetch_mode != "kernel":
+            return out
+        self._kernel_prefetch(e, _s, s, out)
+        return []
+
+    def _kernel_prefetch(self, e: int, stream: int, s: int, keys: list[int]) -> None:
+        """Kernel-mode issue (lock held): WILLNEED, then remember the keys as hinted.
+
+        Small steps (``|step| * itemsize <= prefetch_span_bytes``, step = the stride or one
+        block if the stride is smaller) are hinted as one span reaching ``2 * depth`` steps
+        ahead, renewed only when the prefetch targets pass the end of the last span, so the
+        kernel reads a few large extents instead of many 4 kB pages.  Larger steps hint
+        each target block on its own.
+        """
+        self._stats.prefetch_issued += len(keys)
+        be, depth = self.block_elems, self.options.prefetch_depth
+        step = s if abs(s) >= be else (be if s > 0 else -be)
+        if abs(step) * self.itemsize <= self.options.prefetch_span_bytes:
+            fr = self._frontier.get(stream)
+            far = e + step * depth
+            if fr is None or fr[0] != step or (far - fr[1]) * step > 0:
+                start = e + step if fr is None or fr[0] != step else fr[1]
+                end = e + step * 2 * depth
+                a, z = (start, end) if step > 0 else (end, start)
+                a, z = max(0, a), min(self.size, z + 1)
+                if a < z:
+                    self._hint_range(a, z)
+                self._frontier[stream] = (step, end)
+        else:
+            bb = self._block_bytes
+            for t in keys:
+                c, b = divmod(t, self.blocks_per_chunk)
+                h = self._handles.get(c)
+                if h is not None:
+                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * bb, bb, os.POSIX_FADV_WILLNEED)
+        hinted = self._hinted
+        for t in keys:
+            hinted[t] = None
+        while len(hinted) > self._hinted_max:
+            hinted.popitem(last=False)
+            self._stats.prefetch_wasted += 1
 
     def _hint_range(self, f0: int, f1: int) -> int:
         """posix_fadvise(WILLNEED) over flat elements [f0, f1) of open chunks (lock held)."""
@@ -653,19 +699,6 @@ class Field:
         with self._lock:
             self._stats.prefetch_issued += len(keys)
             gen = self._wgen
-            if mode == "kernel":
-                for t in keys:
-                    c, b = divmod(t, self.blocks_per_chunk)
-                    h = self._handles.get(c)
-                    if h is None:  # chunk not open (or absent): nothing to hint
-                        continue
-                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * self.block_elems * self.itemsize,
-                                     self.block_elems * self.itemsize, os.POSIX_FADV_WILLNEED)
-                    self._hinted[t] = None
-                    if len(self._hinted) > self._hinted_max:
-                        self._hinted.popitem(last=False)
-                        self._stats.prefetch_wasted += 1
-                return
             if mode == "thread":
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self.options.prefetch_threads,
@@ -733,6 +766,16 @@ class Field:
         c, off = divmod(e, self.chunk_elems)
         b, o = divmod(off, self.block_elems)
         k = c * self.blocks_per_chunk + b
+        if self._early_hint and k not in self._l1._d and k not in self._l2._d:
+            # likely miss: start the read now so the kernel's I/O overlaps the bookkeeping
+            # below (membership tests and the hint are advisory, safe without the lock)
+            h = self._handles.get(c)
+            if h is not None:
+                try:
+                    os.posix_fadvise(h.fd, CHUNK_HDR_BYTES + b * self._block_bytes,
+                                     self._block_bytes, os.POSIX_FADV_WILLNEED)
+                except OSError:  # descriptor closed by a concurrent eviction: no hint
+                    pass
         with self._lock:
             st = self._stats
             st.gets += 1
