@@ -1,0 +1,206 @@
+"""Page cache + stride prefetcher RTL vs PageCacheModel: Amaranth simulation and cocotb."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Value
+from amaranth.sim import Simulator
+
+from proxima.config import preset
+from proxima.golden.field.policy import StridePrefetcher
+from proxima.golden.field.trace import PageCacheModel
+from proxima.hdl.pagecache import (
+    ACTION_CODES, STATS, PageCache, PageCacheError, nand_addr_bits,
+)
+from proxima.sim.tb.tb_pagecache import Checker, expected, make_dut, mixed_trace
+
+
+# ---- parameters and trace helpers ------------------------------------------------------
+def test_action_codes_are_the_golden_codes():
+    sp = StridePrefetcher(2, 2, 100)
+    for key, action in [(10, "alloc"), (10, "repeat"), (13, "train"), (16, "confirm")]:
+        d = sp.observe(key)
+        assert d.action == action
+    sp2 = StridePrefetcher(2, 2, 100)
+    codes = [sp2.observe_raw(k)[1] for k in (10, 10, 13, 16)]
+    assert codes == [ACTION_CODES[a] for a in ("alloc", "repeat", "train", "confirm")]
+
+
+def test_geometry_from_config():
+    cfg = preset("default")
+    dut = make_dut(cfg, {})
+    c = cfg.cache
+    assert (dut.sets, dut.ways, dut.depth, dut.streams) == \
+        (c.sets, c.ways, c.prefetch_depth, c.prefetch_streams)
+    assert dut.window == c.lines == PageCacheModel(c).window
+    assert dut.addr_bits == nand_addr_bits(cfg)
+    assert (1 << dut.addr_bits) >= cfg.nand.cores * cfg.nand.pages_per_core * cfg.nand.page_bytes
+    assert dut.line_bits == dut.addr_bits - (c.line_bytes.bit_length() - 1)
+    assert dut.resp_layout.size >= 2 * dut.line_bits
+
+
+def test_bad_parameters_raise():
+    cfg = preset("tiny")
+    with pytest.raises(PageCacheError, match="window must be >= 1"):
+        PageCache(cfg, window=0)
+    with pytest.raises(PageCacheError, match="addr_bits"):
+        PageCache(cfg, addr_bits=8)
+    with pytest.raises(PageCacheError, match="counter_bits"):
+        PageCache(cfg, counter_bits=0)
+
+
+def test_mixed_trace_exercises_every_rule():
+    cfg = preset("tiny")
+    dut = make_dut(cfg, {})
+    trace = mixed_trace(dut, 3000, np.random.default_rng(5))
+    resp, fetch, pref, stats, examined = expected(dut, trace)
+    actions = {r["action"] for r in resp}
+    assert actions == set(ACTION_CODES.values())
+    assert stats["hits"] > 300 and stats["misses"] > 300
+    assert stats["prefetch_issued"] > 100 and stats["prefetch_used"] > 20
+    assert stats["prefetch_wasted"] > 20
+    assert any(r["evicted_prefetched"] for r in resp)
+    assert any(e for (_, e, _) in pref)  # prefetches that evict
+    assert any(n < dut.depth for r, n in zip(resp, examined) if r["action"] == 1)  # t < 0
+    assert max(a // dut.line_bytes for a in trace) < (1 << dut.line_bits) - dut.window * dut.depth
+
+
+# ---- Amaranth simulation -------------------------------------------------------------
+def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
+    dut = make_dut(cfg, params)
+    rng = np.random.default_rng(seed)
+    rnd = random.Random(seed)
+    trace = mixed_trace(dut, count, rng)
+    exp_resp, exp_fetch, exp_pref, stats, examined = expected(dut, trace)
+    chk = Checker(dut, trace, exp_resp, exp_fetch, exp_pref)
+    accepts: list[int] = []
+    result: dict = {}
+
+    async def bench(ctx):
+        ports = [(getattr(dut, s), getattr(chk, s)) for s in ("resp", "fetch", "prefetch")]
+        sent, offering, cycle = 0, False, 0
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        while not chk.done():
+            assert cycle < 20 * (3 + dut.depth) * count + 100, "timeout"
+            if not offering and sent < count and rnd.random() < p_valid:
+                offering = True
+                ctx.set(dut.req.payload, trace[sent])
+            ctx.set(dut.req.valid, offering)
+            readies = []
+            for port, _ in ports:
+                r = rnd.random() < p_ready
+                ctx.set(port.ready, r)
+                readies.append(r)
+            if offering and ctx.get(dut.req.ready):
+                accepts.append(cycle)
+                sent += 1
+                offering = False
+            for (port, take), r in zip(ports, readies):
+                if r and ctx.get(port.valid):
+                    take(ctx.get(Value.cast(port.payload)))
+            await ctx.tick()
+            cycle += 1
+        ctx.set(dut.req.valid, 0)
+        for port, _ in ports:
+            ctx.set(port.ready, 1)
+        for _ in range(3):
+            for port, take in ports:
+                if ctx.get(port.valid):
+                    take(ctx.get(Value.cast(port.payload)))
+            await ctx.tick()
+        result["stats"] = {name: ctx.get(getattr(dut, name)) for name in STATS}
+        result["cycles"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    chk.finish(result["stats"], stats)
+    return dut, accepts, examined, result
+
+
+def test_amaranth_tiny_random_stalls():
+    _amaranth_run(preset("tiny"), 1500, 0.7, 0.6, seed=1)
+
+
+def test_amaranth_default_random_stalls():
+    _amaranth_run(preset("default"), 1200, 0.8, 0.7, seed=2)
+
+
+def test_amaranth_full_rate_cycles_per_access():
+    dut, accepts, examined, res = _amaranth_run(preset("tiny"), 600, 1.0, 1.0, seed=3)
+    gaps = np.diff(accepts)
+    assert (gaps == 1 + np.asarray(examined[:-1])).all()
+    assert accepts[0] == 0
+
+
+@pytest.mark.parametrize("cache,params", [
+    ({"ways": 1, "prefetch_depth": 0, "prefetch_streams": 1}, {}),
+    ({"ways": 3, "prefetch_depth": 3, "prefetch_streams": 3}, {"window": 5}),
+    ({"sets": 2, "ways": 8, "prefetch_depth": 1, "prefetch_streams": 8}, {"addr_bits": 16}),
+])
+def test_amaranth_other_geometries(cache, params):
+    _amaranth_run(preset("tiny").with_(cache=cache), 500, 0.8, 0.6, seed=4, **params)
+
+
+def test_amaranth_detects_a_wrong_expectation():
+    """The checker really compares: one flipped golden bit makes the run fail."""
+    cfg = preset("tiny")
+    dut = PageCache(cfg)
+    trace = mixed_trace(dut, 50, np.random.default_rng(9))
+    resp, fetch, pref, _, _ = expected(dut, trace)
+    resp[17]["hit"] ^= 1
+    chk = Checker(dut, trace, resp, fetch, pref)
+
+    async def bench(ctx):
+        ctx.set(dut.resp.ready, 1)
+        ctx.set(dut.fetch.ready, 1)
+        ctx.set(dut.prefetch.ready, 1)
+        sent = 0
+        while not chk.done():
+            ctx.set(dut.req.valid, sent < len(trace))
+            if sent < len(trace):
+                ctx.set(dut.req.payload, trace[sent])
+            if sent < len(trace) and ctx.get(dut.req.ready):
+                sent += 1
+            if ctx.get(dut.resp.valid):
+                chk.resp(ctx.get(Value.cast(dut.resp.payload)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    with pytest.raises(AssertionError, match="access 17 .*'hit'"):
+        sim.run()
+
+
+def test_rtl_elaborates():
+    Fragment.get(PageCache(preset("paper")), None)
+
+
+# ---- cocotb on the generated Verilog ---------------------------------------------------
+@pytest.mark.rtl
+@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+def test_cocotb_pagecache_verilator(preset_name):
+    from proxima.sim.runner import run_cocotb
+    cfg = preset(preset_name)
+    res = run_cocotb(lambda: PageCache(cfg), "proxima_pagecache", "proxima.sim.tb.tb_pagecache",
+                     cfg=cfg, build_name=f"pagecache_{preset_name}",
+                     parameters={"accesses": 10_000, "timing_accesses": 2000,
+                                 "p_valid": 0.7, "p_ready": 0.7})
+    assert res.tests == 2 and res.failed == 0
+
+
+@pytest.mark.rtl
+def test_cocotb_runner_reports_failures():
+    """A flipped golden hit bit must make run_cocotb raise."""
+    from proxima.sim.runner import CocotbFailure, run_cocotb
+    cfg = preset("tiny")
+    with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
+        run_cocotb(lambda: PageCache(cfg), "proxima_pagecache", "proxima.sim.tb.tb_pagecache",
+                   cfg=cfg, build_name="pagecache_tiny", testcase="mixed_trace_with_stalls",
+                   parameters={"accesses": 300, "flip_expected": 123})
