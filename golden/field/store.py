@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (CorruptChunkError, CorruptHeaderError, FieldClosedError, FieldError,
+from .errors import (CorruptChunkError, FieldClosedError, FieldError,
                      FieldExistsError, FieldIndexError, FieldNotFoundError, ReadOnlyFieldError)
 from .format import (CHUNK_HDR_BYTES, HEADER_NAME, SEAL_MAX_BYTES, ChunkHeader, FieldHeader,
                      chunk_relpath, normalize_dtype)
@@ -997,7 +997,7 @@ class Field:
         out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         if isinstance(s0, int):
             out = out[0]
-        return np.ascontiguousarray(out)
+        return out if np.ndim(out) == 0 else np.ascontiguousarray(out)
 
     def _region_hint(self, f0: int, n: int) -> None:
         if not self.options.prefetch_depth or n * self.itemsize <= self.options.region_direct_bytes:
@@ -1343,4 +1343,4 @@ def open_field(path, mode: str = "r", *, options: FieldOptions | None = None,
     return Field(path, header, mode == "r+", opts, remote)
 
 
-__all__ += ["read_header", "CorruptHeaderError"]
+__all__ += ["read_header"]

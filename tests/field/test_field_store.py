@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,6 +51,16 @@ def test_roundtrip_shapes_dtypes(tmp_path, shape, dtype):
         np.testing.assert_array_equal(g.activate(-1, -1, *([0] * (len(shape) - 2))),
                                       ref[(-1, -1) + (0,) * (len(shape) - 2)])
     g.close()
+
+
+def test_partial_and_full_region_indices_shapes(tmp_path):
+    f = F.create(tmp_path / "f", (6,), "int16", options=SMALL)
+    f.batch_set(slice(None), np.arange(6) * 3)
+    assert np.ndim(f.batch_get((4,))) == 0 and f.batch_get((4,)) == 12
+    assert f.batch_get(slice(2, 2)).shape == (0,)
+    g = F.create(tmp_path / "g", (3, 4), "int16", options=SMALL)
+    g.batch_set(..., np.arange(12).reshape(3, 4))
+    assert g.batch_get((1, 2)) == 6 and g.get((slice(None), 3)).tolist() == [3, 7, 11]
 
 
 def test_stored_little_endian(tmp_path):
