@@ -348,8 +348,8 @@ def main(argv=None) -> int:
                   f"{vf / vm:13.2f} {vf / vp:12.2f}")
         print(f"{'raw read of the chunk files':40s} {'GB/s':9s} {raw_gbs:10.2f}")
         print()
-        print("strided scans, share of block lookups served from L1/L2 after the stream "
-              "was confirmed:")
+        print("strided scans, share of block lookups served hot or warm (whole scan, the "
+              "3 training accesses included):")
         for sr, (frac, s) in hw.items():
             print(f"  {sr * 4:3d} KiB stride: {100 * frac:.1f}% hot or warm; prefetch issued "
                   f"{s.prefetch_issued} used {s.prefetch_used} (kernel read-ahead "
