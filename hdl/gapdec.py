@@ -1,0 +1,286 @@
+"""Gap decoder: NAND frame words in, neighbour ids and PQ codes out.
+
+Bit-exact twin of :func:`proxima.golden.layout.decode_frame` (normal frames) and
+:func:`proxima.golden.layout.decode_hot_frame` (hot frames); the frame format is specified
+bit by bit in ``docs/LAYOUT.md`` (sections 2-5).  Every width comes from the configuration:
+``R = graph.R``, ``B = engine.id_bits``, ``C = cfg.pq_code_bytes``, ``DB = bitlen(R)``,
+``WB = bitlen(B)``; the byte offset of a normal frame's code for a slot width ``W`` is taken
+from :class:`proxima.golden.layout.Layout` at elaboration (one table entry per ``W = 0..B``).
+
+Interface
+---------
+``gap_width`` ``In(WB)``: the image's slot width ``W`` (a configuration register loaded when an
+           image is mounted; keep it constant while frames flow).
+``i``      ``In(stream{data: word_bits, last: 1, hot: 1})``: one frame as a sequence of
+           *access words*.  Word ``t`` holds frame bytes ``[t*word_bytes, (t+1)*word_bytes)``,
+           byte ``b`` of the word in bits ``8b .. 8b+7`` (the little-endian bit string of
+           LAYOUT.md section 2: frame bit ``p`` is word ``p // word_bits`` bit
+           ``p % word_bits``).  The producer sends at least the bytes the frame occupies
+           (``frame_bytes`` of a normal frame, ``hot_frame_bytes`` of a hot frame; e.g. the
+           whole access or stride is fine: bytes past the frame are ignored) and sets
+           ``last`` on the final word.  ``hot`` is sampled on the first word of a frame:
+           1 = a hot frame (ids interleaved with the neighbours' codes).
+``ids``    ``Out(stream{id: B, last, empty, corrupt})``: the ``d`` neighbour ids in row order
+           (ascending), ``last`` on the ``d``-th.  A frame with ``d = 0`` gives exactly one
+           beat with ``empty = last = 1`` (so every frame ends with one ``last``).  A corrupt
+           header (``d > R`` or ``w > W``, which ``decode_frame`` rejects) gives one beat
+           with ``empty = last = corrupt = 1``, no code, and the rest of the frame dropped.
+``codes``  ``Out(stream{code: ArrayLayout(8, C), last})``: normal frame: one beat, the vertex's
+           own code (byte ``m`` = subspace ``m``), ``last = 1``.  Hot frame: ``d`` beats, the
+           code of the ``j``-th id (pair them in order with the ``ids`` beats), ``last`` on
+           the ``d``-th; nothing for ``d = 0``.
+
+Word width
+----------
+``word_bits`` (default: the smallest power of two ``>= 2 * B``, at most ``8 * A``; 32 bits in
+``tiny``, 64 in ``default`` and ``paper``) is the NAND controller's data-bus width.  One word
+is accepted per cycle at most.
+
+Micro-architecture and throughput
+---------------------------------
+A bit buffer of ``CAP = 2 * word_bits`` bits holds the not yet consumed frame bits, the oldest
+at bit 0; ``cnt`` counts them.  Each cycle the state machine consumes ``take`` bits from
+bit 0 (a field, or a skip) and, if ``cnt - take + word_bits <= CAP``, appends the next input
+word at bit ``cnt - take`` (so ``i.ready`` depends combinationally on ``ids.ready``: allowed
+by the stream rules).  States:
+
+``HDR``   (``cnt >= HB``) read ``d``, ``w``; check them.                 1 cycle per frame
+``FIRST`` emit ``n_0`` (``B`` bits) or the ``empty`` beat.
+``GAP``   emit ``id += gap`` (``w`` bits).                               1 id per cycle
+``SKIP``  normal frames: drop bits up to ``8 * code_off`` (the tail of the id region, up
+          to ``CAP`` bits per cycle; in practice one input word per cycle).
+``CODE``  gather the ``8C`` code bits in chunks of ``word_bits`` into the ``codes`` output
+          register (``ceil(8C / word_bits)`` cycles); hot frames go back to ``GAP`` after
+          each code.
+``DRAIN`` drop the rest of the frame up to and including its ``last`` word.
+
+Ids come out at one per cycle after the header whenever ``ids.ready`` is high and the words
+arrive at one per cycle (``w <= B <= word_bits / 2``).  A normal frame of degree ``d`` thus
+takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) /
+word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
+word_bits))`` cycles plus one bubble per code when ``codes`` is the bottleneck.  No range
+check of the ids against ``N`` is made (``decode_frame`` does one; the scheduler knows
+``N``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from proxima.config import ProximaConfig
+from proxima.golden.layout import Layout, LayoutError, bitlen
+
+__all__ = ["GapDecoder", "GapDecoderError", "default_word_bits"]
+
+
+class GapDecoderError(ValueError):
+    """Impossible parameters for the gap decoder."""
+
+
+def default_word_bits(cfg: ProximaConfig) -> int:
+    """Smallest power of two ``>= 2 * id_bits``, capped at one access (``8 * access_bytes``)."""
+    wb = 1 << (2 * cfg.id_bits - 1).bit_length()
+    return min(wb, 8 * cfg.nand.access_bytes)
+
+
+class GapDecoder(wiring.Component):
+    """Decoder of normal and hot NAND frames (see the module docstring)."""
+
+    def __init__(self, cfg: ProximaConfig, *, word_bits: int | None = None):
+        wb = default_word_bits(cfg) if word_bits is None else int(word_bits)
+        B = cfg.id_bits
+        if wb < 8 or wb & (wb - 1):
+            raise GapDecoderError(f"word_bits must be a power of two >= 8, got {wb}")
+        if wb < B:
+            raise GapDecoderError(f"word_bits ({wb}) must be >= id_bits ({B})")
+        self.cfg = cfg
+        self.word_bits = wb
+        self.R, self.B, self.C = cfg.graph.R, B, cfg.pq_code_bytes
+        self.deg_bits, self.width_bits = bitlen(self.R), bitlen(B)
+        self.header_bits = self.deg_bits + self.width_bits
+        self.cap = 2 * wb
+        # code byte offset of a normal frame per slot width W (None: W not mountable)
+        self.code_offsets: list[int | None] = []
+        max_bits = 0
+        for W in range(B + 1):
+            try:
+                lay = Layout(cfg, 1, 0, W)
+            except LayoutError:
+                self.code_offsets.append(None)
+                continue
+            self.code_offsets.append(lay.code_offset)
+            max_bits = max(max_bits, 8 * lay.frame_bytes, 8 * lay.hot_accesses * lay.access)
+        if self.code_offsets[0] is None:
+            raise GapDecoderError("no frame fits a page even with slot width 0")
+        self.pos_bits = bitlen(max_bits + self.cap)
+        self.in_layout = data.StructLayout({"data": wb, "last": 1, "hot": 1})
+        self.id_layout = data.StructLayout({"id": B, "last": 1, "empty": 1, "corrupt": 1})
+        self.code_layout = data.StructLayout({"code": data.ArrayLayout(unsigned(8), self.C),
+                                              "last": 1})
+        super().__init__({
+            "gap_width": In(self.width_bits),
+            "i": In(stream.Signature(self.in_layout)),
+            "ids": Out(stream.Signature(self.id_layout)),
+            "codes": Out(stream.Signature(self.code_layout)),
+        })
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig) -> "GapDecoder":
+        return cls(cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, cap, B, R, C = self.word_bits, self.cap, self.B, self.R, self.C
+        DB, HB = self.deg_bits, self.header_bits
+        cbits = 8 * C
+        nchunks = -(-cbits // wb)
+
+        buf = Signal(cap)
+        cnt = Signal(range(cap + 1))
+        pos = Signal(self.pos_bits)          # frame bit position of buf[0]
+        deg = Signal(DB)
+        w = Signal(self.width_bits)
+        bad = Signal()
+        hot = Signal()
+        j = Signal(range(R + 2))              # ids emitted so far in this frame
+        cur = Signal(B)                       # last id emitted
+        chunk = Signal(range(nchunks + 1))
+        seen_last = Signal()                  # the frame's last word is in the buffer
+        frame_start = Signal(init=1)          # next accepted word is a frame's first
+        code_reg = Signal(cbits)
+        code_valid = Signal()
+        code_last = Signal()
+
+        take = Signal(range(cap + 1))
+        flush = Signal()
+
+        # ---- code byte offset of the mounted slot width (table from golden Layout) -------
+        target = Signal(self.pos_bits)
+        with m.Switch(self.gap_width):
+            for W, off in enumerate(self.code_offsets):
+                if off is not None:
+                    with m.Case(W):
+                        m.d.comb += target.eq(8 * off)
+
+        # ---- id field and the next id ------------------------------------------------
+        gap_mask = Signal(B)
+        m.d.comb += gap_mask.eq((~(Const((1 << B) - 1, B) << w))[:B])
+        gap = Signal(B)
+        m.d.comb += gap.eq(buf[:B] & gap_mask)
+
+        ids_p = self.ids.payload
+        m.d.comb += self.codes.valid.eq(code_valid)
+        m.d.comb += [self.codes.payload.last.eq(code_last),
+                     self.codes.payload.code.as_value().eq(code_reg)]
+        with m.If(self.codes.valid & self.codes.ready):
+            m.d.sync += code_valid.eq(0)
+
+        def done_ids():
+            """After the frame's last id: normal -> skip to the code, hot -> drain."""
+            with m.If(hot):
+                m.next = "DRAIN"
+            with m.Else():
+                m.next = "SKIP"
+
+        with m.FSM(init="HDR"):
+            with m.State("HDR"):
+                with m.If(cnt >= HB):
+                    m.d.comb += take.eq(HB)
+                    d_new = buf[:DB]
+                    w_new = buf[DB:HB]
+                    m.d.sync += [deg.eq(d_new), w.eq(w_new), j.eq(0), chunk.eq(0),
+                                 bad.eq((d_new > R) | (w_new > self.gap_width))]
+                    m.next = "FIRST"
+            with m.State("FIRST"):
+                empty = bad | (deg == 0)
+                m.d.comb += [
+                    self.ids.valid.eq(empty | (cnt >= B)),
+                    ids_p.id.eq(Mux(empty, 0, buf[:B])),
+                    ids_p.empty.eq(empty),
+                    ids_p.corrupt.eq(bad),
+                    ids_p.last.eq(empty | (deg == 1)),
+                ]
+                with m.If(self.ids.valid & self.ids.ready):
+                    with m.If(bad):
+                        m.next = "DRAIN"
+                    with m.Elif(deg == 0):
+                        done_ids()
+                    with m.Else():
+                        m.d.comb += take.eq(B)
+                        m.d.sync += [cur.eq(buf[:B]), j.eq(1)]
+                        with m.If(hot):
+                            m.next = "CODE"
+                        with m.Elif(deg == 1):
+                            m.next = "SKIP"
+                        with m.Else():
+                            m.next = "GAP"
+            with m.State("GAP"):
+                nxt = (cur + gap)[:B]
+                m.d.comb += [
+                    self.ids.valid.eq(cnt >= w),
+                    ids_p.id.eq(nxt),
+                    ids_p.last.eq(j == deg - 1),
+                ]
+                with m.If(self.ids.valid & self.ids.ready):
+                    m.d.comb += take.eq(w)
+                    m.d.sync += [cur.eq(nxt), j.eq(j + 1)]
+                    with m.If(hot):
+                        m.next = "CODE"
+                    with m.Elif(j == deg - 1):
+                        m.next = "SKIP"
+            with m.State("SKIP"):
+                with m.If(pos + cnt >= target):
+                    m.d.comb += take.eq(target - pos)
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.comb += take.eq(cnt)
+            with m.State("CODE"):
+                with m.Switch(chunk):
+                    for k in range(nchunks):
+                        size = min(wb, cbits - k * wb)
+                        with m.Case(k):
+                            with m.If(~code_valid & (cnt >= size)):
+                                m.d.comb += take.eq(size)
+                                m.d.sync += code_reg[k * wb:k * wb + size].eq(buf[:size])
+                                if k < nchunks - 1:
+                                    m.d.sync += chunk.eq(k + 1)
+                                else:
+                                    m.d.sync += [chunk.eq(0), code_valid.eq(1),
+                                                 code_last.eq(~hot | (j == deg))]
+                                    with m.If(hot & (j != deg)):
+                                        m.next = "GAP"
+                                    with m.Else():
+                                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += flush.eq(1)
+                with m.If(seen_last):
+                    m.d.sync += [seen_last.eq(0), frame_start.eq(1)]
+                    m.next = "HDR"
+                with m.Elif(self.i.valid & self.i.payload.last):
+                    m.d.sync += frame_start.eq(1)
+                    m.next = "HDR"
+
+        # ---- bit buffer: consume `take` bits, append one word ------------------------
+        rest = Signal(range(cap + 1))
+        m.d.comb += rest.eq(cnt - take)
+        load = Signal()
+        with m.If(flush):
+            m.d.comb += self.i.ready.eq(~seen_last)
+        with m.Else():
+            m.d.comb += [self.i.ready.eq(~seen_last & (rest + wb <= cap)),
+                         load.eq(self.i.valid & self.i.ready)]
+        shifted = Signal(cap)
+        m.d.comb += shifted.eq(buf >> take)
+        with m.If(flush):
+            m.d.sync += [buf.eq(0), cnt.eq(0), pos.eq(0)]
+        with m.Elif(load):
+            m.d.sync += [buf.eq(shifted | (self.i.payload.data << rest)[:cap]),
+                         cnt.eq(rest + wb), pos.eq(pos + take)]
+            m.d.sync += seen_last.eq(self.i.payload.last)
+            with m.If(frame_start):
+                m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0), pos.eq(0)]
+        with m.Else():
+            m.d.sync += [buf.eq(shifted), cnt.eq(rest), pos.eq(pos + take)]
+        return m

@@ -1,0 +1,304 @@
+"""cocotb testbench of :class:`proxima.hdl.gapdec.GapDecoder` against golden.layout.
+
+Frames are made with :func:`proxima.golden.layout.encode_frame` /
+:func:`~proxima.golden.layout.encode_hot_frame` and the expected output beats with
+:func:`~proxima.golden.layout.decode_frame` / :func:`~proxima.golden.layout.decode_hot_frame`
+(a frame those reject gives one ``corrupt`` beat).  The frame generator below is shared with
+the Amaranth-simulator tests (``tests/hdl/test_gapdec.py``).
+
+Parameters (``PROXIMA_TB_PARAMS``): ``word_bits``, ``frames`` (>= 10k for sign-off),
+``segments`` (the slot width ``W`` register changes between segments, while the decoder is
+idle), ``p_valid`` / ``p_ready`` (per-cycle probability of offering a word / accepting an
+output beat), ``p_hot``, ``p_corrupt``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from proxima.golden.layout import (
+    Layout, LayoutError, decode_frame, decode_hot_frame, encode_frame, encode_hot_frame,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Frame generation (no cocotb needed)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    words: list[tuple[int, int, int]]            # (data, last, hot) per beat
+    ids: list[tuple[int, int, int, int]]         # (id, last, empty, corrupt)
+    codes: list[tuple[tuple[int, ...], int]]     # (code bytes, last)
+    degree: int = 0
+    hot: bool = False
+    info: dict = field(default_factory=dict)
+
+
+def random_row(rng: np.random.Generator, R: int, n: int, W: int) -> list[int]:
+    """A padded row of ``d`` ascending ids (d uniform in 0..R) with gap width <= ``W``;
+    gaps of every width 0..W occur, first ids span the whole range 0..n-1."""
+    d = int(rng.integers(0, R + 1))
+    if d == 0:
+        return [-1] * R
+    tw = int(rng.integers(0, W + 1))
+    widths = rng.integers(0, tw + 1, size=d - 1)
+    gaps = [int(rng.integers(0, 1 << int(b))) if b else 0 for b in widths]
+    if d > 1 and tw > 0:
+        gaps[int(rng.integers(0, d - 1))] = int(rng.integers(1 << (tw - 1), 1 << tw))
+    while sum(gaps) >= n:
+        big = max(range(len(gaps)), key=lambda t: gaps[t])
+        gaps = [g if t == big else g // 2 for t, g in enumerate(gaps)]
+        if sum(gaps) >= n:
+            gaps[big] //= 2
+    first = int(rng.integers(0, n - sum(gaps)))
+    ids = [first]
+    for g in gaps:
+        ids.append(ids[-1] + g)
+    return ids + [-1] * (R - d)
+
+
+def _words(frame: bytes, nbytes: int, word_bits: int, hot: int) -> list[tuple[int, int, int]]:
+    wbytes = word_bits // 8
+    nwords = -(-nbytes // wbytes)
+    buf = bytes(frame[:nbytes]) + bytes(nwords * wbytes - min(nbytes, len(frame)))
+    out = []
+    for t in range(nwords):
+        out.append((int.from_bytes(buf[t * wbytes:(t + 1) * wbytes], "little"),
+                    int(t == nwords - 1), hot))
+    return out
+
+
+def expected_beats(layout: Layout, frame: bytes, hot: bool):
+    """Golden output beats of one frame: (ids, codes) lists as the RTL must emit them."""
+    try:
+        if hot:
+            row, codes = decode_hot_frame(layout, frame)
+        else:
+            row, code = decode_frame(layout, frame)
+    except LayoutError:
+        return [(0, 1, 1, 1)], []
+    ids = [int(x) for x in row if x >= 0]
+    d = len(ids)
+    id_beats = [(v, int(t == d - 1), 0, 0) for t, v in enumerate(ids)] or [(0, 1, 1, 0)]
+    if hot:
+        code_beats = [(tuple(int(b) for b in codes[t]), int(t == d - 1)) for t in range(d)]
+    else:
+        code_beats = [(tuple(int(b) for b in code), 1)]
+    return id_beats, code_beats
+
+
+def make_frame(layout: Layout, rng: np.random.Generator, word_bits: int, *, hot: bool,
+               corrupt: bool = False, row: list[int] | None = None) -> Frame:
+    """One random frame (normal or hot) as input words, with its golden output beats.
+
+    The producer sends either just the words covering the frame or the whole stride /
+    access chunk (random), as a NAND controller may.  ``corrupt`` overwrites the header
+    with a degree > R or a gap width > W when the field can hold one."""
+    R, n, C = layout.R, layout.n, layout.code_bytes
+    row = random_row(rng, R, n, layout.gap_width) if row is None else list(row)
+    d = sum(1 for x in row if x >= 0)
+    if hot:
+        ids = [x for x in row if x >= 0]
+        codes = {v: rng.integers(0, 256, C, dtype=np.uint8) for v in ids}
+        raw = encode_hot_frame(layout, row, codes)
+        need = layout.hot_frame_bytes
+        full = len(raw)
+    else:
+        code = rng.integers(0, 256, C, dtype=np.uint8)
+        raw = encode_frame(layout, row, code)
+        need = layout.frame_bytes
+        full = layout.stride
+    info = {"row": row}
+    if corrupt:
+        acc = bytearray(raw)
+        hdr = int.from_bytes(acc[:2], "little")
+        DB, WB = layout.deg_bits, layout.width_bits
+        choices = []
+        if (1 << DB) - 1 > R:
+            choices.append(("d", int(rng.integers(R + 1, 1 << DB))))
+        if (1 << WB) - 1 > layout.gap_width:
+            choices.append(("w", int(rng.integers(layout.gap_width + 1, 1 << WB))))
+        if choices:
+            kind, val = choices[int(rng.integers(0, len(choices)))]
+            if kind == "d":
+                hdr = (hdr & ~((1 << DB) - 1)) | val
+            else:
+                hdr = (hdr & ~(((1 << WB) - 1) << DB)) | (val << DB)
+            acc[:2] = hdr.to_bytes(2, "little")
+            raw = bytes(acc)
+            info["corrupt"] = kind
+    nbytes = need if rng.random() < 0.5 else full
+    frame_bytes = bytes(raw) + bytes(max(0, nbytes - len(raw)))
+    ids, code_beats = expected_beats(layout, frame_bytes, hot)
+    return Frame(_words(frame_bytes, nbytes, word_bits, int(hot)), ids, code_beats, d, hot, info)
+
+
+def make_frames(layout: Layout, rng: np.random.Generator, word_bits: int, count: int,
+                p_hot: float = 0.25, p_corrupt: float = 0.02) -> list[Frame]:
+    out = []
+    for _ in range(count):
+        hot = bool(rng.random() < p_hot)
+        out.append(make_frame(layout, rng, word_bits, hot=hot,
+                              corrupt=bool(rng.random() < p_corrupt)))
+    return out
+
+
+def pack_code(code: tuple[int, ...]) -> int:
+    return sum(int(b) << (8 * m) for m, b in enumerate(code))
+
+
+# ---------------------------------------------------------------------------------------
+# cocotb
+# ---------------------------------------------------------------------------------------
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ReadOnly, RisingEdge
+except ImportError:  # pragma: no cover - the generator above is usable without cocotb
+    cocotb = None
+
+
+def _unpack_id(v: int, B: int):
+    return (v & ((1 << B) - 1), (v >> B) & 1, (v >> (B + 1)) & 1, (v >> (B + 2)) & 1)
+
+
+def _unpack_code(v: int, C: int):
+    return (tuple((v >> (8 * m)) & 0xFF for m in range(C)), (v >> (8 * C)) & 1)
+
+
+async def _reset(dut):
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    dut.i__valid.value = 0
+    dut.i__payload.value = 0
+    dut.ids__ready.value = 0
+    dut.codes__ready.value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def _run_segment(dut, frames: list[Frame], word_bits: int, B: int, C: int,
+                       p_valid: float, p_ready: float, rnd: random.Random, max_cycles: int):
+    words = [w for f in frames for w in f.words]
+    exp_ids = [b for f in frames for b in f.ids]
+    exp_codes = [b for f in frames for b in f.codes]
+    got_ids, got_codes = [], []
+    sent, offering, cycles = 0, False, 0
+    while len(got_ids) < len(exp_ids) or len(got_codes) < len(exp_codes) or sent < len(words):
+        if cycles >= max_cycles:
+            raise AssertionError(f"timeout: {sent}/{len(words)} words in, {len(got_ids)}/"
+                                 f"{len(exp_ids)} ids, {len(got_codes)}/{len(exp_codes)} codes")
+        if not offering and sent < len(words) and rnd.random() < p_valid:
+            offering = True
+            data, last, hot = words[sent]
+            dut.i__payload.value = data | (last << word_bits) | (hot << (word_bits + 1))
+        dut.i__valid.value = int(offering)
+        ir, cr = rnd.random() < p_ready, rnd.random() < p_ready
+        dut.ids__ready.value = int(ir)
+        dut.codes__ready.value = int(cr)
+        await ReadOnly()
+        if offering and int(dut.i__ready.value):
+            sent += 1
+            offering = False
+        if ir and int(dut.ids__valid.value):
+            beat = _unpack_id(int(dut.ids__payload.value), B)
+            k = len(got_ids)
+            if k >= len(exp_ids) or beat != exp_ids[k]:
+                raise AssertionError(f"id beat {k}: got {beat}, expected "
+                                     f"{exp_ids[k] if k < len(exp_ids) else 'nothing'}")
+            got_ids.append(beat)
+        if cr and int(dut.codes__valid.value):
+            beat = _unpack_code(int(dut.codes__payload.value), C)
+            k = len(got_codes)
+            if k >= len(exp_codes) or beat != exp_codes[k]:
+                raise AssertionError(f"code beat {k}: got {beat}, expected "
+                                     f"{exp_codes[k] if k < len(exp_codes) else 'nothing'}")
+            got_codes.append(beat)
+        await RisingEdge(dut.clk)
+        cycles += 1
+    dut.i__valid.value = 0
+    return cycles, len(got_ids), len(got_codes)
+
+
+if cocotb is not None:
+    @cocotb.test()
+    async def random_frames_with_stalls(dut):
+        """>= 10k random normal/hot/corrupt frames, W changed between segments, stalls."""
+        from proxima.sim.runner import tb_config, tb_params
+        cfg = tb_config()
+        p = tb_params()
+        wb = int(p["word_bits"])
+        B, C = cfg.id_bits, cfg.pq_code_bytes
+        total = int(p.get("frames", 10_000))
+        segments = int(p.get("segments", 5))
+        rnd = random.Random(cocotb.RANDOM_SEED)
+        rng = np.random.default_rng(cocotb.RANDOM_SEED)
+        await _reset(dut)
+        widths = [B] + [int(rng.integers(0, B + 1)) for _ in range(segments - 1)]
+        stats = {"frames": 0, "ids": 0, "codes": 0, "cycles": 0, "hot": 0, "corrupt": 0,
+                 "deg0": 0}
+        for s, W in enumerate(widths):
+            layout = Layout(cfg, 1 << B, 0, W)
+            count = total // segments + (s < total % segments)
+            frames = make_frames(layout, rng, wb, count, float(p.get("p_hot", 0.25)),
+                                 float(p.get("p_corrupt", 0.02)))
+            dut.gap_width.value = W
+            await RisingEdge(dut.clk)
+            cyc, ni, nc = await _run_segment(
+                dut, frames, wb, B, C, float(p.get("p_valid", 0.7)),
+                float(p.get("p_ready", 0.7)), rnd, 200 * sum(len(f.words) + f.degree + 4
+                                                            for f in frames))
+            stats["frames"] += count
+            stats["ids"] += ni
+            stats["codes"] += nc
+            stats["cycles"] += cyc
+            stats["hot"] += sum(f.hot for f in frames)
+            stats["corrupt"] += sum("corrupt" in f.info for f in frames)
+            stats["deg0"] += sum(f.degree == 0 for f in frames)
+        assert stats["frames"] >= total and stats["hot"] > 0 and stats["deg0"] > 0
+        dut._log.info("gap decoder: %s", stats)
+
+    @cocotb.test()
+    async def full_rate_one_id_per_cycle(dut):
+        """Degree-R rows, valid/ready always high: ids of a frame on consecutive cycles."""
+        from proxima.sim.runner import tb_config, tb_params
+        cfg = tb_config()
+        p = tb_params()
+        wb = int(p["word_bits"])
+        B, R = cfg.id_bits, cfg.graph.R
+        rng = np.random.default_rng(cocotb.RANDOM_SEED + 1)
+        layout = Layout(cfg, 1 << B, 0, B)
+        await _reset(dut)
+        dut.gap_width.value = B
+        frames = []
+        for _ in range(20):
+            ids = sorted(int(x) for x in rng.choice(1 << B, R, replace=False))
+            frames.append(make_frame(layout, rng, wb, hot=False, row=ids))
+        words = [w for f in frames for w in f.words]
+        dut.ids__ready.value = 1
+        dut.codes__ready.value = 1
+        sent, cycle, id_cycles = 0, 0, []
+        got = []
+        while len(got) < 20 * R:
+            assert cycle < 40 * len(words), "timeout"
+            if sent < len(words):
+                data, last, hot = words[sent]
+                dut.i__payload.value = data | (last << wb) | (hot << (wb + 1))
+            dut.i__valid.value = int(sent < len(words))
+            await ReadOnly()
+            if sent < len(words) and int(dut.i__ready.value):
+                sent += 1
+            if int(dut.ids__valid.value):
+                got.append(_unpack_id(int(dut.ids__payload.value), B))
+                id_cycles.append(cycle)
+            await RisingEdge(dut.clk)
+            cycle += 1
+        assert got == [b for f in frames for b in f.ids]
+        for t in range(20):
+            span = id_cycles[t * R:(t + 1) * R]
+            assert span[-1] - span[0] == R - 1, f"frame {t}: ids not on consecutive cycles {span}"
+        dut._log.info("full rate: %d frames of degree %d in %d cycles", 20, R, cycle)
