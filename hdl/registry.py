@@ -44,6 +44,7 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
     "bloom": _lazy("proxima.hdl.bloom", "BloomFilter.from_config"),
     "pq": _lazy("proxima.hdl.pq", "PQUnit.from_config"),
     "exact": _lazy("proxima.hdl.exact", "ExactDistanceUnit.from_config"),
+    "gapdec": _lazy("proxima.hdl.gapdec", "GapDecoder.from_config"),
     "pagecache": _lazy("proxima.hdl.pagecache", "PageCache.from_config"),
 }
 
