@@ -391,7 +391,7 @@ class Field:
                     if len(self._handles) <= self.options.max_open_chunks:
                         break
                     old = self._handles[oc]
-                    if old is h or oc in self._dirty:
+                    if old is h:
                         continue
                     del self._handles[oc]
                     old.retired = True

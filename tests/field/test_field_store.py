@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -190,8 +192,10 @@ def test_prefetch_async_threads(tmp_path):
     f.close()
 
 
-def test_prefetch_kernel_mode(tmp_path):
-    opts = F.FieldOptions(block_bytes=4096, l1_bytes=1 << 14, l2_bytes=1 << 16, prefetch_depth=4)
+@pytest.mark.parametrize("span", [64 << 10, 1])  # span hints / one hint per block
+def test_prefetch_kernel_mode(tmp_path, span):
+    opts = F.FieldOptions(block_bytes=4096, l1_bytes=1 << 14, l2_bytes=1 << 16, prefetch_depth=4,
+                          prefetch_span_bytes=span)
     assert opts.prefetch_mode == "kernel"
     f = F.create(tmp_path / "f", (1 << 16,), "int32", chunk_rows=1 << 14, options=opts)
     f.batch_set(slice(None), np.arange(1 << 16))
@@ -246,6 +250,49 @@ def test_concurrent_readers(tmp_path):
         t.join()
     assert errors == []
     assert shared.stats().gets >= 1600
+
+
+def test_many_chunks_few_descriptors(tmp_path):
+    opts = F.FieldOptions(max_open_chunks=2, block_bytes=16)
+    f = F.create(tmp_path / "f", (1000, 3), "int32", chunk_rows=10, options=opts)
+    rows = list(range(0, 1000, 7))
+    for r in rows:
+        f[r] = [r, r + 1, r + 2]
+    assert len(f._handles) <= 2
+    f.close()
+    g = F.open(tmp_path / "f", options=opts)
+    assert g.verify() == len({r // 10 for r in rows})
+    for r in rows[::-1]:
+        assert g.get((r, 2)) == r + 2
+    np.testing.assert_array_equal(g.batch_get(np.array(rows) * 3 + 1), np.array(rows) + 1)
+    assert len(g._handles) <= 2
+
+
+def test_concurrent_reader_processes(tmp_path):
+    """Two other processes read the field while this one reads it too."""
+    ref = (np.arange(5000, dtype=np.int64) * 7) % 1009
+    f = F.create(tmp_path / "f", (5000,), "int64", chunk_rows=512)
+    f.batch_set(slice(None), ref)
+    f.close()
+    code = (
+        "import sys, numpy as np\n"
+        "from proxima.golden import field as F\n"
+        "g = F.open(sys.argv[1])\n"
+        "ref = (np.arange(5000, dtype=np.int64) * 7) % 1009\n"
+        "rng = np.random.default_rng(int(sys.argv[2]))\n"
+        "for e in rng.integers(0, 5000, 3000):\n"
+        "    assert g.get(int(e)) == ref[e], e\n"
+        "assert np.array_equal(g.batch_get(...), ref)\n"
+        "print('ok')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "f"), str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    g = F.open(tmp_path / "f")
+    for e in np.random.default_rng(9).integers(0, 5000, 3000):
+        assert g.get(int(e)) == ref[e]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and out.strip() == "ok", err
 
 
 # ------------------------------------------------------------------ errors
