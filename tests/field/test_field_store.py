@@ -428,3 +428,58 @@ def test_large_region_direct_read_and_hints(tmp_path):
     mm = f.chunk_memmap(1)
     np.testing.assert_array_equal(np.asarray(mm).reshape(-1, 64), ref[512:1024])
     assert F.create(tmp_path / "empty", (10,), "int8").chunk_memmap(0) is None
+
+
+# ------------------------------------------------------------------ model-based check
+from hypothesis import given, settings, strategies as hst  # noqa: E402
+
+_OPS = hst.lists(hst.tuples(hst.sampled_from(["set", "row", "rows", "idx", "get", "bget",
+                                              "region", "flush", "clear"]),
+                            hst.integers(0, 10 ** 6), hst.integers(-50, 50)),
+                 min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None)
+@given(_OPS, hst.sampled_from(["sync", "kernel"]), hst.sampled_from([8, 24]))
+def test_field_matches_numpy_model(tmp_path_factory, ops, mode, block):
+    shape = (13, 5)
+    ref = np.zeros(shape, np.int32)
+    opts = F.FieldOptions(block_bytes=block, l1_bytes=2 * block, l2_bytes=5 * block,
+                          prefetch_depth=2, prefetch_streams=2, prefetch_mode=mode,
+                          max_open_chunks=2)
+    f = F.create(tmp_path_factory.mktemp("m") / "f", shape, "int32", chunk_rows=3,
+                 options=opts)
+    for op, a, v in ops:
+        r, c = a % shape[0], (a // 13) % shape[1]
+        if op == "set":
+            f[r, c] = v
+            ref[r, c] = v
+        elif op == "row":
+            f[r] = np.arange(5) + v
+            ref[r] = np.arange(5) + v
+        elif op == "rows":
+            sel = (slice(r, None, 1 + a % 3), slice(c, None))
+            f.batch_set(sel, v)
+            ref[sel] = v
+        elif op == "idx":
+            flat = np.array([a % 65, (a * 7) % 65])
+            f.batch_set(flat, [v, v + 1])
+            ref.reshape(-1)[flat] = [v, v + 1]
+        elif op == "get":
+            assert f.get((r, c)) == ref[r, c]
+        elif op == "bget":
+            flat = (np.arange(10) * (1 + a % 9) + a) % 65
+            np.testing.assert_array_equal(f.batch_get(flat), ref.reshape(-1)[flat])
+        elif op == "region":
+            sel = (slice(r, None, -1 - a % 2), c)
+            np.testing.assert_array_equal(f.batch_get(sel), ref[sel])
+        elif op == "flush":
+            f.flush()
+        else:
+            f.clear_cache()
+    for e in range(0, 65, 2):  # a strided walk through the prefetcher
+        assert f.get_flat(e) == ref.reshape(-1)[e]
+    f.close()
+    g = F.open(f.path)
+    np.testing.assert_array_equal(g.batch_get(...), ref)
+    assert g.verify() == len(g.chunk_ids())
