@@ -132,3 +132,32 @@ def test_single_lane_paper_style():
     rng = np.random.default_rng(8)
     run_exact(cfg, queries=rng.integers(0, 256, size=(1, cfg.vec.dim)),
               vectors_per_query=15, seed=8, extreme=True)
+
+
+# ---- cocotb on the generated Verilog (Verilator) ----------------------------------------
+@pytest.mark.rtl
+@pytest.mark.parametrize("name,overrides,vectors", [
+    ("tiny", {}, 2500),                                # 10k vectors (80k beats)
+    ("default", {}, 400),                              # 1.6k vectors = 51k beats of 4 lanes
+    ("tiny", {"engine": {"exact_lanes": 3}}, 2500),    # dim 16 = 5 * 3 + 1: padded last beat
+])
+def test_cocotb_exact_10k_random(name, overrides, vectors):
+    from proxima.sim.runner import run_cocotb
+    cfg = preset(name).with_(**overrides) if overrides else preset(name)
+    lanes = cfg.engine.exact_lanes
+    assert 4 * vectors * -(-cfg.vec.dim // lanes) >= 10_000
+    res = run_cocotb(lambda: ExactDistanceUnit(cfg), "proxima_exact", "proxima.sim.tb.tb_exact",
+                     cfg=cfg, build_name=f"exact_{name}_l{lanes}",
+                     parameters={"queries": 4, "vectors": vectors})
+    assert res.tests == 2 and res.failed == 0
+
+
+@pytest.mark.rtl
+def test_cocotb_exact_detects_a_wrong_expectation():
+    from proxima.sim.runner import CocotbFailure, run_cocotb
+    cfg = preset("tiny")
+    with pytest.raises(CocotbFailure, match="vector 42"):
+        run_cocotb(lambda: ExactDistanceUnit(cfg), "proxima_exact", "proxima.sim.tb.tb_exact",
+                   cfg=cfg, build_name=f"exact_tiny_l{cfg.engine.exact_lanes}",
+                   testcase="random_vectors_with_stalls",
+                   parameters={"queries": 1, "vectors": 100, "flip_expected": 42})
