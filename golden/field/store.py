@@ -528,11 +528,12 @@ class Field:
 
     def _lookup(self, k: int, promote: bool) -> np.ndarray | None:
         """L1 then L2 (caller holds the lock); counts the hit; None on a miss."""
-        blk = self._l1.get(k)
-        if blk is not None:
+        e = self._l1._d.get(k)  # inlined LRUCache.get / __contains__ (hot path)
+        if e is not None:
+            self._l1._d.move_to_end(k)
             self._stats.tier_hits["L1"] += 1
-            return blk
-        if k not in self._l2:
+            return e[0]
+        if k not in self._l2._d:
             return None
         self._stats.tier_hits["L2"] += 1
         if self._l2.take_prefetched(k):
@@ -755,10 +756,12 @@ class Field:
 
     def get_flat(self, e: int):
         """Element at flat C-order index ``e``."""
-        e = operator.index(e)
+        if type(e) is not int:
+            e = operator.index(e)
         if not 0 <= e < self.size:
             raise FieldIndexError(f"flat index {e} out of range 0..{self.size - 1}")
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return self._get_flat(e)
 
     def _get_flat(self, e: int):
