@@ -196,7 +196,7 @@ class StridePrefetcher:
             stride[s] = key - last[s]
             last[s] = key
         else:
-            s = next((i for i in range(self.streams) if not valid[i]), self.order[0])
+            s = valid.index(False) if False in valid else self.order[0]
             code = 3
             valid[s], last[s], stride[s] = True, key, 0
         self.order.remove(s)

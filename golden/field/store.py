@@ -519,8 +519,10 @@ class Field:
             self._release(h)
 
     def _insert_l1(self, k: int, blk: np.ndarray) -> None:
-        for e in self._l1.put(k, blk, blk.nbytes):
-            self._insert_l2(e.key, e.value, e.prefetched)
+        ev = self._l1.put(k, blk, blk.nbytes)
+        if ev:
+            for e in ev:
+                self._insert_l2(e.key, e.value, e.prefetched)
 
     def _insert_l2(self, k: int, blk: np.ndarray, prefetched: bool) -> None:
         for e in self._l2.put(k, blk, blk.nbytes, prefetched):
