@@ -7,7 +7,7 @@ A field is a directory::
 
 Every integer is little-endian.  Element data are stored little-endian in C order.
 
-Field header ``field.pxf`` (``28 + 16 * ndim + 28`` bytes)::
+Field header ``field.pxf`` (``56 + 16 * ndim + 4`` bytes)::
 
     off  size  field
     0    8     magic  b"PXFIELD\\0"
