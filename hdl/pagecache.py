@@ -291,6 +291,7 @@ class PageCache(wiring.Component):
 
         mem = Memory(shape=self.row_layout, depth=S, init=[])
         m.submodules.tags = mem
+        self._mem = mem  # for white-box tests (final tag state)
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
 

@@ -120,11 +120,13 @@ def mixed_trace(dut: PageCache, count: int, rng: np.random.Generator) -> list[in
     return out[:count]
 
 
-def expected(dut: PageCache, trace) -> tuple[list[dict], list[int], list[tuple], dict, list]:
+def expected(dut: PageCache, trace) -> tuple[list[dict], list[int], list[tuple], dict, list,
+                                             PageCacheModel]:
     """Golden streams for ``trace``: responses (dicts of :data:`RESP_FIELDS`), demand
-    fetch lines, prefetch fetches ``(line, evicted_valid, evicted)``, final stats and the
+    fetch lines, prefetch fetches ``(line, evicted_valid, evicted)``, final stats, the
     number of prefetch targets the RTL examines per access, one cycle each (on ``confirm``
-    the leading ``k = 1..depth`` with ``0 <= line + stride*k < 2**line_bits``)."""
+    the leading ``k = 1..depth`` with ``0 <= line + stride*k < 2**line_bits``) and the
+    model after the trace (for final-state comparisons)."""
     model = PageCacheModel(dut.cfg.cache, window=dut.window)
     resp, fetch, pref, examined = [], [], [], []
     limit = 1 << dut.line_bits
@@ -152,7 +154,7 @@ def expected(dut: PageCache, trace) -> tuple[list[dict], list[int], list[tuple],
                     break
                 n += 1
         examined.append(n)
-    return resp, fetch, pref, model.stats.as_dict(), examined
+    return resp, fetch, pref, model.stats.as_dict(), examined, model
 
 
 def unpack(layout, value: int) -> dict:
@@ -283,7 +285,7 @@ async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset
     rng = np.random.default_rng(cocotb.RANDOM_SEED + seed_offset)
     rnd = random.Random(cocotb.RANDOM_SEED + seed_offset)
     trace = mixed_trace(pc, count, rng)
-    exp_resp, exp_fetch, exp_pref, stats, examined = expected(pc, trace)
+    exp_resp, exp_fetch, exp_pref, stats, examined, _ = expected(pc, trace)
     flip = int(p.get("flip_expected", -1))
     if 0 <= flip < len(exp_resp):
         exp_resp[flip]["hit"] ^= 1

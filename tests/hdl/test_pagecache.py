@@ -15,7 +15,7 @@ from proxima.golden.field.trace import PageCacheModel
 from proxima.hdl.pagecache import (
     ACTION_CODES, STATS, PageCache, PageCacheError, nand_addr_bits,
 )
-from proxima.sim.tb.tb_pagecache import Checker, expected, make_dut, mixed_trace
+from proxima.sim.tb.tb_pagecache import Checker, expected, make_dut, mixed_trace, unpack
 
 
 # ---- parameters and trace helpers ------------------------------------------------------
@@ -56,7 +56,7 @@ def test_mixed_trace_exercises_every_rule():
     cfg = preset("tiny")
     dut = make_dut(cfg, {})
     trace = mixed_trace(dut, 3000, np.random.default_rng(5))
-    resp, fetch, pref, stats, examined = expected(dut, trace)
+    resp, fetch, pref, stats, examined, _ = expected(dut, trace)
     actions = {r["action"] for r in resp}
     assert actions == set(ACTION_CODES.values())
     assert stats["hits"] > 300 and stats["misses"] > 300
@@ -74,7 +74,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
     rng = np.random.default_rng(seed)
     rnd = random.Random(seed)
     trace = mixed_trace(dut, count, rng)
-    exp_resp, exp_fetch, exp_pref, stats, examined = expected(dut, trace)
+    exp_resp, exp_fetch, exp_pref, stats, examined, model = expected(dut, trace)
     chk = Checker(dut, trace, exp_resp, exp_fetch, exp_pref)
     accepts: list[int] = []
     result: dict = {}
@@ -114,13 +114,34 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
             await ctx.tick()
         result["stats"] = {name: ctx.get(getattr(dut, name)) for name in STATS}
         result["cycles"] = cycle
+        # white box: final tag RAM and stream table
+        rows = [ctx.get(Value.cast(dut._mem.data[si])) for si in range(dut.sets)]
+        valid, last, stride, rank = dut._st
+        result["table"] = [(bool(ctx.get(v)), ctx.get(la), ctx.get(st))
+                           for v, la, st in zip(valid, last, stride)]
+        result["rank"] = [ctx.get(r) for r in rank]
+        result["sets"] = [_decode_row(dut, row, si) for si, row in enumerate(rows)]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     chk.finish(result["stats"], stats)
+    assert result["sets"] == [model.set_state(si) for si in range(dut.sets)]
+    assert result["table"] == model.prefetcher.state()
+    assert sorted(range(dut.streams), key=result["rank"].__getitem__) == model.prefetcher.order
     return dut, accepts, examined, result
+
+
+def _decode_row(dut, row, si):
+    """(line, pf) of the valid entries of one tag-RAM row, LRU first."""
+    w = dut.entry_layout.size
+    out = []
+    for j in range(dut.ways):
+        e = unpack(dut.entry_layout, (row >> (j * w)) & ((1 << w) - 1))
+        if e["valid"]:
+            out.append(((e["tag"] << dut.set_bits) | si, bool(e["pf"])))
+    return out
 
 
 def test_amaranth_tiny_random_stalls():
@@ -152,7 +173,7 @@ def test_amaranth_detects_a_wrong_expectation():
     cfg = preset("tiny")
     dut = PageCache(cfg)
     trace = mixed_trace(dut, 50, np.random.default_rng(9))
-    resp, fetch, pref, _, _ = expected(dut, trace)
+    resp, fetch, pref, _, _, _ = expected(dut, trace)
     resp[17]["hit"] ^= 1
     chk = Checker(dut, trace, resp, fetch, pref)
 
@@ -200,7 +221,8 @@ def test_cocotb_runner_reports_failures():
     """A flipped golden hit bit must make run_cocotb raise."""
     from proxima.sim.runner import CocotbFailure, run_cocotb
     cfg = preset("tiny")
-    with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
+    with pytest.raises(CocotbFailure,
+                       match=r"1 of 1 cocotb tests failed(.|\n)*access 123 \(addr .*'hit': \(1, 0\)"):
         run_cocotb(lambda: PageCache(cfg), "proxima_pagecache", "proxima.sim.tb.tb_pagecache",
                    cfg=cfg, build_name="pagecache_tiny", testcase="mixed_trace_with_stalls",
                    parameters={"accesses": 300, "flip_expected": 123})
