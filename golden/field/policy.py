@@ -15,6 +15,7 @@ from typing import Any, Hashable, NamedTuple
 __all__ = ["LRUCache", "Evicted", "StridePrefetcher", "PrefetchDecision"]
 
 _ACTIONS = ("repeat", "confirm", "train", "alloc")
+_new_evicted = tuple.__new__  # Evicted(...) without the generated __new__ (hot path)
 
 
 class Evicted(NamedTuple):
@@ -92,7 +93,7 @@ class LRUCache:
         while self.used + nbytes > self.budget:
             k, (v, n, p) = self._d.popitem(last=False)
             self.used -= n
-            out.append(Evicted(k, v, n, p))
+            out.append(_new_evicted(Evicted, (k, v, n, p)))
         self._d[key] = [value, nbytes, prefetched]
         self.used += nbytes
         return out

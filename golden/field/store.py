@@ -583,7 +583,7 @@ class Field:
                 del self._hinted[k]
                 st.prefetch_used += 1
                 st.prefetch_used_kernel += 1
-            if gen == self._wgen and k not in self._l1 and k not in self._l2:
+            if gen == self._wgen and k not in self._l1._d and k not in self._l2._d:
                 self._insert_l1(k, buf)
             v = buf[o]
             st.latency_get_ns[min(63, (time.perf_counter_ns() - t0).bit_length())] += 1
