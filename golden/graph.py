@@ -239,40 +239,55 @@ def squared_distances(vectors: np.ndarray, query, ids=None) -> np.ndarray:
 
 
 class _Space:
-    """Vectors in the build's compute dtype with their squared norms (see module docstring)."""
+    """The build's distance kernel: ``by_idx(q, ids)`` = squared L2 from each query row to the
+    vectors ``ids`` of that row (-1 = skip, left at +inf).
 
-    def __init__(self, x: np.ndarray) -> None:
+    ``faiss`` backend: ``faiss.fvec_L2sqr_by_idx`` on a float32 copy (direct differences in
+    float32: exact on uint8 data while ``D * 255**2 < 2**24``, i.e. D <= 258; deterministic
+    on float data).  ``numpy`` backend: float64 direct differences (exact on uint8 data for
+    any practical D).  ``auto`` picks faiss when it is exact (uint8) or for float data.
+    """
+
+    def __init__(self, x: np.ndarray, backend: str = "auto") -> None:
+        if backend not in ("auto", "faiss", "numpy"):
+            raise GraphError(f"unknown distance backend {backend!r}: auto, faiss or numpy")
         self.x = x
-        d = x.shape[1]
-        if x.dtype == np.uint8:
-            self.exact = True
-            self.dtype = np.float32 if 2 * d * 255 ** 2 < 2 ** 24 else np.float64
-        else:
-            self.exact = False
+        self.d = x.shape[1]
+        fits = x.dtype == np.float32 or self.d * 255 ** 2 < 2 ** 24
+        if backend == "faiss" and not fits:
+            raise GraphError(f"faiss float32 distances are not exact for uint8 D = {self.d}")
+        self.use_faiss = backend == "faiss" or (backend == "auto" and fits)
+        if self.use_faiss:
+            import faiss
+
+            self._faiss = faiss
+            self.xf = np.ascontiguousarray(x, dtype=np.float32)
             self.dtype = np.float32
-        self.xc = np.ascontiguousarray(x, dtype=self.dtype)
-        self.sq = np.einsum("nd,nd->n", self.xc, self.xc)
-        if self.exact:
-            # sum of squares of small integers: exact in either dtype, but make it certain
-            xi = x.astype(np.int64)
-            self.sq = np.einsum("nd,nd->n", xi, xi).astype(self.dtype)
+        else:
+            self.dtype = np.float64
 
-    def gather(self, ids: np.ndarray) -> np.ndarray:
-        """Rows ``ids`` in the compute dtype (uint8 rows are gathered narrow, then widened)."""
-        if self.x.dtype == self.dtype:
-            return np.take(self.x, ids, axis=0)
-        return np.take(self.x, ids, axis=0).astype(self.dtype)
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors ``ids`` as query rows for :meth:`by_idx`."""
+        if self.use_faiss:
+            return np.ascontiguousarray(self.xf[ids])
+        return self.x[ids].astype(np.float64)
 
-    def finish(self, d: np.ndarray) -> np.ndarray:
-        """Clamp rounding negatives (float data only) to +0."""
-        if self.exact:
-            return d
-        return np.where(d > 0, d, 0).astype(self.dtype, copy=False)
-
-    def pairs(self, ids: np.ndarray, qvec: np.ndarray, qsq: np.ndarray) -> np.ndarray:
-        """Distances between rows ``ids`` (P,) and query vectors ``qvec`` (P, D)."""
-        dots = np.einsum("pd,pd->p", self.gather(ids), qvec)
-        return self.finish(self.sq[ids] + qsq - 2 * dots)
+    def by_idx(self, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """``(A, W)`` distances from ``q[a]`` to ``x[ids[a, w]]``; +inf where ``ids < 0``."""
+        a, w = ids.shape
+        out = np.full((a, w), np.inf, dtype=self.dtype)
+        if a == 0 or w == 0:
+            return out
+        if self.use_faiss:
+            f = self._faiss
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            f.fvec_L2sqr_by_idx(f.swig_ptr(out), f.swig_ptr(q), f.swig_ptr(self.xf),
+                                f.swig_ptr(ids), self.d, a, w)
+            return out
+        r, c = np.nonzero(ids >= 0)
+        diff = self.x[ids[r, c]].astype(np.float64) - q[r]
+        out[r, c] = np.einsum("pd,pd->p", diff, diff)
+        return out
 
 
 def medoid(vectors: np.ndarray, chunk: int = 65536) -> int:
@@ -391,13 +406,11 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float, R: int,
-                 chunk_rows: int = 256) -> np.ndarray:
+                 chunk_rows: int = 1024) -> np.ndarray:
     """RobustPrune for many vertices at once; identical to :func:`robust_prune` when the
     distances are exact.  ``pools`` (K, W) int, -1 = empty.  Returns (K, R) int32, pick
-    order, -1 padded.
-
-    The candidates' Gram matrix comes from one batched matmul (exact for small-integer data,
-    see the module docstring); each pick step then reads one row of it per vertex."""
+    order, -1 padded.  Each pick step computes distances from the pick to the candidates
+    still alive only."""
     k_all = pts.shape[0]
     out = np.full((k_all, R), -1, dtype=np.int32)
     if k_all == 0:
@@ -405,27 +418,16 @@ def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float
     pools = np.where(pools == pts[:, None], -1, pools)
     pools, cnt = _unique_rows(pools)
     order = np.argsort(cnt, kind="stable")  # similar pool sizes together: little padding
-    sq = space.sq
     for c0 in range(0, k_all, chunk_rows):
         rows = order[c0:c0 + chunk_rows]
         w = max(1, int(cnt[rows[-1]]))  # ascending counts: the last row is the widest
         k = rows.size
         ids = pools[rows, :w]
-        valid = ids >= 0
-        safe = np.where(valid, ids, 0)
-        p = pts[rows]
-        dp = space.finish(sq[safe] + sq[p][:, None]
-                          - 2 * np.einsum("kwd,kd->kw", space.gather(safe), space.gather(p)))
-        dp = dp.astype(np.float64)
-        dp[~valid] = np.inf
+        dp = space.by_idx(space.rows(pts[rows]), ids).astype(np.float64)
         srt = np.argsort(dp, axis=1, kind="stable")  # ids ascending within the row: (d, id)
         ids = np.take_along_axis(ids, srt, axis=1)
         dp = np.take_along_axis(dp, srt, axis=1)
-        alive = np.take_along_axis(valid, srt, axis=1)
-        safe = np.take_along_axis(safe, srt, axis=1)
-        vec = space.gather(safe)  # (k, w, D) in (distance, id) order
-        gram = np.matmul(vec, vec.transpose(0, 2, 1))  # exact for small-integer data
-        sqs = sq[safe]
+        alive = ids >= 0
         res = np.full((k, R), -1, dtype=np.int32)
         act = np.arange(k)
         for s in range(R):
@@ -433,11 +435,13 @@ def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float
             if act.size == 0:
                 break
             first = np.argmax(alive[act], axis=1)
-            res[act, s] = ids[act, first]
-            dd = space.finish(sqs[act, first][:, None] + sqs[act] - 2 * gram[act, first, :])
-            occ = alpha * dd.astype(np.float64) <= dp[act]
-            occ[np.arange(act.size), first] = True
-            alive[act] &= ~occ
+            pick = ids[act, first]
+            res[act, s] = pick
+            alive[act, first] = False
+            al = alive[act]
+            dd = space.by_idx(space.rows(pick), np.where(al, ids[act], -1))
+            al &= ~(alpha * dd.astype(np.float64) <= dp[act])
+            alive[act] = al
         out[rows] = res
     return out
 
@@ -463,18 +467,19 @@ class _BatchSearcher:
 
     def run(self, qids: np.ndarray) -> np.ndarray:
         """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order."""
-        sp, g, L, n = self.space, self.g, self.L, self.n
+        sp, g, L, n, seen = self.space, self.g, self.L, self.n, self.seen
         b = qids.shape[0]
-        qv = sp.gather(qids)
-        qsq = sp.sq[qids]
+        qv_all = sp.rows(qids)
         keys = np.full((b, L), _SENT, dtype=np.uint64)
-        ent = np.full(b, self.entry, dtype=np.int64)
-        keys[:, 0] = self._keys(sp.pairs(ent, qv, qsq), ent)
+        ent = np.full((b, 1), self.entry, dtype=np.int64)
+        keys[:, 0] = self._keys(sp.by_idx(qv_all, ent)[:, 0], ent[:, 0])
         rows0 = np.arange(b, dtype=np.int64)
         touched = [rows0 * n + self.entry]
-        self.seen[touched[0]] = True
+        seen[touched[0]] = True
         steps: list[tuple[np.ndarray, np.ndarray]] = []
         active = rows0
+        base = active * n
+        qv = qv_all
         one = np.uint64(1)
         idmask = np.uint64(0x7FFF_FFFF)
         k = keys
@@ -488,6 +493,8 @@ class _BatchSearcher:
                     break
                 k = keys[active]
                 unexp = unexp[has]
+                base = active * n
+                qv = np.ascontiguousarray(qv[has])
             a = active.size
             ar = np.arange(a)
             pos = np.argmax(unexp, axis=1)
@@ -496,32 +503,26 @@ class _BatchSearcher:
             node = ((sel >> one) & idmask).astype(np.int64)
             steps.append((active, node))
             nb = g[node]
-            valid = nb >= 0
-            flat = active[:, None] * n + np.where(valid, nb, 0)
-            new = valid & ~self.seen[flat]
-            r_i, c_i = np.nonzero(new)
-            if r_i.size == 0:
+            flat = base[:, None] + nb  # nb = -1 lands on some other slot: masked below
+            new = (nb >= 0) & ~seen[flat]
+            fl = flat[new]
+            if fl.size == 0:
                 continue
-            fl = flat[r_i, c_i]
-            self.seen[fl] = True
+            seen[fl] = True
             touched.append(fl)
-            ids = nb[r_i, c_i].astype(np.int64)
-            qrow = active[r_i]
-            d = sp.pairs(ids, qv[qrow], qsq[qrow])
-            nk = self._keys(d, ids)
+            ids = np.where(new, nb, -1).astype(np.int64)
+            d = sp.by_idx(qv, ids)
+            nk = self._keys(d, np.where(new, nb, 0))
+            nk[~new] = _SENT
             # only rows where some new key beats the current L-th entry need a merge
-            beat = nk < k[r_i, L - 1]
-            if not beat.any():
+            need = np.nonzero((nk < k[:, L - 1:L]).any(axis=1))[0]
+            if need.size == 0:
                 continue
-            r_i, c_i, nk = r_i[beat], c_i[beat], nk[beat]
-            newk = np.full(nb.shape, _SENT, dtype=np.uint64)
-            newk[r_i, c_i] = nk
-            need = r_i[np.concatenate(([True], r_i[1:] != r_i[:-1]))]  # r_i is sorted
-            m = np.concatenate([k[need], newk[need]], axis=1)
+            m = np.concatenate([k[need], nk[need]], axis=1)
             m.sort(axis=1)
             k[need] = m[:, :L]
         for t in touched:
-            self.seen[t] = False
+            seen[t] = False
         s_max = len(steps)
         vis = np.full((b, max(1, s_max)), -1, dtype=np.int64)
         for s, (rows, node) in enumerate(steps):
@@ -611,8 +612,8 @@ def _sorted_rows(g: np.ndarray) -> np.ndarray:
 class _Workers:
     """Splits independent per-vertex work (searches, prunes) over threads.  Each vertex's
     result depends only on its own inputs, so the output does not depend on the thread
-    count.  numpy releases the GIL in the heavy operations; BLAS is held to one thread
-    meanwhile (its own threading on many tiny matrices is slower, and would oversubscribe)."""
+    count.  numpy and faiss release the GIL in the heavy operations; faiss' own OpenMP
+    pool is held to one thread meanwhile (it would oversubscribe the cores)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = max(1, int(threads))
@@ -636,15 +637,26 @@ class _Workers:
             self.pool.shutdown()
 
 
-def _blas_one_thread():
-    """Context holding the BLAS library to one thread (needs threadpoolctl; else a no-op:
-    set OPENBLAS_NUM_THREADS=1 yourself)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - depends on the environment
-        import contextlib
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+class _faiss_threads:
+    """Context: faiss' OpenMP pool at ``n`` threads (``None``: unchanged), restored after."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.old = None
+
+    def __enter__(self):
+        if self.n is not None:
+            import faiss
+
+            self.old = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(int(self.n))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(self.old)
 
 
 def _default_threads() -> int:
@@ -656,14 +668,17 @@ def _default_threads() -> int:
 
 def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress: bool = True,
                  max_batch: int = 2048, batch_fraction: float = 0.02,
-                 seen_budget_bytes: int = 1 << 29, threads: int | None = None) -> Graph:
+                 seen_budget_bytes: int = 1 << 29, threads: int | None = None,
+                 backend: str = "auto") -> Graph:
     """Vamana graph (module docstring) with batched, ParlayANN-style insertion.
 
     ``max_batch``/``batch_fraction`` cap the batch size; the per-batch visited bitmap costs
     ``batch * N`` bytes per thread and the cap is lowered to keep the total under
     ``seen_budget_bytes``.
     ``threads`` (default: the CPUs this process may use) splits each batch's searches and
-    prunes over threads; the graph is the same for any thread count.
+    prunes over threads; the graph is the same for any thread count.  ``backend`` selects
+    the distance kernel (``auto``/``faiss``/``numpy``, see :class:`_Space`); on uint8 data
+    all backends give the same graph.
     """
     x = _check_vectors(vectors)
     gcfg.validate()
@@ -674,7 +689,7 @@ def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress
     if seen_budget_bytes < n * (threads or 1):
         raise GraphError(f"seen_budget_bytes must be >= N * threads = {n * (threads or 1)}")
     rng = np.random.default_rng(seed)
-    space = _Space(x)
+    space = _Space(x, backend)
     entry = medoid(x)
     g = random_regular_graph(n, R, rng)
     workers = _Workers(_default_threads() if threads is None else threads)
@@ -701,7 +716,7 @@ def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress
         from tqdm import tqdm
         bar = tqdm(total=n * len(alphas), desc="vamana", unit="pt", smoothing=0.05)
     try:
-        with _blas_one_thread():
+        with _faiss_threads(1 if space.use_faiss else None):
             for alpha in alphas:
                 perm = rng.permutation(n)
                 pos, bs = 0, 1
