@@ -263,10 +263,15 @@ class CacheConfig:
     ways: int = 4
     prefetch_depth: int = 2  # lines fetched ahead once the last strides agree
     prefetch_streams: int = 4  # independent stride detectors
+    prefetch_window: int = 0  # largest line distance that trains a stream; 0: sets * ways
 
     @property
     def lines(self) -> int:
         return self.sets * self.ways
+
+    @property
+    def window(self) -> int:
+        return self.prefetch_window or self.lines
 
     def validate(self) -> None:
         if not _is_pow2(self.line_bytes):
@@ -277,6 +282,8 @@ class CacheConfig:
             raise ConfigError("cache.ways must be >= 1")
         if self.prefetch_depth < 0 or self.prefetch_streams < 1:
             raise ConfigError("cache.prefetch_depth >= 0 and cache.prefetch_streams >= 1 required")
+        if self.prefetch_window < 0:
+            raise ConfigError("cache.prefetch_window must be >= 0 (0: sets * ways)")
 
 
 _SECTIONS = {
