@@ -203,16 +203,20 @@ def main(argv=None) -> dict:
     report["utilisation_curve"] = curve
     report["timing_params"] = vars(params)
 
-    fcfg = preset(a.fpga_preset)
-    fparams = TimingParams(**{**vars(params), **{
-        k: v for k, v in vars(TimingParams.from_cfg(fcfg)).items()
-        if k in ("tR_cycles", "transfer_cycles", "cycle_ns", "queues")}})
-    # the FPGA preset's clock / NAND timing on the same layout (cores of the paper layout)
+    # FPGA preset: its own NAND geometry, clock, tR and queues, with the graph / PQ shape of the
+    # traced index (R, M) so that the same events can be laid out and timed
+    fcfg = preset(a.fpga_preset).with_(graph={"R": cfg.graph.R, "build_L": cfg.graph.build_L},
+                                       pq={"M": cfg.pq.M})
+    flay = Layout(fcfg, ridx.n, H, W)
+    fparams = TimingParams.from_cfg(fcfg)
+    ftraces = [phases_for_events(ev, flay, fparams) for ev in events]
     fpga = {}
-    for nq in sorted({1, fcfg.engine.queues, 32}):
-        fpga[nq] = simulate(traces, fparams, nq).summary()
-    report["fpga_clock_and_tR_on_paper_layout"] = {"preset": fcfg.name, "params": vars(fparams),
-                                                   "by_nq": fpga}
+    for nq in sorted({1, fcfg.engine.queues, 8, 16}):
+        fpga[nq] = simulate(ftraces, fparams, nq).summary()
+        log(f"FPGA {fcfg.name} Nq {nq}: util {fpga[nq]['util_index']:.3f}, "
+            f"QPS {fpga[nq]['qps']:.0f}")
+    report["fpga_preset"] = {"preset": fcfg.name, "params": vars(fparams),
+                             "layout": flay.summary(), "by_nq": fpga}
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as d:
         path = os.path.join(d, "index.pxi")

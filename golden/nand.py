@@ -157,6 +157,8 @@ class TimingResult:
             "qps": self.qps, "mean_latency_us": float(lat.mean()) / 1e3 if len(lat) else 0.0,
             "p99_latency_us": float(np.percentile(lat, 99)) / 1e3 if len(lat) else 0.0,
             "util_index": self.mean_util_index, "util_raw": self.mean_util_raw,
+            "util_max": float(self.utilisation.max()) if len(self.busy) else 0.0,
+            "busiest_cores": [int(c) for c in np.argsort(-self.busy, kind="stable")[:4]],
             "accesses": self.accesses,
         }
 
