@@ -64,10 +64,12 @@ output and issues the read of the next operation's set in the same cycle.  The c
 which a request is accepted issues the demand read and updates the stream table.  The
 request of the next access is accepted in the cycle of the last operation of the current one.
 
-Without back-pressure an access therefore takes ``1 + T`` cycles, where ``T`` is the number
-of in-range targets examined (0 unless the action is ``confirm``, then at most D; resident
-targets count too) -- and the first access after idle one more (``req`` accepted, then the
-demand operation).  An operation waits (holding its RAM read data) while an output it must
+Without back-pressure an access therefore occupies ``1 + T`` cycles: with ``req.valid`` and
+every ``ready`` high, request ``i + 1`` is accepted ``1 + T_i`` cycles after request ``i``,
+where ``T_i`` is the number of in-range targets examined (0 unless the action is
+``confirm``, then at most D; resident targets count too).  The response is valid
+``2 + T_i`` cycles after its request was accepted (the demand fetch ``2``, prefetch ``k``
+``2 + k`` cycles after).  An operation waits (holding its RAM read data) while an output it must
 push is full: ``fetch`` on a demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the
 last operation.  Every output is a one-entry register buffer that can be refilled in the
 cycle its entry is taken, so ``valid`` never depends on ``ready``.

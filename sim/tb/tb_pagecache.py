@@ -169,9 +169,12 @@ class Checker:
         self.dut, self.trace = dut, trace
         self.exp_resp, self.exp_fetch, self.exp_pref = exp_resp, exp_fetch, exp_pref
         self.n_resp = self.n_fetch = self.n_pref = 0
+        self.cycle = 0  # set by the driver: the cycle of the current handshakes
+        self.resp_cycles: list[int] = []  # cycle in which each response was taken
 
     def resp(self, value: int) -> None:
         i = self.n_resp
+        self.resp_cycles.append(self.cycle)
         if i >= len(self.exp_resp):
             raise AssertionError(f"extra response {unpack(self.dut.resp_layout, value)}")
         got = unpack(self.dut.resp_layout, value)
@@ -252,6 +255,7 @@ async def _drive(dut, pc: PageCache, trace, chk: Checker, p_valid: float, p_read
             ready.value = int(r)
             readies.append(r)
         await ReadOnly()
+        chk.cycle = cycle
         if offering and int(req_ready.value):
             accepts.append(cycle)
             sent += 1
@@ -295,7 +299,7 @@ async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset
                                    max_cycles=(4 + pc.depth) * count * 20 + 1000)
     await ReadOnly()
     chk.finish(_stats(dut), stats)
-    return pc, cycles, accepts, examined, stats
+    return pc, cycles, accepts, examined, stats, chk
 
 
 @cocotb.test()
@@ -303,7 +307,7 @@ async def mixed_trace_with_stalls(dut):
     """>= 10k mixed accesses, random valid/ready stalls on every port, all outputs checked."""
     p = tb_params()
     count = int(p.get("accesses", 10_000))
-    pc, cycles, _, _, stats = await _run_case(dut, count, float(p.get("p_valid", 0.7)),
+    pc, cycles, _, _, stats, _ = await _run_case(dut, count, float(p.get("p_valid", 0.7)),
                                               float(p.get("p_ready", 0.7)), 0)
     dut._log.info("%d accesses in %d cycles, stats %s", count, cycles, stats)
 
@@ -311,15 +315,20 @@ async def mixed_trace_with_stalls(dut):
 @cocotb.test()
 async def full_rate_cycles_per_access(dut):
     """Valid and ready always high: access i+1 is accepted exactly 1 + T_i cycles after
-    access i (T_i = prefetch targets examined), as documented."""
+    access i (T_i = prefetch targets examined) and its response is taken 2 + T_i cycles
+    after acceptance, as documented."""
     p = tb_params()
     count = int(p.get("timing_accesses", 2000))
-    pc, cycles, accepts, examined, _ = await _run_case(dut, count, 1.0, 1.0, 1)
+    pc, cycles, accepts, examined, _, chk = await _run_case(dut, count, 1.0, 1.0, 1)
     assert len(accepts) == count
     for i in range(count - 1):
         gap = accepts[i + 1] - accepts[i]
         exp = 1 + examined[i]
         assert gap == exp, f"access {i}: next accepted after {gap} cycles, expected {exp}"
+    for i in range(count):
+        lat = chk.resp_cycles[i] - accepts[i]
+        assert lat == 2 + examined[i], \
+            f"access {i}: response {lat} cycles after acceptance, expected {2 + examined[i]}"
     total = accepts[-1] - accepts[0] + 1 + examined[-1]
     dut._log.info("%d accesses, %d cycles from first accept to last operation "
                   "(%.3f cycles/access)", count, total, total / count)

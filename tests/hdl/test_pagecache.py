@@ -95,6 +95,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
                 r = rnd.random() < p_ready
                 ctx.set(port.ready, r)
                 readies.append(r)
+            chk.cycle = cycle
             if offering and ctx.get(dut.req.ready):
                 accepts.append(cycle)
                 sent += 1
@@ -130,6 +131,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
     assert result["sets"] == [model.set_state(si) for si in range(dut.sets)]
     assert result["table"] == model.prefetcher.state()
     assert sorted(range(dut.streams), key=result["rank"].__getitem__) == model.prefetcher.order
+    result["resp_cycles"] = chk.resp_cycles
     return dut, accepts, examined, result
 
 
@@ -145,11 +147,16 @@ def _decode_row(dut, row, si):
 
 
 def test_amaranth_tiny_random_stalls():
-    _amaranth_run(preset("tiny"), 1500, 0.7, 0.6, seed=1)
+    _amaranth_run(preset("tiny"), 1200, 0.7, 0.6, seed=1)
 
 
 def test_amaranth_default_random_stalls():
-    _amaranth_run(preset("default"), 1200, 0.8, 0.7, seed=2)
+    _amaranth_run(preset("default"), 1000, 0.8, 0.7, seed=2)
+
+
+def test_amaranth_paper_preset():
+    """256 sets x 8 ways, 8 streams, depth 4, 39-bit addresses."""
+    _amaranth_run(preset("paper"), 400, 0.8, 0.7, seed=7)
 
 
 def test_amaranth_full_rate_cycles_per_access():
@@ -157,6 +164,7 @@ def test_amaranth_full_rate_cycles_per_access():
     gaps = np.diff(accepts)
     assert (gaps == 1 + np.asarray(examined[:-1])).all()
     assert accepts[0] == 0
+    assert (np.asarray(res["resp_cycles"]) - accepts == 2 + np.asarray(examined)).all()
 
 
 @pytest.mark.parametrize("cache,params", [
