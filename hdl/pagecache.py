@@ -205,85 +205,104 @@ class PageCache(wiring.Component):
 
     # ---- stride prefetcher ---------------------------------------------------------------
     def _prefetcher(self, m: Module, key, update):
-        """Stream table; returns (entry, action code, stride after update) for ``key``,
-        all combinational; the table is updated at the clock edge when ``update``."""
+        """Stream table; returns (entry, action code, stride for the targets) for ``key``,
+        all combinational; the table is updated at the clock edge when ``update``.
+
+        Built for a short combinational path: every rule's per-entry condition and all
+        pairwise distance comparisons are evaluated in parallel, the chosen entry is a
+        one-hot vector and each entry updates itself from it."""
         N, L = self.streams, self.line_bits
         valid = [Signal(name=f"st_valid{i}") for i in range(N)]
         last = [Signal(L, name=f"st_last{i}") for i in range(N)]
         stride = [Signal(signed(self.stride_bits), name=f"st_stride{i}") for i in range(N)]
         rank_w = _bits(N - 1)
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
+        win = min(self.window, (1 << L) - 1)
 
         rep, conf, inwin, dist, diff = [], [], [], [], []
         for i in range(N):
-            df = Signal(signed(L + 1), name=f"st_diff{i}")
+            up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
+            down = Signal(L + 1, name=f"st_down{i}")  # last - key
             d = Signal(L, name=f"st_dist{i}")
-            m.d.comb += [df.eq(key - last[i]), d.eq(Mux(df < 0, -df, df))]
+            m.d.comb += [up.eq(key - last[i]), down.eq(last[i] - key)]
+            neg = up[L]
+            m.d.comb += d.eq(Mux(neg, down[:L], up[:L]))
             r, cf, w = Signal(name=f"st_rep{i}"), Signal(name=f"st_conf{i}"), \
                 Signal(name=f"st_win{i}")
             m.d.comb += [
                 r.eq(valid[i] & (last[i] == key)),
                 cf.eq(valid[i] & (stride[i] != 0) & ((last[i] + stride[i]) == key)),
-                w.eq(valid[i] & (d <= self.window)),
+                w.eq(valid[i] & Mux(neg, down[:L] <= win, up[:L] <= win)),
             ]
-            rep.append(r), conf.append(cf), inwin.append(w), dist.append(d), diff.append(df)
+            rep.append(r), conf.append(cf), inwin.append(w), dist.append(d)
+            diff.append(up.as_signed())
 
-        def lowest(flags, tag):
-            idx = Signal(range(max(N, 2)), name=f"st_{tag}_idx")
-            any_ = Signal(name=f"st_{tag}_any")
-            m.d.comb += any_.eq(Cat(*flags).any())
-            for i in reversed(range(N)):
-                with m.If(flags[i]):
-                    m.d.comb += idx.eq(i)
-            return idx, any_
+        def first(flags, tag):
+            """One-hot of the lowest set flag, and whether any is set."""
+            oh = Signal(N, name=f"st_{tag}_oh")
+            for i in range(N):
+                m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
+            return oh, Cat(*flags).any()
 
-        rep_i, rep_any = lowest(rep, "rep")
-        conf_i, conf_any = lowest(conf, "conf")
-        inval_i, inval_any = lowest([~v for v in valid], "inval")
-        lru_i, _ = lowest([r == 0 for r in rank], "lru")
-        # train: smallest distance within the window, ties to the lowest index
-        best_any, best_i, best_d = Const(0, 1), Const(0, range(max(N, 2))), Const(0, L)
+        rep_oh, rep_any = first(rep, "rep")
+        conf_oh, conf_any = first(conf, "conf")
+        inval_oh, inval_any = first([~v for v in valid], "inval")
+        lru_oh = Cat(*[r == 0 for r in rank])
+        # train: entry i wins iff it is in the window and no other in-window entry is
+        # closer (entries below i must be strictly farther, entries above at least as far)
+        less = {}
         for i in range(N):
-            take = Signal(name=f"st_take{i}")
-            m.d.comb += take.eq(inwin[i] & (~best_any | (dist[i] < best_d)))
-            nb_any, nb_i, nb_d = Signal(name=f"st_best_any{i}"), \
-                Signal(range(max(N, 2)), name=f"st_best_i{i}"), Signal(L, name=f"st_best_d{i}")
-            m.d.comb += [nb_any.eq(best_any | inwin[i]), nb_i.eq(Mux(take, i, best_i)),
-                         nb_d.eq(Mux(take, dist[i], best_d))]
-            best_any, best_i, best_d = nb_any, nb_i, nb_d
+            for j in range(i + 1, N):
+                lt, eq = Signal(name=f"st_lt{i}_{j}"), Signal(name=f"st_eq{i}_{j}")
+                m.d.comb += [lt.eq(dist[i] < dist[j]), eq.eq(dist[i] == dist[j])]
+                less[i, j], less[j, i] = lt, ~lt & ~eq
+        best_oh = Signal(N, name="st_best_oh")
+        for i in range(N):
+            beats = [~inwin[j] | (less[i, j] if j < i else ~less[j, i])
+                     for j in range(N) if j != i]
+            m.d.comb += best_oh[i].eq(inwin[i] & Cat(*beats).all() if beats else inwin[i])
+        best_any = Cat(*inwin).any()
 
-        sel = Signal(range(max(N, 2)))
+        sel_oh = Signal(N)
         code = Signal(2)
         with m.If(rep_any):
-            m.d.comb += [sel.eq(rep_i), code.eq(ACTION_CODES["repeat"])]
+            m.d.comb += [sel_oh.eq(rep_oh), code.eq(ACTION_CODES["repeat"])]
         with m.Elif(conf_any):
-            m.d.comb += [sel.eq(conf_i), code.eq(ACTION_CODES["confirm"])]
+            m.d.comb += [sel_oh.eq(conf_oh), code.eq(ACTION_CODES["confirm"])]
         with m.Elif(best_any):
-            m.d.comb += [sel.eq(best_i), code.eq(ACTION_CODES["train"])]
+            m.d.comb += [sel_oh.eq(best_oh), code.eq(ACTION_CODES["train"])]
         with m.Else():
-            m.d.comb += [sel.eq(Mux(inval_any, inval_i, lru_i)), code.eq(ACTION_CODES["alloc"])]
-
-        strides, diffs = Array(stride), Array(diff)
-        new_stride = Signal(signed(self.stride_bits))
-        with m.Switch(code):
-            with m.Case(ACTION_CODES["train"]):
-                m.d.comb += new_stride.eq(diffs[sel])
-            with m.Case(ACTION_CODES["alloc"]):
-                m.d.comb += new_stride.eq(0)
-            with m.Default():
-                m.d.comb += new_stride.eq(strides[sel])
+            m.d.comb += [sel_oh.eq(Mux(inval_any, inval_oh, lru_oh)),
+                         code.eq(ACTION_CODES["alloc"])]
+        sel = Signal(range(max(N, 2)))
+        m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
+                                 for b in range(len(sel))]))
+        # targets are only issued on confirm, whose stride is the confirming entry's
+        tgt_stride = Signal(signed(self.stride_bits))
+        acc = Const(0, self.stride_bits)
+        for i in range(N):
+            acc = acc | Mux(conf_oh[i], stride[i].as_unsigned(), 0)
+        m.d.comb += tgt_stride.eq(acc)
 
         sel_rank = Signal(rank_w)
-        m.d.comb += sel_rank.eq(Array(rank)[sel])
+        racc = Const(0, rank_w)
+        for i in range(N):
+            racc = racc | Mux(sel_oh[i], rank[i], 0)
+        m.d.comb += sel_rank.eq(racc)
+        is_train = code == ACTION_CODES["train"]
+        is_alloc = code == ACTION_CODES["alloc"]
         with m.If(update):
             for i in range(N):
-                with m.If(sel == i):
-                    m.d.sync += [valid[i].eq(1), last[i].eq(key), stride[i].eq(new_stride),
-                                 rank[i].eq(N - 1)]
+                with m.If(sel_oh[i]):
+                    m.d.sync += [valid[i].eq(1), last[i].eq(key), rank[i].eq(N - 1)]
+                    with m.If(is_train):
+                        m.d.sync += stride[i].eq(diff[i])
+                    with m.Elif(is_alloc):
+                        m.d.sync += stride[i].eq(0)
                 with m.Elif(rank[i] > sel_rank):
                     m.d.sync += rank[i].eq(rank[i] - 1)
         self._st = (valid, last, stride, rank)  # for white-box tests
-        return sel, code, new_stride
+        return sel, code, tgt_stride
 
     # ---- top -----------------------------------------------------------------------------
     def elaborate(self, platform):
