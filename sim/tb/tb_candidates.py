@@ -1,0 +1,190 @@
+"""cocotb testbench of :class:`proxima.hdl.candidates.CandidateListRTL` against the golden
+:class:`proxima.golden.candidates.CandidateList`.
+
+A random command sequence (resets, insert batches of 1..R keys with ids unique since the
+last reset -- as the visited filter guarantees --, selects with random ``T``) is replayed on
+the golden twin; after *every* command a DUMP compares the whole list (all ``L`` slots,
+keys and flags) and every SELECT response is compared.  The generator is shared with the
+Amaranth-simulator tests (``tests/hdl/test_candidates.py``).
+
+Parameters (``PROXIMA_TB_PARAMS``): ``commands`` (>= 10k for sign-off), ``p_valid`` /
+``p_ready`` (per-cycle probabilities of offering a command beat / accepting an output
+beat), ``dist_max`` (distances drawn from ``0..dist_max-1``: small values make distance
+ties common, decided by the id), field offsets ``off_key``, ``off_T``, ``off_last`` of the
+command payload and ``t_max``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from proxima.golden.candidates import CandidateList
+from proxima.golden.sorter import pad_key
+
+OPS = {"reset": 0, "insert": 1, "select": 2, "dump": 3}
+
+
+def make_commands(cfg, rng: np.random.Generator, count: int, dist_max: int = 64,
+                  t_max: int | None = None, p_reset: float = 0.03,
+                  p_insert: float = 0.45) -> list[tuple]:
+    """``count`` random commands: ``("reset", key)``, ``("insert", [keys])``,
+    ``("select", T)``; the first is a reset."""
+    idb = cfg.id_bits
+    R, L = cfg.graph.R, cfg.search.L
+    t_max = L + 2 if t_max is None else t_max
+    dist_hi = min(dist_max, 1 << cfg.pq_dist_bits)
+    pad = pad_key(cfg)
+    used: set[int] = set()
+
+    def fresh_key() -> int:
+        while True:
+            v = int(rng.integers(0, 1 << idb))
+            if rng.random() < 0.05:
+                v = (1 << idb) - 1 - int(rng.integers(0, 4))  # ids at the top of the range
+            d = int(rng.integers(0, dist_hi))
+            if rng.random() < 0.02:
+                d = (1 << cfg.pq_dist_bits) - 1
+            key = (d << idb) | v
+            if v not in used and key != pad:
+                used.add(v)
+                return key
+
+    out: list[tuple] = []
+    for t in range(count):
+        u = rng.random()
+        if t == 0 or u < p_reset:
+            used.clear()
+            out.append(("reset", fresh_key()))
+        elif u < p_reset + p_insert:
+            out.append(("insert", [fresh_key() for _ in range(int(rng.integers(1, R + 1)))]))
+        else:
+            hi = t_max if rng.random() < 0.7 else min(t_max, 3)  # small T: often none left
+            out.append(("select", int(rng.integers(0, hi + 1))))
+    return out
+
+
+def expected(cfg, commands) -> tuple[list[tuple[int, int, int, int]], list[list[tuple]]]:
+    """Golden responses ``(found, pos, id, key)`` of the selects and the list after every
+    command (``L`` slots of ``(pos, key, expanded, last)``)."""
+    c = CandidateList(cfg)
+    mask = (1 << cfg.id_bits) - 1
+    resps, dumps = [], []
+    L = cfg.search.L
+    for op, arg in commands:
+        if op == "reset":
+            c.reset(arg)
+        elif op == "insert":
+            c.insert(arg)
+        else:
+            f, pos, key = c.select(arg)
+            resps.append((int(f), pos, key & mask, key))
+        dumps.append([(i, k, int(e), int(i == L - 1)) for i, (k, e) in enumerate(c.padded())])
+    return resps, dumps
+
+
+def command_beats(commands, dump_after: bool = True) -> list[tuple[int, int, int, int]]:
+    """Command stream beats ``(op, key, T, last)``; a DUMP after every command."""
+    beats = []
+    for op, arg in commands:
+        if op == "reset":
+            beats.append((OPS["reset"], arg, 0, 0))
+        elif op == "insert":
+            beats += [(OPS["insert"], k, 0, int(t == len(arg) - 1)) for t, k in enumerate(arg)]
+        else:
+            beats.append((OPS["select"], 0, arg, 0))
+        if dump_after:
+            beats.append((OPS["dump"], 0, 0, 0))
+    return beats
+
+
+# ---------------------------------------------------------------------------------------
+# cocotb
+# ---------------------------------------------------------------------------------------
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ReadOnly, RisingEdge
+except ImportError:  # pragma: no cover
+    cocotb = None
+
+
+if cocotb is not None:
+    async def _reset(dut):
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.rst.value = 1
+        dut.cmd__valid.value = 0
+        dut.cmd__payload.value = 0
+        dut.resp__ready.value = 0
+        dut.dbg__ready.value = 0
+        for _ in range(3):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+
+    @cocotb.test()
+    async def random_commands_with_stalls(dut):
+        """>= 10k random commands, the whole list compared after each one, random stalls."""
+        from proxima.sim.runner import tb_config, tb_params
+        cfg = tb_config()
+        p = tb_params()
+        L, KB, idb = cfg.search.L, cfg.sort_key_bits, cfg.id_bits
+        pos_bits = max(1, (L - 1).bit_length())
+        count = int(p.get("commands", 10_000))
+        off_key, off_T, off_last = int(p["off_key"]), int(p["off_T"]), int(p["off_last"])
+        rnd = random.Random(cocotb.RANDOM_SEED)
+        rng = np.random.default_rng(cocotb.RANDOM_SEED)
+        commands = make_commands(cfg, rng, count, int(p.get("dist_max", 64)),
+                                 int(p.get("t_max", L + 2)))
+        exp_resp, exp_dumps = expected(cfg, commands)
+        exp_dbg = [b for d in exp_dumps for b in d]
+        beats = [op | (key << off_key) | (T << off_T) | (last << off_last)
+                 for op, key, T, last in command_beats(commands)]
+        await _reset(dut)
+        p_valid, p_ready = float(p.get("p_valid", 0.8)), float(p.get("p_ready", 0.8))
+        sent, offering, cycle = 0, False, 0
+        got_resp = got_dbg = 0
+        max_cycles = 200 * len(beats) + 10 * len(exp_dbg)
+        kmask, pmask = (1 << KB) - 1, (1 << pos_bits) - 1
+        while sent < len(beats) or got_resp < len(exp_resp) or got_dbg < len(exp_dbg):
+            if cycle >= max_cycles:
+                raise AssertionError(f"timeout: {sent}/{len(beats)} beats, {got_resp} resps, "
+                                     f"{got_dbg} dump beats")
+            if not offering and sent < len(beats) and rnd.random() < p_valid:
+                offering = True
+                dut.cmd__payload.value = beats[sent]
+            dut.cmd__valid.value = int(offering)
+            rr, dr = rnd.random() < p_ready, rnd.random() < p_ready
+            dut.resp__ready.value = int(rr)
+            dut.dbg__ready.value = int(dr)
+            await ReadOnly()
+            if offering and int(dut.cmd__ready.value):
+                sent += 1
+                offering = False
+            if rr and int(dut.resp__valid.value):
+                v = int(dut.resp__payload.value)
+                # resp layout: found(1) pos id key
+                beat = (v & 1, (v >> 1) & pmask, (v >> (1 + pos_bits)) & ((1 << idb) - 1),
+                        (v >> (1 + pos_bits + idb)) & kmask)
+                if got_resp >= len(exp_resp) or beat != exp_resp[got_resp]:
+                    raise AssertionError(f"select response {got_resp}: got {beat}, expected "
+                                         f"{exp_resp[got_resp] if got_resp < len(exp_resp) else None}")
+                got_resp += 1
+            if dr and int(dut.dbg__valid.value):
+                v = int(dut.dbg__payload.value)
+                beat = (v & pmask, (v >> pos_bits) & kmask, (v >> (pos_bits + KB)) & 1,
+                        (v >> (pos_bits + KB + 1)) & 1)
+                if got_dbg >= len(exp_dbg) or beat != exp_dbg[got_dbg]:
+                    cmd_no = got_dbg // L
+                    raise AssertionError(
+                        f"after command {cmd_no} {commands[cmd_no] if cmd_no < len(commands) else ''}"
+                        f": slot {got_dbg % L} got {beat}, expected "
+                        f"{exp_dbg[got_dbg] if got_dbg < len(exp_dbg) else None}")
+                got_dbg += 1
+            await RisingEdge(dut.clk)
+            cycle += 1
+        ops = [c[0] for c in commands]
+        dut._log.info("candidate list: %d commands (%d resets, %d inserts, %d selects, %d "
+                      "found), %d dump beats, %d cycles", len(commands), ops.count("reset"),
+                      ops.count("insert"), ops.count("select"),
+                      sum(r[0] for r in exp_resp), got_dbg, cycle)
