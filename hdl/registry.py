@@ -45,6 +45,7 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
     "pq": _lazy("proxima.hdl.pq", "PQUnit.from_config"),
     "exact": _lazy("proxima.hdl.exact", "ExactDistanceUnit.from_config"),
     "gapdec": _lazy("proxima.hdl.gapdec", "GapDecoder.from_config"),
+    "candidates": _lazy("proxima.hdl.candidates", "CandidateListRTL.from_config"),
     "pagecache": _lazy("proxima.hdl.pagecache", "PageCache.from_config"),
 }
 
