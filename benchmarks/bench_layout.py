@@ -108,9 +108,9 @@ def size_stats(cfg, n: int, W: int, hot: int) -> dict:
         "id_compression": 1 - ids_gap / ids_32,
         "bits_per_id_slot": ids_gap / R,
         "frame_bytes": lay.frame_bytes, "stride": lay.stride,
-        "frame_accesses": len(lay.frame_reads(n - 1)),
+        "frame_accesses": lay.frame_access_count,
         "frame_bytes_32bit": plain.frame_bytes, "stride_32bit": plain.stride,
-        "frame_accesses_32bit": -(-(4 * R) // cfg.nand.access_bytes),
+        "frame_accesses_32bit": plain.frame_access_count,
         "normal_region_MB": cfg.nand.cores * lay.normal_pages_per_core * cfg.nand.page_bytes / 2**20,
         "hot_accesses": lay.hot_accesses, "hot_region_MB":
             cfg.nand.cores * lay.hot_pages * cfg.nand.page_bytes / 2**20,
@@ -122,7 +122,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--long-links", type=int, default=8)
-    ap.add_argument("--sample", type=int, default=2000, help="base vectors for reordering")
+    ap.add_argument("--sample", type=int, default=None,
+                    help="base vectors for reordering (default: the preset's layout.reorder_sample)")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--image-check", type=int, default=20, help="queries compared on the image")
     ap.add_argument("--fpga-preset", default="default")
@@ -131,7 +132,9 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
 
     cfg = preset(a.preset)
-    cfg = cfg.with_(layout={"reorder_sample": a.sample})
+    if a.sample is not None:
+        cfg = cfg.with_(layout={"reorder_sample": a.sample})
+    a.sample = cfg.layout.reorder_sample
     report: dict = {"n": a.n, "preset": cfg.name, "graph": f"kNN-like: IVF-PCA32 approx "
                     f"{cfg.graph.R - a.long_links} NN + {a.long_links} random links",
                     "sample": a.sample, "queries": a.queries}
