@@ -188,6 +188,9 @@ def write_image(path: str | os.PathLike, index: Index) -> Layout:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"{path}: cannot write: {e.strerror or e}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -202,6 +202,8 @@ def test_metadata_inconsistent_with_config(img):
 def test_missing_file_and_unlayoutable_index(idx, tmp_path):
     with pytest.raises(ImageError, match="cannot read"):
         open_image(tmp_path / "nope")
+    with pytest.raises(ImageError, match="cannot write"):
+        write_image(tmp_path / "no_dir" / "x", idx)
     p = tmp_path / "keep"
     write_image(p, idx)
     before = p.read_bytes()
