@@ -22,13 +22,22 @@ Interface
            1 = a hot frame (ids interleaved with the neighbours' codes).
 ``ids``    ``Out(stream{id: B, last, empty, corrupt})``: the ``d`` neighbour ids in row order
            (ascending), ``last`` on the ``d``-th.  A frame with ``d = 0`` gives exactly one
-           beat with ``empty = last = 1`` (so every frame ends with one ``last``).  A corrupt
-           header (``d > R`` or ``w > W``, which ``decode_frame`` rejects) gives one beat
-           with ``empty = last = corrupt = 1``, no code, and the rest of the frame dropped.
-``codes``  ``Out(stream{code: ArrayLayout(8, C), last})``: normal frame: one beat, the vertex's
-           own code (byte ``m`` = subspace ``m``), ``last = 1``.  Hot frame: ``d`` beats, the
-           code of the ``j``-th id (pair them in order with the ``ids`` beats), ``last`` on
-           the ``d``-th; nothing for ``d = 0``.
+           beat with ``empty = last = 1``.
+``codes``  ``Out(stream{code: ArrayLayout(8, C), last, empty, corrupt})``: normal frame: one
+           beat, the vertex's own code (byte ``m`` = subspace ``m``), ``last = 1``.  Hot
+           frame: ``d`` beats, the code of the ``j``-th id (pair them in order with the
+           ``ids`` beats), ``last`` on the ``d``-th; a hot frame with ``d = 0`` gives one
+           beat with ``empty = last = 1`` (code 0).
+
+Every frame therefore ends each of the two streams with exactly one ``last`` beat.
+
+Bad frames never hang the decoder and are never passed on silently: a *corrupt header*
+(``d > R`` or ``w > W``, which ``decode_frame`` rejects) and a *truncated frame* (its ``last``
+word arrives before the bits the next field needs) *close* the frame: each stream that has
+not had its ``last`` beat for this frame gets one beat with ``empty = last = corrupt = 1``
+(ids / codes already emitted stay valid; the consumer drops the frame).  The rest of the
+frame's words are discarded.  No range check of the ids against ``N`` is made
+(``decode_frame`` does one; the scheduler knows ``N``).
 
 Word width
 ----------
@@ -52,20 +61,19 @@ by the stream rules).  States:
 ``CODE``  gather the ``8C`` code bits in chunks of ``word_bits`` into the ``codes`` output
           register (``ceil(8C / word_bits)`` cycles); hot frames go back to ``GAP`` after
           each code.
+``CLOSE`` the closing ``empty`` / ``corrupt`` beats described above.
 ``DRAIN`` drop the rest of the frame up to and including its ``last`` word.
 
 Ids come out at one per cycle after the header whenever ``ids.ready`` is high and the words
 arrive at one per cycle (``w <= B <= word_bits / 2``).  A normal frame of degree ``d`` thus
 takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) /
 word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
-word_bits))`` cycles plus one bubble per code when ``codes`` is the bottleneck.  No range
-check of the ids against ``N`` is made (``decode_frame`` does one; the scheduler knows
-``N``).
+word_bits))`` cycles plus one bubble per code when ``codes`` is the bottleneck.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,7 +126,7 @@ class GapDecoder(wiring.Component):
         self.in_layout = data.StructLayout({"data": wb, "last": 1, "hot": 1})
         self.id_layout = data.StructLayout({"id": B, "last": 1, "empty": 1, "corrupt": 1})
         self.code_layout = data.StructLayout({"code": data.ArrayLayout(unsigned(8), self.C),
-                                              "last": 1})
+                                              "last": 1, "empty": 1, "corrupt": 1})
         super().__init__({
             "gap_width": In(self.width_bits),
             "i": In(stream.Signature(self.in_layout)),
@@ -142,16 +150,20 @@ class GapDecoder(wiring.Component):
         pos = Signal(self.pos_bits)          # frame bit position of buf[0]
         deg = Signal(DB)
         w = Signal(self.width_bits)
-        bad = Signal()
         hot = Signal()
         j = Signal(range(R + 2))              # ids emitted so far in this frame
         cur = Signal(B)                       # last id emitted
         chunk = Signal(range(nchunks + 1))
         seen_last = Signal()                  # the frame's last word is in the buffer
         frame_start = Signal(init=1)          # next accepted word is a frame's first
+        ids_done = Signal()                   # this frame's ids stream has had its `last`
+        codes_done = Signal()                 # ... and its codes stream
+        abort = Signal()                      # CLOSE: the frame is corrupt / truncated
         code_reg = Signal(cbits)
         code_valid = Signal()
         code_last = Signal()
+        code_empty = Signal()
+        code_corrupt = Signal()
 
         take = Signal(range(cap + 1))
         flush = Signal()
@@ -173,16 +185,19 @@ class GapDecoder(wiring.Component):
         ids_p = self.ids.payload
         m.d.comb += self.codes.valid.eq(code_valid)
         m.d.comb += [self.codes.payload.last.eq(code_last),
+                     self.codes.payload.empty.eq(code_empty),
+                     self.codes.payload.corrupt.eq(code_corrupt),
                      self.codes.payload.code.as_value().eq(code_reg)]
         with m.If(self.codes.valid & self.codes.ready):
             m.d.sync += code_valid.eq(0)
+        with m.If(self.ids.valid & self.ids.ready & ids_p.last):
+            m.d.sync += ids_done.eq(1)
 
-        def done_ids():
-            """After the frame's last id: normal -> skip to the code, hot -> drain."""
-            with m.If(hot):
-                m.next = "DRAIN"
-            with m.Else():
-                m.next = "SKIP"
+        def truncated(need):
+            """The frame's last word is in and fewer than `need` bits are left: close."""
+            with m.If(seen_last & (cnt < need)):
+                m.d.sync += abort.eq(1)
+                m.next = "CLOSE"
 
         with m.FSM(init="HDR"):
             with m.State("HDR"):
@@ -191,23 +206,27 @@ class GapDecoder(wiring.Component):
                     d_new = buf[:DB]
                     w_new = buf[DB:HB]
                     m.d.sync += [deg.eq(d_new), w.eq(w_new), j.eq(0), chunk.eq(0),
-                                 bad.eq((d_new > R) | (w_new > self.gap_width))]
-                    m.next = "FIRST"
-            with m.State("FIRST"):
-                empty = bad | (deg == 0)
-                m.d.comb += [
-                    self.ids.valid.eq(empty | (cnt >= B)),
-                    ids_p.id.eq(Mux(empty, 0, buf[:B])),
-                    ids_p.empty.eq(empty),
-                    ids_p.corrupt.eq(bad),
-                    ids_p.last.eq(empty | (deg == 1)),
-                ]
-                with m.If(self.ids.valid & self.ids.ready):
-                    with m.If(bad):
-                        m.next = "DRAIN"
-                    with m.Elif(deg == 0):
-                        done_ids()
+                                 ids_done.eq(0), codes_done.eq(0), abort.eq(0)]
+                    with m.If((d_new > R) | (w_new > self.gap_width)):
+                        m.d.sync += abort.eq(1)
+                        m.next = "CLOSE"
                     with m.Else():
+                        m.next = "FIRST"
+                with m.Else():
+                    m.d.sync += [ids_done.eq(0), codes_done.eq(0)]
+                    truncated(HB)
+            with m.State("FIRST"):
+                with m.If(deg == 0):
+                    m.d.comb += [self.ids.valid.eq(1), ids_p.empty.eq(1), ids_p.last.eq(1)]
+                    with m.If(self.ids.ready):
+                        with m.If(hot):
+                            m.next = "CLOSE"   # no codes either: one empty codes beat
+                        with m.Else():
+                            m.next = "SKIP"
+                with m.Else():
+                    m.d.comb += [self.ids.valid.eq(cnt >= B), ids_p.id.eq(buf[:B]),
+                                 ids_p.last.eq(deg == 1)]
+                    with m.If(self.ids.valid & self.ids.ready):
                         m.d.comb += take.eq(B)
                         m.d.sync += [cur.eq(buf[:B]), j.eq(1)]
                         with m.If(hot):
@@ -216,6 +235,7 @@ class GapDecoder(wiring.Component):
                             m.next = "SKIP"
                         with m.Else():
                             m.next = "GAP"
+                    truncated(B)
             with m.State("GAP"):
                 nxt = (cur + gap)[:B]
                 m.d.comb += [
@@ -230,12 +250,16 @@ class GapDecoder(wiring.Component):
                         m.next = "CODE"
                     with m.Elif(j == deg - 1):
                         m.next = "SKIP"
+                truncated(w)
             with m.State("SKIP"):
                 with m.If(pos + cnt >= target):
                     m.d.comb += take.eq(target - pos)
                     m.next = "CODE"
                 with m.Else():
                     m.d.comb += take.eq(cnt)
+                    with m.If(seen_last):
+                        m.d.sync += abort.eq(1)
+                        m.next = "CLOSE"
             with m.State("CODE"):
                 with m.Switch(chunk):
                     for k in range(nchunks):
@@ -247,12 +271,28 @@ class GapDecoder(wiring.Component):
                                 if k < nchunks - 1:
                                     m.d.sync += chunk.eq(k + 1)
                                 else:
+                                    fin = ~hot | (j == deg)
                                     m.d.sync += [chunk.eq(0), code_valid.eq(1),
-                                                 code_last.eq(~hot | (j == deg))]
-                                    with m.If(hot & (j != deg)):
-                                        m.next = "GAP"
-                                    with m.Else():
+                                                 code_last.eq(fin), code_empty.eq(0),
+                                                 code_corrupt.eq(0), codes_done.eq(fin)]
+                                    with m.If(fin):
                                         m.next = "DRAIN"
+                                    with m.Else():
+                                        m.next = "GAP"
+                            truncated(size)
+            with m.State("CLOSE"):
+                # close each stream of this frame that has not had its `last` yet:
+                # corrupt header or truncated frame (abort = 1), or a hot frame of degree 0
+                with m.If(~ids_done):
+                    m.d.comb += [self.ids.valid.eq(1), ids_p.empty.eq(1), ids_p.last.eq(1),
+                                 ids_p.corrupt.eq(abort)]
+                with m.Elif(~codes_done):
+                    with m.If(~code_valid):
+                        m.d.sync += [code_reg.eq(0), code_valid.eq(1), code_last.eq(1),
+                                     code_empty.eq(1), code_corrupt.eq(abort),
+                                     codes_done.eq(1)]
+                with m.Else():
+                    m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += flush.eq(1)
                 with m.If(seen_last):

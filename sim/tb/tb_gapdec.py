@@ -9,7 +9,7 @@ the Amaranth-simulator tests (``tests/hdl/test_gapdec.py``).
 Parameters (``PROXIMA_TB_PARAMS``): ``word_bits``, ``frames`` (>= 10k for sign-off),
 ``segments`` (the slot width ``W`` register changes between segments, while the decoder is
 idle), ``p_valid`` / ``p_ready`` (per-cycle probability of offering a word / accepting an
-output beat), ``p_hot``, ``p_corrupt``.
+output beat), ``p_hot``, ``p_corrupt``, ``p_truncate``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from proxima.golden.layout import (
     Layout, LayoutError, decode_frame, decode_hot_frame, encode_frame, encode_hot_frame,
+    row_gap_width,
 )
 
 
@@ -31,7 +32,7 @@ from proxima.golden.layout import (
 class Frame:
     words: list[tuple[int, int, int]]            # (data, last, hot) per beat
     ids: list[tuple[int, int, int, int]]         # (id, last, empty, corrupt)
-    codes: list[tuple[tuple[int, ...], int]]     # (code bytes, last)
+    codes: list[tuple[tuple[int, ...], int, int, int]]  # (code bytes, last, empty, corrupt)
     degree: int = 0
     hot: bool = False
     info: dict = field(default_factory=dict)
@@ -71,32 +72,65 @@ def _words(frame: bytes, nbytes: int, word_bits: int, hot: int) -> list[tuple[in
     return out
 
 
-def expected_beats(layout: Layout, frame: bytes, hot: bool):
-    """Golden output beats of one frame: (ids, codes) lists as the RTL must emit them."""
+def expected_beats(layout: Layout, frame: bytes, hot: bool, nbits: int | None = None):
+    """Golden output beats of one frame as the RTL must emit them: ``(ids, codes)`` with
+    id beats ``(id, last, empty, corrupt)`` and code beats ``(bytes, last, empty, corrupt)``.
+
+    ``nbits``: bits the producer actually delivered (``None``: the whole frame).  Fields are
+    emitted in frame order while they lie within the delivered bits; a frame the golden
+    decoder rejects, or one cut short, closes each unfinished stream with a corrupt beat
+    (the contract in :mod:`proxima.hdl.gapdec`)."""
+    C = layout.code_bytes
+    zero = tuple([0] * C)
+    closing_ids, closing_code = (0, 1, 1, 1), (zero, 1, 1, 1)
     try:
         if hot:
             row, codes = decode_hot_frame(layout, frame)
         else:
             row, code = decode_frame(layout, frame)
     except LayoutError:
-        return [(0, 1, 1, 1)], []
+        return [closing_ids], [closing_code]
     ids = [int(x) for x in row if x >= 0]
     d = len(ids)
-    id_beats = [(v, int(t == d - 1), 0, 0) for t, v in enumerate(ids)] or [(0, 1, 1, 0)]
+    w = row_gap_width(ids)
+    B, HB, cb = layout.id_bits, layout.header_bits, 8 * C
+    nbits = 1 << 62 if nbits is None else nbits
+    # (kind, end bit, beat) in frame order
+    items = []
     if hot:
-        code_beats = [(tuple(int(b) for b in codes[t]), int(t == d - 1)) for t in range(d)]
+        for t in range(d):
+            id_end = HB + B if t == 0 else HB + B + cb + (t - 1) * (w + cb) + w
+            items.append(("id", id_end, (ids[t], int(t == d - 1), 0, 0)))
+            items.append(("code", id_end + cb,
+                          (tuple(int(b) for b in codes[t]), int(t == d - 1), 0, 0)))
+        if d == 0:
+            items = [("id", HB, (0, 1, 1, 0)), ("code", HB, (zero, 1, 1, 0))]
     else:
-        code_beats = [(tuple(int(b) for b in code), 1)]
+        items = [("id", HB + B + t * w, (ids[t], int(t == d - 1), 0, 0))
+                 for t in range(d)] or [("id", HB, (0, 1, 1, 0))]
+        items.append(("code", 8 * (layout.code_offset + C),
+                      (tuple(int(b) for b in code), 1, 0, 0)))
+    id_beats, code_beats = [], []
+    for kind, end, beat in items:
+        if end > nbits:
+            break
+        (id_beats if kind == "id" else code_beats).append(beat)
+    if not id_beats or not id_beats[-1][1]:
+        id_beats.append(closing_ids)
+    if not code_beats or not code_beats[-1][1]:
+        code_beats.append(closing_code)
     return id_beats, code_beats
 
 
 def make_frame(layout: Layout, rng: np.random.Generator, word_bits: int, *, hot: bool,
-               corrupt: bool = False, row: list[int] | None = None) -> Frame:
+               corrupt: bool = False, truncate: bool = False,
+               row: list[int] | None = None) -> Frame:
     """One random frame (normal or hot) as input words, with its golden output beats.
 
     The producer sends either just the words covering the frame or the whole stride /
     access chunk (random), as a NAND controller may.  ``corrupt`` overwrites the header
-    with a degree > R or a gap width > W when the field can hold one."""
+    with a degree > R or a gap width > W when the field can hold one; ``truncate`` sends
+    only the first 1 .. (words covering the frame) - 1 words."""
     R, n, C = layout.R, layout.n, layout.code_bytes
     row = random_row(rng, R, n, layout.gap_width) if row is None else list(row)
     d = sum(1 for x in row if x >= 0)
@@ -132,17 +166,25 @@ def make_frame(layout: Layout, rng: np.random.Generator, word_bits: int, *, hot:
             info["corrupt"] = kind
     nbytes = need if rng.random() < 0.5 else full
     frame_bytes = bytes(raw) + bytes(max(0, nbytes - len(raw)))
-    ids, code_beats = expected_beats(layout, frame_bytes, hot)
+    nbits = None
+    wbytes = word_bits // 8
+    if truncate and -(-need // wbytes) > 1:
+        nbytes = int(rng.integers(1, -(-need // wbytes))) * wbytes
+        nbits = 8 * nbytes
+        info["truncated"] = nbytes
+    ids, code_beats = expected_beats(layout, frame_bytes, hot, nbits)
     return Frame(_words(frame_bytes, nbytes, word_bits, int(hot)), ids, code_beats, d, hot, info)
 
 
 def make_frames(layout: Layout, rng: np.random.Generator, word_bits: int, count: int,
-                p_hot: float = 0.25, p_corrupt: float = 0.02) -> list[Frame]:
+                p_hot: float = 0.25, p_corrupt: float = 0.02,
+                p_truncate: float = 0.02) -> list[Frame]:
     out = []
     for _ in range(count):
         hot = bool(rng.random() < p_hot)
         out.append(make_frame(layout, rng, word_bits, hot=hot,
-                              corrupt=bool(rng.random() < p_corrupt)))
+                              corrupt=bool(rng.random() < p_corrupt),
+                              truncate=bool(rng.random() < p_truncate)))
     return out
 
 
@@ -166,7 +208,8 @@ def _unpack_id(v: int, B: int):
 
 
 def _unpack_code(v: int, C: int):
-    return (tuple((v >> (8 * m)) & 0xFF for m in range(C)), (v >> (8 * C)) & 1)
+    return (tuple((v >> (8 * m)) & 0xFF for m in range(C)), (v >> (8 * C)) & 1,
+            (v >> (8 * C + 1)) & 1, (v >> (8 * C + 2)) & 1)
 
 
 async def _reset(dut):
@@ -240,12 +283,13 @@ if cocotb is not None:
         await _reset(dut)
         widths = [B] + [int(rng.integers(0, B + 1)) for _ in range(segments - 1)]
         stats = {"frames": 0, "ids": 0, "codes": 0, "cycles": 0, "hot": 0, "corrupt": 0,
-                 "deg0": 0}
+                 "truncated": 0, "deg0": 0}
         for s, W in enumerate(widths):
             layout = Layout(cfg, 1 << B, 0, W)
             count = total // segments + (s < total % segments)
             frames = make_frames(layout, rng, wb, count, float(p.get("p_hot", 0.25)),
-                                 float(p.get("p_corrupt", 0.02)))
+                                 float(p.get("p_corrupt", 0.02)),
+                                 float(p.get("p_truncate", 0.02)))
             dut.gap_width.value = W
             await RisingEdge(dut.clk)
             cyc, ni, nc = await _run_segment(
@@ -258,8 +302,10 @@ if cocotb is not None:
             stats["cycles"] += cyc
             stats["hot"] += sum(f.hot for f in frames)
             stats["corrupt"] += sum("corrupt" in f.info for f in frames)
+            stats["truncated"] += sum("truncated" in f.info for f in frames)
             stats["deg0"] += sum(f.degree == 0 for f in frames)
         assert stats["frames"] >= total and stats["hot"] > 0 and stats["deg0"] > 0
+        assert stats["corrupt"] > 0 and stats["truncated"] > 0
         dut._log.info("gap decoder: %s", stats)
 
     @cocotb.test()

