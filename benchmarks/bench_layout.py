@@ -102,19 +102,94 @@ def size_stats(cfg, n: int, W: int, hot: int) -> dict:
     R, B = cfg.graph.R, cfg.id_bits
     ids_gap = lay.id_region_bits
     ids_32 = 32 * R
-    plain = Layout(cfg.with_(engine={"id_bits": 32}), n, 0, 32) if B < 32 else lay
+    A, C = cfg.nand.access_bytes, cfg.pq_code_bytes
+    plain_bytes = 4 * R + C  # R 32-bit ids then the code, no header
+    plain_stride = (1 << (plain_bytes - 1).bit_length() if plain_bytes <= A
+                    else -(-plain_bytes // A) * A)
     return {
         "id_bits_per_frame_gap": ids_gap, "id_bits_per_frame_32bit": ids_32,
         "id_compression": 1 - ids_gap / ids_32,
         "bits_per_id_slot": ids_gap / R,
         "frame_bytes": lay.frame_bytes, "stride": lay.stride,
         "frame_accesses": lay.frame_access_count,
-        "frame_bytes_32bit": plain.frame_bytes, "stride_32bit": plain.stride,
-        "frame_accesses_32bit": plain.frame_access_count,
-        "normal_region_MB": cfg.nand.cores * lay.normal_pages_per_core * cfg.nand.page_bytes / 2**20,
+        "frame_bytes_32bit": plain_bytes, "stride_32bit": plain_stride,
+        "frame_accesses_32bit": -(-(4 * R) // A),
+        "normal_region_MB":
+            cfg.nand.cores * lay.normal_pages_per_core * cfg.nand.page_bytes / 2**20,
         "hot_accesses": lay.hot_accesses, "hot_region_MB":
             cfg.nand.cores * lay.hot_pages * cfg.nand.page_bytes / 2**20,
     }
+
+
+def markdown(r: dict) -> str:
+    """The report's tables as Markdown (docs/LAYOUT.md section 12 is this output)."""
+    L = []
+    s, wo, wr = r["sizes"], r["widths_original_order"], r["widths_reordered"]
+    L.append(f"N = {r['n']:,}, preset `{r['preset']}`, graph: {r['graph']}, reorder sample "
+             f"{r['sample']}, {r['queries']} query traces.\n")
+    L.append("| gap widths | W (slot width) | mean row width | p50 | p99 |")
+    L.append("|---|---|---|---|---|")
+    for name, w in (("synthetic id order", wo), ("after frequency reordering", wr)):
+        L.append(f"| {name} | {w['W']} | {w['mean_row_width']:.2f} | {w['p50']} | {w['p99']} |")
+    L.append("")
+    L.append("| frame (reordered, W = %d) | gap-encoded | 32-bit ids |" % wr["W"])
+    L.append("|---|---|---|")
+    L.append(f"| neighbour bits per frame | {s['id_bits_per_frame_gap']} "
+             f"({s['bits_per_id_slot']:.1f} per slot, incl. header) | "
+             f"{s['id_bits_per_frame_32bit']} |")
+    L.append(f"| id compression | {100 * s['id_compression']:.1f}% smaller | - |")
+    L.append(f"| frame bytes / stride | {s['frame_bytes']} / {s['stride']} | "
+             f"{s['frame_bytes_32bit']} / {s['stride_32bit']} |")
+    L.append(f"| accesses per neighbour-list read | {s['frame_accesses']} | "
+             f"{s['frame_accesses_32bit']} |")
+    L.append(f"| normal region (all index cores) | {s['normal_region_MB']:.0f} MiB | "
+             f"{s['normal_region_MB'] * s['stride_32bit'] / s['stride']:.0f} MiB |")
+    L.append("")
+    vf = r["visit_frequency"]
+    share = [v for k, v in vf.items() if k.startswith("share")][0]
+    L.append(f"Reorder sample: {vf['vertices_expanded']:,} distinct vertices expanded; the top "
+             f"{r['reads_by_hot_fraction']['0.03']['hot']:,} (3%) hold {100 * share:.1f}% of the "
+             f"sample's expansions.\n")
+    L.append("| hot fraction | H | K (accesses / hot frame) | hot share of expansions | "
+             "frame / code / raw accesses per query | total | latency Nq=1 (us) | "
+             "QPS Nq=256 | latency Nq=256 (us) |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for frac, h in r["reads_by_hot_fraction"].items():
+        t1 = r["timing_by_hot_fraction"][f"{frac}@1"]
+        tq = [v for k, v in r["timing_by_hot_fraction"].items()
+              if k.startswith(f"{frac}@") and not k.endswith("@1")][0]
+        L.append(f"| {float(frac):.0%} | {h['hot']:,} | {h['hot_accesses_per_frame']} | "
+                 f"{100 * h['expansions_hot_share']:.1f}% | {h['frame_reads_per_query']:.0f} / "
+                 f"{h['code_reads_per_query']:.0f} / {h['raw_reads_per_query']:.0f} | "
+                 f"{h['reads_per_query']:.0f} | {t1['mean_latency_us']:.1f} | {tq['qps']:,.0f} | "
+                 f"{tq['mean_latency_us']:.0f} |")
+    L.append("")
+    L.append("| Nq (paper preset, 3% hot) | QPS | mean index-core util | max core util | "
+             "raw-core util | mean latency (us) |")
+    L.append("|---|---|---|---|---|---|")
+    for nq, c in r["utilisation_curve"].items():
+        L.append(f"| {nq} | {c['qps']:,.0f} | {100 * c['util_index']:.1f}% | "
+                 f"{100 * c.get('util_max', float('nan')):.1f}% | {100 * c['util_raw']:.1f}% | "
+                 f"{c['mean_latency_us']:.0f} |")
+    if "fpga_preset" in r:
+        f = r["fpga_preset"]
+        L.append("")
+        L.append(f"FPGA preset `{f['preset']}` (its own {f['layout']['index_cores']} + "
+                 f"{f['layout']['raw_cores']} cores, {1000 / f['params']['cycle_ns']:.0f} MHz, "
+                 f"tR {f['params']['tR_cycles']} + transfer {f['params']['transfer_cycles']} "
+                 f"cycles), same traces:\n")
+        L.append("| Nq | QPS | mean index-core util | mean latency (us) |")
+        L.append("|---|---|---|---|")
+        for nq, c in f["by_nq"].items():
+            L.append(f"| {nq} | {c['qps']:,.0f} | {100 * c['util_index']:.1f}% | "
+                     f"{c['mean_latency_us']:.0f} |")
+    im = r["image"]
+    L.append("")
+    L.append(f"Image: {im['bytes'] / 2**20:.0f} MiB, write {im['write_s']:.0f} s, open + verify + "
+             f"decode {im['open_s']:.0f} s; decoded index equal: {im['decoded_equal']}; "
+             f"Algorithm 1 on the opened image vs in memory (ids, counters, events): "
+             f"{'identical' if im['search_identical'] else 'DIFFERENT'}.")
+    return "\n".join(L)
 
 
 def main(argv=None) -> dict:
@@ -123,13 +198,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--long-links", type=int, default=8)
     ap.add_argument("--sample", type=int, default=None,
-                    help="base vectors for reordering (default: the preset's layout.reorder_sample)")
+                    help="base vectors for reordering (default: the preset's "
+                         "layout.reorder_sample)")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--image-check", type=int, default=20, help="queries compared on the image")
     ap.add_argument("--fpga-preset", default="default")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--markdown-from", default=None, metavar="JSON",
+                    help="only print the Markdown tables of a saved report")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.markdown_from:
+        with open(a.markdown_from) as f:
+            print(markdown(json.load(f)))
+        return {}
 
     cfg = preset(a.preset)
     if a.sample is not None:
@@ -243,6 +325,7 @@ def main(argv=None) -> dict:
             f"identical {same and ident}")
     out = json.dumps(report, indent=1, default=float)
     print(out)
+    print(markdown(json.loads(out)))
     if a.json:
         with open(a.json, "w") as f:
             f.write(out)

@@ -85,7 +85,6 @@ of ``A`` and ``nbytes = A``; a structure spanning several accesses is several re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable, NamedTuple, Sequence
@@ -431,7 +430,8 @@ class Layout:
         cores = self.cfg.nand.cores
         j = vs // cores
         page = self.hot_pages + j // self.frames_per_page
-        return vs % cores, page * self.cfg.nand.page_bytes + (j % self.frames_per_page) * self.stride
+        return (vs % cores,
+                page * self.cfg.nand.page_bytes + (j % self.frames_per_page) * self.stride)
 
     def hot_chunk_byte_addresses(self, vs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(core, byte address) of every chunk: arrays of shape ``(len(vs), K)``."""
