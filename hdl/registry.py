@@ -47,6 +47,7 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
     "gapdec": _lazy("proxima.hdl.gapdec", "GapDecoder.from_config"),
     "candidates": _lazy("proxima.hdl.candidates", "CandidateListRTL.from_config"),
     "pagecache": _lazy("proxima.hdl.pagecache", "PageCache.from_config"),
+    "nandctl": _lazy("proxima.hdl.nandctl", "NandController.from_config"),
 }
 
 
