@@ -6,12 +6,13 @@ end; ``entry`` is the vertex searches start from.  No row holds its own vertex o
 
 Distances
 ---------
-Every build distance is the squared L2 distance.  On uint8 data with ``2 * D * 255**2 < 2**24``
-(D <= 128) every intermediate of ``|a|^2 + |b|^2 - 2 a.b`` is an integer below ``2**24``, so
-float32 arithmetic (including BLAS) is *exact* and the build is bit-reproducible; wider uint8
-data uses float64 (exact below ``2**53``); float32 data is computed in float32 (approximate,
-still deterministic on a given machine).  Candidate lists order by (distance, id); with the
-float64 path the list key holds the distance rounded to float32 (ties then break by id).
+Every build distance is the squared L2 distance by direct differences.  Default kernel:
+``faiss.fvec_L2sqr_by_idx`` in float32.  On uint8 data every partial sum is an integer below
+``2**24`` while ``D * 255**2 < 2**24`` (D <= 258), so the kernel is *exact* and equals the
+int64 reference whatever its summation order; wider uint8 data uses a numpy float64 kernel
+(exact).  float32 data is computed in float32 (approximate, deterministic on a given
+machine).  Candidate lists order by (distance, id) (the key holds the distance as float32,
+exact in the uint8 case); the RobustPrune test ``alpha * d1 <= d2`` is evaluated in float64.
 
 RobustPrune (as the DiskANN code does it)
 -----------------------------------------
@@ -45,9 +46,12 @@ module inserts in *batches*, as parallel Vamana builds (ParlayANN) do:
   at once, and ``j`` is pruned once (pool = ``N(j)`` u incoming) if that exceeds ``R``
   (sequential Vamana would prune after each single overflowing insertion).
 
-With a batch of one vertex this *is* sequential Vamana; the deviation is bounded by the batch
-cap.  The result is deterministic for a given seed and machine (random numbers come only from
-``numpy.random.default_rng(seed)``; every sort is stable or fully keyed).
+Unlike ParlayANN (which starts from an empty graph) the batches run on DiskANN's random initial
+graph.  With a batch of one vertex this *is* sequential Vamana; the deviation is bounded by the
+batch cap.  The searches and prunes of a batch are split over threads; each vertex's result
+depends only on the graph as it was before the batch, so the graph does not depend on the
+thread count.  The result is deterministic for a given seed and machine (random numbers come
+only from ``numpy.random.default_rng(seed)``; every sort is stable or fully keyed).
 
 The greedy search is the textbook one (expand the best unexpanded candidate until the best
 ``L`` are all expanded) with one exact shortcut: a node already seen by this search is never
@@ -384,7 +388,8 @@ def greedy_search(graph: Graph, vectors: np.ndarray, query, L: int,
 # vectorised building blocks
 # --------------------------------------------------------------------------------------------
 _BIG = np.iinfo(np.int64).max
-_SENT = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+_SENT = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # empty list slot; bit 0 set: never "unexpanded"
+_INF_KEY = np.uint64(0x7F80_0000 << 32)  # keys from here up carry an infinite distance
 
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -461,9 +466,13 @@ class _BatchSearcher:
 
     @staticmethod
     def _keys(d: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Key = float32 bits of d (non-negative: monotone) << 32 | id << 1 | expanded."""
-        hi = np.asarray(d, dtype=np.float32).view(np.uint32).astype(np.uint64)
-        return (hi << np.uint64(32)) | (ids.astype(np.uint64) << np.uint64(1))
+        """Key = float32 bits of d (non-negative: monotone) << 32 | id << 1 | expanded.
+
+        An id of -1 (with d = +inf) gives a key >= ``_INF_KEY``: never a list entry."""
+        k = np.asarray(d, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        k <<= np.uint64(32)
+        k |= ids.astype(np.int32, copy=False).view(np.uint32).astype(np.uint64) << np.uint64(1)
+        return k
 
     def run(self, qids: np.ndarray) -> np.ndarray:
         """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order."""
@@ -484,7 +493,7 @@ class _BatchSearcher:
         idmask = np.uint64(0x7FFF_FFFF)
         k = keys
         while True:
-            unexp = ((k & one) == 0) & (k != _SENT)
+            unexp = (k & one) == 0  # empty slots (_SENT) have bit 0 set
             has = unexp.any(axis=1)
             if not has.all():
                 keys[active] = k
@@ -510,15 +519,16 @@ class _BatchSearcher:
                 continue
             seen[fl] = True
             touched.append(fl)
-            ids = np.where(new, nb, -1).astype(np.int64)
-            d = sp.by_idx(qv, ids)
-            nk = self._keys(d, np.where(new, nb, 0))
-            nk[~new] = _SENT
+            ids = nb.astype(np.int64)
+            ids[~new] = -1
+            nk = self._keys(sp.by_idx(qv, ids), ids)  # not new: key >= _INF_KEY
             # only rows where some new key beats the current L-th entry need a merge
-            need = np.nonzero((nk < k[:, L - 1:L]).any(axis=1))[0]
+            need = np.nonzero((nk < np.minimum(k[:, L - 1:L], _INF_KEY)).any(axis=1))[0]
             if need.size == 0:
                 continue
-            m = np.concatenate([k[need], nk[need]], axis=1)
+            nkn = nk[need]
+            nkn[nkn >= _INF_KEY] = _SENT
+            m = np.concatenate([k[need], nkn], axis=1)
             m.sort(axis=1)
             k[need] = m[:, :L]
         for t in touched:

@@ -157,6 +157,19 @@ def test_batched_search_matches_reference(data, vamana):
         assert vis[i][vis[i] >= 0].tolist() == expanded.tolist()
 
 
+def test_vamana_backends_agree():
+    # the faiss float32 kernel is exact on uint8 data: same graph as the float64 numpy kernel
+    x = synth("sift", 400, dim=16, seed=11)
+    gc = GraphConfig(R=8, build_L=16)
+    a = build_vamana(x, gc, seed=2, progress=False, threads=1, backend="faiss")
+    b = build_vamana(x, gc, seed=2, progress=False, threads=1, backend="numpy")
+    assert np.array_equal(a.neighbors, b.neighbors)
+    with pytest.raises(GraphError, match="not exact"):
+        gm._Space(np.zeros((4, 300), np.uint8), "faiss")
+    with pytest.raises(GraphError, match="backend"):
+        gm._Space(x, "gpu")
+
+
 def test_vamana_single_pass_float_and_tiny_sets():
     rng = np.random.default_rng(1)
     xf = rng.normal(size=(300, 8)).astype(np.float32)
@@ -246,6 +259,8 @@ def test_hnsw_base(data):
     assert st["reachable_fraction"] > 0.99
     again = build_hnsw_base(data, GC, seed=0)
     assert np.array_equal(again.neighbors, g.neighbors)
+    other = build_hnsw_base(data, GC, seed=1)  # the seed drives faiss' level assignment
+    assert not np.array_equal(other.neighbors, g.neighbors)
     with pytest.raises(GraphError, match="even"):
         build_hnsw_base(data, GraphConfig(R=15, build_L=32), seed=0)
 
