@@ -54,25 +54,32 @@ applied and its entry gets the top rank.  ``stride`` is ``stride_bits`` signed
 
 Operation and cycles per access
 -------------------------------
-An access is a short sequence of *operations*: the demand look-up, then on ``confirm`` the
-targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end the sequence (the
-model drops them, and all later ones are below 0 too); targets ``>= 2**line_bits`` end it as
-well -- the model has no upper bound, see the note below.  Each operation takes one cycle:
-the row of its set was read in the previous cycle; it computes hit / victim, writes the row
-back (a resident target is left untouched, as ``resident()`` does not reorder), pushes its
-output and issues the read of the next operation's set in the same cycle.  The cycle in
-which a request is accepted issues the demand read and updates the stream table.  The
-request of the next access is accepted in the cycle of the last operation of the current one.
+A request is accepted whenever the ``QUEUE_DEPTH``-entry request queue has room
+(``req.ready`` is the queue's registered fill level: it never depends combinationally on
+``resp`` / ``fetch`` / ``prefetch`` ``ready``).  In the accepting cycle the stream table
+decides and updates (the prefetcher never looks at the cache, so deciding ahead of the
+cache operations changes nothing); the queue stores ``{line, stream, action, stride}``.
 
-Without back-pressure an access therefore occupies ``1 + T`` cycles: with ``req.valid`` and
-every ``ready`` high, request ``i + 1`` is accepted ``1 + T_i`` cycles after request ``i``,
-where ``T_i`` is the number of in-range targets examined (0 unless the action is
-``confirm``, then at most D; resident targets count too).  The response is valid
-``2 + T_i`` cycles after its request was accepted (the demand fetch ``2``, prefetch ``k``
-``2 + k`` cycles after).  An operation waits (holding its RAM read data) while an output it must
-push is full: ``fetch`` on a demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the
-last operation.  Every output is a one-entry register buffer that can be refilled in the
-cycle its entry is taken, so ``valid`` never depends on ``ready``.
+An access is then a short sequence of *operations*: the demand look-up, then on
+``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end the
+sequence (the model drops them, and all later ones are below 0 too); targets
+``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
+The demand read of the queue head is issued when the block is idle or in the cycle of the
+current access's last operation.  Each operation takes one cycle: the row of its set was
+read in the previous cycle; it computes hit / victim, writes the row back (a resident
+target is left untouched, as ``resident()`` does not reorder), pushes its output and issues
+the read of the next operation's set in the same cycle.
+
+Without back-pressure an access therefore occupies ``1 + T`` cycles, where ``T`` is the
+number of in-range targets examined (0 unless the action is ``confirm``, then at most D;
+resident targets count too): with ``req.valid`` and every ``ready`` high, response ``i + 1``
+follows response ``i`` by ``1 + T_{i+1}`` cycles, and a request meeting an empty block is
+answered ``3 + T`` cycles after it was accepted (queue, demand read, operations, response
+register; its demand fetch is valid after 3 cycles, its ``k``-th prefetch after
+``3 + k``).  An operation waits (holding its RAM read data) while an output it must push is
+full: ``fetch`` on a demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the last
+operation.  Every output is a one-entry register buffer that can be refilled in the cycle
+its entry is taken, so ``valid`` never depends on ``ready``.
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
@@ -83,13 +90,14 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
-           "nand_addr_bits"]
+           "QUEUE_DEPTH", "nand_addr_bits"]
 
 #: Action codes on ``resp.action`` (those of ``StridePrefetcher.observe_raw``).
 ACTION_CODES = {"repeat": 0, "confirm": 1, "train": 2, "alloc": 3}
@@ -99,6 +107,10 @@ STATS = ("accesses", "hits", "misses", "prefetch_issued", "prefetch_used", "pref
 
 #: Default width of the statistics counters (they wrap modulo ``2**STATS_BITS``).
 STATS_BITS = 32
+
+#: Entries of the request queue: two sustain one request per cycle with ``req.ready``
+#: taken from a register (the queue's fill level), never from an output's ``ready``.
+QUEUE_DEPTH = 2
 
 
 class PageCacheError(ValueError):
@@ -186,6 +198,9 @@ class PageCache(wiring.Component):
             "stream": unsigned(_bits(self.streams - 1)),
             "action": unsigned(2),
         })
+        self.job_layout = data.StructLayout({
+            "line": unsigned(L), "stream": unsigned(_bits(self.streams - 1)),
+            "action": unsigned(2), "stride": signed(self.stride_bits)})
         self.pf_layout = data.StructLayout({
             "line": unsigned(L), "evicted_valid": unsigned(1), "evicted": unsigned(L)})
         ports = {
@@ -350,6 +365,12 @@ class PageCache(wiring.Component):
         req_line = Signal(L)
         m.d.comb += req_line.eq(self.req.payload[self.offset_bits:])
         pf_sel, pf_code, pf_stride = self._prefetcher(m, req_line, accept)
+        m.submodules.queue = queue = SyncFIFO(width=self.job_layout.size, depth=QUEUE_DEPTH)
+        job_in = Signal(self.job_layout)
+        m.d.comb += [job_in.line.eq(req_line), job_in.stream.eq(pf_sel),
+                     job_in.action.eq(pf_code), job_in.stride.eq(pf_stride),
+                     queue.w_data.eq(job_in), queue.w_en.eq(accept)]
+        head = self.job_layout(queue.r_data)
 
         # -- current operation: row look-up on the RAM output
         row = rp.data
@@ -388,14 +409,17 @@ class PageCache(wiring.Component):
         need_pf = Signal()
         complete = Signal()
         last_done = Signal()
+        start = Signal()                        # the queue head's demand read is issued
         m.d.comb += [
             need_fetch.eq(op_demand & ~hit),
             need_pf.eq(~op_demand & ~hit),
             complete.eq(active & (~need_fetch | fetch_free) & (~need_pf | pf_free)
                         & (has_next | resp_free)),
             last_done.eq(complete & ~has_next),
-            self.req.ready.eq(init_done & (~active | last_done)),
+            self.req.ready.eq(init_done & queue.w_rdy),
             accept.eq(self.req.valid & self.req.ready),
+            start.eq(queue.r_rdy & (~active | last_done)),
+            queue.r_en.eq(start),
             self.busy.eq(~init_done),
         ]
 
@@ -418,11 +442,9 @@ class PageCache(wiring.Component):
                 m.d.sync += init_done.eq(1)
         with m.Elif(complete & (op_demand | ~hit)):
             m.d.comb += [wp.en.eq(1), wp.addr.eq(set_idx), wp.data.eq(new_row)]
-        m.d.comb += rp.en.eq(0)  # the port's en resets to 1: hold the row unless reading
-        with m.If(accept):
-            m.d.comb += [rp.en.eq(1), rp.addr.eq(req_line[:sb])]
-        with m.Elif(complete & has_next):
-            m.d.comb += [rp.en.eq(1), rp.addr.eq(nxt[:sb])]
+        # (the port's en resets to 1: it must be low to hold the row while an output stalls)
+        m.d.comb += [rp.en.eq((complete & has_next) | start),
+                     rp.addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))]
 
         # -- sequencing
         with m.If(complete):
@@ -456,12 +478,12 @@ class PageCache(wiring.Component):
         with m.If(resp_push):
             m.d.sync += resp_p.eq(cur)
 
-        with m.If(accept):
+        with m.If(start):
             m.d.sync += [
-                active.eq(1), op_line.eq(req_line), op_demand.eq(1),
-                pf_left.eq(Mux(pf_code == ACTION_CODES["confirm"], D, 0)),
-                op_stride.eq(pf_stride),
-                acc.eq(0), acc.line.eq(req_line), acc.stream.eq(pf_sel),
-                acc.action.eq(pf_code),
+                active.eq(1), op_line.eq(head.line), op_demand.eq(1),
+                pf_left.eq(Mux(head.action == ACTION_CODES["confirm"], D, 0)),
+                op_stride.eq(head.stride),
+                acc.eq(0), acc.line.eq(head.line), acc.stream.eq(head.stream),
+                acc.action.eq(head.action),
             ]
         return m

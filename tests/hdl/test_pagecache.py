@@ -161,10 +161,11 @@ def test_amaranth_paper_preset():
 
 def test_amaranth_full_rate_cycles_per_access():
     dut, accepts, examined, res = _amaranth_run(preset("tiny"), 600, 1.0, 1.0, seed=3)
-    gaps = np.diff(accepts)
-    assert (gaps == 1 + np.asarray(examined[:-1])).all()
-    assert accepts[0] == 0
-    assert (np.asarray(res["resp_cycles"]) - accepts == 2 + np.asarray(examined)).all()
+    ex = np.asarray(examined)
+    resp = np.asarray(res["resp_cycles"])
+    assert accepts[0] == 0 and resp[0] == accepts[0] + 3 + ex[0]
+    assert (np.diff(resp) == 1 + ex[1:]).all()  # one access per 1 + T cycles
+    assert res["cycles"] == resp[-1] + 1 and resp[-1] == 2 + len(ex) + ex.sum()
 
 
 @pytest.mark.parametrize("cache,params", [
