@@ -29,8 +29,9 @@ their FIFO order at a core) at the phase's issue cycle ``t``.  The phase complet
   for ``s = log2(engine.sorter_n)`` (the bitonic network depth: one pass through the sorter),
 * ``raw`` phase with ``x`` exact distances: ``x * ceil(vec.dim / engine.exact_lanes)``.
 
-The query's latency is from its first issue to the completion (``done + compute``) of its last
-phase.  ``Nq`` (``engine.queues`` by default) queries are in flight: queries start in order,
+A query starting at cycle ``s`` issues its first phase at ``s + setup_cycles`` (0 unless set:
+room for a per-query ADT build); its latency runs from ``s`` to the completion
+(``done + compute``) of its last phase.  ``Nq`` (``engine.queues`` by default) queries are in flight: queries start in order,
 the first ``Nq`` at cycle 0, each further one at the cycle a running query finishes.  Phases
 issuing at the same cycle are processed in increasing query index (so their reads enter the
 core FIFOs in that order; a query always has at most one pending phase).
@@ -73,6 +74,7 @@ class TimingParams:
     exact_cycles: int  # per exact distance
     cycle_ns: float
     queues: int
+    setup_cycles: int = 0  # per query, before its first phase (e.g. the ADT build); 0 by default
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig) -> "TimingParams":
@@ -226,7 +228,8 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
     busy = [0] * ncores
     start = np.zeros(Q, dtype=np.int64)
     finish = np.zeros(Q, dtype=np.int64)
-    heap: list[tuple[int, int, int]] = [(0, q, 0) for q in range(min(nq, Q))]
+    setup = params.setup_cycles
+    heap: list[tuple[int, int, int]] = [(setup, q, 0) for q in range(min(nq, Q))]
     heapq.heapify(heap)
     next_q = min(nq, Q)
     accesses = 0
@@ -237,7 +240,7 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
             finish[q] = t
             if next_q < Q:
                 start[next_q] = t
-                heapq.heappush(heap, (t, next_q, 0))
+                heapq.heappush(heap, (t + setup, next_q, 0))
                 next_q += 1
             continue
         ph = tr[i]

@@ -65,6 +65,14 @@ def test_fifo_contention_and_slots():
     assert r1.mean_util_index == pytest.approx(168 / 183)
 
 
+def test_setup_cycles_delay_every_query():
+    p = params(setup_cycles=7)
+    tr = [[Phase("frame", (0,), 5)], [Phase("frame", (0,), 5)]]
+    r = simulate(tr, p, nq=1)
+    # q0: setup 0..7, read 7..63, +5 -> 68; q1 starts at 68: read 75..131, +5 -> 136
+    assert r.start.tolist() == [0, 68] and r.finish.tolist() == [68, 136]
+
+
 def test_parallel_cores():
     p = params(index_cores=4, raw_cores=2)
     r = simulate([[Phase("raw", (0, 1, 2, 3, 4, 5), 0)]], p, nq=1)
