@@ -48,10 +48,10 @@ is accepted per cycle at most.
 Micro-architecture and throughput
 ---------------------------------
 A bit buffer of ``CAP = 2 * word_bits`` bits holds the not yet consumed frame bits, the oldest
-at bit 0; ``cnt`` counts them.  Each cycle the state machine consumes ``take`` bits from
-bit 0 (a field, or a skip) and, if ``cnt - take + word_bits <= CAP``, appends the next input
-word at bit ``cnt - take`` (so ``i.ready`` depends combinationally on ``ids.ready``: allowed
-by the stream rules).  States:
+at bit 0; ``cnt`` counts them.  Each cycle the next input word is accepted if ``cnt <= CAP -
+word_bits`` (``i.ready`` depends on registers only) and ORed in at bit ``cnt``, and the state
+machine consumes ``take`` bits from bit 0 (a field, or a skip) of the buffer as it was at the
+start of the cycle; the sum is shifted down by ``take``.  States:
 
 ``HDR``   (``cnt >= HB``) read ``d``, ``w``; check them.                 1 cycle per frame
 ``FIRST`` emit ``n_0`` (``B`` bits) or the ``empty`` beat.
@@ -68,12 +68,15 @@ Ids come out at one per cycle after the header whenever ``ids.ready`` is high an
 arrive at one per cycle (``w <= B <= word_bits / 2``).  A normal frame of degree ``d`` thus
 takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) /
 word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
-word_bits))`` cycles plus one bubble per code when ``codes`` is the bottleneck.
+word_bits))`` cycles, plus up to one cycle per code chunk while the buffer refills (a
+chunk of ``word_bits`` bits needs a full word in the buffer) and one bubble per code when
+``codes`` is the bottleneck.  Resources on an ECP5-85F (``default``, 64-bit words, measured
+with ``python -m proxima.fpga.resources gapdec``): see docs/RESOURCES.md.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -302,25 +305,24 @@ class GapDecoder(wiring.Component):
                     m.d.sync += frame_start.eq(1)
                     m.next = "HDR"
 
-        # ---- bit buffer: consume `take` bits, append one word ------------------------
-        rest = Signal(range(cap + 1))
-        m.d.comb += rest.eq(cnt - take)
+        # ---- bit buffer: append one word at bit cnt, then consume `take` bits ----------
+        # i.ready depends on registers only (cnt, seen_last, state): no path from the
+        # output handshakes to the input handshake.
         load = Signal()
         with m.If(flush):
             m.d.comb += self.i.ready.eq(~seen_last)
         with m.Else():
-            m.d.comb += [self.i.ready.eq(~seen_last & (rest + wb <= cap)),
+            m.d.comb += [self.i.ready.eq(~seen_last & (cnt <= cap - wb)),
                          load.eq(self.i.valid & self.i.ready)]
-        shifted = Signal(cap)
-        m.d.comb += shifted.eq(buf >> take)
+        merged = Signal(cap)
+        m.d.comb += merged.eq(buf | Mux(load, (self.i.payload.data << cnt)[:cap], 0))
         with m.If(flush):
             m.d.sync += [buf.eq(0), cnt.eq(0), pos.eq(0)]
-        with m.Elif(load):
-            m.d.sync += [buf.eq(shifted | (self.i.payload.data << rest)[:cap]),
-                         cnt.eq(rest + wb), pos.eq(pos + take)]
-            m.d.sync += seen_last.eq(self.i.payload.last)
-            with m.If(frame_start):
-                m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0), pos.eq(0)]
         with m.Else():
-            m.d.sync += [buf.eq(shifted), cnt.eq(rest), pos.eq(pos + take)]
+            m.d.sync += [buf.eq(merged >> take), cnt.eq(cnt + Mux(load, wb, 0) - take),
+                         pos.eq(pos + take)]
+            with m.If(load):
+                m.d.sync += seen_last.eq(self.i.payload.last)
+                with m.If(frame_start):
+                    m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0)]
         return m
