@@ -180,7 +180,7 @@ class Checker:
         got = unpack(self.dut.resp_layout, value)
         exp = self.exp_resp[i]
         if got != exp:
-            diff = {k: (got[k], exp[k]) for k in exp if got[k] != exp[k]}
+            diff = {k: (got[k], exp[k]) for k in RESP_FIELDS if got[k] != exp[k]}
             raise AssertionError(
                 f"access {i} (addr {self.trace[i]:#x}, line {exp['line']}): response "
                 f"differs (got, expected): {diff}\n  got {got}\n  exp {exp}")
@@ -216,23 +216,19 @@ class Checker:
 
 
 # ---- cocotb ---------------------------------------------------------------------------
-def _port(dut, name: str):
-    return getattr(dut, name)
-
-
 async def _reset(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.req__valid.value = 0
     dut.req__payload.value = 0
     for s in ("resp", "fetch", "prefetch"):
-        _port(dut, f"{s}__ready").value = 0
+        getattr(dut, f"{s}__ready").value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
 
-async def _drive(dut, pc: PageCache, trace, chk: Checker, p_valid: float, p_ready: float,
+async def _drive(dut, trace, chk: Checker, p_valid: float, p_ready: float,
                  rnd: random.Random, max_cycles: int) -> tuple[int, list[int]]:
     """Offer ``trace`` with random stalls, check outputs; return (cycles, accept cycles)."""
     sent, offering, cycle = 0, False, 0
@@ -269,7 +265,7 @@ async def _drive(dut, pc: PageCache, trace, chk: Checker, p_valid: float, p_read
     # drain: anything still valid on fetch / prefetch is an extra output
     for _ in range(4):
         for s in ("resp", "fetch", "prefetch"):
-            _port(dut, f"{s}__ready").value = 1
+            getattr(dut, f"{s}__ready").value = 1
         await ReadOnly()
         for valid, _, payload, take in outs:
             if int(valid.value):
@@ -295,7 +291,7 @@ async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset
         exp_resp[flip]["hit"] ^= 1
     chk = Checker(pc, trace, exp_resp, exp_fetch, exp_pref)
     await _reset(dut)
-    cycles, accepts = await _drive(dut, pc, trace, chk, p_valid, p_ready, rnd,
+    cycles, accepts = await _drive(dut, trace, chk, p_valid, p_ready, rnd,
                                    max_cycles=(4 + pc.depth) * count * 20 + 1000)
     await ReadOnly()
     chk.finish(_stats(dut), stats)
