@@ -59,7 +59,7 @@ cycle when ``dbg.ready`` stays high.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,6 +73,14 @@ __all__ = ["CandidateListRTL", "CandidateListError", "Op"]
 
 class CandidateListError(ValueError):
     """Impossible parameters for the candidate-list block."""
+
+
+def _or_tree(values):
+    """Bitwise OR of ``values`` as a balanced tree."""
+    while len(values) > 1:
+        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
 
 
 class Op(enum.Enum, shape=2):
@@ -139,20 +147,21 @@ class CandidateListRTL(wiring.Component):
         m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
 
         # ---- select: first unexpanded among the first T ------------------------------
-        cand = [Signal(name=f"cand{i}") for i in range(L)]
-        first = [Signal(name=f"first{i}") for i in range(L)]
-        m.d.comb += [cand[i].eq(~lst[i][0] & (cmd.T > i)) for i in range(L)]
-        seen = Const(0, 1)
-        for i in range(L):
-            m.d.comb += first[i].eq(cand[i] & ~seen)
-            seen = seen | cand[i]
+        # cand: unexpanded and i < T (empty slots carry flag 1, so they never qualify);
+        # first = lowest set bit of cand, isolated as cand & (~cand + 1) (a carry chain);
+        # pos / key = OR over the one-hot `first` (balanced trees, no priority mux chain)
+        cand = Signal(L)
+        m.d.comb += cand.eq(Cat(~lst[i][0] & (cmd.T > i) for i in range(L)))
+        first = Signal(L)
+        m.d.comb += first.eq(cand & (~cand + 1)[:L])
         found = Signal()
         sel_pos = Signal(range(L))
         sel_key = Signal(KB)
-        m.d.comb += found.eq(seen)
-        for i in range(L):
-            with m.If(first[i]):
-                m.d.comb += [sel_pos.eq(i), sel_key.eq(lst[i][1:])]
+        m.d.comb += [
+            found.eq(cand.any()),
+            sel_pos.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)])),
+            sel_key.eq(_or_tree([Mux(first[i], lst[i][1:], 0) for i in range(L)])),
+        ]
 
         resp_valid = Signal()
         m.d.comb += self.resp.valid.eq(resp_valid)
