@@ -52,6 +52,11 @@ the lowest index; alloc: lowest invalid entry, else rank 0); the highest-priorit
 applied and its entry gets the top rank.  ``stride`` is ``stride_bits`` signed
 (``|stride| <= window``).
 
+Reset: the stream table, counters, queue and output buffers reset with the domain; the tag
+RAM does not, so after every reset a clear pass writes an empty row to each of the ``S``
+sets (``S`` cycles, ``busy`` high, ``req.ready`` low).  A reset in the middle of operation
+therefore starts again from the model's empty state.
+
 Operation and cycles per access
 -------------------------------
 A request is accepted whenever the ``QUEUE_DEPTH``-entry request queue has room
