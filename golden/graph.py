@@ -434,19 +434,21 @@ def _prune_batch(space: _Space, pts: np.ndarray, pools: np.ndarray, alpha: float
         dp = np.take_along_axis(dp, srt, axis=1)
         alive = ids >= 0
         res = np.full((k, R), -1, dtype=np.int32)
-        act = np.arange(k)
+        live = np.arange(k)  # rows of this chunk that may still pick; compacted lazily
         for s in range(R):
-            act = act[alive[act].any(axis=1)]
-            if act.size == 0:
+            anyal = alive.any(axis=1)
+            if not anyal.any():
                 break
-            first = np.argmax(alive[act], axis=1)
-            pick = ids[act, first]
-            res[act, s] = pick
-            alive[act, first] = False
-            al = alive[act]
-            dd = space.by_idx(space.rows(pick), np.where(al, ids[act], -1))
-            al &= ~(alpha * dd.astype(np.float64) <= dp[act])
-            alive[act] = al
+            if anyal.sum() * 2 < live.size:  # drop finished rows once they are the majority
+                live, ids, dp, alive = live[anyal], ids[anyal], dp[anyal], alive[anyal]
+                anyal = np.ones(live.size, dtype=bool)
+            ar = np.arange(live.size)
+            first = np.argmax(alive, axis=1)
+            pick = ids[ar, first]  # rows with nothing alive: a stale id, unused below
+            res[live[anyal], s] = pick[anyal]
+            alive[ar, first] = False
+            dd = space.by_idx(space.rows(np.maximum(pick, 0)), np.where(alive, ids, -1))
+            alive &= ~(alpha * dd.astype(np.float64) <= dp)
         out[rows] = res
     return out
 
