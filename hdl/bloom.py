@@ -14,6 +14,7 @@ Interface
 ``resp``  ``Out(stream.Signature(StructLayout({"hit": 1, "id": id_bits})))``: one response
           per request, same order.  ``hit`` equals ``golden.test_and_set(id)`` applied to
           the requests (and clears) in their accepted order.
+``busy``  ``Out(1)``: the post-reset initialisation pass is running.
 ``clear`` ``In(1)`` with ``clear_ready`` ``Out(1)``: a valid/ready handshake without payload.
           The filter is emptied in the cycle where ``clear & clear_ready``: every request
           accepted before that cycle belongs to the previous query, every later one to the
@@ -30,39 +31,48 @@ synchronous read port, transparent for the one write port: a simple dual-port RA
 
 Pipeline and read-modify-write hazards
 --------------------------------------
-Stage 0 hashes the incoming id and reads the k words (the read is issued in the cycle the
-id is accepted).  Stage 1 holds the id; the words arrive from the RAMs; ``hit`` is computed
-combinationally and the modified words are written back in the cycle the response is
-taken (``resp.valid & resp.ready``).  A new id is accepted in the same cycle only, so at
-most one write is in flight, and it happens in exactly the cycle where the next id's read
-is issued: the read ports are *transparent* for the write ports, so a back-to-back id
-touching the same word sees the updated word (forwarding inside the RAM; Yosys adds the
-bypass mux when the RAM primitive lacks it).  When ``resp`` stalls, no read is issued and
-the RAM output register holds stage 1's words.  Throughput: one id per cycle, latency 1
-(the response is valid in the cycle after the id is accepted).
+Every RAM access is an *operation* that walks three stages, one per cycle, all stages
+sharing one enable ``advance = ~(stage 2 holds a response that is not taken)``:
+
+* stage 0 issues the read: the hashed addresses of an accepted id, or -- in a cycle where
+  no id is accepted -- the scrubber's next word (see below);
+* stage 1 waits for the synchronous RAM read (the RAM output goes straight into a
+  register: no logic after the slow block-RAM clock-to-out);
+* stage 2 holds the word, computes ``hit`` (response ``valid`` comes from this stage) and
+  writes the modified word back in the cycle it leaves (for an id: when the response is
+  taken).
+
+Only stage 2 writes, at most one write per cycle per bank.  A read issued in the cycle of
+a write to the same word sees the new word (the read ports are *transparent* for the write
+ports; Yosys adds the bypass when the RAM primitive lacks it).  An operation in stage 1
+read the RAM one cycle before the write of the operation ahead of it: when the two address
+the same word, the written word is captured into a forwarding register as the operation
+moves into stage 2, and stage 2 uses it instead of the RAM data.  Responses therefore equal
+the sequential golden model for any sequence of ids.  Throughput: one id per cycle;
+latency 2 (the response is valid two cycles after the id is accepted).
 
 Clear without a sweep: epoch tags
 ---------------------------------
 A register ``epoch`` (``epoch_bits`` wide) names the current query.  A word whose ``tag``
 differs from ``epoch`` reads as all zero; writes store ``tag = epoch``.  A clear is just
-``epoch += 1`` (one cycle, only waiting for stage 1 to drain).
+``epoch += 1`` (one cycle, only waiting for the ids in flight to drain).
 
 Wrap-around is made safe by a background *scrubber*: a pointer walks the words of all banks
-(same address in every bank) and, whenever the RAM read port is free in this cycle and
-stage 1 will be empty in the next (no id accepted, no stalled response), it reads word
-``p``; in the next cycle -- when stage 1 is empty, so the write port is free -- a word whose
-tag is stale is rewritten as ``{tag: epoch, bits: 0}`` (same meaning: empty), then ``p``
-advances.  A visit therefore leaves the word's tag equal to the epoch of the visit.  Let
-``s_P`` be the epoch when sweep pass ``P`` starts.  After pass ``P-1`` every tag is
-``>= s_{P-1}`` (counting epochs without wrap), so during pass ``P`` a tag can alias the
-current epoch only after ``2**epoch_bits`` clears since ``s_{P-1}``.  The filter keeps
-``s_prev = s_{P-1}`` and refuses a clear (``clear_ready`` low) that would make
-``epoch + 1 == s_prev (mod 2**epoch_bits)``: at most ``2**epoch_bits - 1`` clears happen
-per two sweep passes, and no stale word ever reads as current.  A blocked clear also
-blocks requests (``clear`` high), so the scrubber then runs at one word per cycle and the
-clear waits at most ~two passes (``2 * depth`` cycles).  With the defaults (4-bit epochs,
-32-bit words, ``cfg.bloom`` default: 256 words per bank) clears are never blocked unless
-more than 15 queries start within ~512 cycles.
+(same address in every bank).  In every cycle where no id is accepted and the pipeline
+advances, a scrub operation for word ``p`` enters stage 0 and ``p`` advances; in stage 2 a
+word whose tag is stale is rewritten as ``{tag: epoch, bits: 0}`` (same meaning: empty).
+Scrub operations use the otherwise idle slots, never stall and never delay an id.  A visit
+leaves the word's tag equal to the epoch of the visit.  Let ``s_P`` be the epoch when
+sweep pass ``P`` starts.  After pass ``P-1`` every tag is ``>= s_{P-1}`` (counting epochs
+without wrap), so during pass ``P`` a tag can alias the current epoch only after
+``2**epoch_bits`` clears since ``s_{P-1}``.  The filter keeps ``s_prev = s_{P-1}`` and
+refuses a clear (``clear_ready`` low) that would make ``epoch + 1 == s_prev (mod
+2**epoch_bits)``: at most ``2**epoch_bits - 1`` clears happen per two sweep passes, and no
+stale word ever reads as current.  A blocked clear also blocks requests (``clear`` high),
+so the scrubber then runs at one word per cycle and the clear waits at most ~two passes
+(``2 * depth`` cycles).  A pass needs ``depth`` cycles without an accepted id, so with the
+defaults (4-bit epochs, 32-bit words, ``cfg.bloom`` default: 256 words per bank) a clear
+is only delayed when 15 clears fall within two passes, i.e. within ~512 idle cycles.
 
 After reset the scrubber first makes one unconditional pass writing ``{epoch, 0}`` to every
 word (``depth`` cycles; ``req.ready`` and ``clear_ready`` stay low, ``busy`` is high), so a
@@ -110,7 +120,7 @@ class BloomFilter(wiring.Component):
 
     Attributes
     ----------
-    k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (= 1),
+    k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (= 2),
     q (the ``(k, id_bits)`` H3 matrix as Python ints), word_layout.
     """
 
@@ -133,7 +143,7 @@ class BloomFilter(wiring.Component):
         self.bit_sel_bits = max(1, (w - 1).bit_length())
         self.addr_bits = max(1, (self.depth - 1).bit_length())
         self.q = [[int(v) for v in row] for row in h3_matrix(cfg)]
-        self.latency = 1
+        self.latency = 2
         self.word_layout = data.StructLayout({"bits": unsigned(w),
                                               "tag": unsigned(self.epoch_bits)})
         super().__init__({
@@ -169,30 +179,41 @@ class BloomFilter(wiring.Component):
         s_prev = Signal(eb)          # epoch at the start of the previous sweep pass
         s_cur = Signal(eb)           # epoch at the start of the current sweep pass
         init_done = Signal()         # the post-reset unconditional pass has finished
-        ptr = Signal(range(depth))   # scrubber pointer (next word to read)
-        chk_valid = Signal()         # the RAM outputs hold scrubber words this cycle
-        chk_addr = Signal(range(depth))
+        ptr = Signal(range(depth))   # scrubber pointer (next word to visit)
 
-        s1_valid = Signal()
-        s1_id = Signal(self.id_bits)
+        # stage 1 / stage 2 operation registers ("req": an id, else a scrub op)
+        s1_valid, s1_req = Signal(), Signal()
+        s2_valid, s2_req = Signal(), Signal()
+        s1_id, s2_id = Signal(self.id_bits), Signal(self.id_bits)
         s1_addr = [Signal(range(depth), name=f"s1_addr{i}") for i in range(k)]
+        s2_addr = [Signal(range(depth), name=f"s2_addr{i}") for i in range(k)]
         s1_bit = [Signal(self.bit_sel_bits, name=f"s1_bit{i}") for i in range(k)]
+        s2_bit = [Signal(self.bit_sel_bits, name=f"s2_bit{i}") for i in range(k)]
 
         advance = Signal()
         accept = Signal()
-        fire = Signal()
-        hold = Signal()
-        scrub_rd = Signal()
+        scrub = Signal()
         m.d.comb += [
-            advance.eq(~s1_valid | self.resp.ready),
+            advance.eq(~(s2_valid & s2_req & ~self.resp.ready)),
             self.req.ready.eq(advance & ~self.clear & init_done),
             accept.eq(self.req.valid & self.req.ready),
-            fire.eq(s1_valid & self.resp.ready),
-            hold.eq(s1_valid & ~self.resp.ready),
-            scrub_rd.eq(~accept & ~hold),
+            scrub.eq(advance & ~accept),
             self.busy.eq(~init_done),
-            self.clear_ready.eq(init_done & ~s1_valid & ((epoch + 1)[:eb] != s_prev)),
+            self.clear_ready.eq(init_done & ~(s1_valid & s1_req) & ~(s2_valid & s2_req)
+                                & ((epoch + 1)[:eb] != s_prev)),
         ]
+
+        with m.If(advance):
+            m.d.sync += [
+                s1_valid.eq(accept | scrub), s1_req.eq(accept),
+                s2_valid.eq(s1_valid), s2_req.eq(s1_req), s2_id.eq(s1_id),
+            ]
+            m.d.sync += [a.eq(b) for a, b in zip(s2_addr, s1_addr)]
+            m.d.sync += [a.eq(b) for a, b in zip(s2_bit, s1_bit)]
+        with m.If(accept):
+            m.d.sync += s1_id.eq(self.req.payload)
+        with m.If(scrub):
+            m.d.sync += ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1))
 
         hits = []
         for i in range(k):
@@ -205,52 +226,49 @@ class BloomFilter(wiring.Component):
             m.d.comb += idx.eq(self._hash(i, self.req.payload))
             in_addr = idx >> (w.bit_length() - 1) if w > 1 else idx
             in_bit = idx[:self.bit_sel_bits] if w > 1 else Const(0, 1)
-            with m.If(accept):
-                m.d.sync += [s1_addr[i].eq(in_addr), s1_bit[i].eq(in_bit)]
-            m.d.comb += [
-                rp.en.eq(accept | scrub_rd),
-                rp.addr.eq(Mux(accept, in_addr, ptr)),
-            ]
+            op_addr = Mux(accept, in_addr, ptr)
+            m.d.comb += [rp.en.eq(advance), rp.addr.eq(op_addr)]
+            with m.If(advance):
+                m.d.sync += [s1_addr[i].eq(op_addr), s1_bit[i].eq(in_bit)]
 
-            old = rp.data
-            cur_data = Signal(w, name=f"cur_data{i}")
-            m.d.comb += cur_data.eq(Mux(old.tag == epoch, old.bits, 0))
+            # stage 2 word: the RAM data registered, or the word forwarded from the write
+            # that happened while this operation was in stage 1
+            raw = Signal(self.word_layout, name=f"s2_raw{i}")
+            fwd = Signal(name=f"s2_fwd{i}")
+            fwd_word = Signal(self.word_layout, name=f"s2_fwd_word{i}")
+            word = Signal(self.word_layout, name=f"s2_word{i}")
+            m.d.comb += word.eq(Mux(fwd, fwd_word, raw))
+            with m.If(advance):
+                m.d.sync += [
+                    raw.eq(rp.data),
+                    fwd.eq(wp.en & (wp.addr == s1_addr[i])),
+                    fwd_word.eq(wp.data),
+                ]
+
+            cur_bits = Signal(w, name=f"cur_bits{i}")
+            m.d.comb += cur_bits.eq(Mux(word.tag == epoch, word.bits, 0))
             hit = Signal(name=f"hit{i}")
-            m.d.comb += hit.eq(cur_data.bit_select(s1_bit[i], 1))
+            m.d.comb += hit.eq(cur_bits.bit_select(s2_bit[i], 1))
             hits.append(hit)
-            stale = old.tag != epoch
-            with m.If(fire):
-                m.d.comb += [
-                    wp.en.eq(1),
-                    wp.addr.eq(s1_addr[i]),
-                    wp.data.bits.eq(cur_data | (Const(1, w) << s1_bit[i])),
-                    wp.data.tag.eq(epoch),
-                ]
-            with m.Elif(chk_valid & (stale | ~init_done)):
-                m.d.comb += [
-                    wp.en.eq(1),
-                    wp.addr.eq(chk_addr),
-                    wp.data.bits.eq(0),
-                    wp.data.tag.eq(epoch),
-                ]
+            with m.If(s2_valid & advance):
+                with m.If(s2_req):
+                    m.d.comb += [
+                        wp.en.eq(1),
+                        wp.data.bits.eq(cur_bits | (Const(1, w) << s2_bit[i])),
+                    ]
+                with m.Elif((word.tag != epoch) | ~init_done):
+                    m.d.comb += [wp.en.eq(1), wp.data.bits.eq(0)]
+            m.d.comb += [wp.addr.eq(s2_addr[i]), wp.data.tag.eq(epoch)]
 
-        with m.If(accept):
-            m.d.sync += s1_id.eq(self.req.payload)
-        with m.If(advance):
-            m.d.sync += s1_valid.eq(accept)
         m.d.comb += [
-            self.resp.valid.eq(s1_valid),
-            self.resp.payload.id.eq(s1_id),
+            self.resp.valid.eq(s2_valid & s2_req),
+            self.resp.payload.id.eq(s2_id),
             self.resp.payload.hit.eq(Cat(*hits).all()),
         ]
 
-        # scrubber
-        m.d.sync += [chk_valid.eq(scrub_rd), chk_addr.eq(ptr)]
-        with m.If(scrub_rd):
-            m.d.sync += ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1))
-        with m.If(chk_valid & (chk_addr == depth - 1)):
+        # end of a sweep pass: the scrub op of the last word leaves stage 2
+        with m.If(s2_valid & ~s2_req & advance & (s2_addr[0] == depth - 1)):
             m.d.sync += [s_prev.eq(s_cur), s_cur.eq(epoch), init_done.eq(1)]
-
         with m.If(self.clear & self.clear_ready):
             m.d.sync += epoch.eq(epoch + 1)
         return m

@@ -18,13 +18,14 @@ Interface
                  taken from the first beat of each vector.
 ``dists``        ``Out(stream({dist, id}))``: one beat per vector, in order.
 
-Pipeline: stage A registers the ``L``-lane partial sum of squared differences of an
-accepted beat (lanes past ``dim`` masked to 0); stage B adds it to the accumulator
-(restarting at a vector's first beat) and, on the vector's last beat, loads the output
-register.  One beat per cycle; a vector's distance is valid 2 cycles after its last beat is
-accepted (``latency``).  Every stage shares the enable ``~dists.valid | dists.ready``.
-The query is held in a small RAM of ``beats`` words with an asynchronous read port
-(LUT RAM / registers), read at the beat index of the incoming vector.
+Pipeline (all stages share the enable ``~dists.valid | dists.ready``): stage A registers
+the ``L`` differences ``x - q`` of an accepted beat (the query beat comes from a small RAM
+with an asynchronous read port -- LUT RAM / registers -- addressed by the beat index);
+stage B registers the ``L`` squares (lanes past ``dim`` in a last beat masked to 0; one
+``MULT18X18D``-class multiplier per lane between registers); stage C adds the ``L`` squares
+to the accumulator (restarting at a vector's first beat) and, on the vector's last beat,
+loads the output register.  One beat per cycle; a vector's distance is valid ``latency =
+3`` cycles after its last beat is accepted.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class ExactDistanceUnit(wiring.Component):
 
     Attributes
     ----------
-    lanes, beats (per vector), latency (2: last beat accepted -> distance valid),
+    lanes, beats (per vector), latency (3: last beat accepted -> distance valid),
     beat_layout, vec_layout, dist_layout.
     """
 
@@ -64,7 +65,7 @@ class ExactDistanceUnit(wiring.Component):
         self.dim = cfg.vec.dim
         self.lanes = cfg.engine.exact_lanes
         self.beats = -(-self.dim // self.lanes)
-        self.latency = 2
+        self.latency = 3
         self.beat_layout = data.ArrayLayout(unsigned(self.eb), self.lanes)
         self.vec_layout = data.StructLayout({"elems": self.beat_layout,
                                              "id": unsigned(cfg.id_bits)})
@@ -125,42 +126,43 @@ class ExactDistanceUnit(wiring.Component):
         with m.If(accept):
             m.d.sync += vcnt.eq(Mux(last, 0, vcnt + 1))
 
-        sq = []
-        for lane in range(L):
-            diff = Signal(signed(eb + 1), name=f"diff{lane}")
-            m.d.comb += diff.eq(self.vecs.payload.elems[lane] - qrp.data[lane * eb:(lane + 1) * eb])
-            s = (diff * diff).as_unsigned()
-            if lane >= last_lanes:  # only in the last beat can a lane lie past dim
-                s = Mux(last, 0, s)
-            sq.append(s)
-        psum = _tree_sum(sq)
-
         id_reg = Signal(cfg.id_bits)
         with m.If(accept & first):
             m.d.sync += id_reg.eq(self.vecs.payload.id)
 
-        a_valid = Signal()
-        a_first = Signal()
-        a_last = Signal()
-        a_psum = Signal(max(1, (L * cfg.vec.elem_max ** 2).bit_length()))
+        # stage A: differences
+        a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_id = Signal(cfg.id_bits)
+        a_diff = [Signal(signed(eb + 1), name=f"a_diff{lane}") for lane in range(L)]
+        # stage B: squares
+        b_valid, b_first, b_last = Signal(), Signal(), Signal()
+        b_id = Signal(cfg.id_bits)
+        b_sq = [Signal(2 * eb, name=f"b_sq{lane}") for lane in range(L)]
+        # stage C: accumulator and output
         acc = Signal(cfg.exact_dist_bits)
         out = Signal(self.dist_layout)
         out_valid = Signal()
         acc_next = Signal(cfg.exact_dist_bits)
-        m.d.comb += acc_next.eq(Mux(a_first, 0, acc) + a_psum)
+        m.d.comb += acc_next.eq(Mux(b_first, 0, acc) + _tree_sum(b_sq))
         with m.If(advance):
             m.d.sync += [
-                a_valid.eq(accept),
-                a_first.eq(first),
-                a_last.eq(last),
-                a_psum.eq(psum),
+                a_valid.eq(accept), a_first.eq(first), a_last.eq(last),
                 a_id.eq(Mux(first, self.vecs.payload.id, id_reg)),
-                out_valid.eq(a_valid & a_last),
+                b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_id.eq(a_id),
+                out_valid.eq(b_valid & b_last),
             ]
-            with m.If(a_valid):
+            for lane in range(L):
+                sq = (a_diff[lane] * a_diff[lane]).as_unsigned()
+                if lane >= last_lanes:  # only in the last beat can a lane lie past dim
+                    sq = Mux(a_last, 0, sq)
+                m.d.sync += [
+                    a_diff[lane].eq(self.vecs.payload.elems[lane]
+                                    - qrp.data[lane * eb:(lane + 1) * eb]),
+                    b_sq[lane].eq(sq),
+                ]
+            with m.If(b_valid):
                 m.d.sync += acc.eq(acc_next)
-                with m.If(a_last):
-                    m.d.sync += [out.dist.eq(acc_next), out.id.eq(a_id)]
+                with m.If(b_last):
+                    m.d.sync += [out.dist.eq(acc_next), out.id.eq(b_id)]
         m.d.comb += [self.dists.valid.eq(out_valid), self.dists.payload.eq(out)]
         return m

@@ -32,16 +32,22 @@ Micro-architecture
 ------------------
 * Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
   word), a write port for ``cb_wr`` and a synchronous read port for the build.
-* ADT build: one entry per cycle in a 3-stage pipeline (address -> centroid word ->
-  ``dsub`` squared differences, adder tree, round-half-up shift, saturation -> register
-  feeding ``adt_out``); the entry is written into the ADT RAM as it enters the output
-  register.  ``M * ksub`` cycles per query plus 2 when ``adt_out`` never stalls.
+* ADT build: one entry per cycle through a pipeline whose stages all share the enable
+  ``~adt_out.valid | adt_out.ready``: read the centroid; register the RAM word (no logic
+  after the block-RAM output); ``dsub`` differences with the query sub-vector; ``dsub``
+  squares (one small multiplier each); the adder tree (``tree_levels`` levels per stage);
+  round half up by ``adt_shift`` and saturate into the output register feeding ``adt_out``
+  -- the entry is written into the ADT RAM as it enters that register.  The last ADT word
+  is on ``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the query's
+  last element when ``adt_out`` never stalls.
 * ADT storage: ``M`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide), one per subspace,
   each with one write port and ``P`` synchronous read ports (``P`` copies of each RAM on an
   FPGA: the table is replicated so that ``P * M`` look-ups happen per cycle).
-* Distances: fully pipelined, ``P`` codes per cycle, latency 2 (look-up cycle, then the
-  ``M``-input adder tree into the output register).  All stages share one enable
-  ``advance = ~dists.valid | dists.ready``.
+* Distances: fully pipelined, ``P`` codes per cycle: look-up cycle, register of the ``M``
+  looked-up entries, then the ``M``-input adder tree cut every ``tree_levels`` levels by a
+  register; ``latency = 2 + ceil(log2(M) / tree_levels)`` cycles from an accepted beat to
+  its distances (the last tree register is the output register).  All stages share one
+  enable ``advance = ~dists.valid | dists.ready``.
 """
 
 from __future__ import annotations
@@ -81,15 +87,41 @@ def pack_codebook(cfg: ProximaConfig, codebook: np.ndarray) -> list[int]:
     return words
 
 
+def _tree_level(values):
+    """One level of a balanced adder tree (Amaranth widens each sum: never overflows)."""
+    nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+    if len(values) % 2:
+        nxt.append(values[-1])
+    return nxt
+
+
 def _tree_sum(values):
-    """Balanced adder tree (Amaranth widens each sum by one bit: never overflows)."""
     values = list(values)
     while len(values) > 1:
-        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values = nxt
+        values = _tree_level(values)
     return values[0]
+
+
+def _tree_depth(n: int) -> int:
+    return max(0, (int(n) - 1).bit_length())
+
+
+def _pipelined_tree(m, values, levels_per_stage: int, enable, name: str):
+    """Adder tree with a register after every ``levels_per_stage`` levels (and after the
+    last level).  Returns (sum signal, register stages)."""
+    values = list(values)
+    stages = 0
+    while True:
+        for _ in range(levels_per_stage):
+            if len(values) > 1:
+                values = _tree_level(values)
+        regs = [Signal(len(v), name=f"{name}_t{stages}_{i}") for i, v in enumerate(values)]
+        with m.If(enable):
+            m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
+        values = regs
+        stages += 1
+        if len(values) == 1:
+            return values[0], stages
 
 
 class PQUnit(wiring.Component):
@@ -100,22 +132,34 @@ class PQUnit(wiring.Component):
     cfg : ProximaConfig
     codebook : numpy array ``(M, ksub, dsub)``, optional
         Initial codebook RAM contents (the host can still overwrite it through ``cb_wr``).
+    tree_levels : int
+        Adder-tree levels between two pipeline registers (>= 1; fewer = higher clock).
 
     Attributes
     ----------
-    M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline, 2),
-    build_latency (cycles from the last query element to ``adt_valid`` without stalls),
+    M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline),
+    build_stages, build_latency (cycles from the last query element until the last ADT
+    word is on ``adt_out`` without stalls),
     cb_layout, code_lane, dist_lane, adt_layout.
     """
 
-    def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None):
+    def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None,
+                 tree_levels: int = 2):
+        if int(tree_levels) < 1:
+            raise PQError(f"tree_levels must be >= 1, got {tree_levels}")
+        self.tree_levels = int(tree_levels)
         self.cfg = cfg
         self.M, self.ksub, self.dsub = cfg.pq.M, cfg.pq.ksub, cfg.dsub
         self.eb = cfg.vec.elem_bits
         self.lanes = cfg.engine.pq_codes_per_cycle
         self.entries = self.M * self.ksub
-        self.latency = 2
-        self.build_latency = self.entries + 2
+        dist_tree_stages = max(1, -(-_tree_depth(self.M) // self.tree_levels))
+        self.latency = 2 + dist_tree_stages
+        # register stages after the read is issued: the RAM's own output, RAM word,
+        # differences, squares, adder-tree stages, output register
+        sq_tree_stages = max(1, -(-_tree_depth(self.dsub) // self.tree_levels))
+        self.build_stages = 5 + sq_tree_stages
+        self.build_latency = self.entries + self.build_stages
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
         self.cb_layout = data.StructLayout({
             "addr": unsigned(max(1, (self.entries - 1).bit_length())),
@@ -149,26 +193,10 @@ class PQUnit(wiring.Component):
     def from_config(cls, cfg: ProximaConfig) -> "PQUnit":
         return cls(cfg)
 
-    def _entry(self, m, qsub, cword):
-        """Golden ADT arithmetic on one (query sub-vector, centroid word) pair."""
-        cfg, eb = self.cfg, self.eb
-        sq = []
-        for d in range(self.dsub):
-            diff = Signal(signed(eb + 1), name=f"diff{d}")
-            m.d.comb += diff.eq(qsub[d] - cword[d * eb:(d + 1) * eb])
-            sq.append((diff * diff).as_unsigned())
-        raw = Signal(cfg.adt_raw_bits)
-        m.d.comb += raw.eq(_tree_sum(sq))
-        s = cfg.adt_shift
-        rounded = Signal(cfg.adt_raw_bits + 1)
-        m.d.comb += rounded.eq((raw + (1 << (s - 1))) >> s if s else raw)
-        value = Signal(cfg.pq.adt_bits)
-        m.d.comb += value.eq(Mux(rounded > cfg.adt_max, cfg.adt_max, rounded))
-        return value
-
     def elaborate(self, platform):
         m = Module()
         cfg, M, ksub, dsub, eb, P = self.cfg, self.M, self.ksub, self.dsub, self.eb, self.lanes
+        lg_k = ksub.bit_length() - 1
 
         # ---- codebook RAM -----------------------------------------------------------------
         cb = Memory(shape=unsigned(dsub * eb), depth=self.entries, init=self.init_words)
@@ -179,7 +207,6 @@ class PQUnit(wiring.Component):
         building = Signal()
         adt_valid = Signal()
         m.d.comb += self.adt_valid.eq(adt_valid)
-
         m.d.comb += [
             self.cb_wr.ready.eq(~building),
             cb_wp.en.eq(self.cb_wr.valid & self.cb_wr.ready),
@@ -201,33 +228,63 @@ class PQUnit(wiring.Component):
         # ---- ADT build pipeline -----------------------------------------------------------
         issue = Signal(range(self.entries + 1))
         b_adv = Signal()
-        m.d.comb += b_adv.eq(~self.adt_out.valid | self.adt_out.ready)
         do_issue = Signal()
         m.d.comb += [
+            b_adv.eq(~self.adt_out.valid | self.adt_out.ready),
             do_issue.eq(building & (issue != self.entries) & b_adv),
             cb_rp.en.eq(b_adv),
             cb_rp.addr.eq(issue),
         ]
-        b1_valid = Signal()
-        b1_idx = Signal(range(self.entries))
-        with m.If(b_adv):
-            m.d.sync += [b1_valid.eq(do_issue), b1_idx.eq(issue)]
         with m.If(do_issue):
             m.d.sync += issue.eq(issue + 1)
 
-        lg_k = ksub.bit_length() - 1
-        b1_m = b1_idx[lg_k:] if M > 1 else Const(0, 1)
-        b1_c = b1_idx[:lg_k]
-        value = self._entry(m, qreg[b1_m], cb_rp.data)
-
-        b2 = Signal(self.adt_layout)
-        b2_valid = Signal()
+        # valid/index shift register alongside the data stages
+        n_st = self.build_stages  # v[0]: RAM output of the read, ..., v[n_st-1]: output
+        v = [Signal(name=f"b{j}_valid") for j in range(1, n_st + 1)]
+        ix = [Signal(range(self.entries), name=f"b{j}_idx") for j in range(1, n_st + 1)]
         with m.If(b_adv):
-            m.d.sync += [b2_valid.eq(b1_valid), b2.m.eq(b1_m), b2.c.eq(b1_c),
-                         b2.value.eq(value)]
-        m.d.comb += [self.adt_out.valid.eq(b2_valid), self.adt_out.payload.eq(b2)]
-        last_write = b_adv & b1_valid & (b1_idx == self.entries - 1)
-        with m.If(last_write):
+            m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
+            m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
+            m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
+        # stage 1 (v[0]): RAM word arrives -> register it
+        word = Signal(dsub * eb)
+        with m.If(b_adv):
+            m.d.sync += word.eq(cb_rp.data)
+        # stage 2 (v[1]): differences with the query sub-vector of subspace m
+        idx2 = ix[1]
+        m2 = idx2[lg_k:] if M > 1 else Const(0, 1)
+        qsub = qreg[m2] if M > 1 else qreg[0]
+        diffs = [Signal(signed(eb + 1), name=f"b_diff{d}") for d in range(dsub)]
+        with m.If(b_adv):
+            m.d.sync += [diffs[d].eq(qsub[d] - word[d * eb:(d + 1) * eb]) for d in range(dsub)]
+        # stage 3 (v[2]): squares
+        sqs = [Signal(2 * eb, name=f"b_sq{d}") for d in range(dsub)]
+        with m.If(b_adv):
+            m.d.sync += [sqs[d].eq((diffs[d] * diffs[d]).as_unsigned()) for d in range(dsub)]
+        # stages 4..: adder tree (registered), then round + saturate into the output register
+        raw, n_sq_tree = _pipelined_tree(m, sqs, self.tree_levels, b_adv, "b")
+        assert n_st == 5 + n_sq_tree
+        s = cfg.adt_shift
+        rounded = Signal(cfg.adt_raw_bits + 1)
+        m.d.comb += rounded.eq((raw + (1 << (s - 1))) >> s if s else raw)
+        value = Signal(cfg.pq.adt_bits)
+        m.d.comb += value.eq(Mux(rounded > cfg.adt_max, cfg.adt_max, rounded))
+
+        pre_valid, pre_idx = v[n_st - 2], ix[n_st - 2]   # entry whose value is ready
+        out_valid, out_idx = v[n_st - 1], ix[n_st - 1]
+        out_val = Signal(cfg.pq.adt_bits)
+        with m.If(b_adv):
+            m.d.sync += out_val.eq(value)
+        m.d.comb += [
+            self.adt_out.valid.eq(out_valid),
+            self.adt_out.payload.m.eq(out_idx[lg_k:] if M > 1 else 0),
+            self.adt_out.payload.c.eq(out_idx[:lg_k]),
+            self.adt_out.payload.value.eq(out_val),
+        ]
+        wr_m = pre_idx[lg_k:] if M > 1 else Const(0, 1)
+        wr_c = pre_idx[:lg_k]
+        wr_en = b_adv & pre_valid
+        with m.If(wr_en & (pre_idx == self.entries - 1)):
             m.d.sync += [building.eq(0), adt_valid.eq(1), issue.eq(0)]
 
         # ---- ADT RAMs and the distance pipeline -------------------------------------------
@@ -243,30 +300,36 @@ class PQUnit(wiring.Component):
             adt = Memory(shape=unsigned(cfg.pq.adt_bits), depth=ksub, init=[])
             m.submodules[f"adt{mm}"] = adt
             wp = adt.write_port()
-            m.d.comb += [
-                wp.en.eq(b_adv & b1_valid & (b1_m == mm)),
-                wp.addr.eq(b1_c),
-                wp.data.eq(value),
-            ]
+            m.d.comb += [wp.en.eq(wr_en & (wr_m == mm)), wp.addr.eq(wr_c), wp.data.eq(value)]
             for p in range(P):
                 rp = adt.read_port()
                 m.d.comb += [rp.en.eq(d_adv), rp.addr.eq(self.codes.payload[p].code[mm])]
-                looked[p][mm] = rp.data
+                reg = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}")
+                with m.If(d_adv):
+                    m.d.sync += reg.eq(rp.data)
+                looked[p][mm] = reg
 
-        s1_valid = Signal()
-        s1_used = Signal(P)
-        s1_id = [Signal(cfg.id_bits, name=f"s1_id{p}") for p in range(P)]
-        out_valid = Signal()
-        out = Signal(data.ArrayLayout(self.dist_lane, P))
+        sums = [_pipelined_tree(m, looked[p], self.tree_levels, d_adv, f"d{p}") for p in range(P)]
+        n_tree = sums[0][1]
+        assert self.latency == 2 + n_tree
+        # lane bookkeeping: accepted beat -> (read) -> (entry regs) -> tree stages
+        depth = 1 + 1 + n_tree
+        dv = [Signal(name=f"d{j}_valid") for j in range(depth)]
+        used = [Signal(P, name=f"d{j}_used") for j in range(depth)]
+        ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}") for p in range(P)] for j in range(depth)]
         with m.If(d_adv):
-            m.d.sync += [s1_valid.eq(accept), out_valid.eq(s1_valid)]
+            m.d.sync += dv[0].eq(accept)
+            m.d.sync += [dv[j].eq(dv[j - 1]) for j in range(1, depth)]
             for p in range(P):
-                m.d.sync += [
-                    s1_used[p].eq(self.codes.payload[p].used),
-                    s1_id[p].eq(self.codes.payload[p].id),
-                    out[p].used.eq(s1_used[p]),
-                    out[p].id.eq(s1_id[p]),
-                    out[p].dist.eq(_tree_sum(looked[p])),
-                ]
-        m.d.comb += [self.dists.valid.eq(out_valid), self.dists.payload.eq(out)]
+                m.d.sync += [used[0][p].eq(self.codes.payload[p].used),
+                             ids[0][p].eq(self.codes.payload[p].id)]
+                m.d.sync += [used[j][p].eq(used[j - 1][p]) for j in range(1, depth)]
+                m.d.sync += [ids[j][p].eq(ids[j - 1][p]) for j in range(1, depth)]
+        m.d.comb += self.dists.valid.eq(dv[-1])
+        for p in range(P):
+            m.d.comb += [
+                self.dists.payload[p].used.eq(used[-1][p]),
+                self.dists.payload[p].id.eq(ids[-1][p]),
+                self.dists.payload[p].dist.eq(sums[p][0]),
+            ]
         return m

@@ -1,7 +1,8 @@
 """cocotb testbench of :class:`proxima.hdl.exact.ExactDistanceUnit` against the golden model.
 
 Parameters (``PROXIMA_TB_PARAMS``): ``queries`` and ``vectors`` (vectors per query;
-``queries * vectors >= 10k`` for sign-off), ``p_valid`` / ``p_ready`` (per-cycle
+``queries * vectors >= 10k`` for sign-off), ``latency`` (expected cycles from a vector's
+last beat to its distance), ``p_valid`` / ``p_ready`` (per-cycle
 probabilities of offering an input beat / accepting an output), ``flip_expected`` (index of
 a distance of the first query whose golden value is changed on purpose: the run must then
 fail; -1 = off).
@@ -140,7 +141,8 @@ async def random_vectors_with_stalls(dut):
 
 @cocotb.test()
 async def full_rate_timing(dut):
-    """No stalls: one beat per cycle, each distance 2 cycles after its vector's last beat."""
+    """No stalls: one beat per cycle, each distance ``latency`` (parameter) cycles after its
+    vector's last beat."""
     cfg = tb_config()
     f = Fmt(cfg)
     rnd = random.Random(3)
@@ -152,4 +154,6 @@ async def full_rate_timing(dut):
     acc_c, out_c = await run_query(dut, f, q, vecs, ids, exact_distances(q, vecs), 1.0, 1.0,
                                    rnd, rng, 0)
     assert acc_c == list(range(acc_c[0], acc_c[0] + len(acc_c))), "not one beat per cycle"
-    assert out_c == [c + 2 for c in acc_c[f.beats - 1::f.beats]], "latency is not 2 cycles"
+    lat = int(tb_params()["latency"])
+    assert out_c == [c + lat for c in acc_c[f.beats - 1::f.beats]], \
+        f"latency is not {lat} cycles"

@@ -5,7 +5,8 @@ Parameters (``PROXIMA_TB_PARAMS``): ``queries`` (queries in the random test), ``
 (per-cycle probabilities of offering an input beat / accepting an output beat), ``p_hole``
 (probability that a lane of a code beat is unused), ``flip_expected`` (index of a PQ
 distance of the first query whose golden value is changed on purpose: the run must then
-fail; -1 = off).
+fail; -1 = off), ``latency`` and ``build_latency`` (expected cycle counts, see
+``PQUnit``).
 
 The codebook is random and loaded through ``cb_wr`` in a random order; each query is
 streamed in; every ADT word (``m``, ``c``, value) on ``adt_out`` is compared with
@@ -199,8 +200,9 @@ async def random_queries_and_codes_with_stalls(dut):
 
 @cocotb.test()
 async def full_rate_build_and_distances(dut):
-    """No stalls: the ADT build takes M*ksub + 2 cycles, codes go in at P per cycle and the
-    distances come out 2 cycles later, one beat per cycle."""
+    """No stalls: the last ADT word leaves ``build_latency`` cycles after the query, codes
+    go in at P per cycle and the distances come out ``latency`` cycles later, one beat per
+    cycle (both expectations are parameters)."""
     cfg = tb_config()
     f = Fmt(cfg)
     rnd = random.Random(2)
@@ -215,7 +217,9 @@ async def full_rate_build_and_distances(dut):
                                  10 * f.M * f.ksub + 100)
     compare_adt(f, words, adt, 0)
     assert out_c == list(range(out_c[0], out_c[0] + f.M * f.ksub)), "ADT: one entry per cycle"
-    assert out_c[-1] + 1 == f.M * f.ksub + 2, f"ADT build took {out_c[-1] + 1} cycles"
+    build_latency = int(tb_params()["build_latency"])
+    assert out_c[-1] + 1 == build_latency, \
+        f"ADT build took {out_c[-1] + 1} cycles, expected {build_latency}"
     n = 64 * f.P
     codes = rng.integers(0, f.ksub, size=(n, f.M))
     ids = rng.integers(0, 1 << f.idb, size=n)
@@ -225,4 +229,5 @@ async def full_rate_build_and_distances(dut):
                                    len(beats) + 100)
     compare_dists(f, out, pq_distances(adt, codes), ids, used, 0)
     assert acc_c == list(range(acc_c[0], acc_c[0] + len(beats))), "not one beat per cycle"
-    assert out_c == [c + 2 for c in acc_c], "distance latency is not 2 cycles"
+    lat = int(tb_params()["latency"])
+    assert out_c == [c + lat for c in acc_c], f"distance latency is not {lat} cycles"

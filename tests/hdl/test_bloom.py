@@ -128,7 +128,7 @@ def test_non_power_of_two_bank_gets_a_dividing_word():
 
 # ---- simulation against the golden model ---------------------------------------------
 def test_full_rate_back_to_back_hazards_tiny():
-    """valid/ready always high, the same ids back to back: one id per cycle, latency 1,
+    """valid/ready always high, the same ids back to back: one id per cycle, latency 2,
     and the read-modify-write forwarding gives the sequential golden answers."""
     cfg = preset("tiny")
     dut = BloomFilter(cfg)
@@ -137,7 +137,7 @@ def test_full_rate_back_to_back_hazards_tiny():
     assert [h for h, _ in exp][:3] == [0, 1, 1]
     acc = st["accept_cycles"]
     assert acc == list(range(acc[0], acc[0] + len(ops))), "one id per cycle"
-    assert acc[0] == dut.depth + 1, "after reset the init pass takes one cycle per word"
+    assert acc[0] == dut.depth + dut.latency, "after reset the init pass takes one cycle per word"
     assert st["resp_cycles"] == [c + dut.latency for c in acc]
 
 

@@ -96,6 +96,7 @@ def test_elaborates_with_config_widths():
     Fragment.get(dut, None)
     assert dut.dist_layout["dist"].width == cfg.exact_dist_bits
     assert dut.beats * dut.lanes == cfg.vec.dim
+    assert dut.latency == 3  # the cocotb tests pass it as a parameter
 
 
 def test_tiny_full_rate_latency():
@@ -148,7 +149,7 @@ def test_cocotb_exact_10k_random(name, overrides, vectors):
     assert 4 * vectors * -(-cfg.vec.dim // lanes) >= 10_000
     res = run_cocotb(lambda: ExactDistanceUnit(cfg), "proxima_exact", "proxima.sim.tb.tb_exact",
                      cfg=cfg, build_name=f"exact_{name}_l{lanes}",
-                     parameters={"queries": 4, "vectors": vectors})
+                     parameters={"queries": 4, "vectors": vectors, "latency": 3})
     assert res.tests == 2 and res.failed == 0
 
 
@@ -160,4 +161,5 @@ def test_cocotb_exact_detects_a_wrong_expectation():
         run_cocotb(lambda: ExactDistanceUnit(cfg), "proxima_exact", "proxima.sim.tb.tb_exact",
                    cfg=cfg, build_name=f"exact_tiny_l{cfg.engine.exact_lanes}",
                    testcase="random_vectors_with_stalls",
-                   parameters={"queries": 1, "vectors": 100, "flip_expected": 42})
+                   parameters={"queries": 1, "vectors": 100, "flip_expected": 42,
+                               "latency": 3})

@@ -85,10 +85,10 @@ def unpack_adt(cfg, dut, beats):
 
 
 def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
-           load_codebook=True, extreme=False):
+           load_codebook=True, extreme=False, tree_levels=2):
     """Load the codebook (through cb_wr or at elaboration), then for each query: stream the
     query, compare every ADT word, stream codes, compare every distance."""
-    dut = PQUnit(cfg, codebook=None if load_codebook else codebook)
+    dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels)
     rng = np.random.default_rng(seed)
     rnd = random.Random(seed)
     M, ksub, dim = cfg.pq.M, cfg.pq.ksub, cfg.vec.dim
@@ -171,12 +171,14 @@ def test_default_codebook_at_elaboration_full_rate_build_time():
     q = rng.integers(0, 256, size=(1, cfg.vec.dim))
     dut, res = run_pq(cfg, queries=q, codebook=book, n_codes=64, seed=6, load_codebook=False,
                       p_valid=1.0, p_ready=1.0)
-    # M*ksub entries at one per cycle plus the 2-cycle pipeline, without stalls
-    assert res["adt_cycles"][0] == dut.build_latency
+    # M*ksub entries at one per cycle plus the pipeline, without stalls
+    assert res["adt_cycles"][0] == dut.build_latency == cfg.pq.M * 256 + dut.build_stages
 
 
-def test_rounding_and_saturation_corner():
-    """adt_bits = 4 and dsub = 1: (65025 + 2048) >> 12 = 16 > 15 saturates; extreme codes."""
+@pytest.mark.parametrize("tree_levels", [1, 2])
+def test_rounding_and_saturation_corner(tree_levels):
+    """adt_bits = 4 and dsub = 1: (65025 + 2048) >> 12 = 16 > 15 saturates; extreme codes;
+    one and two adder-tree levels per pipeline stage."""
     cfg = preset("tiny").with_(vec={"dim": 8}, pq={"M": 8, "adt_bits": 4})
     assert cfg.adt_shift == 12
     rng = np.random.default_rng(7)
@@ -188,7 +190,9 @@ def test_rounding_and_saturation_corner():
     adt = build_adt(cfg, q[0], book)
     assert adt.max() == cfg.adt_max and (adt_raw_sat := (adt == cfg.adt_max).sum()) >= 8
     assert adt_raw_sat < adt.size
-    run_pq(cfg, queries=q, codebook=book, n_codes=60, seed=7, extreme=True)
+    dut, _ = run_pq(cfg, queries=q, codebook=book, n_codes=60, seed=7, extreme=True,
+                    tree_levels=tree_levels)
+    assert dut.latency == 2 + -(-3 // tree_levels)  # M = 8: three tree levels
 
 
 def test_elaboration_and_bad_codebooks():
@@ -197,6 +201,8 @@ def test_elaboration_and_bad_codebooks():
     Fragment.get(dut, None)
     assert dut.lanes == cfg.engine.pq_codes_per_cycle
     assert dut.dist_lane["dist"].width == cfg.pq_dist_bits
+    with pytest.raises(PQError, match="tree_levels"):
+        PQUnit(cfg, tree_levels=0)
     with pytest.raises(PQError, match="shape"):
         PQUnit(cfg, codebook=np.zeros((2, 2, 2), dtype=np.uint8))
     with pytest.raises(PQError, match="integers"):
@@ -212,9 +218,11 @@ def test_cocotb_pq_10k_random(name, queries, codes):
     from proxima.sim.runner import run_cocotb
     cfg = preset(name)
     assert queries * codes >= 10_000
+    dut = PQUnit(cfg)
     res = run_cocotb(lambda: PQUnit(cfg), "proxima_pq", "proxima.sim.tb.tb_pq", cfg=cfg,
                      build_name=f"pq_{name}",
-                     parameters={"queries": queries, "codes": codes})
+                     parameters={"queries": queries, "codes": codes, "latency": dut.latency,
+                                 "build_latency": dut.build_latency})
     assert res.tests == 2 and res.failed == 0
 
 
