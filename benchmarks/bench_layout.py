@@ -168,9 +168,10 @@ def markdown(r: dict) -> str:
              "raw-core util | mean latency (us) |")
     L.append("|---|---|---|---|---|---|")
     for nq, c in r["utilisation_curve"].items():
-        L.append(f"| {nq} | {c['qps']:,.0f} | {100 * c['util_index']:.1f}% | "
-                 f"{100 * c.get('util_max', float('nan')):.1f}% | {100 * c['util_raw']:.1f}% | "
-                 f"{c['mean_latency_us']:.0f} |")
+        mx = f"{100 * c['util_max']:.1f}% (core {c['busiest_cores'][0]})" \
+            if "util_max" in c else "n/a"
+        L.append(f"| {nq} | {c['qps']:,.0f} | {100 * c['util_index']:.1f}% | {mx} | "
+                 f"{100 * c['util_raw']:.1f}% | {c['mean_latency_us']:.0f} |")
     if "fpga_preset" in r:
         f = r["fpga_preset"]
         L.append("")
