@@ -5,7 +5,8 @@ sign-off), ``p_valid`` / ``p_ready`` (per-cycle probabilities of offering an ope
 accepting a response), ``p_clear`` (probability of a clear before an id), ``id_pool``
 (ids are drawn half from a pool of this size, so hits are common), ``p_repeat``
 (probability of repeating the previous id: back-to-back read-modify-write hazards),
-``depth`` (RAM words per bank, to bound the post-reset wait), ``flip_expected`` (index of a
+``depth`` (RAM words per bank, to bound the post-reset wait), ``latency`` (expected cycles
+from an accepted id to its response), ``flip_expected`` (index of a
 response whose golden ``hit`` is inverted on purpose: the run must then fail; -1 = off).
 
 The golden twin is :class:`proxima.golden.bloom.BloomFilter` built from ``PROXIMA_CFG``;
@@ -67,10 +68,11 @@ async def reset(dut):
 
 
 async def drive(dut, cfg, ops, p_valid, p_ready, rnd, max_cycles):
-    """Apply ``ops`` with random stalls; return responses [(hit, id)] and accept cycles."""
+    """Apply ``ops`` with random stalls; return responses [(hit, id)], the cycles of the
+    accepted ids and of the taken responses, and the cycle count."""
     id_bits = cfg.id_bits
     n_resp = sum(1 for op in ops if op is not None)
-    got, accepts = [], []
+    got, accepts, resp_c = [], [], []
     i, offering, cycle = 0, False, 0
     while len(got) < n_resp:
         if cycle >= max_cycles:
@@ -97,11 +99,12 @@ async def drive(dut, cfg, ops, p_valid, p_ready, rnd, max_cycles):
         if r and int(dut.resp__valid.value):
             v = int(dut.resp__payload.value)
             got.append((v & 1, (v >> 1) & ((1 << id_bits) - 1)))
+            resp_c.append(cycle)
         await RisingEdge(dut.clk)
         cycle += 1
     dut.req__valid.value = 0
     dut.clear.value = 0
-    return got, accepts, cycle
+    return got, accepts, resp_c, cycle
 
 
 def compare(got, exp, ops_desc=""):
@@ -128,7 +131,7 @@ async def random_ops_with_stalls(dut):
         exp[flip] = (1 - exp[flip][0], exp[flip][1])
     await reset(dut)
     depth = int(p.get("depth", 1024))
-    got, _, cycles = await drive(dut, cfg, ops, float(p.get("p_valid", 0.7)),
+    got, _, _, cycles = await drive(dut, cfg, ops, float(p.get("p_valid", 0.7)),
                                  float(p.get("p_ready", 0.7)), rnd,
                                  40 * len(ops) + 64 * depth + 1000)
     compare(got, exp)
@@ -141,8 +144,9 @@ async def random_ops_with_stalls(dut):
 
 @cocotb.test()
 async def full_rate_back_to_back(dut):
-    """valid/ready always high: one id per cycle, response one cycle after acceptance,
-    repeated ids back to back (forwarding through the transparent RAM ports)."""
+    """valid/ready always high: one id per cycle, each response ``latency`` (parameter)
+    cycles after its id, repeated ids back to back (RAM transparency and stage-2
+    forwarding)."""
     cfg = tb_config()
     rng = np.random.default_rng(cocotb.RANDOM_SEED + 1)
     base = rng.integers(0, 1 << cfg.id_bits, size=16)
@@ -150,6 +154,8 @@ async def full_rate_back_to_back(dut):
     ops[10:20] = [ops[10]] * 10
     exp = golden(cfg, ops)
     await reset(dut)
-    got, accepts, _ = await drive(dut, cfg, ops, 1.0, 1.0, random.Random(1), 100_000)
+    got, accepts, resp_c, _ = await drive(dut, cfg, ops, 1.0, 1.0, random.Random(1), 100_000)
     compare(got, exp)
     assert accepts == list(range(accepts[0], accepts[0] + len(ops))), "not one id per cycle"
+    lat = int(tb_params()["latency"])
+    assert resp_c == [c + lat for c in accepts], f"response latency is not {lat} cycles"

@@ -195,10 +195,12 @@ def test_clear_blocks_requests_and_mutated_golden_is_detected():
 def test_cocotb_bloom_10k_random(name):
     from proxima.sim.runner import run_cocotb
     cfg = preset(name)
-    depth = BloomFilter(cfg).depth
+    dut = BloomFilter(cfg)
+    assert dut.latency == 2
     res = run_cocotb(lambda: BloomFilter(cfg), "proxima_bloom", "proxima.sim.tb.tb_bloom",
                      cfg=cfg, build_name=f"bloom_{name}",
-                     parameters={"transactions": 10_000, "depth": depth})
+                     parameters={"transactions": 10_000, "depth": dut.depth,
+                                 "latency": dut.latency})
     assert res.tests == 2 and res.failed == 0
 
 
