@@ -70,7 +70,12 @@ cycle in the done slot) is ``start + service``; beat ``i`` is emitted at ``done 
 the engine is free.  In general ``start = max(accept + ACCEPT_TO_START, free)`` where
 ``free`` is the done cycle of the core's previous request -- exactly the rule of
 :mod:`proxima.golden.nand` (``start = max(arrival, free)``, ``done = start + service``) as
-long as no completion stalls (:func:`nand_completion`, tested equal).
+long as no completion stalls (:func:`nand_completion`, tested equal).  With ``nb`` beats per
+access the output carries at most one access per ``nb`` cycles; when cores complete faster
+than that (or ``out_ready`` is low) done slots stay full and cores stall: a stalled core
+completes in the cycle *after* the engine empties its slot (slots are sampled at the start
+of the cycle), and the engine, which grants only in a cycle it loads beat 0, leaves one empty
+output cycle after a burst if no slot was full at the start of that cycle.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Parameters (``PROXIMA_TB_PARAMS``): ``ctl`` (keyword overrides of
 ``image_seed`` (the store image is ``numpy.random.default_rng(image_seed)`` bytes, as in the
 pytest side), ``requests``, ``p_valid`` / ``p_ready`` (per-cycle probabilities of starting to
 offer the next request / of ``resp.ready``), ``p_bad`` (fraction of bad requests: core, page
-or offset out of range), ``skew`` (added to every expected beat cycle: a non-zero value must
+or offset out of range), ``external`` (the DUT has the external store port: the
+testbench serves it as a synchronous read port from the image), ``skew`` (added to every expected beat cycle: a non-zero value must
 make the test fail).
 
 Every request's accept cycle and every response beat's cycle, tag, data and ``last`` are
@@ -66,6 +67,8 @@ async def _reset(dut):
     dut.req__valid.value = 0
     dut.req__payload.value = 0
     dut.resp__ready.value = 0
+    if hasattr(dut, "store_data"):
+        dut.store_data.value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
@@ -81,7 +84,8 @@ async def random_requests_with_stalls(dut):
     prm = tb_params()
     kw = dict(prm.get("ctl", {}))
     params = CtlParams.from_cfg(cfg, **kw)
-    req_layout = NandController(cfg, **kw).req_layout
+    req_layout = NandController(cfg, external_store=bool(prm.get("external", False)),
+                                **kw).req_layout
     resp_tag = params.tag_bits
     n = int(prm.get("requests", 1000))
     seed = cocotb.RANDOM_SEED
@@ -108,6 +112,8 @@ async def random_requests_with_stalls(dut):
     dshift = resp_tag
     dmask = (1 << params.beat_bits) - 1
     lshift = resp_tag + params.beat_bits
+    external = bool(prm.get("external", False))
+    words = model.words
     for t in range(exp.cycles + 3):
         if not offering and nxt < n and offer[t]:
             offering = True
@@ -122,7 +128,10 @@ async def random_requests_with_stalls(dut):
         if ready[t] and int(dut.resp__valid.value):
             v = int(dut.resp__payload.value)
             beats.append((t, v & mask_tag, (v >> dshift) & dmask, bool((v >> lshift) & 1)))
+        rd = int(dut.store_addr.value) if external and int(dut.store_en.value) else None
         await RisingEdge(dut.clk)
+        if rd is not None:  # the word addressed in an enabled cycle appears after the edge
+            dut.store_data.value = words[rd]
     dut.req__valid.value = 0
     await ReadOnly()
     error = bool(int(dut.error.value))

