@@ -24,6 +24,7 @@ in CABGA381 with unconstrained pins, which reports the achieved Fmax of the cloc
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
 import os
@@ -129,7 +130,8 @@ def _yosys_cells(stat_json: Path) -> dict:
 
 def _params(name: str, block) -> str:
     parts = []
-    for attr in ("n", "key_bits", "stages_per_reg", "latency", "grant_bits"):
+    for attr in ("n", "key_bits", "stages_per_reg", "register_compare", "latency",
+                 "grant_bits"):
         if hasattr(block, attr):
             parts.append(f"{attr}={getattr(block, attr)}")
     return ", ".join(parts)
@@ -147,9 +149,12 @@ def commands(top: str, freq: float, seed: int) -> tuple[list[str], list[str]]:
 
 
 def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: int = 1,
-                  build_root: Path | None = None, pnr: bool = True) -> BlockReport:
-    """Synthesise (and place and route) block ``name``; returns the numbers."""
-    block = build_block(name, cfg)
+                  build_root: Path | None = None, pnr: bool = True,
+                  options: dict | None = None) -> BlockReport:
+    """Synthesise (and place and route) block ``name``; returns the numbers.
+
+    ``options`` are keyword arguments for the block's constructor."""
+    block = build_block(name, cfg, **(options or {}))
     params = _params(name, block)
     wrapper = SerialWrapper(block)
     top = f"res_{name}"
@@ -224,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--option", dest="options", action="append", default=[],
+                    metavar="NAME=VALUE", help="constructor keyword argument of the blocks "
+                                               "(Python literal), e.g. register_compare=True")
     ap.add_argument("--freq", type=float, default=150.0, help="target MHz (default 150)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--synth-only", action="store_true", help="skip place and route")
@@ -236,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = preset(args.preset).override(args.overrides)
     except ConfigError as e:
         ap.error(str(e))
+    options = {}
+    for o in args.options:
+        k, sep, v = o.partition("=")
+        if not sep:
+            ap.error(f"--option expects NAME=VALUE, got {o!r}")
+        try:
+            options[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            ap.error(f"--option {k}: {v!r} is not a Python literal")
     names = args.blocks or block_names()
     for n in names:
         if n not in block_names():
@@ -243,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for n in names:
         print(f"[resources] {n}: synthesising ...", file=sys.stderr, flush=True)
-        r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only)
+        r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only,
+                          options=options)
         r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
         reports.append(r)
         print(format_table([r]), flush=True)

@@ -27,11 +27,11 @@ class UnknownBlockError(KeyError):
 def _lazy(module: str, attr: str) -> Callable[[ProximaConfig], wiring.Component]:
     """Factory that imports ``module`` and calls ``attr`` (dotted, e.g. ``Cls.from_config``)."""
 
-    def factory(cfg: ProximaConfig) -> wiring.Component:
+    def factory(cfg: ProximaConfig, **options) -> wiring.Component:
         obj = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
-        return obj(cfg)
+        return obj(cfg, **options)
 
     factory.__qualname__ = f"{module}.{attr}"
     return factory
@@ -55,12 +55,16 @@ def block_names() -> list[str]:
     return sorted(BLOCKS)
 
 
-def build_block(name: str, cfg: ProximaConfig) -> wiring.Component:
-    """Elaborate-ready component for block ``name`` under configuration ``cfg``."""
+def build_block(name: str, cfg: ProximaConfig, **options) -> wiring.Component:
+    """Elaborate-ready component for block ``name`` under configuration ``cfg``.
+
+    ``options`` go to the block's constructor as keyword arguments (implementation
+    choices that are not part of the configuration, e.g. the sorter's ``stages_per_reg``).
+    """
     try:
         factory = BLOCKS[name]
     except KeyError:
         raise UnknownBlockError(
             f"unknown HDL block {name!r}; registered blocks: {', '.join(block_names())}"
         ) from None
-    return factory(cfg)
+    return factory(cfg, **options)

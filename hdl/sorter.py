@@ -14,9 +14,11 @@ element 0 the smallest.  In the generated Verilog a payload is the flat vector
 Pipelining and back-pressure
 ----------------------------
 The ``S = p (p + 1) / 2`` stages (``n = 2**p``) are cut into groups of ``stages_per_reg``
-consecutive stages; each group is followed by one register level, so the latency is
-``latency = ceil(S / stages_per_reg)`` cycles from an accepted input to the output being
-valid (the output stream comes straight from the last register level).
+consecutive stages; each group is followed by one register level.  With
+``register_compare`` every stage also gets a register level between its comparators and
+its swap multiplexers.  The latency, from an accepted input to the output being valid (the
+output stream comes straight from the last register level), is
+``latency = ceil(S / stages_per_reg) + (S if register_compare else 0)`` cycles.
 
 All register levels share one enable, ``advance = ~o.valid | o.ready``: when the output
 holds a vector that is not taken the whole pipeline stalls (bubbles included) and
@@ -51,14 +53,19 @@ class BitonicSorter(wiring.Component):
     n : int, optional
         Override the number of inputs (power of two, 2..1024) -- used by tests.
     stages_per_reg : int
-        Network stages between two register levels (>= 1).  1 gives the highest clock.
+        Network stages between two register levels (>= 1).
+    register_compare : bool
+        Also register the keys and the compare results between the comparators and the
+        swap multiplexers of every stage: one more cycle per stage and about twice the
+        flip-flops, for a shorter critical path (see docs/RESOURCES.md).
 
     Attributes
     ----------
     n, key_bits, stages_per_reg, depth (network stages), latency (cycles)
     """
 
-    def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1):
+    def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
+                 register_compare: bool = False):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -70,7 +77,9 @@ class BitonicSorter(wiring.Component):
         self.stages_per_reg = int(stages_per_reg)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
-        self.latency = math.ceil(self.depth / self.stages_per_reg)
+        self.register_compare = bool(register_compare)
+        self.latency = math.ceil(self.depth / self.stages_per_reg) + \
+            (self.depth if self.register_compare else 0)
         layout = data.ArrayLayout(unsigned(self.key_bits), n)
         self.vector_layout = layout
         super().__init__({
@@ -91,25 +100,36 @@ class BitonicSorter(wiring.Component):
         keys = [self.i.payload[k] for k in range(n)]
         valid = self.i.valid
         level = 0
+
+        def register(values, widths, v):
+            nonlocal level
+            regs = [Signal(wd, name=f"l{level}_{j}", reset_less=True)
+                    for j, wd in enumerate(widths)]
+            vreg = Signal(name=f"l{level}_valid")
+            with m.If(advance):
+                m.d.sync += [r.eq(x) for r, x in zip(regs, values)]
+                m.d.sync += vreg.eq(v)
+            level += 1
+            return regs, vreg
+
         for s, stage in enumerate(self.network):
-            nxt = list(keys)
+            swaps = []
             for (lo, hi, ascending) in stage:
                 a, b = keys[lo], keys[hi]
-                swap = Signal(name=f"s{s}_swap_{lo}_{hi}")
-                # ascending: min to slot lo.  swap when a > b (ascending) or a < b.
-                m.d.comb += swap.eq(a > b if ascending else a < b)
+                # ascending: min to slot lo, so swap when a > b; descending: when a < b
+                swaps.append(a > b if ascending else a < b)
+            if self.register_compare:
+                regs, valid = register(keys + swaps, [w] * n + [1] * len(swaps), valid)
+                keys, swaps = regs[:n], regs[n:]
+            nxt = list(keys)
+            for (lo, hi, _), swap in zip(stage, swaps):
+                a, b = keys[lo], keys[hi]
                 nxt[lo] = Mux(swap, b, a)
                 nxt[hi] = Mux(swap, a, b)
             keys = nxt
             last = s == self.depth - 1
             if (s + 1) % self.stages_per_reg == 0 or last:
-                regs = [Signal(w, name=f"l{level}_k{k}", reset_less=True) for k in range(n)]
-                vreg = Signal(name=f"l{level}_valid")
-                with m.If(advance):
-                    m.d.sync += [r.eq(v) for r, v in zip(regs, keys)]
-                    m.d.sync += vreg.eq(valid)
-                keys, valid = regs, vreg
-                level += 1
+                keys, valid = register(keys, [w] * n, valid)
         assert level == self.latency
         m.d.comb += self.o.valid.eq(valid)
         m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]

@@ -89,8 +89,9 @@ def _unpack(v, n, w):
     return [(v >> (i * w)) & ((1 << w) - 1) for i in range(n)]
 
 
-def _amaranth_run(cfg, n, stages_per_reg, count, p_valid, p_ready, seed):
-    dut = BitonicSorter(cfg, n=n, stages_per_reg=stages_per_reg)
+def _amaranth_run(cfg, n, stages_per_reg, count, p_valid, p_ready, seed, register_compare=False):
+    dut = BitonicSorter(cfg, n=n, stages_per_reg=stages_per_reg,
+                        register_compare=register_compare)
     n, w = dut.n, cfg.sort_key_bits
     rng = np.random.default_rng(seed)
     dist = rng.integers(0, 6, size=(count, n), dtype=np.uint64)
@@ -150,6 +151,17 @@ def test_amaranth_grouped_stages(stages_per_reg):
     assert dut.latency == -(-10 // stages_per_reg)
     full, ev = _amaranth_run(cfg, 16, stages_per_reg, 20, 1.0, 1.0, seed=9)
     assert ev["first_out"] == full.latency
+
+
+@pytest.mark.parametrize("stages_per_reg", [1, 2])
+def test_amaranth_register_compare(stages_per_reg):
+    cfg = preset("tiny")
+    dut, _ = _amaranth_run(cfg, 16, stages_per_reg, 150, 0.7, 0.6, seed=21,
+                           register_compare=True)
+    assert dut.latency == 10 + -(-10 // stages_per_reg)
+    full, ev = _amaranth_run(cfg, 16, stages_per_reg, 20, 1.0, 1.0, seed=22,
+                             register_compare=True)
+    assert ev["first_in"] == 0 and ev["first_out"] == full.latency
 
 
 def test_rtl_elaborates_the_golden_network():
