@@ -145,6 +145,26 @@ def test_random_traffic_with_stalls_matches_model():
     assert exp.error and exp.completion_stalls > 0 and len(acc) == 400
 
 
+@pytest.mark.parametrize("cfg_nand,kw", [
+    ({"page_bytes": 512, "pages_per_core": 8},  # one core, one beat per access, one page
+     dict(cores=1, depth=1, tR_cycles=1, transfer_cycles=0, pages=1, beat_bits=1024)),
+    ({"page_bytes": 128, "pages_per_core": 4},  # one word per page (no word bits), 2 cores
+     dict(cores=2, depth=3, tR_cycles=2, transfer_cycles=1, pages=4, beat_bits=1024)),
+    ({"page_bytes": 256, "pages_per_core": 2},  # 5 cores (3 unused core codes), byte beats
+     dict(cores=5, depth=2, tR_cycles=9, transfer_cycles=4, pages=2, beat_bits=8)),
+])
+def test_edge_shapes_match_model(cfg_nand, kw):
+    cfg = preset("tiny").with_(nand=cfg_nand)
+    params = CtlParams.from_cfg(cfg, **kw)
+    rng = np.random.default_rng(params.cores)
+    reqs = random_requests(params, 60 if params.beats <= 8 else 10, rng, p_bad=0.1)
+    rnd = random.Random(params.cores)
+    offer = [rnd.random() < 0.6 for _ in range(50_000)]
+    ready = [rnd.random() < 0.7 for _ in range(50_000)]
+    _check_vs_model(cfg, kw, reqs, offer.__getitem__, ready.__getitem__,
+                    store_image(params, 13))
+
+
 def test_external_store_port_matches_model():
     kw = dict(SMALL_KW, cores=2, depth=3, tR_cycles=6, beat_bits=128)
     params = CtlParams.from_cfg(SMALL, **kw)
