@@ -474,6 +474,7 @@ class _BatchSearcher:
         k = np.asarray(d, dtype=np.float32).view(np.uint32).astype(np.uint64)
         k <<= np.uint64(32)
         k |= ids.astype(np.int32, copy=False).view(np.uint32).astype(np.uint64) << np.uint64(1)
+        # (an id of -1 sets bits 1..32 only: with d = +inf the key stays >= _INF_KEY)
         return k
 
     def run(self, qids: np.ndarray) -> np.ndarray:
@@ -484,12 +485,13 @@ class _BatchSearcher:
         keys = np.full((b, L), _SENT, dtype=np.uint64)
         ent = np.full((b, 1), self.entry, dtype=np.int64)
         keys[:, 0] = self._keys(sp.by_idx(qv_all, ent)[:, 0], ent[:, 0])
-        rows0 = np.arange(b, dtype=np.int64)
-        touched = [rows0 * n + self.entry]
+        idx_t = np.int32 if seen.size < 2 ** 31 else np.int64
+        rows0 = np.arange(b, dtype=idx_t)
+        touched = [rows0 * idx_t(n) + idx_t(self.entry)]
         seen[touched[0]] = True
         steps: list[tuple[np.ndarray, np.ndarray]] = []
         active = rows0
-        base = active * n
+        base = active * idx_t(n)
         qv = qv_all
         one = np.uint64(1)
         idmask = np.uint64(0x7FFF_FFFF)
@@ -504,7 +506,7 @@ class _BatchSearcher:
                     break
                 k = keys[active]
                 unexp = unexp[has]
-                base = active * n
+                base = active * idx_t(n)
                 qv = np.ascontiguousarray(qv[has])
             a = active.size
             ar = np.arange(a)
@@ -521,9 +523,8 @@ class _BatchSearcher:
                 continue
             seen[fl] = True
             touched.append(fl)
-            ids = nb.astype(np.int64)
-            ids[~new] = -1
-            nk = self._keys(sp.by_idx(qv, ids), ids)  # not new: key >= _INF_KEY
+            ids = np.where(new, nb, np.int64(-1))
+            nk = self._keys(sp.by_idx(qv, ids), nb)  # not new: d = inf, key >= _INF_KEY
             # only rows where some new key beats the current L-th entry need a merge
             need = np.nonzero((nk < np.minimum(k[:, L - 1:L], _INF_KEY)).any(axis=1))[0]
             if need.size == 0:
