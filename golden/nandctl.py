@@ -89,12 +89,13 @@ import numpy as np
 from proxima.config import ProximaConfig
 
 from .arbiter import round_robin_pick
-from .layout import Read
+from .layout import EVENT_KINDS, Layout, LayoutError, Read, reads_for_events
 from .nand import TimingParams
 
 __all__ = ["NandCtlError", "CtlParams", "Request", "Beat", "RunResult", "NandControllerModel",
            "requests_from_reads", "word_address", "store_words", "nand_completion",
-           "ACCEPT_TO_START", "DONE_TO_BEAT", "check_request", "expected_data"]
+           "ACCEPT_TO_START", "DONE_TO_BEAT", "check_request", "expected_data",
+           "requests_for_events"]
 
 #: cycles from a request's accept cycle to its earliest first service cycle (FIFO, pop)
 ACCEPT_TO_START = 2
@@ -282,6 +283,33 @@ def requests_from_reads(params: CtlParams, reads: Iterable[Read], first_tag: int
             raise NandCtlError(f"read {r} is {r.nbytes} B, the controller moves one access "
                                f"({params.access_bytes} B)")
         out.append(Request((first_tag + i) % (1 << params.tag_bits), r.core, r.page, r.offset))
+    return out
+
+
+def requests_for_events(params: CtlParams, layout: Layout,
+                        events: Iterable[tuple[int, str, int]]) -> list[Request]:
+    """Requests for a stream of tagged search events ``(tag, kind, v)``: the reads of
+    :func:`proxima.golden.layout.reads_for_events` (the core round-robin mapping, hot frames,
+    no code read after a hot frame) of the whole sequence, in order, each carrying its
+    event's tag.  The spec of :class:`proxima.hdl.nandctl.NandAddressMapper`."""
+    out: list[Request] = []
+    after_hot = False
+    for tag, kind, v in events:
+        if not 0 <= int(tag) < 1 << params.tag_bits:
+            raise NandCtlError(f"tag {tag} does not fit {params.tag_bits} bits")
+        if kind not in EVENT_KINDS:
+            raise LayoutError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+        # one event at a time, with the hot-frame state carried over
+        if kind == "code" and after_hot:
+            reads: list[Read] = []
+        else:
+            reads = reads_for_events([(kind, v)], layout)
+        if kind == "frame":
+            after_hot = int(v) < layout.hot
+        for r in reads:
+            if r.nbytes != params.access_bytes:
+                raise NandCtlError(f"read {r} is not one access of {params.access_bytes} B")
+            out.append(Request(int(tag), r.core, r.page, r.offset))
     return out
 
 

@@ -53,22 +53,31 @@ resp.ready`` and ``resp.data`` is the read port's data, so the memory's output r
 the output register.  Cost: ``C`` FIFOs of ``D * (tag + page + word)`` bits, ``C`` counters
 of ``clog2(service + 1)`` bits, ``O(C)`` arbitration logic.
 
-Not here: the vertex-id -> (core, page, offset) mapping (:mod:`proxima.golden.layout`; the
-requester computes it, :func:`proxima.golden.nandctl.requests_from_reads`).
+Address mapper
+--------------
+:class:`NandAddressMapper` turns tagged search events ``(tag, kind, v)`` into the controller's
+requests with the core round-robin mapping of :mod:`proxima.golden.layout` for one image
+geometry (a :class:`~proxima.golden.layout.Layout`, fixed at elaboration): its output stream
+can be connected straight to ``NandController.req``.  Spec:
+:func:`proxima.golden.nandctl.requests_for_events`.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.golden.nandctl import CtlParams, NandCtlError, store_words
 
-__all__ = ["NandController", "NandCtlError"]
+#: ``kind`` field code of each event kind of :mod:`proxima.golden.layout` (its index)
+EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
+
+__all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES"]
 
 
 def _bits(n: int) -> int:
@@ -241,3 +250,135 @@ def _clog2(n: int) -> int:
 def _log2(n: int) -> int:
     """Exact log2 of a power of two (0 for 1)."""
     return int(n).bit_length() - 1
+
+
+def _divmod(x, d: int):
+    """Unsigned ``(x // d, x % d)`` by a constant: bit slices when ``d`` is a power of two."""
+    if d & (d - 1) == 0:
+        k = _log2(d)
+        return x >> k, x[:k] if k else Const(0, 1)
+    return x // d, x % d
+
+
+class NandAddressMapper(wiring.Component):
+    """Search events -> controller requests (core round-robin mapping of one layout).
+
+    ``ev``     ``In(stream{tag, kind: 2, v: id_bits})``: ``kind`` is :data:`EVENT_CODES`
+               (0 ``frame``, 1 ``code``, 2 ``raw``).
+    ``req``    ``Out(stream(NandController.req_layout))``: the event's accesses in the order
+               of :func:`proxima.golden.layout.reads_for_events`, each with the event's tag.
+    ``error``  ``Out(1)``: sticky; an event with ``v >= N`` or ``kind = 3`` was dropped.
+
+    An event is held while its ``count`` accesses go out, one per cycle with ``req.ready``
+    (``req.valid`` and the payload come from registers and a fixed function of them);
+    ``ev.ready = ~held | (req.ready & last access)``, so back-to-back events stream at one
+    access per cycle.  Events with no access (a ``code`` event after a hot frame) or bad ones
+    are taken in one cycle.  The divisions by ``nand.cores``, ``raw_vector_cores``, frames /
+    vectors per page are bit slices for powers of two and constant dividers otherwise.
+    """
+
+    def __init__(self, layout: Layout, params: CtlParams | None = None):
+        cfg = layout.cfg
+        self.layout = layout
+        self.params = p = params or CtlParams.from_cfg(cfg)
+        if p.cores != layout.total_cores or p.access_bytes != layout.access \
+                or p.page_bytes != cfg.nand.page_bytes:
+            raise NandCtlError(f"controller parameters ({p.cores} cores, {p.access_bytes} B "
+                               f"accesses) do not match the layout ({layout.total_cores} cores,"
+                               f" {layout.access} B)")
+        if layout.index_pages_per_core > 1 << p.page_bits \
+                or layout.raw_pages_per_core > 1 << p.page_bits:
+            raise NandCtlError("the layout needs more pages than the page field holds")
+        self.ev_layout = data.StructLayout({"tag": p.tag_bits, "kind": 2, "v": cfg.id_bits})
+        self.req_layout = data.StructLayout({"tag": p.tag_bits, "core": p.core_bits,
+                                             "page": p.page_bits, "offset": p.offset_bits})
+        super().__init__({"ev": In(stream.Signature(self.ev_layout)),
+                          "req": Out(stream.Signature(self.req_layout)),
+                          "error": Out(1)})
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig) -> "NandAddressMapper":
+        """Largest image of the configuration: ``N = max_vertices``, hot share
+        ``layout.hot_fraction``, slot width ``id_bits``."""
+        n = cfg.engine.max_vertices
+        return cls(Layout(cfg, n, int(n * cfg.layout.hot_fraction), cfg.id_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        lay, p = self.layout, self.params
+        cfg = lay.cfg
+        Ci, Cr, A, K = cfg.nand.cores, cfg.nand.raw_vector_cores, lay.access, lay.hot_accesses
+        la = _log2(A)
+        counts = {"frame": lay.frame_access_count, "code": lay.code_access_count,
+                  "raw": lay.raw_access_count}
+        cmax = max(list(counts.values()) + [K])
+
+        held = Signal()
+        tag = Signal(p.tag_bits)
+        kind = Signal(2)
+        v = Signal(cfg.id_bits)
+        hot = Signal()  # held frame event is a hot frame
+        a = Signal(range(cmax + 1))
+        cnt = Signal(range(cmax + 1))
+        after_hot = Signal()
+
+        # ---- address of access `a` of the held event ---------------------------------
+        core = Signal(p.core_bits)
+        page = Signal(p.page_bits)
+        off = Signal(p.offset_bits)
+        j, core_f = _divmod(v, Ci)
+        pg_f, slot_f = _divmod(j, lay.frames_per_page)
+        off_f = slot_f * lay.stride
+        u, core_r = _divmod(v, Cr)
+        pg_r, slot_r = _divmod(u, lay.raw_per_page)
+        off_r = slot_r * lay.raw_stride
+        g = v * K + a
+        loc, core_h = _divmod(g, Ci)
+        pg_h, acc_h = _divmod(loc, lay.accesses_per_page)
+        with m.Switch(kind):
+            with m.Case(EVENT_CODES["frame"]):
+                with m.If(hot):
+                    m.d.comb += [core.eq(core_h), page.eq(pg_h), off.eq(acc_h << la)]
+                with m.Else():
+                    m.d.comb += [core.eq(core_f), page.eq(lay.hot_pages + pg_f),
+                                 off.eq(((off_f >> la) + a) << la)]
+            with m.Case(EVENT_CODES["code"]):
+                m.d.comb += [core.eq(core_f), page.eq(lay.hot_pages + pg_f),
+                             off.eq((((off_f + lay.code_offset) >> la) + a) << la)]
+            with m.Default():
+                m.d.comb += [core.eq(Ci + core_r), page.eq(pg_r),
+                             off.eq(((off_r >> la) + a) << la)]
+        m.d.comb += [self.req.valid.eq(held), self.req.payload.tag.eq(tag),
+                     self.req.payload.core.eq(core), self.req.payload.page.eq(page),
+                     self.req.payload.offset.eq(off)]
+
+        # ---- event intake ------------------------------------------------------------
+        ev = self.ev.payload
+        done = Signal()
+        m.d.comb += done.eq(self.req.ready & (a == cnt - 1))
+        m.d.comb += self.ev.ready.eq(~held | done)
+        with m.If(held & self.req.ready):
+            m.d.sync += a.eq(a + 1)
+            with m.If(done):
+                m.d.sync += held.eq(0)
+        with m.If(self.ev.valid & self.ev.ready):
+            e_hot = Signal()
+            n_acc = Signal(range(cmax + 1))
+            bad = Signal()
+            m.d.comb += [e_hot.eq(ev.v < lay.hot), bad.eq((ev.v >= lay.n) | (ev.kind == 3))]
+            with m.Switch(ev.kind):
+                with m.Case(EVENT_CODES["frame"]):
+                    m.d.comb += n_acc.eq(Mux(e_hot, K, counts["frame"]))
+                with m.Case(EVENT_CODES["code"]):
+                    m.d.comb += n_acc.eq(Mux(after_hot, 0, counts["code"]))
+                with m.Case(EVENT_CODES["raw"]):
+                    m.d.comb += n_acc.eq(counts["raw"])
+            with m.If(bad):
+                m.d.sync += self.error.eq(1)
+            with m.Else():
+                with m.If(ev.kind == EVENT_CODES["frame"]):
+                    m.d.sync += after_hot.eq(e_hot)
+                m.d.sync += [held.eq(n_acc != 0), tag.eq(ev.tag), kind.eq(ev.kind),
+                             v.eq(ev.v), hot.eq((ev.kind == EVENT_CODES["frame"]) & e_hot),
+                             a.eq(0), cnt.eq(n_acc)]
+        return m

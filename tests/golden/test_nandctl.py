@@ -199,3 +199,36 @@ def test_bad_parameters_and_image():
     with pytest.raises(NandCtlError, match="did not finish"):
         NandControllerModel(_params()).run([Request(0, 0, 0, 0)], out_ready=lambda t: False,
                                            max_cycles=100)
+
+
+def test_requests_for_events_are_the_layout_reads_with_event_tags():
+    from proxima.golden.layout import LayoutError
+    from proxima.golden.nandctl import requests_for_events
+    cfg = preset("tiny")
+    p = CtlParams.from_cfg(cfg)
+    lay = Layout(cfg, 300, 10, 9)
+    rng = np.random.default_rng(9)
+    kinds = ("frame", "code", "raw")
+    events = [(i % 16, kinds[int(rng.integers(0, 3))], int(rng.integers(0, 300)))
+              for i in range(200)]
+    events[5:8] = [(1, "frame", 2), (2, "code", 40), (3, "code", 41)]  # codes after a hot frame
+    reqs = requests_for_events(p, lay, events)
+    reads = reads_for_events([(k, v) for _, k, v in events], lay)
+    assert [(r.core, r.page, r.offset) for r in reqs] == \
+        [(r.core, r.page, r.offset) for r in reads]
+    # tags: each event's reads carry its tag, in event order
+    tags = []
+    for i, (tag, k, v) in enumerate(events):
+        n = len(reads_for_events([(kk, vv) for _, kk, vv in events[:i + 1]], lay)) - \
+            len(reads_for_events([(kk, vv) for _, kk, vv in events[:i]], lay))
+        tags += [tag] * n
+    assert [r.tag for r in reqs] == tags
+    hot3 = requests_for_events(p, lay, events[5:8])
+    assert [r.tag for r in hot3] == [1] * lay.hot_accesses  # no code reads after a hot frame
+    assert len(requests_for_events(p, lay, [(2, "code", 40)])) == lay.code_access_count
+    with pytest.raises(LayoutError, match="out of range"):
+        requests_for_events(p, lay, [(0, "raw", 300)])
+    with pytest.raises(LayoutError, match="unknown event kind"):
+        requests_for_events(p, lay, [(0, "page", 3)])
+    with pytest.raises(NandCtlError, match="tag"):
+        requests_for_events(p, lay, [(1 << p.tag_bits, "raw", 3)])

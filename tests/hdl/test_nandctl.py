@@ -241,3 +241,100 @@ def test_cocotb_nandctl_detects_wrong_cycles(monkeypatch):
     from proxima.sim.runner import CocotbFailure
     with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
         _cocotb(monkeypatch, SMALL, SMALL_KW, "nandctl_small", requests=200, skew=1)
+
+
+# ---- address mapper (events -> requests) -----------------------------------------------
+def _events(lay, count, rng, tag_bits):
+    ev = []
+    for i in range(count):
+        kind = ("frame", "code", "code", "raw")[int(rng.integers(0, 4))]
+        if kind == "frame" and rng.random() < 0.4:
+            v = int(rng.integers(0, max(1, lay.hot)))  # a hot frame (then codes are free)
+        else:
+            v = int(rng.integers(0, lay.n))
+        ev.append((i % (1 << tag_bits), kind, v))
+    return ev
+
+
+def _run_mapper(dut, events, p_valid, p_ready, seed, bad_at=()):
+    from proxima.hdl.nandctl import EVENT_CODES
+    rnd = random.Random(seed)
+    out, err, cyc = [], [], []
+
+    async def bench(ctx):
+        nxt, offering, idle, t = 0, False, 0, 0
+        while idle < 20:
+            if not offering and nxt < len(events) and rnd.random() < p_valid:
+                offering = True
+                tag, kind, v = events[nxt]
+                ctx.set(dut.ev.payload, {"tag": tag, "kind": EVENT_CODES.get(kind, 3), "v": v})
+            ctx.set(dut.ev.valid, offering)
+            rdy = rnd.random() < p_ready
+            ctx.set(dut.req.ready, rdy)
+            if offering and ctx.get(dut.ev.ready):
+                nxt += 1
+                offering = False
+            if rdy and ctx.get(dut.req.valid):
+                o = dut.req.payload
+                out.append(Request(ctx.get(o.tag), ctx.get(o.core), ctx.get(o.page),
+                                   ctx.get(o.offset)))
+                cyc.append(t)
+            idle = idle + 1 if nxt == len(events) and not ctx.get(dut.req.valid) else 0
+            await ctx.tick()
+            t += 1
+        err.append(bool(ctx.get(dut.error)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    _run_mapper.cycles = cyc
+    return out, err[0]
+
+
+@pytest.mark.parametrize("name,changes,n,hot,W", [
+    ("tiny", {}, 3000, 90, 12),
+    # 16 B accesses, R = 16: 48-byte frame stride (85 frames per page: constant dividers),
+    # three-access frames, multi-access hot frames
+    ("tiny", {"nand": {"access_bytes": 16}, "graph": {"R": 16}}, 2000, 50, 16),
+    ("default", {}, 20_000, 600, 14),
+])
+def test_address_mapper_matches_layout_reads(name, changes, n, hot, W):
+    from proxima.golden.layout import Layout
+    from proxima.golden.nandctl import requests_for_events
+    from proxima.hdl.nandctl import NandAddressMapper
+    cfg = preset(name).with_(**changes)
+    lay = Layout(cfg, n, hot, W)
+    params = CtlParams.from_cfg(cfg)
+    dut = NandAddressMapper(lay, params)
+    rng = np.random.default_rng(n)
+    events = _events(lay, 300, rng, params.tag_bits)
+    expected = requests_for_events(params, lay, events)
+    got, err = _run_mapper(dut, events, 0.8, 0.7, n)
+    assert got == expected and not err
+    assert len(expected) > len(events) // 2
+    if changes:
+        assert lay.frames_per_page & (lay.frames_per_page - 1) and lay.frame_access_count > 1
+        assert lay.hot_accesses > 1
+
+
+def test_address_mapper_full_rate_and_bad_events():
+    from proxima.golden.layout import Layout
+    from proxima.golden.nandctl import requests_for_events
+    from proxima.hdl.nandctl import NandAddressMapper
+    cfg = preset("tiny")
+    lay = Layout(cfg, 500, 20, 10)
+    params = CtlParams.from_cfg(cfg)
+    events = [(1, "frame", 3), (2, "code", 7), (3, "raw", 499), (4, "frame", 100),
+              (5, "code", 101), (6, "raw", 42)]
+    expected = requests_for_events(params, lay, events)
+    dut = NandAddressMapper(lay, params)
+    got, err = _run_mapper(dut, events, 1.0, 1.0, 0)
+    assert got == expected and not err
+    # one access per cycle from cycle 1; the code event after hot frame 3 costs one cycle
+    k = len(requests_for_events(params, lay, events[:1]))
+    assert _run_mapper.cycles == list(range(1, k + 1)) + list(range(k + 2, len(got) + 2))
+    # a vertex out of range is dropped and flagged; the next event is mapped as usual
+    dut = NandAddressMapper(lay, params)
+    got, err = _run_mapper(dut, [(0, "raw", 500), (1, "raw", 5)], 1.0, 1.0, 0)
+    assert err and got == requests_for_events(params, lay, [(1, "raw", 5)])
