@@ -38,6 +38,13 @@ Requests
 ``strict=False`` it models the RTL: a bad request is accepted in the cycle it is offered, gets
 no response and sets the sticky ``error`` flag.
 
+Events instead of addresses
+---------------------------
+:func:`requests_for_events` maps tagged search events ``(tag, kind, v)`` to requests through
+the layout rules (:func:`proxima.golden.layout.reads_for_events`: core round-robin mapping,
+hot frames on consecutive cores, no code read after a hot frame); the RTL twin is
+:class:`proxima.hdl.nandctl.NandAddressMapper`, whose output feeds the controller.
+
 Cycle rules
 -----------
 State at the start of cycle ``t``: per core a FIFO (``<= D`` requests), a service register
