@@ -23,7 +23,9 @@ Interface
             ========  ==  =================================================================
 
             ``cmd.ready`` is low while a merge or a dump runs and while a ``resp`` beat
-            waits, so commands take effect strictly in order.
+            waits, so commands take effect strictly in order.  The INSERT beats of one
+            batch must not be interleaved with other commands (a RESET drops a partial
+            batch).
 ``resp``    ``Out(stream{found, pos, id, key})``: one beat per SELECT (registered).
             ``found = 0`` (with ``pos = id = key = 0``) when no entry among the first
             ``min(T, len)`` is unexpanded.

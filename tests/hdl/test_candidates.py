@@ -82,6 +82,17 @@ def test_tiny_random_commands_with_stalls():
     assert sum(op == "insert" for op, _ in cmds) > 50
 
 
+@pytest.mark.parametrize("changes", [
+    # R > L, and a list that is not a power of two with a tiny row
+    dict(graph={"R": 16}, search={"L": 4, "T0": 4, "k": 2, "beam_width": 2}),
+    dict(engine={"id_bits": 8}, graph={"R": 3, "build_L": 16},
+         search={"L": 5, "T0": 4, "k": 2}),
+])
+def test_other_shapes(changes):
+    _check_random(preset("tiny").with_(**changes), 120, seed=5, p_valid=0.7, p_ready=0.7,
+                  dist_max=6)
+
+
 def test_default_preset_random_commands():
     _check_random(preset("default"), 20, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000)
 
