@@ -6,8 +6,8 @@ Parameters (``PROXIMA_TB_PARAMS``): ``ctl`` (keyword overrides of
 pytest side), ``requests``, ``p_valid`` / ``p_ready`` (per-cycle probabilities of starting to
 offer the next request / of ``resp.ready``), ``p_bad`` (fraction of bad requests: core, page
 or offset out of range), ``external`` (the DUT has the external store port: the
-testbench serves it as a synchronous read port from the image), ``skew`` (added to every expected beat cycle: a non-zero value must
-make the test fail).
+testbench serves it as a synchronous read port from the image), ``skew`` (added to every
+expected beat cycle: a non-zero value must make the test fail).
 
 Every request's accept cycle and every response beat's cycle, tag, data and ``last`` are
 compared with :meth:`proxima.golden.nandctl.NandControllerModel.run` driven by the same
