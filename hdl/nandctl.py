@@ -35,8 +35,9 @@ behind a cache, or a host-loaded BRAM image):
 ``store_en``    ``Out(1)``          read enable
 ``store_data``  ``In(beat_bits)``   must present the word addressed in the previous cycle in
                                     which ``store_en`` was high, and hold it while
-                                    ``store_en`` is low (a synchronous read port with enable;
-                                    a slower memory needs a wrapper that stalls the cycle)
+                                    ``store_en`` is low (a synchronous read port with enable).
+                                    The port has no wait signal: a memory with a longer or
+                                    variable latency (SDRAM) needs an on-chip buffer in front
 
 The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and ``P / bb``
 are powers of two).
