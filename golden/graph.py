@@ -477,21 +477,26 @@ class _BatchSearcher:
         # (an id of -1 sets bits 1..32 only: with d = +inf the key stays >= _INF_KEY)
         return k
 
-    def run(self, qids: np.ndarray) -> np.ndarray:
-        """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order."""
+    def run(self, qids: np.ndarray, row0: int = 0) -> np.ndarray:
+        """Expanded sets ``(B, S)`` int64 (-1 padded), in expansion order.
+
+        Uses rows ``row0 .. row0 + B - 1`` of the visited bitmap (and leaves them clear), so
+        threads searching disjoint row ranges may share one searcher."""
         sp, g, L, n, seen = self.space, self.g, self.L, self.n, self.seen
         b = qids.shape[0]
+        if row0 < 0 or (row0 + b) * n > seen.size:
+            raise GraphError(f"batch rows {row0}..{row0 + b - 1} exceed the visited bitmap")
         qv_all = sp.rows(qids)
         keys = np.full((b, L), _SENT, dtype=np.uint64)
         ent = np.full((b, 1), self.entry, dtype=np.int64)
         keys[:, 0] = self._keys(sp.by_idx(qv_all, ent)[:, 0], ent[:, 0])
         idx_t = np.int32 if seen.size < 2 ** 31 else np.int64
-        rows0 = np.arange(b, dtype=idx_t)
-        touched = [rows0 * idx_t(n) + idx_t(self.entry)]
+        rows0 = np.arange(b, dtype=idx_t)  # local rows; bitmap row = row0 + local row
+        touched = [(rows0 + idx_t(row0)) * idx_t(n) + idx_t(self.entry)]
         seen[touched[0]] = True
         steps: list[tuple[np.ndarray, np.ndarray]] = []
         active = rows0
-        base = active * idx_t(n)
+        base = (active + idx_t(row0)) * idx_t(n)
         qv = qv_all
         one = np.uint64(1)
         idmask = np.uint64(0x7FFF_FFFF)
@@ -506,7 +511,7 @@ class _BatchSearcher:
                     break
                 k = keys[active]
                 unexp = unexp[has]
-                base = active * idx_t(n)
+                base = (active + idx_t(row0)) * idx_t(n)
                 qv = np.ascontiguousarray(qv[has])
             a = active.size
             ar = np.arange(a)
@@ -685,9 +690,8 @@ def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress
                  backend: str = "auto") -> Graph:
     """Vamana graph (module docstring) with batched, ParlayANN-style insertion.
 
-    ``max_batch``/``batch_fraction`` cap the batch size; the per-batch visited bitmap costs
-    ``batch * N`` bytes per thread and the cap is lowered to keep the total under
-    ``seen_budget_bytes``.
+    ``max_batch``/``batch_fraction`` cap the batch size; the visited bitmap costs
+    ``batch * N`` bytes and the cap is lowered to keep it under ``seen_budget_bytes``.
     ``threads`` (default: the CPUs this process may use) splits each batch's searches and
     prunes over threads; the graph is the same for any thread count.  ``backend`` selects
     the distance kernel (``auto``/``faiss``/``numpy``, see :class:`_Space`); on uint8 data
@@ -699,20 +703,20 @@ def build_vamana(vectors: np.ndarray, gcfg: GraphConfig, seed: int = 0, progress
     n = x.shape[0]
     if max_batch < 1 or not 0 < batch_fraction <= 1:
         raise GraphError("max_batch must be >= 1 and batch_fraction in (0, 1]")
-    if seen_budget_bytes < n * (threads or 1):
-        raise GraphError(f"seen_budget_bytes must be >= N * threads = {n * (threads or 1)}")
+    if seen_budget_bytes < n:
+        raise GraphError(f"seen_budget_bytes must be >= N = {n}")
     rng = np.random.default_rng(seed)
     space = _Space(x, backend)
     entry = medoid(x)
     g = random_regular_graph(n, R, rng)
     workers = _Workers(_default_threads() if threads is None else threads)
-    cap = max(1, min(max_batch, int(batch_fraction * n),
-                     seen_budget_bytes // (n * workers.threads)))
-    searchers = [_BatchSearcher(space, g, entry, L, cap) for _ in range(workers.threads)]
+    # the batch cap does not depend on the thread count: neither does the graph
+    cap = max(1, min(max_batch, int(batch_fraction * n), seen_budget_bytes // n))
+    searcher = _BatchSearcher(space, g, entry, L, cap)
 
     def search(pts: np.ndarray) -> np.ndarray:
         parts = workers.split(pts.size)
-        vis = workers.map(lambda i, sl: searchers[i].run(pts[sl]), list(enumerate(parts)))
+        vis = workers.map(lambda sl: searcher.run(pts[sl], sl.start), [(sl,) for sl in parts])
         w = max(v.shape[1] for v in vis)
         return np.concatenate([np.pad(v, ((0, 0), (0, w - v.shape[1])), constant_values=-1)
                                for v in vis], axis=0)

@@ -128,10 +128,16 @@ def test_vamana_properties(data, vamana):
 
 
 def test_vamana_deterministic_and_thread_independent(data, vamana):
-    again = build_vamana(data, GC, seed=7, progress=False, threads=2)
+    again = build_vamana(data, GC, seed=7, progress=False, threads=1)
     assert np.array_equal(again.neighbors, vamana.neighbors) and again.entry == vamana.entry
     other = build_vamana(data, GC, seed=8, progress=False, threads=1)
     assert not np.array_equal(other.neighbors, vamana.neighbors)
+    # batches of 500 rows: really split over 2 and 3 threads; same graph as 1 thread
+    sub = data[:1000]
+    kw = dict(seed=1, progress=False, batch_fraction=0.5)
+    one = build_vamana(sub, GC, threads=1, **kw)
+    for t in (2, 3):
+        assert np.array_equal(build_vamana(sub, GC, threads=t, **kw).neighbors, one.neighbors)
 
 
 def test_vamana_recall_at_1(data, vamana):
