@@ -90,6 +90,21 @@ def test_round_trip_without_hot_and_other_config(tmp_path):
     same(open_image(tmp_path / "a"), ix)
 
 
+def test_round_trip_multi_access_frames(tmp_path):
+    """16 B accesses: normal frames span 2 accesses, hot frames 6 chunks on 5 cores."""
+    cfg = CFG.with_(graph={"R": 16}, nand={"access_bytes": 16, "page_bytes": 512, "cores": 5,
+                                          "raw_vector_cores": 3})
+    ix = make_index(n=300, hot=9, seed=4, cfg=cfg)
+    lay = write_image(tmp_path / "m", ix)
+    assert lay.stride > lay.access and lay.frame_access_count == 2
+    assert lay.hot_accesses > cfg.nand.cores  # a hot frame wraps around the cores
+    im = read_image(tmp_path / "m")
+    same(im.index, ix)
+    q = np.random.default_rng(1).integers(0, 256, cfg.vec.dim, dtype=np.uint8)
+    a, b = search(ix, q), search(im.index, q)
+    assert np.array_equal(a.ids, b.ids) and a.counters == b.counters
+
+
 def test_search_on_image_is_identical(idx, img):
     im = read_image(img)
     rng = np.random.default_rng(9)
