@@ -42,22 +42,25 @@ frame's words are discarded.  No range check of the ids against ``N`` is made
 Word width
 ----------
 ``word_bits`` (default: the smallest power of two ``>= 2 * B``, at most ``8 * A``; 32 bits in
-``tiny``, 64 in ``default`` and ``paper``) is the NAND controller's data-bus width.  One word
-is accepted per cycle at most.
+``tiny``, 64 in ``default`` and ``paper``; any power of two ``>= B`` works) is the NAND
+controller's data-bus width.  One word is accepted per cycle at most.
 
 Micro-architecture and throughput
 ---------------------------------
-A bit buffer of ``CAP = 2 * word_bits`` bits holds the not yet consumed frame bits, the oldest
-at bit 0; ``cnt`` counts them.  Each cycle the next input word is accepted if ``cnt <= CAP -
-word_bits`` (``i.ready`` depends on registers only) and ORed in at bit ``cnt``, and the state
-machine consumes ``take`` bits from bit 0 (a field, or a skip) of the buffer as it was at the
-start of the cycle; the sum is shifted down by ``take``.  States:
+A window of two input words holds the not yet consumed frame bits from the bit read pointer
+``rp`` (``0 .. word_bits-1``) of its low word on; ``cnt = nwords * word_bits - rp`` counts
+them and ``view = (window >> rp)[:word_bits]`` (a funnel shifter) shows the next bits.  Each
+cycle the state machine consumes ``take`` bits (a field, or a skip) from ``view``; ``rp +
+take`` tells how many whole words (0..2) are used up and drop out of the window, and the next
+input word is accepted into the first free slot when the window held fewer than two words
+at the start of the cycle (``i.ready`` depends on registers only).  States:
 
 ``HDR``   (``cnt >= HB``) read ``d``, ``w``; check them.                 1 cycle per frame
 ``FIRST`` emit ``n_0`` (``B`` bits) or the ``empty`` beat.
 ``GAP``   emit ``id += gap`` (``w`` bits).                               1 id per cycle
-``SKIP``  normal frames: drop bits up to ``8 * code_off`` (the tail of the id region, up
-          to ``CAP`` bits per cycle; in practice one input word per cycle).
+``SKIP``  normal frames: drop the bits up to byte ``code_off`` (the tail of the id region;
+          a register ``left`` counts them down from ``8 * code_off - HB``), up to ``cnt``
+          bits per cycle: in practice one input word per cycle.
 ``CODE``  gather the ``8C`` code bits in chunks of ``word_bits`` into the ``codes`` output
           register (``ceil(8C / word_bits)`` cycles); hot frames go back to ``GAP`` after
           each code.
@@ -69,7 +72,7 @@ arrive at one per cycle (``w <= B <= word_bits / 2``).  A normal frame of degree
 takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) /
 word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
 word_bits))`` cycles, plus up to one cycle per code chunk while the buffer refills (a
-chunk of ``word_bits`` bits needs a full word in the buffer) and one bubble per code when
+chunk of ``word_bits`` bits needs a full word in the window) and one bubble per code when
 ``codes`` is the bottleneck.  Resources on an ECP5-85F (``default``, 64-bit words, measured
 with ``python -m proxima.fpga.resources gapdec``): see docs/RESOURCES.md.
 """
@@ -148,9 +151,15 @@ class GapDecoder(wiring.Component):
         cbits = 8 * C
         nchunks = -(-cbits // wb)
 
-        buf = Signal(cap)
-        cnt = Signal(range(cap + 1))
-        pos = Signal(self.pos_bits)          # frame bit position of buf[0]
+        lw = (wb - 1).bit_length()             # log2(word_bits)
+        win = Signal(cap)                      # two-word window; frame bits from rp on
+        nwords = Signal(range(3))              # valid words in the window
+        rp = Signal(lw)                        # read pointer (bit) into the low word
+        cnt = Signal(range(cap + 1))           # unconsumed bits = nwords*wb - rp
+        left = Signal(self.pos_bits)           # normal frames: bits to skip to the code
+        view = Signal(wb)                      # the next wb unconsumed bits
+        m.d.comb += view.eq((win >> rp)[:wb])
+        buf = view
         deg = Signal(DB)
         w = Signal(self.width_bits)
         hot = Signal()
@@ -170,6 +179,7 @@ class GapDecoder(wiring.Component):
 
         take = Signal(range(cap + 1))
         flush = Signal()
+        hdr_fire = Signal()                    # the header is consumed this cycle
 
         # ---- code byte offset of the mounted slot width (table from golden Layout) -------
         target = Signal(self.pos_bits)
@@ -205,7 +215,7 @@ class GapDecoder(wiring.Component):
         with m.FSM(init="HDR"):
             with m.State("HDR"):
                 with m.If(cnt >= HB):
-                    m.d.comb += take.eq(HB)
+                    m.d.comb += [take.eq(HB), hdr_fire.eq(1)]
                     d_new = buf[:DB]
                     w_new = buf[DB:HB]
                     m.d.sync += [deg.eq(d_new), w.eq(w_new), j.eq(0), chunk.eq(0),
@@ -255,8 +265,8 @@ class GapDecoder(wiring.Component):
                         m.next = "SKIP"
                 truncated(w)
             with m.State("SKIP"):
-                with m.If(pos + cnt >= target):
-                    m.d.comb += take.eq(target - pos)
+                with m.If(cnt >= left):
+                    m.d.comb += take.eq(left)
                     m.next = "CODE"
                 with m.Else():
                     m.d.comb += take.eq(cnt)
@@ -305,22 +315,35 @@ class GapDecoder(wiring.Component):
                     m.d.sync += frame_start.eq(1)
                     m.next = "HDR"
 
-        # ---- bit buffer: append one word at bit cnt, then consume `take` bits ----------
-        # i.ready depends on registers only (cnt, seen_last, state): no path from the
-        # output handshakes to the input handshake.
+        # ---- window: drop consumed words, append one word ------------------------------
+        # i.ready depends on registers only (nwords, seen_last, state).
         load = Signal()
         with m.If(flush):
             m.d.comb += self.i.ready.eq(~seen_last)
         with m.Else():
-            m.d.comb += [self.i.ready.eq(~seen_last & (cnt <= cap - wb)),
+            m.d.comb += [self.i.ready.eq(~seen_last & (nwords < 2)),
                          load.eq(self.i.valid & self.i.ready)]
-        merged = Signal(cap)
-        m.d.comb += merged.eq(buf | Mux(load, (self.i.payload.data << cnt)[:cap], 0))
+        adv = Signal(range(2 * cap + 1))
+        m.d.comb += adv.eq(rp + take)
+        drop = adv[lw:]                        # words fully consumed this cycle (0..2)
+        kept = Signal(range(3))
+        m.d.comb += kept.eq(nwords - drop)
+        lo, hi = win[:wb], win[wb:]
+        lo_d = Mux(drop == 0, lo, Mux(drop == 1, hi, 0))
+        hi_d = Mux(drop == 0, hi, 0)
+        data = self.i.payload.data
         with m.If(flush):
-            m.d.sync += [buf.eq(0), cnt.eq(0), pos.eq(0)]
+            m.d.sync += [win.eq(0), nwords.eq(0), rp.eq(0), cnt.eq(0)]
         with m.Else():
-            m.d.sync += [buf.eq(merged >> take), cnt.eq(cnt + Mux(load, wb, 0) - take),
-                         pos.eq(pos + take)]
+            m.d.sync += [
+                win[:wb].eq(Mux(load & (kept == 0), data, lo_d)),
+                win[wb:].eq(Mux(load & (kept == 1), data, hi_d)),
+                nwords.eq(kept + load),
+                rp.eq(adv[:lw]),
+                cnt.eq(cnt + Mux(load, wb, 0) - take),
+                # normal frames reach the code after target - HB bits past the header
+                left.eq(Mux(hdr_fire, target - HB, left - take)),
+            ]
             with m.If(load):
                 m.d.sync += seen_last.eq(self.i.payload.last)
                 with m.If(frame_start):
