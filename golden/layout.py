@@ -589,11 +589,15 @@ def _bits_of(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def _val_of(bits: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_bits_of` over the last axis (int64)."""
+    """Inverse of :func:`_bits_of` over the last axis (int64; widths up to 64 bits)."""
     width = bits.shape[-1]
     if width == 0:
         return np.zeros(bits.shape[:-1], dtype=np.int64)
-    return (bits.astype(np.int64) << np.arange(width, dtype=np.int64)).sum(axis=-1)
+    cw = next(c for c in (8, 16, 32, 64) if width <= c)
+    pad = np.zeros(bits.shape[:-1] + (cw,), dtype=np.uint8)
+    pad[..., :width] = bits
+    packed = np.packbits(pad, axis=-1, bitorder="little")
+    return packed.view(f"<u{cw // 8}")[..., 0].astype(np.int64)
 
 
 def _check_rows(layout: Layout, nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
