@@ -178,7 +178,7 @@ def markdown(r: dict) -> str:
         L.append(f"FPGA preset `{f['preset']}` (its own {f['layout']['index_cores']} + "
                  f"{f['layout']['raw_cores']} cores, {1000 / f['params']['cycle_ns']:.0f} MHz, "
                  f"tR {f['params']['tR_cycles']} + transfer {f['params']['transfer_cycles']} "
-                 f"cycles), same traces:\n")
+                 f"cycles; R and M of the traced index), same traces:\n")
         L.append("| Nq | QPS | mean index-core util | mean latency (us) |")
         L.append("|---|---|---|---|")
         for nq, c in f["by_nq"].items():

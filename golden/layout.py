@@ -583,9 +583,13 @@ _CHUNK = 16384
 
 
 def _bits_of(values: np.ndarray, width: int) -> np.ndarray:
-    """(..., width) uint8 bits of ``values`` LSB first."""
-    v = np.asarray(values, dtype=np.uint64)
-    return ((v[..., None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    """(..., width) uint8 bits of the unsigned ``values`` LSB first (``values < 2**width``)."""
+    v = np.asarray(values)
+    cw = next(c for c in (8, 16, 32, 64) if width <= c)
+    b = np.ascontiguousarray(v.astype(f"<u{cw // 8}"))
+    bits = np.unpackbits(b.view(np.uint8).reshape(v.shape + (cw // 8,)), axis=-1,
+                         bitorder="little")
+    return bits[..., :width]
 
 
 def _val_of(bits: np.ndarray) -> np.ndarray:
