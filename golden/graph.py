@@ -37,7 +37,8 @@ Sequential insertion is a per-vertex Python loop (far too slow for 10^5 vertices
 module inserts in *batches*, as parallel Vamana builds (ParlayANN) do:
 
 * batch sizes grow geometrically (1, 2, 4, ...: prefix doubling) in each pass up to
-  ``max(1, min(max_batch, batch_fraction * N))`` vertices;
+  ``max(1, min(max_batch, batch_fraction * N, seen_budget_bytes // N))`` vertices (defaults
+  2048, 0.02, 256 MB: the per-batch visited bitmap holds ``batch * N`` bytes);
 * all greedy searches of a batch run in lockstep on the graph as it was before the batch
   (each vertex of the batch expands one candidate per step; vectorised over the batch), so
   vertices of the same batch do not see each other's new edges;
