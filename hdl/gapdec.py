@@ -73,8 +73,12 @@ takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) 
 word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
 word_bits))`` cycles, plus up to one cycle per code chunk while the buffer refills (a
 chunk of ``word_bits`` bits needs a full word in the window) and one bubble per code when
-``codes`` is the bottleneck.  Resources on an ECP5-85F (``default``, 64-bit words, measured
-with ``python -m proxima.fpga.resources gapdec``): see docs/RESOURCES.md.
+``codes`` is the bottleneck.  Measured: 41.7 cycles per degree-32 normal frame at full rate
+(``default``, W = 20, 64-bit words; ``tests/hdl/test_gapdec.py``).  ECP5-85F (``python -m
+proxima.fpga.resources gapdec --preset default``, 2026-11-22): 1844 LUT4 (incl. 54 CCU2C),
+724 FF, no BRAM/DSP, Fmax 80.9 MHz after place and route (below the 100 MHz ``default``
+clock; the critical path runs from the window through the funnel shifter and the id adder
+into the state register: registering the ``ids`` output is the next step).
 """
 
 from __future__ import annotations
