@@ -80,12 +80,16 @@ class RoundRobinArbiter(wiring.Component):
         onehot = Signal(n)
         m.d.comb += onehot.eq(Mux(after.any(), first_after, first_any))
 
+        # binary index of the one-hot grant: bit b is the OR of the requesters with bit b set
         grant = Signal(self.grant_bits)
-        m.d.comb += grant.eq(
-            _or_reduce([Mux(onehot[k], k, 0) for k in range(n)], self.grant_bits))
+        m.d.comb += grant.eq(Cat(
+            _or_reduce([onehot[k] for k in range(n) if (k >> b) & 1], 1)
+            for b in range(self.grant_bits)))
+        # payload: AND-OR of the inputs with the one-hot grant
         payload = Signal(width)
         m.d.comb += payload.eq(_or_reduce(
-            [Mux(onehot[k], Value.cast(self.i[k].payload), 0) for k in range(n)], width))
+            [Value.cast(self.i[k].payload) & onehot[k].replicate(width) for k in range(n)],
+            width))
 
         load = Signal()
         take = Signal()
