@@ -239,7 +239,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-doc", type=Path, metavar="MD",
                     help="insert/replace this run's section in a Markdown file "
                          "(e.g. docs/RESOURCES.md)")
+    ap.add_argument("--doc-from-json", type=Path, nargs="+", metavar="JSON",
+                    help="do not measure: write --write-doc sections from earlier --json files")
     args = ap.parse_args(argv)
+    if args.doc_from_json:
+        if not args.write_doc:
+            ap.error("--doc-from-json needs --write-doc")
+        for jf in args.doc_from_json:
+            saved = json.loads(jf.read_text())
+            reps = []
+            for b in saved["blocks"]:
+                r = BlockReport(**{k: v for k, v in b.items()
+                                   if k in BlockReport.__dataclass_fields__})
+                r.util = {k: tuple(v) for k, v in r.util.items()}
+                reps.append(r)
+            write_doc_section(args.write_doc, reps, date=saved["date"], tools=saved["tools"],
+                              cli=saved["cli"], freq=reps[0].target,
+                              seed=saved.get("seed", 1))
+        return 0
     try:
         cfg = preset(args.preset).override(args.overrides)
     except ConfigError as e:
@@ -267,14 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table([r]), flush=True)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     tools = _tool_versions() if (args.json or args.write_doc) else {}
+    argv_shown = sys.argv[1:] if argv is None else list(argv)
+    cli = ["python", "-m", "proxima.fpga.resources", *argv_shown]
     if args.json:
         args.json.write_text(json.dumps({
-            "date": date, "device": DEVICE, "tools": tools,
+            "date": date, "device": DEVICE, "tools": tools, "cli": cli, "seed": args.seed,
             "blocks": [dict(vars(r)) for r in reports]}, indent=1, default=str))
     if args.write_doc:
-        argv_shown = sys.argv[1:] if argv is None else list(argv)
-        write_doc_section(args.write_doc, reports, date=date, tools=tools,
-                          cli=["python", "-m", "proxima.fpga.resources", *argv_shown],
+        write_doc_section(args.write_doc, reports, date=date, tools=tools, cli=cli,
                           freq=args.freq, seed=args.seed)
     return 0
 
@@ -282,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_doc_section(path: Path, reports: list[BlockReport], *, date: str, tools: dict,
                       cli: list[str], freq: float, seed: int) -> None:
     """Insert or replace the section of this run (keyed by blocks + preset) in ``path``."""
-    key = " ".join(f"{r.block}[{r.preset}]" for r in reports)
+    key = " ".join(f"{r.block}[{r.preset}; {r.params}]" for r in reports)
     begin, end = f"<!-- resources: {key} -->", f"<!-- /resources: {key} -->"
     top = "res_<block>"
     yosys, nextpnr = commands(top, freq, seed)
