@@ -184,11 +184,12 @@ class BloomFilter(wiring.Component):
         # stage 1 / stage 2 operation registers ("req": an id, else a scrub op)
         s1_valid, s1_req = Signal(), Signal()
         s2_valid, s2_req = Signal(), Signal()
-        s1_id, s2_id = Signal(self.id_bits), Signal(self.id_bits)
-        s1_addr = [Signal(range(depth), name=f"s1_addr{i}") for i in range(k)]
-        s2_addr = [Signal(range(depth), name=f"s2_addr{i}") for i in range(k)]
-        s1_bit = [Signal(self.bit_sel_bits, name=f"s1_bit{i}") for i in range(k)]
-        s2_bit = [Signal(self.bit_sel_bits, name=f"s2_bit{i}") for i in range(k)]
+        s1_id = Signal(self.id_bits, reset_less=True)
+        s2_id = Signal(self.id_bits, reset_less=True)
+        s1_addr = [Signal(range(depth), name=f"s1_addr{i}", reset_less=True) for i in range(k)]
+        s2_addr = [Signal(range(depth), name=f"s2_addr{i}", reset_less=True) for i in range(k)]
+        s1_bit = [Signal(self.bit_sel_bits, name=f"s1_bit{i}", reset_less=True) for i in range(k)]
+        s2_bit = [Signal(self.bit_sel_bits, name=f"s2_bit{i}", reset_less=True) for i in range(k)]
 
         advance = Signal()
         accept = Signal()
@@ -233,9 +234,9 @@ class BloomFilter(wiring.Component):
 
             # stage 2 word: the RAM data registered, or the word forwarded from the write
             # that happened while this operation was in stage 1
-            raw = Signal(self.word_layout, name=f"s2_raw{i}")
-            fwd = Signal(name=f"s2_fwd{i}")
-            fwd_word = Signal(self.word_layout, name=f"s2_fwd_word{i}")
+            raw = Signal(self.word_layout, name=f"s2_raw{i}", reset_less=True)
+            fwd = Signal(name=f"s2_fwd{i}", reset_less=True)
+            fwd_word = Signal(self.word_layout, name=f"s2_fwd_word{i}", reset_less=True)
             word = Signal(self.word_layout, name=f"s2_word{i}")
             m.d.comb += word.eq(Mux(fwd, fwd_word, raw))
             with m.If(advance):

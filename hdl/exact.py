@@ -132,12 +132,13 @@ class ExactDistanceUnit(wiring.Component):
 
         # stage A: differences
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
-        a_id = Signal(cfg.id_bits)
-        a_diff = [Signal(signed(eb + 1), name=f"a_diff{lane}") for lane in range(L)]
+        a_id = Signal(cfg.id_bits, reset_less=True)
+        a_diff = [Signal(signed(eb + 1), name=f"a_diff{lane}", reset_less=True)
+                  for lane in range(L)]
         # stage B: squares
         b_valid, b_first, b_last = Signal(), Signal(), Signal()
-        b_id = Signal(cfg.id_bits)
-        b_sq = [Signal(2 * eb, name=f"b_sq{lane}") for lane in range(L)]
+        b_id = Signal(cfg.id_bits, reset_less=True)
+        b_sq = [Signal(2 * eb, name=f"b_sq{lane}", reset_less=True) for lane in range(L)]
         # stage C: accumulator and output
         acc = Signal(cfg.exact_dist_bits)
         out = Signal(self.dist_layout)

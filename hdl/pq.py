@@ -95,13 +95,6 @@ def _tree_level(values):
     return nxt
 
 
-def _tree_sum(values):
-    values = list(values)
-    while len(values) > 1:
-        values = _tree_level(values)
-    return values[0]
-
-
 def _tree_depth(n: int) -> int:
     return max(0, (int(n) - 1).bit_length())
 
@@ -115,7 +108,8 @@ def _pipelined_tree(m, values, levels_per_stage: int, enable, name: str):
         for _ in range(levels_per_stage):
             if len(values) > 1:
                 values = _tree_level(values)
-        regs = [Signal(len(v), name=f"{name}_t{stages}_{i}") for i, v in enumerate(values)]
+        regs = [Signal(len(v), name=f"{name}_t{stages}_{i}", reset_less=True)
+                for i, v in enumerate(values)]
         with m.If(enable):
             m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
         values = regs
@@ -215,7 +209,7 @@ class PQUnit(wiring.Component):
         ]
 
         # ---- query register (shift in, element 0 ends in the low bits) ---------------------
-        qreg = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(eb), dsub), M))
+        qreg = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(eb), dsub), M), reset_less=True)
         qcnt = Signal(range(cfg.vec.dim))
         m.d.comb += self.query.ready.eq(~building)
         with m.If(self.query.valid & self.query.ready):
@@ -241,24 +235,25 @@ class PQUnit(wiring.Component):
         # valid/index shift register alongside the data stages
         n_st = self.build_stages  # v[0]: RAM output of the read, ..., v[n_st-1]: output
         v = [Signal(name=f"b{j}_valid") for j in range(1, n_st + 1)]
-        ix = [Signal(range(self.entries), name=f"b{j}_idx") for j in range(1, n_st + 1)]
+        ix = [Signal(range(self.entries), name=f"b{j}_idx", reset_less=True)
+              for j in range(1, n_st + 1)]
         with m.If(b_adv):
             m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
             m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
             m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
         # stage 1 (v[0]): RAM word arrives -> register it
-        word = Signal(dsub * eb)
+        word = Signal(dsub * eb, reset_less=True)
         with m.If(b_adv):
             m.d.sync += word.eq(cb_rp.data)
         # stage 2 (v[1]): differences with the query sub-vector of subspace m
         idx2 = ix[1]
         m2 = idx2[lg_k:] if M > 1 else Const(0, 1)
         qsub = qreg[m2] if M > 1 else qreg[0]
-        diffs = [Signal(signed(eb + 1), name=f"b_diff{d}") for d in range(dsub)]
+        diffs = [Signal(signed(eb + 1), name=f"b_diff{d}", reset_less=True) for d in range(dsub)]
         with m.If(b_adv):
             m.d.sync += [diffs[d].eq(qsub[d] - word[d * eb:(d + 1) * eb]) for d in range(dsub)]
         # stage 3 (v[2]): squares
-        sqs = [Signal(2 * eb, name=f"b_sq{d}") for d in range(dsub)]
+        sqs = [Signal(2 * eb, name=f"b_sq{d}", reset_less=True) for d in range(dsub)]
         with m.If(b_adv):
             m.d.sync += [sqs[d].eq((diffs[d] * diffs[d]).as_unsigned()) for d in range(dsub)]
         # stages 4..: adder tree (registered), then round + saturate into the output register
@@ -272,7 +267,7 @@ class PQUnit(wiring.Component):
 
         pre_valid, pre_idx = v[n_st - 2], ix[n_st - 2]   # entry whose value is ready
         out_valid, out_idx = v[n_st - 1], ix[n_st - 1]
-        out_val = Signal(cfg.pq.adt_bits)
+        out_val = Signal(cfg.pq.adt_bits, reset_less=True)
         with m.If(b_adv):
             m.d.sync += out_val.eq(value)
         m.d.comb += [
@@ -304,7 +299,7 @@ class PQUnit(wiring.Component):
             for p in range(P):
                 rp = adt.read_port()
                 m.d.comb += [rp.en.eq(d_adv), rp.addr.eq(self.codes.payload[p].code[mm])]
-                reg = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}")
+                reg = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}", reset_less=True)
                 with m.If(d_adv):
                     m.d.sync += reg.eq(rp.data)
                 looked[p][mm] = reg
@@ -315,8 +310,9 @@ class PQUnit(wiring.Component):
         # lane bookkeeping: accepted beat -> (read) -> (entry regs) -> tree stages
         depth = 1 + 1 + n_tree
         dv = [Signal(name=f"d{j}_valid") for j in range(depth)]
-        used = [Signal(P, name=f"d{j}_used") for j in range(depth)]
-        ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}") for p in range(P)] for j in range(depth)]
+        used = [Signal(P, name=f"d{j}_used", reset_less=True) for j in range(depth)]
+        ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}", reset_less=True) for p in range(P)]
+               for j in range(depth)]
         with m.If(d_adv):
             m.d.sync += dv[0].eq(accept)
             m.d.sync += [dv[j].eq(dv[j - 1]) for j in range(1, depth)]
