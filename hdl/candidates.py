@@ -53,10 +53,18 @@ ones.  After the last one:
    the first ``L`` outputs become the new list.  ``len = min(L, len + batch)``.
 
 Cycles: one per INSERT beat, then ``2 * latency + 3`` (``latency`` = the sorter's pipeline
-depth, ``p(p+1)/2`` for ``n = 2**p``: 21 for ``default``, 10 for ``tiny``) until the next
-command is accepted.  SELECT: one cycle to accept, response valid in the next cycle
+depth ``ceil(p(p+1)/2 / stages_per_reg)`` for ``n = 2**p``: 21 for ``default``, 10 for
+``tiny`` with the default ``stages_per_reg = 1``) until the next command is accepted.  SELECT: one cycle to accept, response valid in the next cycle
 (priority encoder over the ``L`` flags masked by ``i < T``).  DUMP: ``L`` beats, one per
 cycle when ``dbg.ready`` stays high.
+
+Area (measured, ``default``: ``n = 64``, 41-bit extended keys; yosys ``synth_ecp5`` through
+``python -m proxima.fpga.resources candidates``, 2026-11-22): 86.6k LUT4 + 14.8k CCU2C and
+60.7k FF -- more than an ECP5-85F holds.  Almost all of it is the private fully pipelined
+64-input sorter (21 register levels x 64 x 41 bits = 55k FF, 672 41-bit compare-exchanges);
+the list itself is ``3 * n * 41`` FF plus ``L`` comparators.  ``stages_per_reg`` (passed to
+the sorter) cuts the register levels; on the FPGA the engine should share one sorter between
+the queues (as the paper does) or use a smaller ``engine.sorter_n``.
 """
 
 from __future__ import annotations
@@ -95,8 +103,11 @@ class Op(enum.Enum, shape=2):
 class CandidateListRTL(wiring.Component):
     """Per-query sorted candidate list with select / insert / dump commands."""
 
-    def __init__(self, cfg: ProximaConfig):
+    def __init__(self, cfg: ProximaConfig, *, stages_per_reg: int = 1):
         self.cfg = cfg
+        if int(stages_per_reg) < 1:
+            raise CandidateListError(f"stages_per_reg must be >= 1, got {stages_per_reg}")
+        self.stages_per_reg = int(stages_per_reg)
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
         if self.L > self.n or self.R > self.n:
             raise CandidateListError(f"L ({self.L}) and R ({self.R}) must fit the sorter "
@@ -111,6 +122,10 @@ class CandidateListRTL(wiring.Component):
         assert self.sort_cfg.sort_key_bits == self.ext_bits
         self.id_bits = cfg.id_bits
         self.t_bits = bitlen(self.L)
+        depth = (self.n.bit_length() - 1) * self.n.bit_length() // 2
+        #: sorter pipeline latency in cycles (an insert costs 2 * sorter_latency + 3 after
+        #: its last key)
+        self.sorter_latency = -(-depth // self.stages_per_reg)
         self.cmd_layout = data.StructLayout({"op": Op, "key": self.key_bits,
                                              "T": self.t_bits, "last": 1})
         self.resp_layout = data.StructLayout({"found": 1, "pos": range(self.L),
@@ -132,8 +147,9 @@ class CandidateListRTL(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, R, n, EB, KB = self.L, self.R, self.n, self.ext_bits, self.key_bits
-        m.submodules.sorter = sorter = BitonicSorter(self.sort_cfg, n=n)
-        self.sorter_latency = sorter.latency
+        m.submodules.sorter = sorter = BitonicSorter(self.sort_cfg, n=n,
+                                                     stages_per_reg=self.stages_per_reg)
+        assert sorter.latency == self.sorter_latency
         ones = (1 << EB) - 1
         pad = pad_key(self.cfg)
 

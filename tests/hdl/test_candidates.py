@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -115,9 +117,11 @@ def test_by_hand_and_cycle_counts():
     assert exp_resp[2] == (1, 0, 60, _k(cfg, 20, 60))
     # without dumps: measure when each command beat is accepted
     beats = command_beats(cmds, dump_after=False) + command_beats([("reset", 5)], False)
-    resps, _, acc, error, length = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0)
+    dut = CandidateListRTL(cfg)
+    resps, _, acc, error, length = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0, dut=dut)
     assert resps == exp_resp and not error and length == 1
     lat = network_depth(cfg.engine.sorter_n)
+    assert dut.sorter_latency == lat
     # beat 2..9: first batch (R beats at one per cycle); the next beat waits for the merge
     first_batch_last = 2 + R - 1
     assert acc[first_batch_last] - acc[2] == R - 1
@@ -129,7 +133,24 @@ def test_by_hand_and_cycle_counts():
     assert exp_dumps[-1][-1][1] != pad_key(cfg)  # the list is full at the end
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_grouped_sorter_stages():
+    """stages_per_reg = 3: fewer register levels, same results, insert cost as documented."""
+    cfg = preset("tiny")
+    R = cfg.graph.R
+    dut = CandidateListRTL(cfg, stages_per_reg=3)
+    assert dut.sorter_latency == -(-network_depth(cfg.engine.sorter_n) // 3)
+    cmds = make_commands(cfg, np.random.default_rng(9), 60, 8)
+    exp_resp, exp_dumps = expected(cfg, cmds)
+    _, dbg, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
+                                cfg.search.L * len(cmds), 0.8, 0.8, 9, dut=dut)
+    assert dbg == [b for d in exp_dumps for b in d]
+    beats = command_beats([("reset", 7), ("insert", [_k(cfg, 2, 10 + i) for i in range(R)]),
+                           ("select", 1)], False)
+    dut = CandidateListRTL(cfg, stages_per_reg=3)
+    resps, _, acc, _, _ = _simulate(cfg, beats, 1, 0, 1.0, 1.0, 0, dut=dut)
+    assert acc[R + 1] - acc[R] == 2 * dut.sorter_latency + 3
+
+
 def test_batch_overflow_sets_error_and_bad_parameters():
     cfg = preset("tiny")
     R = cfg.graph.R
@@ -140,8 +161,13 @@ def test_batch_overflow_sets_error_and_bad_parameters():
     assert error == 1 and length == R + 1
     # the first R keys were kept, the last dropped: best is dist 1, smallest id 100
     assert resps == [(1, 0, 100, _k(cfg, 1, 100))]
-    with pytest.raises(CandidateListError, match="flag"):
-        CandidateListRTL(cfg.with_(engine={"id_bits": 32}))
+    with warnings.catch_warnings():  # the refused objects are never elaborated
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        with pytest.raises(CandidateListError, match="stages_per_reg"):
+            CandidateListRTL(cfg, stages_per_reg=0)
+        with pytest.raises(CandidateListError, match="flag"):
+            CandidateListRTL(cfg.with_(engine={"id_bits": 32}))
+        gc.collect()
 
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
