@@ -56,16 +56,18 @@ def run_demo(args) -> int:
     summary = {"golden": res}
 
     if args.rtl_queries > 0:
+        from .golden.image import read_image
         from .sim.replay import replay_queries
         print(f"\n== RTL: replaying {args.rtl_queries} queries' transactions through the "
-              f"generated Verilog ({args.simulator})")
-        rtl = replay_queries(index, queries[:args.rtl_queries], simulator=args.simulator,
-                             workdir=out / "rtl")
+              f"generated Verilog of each block ({args.simulator}, cocotb, no stalls)")
+        rtl = replay_queries(read_image(out / "index.pxi"), queries[:args.rtl_queries],
+                             simulator=args.simulator, workdir=out / "rtl")
         summary["rtl"] = rtl
         ok = all(b["mismatches"] == 0 for b in rtl["blocks"].values())
         for name, b in rtl["blocks"].items():
-            print(f"  {name:10} {b['transactions']:7d} transactions, {b['mismatches']} "
-                  f"mismatches, {b['cycles']} cycles")
+            print(f"  {name:10} {b['transactions']:7d} transactions compared, "
+                  f"{b['mismatches']} mismatches, {b['cycles']:7d} cycles"
+                  + (f"  ({b['first_mismatch']})" if b.get("first_mismatch") else ""))
         print("  RTL matches the golden model" if ok else "  RTL MISMATCH")
         if not ok:
             (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
