@@ -4,8 +4,8 @@
     python benchmarks/bench_search.py --n 20000 --queries 500
     python benchmarks/bench_search.py --real ../shared/data/words-minilm-20k
 
-Builds (or reuses, ``--work``) the index image, sweeps Algorithm 1 over L / T0 / r and beam
-search over L, interpolates every counter at recall@10 = ``--target`` and prints the
+Builds (or reuses, ``--work``) the index image, sweeps Algorithm 1 (``--alg1-sweep``, any
+configuration axes) and beam search over L, interpolates every counter at recall@10 = ``--target`` and prints the
 neighbour-list reads, raw-vector reads and total NAND accesses of both, plus golden-model
 throughput with 1 and with all cores.  Prints figures; asserts nothing about speed.
 """
@@ -26,6 +26,12 @@ from proxima.config import preset
 from proxima.golden.datasets import ground_truth, synth, synth_queries
 from proxima.golden.image import read_image
 from proxima.golden.search_batch import search_batch
+
+
+def _L(point: list[str]) -> int | None:
+    """The search.L a sweep point sets (the last one wins), if any."""
+    vals = [int(a.split("=", 1)[1]) for a in point if a.startswith("search.L=")]
+    return vals[-1] if vals else None
 
 
 def load(args, cfg):
@@ -56,9 +62,10 @@ def main() -> int:
     ap.add_argument("--graph", default="vamana", choices=["vamana", "hnsw"])
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--work", default="out/bench_search")
-    ap.add_argument("--alg1-L", default="16,24,32,48,64")
-    ap.add_argument("--alg1-T0", default="10,16")
-    ap.add_argument("--alg1-r", default="2,3")
+    ap.add_argument("--search-set", action="append", default=[], metavar="SEC.KEY=V",
+                    help="search-time override for every point, e.g. engine.sorter_n=256")
+    ap.add_argument("--alg1-sweep", action="append", default=[], metavar="SEC.KEY=V1,V2",
+                    help="Algorithm 1 sweep axis (repeatable: grid); default L=16..64 x r=2,3")
     ap.add_argument("--beam-L", default="10,16,24,32,48,64")
     ap.add_argument("--json", help="write all figures here")
     args = ap.parse_args()
@@ -85,16 +92,19 @@ def main() -> int:
         lo, scale = index.quantiser
         queries = Quantiser(lo, scale, index.cfg.vec.elem_bits).quantise(q)
 
-    def ints(s):
-        return [int(x) for x in s.split(",") if x]
+    from proxima.cli import _parse_sweep
 
+    k = index.cfg.search.k
+    sweep = args.alg1_sweep or ["search.L=16,24,32,48,64", "search.r=2,3"]
     grid1 = []
-    for T0 in ints(args.alg1_T0):
-        for r in ints(args.alg1_r):
-            for L in ints(args.alg1_L):
-                if T0 <= L:
-                    grid1.append([f"search.L={L}", f"search.T0={T0}", f"search.r={r}"])
-    gridb = [[f"search.L={L}"] for L in ints(args.beam_L) if L >= cfg.search.k]
+    for g in _parse_sweep(sweep):
+        pt = args.search_set + g
+        if not any(a.startswith("search.T0=") for a in pt):  # keep T0 <= L
+            pt = [f"search.T0={min(index.cfg.search.T0, _L(pt) or index.cfg.search.L)}"] + pt
+        grid1.append(pt)
+    # beam search ignores T0: pin it to k so that every L >= k is a valid configuration
+    gridb = [args.search_set + [f"search.L={L}", f"search.T0={k}"]
+             for L in (int(x) for x in args.beam_L.split(",") if x) if L >= k]
     print(f"\n== Algorithm 1 sweep ({len(grid1)} points)")
     r1 = evaluate_cmd(index, layout, queries, gt, ["alg1"], grid1, args.target)
     print(f"\n== beam search sweep ({len(gridb)} points, W = {cfg.search.beam_width})")
@@ -112,7 +122,8 @@ def main() -> int:
     pts = [r for r in r1["reports"] if r["recall"].get("recall@10", 0) >= args.target]
     best = min(pts, key=lambda r: r["counters"]["hops"]) if pts else r1["reports"][-1]
     p = best["params"]
-    tcfg = index.cfg.with_(search={"L": p["L"], "T0": p["T0"], "r": p["r"]})
+    tcfg = index.cfg.override(args.search_set).with_(
+        search={"L": p["L"], "T0": p["T0"], "r": p["r"], "beta": p["beta"]})
     index.bloom_table
     through = {}
     for w in sorted({1, os.cpu_count() or 1}):

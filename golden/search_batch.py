@@ -25,9 +25,12 @@ _INF = np.int64(1) << np.int64(62)
 
 
 def _chunk_size(n_vertices: int, bloom_bits: int) -> int:
-    # seen-bitset + filter bits (bool) + first-touch scratch (int16) + list state, in bytes
-    per_query = n_vertices // 8 + 3 * bloom_bits + 8192
-    return int(max(1, min(512, (256 << 20) // per_query)))
+    # seen-bitset + filter bits (bool) + list state, in bytes
+    per_query = n_vertices // 8 + bloom_bits + 8192
+    return int(max(1, min(256, (256 << 20) // per_query)))
+
+
+_HASH_BITS = 20  # scratch tables of 2**20 entries: cache-resident, few false alarms
 
 
 def _set_earlier(lin: np.ndarray, valid: np.ndarray, slot: np.ndarray, scratch: np.ndarray,
@@ -36,18 +39,21 @@ def _set_earlier(lin: np.ndarray, valid: np.ndarray, slot: np.ndarray, scratch: 
     ``j' < j`` of the same row (rows belong to different queries, so ``lin`` values of
     different rows never coincide).
 
-    Such collisions are rare: every slot writes its number to ``scratch[lin]`` and reads it
-    back; only bits where another slot's number came back are resolved exactly, by sorting
-    those few (bit, slot) pairs.  ``scratch`` and ``mark`` are left as they were found.
+    Such collisions are rare.  Every slot writes its number to a small hashed ``scratch``
+    table at ``lin mod 2**_HASH_BITS`` and reads it back; where another slot's number comes
+    back (a real collision, or only a hash clash), all slots on that hash bucket are resolved
+    exactly by sorting their ``(lin, slot)`` pairs.  ``scratch`` and ``mark`` are left as they
+    were found.
     """
+    h = lin & ((1 << _HASH_BITS) - 1)
     slots = slot[:len(lin)]
-    scratch[lin] = slots
-    clash = (scratch[lin] != slots) & valid[:, :, None]
+    scratch[h] = slots
+    clash = (scratch[h] != slots) & valid[:, :, None]
     out = np.zeros(lin.shape, dtype=bool)
     if clash.any():
-        mark[lin[clash]] = True
-        sel = mark[lin] & valid[:, :, None]
-        mark[lin[clash]] = False
+        mark[h[clash]] = True
+        sel = mark[h] & valid[:, :, None]
+        mark[h[clash]] = False
         where = np.nonzero(sel)
         lv, jv = lin[where], slots[where]
         order = np.lexsort((jv, lv))
@@ -135,8 +141,8 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
     # the filters of all queries, flat, plus one dummy bit that padding slots address
     flat = np.zeros(Q * H * B + 1, dtype=bool)
     dummy = Q * H * B
-    scratch = np.zeros(Q * H * B + 1, dtype=np.int16)  # slot numbers, for collision checks
-    mark = np.zeros(Q * H * B + 1, dtype=bool)
+    scratch = np.zeros(1 << _HASH_BITS, dtype=np.int16)  # slot numbers, collision checks
+    mark = np.zeros(1 << _HASH_BITS, dtype=bool)
     seen = np.zeros((Q, (index.n + 7) // 8), dtype=np.uint8)
     keys = np.full((Q, L), _INF, dtype=np.int64)
     expd = np.zeros((Q, L), dtype=bool)
