@@ -107,7 +107,8 @@ def main() -> int:
              for L in (int(x) for x in args.beam_L.split(",") if x) if L >= k]
     print(f"\n== Algorithm 1 sweep ({len(grid1)} points)")
     r1 = evaluate_cmd(index, layout, queries, gt, ["alg1"], grid1, args.target)
-    print(f"\n== beam search sweep ({len(gridb)} points, W = {cfg.search.beam_width})")
+    W = index.cfg.override(args.search_set).search.beam_width
+    print(f"\n== beam search sweep ({len(gridb)} points, W = {W})")
     rb = evaluate_cmd(index, layout, queries, gt, ["beam"], gridb, args.target)
     a, b = r1["at_target"]["alg1"], rb["at_target"]["beam"]
     print(f"\n== at recall@10 = {args.target}")
