@@ -78,12 +78,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from proxima.config import GraphConfig
+
+from .atomic import atomic_open
 
 __all__ = [
     "GraphError",
@@ -882,18 +883,6 @@ def write_diskann_graph(path, graph: Graph) -> None:
     m = graph.neighbors >= 0
     body[(pos[:, None] + 1 + np.arange(graph.R)[None, :])[m]] = graph.neighbors[m]
     header = DISKANN_HEADER.pack(size, int(deg.max()), graph.entry, 0)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".graph-", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(body.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        f.write(header)
+        f.write(body.tobytes())

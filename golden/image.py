@@ -56,6 +56,7 @@ import numpy as np
 
 from proxima.config import ConfigError, ProximaConfig
 
+from .atomic import atomic_open
 from .index import Index, IndexError_
 from .layout import (Layout, LayoutError, decode_frames, decode_hot_frames, encode_frames,
                      encode_hot_frames)
@@ -176,32 +177,16 @@ def write_image(path: str | os.PathLike, index: Index) -> Layout:
         header += _ENT.pack(name.encode().ljust(16, b"\0"), o, ln, crc, 0)
     struct.pack_into("<I", header, 20, zlib.crc32(header))
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_open(path) as f:
             f.write(header)
             pos = len(header)
             for name, o, ln, _ in table:
                 f.write(b"\0" * (o - pos))
                 f.write(memoryview(payloads[name]).cast("B"))
                 pos = o + ln
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ImageError(f"{path}: cannot write: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # some filesystems refuse a directory fsync; the data itself is synced
-        pass
     return layout
 
 

@@ -51,12 +51,13 @@ integer (or bool) array whose values all fit the element type, checked chunk by 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from .atomic import atomic_open, fsync_dir, mkstemp_for
 
 __all__ = [
     "VectorFileError",
@@ -336,24 +337,6 @@ def _iter(info, start, stop, step, is_vecs, native, check):
 # writing
 # ------------------------------------------------------------------------------------
 
-def _new_file_mode() -> int:
-    """Permissions for a new file: 0o666 minus the process umask (mkstemp uses 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _mkstemp_for(path: str) -> tuple[int, str]:
-    """A temporary file next to ``path`` with ordinary new-file permissions."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        os.fchmod(fd, _new_file_mode())
-    except OSError:  # pragma: no cover - filesystems without permissions
-        pass
-    return fd, tmp
-
-
 def _npy_header(dtype: np.dtype, n: int, dim: int) -> bytes:
     """A version 1.0 .npy header padded to exactly ``_NPY_RESERVED`` bytes."""
     d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -426,7 +409,7 @@ class VectorWriter:
             raise VectorFileError(self.path, f"dimension must be >= 1, got {dim}")
         self.dim = dim
         self.n = 0
-        fd, self._tmp = _mkstemp_for(self.path)
+        fd, self._tmp = mkstemp_for(self.path)
         self._f = os.fdopen(fd, "wb")
         self._closed = False
         self._header_written = False
@@ -504,14 +487,7 @@ class VectorWriter:
             self._f.close()
             os.replace(self._tmp, self.path)
             self._closed = True
-            try:  # make the rename durable
-                dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-                pass
+            fsync_dir(self.path)  # make the rename durable
         except BaseException:
             self.abort()
             raise
@@ -553,17 +529,5 @@ def write_vectors(path: os.PathLike | str, x: np.ndarray, fmt: str | None = None
 
 def write_text_atomic(path: os.PathLike | str, text: str) -> None:
     """Write a small text file (e.g. a quantiser scheme) with the same atomic protocol."""
-    p = os.fspath(path)
-    fd, tmp = _mkstemp_for(p)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
