@@ -99,7 +99,7 @@ def width_stats(nb: np.ndarray) -> dict:
 
 def size_stats(cfg, n: int, W: int, hot: int) -> dict:
     lay = Layout(cfg, n, hot, W)
-    R, B = cfg.graph.R, cfg.id_bits
+    R = cfg.graph.R
     ids_gap = lay.id_region_bits
     ids_32 = 32 * R
     A, C = cfg.nand.access_bytes, cfg.pq_code_bytes

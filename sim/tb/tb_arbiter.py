@@ -114,7 +114,7 @@ async def random_requests_with_stalls(dut):
 async def saturated_rotation(dut):
     """All requesters always valid, output always ready: grants rotate 0, 1, ..., n-1, 0 ..."""
     p = tb_params()
-    n, data_bits = int(p["n"]), int(p["data_bits"])
+    n = int(p["n"])
     await _reset(dut, n)
     valid_h, payload_h, ready_h = _ports(dut, n)
     for k in range(n):

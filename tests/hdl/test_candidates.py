@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from proxima.config import preset

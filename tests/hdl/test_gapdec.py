@@ -20,7 +20,7 @@ from proxima.sim.tb.tb_gapdec import Frame, expected_beats, make_frame, make_fra
 def _simulate(cfg, W, frames: list[Frame], p_valid, p_ready, seed, word_bits=None):
     """Drive frames through the RTL; returns (id beats, code beats, cycles, id cycles)."""
     dut = GapDecoder(cfg, word_bits=word_bits)
-    wb, B, C = dut.word_bits, cfg.id_bits, cfg.pq_code_bytes
+    wb = dut.word_bits
     words = [w for f in frames for w in f.words]
     n_ids = sum(len(f.ids) for f in frames)
     n_codes = sum(len(f.codes) for f in frames)
