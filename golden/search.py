@@ -6,7 +6,8 @@ throughput and is tested to give identical results, counters and events.
 
 State of one query
 ------------------
-``C``        candidate list: at most ``L`` entries ``(pq, id)`` kept sorted by the sorter key
+``C``        candidate list (:class:`proxima.golden.candidates.CandidateList`, the twin of the
+             RTL block): at most ``L`` entries ``(pq, id)`` kept sorted by the sorter key
              ``(pq << id_bits) | id`` (distance, then id), each with an *expanded* flag and an
              *exact* slot (the cached exact distance, computed at most once per vertex: a
              vertex that leaves ``C`` can never come back because the visited filter has it).
@@ -52,6 +53,7 @@ import numpy as np
 from proxima.config import ProximaConfig
 
 from .bloom import BloomFilter
+from .candidates import CandidateList
 from .distance import exact_distances
 from .index import Index
 from .pq import build_adt
@@ -107,10 +109,8 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
     bloom = BloomFilter(cfg, index.bloom_table if same_hash else None)
     truly_seen: set[int] = set()  # only to count false positives; the hardware has no such set
 
-    # C as parallel lists, kept sorted by key
-    keys: list[int] = []
-    expanded: dict[int, bool] = {}
-    exact: dict[int, int] = {}
+    C = CandidateList(cfg)  # the candidate list, as golden/candidates.py defines it
+    exact: dict[int, int] = {}  # a vertex that leaves C never returns: no eviction needed
 
     def get_exact(v: int) -> int:
         if v not in exact:
@@ -124,8 +124,7 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
     truly_seen.add(e)
     emit(("code", e))
     counters["pq_dists"] += 1
-    keys.append(_key(pq(e), e, idb))
-    expanded[e] = False
+    C.reset(_key(pq(e), e, idb))
 
     mask = (1 << idb) - 1
     T = s.T0
@@ -133,10 +132,9 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
     prev_topk: tuple[int, ...] | None = None
     reason = "list_end"
     while True:
-        top = keys[:min(T, len(keys))]
-        u = next((kk & mask for kk in top if not expanded[kk & mask]), None)
-        if u is not None:
-            expanded[u] = True
+        found, _, ukey = C.select(T)
+        if found:
+            u = ukey & mask
             counters["hops"] += 1
             emit(("frame", u))
             new = []
@@ -151,17 +149,11 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
                 counters["pq_dists"] += 1
                 new.append(_key(pq(v), v, idb))
             counters["inserted"] += len(new)
-            merged = sorted(keys + new)
-            for kk in merged[L:]:
-                v = kk & mask
-                expanded.pop(v, None)
-                exact.pop(v, None)
-            keys = merged[:L]
-            for kk in keys:
-                expanded.setdefault(kk & mask, False)
+            C.insert(new)
             continue
         # convergence check
         counters["checks"] += 1
+        top = C.keys[:min(T, len(C))]
         ranked = sorted((get_exact(kk & mask), kk & mask) for kk in top)
         topk = tuple(v for _, v in ranked[:k])
         stable = stable + 1 if topk == prev_topk else 0
@@ -174,6 +166,7 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
             break
 
     # final rerank
+    keys = C.keys
     Tf = min(T, L, len(keys))
     pT = keys[Tf - 1] >> idb
     chosen = [kk & mask for i, kk in enumerate(keys)
