@@ -371,16 +371,33 @@ class ProximaConfig:
     def pq_code_bytes(self) -> int:
         return self.pq.M * self.pq.code_bits // 8
 
+    @property
+    def list_chunks(self) -> int:
+        """Chunks of ``engine.sorter_n`` keys the candidate list of ``search.L`` is cut into."""
+        return max(1, self.search.L // self.engine.sorter_n)
+
+    @property
+    def merge_passes(self) -> int:
+        """Sorter passes per candidate-list insert (one batch of at most ``graph.R`` keys).
+
+        One pass sorts the batch; then, for each of the ``j = list_chunks`` chunks of the list,
+        in order, a pass sorts the element-wise minima of the chunk and the reversed carry
+        (the chunk's new contents) and, except for the last chunk, a second pass sorts the
+        maxima (the next carry): ``1 + (2 j - 1)`` passes, 2 when the list fits the sorter.
+        """
+        return 2 * self.list_chunks
+
     def validate(self) -> None:
         for name in _SECTIONS:
             getattr(self, name).validate()
         if self.vec.dim % self.pq.M:
             raise ConfigError(
                 f"vec.dim ({self.vec.dim}) must be divisible by pq.M ({self.pq.M})")
-        if self.search.L > self.engine.sorter_n:
+        if self.search.L > self.engine.sorter_n and self.search.L % self.engine.sorter_n:
             raise ConfigError(
-                f"search.L ({self.search.L}) must fit the sorter (engine.sorter_n = "
-                f"{self.engine.sorter_n})")
+                f"search.L ({self.search.L}) must fit the sorter or be a multiple of it "
+                f"(engine.sorter_n = {self.engine.sorter_n}): the candidate list merges in "
+                f"chunks of sorter_n keys")
         if self.graph.R > self.engine.sorter_n:
             raise ConfigError(
                 f"graph.R ({self.graph.R}) must fit the sorter (engine.sorter_n = "

@@ -44,7 +44,7 @@ def test_default_widths_by_hand():
     ({"vec": {"dim": 100}}, "divisible by pq.M"),
     ({"search": {"k": 100}}, "search.k"),
     ({"search": {"r": 0}}, "search.r"),
-    ({"search": {"L": 128}}, "fit the sorter"),
+    ({"search": {"L": 96}}, "multiple of it"),
     ({"engine": {"sorter_n": 48}}, "power of two"),
     ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
     ({"nand": {"page_bytes": 1000}}, "page_bytes"),
@@ -53,6 +53,15 @@ def test_default_widths_by_hand():
 def test_impossible_configurations_are_rejected(change, msg):
     with pytest.raises(ConfigError, match=msg):
         preset("default").with_(**change)
+
+
+def test_list_longer_than_the_sorter_is_cut_into_chunks():
+    cfg = preset("default").with_(engine={"sorter_n": 32}, search={"L": 64})
+    assert (cfg.list_chunks, cfg.merge_passes) == (2, 4)
+    cfg = preset("default").with_(engine={"sorter_n": 64}, search={"L": 48})
+    assert (cfg.list_chunks, cfg.merge_passes) == (1, 2)
+    with pytest.raises(ConfigError, match="graph.R"):
+        preset("default").with_(engine={"sorter_n": 16}, search={"L": 64}, graph={"R": 32})
 
 
 def test_override_strings():
