@@ -101,6 +101,7 @@ class BlockReport:
     pnr_s: float = 0.0
     note: str = ""
     preset: str = ""
+    critical: dict = field(default_factory=dict)  # see critical_path()
 
     @property
     def lut4(self) -> int:
@@ -126,6 +127,42 @@ def _yosys_cells(stat_json: Path) -> dict:
     design = data.get("design") or next(iter(data.get("modules", {}).values()))
     cells = design.get("num_cells_by_type", {})
     return {k.lstrip("$"): int(v) for k, v in cells.items()}
+
+
+def critical_path(report: dict) -> dict:
+    """Summary of the worst register-to-register path in a nextpnr ``--report`` JSON.
+
+    nextpnr lists one critical path per clock pair, each as segments typed ``clk-to-q``,
+    ``logic``, ``routing`` and ``setup`` with their delays (ns).  The summary is the path
+    with the largest total: ``total_ns``, ``logic_ns`` (clock-to-out, cells and setup),
+    ``routing_ns``, ``cells`` (logic segments on it), ``from`` and ``to`` (source and sink
+    cell names, as yosys/nextpnr named them: they carry the RTL signal names).  ``{}`` when
+    the report has no path.
+    """
+    best: dict = {}
+    for cp in report.get("critical_paths", []):
+        segs = cp.get("path", [])
+        if not segs:
+            continue
+        total = sum(float(s.get("delay", 0.0)) for s in segs)
+        if best and total <= best["total_ns"]:
+            continue
+        routing = sum(float(s.get("delay", 0.0)) for s in segs if s.get("type") == "routing")
+        best = {
+            "total_ns": round(total, 3),
+            "logic_ns": round(total - routing, 3),
+            "routing_ns": round(routing, 3),
+            "cells": sum(1 for s in segs if s.get("type") == "logic"),
+            "from": segs[0].get("from", {}).get("cell", "?"),
+            "to": segs[-1].get("to", {}).get("cell", "?"),
+        }
+    return best
+
+
+def _short_cell(name: str, limit: int = 48) -> str:
+    """A cell name cut to its RTL signal part (yosys appends the mapping chain)."""
+    base = re.split(r"_(?:TRELLIS|LUT4|CCU2C|PFUMX|L6MUX|DP16KD|MULT18X18D|ALU54B)", name)[0]
+    return base if len(base) <= limit else base[:limit - 3] + "..."
 
 
 def _params(name: str, block) -> str:
@@ -177,6 +214,7 @@ def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: i
     rep.pnr_s = time.monotonic() - t0
     report = json.loads((build / f"{top}.report.json").read_text())
     rep.util = {k: (v["used"], v["available"]) for k, v in report.get("utilization", {}).items()}
+    rep.critical = critical_path(report)
     fmaxes = [v["achieved"] for v in report.get("fmax", {}).values()]
     if fmaxes:
         rep.fmax = min(fmaxes)
@@ -245,17 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.doc_from_json:
         if not args.write_doc:
             ap.error("--doc-from-json needs --write-doc")
-        for jf in args.doc_from_json:
-            saved = json.loads(jf.read_text())
-            reps = []
-            for b in saved["blocks"]:
-                r = BlockReport(**{k: v for k, v in b.items()
-                                   if k in BlockReport.__dataclass_fields__})
-                r.util = {k: tuple(v) for k, v in r.util.items()}
-                reps.append(r)
-            write_doc_section(args.write_doc, reps, date=saved["date"], tools=saved["tools"],
-                              cli=saved["cli"], freq=reps[0].target,
-                              seed=saved.get("seed", 1))
+        try:
+            runs = [load_run(jf) for jf in args.doc_from_json]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            ap.error(f"cannot read a saved run: {e}")
+        write_doc(args.write_doc, runs)
         return 0
     try:
         cfg = preset(args.preset).override(args.overrides)
@@ -296,10 +328,83 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_doc_section(path: Path, reports: list[BlockReport], *, date: str, tools: dict,
-                      cli: list[str], freq: float, seed: int) -> None:
-    """Insert or replace the section of this run (keyed by blocks + preset) in ``path``."""
-    key = " ".join(f"{r.block}[{r.preset}; {r.params}]" for r in reports)
+def load_run(path: Path) -> dict:
+    """A run saved with ``--json``: ``{"date", "tools", "cli", "seed", "reports": [...]}``."""
+    saved = json.loads(Path(path).read_text())
+    reps = []
+    for b in saved["blocks"]:
+        r = BlockReport(**{k: v for k, v in b.items() if k in BlockReport.__dataclass_fields__})
+        r.util = {k: tuple(v) for k, v in r.util.items()}
+        reps.append(r)
+    if not reps:
+        raise ValueError(f"{path}: no block in this run")
+    return {"date": saved["date"], "tools": saved.get("tools", {}), "cli": saved["cli"],
+            "seed": saved.get("seed", 1), "reports": reps, "path": str(path)}
+
+
+def summary_table(reports: list[BlockReport]) -> str:
+    """One row per measured block: resources, Fmax against the target, critical path."""
+    rows = ["| block | configuration | LUT4 | FF | DP16KD | MULT18X18D | Fmax MHz | "
+            "target met | critical path (logic + routing ns: from -> to) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(reports, key=lambda r: (r.block, r.preset, r.params)):
+        if r.fmax is None:
+            fmax, met = "-", f"({r.note or 'not placed'})"
+        else:
+            fmax, met = f"{r.fmax:.1f}", ("yes" if r.fmax >= r.target else "**no**")
+        c = r.critical
+        path = (f"{c['logic_ns']:.2f} + {c['routing_ns']:.2f}: `{_short_cell(c['from'])}` -> "
+                f"`{_short_cell(c['to'])}`" if c else "-")
+        rows.append(f"| {r.block} | {r.preset}; {r.params} | {r.lut4:,} | "
+                    f"{r.cells.get('TRELLIS_FF', 0):,} | {r.cells.get('DP16KD', 0)} | "
+                    f"{r.cells.get('MULT18X18D', 0)} | {fmax} | {met} | {path} |")
+    return "\n".join(rows)
+
+
+def _replace_region(text: str, begin: str, end: str, body: str) -> str | None:
+    if begin in text and end in text:
+        a = text.index(begin) + len(begin)
+        b = text.index(end)
+        return text[:a] + "\n" + body.strip("\n") + "\n" + text[b:]
+    return None
+
+
+def write_doc(path: Path, runs: list[dict]) -> None:
+    """Rewrite the generated parts of ``path`` from saved runs.
+
+    Between ``<!-- resources-summary -->`` and ``<!-- /resources-summary -->``: the
+    :func:`summary_table` of every report of every run.  Between ``<!-- resources-runs -->``
+    and ``<!-- /resources-runs -->``: one section per run (date, tools, exact commands, full
+    table), in the order given.  Without the markers, each run's section is inserted or
+    replaced on its own (:func:`write_doc_section`).
+    """
+    text = path.read_text() if path.is_file() else "# Resources\n"
+    reports = [r for run in runs for r in run["reports"]]
+    new = _replace_region(text, "<!-- resources-summary -->", "<!-- /resources-summary -->",
+                          summary_table(reports))
+    if new is not None:
+        text = new
+    sections = "\n\n".join(
+        section_text(run["reports"], date=run["date"], tools=run["tools"], cli=run["cli"],
+                     freq=run["reports"][0].target, seed=run["seed"]) for run in runs)
+    new = _replace_region(text, "<!-- resources-runs -->", "<!-- /resources-runs -->", sections)
+    if new is not None:
+        path.write_text(new)
+        return
+    path.write_text(text)
+    for run in runs:
+        write_doc_section(path, run["reports"], date=run["date"], tools=run["tools"],
+                          cli=run["cli"], freq=run["reports"][0].target, seed=run["seed"])
+
+
+def _section_key(reports: list[BlockReport]) -> str:
+    return " ".join(f"{r.block}[{r.preset}; {r.params}]" for r in reports)
+
+
+def section_text(reports: list[BlockReport], *, date: str, tools: dict, cli: list[str],
+                 freq: float, seed: int) -> str:
+    """The Markdown section of one run (keyed by blocks + preset + parameters)."""
+    key = _section_key(reports)
     begin, end = f"<!-- resources: {key} -->", f"<!-- /resources: {key} -->"
     top = "res_<block>"
     yosys, nextpnr = commands(top, freq, seed)
@@ -320,6 +425,15 @@ def write_doc_section(path: Path, reports: list[BlockReport], *, date: str, tool
         format_table(reports),
         end,
     ])
+    return body
+
+
+def write_doc_section(path: Path, reports: list[BlockReport], *, date: str, tools: dict,
+                      cli: list[str], freq: float, seed: int) -> None:
+    """Insert or replace the section of this run (keyed by blocks + preset) in ``path``."""
+    key = _section_key(reports)
+    begin, end = f"<!-- resources: {key} -->", f"<!-- /resources: {key} -->"
+    body = section_text(reports, date=date, tools=tools, cli=cli, freq=freq, seed=seed)
     text = path.read_text() if path.is_file() else "# Resources\n"
     if begin in text and end in text:
         a = text.index(begin)
