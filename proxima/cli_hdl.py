@@ -47,8 +47,13 @@ def cmd_verilog(args) -> int:
     from amaranth.back import verilog
 
     from proxima.config import ConfigError, preset
-    from proxima.hdl.registry import UnknownBlockError, build_block
+    from proxima.hdl.registry import UnknownBlockError, block_names, build_block
 
+    if args.block == "engine":
+        print("proxima hdl verilog: error: the engine top (Algorithm 1 control of the search "
+              "queues around the shared blocks) is not built yet; write one block at a time: "
+              + ", ".join(block_names()), file=sys.stderr)
+        return 2
     try:
         cfg = preset(args.preset).override(args.overrides)
         block = build_block(args.block, cfg)

@@ -52,6 +52,8 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["hdl", "verilog", "sorter", "--set", "engine.nope=1",
                  "-o", str(tmp_path / "x.v")]) == 2
     assert not (tmp_path / "x.v").exists()
+    assert main(["hdl", "verilog", "engine", "-o", str(tmp_path / "x.v")]) == 2
+    assert "engine top" in capsys.readouterr().err and not (tmp_path / "x.v").exists()
 
 
 def test_register_into_a_parent_parser():
