@@ -83,7 +83,7 @@ into the state register: registering the ``ids`` output is the next step).
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -106,6 +106,11 @@ def default_word_bits(cfg: ProximaConfig) -> int:
 class GapDecoder(wiring.Component):
     """Decoder of normal and hot NAND frames (see the module docstring)."""
 
+    #: input words the ring buffer holds
+    RING_WORDS = 4
+    #: cycles from issuing a field (reader) to its beat on an output stream
+    PIPE_LATENCY = 4
+
     def __init__(self, cfg: ProximaConfig, *, word_bits: int | None = None):
         wb = default_word_bits(cfg) if word_bits is None else int(word_bits)
         B = cfg.id_bits
@@ -118,7 +123,9 @@ class GapDecoder(wiring.Component):
         self.R, self.B, self.C = cfg.graph.R, B, cfg.pq_code_bytes
         self.deg_bits, self.width_bits = bitlen(self.R), bitlen(B)
         self.header_bits = self.deg_bits + self.width_bits
-        self.cap = 2 * wb
+        if wb < self.header_bits:
+            raise GapDecoderError(f"word_bits ({wb}) must be >= the header bits "
+                                  f"({self.header_bits}): the header is read from the first word")
         # code byte offset of a normal frame per slot width W (None: W not mountable)
         self.code_offsets: list[int | None] = []
         max_bits = 0
@@ -132,7 +139,10 @@ class GapDecoder(wiring.Component):
             max_bits = max(max_bits, 8 * lay.frame_bytes, 8 * lay.hot_accesses * lay.access)
         if self.code_offsets[0] is None:
             raise GapDecoderError("no frame fits a page even with slot width 0")
-        self.pos_bits = bitlen(max_bits + self.cap)
+        self.max_words = -(-max_bits // wb)
+        # output FIFOs: ids sustain one beat per cycle through the issue->output->credit loop
+        self.ids_depth = 1 << (self.PIPE_LATENCY + 1 - 1).bit_length()
+        self.codes_depth = 2
         self.in_layout = data.StructLayout({"data": wb, "last": 1, "hot": 1})
         self.id_layout = data.StructLayout({"id": B, "last": 1, "empty": 1, "corrupt": 1})
         self.code_layout = data.StructLayout({"code": data.ArrayLayout(unsigned(8), self.C),
@@ -148,208 +158,331 @@ class GapDecoder(wiring.Component):
     def from_config(cls, cfg: ProximaConfig) -> "GapDecoder":
         return cls(cfg)
 
+    # -------------------------------------------------------------------------------------
+    def _fifo(self, m: Module, name: str, layout, depth: int, port):
+        """Small register FIFO feeding the output stream ``port``; returns (push, data)."""
+        entries = [Signal(layout, name=f"{name}_e{k}") for k in range(depth)]
+        wp = Signal(range(depth), name=f"{name}_wp")
+        rq = Signal(range(depth), name=f"{name}_rp")
+        count = Signal(range(depth + 1), name=f"{name}_count")
+        push = Signal(name=f"{name}_push")
+        pdata = Signal(layout, name=f"{name}_pdata")
+        pop = Signal(name=f"{name}_pop")
+        with m.If(push):
+            for k in range(depth):
+                with m.If(wp == k):
+                    m.d.sync += entries[k].eq(pdata)
+            m.d.sync += wp.eq(wp + 1)
+        m.d.comb += pop.eq(port.valid & port.ready)
+        with m.If(pop):
+            m.d.sync += rq.eq(rq + 1)
+        m.d.sync += count.eq(count + push - pop)
+        head = Array(entries)[rq]
+        m.d.comb += port.valid.eq(count != 0)
+        return push, pdata, pop, head
+
     def elaborate(self, platform):
         m = Module()
-        wb, cap, B, R, C = self.word_bits, self.cap, self.B, self.R, self.C
-        DB, HB = self.deg_bits, self.header_bits
+        wb, B, R, C = self.word_bits, self.B, self.R, self.C
+        DB, HB, WB = self.deg_bits, self.header_bits, self.width_bits
+        NS = self.RING_WORDS
         cbits = 8 * C
         nchunks = -(-cbits // wb)
-
+        sizes = [min(wb, cbits - k * wb) for k in range(nchunks)]
         lw = (wb - 1).bit_length()             # log2(word_bits)
-        win = Signal(cap)                      # two-word window; frame bits from rp on
-        nwords = Signal(range(3))              # valid words in the window
+
+        # ================= output FIFOs (stage 4) ===========================================
+        id_push, id_pdata, id_pop, id_head = self._fifo(m, "idq", self.id_layout,
+                                                         self.ids_depth, self.ids)
+        cd_push, cd_pdata, cd_pop, cd_head = self._fifo(m, "cdq", self.code_layout,
+                                                         self.codes_depth, self.codes)
+        m.d.comb += [
+            self.ids.payload.id.eq(Mux(id_head.empty, 0, id_head.id)),
+            self.ids.payload.last.eq(id_head.last),
+            self.ids.payload.empty.eq(id_head.empty),
+            self.ids.payload.corrupt.eq(id_head.corrupt),
+            self.codes.payload.code.as_value().eq(
+                Mux(cd_head.empty, 0, cd_head.code.as_value())),
+            self.codes.payload.last.eq(cd_head.last),
+            self.codes.payload.empty.eq(cd_head.empty),
+            self.codes.payload.corrupt.eq(cd_head.corrupt),
+        ]
+
+        # ================= stage 0: the reader (control only) ===============================
+        ring = [Signal(wb, name=f"ring{k}") for k in range(NS)]
+        head = Signal(range(NS))               # ring slot of the window's low word
+        wptr = Signal(range(NS))               # ring slot the next word goes to
+        nwords = Signal(range(NS + 1))         # words in the ring
         rp = Signal(lw)                        # read pointer (bit) into the low word
-        cnt = Signal(range(cap + 1))           # unconsumed bits = nwords*wb - rp
-        left = Signal(self.pos_bits)           # normal frames: bits to skip to the code
-        view = Signal(wb)                      # the next wb unconsumed bits
-        m.d.comb += view.eq((win >> rp)[:wb])
-        buf = view
-        deg = Signal(DB)
-        w = Signal(self.width_bits)
+        wi = Signal(range(self.max_words + 2))  # frame word index of the low word
+        wi1 = Signal(range(self.max_words + 2), init=1)  # wi + 1
+        need = Signal(range(wb + 1), init=HB)  # width of the field the state reads next
+        seen_last = Signal()                   # the frame's last word is in the ring
+        frame_start = Signal(init=1)           # the next accepted word is a frame's first
+        # header of the current frame, decoded when its first word is accepted
+        hdr_d = Signal(DB)
+        hdr_w = Signal(WB)
+        hdr_bad = Signal()
         hot = Signal()
-        j = Signal(range(R + 2))              # ids emitted so far in this frame
-        cur = Signal(B)                       # last id emitted
-        chunk = Signal(range(nchunks + 1))
-        seen_last = Signal()                  # the frame's last word is in the buffer
-        frame_start = Signal(init=1)          # next accepted word is a frame's first
-        ids_done = Signal()                   # this frame's ids stream has had its `last`
-        codes_done = Signal()                 # ... and its codes stream
-        abort = Signal()                      # CLOSE: the frame is corrupt / truncated
-        code_reg = Signal(cbits)
-        code_valid = Signal()
-        code_last = Signal()
-        code_empty = Signal()
-        code_corrupt = Signal()
+        w = Signal(WB)
+        rem = Signal(range(R + 1))             # ids still to issue
+        rem_last = Signal()                    # rem == 1
+        deg_zero = Signal()
+        chunk = Signal(range(max(2, nchunks)))
+        ids_done = Signal()                    # this frame's ids `last` beat is issued
+        codes_done = Signal()                  # ... and its codes `last` beat
+        abort = Signal()                       # CLOSE: corrupt / truncated frame
+        id_cred = Signal(range(self.ids_depth + 1), init=self.ids_depth)
+        cd_cred = Signal(range(self.codes_depth + 1), init=self.codes_depth)
+        id_ok = Signal()
+        cd_ok = Signal()
+        m.d.comb += [id_ok.eq(id_cred != 0), cd_ok.eq(cd_cred != 0)]
 
-        take = Signal(range(cap + 1))
-        flush = Signal()
-        hdr_fire = Signal()                    # the header is consumed this cycle
-
-        # ---- code byte offset of the mounted slot width (table from golden Layout) -------
-        target = Signal(self.pos_bits)
+        # code position of a normal frame for the mounted slot width: word cw, bit cr
+        cw = Signal(range(self.max_words + 2))
+        cr = Signal(lw)
         with m.Switch(self.gap_width):
             for W, off in enumerate(self.code_offsets):
                 if off is not None:
                     with m.Case(W):
-                        m.d.comb += target.eq(8 * off)
+                        m.d.sync += [cw.eq((8 * off) >> lw), cr.eq((8 * off) & (wb - 1))]
 
-        # ---- id field and the next id ------------------------------------------------
-        gap_mask = Signal(B)
-        m.d.comb += gap_mask.eq((~(Const((1 << B) - 1, B) << w))[:B])
-        gap = Signal(B)
-        m.d.comb += gap.eq(buf[:B] & gap_mask)
+        # field issued this cycle (travels down the data pipeline)
+        tag_layout = data.StructLayout({
+            "id": 1, "first": 1, "id_empty": 1, "id_last": 1, "id_corrupt": 1,
+            "chunk": 1, "k": range(max(2, nchunks)), "push": 1, "code_empty": 1,
+            "code_last": 1, "code_corrupt": 1, "w": WB})
+        tag = Signal(tag_layout)
 
-        ids_p = self.ids.payload
-        m.d.comb += self.codes.valid.eq(code_valid)
-        m.d.comb += [self.codes.payload.last.eq(code_last),
-                     self.codes.payload.empty.eq(code_empty),
-                     self.codes.payload.corrupt.eq(code_corrupt),
-                     self.codes.payload.code.as_value().eq(code_reg)]
-        with m.If(self.codes.valid & self.codes.ready):
-            m.d.sync += code_valid.eq(0)
-        with m.If(self.ids.valid & self.ids.ready & ids_p.last):
-            m.d.sync += ids_done.eq(1)
+        take = Signal()                        # consume `need` bits
+        skipword = Signal()                    # drop the low word (rp = 0)
+        setrp = Signal()                       # rp = cr (the code of a normal frame)
+        flush = Signal()                       # empty the ring
 
-        def truncated(need):
-            """The frame's last word is in and fewer than `need` bits are left: close."""
-            with m.If(seen_last & (cnt < need)):
+        adv = Signal(lw + 1)
+        m.d.comb += adv.eq(rp + need)
+        adv_hi, adv_lo = adv[lw], adv[:lw]
+        # the `need` bits from rp on are in the ring (rp + need <= nwords * wb).  Kept out
+        # of the control loop: two words or more always hold a field (need <= wb); with
+        # fewer, the exact test is registered and used one cycle later if nothing moved.
+        exact = Signal()
+        m.d.comb += exact.eq(Mux(adv_hi,
+                                 (nwords >= 2) | ((nwords == 1) & (adv_lo == 0)),
+                                 (nwords != 0) | (adv_lo == 0)))
+        exact_q = Signal()
+        stable_q = Signal()                    # rp, need, nwords unchanged since exact_q
+        moved = Signal()                       # the state changes this cycle
+        load = Signal()
+        plenty = Signal()
+        m.d.comb += plenty.eq(nwords >= 2)
+        has_bits = Signal()
+        short = Signal()                       # the field is known not to be in the ring
+        m.d.comb += [has_bits.eq(plenty | (exact_q & stable_q)),
+                     short.eq(~plenty & stable_q & ~exact_q)]
+        m.d.sync += [exact_q.eq(exact),
+                     stable_q.eq(~(take | skipword | setrp | flush | moved | load))]
+
+        def goto(state, nxt_need=None):
+            m.next = state
+            m.d.comb += moved.eq(1)
+            if nxt_need is not None:
+                m.d.sync += need.eq(nxt_need)
+
+        def finish():
+            """The frame's two `last` beats are issued: drop the rest of the frame."""
+            with m.If(seen_last):
+                m.d.comb += flush.eq(1)
+                m.d.sync += [seen_last.eq(0), frame_start.eq(1)]
+                goto("HDR", HB)
+            with m.Else():
+                goto("DRAIN", HB)
+
+        def close_if_truncated():
+            with m.If(short & seen_last):
                 m.d.sync += abort.eq(1)
-                m.next = "CLOSE"
+                goto("CLOSE")
 
-        with m.FSM(init="HDR"):
+        def take_id(first: bool):
+            m.d.comb += [take.eq(1), tag.id.eq(1), tag.first.eq(first),
+                         tag.id_last.eq(rem_last), tag.w.eq(w)]
+            m.d.sync += [rem.eq(rem - 1), rem_last.eq(rem == 2)]
+            with m.If(rem_last):
+                m.d.sync += ids_done.eq(1)
+            with m.If(hot):
+                goto("CODE", sizes[0])
+            with m.Elif(rem_last):
+                goto("SKIP")
+            with m.Else():
+                goto("GAP", w)
+
+        with m.FSM(init="HDR") as fsm:
             with m.State("HDR"):
-                with m.If(cnt >= HB):
-                    m.d.comb += [take.eq(HB), hdr_fire.eq(1)]
-                    d_new = buf[:DB]
-                    w_new = buf[DB:HB]
-                    m.d.sync += [deg.eq(d_new), w.eq(w_new), j.eq(0), chunk.eq(0),
-                                 ids_done.eq(0), codes_done.eq(0), abort.eq(0)]
-                    with m.If((d_new > R) | (w_new > self.gap_width)):
+                # ring flushed; the header (decoded on arrival) is in the first word
+                m.d.sync += [ids_done.eq(0), codes_done.eq(0), abort.eq(0), chunk.eq(0)]
+                with m.If(nwords != 0):
+                    with m.If(hdr_bad):
                         m.d.sync += abort.eq(1)
-                        m.next = "CLOSE"
+                        goto("CLOSE")
                     with m.Else():
-                        m.next = "FIRST"
-                with m.Else():
-                    m.d.sync += [ids_done.eq(0), codes_done.eq(0)]
-                    truncated(HB)
+                        m.d.comb += take.eq(1)
+                        m.d.sync += [w.eq(hdr_w), rem.eq(hdr_d), rem_last.eq(hdr_d == 1),
+                                     deg_zero.eq(hdr_d == 0)]
+                        goto("FIRST", B)
             with m.State("FIRST"):
-                with m.If(deg == 0):
-                    m.d.comb += [self.ids.valid.eq(1), ids_p.empty.eq(1), ids_p.last.eq(1)]
-                    with m.If(self.ids.ready):
+                with m.If(deg_zero):
+                    with m.If(id_ok):
+                        m.d.comb += [tag.id.eq(1), tag.id_empty.eq(1), tag.id_last.eq(1)]
+                        m.d.sync += ids_done.eq(1)
                         with m.If(hot):
-                            m.next = "CLOSE"   # no codes either: one empty codes beat
+                            goto("CLOSE")      # no codes either: one empty codes beat
                         with m.Else():
-                            m.next = "SKIP"
+                            goto("SKIP")
                 with m.Else():
-                    m.d.comb += [self.ids.valid.eq(cnt >= B), ids_p.id.eq(buf[:B]),
-                                 ids_p.last.eq(deg == 1)]
-                    with m.If(self.ids.valid & self.ids.ready):
-                        m.d.comb += take.eq(B)
-                        m.d.sync += [cur.eq(buf[:B]), j.eq(1)]
-                        with m.If(hot):
-                            m.next = "CODE"
-                        with m.Elif(deg == 1):
-                            m.next = "SKIP"
-                        with m.Else():
-                            m.next = "GAP"
-                    truncated(B)
+                    with m.If(has_bits & id_ok):
+                        take_id(True)
+                    close_if_truncated()
             with m.State("GAP"):
-                nxt = (cur + gap)[:B]
-                m.d.comb += [
-                    self.ids.valid.eq(cnt >= w),
-                    ids_p.id.eq(nxt),
-                    ids_p.last.eq(j == deg - 1),
-                ]
-                with m.If(self.ids.valid & self.ids.ready):
-                    m.d.comb += take.eq(w)
-                    m.d.sync += [cur.eq(nxt), j.eq(j + 1)]
-                    with m.If(hot):
-                        m.next = "CODE"
-                    with m.Elif(j == deg - 1):
-                        m.next = "SKIP"
-                truncated(w)
+                with m.If(has_bits & id_ok):
+                    take_id(False)
+                close_if_truncated()
             with m.State("SKIP"):
-                with m.If(cnt >= left):
-                    m.d.comb += take.eq(left)
-                    m.next = "CODE"
-                with m.Else():
-                    m.d.comb += take.eq(cnt)
-                    with m.If(seen_last):
-                        m.d.sync += abort.eq(1)
-                        m.next = "CLOSE"
+                with m.If(nwords != 0):
+                    with m.If(wi == cw):
+                        m.d.comb += setrp.eq(1)
+                        goto("CODE", sizes[0])
+                    with m.Else():
+                        m.d.comb += skipword.eq(1)
+                with m.Elif(seen_last):
+                    m.d.sync += abort.eq(1)
+                    goto("CLOSE")
             with m.State("CODE"):
+                fin = ~hot | ids_done
                 with m.Switch(chunk):
                     for k in range(nchunks):
-                        size = min(wb, cbits - k * wb)
                         with m.Case(k):
-                            with m.If(~code_valid & (cnt >= size)):
-                                m.d.comb += take.eq(size)
-                                m.d.sync += code_reg[k * wb:k * wb + size].eq(buf[:size])
-                                if k < nchunks - 1:
+                            if k < nchunks - 1:
+                                with m.If(has_bits):
+                                    m.d.comb += [take.eq(1), tag.chunk.eq(1), tag.k.eq(k)]
                                     m.d.sync += chunk.eq(k + 1)
-                                else:
-                                    fin = ~hot | (j == deg)
-                                    m.d.sync += [chunk.eq(0), code_valid.eq(1),
-                                                 code_last.eq(fin), code_empty.eq(0),
-                                                 code_corrupt.eq(0), codes_done.eq(fin)]
+                                    goto("CODE", sizes[k + 1])
+                            else:
+                                with m.If(has_bits & cd_ok):
+                                    m.d.comb += [take.eq(1), tag.chunk.eq(1), tag.k.eq(k),
+                                                 tag.push.eq(1), tag.code_last.eq(fin)]
+                                    m.d.sync += [chunk.eq(0), codes_done.eq(fin)]
                                     with m.If(fin):
-                                        m.next = "DRAIN"
+                                        finish()
                                     with m.Else():
-                                        m.next = "GAP"
-                            truncated(size)
+                                        goto("GAP", w)
+                close_if_truncated()
             with m.State("CLOSE"):
                 # close each stream of this frame that has not had its `last` yet:
                 # corrupt header or truncated frame (abort = 1), or a hot frame of degree 0
-                with m.If(~ids_done):
-                    m.d.comb += [self.ids.valid.eq(1), ids_p.empty.eq(1), ids_p.last.eq(1),
-                                 ids_p.corrupt.eq(abort)]
-                with m.Elif(~codes_done):
-                    with m.If(~code_valid):
-                        m.d.sync += [code_reg.eq(0), code_valid.eq(1), code_last.eq(1),
-                                     code_empty.eq(1), code_corrupt.eq(abort),
-                                     codes_done.eq(1)]
-                with m.Else():
-                    m.next = "DRAIN"
+                id_now = ~ids_done & id_ok
+                cd_now = ~codes_done & cd_ok
+                with m.If(id_now):
+                    m.d.comb += [tag.id.eq(1), tag.id_empty.eq(1), tag.id_last.eq(1),
+                                 tag.id_corrupt.eq(abort)]
+                    m.d.sync += ids_done.eq(1)
+                with m.If(cd_now):
+                    m.d.comb += [tag.push.eq(1), tag.code_empty.eq(1), tag.code_last.eq(1),
+                                 tag.code_corrupt.eq(abort)]
+                    m.d.sync += codes_done.eq(1)
+                with m.If((ids_done | id_now) & (codes_done | cd_now)):
+                    finish()
             with m.State("DRAIN"):
                 m.d.comb += flush.eq(1)
                 with m.If(seen_last):
                     m.d.sync += [seen_last.eq(0), frame_start.eq(1)]
-                    m.next = "HDR"
+                    goto("HDR", HB)
                 with m.Elif(self.i.valid & self.i.payload.last):
                     m.d.sync += frame_start.eq(1)
-                    m.next = "HDR"
+                    goto("HDR", HB)
 
-        # ---- window: drop consumed words, append one word ------------------------------
-        # i.ready depends on registers only (nwords, seen_last, state).
-        load = Signal()
-        with m.If(flush):
-            m.d.comb += self.i.ready.eq(~seen_last)
+        # ---- credits: an id / code beat is issued only with room for it in its FIFO -------
+        for cred, dec, inc in ((id_cred, tag.id, id_pop), (cd_cred, tag.push, cd_pop)):
+            with m.If(dec & ~inc):
+                m.d.sync += cred.eq(cred - 1)
+            with m.Elif(inc & ~dec):
+                m.d.sync += cred.eq(cred + 1)
+
+        # ---- ring: drop consumed words, append one word ----------------------------------
+        # i.ready depends on registers only (state, nwords, seen_last)
+        with m.If(fsm.ongoing("DRAIN")):
+            m.d.comb += self.i.ready.eq(~seen_last)      # words dropped unseen
         with m.Else():
-            m.d.comb += [self.i.ready.eq(~seen_last & (nwords < 2)),
+            m.d.comb += [self.i.ready.eq(~seen_last & (nwords != NS)),
                          load.eq(self.i.valid & self.i.ready)]
-        adv = Signal(range(2 * cap + 1))
-        m.d.comb += adv.eq(rp + take)
-        drop = adv[lw:]                        # words fully consumed this cycle (0..2)
-        kept = Signal(range(3))
-        m.d.comb += kept.eq(nwords - drop)
-        lo, hi = win[:wb], win[wb:]
-        lo_d = Mux(drop == 0, lo, Mux(drop == 1, hi, 0))
-        hi_d = Mux(drop == 0, hi, 0)
-        data = self.i.payload.data
+        drop = Signal()
+        m.d.comb += drop.eq(Mux(take, adv_hi, skipword))
+        data_in = self.i.payload.data
+        with m.If(load):
+            for k in range(NS):
+                with m.If(wptr == k):
+                    m.d.sync += ring[k].eq(data_in)
+            m.d.sync += seen_last.eq(self.i.payload.last)
+            with m.If(frame_start):
+                d_new = data_in[:DB]
+                w_new = data_in[DB:HB]
+                m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0),
+                             hdr_d.eq(d_new), hdr_w.eq(w_new),
+                             hdr_bad.eq((d_new > R) | (w_new > self.gap_width))]
         with m.If(flush):
-            m.d.sync += [win.eq(0), nwords.eq(0), rp.eq(0), cnt.eq(0)]
+            m.d.sync += [head.eq(0), wptr.eq(0), nwords.eq(0), rp.eq(0), wi.eq(0), wi1.eq(1)]
         with m.Else():
-            m.d.sync += [
-                win[:wb].eq(Mux(load & (kept == 0), data, lo_d)),
-                win[wb:].eq(Mux(load & (kept == 1), data, hi_d)),
-                nwords.eq(kept + load),
-                rp.eq(adv[:lw]),
-                cnt.eq(cnt + Mux(load, wb, 0) - take),
-                # normal frames reach the code after target - HB bits past the header
-                left.eq(Mux(hdr_fire, target - HB, left - take)),
-            ]
+            # increments computed from registers in parallel, selected by load / drop
             with m.If(load):
-                m.d.sync += seen_last.eq(self.i.payload.last)
-                with m.If(frame_start):
-                    m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0)]
+                m.d.sync += wptr.eq(wptr + 1)
+            with m.If(drop):
+                m.d.sync += [head.eq(head + 1), wi.eq(wi1), wi1.eq(wi1 + 1)]
+            with m.If(load & ~drop):
+                m.d.sync += nwords.eq(nwords + 1)
+            with m.Elif(drop & ~load):
+                m.d.sync += nwords.eq(nwords - 1)
+            m.d.sync += rp.eq(Mux(take, adv_lo, Mux(skipword, 0, Mux(setrp, cr, rp))))
+
+        # ================= stages 1-3: the field extractor (data only) ======================
+        # 1: the two words from the low one on; 2: shift by whole bytes; 3: by 0..7 bits
+        s1_lo, s1_hi = Signal(wb), Signal(wb)
+        s1_rp = Signal(lw)
+        s1_tag = Signal(tag_layout)
+        m.d.sync += [s1_lo.eq(Array(ring)[head]), s1_hi.eq(Array(ring)[(head + 1)[:len(head)]]),
+                     s1_rp.eq(rp), s1_tag.eq(tag)]
+        pair = Cat(s1_lo, s1_hi)
+        s2 = Signal(wb + 7)
+        s2_bit = Signal(3)
+        s2_tag = Signal(tag_layout)
+        nbytes = wb // 8
+        m.d.sync += [s2.eq(Array([pair[8 * k:8 * k + wb + 7] for k in range(nbytes)])[
+                         s1_rp[3:]] if nbytes > 1 else pair[:wb + 7]),
+                     s2_bit.eq(s1_rp[:3]), s2_tag.eq(s1_tag)]
+        s3 = Signal(wb)
+        s3_tag = Signal(tag_layout)
+        s3_mask = Signal(B)                    # low w bits set: the gap field
+        m.d.sync += [s3.eq(Array([s2[k:k + wb] for k in range(8)])[s2_bit]),
+                     s3_tag.eq(s2_tag),
+                     s3_mask.eq(~(Const((1 << B) - 1, B) << s2_tag.w))]
+
+        # ================= stage 4: the id adder and the code assembler =====================
+        cur = Signal(B)                        # last id of the frame
+        nxt = Signal(B)
+        m.d.comb += nxt.eq(Mux(s3_tag.first, s3[:B], (cur + (s3[:B] & s3_mask))[:B]))
+        with m.If(s3_tag.id & ~s3_tag.id_empty):
+            m.d.sync += cur.eq(nxt)
+        m.d.comb += [id_push.eq(s3_tag.id),
+                     id_pdata.id.eq(nxt), id_pdata.last.eq(s3_tag.id_last),
+                     id_pdata.empty.eq(s3_tag.id_empty),
+                     id_pdata.corrupt.eq(s3_tag.id_corrupt)]
+        code_acc = Signal(max(1, (nchunks - 1) * wb))
+        with m.If(s3_tag.chunk):
+            with m.Switch(s3_tag.k):
+                for k in range(nchunks - 1):
+                    with m.Case(k):
+                        m.d.sync += code_acc[k * wb:(k + 1) * wb].eq(s3)
+        m.d.comb += [cd_push.eq(s3_tag.push),
+                     cd_pdata.code.as_value().eq(
+                         Cat(code_acc[:(nchunks - 1) * wb], s3[:sizes[-1]])),
+                     cd_pdata.last.eq(s3_tag.code_last),
+                     cd_pdata.empty.eq(s3_tag.code_empty),
+                     cd_pdata.corrupt.eq(s3_tag.code_corrupt)]
         return m
