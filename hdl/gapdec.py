@@ -456,18 +456,24 @@ class GapDecoder(wiring.Component):
         m.d.sync += [s2.eq(Array([pair[8 * k:8 * k + wb + 7] for k in range(nbytes)])[
                          s1_rp[3:]] if nbytes > 1 else pair[:wb + 7]),
                      s2_bit.eq(s1_rp[:3]), s2_tag.eq(s1_tag)]
+        s2_mask = Signal(B)                    # the id field: B bits (first id) or w (gap)
+        m.d.sync += s2_mask.eq(Mux(s1_tag.first, Const((1 << B) - 1, B),
+                                   ~(Const((1 << B) - 1, B) << s1_tag.w)))
         s3 = Signal(wb)
+        s3_id = Signal(B)                      # the id field, masked to its width
         s3_tag = Signal(tag_layout)
-        s3_mask = Signal(B)                    # low w bits set: the gap field
-        m.d.sync += [s3.eq(Array([s2[k:k + wb] for k in range(8)])[s2_bit]),
-                     s3_tag.eq(s2_tag),
-                     s3_mask.eq(~(Const((1 << B) - 1, B) << s2_tag.w))]
+        shifted = Signal(wb)
+        m.d.comb += shifted.eq(Array([s2[k:k + wb] for k in range(8)])[s2_bit])
+        m.d.sync += [s3.eq(shifted), s3_id.eq(shifted[:B] & s2_mask), s3_tag.eq(s2_tag)]
 
         # ================= stage 4: the id adder and the code assembler =====================
-        cur = Signal(B)                        # last id of the frame
+        # cur: the frame's last id, or 0 when a first id is next (n_0 = 0 + field)
+        cur = Signal(B)
         nxt = Signal(B)
-        m.d.comb += nxt.eq(Mux(s3_tag.first, s3[:B], (cur + (s3[:B] & s3_mask))[:B]))
-        with m.If(s3_tag.id & ~s3_tag.id_empty):
+        m.d.comb += nxt.eq(cur + s3_id)
+        with m.If(s2_tag.first):
+            m.d.sync += cur.eq(0)
+        with m.Elif(s3_tag.id & ~s3_tag.id_empty):
             m.d.sync += cur.eq(nxt)
         m.d.comb += [id_push.eq(s3_tag.id),
                      id_pdata.id.eq(nxt), id_pdata.last.eq(s3_tag.id_last),
