@@ -96,7 +96,9 @@ def test_elaborates_with_config_widths():
     Fragment.get(dut, None)
     assert dut.dist_layout["dist"].width == cfg.exact_dist_bits
     assert dut.beats * dut.lanes == cfg.vec.dim
-    assert dut.latency == 3  # the cocotb tests pass it as a parameter
+    # A0, A1, squares (3 stages at 8 bits), tree (2 levels for 4 lanes), acc, FIFO (2)
+    assert (dut.square_stages, dut.tree_stages) == (3, 2)
+    assert dut.latency == 5 + dut.square_stages + dut.tree_stages == 10
 
 
 def test_tiny_full_rate_latency():
@@ -149,7 +151,8 @@ def test_cocotb_exact_10k_random(name, overrides, vectors):
     assert 4 * vectors * -(-cfg.vec.dim // lanes) >= 10_000
     res = run_cocotb(lambda: ExactDistanceUnit(cfg), "proxima_exact", "proxima.sim.tb.tb_exact",
                      cfg=cfg, build_name=f"exact_{name}_l{lanes}",
-                     parameters={"queries": 4, "vectors": vectors, "latency": 3})
+                     parameters={"queries": 4, "vectors": vectors,
+                                 "latency": ExactDistanceUnit(cfg).latency})
     assert res.tests == 2 and res.failed == 0
 
 
@@ -162,4 +165,46 @@ def test_cocotb_exact_detects_a_wrong_expectation():
                    cfg=cfg, build_name=f"exact_tiny_l{cfg.engine.exact_lanes}",
                    testcase="random_vectors_with_stalls",
                    parameters={"queries": 1, "vectors": 100, "flip_expected": 42,
-                               "latency": 3})
+                               "latency": ExactDistanceUnit(cfg).latency})
+
+
+def test_square_and_abs_diff_helpers_exhaustive():
+    """|x - q| and its LUT square for every pair of 8-bit values (and the stage counts)."""
+    from amaranth.hdl import Module, Signal
+    from proxima.hdl.exact import abs_diff_stage, square_pipeline, square_stages
+    m = Module()
+    x, q = Signal(8), Signal(8)
+    a = abs_diff_stage(m, x, q, 8, "d")
+    sq = square_pipeline(m, a, 8, "s")
+    lat = 1 + square_stages(8)
+    assert square_stages(8) == 3 and square_stages(1) == 1 and square_stages(3) == 2
+    pairs = [(i, j) for i in range(256) for j in range(256)]
+    random.Random(9).shuffle(pairs)
+    pairs = pairs[:6000] + [(0, 255), (255, 0), (0, 0), (255, 255), (128, 127), (15, 16)]
+
+    async def bench(ctx):
+        got = []
+        for t in range(len(pairs) + lat):
+            if t < len(pairs):
+                ctx.set(x, pairs[t][0])
+                ctx.set(q, pairs[t][1])
+            await ctx.tick()
+            if t + 1 >= lat:
+                got.append(ctx.get(sq))
+        for (i, j), g in zip(pairs, got[:len(pairs)]):
+            assert g == (i - j) ** 2, f"({i} - {j})**2: got {g}"
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_one_beat_per_vector_slow_consumer_credits():
+    """lanes = dim (one beat per vector, a vector per cycle) and a consumer that is ready
+    one cycle in five: the output FIFO fills, the credits stop the input, nothing is lost."""
+    cfg = preset("tiny").with_(engine={"exact_lanes": 16})
+    rng = np.random.default_rng(10)
+    dut, _ = run_exact(cfg, queries=rng.integers(0, 256, size=(2, cfg.vec.dim)),
+                       vectors_per_query=60, seed=10, p_valid=1.0, p_ready=0.2)
+    assert dut.beats == 1 and dut.fifo_depth == dut.latency + 2
