@@ -83,6 +83,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -93,6 +94,10 @@ __all__ = ["BloomError", "BloomFilter", "H3_BITS"]
 
 #: Width of one H3 hash word (the golden model draws 32-bit rows).
 H3_BITS = 32
+
+#: Read-to-write distance of a RAM operation in cycles (read address in stage c0, write in
+#: stage c4): the operations 1..WINDOW ahead of a read may still write the word it reads.
+WINDOW = 4
 
 
 class BloomError(ValueError):
@@ -117,14 +122,21 @@ class BloomFilter(wiring.Component):
         Width of the per-word epoch tag (>= 1).  More bits allow more clears per sweep.
     word_bits : int, optional
         Filter bits per RAM word, a power of two dividing ``bank_bits``.
+    out_depth : int, optional
+        Entries of the response buffer (= the most ids in flight), >= ``latency + 1`` for
+        one id per cycle; default: the next power of two >= ``latency + 2``.
 
     Attributes
     ----------
-    k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (= 2),
-    q (the ``(k, id_bits)`` H3 matrix as Python ints), word_layout.
+    k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (cycles from an
+    accepted id to its response, with ``resp.ready`` high), hash_stages (1, or 2 when
+    ``bank_bits`` is not a power of two), out_depth, init_cycles (cycles from the end of
+    reset to the first cycle with ``req.ready`` high), q (the ``(k, id_bits)`` H3 matrix as
+    Python ints), word_layout.
     """
 
-    def __init__(self, cfg: ProximaConfig, *, epoch_bits: int = 4, word_bits: int | None = None):
+    def __init__(self, cfg: ProximaConfig, *, epoch_bits: int = 4, word_bits: int | None = None,
+                 out_depth: int | None = None):
         b = cfg.bloom
         self.cfg = cfg
         self.k = b.hashes
@@ -142,134 +154,220 @@ class BloomFilter(wiring.Component):
         self.depth = self.bank_bits // w
         self.bit_sel_bits = max(1, (w - 1).bit_length())
         self.addr_bits = max(1, (self.depth - 1).bit_length())
+        self.pow2 = self.bank_bits & (self.bank_bits - 1) == 0
+        self.hash_stages = 1 if self.pow2 else 2
         self.q = [[int(v) for v in row] for row in h3_matrix(cfg)]
-        self.latency = 2
+        # accept -> stage a -> (m) -> c0 .. c4 (response into the buffer) -> 2 buffer cycles
+        self.latency = 1 + self.hash_stages + WINDOW + 2
+        self.init_cycles = self.depth + self.hash_stages + WINDOW + 1
+        if out_depth is None:
+            out_depth = 1
+            while out_depth < self.latency + 2:
+                out_depth *= 2
+        if int(out_depth) < 2:
+            raise BloomError(f"out_depth must be >= 2, got {out_depth}")
+        self.out_depth = int(out_depth)
         self.word_layout = data.StructLayout({"bits": unsigned(w),
                                               "tag": unsigned(self.epoch_bits)})
+        self.resp_layout = data.StructLayout({"hit": unsigned(1),
+                                              "id": unsigned(self.id_bits)})
         super().__init__({
             "req": In(stream.Signature(unsigned(self.id_bits))),
-            "resp": Out(stream.Signature(data.StructLayout({
-                "hit": unsigned(1), "id": unsigned(self.id_bits)}))),
+            "resp": Out(stream.Signature(self.resp_layout)),
             "clear": In(1),
             "clear_ready": Out(1),
             "busy": Out(1),
         })
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "BloomFilter":
-        return cls(cfg)
+    def from_config(cls, cfg: ProximaConfig, **options) -> "BloomFilter":
+        return cls(cfg, **options)
 
     # ---- hashing -------------------------------------------------------------------------
-    def _hash(self, i: int, x):
-        """Bank-local bit index of hash ``i`` of id ``x`` (a Value)."""
+    def _h3(self, i: int, x, lo: int = 0):
+        """Bits ``lo .. H3_BITS-1`` of the H3 hash ``i`` of ``x``: XORs of masked id bits."""
         row = self.q[i]
         bits = []
-        for b in range(H3_BITS):
+        for b in range(lo, H3_BITS):
             mask = sum(1 << j for j in range(self.id_bits) if (row[j] >> b) & 1)
             bits.append((x & Const(mask, self.id_bits)).xor() if mask else Const(0, 1))
-        h = Cat(*bits)
-        return (h * Const(self.bank_bits))[H3_BITS:]
+        return Cat(*bits)
+
+    def _split(self, idx):
+        """(word address, bit in word) of a bank-local bit index."""
+        sh = self.word_bits.bit_length() - 1
+        addr = idx[sh:sh + self.addr_bits] if self.depth > 1 else Const(0, 1)
+        bit = idx[:self.bit_sel_bits] if self.word_bits > 1 else Const(0, 1)
+        return addr, bit
 
     def elaborate(self, platform):
         m = Module()
-        k, w, depth = self.k, self.word_bits, self.depth
-        eb = self.epoch_bits
+        k, w, depth, eb = self.k, self.word_bits, self.depth, self.epoch_bits
+        ab, bb, ib = self.addr_bits, self.bit_sel_bits, self.id_bits
 
         epoch = Signal(eb)
-        s_prev = Signal(eb)          # epoch at the start of the previous sweep pass
+        s_prev = Signal(eb)          # epoch at the start of the last completed sweep pass
         s_cur = Signal(eb)           # epoch at the start of the current sweep pass
         init_done = Signal()         # the post-reset unconditional pass has finished
         ptr = Signal(range(depth))   # scrubber pointer (next word to visit)
+        outstanding = Signal(range(self.out_depth + 1))  # accepted ids not yet answered
 
-        # stage 1 / stage 2 operation registers ("req": an id, else a scrub op)
-        s1_valid, s1_req = Signal(), Signal()
-        s2_valid, s2_req = Signal(), Signal()
-        s1_id = Signal(self.id_bits, reset_less=True)
-        s2_id = Signal(self.id_bits, reset_less=True)
-        s1_addr = [Signal(range(depth), name=f"s1_addr{i}", reset_less=True) for i in range(k)]
-        s2_addr = [Signal(range(depth), name=f"s2_addr{i}", reset_less=True) for i in range(k)]
-        s1_bit = [Signal(self.bit_sel_bits, name=f"s1_bit{i}", reset_less=True) for i in range(k)]
-        s2_bit = [Signal(self.bit_sel_bits, name=f"s2_bit{i}", reset_less=True) for i in range(k)]
-
-        advance = Signal()
         accept = Signal()
-        scrub = Signal()
+        take = Signal()
         m.d.comb += [
-            advance.eq(~(s2_valid & s2_req & ~self.resp.ready)),
-            self.req.ready.eq(advance & ~self.clear & init_done),
+            self.req.ready.eq(init_done & ~self.clear & (outstanding != self.out_depth)),
             accept.eq(self.req.valid & self.req.ready),
-            scrub.eq(advance & ~accept),
             self.busy.eq(~init_done),
-            self.clear_ready.eq(init_done & ~(s1_valid & s1_req) & ~(s2_valid & s2_req)
-                                & ((epoch + 1)[:eb] != s_prev)),
         ]
-
-        with m.If(advance):
-            m.d.sync += [
-                s1_valid.eq(accept | scrub), s1_req.eq(accept),
-                s2_valid.eq(s1_valid), s2_req.eq(s1_req), s2_id.eq(s1_id),
-            ]
-            m.d.sync += [a.eq(b) for a, b in zip(s2_addr, s1_addr)]
-            m.d.sync += [a.eq(b) for a, b in zip(s2_bit, s1_bit)]
-        with m.If(accept):
-            m.d.sync += s1_id.eq(self.req.payload)
-        with m.If(scrub):
+        m.d.sync += outstanding.eq(outstanding + accept - take)
+        with m.If(~accept):
             m.d.sync += ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1))
+
+        # ---- per-operation control, one register set per stage (every slot is an op:
+        # an accepted id, else a scrub of word ``ptr``) ---------------------------------
+        names = ["a"] + (["m"] if not self.pow2 else []) + [f"c{j}" for j in range(WINDOW + 1)]
+
+        def ctl(st):
+            return {
+                "req": Signal(name=f"{st}_req"),
+                # ops injected before the end of the init pass write an empty word
+                "init": Signal(name=f"{st}_init", init=1),
+                "first": Signal(name=f"{st}_first"),   # scrub of word 0
+                "last": Signal(name=f"{st}_last"),     # scrub of word depth-1
+                "id": Signal(ib, name=f"{st}_id", reset_less=True),
+            }
+        S = {st: ctl(st) for st in names}
+        m.d.sync += [
+            S["a"]["req"].eq(accept),
+            S["a"]["init"].eq(~init_done),
+            S["a"]["first"].eq(~accept & (ptr == 0)),
+            S["a"]["last"].eq(~accept & (ptr == depth - 1)),
+        ]
+        with m.If(accept):
+            m.d.sync += S["a"]["id"].eq(self.req.payload)
+        a_ptr = Signal(ab, reset_less=True)
+        m.d.sync += a_ptr.eq(ptr)
+        for prev, nxt in zip(names, names[1:]):
+            for f in S[prev]:
+                m.d.sync += S[nxt][f].eq(S[prev][f])
+        src_ptr = a_ptr
+        if not self.pow2:
+            m_ptr = Signal(ab, reset_less=True)
+            m.d.sync += m_ptr.eq(a_ptr)
+            src_ptr = m_ptr
+
+        # ---- shared epoch snapshot and response path -----------------------------------
+        c3_ep = Signal(eb, reset_less=True)
+        c4_ep = Signal(eb, reset_less=True)
+        m.d.sync += [c3_ep.eq(epoch), c4_ep.eq(c3_ep)]
+        c = [S[f"c{j}"] for j in range(WINDOW + 1)]
 
         hits = []
         for i in range(k):
-            mem = Memory(shape=self.word_layout, depth=depth, init=[])
+            # collisions (a read of the word written in the same cycle) are resolved by
+            # forwarding, never by the RAM: no_rw_check keeps Yosys from adding its own
+            # bypass logic behind the slow block-RAM output
+            mem = Memory(shape=self.word_layout, depth=depth, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"bank{i}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
+            # an asynchronous read port plus a plain register (rd1): Yosys merges the two
+            # into the block RAM's synchronous port, and with ``no_rw_check`` the merged
+            # port does not promise old data on a collision (no emulation logic)
+            rp = mem.read_port(domain="comb")
+            rd1 = Signal(self.word_layout, name=f"c1_rd{i}", reset_less=True)
+            m.d.sync += rd1.eq(rp.data)
 
-            idx = Signal(range(self.bank_bits), name=f"idx{i}")
-            m.d.comb += idx.eq(self._hash(i, self.req.payload))
-            in_addr = idx >> (w.bit_length() - 1) if w > 1 else idx
-            in_bit = idx[:self.bit_sel_bits] if w > 1 else Const(0, 1)
-            op_addr = Mux(accept, in_addr, ptr)
-            m.d.comb += [rp.en.eq(advance), rp.addr.eq(op_addr)]
-            with m.If(advance):
-                m.d.sync += [s1_addr[i].eq(op_addr), s1_bit[i].eq(in_bit)]
+            addr = [Signal(ab, name=f"c{j}_addr{i}", reset_less=True) for j in range(WINDOW + 1)]
+            bit = [Signal(bb, name=f"c{j}_bit{i}", reset_less=True) for j in range(WINDOW)]
+            # one-hot of the bit an id sets (0 for a scrub), stages c1 .. c4
+            oh = [None] + [Signal(w, name=f"c{j}_oh{i}", reset_less=True)
+                           for j in range(1, WINDOW + 1)]
 
-            # stage 2 word: the RAM data registered, or the word forwarded from the write
-            # that happened while this operation was in stage 1
-            raw = Signal(self.word_layout, name=f"s2_raw{i}", reset_less=True)
-            fwd = Signal(name=f"s2_fwd{i}", reset_less=True)
-            fwd_word = Signal(self.word_layout, name=f"s2_fwd_word{i}", reset_less=True)
-            word = Signal(self.word_layout, name=f"s2_word{i}")
-            m.d.comb += word.eq(Mux(fwd, fwd_word, raw))
-            with m.If(advance):
-                m.d.sync += [
-                    raw.eq(rp.data),
-                    fwd.eq(wp.en & (wp.addr == s1_addr[i])),
-                    fwd_word.eq(wp.data),
-                ]
+            # hash: stage a (and m) -> c0
+            if self.pow2:
+                lg = self.bank_bits.bit_length() - 1
+                idx = self._h3(i, S["a"]["id"], lo=H3_BITS - lg) if lg else Const(0, 1)
+                req_h = S["a"]["req"]
+            else:
+                h = Signal(H3_BITS, name=f"m_h{i}", reset_less=True)
+                m.d.sync += h.eq(self._h3(i, S["a"]["id"]))
+                idx = (h * Const(self.bank_bits))[H3_BITS:]
+                req_h = S["m"]["req"]
+            in_addr, in_bit = self._split(idx)
+            m.d.sync += [addr[0].eq(Mux(req_h, in_addr, src_ptr)), bit[0].eq(in_bit)]
+            for j in range(WINDOW):
+                m.d.sync += addr[j + 1].eq(addr[j])
+            for j in range(WINDOW - 1):
+                m.d.sync += bit[j + 1].eq(bit[j])
+            m.d.sync += oh[1].eq(Mux(c[0]["req"], Const(1, w) << bit[0], 0))
+            for j in range(1, WINDOW):
+                m.d.sync += oh[j + 1].eq(oh[j])
 
-            cur_bits = Signal(w, name=f"cur_bits{i}")
-            m.d.comb += cur_bits.eq(Mux(word.tag == epoch, word.bits, 0))
-            hit = Signal(name=f"hit{i}")
-            m.d.comb += hit.eq(cur_bits.bit_select(s2_bit[i], 1))
-            hits.append(hit)
-            with m.If(s2_valid & advance):
-                with m.If(s2_req):
-                    m.d.comb += [
-                        wp.en.eq(1),
-                        wp.data.bits.eq(cur_bits | (Const(1, w) << s2_bit[i])),
-                    ]
-                with m.Elif((word.tag != epoch) | ~init_done):
-                    m.d.comb += [wp.en.eq(1), wp.data.bits.eq(0)]
-            m.d.comb += [wp.addr.eq(s2_addr[i]), wp.data.tag.eq(epoch)]
+            # c0: read; compare the address with the ops 1..WINDOW ahead (stages c1..c4)
+            m.d.comb += rp.addr.eq(addr[0])
+            eq1 = [Signal(name=f"c1_eq{i}_{d}", reset_less=True) for d in range(1, WINDOW + 1)]
+            m.d.sync += [e.eq(addr[0] == addr[d]) for e, d in zip(eq1, range(1, WINDOW + 1))]
 
+            # c1: bits set by the ids 1..WINDOW-1 ahead (stages c2..c4) in the same word;
+            # the op WINDOW ahead writes in the cycle of our read: a collision
+            fwd2 = Signal(w, name=f"c2_fwd{i}", reset_less=True)
+            coll2 = Signal(name=f"c2_coll{i}", reset_less=True)
+            raw2 = Signal(self.word_layout, name=f"c2_raw{i}", reset_less=True)
+            terms = [Mux(eq1[d - 1], oh[1 + d], 0) for d in range(1, WINDOW)]
+            acc = terms[0]
+            for t in terms[1:]:
+                acc = acc | t
+            m.d.sync += [fwd2.eq(acc), coll2.eq(eq1[WINDOW - 1]), raw2.eq(rd1)]
+
+            # c2: the current bits of the word before this op
+            w4 = Signal(self.word_layout, name=f"c4_w{i}", reset_less=True)
+            w5 = Signal(self.word_layout, name=f"c5_w{i}", reset_less=True)
+            w6 = Signal(self.word_layout, name=f"c6_w{i}", reset_less=True)
+            use_raw = Signal(name=f"c2_use_raw{i}")
+            use_w = Signal(name=f"c2_use_w{i}")
+            m.d.comb += [
+                use_raw.eq(~c[2]["init"] & ~coll2 & (raw2.tag == epoch)),
+                use_w.eq(~c[2]["init"] & coll2 & (w6.tag == epoch)),
+            ]
+            cur3 = Signal(w, name=f"c3_cur{i}", reset_less=True)
+            m.d.sync += cur3.eq(Mux(use_raw, raw2.bits, 0) | Mux(use_w, w6.bits, 0) | fwd2)
+
+            # c3: hit bit, new word
+            hit4 = Signal(name=f"c4_hit{i}", reset_less=True)
+            m.d.sync += [
+                hit4.eq(cur3.bit_select(bit[3], 1)),
+                w4.bits.eq(cur3 | oh[3]),
+                w4.tag.eq(c3_ep),
+                w5.eq(w4), w6.eq(w5),
+            ]
+            hits.append(hit4)
+
+            # c4: write back (every op writes its word)
+            m.d.comb += [wp.en.eq(1), wp.addr.eq(addr[4]), wp.data.eq(w4)]
+
+        # ---- response buffer ---------------------------------------------------------------
+        fifo = m.submodules.out = SyncFIFOBuffered(width=self.resp_layout.size,
+                                                   depth=self.out_depth)
+        r = Signal(self.resp_layout)
         m.d.comb += [
-            self.resp.valid.eq(s2_valid & s2_req),
-            self.resp.payload.id.eq(s2_id),
-            self.resp.payload.hit.eq(Cat(*hits).all()),
+            fifo.w_en.eq(c[4]["req"]),
+            fifo.w_data.eq(Cat(Cat(*hits).all(), c[4]["id"])),
+            r.eq(fifo.r_data),
+            self.resp.valid.eq(fifo.r_rdy),
+            self.resp.payload.eq(r),
+            fifo.r_en.eq(self.resp.ready),
+            take.eq(fifo.r_rdy & self.resp.ready),
         ]
 
-        # end of a sweep pass: the scrub op of the last word leaves stage 2
-        with m.If(s2_valid & ~s2_req & advance & (s2_addr[0] == depth - 1)):
-            m.d.sync += [s_prev.eq(s_cur), s_cur.eq(epoch), init_done.eq(1)]
+        # ---- sweep passes and clears ---------------------------------------------------------
+        s_cur_new = Mux(c[4]["first"], c4_ep, s_cur)
+        m.d.sync += s_cur.eq(s_cur_new)
+        with m.If(c[4]["last"]):
+            m.d.sync += [s_prev.eq(s_cur_new), init_done.eq(1)]
+        busy_ids = S["a"]["req"] | c[0]["req"] | c[1]["req"] | c[2]["req"]
+        if not self.pow2:
+            busy_ids = busy_ids | S["m"]["req"]
+        m.d.comb += self.clear_ready.eq(init_done & ~busy_ids & ((epoch + 1)[:eb] != s_prev))
         with m.If(self.clear & self.clear_ready):
             m.d.sync += epoch.eq(epoch + 1)
         return m
