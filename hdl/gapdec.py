@@ -42,43 +42,66 @@ frame's words are discarded.  No range check of the ids against ``N`` is made
 Word width
 ----------
 ``word_bits`` (default: the smallest power of two ``>= 2 * B``, at most ``8 * A``; 32 bits in
-``tiny``, 64 in ``default`` and ``paper``; any power of two ``>= B`` works) is the NAND
-controller's data-bus width.  One word is accepted per cycle at most.
+``tiny``, 64 in ``default`` and ``paper``; any power of two ``>= B`` and ``>= HB``, the header
+being read from the frame's first word) is the NAND controller's data-bus width.  One word is
+accepted per cycle at most.
 
-Micro-architecture and throughput
----------------------------------
-A window of two input words holds the not yet consumed frame bits from the bit read pointer
-``rp`` (``0 .. word_bits-1``) of its low word on; ``cnt = nwords * word_bits - rp`` counts
-them and ``view = (window >> rp)[:word_bits]`` (a funnel shifter) shows the next bits.  Each
-cycle the state machine consumes ``take`` bits (a field, or a skip) from ``view``; ``rp +
-take`` tells how many whole words (0..2) are used up and drop out of the window, and the next
-input word is accepted into the first free slot when the window held fewer than two words
-at the start of the cycle (``i.ready`` depends on registers only).  States:
+Micro-architecture (pipelined for >= 150 MHz on ECP5)
+------------------------------------------------------
+Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
 
-``HDR``   (``cnt >= HB``) read ``d``, ``w``; check them.                 1 cycle per frame
-``FIRST`` emit ``n_0`` (``B`` bits) or the ``empty`` beat.
-``GAP``   emit ``id += gap`` (``w`` bits).                               1 id per cycle
-``SKIP``  normal frames: drop the bits up to byte ``code_off`` (the tail of the id region;
-          a register ``left`` counts them down from ``8 * code_off - HB``), up to ``cnt``
-          bits per cycle: in practice one input word per cycle.
-``CODE``  gather the ``8C`` code bits in chunks of ``word_bits`` into the ``codes`` output
-          register (``ceil(8C / word_bits)`` cycles); hot frames go back to ``GAP`` after
-          each code.
-``CLOSE`` the closing ``empty`` / ``corrupt`` beats described above.
-``DRAIN`` drop the rest of the frame up to and including its ``last`` word.
+0. *Reader* (control only).  A ring of ``RING_WORDS = 4`` input words (``head``: the slot
+   of the low word, ``nwords``) and a bit read pointer ``rp`` (``0 .. word_bits-1``) into
+   the low word.  The header is decoded from the frame's first word *when it is accepted*
+   (``d``, ``w``, ``d > R or w > W``, ``hot``), so the state machine never waits for field
+   bits: each cycle it *issues* at most one field of registered width ``need`` (header,
+   ``B``, ``w``, a code chunk of ``<= word_bits`` bits) with a small tag (kind, ``last`` /
+   ``empty`` / ``corrupt`` flags, ``w``), advancing ``rp`` by ``need`` (the sum ``rp + need``
+   is computed from registers; its carry drops the low word).  A field is in the ring when
+   ``nwords >= 2`` (always enough for ``need <= word_bits``); with fewer words the exact
+   test ``rp + need <= nwords * word_bits`` is registered and used the cycle after (a
+   one-cycle wait only while the ring is nearly empty, e.g. at a frame's tail).  ``SKIP``
+   drops whole words until the code's word (``8 * code_off // word_bits``), then sets ``rp``
+   to the code's bit.  An id or code beat is issued only with a *credit* (a free entry
+   in its output FIFO, counting beats in flight), so back-pressure never reaches the
+   pipeline combinationally.  ``i.ready`` depends on registers only.
+1. *Word select*: the two ring words from ``head`` on, with ``rp`` and the tag.
+2. *Byte shift* of that pair by ``rp // 8`` (an 8:1 mux per bit) and the id-field mask
+   (``B`` ones for the first id, ``w`` ones for a gap).
+3. *Bit shift* by ``rp % 8``: the field, left-aligned; the id field masked.
+4. *Id adder* ``id = cur + field`` (``cur`` is zeroed when a first id is next) and the code
+   assembler (chunks of ``word_bits`` bits), written straight into the output FIFOs
+   (``ids``: ``ids_depth = 8`` entries, enough to cover the issue-to-credit loop at one
+   id per cycle; ``codes``: 2 entries).  ``empty`` beats carry id / code 0.
 
-Ids come out at one per cycle after the header whenever ``ids.ready`` is high and the words
-arrive at one per cycle (``w <= B <= word_bits / 2``).  A normal frame of degree ``d`` thus
-takes about ``2 + d`` cycles plus the skip to the code (``~ (code_off*8 - used) /
-word_bits``) plus ``ceil(8C / word_bits)``; a hot frame ``2 + d * (1 + ceil(8C /
-word_bits))`` cycles, plus up to one cycle per code chunk while the buffer refills (a
-chunk of ``word_bits`` bits needs a full word in the window) and one bubble per code when
-``codes`` is the bottleneck.  Measured: 41.7 cycles per degree-32 normal frame at full rate
-(``default``, W = 20, 64-bit words; ``tests/hdl/test_gapdec.py``).  ECP5-85F (``python -m
-proxima.fpga.resources gapdec --preset default``, 2026-11-22): 1844 LUT4 (incl. 54 CCU2C),
-724 FF, no BRAM/DSP, Fmax 80.9 MHz after place and route (below the 100 MHz ``default``
-clock; the critical path runs from the window through the funnel shifter and the id adder
-into the state register: registering the ``ids`` output is the next step).
+States of stage 0:
+
+``HDR``   (first word in the ring) consume the header, or close a corrupt one.  1 cycle
+``FIRST`` issue ``n_0`` (``B`` bits) or the ``empty`` id beat.                   1 cycle
+``GAP``   issue ``id += gap`` (``w`` bits).                                 1 id per cycle
+``SKIP``  normal frames: drop whole words up to the code's word.     1 word per cycle
+``CODE``  issue the ``8C`` code bits in chunks of ``word_bits`` (``ceil(8C / word_bits)``
+          cycles); hot frames go back to ``GAP`` after each code.
+``CLOSE`` issue the closing ``empty`` / ``corrupt`` beats described above (both streams
+          in the same cycle).
+``DRAIN`` drop the rest of the frame up to and including its ``last`` word (skipped when
+          the ``last`` word is already in the ring: the ring is flushed on the spot).
+
+Latency and throughput
+----------------------
+A beat leaves ``PIPE_LATENCY = 4`` cycles after it is issued: the first id of a frame is
+valid 6 cycles after the frame's first word is accepted (2 in the unpipelined design this
+replaces).  Throughput is set by stage 0 alone: ids of a frame come out on consecutive
+cycles whenever the words arrive at one per cycle and ``ids.ready`` stays high (``w <= B <=
+word_bits / 2``; checked in the tests).  A normal frame of degree ``d`` takes about ``3 +
+d`` cycles plus the skip to the code's word plus ``ceil(8C / word_bits)`` code chunks (the
+drain of unused words overlaps nothing: a producer that sends the whole stride pays one
+cycle per word past the code); a hot frame ``3 + d * (1 + ceil(8C / word_bits))`` cycles.
+Measured (``default``, W = 20, 64-bit words, full rate, ``tests/hdl/test_gapdec.py``):
+39 cycles per degree-32 normal frame (41.7 before pipelining), about 101 per degree-32 hot
+frame (152 before: the old code register took no new code until the previous one left).
+ECP5-85F (``python -m proxima.fpga.resources gapdec --preset default``, 2026-11-22):
+MEASURED_FIGURES
 """
 
 from __future__ import annotations
@@ -234,9 +257,8 @@ class GapDecoder(wiring.Component):
         abort = Signal()                       # CLOSE: corrupt / truncated frame
         id_cred = Signal(range(self.ids_depth + 1), init=self.ids_depth)
         cd_cred = Signal(range(self.codes_depth + 1), init=self.codes_depth)
-        id_ok = Signal()
-        cd_ok = Signal()
-        m.d.comb += [id_ok.eq(id_cred != 0), cd_ok.eq(cd_cred != 0)]
+        id_ok = Signal(init=1)                 # id_cred != 0 (registered)
+        cd_ok = Signal(init=1)                 # cd_cred != 0
 
         # code position of a normal frame for the mounted slot width: word cw, bit cr
         cw = Signal(range(self.max_words + 2))
@@ -273,8 +295,7 @@ class GapDecoder(wiring.Component):
         stable_q = Signal()                    # rp, need, nwords unchanged since exact_q
         moved = Signal()                       # the state changes this cycle
         load = Signal()
-        plenty = Signal()
-        m.d.comb += plenty.eq(nwords >= 2)
+        plenty = Signal()                      # nwords >= 2 (registered)
         has_bits = Signal()
         short = Signal()                       # the field is known not to be in the ring
         m.d.comb += [has_bits.eq(plenty | (exact_q & stable_q)),
@@ -290,12 +311,7 @@ class GapDecoder(wiring.Component):
 
         def finish():
             """The frame's two `last` beats are issued: drop the rest of the frame."""
-            with m.If(seen_last):
-                m.d.comb += flush.eq(1)
-                m.d.sync += [seen_last.eq(0), frame_start.eq(1)]
-                goto("HDR", HB)
-            with m.Else():
-                goto("DRAIN", HB)
+            goto("DRAIN", HB)
 
         def close_if_truncated():
             with m.If(short & seen_last):
@@ -391,6 +407,8 @@ class GapDecoder(wiring.Component):
                 with m.If((ids_done | id_now) & (codes_done | cd_now)):
                     finish()
             with m.State("DRAIN"):
+                # flush the ring; once the frame's last word is in, a word accepted now is
+                # the next frame's first (it goes to slot 0, see below)
                 m.d.comb += flush.eq(1)
                 with m.If(seen_last):
                     m.d.sync += [seen_last.eq(0), frame_start.eq(1)]
@@ -400,36 +418,47 @@ class GapDecoder(wiring.Component):
                     goto("HDR", HB)
 
         # ---- credits: an id / code beat is issued only with room for it in its FIFO -------
-        for cred, dec, inc in ((id_cred, tag.id, id_pop), (cd_cred, tag.push, cd_pop)):
+        for cred, ok, dec, inc in ((id_cred, id_ok, tag.id, id_pop),
+                                   (cd_cred, cd_ok, tag.push, cd_pop)):
             with m.If(dec & ~inc):
-                m.d.sync += cred.eq(cred - 1)
+                m.d.sync += [cred.eq(cred - 1), ok.eq(cred >= 2)]
             with m.Elif(inc & ~dec):
-                m.d.sync += cred.eq(cred + 1)
+                m.d.sync += [cred.eq(cred + 1), ok.eq(1)]
 
         # ---- ring: drop consumed words, append one word ----------------------------------
-        # i.ready depends on registers only (state, nwords, seen_last)
-        with m.If(fsm.ongoing("DRAIN")):
-            m.d.comb += self.i.ready.eq(~seen_last)      # words dropped unseen
+        # i.ready depends on registers only (state, nwords, seen_last).  DRAIN (= flush)
+        # accepts every word: the current frame's are dropped unseen, and once its last
+        # word is in, the next frame's first word goes to slot 0 of the emptied ring.
+        with m.If(flush):
+            m.d.comb += [self.i.ready.eq(1),
+                         load.eq(self.i.valid & seen_last)]
         with m.Else():
             m.d.comb += [self.i.ready.eq(~seen_last & (nwords != NS)),
                          load.eq(self.i.valid & self.i.ready)]
         drop = Signal()
         m.d.comb += drop.eq(Mux(take, adv_hi, skipword))
         data_in = self.i.payload.data
+        wslot = Signal(range(NS))
+        m.d.comb += wslot.eq(Mux(flush, 0, wptr))
         with m.If(load):
             for k in range(NS):
-                with m.If(wptr == k):
+                with m.If(wslot == k):
                     m.d.sync += ring[k].eq(data_in)
             m.d.sync += seen_last.eq(self.i.payload.last)
-            with m.If(frame_start):
+            with m.If(frame_start | flush):
                 d_new = data_in[:DB]
                 w_new = data_in[DB:HB]
                 m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0),
                              hdr_d.eq(d_new), hdr_w.eq(w_new),
                              hdr_bad.eq((d_new > R) | (w_new > self.gap_width))]
         with m.If(flush):
-            m.d.sync += [head.eq(0), wptr.eq(0), nwords.eq(0), rp.eq(0), wi.eq(0), wi1.eq(1)]
+            m.d.sync += [head.eq(0), wptr.eq(load), nwords.eq(load), rp.eq(0), wi.eq(0),
+                         wi1.eq(1), plenty.eq(0)]
         with m.Else():
+            with m.If(load & ~drop):
+                m.d.sync += plenty.eq(nwords >= 1)
+            with m.Elif(drop & ~load):
+                m.d.sync += plenty.eq(nwords >= 3)
             # increments computed from registers in parallel, selected by load / drop
             with m.If(load):
                 m.d.sync += wptr.eq(wptr + 1)
