@@ -46,13 +46,28 @@ Structure
 ---------
 Per core: an :class:`amaranth.lib.fifo.SyncFIFO` of ``D`` entries ``{tag, page, word}``
 (its level is the ``ready`` condition), a service register (``busy``, ``rem`` counting
-``service .. 1``, the entry) and a done slot (``full`` + entry).  The engine grants the next
-non-empty done slot after the last granted core (two priority encoders: slots above
-``last``, then all slots -- :func:`proxima.golden.arbiter.round_robin_pick`), reads the
-access's words one per cycle into the output: ``store_en = advance = ~resp.valid |
-resp.ready`` and ``resp.data`` is the read port's data, so the memory's output register is
-the output register.  Cost: ``C`` FIFOs of ``D * (tag + page + word)`` bits, ``C`` counters
-of ``clog2(service + 1)`` bits, ``O(C)`` arbitration logic.
+``service .. 1`` with a registered ``rem <= 1`` flag, the entry) and a done slot (``full`` +
+entry).  The engine grants the next non-empty done slot after the last granted core
+(:func:`proxima.golden.arbiter.round_robin_pick`), reads the access's words one per cycle into
+the output: ``store_en = advance = ~resp.valid | resp.ready`` and ``resp.data`` is the read
+port's data, so the memory's output register is the output register.  Cost: ``C`` FIFOs of
+``D * (tag + page + word)`` bits (distributed RAM, ``TRELLIS_DPR16X4``), ``C`` counters of
+``clog2(service + 1)`` bits, ``O(C)`` arbitration logic.
+
+Timing (cycle-exact, no change of the golden cycle rules)
+---------------------------------------------------------
+The round-robin pick is a *register* holding the pick of the current cycle's state, loaded
+in the previous cycle from that cycle's next-state expressions: done slots ``full | (busy &
+rem <= 1)`` (every completion; a completing slot is empty) and ``last`` kept as a
+thermometer mask (bits above ``last``).  A grant empties a slot and moves ``last``; with
+``nb > 1`` beats the engine is active in the cycle after a grant, so the pick is never used
+in a cycle that follows a grant and the take need not enter the next-state expression
+(with ``nb == 1`` it does: ``(full & ~take) | complete`` and the mask after the take).
+The pick is written as parallel prefix ORs (no carry chain, no compare against ``last``);
+the granted slot's entry is an AND-OR of the done slots with the registered one-hot pick,
+and the burst address is ``base | idx`` (accesses are aligned, no adder).  So the pick
+(registers -> prefix ORs -> pick register) and the grant (pick register -> AND-OR ->
+output register / store address) are separate register-to-register paths.
 
 Address mapper
 --------------
@@ -120,10 +135,12 @@ class NandController(wiring.Component):
         super().__init__(ports)
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "NandController":
+    def from_config(cls, cfg: ProximaConfig, **kw) -> "NandController":
         """All defaults from ``cfg``; the full NAND capacity is far beyond on-chip memory, so
-        the store is the external port."""
-        return cls(cfg, external_store=True)
+        the store is the external port unless ``external_store=False`` is given (then give a
+        small ``pages``).  ``kw``: the constructor's keyword overrides."""
+        kw.setdefault("external_store", True)
+        return cls(cfg, **kw)
 
     def elaborate(self, platform):
         m = Module()
@@ -170,6 +187,7 @@ class NandController(wiring.Component):
         slot_data = [data.View(self.entry_layout, Signal(self.entry_layout.size,
                                                          name=f"slot{c}")) for c in range(C)]
         take = Signal(C)  # engine empties slot c in this cycle
+        complete = Signal(C)  # core c moves its request to its done slot in this cycle
         for c in range(C):
             fifo = SyncFIFO(width=self.entry_layout.size, depth=p.depth)
             m.submodules[f"fifo{c}"] = fifo
@@ -178,70 +196,114 @@ class NandController(wiring.Component):
                                       if C > 1 else self.req.valid & ~bad)]
             busy = Signal(name=f"busy{c}")
             rem = Signal(_bits(S), name=f"rem{c}")
+            rem_one = Signal(name=f"rem_one{c}")  # rem <= 1: the service ends in this cycle
             cur = Signal(self.entry_layout.size, name=f"cur{c}")
-            complete = Signal(name=f"complete{c}")
-            m.d.comb += complete.eq(busy & (rem == 1) & ~slot_full[c])
-            m.d.comb += fifo.r_en.eq(~busy | complete)
-            with m.If(complete):
+            m.d.comb += complete[c].eq(busy & rem_one & ~slot_full[c])
+            m.d.comb += fifo.r_en.eq(~busy | complete[c])
+            with m.If(complete[c]):
                 m.d.sync += [slot_full[c].eq(1), slot_data[c].as_value().eq(cur)]
             with m.Elif(take[c]):
                 m.d.sync += slot_full[c].eq(0)
-            with m.If((~busy | complete) & fifo.r_rdy):
-                m.d.sync += [busy.eq(1), rem.eq(S), cur.eq(fifo.r_data)]
-            with m.Elif(complete):
+            with m.If((~busy | complete[c]) & fifo.r_rdy):
+                m.d.sync += [busy.eq(1), rem.eq(S), rem_one.eq(S <= 1), cur.eq(fifo.r_data)]
+            with m.Elif(complete[c]):
                 m.d.sync += busy.eq(0)
-            with m.Elif(busy & (rem > 1)):
-                m.d.sync += rem.eq(rem - 1)
+            with m.Elif(busy & ~rem_one):
+                m.d.sync += [rem.eq(rem - 1), rem_one.eq(rem == 2)]
         m.d.comb += self.req.ready.eq(bad | (w_rdy.bit_select(req.core, 1) if C > 1
                                              else w_rdy[0]))
 
-        # ---- round-robin grant over the done slots -----------------------------------
-        last = Signal(range(C), init=C - 1)
-        above = Signal(C)
-        for c in range(C):
-            m.d.comb += above[c].eq(Const(c, range(C + 1)) > last)
-        hi = Signal(C)
-        m.d.comb += hi.eq(slot_full & above)
-        grant = Signal(range(C))
-        for c in reversed(range(C)):  # lowest set index wins: slots after last, then all
-            with m.If(slot_full[c]):
-                m.d.comb += grant.eq(c)
-        for c in reversed(range(C)):
-            with m.If(hi[c]):
-                m.d.comb += grant.eq(c)
+        # ---- round-robin grant over the done slots, computed one cycle ahead ---------
+        # pick (one-hot) = round_robin_pick(slot_full, last) of the *current* cycle; it is a
+        # register loaded with the pick of the next cycle's state (module doc, "Timing")
+        mask = Signal(C)  # bits strictly above last (last = C - 1 at reset: none)
+        pick = Signal(C)
+        pick_above = Signal(C)  # bits strictly above the pick
+        any_full = Signal()  # slot_full != 0
+        advance = Signal()
+        grab = Signal()  # the engine grants in this cycle
+        resp = self.resp
+        active = Signal()
+        m.d.comb += [advance.eq(~resp.valid | resp.ready),
+                     grab.eq(advance & ~active & any_full),
+                     take.eq(pick & grab.replicate(C))]
+        full_n = Signal(C)
+        mask_n = Signal(C)
+        if nb > 1:  # a grant is always followed by >= 1 active cycle: no take before a use
+            m.d.comb += [full_n.eq(slot_full | complete), mask_n.eq(mask)]
+        else:
+            m.d.comb += [full_n.eq((slot_full & ~take) | complete),
+                         mask_n.eq(Mux(grab, pick_above, mask))]
+        oh, ab, anyf = _rr_pick(m, full_n, mask_n)
+        m.d.sync += [pick.eq(oh), pick_above.eq(ab), any_full.eq(anyf)]
+        with m.If(grab):
+            m.d.sync += mask.eq(pick_above)
 
         # ---- output engine -----------------------------------------------------------
-        resp = self.resp
-        advance = Signal()
-        m.d.comb += advance.eq(~resp.valid | resp.ready)
         m.d.comb += [rd_en.eq(advance), resp.payload.data.eq(rd_data)]
-        active = Signal()
         idx = Signal(range(max(2, nb)))
         base = Signal(p.addr_bits)
         eng_tag = Signal(p.tag_bits)
         g_raw = Signal(self.entry_layout.size)
-        m.d.comb += g_raw.eq(Array([s.as_value() for s in slot_data])[grant])
+        m.d.comb += g_raw.eq(_or_reduce([s.as_value() & pick[c].replicate(len(g_raw))
+                                         for c, s in enumerate(slot_data)], len(g_raw)))
         g = data.View(self.entry_layout, g_raw)
+        grant = Signal(range(C))
+        m.d.comb += grant.eq(Cat(_or_reduce([pick[c] for c in range(C) if (c >> b) & 1], 1)
+                                 for b in range(len(grant))))
         g_addr = Signal(p.addr_bits)
         parts = ([g.word] if lw else []) + ([g.page] if lp else []) + ([grant] if C > 1 else [])
         m.d.comb += g_addr.eq(Cat(*parts) if parts else 0)
+        # accesses are aligned: the low log2(nb) bits of base are zero, base + idx = base | idx
         with m.If(advance):
             with m.If(active):
-                m.d.comb += rd_addr.eq(base + idx)
+                m.d.comb += rd_addr.eq(base | idx)
                 m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(eng_tag),
                              resp.payload.last.eq(idx == nb - 1), idx.eq(idx + 1)]
                 with m.If(idx == nb - 1):
                     m.d.sync += active.eq(0)
-            with m.Elif(slot_full.any()):
-                m.d.comb += [rd_addr.eq(g_addr), take.eq(Const(1, C) << grant)]
+            with m.Elif(any_full):
+                m.d.comb += rd_addr.eq(g_addr)
                 m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(g.tag),
-                             resp.payload.last.eq(nb == 1), last.eq(grant)]
+                             resp.payload.last.eq(nb == 1)]
                 if nb > 1:
                     m.d.sync += [active.eq(1), idx.eq(1), base.eq(g_addr),
                                  eng_tag.eq(g.tag)]
             with m.Else():
                 m.d.sync += resp.valid.eq(0)
         return m
+
+
+def _rr_pick(m, e, above_last):
+    """Round-robin pick over the bits ``e`` with the thermometer ``above_last`` (bits strictly
+    above the last grant), as prefix ORs: returns (one-hot pick, bits strictly above it,
+    ``e != 0``).  The pick is the lowest set bit above ``last`` if any, else the lowest set
+    bit -- :func:`proxima.golden.arbiter.round_robin_pick`."""
+    n = len(e)
+    a = Signal(n, name="rr_a")
+    m.d.comb += a.eq(e & above_last)
+    any_a = Signal(name="rr_any_a")
+    m.d.comb += any_a.eq(a.any())
+    pa = Signal(n, name="rr_pa")  # pa[k]: some bit of a below k
+    pe = Signal(n, name="rr_pe")  # pe[k]: some bit of e below k
+    m.d.comb += [pa.eq(Cat(Const(0, 1), *(a[:k].any() for k in range(1, n)))),
+                 pe.eq(Cat(Const(0, 1), *(e[:k].any() for k in range(1, n))))]
+    oh = Signal(n, name="rr_oh")
+    ab = Signal(n, name="rr_above")
+    m.d.comb += [oh.eq(e & ((above_last & ~pa) | (~above_last & ~pe & ~any_a.replicate(n)))),
+                 ab.eq(Mux(any_a, pa, pe))]
+    return oh, ab, e.any()
+
+
+def _or_reduce(values, width):
+    """OR of a list of values (balanced tree), ``width`` bits."""
+    values = list(values)
+    if not values:
+        return Const(0, width)
+    while len(values) > 1:
+        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
 
 
 def _clog2(n: int) -> int:

@@ -3,10 +3,14 @@
 Parameters (``PROXIMA_TB_PARAMS``): ``n`` (requesters), ``data_bits`` (payload width),
 ``transactions`` (output transfers to observe), ``p_valid`` (per-cycle probability that an
 idle requester raises ``valid``; each requester gets its own, scaled by its index so the
-load is uneven), ``p_ready`` (probability of ``o.ready``).
+load is uneven), ``p_ready`` (probability of ``o.ready``), ``lookahead`` (the DUT variant,
+default true; its spec is :class:`LookaheadArbiterModel`, the golden model driven with the
+visible requests).
 
-Every cycle the DUT's ``i[k].ready`` vector must equal the model's grant, ``o.valid`` the
-model's register state, and every output transfer ``(grant, data)`` the model's.  A
+Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero and equal the model's
+grant (with ``lookahead``: the transfer vector ``ready & valid``, since the registered grant
+may be offered to a requester that is not valid), ``o.valid`` the model's register state,
+and every output transfer ``(grant, data)`` the model's.  A
 requester holds ``valid`` and its payload until accepted (stream rule), so waits are
 measured too: none may exceed ``n - 1`` grants to others (no starvation).
 """
@@ -19,8 +23,55 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from proxima.golden.arbiter import RoundRobinArbiterModel
+from proxima.golden.arbiter import ArbiterError, ArbiterStep, RoundRobinArbiterModel
 from proxima.sim.runner import tb_params
+
+
+class LookaheadArbiterModel:
+    """Spec of ``RoundRobinArbiter(lookahead=True)``: the golden
+    :class:`~proxima.golden.arbiter.RoundRobinArbiterModel`, unchanged, driven with the
+    *visible* requests instead of the valids of the cycle.
+
+    The requests visible in cycle ``t`` are those valid in cycle ``t - 1`` that did not
+    transfer in ``t - 1`` (a request raised in cycle ``t`` is seen from ``t + 1`` on: the
+    grant is a register computed one cycle ahead).  If none is visible, the requester that
+    transferred in ``t - 1`` (if any) is visible when it is valid in ``t`` (it is offered the
+    grant again, so a lone requester streams at one transfer per cycle).  Requesters obey
+    the stream rule (valid and payload held until the transfer); the model raises
+    :class:`~proxima.golden.arbiter.ArbiterError` otherwise.  The round-robin order, the
+    output register, ``last`` and the no-starvation bound are the golden model's.
+    ``step`` returns the golden step: ``grant`` is the requester whose transfer happens."""
+
+    def __init__(self, n: int):
+        self.core = RoundRobinArbiterModel(n)
+        self.n = self.core.n
+        self.prev_valid = [False] * self.n
+        self.prev_xfer: int | None = None
+
+    @property
+    def out_valid(self) -> bool:
+        return self.core.out_valid
+
+    @property
+    def last(self) -> int:
+        return self.core.last
+
+    def visible(self, valid) -> list[bool]:
+        if len(valid) != self.n:
+            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
+        vis = [bool(pv) and k != self.prev_xfer for k, pv in enumerate(self.prev_valid)]
+        for k in range(self.n):
+            if vis[k] and not valid[k]:
+                raise ArbiterError(f"requester {k} dropped valid before its transfer")
+        if not any(vis) and self.prev_xfer is not None:
+            vis[self.prev_xfer] = bool(valid[self.prev_xfer])
+        return vis
+
+    def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
+        s = self.core.step(self.visible(valid), payload, out_ready)
+        self.prev_valid = [bool(v) for v in valid]
+        self.prev_xfer = s.grant
+        return s
 
 
 def _ports(dut, n):
@@ -42,9 +93,15 @@ async def _reset(dut, n):
     dut.rst.value = 0
 
 
-async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=None):
+def make_model(n: int, lookahead: bool):
+    """The spec of the DUT variant."""
+    return LookaheadArbiterModel(n) if lookahead else RoundRobinArbiterModel(n)
+
+
+async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=None,
+               lookahead=True):
     valid_h, payload_h, ready_h = _ports(dut, n)
-    model = RoundRobinArbiterModel(n)
+    model = make_model(n, lookahead)
     valid = [False] * n
     payload = [0] * n
     waited = [0] * n  # grants to others while k was waiting
@@ -66,6 +123,9 @@ async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=No
         dut.o__ready.value = int(o_ready)
         await ReadOnly()
         ready = [int(h.value) for h in ready_h]
+        assert sum(ready) <= 1, f"cycle {cycles}: ready {ready} is not one-hot"
+        if lookahead:  # ready may be offered to a requester that is not valid
+            ready = [r & int(v) for r, v in zip(ready, valid)]
         o_valid = int(dut.o__valid.value)
         o_payload = int(dut.o__payload.value) if o_valid else None
         assert o_valid == int(model.out_valid), \
@@ -98,6 +158,7 @@ async def random_requests_with_stalls(dut):
     """>= 10k output transfers, random valids and o.ready stalls, cycle-exact vs the model."""
     p = tb_params()
     n, data_bits = int(p["n"]), int(p["data_bits"])
+    lookahead = bool(p.get("lookahead", True))
     transactions = int(p.get("transactions", 10_000))
     rnd = random.Random(cocotb.RANDOM_SEED)
     base = float(p.get("p_valid", 0.5))
@@ -105,16 +166,19 @@ async def random_requests_with_stalls(dut):
     phases = [([1.0] * n, 1.0), (pv, float(p.get("p_ready", 0.6))), ([1.0] * n, 0.3),
               ([0.05] * n, 1.0)]
     await _reset(dut, n)
-    cycles, max_wait = await _run(dut, n, data_bits, transactions, pv, 0.6, rnd, phases)
+    cycles, max_wait = await _run(dut, n, data_bits, transactions, pv, 0.6, rnd, phases,
+                                  lookahead)
     dut._log.info("%d transfers in %d cycles, longest wait %d grants", transactions, cycles,
                   max_wait)
 
 
 @cocotb.test()
 async def saturated_rotation(dut):
-    """All requesters always valid, output always ready: grants rotate 0, 1, ..., n-1, 0 ..."""
+    """All requesters always valid, output always ready: grants rotate 0, 1, ..., n-1, 0 ...
+    one per cycle (with lookahead the first grant comes one cycle after the valids)."""
     p = tb_params()
     n = int(p["n"])
+    lookahead = bool(p.get("lookahead", True))
     await _reset(dut, n)
     valid_h, payload_h, ready_h = _ports(dut, n)
     for k in range(n):
@@ -122,6 +186,10 @@ async def saturated_rotation(dut):
         payload_h[k].value = k + 1
     dut.o__ready.value = 1
     grants = []
+    if lookahead:
+        await ReadOnly()
+        assert not any(int(h.value) for h in ready_h), "granted before the valids were seen"
+        await RisingEdge(dut.clk)
     for _ in range(3 * n):
         await ReadOnly()
         ready = [int(h.value) for h in ready_h]

@@ -152,6 +152,10 @@ def test_random_traffic_with_stalls_matches_model():
      dict(cores=2, depth=3, tR_cycles=2, transfer_cycles=1, pages=4, beat_bits=1024)),
     ({"page_bytes": 256, "pages_per_core": 2},  # 5 cores (3 unused core codes), byte beats
      dict(cores=5, depth=2, tR_cycles=9, transfer_cycles=4, pages=2, beat_bits=8)),
+    ({"page_bytes": 256, "pages_per_core": 2},  # service 1, 2 beats
+     dict(cores=3, depth=2, tR_cycles=1, transfer_cycles=0, pages=2, beat_bits=512)),
+    ({"page_bytes": 256, "pages_per_core": 2},  # service 1, one beat: a grant every cycle
+     dict(cores=3, depth=2, tR_cycles=1, transfer_cycles=0, pages=2, beat_bits=1024)),
 ])
 def test_edge_shapes_match_model(cfg_nand, kw):
     cfg = preset("tiny").with_(nand=cfg_nand)
