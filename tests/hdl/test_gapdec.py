@@ -129,10 +129,47 @@ def test_default_full_rate_one_id_per_cycle():
     _check(frames, gi, gc)
     for t in range(6):
         assert idc[(t + 1) * R - 1] - idc[t * R] == R - 1
-    # per frame: header 1 + R ids + skip to the code + ceil(8C/64) code chunks (each may
-    # wait a cycle for the buffer to refill) + drain; measured 250 cycles for the 6
-    # degree-32 frames (W = 20, 64-bit words, 14-16 words per frame)
-    assert cycles <= 6 * (R + 10), f"{cycles} cycles for 6 frames of degree {R}"
+    # the first word is accepted in cycle 0; header, first id, then the pipeline
+    assert idc[0] == 2 + GapDecoder.PIPE_LATENCY
+    # per frame: first word + header + R ids + skip to the code's word + ceil(8C/64)
+    # code chunks + drain (13-16 words per frame); measured 39 cycles from one frame's
+    # first id to the next's and 237 cycles in all (W = 20, 64-bit words)
+    nchunks = -(-8 * cfg.pq_code_bytes // 64)
+    for t in range(5):
+        period = idc[(t + 1) * R] - idc[t * R]
+        assert period <= R + 3 + nchunks + 2, f"frame {t}: {period} cycles"
+    assert cycles <= 6 * (R + 7) + GapDecoder.PIPE_LATENCY, f"{cycles} cycles for 6 frames"
+
+
+def test_default_hot_frames_full_rate():
+    """Hot frames: one id and its code every 1 + ceil(8C / word_bits) cycles."""
+    cfg = preset("default")
+    R, B = cfg.graph.R, cfg.id_bits
+    lay = Layout(cfg, 1 << B, 0, B)
+    rng = np.random.default_rng(6)
+    frames = [make_frame(lay, rng, 64, hot=True,
+                         row=sorted(int(x) for x in rng.choice(1 << B, R, replace=False)))
+              for _ in range(4)]
+    gi, gc, cycles, idc = _simulate(cfg, B, frames, 1.0, 1.0, seed=6)
+    _check(frames, gi, gc)
+    step = 1 + -(-8 * cfg.pq_code_bytes // 64)
+    for t in range(4):
+        span = idc[t * R:(t + 1) * R]
+        assert all(b - a == step for a, b in zip(span, span[1:])), span
+    # measured 406 cycles (98-103 per frame)
+    assert cycles <= 4 * (3 + R * step + 3) + GapDecoder.PIPE_LATENCY
+
+
+@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 0.15), (0.25, 1.0)])
+def test_tiny_backpressure_and_starved_input(p_valid, p_ready):
+    """Output FIFOs full most of the time (credits), or the ring nearly empty (the
+    registered exact fill test, truncation decided on it)."""
+    cfg = preset("tiny")
+    lay = Layout(cfg, 1 << cfg.id_bits, 0, 9)
+    frames = make_frames(lay, np.random.default_rng(7), default_word_bits(cfg), 80, p_hot=0.4,
+                         p_corrupt=0.05, p_truncate=0.1)
+    gi, gc, _, _ = _simulate(cfg, 9, frames, p_valid, p_ready, seed=7)
+    _check(frames, gi, gc)
 
 
 def test_word_width_32_on_default_and_bad_parameters():
@@ -147,6 +184,9 @@ def test_word_width_32_on_default_and_bad_parameters():
             GapDecoder(cfg, word_bits=48)
         with pytest.raises(GapDecoderError, match=">= id_bits"):
             GapDecoder(cfg, word_bits=16)
+        small = preset("tiny").override(["engine.id_bits=8", "graph.R=16"])  # 9 header bits
+        with pytest.raises(GapDecoderError, match="header bits"):
+            GapDecoder(small, word_bits=8)
         gcmod.collect()
 
 
