@@ -136,11 +136,17 @@ def critical_path(report: dict) -> dict:
     ``logic``, ``routing`` and ``setup`` with their delays (ns).  The summary is the path
     with the largest total: ``total_ns``, ``logic_ns`` (clock-to-out, cells and setup),
     ``routing_ns``, ``cells`` (logic segments on it), ``from`` and ``to`` (source and sink
-    cell names, as yosys/nextpnr named them: they carry the RTL signal names).  ``{}`` when
-    the report has no path.
+    cell names, as yosys/nextpnr named them: they carry the RTL signal names).  Only
+    clock-to-clock paths count (paths from or to the wrapper's pins are not what limits
+    Fmax).  ``{}`` when the report has no path.
     """
     best: dict = {}
-    for cp in report.get("critical_paths", []):
+    paths = report.get("critical_paths", [])
+    # paths from or to a pin ("<async>": the unconstrained sin/load/sout pins of the
+    # wrapper) do not limit the clock; use them only when there is nothing else
+    clocked = [cp for cp in paths
+               if "<async>" not in str(cp.get("from")) and "<async>" not in str(cp.get("to"))]
+    for cp in clocked or paths:
         segs = cp.get("path", [])
         if not segs:
             continue

@@ -85,7 +85,11 @@ def test_critical_path_takes_the_longest_and_splits_logic_from_routing():
         {"path": [_seg("clk-to-q", 0.5, "p_TRELLIS_FF_Q"), _seg("routing", 2.0),
                   _seg("logic", 0.4), _seg("routing", 1.5), _seg("logic", 0.2),
                   _seg("setup", 0.1, b="q_TRELLIS_FF_Q")]},
+        {"from": "<async>", "to": "posedge clk",
+         "path": [_seg("source", 0.0, "pin"), _seg("routing", 9.0), _seg("setup", 0.1)]},
     ]}
+    for cp in rep["critical_paths"][:2]:
+        cp["from"] = cp["to"] = "posedge clk"
     c = critical_path(rep)
     assert c["total_ns"] == pytest.approx(4.7)
     assert c["routing_ns"] == pytest.approx(3.5) and c["logic_ns"] == pytest.approx(1.2)
