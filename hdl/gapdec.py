@@ -53,8 +53,8 @@ Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
 0. *Reader* (control only).  A ring of ``RING_WORDS = 4`` input words (``head``: the slot
    of the low word, ``nwords``) and a bit read pointer ``rp`` (``0 .. word_bits-1``) into
    the low word.  The header is decoded from the frame's first word *when it is accepted*
-   (``d``, ``w``, ``d > R or w > W``, ``hot``), so the state machine never waits for field
-   bits: each cycle it *issues* at most one field of registered width ``need`` (header,
+   (``d``, ``w``, ``d > R or w > W``, ``hot``), so the state machine never reads frame data
+   (only these registered flags): each cycle it *issues* at most one field of registered width ``need`` (header,
    ``B``, ``w``, a code chunk of ``<= word_bits`` bits) with a small tag (kind, ``last`` /
    ``empty`` / ``corrupt`` flags, ``w``), advancing ``rp`` by ``need`` (the sum ``rp + need``
    is computed from registers; its carry drops the low word).  A field is in the ring when
@@ -84,8 +84,10 @@ States of stage 0:
           cycles); hot frames go back to ``GAP`` after each code.
 ``CLOSE`` issue the closing ``empty`` / ``corrupt`` beats described above (both streams
           in the same cycle).
-``DRAIN`` drop the rest of the frame up to and including its ``last`` word (skipped when
-          the ``last`` word is already in the ring: the ring is flushed on the spot).
+``DRAIN`` flush the ring and drop the rest of the frame up to and including its ``last``
+          word; once that word is in, the word accepted in this state is the next
+          frame's first (written to the emptied ring, its header decoded): 1 cycle when
+          the frame's last word is already in the ring.
 
 Latency and throughput
 ----------------------
@@ -94,12 +96,12 @@ valid 6 cycles after the frame's first word is accepted (2 in the unpipelined de
 replaces).  Throughput is set by stage 0 alone: ids of a frame come out on consecutive
 cycles whenever the words arrive at one per cycle and ``ids.ready`` stays high (``w <= B <=
 word_bits / 2``; checked in the tests).  A normal frame of degree ``d`` takes about ``3 +
-d`` cycles plus the skip to the code's word plus ``ceil(8C / word_bits)`` code chunks (the
-drain of unused words overlaps nothing: a producer that sends the whole stride pays one
-cycle per word past the code); a hot frame ``3 + d * (1 + ceil(8C / word_bits))`` cycles.
-Measured (``default``, W = 20, 64-bit words, full rate, ``tests/hdl/test_gapdec.py``):
-39 cycles per degree-32 normal frame (41.7 before pipelining), about 101 per degree-32 hot
-frame (152 before: the old code register took no new code until the previous one left).
+d`` cycles plus the skip to the code's word plus ``ceil(8C / word_bits)`` code chunks plus
+the drain (a producer that sends the whole stride pays one cycle per word past the code);
+a hot frame about ``3 + d * (1 + ceil(8C / word_bits))`` cycles.  Measured (``default``, W =
+20, 64-bit words, 13-16 words per frame, full rate, ``tests/hdl/test_gapdec.py``): 39 cycles
+per degree-32 normal frame (41-42 before pipelining), 98-103 per degree-32 hot frame (152
+before).
 ECP5-85F (``python -m proxima.fpga.resources gapdec --preset default``, 2026-11-22):
 MEASURED_FIGURES
 """
@@ -183,7 +185,7 @@ class GapDecoder(wiring.Component):
 
     # -------------------------------------------------------------------------------------
     def _fifo(self, m: Module, name: str, layout, depth: int, port):
-        """Small register FIFO feeding the output stream ``port``; returns (push, data)."""
+        """Small register FIFO feeding the output stream ``port``: (push, data, pop, head)."""
         entries = [Signal(layout, name=f"{name}_e{k}") for k in range(depth)]
         wp = Signal(range(depth), name=f"{name}_wp")
         rq = Signal(range(depth), name=f"{name}_rp")
@@ -331,7 +333,7 @@ class GapDecoder(wiring.Component):
             with m.Else():
                 goto("GAP", w)
 
-        with m.FSM(init="HDR") as fsm:
+        with m.FSM(init="HDR"):
             with m.State("HDR"):
                 # ring flushed; the header (decoded on arrival) is in the first word
                 m.d.sync += [ids_done.eq(0), codes_done.eq(0), abort.eq(0), chunk.eq(0)]
@@ -438,19 +440,22 @@ class GapDecoder(wiring.Component):
         drop = Signal()
         m.d.comb += drop.eq(Mux(take, adv_hi, skipword))
         data_in = self.i.payload.data
+        # The free slot a word would go to is written every cycle, valid or not (the word
+        # counts only if accepted), and so are the header registers until a frame's first
+        # word is accepted: their enables depend on registers only.
         wslot = Signal(range(NS))
         m.d.comb += wslot.eq(Mux(flush, 0, wptr))
-        with m.If(load):
+        with m.If(flush | (nwords != NS)):
             for k in range(NS):
                 with m.If(wslot == k):
                     m.d.sync += ring[k].eq(data_in)
-            m.d.sync += seen_last.eq(self.i.payload.last)
-            with m.If(frame_start | flush):
-                d_new = data_in[:DB]
-                w_new = data_in[DB:HB]
-                m.d.sync += [hot.eq(self.i.payload.hot), frame_start.eq(0),
-                             hdr_d.eq(d_new), hdr_w.eq(w_new),
-                             hdr_bad.eq((d_new > R) | (w_new > self.gap_width))]
+        with m.If(frame_start | flush):
+            d_new = data_in[:DB]
+            w_new = data_in[DB:HB]
+            m.d.sync += [hot.eq(self.i.payload.hot), hdr_d.eq(d_new), hdr_w.eq(w_new),
+                         hdr_bad.eq((d_new > R) | (w_new > self.gap_width))]
+        with m.If(load):
+            m.d.sync += [seen_last.eq(self.i.payload.last), frame_start.eq(0)]
         with m.If(flush):
             m.d.sync += [head.eq(0), wptr.eq(load), nwords.eq(load), rp.eq(0), wi.eq(0),
                          wi1.eq(1), plenty.eq(0)]
