@@ -40,13 +40,13 @@ recently used, invalid entries always at the bottom.  A hit at entry ``j`` rotat
 ``j..W-1`` down by one and puts the line at the top with ``pf`` cleared; a fill shifts the
 whole row down (entry 0, the LRU line, is the victim when valid) and puts the new line at
 the top with ``pf`` = "brought in by a prefetch".  This is exactly ``LRUCache`` with budget
-``W`` and size 1 per line.  The row RAM has one synchronous read port that is transparent
-for its one write port, so a read issued in the cycle of a write to the same set sees the
-new row.
+``W`` and size 1 per line.  The row RAM has one synchronous read port, transparent for its
+one write port (a read issued in the cycle of a write to the same set sees the new row),
+whose address is always a register.
 
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
 (0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
-All four rules of ``StridePrefetcher.observe`` are evaluated in parallel from the accepted
+All four rules of ``StridePrefetcher.observe`` are evaluated in parallel for the accepted
 line (repeat / confirm: lowest index; train: smallest ``|line - last| <= window``, ties to
 the lowest index; alloc: lowest invalid entry, else rank 0); the highest-priority one is
 applied and its entry gets the top rank.  ``stride`` is ``stride_bits`` signed
@@ -57,34 +57,81 @@ RAM does not, so after every reset a clear pass writes an empty row to each of t
 sets (``S`` cycles, ``busy`` high, ``req.ready`` low).  A reset in the middle of operation
 therefore starts again from the model's empty state.
 
-Operation and cycles per access
--------------------------------
-A request is accepted whenever the ``QUEUE_DEPTH``-entry request queue has room
-(``req.ready`` is the queue's registered fill level: it never depends combinationally on
-``resp`` / ``fetch`` / ``prefetch`` ``ready``).  In the accepting cycle the stream table
-decides and updates (the prefetcher never looks at the cache, so deciding ahead of the
-cache operations changes nothing); the queue stores ``{line, stream, action, stride}``.
+Pipeline
+--------
+The block is two decoupled pipelines joined by a ``QUEUE_DEPTH``-entry job queue
+(:class:`~amaranth.lib.fifo.SyncFIFO` of ``{line, stream, action, stride}``).  Every stage
+ends in registers; no output's ``ready`` reaches any logic but its own buffer's pop.
 
-An access is then a short sequence of *operations*: the demand look-up, then on
-``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end the
-sequence (the model drops them, and all later ones are below 0 too); targets
+*Prefetcher* (one request at a time; the prefetcher never looks at the cache, so deciding
+ahead of the cache operations changes nothing):
+
+====  ==================================================================================
+P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
+P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
+      the signed difference, ``|line - last|`` and ``repeat`` (``valid & last == line``).
+P2    per entry ``confirm`` (``valid & stride != 0 & line - last == stride``), ``in window``
+      (``valid & |line - last| <= window``) and every pairwise ``<`` / ``>`` of the
+      distances (``N (N - 1)`` comparators), registered.
+P3    rule priority and the chosen entry (one-hot and binary), the action code and the
+      confirming entry's stride, registered.
+P4    the job is pushed into the queue and the table is updated (``last``, ``stride``,
+      ``valid``, ranks) in the same cycle; waits here while the queue is full.
+====  ==================================================================================
+
+``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
+request's P1 sees the updated table); it depends only on registers (stage bits, the queue
+level, ``busy``), never on ``resp`` / ``fetch`` / ``prefetch`` ``ready``.  Requests are
+therefore accepted at most once every ``REQUEST_CYCLES`` = 4 cycles.
+
+*Cache operations*: an access is a short sequence of operations: the demand look-up, then
+on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
+the sequence (the model drops them, and all later ones are below 0 too); targets
 ``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
-The demand read of the queue head is issued when the block is idle or in the cycle of the
-current access's last operation.  Each operation takes one cycle: the row of its set was
-read in the previous cycle; it computes hit / victim, writes the row back (a resident
-target is left untouched, as ``resident()`` does not reorder), pushes its output and issues
-the read of the next operation's set in the same cycle.
+One operation at a time, each ``OP_CYCLES`` = 4 cycles:
 
-Without back-pressure an access therefore occupies ``1 + T`` cycles, where ``T`` is the
-number of in-range targets examined (0 unless the action is ``confirm``, then at most D;
-resident targets count too): with ``req.valid`` and every ``ready`` high, response ``i + 1``
-follows response ``i`` by ``1 + T_{i+1}`` cycles, and a request meeting an empty block is
-answered ``3 + T`` cycles after it was accepted (queue, demand read, operations, response
-register; its demand fetch is valid after 3 cycles, its ``k``-th prefetch after
-``3 + k``).  An operation waits (holding its RAM read data) while an output it must push is
-full: ``fetch`` on a demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the last
-operation.  Every output is a one-entry register buffer that can be refilled in the cycle
-its entry is taken, so ``valid`` never depends on ``ready``.
+====  ==================================================================================
+C0    issue: the read address register holds the operation's set (it always holds the
+      set of whatever would be issued next: the pending target, else the queue head).
+C1    the row leaves the RAM into a register; ``line + stride`` (next target) registered.
+C2    tag compare of every way, registered; whether a next target exists (in range and
+      ``k <= D``), registered.
+C3    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
+      what the operation must push (fetch / prefetch / row write), registered.
+C4    *complete* as soon as every output the operation pushes has room (``fetch`` on a
+      demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the last operation):
+      write the row back (not for a resident target: ``resident()`` does not reorder),
+      push, count, and issue the next operation (this cycle is its C0) -- the next
+      target, else the demand look-up of the queue head.
+====  ==================================================================================
+
+A job can start only if it was already the queue head in the previous cycle (its set is
+then in the read-address register), so an idle block starts a job two cycles after its
+P4 push.  Operations never overlap, so no hazard exists between them: C0 of an operation
+is the write cycle of the previous one and the read is transparent.
+
+Throughput and latency (exact, checked by the tests): let ``T`` be the number of prefetch
+targets an access examines (0 unless its action is ``confirm``, then at most D: the leading
+``k`` with ``0 <= line + stride*k < 2**line_bits``; resident targets count too).  With
+``req.valid`` and every ``ready`` high, response ``i + 1`` follows response ``i`` by exactly
+``OP_CYCLES * (1 + T_{i+1})`` cycles (the prefetcher, at 4 cycles per request, always runs
+ahead of the cache operations), and a request meeting an empty block has its response
+valid ``RESPONSE_LATENCY + OP_CYCLES * T`` = ``11 + 4T`` cycles after the accepting cycle
+(P0..P4: 4 cycles to the push, 2 to the start, 4 per operation, 1 for the response
+register); its demand fetch is valid after 11 cycles (if a miss), its ``k``-th prefetch
+after ``11 + 4k``.  The previous single-cycle design took ``1 + T`` cycles per access at
+64 MHz (default preset); this one takes ``4 (1 + T)`` at the frequency in the table below.
+A NAND page read takes microseconds, hundreds of cycles at 150 MHz, so one access per
+4-20 cycles is far from limiting.  An operation waits in C4 (holding all its registers)
+while an output it must push has no room.  Every output is a two-entry register buffer
+(``valid`` and ``payload`` come from its first entry, so they never depend on ``ready``);
+an output has room while its second entry is empty, a registered condition, so
+``complete`` depends on the ports' ``ready`` not at all.
+
+Measured on ECP5-85F (``python -m proxima.fpga.resources pagecache --preset P``, yowasp
+yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1):
+
+MEASURED_TABLE
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
@@ -102,7 +149,7 @@ from amaranth.lib.wiring import In, Out
 from proxima.config import ProximaConfig
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
-           "QUEUE_DEPTH", "nand_addr_bits"]
+           "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY", "nand_addr_bits"]
 
 #: Action codes on ``resp.action`` (those of ``StridePrefetcher.observe_raw``).
 ACTION_CODES = {"repeat": 0, "confirm": 1, "train": 2, "alloc": 3}
@@ -113,9 +160,18 @@ STATS = ("accesses", "hits", "misses", "prefetch_issued", "prefetch_used", "pref
 #: Default width of the statistics counters (they wrap modulo ``2**STATS_BITS``).
 STATS_BITS = 32
 
-#: Entries of the request queue: two sustain one request per cycle with ``req.ready``
-#: taken from a register (the queue's fill level), never from an output's ``ready``.
+#: Entries of the job queue between the prefetcher pipeline and the cache operations.
 QUEUE_DEPTH = 2
+
+#: Cycles from one accepted request to the next at the earliest (prefetcher pipeline).
+REQUEST_CYCLES = 4
+
+#: Cycles per cache operation (the demand look-up, or one prefetch target).
+OP_CYCLES = 4
+
+#: Cycles from accepting a request (into an idle block) to its response being valid,
+#: when it examines no prefetch target; each examined target adds ``OP_CYCLES``.
+RESPONSE_LATENCY = 11
 
 
 class PageCacheError(ValueError):
@@ -224,13 +280,14 @@ class PageCache(wiring.Component):
         return cls(cfg)
 
     # ---- stride prefetcher ---------------------------------------------------------------
-    def _prefetcher(self, m: Module, key, update):
-        """Stream table; returns (entry, action code, stride for the targets) for ``key``,
-        all combinational; the table is updated at the clock edge when ``update``.
+    def _prefetcher(self, m: Module, key, push):
+        """Stream table and its decision pipeline (stages P1..P3, see the module docstring).
 
-        Built for a short combinational path: every rule's per-entry condition and all
-        pairwise distance comparisons are evaluated in parallel, the chosen entry is a
-        one-hot vector and each entry updates itself from it."""
+        ``key`` is the registered line of the request in flight; the table is updated from
+        the P3 registers at the clock edge when ``push``.  Every pipeline register is free
+        running: ``key`` and the table are constant from the accepting cycle to the push,
+        so each stage holds the right value from its cycle on (also while P4 waits).
+        Returns (entry, action code, stride for the targets), all registers."""
         N, L = self.streams, self.line_bits
         valid = [Signal(name=f"st_valid{i}") for i in range(N)]
         last = [Signal(L, name=f"st_last{i}") for i in range(N)]
@@ -239,27 +296,37 @@ class PageCache(wiring.Component):
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
         win = min(self.window, (1 << L) - 1)
 
-        rep, conf, inwin, dist, diff = [], [], [], [], []
+        # P1: per entry key - last, |key - last|, repeat
+        dist, diff, rep = [], [], []
         for i in range(N):
             up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
             down = Signal(L + 1, name=f"st_down{i}")  # last - key
-            d = Signal(L, name=f"st_dist{i}")
             m.d.comb += [up.eq(key - last[i]), down.eq(last[i] - key)]
-            neg = up[L]
-            m.d.comb += d.eq(Mux(neg, down[:L], up[:L]))
-            r, cf, w = Signal(name=f"st_rep{i}"), Signal(name=f"st_conf{i}"), \
-                Signal(name=f"st_win{i}")
-            m.d.comb += [
-                r.eq(valid[i] & (last[i] == key)),
-                cf.eq(valid[i] & (stride[i] != 0) & ((last[i] + stride[i]) == key)),
-                w.eq(valid[i] & Mux(neg, down[:L] <= win, up[:L] <= win)),
-            ]
-            rep.append(r), conf.append(cf), inwin.append(w), dist.append(d)
-            diff.append(up.as_signed())
+            d = Signal(L, name=f"p1_dist{i}")
+            df = Signal(signed(L + 1), name=f"p1_diff{i}")
+            r = Signal(name=f"p1_rep{i}")
+            m.d.sync += [d.eq(Mux(up[L], down[:L], up[:L])), df.eq(up.as_signed()),
+                         r.eq(valid[i] & (last[i] == key))]
+            dist.append(d), diff.append(df), rep.append(r)
 
+        # P2: confirm, window, all pairwise distance comparisons
+        conf, inwin = [], []
+        for i in range(N):
+            cf, w = Signal(name=f"p2_conf{i}"), Signal(name=f"p2_win{i}")
+            m.d.sync += [cf.eq(valid[i] & (stride[i] != 0) & (diff[i] == stride[i])),
+                         w.eq(valid[i] & (dist[i] <= win))]
+            conf.append(cf), inwin.append(w)
+        less = {}
+        for i in range(N):
+            for j in range(i + 1, N):
+                lt, gt = Signal(name=f"p2_lt{i}_{j}"), Signal(name=f"p2_gt{i}_{j}")
+                m.d.sync += [lt.eq(dist[i] < dist[j]), gt.eq(dist[i] > dist[j])]
+                less[i, j], less[j, i] = lt, gt
+
+        # P3: rule priority, chosen entry (one-hot and binary), target stride
         def first(flags, tag):
             """One-hot of the lowest set flag, and whether any is set."""
-            oh = Signal(N, name=f"st_{tag}_oh")
+            oh = Signal(N, name=f"p3_{tag}_oh")
             for i in range(N):
                 m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
             return oh, Cat(*flags).any()
@@ -270,40 +337,38 @@ class PageCache(wiring.Component):
         lru_oh = Cat(*[r == 0 for r in rank])
         # train: entry i wins iff it is in the window and no other in-window entry is
         # closer (entries below i must be strictly farther, entries above at least as far)
-        less = {}
-        for i in range(N):
-            for j in range(i + 1, N):
-                lt, eq = Signal(name=f"st_lt{i}_{j}"), Signal(name=f"st_eq{i}_{j}")
-                m.d.comb += [lt.eq(dist[i] < dist[j]), eq.eq(dist[i] == dist[j])]
-                less[i, j], less[j, i] = lt, ~lt & ~eq
-        best_oh = Signal(N, name="st_best_oh")
+        best_oh = Signal(N, name="p3_best_oh")
         for i in range(N):
             beats = [~inwin[j] | (less[i, j] if j < i else ~less[j, i])
                      for j in range(N) if j != i]
             m.d.comb += best_oh[i].eq(inwin[i] & Cat(*beats).all() if beats else inwin[i])
         best_any = Cat(*inwin).any()
 
-        sel_oh = Signal(N)
-        code = Signal(2)
+        sel_oh_c = Signal(N, name="p3_sel_oh_c")
+        code_c = Signal(2, name="p3_code_c")
         with m.If(rep_any):
-            m.d.comb += [sel_oh.eq(rep_oh), code.eq(ACTION_CODES["repeat"])]
+            m.d.comb += [sel_oh_c.eq(rep_oh), code_c.eq(ACTION_CODES["repeat"])]
         with m.Elif(conf_any):
-            m.d.comb += [sel_oh.eq(conf_oh), code.eq(ACTION_CODES["confirm"])]
+            m.d.comb += [sel_oh_c.eq(conf_oh), code_c.eq(ACTION_CODES["confirm"])]
         with m.Elif(best_any):
-            m.d.comb += [sel_oh.eq(best_oh), code.eq(ACTION_CODES["train"])]
+            m.d.comb += [sel_oh_c.eq(best_oh), code_c.eq(ACTION_CODES["train"])]
         with m.Else():
-            m.d.comb += [sel_oh.eq(Mux(inval_any, inval_oh, lru_oh)),
-                         code.eq(ACTION_CODES["alloc"])]
-        sel = Signal(range(max(N, 2)))
-        m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
+            m.d.comb += [sel_oh_c.eq(Mux(inval_any, inval_oh, lru_oh)),
+                         code_c.eq(ACTION_CODES["alloc"])]
+        sel_oh = Signal(N, name="p3_sel_oh")
+        code = Signal(2, name="p3_code")
+        sel = Signal(range(max(N, 2)), name="p3_sel")
+        m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c)]
+        m.d.sync += sel.eq(Cat(*[Cat(*[sel_oh_c[i] for i in range(N) if (i >> b) & 1]).any()
                                  for b in range(len(sel))]))
         # targets are only issued on confirm, whose stride is the confirming entry's
-        tgt_stride = Signal(signed(self.stride_bits))
+        tgt_stride = Signal(signed(self.stride_bits), name="p3_tgt_stride")
         acc = Const(0, self.stride_bits)
         for i in range(N):
             acc = acc | Mux(conf_oh[i], stride[i].as_unsigned(), 0)
-        m.d.comb += tgt_stride.eq(acc)
+        m.d.sync += tgt_stride.eq(acc)
 
+        # P4: table update (with the push of the job)
         sel_rank = Signal(rank_w)
         racc = Const(0, rank_w)
         for i in range(N):
@@ -311,7 +376,7 @@ class PageCache(wiring.Component):
         m.d.comb += sel_rank.eq(racc)
         is_train = code == ACTION_CODES["train"]
         is_alloc = code == ACTION_CODES["alloc"]
-        with m.If(update):
+        with m.If(push):
             for i in range(N):
                 with m.If(sel_oh[i]):
                     m.d.sync += [valid[i].eq(1), last[i].eq(key), rank[i].eq(N - 1)]
@@ -336,94 +401,134 @@ class PageCache(wiring.Component):
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
 
-        # -- control state
-        init_done = Signal()
-        clr_ptr = Signal(range(S))
-        active = Signal()                       # an operation is in progress
-        op_line = Signal(L)                     # line of the current operation
-        op_demand = Signal()                    # current operation is the demand look-up
-        pf_left = Signal(range(D + 1))          # targets still to examine after this one
-        op_stride = Signal(signed(self.stride_bits))
-        acc = Signal(self.resp_layout)          # response fields gathered so far
-
-        # -- output buffers (one entry, refillable in the cycle they are taken)
+        # -- output buffers: two entries each, so that "room" is a register (the second
+        #    entry is empty) and never depends on the port's ready in the same cycle
         outs = {}
         for name in ("resp", "fetch", "prefetch"):
             port = getattr(self, name)
-            v = Signal(name=f"{name}_v")
-            p = Signal(port.payload.shape(), name=f"{name}_p")
+            shape = port.payload.shape()
+            v0, v1 = Signal(name=f"{name}_v0"), Signal(name=f"{name}_v1")
+            e0, e1 = Signal(shape, name=f"{name}_e0"), Signal(shape, name=f"{name}_e1")
+            din = Signal(shape, name=f"{name}_din")
             push = Signal(name=f"{name}_push")
-            free = Signal(name=f"{name}_free")
-            m.d.comb += [port.valid.eq(v), port.payload.eq(p), free.eq(~v | port.ready)]
-            with m.If(push):
-                m.d.sync += v.eq(1)
-            with m.Elif(port.ready):
-                m.d.sync += v.eq(0)
-            outs[name] = (p, push, free)
+            room = Signal(name=f"{name}_room")   # room in the next cycle
+            pop = Signal(name=f"{name}_pop")
+            v1_next = Signal(name=f"{name}_v1_next")
+            m.d.comb += [port.valid.eq(v0), port.payload.eq(e0), pop.eq(v0 & port.ready),
+                         v1_next.eq(Mux(pop, v1 & push, v1 | (push & v0))),
+                         room.eq(~v1_next)]
+            with m.If(pop):
+                with m.If(v1):
+                    m.d.sync += e0.eq(e1)
+                    with m.If(push):
+                        m.d.sync += e1.eq(din)
+                with m.Elif(push):
+                    m.d.sync += e0.eq(din)
+                with m.Else():
+                    m.d.sync += v0.eq(0)
+            with m.Elif(push):
+                with m.If(v0):
+                    m.d.sync += e1.eq(din)
+                with m.Else():
+                    m.d.sync += [e0.eq(din), v0.eq(1)]
+            m.d.sync += v1.eq(v1_next)
+            outs[name] = (din, push, room)
 
         counters = {name: Signal(self.counter_bits, name=f"cnt_{name}") for name in STATS}
         for name, sig in counters.items():
             m.d.comb += getattr(self, name).eq(sig)
 
-        # -- request side and prefetcher
-        accept = Signal()
-        req_line = Signal(L)
-        m.d.comb += req_line.eq(self.req.payload[self.offset_bits:])
-        pf_sel, pf_code, pf_stride = self._prefetcher(m, req_line, accept)
+        init_done = Signal()
+        clr_ptr = Signal(range(S))
+
+        # -- request side and prefetcher: P0 accept, P1..P3 decide, P4 push + update
         m.submodules.queue = queue = SyncFIFO(width=self.job_layout.size, depth=QUEUE_DEPTH)
+        key = Signal(L, name="p_key")
+        p1, p2, p3, p4 = (Signal(name=f"p_stage{k}") for k in range(1, 5))
+        accept = Signal()
+        pf_push = Signal()
+        m.d.comb += [
+            pf_push.eq(p4 & queue.w_rdy),
+            self.req.ready.eq(init_done & (~(p1 | p2 | p3 | p4) | pf_push)),
+            accept.eq(self.req.valid & self.req.ready),
+        ]
+        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~queue.w_rdy))]
+        with m.If(accept):
+            m.d.sync += key.eq(self.req.payload[self.offset_bits:])
+        pf_sel, pf_code, pf_stride = self._prefetcher(m, key, pf_push)
         job_in = Signal(self.job_layout)
-        m.d.comb += [job_in.line.eq(req_line), job_in.stream.eq(pf_sel),
+        m.d.comb += [job_in.line.eq(key), job_in.stream.eq(pf_sel),
                      job_in.action.eq(pf_code), job_in.stride.eq(pf_stride),
-                     queue.w_data.eq(job_in), queue.w_en.eq(accept)]
+                     queue.w_data.eq(job_in), queue.w_en.eq(pf_push)]
         head = self.job_layout(queue.r_data)
 
-        # -- current operation: row look-up on the RAM output
-        row = rp.data
+        # -- cache operations: C0 read issue, C1 row register, C2 tag compare,
+        #    C3 hit / victim / new row, C4 write back + outputs (+ next C0)
+        active = Signal()                       # an operation is in progress
+        c1, c2, c3, c4 = (Signal(name=f"c_stage{k}") for k in range(1, 5))
+        op_line = Signal(L)                     # line of the current operation
+        op_demand = Signal()                    # current operation is the demand look-up
+        pf_left = Signal(range(D + 1))          # targets still to examine after this one
+        op_stride = Signal(signed(self.stride_bits))
+        acc = Signal(self.resp_layout)          # response fields gathered so far
         tag = op_line[sb:]
         set_idx = op_line[:sb]
-        match = Signal(W)
-        m.d.comb += match.eq(Cat(*[row[j].valid & (row[j].tag == tag) for j in range(W)]))
-        hit = Signal()
-        hit_way = Signal(range(max(W, 2)))
-        pf_flag = Signal()
-        m.d.comb += hit.eq(match.any())
-        for j in reversed(range(W)):
-            with m.If(match[j]):
-                m.d.comb += hit_way.eq(j)
-        m.d.comb += pf_flag.eq(Cat(*[match[j] & row[j].pf for j in range(W)]).any())
-        shift_from = Signal(range(max(W, 2)))
-        m.d.comb += shift_from.eq(Mux(hit, hit_way, 0))
-        new_row = Signal(self.row_layout)
+
+        # C1: RAM row into a register; next target address
+        row = Signal(self.row_layout, name="c_row")
+        nxt = Signal(signed(max(L, self.stride_bits) + 2), name="c_nxt")
+        with m.If(c1):
+            m.d.sync += row.eq(rp.data)
+        m.d.sync += nxt.eq(op_line + op_stride)
+        # C2: tag compare
+        match = Signal(W, name="c_match")
+        has_next = Signal(name="c_has_next")
+        m.d.sync += [
+            match.eq(Cat(*[row[j].valid & (row[j].tag == tag) for j in range(W)])),
+            has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))),
+        ]
+        # C3: hit, LRU rotation / fill, victim
+        hit = Signal(name="c_hit")
+        pf_flag = Signal(name="c_pf_flag")
+        new_row = Signal(self.row_layout, name="c_new_row")
+        ev_valid = Signal(name="c_ev_valid")
+        ev_pf = Signal(name="c_ev_pf")
+        ev_line = Signal(L, name="c_ev_line")
+        hit_c = match.any()
+        m.d.sync += [
+            hit.eq(hit_c),
+            pf_flag.eq(Cat(*[match[j] & row[j].pf for j in range(W)]).any()),
+            ev_valid.eq(~hit_c & row[0].valid),
+            ev_pf.eq(~hit_c & row[0].valid & row[0].pf),
+            ev_line.eq(Mux(~hit_c & row[0].valid, Cat(set_idx, row[0].tag), 0)),
+        ]
+        need_fetch = Signal(name="c_need_fetch")   # demand miss: push a fetch
+        need_pf = Signal(name="c_need_pf")         # target not resident: push a prefetch
+        write_row = Signal(name="c_write_row")     # the row changes (all but resident targets)
+        m.d.sync += [need_fetch.eq(op_demand & ~hit_c), need_pf.eq(~op_demand & ~hit_c),
+                     write_row.eq(op_demand | ~hit_c)]
+        # entry j takes entry j+1 iff the line sits at or below j (hit) or on a fill; a
+        # line is in a row at most once, so that is "no match above j"
         for j in range(W - 1):
-            m.d.comb += new_row[j].eq(Mux(j >= shift_from, row[j + 1], row[j]))
-        m.d.comb += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
+            shift = ~match[j + 1:].any()
+            m.d.sync += new_row[j].eq(Mux(shift, row[j + 1], row[j]))
+        m.d.sync += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
                      new_row[W - 1].tag.eq(tag)]
-        ev_valid = Signal()
-        ev_line = Signal(L)
-        m.d.comb += [ev_valid.eq(~hit & row[0].valid), ev_line.eq(Cat(set_idx, row[0].tag))]
 
-        nxt = Signal(signed(max(L, self.stride_bits) + 2))
-        m.d.comb += nxt.eq(op_line + op_stride)
-        has_next = Signal()
-        m.d.comb += has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L)))
-
+        # C4: complete when the outputs it pushes have room.  ``complete`` is a register:
+        # computed in the cycle before from the C3 results and the buffers' next state.
         resp_p, resp_push, resp_free = outs["resp"]
         fetch_p, fetch_push, fetch_free = outs["fetch"]
-        pf_p, pf_push, pf_free = outs["prefetch"]
-        need_fetch = Signal()
-        need_pf = Signal()
+        pf_p, pfo_push, pfo_free = outs["prefetch"]
         complete = Signal()
         last_done = Signal()
         start = Signal()                        # the queue head's demand read is issued
+        head_stable = Signal()                  # the head was already there last cycle
+        m.d.sync += head_stable.eq(queue.r_rdy & ~queue.r_en)
         m.d.comb += [
-            need_fetch.eq(op_demand & ~hit),
-            need_pf.eq(~op_demand & ~hit),
-            complete.eq(active & (~need_fetch | fetch_free) & (~need_pf | pf_free)
-                        & (has_next | resp_free)),
+            # (head_stable implies init_done and a non-empty queue)
             last_done.eq(complete & ~has_next),
-            self.req.ready.eq(init_done & queue.w_rdy),
-            accept.eq(self.req.valid & self.req.ready),
-            start.eq(queue.r_rdy & (~active | last_done)),
+            start.eq(head_stable & (~active | last_done)),
             queue.r_en.eq(start),
             self.busy.eq(~init_done),
         ]
@@ -433,25 +538,37 @@ class PageCache(wiring.Component):
         m.d.comb += cur.eq(acc)
         with m.If(op_demand):
             m.d.comb += [cur.hit.eq(hit), cur.prefetch_hit.eq(hit & pf_flag),
-                         cur.evicted_valid.eq(ev_valid),
-                         cur.evicted_prefetched.eq(ev_valid & row[0].pf),
-                         cur.evicted.eq(Mux(ev_valid, ev_line, 0))]
+                         cur.evicted_valid.eq(ev_valid), cur.evicted_prefetched.eq(ev_pf),
+                         cur.evicted.eq(ev_line)]
         with m.Else():
             m.d.comb += cur.prefetches.eq(acc.prefetches + need_pf)
 
         # -- RAM ports
+        # (address and data never depend on this cycle's handshakes, only the enable does)
         with m.If(~init_done):
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(clr_ptr), wp.data.eq(0)]
             m.d.sync += clr_ptr.eq(clr_ptr + 1)
             with m.If(clr_ptr == S - 1):
                 m.d.sync += init_done.eq(1)
-        with m.Elif(complete & (op_demand | ~hit)):
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(set_idx), wp.data.eq(new_row)]
-        # (the port's en resets to 1: it must be low to hold the row while an output stalls)
-        m.d.comb += [rp.en.eq((complete & has_next) | start),
-                     rp.addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))]
+        m.d.comb += [wp.en.eq(~init_done | (complete & write_row)),
+                     wp.addr.eq(Mux(init_done, set_idx, clr_ptr)),
+                     wp.data.eq(Mux(init_done, new_row, 0))]
+        # The read address is a register holding the set of the operation that would be
+        # issued next (the next target while one is pending, else the queue head), so
+        # neither the RAM address nor the read data depends on this cycle's handshakes.
+        # The read port runs every cycle; C1 keeps the row read in the issuing cycle.
+        issue_next = Signal()
+        rd_addr = Signal(range(S), name="c_rd_addr")
+        m.d.sync += rd_addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))
+        m.d.comb += [issue_next.eq(complete & has_next),
+                     rp.en.eq(1), rp.addr.eq(rd_addr)]
 
         # -- sequencing
+        c4_next = Signal()
+        m.d.comb += c4_next.eq(c3 | (c4 & ~complete))
+        m.d.sync += [c1.eq(issue_next | start), c2.eq(c1), c3.eq(c2), c4.eq(c4_next),
+                     complete.eq(c4_next & (hit_c | op_demand | pfo_free)
+                                 & (hit_c | ~op_demand | fetch_free)
+                                 & (has_next | resp_free))]
         with m.If(complete):
             m.d.sync += acc.eq(cur)
             with m.If(has_next):
@@ -469,19 +586,15 @@ class PageCache(wiring.Component):
             with m.Else():
                 m.d.sync += counters["prefetch_issued"].eq(
                     counters["prefetch_issued"] + need_pf)
-            m.d.sync += counters["prefetch_wasted"].eq(
-                counters["prefetch_wasted"] + (ev_valid & row[0].pf))
+            m.d.sync += counters["prefetch_wasted"].eq(counters["prefetch_wasted"] + ev_pf)
         m.d.comb += [
             fetch_push.eq(complete & need_fetch),
-            pf_push.eq(complete & need_pf),
+            pfo_push.eq(complete & need_pf),
             resp_push.eq(last_done),
         ]
-        m.d.sync += fetch_p.eq(Mux(fetch_push, op_line, fetch_p))
-        with m.If(pf_push):
-            m.d.sync += [pf_p.line.eq(op_line), pf_p.evicted_valid.eq(ev_valid),
-                         pf_p.evicted.eq(Mux(ev_valid, ev_line, 0))]
-        with m.If(resp_push):
-            m.d.sync += resp_p.eq(cur)
+        m.d.comb += [fetch_p.eq(op_line), pf_p.line.eq(op_line),
+                     pf_p.evicted_valid.eq(ev_valid), pf_p.evicted.eq(ev_line),
+                     resp_p.eq(cur)]
 
         with m.If(start):
             m.d.sync += [

@@ -28,7 +28,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.field.trace import PageCacheModel
-from proxima.hdl.pagecache import ACTION_CODES, STATS, PageCache
+from proxima.hdl.pagecache import (
+    ACTION_CODES, OP_CYCLES, REQUEST_CYCLES, RESPONSE_LATENCY, STATS, PageCache,
+)
 from proxima.sim.runner import tb_config, tb_params
 
 RESP_FIELDS = ("line", "hit", "prefetch_hit", "evicted_valid", "evicted_prefetched",
@@ -292,7 +294,7 @@ async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset
     chk = Checker(pc, trace, exp_resp, exp_fetch, exp_pref)
     await _reset(dut)
     cycles, accepts = await _drive(dut, trace, chk, p_valid, p_ready, rnd,
-                                   max_cycles=(4 + pc.depth) * count * 20 + 1000)
+                                   max_cycles=OP_CYCLES * (1 + pc.depth) * count * 10 + 1000)
     await ReadOnly()
     chk.finish(_stats(dut), stats)
     return pc, cycles, accepts, examined, stats, chk
@@ -310,21 +312,25 @@ async def mixed_trace_with_stalls(dut):
 
 @cocotb.test()
 async def full_rate_cycles_per_access(dut):
-    """Valid and ready always high: the first response comes 3 + T_0 cycles after its
-    request was accepted and response i+1 exactly 1 + T_{i+1} cycles after response i
-    (T_i = prefetch targets examined), as documented."""
+    """Valid and ready always high: the first response comes ``RESPONSE_LATENCY +
+    OP_CYCLES * T_0`` cycles after its request was accepted and response i+1 exactly
+    ``OP_CYCLES * (1 + T_{i+1})`` cycles after response i (T_i = prefetch targets
+    examined); requests are at least ``REQUEST_CYCLES`` apart, as documented."""
     p = tb_params()
     count = int(p.get("timing_accesses", 2000))
     pc, cycles, accepts, examined, _, chk = await _run_case(dut, count, 1.0, 1.0, 1)
     assert len(accepts) == count
+    assert all(b - a >= REQUEST_CYCLES for a, b in zip(accepts, accepts[1:])), \
+        "requests accepted closer than REQUEST_CYCLES"
     rc = chk.resp_cycles
-    assert rc[0] - accepts[0] == 3 + examined[0], \
-        f"first response {rc[0] - accepts[0]} cycles after acceptance, expected {3 + examined[0]}"
+    first = RESPONSE_LATENCY + OP_CYCLES * examined[0]
+    assert rc[0] - accepts[0] == first, \
+        f"first response {rc[0] - accepts[0]} cycles after acceptance, expected {first}"
     for i in range(count - 1):
         gap = rc[i + 1] - rc[i]
-        exp = 1 + examined[i + 1]
+        exp = OP_CYCLES * (1 + examined[i + 1])
         assert gap == exp, f"response {i + 1} came {gap} cycles after response {i}, " \
                            f"expected {exp}"
-    total = rc[-1] - rc[0] + 1 + examined[0]
+    total = rc[-1] - rc[0] + OP_CYCLES * (1 + examined[0])
     dut._log.info("%d accesses, %d cycles of operations (%.3f cycles/access)",
                   count, total, total / count)

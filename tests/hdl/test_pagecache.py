@@ -13,7 +13,8 @@ from proxima.config import preset
 from proxima.golden.field.policy import StridePrefetcher
 from proxima.golden.field.trace import PageCacheModel
 from proxima.hdl.pagecache import (
-    ACTION_CODES, STATS, PageCache, PageCacheError, nand_addr_bits,
+    ACTION_CODES, OP_CYCLES, REQUEST_CYCLES, RESPONSE_LATENCY, STATS, PageCache,
+    PageCacheError, nand_addr_bits,
 )
 from proxima.sim.tb.tb_pagecache import Checker, expected, make_dut, mixed_trace, unpack
 
@@ -85,7 +86,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
         while ctx.get(dut.busy):
             await ctx.tick()
         while not chk.done():
-            assert cycle < 20 * (3 + dut.depth) * count + 100, "timeout"
+            assert cycle < 10 * OP_CYCLES * (1 + dut.depth) * count + 100, "timeout"
             if not offering and sent < count and rnd.random() < p_valid:
                 offering = True
                 ctx.set(dut.req.payload, trace[sent])
@@ -159,13 +160,26 @@ def test_amaranth_paper_preset():
     _amaranth_run(preset("paper"), 400, 0.8, 0.7, seed=7)
 
 
-def test_amaranth_full_rate_cycles_per_access():
-    dut, accepts, examined, res = _amaranth_run(preset("tiny"), 600, 1.0, 1.0, seed=3)
+def test_documented_cycle_constants():
+    assert (REQUEST_CYCLES, OP_CYCLES, RESPONSE_LATENCY) == (4, 4, 11)
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_amaranth_full_rate_cycles_per_access(name):
+    """Valid / ready always high: response i + 1 follows response i by exactly
+    OP_CYCLES * (1 + T_{i+1}) cycles; the first comes RESPONSE_LATENCY + OP_CYCLES * T_0
+    cycles after its acceptance; requests are accepted every REQUEST_CYCLES at best."""
+    count = 600 if name == "tiny" else 200
+    dut, accepts, examined, res = _amaranth_run(preset(name), count, 1.0, 1.0, seed=3)
     ex = np.asarray(examined)
+    assert (ex == 0).any() and (ex == dut.depth).any()
     resp = np.asarray(res["resp_cycles"])
-    assert accepts[0] == 0 and resp[0] == accepts[0] + 3 + ex[0]
-    assert (np.diff(resp) == 1 + ex[1:]).all()  # one access per 1 + T cycles
-    assert res["cycles"] == resp[-1] + 1 and resp[-1] == 2 + len(ex) + ex.sum()
+    acc = np.asarray(accepts)
+    assert accepts[0] == 0 and resp[0] == acc[0] + RESPONSE_LATENCY + OP_CYCLES * ex[0]
+    assert (np.diff(resp) == OP_CYCLES * (1 + ex[1:])).all()
+    assert (np.diff(acc) >= REQUEST_CYCLES).all() and acc[1] - acc[0] == REQUEST_CYCLES
+    assert res["cycles"] == resp[-1] + 1
+    assert resp[-1] == RESPONSE_LATENCY - OP_CYCLES + OP_CYCLES * (len(ex) + ex.sum())
 
 
 @pytest.mark.parametrize("cache,params", [
