@@ -103,7 +103,10 @@ a hot frame about ``3 + d * (1 + ceil(8C / word_bits))`` cycles.  Measured (``de
 per degree-32 normal frame (41-42 before pipelining), 98-103 per degree-32 hot frame (152
 before).
 ECP5-85F (``python -m proxima.fpga.resources gapdec --preset default``, 2026-11-22):
-MEASURED_FIGURES
+1860 LUT4 (1814 + 2 * 23 CCU2C), 1622 FF (ring 4 x 64, extractor stages, 8 + 2 FIFO
+entries), no BRAM/DSP, Fmax 163.9 MHz after place and route (80.9 MHz before pipelining).
+The critical path (6.1 ns, 4 LUTs, 75 % routing) is stage 0's loop: the registered fill
+flag through the issue decision to the enable of ``rp``.
 """
 
 from __future__ import annotations
