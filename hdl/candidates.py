@@ -4,8 +4,14 @@ Bit-exact twin of :class:`proxima.golden.candidates.CandidateList` (the spec): a
 ``L = cfg.search.L`` entries ``(key, expanded)`` in ascending key order, ``key = (pq_dist <<
 id_bits) | id`` (``cfg.sort_key_bits`` wide, the all-ones key marks an empty slot).
 
-Interface
----------
+The list owns no sorter: it sends the vectors it needs sorted on ``sort_req`` and takes the
+sorted vectors back on ``sort_resp``, so that the engine can share one sorter of ``n =
+engine.sorter_n`` inputs between its queues (as the paper does).
+:class:`CandidateListWithSorter` connects one list to a private
+:class:`proxima.hdl.sorter.BitonicSorter` (tests, simulation).
+
+Interface of :class:`CandidateListRTL`
+--------------------------------------
 ``cmd``     ``In(stream{op: 2, key, T, last})``, one command per beat (``insert`` takes one
             beat per key):
 
@@ -22,63 +28,92 @@ Interface
             DUMP      3   stream all ``L`` slots on ``dbg`` (debug / verification)
             ========  ==  =================================================================
 
-            ``cmd.ready`` is low while a merge or a dump runs and while a ``resp`` beat
-            waits, so commands take effect strictly in order.  The INSERT beats of one
-            batch must not be interleaved with other commands (a RESET drops a partial
-            batch).
+            ``cmd.ready`` is a register-only function: low while a merge, a select or a
+            dump runs and while a ``resp`` beat waits, so commands take effect strictly in
+            order.  The INSERT beats of one batch must not be interleaved with other
+            commands (a RESET drops a partial batch).
 ``resp``    ``Out(stream{found, pos, id, key})``: one beat per SELECT (registered).
             ``found = 0`` (with ``pos = id = key = 0``) when no entry among the first
             ``min(T, len)`` is unexpanded.
-``dbg``     ``Out(stream{pos, key, expanded, last})``: slots ``0 .. L-1`` after a DUMP
-            (empty slots: ``key`` all ones, ``expanded = 0``), ``last`` on slot ``L-1``.
+``dbg``     ``Out(stream{pos, key, expanded, last})``, registered: slots ``0 .. L-1`` after a
+            DUMP (empty slots: ``key`` all ones, ``expanded = 0``), ``last`` on slot ``L-1``.
 ``length``  ``Out``: entries in the list.  ``error``: ``Out(1)``, sticky batch overflow.
+``sort_req``   ``Out(stream(ArrayLayout(ext_bits, n)))``: a vector of ``n`` extended keys to
+               sort (payload straight from a register).
+``sort_resp``  ``In(stream(ArrayLayout(ext_bits, n)))``: the sorted vectors, element 0 the
+               smallest, one per request and in request order (any latency, including a
+               response in the cycle its request is accepted; any number of idle cycles).
+               ``sort_resp.ready`` is high throughout a merge, so the list never stalls the
+               sorter; outside a merge no response may arrive.
 
-Storage and merge (``n = engine.sorter_n >= max(L, R)``, checked by the configuration)
-------------------------------------------------------------------------------------
-The list lives in ``L`` registers of ``sort_key_bits + 1`` bits: the *extended key*
-``(key << 1) | expanded`` (empty slot: all ones).  Extended keys order exactly like keys
-(ids are unique in a list, so two entries never share a key) and carry the flag through
-the sorter.  One :class:`proxima.hdl.sorter.BitonicSorter` of ``n`` extended keys is
-instantiated (built from ``cfg`` with ``engine.id_bits + 1``, which is how its key grows
-by the flag bit; this needs ``id_bits <= 31``).
+Extended keys and storage
+-------------------------
+The list lives in ``L`` registers of ``ext_bits = sort_key_bits + 1`` bits: the *extended
+key* ``(key << 1) | expanded`` (empty slot: all ones).  Extended keys order exactly like keys
+(ids are unique in a list, so two entries never share a key) and carry the flag through the
+sorter, whose key is one bit wider than the engine's sort key (:attr:`sort_cfg`: ``cfg``
+with ``engine.id_bits + 1``; this needs ``id_bits <= 31``).
 
-INSERT beats shift the new keys (flag 0) into an ``n``-slot buffer pre-filled with all
-ones.  After the last one:
+Merge (``n = engine.sorter_n``; ``L <= n`` or ``L = j n``, ``j = cfg.list_chunks``; ``R <=
+n``; checked by the configuration)
+-------------------------------------------------------------------------------------------
+The list is cut into ``j`` chunks ``A_0 .. A_{j-1}`` of ``w = min(L, n)`` slots, each
+ascending, every key of ``A_t`` below every key of ``A_{t+1}``.  INSERT beats shift the new
+keys (flag 0) into the request register, pre-filled with all ones.  After the last one:
 
-1. pass 1 sorts the buffer: ``s`` ascending (``s[0..L-1]`` are the ``L`` smallest new keys);
-2. pass 2 sorts ``c[i] = min(list[i], s[L-1-i])`` for ``i < L`` (all ones above ``L``).
-   For two ascending sequences of length ``L``, these ``L`` element-wise minima of one
-   with the reverse of the other are exactly the ``L`` smallest of their union (the first
-   half-cleaner of a bitonic merge), so sorting them gives ``first L of sort(list + new)``;
-   the first ``L`` outputs become the new list.  ``len = min(L, len + batch)``.
+1. request ``S``: sort the batch; the response is the *carry* ``C`` (``n`` slots).
+2. for chunk ``t = 0 .. j-1``: request ``X_t = (min(A_t[i], C[w-1-i]))_{i<w}`` (all ones
+   above ``w``).  For two ascending sequences, these element-wise minima of one with the
+   reverse of the other are exactly the ``w`` smallest of their union (the first
+   half-cleaner of a bitonic merge); every key of a later chunk is ``>= max(A_t) >=
+   max(X_t)``, so sorted ``X_t`` is the new chunk ``t``.  Unless ``t`` is the last chunk,
+   request ``Y_t = (max(A_t[i], C[n-1-i]))_i`` right after it (the ``n`` largest of ``A_t U
+   C``); its sorted response is the next carry.  The last chunk's maxima fall off the list.
 
-Cycles: one per INSERT beat, then ``2 * latency + 3`` (``latency`` = the sorter's pipeline
-depth ``ceil(p(p+1)/2 / stages_per_reg)`` for ``n = 2**p``: 21 for ``default``, 10 for
-``tiny`` with the default ``stages_per_reg = 1``) until the next command is accepted.  SELECT: one cycle to accept, response valid in the next cycle
-(priority encoder over the ``L`` flags masked by ``i < T``).  DUMP: ``L`` beats, one per
-cycle when ``dbg.ready`` stays high.
+That is ``cfg.merge_passes = 2 j`` requests (2 when ``L <= n``); ``X_t`` and ``Y_t`` are
+sent back to back (``Y_t`` is loaded into the request register when ``X_t`` is accepted, so
+the response to ``X_t`` may overwrite ``A_t`` at any time after).  ``len = min(L, len +
+batch)``.
 
-Area (measured, ``default``: ``n = 64``, 41-bit extended keys; yosys ``synth_ecp5`` through
-``python -m proxima.fpga.resources candidates``, 2026-11-22): 86.6k LUT4 + 14.8k CCU2C and
-60.7k FF -- more than an ECP5-85F holds.  Almost all of it is the private fully pipelined
-64-input sorter (21 register levels x 64 x 41 bits = 55k FF, 672 41-bit compare-exchanges);
-the list itself is ``3 * n * 41`` FF plus ``L`` comparators.  ``stages_per_reg`` (passed to
-the sorter) cuts the register levels; on the FPGA the engine should share one sorter between
-the queues (as the paper does) or use a smaller ``engine.sorter_n``.
+Cycles
+------
+With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
+``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
+``(j + 1) * lat + 3 j + 1 = (merge_passes / 2 + 1) * lat + 3 merge_passes / 2 + 1`` cycles
+after the last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 4`` for one
+chunk (``tiny``: lat = 10, 24 cycles), ``3 lat + 7`` for two (``default`` with
+``sorter_n = 32``: lat = 15, 52 cycles).  Stalls of the sorter add to this one for one.
+The sorter is busy with this list for ``merge_passes`` accepted requests per insert only.
+
+SELECT is pipelined (:attr:`CandidateListRTL.select_latency` = 4: accepted in cycle ``a``,
+``resp.valid`` in cycle ``a + 4``): (1) register the mask ``i < T``; (2) isolate the lowest
+unexpanded masked slot, ``first = cand & (~cand + 1)`` (one ``L``-bit carry chain); (3)
+encode its position (OR trees), set its flag; (4) read the key through the ``L``-way read
+multiplexer that DUMP shares, register the response.  The engine issues one SELECT per
+expansion, against an insert of tens of cycles, so the 3 extra cycles are harmless.
+
+DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high, the first valid two cycles
+after the command is accepted.
+
+Area
+----
+``L + 2 n`` registers of ``ext_bits`` (list, carry, request) plus ``n`` comparators of
+``ext_bits`` bits (min/max), a ``j``-way chunk multiplexer, the ``L``-way read multiplexer and
+the select logic; no sorter.  Measured (``python -m proxima.fpga.resources candidates
+--preset default --set engine.sorter_n=32``, ``L = 64``, ``n = 32``, 41-bit extended keys,
+ECP5-85F, 2026-11-22): see the report of the lead (docs/RESOURCES.md).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ConfigError, ProximaConfig
 from proxima.golden.layout import bitlen
-from proxima.golden.sorter import pad_key
-from proxima.hdl.sorter import BitonicSorter
 
-__all__ = ["CandidateListRTL", "CandidateListError", "Op"]
+__all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
 
 class CandidateListError(ValueError):
@@ -87,6 +122,7 @@ class CandidateListError(ValueError):
 
 def _or_tree(values):
     """Bitwise OR of ``values`` as a balanced tree."""
+    values = list(values)
     while len(values) > 1:
         values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
                   for k in range(0, len(values), 2)]
@@ -100,19 +136,34 @@ class Op(enum.Enum, shape=2):
     DUMP = 3
 
 
-class CandidateListRTL(wiring.Component):
-    """Per-query sorted candidate list with select / insert / dump commands."""
+class _Req(enum.Enum, shape=2):
+    """Kind of a sorter request / response: batch, chunk minima, chunk maxima."""
+    S = 0
+    X = 1
+    Y = 2
 
-    def __init__(self, cfg: ProximaConfig, *, stages_per_reg: int = 1):
+
+class CandidateListRTL(wiring.Component):
+    """Per-query sorted candidate list with select / insert / dump commands and sorter
+    request / response ports (see the module docstring)."""
+
+    #: cycles from an accepted SELECT to ``resp.valid``
+    select_latency = 4
+
+    def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
-        if int(stages_per_reg) < 1:
-            raise CandidateListError(f"stages_per_reg must be >= 1, got {stages_per_reg}")
-        self.stages_per_reg = int(stages_per_reg)
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
-        if self.L > self.n or self.R > self.n:
-            raise CandidateListError(f"L ({self.L}) and R ({self.R}) must fit the sorter "
-                                     f"(sorter_n = {self.n})")
+        if self.R > self.n:
+            raise CandidateListError(f"R ({self.R}) must fit the sorter (sorter_n = {self.n})")
+        if self.L > self.n and self.L % self.n:
+            raise CandidateListError(f"L ({self.L}) must fit the sorter or be a multiple of "
+                                     f"it (sorter_n = {self.n})")
+        #: chunks of the list, slots per chunk
+        self.chunks = cfg.list_chunks
+        self.w = min(self.L, self.n)
+        assert self.chunks * self.w == self.L and cfg.merge_passes == 2 * self.chunks
         try:
+            #: configuration of the sorter this list needs: keys one bit wider (the flag)
             self.sort_cfg = cfg.with_(engine={"id_bits": cfg.id_bits + 1})
         except ConfigError as e:
             raise CandidateListError(
@@ -122,39 +173,44 @@ class CandidateListRTL(wiring.Component):
         assert self.sort_cfg.sort_key_bits == self.ext_bits
         self.id_bits = cfg.id_bits
         self.t_bits = bitlen(self.L)
-        depth = (self.n.bit_length() - 1) * self.n.bit_length() // 2
-        #: sorter pipeline latency in cycles (an insert costs 2 * sorter_latency + 3 after
-        #: its last key)
-        self.sorter_latency = -(-depth // self.stages_per_reg)
         self.cmd_layout = data.StructLayout({"op": Op, "key": self.key_bits,
                                              "T": self.t_bits, "last": 1})
         self.resp_layout = data.StructLayout({"found": 1, "pos": range(self.L),
                                               "id": self.id_bits, "key": self.key_bits})
         self.dbg_layout = data.StructLayout({"pos": range(self.L), "key": self.key_bits,
                                              "expanded": 1, "last": 1})
+        self.vector_layout = data.ArrayLayout(unsigned(self.ext_bits), self.n)
         super().__init__({
             "cmd": In(stream.Signature(self.cmd_layout)),
             "resp": Out(stream.Signature(self.resp_layout)),
             "dbg": Out(stream.Signature(self.dbg_layout)),
             "length": Out(range(self.L + 1)),
             "error": Out(1),
+            "sort_req": Out(stream.Signature(self.vector_layout)),
+            "sort_resp": In(stream.Signature(self.vector_layout)),
         })
 
     @classmethod
     def from_config(cls, cfg: ProximaConfig) -> "CandidateListRTL":
+        """The list alone (no sorter): what the resource report measures."""
         return cls(cfg)
+
+    def merge_cycles(self, sorter_latency: int) -> int:
+        """Cycles from the last INSERT beat to the next accepted command with a sorter of
+        latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
+        j = self.chunks
+        return (j + 1) * int(sorter_latency) + 3 * j + 1
 
     def elaborate(self, platform):
         m = Module()
-        L, R, n, EB, KB = self.L, self.R, self.n, self.ext_bits, self.key_bits
-        m.submodules.sorter = sorter = BitonicSorter(self.sort_cfg, n=n,
-                                                     stages_per_reg=self.stages_per_reg)
-        assert sorter.latency == self.sorter_latency
+        L, R, n, w, j = self.L, self.R, self.n, self.w, self.chunks
+        EB, KB = self.ext_bits, self.key_bits
         ones = (1 << EB) - 1
-        pad = pad_key(self.cfg)
 
         lst = [Signal(EB, name=f"lst{i}", init=ones) for i in range(L)]
-        nbuf = [Signal(EB, name=f"nbuf{i}", init=ones) for i in range(n)]
+        carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
+        req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
+        req_valid = Signal()
         length = Signal(range(L + 1))
         ncount = Signal(range(R + 1))
         error = Signal()
@@ -164,109 +220,194 @@ class CandidateListRTL(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
 
-        # ---- select: first unexpanded among the first T ------------------------------
-        # cand: unexpanded and i < T (empty slots carry flag 1, so they never qualify);
-        # first = lowest set bit of cand, isolated as cand & (~cand + 1) (a carry chain);
-        # pos / key = OR over the one-hot `first` (balanced trees, no priority mux chain)
-        cand = Signal(L)
-        m.d.comb += cand.eq(Cat(~lst[i][0] & (cmd.T > i) for i in range(L)))
+        # ---- select pipeline: mask -> first (one-hot) -> pos -> response ----------------
+        s1, s2, s3 = Signal(), Signal(), Signal()
+        sel_mask = Signal(L)
         first = Signal(L)
-        m.d.comb += first.eq(cand & (~cand + 1)[:L])
-        found = Signal()
         sel_pos = Signal(range(L))
-        sel_key = Signal(KB)
-        m.d.comb += [
-            found.eq(cand.any()),
-            sel_pos.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)])),
-            sel_key.eq(_or_tree([Mux(first[i], lst[i][1:], 0) for i in range(L)])),
-        ]
-
+        sel_found = Signal()
         resp_valid = Signal()
-        m.d.comb += self.resp.valid.eq(resp_valid)
+        busy = Signal()
+        m.d.comb += [self.resp.valid.eq(resp_valid), busy.eq(s1 | s2 | s3 | resp_valid)]
         with m.If(self.resp.valid & self.resp.ready):
             m.d.sync += resp_valid.eq(0)
 
-        # ---- dump ---------------------------------------------------------------------
-        dcnt = Signal(range(L))
-        dent = Signal(EB)
-        m.d.comb += dent.eq(Array(lst)[dcnt])
-        dkey = dent[1:]
+        # cand: unexpanded and i < T (empty slots carry flag 1, so they never qualify)
+        cand = Signal(L)
+        m.d.comb += cand.eq(Cat(~lst[i][0] for i in range(L)) & sel_mask)
+        m.d.sync += [s1.eq(0), s2.eq(s1), s3.eq(s2)]
+        with m.If(s1):
+            m.d.sync += first.eq(cand & (~cand + 1)[:L])
+        with m.If(s2):
+            m.d.sync += [
+                sel_found.eq(first.any()),
+                sel_pos.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)]) if L > 1 else 0),
+            ]
+            for i in range(L):
+                with m.If(first[i]):
+                    m.d.sync += lst[i][0].eq(1)
+
+        # ---- one read port (L-way multiplexer) shared by SELECT and DUMP ------------------
+        dumping = Signal()
+        dcnt = Signal(range(L + 1))
+        rd_idx = Signal(range(L))
+        rd = Signal(EB)
+        m.d.comb += [rd_idx.eq(Mux(dumping, dcnt, sel_pos)), rd.eq(Array(lst)[rd_idx])]
+        with m.If(s3):
+            m.d.sync += [
+                resp_valid.eq(1),
+                self.resp.payload.found.eq(sel_found),
+                self.resp.payload.pos.eq(sel_pos),
+                self.resp.payload.key.eq(Mux(sel_found, rd[1:], 0)),
+                self.resp.payload.id.eq(Mux(sel_found, rd[1:1 + self.id_bits], 0)),
+            ]
+
+        # ---- dump (registered output; slots below `length` are the entries) --------------
+        dbg_valid = Signal()
+        m.d.comb += self.dbg.valid.eq(dbg_valid)
+        with m.If(dumping & (~dbg_valid | self.dbg.ready)):
+            with m.If(dcnt == L):
+                m.d.sync += [dbg_valid.eq(0), dumping.eq(0)]
+            with m.Else():
+                m.d.sync += [
+                    dbg_valid.eq(1),
+                    self.dbg.payload.pos.eq(dcnt),
+                    self.dbg.payload.key.eq(rd[1:]),
+                    self.dbg.payload.expanded.eq(rd[0] & (dcnt < length)),
+                    self.dbg.payload.last.eq(dcnt == L - 1),
+                    dcnt.eq(dcnt + 1),
+                ]
+
+        # ---- merge datapath: chunk A_t against the reversed carry -----------------------
+        tq = Signal(range(j))                 # chunk of the request side
+        if j == 1:
+            a_t = lst
+        else:
+            a_t = [Signal(EB, name=f"a_t{i}") for i in range(w)]
+            for i in range(w):
+                m.d.comb += a_t[i].eq(Array(lst[c * w + i] for c in range(j))[tq])
+        mins, maxs = [], []
+        for i in range(w):
+            a, b = a_t[i], carry[w - 1 - i]
+            lt = Signal(name=f"lt{i}")
+            m.d.comb += lt.eq(a < b)
+            mins.append(Mux(lt, a, b))
+            maxs.append(Mux(lt, b, a))   # used only when j > 1 (then w == n)
+
+        merging = Signal()
+        qkind = Signal(_Req)
+        rkind = Signal(_Req)
+        rt = Signal(range(j))                 # chunk of the response side
+        c_fresh = Signal()                    # carry just loaded: the next X is due
         m.d.comb += [
-            self.dbg.payload.pos.eq(dcnt),
-            self.dbg.payload.key.eq(dkey),
-            self.dbg.payload.expanded.eq(dent[0] & (dkey != pad)),
-            self.dbg.payload.last.eq(dcnt == L - 1),
+            self.sort_req.valid.eq(req_valid),
+            self.sort_resp.ready.eq(merging),
+            self.cmd.ready.eq(~merging & ~dumping & ~busy),
         ]
+        m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
-        # ---- sorter input vectors -------------------------------------------------------
-        merged_in = [Signal(EB, name=f"c{i}") for i in range(L)]
-        for i in range(L):
-            a, b = lst[i], nbuf[L - 1 - i]
-            m.d.comb += merged_in[i].eq(Mux(a < b, a, b))
-        sin = sorter.i.payload
+        # request side
+        with m.If(req_valid & self.sort_req.ready):
+            with m.If((qkind == _Req.X) & (tq != j - 1)):
+                m.d.sync += [r.eq(x) for r, x in zip(req, maxs)]
+                m.d.sync += qkind.eq(_Req.Y)
+            with m.Else():
+                m.d.sync += [r.eq(ones) for r in req]
+                m.d.sync += req_valid.eq(0)
+                with m.If(qkind == _Req.Y):
+                    m.d.sync += tq.eq(tq + 1)
+        with m.Elif(c_fresh):
+            m.d.sync += [req[i].eq(mins[i] if i < w else ones) for i in range(n)]
+            m.d.sync += [req_valid.eq(1), qkind.eq(_Req.X), c_fresh.eq(0)]
 
-        with m.FSM(init="IDLE"):
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(~resp_valid)
-                with m.If(accept):
-                    with m.Switch(cmd.op):
-                        with m.Case(Op.RESET):
-                            m.d.sync += lst[0].eq(cmd.key << 1)
-                            m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
-                            m.d.sync += [b.eq(ones) for b in nbuf]
-                            m.d.sync += [length.eq(1), ncount.eq(0)]
-                        with m.Case(Op.INSERT):
-                            with m.If(ncount < R):
-                                m.d.sync += [nbuf[k].eq(nbuf[k + 1]) for k in range(n - 1)]
-                                m.d.sync += [nbuf[n - 1].eq(cmd.key << 1),
-                                             ncount.eq(ncount + 1)]
-                            with m.Else():
-                                m.d.sync += error.eq(1)
-                            with m.If(cmd.last):
-                                m.next = "SORT1"
-                        with m.Case(Op.SELECT):
-                            m.d.sync += [
-                                resp_valid.eq(1),
-                                self.resp.payload.found.eq(found),
-                                self.resp.payload.pos.eq(Mux(found, sel_pos, 0)),
-                                self.resp.payload.key.eq(Mux(found, sel_key, 0)),
-                                self.resp.payload.id.eq(
-                                    Mux(found, sel_key[:self.id_bits], 0)),
-                            ]
-                            for i in range(L):
-                                with m.If(first[i]):
-                                    m.d.sync += lst[i][0].eq(1)
-                        with m.Case(Op.DUMP):
-                            m.d.sync += dcnt.eq(0)
-                            m.next = "DUMP"
-            with m.State("SORT1"):
-                m.d.comb += sorter.i.valid.eq(1)
-                m.d.comb += [sin[k].eq(nbuf[k]) for k in range(n)]
-                with m.If(sorter.i.ready):
-                    m.next = "WAIT1"
-            with m.State("WAIT1"):
-                m.d.comb += sorter.o.ready.eq(1)
-                with m.If(sorter.o.valid):
-                    m.d.sync += [nbuf[k].eq(sorter.o.payload[k]) for k in range(n)]
-                    m.next = "SORT2"
-            with m.State("SORT2"):
-                m.d.comb += sorter.i.valid.eq(1)
-                m.d.comb += [sin[k].eq(merged_in[k]) for k in range(L)]
-                m.d.comb += [sin[k].eq(ones) for k in range(L, n)]
-                with m.If(sorter.i.ready):
-                    m.next = "WAIT2"
-            with m.State("WAIT2"):
-                m.d.comb += sorter.o.ready.eq(1)
-                with m.If(sorter.o.valid):
-                    m.d.sync += [lst[i].eq(sorter.o.payload[i]) for i in range(L)]
-                    m.d.sync += [b.eq(ones) for b in nbuf]
-                    total = length + ncount
-                    m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0)]
-                    m.next = "IDLE"
-            with m.State("DUMP"):
-                m.d.comb += self.dbg.valid.eq(1)
-                with m.If(self.dbg.ready):
-                    m.d.sync += dcnt.eq(dcnt + 1)
-                    with m.If(dcnt == L - 1):
-                        m.next = "IDLE"
+        # response side
+        with m.If(self.sort_resp.valid & self.sort_resp.ready):
+            payload = self.sort_resp.payload
+            with m.Switch(rkind):
+                with m.Case(_Req.S, _Req.Y):
+                    m.d.sync += [carry[k].eq(payload[k]) for k in range(n)]
+                    m.d.sync += [c_fresh.eq(1), rkind.eq(_Req.X)]
+                    with m.If(rkind == _Req.Y):
+                        m.d.sync += rt.eq(rt + 1)
+                with m.Case(_Req.X):
+                    for c in range(j):
+                        with m.If(rt == c):
+                            m.d.sync += [lst[c * w + i].eq(payload[i]) for i in range(w)]
+                    with m.If(rt == j - 1):
+                        total = length + ncount
+                        m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
+                                     merging.eq(0)]
+                    with m.Else():
+                        m.d.sync += rkind.eq(_Req.Y)
+
+        # ---- commands -----------------------------------------------------------------
+        with m.If(accept):
+            with m.Switch(cmd.op):
+                with m.Case(Op.RESET):
+                    m.d.sync += lst[0].eq(cmd.key << 1)
+                    m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
+                    m.d.sync += [r.eq(ones) for r in req]
+                    m.d.sync += [length.eq(1), ncount.eq(0)]
+                with m.Case(Op.INSERT):
+                    with m.If(ncount < R):
+                        m.d.sync += [req[k].eq(req[k + 1]) for k in range(n - 1)]
+                        m.d.sync += [req[n - 1].eq(cmd.key << 1), ncount.eq(ncount + 1)]
+                    with m.Else():
+                        m.d.sync += error.eq(1)
+                    with m.If(cmd.last):
+                        m.d.sync += [req_valid.eq(1), qkind.eq(_Req.S), rkind.eq(_Req.S),
+                                     tq.eq(0), rt.eq(0), merging.eq(1)]
+                with m.Case(Op.SELECT):
+                    m.d.sync += sel_mask.eq(Cat(cmd.T > i for i in range(L)))
+                    m.d.sync += s1.eq(1)
+                with m.Case(Op.DUMP):
+                    m.d.sync += [dcnt.eq(0), dumping.eq(1)]
+        return m
+
+
+class CandidateListWithSorter(wiring.Component):
+    """A :class:`CandidateListRTL` wired to its own :class:`~proxima.hdl.sorter.BitonicSorter`
+    of ``n = engine.sorter_n`` extended keys (tests, simulation, replay).
+
+    Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  Keyword
+    arguments other than ``cfg`` go to the sorter (``stages_per_reg``, ``register_compare``).
+    Attributes: ``list``, ``sorter``, ``sorter_latency``, ``merge_cycles`` (cycles from the
+    last INSERT beat to the next accepted command), ``select_latency``.
+    """
+
+    def __init__(self, cfg: ProximaConfig, **sorter_options):
+        from proxima.hdl.sorter import BitonicSorter, SorterError
+        self.cfg = cfg
+        self.list = CandidateListRTL(cfg)
+        try:
+            self.sorter = BitonicSorter(self.list.sort_cfg, n=self.list.n, **sorter_options)
+        except SorterError as e:
+            raise CandidateListError(f"sorter of the candidate list: {e}") from None
+        self.sorter_latency = self.sorter.latency
+        self.merge_cycles = self.list.merge_cycles(self.sorter.latency)
+        self.select_latency = self.list.select_latency
+        for attr in ("L", "R", "n", "chunks", "cmd_layout", "resp_layout", "dbg_layout"):
+            setattr(self, attr, getattr(self.list, attr))
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "resp": Out(stream.Signature(self.resp_layout)),
+            "dbg": Out(stream.Signature(self.dbg_layout)),
+            "length": Out(range(self.L + 1)),
+            "error": Out(1),
+        })
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig, **sorter_options) -> "CandidateListWithSorter":
+        return cls(cfg, **sorter_options)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.list = lst = self.list
+        m.submodules.sorter = srt = self.sorter
+        connect(m, lst.sort_req, srt.i)
+        connect(m, srt.o, lst.sort_resp)
+        connect(m, wiring.flipped(self.cmd), lst.cmd)
+        connect(m, lst.resp, wiring.flipped(self.resp))
+        connect(m, lst.dbg, wiring.flipped(self.dbg))
+        m.d.comb += [self.length.eq(lst.length), self.error.eq(lst.error)]
         return m

@@ -1,4 +1,5 @@
-"""cocotb testbench of :class:`proxima.hdl.candidates.CandidateListRTL` against the golden
+"""cocotb testbench of :class:`proxima.hdl.candidates.CandidateListWithSorter` (the candidate
+list wired to a real :class:`proxima.hdl.sorter.BitonicSorter`) against the golden
 :class:`proxima.golden.candidates.CandidateList`.
 
 A random command sequence (resets, insert batches of 1..R keys with ids unique since the
@@ -11,7 +12,9 @@ Parameters (``PROXIMA_TB_PARAMS``): ``commands`` (>= 10k for sign-off), ``p_vali
 ``p_ready`` (per-cycle probabilities of offering a command beat / accepting an output
 beat), ``dist_max`` (distances drawn from ``0..dist_max-1``: small values make distance
 ties common, decided by the id), field offsets ``off_key``, ``off_T``, ``off_last`` of the
-command payload and ``t_max``.
+command payload, ``t_max`` and ``p_dump`` (probability of a DUMP after a command, 1 by
+default; there is always one after the last command: fewer dumps make long runs shorter,
+every dump is still compared slot by slot).
 """
 
 from __future__ import annotations
@@ -84,17 +87,21 @@ def expected(cfg, commands) -> tuple[list[tuple[int, int, int, int]], list[list[
     return resps, dumps
 
 
-def command_beats(commands, dump_after: bool = True) -> list[tuple[int, int, int, int]]:
-    """Command stream beats ``(op, key, T, last)``; a DUMP after every command."""
+def command_beats(commands, dump_after=True) -> list[tuple[int, int, int, int]]:
+    """Command stream beats ``(op, key, T, last)``; a DUMP after every command
+    (``dump_after = True``), none (``False``) or after command ``k`` when ``dump_after[k]``
+    (a sequence of booleans)."""
     beats = []
-    for op, arg in commands:
+    if isinstance(dump_after, bool):
+        dump_after = [dump_after] * len(commands)
+    for (op, arg), dump in zip(commands, dump_after, strict=True):
         if op == "reset":
             beats.append((OPS["reset"], arg, 0, 0))
         elif op == "insert":
             beats += [(OPS["insert"], k, 0, int(t == len(arg) - 1)) for t, k in enumerate(arg)]
         else:
             beats.append((OPS["select"], 0, arg, 0))
-        if dump_after:
+        if dump:
             beats.append((OPS["dump"], 0, 0, 0))
     return beats
 
@@ -137,9 +144,12 @@ if cocotb is not None:
         commands = make_commands(cfg, rng, count, int(p.get("dist_max", 64)),
                                  int(p.get("t_max", L + 2)))
         exp_resp, exp_dumps = expected(cfg, commands)
-        exp_dbg = [b for d in exp_dumps for b in d]
+        p_dump = float(p.get("p_dump", 1.0))
+        dump_sel = [rnd.random() < p_dump or k == count - 1 for k in range(count)]
+        dumped = [k for k in range(count) if dump_sel[k]]
+        exp_dbg = [b for k in dumped for b in exp_dumps[k]]
         beats = [op | (key << off_key) | (T << off_T) | (last << off_last)
-                 for op, key, T, last in command_beats(commands)]
+                 for op, key, T, last in command_beats(commands, dump_sel)]
         await _reset(dut)
         p_valid, p_ready = float(p.get("p_valid", 0.8)), float(p.get("p_ready", 0.8))
         sent, offering, cycle = 0, False, 0
@@ -175,7 +185,7 @@ if cocotb is not None:
                 beat = (v & pmask, (v >> pos_bits) & kmask, (v >> (pos_bits + KB)) & 1,
                         (v >> (pos_bits + KB + 1)) & 1)
                 if got_dbg >= len(exp_dbg) or beat != exp_dbg[got_dbg]:
-                    cmd_no = got_dbg // L
+                    cmd_no = dumped[min(got_dbg // L, len(dumped) - 1)]
                     raise AssertionError(
                         f"after command {cmd_no} {commands[cmd_no] if cmd_no < len(commands) else ''}"
                         f": slot {got_dbg % L} got {beat}, expected "
@@ -185,6 +195,7 @@ if cocotb is not None:
             cycle += 1
         ops = [c[0] for c in commands]
         dut._log.info("candidate list: %d commands (%d resets, %d inserts, %d selects, %d "
-                      "found), %d dump beats, %d cycles", len(commands), ops.count("reset"),
+                      "found), %d dumps, %d dump beats, %d cycles", len(commands),
+                      ops.count("reset"),
                       ops.count("insert"), ops.count("select"),
-                      sum(r[0] for r in exp_resp), got_dbg, cycle)
+                      sum(r[0] for r in exp_resp), len(dumped), got_dbg, cycle)

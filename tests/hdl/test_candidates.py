@@ -1,4 +1,9 @@
-"""Candidate list RTL: Amaranth simulation against golden.candidates, cocotb on Verilator."""
+"""Candidate list RTL: Amaranth simulation against golden.candidates, cocotb on Verilator.
+
+The list has no sorter of its own: most tests use :class:`CandidateListWithSorter` (a real
+:class:`BitonicSorter`); ``test_*_model_sorter`` drive the bare list's ``sort_req`` /
+``sort_resp`` from a Python sorter with random latency (0 included), back-pressure and gaps.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,39 @@ import pytest
 from amaranth.sim import Simulator
 
 from proxima.config import preset
-from proxima.golden.sorter import network_depth, pad_key
-from proxima.hdl.candidates import CandidateListError, CandidateListRTL, Op
+from proxima.golden.sorter import pad_key
+from proxima.hdl.candidates import (CandidateListError, CandidateListRTL,
+                                    CandidateListWithSorter, Op)
 from proxima.sim.tb.tb_candidates import command_beats, expected, make_commands
 
 
-def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None):
-    """Drive command beats; returns (responses, dump beats, accept cycles, error, length)."""
-    dut = dut or CandidateListRTL(cfg)
+def _tiny8():
+    """tiny with an 8-input sorter: L = 16 = 2 n, two chunks."""
+    return preset("tiny").with_(engine={"sorter_n": 8})
+
+
+def _default32():
+    """default with a 32-input sorter: L = 64 = 2 n (the FPGA preset)."""
+    return preset("default").with_(engine={"sorter_n": 32})
+
+
+def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None, model=None):
+    """Drive command beats; returns (responses, dump beats, accept cycles, error, length,
+    stats).  ``model = (p_req_ready, p_resp_valid, min_latency, max_latency)``: ``dut`` is a
+    bare :class:`CandidateListRTL` and a Python sorter answers its requests (a request
+    accepted in cycle ``a`` is answered from cycle ``a + latency`` on)."""
+    dut = dut or CandidateListWithSorter(cfg)
     rnd = random.Random(seed)
     resps, dbg, accepted = [], [], []
     out = {}
+    stats = {"requests": 0, "lat0": 0, "req_stalls": 0}
 
     async def bench(ctx):
         cpay = dut.cmd.payload
         sent, offering, cycle = 0, False, 0
+        queue = []  # (due cycle, sorted vector)
         while sent < len(beats) or len(resps) < n_resp or len(dbg) < n_dbg:
-            assert cycle < 100 * len(beats) + 4 * n_dbg + 100, "timeout"
+            assert cycle < 200 * len(beats) + 4 * n_dbg + 100, "timeout"
             if not offering and sent < len(beats) and rnd.random() < p_valid:
                 offering = True
                 op, key, T, last = beats[sent]
@@ -39,6 +60,25 @@ def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None):
             rr, dr = rnd.random() < p_ready, rnd.random() < p_ready
             ctx.set(dut.resp.ready, rr)
             ctx.set(dut.dbg.ready, dr)
+            if model is not None:
+                p_qr, p_sv, min_lat, max_lat = model
+                qr = rnd.random() < p_qr
+                ctx.set(dut.sort_req.ready, qr)
+                if ctx.get(dut.sort_req.valid):
+                    if qr:
+                        vec = sorted(int(x) for x in ctx.get(dut.sort_req.payload))
+                        lat = rnd.randint(min_lat, max_lat)
+                        queue.append((cycle + lat, vec))
+                        stats["requests"] += 1
+                        stats["lat0"] += lat == 0
+                    else:
+                        stats["req_stalls"] += 1
+                sv = bool(queue) and queue[0][0] <= cycle and rnd.random() < p_sv
+                ctx.set(dut.sort_resp.valid, sv)
+                if sv:
+                    ctx.set(dut.sort_resp.payload, queue[0][1])
+                    assert ctx.get(dut.sort_resp.ready), "the list stalled the sorter"
+                    queue.pop(0)
             if offering and ctx.get(dut.cmd.ready):
                 accepted.append(cycle)
                 sent += 1
@@ -53,21 +93,23 @@ def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None):
             cycle += 1
         out["error"] = ctx.get(dut.error)
         out["length"] = ctx.get(dut.length)
+        assert not queue
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return resps, dbg, accepted, out["error"], out["length"]
+    return resps, dbg, accepted, out["error"], out["length"], stats
 
 
-def _check_random(cfg, count, seed, p_valid, p_ready, dist_max=64):
+def _check_random(cfg, count, seed, p_valid, p_ready, dist_max=64, dut=None, model=None):
     rng = np.random.default_rng(seed)
     cmds = make_commands(cfg, rng, count, dist_max)
     exp_resp, exp_dumps = expected(cfg, cmds)
     exp_dbg = [b for d in exp_dumps for b in d]
-    resps, dbg, _, error, _ = _simulate(cfg, command_beats(cmds), len(exp_resp), len(exp_dbg),
-                                        p_valid, p_ready, seed)
+    resps, dbg, _, error, _, stats = _simulate(cfg, command_beats(cmds), len(exp_resp),
+                                               len(exp_dbg), p_valid, p_ready, seed,
+                                               dut=dut, model=model)
     L = cfg.search.L
     for k, (g, e) in enumerate(zip(dbg, exp_dbg)):
         assert g == e, f"after command {k // L} {cmds[k // L]}: slot {k % L} got {g}, exp {e}"
@@ -75,12 +117,25 @@ def _check_random(cfg, count, seed, p_valid, p_ready, dist_max=64):
     assert not error
     assert sum(r[0] for r in exp_resp) > 0 and any(not r[0] for r in exp_resp)
     assert any(d[-1][1] != pad_key(cfg) for d in exp_dumps), "the list never filled up"
-    return cmds
+    return cmds, stats
 
 
-def test_tiny_random_commands_with_stalls():
-    cmds = _check_random(preset("tiny"), 250, seed=1, p_valid=0.7, p_ready=0.6, dist_max=8)
-    assert sum(op == "insert" for op, _ in cmds) > 50
+_MODEL = (0.5, 0.6, 0, 4)  # request ready 50 %, response valid 60 %, latency 0..4
+
+
+@pytest.mark.parametrize("cfg_fn, chunks", [
+    (lambda: preset("tiny"), 1), (_tiny8, 2),
+    (lambda: preset("tiny").with_(engine={"sorter_n": 4}, graph={"R": 4}), 4)])
+def test_model_sorter_latency_backpressure(cfg_fn, chunks):
+    """Bare list, Python sorter: random request back-pressure, latency 0..4, response gaps,
+    random command / output stalls; every response and the whole list after every command
+    compared with the golden model."""
+    cfg = cfg_fn()
+    assert cfg.list_chunks == chunks and cfg.merge_passes == 2 * chunks
+    cmds, stats = _check_random(cfg, 80, seed=11 + chunks, p_valid=0.7, p_ready=0.6,
+                                dist_max=6, dut=CandidateListRTL(cfg), model=_MODEL)
+    assert sum(op == "insert" for op, _ in cmds) > 20
+    assert stats["lat0"] > 5 and stats["req_stalls"] > 10
 
 
 @pytest.mark.parametrize("changes", [
@@ -88,23 +143,34 @@ def test_tiny_random_commands_with_stalls():
     dict(graph={"R": 16}, search={"L": 4, "T0": 4, "k": 2, "beam_width": 2}),
     dict(engine={"id_bits": 8}, graph={"R": 3, "build_L": 16},
          search={"L": 5, "T0": 4, "k": 2}),
+    # three chunks of 4 with full rows
+    dict(engine={"sorter_n": 4}, graph={"R": 4, "build_L": 16},
+         search={"L": 12, "T0": 4, "k": 2}),
 ])
 def test_other_shapes(changes):
-    _check_random(preset("tiny").with_(**changes), 120, seed=5, p_valid=0.7, p_ready=0.7,
-                  dist_max=6)
+    cfg = preset("tiny").with_(**changes)
+    _check_random(cfg, 60, seed=5, p_valid=0.7, p_ready=0.7, dist_max=6,
+                  dut=CandidateListRTL(cfg), model=_MODEL)
 
 
-def test_default_preset_random_commands():
-    _check_random(preset("default"), 20, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000)
+def test_default32_model_sorter():
+    """The FPGA preset (L = 64, n = 32, two chunks of 32)."""
+    cfg = _default32()
+    assert cfg.search.L == 64 and cfg.list_chunks == 2
+    _check_random(cfg, 12, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000,
+                  dut=CandidateListRTL(cfg), model=_MODEL)
+
+
+def test_wrapper_with_bitonic_sorter_random():
+    """Wrapper with a real BitonicSorter, two chunks, random stalls (cocotb runs 10k)."""
+    _check_random(_tiny8(), 40, seed=3, p_valid=0.7, p_ready=0.6, dist_max=8)
 
 
 def _k(cfg, d, v):
     return (d << cfg.id_bits) | v
 
 
-def test_by_hand_and_cycle_counts():
-    """Fill past L, select, and the documented cycle counts with no stalls."""
-    cfg = preset("tiny")
+def _by_hand(cfg):
     L, R = cfg.search.L, cfg.graph.R
     cmds = [("reset", _k(cfg, 40, 1)), ("select", 1),
             ("insert", [_k(cfg, 50 - i, 10 + i) for i in range(R)]),
@@ -114,40 +180,57 @@ def test_by_hand_and_cycle_counts():
     assert exp_resp[0] == (1, 0, 1, _k(cfg, 40, 1))
     assert exp_resp[1] == (0, 0, 0, 0)
     assert exp_resp[2] == (1, 0, 60, _k(cfg, 20, 60))
-    # without dumps: measure when each command beat is accepted
+    assert exp_dumps[-1][-1][1] != pad_key(cfg)  # the list is full at the end
+    return cmds, exp_resp, exp_dumps
+
+
+def _check_cycles(cfg, dut, model=None):
+    """The documented cycle counts with no stalls: one cycle per INSERT beat, merge_cycles
+    from the last one to the next command, select_latency + 1 from a SELECT to the next."""
+    R = cfg.graph.R
+    cmds, exp_resp, _ = _by_hand(cfg)
     beats = command_beats(cmds, dump_after=False) + command_beats([("reset", 5)], False)
-    dut = CandidateListRTL(cfg)
-    resps, _, acc, error, length = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0, dut=dut)
+    resps, _, acc, error, length, _ = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0,
+                                                dut=dut, model=model)
     assert resps == exp_resp and not error and length == 1
-    lat = network_depth(cfg.engine.sorter_n)
-    assert dut.sorter_latency == lat
-    # beat 2..9: first batch (R beats at one per cycle); the next beat waits for the merge
     first_batch_last = 2 + R - 1
     assert acc[first_batch_last] - acc[2] == R - 1
-    assert acc[first_batch_last + 1] - acc[first_batch_last] == 2 * lat + 3
-    # full list dump after the same commands equals the golden list
-    _, dbg, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
-                                L * len(cmds), 1.0, 1.0, 0)
-    assert dbg == [b for d in exp_dumps for b in d]
-    assert exp_dumps[-1][-1][1] != pad_key(cfg)  # the list is full at the end
+    return acc[first_batch_last + 1] - acc[first_batch_last], acc[2] - acc[1]
 
 
-def test_grouped_sorter_stages():
-    """stages_per_reg = 3: fewer register levels, same results, insert cost as documented."""
-    cfg = preset("tiny")
-    R = cfg.graph.R
-    dut = CandidateListRTL(cfg, stages_per_reg=3)
-    assert dut.sorter_latency == -(-network_depth(cfg.engine.sorter_n) // 3)
-    cmds = make_commands(cfg, np.random.default_rng(9), 60, 8)
-    exp_resp, exp_dumps = expected(cfg, cmds)
-    _, dbg, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
-                                cfg.search.L * len(cmds), 0.8, 0.8, 9, dut=dut)
+@pytest.mark.parametrize("cfg_fn", [lambda: preset("tiny"), _tiny8])
+@pytest.mark.parametrize("lat", [0, 1, 7])
+def test_cycle_counts_fixed_latency(cfg_fn, lat):
+    cfg = cfg_fn()
+    dut = CandidateListRTL(cfg)
+    merge, select = _check_cycles(cfg, dut, model=(1.0, 1.0, lat, lat))
+    j = cfg.list_chunks
+    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 3 * j + 1
+    assert select == dut.select_latency + 1
+
+
+def test_wrapper_by_hand_and_cycle_counts():
+    """Two chunks with a real BitonicSorter (of whatever latency it has): the documented
+    insert cost, and the list after every command equals the golden list."""
+    cfg = _tiny8()
+    dut = CandidateListWithSorter(cfg)
+    assert dut.sorter_latency == dut.sorter.latency
+    merge, select = _check_cycles(cfg, dut)
+    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 7
+    assert select == dut.select_latency + 1
+    cmds, exp_resp, exp_dumps = _by_hand(cfg)
+    _, dbg, _, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
+                                   cfg.search.L * len(cmds), 1.0, 1.0, 0,
+                                   dut=CandidateListWithSorter(cfg))
     assert dbg == [b for d in exp_dumps for b in d]
-    beats = command_beats([("reset", 7), ("insert", [_k(cfg, 2, 10 + i) for i in range(R)]),
-                           ("select", 1)], False)
-    dut = CandidateListRTL(cfg, stages_per_reg=3)
-    resps, _, acc, _, _ = _simulate(cfg, beats, 1, 0, 1.0, 1.0, 0, dut=dut)
-    assert acc[R + 1] - acc[R] == 2 * dut.sorter_latency + 3
+    # sorter options pass through; the cost follows the sorter's latency
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        grouped = CandidateListWithSorter(cfg, stages_per_reg=3)
+        assert grouped.sorter.stages_per_reg == 3
+        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 7
+        del grouped
+        gc.collect()
 
 
 def test_batch_overflow_sets_error_and_bad_parameters():
@@ -156,29 +239,52 @@ def test_batch_overflow_sets_error_and_bad_parameters():
     beats = command_beats([("reset", _k(cfg, 5, 3))], False)
     beats += [(Op.INSERT.value, _k(cfg, 1, 100 + i), 0, int(i == R)) for i in range(R + 1)]
     beats += [(Op.SELECT.value, 0, 1, 0)]
-    resps, _, _, error, length = _simulate(cfg, beats, 1, 0, 1.0, 1.0, 0)
+    resps, _, _, error, length, _ = _simulate(cfg, beats, 1, 0, 1.0, 1.0, 0,
+                                              dut=CandidateListRTL(cfg), model=_MODEL)
     assert error == 1 and length == R + 1
     # the first R keys were kept, the last dropped: best is dist 1, smallest id 100
     assert resps == [(1, 0, 100, _k(cfg, 1, 100))]
     with warnings.catch_warnings():  # the refused objects are never elaborated
         warnings.filterwarnings("ignore", message=".*created but never used")
         with pytest.raises(CandidateListError, match="stages_per_reg"):
-            CandidateListRTL(cfg, stages_per_reg=0)
+            CandidateListWithSorter(cfg, stages_per_reg=0)
         with pytest.raises(CandidateListError, match="flag"):
             CandidateListRTL(cfg.with_(engine={"id_bits": 32}))
         gc.collect()
 
 
+def test_list_alone_has_no_sorter():
+    """The registry's block is the list alone, with the sorter ports of the documented shape."""
+    from proxima.hdl.registry import build_block
+    cfg = _default32()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        blk = build_block("candidates", cfg)
+        assert type(blk) is CandidateListRTL
+        assert blk.sort_req.payload.shape() == blk.sort_resp.payload.shape()
+        assert len(blk.sort_req.payload.as_value()) == 32 * (cfg.sort_key_bits + 1)
+        assert blk.merge_cycles(15) == 3 * 15 + 7
+        del blk
+        gc.collect()
+
+
 # ---- cocotb on the generated Verilog ---------------------------------------------------
 @pytest.mark.rtl
-def test_cocotb_candidates_verilator():
+@pytest.mark.parametrize("name, cfg_fn, commands, dist_max", [
+    ("tiny", lambda: preset("tiny"), 10_000, 16),     # L = n = 16: one chunk
+    ("tiny8", _tiny8, 10_000, 16),                    # L = 16 = 2 n: two chunks
+    ("default32", _default32, 400, 200),              # L = 64 = 2 n: the FPGA preset
+])
+def test_cocotb_candidates_verilator(name, cfg_fn, commands, dist_max):
+    """Wrapper with a real BitonicSorter; every SELECT response compared, the whole list
+    compared after a random quarter of the commands (and after the last)."""
     from proxima.sim.runner import run_cocotb
-    cfg = preset("tiny")
-    dut = CandidateListRTL(cfg)
+    cfg = cfg_fn()
+    dut = CandidateListWithSorter(cfg)
     lay = dut.cmd_layout
     res = run_cocotb(dut, "proxima_candidates",
-                     "proxima.sim.tb.tb_candidates", cfg=cfg, build_name="candidates_tiny",
-                     parameters={"commands": 10_000, "dist_max": 16,
+                     "proxima.sim.tb.tb_candidates", cfg=cfg, build_name=f"candidates_{name}",
+                     parameters={"commands": commands, "dist_max": dist_max, "p_dump": 0.25,
                                  "off_key": lay["key"].offset, "off_T": lay["T"].offset,
                                  "off_last": lay["last"].offset})
     assert res.tests == 1 and res.failed == 0
