@@ -5,8 +5,8 @@ filter of ``k = cfg.bloom.hashes`` banks of ``B = cfg.bloom.bank_bits`` bits.  H
 an id ``x`` is the H3 hash ``h_i = XOR_{j : x_j = 1} Q[i][j]`` with ``Q`` elaborated from
 :func:`proxima.golden.bloom.h3_matrix` (the one definition; every output bit of ``h_i`` is an
 XOR of the id bits selected by a constant mask), followed by the multiply-shift range
-reduction ``index_i = (h_i * B) >> 32`` (a constant multiplier: a wire shift when ``B`` is a
-power of two).  ``hit = all k addressed bits were set``; then the k bits are set.
+reduction ``index_i = (h_i * B) >> 32``.  ``hit = all k addressed bits were set``; then the
+k bits are set.
 
 Interface
 ---------
@@ -21,67 +21,90 @@ Interface
           new query.  While ``clear`` is high no request is accepted (``req.ready`` is low),
           so the order of clears and requests is always unambiguous.
 
+Throughput one id per cycle (also back to back on the same id or the same RAM word), as
+long as ``resp`` is taken; ``latency`` (= 8 cycles when ``B`` is a power of two, 9
+otherwise) from the cycle an id is accepted to the first cycle its response is valid.
+``resp.ready`` low never stalls the pipeline: responses wait in a buffer of ``out_depth``
+entries (default 16) and ``req.ready`` falls only when ``out_depth`` accepted ids are not
+answered yet (a credit counter), so with ``out_depth >= latency + 1`` a consumer that takes
+one response per cycle sees one id per cycle.  ``req.ready`` depends combinationally only on
+``clear`` and on registers (not on ``resp.ready``).
+
 Storage and word format
 -----------------------
 Bank ``i`` is one :class:`amaranth.lib.memory.Memory` of ``depth = B / word_bits`` words (one
-synchronous read port, transparent for the one write port: a simple dual-port RAM).  Bit
-``index`` of the bank lives in word ``index // word_bits`` at bit ``index % word_bits``.
-``word_bits`` defaults to the largest power of two <= 32 that divides ``B``.  Every word is
-``{bits: word_bits, tag: epoch_bits}``.
+read and one write port: a simple dual-port block RAM).  Bit ``index`` of the bank lives in
+word ``index // word_bits`` at bit ``index % word_bits``.  ``word_bits`` defaults to the
+largest power of two <= 32 that divides ``B``.  Every word is ``{bits: word_bits, tag:
+epoch_bits}`` (default preset: 4 banks x 256 words x 36 bits, one DP16KD each).
 
-Pipeline and read-modify-write hazards
---------------------------------------
-Every RAM access is an *operation* that walks three stages, one per cycle, all stages
-sharing one enable ``advance = ~(stage 2 holds a response that is not taken)``:
+Pipeline (free running: every stage advances every cycle)
+---------------------------------------------------------
+Every cycle one *operation* enters: the accepted id, or -- in a cycle without an accepted id
+-- a scrub of word ``ptr`` (see below).  Every operation is a read-modify-write of one word
+per bank and writes its word back (a scrub writes the word's unchanged meaning).  Stages:
 
-* stage 0 issues the read: the hashed addresses of an accepted id, or -- in a cycle where
-  no id is accepted -- the scrubber's next word (see below);
-* stage 1 waits for the synchronous RAM read (the RAM output goes straight into a
-  register: no logic after the slow block-RAM clock-to-out);
-* stage 2 holds the word, computes ``hit`` (response ``valid`` comes from this stage) and
-  writes the modified word back in the cycle it leaves (for an id: when the response is
-  taken).
+* ``a``:  the id register.  The H3 XOR trees (<= ``id_bits`` inputs) and the mux with the
+  scrub pointer feed the registered word address and bit of stage c0.  When ``B`` is not a
+  power of two an extra stage ``m`` registers ``h_i`` and the constant multiply (registered
+  on both sides) runs from ``m`` to c0.
+* ``c0``: the word address drives the RAM read address; the address is compared with the
+  addresses of the 4 operations ahead (stages c1..c4), result registered.
+* ``c1``: the RAM output goes straight into a register (the ECP5 block RAM's clock-to-out is
+  ~5.8 ns; nothing else fits in that cycle).  The one-hot bits set by the ids 1, 2 and 3
+  ahead in the same word are ORed into a registered forwarding mask.
+* ``c2``: the word's current bits: ``raw.bits if raw.tag == epoch`` (or, on a collision, the
+  word written by the operation 4 ahead, see below), OR the forwarding mask; registered
+  together with the epoch used for the tag check.
+* ``c3``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits | onehot}``,
+  both registered.
+* ``c4``: the RAM write; the AND of the k bank hits goes with the id into the response buffer
+  (a :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, 2 cycles to its output register).
 
-Only stage 2 writes, at most one write per cycle per bank.  A read issued in the cycle of
-a write to the same word sees the new word (the read ports are *transparent* for the write
-ports; Yosys adds the bypass when the RAM primitive lacks it).  An operation in stage 1
-read the RAM one cycle before the write of the operation ahead of it: when the two address
-the same word, the written word is captured into a forwarding register as the operation
-moves into stage 2, and stage 2 uses it instead of the RAM data.  Responses therefore equal
-the sequential golden model for any sequence of ids.  Throughput: one id per cycle;
-latency 2 (the response is valid two cycles after the id is accepted).
+Read-modify-write hazards, exactly: an operation reads its word in c0 and the operations
+1..4 ahead of it write theirs in the cycles c0..c3 of it, i.e. not before its read.  Within
+one epoch the only change an operation makes to a word is to set one bit (a scrub changes
+nothing), so the word an operation must see is ``current(raw) | onehot_1 | onehot_2 |
+onehot_3`` over the ids 1..3 ahead that address the same word: the forwarding mask.  The
+operation 4 ahead writes in the very cycle of the read; the RAM's answer is then undefined
+(the memory is marked ``no_rw_check`` so that Yosys adds no bypass logic behind the slow
+RAM output), and the written word itself -- kept in a 2-cycle delay line -- replaces the RAM
+word.  A clear never happens while an id of the old query is in stages a..c2, so forwarded
+bits always belong to the current query; a word carried across a clear (a scrub in flight)
+keeps the tag of the epoch it was read under and so reads as empty afterwards.
 
 Clear without a sweep: epoch tags
 ---------------------------------
 A register ``epoch`` (``epoch_bits`` wide) names the current query.  A word whose ``tag``
-differs from ``epoch`` reads as all zero; writes store ``tag = epoch``.  A clear is just
-``epoch += 1`` (one cycle, only waiting for the ids in flight to drain).
+differs from ``epoch`` reads as all zero; writes store the tag of the epoch the operation
+checked in c2.  A clear is just ``epoch += 1`` (one cycle, waiting only for the ids in
+stages a..c2 to pass c2: at most 4 cycles after the last id is accepted).
 
-Wrap-around is made safe by a background *scrubber*: a pointer walks the words of all banks
-(same address in every bank).  In every cycle where no id is accepted and the pipeline
-advances, a scrub operation for word ``p`` enters stage 0 and ``p`` advances; in stage 2 a
-word whose tag is stale is rewritten as ``{tag: epoch, bits: 0}`` (same meaning: empty).
-Scrub operations use the otherwise idle slots, never stall and never delay an id.  A visit
-leaves the word's tag equal to the epoch of the visit.  Let ``s_P`` be the epoch when
-sweep pass ``P`` starts.  After pass ``P-1`` every tag is ``>= s_{P-1}`` (counting epochs
-without wrap), so during pass ``P`` a tag can alias the current epoch only after
-``2**epoch_bits`` clears since ``s_{P-1}``.  The filter keeps ``s_prev = s_{P-1}`` and
-refuses a clear (``clear_ready`` low) that would make ``epoch + 1 == s_prev (mod
-2**epoch_bits)``: at most ``2**epoch_bits - 1`` clears happen per two sweep passes, and no
-stale word ever reads as current.  A blocked clear also blocks requests (``clear`` high),
-so the scrubber then runs at one word per cycle and the clear waits at most ~two passes
-(``2 * depth`` cycles).  A pass needs ``depth`` cycles without an accepted id, so with the
-defaults (4-bit epochs, 32-bit words, ``cfg.bloom`` default: 256 words per bank) a clear
-is only delayed when 15 clears fall within two passes, i.e. within ~512 idle cycles.
+Wrap-around is made safe by the background *scrubber*: a pointer walks the words of all banks
+(same address in every bank); in every cycle without an accepted id a scrub operation of
+word ``ptr`` enters and ``ptr`` advances.  Since every operation writes its word with the
+epoch it checked, and epochs only grow (counting without wrap), a sweep pass leaves every
+tag ``>=`` the epoch ``s`` that the pass's first operation (word 0) checked.  When the last
+operation of a pass (word ``depth-1``) is written, ``s_prev`` takes the ``s`` of that pass;
+a clear that would make ``epoch + 1 == s_prev (mod 2**epoch_bits)`` is refused
+(``clear_ready`` low), so every tag in the RAM or in flight lies in ``[s_prev, epoch]``, a
+range of fewer than ``2**epoch_bits`` epochs: no stale word ever reads as current.  A blocked
+clear also blocks requests (``clear`` high), so the scrubber then runs at one word per cycle
+and the clear waits at most ~two passes (``2 * depth`` cycles).  With the defaults (4-bit
+epochs, 256 words per bank) a clear is only delayed when 15 clears fall within two passes.
 
 After reset the scrubber first makes one unconditional pass writing ``{epoch, 0}`` to every
-word (``depth`` cycles; ``req.ready`` and ``clear_ready`` stay low, ``busy`` is high), so a
-reset in the middle of operation also leaves an empty filter.
+word (``req.ready`` and ``clear_ready`` stay low, ``busy`` is high; ``init_cycles`` =
+``depth + hash_stages + 5`` cycles), so a reset in the middle of operation also leaves an
+empty filter.
+
+Measured (ECP5-85F, ``python -m proxima.fpga.resources bloom --preset default``): see the
+report of this block's timing-closure run (``docs/RESOURCES.md``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -95,9 +118,8 @@ __all__ = ["BloomError", "BloomFilter", "H3_BITS"]
 #: Width of one H3 hash word (the golden model draws 32-bit rows).
 H3_BITS = 32
 
-#: Read-to-write distance of a RAM operation in cycles (read address in stage c0, write in
-#: stage c4): the operations 1..WINDOW ahead of a read may still write the word it reads.
-WINDOW = 4
+#: Words per LUT-RAM sub-bank with ``ram="lut"`` (the depth of one ECP5 TRELLIS_DPR16X4).
+LUT_DEPTH = 16
 
 
 class BloomError(ValueError):
@@ -122,6 +144,9 @@ class BloomFilter(wiring.Component):
         Width of the per-word epoch tag (>= 1).  More bits allow more clears per sweep.
     word_bits : int, optional
         Filter bits per RAM word, a power of two dividing ``bank_bits``.
+    ram_regs : int
+        Plain registers between the block RAM's output latch and the first logic (>= 1;
+        default 2: the RAM's clock-to-out is slow, the first register can sit next to it).
     out_depth : int, optional
         Entries of the response buffer (= the most ids in flight), >= ``latency + 1`` for
         one id per cycle; default: the next power of two >= ``latency + 2``.
@@ -129,13 +154,15 @@ class BloomFilter(wiring.Component):
     Attributes
     ----------
     k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (cycles from an
-    accepted id to its response, with ``resp.ready`` high), hash_stages (1, or 2 when
+    accepted id to its response, with ``resp.ready`` high), ram_regs, window (read-to-write
+    distance in cycles), hash_stages (1, or 2 when
     ``bank_bits`` is not a power of two), out_depth, init_cycles (cycles from the end of
     reset to the first cycle with ``req.ready`` high), q (the ``(k, id_bits)`` H3 matrix as
     Python ints), word_layout.
     """
 
     def __init__(self, cfg: ProximaConfig, *, epoch_bits: int = 4, word_bits: int | None = None,
+                 ram: str = "block", ram_regs: int | None = None,
                  out_depth: int | None = None):
         b = cfg.bloom
         self.cfg = cfg
@@ -157,9 +184,24 @@ class BloomFilter(wiring.Component):
         self.pow2 = self.bank_bits & (self.bank_bits - 1) == 0
         self.hash_stages = 1 if self.pow2 else 2
         self.q = [[int(v) for v in row] for row in h3_matrix(cfg)]
-        # accept -> stage a -> (m) -> c0 .. c4 (response into the buffer) -> 2 buffer cycles
-        self.latency = 1 + self.hash_stages + WINDOW + 2
-        self.init_cycles = self.depth + self.hash_stages + WINDOW + 1
+        if ram not in ("block", "lut"):
+            raise BloomError(f"ram must be 'block' or 'lut', got {ram!r}")
+        self.ram = ram
+        self.sub_depth = (LUT_DEPTH if ram == "lut" and self.depth > LUT_DEPTH
+                          and self.depth % LUT_DEPTH == 0 else self.depth)
+        if ram_regs is None:
+            ram_regs = 2 if ram == "block" else 1
+        if int(ram_regs) < 1:
+            raise BloomError(f"ram_regs must be >= 1, got {ram_regs}")
+        self.ram_regs = int(ram_regs)
+        #: stage of the tag check (c0 reads, c1 is the RAM output latch, then ram_regs
+        #: plain registers), of the new word, and of the write (= read-to-write distance)
+        self.chk_stage = 1 + self.ram_regs
+        self.window = self.chk_stage + 2
+        # accept -> stage a -> (m) -> c0 .. c<window> (response into the buffer)
+        # -> 2 buffer cycles
+        self.latency = 1 + self.hash_stages + self.window + 2
+        self.init_cycles = self.depth + self.hash_stages + self.window + 1
         if out_depth is None:
             out_depth = 1
             while out_depth < self.latency + 2:
@@ -225,7 +267,8 @@ class BloomFilter(wiring.Component):
 
         # ---- per-operation control, one register set per stage (every slot is an op:
         # an accepted id, else a scrub of word ``ptr``) ---------------------------------
-        names = ["a"] + (["m"] if not self.pow2 else []) + [f"c{j}" for j in range(WINDOW + 1)]
+        W, chk = self.window, self.chk_stage
+        names = ["a"] + (["m"] if not self.pow2 else []) + [f"c{j}" for j in range(W + 1)]
 
         def ctl(st):
             return {
@@ -255,38 +298,30 @@ class BloomFilter(wiring.Component):
             m_ptr = Signal(ab, reset_less=True)
             m.d.sync += m_ptr.eq(a_ptr)
             src_ptr = m_ptr
+        c = [S[f"c{j}"] for j in range(W + 1)]
 
-        # ---- shared epoch snapshot and response path -----------------------------------
-        c3_ep = Signal(eb, reset_less=True)
-        c4_ep = Signal(eb, reset_less=True)
-        m.d.sync += [c3_ep.eq(epoch), c4_ep.eq(c3_ep)]
-        c = [S[f"c{j}"] for j in range(WINDOW + 1)]
+        # ---- epoch snapshot: the epoch checked in stage chk, carried to the write --------
+        ep = {j: Signal(eb, name=f"c{j}_ep", reset_less=True) for j in range(chk + 1, W + 1)}
+        m.d.sync += ep[chk + 1].eq(epoch)
+        for j in range(chk + 1, W):
+            m.d.sync += ep[j + 1].eq(ep[j])
 
         hits = []
         for i in range(k):
-            # collisions (a read of the word written in the same cycle) are resolved by
-            # forwarding, never by the RAM: no_rw_check keeps Yosys from adding its own
-            # bypass logic behind the slow block-RAM output
-            mem = Memory(shape=self.word_layout, depth=depth, init=[], attrs={"no_rw_check": 1})
-            m.submodules[f"bank{i}"] = mem
-            wp = mem.write_port()
-            # an asynchronous read port plus a plain register (rd1): Yosys merges the two
-            # into the block RAM's synchronous port, and with ``no_rw_check`` the merged
-            # port does not promise old data on a collision (no emulation logic)
-            rp = mem.read_port(domain="comb")
-            rd1 = Signal(self.word_layout, name=f"c1_rd{i}", reset_less=True)
-            m.d.sync += rd1.eq(rp.data)
-
-            addr = [Signal(ab, name=f"c{j}_addr{i}", reset_less=True) for j in range(WINDOW + 1)]
-            bit = [Signal(bb, name=f"c{j}_bit{i}", reset_less=True) for j in range(WINDOW)]
-            # one-hot of the bit an id sets (0 for a scrub), stages c1 .. c4
+            addr = [Signal(ab, name=f"c{j}_addr{i}", reset_less=True) for j in range(W + 1)]
+            bit = [Signal(bb, name=f"c{j}_bit{i}", reset_less=True) for j in range(W)]
+            # one-hot of the bit an id sets (0 for a scrub), stages c1 .. c<W>
             oh = [None] + [Signal(w, name=f"c{j}_oh{i}", reset_less=True)
-                           for j in range(1, WINDOW + 1)]
+                           for j in range(1, W + 1)]
+
+            # written words, stage cW (the write) .. c<W+chk> (the op W ahead of stage chk)
+            wd = {j: Signal(self.word_layout, name=f"c{j}_w{i}", reset_less=True)
+                  for j in range(W, W + chk + 1)}
 
             # hash: stage a (and m) -> c0
             if self.pow2:
                 lg = self.bank_bits.bit_length() - 1
-                idx = self._h3(i, S["a"]["id"], lo=H3_BITS - lg) if lg else Const(0, 1)
+                idx = self._h3(i, S["a"]["id"], lo=H3_BITS - lg)
                 req_h = S["a"]["req"]
             else:
                 h = Signal(H3_BITS, name=f"m_h{i}", reset_less=True)
@@ -295,63 +330,100 @@ class BloomFilter(wiring.Component):
                 req_h = S["m"]["req"]
             in_addr, in_bit = self._split(idx)
             m.d.sync += [addr[0].eq(Mux(req_h, in_addr, src_ptr)), bit[0].eq(in_bit)]
-            for j in range(WINDOW):
-                m.d.sync += addr[j + 1].eq(addr[j])
-            for j in range(WINDOW - 1):
-                m.d.sync += bit[j + 1].eq(bit[j])
+            m.d.sync += [addr[j + 1].eq(addr[j]) for j in range(W)]
+            m.d.sync += [bit[j + 1].eq(bit[j]) for j in range(W - 1)]
             m.d.sync += oh[1].eq(Mux(c[0]["req"], Const(1, w) << bit[0], 0))
-            for j in range(1, WINDOW):
-                m.d.sync += oh[j + 1].eq(oh[j])
+            m.d.sync += [oh[j + 1].eq(oh[j]) for j in range(1, W)]
 
-            # c0: read; compare the address with the ops 1..WINDOW ahead (stages c1..c4)
-            m.d.comb += rp.addr.eq(addr[0])
-            eq1 = [Signal(name=f"c1_eq{i}_{d}", reset_less=True) for d in range(1, WINDOW + 1)]
-            m.d.sync += [e.eq(addr[0] == addr[d]) for e, d in zip(eq1, range(1, WINDOW + 1))]
+            # ---- the bank's RAM ----------------------------------------------------------
+            # collisions (a read of the word written in the same cycle) are resolved by
+            # forwarding, never by the RAM: no_rw_check keeps Yosys from adding its own
+            # bypass logic behind the RAM output.  Each read port is asynchronous and
+            # followed by a plain register (c1_rd): Yosys merges the two into the block
+            # RAM's synchronous port (with no_rw_check: without collision emulation).
+            # ram="lut": sub-banks of LUT_DEPTH words (one TRELLIS_DPR16X4 deep), each with
+            # its own output register in c1; the sub-bank mux is the c1 -> c2 logic.
+            sub = self.sub_depth
+            attrs = {"no_rw_check": 1}
+            if self.ram == "lut":
+                attrs["ram_style"] = "distributed"
+            lo_bits = max(1, (sub - 1).bit_length()) if sub > 1 else 0
+            rd1 = []
+            for s_ in range(depth // sub):
+                mem = Memory(shape=self.word_layout, depth=sub, init=[], attrs=attrs)
+                m.submodules[f"bank{i}_{s_}" if sub < depth else f"bank{i}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port(domain="comb")
+                r1 = Signal(self.word_layout, name=f"c1_rd{i}_{s_}", reset_less=True)
+                m.d.sync += r1.eq(rp.data)
+                rd1.append(r1)
+                m.d.comb += [rp.addr.eq(addr[0][:lo_bits] if lo_bits else 0),
+                             wp.addr.eq(addr[W][:lo_bits] if lo_bits else 0), wp.data.eq(wd[W])]
+                if sub < depth:
+                    m.d.comb += wp.en.eq(addr[W][lo_bits:] == s_)
+                else:
+                    m.d.comb += wp.en.eq(1)
+            raw = [None, rd1[0], Signal(self.word_layout, name=f"c2_raw{i}", reset_less=True)]
+            if len(rd1) > 1:
+                m.d.sync += raw[2].eq(Array(rd1)[addr[1][lo_bits:]])
+            else:
+                m.d.sync += raw[2].eq(rd1[0])
+            for j in range(3, chk + 1):
+                raw.append(Signal(self.word_layout, name=f"c{j}_raw{i}", reset_less=True))
+                m.d.sync += raw[j].eq(raw[j - 1])
 
-            # c1: bits set by the ids 1..WINDOW-1 ahead (stages c2..c4) in the same word;
-            # the op WINDOW ahead writes in the cycle of our read: a collision
-            fwd2 = Signal(w, name=f"c2_fwd{i}", reset_less=True)
-            coll2 = Signal(name=f"c2_coll{i}", reset_less=True)
-            raw2 = Signal(self.word_layout, name=f"c2_raw{i}", reset_less=True)
-            terms = [Mux(eq1[d - 1], oh[1 + d], 0) for d in range(1, WINDOW)]
-            acc = terms[0]
-            for t in terms[1:]:
-                acc = acc | t
-            m.d.sync += [fwd2.eq(acc), coll2.eq(eq1[WINDOW - 1]), raw2.eq(rd1)]
+            # c0: read; compare the address with the ops 1..W ahead (stages c1..cW)
+            eq1 = [None] + [Signal(name=f"c1_eq{i}_{d}", reset_less=True) for d in range(1, W + 1)]
+            m.d.sync += [eq1[d].eq(addr[0] == addr[d]) for d in range(1, W + 1)]
 
-            # c2: the current bits of the word before this op
-            w4 = Signal(self.word_layout, name=f"c4_w{i}", reset_less=True)
-            w5 = Signal(self.word_layout, name=f"c5_w{i}", reset_less=True)
-            w6 = Signal(self.word_layout, name=f"c6_w{i}", reset_less=True)
-            use_raw = Signal(name=f"c2_use_raw{i}")
-            use_w = Signal(name=f"c2_use_w{i}")
+            # c1: bits set by the ids 1..W-1 ahead (stages c2..cW) in the same word
+            # (the forwarding mask); the op W ahead writes in the cycle of our read: a
+            # collision.  Both are carried to stage chk.
+            acc = Const(0, w)
+            for d in range(1, W):
+                acc = acc | Mux(eq1[d], oh[1 + d], 0)
+            fwd = [None, None, Signal(w, name=f"c2_fwd{i}", reset_less=True)]
+            coll = [None, None, Signal(name=f"c2_coll{i}", reset_less=True)]
+            m.d.sync += [fwd[2].eq(acc), coll[2].eq(eq1[W])]
+            for j in range(3, chk + 1):
+                fwd.append(Signal(w, name=f"c{j}_fwd{i}", reset_less=True))
+                coll.append(Signal(name=f"c{j}_coll{i}", reset_less=True))
+                m.d.sync += [fwd[j].eq(fwd[j - 1]), coll[j].eq(coll[j - 1])]
+
+            for j in range(W, W + chk):
+                m.d.sync += wd[j + 1].eq(wd[j])
+            col_w = wd[W + chk]
+
+            # chk: the current bits of the word before this op
+            init_c = c[chk]["init"]
+            use_raw = Signal(name=f"c{chk}_use_raw{i}")
+            use_w = Signal(name=f"c{chk}_use_w{i}")
             m.d.comb += [
-                use_raw.eq(~c[2]["init"] & ~coll2 & (raw2.tag == epoch)),
-                use_w.eq(~c[2]["init"] & coll2 & (w6.tag == epoch)),
+                use_raw.eq(~init_c & ~coll[chk] & (raw[chk].tag == epoch)),
+                use_w.eq(~init_c & coll[chk] & (col_w.tag == epoch)),
             ]
-            cur3 = Signal(w, name=f"c3_cur{i}", reset_less=True)
-            m.d.sync += cur3.eq(Mux(use_raw, raw2.bits, 0) | Mux(use_w, w6.bits, 0) | fwd2)
+            cur = Signal(w, name=f"c{chk + 1}_cur{i}", reset_less=True)
+            m.d.sync += cur.eq(Mux(use_raw, raw[chk].bits, 0) | Mux(use_w, col_w.bits, 0)
+                               | fwd[chk])
 
-            # c3: hit bit, new word
-            hit4 = Signal(name=f"c4_hit{i}", reset_less=True)
+            # chk+1: hit bit, new word
+            hit = Signal(name=f"c{W}_hit{i}", reset_less=True)
             m.d.sync += [
-                hit4.eq(cur3.bit_select(bit[3], 1)),
-                w4.bits.eq(cur3 | oh[3]),
-                w4.tag.eq(c3_ep),
-                w5.eq(w4), w6.eq(w5),
+                hit.eq(cur.bit_select(bit[chk + 1], 1)),
+                wd[W].bits.eq(cur | oh[chk + 1]),
+                wd[W].tag.eq(ep[chk + 1]),
             ]
-            hits.append(hit4)
+            hits.append(hit)
 
-            # c4: write back (every op writes its word)
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(addr[4]), wp.data.eq(w4)]
+            # cW: write back (every op writes its word; port wiring above)
 
         # ---- response buffer ---------------------------------------------------------------
         fifo = m.submodules.out = SyncFIFOBuffered(width=self.resp_layout.size,
                                                    depth=self.out_depth)
         r = Signal(self.resp_layout)
         m.d.comb += [
-            fifo.w_en.eq(c[4]["req"]),
-            fifo.w_data.eq(Cat(Cat(*hits).all(), c[4]["id"])),
+            fifo.w_en.eq(c[W]["req"]),
+            fifo.w_data.eq(Cat(Cat(*hits).all(), c[W]["id"])),
             r.eq(fifo.r_data),
             self.resp.valid.eq(fifo.r_rdy),
             self.resp.payload.eq(r),
@@ -360,13 +432,21 @@ class BloomFilter(wiring.Component):
         ]
 
         # ---- sweep passes and clears ---------------------------------------------------------
-        s_cur_new = Mux(c[4]["first"], c4_ep, s_cur)
+        s_cur_new = Mux(c[W]["first"], ep[W], s_cur)
         m.d.sync += s_cur.eq(s_cur_new)
-        with m.If(c[4]["last"]):
+        with m.If(c[W]["last"]):
             m.d.sync += [s_prev.eq(s_cur_new), init_done.eq(1)]
-        busy_ids = S["a"]["req"] | c[0]["req"] | c[1]["req"] | c[2]["req"]
-        if not self.pow2:
-            busy_ids = busy_ids | S["m"]["req"]
+        # no id of the old query may be in flight up to its write: an operation's
+        # forwarding mask holds bits of the ids ahead of it, and it is checked against the
+        # epoch only later
+        # (the mask of an op in stage j, 2 <= j < chk, holds bits of ids up to stage
+        # c<chk + W - 2>): the req flags are carried that far
+        busy = [S[st]["req"] for st in names]
+        for j in range(W + 1, chk + W - 1):
+            t = Signal(name=f"c{j}_req")
+            m.d.sync += t.eq(busy[-1])
+            busy.append(t)
+        busy_ids = Cat(*busy).any()
         m.d.comb += self.clear_ready.eq(init_done & ~busy_ids & ((epoch + 1)[:eb] != s_prev))
         with m.If(self.clear & self.clear_ready):
             m.d.sync += epoch.eq(epoch + 1)
