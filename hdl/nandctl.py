@@ -32,6 +32,8 @@ appears on the interface for an FPGA top to connect to external memory (SDRAM / 
 behind a cache, or a host-loaded BRAM image):
 
 ``store_addr``  ``Out(addr_bits)``  word address ``((core * pages + page) * P + offset) / bb``
+                                    (meaningful only with ``store_en``; it does not depend
+                                    on ``resp.ready``)
 ``store_en``    ``Out(1)``          read enable
 ``store_data``  ``In(beat_bits)``   must present the word addressed in the previous cycle in
                                     which ``store_en`` was high, and hold it while
@@ -44,8 +46,8 @@ are powers of two).
 
 Structure
 ---------
-Per core: an :class:`amaranth.lib.fifo.SyncFIFO` of ``D`` entries ``{tag, page, word}``
-(its level is the ``ready`` condition), a service register (``busy``, ``rem`` counting
+Per core: a FIFO of ``D`` entries ``{tag, page, word}`` (``_RequestFifo``, the behaviour of
+:class:`amaranth.lib.fifo.SyncFIFO`; its level is the ``ready`` condition), a service register (``busy``, ``rem`` counting
 ``service .. 1`` with a registered ``rem <= 1`` flag, the entry) and a done slot (``full`` +
 entry).  The engine grants the next non-empty done slot after the last granted core
 (:func:`proxima.golden.arbiter.round_robin_pick`), reads the access's words one per cycle into
@@ -82,13 +84,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.golden.nandctl import CtlParams, NandCtlError, store_words
+from proxima.hdl.arbiter import _prefix_or, _rr_pick
 
 #: ``kind`` field code of each event kind of :mod:`proxima.golden.layout` (its index)
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
@@ -188,8 +190,9 @@ class NandController(wiring.Component):
                                                          name=f"slot{c}")) for c in range(C)]
         take = Signal(C)  # engine empties slot c in this cycle
         complete = Signal(C)  # core c moves its request to its done slot in this cycle
+        soon = Signal(C)  # register: slot_full | (busy & rem <= 1) = full after completions
         for c in range(C):
-            fifo = SyncFIFO(width=self.entry_layout.size, depth=p.depth)
+            fifo = _RequestFifo(self.entry_layout.size, p.depth)
             m.submodules[f"fifo{c}"] = fifo
             m.d.comb += [fifo.w_data.eq(entry.as_value()), w_rdy[c].eq(fifo.w_rdy),
                          fifo.w_en.eq(self.req.valid & ~bad & (req.core == c)
@@ -198,18 +201,31 @@ class NandController(wiring.Component):
             rem = Signal(_bits(S), name=f"rem{c}")
             rem_one = Signal(name=f"rem_one{c}")  # rem <= 1: the service ends in this cycle
             cur = Signal(self.entry_layout.size, name=f"cur{c}")
-            m.d.comb += complete[c].eq(busy & rem_one & ~slot_full[c])
-            m.d.comb += fifo.r_en.eq(~busy | complete[c])
+            # registers holding complete = busy & rem <= 1 & ~slot_full and the pop condition
+            # ~busy | complete of this cycle (computed from the next-state expressions)
+            cpl = Signal(name=f"cpl{c}")
+            pop = Signal(init=1, name=f"pop{c}")
+            m.d.comb += [complete[c].eq(cpl), fifo.r_en.eq(pop)]
+            # next state as expressions: soon[c] (below) is computed from them
+            start = Signal(name=f"start{c}")
+            busy_n = Signal(name=f"busy_n{c}")
+            rem_one_n = Signal(name=f"rem_one_n{c}")
+            full_n = Signal(name=f"full_n{c}")
+            m.d.comb += [start.eq(pop & fifo.r_rdy),
+                         busy_n.eq(start | (busy & ~complete[c])),
+                         rem_one_n.eq(Mux(start, S <= 1,
+                                          Mux(busy & ~rem_one, rem == 2, rem_one))),
+                         full_n.eq(complete[c] | (slot_full[c] & ~take[c]))]
+            m.d.sync += [slot_full[c].eq(full_n), busy.eq(busy_n), rem_one.eq(rem_one_n),
+                         soon[c].eq(full_n | (busy_n & rem_one_n)),
+                         cpl.eq(busy_n & rem_one_n & ~full_n),
+                         pop.eq(~busy_n | (rem_one_n & ~full_n))]
             with m.If(complete[c]):
-                m.d.sync += [slot_full[c].eq(1), slot_data[c].as_value().eq(cur)]
-            with m.Elif(take[c]):
-                m.d.sync += slot_full[c].eq(0)
-            with m.If((~busy | complete[c]) & fifo.r_rdy):
-                m.d.sync += [busy.eq(1), rem.eq(S), rem_one.eq(S <= 1), cur.eq(fifo.r_data)]
-            with m.Elif(complete[c]):
-                m.d.sync += busy.eq(0)
+                m.d.sync += slot_data[c].as_value().eq(cur)
+            with m.If(start):
+                m.d.sync += [rem.eq(S), cur.eq(fifo.r_data)]
             with m.Elif(busy & ~rem_one):
-                m.d.sync += [rem.eq(rem - 1), rem_one.eq(rem == 2)]
+                m.d.sync += rem.eq(rem - 1)
         m.d.comb += self.req.ready.eq(bad | (w_rdy.bit_select(req.core, 1) if C > 1
                                              else w_rdy[0]))
 
@@ -230,11 +246,11 @@ class NandController(wiring.Component):
         full_n = Signal(C)
         mask_n = Signal(C)
         if nb > 1:  # a grant is always followed by >= 1 active cycle: no take before a use
-            m.d.comb += [full_n.eq(slot_full | complete), mask_n.eq(mask)]
+            m.d.comb += [full_n.eq(soon), mask_n.eq(mask)]
         else:
-            m.d.comb += [full_n.eq((slot_full & ~take) | complete),
-                         mask_n.eq(Mux(grab, pick_above, mask))]
-        oh, ab, anyf = _rr_pick(m, full_n, mask_n)
+            m.d.comb += [full_n.eq(soon & ~take), mask_n.eq(Mux(grab, pick_above, mask))]
+        pf, anyf = _prefix_or(m, full_n, "rr_pf")
+        oh, ab = _rr_pick(m, full_n, mask_n, pf, "rr")
         m.d.sync += [pick.eq(oh), pick_above.eq(ab), any_full.eq(anyf)]
         with m.If(grab):
             m.d.sync += mask.eq(pick_above)
@@ -254,16 +270,16 @@ class NandController(wiring.Component):
         g_addr = Signal(p.addr_bits)
         parts = ([g.word] if lw else []) + ([g.page] if lp else []) + ([grant] if C > 1 else [])
         m.d.comb += g_addr.eq(Cat(*parts) if parts else 0)
-        # accesses are aligned: the low log2(nb) bits of base are zero, base + idx = base | idx
+        # accesses are aligned: the low log2(nb) bits of base are zero, base + idx = base | idx;
+        # the address matters only with rd_en (= advance), so it does not depend on it
+        m.d.comb += rd_addr.eq(Mux(active, base | idx, g_addr))
         with m.If(advance):
             with m.If(active):
-                m.d.comb += rd_addr.eq(base | idx)
                 m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(eng_tag),
                              resp.payload.last.eq(idx == nb - 1), idx.eq(idx + 1)]
                 with m.If(idx == nb - 1):
                     m.d.sync += active.eq(0)
             with m.Elif(any_full):
-                m.d.comb += rd_addr.eq(g_addr)
                 m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(g.tag),
                              resp.payload.last.eq(nb == 1)]
                 if nb > 1:
@@ -272,27 +288,6 @@ class NandController(wiring.Component):
             with m.Else():
                 m.d.sync += resp.valid.eq(0)
         return m
-
-
-def _rr_pick(m, e, above_last):
-    """Round-robin pick over the bits ``e`` with the thermometer ``above_last`` (bits strictly
-    above the last grant), as prefix ORs: returns (one-hot pick, bits strictly above it,
-    ``e != 0``).  The pick is the lowest set bit above ``last`` if any, else the lowest set
-    bit -- :func:`proxima.golden.arbiter.round_robin_pick`."""
-    n = len(e)
-    a = Signal(n, name="rr_a")
-    m.d.comb += a.eq(e & above_last)
-    any_a = Signal(name="rr_any_a")
-    m.d.comb += any_a.eq(a.any())
-    pa = Signal(n, name="rr_pa")  # pa[k]: some bit of a below k
-    pe = Signal(n, name="rr_pe")  # pe[k]: some bit of e below k
-    m.d.comb += [pa.eq(Cat(Const(0, 1), *(a[:k].any() for k in range(1, n)))),
-                 pe.eq(Cat(Const(0, 1), *(e[:k].any() for k in range(1, n))))]
-    oh = Signal(n, name="rr_oh")
-    ab = Signal(n, name="rr_above")
-    m.d.comb += [oh.eq(e & ((above_last & ~pa) | (~above_last & ~pe & ~any_a.replicate(n)))),
-                 ab.eq(Mux(any_a, pa, pe))]
-    return oh, ab, e.any()
 
 
 def _or_reduce(values, width):
@@ -304,6 +299,46 @@ def _or_reduce(values, width):
         values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
                   for k in range(0, len(values), 2)]
     return values[0]
+
+
+class _RequestFifo(wiring.Component):
+    """Synchronous first-word-fall-through FIFO with the interface and cycle behaviour of
+    :class:`amaranth.lib.fifo.SyncFIFO` (``w_rdy = level != depth``, ``r_rdy = level != 0``,
+    both from the level at the start of the cycle).  Its storage write enable does not
+    depend on ``w_en``: the free entry at the write pointer is written with ``w_data`` in
+    every cycle with ``w_rdy`` (harmless: the pointer advances only with ``w_en``), so the
+    request decode drives only the pointer and the level, not the RAM's write enable."""
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = int(width), int(depth)
+        super().__init__({"w_data": In(self.width), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(self.width), "r_en": In(1), "r_rdy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self.depth
+        m.submodules.storage = mem = Memory(shape=self.width, depth=d, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(domain="comb")
+        w_ptr = Signal(range(d))
+        r_ptr = Signal(range(d))
+        level = Signal(range(d + 1))
+        m.d.comb += [self.w_rdy.eq(level != d), self.r_rdy.eq(level != 0),
+                     wp.addr.eq(w_ptr), wp.data.eq(self.w_data), wp.en.eq(self.w_rdy),
+                     rp.addr.eq(r_ptr), self.r_data.eq(rp.data)]
+        do_w = Signal()
+        do_r = Signal()
+        m.d.comb += [do_w.eq(self.w_en & self.w_rdy), do_r.eq(self.r_en & self.r_rdy)]
+        if d > 1:
+            with m.If(do_w):
+                m.d.sync += w_ptr.eq(Mux(w_ptr == d - 1, 0, w_ptr + 1))
+            with m.If(do_r):
+                m.d.sync += r_ptr.eq(Mux(r_ptr == d - 1, 0, r_ptr + 1))
+        with m.If(do_w & ~do_r):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(do_r & ~do_w):
+            m.d.sync += level.eq(level - 1)
+        return m
 
 
 def _clog2(n: int) -> int:

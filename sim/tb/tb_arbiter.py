@@ -5,7 +5,7 @@ Parameters (``PROXIMA_TB_PARAMS``): ``n`` (requesters), ``data_bits`` (payload w
 idle requester raises ``valid``; each requester gets its own, scaled by its index so the
 load is uneven), ``p_ready`` (probability of ``o.ready``), ``lookahead`` (the DUT variant,
 default true; its spec is :class:`LookaheadArbiterModel`, the golden model driven with the
-visible requests).
+requester offered the grant, decided one cycle ahead by the golden rule).
 
 Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero and equal the model's
 grant (with ``lookahead``: the transfer vector ``ready & valid``, since the registered grant
@@ -23,30 +23,35 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from proxima.golden.arbiter import ArbiterError, ArbiterStep, RoundRobinArbiterModel
+from proxima.golden.arbiter import (
+    ArbiterError, ArbiterStep, RoundRobinArbiterModel, round_robin_pick,
+)
 from proxima.sim.runner import tb_params
 
 
 class LookaheadArbiterModel:
     """Spec of ``RoundRobinArbiter(lookahead=True)``: the golden
     :class:`~proxima.golden.arbiter.RoundRobinArbiterModel`, unchanged, driven with the
-    *visible* requests instead of the valids of the cycle.
+    requester *offered* the grant instead of the valids of the cycle.
 
-    The requests visible in cycle ``t`` are those valid in cycle ``t - 1`` that did not
-    transfer in ``t - 1`` (a request raised in cycle ``t`` is seen from ``t + 1`` on: the
-    grant is a register computed one cycle ahead).  If none is visible, the requester that
-    transferred in ``t - 1`` (if any) is visible when it is valid in ``t`` (it is offered the
-    grant again, so a lone requester streams at one transfer per cycle).  Requesters obey
-    the stream rule (valid and payload held until the transfer); the model raises
-    :class:`~proxima.golden.arbiter.ArbiterError` otherwise.  The round-robin order, the
-    output register, ``last`` and the no-starvation bound are the golden model's.
-    ``step`` returns the golden step: ``grant`` is the requester whose transfer happens."""
+    The offer is decided one cycle ahead with the golden rule,
+    ``round_robin_pick(valid of that cycle, last after that cycle)``, in every cycle in which
+    no requester is offered or the offer is consumed (``not out_valid or out_ready``); an
+    offer that is not consumed is held.  In a cycle, the golden model sees only the offered
+    requester as valid (if it is valid), so it transfers iff it is valid and the output
+    register can load.  The pick searches ``last + 1, ..., last``: after a transfer the same
+    requester is offered again iff nobody else is valid (a lone requester streams at one
+    transfer per cycle).  The output register, ``last`` and the bound "a waiting requester
+    is passed by at most ``n - 1`` grants to others" are the golden model's.  Requesters
+    obey the stream rule (valid and payload held until the transfer);
+    :class:`~proxima.golden.arbiter.ArbiterError` otherwise.  ``step`` returns the golden
+    step: ``grant`` is the requester whose transfer happens."""
 
     def __init__(self, n: int):
         self.core = RoundRobinArbiterModel(n)
         self.n = self.core.n
-        self.prev_valid = [False] * self.n
-        self.prev_xfer: int | None = None
+        self.offered: int | None = None
+        self.must_be_valid = False  # the offer was a waiting request (not a transfer)
 
     @property
     def out_valid(self) -> bool:
@@ -56,41 +61,20 @@ class LookaheadArbiterModel:
     def last(self) -> int:
         return self.core.last
 
-    def visible(self, valid) -> list[bool]:
+    def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
         if len(valid) != self.n:
             raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
-        vis = [bool(pv) and k != self.prev_xfer for k, pv in enumerate(self.prev_valid)]
-        for k in range(self.n):
-            if vis[k] and not valid[k]:
-                raise ArbiterError(f"requester {k} dropped valid before its transfer")
-        if not any(vis) and self.prev_xfer is not None:
-            vis[self.prev_xfer] = bool(valid[self.prev_xfer])
-        return vis
-
-    def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
-        s = self.core.step(self.visible(valid), payload, out_ready)
-        self.prev_valid = [bool(v) for v in valid]
-        self.prev_xfer = s.grant
+        valid = [bool(v) for v in valid]
+        k = self.offered
+        if k is not None and self.must_be_valid and not valid[k]:
+            raise ArbiterError(f"requester {k} dropped valid before its transfer")
+        vis = [j == k and valid[j] for j in range(self.n)]
+        load = not self.core.out_valid or bool(out_ready)
+        s = self.core.step(vis, payload, out_ready)
+        if k is None or load:  # decide the offer of the next cycle
+            self.offered = round_robin_pick(valid, self.core.last)
+            self.must_be_valid = self.offered is not None and self.offered != s.grant
         return s
-
-
-def _ports(dut, n):
-    return ([getattr(dut, f"i__{k}__valid") for k in range(n)],
-            [getattr(dut, f"i__{k}__payload") for k in range(n)],
-            [getattr(dut, f"i__{k}__ready") for k in range(n)])
-
-
-async def _reset(dut, n):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    valid, payload, _ = _ports(dut, n)
-    dut.rst.value = 1
-    dut.o__ready.value = 0
-    for k in range(n):
-        valid[k].value = 0
-        payload[k].value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 def make_model(n: int, lookahead: bool):
