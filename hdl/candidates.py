@@ -106,7 +106,7 @@ ECP5-85F, 2026-11-22): see the report of the lead (docs/RESOURCES.md).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -148,7 +148,7 @@ class CandidateListRTL(wiring.Component):
     request / response ports (see the module docstring)."""
 
     #: cycles from an accepted SELECT to ``resp.valid``
-    select_latency = 4
+    select_latency = 6
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -199,14 +199,16 @@ class CandidateListRTL(wiring.Component):
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
         latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
         j = self.chunks
-        return (j + 1) * int(sorter_latency) + 3 * j + 1
+        return (j + 1) * int(sorter_latency) + 4 * j + 1
 
     def elaborate(self, platform):
         m = Module()
         L, R, n, w, j = self.L, self.R, self.n, self.w, self.chunks
-        EB, KB = self.ext_bits, self.key_bits
+        EB = self.ext_bits
         ones = (1 << EB) - 1
 
+        # phys[c * w + i]: slot i of physical chunk c.  Outside a merge physical chunk c is
+        # list chunk c; during a merge the chunks rotate (see "merge" below).
         lst = [Signal(EB, name=f"lst{i}", init=ones) for i in range(L)]
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
         req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
@@ -217,28 +219,55 @@ class CandidateListRTL(wiring.Component):
         m.d.comb += [self.length.eq(length), self.error.eq(error)]
 
         cmd = self.cmd.payload
+        # cmd.ready is one register: cleared by every command but a non-final INSERT beat,
+        # set again when that command is done (merge, dump, response taken, reset applied)
+        idle = Signal(init=1)
+        rst_pend = Signal()                   # RESET accepted: clear the other slots
         accept = Signal()
-        m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
+        m.d.comb += [self.cmd.ready.eq(idle), accept.eq(self.cmd.valid & idle)]
+        with m.If(accept & ((cmd.op != Op.INSERT) | cmd.last)):
+            m.d.sync += idle.eq(0)
+        acc_reset, acc_insert, acc_select, acc_dump = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            acc_reset.eq(accept & (cmd.op == Op.RESET)),
+            acc_insert.eq(accept & (cmd.op == Op.INSERT)),
+            acc_select.eq(accept & (cmd.op == Op.SELECT)),
+            acc_dump.eq(accept & (cmd.op == Op.DUMP)),
+        ]
 
-        # ---- select pipeline: mask -> first (one-hot) -> pos -> response ----------------
-        s1, s2, s3 = Signal(), Signal(), Signal()
-        sel_mask = Signal(L)
-        first = Signal(L)
-        sel_pos = Signal(range(L))
-        sel_found = Signal()
+        # ---- select pipeline --------------------------------------------------------------
+        # (accept) mask_i = i < T; (s1) per group of G slots: lowest masked unexpanded slot
+        # (one-hot) and "any"; (s2) first = that of the lowest group with any; (s3) position
+        # (OR trees), found, set the flag; (s4, s5) two-level read of the key; response.
+        G = 8
+        ng = -(-L // G)
+        s1, s2, s3, s4, s5 = Signal(), Signal(), Signal(), Signal(), Signal()
+        sel_mask = Signal(L, reset_less=True)
+        loc = Signal(L, reset_less=True)
+        gany = Signal(ng, reset_less=True)
+        first = Signal(L, reset_less=True)
+        sel_pos = Signal(range(L), reset_less=True)
+        sel_found = Signal(reset_less=True)
         resp_valid = Signal()
-        busy = Signal()
-        m.d.comb += [self.resp.valid.eq(resp_valid), busy.eq(s1 | s2 | s3 | resp_valid)]
+        m.d.comb += self.resp.valid.eq(resp_valid)
         with m.If(self.resp.valid & self.resp.ready):
-            m.d.sync += resp_valid.eq(0)
-
+            m.d.sync += [resp_valid.eq(0), idle.eq(1)]
+        m.d.sync += [s1.eq(acc_select), s2.eq(s1), s3.eq(s2), s4.eq(s3), s5.eq(s4)]
+        with m.If(acc_select):
+            m.d.sync += sel_mask.eq(Cat(cmd.T > i for i in range(L)))
         # cand: unexpanded and i < T (empty slots carry flag 1, so they never qualify)
         cand = Signal(L)
         m.d.comb += cand.eq(Cat(~lst[i][0] for i in range(L)) & sel_mask)
-        m.d.sync += [s1.eq(0), s2.eq(s1), s3.eq(s2)]
         with m.If(s1):
-            m.d.sync += first.eq(cand & (~cand + 1)[:L])
+            for g in range(ng):
+                c = cand[g * G:min(L, (g + 1) * G)]
+                m.d.sync += [loc[g * G:min(L, (g + 1) * G)].eq(c & (~c + 1)[:len(c)]),
+                             gany[g].eq(c.any())]
         with m.If(s2):
+            gfirst = Signal(ng)
+            m.d.comb += gfirst.eq(gany & (~gany + 1)[:ng])
+            m.d.sync += first.eq(Cat(loc[i] & gfirst[i // G] for i in range(L)))
+        with m.If(s3):
             m.d.sync += [
                 sel_found.eq(first.any()),
                 sel_pos.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)]) if L > 1 else 0),
@@ -247,66 +276,87 @@ class CandidateListRTL(wiring.Component):
                 with m.If(first[i]):
                     m.d.sync += lst[i][0].eq(1)
 
-        # ---- one read port (L-way multiplexer) shared by SELECT and DUMP ------------------
+        # ---- one read port shared by SELECT and DUMP: two levels of multiplexers ----------
+        # level 1 picks slot `idx % 2**lo` in every group of 2**lo slots, level 2 the group
+        idx_bits = max(1, (L - 1).bit_length())
+        lo = (idx_bits + 1) // 2
+        ngr = -(-L // (1 << lo))
         dumping = Signal()
         dcnt = Signal(range(L + 1))
-        rd_idx = Signal(range(L))
-        rd = Signal(EB)
-        m.d.comb += [rd_idx.eq(Mux(dumping, dcnt, sel_pos)), rd.eq(Array(lst)[rd_idx])]
-        with m.If(s3):
+        rd_idx = Signal(idx_bits)
+        m.d.comb += rd_idx.eq(Mux(dumping, dcnt, sel_pos))
+        rd_grp = [Signal(EB, name=f"rd_grp{g}", reset_less=True) for g in range(ngr)]
+        rd_hi = Signal(max(1, idx_bits - lo), reset_less=True)
+        rd_pos = Signal(range(L), reset_less=True)
+        rd_v = Signal()                        # level 1 holds a dump slot
+        rd_out = Signal(EB)
+        m.d.comb += rd_out.eq(Array(rd_grp)[rd_hi] if ngr > 1 else rd_grp[0])
+        rd_adv = Signal()
+
+        def load_level1():
+            stmts = [rd_hi.eq(rd_idx[lo:]) if idx_bits > lo else rd_hi.eq(0),
+                     rd_pos.eq(rd_idx)]
+            for g in range(ngr):
+                members = [lst[g * (1 << lo) + k] if g * (1 << lo) + k < L else Const(ones, EB)
+                           for k in range(1 << lo)]
+                stmts.append(rd_grp[g].eq(Array(members)[rd_idx[:lo]]))
+            return stmts
+
+        with m.If(s5):
             m.d.sync += [
                 resp_valid.eq(1),
                 self.resp.payload.found.eq(sel_found),
                 self.resp.payload.pos.eq(sel_pos),
-                self.resp.payload.key.eq(Mux(sel_found, rd[1:], 0)),
-                self.resp.payload.id.eq(Mux(sel_found, rd[1:1 + self.id_bits], 0)),
+                self.resp.payload.key.eq(Mux(sel_found, rd_out[1:], 0)),
+                self.resp.payload.id.eq(Mux(sel_found, rd_out[1:1 + self.id_bits], 0)),
             ]
 
-        # ---- dump (registered output; slots below `length` are the entries) --------------
+        # ---- dump: level 1, then the registered dbg beat; stalls on dbg.ready --------------
         dbg_valid = Signal()
-        m.d.comb += self.dbg.valid.eq(dbg_valid)
-        with m.If(dumping & (~dbg_valid | self.dbg.ready)):
-            with m.If(dcnt == L):
-                m.d.sync += [dbg_valid.eq(0), dumping.eq(0)]
-            with m.Else():
-                m.d.sync += [
-                    dbg_valid.eq(1),
-                    self.dbg.payload.pos.eq(dcnt),
-                    self.dbg.payload.key.eq(rd[1:]),
-                    self.dbg.payload.expanded.eq(rd[0] & (dcnt < length)),
-                    self.dbg.payload.last.eq(dcnt == L - 1),
-                    dcnt.eq(dcnt + 1),
-                ]
+        m.d.comb += [self.dbg.valid.eq(dbg_valid), rd_adv.eq(~dbg_valid | self.dbg.ready)]
+        with m.If(s4 | dumping & rd_adv & (dcnt != L)):
+            m.d.sync += load_level1()
+        with m.If(dumping & rd_adv):
+            m.d.sync += [
+                rd_v.eq(dcnt != L),
+                dcnt.eq(dcnt + (dcnt != L)),
+                dbg_valid.eq(rd_v),
+                self.dbg.payload.pos.eq(rd_pos),
+                self.dbg.payload.key.eq(rd_out[1:]),
+                self.dbg.payload.expanded.eq(rd_out[0] & (rd_pos < length)),
+                self.dbg.payload.last.eq(rd_pos == L - 1),
+            ]
+            with m.If((dcnt == L) & ~rd_v):
+                m.d.sync += [dumping.eq(0), idle.eq(1)]
 
-        # ---- merge datapath: chunk A_t against the reversed carry -----------------------
-        tq = Signal(range(j))                 # chunk of the request side
-        if j == 1:
-            a_t = lst
-        else:
-            a_t = [Signal(EB, name=f"a_t{i}") for i in range(w)]
-            for i in range(w):
-                m.d.comb += a_t[i].eq(Array(lst[c * w + i] for c in range(j))[tq])
+        # ---- merge datapath: physical chunk 0 against the reversed carry ------------------
+        # lt is registered every cycle (the carry chain ends in registers); two copies, the
+        # second inverted so that yosys keeps it, each driving half of the key bits
+        half = EB // 2
         mins, maxs = [], []
         for i in range(w):
-            a, b = a_t[i], carry[w - 1 - i]
-            lt = Signal(name=f"lt{i}")
-            m.d.comb += lt.eq(a < b)
-            mins.append(Mux(lt, a, b))
-            maxs.append(Mux(lt, b, a))   # used only when j > 1 (then w == n)
+            a, b = lst[i], carry[w - 1 - i]
+            lt0 = Signal(name=f"lt{i}_0", reset_less=True)
+            lt1n = Signal(name=f"lt{i}_1n", reset_less=True, init=1)
+            m.d.sync += [lt0.eq(a < b), lt1n.eq(~(a < b))]
+            mins.append(Cat(Mux(lt0, a[:half], b[:half]), Mux(lt1n, b[half:], a[half:])))
+            maxs.append(Cat(Mux(lt0, b[:half], a[:half]), Mux(lt1n, a[half:], b[half:])))
 
         merging = Signal()
         qkind = Signal(_Req)
         rkind = Signal(_Req)
+        tq = Signal(range(j))                 # chunk of the request side
         rt = Signal(range(j))                 # chunk of the response side
-        c_fresh = Signal()                    # carry just loaded: the next X is due
+        c_fresh = Signal()                    # carry loaded: lt is valid in the next cycle
+        x_due = Signal()                      # lt valid: load X
         m.d.comb += [
             self.sort_req.valid.eq(req_valid),
             self.sort_resp.ready.eq(merging),
-            self.cmd.ready.eq(~merging & ~dumping & ~busy),
         ]
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
         # request side
+        m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0)]
         with m.If(req_valid & self.sort_req.ready):
             with m.If((qkind == _Req.X) & (tq != j - 1)):
                 m.d.sync += [r.eq(x) for r, x in zip(req, maxs)]
@@ -316,11 +366,13 @@ class CandidateListRTL(wiring.Component):
                 m.d.sync += req_valid.eq(0)
                 with m.If(qkind == _Req.Y):
                     m.d.sync += tq.eq(tq + 1)
-        with m.Elif(c_fresh):
+        with m.Elif(x_due):
             m.d.sync += [req[i].eq(mins[i] if i < w else ones) for i in range(n)]
-            m.d.sync += [req_valid.eq(1), qkind.eq(_Req.X), c_fresh.eq(0)]
+            m.d.sync += [req_valid.eq(1), qkind.eq(_Req.X)]
 
-        # response side
+        # response side.  X_t (the new chunk t) enters the last physical chunk while the
+        # others move down one: physical chunk 0 is always the chunk being merged, and after
+        # the j-th X the order is the list order again.
         with m.If(self.sort_resp.valid & self.sort_resp.ready):
             payload = self.sort_resp.payload
             with m.Switch(rkind):
@@ -330,38 +382,35 @@ class CandidateListRTL(wiring.Component):
                     with m.If(rkind == _Req.Y):
                         m.d.sync += rt.eq(rt + 1)
                 with m.Case(_Req.X):
-                    for c in range(j):
-                        with m.If(rt == c):
-                            m.d.sync += [lst[c * w + i].eq(payload[i]) for i in range(w)]
+                    m.d.sync += [lst[i].eq(lst[i + w]) for i in range(L - w)]
+                    m.d.sync += [lst[L - w + i].eq(payload[i]) for i in range(w)]
                     with m.If(rt == j - 1):
                         total = length + ncount
                         m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
-                                     merging.eq(0)]
+                                     merging.eq(0), idle.eq(1)]
                     with m.Else():
                         m.d.sync += rkind.eq(_Req.Y)
 
         # ---- commands -----------------------------------------------------------------
-        with m.If(accept):
-            with m.Switch(cmd.op):
-                with m.Case(Op.RESET):
-                    m.d.sync += lst[0].eq(cmd.key << 1)
-                    m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
-                    m.d.sync += [r.eq(ones) for r in req]
-                    m.d.sync += [length.eq(1), ncount.eq(0)]
-                with m.Case(Op.INSERT):
-                    with m.If(ncount < R):
-                        m.d.sync += [req[k].eq(req[k + 1]) for k in range(n - 1)]
-                        m.d.sync += [req[n - 1].eq(cmd.key << 1), ncount.eq(ncount + 1)]
-                    with m.Else():
-                        m.d.sync += error.eq(1)
-                    with m.If(cmd.last):
-                        m.d.sync += [req_valid.eq(1), qkind.eq(_Req.S), rkind.eq(_Req.S),
-                                     tq.eq(0), rt.eq(0), merging.eq(1)]
-                with m.Case(Op.SELECT):
-                    m.d.sync += sel_mask.eq(Cat(cmd.T > i for i in range(L)))
-                    m.d.sync += s1.eq(1)
-                with m.Case(Op.DUMP):
-                    m.d.sync += [dcnt.eq(0), dumping.eq(1)]
+        m.d.sync += rst_pend.eq(0)
+        with m.If(rst_pend):
+            m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
+            m.d.sync += [r.eq(ones) for r in req]
+            m.d.sync += idle.eq(1)
+        with m.If(acc_reset):
+            m.d.sync += lst[0].eq(cmd.key << 1)
+            m.d.sync += [length.eq(1), ncount.eq(0), rst_pend.eq(1)]
+        with m.If(acc_insert):
+            with m.If(ncount < R):
+                m.d.sync += [req[k].eq(req[k + 1]) for k in range(n - 1)]
+                m.d.sync += [req[n - 1].eq(cmd.key << 1), ncount.eq(ncount + 1)]
+            with m.Else():
+                m.d.sync += error.eq(1)
+            with m.If(cmd.last):
+                m.d.sync += [req_valid.eq(1), qkind.eq(_Req.S), rkind.eq(_Req.S),
+                             tq.eq(0), rt.eq(0), merging.eq(1)]
+        with m.If(acc_dump):
+            m.d.sync += [dcnt.eq(0), dumping.eq(1), rd_v.eq(0)]
         return m
 
 

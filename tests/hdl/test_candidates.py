@@ -195,6 +195,7 @@ def _check_cycles(cfg, dut, model=None):
     assert resps == exp_resp and not error and length == 1
     first_batch_last = 2 + R - 1
     assert acc[first_batch_last] - acc[2] == R - 1
+    assert acc[1] - acc[0] == 2  # a RESET takes two cycles
     return acc[first_batch_last + 1] - acc[first_batch_last], acc[2] - acc[1]
 
 
@@ -205,7 +206,7 @@ def test_cycle_counts_fixed_latency(cfg_fn, lat):
     dut = CandidateListRTL(cfg)
     merge, select = _check_cycles(cfg, dut, model=(1.0, 1.0, lat, lat))
     j = cfg.list_chunks
-    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 3 * j + 1
+    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 4 * j + 1
     assert select == dut.select_latency + 1
 
 
@@ -216,7 +217,7 @@ def test_wrapper_by_hand_and_cycle_counts():
     dut = CandidateListWithSorter(cfg)
     assert dut.sorter_latency == dut.sorter.latency
     merge, select = _check_cycles(cfg, dut)
-    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 7
+    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 9
     assert select == dut.select_latency + 1
     cmds, exp_resp, exp_dumps = _by_hand(cfg)
     _, dbg, _, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
@@ -228,7 +229,7 @@ def test_wrapper_by_hand_and_cycle_counts():
         warnings.filterwarnings("ignore", message=".*created but never used")
         grouped = CandidateListWithSorter(cfg, stages_per_reg=3)
         assert grouped.sorter.stages_per_reg == 3
-        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 7
+        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 9
         del grouped
         gc.collect()
 
@@ -263,7 +264,7 @@ def test_list_alone_has_no_sorter():
         assert type(blk) is CandidateListRTL
         assert blk.sort_req.payload.shape() == blk.sort_resp.payload.shape()
         assert len(blk.sort_req.payload.as_value()) == 32 * (cfg.sort_key_bits + 1)
-        assert blk.merge_cycles(15) == 3 * 15 + 7
+        assert blk.merge_cycles(30) == 3 * 30 + 9
         del blk
         gc.collect()
 
