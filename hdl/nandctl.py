@@ -58,18 +58,30 @@ port's data, so the memory's output register is the output register.  Cost: ``C`
 
 Timing (cycle-exact, no change of the golden cycle rules)
 ---------------------------------------------------------
-The round-robin pick is a *register* holding the pick of the current cycle's state, loaded
-in the previous cycle from that cycle's next-state expressions: done slots ``full | (busy &
-rem <= 1)`` (every completion; a completing slot is empty) and ``last`` kept as a
-thermometer mask (bits above ``last``).  A grant empties a slot and moves ``last``; with
-``nb > 1`` beats the engine is active in the cycle after a grant, so the pick is never used
-in a cycle that follows a grant and the take need not enter the next-state expression
-(with ``nb == 1`` it does: ``(full & ~take) | complete`` and the mask after the take).
-The pick is written as parallel prefix ORs (no carry chain, no compare against ``last``);
-the granted slot's entry is an AND-OR of the done slots with the registered one-hot pick,
-and the burst address is ``base | idx`` (accesses are aligned, no adder).  So the pick
-(registers -> prefix ORs -> pick register) and the grant (pick register -> AND-OR ->
-output register / store address) are separate register-to-register paths.
+Everything below moves logic across registers without changing any cycle of the golden
+model (the tests compare every accept and beat cycle):
+
+* The round-robin pick is a *register* holding the pick of the current cycle's state,
+  loaded in the previous cycle.  Its input is the register ``soon = slot_full | (busy &
+  rem <= 1)`` (the done slots after this cycle's completions; a completing slot is empty),
+  itself loaded from the next-state expressions, and ``last`` kept as a thermometer mask
+  (bits above ``last``).  A grant empties a slot and moves ``last``; with ``nb > 1`` beats
+  the engine is active in the cycle after a grant, so the pick is never used in a cycle that
+  follows a grant and the take need not enter its input (with ``nb == 1`` it does:
+  ``soon & ~take`` and the mask after the take).  The pick is parallel prefix ORs (no carry
+  chain, no compare against ``last``).
+* ``complete`` (``busy & rem <= 1 & ~slot_full``) and the FIFO pop condition (``~busy |
+  complete``) are registers loaded from the next-state expressions; ``rem <= 1`` is a
+  registered flag, not a compare.
+* The granted slot's entry is an AND-OR of the done slots with the registered one-hot pick;
+  the burst address is ``base | idx`` (accesses are aligned, no adder) and does not depend
+  on ``resp.ready``.
+* The request FIFO (``_RequestFifo``) writes its free entry in every cycle it is not full,
+  so the request decode (core, bad) drives only the write pointer and level, not the RAM's
+  write enable.
+
+Critical paths left: the request decode to the FIFO level (``req.ready`` must depend on the
+offered core in the same cycle: the golden accept rule) and the pick.
 
 Address mapper
 --------------

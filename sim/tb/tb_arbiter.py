@@ -77,6 +77,25 @@ class LookaheadArbiterModel:
         return s
 
 
+def _ports(dut, n):
+    return ([getattr(dut, f"i__{k}__valid") for k in range(n)],
+            [getattr(dut, f"i__{k}__payload") for k in range(n)],
+            [getattr(dut, f"i__{k}__ready") for k in range(n)])
+
+
+async def _reset(dut, n):
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    valid, payload, _ = _ports(dut, n)
+    dut.rst.value = 1
+    dut.o__ready.value = 0
+    for k in range(n):
+        valid[k].value = 0
+        payload[k].value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
 def make_model(n: int, lookahead: bool):
     """The spec of the DUT variant."""
     return LookaheadArbiterModel(n) if lookahead else RoundRobinArbiterModel(n)

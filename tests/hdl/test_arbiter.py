@@ -146,6 +146,37 @@ def test_lookahead_lone_requester_streams_and_late_request_waits_one_cycle():
     assert seen == [[], [2], [2], [2], [0], [2], [0], []], seen
 
 
+def test_lookahead_offer_is_held_while_the_output_stalls():
+    """The offer decided one cycle ahead is held while the output register is full and not
+    ready, even when it goes stale: 1 transfers in 1 and is offered again (nobody else is
+    valid); 3 arrives in 2 but waits; when the output frees in 3 the stale offer is used up
+    (no transfer), then 2 and 3 are served in round-robin order after 1."""
+    n = 4
+    dut = RoundRobinArbiter(n, unsigned(8))
+    valids = [{1}, {1}, {3}, {2, 3}, {2, 3}, {3}, set()]
+    o_ready = [0, 0, 0, 1, 1, 1, 1]
+    model = LookaheadArbiterModel(n)
+    seen = []
+
+    async def bench(ctx):
+        for cycle, (vs, r) in enumerate(zip(valids, o_ready)):
+            ctx.set(dut.o.ready, r)
+            for k in range(n):
+                ctx.set(dut.i[k].valid, k in vs)
+                ctx.set(dut.i[k].payload, 16 * cycle + k)
+            got = [k for k in range(n) if ctx.get(dut.i[k].ready) and k in vs]
+            step = model.step([k in vs for k in range(n)], [0] * n, bool(r))
+            assert got == ([] if step.grant is None else [step.grant]), cycle
+            seen.append(got)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [[], [1], [], [], [2], [3], []], seen
+
+
 def test_lookahead_model_rejects_dropped_valid():
     m = LookaheadArbiterModel(3)
     m.step([0, 1, 0], [0, 5, 0], out_ready=False)  # register empty: still loads? not seen
