@@ -11,27 +11,36 @@ Interface
 element 0 the smallest.  In the generated Verilog a payload is the flat vector
 ``{key[n-1], ..., key[1], key[0]}`` (element 0 in the least significant bits).
 
-Pipelining (default: split compare, two register levels per network stage)
--------------------------------------------------------------------------
+Pipelining (default: two register levels per network stage)
+-----------------------------------------------------------
 A compare-exchange element (CE) of slots ``lo < hi`` swaps when ``x > y``, with
 ``(x, y) = (key[lo], key[hi])`` for an ascending CE and ``(key[hi], key[lo])`` for a
-descending one.  With ``compare_chunks = c >= 2`` (default 2) the ``key_bits`` are cut
-into ``c`` chunks (chunk 0 the least significant; chunk ``j`` is bits
-``[j w / c, (j + 1) w / c)``) and a stage takes two cycles:
+descending one.  With ``register_swap`` (default) a stage takes two cycles:
 
-* level A registers the n keys unchanged plus, per CE, the chunk flags
-  ``g_j = x_j > y_j`` (every chunk) and ``l_j = y_j > x_j`` (chunks ``j >= 1``): each is a
-  ``w / c``-bit carry chain instead of one ``w``-bit chain;
-* level B combines them, ``swap = g_{c-1} | ~l_{c-1} & (... (g_1 | ~l_1 & g_0))``, which
-  equals ``x > y``, drives the ``2 w`` swap multiplexers and registers the keys.
+* level A registers the n keys unchanged plus, per CE, ``swap_copies`` copies of the swap
+  decision ``x > y``, computed as ``y < x``: yosys maps ``<`` / ``>=`` on ECP5 to a bare
+  carry chain (20 CCU2C for 40 bits) whose carry-out goes straight to the registers,
+  whereas ``>`` / ``<=`` put a LUT equality tree behind the chain (that tree was on the
+  critical path of the earlier structure);
+* level B drives the ``2 key_bits`` swap multiplexers (one LUT4 per bit) and registers
+  the keys.  Copy ``r`` of the decision drives the multiplexers of key bits
+  ``[r w / copies, (r + 1) w / copies)`` of both outputs, so a decision register fans out
+  to ``2 w / swap_copies`` LUTs (20 for the defaults) instead of ``2 w``.
 
-The flags are registered in ``swap_copies`` identical copies (default 4; the flag
-registers carry the ``keep`` attribute so that yosys keeps them apart); copy ``r`` drives
-the multiplexers of key bits ``[r w / copies, (r + 1) w / copies)`` of both outputs, so a
-combined swap decision fans out to ``2 w / swap_copies`` multiplexers instead of ``2 w``.
+Identical registers would be merged back by yosys (``opt_merge``; a ``keep`` attribute on
+the wire does not prevent it), so the copies are made distinct: odd copies hold
+``~swap`` (the multiplexer reads them inverted, free in its LUT) and copy ``r`` has the
+initial value ``(r >> 1) & 1`` (ECP5 REGSET); hence at most 4 copies.  The initial value
+is never observed: a copy is only read together with its vector.
 
-``compare_chunks = 1`` is the earlier structure: compare, swap and register in one cycle
-(level B only; ``swap_copies`` unused).
+``compare_chunks = c > 1`` cuts the comparison into ``c`` chunks (chunk ``j`` = bits
+``[j w / c, (j + 1) w / c)``): per chunk ``g_j = y_j < x_j`` and, for ``j >= 1``,
+``ge_j = x_j >= y_j``, each a shorter carry chain, combined by LUTs
+``swap = g_{c-1} | ge_{c-1} & (... (g_1 | ge_1 & g_0))`` before the level-A registers.
+Default ``c = 1``.
+
+``register_swap=False`` is the earlier structure: compare, swap and register in one cycle
+per group (level B only; ``compare_chunks`` is still honoured, ``swap_copies`` unused).
 
 ``stages_per_reg = g`` cuts the network into groups of ``g`` consecutive stages: level A
 follows the comparators of the first stage of a group, level B the multiplexers of its
@@ -40,11 +49,12 @@ them).  With ``G = ceil(S / g)`` groups and ``S = p (p + 1) / 2`` stages (``n = 
 the latency from an accepted input to the output being valid (the output stream comes
 straight from the last register level) is
 
-``latency = 2 G`` cycles when ``compare_chunks >= 2``, ``G`` when ``compare_chunks = 1``.
+``latency = 2 G`` cycles with ``register_swap`` (default), ``G`` without.
 
 Default options: N = 16: S = 10, latency 20; N = 32: S = 15, latency 30; N = 64: S = 21,
-latency 42.  Registers: ``2 S n w`` key bits plus ``S (n / 2) (2 c - 1) swap_copies``
-flags (N = 32, 40-bit keys: 38,400 + 2,880).
+latency 42.  Cells per CE (40-bit keys): 20 CCU2C, 80 multiplexer LUT4s, one inverter
+LUT4; registers: ``2 S n w`` key bits, ``S (n / 2) swap_copies`` decision copies and
+``2 S`` valid bits (N = 32: 38,400 + 960 + 30).
 
 Back-pressure
 -------------
@@ -108,7 +118,7 @@ class BitonicSorter(wiring.Component):
     MAX_SWAP_COPIES = 4
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
-                 register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 4):
+                 register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -210,19 +220,21 @@ class BitonicSorter(wiring.Component):
             if self.register_swap and first:
                 # level A: the keys unchanged plus swap_copies registered copies of every
                 # swap decision.  Identical registers would be merged by yosys, so copy r
-                # holds ~swap when r is odd and starts at init (r >> 1) & 1; the init value
-                # is irrelevant to the function (a copy is only read with its vector).
+                # starts at init r & 1 (irrelevant to the function: a copy is only read
+                # with its vector) and copies 0, 1 hold ~swap = y >= x, the bare carry-out
+                # of the comparator chain, while copies 2, 3 hold swap (one LUT inverter)
                 extra = []
                 for e, (lo, hi, asc) in enumerate(stage):
                     sw, nsw = swap_condition(lo, hi, asc)
                     for r in range(copies):
-                        extra.append((f"ce{e}_swap{r}" + ("_n" if r & 1 else ""),
-                                      nsw if r & 1 else sw, (r >> 1) & 1))
+                        inverted = r < 2
+                        extra.append((f"ce{e}_swap{r}" + ("_n" if inverted else ""),
+                                      nsw if inverted else sw, r & 1))
                 keys, xregs, valid = register(keys, valid, extra)
 
                 def swap_of(e, r, xregs=xregs):
                     q = xregs[e * copies + r]
-                    return ~q if r & 1 else q
+                    return ~q if r < 2 else q
             else:
                 conds = [swap_condition(lo, hi, asc)[0] for (lo, hi, asc) in stage]
 
