@@ -22,21 +22,30 @@ Interface
           so the order of clears and requests is always unambiguous.
 
 Throughput one id per cycle (also back to back on the same id or the same RAM word), as
-long as ``resp`` is taken; ``latency`` (= 8 cycles when ``B`` is a power of two, 9
-otherwise) from the cycle an id is accepted to the first cycle its response is valid.
-``resp.ready`` low never stalls the pipeline: responses wait in a buffer of ``out_depth``
-entries (default 16) and ``req.ready`` falls only when ``out_depth`` accepted ids are not
-answered yet (a credit counter), so with ``out_depth >= latency + 1`` a consumer that takes
-one response per cycle sees one id per cycle.  ``req.ready`` depends combinationally only on
-``clear`` and on registers (not on ``resp.ready``).
+long as ``resp`` is taken.  ``latency`` = ``1 + hash_stages + window + 2`` cycles from the
+cycle an id is accepted to the first cycle its response is valid (``window = ram_regs + 3``;
+9 with the defaults).  ``resp.ready`` low never stalls the pipeline: responses wait in a
+buffer of ``out_depth`` entries (default 16) and ``req.ready`` falls only when ``out_depth``
+accepted ids are not answered yet (a credit counter), so with ``out_depth >= latency + 1`` a
+consumer that takes one response per cycle sees one id per cycle.  ``req.ready`` depends
+combinationally only on ``clear`` and on registers (not on ``resp.ready``).
 
 Storage and word format
 -----------------------
-Bank ``i`` is one :class:`amaranth.lib.memory.Memory` of ``depth = B / word_bits`` words (one
-read and one write port: a simple dual-port block RAM).  Bit ``index`` of the bank lives in
-word ``index // word_bits`` at bit ``index % word_bits``.  ``word_bits`` defaults to the
-largest power of two <= 32 that divides ``B``.  Every word is ``{bits: word_bits, tag:
-epoch_bits}`` (default preset: 4 banks x 256 words x 36 bits, one DP16KD each).
+Bank ``i`` holds ``depth = B / word_bits`` words of ``{bits: word_bits, tag: epoch_bits}``
+(``word_bits`` defaults to the largest power of two <= 32 that divides ``B``).  Bit ``index``
+of the bank lives in word ``index // word_bits`` at bit ``index % word_bits``.  Each bank is
+built from :class:`amaranth.lib.memory.Memory` (one asynchronous read port whose output goes
+straight into a plain register -- Yosys merges the two into a synchronous RAM port -- and one
+write port), marked ``no_rw_check`` (see the hazards below):
+
+* ``ram="lut"`` (default): sub-banks of ``LUT_DEPTH = 16`` words (one ECP5 TRELLIS_DPR16X4
+  deep), each with its own output register; the sub-bank mux is the next stage's logic.
+* ``ram="block"``: one block RAM per bank (default preset: 4 x 256 words x 36 bits, one
+  DP16KD each).  The ECP5 block RAM as Yosys maps it has no output register (REGMODE
+  NOREG): nextpnr's clock-to-out is 5.83 ns and even the adjacent tile adds ~1.0 ns of
+  routing, so this variant cannot pass ~146 MHz whatever the logic (measured 145.9 MHz with
+  ``word_bits=8``).
 
 Pipeline (free running: every stage advances every cycle)
 ---------------------------------------------------------
@@ -47,38 +56,46 @@ per bank and writes its word back (a scrub writes the word's unchanged meaning).
 * ``a``:  the id register.  The H3 XOR trees (<= ``id_bits`` inputs) and the mux with the
   scrub pointer feed the registered word address and bit of stage c0.  When ``B`` is not a
   power of two an extra stage ``m`` registers ``h_i`` and the constant multiply (registered
-  on both sides) runs from ``m`` to c0.
+  on both sides) runs from ``m`` to c0 (``hash_stages = 2``).
 * ``c0``: the word address drives the RAM read address; the address is compared with the
-  addresses of the 4 operations ahead (stages c1..c4), result registered.
-* ``c1``: the RAM output goes straight into a register (the ECP5 block RAM's clock-to-out is
-  ~5.8 ns; nothing else fits in that cycle).  The one-hot bits set by the ids 1, 2 and 3
-  ahead in the same word are ORed into a registered forwarding mask.
-* ``c2``: the word's current bits: ``raw.bits if raw.tag == epoch`` (or, on a collision, the
-  word written by the operation 4 ahead, see below), OR the forwarding mask; registered
-  together with the epoch used for the tag check.
-* ``c3``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits | onehot}``,
-  both registered.
-* ``c4``: the RAM write; the AND of the k bank hits goes with the id into the response buffer
-  (a :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, 2 cycles to its output register).
+  addresses of the ``window`` operations ahead (stages c1..c<window>), results registered.
+* ``c1``: the RAM output register.  The one-hot bits set by the ids 1..window-1 ahead in the
+  same word are ORed into a registered forwarding mask.
+* ``c2 .. c<chk>`` (``chk = 1 + ram_regs``, ``ram_regs >= 2``, default 2): c2 registers
+  the sub-bank mux (``ram="lut"``) or is a plain register (``ram="block"``: it can sit
+  next to the slow RAM output); later ones are plain registers.
+* ``c<chk-1>``: the tag checks ``raw.tag == epoch`` and (for a collision, see below)
+  ``written.tag == epoch``, registered with the epoch they used (``ep``, written back
+  later as the word's tag).
+* ``c<chk>``: the word's current bits: ``raw.bits`` if its tag matched (or, on a
+  collision, the bits of the word written by the operation ``window`` ahead), OR the
+  forwarding mask: one LUT level per bit, registered.
+* ``c<chk+1>``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits |
+  onehot}``, both registered.
+* ``c<window>``: the RAM write; the AND of the k bank hits goes with the id into the
+  response buffer (a :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, 2 cycles to its output
+  register).
 
 Read-modify-write hazards, exactly: an operation reads its word in c0 and the operations
-1..4 ahead of it write theirs in the cycles c0..c3 of it, i.e. not before its read.  Within
-one epoch the only change an operation makes to a word is to set one bit (a scrub changes
-nothing), so the word an operation must see is ``current(raw) | onehot_1 | onehot_2 |
-onehot_3`` over the ids 1..3 ahead that address the same word: the forwarding mask.  The
-operation 4 ahead writes in the very cycle of the read; the RAM's answer is then undefined
-(the memory is marked ``no_rw_check`` so that Yosys adds no bypass logic behind the slow
-RAM output), and the written word itself -- kept in a 2-cycle delay line -- replaces the RAM
-word.  A clear never happens while an id of the old query is in stages a..c2, so forwarded
-bits always belong to the current query; a word carried across a clear (a scrub in flight)
-keeps the tag of the epoch it was read under and so reads as empty afterwards.
+1..window ahead of it write theirs in its cycles c<window-1>..c0, i.e. not before its read.
+Within one epoch the only change an operation makes to a word is to set one bit (a scrub
+changes nothing), so the word an operation must see is ``current(raw) | onehot_1 | ... |
+onehot_<window-1>`` over the ids ahead that address the same word: the forwarding mask.
+The operation ``window`` ahead writes in the very cycle of the read; the RAM's answer is
+then undefined (hence ``no_rw_check``: Yosys adds no bypass logic of its own), and the
+written word itself -- kept in a ``chk``-cycle delay line -- replaces the RAM word.  A mask
+holds bits of ids up to ``chk + window - 2`` stages ahead of c0, and is checked against the
+epoch only in stage chk-1; so a clear waits until no id of the old query is in stages
+a..c<chk + window - 2> (a conservative bound; 8 stages with the defaults), and a word
+carried across a clear by a scrub keeps the tag of the epoch it was checked under and reads
+as empty afterwards.
 
 Clear without a sweep: epoch tags
 ---------------------------------
 A register ``epoch`` (``epoch_bits`` wide) names the current query.  A word whose ``tag``
 differs from ``epoch`` reads as all zero; writes store the tag of the epoch the operation
-checked in c2.  A clear is just ``epoch += 1`` (one cycle, waiting only for the ids in
-stages a..c2 to pass c2: at most 4 cycles after the last id is accepted).
+checked in stage chk-1.  A clear is just ``epoch += 1`` (one cycle, waiting only for the ids
+in flight as described above).
 
 Wrap-around is made safe by the background *scrubber*: a pointer walks the words of all banks
 (same address in every bank); in every cycle without an accepted id a scrub operation of
@@ -95,7 +112,7 @@ epochs, 256 words per bank) a clear is only delayed when 15 clears fall within t
 
 After reset the scrubber first makes one unconditional pass writing ``{epoch, 0}`` to every
 word (``req.ready`` and ``clear_ready`` stay low, ``busy`` is high; ``init_cycles`` =
-``depth + hash_stages + 5`` cycles), so a reset in the middle of operation also leaves an
+``depth + hash_stages + window + 1`` cycles), so a reset in the middle of operation also leaves an
 empty filter.
 
 Measured (ECP5-85F, ``python -m proxima.fpga.resources bloom --preset default``): see the
@@ -162,7 +179,7 @@ class BloomFilter(wiring.Component):
     """
 
     def __init__(self, cfg: ProximaConfig, *, epoch_bits: int = 4, word_bits: int | None = None,
-                 ram: str = "block", ram_regs: int | None = None,
+                 ram: str = "lut", ram_regs: int | None = None,
                  out_depth: int | None = None):
         b = cfg.bloom
         self.cfg = cfg
@@ -190,9 +207,9 @@ class BloomFilter(wiring.Component):
         self.sub_depth = (LUT_DEPTH if ram == "lut" and self.depth > LUT_DEPTH
                           and self.depth % LUT_DEPTH == 0 else self.depth)
         if ram_regs is None:
-            ram_regs = 2 if ram == "block" else 1
-        if int(ram_regs) < 1:
-            raise BloomError(f"ram_regs must be >= 1, got {ram_regs}")
+            ram_regs = 2
+        if int(ram_regs) < 2:
+            raise BloomError(f"ram_regs must be >= 2, got {ram_regs}")
         self.ram_regs = int(ram_regs)
         #: stage of the tag check (c0 reads, c1 is the RAM output latch, then ram_regs
         #: plain registers), of the new word, and of the write (= read-to-write distance)
@@ -301,9 +318,9 @@ class BloomFilter(wiring.Component):
         c = [S[f"c{j}"] for j in range(W + 1)]
 
         # ---- epoch snapshot: the epoch checked in stage chk, carried to the write --------
-        ep = {j: Signal(eb, name=f"c{j}_ep", reset_less=True) for j in range(chk + 1, W + 1)}
-        m.d.sync += ep[chk + 1].eq(epoch)
-        for j in range(chk + 1, W):
+        ep = {j: Signal(eb, name=f"c{j}_ep", reset_less=True) for j in range(chk, W + 1)}
+        m.d.sync += ep[chk].eq(epoch)
+        for j in range(chk, W):
             m.d.sync += ep[j + 1].eq(ep[j])
 
         hits = []
@@ -394,14 +411,16 @@ class BloomFilter(wiring.Component):
                 m.d.sync += wd[j + 1].eq(wd[j])
             col_w = wd[W + chk]
 
-            # chk: the current bits of the word before this op
-            init_c = c[chk]["init"]
-            use_raw = Signal(name=f"c{chk}_use_raw{i}")
-            use_w = Signal(name=f"c{chk}_use_w{i}")
-            m.d.comb += [
-                use_raw.eq(~init_c & ~coll[chk] & (raw[chk].tag == epoch)),
-                use_w.eq(~init_c & coll[chk] & (col_w.tag == epoch)),
+            # chk-1: the tag checks, registered (same epoch for both words, snapshot in ep)
+            pre = chk - 1
+            init_p = c[pre]["init"]
+            use_raw = Signal(name=f"c{chk}_use_raw{i}", reset_less=True)
+            use_w = Signal(name=f"c{chk}_use_w{i}", reset_less=True)
+            m.d.sync += [
+                use_raw.eq(~init_p & ~coll[pre] & (raw[pre].tag == epoch)),
+                use_w.eq(~init_p & coll[pre] & (wd[W + pre].tag == epoch)),
             ]
+            # chk: the current bits of the word before this op
             cur = Signal(w, name=f"c{chk + 1}_cur{i}", reset_less=True)
             m.d.sync += cur.eq(Mux(use_raw, raw[chk].bits, 0) | Mux(use_w, col_w.bits, 0)
                                | fwd[chk])

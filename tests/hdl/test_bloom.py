@@ -123,7 +123,9 @@ def test_bad_parameters_raise():
     with pytest.raises(BloomError, match="dividing"):
         BloomFilter(cfg, word_bits=1024)
     with pytest.raises(BloomError, match="ram_regs"):
-        BloomFilter(cfg, ram_regs=0)
+        BloomFilter(cfg, ram_regs=1)
+    with pytest.raises(BloomError, match="ram must be"):
+        BloomFilter(cfg, ram="bram")
     with pytest.raises(BloomError, match="out_depth"):
         BloomFilter(cfg, out_depth=1)
 
@@ -228,7 +230,7 @@ def test_non_power_of_two_bank_multiply_stage():
     assert st["resp_cycles"] == [c + dut.latency for c in st["accept_cycles"]]
 
 
-@pytest.mark.parametrize("ram_regs", [1, 2, 3])
+@pytest.mark.parametrize("ram_regs", [2, 3, 4])
 def test_clear_after_forwarded_ids_tiny_banks(ram_regs):
     """2 words per bank: scrubs hit the words of the ids ahead all the time.  A scrub that
     carries the forwarded bit of an id across a clear must not bring it back (found by
@@ -246,10 +248,11 @@ def test_clear_after_forwarded_ids_tiny_banks(ram_regs):
           seed=ram_regs)
 
 
-@pytest.mark.parametrize("name,seed", [("tiny", 11), ("default", 12)])
-def test_random_ops_with_stalls(name, seed):
+@pytest.mark.parametrize("name,seed,ram", [("tiny", 11, "lut"), ("default", 12, "lut"),
+                                           ("tiny", 13, "block")])
+def test_random_ops_with_stalls(name, seed, ram):
     cfg = preset(name)
-    dut = BloomFilter(cfg)
+    dut = BloomFilter(cfg, ram=ram)
     rng = np.random.default_rng(seed)
     ops = make_ops(cfg, 600, rng, p_clear=0.02, id_pool=40)
     exp, _ = check(cfg, dut, ops, p_valid=0.8, p_ready=0.7 if name == "default" else 0.3,
@@ -258,7 +261,7 @@ def test_random_ops_with_stalls(name, seed):
     assert 0.2 * len(exp) < hits < 0.9 * len(exp), "the stimulus exercises hits and misses"
 
 
-@pytest.mark.parametrize("epoch_bits,n_ids", [(1, 250), (2, 500)])
+@pytest.mark.parametrize("epoch_bits,n_ids", [(1, 150), (2, 300)])
 def test_epoch_wraparound_many_clears(epoch_bits, n_ids):
     """Hundreds of short queries with tiny epochs: the scrubber and the clear gate must
     keep every stale word from aliasing the current epoch (clears get blocked)."""
@@ -291,7 +294,6 @@ def test_cocotb_bloom_10k_random(name):
     from proxima.sim.runner import run_cocotb
     cfg = preset(name)
     dut = BloomFilter(cfg)
-    assert dut.latency >= 2
     res = run_cocotb(lambda: BloomFilter(cfg), "proxima_bloom", "proxima.sim.tb.tb_bloom",
                      cfg=cfg, build_name=f"bloom_{name}",
                      parameters={"transactions": 10_000, "depth": dut.depth,
