@@ -67,12 +67,19 @@ the stream rules; ``o.valid`` never depends on ``o.ready``).
 
 Timing (ECP5-85F, 40-bit keys, 150 MHz target; figures in docs/RESOURCES.md)
 --------------------------------------------------------------------------
-The single-cycle structure (``compare_chunks = 1``) reached 159.3 MHz at N = 8 and
-137.3 MHz at N = 16; its critical path was one compare-exchange (a 40-bit carry chain,
-then the swap decision fanning out to 80 multiplexers).  Registering the full 40-bit
-comparison before the multiplexers (the former ``register_compare`` option) gave
-133.5 MHz at N = 16, the 40-bit chain alone being the path; hence the split comparison
-and the replicated decision.
+The single-cycle structure (now ``register_swap=False``; it also had ``a > b``, i.e. a
+40-bit chain plus a LUT equality tree) reached 159.3 MHz at N = 8 and 137.3 MHz at
+N = 16; its critical path was one compare-exchange (chain, equality tree, the swap
+decision fanning out to 80 multiplexers).  Registering the ``a > b`` result before the
+multiplexers (the former ``register_compare`` option) gave 133.5 MHz at N = 16, the
+chain plus equality tree being the path.
+
+This structure with 4 copies (copies 2, 3 through an inverter LUT) gave 137.9 MHz at
+N = 16 (10,323 LUT4 incl. 1,600 CCU2C, 15,066 FF): about 300 endpoints failed, by at
+most 0.59 ns, and the critical path was level A: key register -> 2.37 ns route -> 21
+CCU2C (2.31 ns) -> 1.10 ns route -> inverter LUT -> 0.99 ns route -> copy register
+(7.25 ns).  Hence the default of 2 copies, both the
+bare carry-out ``y >= x``: no LUT and no LUT-to-register route after the chain.
 """
 
 from __future__ import annotations

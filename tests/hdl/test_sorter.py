@@ -238,7 +238,7 @@ def test_cocotb_sorter_verilator():
     n = cfg.engine.sorter_n
     res = run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                      cfg=cfg, build_name="sorter_tiny",
-                     parameters={"n": n, "latency": BitonicSorter(cfg).latency,
+                     parameters={"n": n, "latency": 2 * network_depth(n),
                                  "transactions": 10_000})
     assert res.tests == 2 and res.failed == 0
 
@@ -252,4 +252,4 @@ def test_cocotb_runner_reports_failures():
     with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
         run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                    cfg=cfg, build_name="sorter_tiny", testcase="full_throughput_and_latency",
-                   parameters={"n": n, "latency": BitonicSorter(cfg).latency + 1})
+                   parameters={"n": n, "latency": 2 * network_depth(n) + 1})
