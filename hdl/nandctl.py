@@ -44,6 +44,14 @@ behind a cache, or a host-loaded BRAM image):
 The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and ``P / bb``
 are powers of two).
 
+On the FPGA, an on-chip store (``external_store=False`` with an image) becomes block RAM:
+with ``pages=1`` (80 kB, 10240 x 64 bits) yosys maps it to 36 ``DP16KD``, and the design
+then reaches only 89.2 MHz -- the path is the block RAM's clock-to-output without its
+output register (5.6 ns) plus the LUT multiplexer over the RAM rows.  At 150 MHz an on-chip
+(or external) store needs a read latency of two cycles (the RAM's output register): that is
+a change of the cycle rules of :mod:`proxima.golden.nandctl` (one more cycle from the read
+to the beat, and a two-entry output buffer for back-pressure), not made here.
+
 Structure
 ---------
 Per core: a FIFO of ``D`` entries ``{tag, page, word}`` (``_RequestFifo``, the behaviour of
@@ -80,8 +88,14 @@ model (the tests compare every accept and beat cycle):
   so the request decode (core, bad) drives only the write pointer and level, not the RAM's
   write enable.
 
-Critical paths left: the request decode to the FIFO level (``req.ready`` must depend on the
-offered core in the same cycle: the golden accept rule) and the pick.
+Measured (ECP5-85F, nextpnr seed 1, ``python -m proxima.fpga.resources nandctl --preset
+default --json ...``: 20 cores, depth 4, service 56, 16 beats of 64 bits, external store):
+1546 LUT4 (1426 + 2 x 60 CCU2C), 2026 FF, 160 ``TRELLIS_DPR16X4`` (the FIFOs), no BRAM,
+161.4 MHz; critical path ``soon`` -> prefix ORs -> ``pick`` (6.2 ns).  Before this timing
+work: 2145 LUT4 + 83 CCU2C, 1890 FF, 52.7 MHz estimated after placement (the run was
+stopped after ~18 minutes in the router on the shared machine).  Left: the pick and the
+request decode to the FIFO level (``req.ready`` must depend on the offered core in the same
+cycle: the golden accept rule).
 
 Address mapper
 --------------
