@@ -40,9 +40,12 @@ recently used, invalid entries always at the bottom.  A hit at entry ``j`` rotat
 ``j..W-1`` down by one and puts the line at the top with ``pf`` cleared; a fill shifts the
 whole row down (entry 0, the LRU line, is the victim when valid) and puts the new line at
 the top with ``pf`` = "brought in by a prefetch".  This is exactly ``LRUCache`` with budget
-``W`` and size 1 per line.  The row RAM has one synchronous read port, transparent for its
-one write port (a read issued in the cycle of a write to the same set sees the new row),
-whose address is always a register.
+``W`` and size 1 per line.  The row RAM has one asynchronous read port whose address is
+always a register, and one write port; it is therefore built from LUT RAM (``DPR16X4``
+on ECP5), not block RAM: yosys maps ECP5 block RAM without its output register, and the
+block RAM's clock-to-output alone (5.8 ns in nextpnr's model) leaves no room for the
+150 MHz target -- the paper preset with a block-RAM tag store reached 127 MHz on that
+path.  A row written in the cycle it is read is forwarded from the write data.
 
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
 (0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
@@ -61,7 +64,7 @@ Pipeline
 --------
 The block is two decoupled pipelines joined by a ``QUEUE_DEPTH``-entry job queue
 (:class:`~amaranth.lib.fifo.SyncFIFO` of ``{line, stream, action, stride}``).  Every stage
-ends in registers; no output's ``ready`` reaches any logic but its own buffer's pop.
+ends in registers.
 
 *Prefetcher* (one request at a time; the prefetcher never looks at the cache, so deciding
 ahead of the cache operations changes nothing):
@@ -69,14 +72,20 @@ ahead of the cache operations changes nothing):
 ====  ==================================================================================
 P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
 P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
-      the signed difference, ``|line - last|`` and ``repeat`` (``valid & last == line``).
-P2    per entry ``confirm`` (``valid & stride != 0 & line - last == stride``), ``in window``
-      (``valid & |line - last| <= window``) and every pairwise ``<`` / ``>`` of the
-      distances (``N (N - 1)`` comparators), registered.
-P3    rule priority and the chosen entry (one-hot and binary), the action code and the
-      confirming entry's stride, registered.
-P4    the job is pushed into the queue and the table is updated (``last``, ``stride``,
-      ``valid``, ranks) in the same cycle; waits here while the queue is full.
+      the signed difference, ``|line - last|``, ``repeat`` (``valid & last == line``) and
+      ``in window`` (``valid & last - window <= line <= last + window``, against two
+      bounds kept in the table next to ``last``).
+P2    per entry ``confirm`` (``valid & stride != 0 & line - last == stride``); for every
+      ordered pair ``(i, j)`` whether ``i`` beats ``j`` for the train rule (``j`` out of
+      the window, or ``i`` closer, ties to the lower index: ``N (N - 1) / 2`` magnitude
+      comparators); the repeat priority (one-hot of the lowest repeating entry); all
+      registered.
+P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
+      alloc entry (lowest invalid, else rank 0) and the rank order ``rank[i] > rank[j]``
+      are registers computed from the table alone (it only changes at a push).
+P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
+      queue and the table is updated (``last`` and its bounds, ``stride``, ``valid``,
+      ranks) in the same cycle; waits here while the queue is full.
 ====  ==================================================================================
 
 ``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
@@ -88,45 +97,50 @@ therefore accepted at most once every ``REQUEST_CYCLES`` = 4 cycles.
 on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
 the sequence (the model drops them, and all later ones are below 0 too); targets
 ``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
-One operation at a time, each ``OP_CYCLES`` = 4 cycles:
+One operation at a time, each ``OP_CYCLES`` = 3 cycles:
 
 ====  ==================================================================================
-C0    issue: the read address register holds the operation's set (it always holds the
-      set of whatever would be issued next: the pending target, else the queue head).
-C1    the row leaves the RAM into a register; ``line + stride`` (next target) registered.
-C2    tag compare of every way, registered; whether a next target exists (in range and
-      ``k <= D``), registered.
-C3    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
-      what the operation must push (fetch / prefetch / row write), registered.
-C4    *complete* as soon as every output the operation pushes has room (``fetch`` on a
-      demand miss, ``prefetch`` on an issued prefetch, ``resp`` on the last operation):
-      write the row back (not for a resident target: ``resident()`` does not reorder),
-      push, count, and issue the next operation (this cycle is its C0) -- the next
-      target, else the demand look-up of the queue head.
+C0    issue: the read-address register holds the operation's set (it always holds the
+      set of whatever would be issued next: the pending target, else the queue head);
+      the row is read and registered (forwarded from the write port if the completing
+      operation writes that set in this same cycle).
+C1    tag compare of every way, registered; whether a next target exists (in range and
+      ``k <= D``), registered.  The next target's line is precomputed (``line +
+      stride`` registered with the operation, and ``+ stride`` again meanwhile).
+C2    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
+      what the operation must push (fetch / prefetch / row write), registered; also
+      ``complete`` for the next cycle (the outputs it pushes will have room).
+C3    *complete*: write the row back (not for a resident target: ``resident()`` does not
+      reorder), push, count, and issue the next operation (this cycle is its C0) -- the
+      next target, else the demand look-up of the queue head.  While an output it must
+      push has no room, the operation stays in C3 holding all its registers.
 ====  ==================================================================================
 
 A job can start only if it was already the queue head in the previous cycle (its set is
 then in the read-address register), so an idle block starts a job two cycles after its
 P4 push.  Operations never overlap, so no hazard exists between them: C0 of an operation
-is the write cycle of the previous one and the read is transparent.
+is the write cycle of the previous one, and the write is forwarded.
 
 Throughput and latency (exact, checked by the tests): let ``T`` be the number of prefetch
 targets an access examines (0 unless its action is ``confirm``, then at most D: the leading
-``k`` with ``0 <= line + stride*k < 2**line_bits``; resident targets count too).  With
-``req.valid`` and every ``ready`` high, response ``i + 1`` follows response ``i`` by exactly
-``OP_CYCLES * (1 + T_{i+1})`` cycles (the prefetcher, at 4 cycles per request, always runs
-ahead of the cache operations), and a request meeting an empty block has its response
-valid ``RESPONSE_LATENCY + OP_CYCLES * T`` = ``11 + 4T`` cycles after the accepting cycle
-(P0..P4: 4 cycles to the push, 2 to the start, 4 per operation, 1 for the response
-register); its demand fetch is valid after 11 cycles (if a miss), its ``k``-th prefetch
-after ``11 + 4k``.  The previous single-cycle design took ``1 + T`` cycles per access at
-64 MHz (default preset); this one takes ``4 (1 + T)`` at the frequency in the table below.
-A NAND page read takes microseconds, hundreds of cycles at 150 MHz, so one access per
-4-20 cycles is far from limiting.  An operation waits in C4 (holding all its registers)
-while an output it must push has no room.  Every output is a two-entry register buffer
-(``valid`` and ``payload`` come from its first entry, so they never depend on ``ready``);
-an output has room while its second entry is empty, a registered condition, so
-``complete`` depends on the ports' ``ready`` not at all.
+``k`` with ``0 <= line + stride*k < 2**line_bits``; resident targets count too).  The
+cache operations take ``OP_CYCLES * (1 + T)`` = ``3 (1 + T)`` cycles per access, the
+prefetcher ``REQUEST_CYCLES`` = 4 per request, and the job queue lets the faster side run
+ahead.  With ``req.valid`` and every ``ready`` high the cycle of every acceptance and
+every response is given exactly by :func:`full_rate_schedule` (a four-line recurrence).
+In particular a request meeting an empty block has its response valid
+``RESPONSE_LATENCY + OP_CYCLES * T`` = ``10 + 3T`` cycles after the accepting cycle (4 to
+the push, 2 to the start, 3 per operation, 1 for the response buffer), its demand fetch
+(on a miss) after 10 cycles and its ``k``-th prefetch after ``10 + 3k``; a stream of
+accesses without targets runs at one per 4 cycles, one of accesses with ``T`` targets
+each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  The previous
+single-cycle design took ``1 + T`` cycles per access, at 64 MHz (default preset).  A NAND
+page read takes microseconds, hundreds of cycles at 150 MHz, so one access per 4-15
+cycles is far from limiting.  Every output is a two-entry register buffer (``valid`` and
+``payload`` come from its first entry, so they never depend on ``ready``); an output has
+room while its second entry is (or, in the cycle before, will be) empty, so no logic but
+a buffer's own pop sees a port's ``ready`` combinationally beyond one LUT into the
+``complete`` register.
 
 Measured on ECP5-85F (``python -m proxima.fpga.resources pagecache --preset P``, yowasp
 yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1):
@@ -149,7 +163,8 @@ from amaranth.lib.wiring import In, Out
 from proxima.config import ProximaConfig
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
-           "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY", "nand_addr_bits"]
+           "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY",
+           "full_rate_schedule", "nand_addr_bits"]
 
 #: Action codes on ``resp.action`` (those of ``StridePrefetcher.observe_raw``).
 ACTION_CODES = {"repeat": 0, "confirm": 1, "train": 2, "alloc": 3}
@@ -167,11 +182,40 @@ QUEUE_DEPTH = 2
 REQUEST_CYCLES = 4
 
 #: Cycles per cache operation (the demand look-up, or one prefetch target).
-OP_CYCLES = 4
+OP_CYCLES = 3
 
 #: Cycles from accepting a request (into an idle block) to its response being valid,
 #: when it examines no prefetch target; each examined target adds ``OP_CYCLES``.
-RESPONSE_LATENCY = 11
+RESPONSE_LATENCY = 10
+
+
+def full_rate_schedule(examined) -> tuple[list[int], list[int]]:
+    """Exact cycles of a run with ``req.valid`` and every ``ready`` always high.
+
+    ``examined[i]`` is ``T_i``, the number of prefetch targets access ``i`` examines (see
+    the module docstring).  Cycle 0 is the first cycle with ``busy`` low.  Returns the
+    cycle in which each request is accepted and the cycle in which each response is valid
+    (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
+    the demand look-up (C0), ``r``: response::
+
+        a_0 = 0,  a_i = q_{i-1}
+        q_i = max(a_i + REQUEST_CYCLES, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
+        s_0 = q_0 + 2,  s_i = max(s_{i-1} + OP_CYCLES * (1 + T_{i-1}), q_i + 2)
+        r_i = s_i + OP_CYCLES * (1 + T_i) + 1
+    """
+    a, q, s, r = [], [], [], []
+    for i, t in enumerate(examined):
+        a.append(q[i - 1] if i else 0)
+        qi = a[i] + REQUEST_CYCLES
+        if i >= QUEUE_DEPTH:
+            qi = max(qi, s[i - QUEUE_DEPTH] + 1)
+        q.append(qi)
+        si = qi + 2
+        if i:
+            si = max(si, s[i - 1] + OP_CYCLES * (1 + examined[i - 1]))
+        s.append(si)
+        r.append(si + OP_CYCLES * (1 + int(t)) + 1)
+    return a, r
 
 
 class PageCacheError(ValueError):
@@ -281,13 +325,13 @@ class PageCache(wiring.Component):
 
     # ---- stride prefetcher ---------------------------------------------------------------
     def _prefetcher(self, m: Module, key, push):
-        """Stream table and its decision pipeline (stages P1..P3, see the module docstring).
+        """Stream table and its decision pipeline (stages P1..P4, see the module docstring).
 
         ``key`` is the registered line of the request in flight; the table is updated from
         the P3 registers at the clock edge when ``push``.  Every pipeline register is free
         running: ``key`` and the table are constant from the accepting cycle to the push,
         so each stage holds the right value from its cycle on (also while P4 waits).
-        Returns (entry, action code, stride for the targets), all registers."""
+        Returns (entry, action code, stride for the targets) for the P4 push."""
         N, L = self.streams, self.line_bits
         valid = [Signal(name=f"st_valid{i}") for i in range(N)]
         last = [Signal(L, name=f"st_last{i}") for i in range(N)]
@@ -296,9 +340,16 @@ class PageCache(wiring.Component):
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
         win = min(self.window, (1 << L) - 1)
 
-        # P1: per entry key - last, |key - last|, repeat
-        dist, diff, rep = [], [], []
+        # the window bounds of each entry, kept with ``last``: last - window, last + window
+        lo = [Signal(signed(L + 2), name=f"st_lo{i}") for i in range(N)]
+        hi = [Signal(signed(L + 2), name=f"st_hi{i}") for i in range(N)]
+
+        # P1: per entry key - last, |key - last|, repeat, in window
+        dist, diff, rep, inwin = [], [], [], []
         for i in range(N):
+            w = Signal(name=f"p1_win{i}")
+            m.d.sync += w.eq(valid[i] & (key >= lo[i]) & (key <= hi[i]))
+            inwin.append(w)
             up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
             down = Signal(L + 1, name=f"st_down{i}")  # last - key
             m.d.comb += [up.eq(key - last[i]), down.eq(last[i] - key)]
@@ -309,41 +360,52 @@ class PageCache(wiring.Component):
                          r.eq(valid[i] & (last[i] == key))]
             dist.append(d), diff.append(df), rep.append(r)
 
-        # P2: confirm, window, all pairwise distance comparisons
-        conf, inwin = [], []
-        for i in range(N):
-            cf, w = Signal(name=f"p2_conf{i}"), Signal(name=f"p2_win{i}")
-            m.d.sync += [cf.eq(valid[i] & (stride[i] != 0) & (diff[i] == stride[i])),
-                         w.eq(valid[i] & (dist[i] <= win))]
-            conf.append(cf), inwin.append(w)
-        less = {}
-        for i in range(N):
-            for j in range(i + 1, N):
-                lt, gt = Signal(name=f"p2_lt{i}_{j}"), Signal(name=f"p2_gt{i}_{j}")
-                m.d.sync += [lt.eq(dist[i] < dist[j]), gt.eq(dist[i] > dist[j])]
-                less[i, j], less[j, i] = lt, gt
-
-        # P3: rule priority, chosen entry (one-hot and binary), target stride
-        def first(flags, tag):
-            """One-hot of the lowest set flag, and whether any is set."""
-            oh = Signal(N, name=f"p3_{tag}_oh")
+        # table-only terms, free running (the table is constant from one push to the
+        # next, at least REQUEST_CYCLES apart): the alloc choice and the rank order
+        def first(flags, tag, sync=False):
+            """One-hot of the lowest set flag (a register if ``sync``), and whether any."""
+            oh = Signal(N, name=f"p_{tag}_oh")
+            dom = m.d.sync if sync else m.d.comb
             for i in range(N):
-                m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
+                dom += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
             return oh, Cat(*flags).any()
 
-        rep_oh, rep_any = first(rep, "rep")
-        conf_oh, conf_any = first(conf, "conf")
         inval_oh, inval_any = first([~v for v in valid], "inval")
-        lru_oh = Cat(*[r == 0 for r in rank])
+        alloc_oh = Signal(N, name="p_alloc_oh")
+        m.d.sync += alloc_oh.eq(Mux(inval_any, inval_oh, Cat(*[r == 0 for r in rank])))
+        older = {}                              # older[i, j]: rank[i] > rank[j]
+        for i in range(N):
+            for j in range(N):
+                if i != j:
+                    older[i, j] = Signal(name=f"p_older{i}_{j}")
+                    m.d.sync += older[i, j].eq(rank[i] > rank[j])
+
+        # P2: confirm, pairwise "i beats j" for the train rule, repeat priority
+        conf = []
+        for i in range(N):
+            cf = Signal(name=f"p2_conf{i}")
+            m.d.sync += cf.eq(valid[i] & (stride[i] != 0) & (diff[i] == stride[i]))
+            conf.append(cf)
         # train: entry i wins iff it is in the window and no other in-window entry is
         # closer (entries below i must be strictly farther, entries above at least as far)
+        beats = {}
+        for i in range(N):
+            for j in range(i + 1, N):
+                gt = dist[i] > dist[j]
+                bij, bji = Signal(name=f"p2_beat{i}_{j}"), Signal(name=f"p2_beat{j}_{i}")
+                m.d.sync += [bij.eq(~inwin[j] | ~gt), bji.eq(~inwin[i] | gt)]
+                beats[i, j], beats[j, i] = bij, bji
+        rep_oh, rep_any_c = first(rep, "p2_rep", sync=True)
+        rep_any = Signal(name="p2_rep_any")
+        m.d.sync += rep_any.eq(rep_any_c)
+
+        # P3: rule priority -> chosen entry (one-hot) and action code
+        conf_oh, conf_any = first(conf, "p3_conf")
         best_oh = Signal(N, name="p3_best_oh")
         for i in range(N):
-            beats = [~inwin[j] | (less[i, j] if j < i else ~less[j, i])
-                     for j in range(N) if j != i]
-            m.d.comb += best_oh[i].eq(inwin[i] & Cat(*beats).all() if beats else inwin[i])
+            m.d.comb += best_oh[i].eq(Cat(inwin[i], *[beats[i, j] for j in range(N)
+                                                       if j != i]).all())
         best_any = Cat(*inwin).any()
-
         sel_oh_c = Signal(N, name="p3_sel_oh_c")
         code_c = Signal(2, name="p3_code_c")
         with m.If(rep_any):
@@ -353,38 +415,34 @@ class PageCache(wiring.Component):
         with m.Elif(best_any):
             m.d.comb += [sel_oh_c.eq(best_oh), code_c.eq(ACTION_CODES["train"])]
         with m.Else():
-            m.d.comb += [sel_oh_c.eq(Mux(inval_any, inval_oh, lru_oh)),
-                         code_c.eq(ACTION_CODES["alloc"])]
+            m.d.comb += [sel_oh_c.eq(alloc_oh), code_c.eq(ACTION_CODES["alloc"])]
         sel_oh = Signal(N, name="p3_sel_oh")
         code = Signal(2, name="p3_code")
-        sel = Signal(range(max(N, 2)), name="p3_sel")
         m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c)]
-        m.d.sync += sel.eq(Cat(*[Cat(*[sel_oh_c[i] for i in range(N) if (i >> b) & 1]).any()
-                                 for b in range(len(sel))]))
-        # targets are only issued on confirm, whose stride is the confirming entry's
-        tgt_stride = Signal(signed(self.stride_bits), name="p3_tgt_stride")
-        acc = Const(0, self.stride_bits)
-        for i in range(N):
-            acc = acc | Mux(conf_oh[i], stride[i].as_unsigned(), 0)
-        m.d.sync += tgt_stride.eq(acc)
 
-        # P4: table update (with the push of the job)
-        sel_rank = Signal(rank_w)
-        racc = Const(0, rank_w)
+        # P4: entry number and stride for the job (the stride matters only on confirm,
+        # where the chosen entry is the confirming one); table update with the push
+        sel = Signal(range(max(N, 2)), name="p4_sel")
+        m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
+                                 for b in range(len(sel))]))
+        tgt_stride = Signal(signed(self.stride_bits), name="p4_tgt_stride")
+        sacc = Const(0, self.stride_bits)
         for i in range(N):
-            racc = racc | Mux(sel_oh[i], rank[i], 0)
-        m.d.comb += sel_rank.eq(racc)
+            sacc = sacc | Mux(sel_oh[i], stride[i].as_unsigned(), 0)
+        m.d.comb += tgt_stride.eq(sacc)
         is_train = code == ACTION_CODES["train"]
         is_alloc = code == ACTION_CODES["alloc"]
         with m.If(push):
             for i in range(N):
                 with m.If(sel_oh[i]):
-                    m.d.sync += [valid[i].eq(1), last[i].eq(key), rank[i].eq(N - 1)]
+                    m.d.sync += [valid[i].eq(1), last[i].eq(key), rank[i].eq(N - 1),
+                                 lo[i].eq(key - win), hi[i].eq(key + win)]
                     with m.If(is_train):
                         m.d.sync += stride[i].eq(diff[i])
                     with m.Elif(is_alloc):
                         m.d.sync += stride[i].eq(0)
-                with m.Elif(rank[i] > sel_rank):
+                with m.Elif(Cat(*[sel_oh[j] & older[i, j] for j in range(N) if j != i])
+                            .any()):
                     m.d.sync += rank[i].eq(rank[i] - 1)
         self._st = (valid, last, stride, rank)  # for white-box tests
         return sel, code, tgt_stride
@@ -399,7 +457,7 @@ class PageCache(wiring.Component):
         m.submodules.tags = mem
         self._mem = mem  # for white-box tests (final tag state)
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
+        rp = mem.read_port(domain="comb")     # LUT RAM: see the module docstring
 
         # -- output buffers: two entries each, so that "room" is a register (the second
         #    entry is empty) and never depends on the port's ready in the same cycle
@@ -462,10 +520,10 @@ class PageCache(wiring.Component):
                      queue.w_data.eq(job_in), queue.w_en.eq(pf_push)]
         head = self.job_layout(queue.r_data)
 
-        # -- cache operations: C0 read issue, C1 row register, C2 tag compare,
-        #    C3 hit / victim / new row, C4 write back + outputs (+ next C0)
+        # -- cache operations: C0 read (row registered at its end), C1 tag compare,
+        #    C2 hit / victim / new row, C3 write back + outputs (= the next C0)
         active = Signal()                       # an operation is in progress
-        c1, c2, c3, c4 = (Signal(name=f"c_stage{k}") for k in range(1, 5))
+        c1, c2, c3 = (Signal(name=f"c_stage{k}") for k in range(1, 4))
         op_line = Signal(L)                     # line of the current operation
         op_demand = Signal()                    # current operation is the demand look-up
         pf_left = Signal(range(D + 1))          # targets still to examine after this one
@@ -473,24 +531,40 @@ class PageCache(wiring.Component):
         acc = Signal(self.resp_layout)          # response fields gathered so far
         tag = op_line[sb:]
         set_idx = op_line[:sb]
+        nxt_shape = signed(max(L, self.stride_bits) + 2)
+        nxt = Signal(nxt_shape, name="c_nxt")   # op_line + op_stride, loaded with op_line
+        nxt2 = Signal(nxt_shape, name="c_nxt2")  # nxt + op_stride
+        head_nxt = Signal(nxt_shape, name="c_head_nxt")  # queue head: line + stride
+        m.d.sync += [nxt2.eq(nxt + op_stride), head_nxt.eq(head.line + head.stride)]
 
-        # C1: RAM row into a register; next target address
+        complete = Signal(name="c_complete")    # a register, see C2
+        start = Signal()                        # the queue head's demand read is issued
+        issue_next = Signal()                   # the next target's read is issued
+        issue = Signal()
+        head_stable = Signal()                  # the head was already there last cycle
+        m.d.sync += head_stable.eq(queue.r_rdy & ~queue.r_en)
+
+        # C0: asynchronous read at the registered address; the row written in this same
+        # cycle (by the completing operation) is forwarded
         row = Signal(self.row_layout, name="c_row")
-        nxt = Signal(signed(max(L, self.stride_bits) + 2), name="c_nxt")
-        with m.If(c1):
-            m.d.sync += row.eq(rp.data)
-        m.d.sync += nxt.eq(op_line + op_stride)
-        # C2: tag compare
+        rd_addr = Signal(range(S), name="c_rd_addr")
+        new_row = Signal(self.row_layout, name="c_new_row")
+        write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
+        fwd = Signal()
+        m.d.comb += [rp.addr.eq(rd_addr),
+                     fwd.eq(complete & write_row & (set_idx == rd_addr))]
+        with m.If(issue):
+            m.d.sync += row.eq(Mux(fwd, new_row, rp.data))
+        # C1: tag compare; is there a next target
         match = Signal(W, name="c_match")
         has_next = Signal(name="c_has_next")
         m.d.sync += [
             match.eq(Cat(*[row[j].valid & (row[j].tag == tag) for j in range(W)])),
             has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))),
         ]
-        # C3: hit, LRU rotation / fill, victim
+        # C2: hit, LRU rotation / fill, victim
         hit = Signal(name="c_hit")
         pf_flag = Signal(name="c_pf_flag")
-        new_row = Signal(self.row_layout, name="c_new_row")
         ev_valid = Signal(name="c_ev_valid")
         ev_pf = Signal(name="c_ev_pf")
         ev_line = Signal(L, name="c_ev_line")
@@ -504,7 +578,6 @@ class PageCache(wiring.Component):
         ]
         need_fetch = Signal(name="c_need_fetch")   # demand miss: push a fetch
         need_pf = Signal(name="c_need_pf")         # target not resident: push a prefetch
-        write_row = Signal(name="c_write_row")     # the row changes (all but resident targets)
         m.d.sync += [need_fetch.eq(op_demand & ~hit_c), need_pf.eq(~op_demand & ~hit_c),
                      write_row.eq(op_demand | ~hit_c)]
         # entry j takes entry j+1 iff the line sits at or below j (hit) or on a fill; a
@@ -514,24 +587,31 @@ class PageCache(wiring.Component):
             m.d.sync += new_row[j].eq(Mux(shift, row[j + 1], row[j]))
         m.d.sync += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
                      new_row[W - 1].tag.eq(tag)]
+        # The read address register holds the set of whatever would be issued next (the
+        # next target while one is pending, else the queue head).
+        m.d.sync += rd_addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))
 
-        # C4: complete when the outputs it pushes have room.  ``complete`` is a register:
-        # computed in the cycle before from the C3 results and the buffers' next state.
-        resp_p, resp_push, resp_free = outs["resp"]
-        fetch_p, fetch_push, fetch_free = outs["fetch"]
-        pf_p, pfo_push, pfo_free = outs["prefetch"]
-        complete = Signal()
+        # C3: complete when the outputs it pushes have room.  ``complete`` is a register,
+        # computed in the cycle before from the C2 results and the buffers' next state.
+        resp_p, resp_push, resp_room = outs["resp"]
+        fetch_p, fetch_push, fetch_room = outs["fetch"]
+        pf_p, pfo_push, pfo_room = outs["prefetch"]
         last_done = Signal()
-        start = Signal()                        # the queue head's demand read is issued
-        head_stable = Signal()                  # the head was already there last cycle
-        m.d.sync += head_stable.eq(queue.r_rdy & ~queue.r_en)
         m.d.comb += [
-            # (head_stable implies init_done and a non-empty queue)
             last_done.eq(complete & ~has_next),
+            # (head_stable implies init_done and a non-empty queue)
             start.eq(head_stable & (~active | last_done)),
+            issue_next.eq(complete & has_next),
+            issue.eq(start | issue_next),
             queue.r_en.eq(start),
             self.busy.eq(~init_done),
         ]
+        c3_next = Signal()
+        m.d.comb += c3_next.eq(c2 | (c3 & ~complete))
+        m.d.sync += [c1.eq(issue), c2.eq(c1), c3.eq(c3_next),
+                     complete.eq(c3_next & (hit_c | op_demand | pfo_room)
+                                 & (hit_c | ~op_demand | fetch_room)
+                                 & (has_next | resp_room))]
 
         # response as it stands after this operation
         cur = Signal(self.resp_layout)
@@ -543,8 +623,7 @@ class PageCache(wiring.Component):
         with m.Else():
             m.d.comb += cur.prefetches.eq(acc.prefetches + need_pf)
 
-        # -- RAM ports
-        # (address and data never depend on this cycle's handshakes, only the enable does)
+        # -- RAM write port (address and data never depend on this cycle's handshakes)
         with m.If(~init_done):
             m.d.sync += clr_ptr.eq(clr_ptr + 1)
             with m.If(clr_ptr == S - 1):
@@ -552,27 +631,13 @@ class PageCache(wiring.Component):
         m.d.comb += [wp.en.eq(~init_done | (complete & write_row)),
                      wp.addr.eq(Mux(init_done, set_idx, clr_ptr)),
                      wp.data.eq(Mux(init_done, new_row, 0))]
-        # The read address is a register holding the set of the operation that would be
-        # issued next (the next target while one is pending, else the queue head), so
-        # neither the RAM address nor the read data depends on this cycle's handshakes.
-        # The read port runs every cycle; C1 keeps the row read in the issuing cycle.
-        issue_next = Signal()
-        rd_addr = Signal(range(S), name="c_rd_addr")
-        m.d.sync += rd_addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))
-        m.d.comb += [issue_next.eq(complete & has_next),
-                     rp.en.eq(1), rp.addr.eq(rd_addr)]
 
         # -- sequencing
-        c4_next = Signal()
-        m.d.comb += c4_next.eq(c3 | (c4 & ~complete))
-        m.d.sync += [c1.eq(issue_next | start), c2.eq(c1), c3.eq(c2), c4.eq(c4_next),
-                     complete.eq(c4_next & (hit_c | op_demand | pfo_free)
-                                 & (hit_c | ~op_demand | fetch_free)
-                                 & (has_next | resp_free))]
         with m.If(complete):
             m.d.sync += acc.eq(cur)
             with m.If(has_next):
-                m.d.sync += [op_line.eq(nxt), op_demand.eq(0), pf_left.eq(pf_left - 1)]
+                m.d.sync += [op_line.eq(nxt), nxt.eq(nxt2), op_demand.eq(0),
+                             pf_left.eq(pf_left - 1)]
             with m.Else():
                 m.d.sync += active.eq(0)
             with m.If(op_demand):
@@ -598,7 +663,7 @@ class PageCache(wiring.Component):
 
         with m.If(start):
             m.d.sync += [
-                active.eq(1), op_line.eq(head.line), op_demand.eq(1),
+                active.eq(1), op_line.eq(head.line), nxt.eq(head_nxt), op_demand.eq(1),
                 pf_left.eq(Mux(head.action == ACTION_CODES["confirm"], D, 0)),
                 op_stride.eq(head.stride),
                 acc.eq(0), acc.line.eq(head.line), acc.stream.eq(head.stream),
