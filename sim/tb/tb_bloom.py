@@ -9,6 +9,10 @@ accepting a response), ``p_clear`` (probability of a clear before an id), ``id_p
 from an accepted id to its response), ``flip_expected`` (index of a
 response whose golden ``hit`` is inverted on purpose: the run must then fail; -1 = off).
 
+The filter never stalls its pipeline on ``resp.ready``: with ``p_ready < p_valid`` its
+response buffer fills and ``req.ready`` falls (credit flow control), which this testbench
+exercises together with the read-modify-write forwarding and the epoch clears.
+
 The golden twin is :class:`proxima.golden.bloom.BloomFilter` built from ``PROXIMA_CFG``;
 the requests and clears are applied to it in accepted order and every response (hit, id) is
 compared with exact equality; the number of responses is checked too.

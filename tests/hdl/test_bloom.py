@@ -289,8 +289,11 @@ def test_clear_blocks_requests_and_mutated_golden_is_detected():
 
 # ---- cocotb on the generated Verilog (Verilator) ----------------------------------------
 @pytest.mark.rtl
-@pytest.mark.parametrize("name", ["tiny", "default"])
+@pytest.mark.parametrize("name", ["default"])
 def test_cocotb_bloom_10k_random(name):
+    """10k random ids with clears and stalls, and the full-rate test, on the Verilog of the
+    default preset (16 LUT-RAM sub-banks per bank; the tiny preset is covered by the
+    stress run below)."""
     from proxima.sim.runner import run_cocotb
     cfg = preset(name)
     dut = BloomFilter(cfg)
@@ -303,15 +306,16 @@ def test_cocotb_bloom_10k_random(name):
 
 @pytest.mark.rtl
 def test_cocotb_bloom_epoch_wrap_stress():
-    """2-bit epochs, 16-bit words, a clear every ~3 ids: the clear gate and the scrubber
-    are exercised thousands of times on the Verilog."""
+    """2-bit epochs, 16-bit words (2 LUT-RAM sub-banks), a clear every ~3 ids, a consumer
+    slower than the producer: the clear gate, the scrubber, the response buffer and the
+    credit counter are exercised thousands of times on the Verilog."""
     from proxima.sim.runner import run_cocotb
     cfg = preset("tiny")
     res = run_cocotb(lambda: BloomFilter(cfg, epoch_bits=2, word_bits=16), "proxima_bloom",
                      "proxima.sim.tb.tb_bloom", cfg=cfg, build_name="bloom_tiny_e2w16",
                      testcase="random_ops_with_stalls",
                      parameters={"transactions": 10_000, "p_clear": 0.3, "id_pool": 8,
-                                 "depth": 32, "p_ready": 0.9, "p_valid": 0.9})
+                                 "depth": 32, "p_ready": 0.6, "p_valid": 0.9})
     assert res.tests == 1 and res.failed == 0
 
 
