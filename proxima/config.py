@@ -189,7 +189,10 @@ class BloomConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     queues: int = 4  # search queues (queries in flight)
-    sorter_n: int = 64  # bitonic sorter inputs (power of two)
+    # bitonic sorter inputs (power of two).  32 in the default (FPGA) preset: a fully
+    # pipelined 64-input sorter of 40-bit keys needs ~83k LUT4, all of an ECP5-85F; the
+    # list of search.L = 64 is merged in two chunks of 32 (see merge_passes)
+    sorter_n: int = 32
     pq_codes_per_cycle: int = 4
     exact_lanes: int = 4  # MACs in the exact-distance unit
     clock_mhz: float = 100.0
@@ -370,6 +373,18 @@ class ProximaConfig:
     @property
     def pq_code_bytes(self) -> int:
         return self.pq.M * self.pq.code_bits // 8
+
+    @property
+    def sorter_depth(self) -> int:
+        """Stages of the bitonic network of ``engine.sorter_n = 2**s`` inputs: ``s (s + 1) / 2``."""
+        s = self.engine.sorter_n.bit_length() - 1
+        return s * (s + 1) // 2
+
+    @property
+    def sorter_latency(self) -> int:
+        """Cycles of one pass through the RTL sorter (``hdl/sorter.py``): two register
+        levels per network stage (swap decisions, then the swapped keys)."""
+        return 2 * self.sorter_depth
 
     @property
     def list_chunks(self) -> int:

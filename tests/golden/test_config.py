@@ -44,7 +44,7 @@ def test_default_widths_by_hand():
     ({"vec": {"dim": 100}}, "divisible by pq.M"),
     ({"search": {"k": 100}}, "search.k"),
     ({"search": {"r": 0}}, "search.r"),
-    ({"search": {"L": 96}}, "multiple of it"),
+    ({"search": {"L": 80}}, "multiple of it"),
     ({"engine": {"sorter_n": 48}}, "power of two"),
     ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
     ({"nand": {"page_bytes": 1000}}, "page_bytes"),
@@ -65,8 +65,8 @@ def test_list_longer_than_the_sorter_is_cut_into_chunks():
 
 
 def test_override_strings():
-    cfg = preset("default").override(["search.L=48", "search.beta=1.1", "layout.reorder=false"])
-    assert cfg.search.L == 48 and cfg.search.beta == 1.1 and cfg.layout.reorder is False
+    cfg = preset("default").override(["search.L=96", "search.beta=1.1", "layout.reorder=false"])
+    assert cfg.search.L == 96 and cfg.search.beta == 1.1 and cfg.layout.reorder is False
     for bad in ["search.L", "nosuch.x=1", "search.nosuch=1", "search.L=abc"]:
         with pytest.raises(ConfigError):
             preset("default").override([bad])
