@@ -115,6 +115,11 @@ class BitonicSorter(wiring.Component):
         Chunks of the comparison (1..key_bits; with ``register_swap``).
     swap_copies : int
         Registered copies of each swap decision (1..4; with ``register_swap``).
+    compare_copy : bool
+        Level B also registers a second copy of every key (initial value all ones, so
+        that yosys keeps it apart) that feeds only the next stage's comparators, so the
+        placer can put it next to the carry chain (``n key_bits`` more registers per
+        stage).  Default off; not yet measured.
 
     Attributes
     ----------
@@ -125,7 +130,8 @@ class BitonicSorter(wiring.Component):
     MAX_SWAP_COPIES = 4
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
-                 register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2):
+                 register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2,
+                 compare_copy: bool = False):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -144,6 +150,7 @@ class BitonicSorter(wiring.Component):
         self.register_swap = bool(register_swap)
         self.compare_chunks = int(compare_chunks)
         self.swap_copies = int(swap_copies)
+        self.compare_copy = bool(compare_copy)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
         groups = math.ceil(self.depth / self.stages_per_reg)
@@ -169,6 +176,7 @@ class BitonicSorter(wiring.Component):
         ]
 
         keys = [self.i.payload[k] for k in range(n)]
+        cmp_keys = keys          # what the comparators read (compare_copy: a copy of keys)
         valid = self.i.valid
         level = 0
 
@@ -190,7 +198,7 @@ class BitonicSorter(wiring.Component):
         def swap_condition(lo, hi, ascending):
             """(swap, no_swap) of a CE on the current keys; swap = x > y with
             (x, y) = (key[lo], key[hi]) ascending, (key[hi], key[lo]) descending."""
-            x, y = (keys[lo], keys[hi]) if ascending else (keys[hi], keys[lo])
+            x, y = (cmp_keys[lo], cmp_keys[hi]) if ascending else (cmp_keys[hi], cmp_keys[lo])
             if c == 1:
                 # written with < and >= : in yosys' ECP5 mapping these are a bare carry
                 # chain, while > and <= add a LUT equality tree after the chain
@@ -238,6 +246,7 @@ class BitonicSorter(wiring.Component):
                         extra.append((f"ce{e}_swap{r}" + ("_n" if inverted else ""),
                                       nsw if inverted else sw, r & 1))
                 keys, xregs, valid = register(keys, valid, extra)
+                cmp_keys = keys
 
                 def swap_of(e, r, xregs=xregs):
                     q = xregs[e * copies + r]
@@ -248,8 +257,15 @@ class BitonicSorter(wiring.Component):
                 def swap_of(e, r, conds=conds):
                     return conds[e]
             keys = exchange(stage, swap_of)
+            cmp_keys = keys
             if last:
-                keys, _, valid = register(keys, valid)
+                if self.compare_copy and s != self.depth - 1:
+                    ones = (1 << w) - 1
+                    keys, cmp_keys, valid = register(
+                        keys, valid, [(f"c{k}", x, ones) for k, x in enumerate(keys)])
+                else:
+                    keys, _, valid = register(keys, valid)
+                    cmp_keys = keys
         assert level == self.latency
         m.d.comb += self.o.valid.eq(valid)
         m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]

