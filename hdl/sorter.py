@@ -42,6 +42,11 @@ Default ``c = 1``.
 ``register_swap=False`` is the earlier structure: compare, swap and register in one cycle
 per group (level B only; ``compare_chunks`` is still honoured, ``swap_copies`` unused).
 
+``compare_copy`` (off by default, not yet measured on the FPGA) makes level B register
+every key twice: the copy with initial value all ones (so that yosys keeps it apart)
+feeds only the next stage's comparators, so the placer can put it next to the carry
+chain and move the long route in front of it into level B, which has slack.
+
 ``stages_per_reg = g`` cuts the network into groups of ``g`` consecutive stages: level A
 follows the comparators of the first stage of a group, level B the multiplexers of its
 last stage (the other stages of the group are combinational compare-exchanges between
@@ -52,9 +57,11 @@ straight from the last register level) is
 ``latency = 2 G`` cycles with ``register_swap`` (default), ``G`` without.
 
 Default options: N = 16: S = 10, latency 20; N = 32: S = 15, latency 30; N = 64: S = 21,
-latency 42.  Cells per CE (40-bit keys): 20 CCU2C, 80 multiplexer LUT4s, one inverter
-LUT4; registers: ``2 S n w`` key bits, ``S (n / 2) swap_copies`` decision copies and
-``2 S`` valid bits (N = 32: 38,400 + 960 + 30).
+latency 42.  Cells per CE (40-bit keys): 20 CCU2C and 80 multiplexer LUT4s (plus one
+inverter LUT4 with more than 2 copies); registers: ``2 S n w`` key bits,
+``S (n / 2) swap_copies`` decision copies and ``2 S`` valid bits (N = 32: 38,400 + 480 +
+30; synthesised with the serial-I/O wrapper of fpga/resources.py: 20,483 LUT4 + 4,800
+CCU2C = 30,083 LUT4, 42,756 FF).
 
 Back-pressure
 -------------
@@ -116,10 +123,8 @@ class BitonicSorter(wiring.Component):
     swap_copies : int
         Registered copies of each swap decision (1..4; with ``register_swap``).
     compare_copy : bool
-        Level B also registers a second copy of every key (initial value all ones, so
-        that yosys keeps it apart) that feeds only the next stage's comparators, so the
-        placer can put it next to the carry chain (``n key_bits`` more registers per
-        stage).  Default off; not yet measured.
+        Level B also registers a copy of every key for the next stage's comparators
+        (``n key_bits`` more registers per stage; see the module docstring).
 
     Attributes
     ----------
