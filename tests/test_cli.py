@@ -61,5 +61,5 @@ def test_bad_inputs_exit_2_with_a_message(built, tmp_path, capsys):
     assert main(["build-index", "--base", str(trunc), "-o", str(tmp_path / "x.pxi")]) == 2
     assert "error" in capsys.readouterr().err
     assert main(["build-index", "--base", str(base), "-o", str(tmp_path / "y.pxi"),
-                 "--set", "search.L=100000"]) == 2
+                 "--set", "search.L=100001"]) == 2
     assert not (tmp_path / "y.pxi").exists()
