@@ -169,9 +169,13 @@ class BloomFilter(wiring.Component):
         Width of the per-word epoch tag (>= 1).  More bits allow more clears per sweep.
     word_bits : int, optional
         Filter bits per RAM word, a power of two dividing ``bank_bits``.
+    ram : str
+        ``"lut"`` (default): each bank is made of 16-word LUT-RAM sub-banks, each with its
+        own output register; ``"block"``: one block RAM per bank (see "Storage").
     ram_regs : int
-        Plain registers between the block RAM's output latch and the first logic (>= 1;
-        default 2: the RAM's clock-to-out is slow, the first register can sit next to it).
+        Registers after the RAM output register before the tag check (>= 2, default 2):
+        the first holds the sub-bank mux (``"lut"``) or sits next to the block RAM
+        (``"block"``), the last one feeds the registered tag check.
     out_depth : int, optional
         Entries of the response buffer (= the most ids in flight), >= ``latency + 1`` for
         one id per cycle; default: the next power of two >= ``latency + 2``.
@@ -179,15 +183,15 @@ class BloomFilter(wiring.Component):
     Attributes
     ----------
     k, bank_bits, word_bits, depth (words per bank), epoch_bits, latency (cycles from an
-    accepted id to its response, with ``resp.ready`` high), ram_regs, window (read-to-write
-    distance in cycles), hash_stages (1, or 2 when
-    ``bank_bits`` is not a power of two), out_depth, init_cycles (cycles from the end of
-    reset to the first cycle with ``req.ready`` high), q (the ``(k, id_bits)`` H3 matrix as
-    Python ints), word_layout.
+    accepted id to its response, with ``resp.ready`` high), ram, sub_depth (words per RAM
+    instance), ram_regs, chk_stage, window (read-to-write distance in cycles), hash_stages
+    (1, or 2 when ``bank_bits`` is not a power of two), out_depth, init_cycles (cycles from
+    the end of reset to the first cycle with ``req.ready`` high), q (the ``(k, id_bits)`` H3
+    matrix as Python ints), word_layout.
     """
 
     def __init__(self, cfg: ProximaConfig, *, epoch_bits: int = 4, word_bits: int | None = None,
-                 ram: str = "lut", ram_regs: int | None = None,
+                 ram: str = "lut", ram_regs: int = 2,
                  out_depth: int | None = None):
         b = cfg.bloom
         self.cfg = cfg
@@ -214,13 +218,12 @@ class BloomFilter(wiring.Component):
         self.ram = ram
         self.sub_depth = (LUT_DEPTH if ram == "lut" and self.depth > LUT_DEPTH
                           and self.depth % LUT_DEPTH == 0 else self.depth)
-        if ram_regs is None:
-            ram_regs = 2
         if int(ram_regs) < 2:
             raise BloomError(f"ram_regs must be >= 2, got {ram_regs}")
         self.ram_regs = int(ram_regs)
-        #: stage of the tag check (c0 reads, c1 is the RAM output latch, then ram_regs
-        #: plain registers), of the new word, and of the write (= read-to-write distance)
+        # c0 reads, c1 is the RAM output register, then ram_regs registers; the tag check
+        # is registered into stage chk, the current bits into chk+1, the write is in
+        # chk+2 = window (the read-to-write distance)
         self.chk_stage = 1 + self.ram_regs
         self.window = self.chk_stage + 2
         # accept -> stage a -> (m) -> c0 .. c<window> (response into the buffer)
