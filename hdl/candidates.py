@@ -28,9 +28,10 @@ Interface of :class:`CandidateListRTL`
             DUMP      3   stream all ``L`` slots on ``dbg`` (debug / verification)
             ========  ==  =================================================================
 
-            ``cmd.ready`` is a register-only function: low while a merge, a select or a
-            dump runs and while a ``resp`` beat waits, so commands take effect strictly in
-            order.  The INSERT beats of one batch must not be interleaved with other
+            ``cmd.ready`` is one register: cleared by every accepted command except a
+            non-final INSERT beat, set again when that command is done (merge finished,
+            response taken, dump finished, reset applied), so commands take effect strictly
+            in order.  The INSERT beats of one batch must not be interleaved with other
             commands (a RESET drops a partial batch).
 ``resp``    ``Out(stream{found, pos, id, key})``: one beat per SELECT (registered).
             ``found = 0`` (with ``pos = id = key = 0``) when no entry among the first
@@ -38,13 +39,18 @@ Interface of :class:`CandidateListRTL`
 ``dbg``     ``Out(stream{pos, key, expanded, last})``, registered: slots ``0 .. L-1`` after a
             DUMP (empty slots: ``key`` all ones, ``expanded = 0``), ``last`` on slot ``L-1``.
 ``length``  ``Out``: entries in the list.  ``error``: ``Out(1)``, sticky batch overflow.
-``sort_req``   ``Out(stream(ArrayLayout(ext_bits, n)))``: a vector of ``n`` extended keys to
-               sort (payload straight from a register).
-``sort_resp``  ``In(stream(ArrayLayout(ext_bits, n)))``: the sorted vectors, element 0 the
-               smallest, one per request and in request order (any latency, including a
-               response in the cycle its request is accepted; any number of idle cycles).
-               ``sort_resp.ready`` is high throughout a merge, so the list never stalls the
-               sorter; outside a merge no response may arrive.
+``sort_req``   ``Out(stream(ArrayLayout(unsigned(ext_bits), n)))``: a vector of ``n``
+               extended keys to sort (payload straight from a register, ``valid`` too).
+``sort_resp``  ``In(stream(ArrayLayout(unsigned(ext_bits), n)))``: the sorted vectors,
+               element 0 the smallest, one per request and in request order, with any
+               latency (a response may even come in the cycle its request is accepted) and
+               any gaps.  ``sort_resp.ready`` is high throughout a merge (a register), so the
+               list never stalls the sorter; outside a merge no response may arrive.
+
+In the engine the ``sort_req`` of the queues' lists go through an arbiter into the one
+shared sorter and its output is routed back to the list that asked (each list has at most
+two requests in flight); a list needs the sorter for ``merge_passes`` accepted requests per
+insert.
 
 Extended keys and storage
 -------------------------
@@ -52,7 +58,9 @@ The list lives in ``L`` registers of ``ext_bits = sort_key_bits + 1`` bits: the 
 key* ``(key << 1) | expanded`` (empty slot: all ones).  Extended keys order exactly like keys
 (ids are unique in a list, so two entries never share a key) and carry the flag through the
 sorter, whose key is one bit wider than the engine's sort key (:attr:`sort_cfg`: ``cfg``
-with ``engine.id_bits + 1``; this needs ``id_bits <= 31``).
+with ``engine.id_bits + 1``; this needs ``id_bits <= 31``).  Besides the list: the carry
+(``n`` registers, loaded only from ``sort_resp``) and the request register (``n``; the new
+keys of a batch are shifted into it).
 
 Merge (``n = engine.sorter_n``; ``L <= n`` or ``L = j n``, ``j = cfg.list_chunks``; ``R <=
 n``; checked by the configuration)
@@ -70,38 +78,49 @@ keys (flag 0) into the request register, pre-filled with all ones.  After the la
    request ``Y_t = (max(A_t[i], C[n-1-i]))_i`` right after it (the ``n`` largest of ``A_t U
    C``); its sorted response is the next carry.  The last chunk's maxima fall off the list.
 
-That is ``cfg.merge_passes = 2 j`` requests (2 when ``L <= n``); ``X_t`` and ``Y_t`` are
-sent back to back (``Y_t`` is loaded into the request register when ``X_t`` is accepted, so
-the response to ``X_t`` may overwrite ``A_t`` at any time after).  ``len = min(L, len +
-batch)``.
+That is ``cfg.merge_passes = 2 j`` requests (2 when ``L <= n``).  ``len = min(L, len +
+batch)``.  Details that keep the clock high and the merge exact:
+
+* the decisions ``lt_i = A_t[i] < C[w-1-i]`` are registered every cycle straight from the
+  comparators' carry chains (two copies each, the second inverted so that yosys keeps it,
+  each driving half of the key bits); ``X_t`` is loaded into the request register two
+  cycles after the carry;
+* ``Y_t`` is loaded into the request register in the cycle ``X_t`` is accepted, so the
+  response to ``X_t`` may change ``A_t`` at any time after;
+* the chunks rotate instead of being multiplexed: the response ``X_t`` enters the last
+  physical chunk while the others move down one, so physical chunk 0 is always the chunk
+  being merged, and after the ``j``-th response the order is the list order again.
 
 Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
-``(j + 1) * lat + 3 j + 1 = (merge_passes / 2 + 1) * lat + 3 merge_passes / 2 + 1`` cycles
-after the last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 4`` for one
-chunk (``tiny``: lat = 10, 24 cycles), ``3 lat + 7`` for two (``default`` with
-``sorter_n = 32``: lat = 15, 52 cycles).  Stalls of the sorter add to this one for one.
-The sorter is busy with this list for ``merge_passes`` accepted requests per insert only.
+``(j + 1) lat + 4 j + 1 = (merge_passes / 2 + 1) lat + 2 merge_passes + 1`` cycles after the
+last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 5`` for one chunk,
+``3 lat + 9`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
+pipelining, latency 30: 99 cycles).  Stalls of the sorter add to this one for one.
 
-SELECT is pipelined (:attr:`CandidateListRTL.select_latency` = 4: accepted in cycle ``a``,
-``resp.valid`` in cycle ``a + 4``): (1) register the mask ``i < T``; (2) isolate the lowest
-unexpanded masked slot, ``first = cand & (~cand + 1)`` (one ``L``-bit carry chain); (3)
-encode its position (OR trees), set its flag; (4) read the key through the ``L``-way read
-multiplexer that DUMP shares, register the response.  The engine issues one SELECT per
-expansion, against an insert of tens of cycles, so the 3 extra cycles are harmless.
+SELECT is pipelined, :attr:`CandidateListRTL.select_latency` = 6 (accepted in cycle ``a``,
+``resp.valid`` in cycle ``a + 6``; the next command can be accepted in the cycle after the
+response is taken): (accept) register the mask ``i < T``; (1) in every group of 8 slots, the
+lowest masked unexpanded one (one-hot) and whether there is one; (2) keep that of the lowest
+such group; (3) encode its position (OR trees), set its flag; (4, 5) read the key through
+the two-level read multiplexer that DUMP shares (``2**ceil(b/2)``-way per group, then across
+groups, ``b`` = position bits), register the response.  The engine issues one SELECT per
+expansion, against an insert of about a hundred cycles and the neighbour fetch, so the
+extra cycles are harmless.  RESET takes two cycles (the other slots are cleared in the
+second, from a register, to keep the clear's fan-out off the command input).
 
-DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high, the first valid two cycles
-after the command is accepted.
+DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high (the read pipeline stalls
+with it), the first valid three cycles after the command is accepted.
 
 Area
 ----
-``L + 2 n`` registers of ``ext_bits`` (list, carry, request) plus ``n`` comparators of
-``ext_bits`` bits (min/max), a ``j``-way chunk multiplexer, the ``L``-way read multiplexer and
-the select logic; no sorter.  Measured (``python -m proxima.fpga.resources candidates
---preset default --set engine.sorter_n=32``, ``L = 64``, ``n = 32``, 41-bit extended keys,
-ECP5-85F, 2026-11-22): see the report of the lead (docs/RESOURCES.md).
+``L + 2 n`` registers of ``ext_bits`` (list, carry, request) plus ``2 w`` decision
+registers, ``w`` comparators of ``ext_bits`` bits, the request and list input multiplexers,
+the read multiplexer and the select logic; no sorter.  Measured with ``python -m
+proxima.fpga.resources candidates --preset default --set engine.sorter_n=32`` (``L = 64``,
+``n = 32``, 41-bit extended keys, ECP5-85F): MEASURED_FIGURES
 """
 
 from __future__ import annotations
@@ -199,7 +218,7 @@ class CandidateListRTL(wiring.Component):
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
         latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
         j = self.chunks
-        return (j + 1) * int(sorter_latency) + 4 * j + 1
+        return (j + 1) * int(sorter_latency) + 6 * j + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -348,67 +367,95 @@ class CandidateListRTL(wiring.Component):
         tq = Signal(range(j))                 # chunk of the request side
         rt = Signal(range(j))                 # chunk of the response side
         c_fresh = Signal()                    # carry loaded: lt is valid in the next cycle
-        x_due = Signal()                      # lt valid: load X
+        x_due = Signal()                      # lt valid: load X into the request register
+        y_due = Signal()                      # X accepted: load Y into the request register
+        # every wide register update below is enabled by a register (no logic between the
+        # enable's flip-flop and its fan-out): INSERT beats and sorter responses are
+        # registered first and applied one cycle later
+        ins_v = Signal()                      # shift ins_key into the request register
+        ins_fresh = Signal(reset_less=True)   # ... first key of a batch: the rest all ones
+        ins_key = Signal(EB, reset_less=True)
+        start = Signal()                      # last key shifted: offer S
+        rr = [Signal(EB, name=f"rr{k}", reset_less=True) for k in range(n)]
+        rr_x = Signal()                       # rr holds X_rt: rotate it into the list
+        rr_c = Signal()                       # rr holds S or Y: load the carry
+        fin = Signal()                        # rr holds the last X: the merge ends
         m.d.comb += [
             self.sort_req.valid.eq(req_valid),
             self.sort_resp.ready.eq(merging),
         ]
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
-        # request side
-        m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0)]
-        with m.If(req_valid & self.sort_req.ready):
-            with m.If((qkind == _Req.X) & (tq != j - 1)):
-                m.d.sync += [r.eq(x) for r, x in zip(req, maxs)]
-                m.d.sync += qkind.eq(_Req.Y)
-            with m.Else():
-                m.d.sync += [r.eq(ones) for r in req]
-                m.d.sync += req_valid.eq(0)
-                with m.If(qkind == _Req.Y):
-                    m.d.sync += tq.eq(tq + 1)
-        with m.Elif(x_due):
+        # request register: one source per (registered) enable
+        m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0), y_due.eq(0), ins_v.eq(0), start.eq(0)]
+        with m.If(ins_v):
+            m.d.sync += [req[k].eq(Mux(ins_fresh, ones, req[k + 1])) for k in range(n - 1)]
+            m.d.sync += req[n - 1].eq(ins_key)
+        with m.If(x_due):
             m.d.sync += [req[i].eq(mins[i] if i < w else ones) for i in range(n)]
-            m.d.sync += [req_valid.eq(1), qkind.eq(_Req.X)]
+        with m.If(y_due):
+            m.d.sync += [r.eq(x) for r, x in zip(req, maxs)]
+        # request handshake
+        with m.If(start | x_due | y_due):
+            m.d.sync += req_valid.eq(1)
+        with m.If(start):
+            m.d.sync += qkind.eq(_Req.S)
+        with m.If(x_due):
+            m.d.sync += qkind.eq(_Req.X)
+        with m.If(y_due):
+            m.d.sync += qkind.eq(_Req.Y)
+        with m.If(req_valid & self.sort_req.ready):
+            m.d.sync += req_valid.eq(0)
+            with m.If((qkind == _Req.X) & (tq != j - 1)):
+                m.d.sync += y_due.eq(1)
+            with m.If(qkind == _Req.Y):
+                m.d.sync += tq.eq(tq + 1)
 
-        # response side.  X_t (the new chunk t) enters the last physical chunk while the
-        # others move down one: physical chunk 0 is always the chunk being merged, and after
-        # the j-th X the order is the list order again.
+        # response side: register, then apply.  X_t (the new chunk t) enters the last
+        # physical chunk while the others move down one: physical chunk 0 is always the
+        # chunk being merged, and after the j-th X the order is the list order again.
+        m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
+        m.d.sync += [rr_x.eq(0), rr_c.eq(0), fin.eq(0)]
         with m.If(self.sort_resp.valid & self.sort_resp.ready):
-            payload = self.sort_resp.payload
             with m.Switch(rkind):
                 with m.Case(_Req.S, _Req.Y):
-                    m.d.sync += [carry[k].eq(payload[k]) for k in range(n)]
-                    m.d.sync += [c_fresh.eq(1), rkind.eq(_Req.X)]
+                    m.d.sync += [rr_c.eq(1), rkind.eq(_Req.X)]
                     with m.If(rkind == _Req.Y):
                         m.d.sync += rt.eq(rt + 1)
                 with m.Case(_Req.X):
-                    m.d.sync += [lst[i].eq(lst[i + w]) for i in range(L - w)]
-                    m.d.sync += [lst[L - w + i].eq(payload[i]) for i in range(w)]
+                    m.d.sync += rr_x.eq(1)
                     with m.If(rt == j - 1):
-                        total = length + ncount
-                        m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
-                                     merging.eq(0), idle.eq(1)]
+                        m.d.sync += fin.eq(1)
                     with m.Else():
                         m.d.sync += rkind.eq(_Req.Y)
+        with m.If(rr_c):
+            m.d.sync += [c.eq(r) for c, r in zip(carry, rr)]
+            m.d.sync += c_fresh.eq(1)
+        with m.If(rr_x):
+            m.d.sync += [lst[i].eq(lst[i + w]) for i in range(L - w)]
+            m.d.sync += [lst[L - w + i].eq(rr[i]) for i in range(w)]
+        with m.If(fin):
+            total = length + ncount
+            m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
+                         merging.eq(0), idle.eq(1)]
 
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)
         with m.If(rst_pend):
             m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
-            m.d.sync += [r.eq(ones) for r in req]
             m.d.sync += idle.eq(1)
         with m.If(acc_reset):
             m.d.sync += lst[0].eq(cmd.key << 1)
             m.d.sync += [length.eq(1), ncount.eq(0), rst_pend.eq(1)]
         with m.If(acc_insert):
             with m.If(ncount < R):
-                m.d.sync += [req[k].eq(req[k + 1]) for k in range(n - 1)]
-                m.d.sync += [req[n - 1].eq(cmd.key << 1), ncount.eq(ncount + 1)]
+                m.d.sync += [ins_v.eq(1), ins_fresh.eq(ncount == 0),
+                             ins_key.eq(cmd.key << 1), ncount.eq(ncount + 1)]
             with m.Else():
                 m.d.sync += error.eq(1)
             with m.If(cmd.last):
-                m.d.sync += [req_valid.eq(1), qkind.eq(_Req.S), rkind.eq(_Req.S),
-                             tq.eq(0), rt.eq(0), merging.eq(1)]
+                m.d.sync += [start.eq(1), rkind.eq(_Req.S), tq.eq(0), rt.eq(0),
+                             merging.eq(1)]
         with m.If(acc_dump):
             m.d.sync += [dcnt.eq(0), dumping.eq(1), rd_v.eq(0)]
         return m

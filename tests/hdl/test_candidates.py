@@ -41,7 +41,7 @@ def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None, model
     rnd = random.Random(seed)
     resps, dbg, accepted = [], [], []
     out = {}
-    stats = {"requests": 0, "lat0": 0, "req_stalls": 0}
+    stats = {"requests": 0, "lat0": 0, "req_stalls": 0, "dbg_cycles": []}
 
     async def bench(ctx):
         cpay = dut.cmd.payload
@@ -89,6 +89,7 @@ def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None, model
             if dr and ctx.get(dut.dbg.valid):
                 d = ctx.get(dut.dbg.payload)
                 dbg.append((d.pos, d.key, d.expanded, d.last))
+                stats["dbg_cycles"].append(cycle)
             await ctx.tick()
             cycle += 1
         out["error"] = ctx.get(dut.error)
@@ -206,8 +207,23 @@ def test_cycle_counts_fixed_latency(cfg_fn, lat):
     dut = CandidateListRTL(cfg)
     merge, select = _check_cycles(cfg, dut, model=(1.0, 1.0, lat, lat))
     j = cfg.list_chunks
-    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 4 * j + 1
+    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 6 * j + 2
     assert select == dut.select_latency + 1
+
+
+def test_dump_cycles():
+    """DUMP: first beat three cycles after the command, then one per cycle; next command
+    in the cycle after the last beat."""
+    cfg = preset("tiny")
+    L = cfg.search.L
+    beats = command_beats([("reset", _k(cfg, 3, 4)), ("select", 2)], [True, False])
+    beats += command_beats([("reset", 9)], False)
+    _, dbg, acc, _, _, stats = _simulate(cfg, beats, 1, L, 1.0, 1.0, 0,
+                                         dut=CandidateListRTL(cfg), model=_MODEL)
+    cyc = stats["dbg_cycles"]
+    assert cyc[0] - acc[1] == 3 and cyc == list(range(cyc[0], cyc[0] + L))
+    assert acc[2] - cyc[-1] == 1
+    assert dbg[0] == (0, _k(cfg, 3, 4), 0, 0) and dbg[-1] == (L - 1, pad_key(cfg), 0, 1)
 
 
 def test_wrapper_by_hand_and_cycle_counts():
@@ -217,7 +233,7 @@ def test_wrapper_by_hand_and_cycle_counts():
     dut = CandidateListWithSorter(cfg)
     assert dut.sorter_latency == dut.sorter.latency
     merge, select = _check_cycles(cfg, dut)
-    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 9
+    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 14
     assert select == dut.select_latency + 1
     cmds, exp_resp, exp_dumps = _by_hand(cfg)
     _, dbg, _, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
@@ -229,7 +245,7 @@ def test_wrapper_by_hand_and_cycle_counts():
         warnings.filterwarnings("ignore", message=".*created but never used")
         grouped = CandidateListWithSorter(cfg, stages_per_reg=3)
         assert grouped.sorter.stages_per_reg == 3
-        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 9
+        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 14
         del grouped
         gc.collect()
 
@@ -264,7 +280,7 @@ def test_list_alone_has_no_sorter():
         assert type(blk) is CandidateListRTL
         assert blk.sort_req.payload.shape() == blk.sort_resp.payload.shape()
         assert len(blk.sort_req.payload.as_value()) == 32 * (cfg.sort_key_bits + 1)
-        assert blk.merge_cycles(30) == 3 * 30 + 9
+        assert blk.merge_cycles(30) == 3 * 30 + 14
         del blk
         gc.collect()
 
