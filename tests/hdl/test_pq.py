@@ -85,7 +85,7 @@ def unpack_adt(cfg, dut, beats):
 
 
 def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
-           load_codebook=True, extreme=False, tree_levels=1, ram_regs=3):
+           load_codebook=True, extreme=False, tree_levels=1, ram_regs=6):
     """Load the codebook (through cb_wr or at elaboration), then for each query: stream the
     query, compare every ADT word, stream codes, compare every distance."""
     dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels,
@@ -176,10 +176,10 @@ def test_default_codebook_at_elaboration_full_rate_build_time():
     assert res["adt_cycles"][0] == dut.build_latency == cfg.pq.M * 256 + dut.build_stages
 
 
-@pytest.mark.parametrize("tree_levels,ram_regs", [(1, 3), (2, 1)])
+@pytest.mark.parametrize("tree_levels,ram_regs", [(1, 6), (2, 1)])
 def test_rounding_and_saturation_corner(tree_levels, ram_regs):
     """adt_bits = 4 and dsub = 1: (65025 + 2048) >> 12 = 16 > 15 saturates; extreme codes;
-    one and two adder-tree levels per pipeline stage, three and one register(s) after
+    one and two adder-tree levels per pipeline stage, six and one register(s) after
     every block-RAM output."""
     cfg = preset("tiny").with_(vec={"dim": 8}, pq={"M": 8, "adt_bits": 4})
     assert cfg.adt_shift == 12
