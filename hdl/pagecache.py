@@ -72,20 +72,20 @@ ahead of the cache operations changes nothing):
 ====  ==================================================================================
 P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
 P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
-      the signed difference, ``|line - last|``, ``repeat`` (``valid & last == line``),
-      ``in window`` (``valid & last - window <= line <= last + window``) and ``confirm``
-      (``valid & stride != 0 & last + stride == line``), against bounds and a predicted
-      line kept in the table next to ``last``.
-P2    for every ordered pair ``(i, j)`` whether ``i`` beats ``j`` for the train rule
-      (``j`` out of the window, or ``i`` closer, ties to the lower index: ``N (N - 1) / 2``
-      magnitude comparators); the repeat priority (one-hot of the lowest repeating
-      entry); all registered.
+      the signed difference, ``|line - last|``, ``repeat`` (``valid & last == line``) and
+      ``in window`` (``valid & last - window <= line <= last + window``, against two
+      bounds kept in the table next to ``last``).
+P2    per entry ``confirm`` (``valid & stride != 0 & line - last == stride``); for every
+      ordered pair ``(i, j)`` whether ``i`` beats ``j`` for the train rule (``j`` out of
+      the window, or ``i`` closer, ties to the lower index: ``N (N - 1) / 2`` magnitude
+      comparators); the repeat priority (one-hot of the lowest repeating entry); all
+      registered.
 P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
       alloc entry (lowest invalid, else rank 0) and the rank order ``rank[i] > rank[j]``
       are registers computed from the table alone (it only changes at a push).
 P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
-      queue and the table is updated (``last``, its bounds and prediction, ``stride``,
-      ``valid``, ranks) in the same cycle; waits here while the queue is full.
+      queue and the table is updated (``last`` and its bounds, ``stride``, ``valid``,
+      ranks) in the same cycle; waits here while the queue is full.
 ====  ==================================================================================
 
 ``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
@@ -102,9 +102,8 @@ One operation at a time, each ``OP_CYCLES`` = 3 cycles:
 ====  ==================================================================================
 C0    issue: the read-address register holds the operation's set (it always holds the
       set of whatever would be issued next: the pending target, else the queue head);
-      the row is read and registered (taken from the write data instead if the
-      completing operation writes that set in this same cycle: a register decided in the
-      cycle before).
+      the row is read and registered (forwarded from the write port if the completing
+      operation writes that set in this same cycle).
 C1    tag compare of every way, registered; whether a next target exists (in range and
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
@@ -144,9 +143,28 @@ a buffer's own pop sees a port's ``ready`` combinationally beyond one LUT into t
 ``complete`` register.
 
 Measured on ECP5-85F (``python -m proxima.fpga.resources pagecache --preset P``, yowasp
-yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1):
+yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1; LUT4 counts the logic
+LUT4s plus two per CCU2C carry cell; the serial-I/O wrapper of the script is included):
 
-MEASURED_TABLE
+=======  =============  =====================  ====  ====  ===  ==========================
+preset   S x W, N, D    LUT4 (LUT4 + 2*CCU2C)  FF    BRAM  DSP  Fmax (single-cycle design)
+=======  =============  =====================  ====  ====  ===  ==========================
+tiny     4 x 2, 4, 2    1774 (1132 + 2*321)    1672  0     0    154.3 MHz (64.7 MHz)
+default  16 x 4, 4, 2   2518 (1670 + 2*424)    2177  0     0    155.0 MHz (64.2 MHz)
+paper    256 x 8, 8, 4  8729 (6481 + 2*1124)   3508  0     0    98.3 MHz (44.2 MHz)
+=======  =============  =====================  ====  ====  ===  ==========================
+
+The paper preset misses 150 MHz: its 256 x 208-bit tag store in LUT RAM is 832
+``DPR16X4`` cells and a 16:1 read multiplexer per bit, spread over much of the die; the
+critical path is the read address register, through the same-set forwarding compare and
+the row multiplexer, into the row register (10.2 ns, 8.5 ns of it routing).  An earlier
+variant with the store in block RAM (6 ``DP16KD``, a synchronous read and one more cycle
+per operation) reached 126.8 MHz, limited by the block RAM's 5.8 ns clock-to-output
+(yosys does not use the ``OUTREG`` output register).  Closing
+timing there needs the tag read spread over two cycles (banked LUT RAM with a registered
+first multiplexer level, or a block RAM with its output register instantiated directly);
+the cycle counts above would then depend on the preset.  Margins at 150 MHz are thin: on
+this design, P&R results of close variants ranged from 141.8 to 157.0 MHz (default).
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
@@ -345,18 +363,12 @@ class PageCache(wiring.Component):
         lo = [Signal(signed(L + 2), name=f"st_lo{i}") for i in range(N)]
         hi = [Signal(signed(L + 2), name=f"st_hi{i}") for i in range(N)]
 
-        # the predicted next line of each entry, kept with ``last``: last + stride
-        pred = [Signal(signed(L + 2), name=f"st_pred{i}") for i in range(N)]
-
-        # P1: per entry key - last, |key - last|, repeat, in window, confirm
-        dist, diff, rep, inwin, conf = [], [], [], [], []
+        # P1: per entry key - last, |key - last|, repeat, in window
+        dist, diff, rep, inwin = [], [], [], []
         for i in range(N):
             w = Signal(name=f"p1_win{i}")
             m.d.sync += w.eq(valid[i] & (key >= lo[i]) & (key <= hi[i]))
             inwin.append(w)
-            cf = Signal(name=f"p1_conf{i}")
-            m.d.sync += cf.eq(valid[i] & (stride[i] != 0) & (pred[i] == key))
-            conf.append(cf)
             up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
             down = Signal(L + 1, name=f"st_down{i}")  # last - key
             m.d.comb += [up.eq(key - last[i]), down.eq(last[i] - key)]
@@ -387,7 +399,12 @@ class PageCache(wiring.Component):
                     older[i, j] = Signal(name=f"p_older{i}_{j}")
                     m.d.sync += older[i, j].eq(rank[i] > rank[j])
 
-        # P2: pairwise "i beats j" for the train rule, repeat priority
+        # P2: confirm, pairwise "i beats j" for the train rule, repeat priority
+        conf = []
+        for i in range(N):
+            cf = Signal(name=f"p2_conf{i}")
+            m.d.sync += cf.eq(valid[i] & (stride[i] != 0) & (diff[i] == stride[i]))
+            conf.append(cf)
         # train: entry i wins iff it is in the window and no other in-window entry is
         # closer (entries below i must be strictly farther, entries above at least as far)
         beats = {}
@@ -443,8 +460,6 @@ class PageCache(wiring.Component):
                         m.d.sync += stride[i].eq(diff[i])
                     with m.Elif(is_alloc):
                         m.d.sync += stride[i].eq(0)
-                    # (repeat: pred stays; on alloc stride 0 masks it)
-                    m.d.sync += pred[i].eq(key + Mux(is_train, diff[i], stride[i]))
                 with m.Elif(Cat(*[sel_oh[j] & older[i, j] for j in range(N) if j != i])
                             .any()):
                     m.d.sync += rank[i].eq(rank[i] - 1)
@@ -554,8 +569,9 @@ class PageCache(wiring.Component):
         rd_addr = Signal(range(S), name="c_rd_addr")
         new_row = Signal(self.row_layout, name="c_new_row")
         write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
-        fwd = Signal(name="c_fwd")  # = complete & write_row & (set_idx == rd_addr), see C2
-        m.d.comb += rp.addr.eq(rd_addr)
+        fwd = Signal()
+        m.d.comb += [rp.addr.eq(rd_addr),
+                     fwd.eq(complete & write_row & (set_idx == rd_addr))]
         with m.If(issue):
             m.d.sync += row.eq(Mux(fwd, new_row, rp.data))
         # C1: tag compare; is there a next target
@@ -592,8 +608,7 @@ class PageCache(wiring.Component):
                      new_row[W - 1].tag.eq(tag)]
         # The read address register holds the set of whatever would be issued next (the
         # next target while one is pending, else the queue head).
-        rd_addr_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
-        m.d.sync += rd_addr.eq(rd_addr_next)
+        m.d.sync += rd_addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))
 
         # C3: complete when the outputs it pushes have room.  ``complete`` is a register,
         # computed in the cycle before from the C2 results and the buffers' next state.
@@ -611,14 +626,11 @@ class PageCache(wiring.Component):
             self.busy.eq(~init_done),
         ]
         c3_next = Signal()
-        complete_next = Signal()
-        m.d.comb += [c3_next.eq(c2 | (c3 & ~complete)),
-                     complete_next.eq(c3_next & (hit_c | op_demand | pfo_room)
-                                      & (hit_c | ~op_demand | fetch_room)
-                                      & (has_next | resp_room))]
-        # (op_line, hence set_idx, cannot change before a completion that is still ahead)
-        m.d.sync += [c1.eq(issue), c2.eq(c1), c3.eq(c3_next), complete.eq(complete_next),
-                     fwd.eq(complete_next & (op_demand | ~hit_c) & (set_idx == rd_addr_next))]
+        m.d.comb += c3_next.eq(c2 | (c3 & ~complete))
+        m.d.sync += [c1.eq(issue), c2.eq(c1), c3.eq(c3_next),
+                     complete.eq(c3_next & (hit_c | op_demand | pfo_room)
+                                 & (hit_c | ~op_demand | fetch_room)
+                                 & (has_next | resp_room))]
 
         # response as it stands after this operation
         cur = Signal(self.resp_layout)
