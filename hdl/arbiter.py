@@ -38,7 +38,7 @@ streams at one transfer per cycle; ``ready`` may then be high for one cycle on a
 that has no new request, which is allowed).  The payload select is an AND-OR with the
 registered one-hot grant.
 
-Spec: :class:`proxima.sim.tb.tb_arbiter.LookaheadArbiterModel` -- the golden model,
+Spec: :class:`proxima.golden.arbiter.LookaheadArbiterModel` -- the golden model,
 unchanged, driven with the offered requester (decided one cycle ahead by
 ``round_robin_pick`` with the golden model's ``last``).  Order of service = the golden
 round-robin order over the requests valid at each decision; ``last``, the output register

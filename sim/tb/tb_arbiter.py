@@ -4,7 +4,7 @@ Parameters (``PROXIMA_TB_PARAMS``): ``n`` (requesters), ``data_bits`` (payload w
 ``transactions`` (output transfers to observe), ``p_valid`` (per-cycle probability that an
 idle requester raises ``valid``; each requester gets its own, scaled by its index so the
 load is uneven), ``p_ready`` (probability of ``o.ready``), ``lookahead`` (the DUT variant,
-default true; its spec is :class:`LookaheadArbiterModel`, the golden model driven with the
+default true; its spec is :class:`proxima.golden.arbiter.LookaheadArbiterModel`, the golden model driven with the
 requester offered the grant, decided one cycle ahead by the golden rule).
 
 Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero and equal the model's
@@ -23,58 +23,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from proxima.golden.arbiter import (
-    ArbiterError, ArbiterStep, RoundRobinArbiterModel, round_robin_pick,
-)
+from proxima.golden.arbiter import LookaheadArbiterModel, RoundRobinArbiterModel
 from proxima.sim.runner import tb_params
-
-
-class LookaheadArbiterModel:
-    """Spec of ``RoundRobinArbiter(lookahead=True)``: the golden
-    :class:`~proxima.golden.arbiter.RoundRobinArbiterModel`, unchanged, driven with the
-    requester *offered* the grant instead of the valids of the cycle.
-
-    The offer is decided one cycle ahead with the golden rule,
-    ``round_robin_pick(valid of that cycle, last after that cycle)``, in every cycle in which
-    no requester is offered or the offer is consumed (``not out_valid or out_ready``); an
-    offer that is not consumed is held.  In a cycle, the golden model sees only the offered
-    requester as valid (if it is valid), so it transfers iff it is valid and the output
-    register can load.  The pick searches ``last + 1, ..., last``: after a transfer the same
-    requester is offered again iff nobody else is valid (a lone requester streams at one
-    transfer per cycle).  The output register, ``last`` and the bound "a waiting requester
-    is passed by at most ``n - 1`` grants to others" are the golden model's.  Requesters
-    obey the stream rule (valid and payload held until the transfer);
-    :class:`~proxima.golden.arbiter.ArbiterError` otherwise.  ``step`` returns the golden
-    step: ``grant`` is the requester whose transfer happens."""
-
-    def __init__(self, n: int):
-        self.core = RoundRobinArbiterModel(n)
-        self.n = self.core.n
-        self.offered: int | None = None
-        self.must_be_valid = False  # the offer was a waiting request (not a transfer)
-
-    @property
-    def out_valid(self) -> bool:
-        return self.core.out_valid
-
-    @property
-    def last(self) -> int:
-        return self.core.last
-
-    def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
-        if len(valid) != self.n:
-            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
-        valid = [bool(v) for v in valid]
-        k = self.offered
-        if k is not None and self.must_be_valid and not valid[k]:
-            raise ArbiterError(f"requester {k} dropped valid before its transfer")
-        vis = [j == k and valid[j] for j in range(self.n)]
-        load = not self.core.out_valid or bool(out_ready)
-        s = self.core.step(vis, payload, out_ready)
-        if k is None or load:  # decide the offer of the next cycle
-            self.offered = round_robin_pick(valid, self.core.last)
-            self.must_be_valid = self.offered is not None and self.offered != s.grant
-        return s
 
 
 def _ports(dut, n):

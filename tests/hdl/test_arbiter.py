@@ -13,7 +13,8 @@ from proxima.golden.arbiter import (
     ArbiterError, RoundRobinArbiterModel, round_robin_pick,
 )
 from proxima.hdl.arbiter import RoundRobinArbiter
-from proxima.sim.tb.tb_arbiter import LookaheadArbiterModel, make_model
+from proxima.golden.arbiter import LookaheadArbiterModel
+from proxima.sim.tb.tb_arbiter import make_model
 
 
 # ---- golden model --------------------------------------------------------------------
