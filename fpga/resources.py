@@ -102,6 +102,7 @@ class BlockReport:
     note: str = ""
     preset: str = ""
     critical: dict = field(default_factory=dict)  # see critical_path()
+    options: str = ""  # constructor options given with --option, as "name=value ..."
 
     @property
     def lut4(self) -> int:
@@ -257,7 +258,8 @@ def format_table(reports: list[BlockReport]) -> str:
         comb = r.util.get("TRELLIS_COMB")
         fmax = f"{r.fmax:.1f} ({r.target:g})" if r.fmax is not None else f"- ({r.note})"
         rows.append(
-            f"| {r.block} | {r.preset} | {r.params} | {r.lut4} (LUT4 {r.cells.get('LUT4', 0)},"
+            f"| {r.block} | {' '.join(x for x in (r.preset, r.options) if x)} | {r.params} | "
+            f"{r.lut4} (LUT4 {r.cells.get('LUT4', 0)},"
             f" CCU2C {r.cells.get('CCU2C', 0)}) | {r.cells.get('TRELLIS_FF', 0)} | "
             f"{r.cells.get('DP16KD', 0)} | {r.cells.get('MULT18X18D', 0)} | "
             f"{f'{comb[0]} / {comb[1]}' if comb else '-'} | {fmax} | {r.w_in} / {r.w_out} | "
@@ -318,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only,
                           options=options)
         r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
+        r.options = " ".join(args.options)
         reports.append(r)
         print(format_table([r]), flush=True)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -341,6 +344,9 @@ def load_run(path: Path) -> dict:
     for b in saved["blocks"]:
         r = BlockReport(**{k: v for k, v in b.items() if k in BlockReport.__dataclass_fields__})
         r.util = {k: tuple(v) for k, v in r.util.items()}
+        if "options" not in b:  # runs saved before the field existed: read the command line
+            cli = saved.get("cli", [])
+            r.options = " ".join(cli[i + 1] for i, a in enumerate(cli[:-1]) if a == "--option")
         reps.append(r)
     if not reps:
         raise ValueError(f"{path}: no block in this run")
@@ -353,7 +359,7 @@ def summary_table(reports: list[BlockReport]) -> str:
     rows = ["| block | configuration | LUT4 | FF | DP16KD | MULT18X18D | Fmax MHz | "
             "target met | critical path (logic + routing ns: from -> to) |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(reports, key=lambda r: (r.block, r.preset, r.params)):
+    for r in sorted(reports, key=lambda r: (r.block, r.preset, r.options, r.params)):
         if r.fmax is None:
             fmax, met = "-", f"({r.note or 'not placed'})"
         else:
@@ -361,7 +367,8 @@ def summary_table(reports: list[BlockReport]) -> str:
         c = r.critical
         path = (f"{c['logic_ns']:.2f} + {c['routing_ns']:.2f}: `{_short_cell(c['from'])}` -> "
                 f"`{_short_cell(c['to'])}`" if c else "-")
-        rows.append(f"| {r.block} | {r.preset}; {r.params} | {r.lut4:,} | "
+        conf = "; ".join(x for x in (r.preset, r.options, r.params) if x)
+        rows.append(f"| {r.block} | {conf} | {r.lut4:,} | "
                     f"{r.cells.get('TRELLIS_FF', 0):,} | {r.cells.get('DP16KD', 0)} | "
                     f"{r.cells.get('MULT18X18D', 0)} | {fmax} | {met} | {path} |")
     return "\n".join(rows)
@@ -404,7 +411,8 @@ def write_doc(path: Path, runs: list[dict]) -> None:
 
 
 def _section_key(reports: list[BlockReport]) -> str:
-    return " ".join(f"{r.block}[{r.preset}; {r.params}]" for r in reports)
+    return " ".join(f"{r.block}[{'; '.join(x for x in (r.preset, r.options, r.params) if x)}]"
+                    for r in reports)
 
 
 def section_text(reports: list[BlockReport], *, date: str, tools: dict, cli: list[str],
