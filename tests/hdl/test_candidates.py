@@ -290,11 +290,13 @@ def test_list_alone_has_no_sorter():
 @pytest.mark.parametrize("name, cfg_fn, commands, dist_max", [
     ("tiny", lambda: preset("tiny"), 10_000, 16),     # L = n = 16: one chunk
     ("tiny8", _tiny8, 10_000, 16),                    # L = 16 = 2 n: two chunks
-    ("default32", _default32, 400, 200),              # L = 64 = 2 n: the FPGA preset
 ])
 def test_cocotb_candidates_verilator(name, cfg_fn, commands, dist_max):
     """Wrapper with a real BitonicSorter; every SELECT response compared, the whole list
-    compared after a random quarter of the commands (and after the last)."""
+    compared after a random quarter of the commands (and after the last).  The FPGA preset
+    (default, sorter_n = 32) runs in the Amaranth simulator above
+    (test_default32_model_sorter): its Verilator build with a 32-input sorter is too slow
+    for this file."""
     from proxima.sim.runner import run_cocotb
     cfg = cfg_fn()
     dut = CandidateListWithSorter(cfg)
