@@ -202,7 +202,8 @@ def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: i
     params = _params(name, block)
     wrapper = SerialWrapper(block)
     top = f"res_{name}"
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", params).strip("_")
+    opt_text = " ".join(f"{k}={v!r}" for k, v in sorted((options or {}).items()))
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{params} {opt_text}").strip("_")
     build = (build_root or REPO_ROOT / "build" / "fpga" / cfg.name) / f"{name}_{slug}"
     build.mkdir(parents=True, exist_ok=True)
     (build / f"{top}.il").write_text(rtlil.convert(wrapper, name=top))
