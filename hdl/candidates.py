@@ -172,6 +172,20 @@ def _or_tree(values):
     return values[0]
 
 
+def _copies(m, name, nxt, count, guard):
+    """``count`` registers that each hold ``nxt`` of the previous cycle: copy ``k`` has the
+    next state ``nxt & ~(q_k & guard)``.  The caller guarantees that ``guard`` and a copy at
+    one never meet when ``nxt`` matters (so every copy equals ``nxt`` registered); the
+    feedback of each copy's own output makes the copies structurally distinct, so yosys'
+    ``opt_merge`` keeps them apart (identical flip-flops would be merged into one)."""
+    regs = []
+    for k in range(count):
+        q = Signal(name=f"{name}{k}")
+        m.d.sync += q.eq(nxt & ~(q & guard))
+        regs.append(q)
+    return regs
+
+
 class Op(enum.Enum, shape=2):
     RESET = 0
     INSERT = 1
@@ -410,15 +424,29 @@ class CandidateListRTL(wiring.Component):
         ]
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
-        # request register: one source per (registered) enable
+        # request register: every key has its own registered enable (one copy per key,
+        # computed a cycle early, no logic between it and its 41 bits) and its own
+        # registered source selects (Y maxima, X minima, else the INSERT shift)
         m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0), y_due.eq(0), ins_v.eq(0), start.eq(0)]
-        with m.If(ins_v):
-            m.d.sync += [req[k].eq(Mux(ins_fresh, ones, req[k + 1])) for k in range(n - 1)]
-            m.d.sync += req[n - 1].eq(ins_key)
-        with m.If(x_due):
-            m.d.sync += [req[i].eq(mins[i] if i < w else ones) for i in range(n)]
-        with m.If(y_due):
-            m.d.sync += [r.eq(x) for r, x in zip(req, maxs)]
+        ins_v_next, y_due_next, req_en_next = Signal(), Signal(), Signal()
+        m.d.comb += [
+            ins_v_next.eq(acc_insert & (ncount < R)),
+            y_due_next.eq(req_valid & self.sort_req.ready & (qkind == _Req.X) & (tq != j - 1)),
+            req_en_next.eq(ins_v_next | c_fresh | y_due_next),
+        ]
+        # guard: an enable at one during a merge is never followed by another one in the
+        # next cycle (INSERT beats are consecutive only before the last one)
+        req_en = _copies(m, "req_en", req_en_next, n, merging)
+        req_ysel = _copies(m, "req_ysel", y_due_next, n, ~req_en_next)
+        req_xsel = _copies(m, "req_xsel", c_fresh, n, ~req_en_next)
+        req_fresh = _copies(m, "req_fresh", ncount == 0, n, ~req_en_next)
+        for k in range(n):
+            shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key
+            val = Mux(req_xsel[k], mins[k] if k < w else ones, shift)
+            if k < w and j > 1:
+                val = Mux(req_ysel[k], maxs[k], val)
+            with m.If(req_en[k]):
+                m.d.sync += req[k].eq(val)
         # request handshake
         with m.If(start | x_due | y_due):
             m.d.sync += req_valid.eq(1)
@@ -430,7 +458,7 @@ class CandidateListRTL(wiring.Component):
             m.d.sync += qkind.eq(_Req.Y)
         with m.If(req_valid & self.sort_req.ready):
             m.d.sync += req_valid.eq(0)
-            with m.If((qkind == _Req.X) & (tq != j - 1)):
+            with m.If(y_due_next):
                 m.d.sync += y_due.eq(1)
             with m.If(qkind == _Req.Y):
                 m.d.sync += tq.eq(tq + 1)
@@ -452,12 +480,28 @@ class CandidateListRTL(wiring.Component):
                         m.d.sync += fin.eq(1)
                     with m.Else():
                         m.d.sync += rkind.eq(_Req.Y)
+        # carry and list: one registered enable per key / slot (a response and a RESET are
+        # never applied in two consecutive cycles, hence the guard 1)
+        resp_acc = self.sort_resp.valid & self.sort_resp.ready
+        rr_c_next, rr_x_next, lst_en_next = Signal(), Signal(), Signal()
+        m.d.comb += [
+            rr_c_next.eq(resp_acc & ((rkind == _Req.S) | (rkind == _Req.Y))),
+            rr_x_next.eq(resp_acc & (rkind == _Req.X)),
+            lst_en_next.eq(rr_x_next | acc_reset),
+        ]
+        car_en = _copies(m, "car_en", rr_c_next, n, 1)
+        for k in range(n):
+            with m.If(car_en[k]):
+                m.d.sync += carry[k].eq(rr[k])
         with m.If(rr_c):
-            m.d.sync += [c.eq(r) for c, r in zip(carry, rr)]
             m.d.sync += c_fresh.eq(1)
-        with m.If(rr_x):
-            m.d.sync += [lst[i].eq(lst[i + w]) for i in range(L - w)]
-            m.d.sync += [lst[L - w + i].eq(rr[i]) for i in range(w)]
+        # list: X_t rotates in (rr_x), or the RESET clears slots 1 .. L-1 (rst_pend)
+        lst_en = _copies(m, "lst_en", lst_en_next, L, 1)
+        lst_rst = _copies(m, "lst_rst", acc_reset, L, ~lst_en_next)
+        for i in range(L):
+            src = lst[i + w] if i < L - w else rr[i - (L - w)]
+            with m.If(lst_en[i]):
+                m.d.sync += lst[i].eq(Mux(lst_rst[i], lst[0] if i == 0 else ones, src))
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
@@ -466,7 +510,6 @@ class CandidateListRTL(wiring.Component):
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)
         with m.If(rst_pend):
-            m.d.sync += [lst[i].eq(ones) for i in range(1, L)]
             m.d.sync += idle.eq(1)
         with m.If(acc_reset):
             m.d.sync += lst[0].eq(cmd.key << 1)
