@@ -90,7 +90,6 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -132,6 +131,49 @@ def _reg_chain(m, value, n: int, name: str) -> Signal:
         m.d.sync += r.eq(value)
         value = r
     return value
+
+
+def _credit_fifo(m, name: str, width: int, depth: int, w_en, w_data, r_ready):
+    """Output FIFO for a credit-controlled, never-stalling pipeline.
+
+    ``w_en`` and ``w_data`` must come straight from registers: the write is not gated by
+    any "not full" signal (the credits guarantee room: at most ``depth`` entries, the
+    output register included, are ever reserved), so the LUT-RAM write enable is the
+    pipeline's valid register (plus the bank decode yosys adds).  Storage: a LUT RAM
+    (asynchronous read) of ``depth`` rounded up to a power of two (free-running pointers,
+    no wrap compare) and a registered output (``r_valid``, ``r_data``); 2 cycles
+    (:data:`FIFO_LATENCY`) from a write into an empty FIFO to ``r_valid``.  Returns
+    ``(r_valid, r_data, overflow)``; ``overflow`` is a sticky simulation check (the
+    occupancy exceeded ``depth``, or a write hit a full RAM); it drives nothing, so
+    synthesis removes it.
+    """
+    size = 1 << max(1, (depth - 1).bit_length())
+    mem = Memory(shape=unsigned(width), depth=size, init=[])
+    m.submodules[f"{name}_mem"] = mem
+    wp = mem.write_port()
+    rp = mem.read_port(domain="comb")
+    wptr = Signal(range(size), name=f"{name}_wptr")
+    rptr = Signal(range(size), name=f"{name}_rptr")
+    cnt = Signal(range(size + 1), name=f"{name}_cnt")  # entries in the RAM
+    r_valid = Signal(name=f"{name}_rvalid")
+    r_data = Signal(width, name=f"{name}_rdata", reset_less=True)
+    overflow = Signal(name=f"{name}_overflow")
+    load = Signal(name=f"{name}_load")
+    m.d.comb += [
+        wp.en.eq(w_en), wp.addr.eq(wptr), wp.data.eq(w_data),
+        rp.addr.eq(rptr),
+        load.eq((cnt != 0) & (~r_valid | r_ready)),
+    ]
+    m.d.sync += cnt.eq(cnt + w_en - load)
+    with m.If(w_en):
+        m.d.sync += wptr.eq(wptr + 1)
+    with m.If(load):
+        m.d.sync += [rptr.eq(rptr + 1), r_data.eq(rp.data), r_valid.eq(1)]
+    with m.Elif(r_ready):
+        m.d.sync += r_valid.eq(0)
+    with m.If((cnt + r_valid > depth) | (w_en & (cnt == size))):
+        m.d.sync += overflow.eq(1)
+    return r_valid, r_data, overflow
 
 
 class PQUnit(wiring.Component):
@@ -265,16 +307,18 @@ class PQUnit(wiring.Component):
                 m.d.sync += [qcnt.eq(qcnt + 1), q_last.eq(qcnt + 1 == cfg.vec.dim - 1)]
 
         # ---- ADT build: credits, issue -------------------------------------------------------
-        bfifo = m.submodules.adt_fifo = SyncFIFOBuffered(width=self.adt_layout.size,
-                                                         depth=self.build_fifo_depth)
+        b_wen = Signal()
+        b_wdata = Signal(self.adt_layout)
+        b_rvalid, b_rdata, self.adt_fifo_overflow = _credit_fifo(
+            m, "adt_fifo", self.adt_layout.size, self.build_fifo_depth, b_wen, b_wdata,
+            self.adt_out.ready)
         b_reserved = Signal(range(self.build_fifo_depth + 1))
         b_pop = Signal()
         do_issue = Signal()
         m.d.comb += [
-            self.adt_out.valid.eq(bfifo.r_rdy),
-            self.adt_out.payload.eq(bfifo.r_data),
-            bfifo.r_en.eq(self.adt_out.ready),
-            b_pop.eq(bfifo.r_rdy & self.adt_out.ready),
+            self.adt_out.valid.eq(b_rvalid),
+            self.adt_out.payload.eq(b_rdata),
+            b_pop.eq(b_rvalid & self.adt_out.ready),
             do_issue.eq(building & (issue != self.entries)
                         & (b_reserved != self.build_fifo_depth)),
         ]
@@ -324,23 +368,25 @@ class PQUnit(wiring.Component):
             adt_word.m.eq(m_of(out_idx)),
             adt_word.c.eq(out_idx[:lg_k]),
             adt_word.value.eq(value),
-            bfifo.w_en.eq(out_valid),
-            bfifo.w_data.eq(adt_word),
+            b_wen.eq(out_valid),
+            b_wdata.eq(adt_word),
         ]
         with m.If(pre_valid & lst[n_st - 2]):
             m.d.sync += [building.eq(0), adt_sel.eq(0), adt_valid.eq(1), issue.eq(0)]
 
         # ---- distances: credits -------------------------------------------------------------
-        fifo = m.submodules.dist_fifo = SyncFIFOBuffered(
-            width=P * self.dist_lane.size, depth=self.fifo_depth)
+        d_wen = Signal()
+        d_wdata = Signal(P * self.dist_lane.size)
+        d_rvalid, d_rdata, self.dist_fifo_overflow = _credit_fifo(
+            m, "dist_fifo", P * self.dist_lane.size, self.fifo_depth, d_wen, d_wdata,
+            self.dists.ready)
         reserved = Signal(range(self.fifo_depth + 1))
         pop = Signal()
         accept = Signal()
         m.d.comb += [
-            self.dists.valid.eq(fifo.r_rdy),
-            self.dists.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.dists.ready),
-            pop.eq(fifo.r_rdy & self.dists.ready),
+            self.dists.valid.eq(d_rvalid),
+            self.dists.payload.eq(d_rdata),
+            pop.eq(d_rvalid & self.dists.ready),
             # adt_valid is low while building
             self.codes.ready.eq(adt_valid & (reserved != self.fifo_depth)),
             accept.eq(self.codes.valid & self.codes.ready),
@@ -396,5 +442,5 @@ class PQUnit(wiring.Component):
                 out[p].id.eq(ids[-1][p]),
                 out[p].dist.eq(sums[p][0]),
             ]
-        m.d.comb += [fifo.w_en.eq(dv[-1]), fifo.w_data.eq(out)]
+        m.d.comb += [d_wen.eq(dv[-1]), d_wdata.eq(out)]
         return m
