@@ -136,7 +136,7 @@ class BitonicSorter(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
                  register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2,
-                 compare_copy: bool = False):
+                 compare_copy: bool = False, skid: bool = False):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -156,10 +156,11 @@ class BitonicSorter(wiring.Component):
         self.compare_chunks = int(compare_chunks)
         self.swap_copies = int(swap_copies)
         self.compare_copy = bool(compare_copy)
+        self.skid = bool(skid)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
         groups = math.ceil(self.depth / self.stages_per_reg)
-        self.latency = groups * (2 if self.register_swap else 1)
+        self.latency = groups * (2 if self.register_swap else 1) + (1 if self.skid else 0)
         layout = data.ArrayLayout(unsigned(self.key_bits), n)
         self.vector_layout = layout
         super().__init__({
@@ -174,11 +175,15 @@ class BitonicSorter(wiring.Component):
         cb = [j * w // c for j in range(c + 1)]             # chunk j: bits cb[j]:cb[j+1]
         kb = [r * w // copies for r in range(copies + 1)]   # copy r: key bits kb[r]:kb[r+1]
 
-        advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        if self.skid:
+            # the pipeline enable is a register (no path from o.ready to the enables of
+            # every pipeline register); a vector that leaves the last level after the
+            # consumer stopped is caught in the side register of the output stage below
+            advance = Signal(init=1, name="advance")
+        else:
+            advance = Signal()
+            m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        m.d.comb += self.i.ready.eq(advance)
 
         keys = [self.i.payload[k] for k in range(n)]
         cmp_keys = keys          # what the comparators read (compare_copy: a copy of keys)
@@ -271,7 +276,36 @@ class BitonicSorter(wiring.Component):
                 else:
                     keys, _, valid = register(keys, valid)
                     cmp_keys = keys
-        assert level == self.latency
-        m.d.comb += self.o.valid.eq(valid)
-        m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]
+        if not self.skid:
+            assert level == self.latency
+            m.d.comb += self.o.valid.eq(valid)
+            m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]
+            return m
+        # output stage: ``out`` (the output register) and ``side`` (holds the one vector
+        # that leaves the pipeline in the cycle after the consumer stalled)
+        assert level + 1 == self.latency
+        out = [Signal(w, name=f"out_k{k}", reset_less=True) for k in range(n)]
+        side = [Signal(w, name=f"side_k{k}", reset_less=True) for k in range(n)]
+        out_valid = Signal()
+        side_valid = Signal()
+        push = Signal()   # a vector leaves the last level in this cycle
+        load = Signal()   # the output register loads in this cycle
+        side_next = Signal()
+        m.d.comb += [
+            push.eq(valid & advance),
+            load.eq(~out_valid | self.o.ready),
+            side_next.eq(Mux(load, side_valid & push, side_valid | push)),
+        ]
+        with m.If(load):
+            with m.If(side_valid):
+                m.d.sync += [o.eq(s) for o, s in zip(out, side)]
+                m.d.sync += out_valid.eq(1)
+            with m.Else():
+                m.d.sync += [o.eq(x) for o, x in zip(out, keys)]
+                m.d.sync += out_valid.eq(push)
+        with m.If(push & (side_valid | ~load)):
+            m.d.sync += [s.eq(x) for s, x in zip(side, keys)]
+        m.d.sync += [side_valid.eq(side_next), advance.eq(~side_next)]
+        m.d.comb += self.o.valid.eq(out_valid)
+        m.d.comb += [self.o.payload[k].eq(out[k]) for k in range(n)]
         return m

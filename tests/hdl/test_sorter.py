@@ -172,7 +172,18 @@ VARIANTS = [
     (dict(register_swap=False, stages_per_reg=2), 5),
     (dict(compare_copy=True), 20),
     (dict(compare_copy=True, register_swap=False, stages_per_reg=2), 5),
+    (dict(skid=True), 21),
+    (dict(skid=True, compare_copy=True), 21),
+    (dict(skid=True, register_swap=False), 11),
 ]
+
+
+def test_amaranth_skid_output_stage_under_heavy_stalls():
+    """skid: the pipeline enable is a register, so one vector leaves the pipeline after the
+    consumer stops; it must be kept (side register) and order kept, whatever the stalls."""
+    cfg = preset("tiny")
+    for seed, (pv, pr) in enumerate([(1.0, 0.2), (1.0, 0.5), (0.5, 0.9), (1.0, 0.8)]):
+        _amaranth_run(cfg, 8, 150, pv, pr, seed=100 + seed, skid=True)
 
 
 @pytest.mark.parametrize("options,latency", VARIANTS, ids=[str(v[0]) for v in VARIANTS])
