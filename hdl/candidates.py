@@ -206,6 +206,8 @@ class CandidateListRTL(wiring.Component):
 
     #: cycles from an accepted SELECT to ``resp.valid``
     select_latency = 6
+    #: registered copies of the read multiplexer's low index bits (at most 4: see below)
+    RD_COPIES = 4
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -324,11 +326,11 @@ class CandidateListRTL(wiring.Component):
             gfirst = Signal(ng)
             m.d.comb += gfirst.eq(gany & (~gany + 1)[:ng])
             m.d.sync += first.eq(Cat(loc[i] & gfirst[i // G] for i in range(L)))
+        sel_pos_new = Signal(range(L))
+        m.d.comb += sel_pos_new.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)])
+                                   if L > 1 else 0)
         with m.If(s3):
-            m.d.sync += [
-                sel_found.eq(first.any()),
-                sel_pos.eq(_or_tree([Mux(first[i], i, 0) for i in range(L)]) if L > 1 else 0),
-            ]
+            m.d.sync += [sel_found.eq(first.any()), sel_pos.eq(sel_pos_new)]
             for i in range(L):
                 with m.If(first[i]):
                     m.d.sync += lst[i][0].eq(1)
@@ -350,14 +352,41 @@ class CandidateListRTL(wiring.Component):
         m.d.comb += rd_out.eq(Array(rd_grp)[rd_hi] if ngr > 1 else rd_grp[0])
         rd_adv = Signal()
 
+        # level 1 is driven by registers only: its low index bits come from RD_COPIES
+        # registered copies of rd_idx[:lo] (copy r inverted when odd, initial value
+        # (r >> 1) & 1 so that yosys keeps them apart), each shared by a few groups, and
+        # every group has its own load enable (registered terms and dbg.ready, one LUT)
+        ncp = min(self.RD_COPIES, ngr)
+        idx_cp = [Signal(lo, name=f"rd_lo{r}", reset_less=True,
+                         init=((1 << lo) - 1) * ((r >> 1) & 1)) for r in range(ncp)]
+        inv = [((1 << lo) - 1) * (r & 1) for r in range(ncp)]
+        lvl1_s4 = _copies(m, "rd_s4_", s3, ngr, 1)      # s4, one copy per group
+        lvl1_act = []                                   # dumping & (dcnt != L), per group
+        for g in range(ngr):
+            q = Signal(name=f"rd_act{g}")
+            m.d.sync += q.eq(acc_dump | q & ~(rd_adv & (dcnt == L - 1)))
+            lvl1_act.append(q)
+        grp_en = [Signal(name=f"rd_en{g}") for g in range(ngr)]
+        m.d.comb += [e.eq(a | b & rd_adv) for e, a, b in zip(grp_en, lvl1_s4, lvl1_act)]
+        with m.If(s3):
+            m.d.sync += [c.eq(sel_pos_new[:lo] ^ v) for c, v in zip(idx_cp, inv)]
+        with m.If(dumping & rd_adv):
+            m.d.sync += [c.eq((dcnt + (dcnt != L))[:lo] ^ v) for c, v in zip(idx_cp, inv)]
+        with m.If(acc_dump):
+            m.d.sync += [c.eq(v) for c, v in zip(idx_cp, inv)]
+
         def load_level1():
-            stmts = [rd_hi.eq(rd_idx[lo:]) if idx_bits > lo else rd_hi.eq(0),
-                     rd_pos.eq(rd_idx)]
-            for g in range(ngr):
-                members = [lst[g * (1 << lo) + k] if g * (1 << lo) + k < L else Const(ones, EB)
-                           for k in range(1 << lo)]
-                stmts.append(rd_grp[g].eq(Array(members)[rd_idx[:lo]]))
-            return stmts
+            return [rd_hi.eq(rd_idx[lo:]) if idx_bits > lo else rd_hi.eq(0),
+                    rd_pos.eq(rd_idx)]
+
+        for g in range(ngr):
+            r = g * ncp // ngr
+            members = [lst[g * (1 << lo) + k] if g * (1 << lo) + k < L else Const(ones, EB)
+                       for k in range(1 << lo)]
+            # copy r holds idx ^ inv[r]: read the members in that order
+            members = [members[k ^ inv[r]] for k in range(1 << lo)]
+            with m.If(grp_en[g]):
+                m.d.sync += rd_grp[g].eq(Array(members)[idx_cp[r]])
 
         with m.If(s5):
             m.d.sync += [
