@@ -32,10 +32,13 @@ Micro-architecture
 ------------------
 Both pipelines (ADT build and distances) never stall: there is no clock enable anywhere in
 the arithmetic, only registers between the stages.  Back-pressure is handled with credits:
-each pipeline ends in an output FIFO (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, LUT RAM
-and an output register; 2 cycles from a write into an empty FIFO to ``valid``), an entry is
-reserved when its work enters the pipeline and freed when it leaves on the output stream,
-and nothing enters while all entries are reserved.  The FIFOs are deep enough
+each pipeline ends in an output FIFO (a private one, :func:`_credit_fifo`: LUT RAM written
+straight from the pipeline's last valid register, with no "not full" gate on the write
+enable, and a registered output; 2 cycles from a write into an empty FIFO to ``valid``),
+an entry is reserved when its work enters the pipeline and freed when it leaves on the
+output stream, and nothing enters while all entries are reserved, so a write always finds
+room (the simulation tests check the FIFOs' sticky ``overflow`` flags, which synthesis
+removes).  The FIFOs are deep enough
 (``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
 pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 
@@ -142,10 +145,14 @@ def _credit_fifo(m, name: str, width: int, depth: int, w_en, w_data, r_ready):
     pipeline's valid register (plus the bank decode yosys adds).  Storage: a LUT RAM
     (asynchronous read) of ``depth`` rounded up to a power of two (free-running pointers,
     no wrap compare) and a registered output (``r_valid``, ``r_data``); 2 cycles
-    (:data:`FIFO_LATENCY`) from a write into an empty FIFO to ``r_valid``.  Returns
-    ``(r_valid, r_data, overflow)``; ``overflow`` is a sticky simulation check (the
-    occupancy exceeded ``depth``, or a write hit a full RAM); it drives nothing, so
-    synthesis removes it.
+    (:data:`FIFO_LATENCY`) from a write into an empty FIFO to ``r_valid``.  The count
+    logic is local: "RAM not empty" is a register (next value from the count compared with
+    0 and 1, not through the adder), and it and ``r_valid`` have inverted copies that feed
+    the count, so that the wide load enable of the output register (placed among its
+    flip-flops) is not in the count's loop.  Returns ``(r_valid, r_data, overflow)``;
+    ``overflow`` is a sticky simulation check (the occupancy exceeded ``depth``, a write
+    hit a full RAM, or the duplicated flags disagree); it drives nothing, so synthesis
+    removes it.
     """
     size = 1 << max(1, (depth - 1).bit_length())
     mem = Memory(shape=unsigned(width), depth=size, init=[])
@@ -155,23 +162,36 @@ def _credit_fifo(m, name: str, width: int, depth: int, w_en, w_data, r_ready):
     wptr = Signal(range(size), name=f"{name}_wptr")
     rptr = Signal(range(size), name=f"{name}_rptr")
     cnt = Signal(range(size + 1), name=f"{name}_cnt")  # entries in the RAM
+    # two copies of "RAM not empty" and of the output valid: the true ones drive the load
+    # enable of the wide output register (placed among its flip-flops), the inverted ones
+    # (kept apart by synthesis because they differ) the short local count logic
+    ne = Signal(name=f"{name}_ne")
+    ne_n = Signal(init=1, name=f"{name}_ne_n")
     r_valid = Signal(name=f"{name}_rvalid")
+    rv_n = Signal(init=1, name=f"{name}_rvalid_n")
     r_data = Signal(width, name=f"{name}_rdata", reset_less=True)
     overflow = Signal(name=f"{name}_overflow")
-    load = Signal(name=f"{name}_load")
+    load = Signal(name=f"{name}_load")      # wide fan-out: output register, read pointer
+    load_l = Signal(name=f"{name}_load_l")  # local: count and flags
+    ne_next = Signal(name=f"{name}_ne_next")
     m.d.comb += [
         wp.en.eq(w_en), wp.addr.eq(wptr), wp.data.eq(w_data),
         rp.addr.eq(rptr),
-        load.eq((cnt != 0) & (~r_valid | r_ready)),
+        load.eq(ne & (~r_valid | r_ready)),
+        load_l.eq(~(ne_n | ~(rv_n | r_ready))),
+        ne_next.eq(w_en | (cnt > 1) | ((cnt == 1) & ~load_l)),
     ]
-    m.d.sync += cnt.eq(cnt + w_en - load)
+    m.d.sync += [cnt.eq(cnt + w_en - load_l), ne.eq(ne_next), ne_n.eq(~ne_next)]
     with m.If(w_en):
         m.d.sync += wptr.eq(wptr + 1)
     with m.If(load):
-        m.d.sync += [rptr.eq(rptr + 1), r_data.eq(rp.data), r_valid.eq(1)]
+        m.d.sync += [rptr.eq(rptr + 1), r_data.eq(rp.data)]
+    with m.If(load_l):
+        m.d.sync += [r_valid.eq(1), rv_n.eq(0)]
     with m.Elif(r_ready):
-        m.d.sync += r_valid.eq(0)
-    with m.If((cnt + r_valid > depth) | (w_en & (cnt == size))):
+        m.d.sync += [r_valid.eq(0), rv_n.eq(1)]
+    with m.If((cnt + r_valid > depth) | (w_en & (cnt == size)) | (ne == ne_n)
+              | (r_valid == rv_n) | (ne != (cnt != 0))):
         m.d.sync += overflow.eq(1)
     return r_valid, r_data, overflow
 
