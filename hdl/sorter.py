@@ -178,7 +178,7 @@ class BitonicSorter(wiring.Component):
         if self.skid:
             # the pipeline enable is a register (no path from o.ready to the enables of
             # every pipeline register); a vector that leaves the last level after the
-            # consumer stopped is caught in the side register of the output stage below
+            # consumer stopped finds room in the two-entry output FIFO below
             advance = Signal(init=1, name="advance")
         else:
             advance = Signal()
@@ -281,31 +281,32 @@ class BitonicSorter(wiring.Component):
             m.d.comb += self.o.valid.eq(valid)
             m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]
             return m
-        # output stage: ``out`` (the output register) and ``side`` (holds the one vector
-        # that leaves the pipeline in the cycle after the consumer stalled)
+        # output stage: a two-entry FIFO (e0, e1) with registered write and read pointers, so
+        # that no wide enable or select depends on o.ready: a vector leaving the last level
+        # (``push``, from registers only) is written to entry ``wp``; ``o`` shows entry ``rp``.
+        # ``advance`` for the next cycle is high iff at most one entry will be full, so the
+        # vector that leaves in the cycle after the consumer stalls always finds room.
         assert level + 1 == self.latency
-        out = [Signal(w, name=f"out_k{k}", reset_less=True) for k in range(n)]
-        side = [Signal(w, name=f"side_k{k}", reset_less=True) for k in range(n)]
-        out_valid = Signal()
-        side_valid = Signal()
-        push = Signal()   # a vector leaves the last level in this cycle
-        load = Signal()   # the output register loads in this cycle
-        side_next = Signal()
+        ent = [[Signal(w, name=f"e{e}_k{k}", reset_less=True) for k in range(n)]
+               for e in range(2)]
+        wp, rp = Signal(name="wp"), Signal(name="rp")
+        count = Signal(range(3), name="count")
+        push, pop = Signal(), Signal()
+        count_next = Signal(range(3))
         m.d.comb += [
             push.eq(valid & advance),
-            load.eq(~out_valid | self.o.ready),
-            side_next.eq(Mux(load, side_valid & push, side_valid | push)),
+            pop.eq(self.o.valid & self.o.ready),
+            count_next.eq(count + push - pop),
+            self.o.valid.eq(count != 0),
         ]
-        with m.If(load):
-            with m.If(side_valid):
-                m.d.sync += [o.eq(s) for o, s in zip(out, side)]
-                m.d.sync += out_valid.eq(1)
-            with m.Else():
-                m.d.sync += [o.eq(x) for o, x in zip(out, keys)]
-                m.d.sync += out_valid.eq(push)
-        with m.If(push & (side_valid | ~load)):
-            m.d.sync += [s.eq(x) for s, x in zip(side, keys)]
-        m.d.sync += [side_valid.eq(side_next), advance.eq(~side_next)]
-        m.d.comb += self.o.valid.eq(out_valid)
-        m.d.comb += [self.o.payload[k].eq(out[k]) for k in range(n)]
+        for e in range(2):
+            with m.If(push & (wp == e)):
+                m.d.sync += [r.eq(x) for r, x in zip(ent[e], keys)]
+        m.d.sync += [
+            wp.eq(wp ^ push),
+            rp.eq(rp ^ pop),
+            count.eq(count_next),
+            advance.eq(count_next <= 1),
+        ]
+        m.d.comb += [self.o.payload[k].eq(Mux(rp, ent[1][k], ent[0][k])) for k in range(n)]
         return m
