@@ -26,8 +26,8 @@ their FIFO order at a core) at the phase's issue cycle ``t``.  The phase complet
 * ``frame`` phase: ``compute = 0`` (the neighbour list streams into the code requests),
 * ``code`` phase with ``c`` codes (read or carried by a hot frame):
   ``ceil(c / engine.pq_codes_per_cycle) + sorter_cycles``, with ``sorter_cycles =
-  cfg.merge_passes * cfg.sorter_latency`` (the candidate-list insert: one sorter pass for the
-  batch and one or two per list chunk, each pass waiting for the previous one),
+  cfg.insert_cycles`` (the candidate-list insert through the sorter: ``cfg.merge_passes``
+  passes, as the RTL list schedules them),
 * ``raw`` phase with ``x`` exact distances: ``x * ceil(vec.dim / engine.exact_lanes)``.
 
 A query starting at cycle ``s`` issues its first phase at ``s + setup_cycles`` (0 unless set:
@@ -86,7 +86,7 @@ class TimingParams:
             index_cores=cfg.nand.cores,
             raw_cores=cfg.nand.raw_vector_cores,
             pq_codes_per_cycle=cfg.engine.pq_codes_per_cycle,
-            sorter_cycles=cfg.merge_passes * cfg.sorter_latency,
+            sorter_cycles=cfg.insert_cycles,
             exact_cycles=-(-cfg.vec.dim // cfg.engine.exact_lanes),
             cycle_ns=cfg.cycle_ns,
             queues=cfg.engine.queues,

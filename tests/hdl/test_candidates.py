@@ -307,3 +307,11 @@ def test_cocotb_candidates_verilator(name, cfg_fn, commands, dist_max):
                                  "off_key": lay["key"].offset, "off_T": lay["T"].offset,
                                  "off_last": lay["last"].offset})
     assert res.tests == 1 and res.failed == 0
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_config_insert_cycles_is_the_rtl_schedule(name):
+    """The timing model charges cfg.insert_cycles per insert: it must be the RTL's count."""
+    from proxima.hdl.candidates import CandidateListWithSorter
+    cfg = preset(name)
+    assert CandidateListWithSorter(cfg).merge_cycles == cfg.insert_cycles
