@@ -199,9 +199,12 @@ class BitonicSorter(wiring.Component):
         valid = self.i.valid
         level = 0
 
+        loads_valid = None
+
         def register(values, v, extra=()):
             """One register level: the keys, then ``extra`` = (name, value, init)."""
-            nonlocal level
+            nonlocal level, loads_valid
+            loads_valid = v  # what the newest level's valid register loads
             regs = [Signal(len(x), name=f"l{level}_k{k}", reset_less=True)
                     for k, x in enumerate(values)]
             xregs = [Signal(len(x), name=f"l{level}_{nm}", init=init, reset_less=True)
@@ -308,8 +311,19 @@ class BitonicSorter(wiring.Component):
             count_next.eq(count + push - pop),
             self.o.valid.eq(count != 0),
         ]
+        # the write enable of each entry is a register computed a cycle early (no LUT between
+        # it and the n * key_bits enables it drives): the last level holds a valid vector in
+        # the next cycle iff it does now and does not move, or the level before moves in
+        valid_next = Signal()
+        push_next = Signal()
+        we = [Signal(name=f"we{e}") for e in range(2)]
+        m.d.comb += [
+            valid_next.eq(Mux(advance, loads_valid, valid)),
+            push_next.eq(valid_next & (count_next <= 1)),
+        ]
         for e in range(2):
-            with m.If(push & (wp == e)):
+            m.d.sync += we[e].eq(push_next & ((wp ^ push) == e))
+            with m.If(we[e]):
                 m.d.sync += [r.eq(x) for r, x in zip(ent[e], keys)]
         m.d.sync += [
             wp.eq(wp ^ push),
