@@ -160,7 +160,7 @@ class RoundRobinArbiter(wiring.Component):
         grant = Signal(self.grant_bits)
         m.d.comb += grant.eq(_onehot_to_binary(gnt, self.grant_bits))
         payload = Signal(width)
-        m.d.comb += payload.eq(_or_reduce(
+        m.d.comb += payload.eq(or_reduce(
             [Value.cast(self.i[k].payload) & gnt[k].replicate(width) for k in range(n)],
             width))
         with m.If(self.o.valid & self.o.ready):
@@ -198,7 +198,7 @@ class RoundRobinArbiter(wiring.Component):
         m.d.comb += grant.eq(_onehot_to_binary(onehot, self.grant_bits))
         # payload: AND-OR of the inputs with the one-hot grant
         payload = Signal(width)
-        m.d.comb += payload.eq(_or_reduce(
+        m.d.comb += payload.eq(or_reduce(
             [Value.cast(self.i[k].payload) & onehot[k].replicate(width) for k in range(n)],
             width))
 
@@ -256,12 +256,12 @@ def _rr_pick(m, v, above_last, pv, name):
 
 def _onehot_to_binary(onehot, bits):
     """Binary index of a one-hot value: bit b is the OR of the positions with bit b set."""
-    return Cat(_or_reduce([onehot[k] for k in range(len(onehot)) if (k >> b) & 1], 1)
+    return Cat(or_reduce([onehot[k] for k in range(len(onehot)) if (k >> b) & 1], 1)
                for b in range(bits))
 
 
-def _or_reduce(values, width):
-    """OR of a list of values (balanced tree), ``width`` bits."""
+def or_reduce(values, width):
+    """OR of a list of values (balanced tree), ``width`` bits (also used by hdl/nandctl.py)."""
     values = list(values)
     if not values:
         return Const(0, width)

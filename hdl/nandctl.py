@@ -108,7 +108,7 @@ can be connected straight to ``NandController.req``.  Spec:
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -116,7 +116,7 @@ from amaranth.lib.wiring import In, Out
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.golden.nandctl import CtlParams, NandCtlError, store_words
-from proxima.hdl.arbiter import _prefix_or, _rr_pick
+from proxima.hdl.arbiter import _prefix_or, _rr_pick, or_reduce
 
 #: ``kind`` field code of each event kind of :mod:`proxima.golden.layout` (its index)
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
@@ -287,11 +287,11 @@ class NandController(wiring.Component):
         base = Signal(p.addr_bits)
         eng_tag = Signal(p.tag_bits)
         g_raw = Signal(self.entry_layout.size)
-        m.d.comb += g_raw.eq(_or_reduce([s.as_value() & pick[c].replicate(len(g_raw))
+        m.d.comb += g_raw.eq(or_reduce([s.as_value() & pick[c].replicate(len(g_raw))
                                          for c, s in enumerate(slot_data)], len(g_raw)))
         g = data.View(self.entry_layout, g_raw)
         grant = Signal(range(C))
-        m.d.comb += grant.eq(Cat(_or_reduce([pick[c] for c in range(C) if (c >> b) & 1], 1)
+        m.d.comb += grant.eq(Cat(or_reduce([pick[c] for c in range(C) if (c >> b) & 1], 1)
                                  for b in range(len(grant))))
         g_addr = Signal(p.addr_bits)
         parts = ([g.word] if lw else []) + ([g.page] if lp else []) + ([grant] if C > 1 else [])
@@ -314,17 +314,6 @@ class NandController(wiring.Component):
             with m.Else():
                 m.d.sync += resp.valid.eq(0)
         return m
-
-
-def _or_reduce(values, width):
-    """OR of a list of values (balanced tree), ``width`` bits."""
-    values = list(values)
-    if not values:
-        return Const(0, width)
-    while len(values) > 1:
-        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
 
 
 class _RequestFifo(wiring.Component):
