@@ -599,13 +599,9 @@ class CandidateListWithSorter(wiring.Component):
         self.select_latency = self.list.select_latency
         for attr in ("L", "R", "n", "chunks", "cmd_layout", "resp_layout", "dbg_layout"):
             setattr(self, attr, getattr(self.list, attr))
-        super().__init__({
-            "cmd": In(stream.Signature(self.cmd_layout)),
-            "resp": Out(stream.Signature(self.resp_layout)),
-            "dbg": Out(stream.Signature(self.dbg_layout)),
-            "length": Out(range(self.L + 1)),
-            "error": Out(1),
-        })
+        # the list's own ports, without the sorter ports that are wired inside
+        super().__init__({name: member for name, member in self.list.signature.members.items()
+                          if name not in ("sort_req", "sort_resp")})
 
     @classmethod
     def from_config(cls, cfg: ProximaConfig, **sorter_options) -> "CandidateListWithSorter":
