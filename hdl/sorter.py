@@ -52,25 +52,37 @@ follows the comparators of the first stage of a group, level B the multiplexers 
 last stage (the other stages of the group are combinational compare-exchanges between
 them).  With ``G = ceil(S / g)`` groups and ``S = p (p + 1) / 2`` stages (``n = 2**p``),
 the latency from an accepted input to the output being valid (the output stream comes
-straight from the last register level) is
+straight from the last register level, plus one cycle of output FIFO with the default
+``skid``) is
 
-``latency = 2 G`` cycles with ``register_swap`` (default), ``G`` without.
+``latency = 2 G + skid`` cycles with ``register_swap`` (default), ``G + skid`` without
+(``cfg.sorter_latency`` for the default options).
 
-Default options: N = 16: S = 10, latency 20; N = 32: S = 15, latency 30; N = 64: S = 21,
-latency 42.  Cells per CE (40-bit keys): 20 CCU2C and 80 multiplexer LUT4s (plus one
-inverter LUT4 with more than 2 copies); registers: ``2 S n w`` key bits,
-``S (n / 2) swap_copies`` decision copies and ``2 S`` valid bits (N = 32: 38,400 + 480 +
-30; synthesised with the serial-I/O wrapper of fpga/resources.py: 20,483 LUT4 + 4,800
-CCU2C = 30,083 LUT4, 42,756 FF).
+Default options: N = 16: S = 10, latency 21; N = 32: S = 15, latency 31; N = 64: S = 21,
+latency 43.  Cells per CE (40-bit keys): 20 CCU2C and 80 multiplexer LUT4s (plus one
+inverter LUT4 with more than 2 copies); pipeline registers: ``2 S n w`` key bits,
+``S (n / 2) swap_copies`` decision copies and ``2 S`` valid bits (N = 32: 38,400 + 480 + 30),
+plus with ``skid`` the FIFO's ``2 n w`` and 3 per enable copy.
 
-Back-pressure
--------------
-All register levels share one enable, ``advance = ~o.valid | o.ready``: when the output
-holds a vector that is not taken the whole pipeline stalls (bubbles included) and
-``i.ready`` is low; otherwise every level moves one step and ``i.ready`` is high.  So the
-sorter accepts one vector per cycle while the consumer keeps ``o.ready`` high, never drops
-or reorders vectors, and ``i.ready`` depends combinationally on ``o.ready`` (allowed by
-the stream rules; ``o.valid`` never depends on ``o.ready``).
+Back-pressure (default: ``skid``)
+---------------------------------
+With ``skid`` (default) the pipeline enable ``advance`` is a register, high iff at most one
+entry of a two-entry output FIFO will be full in the next cycle, and the pipeline ends in
+that FIFO (``latency`` + 1): no enable or select of the wide registers depends on
+``o.ready`` in the same cycle, and a vector that leaves the last level in the cycle after
+the consumer stalls always finds room.  ``advance`` is copied per register level and per
+``enable_keys`` keys (default 8), each copy driving only the registers of its keys in its
+level (``n key_bits / enable_keys`` key bits); the FIFO's write enables (computed a cycle
+early) and read pointer are copied the same way.  Each copy keeps its own 2-bit count of
+full FIFO entries, updated from the shared ``push``/``pop``: yosys' ``opt_merge`` cannot merge
+copies whose next-state logic reads different registers (identical registers with identical
+inputs it would merge).  ``i.ready`` is the master copy; the sorter accepts one vector per
+cycle while the consumer keeps ``o.ready`` high and never drops or reorders vectors.
+
+``skid=False``: all register levels share one combinational enable ``advance = ~o.valid |
+o.ready``: when the output holds a vector that is not taken the whole pipeline stalls
+(bubbles included); ``i.ready`` depends combinationally on ``o.ready`` (allowed by the stream
+rules; ``o.valid`` never depends on ``o.ready``).
 
 Timing (ECP5-85F, 40-bit keys, 150 MHz target; figures in docs/RESOURCES.md)
 --------------------------------------------------------------------------
@@ -130,12 +142,11 @@ class BitonicSorter(wiring.Component):
         and end the pipeline in a two-entry FIFO with registered write/read pointers: no
         enable or select of the wide registers depends on ``o.ready`` (with the plain enable,
         N = 16 reached 133.2 MHz, the path being ``o.ready`` through one LUT to all ~20k
-        pipeline registers).  ``advance`` for the next cycle is high iff at most one FIFO
-        entry will be full, so the vector that leaves the last level in the cycle after the
-        consumer stalls always has room.  Latency + 1; one vector per cycle while
-        ``o.ready`` stays high; ``i.ready`` is then a register.  Measured: N = 16 reaches
-        156.7 MHz (docs/RESOURCES.md); its critical path is then ``advance`` itself fanning
-        out to every pipeline register (5.9 ns of routing), so larger N will want copies of it.
+        pipeline registers).  Default ``True``; latency + 1 (see "Back-pressure").  With a
+        single enable register N = 16 reached 156.7 MHz, its critical path being that
+        register fanning out to every pipeline register (5.9 ns of routing): hence the copies.
+    enable_keys : int
+        With ``skid``: keys per copy of the enable (>= 1; default 8).
 
     Attributes
     ----------
@@ -147,7 +158,7 @@ class BitonicSorter(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
                  register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2,
-                 compare_copy: bool = False, skid: bool = False):
+                 compare_copy: bool = False, skid: bool = True, enable_keys: int = 8):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -168,6 +179,9 @@ class BitonicSorter(wiring.Component):
         self.swap_copies = int(swap_copies)
         self.compare_copy = bool(compare_copy)
         self.skid = bool(skid)
+        if int(enable_keys) < 1:
+            raise SorterError(f"enable_keys must be >= 1, got {enable_keys}")
+        self.enable_keys = min(int(enable_keys), n)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
         groups = math.ceil(self.depth / self.stages_per_reg)
@@ -186,11 +200,31 @@ class BitonicSorter(wiring.Component):
         cb = [j * w // c for j in range(c + 1)]             # chunk j: bits cb[j]:cb[j+1]
         kb = [r * w // copies for r in range(copies + 1)]   # copy r: key bits kb[r]:kb[r+1]
 
+        ek = self.enable_keys
+        egroups = -(-n // ek)                                # enable copies per level
+        push, pop = Signal(), Signal()
+
+        def enable_copy(name, with_advance=True):
+            """One copy of the skid state: (advance, count, count_next).  A copy keeps its own
+            count of full FIFO entries (same updates from push/pop), so yosys cannot merge the
+            copies (their next-state logic reads different registers)."""
+            cnt = Signal(range(3), name=f"{name}_count")
+            nxt = Signal(range(3), name=f"{name}_count_next")
+            m.d.comb += nxt.eq(cnt + push - pop)
+            m.d.sync += cnt.eq(nxt)
+            if not with_advance:
+                return None, cnt, nxt
+            adv = Signal(init=1, name=f"{name}_adv")
+            m.d.sync += adv.eq(nxt <= 1)
+            return adv, cnt, nxt
+
         if self.skid:
             # the pipeline enable is a register (no path from o.ready to the enables of
-            # every pipeline register); a vector that leaves the last level after the
-            # consumer stopped finds room in the two-entry output FIFO below
-            advance = Signal(init=1, name="advance")
+            # every pipeline register), copied per level and per ``enable_keys`` keys so
+            # that each copy drives one neighbourhood of registers; a vector that leaves
+            # the last level after the consumer stopped finds room in the two-entry output
+            # FIFO below
+            advance, count, count_next = enable_copy("ctl")
         else:
             advance = Signal()
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
@@ -204,18 +238,27 @@ class BitonicSorter(wiring.Component):
         loads_valid = None
 
         def register(values, v, extra=()):
-            """One register level: the keys, then ``extra`` = (name, value, init)."""
+            """One register level: the keys, then ``extra`` = (name, value, init, key): a
+            register written with the enable copy of key ``key``."""
             nonlocal level, loads_valid
             loads_valid = v  # what the newest level's valid register loads
             regs = [Signal(len(x), name=f"l{level}_k{k}", reset_less=True)
                     for k, x in enumerate(values)]
             xregs = [Signal(len(x), name=f"l{level}_{nm}", init=init, reset_less=True)
-                     for nm, x, init in extra]
+                     for nm, x, init, _ in extra]
             vreg = Signal(name=f"l{level}_valid")
-            with m.If(advance):
-                m.d.sync += [r.eq(x) for r, x in zip(regs, values)]
-                m.d.sync += [r.eq(x) for r, (_, x, _) in zip(xregs, extra)]
-                m.d.sync += vreg.eq(v)
+            if self.skid:
+                ens = [enable_copy(f"l{level}_e{g}")[0] for g in range(egroups)]
+            else:
+                ens = [advance] * egroups
+            for g in range(egroups):
+                with m.If(ens[g]):
+                    m.d.sync += [r.eq(x) for k, (r, x) in enumerate(zip(regs, values))
+                                 if k // ek == g]
+                    m.d.sync += [r.eq(x) for r, (_, x, _, k) in zip(xregs, extra)
+                                 if k // ek == g]
+                    if g == 0:
+                        m.d.sync += vreg.eq(v)
             level += 1
             return regs, xregs, vreg
 
@@ -268,7 +311,7 @@ class BitonicSorter(wiring.Component):
                     for r in range(copies):
                         inverted = r < 2
                         extra.append((f"ce{e}_swap{r}" + ("_n" if inverted else ""),
-                                      nsw if inverted else sw, r & 1))
+                                      nsw if inverted else sw, r & 1, lo))
                 keys, xregs, valid = register(keys, valid, extra)
                 cmp_keys = keys
 
@@ -286,7 +329,7 @@ class BitonicSorter(wiring.Component):
                 if self.compare_copy and s != self.depth - 1:
                     ones = (1 << w) - 1
                     keys, cmp_keys, valid = register(
-                        keys, valid, [(f"c{k}", x, ones) for k, x in enumerate(keys)])
+                        keys, valid, [(f"c{k}", x, ones, k) for k, x in enumerate(keys)])
                 else:
                     keys, _, valid = register(keys, valid)
                     cmp_keys = keys
@@ -303,35 +346,29 @@ class BitonicSorter(wiring.Component):
         assert level + 1 == self.latency
         ent = [[Signal(w, name=f"e{e}_k{k}", reset_less=True) for k in range(n)]
                for e in range(2)]
-        wp, rp = Signal(name="wp"), Signal(name="rp")
-        count = Signal(range(3), name="count")
-        push, pop = Signal(), Signal()
-        count_next = Signal(range(3))
+        wp = Signal(name="wp")
         m.d.comb += [
             push.eq(valid & advance),
             pop.eq(self.o.valid & self.o.ready),
-            count_next.eq(count + push - pop),
             self.o.valid.eq(count != 0),
         ]
-        # the write enable of each entry is a register computed a cycle early (no LUT between
-        # it and the n * key_bits enables it drives): the last level holds a valid vector in
-        # the next cycle iff it does now and does not move, or the level before moves in
+        m.d.sync += wp.eq(wp ^ push)
+        # the write enables of each entry are registers computed a cycle early (no LUT between
+        # them and the key registers they enable), one pair per ``enable_keys`` keys, each
+        # from its own copy of the count: the last level holds a valid vector in the next
+        # cycle iff it does now and does not move, or the level before moves in.  The read
+        # pointer is copied the same way (each copy toggles itself on pop).
         valid_next = Signal()
-        push_next = Signal()
-        we = [Signal(name=f"we{e}") for e in range(2)]
-        m.d.comb += [
-            valid_next.eq(Mux(advance, loads_valid, valid)),
-            push_next.eq(valid_next & (count_next <= 1)),
-        ]
-        for e in range(2):
-            m.d.sync += we[e].eq(push_next & ((wp ^ push) == e))
-            with m.If(we[e]):
-                m.d.sync += [r.eq(x) for r, x in zip(ent[e], keys)]
-        m.d.sync += [
-            wp.eq(wp ^ push),
-            rp.eq(rp ^ pop),
-            count.eq(count_next),
-            advance.eq(count_next <= 1),
-        ]
-        m.d.comb += [self.o.payload[k].eq(Mux(rp, ent[1][k], ent[0][k])) for k in range(n)]
+        m.d.comb += valid_next.eq(Mux(advance, loads_valid, valid))
+        for g in range(egroups):
+            _, _, nxt = enable_copy(f"o_e{g}", with_advance=False)
+            we = [Signal(name=f"o_e{g}_we{e}") for e in range(2)]
+            rp = Signal(name=f"o_e{g}_rp")
+            m.d.sync += rp.eq(rp ^ pop)
+            for e in range(2):
+                m.d.sync += we[e].eq(valid_next & (nxt <= 1) & ((wp ^ push) == e))
+                with m.If(we[e]):
+                    m.d.sync += [ent[e][k].eq(keys[k]) for k in range(g * ek, min(n, (g + 1) * ek))]
+            m.d.comb += [self.o.payload[k].eq(Mux(rp, ent[1][k], ent[0][k]))
+                         for k in range(g * ek, min(n, (g + 1) * ek))]
         return m

