@@ -160,6 +160,15 @@ def test_amaranth_default_preset_random_stalls():
     _amaranth_run(preset("default"), None, 120, 0.6, 0.5, seed=2)
 
 
+def test_amaranth_paper_preset_256_inputs():
+    """The largest sorter of the issue's range (N = 256, the paper preset's key width) sorts
+    with random stalls; latency 2 * 36 + 1."""
+    cfg = preset("paper")
+    assert cfg.engine.sorter_n == 256
+    dut, _ = _amaranth_run(cfg, None, 6, 0.8, 0.6, seed=5)
+    assert dut.latency == cfg.sorter_latency == 73
+
+
 # (options, latency of the 10-stage N = 16 network)
 VARIANTS = [
     (dict(), 21),
