@@ -29,7 +29,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from amaranth.back import verilog
 from amaranth.lib import wiring
@@ -185,6 +185,7 @@ def run_cocotb(
     testcase: str | None = None,
     seed: int | None = None,
     waves: bool = False,
+    extra_sources: Sequence[Path] = (),
 ) -> CocotbResult:
     """Generate Verilog, build it, run cocotb ``test_module`` on it; raise on failure.
 
@@ -193,7 +194,9 @@ def run_cocotb(
     (e.g. ``"proxima.sim.tb.tb_sorter"``).  ``cfg``: a :class:`~proxima.config.ProximaConfig`
     passed as ``PROXIMA_CFG``.  ``parameters``: JSON-able mapping passed as
     ``PROXIMA_TB_PARAMS``.  ``build_name``: sub-folder of the build root (defaults to
-    ``toplevel``; give runs with different Verilog different names).
+    ``toplevel``; give runs with different Verilog different names).  ``extra_sources``:
+    more Verilog files compiled with the design (e.g. behavioural models of vendor
+    primitives that the component instantiates).
     """
     simulator = os.environ.get("PROXIMA_SIM", simulator)
     sim_env = simulator_env(simulator)
@@ -209,7 +212,8 @@ def run_cocotb(
         else component_factory()
     with _locked(build_dir / ".lock"):  # runs sharing a build dir (pytest-xdist) take turns
         return _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env,
-                              cfg, parameters, extra_env, testcase, seed, waves)
+                              cfg, parameters, extra_env, testcase, seed, waves,
+                              [Path(p) for p in extra_sources])
 
 
 @contextlib.contextmanager
@@ -224,7 +228,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env, cfg,
-                   parameters, extra_env, testcase, seed, waves) -> CocotbResult:
+                   parameters, extra_env, testcase, seed, waves,
+                   extra_sources=()) -> CocotbResult:
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -248,7 +253,7 @@ def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_e
         runner = get_runner(simulator)
         try:
             runner.build(
-                sources=[vfile],
+                sources=[vfile, *extra_sources],
                 hdl_toplevel=toplevel,
                 build_dir=build_dir,
                 build_args=build_args,
