@@ -75,9 +75,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
-from proxima.golden.arbiter import ArbiterError
+from proxima.golden.arbiter import ArbiterError, TreeArbiterModel, check_group, tree_groups
 
-__all__ = ["RoundRobinArbiter", "ArbiterError"]
+__all__ = ["RoundRobinArbiter", "ArbiterError", "DEFAULT_GROUP"]
+
+#: requesters per node of the tree variant (the largest flat lookahead arbiter measured
+#: above 150 MHz on the ECP5-85F is 16)
+DEFAULT_GROUP = 16
 
 
 class RoundRobinArbiter(wiring.Component):
@@ -86,7 +90,8 @@ class RoundRobinArbiter(wiring.Component):
     ``lookahead=True`` (the engine's instance): registered grant, valid -> ready one cycle
     (module doc).  ``lookahead=False``: the combinational grant of the golden cycle model."""
 
-    def __init__(self, n: int, payload_shape, *, lookahead: bool = True):
+    def __init__(self, n: int, payload_shape, *, lookahead: bool = True,
+                 group: int | None = DEFAULT_GROUP):
         n = int(n)
         if n < 2:
             raise ArbiterError(f"arbiter needs at least 2 requesters, got {n}")
@@ -96,10 +101,17 @@ class RoundRobinArbiter(wiring.Component):
             raise ArbiterError(f"bad payload shape {payload_shape!r}: {e}") from None
         if not isinstance(lookahead, bool):
             raise ArbiterError(f"lookahead must be True or False, got {lookahead!r}")
+        if group is not None:
+            group = check_group(group)
         self.n = n
         self.lookahead = lookahead
+        self.group = group
+        #: True: a tree of queued nodes (``lookahead`` and ``n > group``)
+        self.tree = lookahead and group is not None and n > group
+        #: node levels from a requester to the output (1 without the tree)
+        self.levels = TreeArbiterModel(n, group).levels if self.tree else 1
         #: cycles from a request's valid to its ``o.valid`` at the earliest
-        self.latency = 2 if lookahead else 1
+        self.latency = 2 * self.levels if lookahead else 1
         self.grant_bits = max(1, (n - 1).bit_length())
         self.payload_shape = payload_shape
         self.out_layout = data.StructLayout({
@@ -118,6 +130,8 @@ class RoundRobinArbiter(wiring.Component):
         return cls(cfg.engine.queues, unsigned(cfg.id_bits), **kw)
 
     def elaborate(self, platform):
+        if self.tree:
+            return self._elaborate_tree()
         if self.lookahead:
             return self._elaborate_lookahead()
         return self._elaborate_combinational()
@@ -130,32 +144,13 @@ class RoundRobinArbiter(wiring.Component):
         valid = Signal(n)
         m.d.comb += valid.eq(Cat(self.i[k].valid for k in range(n)))
 
-        gnt = Signal(n)        # one-hot grant offered in this cycle (0: none)
-        gnt_any = Signal()     # gnt != 0
-        nmask = Signal(n)      # mask of the next pick: above gnt if gnt_any, else above last
-        mask = Signal(n)       # bits strictly above the last granted requester
-
         load = Signal()
-        fire = Signal()  # the offered grant is consumed in this cycle
-        m.d.comb += [load.eq(~self.o.valid | self.o.ready), fire.eq(load & gnt_any)]
+        m.d.comb += load.eq(~self.o.valid | self.o.ready)
+        gnt = _lookahead_grant(m, valid, load)
         for k in range(n):
             m.d.comb += self.i[k].ready.eq(load & gnt[k])
         xfer = Signal(n)
         m.d.comb += xfer.eq(gnt & valid)
-
-        # next grant: round_robin_pick(valid, last after this cycle).  A grant is held until
-        # it fires, so a pick is needed only when it fires (last becomes gnt: mask "above
-        # gnt") or when none is offered (mask "above last"): either way the mask is the
-        # register nmask, and "hold" is the clock enable.  The pick searches last + 1, ...,
-        # last, so after a transfer the same requester is offered the grant again iff nobody
-        # else is valid.
-        pv, anyv = _prefix_or(m, valid, "pv")
-        oh, ab = _rr_pick(m, valid, nmask, pv, "rr")
-        with m.If(fire):
-            m.d.sync += mask.eq(nmask)
-        with m.If(fire | ~gnt_any):
-            m.d.sync += [gnt.eq(oh), gnt_any.eq(anyv),
-                         nmask.eq(Mux(anyv, ab, Mux(fire, nmask, mask)))]
 
         grant = Signal(self.grant_bits)
         m.d.comb += grant.eq(_onehot_to_binary(gnt, self.grant_bits))
@@ -168,6 +163,38 @@ class RoundRobinArbiter(wiring.Component):
         with m.If(load & xfer.any()):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.data.eq(payload),
                          self.o.payload.grant.eq(grant)]
+        return m
+
+    # ---- tree of queued nodes (n > group) ---------------------------------------------
+    def _elaborate_tree(self):
+        m = Module()
+        G = self.group
+        lg = G.bit_length() - 1
+        sizes = tree_groups(self.n, G)
+        leaves = []
+        for j, size in enumerate(sizes):
+            leaf = _QueuedNode(size, self.payload_shape, grant_bits=lg)
+            m.submodules[f"leaf{j}"] = leaf
+            leaves.append(leaf)
+            for k in range(size):
+                src = self.i[j * G + k]
+                m.d.comb += [leaf.i[k].valid.eq(src.valid), leaf.i[k].payload.eq(src.payload),
+                             src.ready.eq(leaf.i[k].ready)]
+        g = len(sizes)
+        up_shape = leaves[0].out_layout
+        upper = (_QueuedNode(g, up_shape) if g <= G
+                 else RoundRobinArbiter(g, up_shape, group=G))
+        m.submodules.upper = upper
+        for j, leaf in enumerate(leaves):
+            m.d.comb += [upper.i[j].valid.eq(leaf.o.valid), upper.i[j].payload.eq(leaf.o.payload),
+                         leaf.o.ready.eq(upper.i[j].ready)]
+        m.d.comb += [
+            self.o.valid.eq(upper.o.valid),
+            self.o.payload.data.eq(upper.o.payload.data.data),
+            self.o.payload.grant.eq(Cat(upper.o.payload.data.grant,
+                                        upper.o.payload.grant)[:self.grant_bits]),
+            upper.o.ready.eq(self.o.ready),
+        ]
         return m
 
     # ---- combinational: the golden cycle model ----------------------------------------
@@ -220,6 +247,89 @@ class RoundRobinArbiter(wiring.Component):
                 self.o.payload.grant.eq(grant),
                 last.eq(grant),
             ]
+        return m
+
+
+def _lookahead_grant(m, valid, load):
+    """The registered one-hot grant of the lookahead variants (module doc): returns ``gnt``,
+    the grant offered in this cycle (0: none); it is consumed (``fire``) when ``load``.
+
+    A new grant is decided in every cycle in which it fires or none is offered, as
+    ``round_robin_pick(valid of this cycle, last after this cycle)``; otherwise it is held
+    (the registers' clock enable).  Either way the pick's mask is the register ``nmask``
+    ("above ``gnt``" while a grant is offered, "above ``last``" otherwise), so the pick
+    (prefix ORs, no carry chain) is the only logic between the valids and ``gnt``.  The
+    pick searches ``last + 1, ..., last``: after a transfer, the same requester is offered
+    again iff nobody else is valid."""
+    n = len(valid)
+    gnt = Signal(n, name="gnt")        # one-hot grant offered in this cycle (0: none)
+    gnt_any = Signal(name="gnt_any")   # gnt != 0
+    nmask = Signal(n, name="nmask")    # mask of the next pick
+    mask = Signal(n, name="mask")      # bits strictly above the last granted requester
+    fire = Signal(name="fire")
+    m.d.comb += fire.eq(load & gnt_any)
+    pv, anyv = _prefix_or(m, valid, "pv")
+    oh, ab = _rr_pick(m, valid, nmask, pv, "rr")
+    with m.If(fire):
+        m.d.sync += mask.eq(nmask)
+    with m.If(fire | ~gnt_any):
+        m.d.sync += [gnt.eq(oh), gnt_any.eq(anyv),
+                     nmask.eq(Mux(anyv, ab, Mux(fire, nmask, mask)))]
+    return gnt
+
+
+class _QueuedNode(wiring.Component):
+    """One node of the tree (spec :class:`proxima.golden.arbiter.QueuedArbiterNodeModel`):
+    the registered grant of :func:`_lookahead_grant` in front of a two-entry output queue
+    (output register ``o.payload`` + side register ``skid``) whose ``ready`` is the register
+    ``~skid_valid``.  ``i[k].ready = ~skid_valid & gnt[k]`` and the grant's clock enable
+    depend on registers only; ``o.ready`` enters only the queue's own enables.  ``n`` may
+    be 1 (the last leaf of a tree); ``o.payload.grant`` has ``grant_bits`` bits (the leaves
+    use ``log2(group)`` so that the upper grant can be concatenated above it)."""
+
+    def __init__(self, n: int, payload_shape, *, grant_bits: int | None = None):
+        self.n = int(n)
+        self.grant_bits = grant_bits or max(1, (self.n - 1).bit_length())
+        self.payload_shape = payload_shape
+        self.out_layout = data.StructLayout({
+            "data": payload_shape,
+            "grant": unsigned(self.grant_bits),
+        })
+        super().__init__({
+            "i": In(stream.Signature(payload_shape)).array(self.n),
+            "o": Out(stream.Signature(self.out_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        width = Shape.cast(self.payload_shape).width
+        valid = Signal(n)
+        m.d.comb += valid.eq(Cat(self.i[k].valid for k in range(n)))
+        skid_valid = Signal()
+        skid = Signal(self.out_layout.size)
+        load = Signal()
+        m.d.comb += load.eq(~skid_valid)
+        gnt = _lookahead_grant(m, valid, load)
+        for k in range(n):
+            m.d.comb += self.i[k].ready.eq(load & gnt[k])
+        push = Signal()
+        m.d.comb += push.eq(load & (gnt & valid).any())
+        payload = Signal(width)
+        m.d.comb += payload.eq(or_reduce(
+            [Value.cast(self.i[k].payload) & gnt[k].replicate(width) for k in range(n)],
+            width))
+        entry = Signal(self.out_layout.size)
+        m.d.comb += entry.eq(Cat(payload, _onehot_to_binary(gnt, self.grant_bits)))
+        pop = Signal()
+        m.d.comb += pop.eq(self.o.valid & self.o.ready)
+        # two-entry queue: the head is the output register, the second entry waits in skid
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(entry)
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.payload.eq(Mux(skid_valid, skid, entry)),
+                         self.o.valid.eq(skid_valid | push)]
+        m.d.sync += skid_valid.eq(~pop & (skid_valid | (push & self.o.valid)))
         return m
 
 

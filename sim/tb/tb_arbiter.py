@@ -4,15 +4,20 @@ Parameters (``PROXIMA_TB_PARAMS``): ``n`` (requesters), ``data_bits`` (payload w
 ``transactions`` (output transfers to observe), ``p_valid`` (per-cycle probability that an
 idle requester raises ``valid``; each requester gets its own, scaled by its index so the
 load is uneven), ``p_ready`` (probability of ``o.ready``), ``lookahead`` (the DUT variant,
-default true; its spec is :class:`proxima.golden.arbiter.LookaheadArbiterModel`, the golden model driven with the
-requester offered the grant, decided one cycle ahead by the golden rule).
+default true), ``group`` (the DUT's tree group size, default
+:data:`proxima.hdl.arbiter.DEFAULT_GROUP`; ``None``: never a tree).  The spec of each
+variant is :func:`proxima.golden.arbiter.arbiter_model`: the golden cycle model
+(``lookahead=False``), :class:`~proxima.golden.arbiter.LookaheadArbiterModel` (the golden
+model driven with the requester offered the grant, decided one cycle ahead) or, for
+``n > group``, :class:`~proxima.golden.arbiter.TreeArbiterModel`.
 
-Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero and equal the model's
-grant (with ``lookahead``: the transfer vector ``ready & valid``, since the registered grant
-may be offered to a requester that is not valid), ``o.valid`` the model's register state,
-and every output transfer ``(grant, data)`` the model's.  A
-requester holds ``valid`` and its payload until accepted (stream rule), so waits are
-measured too: none may exceed ``n - 1`` grants to others (no starvation).
+Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero (in a tree: per leaf)
+and equal the model's grants (with ``lookahead``: the transfer vector ``ready & valid``,
+since the registered grant may be offered to a requester that is not valid), ``o.valid``
+the model's state, and every output transfer ``(grant, data)`` the model's.  A requester
+holds ``valid`` and its payload until accepted (stream rule), so waits are measured too, in
+input transfers of other requesters: none may exceed ``n - 1`` (flat) or the tree's
+:attr:`~proxima.golden.arbiter.TreeArbiterModel.wait_bound` (no starvation).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from proxima.golden.arbiter import LookaheadArbiterModel, RoundRobinArbiterModel
+from proxima.golden.arbiter import TreeArbiterModel, arbiter_model, tree_groups
+from proxima.hdl.arbiter import DEFAULT_GROUP
 from proxima.sim.runner import tb_params
 
 
@@ -46,15 +52,24 @@ async def _reset(dut, n):
     dut.rst.value = 0
 
 
-def make_model(n: int, lookahead: bool):
+def make_model(n: int, lookahead: bool, group: int | None = DEFAULT_GROUP):
     """The spec of the DUT variant."""
-    return LookaheadArbiterModel(n) if lookahead else RoundRobinArbiterModel(n)
+    return arbiter_model(n, lookahead=lookahead, group=group)
+
+
+def _group(p):
+    g = p.get("group", DEFAULT_GROUP)
+    return None if g is None else int(g)
 
 
 async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=None,
-               lookahead=True):
+               lookahead=True, group=DEFAULT_GROUP):
     valid_h, payload_h, ready_h = _ports(dut, n)
-    model = make_model(n, lookahead)
+    model = make_model(n, lookahead, group)
+    tree = isinstance(model, TreeArbiterModel)
+    leaves = ([range(j * group, min(n, (j + 1) * group))
+               for j in range(len(tree_groups(n, group)))] if tree else [range(n)])
+    bound = model.wait_bound if tree else n - 1
     valid = [False] * n
     payload = [0] * n
     waited = [0] * n  # grants to others while k was waiting
@@ -76,7 +91,8 @@ async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=No
         dut.o__ready.value = int(o_ready)
         await ReadOnly()
         ready = [int(h.value) for h in ready_h]
-        assert sum(ready) <= 1, f"cycle {cycles}: ready {ready} is not one-hot"
+        assert all(sum(ready[k] for k in leaf) <= 1 for leaf in leaves), \
+            f"cycle {cycles}: ready {ready} is not one-hot (per leaf)"
         if lookahead:  # ready may be offered to a requester that is not valid
             ready = [r & int(v) for r, v in zip(ready, valid)]
         o_valid = int(dut.o__valid.value)
@@ -84,7 +100,7 @@ async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=No
         assert o_valid == int(model.out_valid), \
             f"cycle {cycles}: o.valid {o_valid}, model {model.out_valid}"
         step = model.step(valid, payload, o_ready)
-        want = [int(k == step.grant) for k in range(n)]
+        want = [int(k in step.granted) for k in range(n)]
         assert ready == want, (f"cycle {cycles}: valid {[int(v) for v in valid]} "
                                f"o_ready {int(o_ready)}: DUT ready {ready}, model {want} "
                                f"(last grant {model.last})")
@@ -93,16 +109,16 @@ async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=No
             got = (o_payload >> data_bits, o_payload & ((1 << data_bits) - 1))
             assert got == (g, d), f"cycle {cycles}: output {got}, model {(g, d)}"
             outputs += 1
-        if step.grant is not None:
-            for k in range(n):
-                if k != step.grant and valid[k]:
-                    waited[k] += 1
-                    max_wait = max(max_wait, waited[k])
-            waited[step.grant] = 0
-            valid[step.grant] = False
+        for k in range(n):
+            if valid[k] and k not in step.granted:
+                waited[k] += len(step.granted)
+                max_wait = max(max_wait, waited[k])
+        for k in step.granted:
+            waited[k] = 0
+            valid[k] = False
         await RisingEdge(dut.clk)
         cycles += 1
-    assert max_wait <= n - 1, f"a requester waited {max_wait} grants (> n - 1 = {n - 1})"
+    assert max_wait <= bound, f"a requester waited {max_wait} grants (> bound {bound})"
     return cycles, max_wait
 
 
@@ -112,6 +128,7 @@ async def random_requests_with_stalls(dut):
     p = tb_params()
     n, data_bits = int(p["n"]), int(p["data_bits"])
     lookahead = bool(p.get("lookahead", True))
+    group = _group(p)
     transactions = int(p.get("transactions", 10_000))
     rnd = random.Random(cocotb.RANDOM_SEED)
     base = float(p.get("p_valid", 0.5))
@@ -120,24 +137,42 @@ async def random_requests_with_stalls(dut):
               ([0.05] * n, 1.0)]
     await _reset(dut, n)
     cycles, max_wait = await _run(dut, n, data_bits, transactions, pv, 0.6, rnd, phases,
-                                  lookahead)
+                                  lookahead, group)
     dut._log.info("%d transfers in %d cycles, longest wait %d grants", transactions, cycles,
                   max_wait)
 
 
 @cocotb.test()
 async def saturated_rotation(dut):
-    """All requesters always valid, output always ready: grants rotate 0, 1, ..., n-1, 0 ...
-    one per cycle (with lookahead the first grant comes one cycle after the valids)."""
+    """All requesters always valid, output always ready: one output per cycle once the
+    pipeline is full.  Flat: grants rotate 0, 1, ..., n-1, 0 ... (with lookahead the first
+    ready comes one cycle after the valids).  Tree: the leaves take turns, each leaf in
+    index order (the model's order), first output ``latency`` cycles after the valids."""
     p = tb_params()
     n = int(p["n"])
     lookahead = bool(p.get("lookahead", True))
+    group = _group(p)
+    model = make_model(n, lookahead, group)
     await _reset(dut, n)
     valid_h, payload_h, ready_h = _ports(dut, n)
     for k in range(n):
         valid_h[k].value = 1
         payload_h[k].value = k + 1
     dut.o__ready.value = 1
+    if isinstance(model, TreeArbiterModel):
+        outs, first = [], None
+        for cycle in range(model.latency + 3 * n):
+            await ReadOnly()
+            if int(dut.o__valid.value):
+                first = cycle if first is None else first
+                outs.append(int(dut.o__payload.value))
+            step = model.step([True] * n, [k + 1 for k in range(n)], True)
+            if step.output is not None:
+                g, d = step.output
+                assert outs and outs[-1] == (g << int(p["data_bits"])) | d, cycle
+            await RisingEdge(dut.clk)
+        assert first == model.latency and len(outs) == 3 * n, (first, len(outs))
+        return
     grants = []
     if lookahead:
         await ReadOnly()

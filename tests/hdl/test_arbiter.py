@@ -10,10 +10,10 @@ from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.arbiter import (
-    ArbiterError, RoundRobinArbiterModel, round_robin_pick,
+    ArbiterError, LookaheadArbiterModel, RoundRobinArbiterModel, TreeArbiterModel,
+    round_robin_pick, tree_groups,
 )
-from proxima.hdl.arbiter import RoundRobinArbiter
-from proxima.golden.arbiter import LookaheadArbiterModel
+from proxima.hdl.arbiter import DEFAULT_GROUP, RoundRobinArbiter
 from proxima.sim.tb.tb_arbiter import make_model
 
 
@@ -66,12 +66,33 @@ def test_bad_arguments():
         RoundRobinArbiter(4, "eight bits")
     with pytest.raises(ArbiterError, match="lookahead"):
         RoundRobinArbiter(4, unsigned(8), lookahead=1)
+    for bad in (3, 1, 0, 16.0, "16"):
+        with pytest.raises(ArbiterError, match="power of two"):
+            RoundRobinArbiter(32, unsigned(8), group=bad)
+
+
+def test_variant_choice_and_latency():
+    assert not RoundRobinArbiter(16, unsigned(8)).tree  # n <= group: the flat arbiter
+    t = RoundRobinArbiter(17, unsigned(8))
+    assert t.tree and t.levels == 2 and t.latency == 4 and t.grant_bits == 5
+    t = RoundRobinArbiter(256, unsigned(8))
+    assert t.tree and t.levels == 2 and t.latency == 4 and t.grant_bits == 8
+    t = RoundRobinArbiter(17, unsigned(8), group=4)
+    assert t.levels == 3 and t.latency == 6
+    for kw in ({"group": None}, {"lookahead": False}):
+        t = RoundRobinArbiter(64, unsigned(8), **kw)
+        Fragment.get(t, None)
+        assert not t.tree
 
 
 # ---- Amaranth simulation -------------------------------------------------------------
-def _amaranth_vs_model(n, data_bits, cycles, seed, lookahead=True):
-    dut = RoundRobinArbiter(n, unsigned(data_bits), lookahead=lookahead)
-    model = make_model(n, lookahead)
+def _amaranth_vs_model(n, data_bits, cycles, seed, lookahead=True, group=DEFAULT_GROUP):
+    dut = RoundRobinArbiter(n, unsigned(data_bits), lookahead=lookahead, group=group)
+    model = make_model(n, lookahead, group)
+    # ready may be high on several requesters only in a tree, one per leaf
+    leaves = ([range(j * group, min(n, (j + 1) * group))
+               for j in range(len(tree_groups(n, group)))] if dut.tree else [range(n)])
+    warm = 2 * dut.latency + 2
     rnd = random.Random(seed)
     stats = {"out": 0, "cycles_full": 0, "out_full": 0}
 
@@ -92,17 +113,17 @@ def _amaranth_vs_model(n, data_bits, cycles, seed, lookahead=True):
             out = (ctx.get(dut.o.payload.grant), ctx.get(dut.o.payload.data))
             step = model.step(valid, payload, o_ready)
             ready = [ctx.get(dut.i[k].ready) for k in range(n)]
-            assert sum(ready) <= 1, f"cycle {cycle}"
+            assert all(sum(ready[k] for k in leaf) <= 1 for leaf in leaves), f"cycle {cycle}"
             if lookahead:
                 ready = [r & v for r, v in zip(ready, valid)]
-            assert ready == [int(k == step.grant) for k in range(n)], f"cycle {cycle}"
+            assert ready == [int(k in step.granted) for k in range(n)], f"cycle {cycle}"
             if step.output is not None:
                 assert out == step.output, f"cycle {cycle}"
                 stats["out"] += 1
-                stats["out_full"] += phase == 0 and cycle % 200 >= 4
-            stats["cycles_full"] += phase == 0 and cycle % 200 >= 4
-            if step.grant is not None:
-                valid[step.grant] = False
+                stats["out_full"] += phase == 0 and cycle % 200 >= warm
+            stats["cycles_full"] += phase == 0 and cycle % 200 >= warm
+            for k in step.granted:
+                valid[k] = False
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -118,6 +139,89 @@ def _amaranth_vs_model(n, data_bits, cycles, seed, lookahead=True):
                                          (2, False), (3, False), (8, False)])
 def test_amaranth_matches_model(n, lookahead):
     assert _amaranth_vs_model(n, 12, 1500, seed=n, lookahead=lookahead) > 500
+
+
+@pytest.mark.parametrize("n,group", [(32, 16), (17, 4), (5, 2), (12, 8)])
+def test_amaranth_tree_matches_model(n, group):
+    """Trees: two levels (32 / 16, 12 / 8: a short last leaf), three levels with a
+    one-requester leaf (17 / 4, 5 / 2)."""
+    assert _amaranth_vs_model(n, 10, 1500, seed=n + group, group=group) > 500
+
+
+def test_tree_lone_request_latency_and_saturated_rotation():
+    """Cycle by cycle on the RTL: a lone request raised in cycle 0 is taken in cycle 1 and
+    is on the output in cycle ``latency`` = 4; with everybody valid the output carries one
+    transfer per cycle, the two leaves alternating, each leaf in round-robin order."""
+    n, G = 32, 16
+    dut = RoundRobinArbiter(n, unsigned(8))
+    taken, outs, grants = [], [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(8):
+            v = cycle == 0 or (cycle == 1 and not taken)
+            ctx.set(dut.i[21].valid, v)
+            ctx.set(dut.i[21].payload, 0x5A)
+            if v and ctx.get(dut.i[21].ready):
+                taken.append(cycle)
+            if ctx.get(dut.o.valid):
+                outs.append((cycle, ctx.get(dut.o.payload.grant), ctx.get(dut.o.payload.data)))
+            await ctx.tick()
+        for k in range(n):
+            ctx.set(dut.i[k].valid, 1)
+            ctx.set(dut.i[k].payload, k)
+        for cycle in range(4 + 3 * n):
+            if ctx.get(dut.o.valid):
+                grants.append(ctx.get(dut.o.payload.grant))
+                assert ctx.get(dut.o.payload.data) == grants[-1]
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == [1] and outs == [(4, 21, 0x5A)], (taken, outs)
+    assert len(grants) == 3 * n  # one per cycle once the pipeline is full
+    # leaf 0 from requester 0, leaf 1 after its last grant 21
+    assert grants[:2 * n] == [(c % 2) * G + (c // 2 + (c % 2) * 6) % G
+                              for c in range(2 * n)], grants
+
+
+def test_tree_output_stall_fills_the_queues():
+    """With o.ready low the output queue fills (2 entries), then the leaf queues (2 each);
+    after that no requester sees ready; releasing o.ready drains them in model order."""
+    n, G = 8, 4
+    dut = RoundRobinArbiter(n, unsigned(8), group=G)
+    model = TreeArbiterModel(n, G)
+    accepted = []
+
+    async def bench(ctx):
+        valid, payload = [True] * n, list(range(n))
+        for cycle in range(40):
+            o_ready = cycle >= 20
+            ctx.set(dut.o.ready, o_ready)
+            for k in range(n):
+                ctx.set(dut.i[k].valid, valid[k])
+                ctx.set(dut.i[k].payload, payload[k])
+            assert ctx.get(dut.o.valid) == model.out_valid, cycle
+            out = (ctx.get(dut.o.payload.grant), ctx.get(dut.o.payload.data))
+            step = model.step(valid, payload, o_ready)
+            ready = [ctx.get(dut.i[k].ready) & valid[k] for k in range(n)]
+            assert ready == [int(k in step.granted) for k in range(n)], cycle
+            if step.output is not None:
+                assert out == step.output, cycle
+            accepted.append(len(step.granted))
+            for k in step.granted:  # a new request at once (stream rule kept)
+                payload[k] = (payload[k] + n) % 256
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # stalled: 2 (output queue) + 2 per leaf entries accepted, then nothing until released
+    assert sum(accepted[:20]) == 2 + 2 * (n // G) and not any(accepted[10:20]), accepted
+    assert all(accepted[c] >= 1 for c in range(24, 40)), accepted  # flowing again
 
 
 def test_lookahead_lone_requester_streams_and_late_request_waits_one_cycle():
@@ -191,6 +295,7 @@ def test_amaranth_default_config_instance():
     dut = RoundRobinArbiter.from_config(cfg)
     Fragment.get(dut, None)
     assert dut.n == cfg.engine.queues and dut.grant_bits == 2 and dut.lookahead
+    assert not dut.tree and dut.latency == 2
     assert _amaranth_vs_model(cfg.engine.queues, cfg.id_bits, 1200, seed=11) > 400
     comb = RoundRobinArbiter.from_config(cfg, lookahead=False)
     Fragment.get(comb, None)
@@ -199,15 +304,19 @@ def test_amaranth_default_config_instance():
 
 # ---- cocotb on the generated Verilog ---------------------------------------------------
 @pytest.mark.rtl
-@pytest.mark.parametrize("queues,lookahead", [(5, True), (16, True), (5, False)])
-def test_cocotb_arbiter_verilator(queues, lookahead):
+@pytest.mark.parametrize("queues,lookahead,group", [
+    (5, True, DEFAULT_GROUP), (16, True, DEFAULT_GROUP), (5, False, DEFAULT_GROUP),
+    (32, True, DEFAULT_GROUP), (17, True, 4)])
+def test_cocotb_arbiter_verilator(queues, lookahead, group):
     from proxima.sim.runner import run_cocotb
-    # 5: non power of two (wrap-around edge); 16: the measured wide instance
+    # 5: non power of two (wrap-around edge); 16: the widest flat instance; 32: a tree of
+    # two leaves of 16; 17 with groups of 4: a three-level tree with a one-requester leaf
     cfg = preset("tiny").with_(engine={"queues": queues})
-    res = run_cocotb(lambda: RoundRobinArbiter.from_config(cfg, lookahead=lookahead),
+    res = run_cocotb(lambda: RoundRobinArbiter.from_config(cfg, lookahead=lookahead,
+                                                           group=group),
                      "proxima_arbiter", "proxima.sim.tb.tb_arbiter", cfg=cfg,
-                     build_name=f"arbiter_q{queues}_{'la' if lookahead else 'comb'}",
+                     build_name=f"arbiter_q{queues}_{'la' if lookahead else 'comb'}_g{group}",
                      parameters={"n": cfg.engine.queues, "data_bits": cfg.id_bits,
                                  "transactions": 10_000 if lookahead else 3000,
-                                 "lookahead": lookahead})
+                                 "lookahead": lookahead, "group": group})
     assert res.tests == 2 and res.failed == 0
