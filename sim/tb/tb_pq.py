@@ -13,6 +13,10 @@ streamed in; every ADT word (``m``, ``c``, value) on ``adt_out`` is compared wit
 :func:`proxima.golden.pq.build_adt` and every distance (with its id and lane flag) with
 :func:`proxima.golden.pq.pq_distances`, by exact equality and with the counts checked.
 Port formats are derived here from the configuration as documented in ``hdl/pq.py``.
+The bench does not depend on the block-RAM implementation: it runs unchanged on
+``PQUnit(bram="generic")`` and on ``PQUnit(bram="ecp5")`` (DP16KD instances, built with
+the behavioural model of :func:`proxima.hdl.bram.dp16kd_model_verilog` as an extra
+source), the netlist that is measured on the FPGA.
 """
 
 from __future__ import annotations

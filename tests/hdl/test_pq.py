@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.pq import build_adt, pq_distances
+from proxima.hdl.bram import write_dp16kd_model
 from proxima.hdl.pq import PQError, PQUnit, _credit_fifo, pack_codebook
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -85,7 +88,7 @@ def unpack_adt(cfg, dut, beats):
 
 
 def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
-           load_codebook=True, extreme=False, tree_levels=1, ram_regs=6):
+           load_codebook=True, extreme=False, tree_levels=1, ram_regs=2):
     """Load the codebook (through cb_wr or at elaboration), then for each query: stream the
     query, compare every ADT word, stream codes, compare every distance."""
     dut = PQUnit(cfg, codebook=None if load_codebook else codebook, tree_levels=tree_levels,
@@ -146,6 +149,7 @@ def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
         # the credits must keep both output FIFOs from ever overflowing
         assert not ctx.get(dut.adt_fifo_overflow), "ADT output FIFO overflowed"
         assert not ctx.get(dut.dist_fifo_overflow), "distance output FIFO overflowed"
+        assert not ctx.get(dut.credit_error), "a registered credit flag left its counter"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -179,11 +183,11 @@ def test_default_codebook_at_elaboration_full_rate_build_time():
     assert res["adt_cycles"][0] == dut.build_latency == cfg.pq.M * 256 + dut.build_stages
 
 
-@pytest.mark.parametrize("tree_levels,ram_regs", [(1, 6), (2, 1)])
+@pytest.mark.parametrize("tree_levels,ram_regs", [(1, 3), (2, 0)])
 def test_rounding_and_saturation_corner(tree_levels, ram_regs):
     """adt_bits = 4 and dsub = 1: (65025 + 2048) >> 12 = 16 > 15 saturates; extreme codes;
-    one and two adder-tree levels per pipeline stage, six and one register(s) after
-    every block-RAM output."""
+    one and two adder-tree levels per pipeline stage, three and no fabric register(s)
+    after every block RAM's output register."""
     cfg = preset("tiny").with_(vec={"dim": 8}, pq={"M": 8, "adt_bits": 4})
     assert cfg.adt_shift == 12
     rng = np.random.default_rng(7)
@@ -197,8 +201,9 @@ def test_rounding_and_saturation_corner(tree_levels, ram_regs):
     assert adt_raw_sat < adt.size
     dut, _ = run_pq(cfg, queries=q, codebook=book, n_codes=60, seed=7, extreme=True,
                     tree_levels=tree_levels, ram_regs=ram_regs)
-    # M = 8: three tree levels; address register, RAM, entry registers, tree, FIFO (2)
-    assert dut.latency == 2 + dut.ram_regs + -(-3 // tree_levels) + 2
+    # M = 8: three tree levels; address register, RAM + its output register, entry
+    # registers, tree, FIFO (2)
+    assert dut.latency == 3 + dut.ram_regs + -(-3 // tree_levels) + 2
 
 
 def test_credit_fifo_order_latency_and_overflow_check():
@@ -260,7 +265,9 @@ def test_elaboration_and_bad_codebooks():
     with pytest.raises(PQError, match="tree_levels"):
         PQUnit(cfg, tree_levels=0)
     with pytest.raises(PQError, match="ram_regs"):
-        PQUnit(cfg, ram_regs=0)
+        PQUnit(cfg, ram_regs=-1)
+    with pytest.raises(PQError, match="bram"):
+        PQUnit(cfg, bram="xilinx")
     with pytest.raises(PQError, match="shape"):
         PQUnit(cfg, codebook=np.zeros((2, 2, 2), dtype=np.uint8))
     with pytest.raises(PQError, match="integers"):
@@ -270,15 +277,26 @@ def test_elaboration_and_bad_codebooks():
 
 
 # ---- cocotb on the generated Verilog (Verilator) ----------------------------------------
+def dp16kd_model() -> Path:
+    """The behavioural DP16KD model (hdl/bram.py) in the simulation build root."""
+    from proxima.sim.runner import REPO_ROOT
+    root = Path(os.environ.get("PROXIMA_SIM_BUILD", REPO_ROOT / "build" / "sim"))
+    return write_dp16kd_model(root / "models" / "dp16kd.v")
+
+
 @pytest.mark.rtl
-@pytest.mark.parametrize("name,queries,codes", [("tiny", 3, 3400), ("default", 3, 3400)])
-def test_cocotb_pq_10k_random(name, queries, codes):
+@pytest.mark.parametrize("name,queries,codes,bram", [
+    ("tiny", 3, 3400, "generic"), ("default", 3, 3400, "ecp5")])
+def test_cocotb_pq_10k_random(name, queries, codes, bram):
+    """The same testbench on the generic RAMs and on the DP16KD instances (the netlist
+    that is measured on the FPGA) with the behavioural DP16KD model."""
     from proxima.sim.runner import run_cocotb
     cfg = preset(name)
     assert queries * codes >= 10_000
-    dut = PQUnit(cfg)
-    res = run_cocotb(lambda: PQUnit(cfg), "proxima_pq", "proxima.sim.tb.tb_pq", cfg=cfg,
-                     build_name=f"pq_{name}",
+    dut = PQUnit(cfg, bram=bram)
+    extra = [dp16kd_model()] if bram == "ecp5" else []
+    res = run_cocotb(lambda: PQUnit(cfg, bram=bram), "proxima_pq", "proxima.sim.tb.tb_pq",
+                     cfg=cfg, build_name=f"pq_{name}_{bram}", extra_sources=extra,
                      parameters={"queries": queries, "codes": codes, "latency": dut.latency,
                                  "build_latency": dut.build_latency})
     assert res.tests == 2 and res.failed == 0
@@ -291,5 +309,5 @@ def test_cocotb_pq_detects_a_wrong_expectation():
     cfg = preset("tiny")
     with pytest.raises(CocotbFailure, match="code 123"):
         run_cocotb(lambda: PQUnit(cfg), "proxima_pq", "proxima.sim.tb.tb_pq", cfg=cfg,
-                   build_name="pq_tiny", testcase="random_queries_and_codes_with_stalls",
+                   build_name="pq_tiny_generic", testcase="random_queries_and_codes_with_stalls",
                    parameters={"queries": 1, "codes": 300, "flip_expected": 123})
