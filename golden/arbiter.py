@@ -310,8 +310,9 @@ class TreeArbiterModel:
       the next level in ``t + 3`` ... and is on the output in ``t + 2 L`` (``L = 2``:
       ``t + 4``);
     * throughput: one output per cycle while requests wait and ``out_ready`` stays high
-      (each node moves one entry per cycle; a leaf whose queue the upper arbiter empties is
-      refilled in the same cycle); several leaves may take an input in the same cycle;
+      (each node moves one entry per cycle: a queue holding one entry is popped and pushed
+      in the same cycle, a full one takes a new entry in the cycle after a pop); several
+      leaves may take an input in the same cycle;
     * order: round robin among the leaves that hold an entry, and inside each leaf; not a
       global round robin over the requesters;
     * no starvation: while a requester keeps ``valid`` high it is passed by at most

@@ -93,7 +93,8 @@ Behaviour:
   leaf's head in ``t + 2``, is taken by the next node in ``t + 3`` ... and is on ``o`` in
   ``t + 2 L`` (``t + 4`` for 17..64 requesters, ``t + 6`` for 256);
 * throughput one output per cycle while requests wait and ``o.ready`` stays high (a queue
-  emptied by its upper node is refilled in the same cycle); several leaves may take a
+  holding one entry is popped and pushed in the same cycle, a full one takes a new entry
+  in the cycle after a pop); several leaves may take a
   request in the same cycle (``ready`` is one-hot per leaf, not overall); after ``o.ready``
   drops, the queues fill (two entries per node) and ``ready`` falls one cycle later;
 * order: round robin inside each node over the inputs that hold a request -- not one
