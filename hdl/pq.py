@@ -102,8 +102,10 @@ Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, y
   codebook DP16KD); the codebook address registered, 165.8 MHz (critical: subspace index
   -> 16:1 query sub-vector multiplexer, 4.6 ns of it routing; 4,227 LUT4, 7,404 FF); that
   multiplexer split into two registered 4:1 steps, 179.6 MHz.
-* the same with ``ram_regs = 1`` (latency 10) before the multiplexer split: 156.8 MHz,
-  6,301 FF (same critical path as at ``ram_regs = 2``).
+* the same with ``--option ram_regs=1`` (latency 10, build_latency 4111): 3,844 LUT4,
+  6,557 FF, 80 DP16KD, 155.1 MHz (critical: ``b11_valid`` -> per-subspace ADT write-data
+  select -> ``adt_wd``, 1.42 ns logic + 5.03 ns routing); before the multiplexer split it
+  gave 156.8 MHz with 6,301 FF.  ``ram_regs = 2`` stays the default for the margin.
 * the same code with ``bram="generic"`` (before the multiplexer split): 4,228 LUT4, 8,492
   FF, 80 DP16KD, 135.9 MHz -- critical: ``adt15_1`` DP16KD clock-to-output 5.61 ns +
   1.75 ns of routing to its fabric output register.
