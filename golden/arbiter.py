@@ -67,6 +67,14 @@ def round_robin_pick(valid: Sequence[bool], last: int) -> int | None:
     return None
 
 
+def _check_step_args(n: int, valid: Sequence[bool], payload: Sequence[Any] | None = None):
+    """The argument check every model's ``step`` makes: ``n`` valid flags (and payloads)."""
+    if len(valid) != n:
+        raise ArbiterError(f"expected {n} valid flags, got {len(valid)}")
+    if payload is not None and len(payload) != n:
+        raise ArbiterError(f"expected {n} payloads, got {len(payload)}")
+
+
 @dataclass(frozen=True)
 class ArbiterStep:
     """What happened in one cycle."""
@@ -97,8 +105,7 @@ class RoundRobinArbiterModel:
         return [k == g for k in range(self.n)]
 
     def _grant(self, valid: Sequence[bool], out_ready: bool) -> int | None:
-        if len(valid) != self.n:
-            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
+        _check_step_args(self.n, valid)
         if self.out_valid and not out_ready:
             return None
         return round_robin_pick([bool(v) for v in valid], self.last)
@@ -153,8 +160,7 @@ class LookaheadArbiterModel:
         return self.core.last
 
     def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
-        if len(valid) != self.n:
-            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
+        _check_step_args(self.n, valid)
         valid = [bool(v) for v in valid]
         k = self.offered
         if k is not None and self.must_be_valid and not valid[k]:
@@ -251,10 +257,7 @@ class QueuedArbiterNodeModel:
         return [load and k == self.offered for k in range(self.n)]
 
     def step(self, valid: Sequence[bool], payload: Sequence[Any], out_ready: bool) -> ArbiterStep:
-        if len(valid) != self.n:
-            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
-        if len(payload) != self.n:
-            raise ArbiterError(f"expected {self.n} payloads, got {len(payload)}")
+        _check_step_args(self.n, valid, payload)
         valid = [bool(v) for v in valid]
         k = self.offered
         if k is not None and self.must_be_valid and not valid[k]:
@@ -385,10 +388,7 @@ class TreeArbiterModel:
         return (g_up * self.group + local, data)
 
     def step(self, valid: Sequence[bool], payload: Sequence[Any], out_ready: bool) -> TreeStep:
-        if len(valid) != self.n:
-            raise ArbiterError(f"expected {self.n} valid flags, got {len(valid)}")
-        if len(payload) != self.n:
-            raise ArbiterError(f"expected {self.n} payloads, got {len(payload)}")
+        _check_step_args(self.n, valid, payload)
         lv = [leaf.out_valid for leaf in self.leaves]
         lp = [leaf.head for leaf in self.leaves]
         up_ready = self.upper.ready()
