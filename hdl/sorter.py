@@ -62,22 +62,38 @@ Default options: N = 16: S = 10, latency 21; N = 32: S = 15, latency 31; N = 64:
 latency 43.  Cells per CE (40-bit keys): 20 CCU2C and 80 multiplexer LUT4s (plus one
 inverter LUT4 with more than 2 copies); pipeline registers: ``2 S n w`` key bits,
 ``S (n / 2) swap_copies`` decision copies and ``2 S`` valid bits (N = 32: 38,400 + 480 + 30),
-plus with ``skid`` the FIFO's ``2 n w`` and 3 per enable copy.
+plus with ``skid`` the FIFO's ``3 n w``, 4 per enable root, one per leaf and 5 per FIFO
+key group.
 
 Back-pressure (default: ``skid``)
 ---------------------------------
-With ``skid`` (default) the pipeline enable ``advance`` is a register, high iff at most one
-entry of a two-entry output FIFO will be full in the next cycle, and the pipeline ends in
-that FIFO (``latency`` + 1): no enable or select of the wide registers depends on
-``o.ready`` in the same cycle, and a vector that leaves the last level in the cycle after
-the consumer stalls always finds room.  ``advance`` is copied per register level and per
-``enable_keys`` keys (default 8), each copy driving only the registers of its keys in its
-level (``n key_bits / enable_keys`` key bits); the FIFO's write enables (computed a cycle
-early) and read pointer are copied the same way.  Each copy keeps its own 2-bit count of
-full FIFO entries, updated from the shared ``push``/``pop``: yosys' ``opt_merge`` cannot merge
-copies whose next-state logic reads different registers (identical registers with identical
-inputs it would merge).  ``i.ready`` is the master copy; the sorter accepts one vector per
-cycle while the consumer keeps ``o.ready`` high and never drops or reorders vectors.
+With ``skid`` (default) no enable or select of the wide registers depends on ``o.ready`` or
+on any logic in the same cycle: every register level's enable is a *leaf* register, and
+the pipeline ends in an output FIFO of ``FIFO_DEPTH`` = 3 entries (``latency`` + 1).
+
+* The pipeline moves in cycle t iff ``E(t)``; ``i.ready = E(t)`` (a leaf of its own), and
+  the last level's vector is pushed into the FIFO when it is valid and moves.
+* ``E`` is decided two cycles ahead by ``roots`` registers ``adv`` (holding E(t + 1)) and
+  ``adv1`` (E(t)), each root with its own copy of the FIFO occupancy ``occ``:
+  ``E(t + 2) = [occ(t) - pop(t) + E(t) + E(t + 1) <= 2]``, i.e. even if the consumer stops
+  now, the at most two vectors pushed before the decision takes effect find room; with
+  ``o.ready`` high ``occ`` stays 1 and the pipeline moves every cycle (one vector per cycle).
+* A leaf loads the AND of two roots' ``adv`` (all equal in value): one leaf per register
+  level and per ``enable_keys`` keys (default 8), one for ``i.ready`` and one per key group
+  for the FIFO's write enables, which are registers computed a cycle early (with 2-bit read
+  pointers copied per group).  R roots give R (R - 1) / 2 distinct pairs (``self.roots``:
+  17 at N = 32, 69 at N = 256).
+* yosys' ``opt_merge`` merges registers with identical inputs (a ``keep`` attribute on the
+  wire does not prevent it): the roots are distinct because each one's next state reads its
+  own registers, the leaves because each reads a different pair of roots (a leaf fed by a
+  single root would merge with that root's ``adv1``).  A synthesis test checks that every
+  copy survives.
+
+So a leaf drives only the clock enables of its own ``n key_bits / enable_keys`` key bits in
+its level, a root drives about R leaves, and the roots' inputs (``o.ready``, the last
+level's valid bit) reach R + groups registers.  The earlier scheme, one register per copy
+updated from shared ``push``/``pop`` logic, reached 108.2 MHz at N = 32: ``push``/``pop``
+fanned out from logic to the next-state LUTs of ~125 copies (8.2 ns of routing).
 
 ``skid=False``: all register levels share one combinational enable ``advance = ~o.valid |
 o.ready``: when the output holds a vector that is not taken the whole pipeline stalls
@@ -138,23 +154,27 @@ class BitonicSorter(wiring.Component):
         Level B also registers a copy of every key for the next stage's comparators
         (``n key_bits`` more registers per stage; see the module docstring).
     skid : bool
-        Make the pipeline enable a register (``advance``) instead of ``~o.valid | o.ready``,
-        and end the pipeline in a two-entry FIFO with registered write/read pointers: no
-        enable or select of the wide registers depends on ``o.ready`` (with the plain enable,
-        N = 16 reached 133.2 MHz, the path being ``o.ready`` through one LUT to all ~20k
-        pipeline registers).  Default ``True``; latency + 1 (see "Back-pressure").  With a
-        single enable register N = 16 reached 156.7 MHz, its critical path being that
-        register fanning out to every pipeline register (5.9 ns of routing): hence the copies.
+        Make every pipeline enable a leaf register of a two-level register tree instead of
+        ``~o.valid | o.ready``, and end the pipeline in a three-entry FIFO with registered
+        write/read pointers: no enable or select of the wide registers depends on
+        ``o.ready`` (with the plain enable, N = 16 reached 133.2 MHz, the path being
+        ``o.ready`` through one LUT to all ~20k pipeline registers).  Default ``True``;
+        latency + 1 (see "Back-pressure").  With a single enable register N = 16 reached
+        156.7 MHz, its critical path being that register fanning out to every pipeline
+        register (5.9 ns of routing): hence the copies.
     enable_keys : int
-        With ``skid``: keys per copy of the enable (>= 1; default 8).
+        With ``skid``: keys per leaf copy of the enable (>= 1; default 8).
 
     Attributes
     ----------
     n, key_bits, stages_per_reg, register_swap, compare_chunks, swap_copies,
-    depth (network stages), latency (cycles)
+    depth (network stages), latency (cycles), roots (``skid`` enable roots)
     """
 
     MAX_SWAP_COPIES = 4
+    #: entries of the ``skid`` output FIFO: the enable takes effect two cycles after it is
+    #: decided, so two vectors may arrive after a stall is decided, plus the one shown on ``o``
+    FIFO_DEPTH = 3
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
                  register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2,
@@ -186,6 +206,11 @@ class BitonicSorter(wiring.Component):
         self.depth = len(self.network)
         groups = math.ceil(self.depth / self.stages_per_reg)
         self.latency = groups * (2 if self.register_swap else 1) + (1 if self.skid else 0)
+        # skid: enable leaves = one per register level and key group, i.ready and the FIFO's
+        # write-enable groups; ``roots`` R give R (R - 1) / 2 distinct leaf sources (pairs)
+        leaves = (self.latency - 1) * -(-n // self.enable_keys) + 1 + -(-n // self.enable_keys)
+        self.roots = next(r for r in range(2, leaves + 2) if r * (r - 1) // 2 >= leaves) \
+            if self.skid else 0
         layout = data.ArrayLayout(unsigned(self.key_bits), n)
         self.vector_layout = layout
         super().__init__({
@@ -202,29 +227,41 @@ class BitonicSorter(wiring.Component):
 
         ek = self.enable_keys
         egroups = -(-n // ek)                                # enable copies per level
-        push, pop = Signal(), Signal()
-
-        def enable_copy(name, with_advance=True):
-            """One copy of the skid state: (advance, count, count_next).  A copy keeps its own
-            count of full FIFO entries (same updates from push/pop), so yosys cannot merge the
-            copies (their next-state logic reads different registers)."""
-            cnt = Signal(range(3), name=f"{name}_count")
-            nxt = Signal(range(3), name=f"{name}_count_next")
-            m.d.comb += nxt.eq(cnt + push - pop)
-            m.d.sync += cnt.eq(nxt)
-            if not with_advance:
-                return None, cnt, nxt
-            adv = Signal(init=1, name=f"{name}_adv")
-            m.d.sync += adv.eq(nxt <= 1)
-            return adv, cnt, nxt
+        levels = self.latency - (1 if self.skid else 0)      # pipeline register levels
+        leaves = iter(())
 
         if self.skid:
-            # the pipeline enable is a register (no path from o.ready to the enables of
-            # every pipeline register), copied per level and per ``enable_keys`` keys so
-            # that each copy drives one neighbourhood of registers; a vector that leaves
-            # the last level after the consumer stopped finds room in the two-entry output
-            # FIFO below
-            advance, count, count_next = enable_copy("ctl")
+            # the enable E(t) of every register is a *leaf* register two cycles behind the
+            # decision: ``roots`` decide (each with its own copy of the state, so yosys cannot
+            # merge them), a leaf is one root or the AND of two (all equal in value, distinct
+            # in structure); no leaf's inputs come from logic (see "Back-pressure")
+            depth_f = self.FIFO_DEPTH
+            roots = []
+            for r in range(self.roots):
+                occ = Signal(range(depth_f + 1), name=f"ctl{r}_occ")
+                a = Signal(init=1, name=f"ctl{r}_adv")        # E(t + 1)
+                a1 = Signal(init=1, name=f"ctl{r}_adv1")      # E(t)
+                push_r = Signal(name=f"ctl{r}_push")
+                pop_r = Signal(name=f"ctl{r}_pop")
+                roots.append((occ, a, a1, push_r, pop_r))
+            # a leaf fed by one root would be merged with that root's ``adv1`` (same input)
+            sources = [(r, q) for q in range(self.roots) for r in range(q)]
+
+            def leaf_value(src):
+                v = roots[src[0]][1]
+                for r in src[1:]:
+                    v = v & roots[r][1]
+                return v
+
+            leaves = iter(sources)
+
+            def enable_leaf(name):
+                """A register holding E(t): loads the decision the roots hold now (E(t+1))."""
+                en = Signal(init=1, name=name)
+                m.d.sync += en.eq(leaf_value(next(leaves)))
+                return en
+
+            advance = enable_leaf("in_en")
         else:
             advance = Signal()
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
@@ -239,7 +276,7 @@ class BitonicSorter(wiring.Component):
 
         def register(values, v, extra=()):
             """One register level: the keys, then ``extra`` = (name, value, init, key): a
-            register written with the enable copy of key ``key``."""
+            register written with the enable leaf of key ``key``."""
             nonlocal level, loads_valid
             loads_valid = v  # what the newest level's valid register loads
             regs = [Signal(len(x), name=f"l{level}_k{k}", reset_less=True)
@@ -248,7 +285,7 @@ class BitonicSorter(wiring.Component):
                      for nm, x, init, _ in extra]
             vreg = Signal(name=f"l{level}_valid")
             if self.skid:
-                ens = [enable_copy(f"l{level}_e{g}")[0] for g in range(egroups)]
+                ens = [enable_leaf(f"l{level}_e{g}_en") for g in range(egroups)]
             else:
                 ens = [advance] * egroups
             for g in range(egroups):
@@ -338,37 +375,56 @@ class BitonicSorter(wiring.Component):
             m.d.comb += self.o.valid.eq(valid)
             m.d.comb += [self.o.payload[k].eq(keys[k]) for k in range(n)]
             return m
-        # output stage: a two-entry FIFO (e0, e1) with registered write and read pointers, so
-        # that no wide enable or select depends on o.ready: a vector leaving the last level
-        # (``push``, from registers only) is written to entry ``wp``; ``o`` shows entry ``rp``.
-        # ``advance`` for the next cycle is high iff at most one entry will be full, so the
-        # vector that leaves in the cycle after the consumer stalls always finds room.
+        # output stage: a FIFO of FIFO_DEPTH (3) entries with registered pointers and write
+        # enables.  The last level's vector is pushed when it holds one and moves (E(t));
+        # ``o`` shows the entry at the read pointer.  Each root keeps the exact occupancy
+        # ``occ`` and decides E(t + 2) = [occ(t) - pop(t) + E(t) + E(t + 1) <= depth - 1]:
+        # however the consumer stalls, the vectors pushed before that decision takes effect
+        # find room, and with o.ready high the pipeline moves every cycle (occ stays 1).
         assert level + 1 == self.latency
+        depth_f = self.FIFO_DEPTH
+        last_valid = valid
+        for occ, a, a1, push_r, pop_r in roots:
+            m.d.comb += [
+                push_r.eq(a1 & last_valid),
+                pop_r.eq((occ != 0) & self.o.ready),
+            ]
+            m.d.sync += [
+                occ.eq(occ + push_r - pop_r),
+                a.eq(occ - pop_r + a1 + a <= depth_f - 1),
+                a1.eq(a),
+            ]
+        occ0, _, e_now, push, pop = roots[0]
+        m.d.comb += self.o.valid.eq(occ0 != 0)
         ent = [[Signal(w, name=f"e{e}_k{k}", reset_less=True) for k in range(n)]
-               for e in range(2)]
-        wp = Signal(name="wp")
-        m.d.comb += [
-            push.eq(valid & advance),
-            pop.eq(self.o.valid & self.o.ready),
-            self.o.valid.eq(count != 0),
-        ]
-        m.d.sync += wp.eq(wp ^ push)
-        # the write enables of each entry are registers computed a cycle early (no LUT between
-        # them and the key registers they enable), one pair per ``enable_keys`` keys, each
-        # from its own copy of the count: the last level holds a valid vector in the next
-        # cycle iff it does now and does not move, or the level before moves in.  The read
-        # pointer is copied the same way (each copy toggles itself on pop).
+               for e in range(depth_f)]
+
+        def inc(x, by):
+            return Mux(by, Mux(x == depth_f - 1, 0, x + 1), x)
+
+        wp = Signal(range(depth_f), name="wp")
+        wp_next = Signal(range(depth_f))
+        m.d.comb += wp_next.eq(inc(wp, push))
+        m.d.sync += wp.eq(wp_next)
+        # write enables computed a cycle early, one set per ``enable_keys`` keys, each from
+        # its own leaf source: the last level holds a valid vector in the next cycle iff it
+        # does now and does not move, or the level before moves in; it moves iff E(t + 1),
+        # which the roots hold now
         valid_next = Signal()
-        m.d.comb += valid_next.eq(Mux(advance, loads_valid, valid))
+        m.d.comb += valid_next.eq(Mux(e_now, loads_valid, valid))
         for g in range(egroups):
-            _, _, nxt = enable_copy(f"o_e{g}", with_advance=False)
-            we = [Signal(name=f"o_e{g}_we{e}") for e in range(2)]
-            rp = Signal(name=f"o_e{g}_rp")
-            m.d.sync += rp.eq(rp ^ pop)
-            for e in range(2):
-                m.d.sync += we[e].eq(valid_next & (nxt <= 1) & ((wp ^ push) == e))
+            moves = leaf_value(next(leaves))
+            we = [Signal(name=f"o_e{g}_we{e}") for e in range(depth_f)]
+            rp = Signal(range(depth_f), name=f"o_e{g}_rp")
+            m.d.sync += rp.eq(inc(rp, pop))
+            for e in range(depth_f):
+                m.d.sync += we[e].eq(valid_next & moves & (wp_next == e))
                 with m.If(we[e]):
-                    m.d.sync += [ent[e][k].eq(keys[k]) for k in range(g * ek, min(n, (g + 1) * ek))]
-            m.d.comb += [self.o.payload[k].eq(Mux(rp, ent[1][k], ent[0][k]))
-                         for k in range(g * ek, min(n, (g + 1) * ek))]
+                    m.d.sync += [ent[e][k].eq(keys[k])
+                                 for k in range(g * ek, min(n, (g + 1) * ek))]
+            for k in range(g * ek, min(n, (g + 1) * ek)):
+                with m.Switch(rp):
+                    for e in range(depth_f):
+                        with m.Case(e):
+                            m.d.comb += self.o.payload[k].eq(ent[e][k])
         return m

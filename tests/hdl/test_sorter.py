@@ -130,10 +130,12 @@ def _amaranth_run(cfg, n, count, p_valid, p_ready, seed, **options):
             ctx.set(dut.o.ready, o_ready)
             if offering and ctx.get(dut.i.ready):
                 events.setdefault("first_in", cycle)
+                events["last_in"] = cycle
                 sent += 1
                 offering = False
             if o_ready and ctx.get(dut.o.valid):
                 events.setdefault("first_out", cycle)
+                events["last_out"] = cycle
                 got.append(_unpack(ctx.get(opay), n, w))
             await ctx.tick()
             cycle += 1
@@ -154,6 +156,8 @@ def test_amaranth_default_preset_full_rate_latency():
     assert dut.n == n and dut.depth == network_depth(n)
     assert dut.latency == 2 * network_depth(n) + 1 == cfg.sorter_latency
     assert ev["first_in"] == 0 and ev["first_out"] == dut.latency
+    # one vector per cycle in and out while the consumer is ready
+    assert ev["last_in"] == 39 and ev["last_out"] == 39 + dut.latency
 
 
 def test_amaranth_default_preset_random_stalls():
@@ -257,26 +261,30 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, com
 @pytest.mark.rtl
 @pytest.mark.parametrize("enable_keys", [1, 3])
 def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
-    """skid: yosys synth_ecp5 of an N = 4 sorter keeps every copy of the registered pipeline
-    enable (one per level and per ``enable_keys`` keys) and of the output FIFO's write
-    enables and read pointer: no copy is merged into another."""
+    """skid: yosys synth_ecp5 of an N = 4 sorter keeps every root of the enable (each with its
+    own occupancy and two decision registers) and every leaf copy (one per level and per
+    ``enable_keys`` keys, plus ``i.ready``), and the output FIFO's write enables and read
+    pointers per key group: no copy is merged into another."""
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
     dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys)
     cells, net = _synth_ecp5(tmp_path, dut)
     ffs = cells["TRELLIS_FF"]
     S, ces, levels = dut.depth, dut.depth * n // 2, 2 * dut.depth
-    G = -(-n // enable_keys)
-    # pipeline keys, swap copies, valid bits; FIFO entries; enable copies (advance + a
-    # 2-bit count each: the master and one per level and group); per FIFO group a 2-bit
-    # count, two write enables and a read pointer; the write pointer
-    assert ffs == (levels * n * w + ces * dut.swap_copies + levels + 2 * n * w
-                   + 3 * (1 + levels * G) + 5 * G + 1)
+    G, D = -(-n // enable_keys), dut.FIFO_DEPTH
+    R = dut.roots
+    assert R * (R - 1) // 2 >= levels * G + 1 + G > (R - 1) * (R - 2) // 2
+    # pipeline keys, swap copies, valid bits; FIFO entries; roots (2-bit occupancy and two
+    # decision registers); leaves; per FIFO group D write enables and a 2-bit read pointer;
+    # the 2-bit write pointer
+    assert ffs == (levels * n * w + ces * dut.swap_copies + levels + D * n * w
+                   + 4 * R + levels * G + 1 + G * (D + 2) + 2)
     qbits = {c["connections"]["Q"][0] for c in net["cells"].values()
              if c["type"] == "TRELLIS_FF"}
-    adv = {nm for nm, v in net["netnames"].items()
-           if re.fullmatch(r"l\d+_e\d+_adv", nm) and v["bits"][0] in qbits}
-    assert adv == {f"l{lv}_e{g}_adv" for lv in range(levels) for g in range(G)}
+    kept = {nm for nm, v in net["netnames"].items()
+            if re.fullmatch(r"l\d+_e\d+_en|ctl\d+_adv1?", nm) and v["bits"][0] in qbits}
+    assert kept == ({f"l{lv}_e{g}_en" for lv in range(levels) for g in range(G)}
+                    | {f"ctl{r}_adv" for r in range(R)} | {f"ctl{r}_adv1" for r in range(R)})
 
 
 def test_rtl_elaborates_the_golden_network():
