@@ -1,0 +1,190 @@
+"""Search engine top (hdl/engine.py) in the Amaranth simulator against golden.search.
+
+A small ``tiny`` index with hot vertices (so both frame kinds occur) is written as an image
+and read back; the testbench serves the engine's memory requests from the image's core arrays
+and checks, per query, the result (ids and exact distances, best first), every counter, the
+termination reason and the exact sequence of NAND accesses, which must be
+``reads_for_events(golden events)``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from proxima.config import preset
+from proxima.golden.image import read_image, write_image
+from proxima.golden.index import Index
+from proxima.golden.layout import EVENT_KINDS, Layout, reads_for_events
+from proxima.golden.pq import encode, train_codebook
+from proxima.golden.search import search
+from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine
+from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+
+N_VERTICES = 300
+N_HOT = 12
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory):
+    cfg = preset("tiny")
+    x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=3)
+    nb = knn_plus_random_graph(x, cfg.graph.R, seed=3)
+    book = train_codebook(cfg, x, seed=3)
+    hot = np.arange(N_VERTICES) < N_HOT
+    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=hot)
+    path = tmp_path_factory.mktemp("engine") / "tiny.pxi"
+    write_image(path, index)
+    return read_image(path)
+
+
+def _queries(cfg, n, seed):
+    return clustered_u8(n, cfg.vec.dim, seed=100 + seed)
+
+
+def _word_source(img, beat_bits):
+    """Beats of one access ``(core, page, offset)`` as the engine expects them."""
+    lay = img.layout
+    cfg = lay.cfg
+    A, P, Ci = cfg.nand.access_bytes, cfg.nand.page_bytes, cfg.nand.cores
+    bb = beat_bits // 8
+
+    def beats(core, page, offset):
+        assert offset % A == 0, offset
+        arr = img.frames[core] if core < Ci else img.raw[core - Ci]
+        base = page * P + offset
+        data = bytes(arr[base:base + A])
+        assert len(data) == A, (core, page, offset)
+        return [int.from_bytes(data[i:i + bb], "little") for i in range(0, A, bb)]
+
+    return beats
+
+
+def _layout(img, cfg):
+    """The image's geometry under ``cfg`` (search parameters changed, same frames)."""
+    lay = img.layout
+    return Layout(cfg, lay.n, lay.hot, lay.gap_width)
+
+
+def _run(img, queries, *, cfg=None, p_mem=1.0, p_ready=1.0, latency=1, seed=0):
+    """Run the queries through the RTL engine; per query a dict of what it did."""
+    cfg = cfg or img.index.cfg
+    dut = SearchEngine(cfg, _layout(img, cfg), codebook=img.index.codebook)
+    beats = _word_source(img, dut.beat_bits)
+    rnd = random.Random(seed)
+    out = []
+
+    async def bench(ctx):
+        ctx.set(dut.entry, int(img.index.entry))
+        for q in queries:
+            reqs, results = [], []
+            pending = []  # [due cycle, beats]
+            # the query
+            for e in q:
+                ctx.set(dut.query.valid, 1)
+                ctx.set(dut.query.payload, int(e))
+                await ctx.tick().until(dut.query.ready)
+            ctx.set(dut.query.valid, 0)
+            cycle = 0
+            while True:
+                cycle += 1
+                assert cycle < 200_000, "timeout"
+                if ctx.get(dut.mem_req.valid):
+                    r = ctx.get(dut.mem_req.payload)
+                    reqs.append((r.core, r.page, r.offset, EVENT_KINDS[r.kind]))
+                    pending.append([cycle + latency, beats(r.core, r.page, r.offset)])
+                ctx.set(dut.mem_req.ready, 1)
+                give = bool(pending) and pending[0][0] <= cycle and rnd.random() < p_mem
+                ctx.set(dut.mem_resp.valid, give)
+                if give:
+                    w = pending[0][1]
+                    ctx.set(dut.mem_resp.payload.data, w[0])
+                    ctx.set(dut.mem_resp.payload.last, len(w) == 1)
+                take = rnd.random() < p_ready
+                ctx.set(dut.result.ready, take)
+                if take and ctx.get(dut.result.valid):
+                    r = ctx.get(dut.result.payload)
+                    results.append((r.id, r.dist, r.last))
+                if give and ctx.get(dut.mem_resp.ready):
+                    pending[0][1].pop(0)
+                    if not pending[0][1]:
+                        pending.pop(0)
+                await ctx.tick()
+                if ctx.get(dut.done):
+                    break
+            ctx.set(dut.result.ready, 0)
+            ctx.set(dut.mem_resp.valid, 0)
+            assert not pending, "the engine left response beats untaken"
+            rec = {n: ctx.get(getattr(dut, n)) for n in COUNTER_NAMES}
+            rec.update(reqs=reqs, results=results, converged=ctx.get(dut.converged),
+                       error=ctx.get(dut.error))
+            out.append(rec)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def _check(img, queries, got, cfg=None):
+    cfg = cfg or img.index.cfg
+    reasons = []
+    for qi, (q, g) in enumerate(zip(queries, got)):
+        ref = search(img.index, q, cfg)
+        reasons.append(ref.reason)
+        exp_reads = [(r.core, r.page, r.offset, r.kind)
+                     for r in reads_for_events(ref.events, _layout(img, cfg))]
+        assert not g["error"], qi
+        assert g["reqs"] == exp_reads, (qi, len(g["reqs"]), len(exp_reads))
+        assert [(i, d) for i, d, _ in g["results"]] == list(zip(ref.ids.tolist(),
+                                                                ref.dists.tolist())), qi
+        assert [last for _, _, last in g["results"]] == \
+            [0] * (len(ref.ids) - 1) + [1], qi
+        for name in COUNTER_NAMES:
+            if name != "cycles":
+                assert g[name] == ref.counters[name], (qi, name, g[name], ref.counters[name])
+        assert g["converged"] == (ref.reason == "converged"), qi
+        assert g["cycles"] > 0
+    return reasons
+
+
+def test_engine_matches_golden_search(tiny_image):
+    img = tiny_image
+    q = _queries(img.index.cfg, 3, seed=0)
+    got = _run(img, q)
+    assert _check(img, q, got) == ["converged"] * len(q)
+    # the traffic covered both frame kinds and both read paths of a code
+    kinds = {k for g in got for *_, k in g["reqs"]}
+    assert kinds == set(EVENT_KINDS)
+    # the beta threshold took entries past Tf into the final rerank
+    assert any(g["final_reranked"] > g["final_T"] for g in got)
+    for g in got:
+        print("cycles", g["cycles"], "hops", g["hops"], "reads", len(g["reqs"]))
+
+
+def test_engine_with_memory_gaps_and_result_backpressure(tiny_image):
+    img = tiny_image
+    q = _queries(img.index.cfg, 2, seed=1)
+    got = _run(img, q, p_mem=0.6, p_ready=0.5, latency=7, seed=5)
+    _check(img, q, got)
+
+
+def test_engine_list_end(tiny_image):
+    """r = 15 never converges on this list: T grows past L (``list_end``, every entry then
+    reranked); T0 = k and T_step = 3 (T jumps from 16 to 19, past L)."""
+    cfg = preset("tiny").with_(search={"r": 15, "T0": 4, "T_step": 3})
+    img = tiny_image
+    q = _queries(cfg, 2, seed=2)
+    got = _run(img, q, cfg=cfg)
+    assert _check(img, q, got, cfg) == ["list_end"] * len(q)
+    assert all(g["final_T"] == cfg.search.L for g in got)
+
+
+def test_engine_rejects_a_layout_of_another_configuration(tiny_image):
+    other = preset("tiny").with_(search={"L": 8})
+    with pytest.raises(EngineError, match="another configuration"):
+        SearchEngine(other, tiny_image.layout)
