@@ -14,7 +14,8 @@ from amaranth.lib import wiring
 
 from proxima.config import ProximaConfig
 
-__all__ = ["BLOCKS", "UnknownBlockError", "build_block", "block_names"]
+__all__ = ["BLOCKS", "FPGA_OPTIONS", "UnknownBlockError", "build_block", "block_names",
+           "fpga_options"]
 
 
 class UnknownBlockError(KeyError):
@@ -51,6 +52,25 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
 }
 
 
+#: name -> constructor options that the FPGA measurement (``python -m proxima.fpga.resources``)
+#: uses unless ``--option`` gives them: the implementation choices meant for the ECP5 device.
+#: :func:`build_block` (simulation, Verilog export, cocotb) does not apply them, so those keep
+#: the portable defaults (e.g. the PQ unit's generic Amaranth RAM, which any simulator runs).
+FPGA_OPTIONS: dict[str, dict] = {
+    # DP16KD with its output register (proxima.hdl.bram): 179.6 MHz vs 135.9 generic
+    "pq": {"bram": "ecp5"},
+}
+
+
+def fpga_options(name: str, options: dict | None = None) -> dict:
+    """The constructor options of block ``name`` on the FPGA-measurement path: ``options``
+    (explicit, they win) completed with :data:`FPGA_OPTIONS`."""
+    effective = dict(options or {})
+    for key, value in FPGA_OPTIONS.get(name, {}).items():
+        effective.setdefault(key, value)
+    return effective
+
+
 def block_names() -> list[str]:
     return sorted(BLOCKS)
 
@@ -60,6 +80,8 @@ def build_block(name: str, cfg: ProximaConfig, **options) -> wiring.Component:
 
     ``options`` go to the block's constructor as keyword arguments (implementation
     choices that are not part of the configuration, e.g. the sorter's ``stages_per_reg``).
+    Only these are applied: the FPGA defaults of :data:`FPGA_OPTIONS` are added by the
+    measurement (:func:`fpga_options`), not here.
     """
     try:
         factory = BLOCKS[name]

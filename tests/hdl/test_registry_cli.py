@@ -9,7 +9,8 @@ from amaranth.back import verilog
 
 from proxima.cli_hdl import main, register
 from proxima.config import preset
-from proxima.hdl.registry import BLOCKS, UnknownBlockError, block_names, build_block
+from proxima.hdl.registry import (BLOCKS, FPGA_OPTIONS, UnknownBlockError, block_names,
+                                   build_block, fpga_options)
 
 
 def test_every_block_builds_from_the_config():
@@ -62,3 +63,25 @@ def test_register_into_a_parent_parser():
     args = ap.parse_args(["hdl", "verilog", "arbiter", "-o", "a.v"])
     assert args.func.__name__ == "cmd_verilog" and args.block == "arbiter"
     assert block_names() == sorted(BLOCKS)
+
+
+def test_fpga_defaults_apply_only_to_the_measurement_path():
+    import copy
+    import gc
+    import warnings
+    before = copy.deepcopy(FPGA_OPTIONS)
+    cfg = preset("tiny")
+    with warnings.catch_warnings():  # built, deliberately not elaborated
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        # simulation / Verilog export / cocotb: the portable generic RAM
+        assert build_block("pq", cfg).bram == "generic"
+        # FPGA measurement: DP16KD unless an explicit option says otherwise
+        assert build_block("pq", cfg, **fpga_options("pq")).bram == "ecp5"
+        gc.collect()
+    assert fpga_options("pq") == {"bram": "ecp5"} == FPGA_OPTIONS["pq"]
+    given = {"bram": "generic", "ram_regs": 3}
+    assert fpga_options("pq", given) == given and given == {"bram": "generic", "ram_regs": 3}
+    assert fpga_options("pq", {"ram_regs": 3}) == {"bram": "ecp5", "ram_regs": 3}
+    assert fpga_options("arbiter", {"group": 8}) == {"group": 8}
+    assert set(FPGA_OPTIONS) <= set(BLOCKS)
+    assert FPGA_OPTIONS == before  # not mutated by the calls above
