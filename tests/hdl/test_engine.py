@@ -28,9 +28,7 @@ N_VERTICES = 300
 N_HOT = 12
 
 
-@pytest.fixture(scope="module")
-def tiny_image(tmp_path_factory):
-    cfg = preset("tiny")
+def _image(tmp_path_factory, cfg):
     x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=3)
     nb = knn_plus_random_graph(x, cfg.graph.R, seed=3)
     book = train_codebook(cfg, x, seed=3)
@@ -39,6 +37,32 @@ def tiny_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("engine") / "tiny.pxi"
     write_image(path, index)
     return read_image(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory):
+    """tiny: every structure in one 128-byte access, frames and raw vectors at offsets
+    inside it (the engine skips the beats before them)."""
+    return _image(tmp_path_factory, preset("tiny"))
+
+
+@pytest.fixture(scope="module")
+def narrow_image(tmp_path_factory):
+    """8-byte accesses on 3 + 3 cores and 8-byte codes (M = 8): a normal frame's neighbour
+    part is 2 accesses and its code lies in the third (not read with the frame: the gap
+    decoder closes the frame's code stream as truncated), frames have a stride of 3
+    accesses (170 per page), a hot frame takes more accesses than there are cores, a raw
+    vector 2 accesses; core, slot and page arithmetic divide by 3 and 170."""
+    cfg = preset("tiny").with_(nand={"access_bytes": 8, "cores": 3, "raw_vector_cores": 3},
+                               pq={"M": 8})
+    img = _image(tmp_path_factory, cfg)
+    lay = img.layout
+    A = cfg.nand.access_bytes
+    assert (lay.frame_access_count, lay.code_access_count, lay.raw_access_count) == (2, 1, 2)
+    assert lay.code_offset >= lay.frame_access_count * A
+    fpp = lay.frames_per_page
+    assert lay.hot_accesses > cfg.nand.cores and fpp & (fpp - 1)  # not a power of two
+    return img
 
 
 def _queries(cfg, n, seed):
@@ -69,10 +93,12 @@ def _layout(img, cfg):
     return Layout(cfg, lay.n, lay.hot, lay.gap_width)
 
 
-def _run(img, queries, *, cfg=None, p_mem=1.0, p_ready=1.0, latency=1, seed=0):
+def _run(img, queries, *, cfg=None, p_mem=1.0, p_ready=1.0, latency=1, seed=0,
+         beat_bits=None):
     """Run the queries through the RTL engine; per query a dict of what it did."""
     cfg = cfg or img.index.cfg
-    dut = SearchEngine(cfg, _layout(img, cfg), codebook=img.index.codebook)
+    dut = SearchEngine(cfg, _layout(img, cfg), codebook=img.index.codebook,
+                       beat_bits=beat_bits)
     beats = _word_source(img, dut.beat_bits)
     rnd = random.Random(seed)
     out = []
@@ -182,6 +208,16 @@ def test_engine_list_end(tiny_image):
     got = _run(img, q, cfg=cfg)
     assert _check(img, q, got, cfg) == ["list_end"] * len(q)
     assert all(g["final_T"] == cfg.search.L for g in got)
+
+
+def test_engine_multi_access_reads(narrow_image):
+    """Structures spanning several accesses, 16-bit beats (4 per access)."""
+    img = narrow_image
+    q = _queries(img.index.cfg, 2, seed=4)
+    got = _run(img, q, beat_bits=16, p_mem=0.8, latency=3, seed=7)
+    _check(img, q, got)
+    hot_frames = [r for g in got for r in g["reqs"] if r[3] == "frame" and r[1] == 0]
+    assert len(hot_frames) >= img.layout.hot_accesses
 
 
 def test_engine_rejects_a_layout_of_another_configuration(tiny_image):
