@@ -210,6 +210,19 @@ def test_engine_list_end(tiny_image):
     assert all(g["final_T"] == cfg.search.L for g in got)
 
 
+@pytest.mark.parametrize("search", [
+    {"k": 1, "T0": 1, "T_step": 1, "r": 1, "beta": 1.0},  # smallest top-k, T and r
+    {"k": 16, "T0": 16, "T_step": 5, "r": 2, "beta": 2.0},  # k = T0 = L: the whole list
+], ids=["k1_T1_r1", "k16_T16"])
+def test_engine_search_parameter_extremes(tiny_image, search):
+    cfg = preset("tiny").with_(search=search)
+    q = np.concatenate([_queries(cfg, 1, seed=5),
+                        np.random.default_rng(5).integers(0, 256, (1, cfg.vec.dim),
+                                                          dtype=np.uint8)])
+    got = _run(tiny_image, q, cfg=cfg, p_mem=0.9, p_ready=0.7, seed=11)
+    _check(tiny_image, q, got, cfg)
+
+
 def test_engine_multi_access_reads(narrow_image):
     """Structures spanning several accesses, 16-bit beats (4 per access)."""
     img = narrow_image
