@@ -62,8 +62,10 @@ counters      ``Out(counter_bits)`` each, registered: ``hops``, ``pq_dists``,
 Reads
 -----
 A read is the accesses of one event, issued back to back on ``mem_req`` while the beats of
-the same read are taken from ``mem_resp`` (the next read starts when all beats of this one
-are in, so the request order is the event order):
+the same read are taken from ``mem_resp``.  Frame, entry-code and raw reads run one at a time
+(the next starts when all beats of this one are in); the code reads of an expansion's passed
+neighbours are issued back to back, without waiting for the responses (see NB).  Either way
+the request order is the event order:
 
 * ``('frame', u)``, ``u < H`` (hot): the ``K = layout.hot_accesses`` chunks of the hot frame,
   all beats to the gap decoder (``hot = 1``); its ``codes`` stream gives the neighbours'
@@ -97,10 +99,13 @@ FRAME      read the frame of ``u`` into the gap decoder; every id goes to the Bl
            row order; ids that were not visited are appended to the *passed* buffer (with
            their row position, which pairs them with a hot frame's codes).  Done when the read,
            the decoder's last id and last code beats and every Bloom response are in.
-NB         per passed neighbour ``v``, in row order: its code (hot buffer, or a code read),
-           PQ distance (one lane), INSERT ``(pq << id_bits) | v`` with ``last`` on the final
-           one (``pq_dists``, ``inserted`` count); then SELECT again.  No passed neighbour: no
-           INSERT (an empty batch is not sent).
+NB         the passed neighbours ``v``, in row order, through three overlapped steps:
+           their codes (from the hot-code buffer, or by code reads: requests for all of
+           them back to back, each response's beats captured; a captured code waits until
+           the PQ unit takes it, holding ``mem_resp.ready`` low), the PQ unit (lane 0 of
+           each beat), and each distance straight into an INSERT beat ``(pq << id_bits) |
+           v`` with ``last`` on the final one (``pq_dists``, ``inserted`` count); then
+           SELECT again.  No passed neighbour: no INSERT (an empty batch is not sent).
 DUMP       ``checks += 1``; DUMP the list: for each slot ``i < len`` record ``id_i``,
            ``pq_i`` and look ``id_i`` up (all ``L`` compared at once) in the exact cache of the
            previous dump; the cache is rebuilt position-aligned (a vertex that left ``C``
@@ -118,13 +123,18 @@ OUT        the top-``k`` on ``result``; ``done``.
 
 Cycle behaviour
 ---------------
-Strictly one thing at a time (this first version overlaps nothing but the streams inside a
-read): a read costs ``accesses * nb`` beats plus the memory's latency; a PQ distance the PQ
-unit's ``latency`` plus 2; an exact distance ``ceil(dim / exact_lanes)`` beats plus the exact
-unit's ``latency``; a SELECT ``select_latency`` plus 2; an insert ``merge_cycles``; a DUMP ``L``
-plus 3; the ADT build ``pq.build_latency`` (overlapped with the exact query load, the Bloom
-clear and the entry's code read).  ``cycles`` reports the total of each query; the tests
-print it.
+One step at a time, except inside a read and in NB: a read costs ``accesses * nb`` beats
+plus the memory's latency; in NB the neighbours' code reads follow each other at one beat per
+cycle (plus one cycle per code handed to the PQ unit), the PQ latency and the INSERT beats
+overlap them; an exact distance costs the raw read, ``ceil(dim / exact_lanes)`` beats and
+the exact unit's ``latency``; a SELECT ``select_latency`` plus 2; an insert
+``merge_cycles``; a DUMP ``L`` plus 3; the ADT build ``pq.build_latency`` (overlapped with
+the exact query load, the Bloom clear and the entry's code read).  ``cycles`` counts each
+query from the cycle after its first element to its last result beat.  Measured (``tiny``,
+``tests/hdl/test_engine.py``, 128-byte accesses of 32 beats served with one cycle of
+latency and no gaps, 9 / 10 / 14 expansions, 65 / 56 / 89 accesses): 4282 / 4016 / 5399
+cycles per query (4814 / 4527 / 6180 with the neighbour codes one at a time); the accesses'
+beats are about half of it (the engine reads 128 bytes for a 4-byte code).
 """
 
 from __future__ import annotations
@@ -303,11 +313,14 @@ class SearchEngine(wiring.Component):
                          rd_hot.eq((st_kind == KIND_FRAME) & (st_v < H)),
                          rd_a.eq(0), rd_beat.eq(0)]
 
+        def frame_loc(v):
+            """(core, page, byte offset) of the normal frame of ``v``."""
+            j, fc = _divmod(v, Ci)
+            slotp, slot = _divmod(j, lay.frames_per_page)
+            return fc, slotp + lay.hot_pages, slot * lay.stride
+
         # normal frame / code of rd_v
-        f_core, f_j = _divmod(rd_v, Ci)[1], _divmod(rd_v, Ci)[0]
-        f_slotp, f_slot = _divmod(f_j, lay.frames_per_page)
-        f_page = f_slotp + lay.hot_pages
-        f_off = f_slot * lay.stride
+        f_core, f_page, f_off = frame_loc(rd_v)
         c_off = f_off + lay.code_offset
         # raw vector of rd_v
         r_j, r_core = _divmod(rd_v, Cr)
@@ -348,7 +361,7 @@ class SearchEngine(wiring.Component):
             self.mem_req.payload.offset.eq(off),
             self.mem_req.payload.kind.eq(rd_kind),
         ]
-        with m.If(self.mem_req.valid & self.mem_req.ready):
+        with m.If(rd_busy & self.mem_req.valid & self.mem_req.ready):
             m.d.sync += rd_a.eq(rd_a + 1)
 
         rd_total = Signal.like(rd_beat)
@@ -362,19 +375,22 @@ class SearchEngine(wiring.Component):
             gd.i.payload.data.eq(self.mem_resp.payload.data),
             gd.i.payload.last.eq(rd_beat == rd_total - 1),
             gd.i.payload.hot.eq(rd_hot),
-            self.mem_resp.ready.eq(rd_busy & (~to_gd | rd_lead | gd.i.ready)),
         ]
+        rd_ready = Signal()
+        m.d.comb += rd_ready.eq(rd_busy & (~to_gd | rd_lead | gd.i.ready))
         cap = Array(Signal(bbits, name=f"cap{i}") for i in range(self.cap_words))
+        cap_we = Signal()
         cap_idx = Signal(range(self.max_accesses * nb + 1))
-        m.d.comb += cap_idx.eq(rd_beat - rd_skip)
-        with m.If(self.mem_resp.valid & self.mem_resp.ready):
+        with m.If(cap_we):
+            for t in range(self.cap_words):
+                with m.If(cap_idx == t):
+                    m.d.sync += cap[t].eq(self.mem_resp.payload.data)
+        with m.If(rd_busy & self.mem_resp.valid & rd_ready):
             m.d.sync += rd_beat.eq(rd_beat + 1)
             with m.If(rd_beat == rd_total - 1):
                 m.d.sync += rd_busy.eq(0)
             with m.If(~to_gd & ~rd_lead):
-                for t in range(self.cap_words):
-                    with m.If(cap_idx == t):
-                        m.d.sync += cap[t].eq(self.mem_resp.payload.data)
+                m.d.comb += [cap_we.eq(1), cap_idx.eq(rd_beat - rd_skip)]
         cap_bytes = Cat(*cap)
         cap_code = [cap_bytes[8 * (self.code_shift + b):8 * (self.code_shift + b + 1)]
                     for b in range(C)]
@@ -384,7 +400,9 @@ class SearchEngine(wiring.Component):
         pass_layout = data.StructLayout({"id": idb, "j": range(R)})
         m.submodules.passed = passed = Memory(shape=pass_layout, depth=R, init=[])
         pw = passed.write_port()
-        pr = passed.read_port(domain="comb")
+        p_q = passed.read_port(domain="comb")  # next code request
+        p_r = passed.read_port(domain="comb")  # code read being received
+        p_c = passed.read_port(domain="comb")  # next code to the PQ unit
         code_layout = data.ArrayLayout(unsigned(8), C)
         m.submodules.hotcodes = hotcodes = Memory(shape=code_layout, depth=R, init=[])
         hw = hotcodes.write_port()
@@ -503,7 +521,47 @@ class SearchEngine(wiring.Component):
         m.d.comb += [ex.query.payload.eq(Array(q_beats)[ex_beat]),
                      ex.vecs.payload.elems.eq(Array(v_beats)[ex_beat]),
                      ex.vecs.payload.id.eq(c_id[i]),
-                     pr.addr.eq(i), hr.addr.eq(pr.data.j)]
+                     hr.addr.eq(p_c.data.j)]
+
+        # ---- neighbour phase: codes of the passed neighbours, PQ, INSERT, overlapped -------
+        # requests: neighbour nq, access nqa; responses: neighbour nr, beat nbeat; PQ: ci;
+        # inserts: ii.  A captured code waits in ``cap`` (code_pend) until the PQ unit takes it.
+        nb_run = Signal()
+        nb_pipe = Signal()  # nb_run on a normal frame: codes come from code reads
+        m.d.comb += nb_pipe.eq(nb_run & ~rd_hot)
+        code_total = lay.code_access_count * nb
+        nq, nr, ci, ii = (Signal(range(R + 1), name=x) for x in ("nq", "nr", "ci", "ii"))
+        nqa = Signal(range(max(2, lay.code_access_count)))
+        nbeat = Signal(range(max(2, code_total)))
+        code_pend = Signal()
+        code_id = Signal(idb)
+        m.d.comb += [p_q.addr.eq(nq), p_r.addr.eq(nr), p_c.addr.eq(ci)]
+        q_core, q_page, q_foff = frame_loc(p_q.data.id)
+        q_acc, _ = _divmod(q_foff + lay.code_offset, A)
+        _, r_in_acc = _divmod(frame_loc(p_r.data.id)[2] + lay.code_offset, A)
+        r_skip = _divmod(r_in_acc, bb)[0]
+        with m.If(nb_pipe):
+            m.d.comb += [
+                self.mem_req.valid.eq(nq < n_pass),
+                self.mem_req.payload.core.eq(q_core),
+                self.mem_req.payload.page.eq(q_page),
+                self.mem_req.payload.offset.eq((q_acc + nqa) * A),
+                self.mem_req.payload.kind.eq(KIND_CODE),
+                self.mem_resp.ready.eq(~code_pend),
+            ]
+            with m.If(self.mem_req.valid & self.mem_req.ready):
+                m.d.sync += nqa.eq(nqa + 1)
+                with m.If(nqa == lay.code_access_count - 1):
+                    m.d.sync += [nqa.eq(0), nq.eq(nq + 1)]
+            with m.If(self.mem_resp.valid & self.mem_resp.ready):
+                m.d.sync += nbeat.eq(nbeat + 1)
+                with m.If(nbeat >= r_skip):
+                    m.d.comb += [cap_we.eq(1), cap_idx.eq(nbeat - r_skip)]
+                with m.If(nbeat == code_total - 1):
+                    m.d.sync += [nbeat.eq(0), nr.eq(nr + 1), code_pend.eq(1),
+                                 code_id.eq(p_r.data.id)]
+        with m.Else():
+            m.d.comb += self.mem_resp.ready.eq(rd_ready)
 
         def start_read(kind, v):
             m.d.comb += [rd_start.eq(1), st_kind.eq(kind), st_v.eq(v)]
@@ -584,38 +642,30 @@ class SearchEngine(wiring.Component):
                 m.next = "FRAME"
             with m.State("FRAME"):
                 with m.If(frame_done):
-                    m.d.sync += [in_frame.eq(0), i.eq(0)]
-                    m.next = "NB"
-            with m.State("NB"):
-                with m.If(i == n_pass):
-                    m.next = "SELECT"
-                with m.Else():
-                    m.d.sync += cur.eq(pr.data.id)
-                    with m.If(rd_hot):
-                        m.next = "NB_PQ"
+                    m.d.sync += [in_frame.eq(0), nq.eq(0), nqa.eq(0), nr.eq(0), nbeat.eq(0),
+                                 ci.eq(0), ii.eq(0), code_pend.eq(0)]
+                    with m.If(n_pass == 0):
+                        m.next = "SELECT"  # an empty batch is not sent
                     with m.Else():
-                        start_read(KIND_CODE, pr.data.id)
-                        m.next = "NB_READ"
-            with m.State("NB_READ"):
-                with m.If(~rd_busy):
-                    m.next = "NB_PQ"
-            with m.State("NB_PQ"):
-                m.d.comb += [pq.codes.valid.eq(1), lane0.used.eq(1), lane0.id.eq(cur),
-                             lane0.code.eq(Mux(rd_hot, hr.data, Cat(*cap_code)))]
-                with m.If(pq.codes.ready):
-                    m.next = "NB_PQW"
-            with m.State("NB_PQW"):
-                m.d.comb += pq.dists.ready.eq(1)
-                with m.If(pq.dists.valid):
-                    m.d.sync += [cnt["pq_dists"].eq(cnt["pq_dists"] + 1),
-                                 cur_key_pq.eq(dl0.dist)]
-                    m.next = "NB_INS"
-            with m.State("NB_INS"):
-                m.d.comb += [cand.cmd.valid.eq(1), cmd.op.eq(Op.INSERT),
-                             cmd.key.eq(Cat(cur, cur_key_pq)), cmd.last.eq(i == n_pass - 1)]
-                with m.If(cand.cmd.ready):
-                    m.d.sync += [i.eq(i + 1), cnt["inserted"].eq(cnt["inserted"] + 1)]
-                    m.next = "NB"
+                        m.next = "NB"
+            with m.State("NB"):
+                m.d.comb += nb_run.eq(1)
+                # codes to the PQ unit: the hot frame's, or the captured code reads
+                m.d.comb += [lane0.used.eq(1),
+                             lane0.id.eq(Mux(rd_hot, p_c.data.id, code_id)),
+                             lane0.code.eq(Mux(rd_hot, hr.data, Cat(*cap_code))),
+                             pq.codes.valid.eq(Mux(rd_hot, ci < n_pass, code_pend))]
+                with m.If(pq.codes.valid & pq.codes.ready):
+                    m.d.sync += [ci.eq(ci + 1), code_pend.eq(0)]
+                # distances straight into INSERT beats
+                m.d.comb += [cand.cmd.valid.eq(pq.dists.valid), cmd.op.eq(Op.INSERT),
+                             cmd.key.eq(Cat(dl0.id, dl0.dist)), cmd.last.eq(ii == n_pass - 1),
+                             pq.dists.ready.eq(cand.cmd.ready)]
+                with m.If(cand.cmd.valid & cand.cmd.ready):
+                    m.d.sync += [ii.eq(ii + 1), cnt["pq_dists"].eq(cnt["pq_dists"] + 1),
+                                 cnt["inserted"].eq(cnt["inserted"] + 1)]
+                    with m.If(ii == n_pass - 1):
+                        m.next = "SELECT"
 
             with m.State("DUMP"):
                 m.d.comb += [cand.cmd.valid.eq(1), cmd.op.eq(Op.DUMP)]
