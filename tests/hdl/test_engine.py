@@ -223,6 +223,19 @@ def test_engine_search_parameter_extremes(tiny_image, search):
     _check(tiny_image, q, got, cfg)
 
 
+def test_engine_block_parameters(tiny_image):
+    """Other block shapes: a list of two sorter chunks (sorter_n = 8, L = 16), 3 exact
+    lanes (the last beat of a vector has one lane), one PQ lane, a Bloom filter of 3 banks
+    of 320 bits (not a power of two: the hash takes an extra stage)."""
+    cfg = preset("tiny").with_(engine={"sorter_n": 8, "exact_lanes": 3,
+                                       "pq_codes_per_cycle": 1},
+                               bloom={"bits": 960, "hashes": 3})
+    assert cfg.list_chunks == 2
+    q = _queries(cfg, 2, seed=6)
+    got = _run(tiny_image, q, cfg=cfg, p_mem=0.9, latency=2, seed=13)
+    _check(tiny_image, q, got, cfg)
+
+
 def test_engine_multi_access_reads(narrow_image):
     """Structures spanning several accesses, 16-bit beats (4 per access)."""
     img = narrow_image
