@@ -4,16 +4,13 @@ Bit-exact twin of :func:`proxima.golden.search.search` (the spec; read its docst
 same results, the same counters and, through :func:`proxima.golden.layout.reads_for_events`,
 the same NAND reads in the same order.  The engine instantiates, and does not re-implement:
 
-============  ===============================================  ==================================
-block         class                                            used for
-============  ===============================================  ==================================
-``bloom``     :class:`proxima.hdl.bloom.BloomFilter`            visited set (clear, test-and-set)
-``pq``        :class:`proxima.hdl.pq.PQUnit`                    ADT build, PQ distances
-``cand``      :class:`proxima.hdl.candidates.CandidateListWithSorter`  ``C``: reset / insert /
-                                                                select / dump
-``exact``     :class:`proxima.hdl.exact.ExactDistanceUnit`      exact distances (checks, rerank)
-``gapdec``    :class:`proxima.hdl.gapdec.GapDecoder`            frame -> neighbour ids (+ codes)
-============  ===============================================  ==================================
+* ``bloom``: :class:`proxima.hdl.bloom.BloomFilter`, the visited set (clear, test-and-set);
+* ``pq``: :class:`proxima.hdl.pq.PQUnit`, the ADT build and the PQ distances;
+* ``cand``: :class:`proxima.hdl.candidates.CandidateListWithSorter`, the list ``C`` (reset,
+  insert, select, dump) with its own sorter;
+* ``exact``: :class:`proxima.hdl.exact.ExactDistanceUnit`, exact distances (checks, rerank);
+* ``gapdec``: :class:`proxima.hdl.gapdec.GapDecoder`, frames -> neighbour ids (and a hot
+  frame's codes).
 
 Elaboration parameters
 ----------------------
@@ -27,6 +24,10 @@ for the core counts and per-page counts of the presets).  ``codebook`` (optional
 codebook as the PQ unit's initial RAM contents; it can also be written through ``cb_wr``.
 ``beat_bits`` is the memory data width (default: the gap decoder's word width,
 :func:`proxima.hdl.gapdec.default_word_bits`, which is also the NAND controller's default).
+``pq_options`` go to the PQ unit (e.g. ``{"bram": "ecp5"}`` on the FPGA).
+:meth:`SearchEngine.from_config` elaborates a nominal geometry (``engine.max_vertices``
+vertices or as many as the NAND holds, ``layout.hot_fraction`` of them hot, slot width
+``id_bits``) for Verilog export and resource reports.
 
 Interfaces
 ----------
@@ -145,7 +146,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ProximaConfig
-from proxima.golden.layout import EVENT_KINDS, Layout, bitlen
+from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.hdl.bloom import BloomFilter
 from proxima.hdl.candidates import CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
@@ -513,7 +514,6 @@ class SearchEngine(wiring.Component):
         cr = cand.resp.payload
         lane0 = pq.codes.payload[0]
         dl0 = pq.dists.payload[0]
-        code_src = Signal(code_layout)
         q_beats = [Cat(*[(qbuf[b * ex.lanes + l] if b * ex.lanes + l < dim else Const(0, eb))
                          for l in range(ex.lanes)]) for b in range(ex.beats)]
         v_beats = [Cat(*[(cap_vec[b * ex.lanes + l] if b * ex.lanes + l < dim else Const(0, eb))
