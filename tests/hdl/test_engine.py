@@ -28,11 +28,11 @@ N_VERTICES = 300
 N_HOT = 12
 
 
-def _image(tmp_path_factory, cfg):
-    x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=3)
+def _image(tmp_path_factory, cfg, n=N_VERTICES, n_hot=N_HOT):
+    x = clustered_u8(n, cfg.vec.dim, seed=3)
     nb = knn_plus_random_graph(x, cfg.graph.R, seed=3)
     book = train_codebook(cfg, x, seed=3)
-    hot = np.arange(N_VERTICES) < N_HOT
+    hot = np.arange(n) < n_hot
     index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=hot)
     path = tmp_path_factory.mktemp("engine") / "tiny.pxi"
     write_image(path, index)
@@ -244,6 +244,18 @@ def test_engine_multi_access_reads(narrow_image):
     _check(img, q, got)
     hot_frames = [r for g in got for r in g["reqs"] if r[3] == "frame" and r[1] == 0]
     assert len(hot_frames) >= img.layout.hot_accesses
+
+
+@pytest.mark.slow
+def test_engine_default_preset(tmp_path_factory):
+    """The FPGA preset (L = 64 in two sorter chunks, R = 32, M = 16, dim 128, 64-bit beats,
+    hot frames of 5 accesses): one query, about 28k cycles (~4 minutes in the simulator)."""
+    cfg = preset("default")
+    img = _image(tmp_path_factory, cfg, n=2000, n_hot=60)
+    assert cfg.list_chunks == 2 and img.layout.hot_accesses > 1
+    q = _queries(cfg, 1, seed=0)
+    got = _run(img, q)
+    _check(img, q, got)
 
 
 def test_engine_rejects_a_layout_of_another_configuration(tiny_image):
