@@ -277,12 +277,10 @@ def test_engine_verilog_cocotb(tiny_image, tmp_path):
     cfg = img.index.cfg
     q = _queries(cfg, 3, seed=3)
 
-    def make():
-        return SearchEngine(cfg, img.layout, codebook=img.index.codebook)
-
+    dut = SearchEngine(cfg, img.layout, codebook=img.index.codebook)
     path = tmp_path / "engine.json"
-    path.write_text(json.dumps(engine_transactions(img, q, cfg, img.layout, make())))
-    res = run_cocotb(make, "proxima_engine", "proxima.sim.tb.tb_engine", cfg=cfg,
+    path.write_text(json.dumps(engine_transactions(img, q, cfg, img.layout, dut)))
+    res = run_cocotb(dut, "proxima_engine", "proxima.sim.tb.tb_engine", cfg=cfg,
                      build_name="engine_tiny",
                      parameters={"data": str(path), "p_mem": 0.7, "p_ready": 0.6,
                                  "latency": 5})
