@@ -62,8 +62,8 @@ Default options: N = 16: S = 10, latency 21; N = 32: S = 15, latency 31; N = 64:
 latency 43.  Cells per CE (40-bit keys): 20 CCU2C and 80 multiplexer LUT4s (plus one
 inverter LUT4 with more than 2 copies); pipeline registers: ``2 S n w`` key bits,
 ``S (n / 2) swap_copies`` decision copies and ``2 S`` valid bits (N = 32: 38,400 + 480 + 30),
-plus with ``skid`` the FIFO's ``3 n w``, 4 per enable root, one per leaf and 5 per FIFO
-key group.
+plus with ``skid`` the FIFO's ``3 n w``, 4 per enable root, one per leaf, 3 per FIFO
+key group and 2 per read-pointer copy.
 
 Back-pressure (default: ``skid``)
 ---------------------------------
@@ -80,8 +80,8 @@ the pipeline ends in an output FIFO of ``FIFO_DEPTH`` = 3 entries (``latency`` +
   ``o.ready`` high ``occ`` stays 1 and the pipeline moves every cycle (one vector per cycle).
 * A leaf loads the AND of two roots' ``adv`` (all equal in value): one leaf per register
   level and per ``enable_keys`` keys (default 8), one for ``i.ready`` and one per key group
-  for the FIFO's write enables, which are registers computed a cycle early (with 2-bit read
-  pointers copied per group).  R roots give R (R - 1) / 2 distinct pairs (``self.roots``:
+  for the FIFO's write enables, which are registers computed a cycle early (the 2-bit read
+  pointer is copied per ``read_keys`` keys, default 2).  R roots give R (R - 1) / 2 distinct pairs (``self.roots``:
   17 at N = 32, 69 at N = 256).
 * yosys' ``opt_merge`` merges registers with identical inputs (a ``keep`` attribute on the
   wire does not prevent it): the roots are distinct because each one's next state reads its
@@ -164,6 +164,10 @@ class BitonicSorter(wiring.Component):
         register (5.9 ns of routing): hence the copies.
     enable_keys : int
         With ``skid``: keys per leaf copy of the enable (>= 1; default 8).
+    read_keys : int
+        With ``skid``: keys per copy of the output FIFO's read pointer (>= 1; default 2).  A
+        copy selects the 3:1 read multiplexers of its keys: its high bit drives two LUT4s
+        and its low bit one PFUMX per key bit (at 8 keys per copy: 643 and 331 loads).
 
     Attributes
     ----------
@@ -178,7 +182,8 @@ class BitonicSorter(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
                  register_swap: bool = True, compare_chunks: int = 1, swap_copies: int = 2,
-                 compare_copy: bool = False, skid: bool = True, enable_keys: int = 8):
+                 compare_copy: bool = False, skid: bool = True, enable_keys: int = 8,
+                 read_keys: int = 2):
         n = cfg.engine.sorter_n if n is None else int(n)
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
@@ -202,6 +207,9 @@ class BitonicSorter(wiring.Component):
         if int(enable_keys) < 1:
             raise SorterError(f"enable_keys must be >= 1, got {enable_keys}")
         self.enable_keys = min(int(enable_keys), n)
+        if int(read_keys) < 1:
+            raise SorterError(f"read_keys must be >= 1, got {read_keys}")
+        self.read_keys = min(int(read_keys), n)
         self.network = bitonic_network(n)
         self.depth = len(self.network)
         groups = math.ceil(self.depth / self.stages_per_reg)
@@ -415,14 +423,17 @@ class BitonicSorter(wiring.Component):
         for g in range(egroups):
             moves = leaf_value(next(leaves))
             we = [Signal(name=f"o_e{g}_we{e}") for e in range(depth_f)]
-            rp = Signal(range(depth_f), name=f"o_e{g}_rp")
-            m.d.sync += rp.eq(inc(rp, pop))
             for e in range(depth_f):
                 m.d.sync += we[e].eq(valid_next & moves & (wp_next == e))
                 with m.If(we[e]):
                     m.d.sync += [ent[e][k].eq(keys[k])
                                  for k in range(g * ek, min(n, (g + 1) * ek))]
-            for k in range(g * ek, min(n, (g + 1) * ek)):
+        # the read pointer, copied per ``read_keys`` keys (each copy advances itself on pop)
+        rk = self.read_keys
+        for h in range(-(-n // rk)):
+            rp = Signal(range(depth_f), name=f"o_r{h}_rp")
+            m.d.sync += rp.eq(inc(rp, pop))
+            for k in range(h * rk, min(n, (h + 1) * rk)):
                 with m.Switch(rp):
                     for e in range(depth_f):
                         with m.Case(e):

@@ -87,6 +87,10 @@ def test_bad_inputs_raise():
         BitonicSorter(cfg, swap_copies=5)
     with pytest.raises(SorterError, match="swap_copies"):
         BitonicSorter(cfg, swap_copies=0)
+    with pytest.raises(SorterError, match="enable_keys"):
+        BitonicSorter(cfg, enable_keys=0)
+    with pytest.raises(SorterError, match="read_keys"):
+        BitonicSorter(cfg, read_keys=0)
 
 
 # ---- Amaranth simulation -------------------------------------------------------------
@@ -191,6 +195,8 @@ VARIANTS = [
     (dict(enable_keys=1), 21),
     (dict(enable_keys=5), 21),
     (dict(enable_keys=16), 21),
+    (dict(read_keys=1), 21),
+    (dict(read_keys=3, enable_keys=4), 21),
 ]
 
 
@@ -200,7 +206,7 @@ def test_amaranth_skid_output_stage_under_heavy_stalls():
     cfg = preset("tiny")
     for seed, (pv, pr) in enumerate([(1.0, 0.2), (1.0, 0.5), (0.5, 0.9), (1.0, 0.8)]):
         _amaranth_run(cfg, 8, 150, pv, pr, seed=100 + seed)
-        _amaranth_run(cfg, 8, 150, pv, pr, seed=200 + seed, enable_keys=3)
+        _amaranth_run(cfg, 8, 150, pv, pr, seed=200 + seed, enable_keys=3, read_keys=3)
 
 
 @pytest.mark.parametrize("options,latency", VARIANTS, ids=[str(v[0]) for v in VARIANTS])
@@ -275,10 +281,10 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     R = dut.roots
     assert R * (R - 1) // 2 >= levels * G + 1 + G > (R - 1) * (R - 2) // 2
     # pipeline keys, swap copies, valid bits; FIFO entries; roots (2-bit occupancy and two
-    # decision registers); leaves; per FIFO group D write enables and a 2-bit read pointer;
-    # the 2-bit write pointer
+    # decision registers); leaves; per FIFO group D write enables; a 2-bit read pointer per
+    # ``read_keys`` keys; the 2-bit write pointer
     assert ffs == (levels * n * w + ces * dut.swap_copies + levels + D * n * w
-                   + 4 * R + levels * G + 1 + G * (D + 2) + 2)
+                   + 4 * R + levels * G + 1 + G * D + 2 * -(-n // dut.read_keys) + 2)
     qbits = {c["connections"]["Q"][0] for c in net["cells"].values()
              if c["type"] == "TRELLIS_FF"}
     kept = {nm for nm, v in net["netnames"].items()
