@@ -156,11 +156,12 @@ def _run(img, queries, *, cfg=None, p_mem=1.0, p_ready=1.0, latency=1, seed=0,
     return out
 
 
-def _check(img, queries, got, cfg=None):
+def _check(img, queries, got, cfg=None, refs=None):
+    """Compare with golden.search (or the given golden results, e.g. from search_batch)."""
     cfg = cfg or img.index.cfg
+    refs = refs or [search(img.index, q, cfg) for q in queries]
     reasons = []
-    for qi, (q, g) in enumerate(zip(queries, got)):
-        ref = search(img.index, q, cfg)
+    for qi, (q, g, ref) in enumerate(zip(queries, got, refs)):
         reasons.append(ref.reason)
         exp_reads = [(r.core, r.page, r.offset, r.kind)
                      for r in reads_for_events(ref.events, _layout(img, cfg))]
@@ -256,6 +257,25 @@ def test_engine_default_preset(tmp_path_factory):
     q = _queries(cfg, 1, seed=0)
     got = _run(img, q)
     _check(img, q, got)
+
+
+def test_engine_on_an_image_built_by_the_cli(tmp_path):
+    """The real flow (``proxima dataset synth`` + ``build-index``: Vamana graph, PQ,
+    frequency reordering, hot vertices), expectations from golden.search_batch."""
+    from proxima.cli import main
+    from proxima.golden.datasets import synth_queries
+    from proxima.golden.search_batch import search_batch
+
+    base = tmp_path / "base.u8bin"
+    assert main(["dataset", "synth", "--kind", "sift", "--dim", "16", "--n", "1200",
+                 "--out", str(base), "--no-progress"]) == 0
+    assert main(["build-index", "--preset", "tiny", "--base", str(base),
+                 "-o", str(tmp_path / "index.pxi"), "--quiet"]) == 0
+    img = read_image(tmp_path / "index.pxi")
+    assert img.layout.hot > 0
+    q = synth_queries("sift", 2, 16, seed=0)
+    got = _run(img, q, p_mem=0.8, latency=4, seed=17)
+    _check(img, q, got, refs=search_batch(img.index, q, trace=True))
 
 
 def test_engine_rejects_a_layout_of_another_configuration(tiny_image):
