@@ -107,10 +107,14 @@ NB         the passed neighbours ``v``, in row order, through three overlapped s
            each beat), and each distance straight into an INSERT beat ``(pq << id_bits) |
            v`` with ``last`` on the final one (``pq_dists``, ``inserted`` count); then
            SELECT again.  No passed neighbour: no INSERT (an empty batch is not sent).
-DUMP       ``checks += 1``; DUMP the list: for each slot ``i < len`` record ``id_i``,
-           ``pq_i`` and look ``id_i`` up (all ``L`` compared at once) in the exact cache of the
-           previous dump; the cache is rebuilt position-aligned (a vertex that left ``C``
-           drops out: it never returns).
+DUMP       ``checks += 1``; DUMP the list and rebuild the *exact cache*: two banks of ``L``
+           entries ``(id, pq, exact, has)`` (LUT RAM, one write and two asynchronous read
+           ports each), the current one position-aligned with the previous dump.  Each
+           dumped slot ``p`` is written to the other bank; its exact distance is carried over
+           when its key equals that of old entry ``o`` (then ``o += 1``): inserts keep the
+           order of the entries they keep and drop only the list's tail, so the surviving
+           old entries arrive in their old order and every other slot is new.  A vertex
+           that left ``C`` drops out (it never returns).  Then the banks swap.
 CHECK      for ``i < min(T, len)`` in list order: an exact distance unless cached (raw read,
            exact unit, ``exact_dists += 1``), inserted into the top-``k`` register list
            ordered by ``(exact, id)``; then ``stable = stable + 1`` if the ``k`` ids equal the
@@ -453,15 +457,34 @@ class SearchEngine(wiring.Component):
         frame_done = Signal()
         m.d.comb += frame_done.eq(~rd_busy & ids_done & codes_done & (n_resp == n_ids))
 
-        # ---- exact cache, position-aligned with the last dump -------------------------
-        c_id = Array(Signal(idb, name=f"c_id{i}") for i in range(L))
-        c_pq = Array(Signal(pqb, name=f"c_pq{i}") for i in range(L))
-        c_ex = Array(Signal(exb, name=f"c_ex{i}") for i in range(L))
-        c_has = Array(Signal(name=f"c_has{i}") for i in range(L))
-        n_id = [Signal(idb, name=f"n_id{i}") for i in range(L)]
-        n_pq = [Signal(pqb, name=f"n_pq{i}") for i in range(L)]
-        n_ex = [Signal(exb, name=f"n_ex{i}") for i in range(L)]
-        n_has = [Signal(name=f"n_has{i}") for i in range(L)]
+        i = Signal(range(L + 1))  # list position of the check / rerank loops
+
+        # ---- exact cache, position-aligned with the last dump: two banks ---------------
+        # The current bank holds (id, pq, exact, has) of list slot p at address p (as of the
+        # last DUMP); a DUMP rebuilds it into the other bank, which then becomes current.
+        # Written at address i (exact distances) or at the dumped slot (rebuild); read at i
+        # (checks, rerank) and at o (the rebuild's pointer into the old bank).
+        ent_layout = data.StructLayout({"id": idb, "pq": pqb, "ex": exb, "has": 1})
+        banks = []
+        for b in range(2):
+            mem = Memory(shape=ent_layout, depth=L, init=[])
+            m.submodules[f"cache{b}"] = mem
+            banks.append((mem.write_port(), mem.read_port(domain="comb"),
+                          mem.read_port(domain="comb")))
+        cur_bank = Signal()
+        old_len = Signal(range(L + 1))  # valid entries in the current bank
+        o = Signal(range(L + 1))
+        c_i = Signal(ent_layout)  # current bank, address i
+        c_o = Signal(ent_layout)  # current bank, address o
+        wr_dump, wr_ex = Signal(), Signal()  # rebuild write (other bank) / exact (current)
+        wr_addr = Signal(range(L))
+        wr_data = Signal(ent_layout)
+        for b, (wp, rp_i, rp_o) in enumerate(banks):
+            is_cur = cur_bank == b
+            m.d.comb += [rp_i.addr.eq(i), rp_o.addr.eq(o), wp.addr.eq(wr_addr),
+                         wp.data.eq(wr_data), wp.en.eq(Mux(is_cur, wr_ex, wr_dump))]
+            with m.If(is_cur):
+                m.d.comb += [c_i.eq(rp_i.data), c_o.eq(rp_o.data)]
 
         # ---- top-k by (exact, id): insertion into k sorted registers --------------------
         tk_bits = idb + exb + 1
@@ -498,7 +521,6 @@ class SearchEngine(wiring.Component):
         stable = Signal(range(s.r + 1))
         cur = Signal(idb)  # vertex being coded / expanded
         cur_key_pq = Signal(pqb)
-        i = Signal(range(L + 1))
         ntop = Signal(range(L + 1))
         length = Signal(range(L + 1))
         in_final = Signal()
@@ -506,7 +528,7 @@ class SearchEngine(wiring.Component):
         pT = Signal(pqb)
         beta_lhs = Signal(pqb + s.beta_frac_bits)
         beta_rhs = Signal(cfg.beta_product_bits)
-        m.d.comb += [beta_lhs.eq(c_pq[i] << s.beta_frac_bits), beta_rhs.eq(pT * s.beta_fx)]
+        m.d.comb += [beta_lhs.eq(c_i.pq << s.beta_frac_bits), beta_rhs.eq(pT * s.beta_fx)]
         ex_beat = Signal(range(ex.beats))
         out_i = Signal(range(k + 1))
 
@@ -520,7 +542,7 @@ class SearchEngine(wiring.Component):
                          for l in range(ex.lanes)]) for b in range(ex.beats)]
         m.d.comb += [ex.query.payload.eq(Array(q_beats)[ex_beat]),
                      ex.vecs.payload.elems.eq(Array(v_beats)[ex_beat]),
-                     ex.vecs.payload.id.eq(c_id[i]),
+                     ex.vecs.payload.id.eq(c_i.id),
                      hr.addr.eq(p_c.data.j)]
 
         # ---- neighbour phase: codes of the passed neighbours, PQ, INSERT, overlapped -------
@@ -591,7 +613,7 @@ class SearchEngine(wiring.Component):
                 with m.If(bloom.clear_ready):
                     m.d.sync += [entry_id.eq(self.entry), cur.eq(self.entry), T.eq(s.T0),
                                  stable.eq(0), prev_set.eq(0)]
-                    m.d.sync += [h.eq(0) for h in c_has]
+                    m.d.sync += old_len.eq(0)
                     m.next = "E_BLOOM"
             with m.State("E_BLOOM"):
                 m.d.comb += bloom_req_entry.eq(1)
@@ -670,41 +692,38 @@ class SearchEngine(wiring.Component):
             with m.State("DUMP"):
                 m.d.comb += [cand.cmd.valid.eq(1), cmd.op.eq(Op.DUMP)]
                 with m.If(cand.cmd.ready):
-                    m.d.sync += length.eq(cand.length)
+                    m.d.sync += [length.eq(cand.length), o.eq(0)]
                     m.next = "DUMP_RX"
             with m.State("DUMP_RX"):
                 d = cand.dbg.payload
                 did = d.key[:idb]
                 m.d.comb += cand.dbg.ready.eq(1)
+                # An insert keeps the order of the entries it keeps and drops only the tail,
+                # so the surviving old entries come in the old order: slot d.pos is old
+                # entry o exactly when their keys agree; otherwise it is a new entry.
+                match = (o < old_len) & (Cat(c_o.id, c_o.pq) == d.key)
+                m.d.comb += [wr_addr.eq(d.pos), wr_data.id.eq(did),
+                             wr_data.pq.eq(d.key[idb:]),
+                             wr_data.ex.eq(c_o.ex), wr_data.has.eq(match & c_o.has)]
                 with m.If(cand.dbg.valid):
-                    hits = [c_has[x] & (c_id[x] == did) for x in range(L)]
-                    ex_sel = Signal(exb, name="cam_ex")
-                    acc = Const(0, exb)
-                    for x, hh in enumerate(hits):
-                        acc = acc | Mux(hh, c_ex[x], 0)
-                    m.d.comb += ex_sel.eq(acc)
-                    for p in range(L):
-                        with m.If(d.pos == p):
-                            m.d.sync += [n_id[p].eq(did), n_pq[p].eq(d.key[idb:]),
-                                         n_ex[p].eq(ex_sel),
-                                         n_has[p].eq((p < length) & Cat(*hits).any())]
+                    m.d.comb += wr_dump.eq(1)
+                    with m.If(match):
+                        m.d.sync += o.eq(o + 1)
                     with m.If(d.last):
                         m.next = "DUMP_SWAP"
             with m.State("DUMP_SWAP"):
-                for p in range(L):
-                    m.d.sync += [c_id[p].eq(n_id[p]), c_pq[p].eq(n_pq[p]), c_ex[p].eq(n_ex[p]),
-                                 c_has[p].eq(n_has[p])]
+                m.d.sync += [cur_bank.eq(~cur_bank), old_len.eq(length)]
                 m.d.sync += [ntop.eq(Mux(T < length, T, length)), i.eq(0), in_final.eq(0)]
                 m.d.comb += tk_clr.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(i == ntop):
                     m.next = "CK_DONE"
-                with m.Elif(c_has[i]):
-                    m.d.comb += [tk_ins.eq(1), ins_d.eq(c_ex[i]), ins_id.eq(c_id[i])]
+                with m.Elif(c_i.has):
+                    m.d.comb += [tk_ins.eq(1), ins_d.eq(c_i.ex), ins_id.eq(c_i.id)]
                     m.d.sync += i.eq(i + 1)
                 with m.Else():
-                    start_read(KIND_RAW, c_id[i])
+                    start_read(KIND_RAW, c_i.id)
                     m.next = "EX_READ"
             with m.State("CK_DONE"):
                 nstable = Mux(same, stable + 1, 0)
@@ -736,10 +755,12 @@ class SearchEngine(wiring.Component):
             with m.State("EX_WAIT"):
                 m.d.comb += ex.dists.ready.eq(1)
                 with m.If(ex.dists.valid):
-                    m.d.sync += [c_ex[i].eq(ex.dists.payload.dist), c_has[i].eq(1),
-                                 cnt["exact_dists"].eq(cnt["exact_dists"] + 1)]
+                    m.d.sync += cnt["exact_dists"].eq(cnt["exact_dists"] + 1)
+                    m.d.comb += [wr_ex.eq(1), wr_addr.eq(i), wr_data.id.eq(c_i.id),
+                                 wr_data.pq.eq(c_i.pq), wr_data.ex.eq(ex.dists.payload.dist),
+                                 wr_data.has.eq(1)]
                     m.d.comb += [tk_ins.eq(1), ins_d.eq(ex.dists.payload.dist),
-                                 ins_id.eq(c_id[i])]
+                                 ins_id.eq(c_i.id)]
                     m.d.sync += i.eq(i + 1)
                     with m.If(in_final):
                         m.next = "FINAL_LOOP"
@@ -748,9 +769,11 @@ class SearchEngine(wiring.Component):
 
             with m.State("FINAL"):
                 tfv = Mux(T < length, T, length)
-                m.d.sync += [tf.eq(tfv), pT.eq(c_pq[tfv - 1]), i.eq(0), in_final.eq(1),
-                             cnt["final_T"].eq(tfv)]
+                m.d.sync += [tf.eq(tfv), i.eq(tfv - 1), in_final.eq(1), cnt["final_T"].eq(tfv)]
                 m.d.comb += tk_clr.eq(1)
+                m.next = "FINAL_PT"
+            with m.State("FINAL_PT"):
+                m.d.sync += [pT.eq(c_i.pq), i.eq(0)]
                 m.next = "FINAL_LOOP"
             with m.State("FINAL_LOOP"):
                 chosen = (i < tf) | (beta_lhs < beta_rhs)
@@ -761,11 +784,11 @@ class SearchEngine(wiring.Component):
                     m.d.sync += i.eq(i + 1)
                 with m.Else():
                     m.d.sync += cnt["final_reranked"].eq(cnt["final_reranked"] + 1)
-                    with m.If(c_has[i]):
-                        m.d.comb += [tk_ins.eq(1), ins_d.eq(c_ex[i]), ins_id.eq(c_id[i])]
+                    with m.If(c_i.has):
+                        m.d.comb += [tk_ins.eq(1), ins_d.eq(c_i.ex), ins_id.eq(c_i.id)]
                         m.d.sync += i.eq(i + 1)
                     with m.Else():
-                        start_read(KIND_RAW, c_id[i])
+                        start_read(KIND_RAW, c_i.id)
                         m.next = "EX_READ"
             with m.State("OUT"):
                 tv = Array(tk_valid)
