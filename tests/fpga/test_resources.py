@@ -280,3 +280,23 @@ def test_measurement_adds_no_option_to_blocks_without_fpga_defaults(monkeypatch,
     assert r.options == ""
     with pytest.raises(SystemExit):  # neither a literal nor a bare word
         res.main(["pq", "--option", "bram=a b"])
+
+
+def test_router_option_reaches_nextpnr_the_build_dir_and_the_doc(monkeypatch, tmp_path):
+    """--router router2: nextpnr gets ``--router router2``, the build directory and the doc's
+    configuration say so; router1 (nextpnr's default) adds nothing, as in earlier runs."""
+    assert "--router" not in res.commands("t", 150, 1)[1]
+    assert res.commands("t", 150, 1, "router2")[1][-2:] == ["--router", "router2"]
+    seen = {}
+    monkeypatch.setattr(res, "_run", lambda cmd, log, cwd: seen.setdefault("cwd", cwd) and
+                        (cwd / "res_arbiter.stat.json").write_text(
+                            json.dumps({"design": {"num_cells_by_type": {}}})) and "")
+    r = res.measure_block("arbiter", preset("tiny"), pnr=False, build_root=tmp_path,
+                          router="router2")
+    assert r.router == "router2" and seen["cwd"].name.endswith("_router2")
+    assert "nextpnr router2" in res.summary_table([r])
+    with pytest.raises(res.ResourceError, match="router"):
+        res.measure_block("arbiter", preset("tiny"), pnr=False, build_root=tmp_path,
+                          router="router3")
+    with pytest.raises(SystemExit):
+        res.main(["arbiter", "--router", "router3"])
