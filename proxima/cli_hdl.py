@@ -2,6 +2,11 @@
 
 ``proxima hdl verilog <block> --preset NAME [--set section.key=val ...] -o FILE``
     write the Verilog of a registered block (:data:`proxima.hdl.registry.BLOCKS`);
+``proxima hdl verilog engine [--index IMAGE | --preset NAME ...] -o FILE``
+    write the Verilog of the search engine top (:class:`proxima.hdl.engine.SearchEngine`):
+    for the geometry and PQ codebook of an image file (``--index``; its configuration is the
+    image's), or for a nominal geometry of the preset (``SearchEngine.from_config``, codebook
+    loaded at run time through ``cb_wr``);
 ``proxima hdl list``
     list the registered blocks.
 
@@ -30,12 +35,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     v = sub.add_parser("verilog", help="write the Verilog of one block",
                        description="Elaborate a registered block under a configuration "
                                    "and write it as Verilog.")
-    v.add_argument("block", help=f"one of: {', '.join(block_names())}")
+    v.add_argument("block", help=f"engine, or one of: {', '.join(block_names())}")
     v.add_argument("--preset", default="default", help="configuration preset (default: default)")
     v.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override a configuration field")
     v.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
     v.add_argument("--name", default=None, help="Verilog module name (default proxima_<block>)")
+    v.add_argument("--index", type=Path, default=None,
+                   help="engine only: elaborate for this image file's geometry, configuration "
+                        "and PQ codebook")
     v.set_defaults(func=cmd_verilog)
 
     ls = sub.add_parser("list", help="list the registered blocks")
@@ -49,14 +57,16 @@ def cmd_verilog(args) -> int:
     from proxima.config import ConfigError, preset
     from proxima.hdl.registry import UnknownBlockError, block_names, build_block
 
-    if args.block == "engine":
-        print("proxima hdl verilog: error: the engine top (Algorithm 1 control of the search "
-              "queues around the shared blocks) is not built yet; write one block at a time: "
-              + ", ".join(block_names()), file=sys.stderr)
+    if args.index is not None and args.block != "engine":
+        print("proxima hdl verilog: error: --index applies to the engine only",
+              file=sys.stderr)
         return 2
     try:
-        cfg = preset(args.preset).override(args.overrides)
-        block = build_block(args.block, cfg)
+        if args.block == "engine":
+            cfg, block = _engine(args)
+        else:
+            cfg = preset(args.preset).override(args.overrides)
+            block = build_block(args.block, cfg)
     except (ConfigError, UnknownBlockError, ValueError) as e:
         print(f"proxima hdl verilog: error: {e}", file=sys.stderr)
         return 2
@@ -67,6 +77,23 @@ def cmd_verilog(args) -> int:
     print(f"wrote {args.output} (module {name}, block {args.block}, preset {cfg.name})",
           file=sys.stderr)
     return 0
+
+
+def _engine(args):
+    """(cfg, SearchEngine) for ``hdl verilog engine``; errors are ValueErrors (ConfigError,
+    ImageError, EngineError are)."""
+    from proxima.config import preset
+    from proxima.golden.image import read_image
+    from proxima.hdl.engine import SearchEngine
+
+    if args.index is None:
+        cfg = preset(args.preset).override(args.overrides)
+        return cfg, SearchEngine.from_config(cfg)
+    if args.overrides:
+        raise ValueError("--set does not apply with --index: the image fixes the configuration")
+    img = read_image(args.index)
+    return img.layout.cfg, SearchEngine(img.layout.cfg, img.layout,
+                                        codebook=img.index.codebook)
 
 
 def cmd_list(args) -> int:

@@ -53,8 +53,42 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["hdl", "verilog", "sorter", "--set", "engine.nope=1",
                  "-o", str(tmp_path / "x.v")]) == 2
     assert not (tmp_path / "x.v").exists()
-    assert main(["hdl", "verilog", "engine", "-o", str(tmp_path / "x.v")]) == 2
-    assert "engine top" in capsys.readouterr().err and not (tmp_path / "x.v").exists()
+    assert main(["hdl", "verilog", "sorter", "--index", str(tmp_path / "i.pxi"),
+                 "-o", str(tmp_path / "x.v")]) == 2
+    assert "engine only" in capsys.readouterr().err and not (tmp_path / "x.v").exists()
+    assert main(["hdl", "verilog", "engine", "--index", str(tmp_path / "missing.pxi"),
+                 "-o", str(tmp_path / "x.v")]) == 2
+    assert "cannot read" in capsys.readouterr().err and not (tmp_path / "x.v").exists()
+
+
+def test_cli_writes_the_engine_for_a_preset_and_for_an_image(tmp_path, capsys):
+    """``hdl verilog engine``: the top with its ports, for the preset's nominal geometry or
+    for an image file (its configuration and codebook: --set is refused there)."""
+    from tests.hdl.test_engine import _image
+
+    class _Factory:  # what _image needs of pytest's tmp_path_factory
+        @staticmethod
+        def mktemp(name):
+            (tmp_path / name).mkdir()
+            return tmp_path / name
+
+    out = tmp_path / "e.v"
+    assert main(["hdl", "verilog", "engine", "--preset", "tiny", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module proxima_engine(" in text
+    for port in ("query__valid", "mem_req__payload", "mem_resp__payload", "result__payload",
+                 "cb_wr__payload", "done", "busy", "error"):
+        assert port in text.split(");", 1)[0]
+    cfg = preset("tiny").with_(graph={"R": 8})
+    img = _image(_Factory, cfg, n=64, n_hot=4)
+    image = tmp_path / "engine" / "tiny.pxi"
+    out2 = tmp_path / "e2.v"
+    assert main(["hdl", "verilog", "engine", "--index", str(image), "--set", "graph.R=16",
+                 "-o", str(out2)]) == 2
+    assert "--set does not apply" in capsys.readouterr().err and not out2.exists()
+    assert main(["hdl", "verilog", "engine", "--index", str(image), "-o", str(out2)]) == 0
+    assert "module proxima_engine(" in out2.read_text()
+    assert img.layout.n == 64
 
 
 def test_register_into_a_parent_parser():
