@@ -49,6 +49,8 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
     "candidates": _lazy("proxima.hdl.candidates", "CandidateListRTL.from_config"),
     "pagecache": _lazy("proxima.hdl.pagecache", "PageCache.from_config"),
     "nandctl": _lazy("proxima.hdl.nandctl", "NandController.from_config"),
+    # the search engine top, for the preset's nominal image geometry (see its docstring)
+    "engine": _lazy("proxima.hdl.engine", "SearchEngine.from_config"),
 }
 
 
@@ -59,6 +61,7 @@ BLOCKS: dict[str, Callable[[ProximaConfig], wiring.Component]] = {
 FPGA_OPTIONS: dict[str, dict] = {
     # DP16KD with its output register (proxima.hdl.bram): 179.6 MHz vs 135.9 generic
     "pq": {"bram": "ecp5"},
+    "engine": {"pq_options": {"bram": "ecp5"}},
 }
 
 

@@ -85,10 +85,11 @@ def _engine(args):
     from proxima.config import preset
     from proxima.golden.image import read_image
     from proxima.hdl.engine import SearchEngine
+    from proxima.hdl.registry import build_block
 
-    if args.index is None:
+    if args.index is None:  # the registered factory: SearchEngine.from_config
         cfg = preset(args.preset).override(args.overrides)
-        return cfg, SearchEngine.from_config(cfg)
+        return cfg, build_block("engine", cfg)
     if args.overrides:
         raise ValueError("--set does not apply with --index: the image fixes the configuration")
     img = read_image(args.index)
