@@ -115,8 +115,10 @@ batch)``.  Details that keep the clock high and the merge exact:
   ``ncount < R`` (the batch has room for the INSERT beat) is a register of its own
   (``room``), not a compare in front of the enables;
 * slots ``1 .. L-1`` are set to all ones (RESET, and after the domain reset) by a
-  registered clear of their own (``lst_clr*``: the RESET command or the domain reset
-  registered, one copy per slot), written with priority over the enable, so that yosys
+  registered clear of their own (``lst_clr*``: ``rst_pend`` -- the RESET command
+  registered -- or the domain reset, registered, one copy per slot; taken from the command
+  input itself, the clear put the handshake logic and a fan-out of 63 in front of the
+  copies: 123.6 MHz), written with priority over the enable, so that yosys
   maps it to the flip-flops' synchronous set (``LSR``, over ``CE``) and the list's data
   input needs no LUT for it (the slots themselves have no domain reset; slot 0 is written
   by the RESET command and keeps it);
@@ -154,8 +156,9 @@ select ``rd_oh`` with it (all zero when none was found: the key and id then read
 (4) level 1 of the read port that DUMP shares (AND-OR of each group of 8 slots); (5)
 level 2 (OR of the groups), register the response.  The engine issues one SELECT per
 expansion, against an insert of about a hundred cycles and the neighbour fetch, so the
-extra cycles are harmless.  RESET takes two cycles (the other slots are cleared in the
-second, from a register, to keep the clear's fan-out off the command input).
+extra cycles are harmless.  RESET takes two cycles (the other slots are cleared at the end
+of the cycle after them, from two registers, to keep the clear's fan-out off the command
+input; a command accepted in that cycle reads the list at the earliest a cycle later).
 
 DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high (the read pipeline stalls
 with it), the first valid three cycles after the command is accepted.
@@ -192,9 +195,26 @@ b_lo`` registered, then ``lt = hi< | ~hi> & lo<`` in four copies; one more merge
 chunk) placed at only 115.8 MHz (11,655 LUT4, 10,788 FF): yosys' ``alumacc`` merged the two
 comparisons of the high halves into one subtraction and built ``b_hi < a_hi`` from its sum
 bits through an equality-like LUT tree (``lst13`` -> 3.9 ns routing -> chain -> three LUT
-levels -> ``gt13_hi``, 8.6 ns).  Next step: the same split with operands that cannot be
-merged (e.g. ``Cat(1, b_hi) < Cat(0, a_hi)``, which is ``b_hi < a_hi``) so that each of the
-three compares is a bare carry chain ending in its register.
+levels -> ``gt13_hi``, 8.6 ns).
+
+This version splits the decision with operands that cannot be merged (``le_hi`` as
+``Cat(0, a_hi) < Cat(1, b_hi)``, see "Merge"): the synthesised netlist has three separate
+chains per comparator (1,061 CCU2C against 741, each stage-1 register right behind its
+chain's last CCU2C and one LUT), and no merge comparator is on the critical path any more.
+Measured (same command and tools, seed 1, 2026-12-04): 11,736 LUT4 (9,614 + 2 x 1,061
+CCU2C), 10,788 FF, 12,242 TRELLIS_COMB, **136.4 MHz**; the path was now the command
+handshake: ``cmd.ready`` (``idle``) -> INSERT decode -> 2.5 ns of routing -> the shared
+``~req_en_next`` guard term -> 1.9 ns of routing -> a ``req_fresh`` copy (7.33 ns, 5.9 ns
+of it routing).  With ``req_fresh`` guarded by ``merging`` and ``room`` registered: 11,739
+LUT4, 10,790 FF, **123.6 MHz**, the path ``cmd.ready`` -> RESET decode -> 2.1 ns -> ``clr =
+acc_reset | rst`` (fan-out 63) -> 3.5 ns -> ``lst_clr16`` (8.09 ns, 6.86 ns routing; the
+same logic had placed within 7.33 ns the run before, so placement moves these control
+fan-outs by a nanosecond or more).  The clear now comes from ``rst_pend`` (a register).
+What is left is the same kind of path: a handshake register through one or two LUTs into
+the 32 to 63 replicated enables spread over the die (e.g. ``cmd.ready`` -> INSERT decode ->
+``req_en_next`` -> ``req_en*``); the next step would be to register those decisions one
+stage earlier (e.g. ``idle & room`` as one register) so that only a fan-out net and the
+copy's LUT sit between two flip-flops.
 """
 
 from __future__ import annotations
@@ -599,12 +619,13 @@ class CandidateListRTL(wiring.Component):
         with m.If(rr_c):
             m.d.sync += c_fresh.eq(1)
         # list: X_t rotates in (rr_x, the enable); slots 1 .. L-1 are set to all ones by a
-        # registered clear of their own (lst_clr, a cycle after a RESET command or the
-        # domain reset), written last so that it wins: yosys maps it to the flip-flops'
-        # synchronous set (LSR), with the enable on CE, and no LUT in the data path.  Slot 0
-        # is written by the RESET itself and keeps the domain reset.
+        # registered clear of their own (lst_clr, two cycles after a RESET command, from
+        # rst_pend, or a cycle after the domain reset), written last so that it wins: yosys
+        # maps it to the flip-flops' synchronous set (LSR), with the enable on CE, and no
+        # LUT in the data path.  Slot 0 is written by the RESET itself and keeps the domain
+        # reset.
         lst_en = _copies(m, "lst_en", rr_x_next, L, 1)
-        clr_next = acc_reset | ResetSignal("sync", allow_reset_less=True)
+        clr_next = rst_pend | ResetSignal("sync", allow_reset_less=True)
         lst_clr = _copies(m, "lst_clr", clr_next, L - 1, 1, reset_less=True)
         for i in range(L):
             src = lst[i + w] if i < L - w else rr[i - (L - w)]
