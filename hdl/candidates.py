@@ -209,12 +209,15 @@ of it routing).  With ``req_fresh`` guarded by ``merging`` and ``room`` register
 LUT4, 10,790 FF, **123.6 MHz**, the path ``cmd.ready`` -> RESET decode -> 2.1 ns -> ``clr =
 acc_reset | rst`` (fan-out 63) -> 3.5 ns -> ``lst_clr16`` (8.09 ns, 6.86 ns routing; the
 same logic had placed within 7.33 ns the run before, so placement moves these control
-fan-outs by a nanosecond or more).  The clear now comes from ``rst_pend`` (a register).
-What is left is the same kind of path: a handshake register through one or two LUTs into
-the 32 to 63 replicated enables spread over the die (e.g. ``cmd.ready`` -> INSERT decode ->
-``req_en_next`` -> ``req_en*``); the next step would be to register those decisions one
-stage earlier (e.g. ``idle & room`` as one register) so that only a fan-out net and the
-copy's LUT sit between two flip-flops.
+fan-outs by a nanosecond or more).  With the clear from ``rst_pend`` (a register; this
+version): 11,739 LUT4 (9,617 + 2 x 1,061 CCU2C), 10,790 FF, 12,245 of 83,640 TRELLIS_COMB,
+**Fmax 135.6 MHz** (target 150 MHz: not met), the path ``ncount[4]`` -> ``ncount == 0``
+(two LUTs, 2.8 ns of routing between them) -> 2.3 ns -> the LUT of a ``req_fresh`` copy
+(7.38 ns, 6.14 ns of it routing).  What is left is the same kind of path: a control
+register through one or two LUTs into the 32 to 63 replicated copies spread over the die;
+next steps: ``ncount == 0`` as a register of its own (like ``room``), then ``idle & room``
+as one register for the INSERT decode in front of ``req_en*``, so that only a fan-out net
+and the copy's LUT sit between two flip-flops.
 """
 
 from __future__ import annotations
