@@ -108,12 +108,12 @@ batch)``.  Details that keep the clock high and the merge exact:
   ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
   merge; INSERT beats do, but only outside one: ``guard = merging`` for the request's
   enables, 1 for the carry, the list and the X / Y selects (one-cycle pulses), ``merging``
-  for ``req_fresh = (ncount == 0)``, which is 0 throughout a merge; the guard used to be
+  for ``req_fresh = (ncount == 0)`` (the register ``nzero``), which is 0 throughout a merge; the guard used to be
   ``~enable``, which put the command handshake and the enable logic in front of the 32
   ``req_fresh`` copies: 136.4 MHz with the two-stage decisions); the own-output feedback
   makes the copies distinct (checked in the synthesised netlist: every copy survives);
-  ``ncount < R`` (the batch has room for the INSERT beat) is a register of its own
-  (``room``), not a compare in front of the enables;
+  ``ncount < R`` (the batch has room for the INSERT beat) and ``ncount == 0`` are
+  registers of their own (``room``, ``nzero``), not compares in front of the enables;
 * slots ``1 .. L-1`` are set to all ones (RESET, and after the domain reset) by a
   registered clear of their own (``lst_clr*``: ``rst_pend`` -- the RESET command
   registered -- or the domain reset, registered, one copy per slot; taken from the command
@@ -214,10 +214,10 @@ version): 11,739 LUT4 (9,617 + 2 x 1,061 CCU2C), 10,790 FF, 12,245 of 83,640 TRE
 **Fmax 135.6 MHz** (target 150 MHz: not met), the path ``ncount[4]`` -> ``ncount == 0``
 (two LUTs, 2.8 ns of routing between them) -> 2.3 ns -> the LUT of a ``req_fresh`` copy
 (7.38 ns, 6.14 ns of it routing).  What is left is the same kind of path: a control
-register through one or two LUTs into the 32 to 63 replicated copies spread over the die;
-next steps: ``ncount == 0`` as a register of its own (like ``room``), then ``idle & room``
-as one register for the INSERT decode in front of ``req_en*``, so that only a fan-out net
-and the copy's LUT sit between two flip-flops.
+register through one or two LUTs into the 32 to 63 replicated copies spread over the die.
+This version makes ``ncount == 0`` a register of its own (``nzero``, like ``room``); next:
+``idle & room`` as one register for the INSERT decode in front of ``req_en*``, so that only
+a fan-out net and the copy's LUT sit between two flip-flops.
 """
 
 from __future__ import annotations
@@ -352,6 +352,7 @@ class CandidateListRTL(wiring.Component):
         length = Signal(range(L + 1))
         ncount = Signal(range(R + 1))
         room = Signal(init=1)                 # ncount < R, as a register of its own
+        nzero = Signal(init=1)                # ncount == 0, as a register of its own
         error = Signal()
         m.d.comb += [self.length.eq(length), self.error.eq(error)]
 
@@ -565,8 +566,9 @@ class CandidateListRTL(wiring.Component):
         req_ysel = _copies(m, "req_ysel", y_due_next, n, 1)
         req_xsel = _copies(m, "req_xsel", c_cmp, n, 1)
         # (ncount = 0 never holds during a merge: guard `merging` keeps the handshake logic
-        # of req_en_next out of these copies)
-        req_fresh = _copies(m, "req_fresh", ncount == 0, n, merging)
+        # of req_en_next out of these copies; ``nzero`` is ncount == 0 as a register, so no
+        # compare sits in front of their fan-out)
+        req_fresh = _copies(m, "req_fresh", nzero, n, merging)
         for k in range(n):
             shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key
             val = Mux(req_xsel[k], mins[k] if k < w else ones, shift)
@@ -640,7 +642,7 @@ class CandidateListRTL(wiring.Component):
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), room.eq(1),
-                         merging.eq(0), idle.eq(1)]
+                         nzero.eq(1), merging.eq(0), idle.eq(1)]
 
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)
@@ -648,12 +650,12 @@ class CandidateListRTL(wiring.Component):
             m.d.sync += idle.eq(1)
         with m.If(acc_reset):
             m.d.sync += lst[0].eq(cmd.key << 1)
-            m.d.sync += [length.eq(1), ncount.eq(0), room.eq(1), rst_pend.eq(1)]
+            m.d.sync += [length.eq(1), ncount.eq(0), room.eq(1), nzero.eq(1), rst_pend.eq(1)]
         with m.If(acc_insert):
             with m.If(room):
-                m.d.sync += [ins_v.eq(1), ins_fresh.eq(ncount == 0),
+                m.d.sync += [ins_v.eq(1), ins_fresh.eq(nzero),
                              ins_key.eq(cmd.key << 1), ncount.eq(ncount + 1),
-                             room.eq(ncount != R - 1)]
+                             room.eq(ncount != R - 1), nzero.eq(0)]
             with m.Else():
                 m.d.sync += error.eq(1)
             with m.If(cmd.last):
