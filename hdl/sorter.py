@@ -235,7 +235,6 @@ class BitonicSorter(wiring.Component):
 
         ek = self.enable_keys
         egroups = -(-n // ek)                                # enable copies per level
-        levels = self.latency - (1 if self.skid else 0)      # pipeline register levels
         leaves = iter(())
 
         if self.skid:
@@ -390,7 +389,6 @@ class BitonicSorter(wiring.Component):
         # however the consumer stalls, the vectors pushed before that decision takes effect
         # find room, and with o.ready high the pipeline moves every cycle (occ stays 1).
         assert level + 1 == self.latency
-        depth_f = self.FIFO_DEPTH
         last_valid = valid
         for occ, a, a1, push_r, pop_r in roots:
             m.d.comb += [
