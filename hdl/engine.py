@@ -165,6 +165,7 @@ from proxima.hdl.bloom import BloomFilter
 from proxima.hdl.candidates import CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
 from proxima.hdl.gapdec import GapDecoder, default_word_bits
+from proxima.hdl.nandctl import divmod_const as _divmod
 from proxima.hdl.pq import PQUnit
 
 __all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES"]
@@ -182,15 +183,6 @@ class EngineError(ValueError):
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def _divmod(x, d: int):
-    """``(x // d, x % d)`` for a constant ``d`` (a shift and a slice when ``d`` is 2**s)."""
-    d = int(d)
-    if _is_pow2(d):
-        s = d.bit_length() - 1
-        return (x >> s), (x[:s] if s else Const(0, 1))
-    return x // d, x % d
 
 
 class SearchEngine(wiring.Component):

@@ -121,7 +121,7 @@ from proxima.hdl.arbiter import _prefix_or, _rr_pick, or_reduce
 #: ``kind`` field code of each event kind of :mod:`proxima.golden.layout` (its index)
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
-__all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES"]
+__all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES", "divmod_const"]
 
 
 def _bits(n: int) -> int:
@@ -365,7 +365,7 @@ def _log2(n: int) -> int:
     return int(n).bit_length() - 1
 
 
-def _divmod(x, d: int):
+def divmod_const(x, d: int):
     """Unsigned ``(x // d, x % d)`` by a constant: bit slices when ``d`` is a power of two."""
     if d & (d - 1) == 0:
         k = _log2(d)
@@ -439,15 +439,15 @@ class NandAddressMapper(wiring.Component):
         core = Signal(p.core_bits)
         page = Signal(p.page_bits)
         off = Signal(p.offset_bits)
-        j, core_f = _divmod(v, Ci)
-        pg_f, slot_f = _divmod(j, lay.frames_per_page)
+        j, core_f = divmod_const(v, Ci)
+        pg_f, slot_f = divmod_const(j, lay.frames_per_page)
         off_f = slot_f * lay.stride
-        u, core_r = _divmod(v, Cr)
-        pg_r, slot_r = _divmod(u, lay.raw_per_page)
+        u, core_r = divmod_const(v, Cr)
+        pg_r, slot_r = divmod_const(u, lay.raw_per_page)
         off_r = slot_r * lay.raw_stride
         g = v * K + a
-        loc, core_h = _divmod(g, Ci)
-        pg_h, acc_h = _divmod(loc, lay.accesses_per_page)
+        loc, core_h = divmod_const(g, Ci)
+        pg_h, acc_h = divmod_const(loc, lay.accesses_per_page)
         with m.Switch(kind):
             with m.Case(EVENT_CODES["frame"]):
                 with m.If(hot):
