@@ -139,11 +139,13 @@ Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
-``(j + 1) lat + 7 j + 2`` cycles after the last INSERT beat
-(:meth:`CandidateListRTL.merge_cycles`, ``cfg.insert_cycles``): ``2 lat + 9`` for one chunk,
-``3 lat + 16`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency ``cfg.sorter_latency = 31``: 109 cycles; the two-stage decisions cost
-one cycle per chunk).  Stalls of the sorter add to this one for one.
+``(j + 1) lat + 7 j + 3`` cycles after the last INSERT beat
+(:meth:`CandidateListRTL.merge_cycles`, ``cfg.insert_cycles``): ``2 lat + 10`` for one chunk,
+``3 lat + 17`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
+pipelining, latency ``cfg.sorter_latency = 31``: 110 cycles; the two-stage decisions cost
+one cycle per chunk, and an INSERT beat is shifted into the request register two cycles
+after it is accepted, one cycle more than it needs, so that the request enables are not
+computed from the command input).  Stalls of the sorter add to this one for one.
 Per chunk: 3 cycles from the carry to the ``X`` request (registered response, two
 registered decision stages), ``X`` and ``Y`` one cycle apart, the sorter's latency for ``Y``.
 
@@ -333,7 +335,7 @@ class CandidateListRTL(wiring.Component):
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
         latency ``sorter_latency`` that never stalls (module docstring, "Cycles")."""
         j = self.chunks
-        return (j + 1) * int(sorter_latency) + 7 * j + 2
+        return (j + 1) * int(sorter_latency) + 7 * j + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -534,10 +536,18 @@ class CandidateListRTL(wiring.Component):
         # every wide register update below is enabled by a register (no logic between the
         # enable's flip-flop and its fan-out): INSERT beats and sorter responses are
         # registered first and applied one cycle later
-        ins_v = Signal()                      # shift ins_key into the request register
-        ins_fresh = Signal(reset_less=True)   # ... first key of a batch: the rest all ones
+        # INSERT beat accepted in cycle a: registered in a + 1 (ins_key, ins_fresh, rc),
+        # shifted into the request register at the end of a + 2 (ins_key_d, req_en*)
+        ins_fresh = Signal(reset_less=True)   # first key of a batch: the rest all ones
         ins_key = Signal(EB, reset_less=True)
-        start = Signal()                      # last key shifted: offer S
+        ins_key_d = Signal(EB, reset_less=True)
+        start = Signal()                      # last key accepted a cycle ago
+        start_d = Signal()                    # last key shifted: offer S
+        # rc: (INSERT beat registered) | c_cmp, one register; yarm: req_valid & (qkind ==
+        # X) & (tq != j - 1), one register.  The request enables then see one LUT behind
+        # a flip-flop or the sorter's ready, not the command decode
+        rc = Signal()
+        yarm = Signal()
         rr = [Signal(EB, name=f"rr{k}", reset_less=True) for k in range(n)]
         rr_x = Signal()                       # rr holds X_rt: rotate it into the list
         rr_c = Signal()                       # rr holds S or Y: load the carry
@@ -552,41 +562,43 @@ class CandidateListRTL(wiring.Component):
         # computed a cycle early, no logic between it and its 41 bits) and its own
         # registered source selects (Y maxima, X minima, else the INSERT shift)
         m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
-                     ins_v.eq(0), start.eq(0)]
-        ins_v_next, y_due_next, req_en_next = Signal(), Signal(), Signal()
+                     start.eq(0), start_d.eq(start), ins_key_d.eq(ins_key),
+                     rc.eq((acc_insert & room) | c_fresh)]
+        y_due_next, req_en_next = Signal(), Signal()
         m.d.comb += [
-            ins_v_next.eq(acc_insert & room),
-            y_due_next.eq(req_valid & self.sort_req.ready & (qkind == _Req.X) & (tq != j - 1)),
-            req_en_next.eq(ins_v_next | c_cmp | y_due_next),
+            y_due_next.eq(self.sort_req.ready & yarm),
+            req_en_next.eq(rc | y_due_next),
         ]
-        # guard: an enable at one during a merge is never followed by another one in the
-        # next cycle (INSERT beats are consecutive only before the last one)
-        req_en = _copies(m, "req_en", req_en_next, n, merging)
+        # guard c_fresh: in a cycle with c_fresh = 1 none of rc, y_due_next, ins_fresh
+        # matters (no INSERT beat during a merge; c_fresh is followed by c_cmp, never
+        # preceded by it; an X is offered only after c_fresh), so every copy is exactly
+        # its input registered (INSERT beats do give consecutive enables)
+        req_en = _copies(m, "req_en", req_en_next, n, c_fresh)
         # (y_due_next and c_cmp are one-cycle pulses: guard 1 keeps req_en_next off them)
         req_ysel = _copies(m, "req_ysel", y_due_next, n, 1)
         req_xsel = _copies(m, "req_xsel", c_cmp, n, 1)
-        # (ncount = 0 never holds during a merge: guard `merging` keeps the handshake logic
-        # of req_en_next out of these copies; ``nzero`` is ncount == 0 as a register, so no
-        # compare sits in front of their fan-out)
-        req_fresh = _copies(m, "req_fresh", nzero, n, merging)
+        # ins_fresh: nzero when the beat was accepted (a register, no compare in front)
+        req_fresh = _copies(m, "req_fresh", ins_fresh, n, c_fresh)
         for k in range(n):
-            shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key
+            shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key_d
             val = Mux(req_xsel[k], mins[k] if k < w else ones, shift)
             if k < w and j > 1:
                 val = Mux(req_ysel[k], maxs[k], val)
             with m.If(req_en[k]):
                 m.d.sync += req[k].eq(val)
         # request handshake
-        with m.If(start | x_due | y_due):
+        # (yarm follows req_valid and qkind statement for statement; tq changes only while
+        # qkind = Y or req_valid = 0)
+        with m.If(start_d | x_due | y_due):
             m.d.sync += req_valid.eq(1)
-        with m.If(start):
-            m.d.sync += qkind.eq(_Req.S)
+        with m.If(start_d):
+            m.d.sync += [qkind.eq(_Req.S), yarm.eq(0)]
         with m.If(x_due):
-            m.d.sync += qkind.eq(_Req.X)
+            m.d.sync += [qkind.eq(_Req.X), yarm.eq(tq != j - 1)]
         with m.If(y_due):
-            m.d.sync += qkind.eq(_Req.Y)
+            m.d.sync += [qkind.eq(_Req.Y), yarm.eq(0)]
         with m.If(req_valid & self.sort_req.ready):
-            m.d.sync += req_valid.eq(0)
+            m.d.sync += [req_valid.eq(0), yarm.eq(0)]
             with m.If(y_due_next):
                 m.d.sync += y_due.eq(1)
             with m.If(qkind == _Req.Y):
@@ -653,7 +665,7 @@ class CandidateListRTL(wiring.Component):
             m.d.sync += [length.eq(1), ncount.eq(0), room.eq(1), nzero.eq(1), rst_pend.eq(1)]
         with m.If(acc_insert):
             with m.If(room):
-                m.d.sync += [ins_v.eq(1), ins_fresh.eq(nzero),
+                m.d.sync += [ins_fresh.eq(nzero),
                              ins_key.eq(cmd.key << 1), ncount.eq(ncount + 1),
                              room.eq(ncount != R - 1), nzero.eq(0)]
             with m.Else():

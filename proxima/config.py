@@ -407,10 +407,10 @@ class ProximaConfig:
     def insert_cycles(self) -> int:
         """Cycles of a candidate-list insert after its last key (the RTL list with a sorter of
         ``sorter_latency`` that never stalls, ``hdl/candidates.py``): the batch pass and the
-        chunk passes overlap two at a time, ``(j + 1) * sorter_latency + 7 j + 2`` for
+        chunk passes overlap two at a time, ``(j + 1) * sorter_latency + 7 j + 3`` for
         ``j = list_chunks`` (tests/hdl/test_candidates.py checks it against the RTL)."""
         j = self.list_chunks
-        return (j + 1) * self.sorter_latency + 7 * j + 2
+        return (j + 1) * self.sorter_latency + 7 * j + 3
 
     def validate(self) -> None:
         for name in _SECTIONS:

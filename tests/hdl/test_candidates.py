@@ -208,7 +208,7 @@ def test_cycle_counts_fixed_latency(cfg_fn, lat):
     dut = CandidateListRTL(cfg)
     merge, select = _check_cycles(cfg, dut, model=(1.0, 1.0, lat, lat))
     j = cfg.list_chunks
-    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 7 * j + 2
+    assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 7 * j + 3
     assert select == dut.select_latency + 1
 
 
@@ -234,7 +234,7 @@ def test_wrapper_by_hand_and_cycle_counts():
     dut = CandidateListWithSorter(cfg)
     assert dut.sorter_latency == dut.sorter.latency
     merge, select = _check_cycles(cfg, dut)
-    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 16
+    assert merge == dut.merge_cycles == 3 * dut.sorter.latency + 17
     assert select == dut.select_latency + 1
     cmds, exp_resp, exp_dumps = _by_hand(cfg)
     _, dbg, _, _, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
@@ -246,7 +246,7 @@ def test_wrapper_by_hand_and_cycle_counts():
         warnings.filterwarnings("ignore", message=".*created but never used")
         grouped = CandidateListWithSorter(cfg, stages_per_reg=3)
         assert grouped.sorter.stages_per_reg == 3
-        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 16
+        assert grouped.merge_cycles == 3 * grouped.sorter.latency + 17
         del grouped
         gc.collect()
 
@@ -281,7 +281,7 @@ def test_list_alone_has_no_sorter():
         assert type(blk) is CandidateListRTL
         assert blk.sort_req.payload.shape() == blk.sort_resp.payload.shape()
         assert len(blk.sort_req.payload.as_value()) == 32 * (cfg.sort_key_bits + 1)
-        assert blk.merge_cycles(30) == 3 * 30 + 16
+        assert blk.merge_cycles(30) == 3 * 30 + 17
         del blk
         gc.collect()
 
