@@ -154,6 +154,8 @@ slots and an ``L``-way CAM, took 8,171 LUT4 and 8,152 FF more.
 
 from __future__ import annotations
 
+from functools import partial
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -165,7 +167,8 @@ from proxima.hdl.bloom import BloomFilter
 from proxima.hdl.candidates import CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
 from proxima.hdl.gapdec import GapDecoder, default_word_bits
-from proxima.hdl.nandctl import divmod_const as _divmod
+from proxima.hdl.nandctl import (divmod_const as _divmod, frame_location, hot_chunk_location,
+                                 raw_location)
 from proxima.hdl.pq import PQUnit
 
 __all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES"]
@@ -272,7 +275,6 @@ class SearchEngine(wiring.Component):
         dim, eb = cfg.vec.dim, cfg.vec.elem_bits
         C = cfg.pq_code_bytes
         A, P = cfg.nand.access_bytes, cfg.nand.page_bytes
-        Ci, Cr = cfg.nand.cores, cfg.nand.raw_vector_cores
         nb, bb, bbits = self.nb, self.bb, self.beat_bits
         exb, pqb = cfg.exact_dist_bits, cfg.pq_dist_bits
         H, K = lay.hot, lay.hot_accesses
@@ -320,23 +322,14 @@ class SearchEngine(wiring.Component):
                          rd_hot.eq((st_kind == KIND_FRAME) & (st_v < H)),
                          rd_a.eq(0), rd_beat.eq(0)]
 
-        def frame_loc(v):
-            """(core, page, byte offset) of the normal frame of ``v``."""
-            j, fc = _divmod(v, Ci)
-            slotp, slot = _divmod(j, lay.frames_per_page)
-            return fc, slotp + lay.hot_pages, slot * lay.stride
-
+        frame_loc = partial(frame_location, lay)
         # normal frame / code of rd_v
         f_core, f_page, f_off = frame_loc(rd_v)
         c_off = f_off + lay.code_offset
-        # raw vector of rd_v
-        r_j, r_core = _divmod(rd_v, Cr)
-        r_slotp, r_slot = _divmod(r_j, lay.raw_per_page)
-        r_off = r_slot * lay.raw_stride
+        # raw vector of rd_v (global core)
+        r_core, r_page, r_off = raw_location(lay, rd_v)
         # hot chunk rd_a of rd_v
-        g = rd_v * K + rd_a
-        h_local, h_core = _divmod(g, Ci)
-        h_page, h_acc = _divmod(h_local, lay.accesses_per_page)
+        h_core, h_page, h_off = hot_chunk_location(lay, rd_v, rd_a)
 
         rd_n = Signal(range(self.max_accesses + 1))
         rd_skip = Signal(range(nb))  # beats of the first access before the structure
@@ -348,7 +341,7 @@ class SearchEngine(wiring.Component):
             with m.Case(KIND_FRAME):
                 with m.If(rd_hot):
                     m.d.comb += [rd_n.eq(K), rd_skip.eq(0), core.eq(h_core), page.eq(h_page),
-                                 off.eq(h_acc * A)]
+                                 off.eq(h_off)]
                 with m.Else():
                     m.d.comb += [rd_n.eq(lay.frame_access_count), first_off.eq(f_off),
                                  core.eq(f_core), page.eq(f_page)]
@@ -357,7 +350,7 @@ class SearchEngine(wiring.Component):
                              core.eq(f_core), page.eq(f_page)]
             with m.Default():
                 m.d.comb += [rd_n.eq(lay.raw_access_count), first_off.eq(r_off),
-                             core.eq(r_core + Ci), page.eq(r_slotp)]
+                             core.eq(r_core), page.eq(r_page)]
         with m.If(~rd_hot):
             acc_first, in_acc = _divmod(first_off, A)
             m.d.comb += [off.eq((acc_first + rd_a) * A), rd_skip.eq(_divmod(in_acc, bb)[0])]

@@ -373,6 +373,31 @@ def divmod_const(x, d: int):
     return x // d, x % d
 
 
+# ---- the round-robin placement of one layout, as expressions --------------------------------
+# RTL twins of Layout.frame_address / hot_chunk_address / raw_address (golden/layout.py):
+# the NAND address mapper below and the engine (hdl/engine.py) both use them.
+def frame_location(lay: Layout, v):
+    """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression)."""
+    j, core = divmod_const(v, lay.cfg.nand.cores)
+    pg, slot = divmod_const(j, lay.frames_per_page)
+    return core, lay.hot_pages + pg, slot * lay.stride
+
+
+def hot_chunk_location(lay: Layout, v, a):
+    """``(core, page, byte offset)`` of access chunk ``a`` of the hot frame of ``v``."""
+    local, core = divmod_const(v * lay.hot_accesses + a, lay.cfg.nand.cores)
+    pg, acc = divmod_const(local, lay.accesses_per_page)
+    return core, pg, acc * lay.access
+
+
+def raw_location(lay: Layout, v):
+    """``(global core, page, byte offset)`` of the raw vector of ``v``."""
+    cfg = lay.cfg
+    j, core = divmod_const(v, cfg.nand.raw_vector_cores)
+    pg, slot = divmod_const(j, lay.raw_per_page)
+    return cfg.nand.cores + core, pg, slot * lay.raw_stride
+
+
 class NandAddressMapper(wiring.Component):
     """Search events -> controller requests (core round-robin mapping of one layout).
 
@@ -420,7 +445,7 @@ class NandAddressMapper(wiring.Component):
         m = Module()
         lay, p = self.layout, self.params
         cfg = lay.cfg
-        Ci, Cr, A, K = cfg.nand.cores, cfg.nand.raw_vector_cores, lay.access, lay.hot_accesses
+        A, K = lay.access, lay.hot_accesses
         la = _log2(A)
         counts = {"frame": lay.frame_access_count, "code": lay.code_access_count,
                   "raw": lay.raw_access_count}
@@ -439,27 +464,21 @@ class NandAddressMapper(wiring.Component):
         core = Signal(p.core_bits)
         page = Signal(p.page_bits)
         off = Signal(p.offset_bits)
-        j, core_f = divmod_const(v, Ci)
-        pg_f, slot_f = divmod_const(j, lay.frames_per_page)
-        off_f = slot_f * lay.stride
-        u, core_r = divmod_const(v, Cr)
-        pg_r, slot_r = divmod_const(u, lay.raw_per_page)
-        off_r = slot_r * lay.raw_stride
-        g = v * K + a
-        loc, core_h = divmod_const(g, Ci)
-        pg_h, acc_h = divmod_const(loc, lay.accesses_per_page)
+        core_f, pg_f, off_f = frame_location(lay, v)
+        core_r, pg_r, off_r = raw_location(lay, v)
+        core_h, pg_h, off_h = hot_chunk_location(lay, v, a)
         with m.Switch(kind):
             with m.Case(EVENT_CODES["frame"]):
                 with m.If(hot):
-                    m.d.comb += [core.eq(core_h), page.eq(pg_h), off.eq(acc_h << la)]
+                    m.d.comb += [core.eq(core_h), page.eq(pg_h), off.eq(off_h)]
                 with m.Else():
-                    m.d.comb += [core.eq(core_f), page.eq(lay.hot_pages + pg_f),
+                    m.d.comb += [core.eq(core_f), page.eq(pg_f),
                                  off.eq(((off_f >> la) + a) << la)]
             with m.Case(EVENT_CODES["code"]):
-                m.d.comb += [core.eq(core_f), page.eq(lay.hot_pages + pg_f),
+                m.d.comb += [core.eq(core_f), page.eq(pg_f),
                              off.eq((((off_f + lay.code_offset) >> la) + a) << la)]
             with m.Default():
-                m.d.comb += [core.eq(Ci + core_r), page.eq(pg_r),
+                m.d.comb += [core.eq(core_r), page.eq(pg_r),
                              off.eq(((off_r >> la) + a) << la)]
         m.d.comb += [self.req.valid.eq(held), self.req.payload.tag.eq(tag),
                      self.req.payload.core.eq(core), self.req.payload.page.eq(page),
