@@ -25,9 +25,10 @@ their FIFO order at a core) at the phase's issue cycle ``t``.  The phase complet
 
 * ``frame`` phase: ``compute = 0`` (the neighbour list streams into the code requests),
 * ``code`` phase with ``c`` codes (read or carried by a hot frame):
-  ``ceil(c / engine.pq_codes_per_cycle) + sorter_cycles``, with ``sorter_cycles =
-  cfg.insert_cycles`` (the candidate-list insert through the sorter: ``cfg.merge_passes``
-  passes, as the RTL list schedules them),
+  ``ceil(c / engine.pq_codes_per_cycle) + ceil(c / engine.sorter_n) * sorter_cycles``, with
+  ``sorter_cycles = cfg.insert_cycles`` (one candidate-list merge through the sorter:
+  ``cfg.merge_passes`` passes, as the RTL list schedules them; a batch of more than
+  ``sorter_n`` keys is merged as sub-batches of ``sorter_n``, ``cfg.insert_merges``),
 * ``raw`` phase with ``x`` exact distances: ``x * ceil(vec.dim / engine.exact_lanes)``.
 
 A query starting at cycle ``s`` issues its first phase at ``s + setup_cycles`` (0 unless set:
@@ -76,6 +77,9 @@ class TimingParams:
     cycle_ns: float
     queues: int
     setup_cycles: int = 0  # per query, before its first phase (e.g. the ADT build); 0 by default
+    #: keys per candidate-list merge (``engine.sorter_n``): a code phase of ``c`` codes pays
+    #: ``ceil(c / sorter_n)`` merges; ``None``: one merge per phase, however large
+    sorter_n: int | None = None
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig) -> "TimingParams":
@@ -90,6 +94,7 @@ class TimingParams:
             exact_cycles=-(-cfg.vec.dim // cfg.engine.exact_lanes),
             cycle_ns=cfg.cycle_ns,
             queues=cfg.engine.queues,
+            sorter_n=cfg.engine.sorter_n,
         )
 
     @property
@@ -101,7 +106,8 @@ class TimingParams:
         return self.index_cores + self.raw_cores
 
     def code_compute(self, c: int) -> int:
-        return -(-c // self.pq_codes_per_cycle) + self.sorter_cycles
+        merges = 1 if self.sorter_n is None else max(1, -(-c // self.sorter_n))
+        return -(-c // self.pq_codes_per_cycle) + merges * self.sorter_cycles
 
     def raw_compute(self, x: int) -> int:
         return x * self.exact_cycles

@@ -23,7 +23,10 @@ Interface of :class:`CandidateListRTL`
                           and starts the merge (golden ``insert(batch)``).  At most
                           ``R = graph.R`` keys per batch: further keys are dropped and
                           ``error`` is set (the golden model raises).  An empty batch is a
-                          no-op and is simply not sent.
+                          no-op and is simply not sent.  When ``R > n`` the beat that
+                          fills the request register (the ``n``-th key of a sub-batch)
+                          starts a merge too, and the next beat is accepted when it is
+                          done (see "Sub-batches").
             SELECT    2   golden ``select(T)``: answers on ``resp`` and sets the flag
             DUMP      3   stream all ``L`` slots on ``dbg`` (debug / verification)
             ========  ==  =================================================================
@@ -63,8 +66,8 @@ with ``engine.id_bits + 1``; this needs ``id_bits <= 31``).  Besides the list: t
 (``n`` registers, loaded only from ``sort_resp``) and the request register (``n``; the new
 keys of a batch are shifted into it).
 
-Merge (``n = engine.sorter_n``; ``L <= n`` or ``L = j n``, ``j = cfg.list_chunks``; ``R <=
-n``; checked by the configuration)
+Merge (``n = engine.sorter_n``; ``L <= n`` or ``L = j n``, ``j = cfg.list_chunks``, checked
+by the configuration)
 -------------------------------------------------------------------------------------------
 The list is cut into ``j`` chunks ``A_0 .. A_{j-1}`` of ``w = min(L, n)`` slots, each
 ascending, every key of ``A_t`` below every key of ``A_{t+1}``.  INSERT beats shift the new
@@ -135,14 +138,31 @@ batch)``.  Details that keep the clock high and the merge exact:
   physical chunk while the others move down one, so physical chunk 0 is always the chunk
   being merged, and after the ``j``-th response the order is the list order again.
 
+Sub-batches (``R > n``)
+-----------------------
+A batch of more than ``n`` keys is merged as consecutive sub-batches of ``n`` keys (the last
+one shorter): the smallest ``L`` of ``C U B_1 U B_2`` are the smallest ``L`` of ``(smallest
+L of C U B_1) U B_2``, so the golden ``insert(batch)`` result does not depend on the
+grouping.  The INSERT beat that fills the request register (register ``nlast``: the
+sub-batch holds ``n - 1`` keys) starts a merge exactly as a last beat does and clears
+``cmd.ready``; the merge's end sets it again without ending the batch (register ``sub``):
+the batch's key count ``bcount`` (for ``room`` and the overflow error) carries on, the
+sub-batch count ``ncount`` starts again at 0.  A batch that overflowed with its last
+sub-batch already merged ends on its final beat without a merge.  ``cfg.insert_merges(b) =
+ceil(b / n)`` merges per insert of ``b`` keys; the timing model charges each one
+``cfg.insert_cycles``.  The default (FPGA) preset has ``n = 16`` and ``R = 32``: a full row
+is two merges.  With ``R <= n`` none of this logic is elaborated.
+
 Cycles
 ------
 With a sorter of latency ``lat`` (request accepted in cycle ``a``, response valid in cycle
 ``a + lat``) that never stalls: one cycle per INSERT beat, then the next command is accepted
 ``(j + 1) lat + 7 j + 3`` cycles after the last INSERT beat
 (:meth:`CandidateListRTL.merge_cycles`, ``cfg.insert_cycles``): ``2 lat + 10`` for one chunk,
-``3 lat + 17`` for two (``default`` with ``sorter_n = 32`` and the sorter's default
-pipelining, latency ``cfg.sorter_latency = 31``: 110 cycles; the two-stage decisions cost
+``3 lat + 17`` for two, ``5 lat + 31`` for four (``default`` with ``sorter_n = 16`` and the
+sorter's default pipelining, latency ``cfg.sorter_latency = 21``: 136 cycles per merge, two
+merges for a row of more than 16 keys; with ``sorter_n = 32``, latency 31, two chunks: 110
+cycles, one merge; the two-stage decisions cost
 one cycle per chunk, and an INSERT beat is shifted into the request register two cycles
 after it is accepted, one cycle more than it needs, so that the request enables are not
 computed from the command input).  Stalls of the sorter add to this one for one.
@@ -289,13 +309,13 @@ class CandidateListRTL(wiring.Component):
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
-        if self.R > self.n:
-            raise CandidateListError(f"R ({self.R}) must fit the sorter (sorter_n = {self.n})")
         if self.L > self.n and self.L % self.n:
             raise CandidateListError(f"L ({self.L}) must fit the sorter or be a multiple of "
                                      f"it (sorter_n = {self.n})")
         #: chunks of the list, slots per chunk
         self.chunks = cfg.list_chunks
+        #: a batch of more than ``n`` keys is merged as consecutive sub-batches of ``n``
+        self.split = self.R > self.n
         self.w = min(self.L, self.n)
         assert self.chunks * self.w == self.L and cfg.merge_passes == 2 * self.chunks
         try:
@@ -352,9 +372,14 @@ class CandidateListRTL(wiring.Component):
         req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
         req_valid = Signal()
         length = Signal(range(L + 1))
-        ncount = Signal(range(R + 1))
-        room = Signal(init=1)                 # ncount < R, as a register of its own
+        # ncount: keys in the request register (this sub-batch); bcount: keys of the batch
+        # (all its sub-batches; only kept when R > n, else it equals ncount)
+        ncount = Signal(range(min(R, n) + 1))
+        bcount = Signal(range(R + 1)) if self.split else ncount
+        room = Signal(init=1)                 # bcount < R, as a register of its own
         nzero = Signal(init=1)                # ncount == 0, as a register of its own
+        nlast = Signal(init=n == 1)           # ncount == n - 1 (R > n: the next key fills it)
+        sub = Signal()                        # the merge running is a sub-batch: keys follow
         error = Signal()
         m.d.comb += [self.length.eq(length), self.error.eq(error)]
 
@@ -365,7 +390,14 @@ class CandidateListRTL(wiring.Component):
         rst_pend = Signal()                   # RESET accepted: clear the other slots
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(idle), accept.eq(self.cmd.valid & idle)]
-        with m.If(accept & ((cmd.op != Op.INSERT) | cmd.last)):
+        # an INSERT beat clears it when it starts a merge: the last beat of a batch (unless
+        # the batch overflowed and its last sub-batch is empty: nothing to merge) or, when
+        # R > n, the beat that fills the request register (a sub-batch merge)
+        if self.split:
+            starts_merge = Mux(cmd.last, room | ~nzero, room & nlast)
+        else:
+            starts_merge = cmd.last
+        with m.If(accept & ((cmd.op != Op.INSERT) | starts_merge)):
             m.d.sync += idle.eq(0)
         acc_reset, acc_insert, acc_select, acc_dump = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
@@ -653,8 +685,10 @@ class CandidateListRTL(wiring.Component):
                     m.d.sync += lst[i].eq(ones)
         with m.If(fin):
             total = length + ncount
-            m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), room.eq(1),
-                         nzero.eq(1), merging.eq(0), idle.eq(1)]
+            m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
+                         nlast.eq(n == 1), merging.eq(0), idle.eq(1)]
+            with m.If(~sub):
+                m.d.sync += [bcount.eq(0), room.eq(1)]
 
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)
@@ -662,17 +696,30 @@ class CandidateListRTL(wiring.Component):
             m.d.sync += idle.eq(1)
         with m.If(acc_reset):
             m.d.sync += lst[0].eq(cmd.key << 1)
-            m.d.sync += [length.eq(1), ncount.eq(0), room.eq(1), nzero.eq(1), rst_pend.eq(1)]
+            m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), room.eq(1), nzero.eq(1),
+                         nlast.eq(n == 1), rst_pend.eq(1)]
+        merge_start = [start.eq(1), rkind.eq(_Req.S), tq.eq(0), rt.eq(0), merging.eq(1)]
         with m.If(acc_insert):
             with m.If(room):
                 m.d.sync += [ins_fresh.eq(nzero),
                              ins_key.eq(cmd.key << 1), ncount.eq(ncount + 1),
-                             room.eq(ncount != R - 1), nzero.eq(0)]
+                             room.eq(bcount != R - 1), nzero.eq(0)]
+                if self.split:
+                    m.d.sync += [bcount.eq(bcount + 1), nlast.eq(ncount == n - 2)]
             with m.Else():
                 m.d.sync += error.eq(1)
-            with m.If(cmd.last):
-                m.d.sync += [start.eq(1), rkind.eq(_Req.S), tq.eq(0), rt.eq(0),
-                             merging.eq(1)]
+            if self.split:
+                with m.If(cmd.last):
+                    with m.If(room | ~nzero):
+                        m.d.sync += [*merge_start, sub.eq(0)]
+                    with m.Else():
+                        # an overflowed batch whose keys were all merged: it just ends
+                        m.d.sync += [bcount.eq(0), room.eq(1)]
+                with m.Elif(room & nlast):
+                    m.d.sync += [*merge_start, sub.eq(1)]
+            else:
+                with m.If(cmd.last):
+                    m.d.sync += merge_start
         with m.If(acc_dump):
             m.d.sync += [dcnt.eq(0), dumping.eq(1), rd_v.eq(0)]
         return m

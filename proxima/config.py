@@ -189,10 +189,12 @@ class BloomConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     queues: int = 4  # search queues (queries in flight)
-    # bitonic sorter inputs (power of two).  32 in the default (FPGA) preset: a fully
-    # pipelined 64-input sorter of 40-bit keys needs ~83k LUT4, all of an ECP5-85F; the
-    # list of search.L = 64 is merged in two chunks of 32 (see merge_passes)
-    sorter_n: int = 32
+    # bitonic sorter inputs (power of two).  16 in the default (FPGA) preset: a fully
+    # pipelined 32-input sorter of 40-bit keys needs ~33k LUT4 and ~47k FF (over half of an
+    # ECP5-85F's flip-flops) and did not close 150 MHz; the list of search.L = 64 is merged
+    # in four chunks of 16 (merge_passes) and a row of graph.R = 32 neighbours as two
+    # sub-batches of 16 (insert_merges)
+    sorter_n: int = 16
     pq_codes_per_cycle: int = 4
     exact_lanes: int = 4  # MACs in the exact-distance unit
     clock_mhz: float = 100.0
@@ -392,9 +394,19 @@ class ProximaConfig:
         """Chunks of ``engine.sorter_n`` keys the candidate list of ``search.L`` is cut into."""
         return max(1, self.search.L // self.engine.sorter_n)
 
+    def insert_merges(self, batch: int) -> int:
+        """Merges of one candidate-list insert of ``batch`` keys (1..``graph.R``): a batch of
+        more than ``engine.sorter_n`` keys is merged as consecutive sub-batches of at most
+        ``sorter_n`` (the smallest ``L`` of the union do not depend on the grouping), so
+        ``ceil(batch / sorter_n)``; an empty batch is not sent (0)."""
+        if batch < 0:
+            raise ConfigError(f"an insert batch has >= 0 keys, got {batch}")
+        return -(-int(batch) // self.engine.sorter_n)
+
     @property
     def merge_passes(self) -> int:
-        """Sorter passes per candidate-list insert (one batch of at most ``graph.R`` keys).
+        """Sorter passes per candidate-list merge (one batch, or one sub-batch of
+        ``engine.sorter_n`` keys when ``graph.R`` is larger: :meth:`insert_merges`).
 
         One pass sorts the batch; then, for each of the ``j = list_chunks`` chunks of the list,
         in order, a pass sorts the element-wise minima of the chunk and the reversed carry
@@ -405,10 +417,11 @@ class ProximaConfig:
 
     @property
     def insert_cycles(self) -> int:
-        """Cycles of a candidate-list insert after its last key (the RTL list with a sorter of
-        ``sorter_latency`` that never stalls, ``hdl/candidates.py``): the batch pass and the
-        chunk passes overlap two at a time, ``(j + 1) * sorter_latency + 7 j + 3`` for
-        ``j = list_chunks`` (tests/hdl/test_candidates.py checks it against the RTL)."""
+        """Cycles of one candidate-list merge after its last key (the RTL list with a sorter
+        of ``sorter_latency`` that never stalls, ``hdl/candidates.py``): the batch pass and
+        the chunk passes overlap two at a time, ``(j + 1) * sorter_latency + 7 j + 3`` for
+        ``j = list_chunks`` (tests/hdl/test_candidates.py checks it against the RTL).  An
+        insert costs :meth:`insert_merges` of them."""
         j = self.list_chunks
         return (j + 1) * self.sorter_latency + 7 * j + 3
 
@@ -423,10 +436,6 @@ class ProximaConfig:
                 f"search.L ({self.search.L}) must fit the sorter or be a multiple of it "
                 f"(engine.sorter_n = {self.engine.sorter_n}): the candidate list merges in "
                 f"chunks of sorter_n keys")
-        if self.graph.R > self.engine.sorter_n:
-            raise ConfigError(
-                f"graph.R ({self.graph.R}) must fit the sorter (engine.sorter_n = "
-                f"{self.engine.sorter_n})")
         if self.search.beam_width > self.search.L:
             raise ConfigError("search.beam_width must be <= search.L")
 

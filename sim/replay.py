@@ -10,7 +10,8 @@ those searches:
 ``pq``         per query the query vector (ADT build: every ADT word) and the PQ codes of the
                vertices whose codes the search needed (every PQ distance);
 ``exact``      per query the raw vectors the search reranked (every exact distance);
-``sorter``     per expansion the keys of the new candidates, padded to ``engine.sorter_n``;
+``sorter``     per expansion the keys of the new candidates, padded to ``engine.sorter_n``
+               (in sub-batches of ``sorter_n`` when there are more, as the list sends them);
 ``gapdec``     the frame bytes, as stored in the image, of every expanded vertex (the hot
                frame for hot vertices); decoding them must give the neighbour list the search
                used;
@@ -105,11 +106,12 @@ def replay_transactions(img, queries: np.ndarray) -> dict:
             for v in row:
                 bloom_ops.append(v)
                 bloom_exp.append([int(v not in ps), v])
-            # sorter: the new candidates' keys, padded
+            # sorter: the new candidates' keys, padded; more than sorter_n of them go in
+            # sub-batches of sorter_n, as the candidate list sends them
             keys = [(int(pq_distances(adt, index.codes[v])) << idb) | v for v in passed]
-            if len(keys) > n_sort:
-                raise ReplayError(f"{len(keys)} new candidates exceed the sorter width {n_sort}")
-            sort_in.append(keys + [pad] * (n_sort - len(keys)))
+            for s in range(0, len(keys), n_sort):
+                part = keys[s:s + n_sort]
+                sort_in.append(part + [pad] * (n_sort - len(part)))
             # gap decoder: the frame as stored, and it must decode to this row
             fb, hot = _frame_bytes(img, u)
             dec = (decode_hot_frame if hot else decode_frame)(lay, fb)[0]

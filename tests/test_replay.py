@@ -30,7 +30,14 @@ def test_transactions_agree_with_the_search(tiny_image):
     ops, exp = t["bloom"]["ops"], t["bloom"]["expect"]
     assert ops.count(-1) == 3 and len(exp) == len(ops) - 3
     assert any(h for h, _ in exp) and not all(h for h, _ in exp)
-    assert len(t["sorter"]["vectors"]) == len(t["gapdec"]["frames"]) > 0
+    # one sorter vector per expansion with new candidates (none for an empty batch, more
+    # for rows longer than the sorter): every new candidate exactly once
+    vectors, pad = t["sorter"]["vectors"], (1 << img.index.cfg.sort_key_bits) - 1
+    new = [k for v in vectors for k in v if k != pad]
+    assert 0 < len(vectors) <= len(t["gapdec"]["frames"])
+    assert all(v[0] != pad for v in vectors)
+    # (each query's entry is a Bloom miss too, but enters the list by RESET, not a sort)
+    assert len(new) == sum(1 - h for h, _ in exp) - len(q)
     assert sum(len(x) for x in t["pq"]["expect"]) == sum(1 - h for h, _ in exp)
     assert any(t["gapdec"]["hot"])  # the entry (id 0) is hot after reordering
 

@@ -44,7 +44,7 @@ def test_default_widths_by_hand():
     ({"vec": {"dim": 100}}, "divisible by pq.M"),
     ({"search": {"k": 100}}, "search.k"),
     ({"search": {"r": 0}}, "search.r"),
-    ({"search": {"L": 80}}, "multiple of it"),
+    ({"search": {"L": 72}}, "multiple of it"),
     ({"engine": {"sorter_n": 48}}, "power of two"),
     ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
     ({"nand": {"page_bytes": 1000}}, "page_bytes"),
@@ -60,8 +60,20 @@ def test_list_longer_than_the_sorter_is_cut_into_chunks():
     assert (cfg.list_chunks, cfg.merge_passes) == (2, 4)
     cfg = preset("default").with_(engine={"sorter_n": 64}, search={"L": 48})
     assert (cfg.list_chunks, cfg.merge_passes) == (1, 2)
-    with pytest.raises(ConfigError, match="graph.R"):
-        preset("default").with_(engine={"sorter_n": 16}, search={"L": 64}, graph={"R": 32})
+    # a neighbour row longer than the sorter is merged in sub-batches of sorter_n keys
+    cfg = preset("default").with_(engine={"sorter_n": 16}, search={"L": 64}, graph={"R": 32})
+    assert (cfg.list_chunks, cfg.merge_passes) == (4, 8)
+    assert [cfg.insert_merges(b) for b in (0, 1, 16, 17, 32)] == [0, 1, 1, 2, 2]
+    with pytest.raises(ConfigError, match="insert batch"):
+        cfg.insert_merges(-1)
+
+
+def test_default_preset_sorter():
+    """The FPGA preset: 16-input sorter (latency 21), L = 64 in four chunks, R = 32 rows
+    in two sub-batches; 5 * 21 + 7 * 4 + 3 = 136 cycles per merge."""
+    cfg = preset("default")
+    assert (cfg.engine.sorter_n, cfg.graph.R, cfg.search.L) == (16, 32, 64)
+    assert (cfg.sorter_latency, cfg.list_chunks, cfg.insert_cycles) == (21, 4, 136)
 
 
 def test_override_strings():

@@ -29,8 +29,14 @@ def _tiny8():
 
 
 def _default32():
-    """default with a 32-input sorter: L = 64 = 2 n (the FPGA preset)."""
+    """default with a 32-input sorter: L = 64 = 2 n, R = n (the FPGA preset before it
+    moved to a 16-input sorter)."""
     return preset("default").with_(engine={"sorter_n": 32})
+
+
+def _tiny4():
+    """tiny with a 4-input sorter: L = 16 = 4 n, R = 8 = 2 n (two sub-batches per row)."""
+    return preset("tiny").with_(engine={"sorter_n": 4})
 
 
 def _simulate(cfg, beats, n_resp, n_dbg, p_valid, p_ready, seed, dut=None, model=None):
@@ -127,11 +133,13 @@ _MODEL = (0.5, 0.6, 0, 4)  # request ready 50 %, response valid 60 %, latency 0.
 
 @pytest.mark.parametrize("cfg_fn, chunks", [
     (lambda: preset("tiny"), 1), (_tiny8, 2),
-    (lambda: preset("tiny").with_(engine={"sorter_n": 4}, graph={"R": 4}), 4)])
+    (lambda: preset("tiny").with_(engine={"sorter_n": 4}, graph={"R": 4}), 4),
+    (_tiny4, 4),                                                          # R = 2 n
+    (lambda: preset("tiny").with_(engine={"sorter_n": 4}, graph={"R": 6}), 4)])  # R = 1.5 n
 def test_model_sorter_latency_backpressure(cfg_fn, chunks):
     """Bare list, Python sorter: random request back-pressure, latency 0..4, response gaps,
     random command / output stalls; every response and the whole list after every command
-    compared with the golden model."""
+    compared with the golden model (rows longer than the sorter: sub-batches)."""
     cfg = cfg_fn()
     assert cfg.list_chunks == chunks and cfg.merge_passes == 2 * chunks
     cmds, stats = _check_random(cfg, 80, seed=11 + chunks, p_valid=0.7, p_ready=0.6,
@@ -155,8 +163,18 @@ def test_other_shapes(changes):
                   dut=CandidateListRTL(cfg), model=_MODEL)
 
 
+def test_default_model_sorter():
+    """The FPGA preset (L = 64, n = 16: four chunks of 16; rows of R = 32 in two
+    sub-batches)."""
+    cfg = preset("default")
+    assert cfg.search.L == 64 and cfg.list_chunks == 4 and cfg.graph.R == 2 * 16
+    cmds, _ = _check_random(cfg, 16, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000,
+                            dut=CandidateListRTL(cfg), model=_MODEL)
+    assert any(op == "insert" and len(a) > 16 for op, a in cmds)
+
+
 def test_default32_model_sorter():
-    """The FPGA preset (L = 64, n = 32, two chunks of 32)."""
+    """The former FPGA preset (L = 64, n = 32 = R, two chunks of 32)."""
     cfg = _default32()
     assert cfg.search.L == 64 and cfg.list_chunks == 2
     _check_random(cfg, 12, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000,
@@ -210,6 +228,48 @@ def test_cycle_counts_fixed_latency(cfg_fn, lat):
     j = cfg.list_chunks
     assert merge == dut.merge_cycles(lat) == (j + 1) * lat + 7 * j + 3
     assert select == dut.select_latency + 1
+
+
+@pytest.mark.parametrize("lat", [0, 5])
+def test_sub_batch_cycle_counts(lat):
+    """R = 2 n: the beat that fills the request register starts a merge like a last beat
+    (the next beat is accepted merge_cycles later), so a full row costs two merges."""
+    cfg = _tiny4()
+    n, R = cfg.engine.sorter_n, cfg.graph.R
+    assert R == 2 * n
+    dut = CandidateListRTL(cfg)
+    cmds = [("reset", _k(cfg, 40, 1)), ("insert", [_k(cfg, 50 - i, 10 + i) for i in range(R)]),
+            ("select", 0), ("insert", [_k(cfg, 3, 70 + i) for i in range(n + 1)]),
+            ("select", 2)]
+    exp_resp, _ = expected(cfg, cmds)
+    beats = command_beats(cmds, dump_after=False)
+    resps, _, acc, error, length, _ = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0,
+                                                dut=dut, model=(1.0, 1.0, lat, lat))
+    assert resps == exp_resp and not error and length == min(cfg.search.L, 1 + R + n + 1)
+    merge = dut.merge_cycles(lat)
+    row = acc[1:1 + R]                      # the R beats of the first batch
+    assert [b - a for a, b in zip(row, row[1:])] == [1] * (n - 1) + [merge] + [1] * (n - 1)
+    assert acc[1 + R] - row[-1] == merge    # the SELECT after the second merge
+    second = acc[2 + R:2 + R + n + 1]       # n + 1 keys: a full sub-batch and one key
+    assert second[n] - second[n - 1] == merge and acc[-1] - second[-1] == merge
+    assert cfg.insert_merges(R) == 2 and cfg.insert_merges(n + 1) == 2
+
+
+@pytest.mark.parametrize("R", [8, 6])
+def test_sub_batch_overflow(R):
+    """A row of R + 2 keys with R > n: the extra keys are dropped and error is set; the
+    list holds the first R keys (R = 2 n: the last sub-batch is full when the extra beats
+    come, so the final beat ends the batch without a merge)."""
+    cfg = _tiny4().with_(graph={"R": R})
+    beats = command_beats([("reset", _k(cfg, 5, 3))], False)
+    beats += [(Op.INSERT.value, _k(cfg, 1, 100 + i), 0, int(i == R + 1)) for i in range(R + 2)]
+    beats += [(Op.SELECT.value, 0, 1, 0), (Op.INSERT.value, _k(cfg, 0, 7), 0, 1),
+              (Op.SELECT.value, 0, 1, 0)]
+    resps, _, _, error, length, _ = _simulate(cfg, beats, 2, 0, 1.0, 1.0, 0,
+                                              dut=CandidateListRTL(cfg), model=_MODEL)
+    assert error == 1 and length == R + 2
+    # the first R keys were kept, the rest dropped; the batch after it works as usual
+    assert resps == [(1, 0, 100, _k(cfg, 1, 100)), (1, 0, 7, _k(cfg, 0, 7))]
 
 
 def test_dump_cycles():
@@ -274,14 +334,14 @@ def test_batch_overflow_sets_error_and_bad_parameters():
 def test_list_alone_has_no_sorter():
     """The registry's block is the list alone, with the sorter ports of the documented shape."""
     from proxima.hdl.registry import build_block
-    cfg = _default32()
+    cfg = preset("default")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*created but never used")
         blk = build_block("candidates", cfg)
         assert type(blk) is CandidateListRTL
         assert blk.sort_req.payload.shape() == blk.sort_resp.payload.shape()
-        assert len(blk.sort_req.payload.as_value()) == 32 * (cfg.sort_key_bits + 1)
-        assert blk.merge_cycles(30) == 3 * 30 + 17
+        assert len(blk.sort_req.payload.as_value()) == 16 * (cfg.sort_key_bits + 1)
+        assert blk.merge_cycles(30) == 5 * 30 + 7 * 4 + 3
         del blk
         gc.collect()
 
@@ -291,13 +351,15 @@ def test_list_alone_has_no_sorter():
 @pytest.mark.parametrize("name, cfg_fn, commands, dist_max", [
     ("tiny", lambda: preset("tiny"), 10_000, 16),     # L = n = 16: one chunk
     ("tiny8", _tiny8, 10_000, 16),                    # L = 16 = 2 n: two chunks
+    ("tiny4", _tiny4, 10_000, 16),                    # four chunks, R = 2 n: sub-batches
 ])
 def test_cocotb_candidates_verilator(name, cfg_fn, commands, dist_max):
     """Wrapper with a real BitonicSorter; every SELECT response compared, the whole list
     compared after a random quarter of the commands (and after the last).  The FPGA preset
-    (default, sorter_n = 32) runs in the Amaranth simulator above
-    (test_default32_model_sorter): its Verilator build with a 32-input sorter is too slow
-    for this file."""
+    (default: sorter_n = 16, L = 64, R = 32) runs in the Amaranth simulator above
+    (test_default_model_sorter): its Verilator build, 64 slots of 41 bits and a 16-input
+    sorter, is too slow for this file; tiny4 has the same shape in miniature (four chunks,
+    rows of two sub-batches)."""
     from proxima.sim.runner import run_cocotb
     cfg = cfg_fn()
     dut = CandidateListWithSorter(cfg)

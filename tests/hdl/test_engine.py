@@ -240,6 +240,18 @@ def test_engine_block_parameters(tiny_image):
     _check(tiny_image, q, got, cfg)
 
 
+def test_engine_rows_longer_than_the_sorter(tiny_image):
+    """sorter_n = 4 < R = 8: neighbour rows are inserted in sub-batches of 4 (the candidate
+    list holds cmd.ready low during each merge), L = 16 in four chunks."""
+    cfg = preset("tiny").with_(engine={"sorter_n": 4})
+    assert cfg.list_chunks == 4 and cfg.graph.R == 8 and cfg.insert_merges(8) == 2
+    q = _queries(cfg, 2, seed=8)
+    got = _run(tiny_image, q, cfg=cfg, p_mem=0.9, latency=2, seed=19)
+    _check(tiny_image, q, got, cfg)
+    # more keys than 4 per expansion on average: some rows did need two sub-batches
+    assert any(g["inserted"] > 4 * g["hops"] for g in got)
+
+
 def test_engine_multi_access_reads(narrow_image):
     """Structures spanning several accesses, 16-bit beats (4 per access)."""
     img = narrow_image
@@ -252,11 +264,13 @@ def test_engine_multi_access_reads(narrow_image):
 
 @pytest.mark.slow
 def test_engine_default_preset(tmp_path_factory):
-    """The FPGA preset (L = 64 in two sorter chunks, R = 32, M = 16, dim 128, 64-bit beats,
-    hot frames of 5 accesses): one query, about 28k cycles (~4 minutes in the simulator)."""
+    """The FPGA preset (L = 64 in four chunks of a 16-input sorter, rows of R = 32 in two
+    sub-batches, M = 16, dim 128, 64-bit beats, hot frames of 5 accesses): one query, about
+    31k cycles (~4 minutes in the simulator)."""
     cfg = preset("default")
     img = _image(tmp_path_factory, cfg, n=2000, n_hot=60)
-    assert cfg.list_chunks == 2 and img.layout.hot_accesses > 1
+    assert cfg.list_chunks == 4 and cfg.graph.R == 2 * cfg.engine.sorter_n
+    assert img.layout.hot_accesses > 1
     q = _queries(cfg, 1, seed=0)
     got = _run(img, q)
     _check(img, q, got)
