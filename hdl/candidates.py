@@ -128,8 +128,11 @@ batch)``.  Details that keep the clock high and the merge exact:
 * the read port (SELECT / DUMP) decodes no index: a one-hot register ``rd_oh`` (one bit
   per slot, driving only that slot's AND gates) selects the slot; level 1 ORs the selected
   slots of each group of ``RD_GROUP = 8`` into a register (zero in the other groups),
-  level 2 ORs the groups.  Each level-1 group has its own load enable (one LUT of
-  replicated registers and ``dbg.ready``);
+  level 2 ORs the groups.  Each level-1 group, and each group's slice of ``rd_oh``, has
+  its own load enable, one LUT of registers: ``s3`` / ``s4`` copies, the group's
+  dump-active flag, the registered DUMP command (``dump_go``) and ``rd_adv``, which is the
+  register ``~spare_v``: ``dbg`` is a skid buffer (output register plus one spare entry),
+  so no read-port enable depends on ``dbg.ready`` or on the command input;
 * ``Y_t`` is loaded into the request register in the cycle after ``X_t`` is accepted; the
   response to ``X_t`` arrives at the earliest in the cycle of acceptance and is applied a
   cycle later, at the same clock edge as the ``Y_t`` load at the earliest, so ``Y_t`` always
@@ -182,15 +185,18 @@ extra cycles are harmless.  RESET takes two cycles (the other slots are cleared 
 of the cycle after them, from two registers, to keep the clear's fan-out off the command
 input; a command accepted in that cycle reads the list at the earliest a cycle later).
 
-DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high (the read pipeline stalls
-with it), the first valid three cycles after the command is accepted.
+DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high, the first valid four
+cycles after the command is accepted (one cycle to register the command, ``dump_go``).  A
+beat that reaches the output while it holds one not taken waits in the spare entry, and the
+read pipeline stops until the output takes it; the next command is accepted in the cycle
+after the last beat is taken.
 
 Area
 ----
 ``L + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, carry, request, registered
 response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 of stage
 1 and ``LT_COPIES = 4`` per slot of a chunk), ``5 n + 2 L - 1`` enable / select / clear
-copies, the ``L``-bit one-hot read select and ``2 ceil(L / 8)`` read enables, ``3 w``
+copies, the ``L``-bit one-hot read select and ``3 ceil(L / 8)`` read enable terms, ``3 w``
 comparators of about ``ext_bits / 2`` bits, the request and list input multiplexers, the
 read port's AND-OR trees and the select logic; no sorter.  Measured, with the one-stage
 decisions this replaced (``lt`` straight from 41-bit chains, two copies), with
@@ -237,9 +243,39 @@ version): 11,739 LUT4 (9,617 + 2 x 1,061 CCU2C), 10,790 FF, 12,245 of 83,640 TRE
 (two LUTs, 2.8 ns of routing between them) -> 2.3 ns -> the LUT of a ``req_fresh`` copy
 (7.38 ns, 6.14 ns of it routing).  What is left is the same kind of path: a control
 register through one or two LUTs into the 32 to 63 replicated copies spread over the die.
-This version makes ``ncount == 0`` a register of its own (``nzero``, like ``room``); next:
-``idle & room`` as one register for the INSERT decode in front of ``req_en*``, so that only
-a fan-out net and the copy's LUT sit between two flip-flops.
+With ``ncount == 0`` a register of its own (``nzero``): 137.0 MHz, the path the command
+input -> INSERT decode -> a ``req_en`` copy.  With the request enables one LUT behind a
+register (``rc``, ``yarm``; 2026-12-05, seed 1): 11,743 LUT4, 10,835 FF, **138.2 MHz** at
+``sorter_n = 32``, the path now a data path: ``lst18`` -> 3.1 ns of routing -> the Y-maxima
+and request multiplexers (two LUTs and a PFUMX) -> ``req18`` (7.24 ns, 5.98 ns routing).
+
+With ``sorter_n = 16`` (the default preset since 2026-12-05; rows of 32 as two sub-batches,
+so ``bcount``, ``nlast`` and ``sub`` too) the list is smaller (7.3k LUT4, 7.4k FF) but has
+the same kind of paths, each run limited by another one, almost all of it routing (seed 1,
+the same command):
+
+1. 139.0 MHz: the one-hot read select ``rd_oh[40]`` placed 44 columns from its slot's AND
+   gates (4.2 ns of routing), its enable shared by all 64 bits;
+2. four copies of ``rd_oh``, each for a quarter of the bits: 132.9 MHz, the shared enable
+   now fanning out to 256 flip-flops (reverted);
+3. one enable per group of 8 slots (from ``s3`` copies and the group's dump flag): 142.6
+   MHz, the path the command input -> accept -> INSERT decode -> counter enable -> ``ncount``
+   (4 LUTs, 5.5 ns of routing);
+4. ``ins_ok = idle & room`` as a register (``idle`` and ``room`` written through their next
+   states), so an INSERT beat that goes in is one LUT of the command input: 133.0 MHz, the
+   path ``rd_act5`` -> ``& rd_adv`` (``dbg.ready``) -> ``| s4`` -> the enable of ``rd_grp5``
+   (3.1 ns of routing to its 41 flip-flops);
+5. (this version) ``dbg`` a skid buffer so that ``rd_adv`` is a register, and a DUMP
+   started from the registered command (first beat 4 cycles after it, was 3): 7,412 LUT4
+   (6,244 + 2 x 584 CCU2C), 7,430 FF, **138.3 MHz**; the path is a merge comparator's
+   operand, ``lst15`` placed 35 rows from its carry chain (4.2 ns of routing, 7.23 ns).
+
+What is left is placement spread: registers pulled between the wrapper's serial chains and
+their other loads, 4 ns routes on paths of one LUT or one carry chain.  yosys also merges
+the response register ``rr`` into the wrapper's input chain (see "Area"), so the slots
+loaded from it start at that chain.  Next: measure behind one more wrapper register stage
+(every block, for a like comparison) and, if it is still short, a comparator-only copy of
+chunk 0.
 """
 
 from __future__ import annotations
@@ -377,6 +413,8 @@ class CandidateListRTL(wiring.Component):
         ncount = Signal(range(min(R, n) + 1))
         bcount = Signal(range(R + 1)) if self.split else ncount
         room = Signal(init=1)                 # bcount < R, as a register of its own
+        room_nx = Signal()                    # its next state (comb), see ins_ok
+        m.d.comb += room_nx.eq(room)
         nzero = Signal(init=1)                # ncount == 0, as a register of its own
         nlast = Signal(init=n == 1)           # ncount == n - 1 (R > n: the next key fills it)
         sub = Signal()                        # the merge running is a sub-batch: keys follow
@@ -386,7 +424,14 @@ class CandidateListRTL(wiring.Component):
         cmd = self.cmd.payload
         # cmd.ready is one register: cleared by every command but a non-final INSERT beat,
         # set again when that command is done (merge, dump, response taken, reset applied)
+        # idle and room are written through their next states idle_nx / room_nx (comb, the
+        # same priorities as sync statements), so that ins_ok = idle & room can be a register
+        # of its own: an INSERT beat that goes in is then one LUT of the command input (its
+        # decode through idle, then room, and a counter's enable took 4 LUTs: 142.6 MHz)
         idle = Signal(init=1)
+        idle_nx = Signal()
+        ins_ok = Signal(init=1)
+        m.d.comb += idle_nx.eq(idle)
         rst_pend = Signal()                   # RESET accepted: clear the other slots
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(idle), accept.eq(self.cmd.valid & idle)]
@@ -398,8 +443,10 @@ class CandidateListRTL(wiring.Component):
         else:
             starts_merge = cmd.last
         with m.If(accept & ((cmd.op != Op.INSERT) | starts_merge)):
-            m.d.sync += idle.eq(0)
+            m.d.comb += idle_nx.eq(0)
         acc_reset, acc_insert, acc_select, acc_dump = Signal(), Signal(), Signal(), Signal()
+        ins_go = Signal()                     # an INSERT beat that goes in (acc_insert & room)
+        m.d.comb += ins_go.eq(self.cmd.valid & ins_ok & (cmd.op == Op.INSERT))
         m.d.comb += [
             acc_reset.eq(accept & (cmd.op == Op.RESET)),
             acc_insert.eq(accept & (cmd.op == Op.INSERT)),
@@ -423,7 +470,8 @@ class CandidateListRTL(wiring.Component):
         resp_valid = Signal()
         m.d.comb += self.resp.valid.eq(resp_valid)
         with m.If(self.resp.valid & self.resp.ready):
-            m.d.sync += [resp_valid.eq(0), idle.eq(1)]
+            m.d.sync += resp_valid.eq(0)
+            m.d.comb += idle_nx.eq(1)
         m.d.sync += [s1.eq(acc_select), s2.eq(s1), s3.eq(s2), s4.eq(s3), s5.eq(s4)]
         with m.If(acc_select):
             m.d.sync += sel_mask.eq(Cat(cmd.T > i for i in range(L)))
@@ -464,21 +512,40 @@ class CandidateListRTL(wiring.Component):
         rd_v = Signal()                        # level 1 holds a dump slot
         rd_out = Signal(EB)
         m.d.comb += rd_out.eq(_or_tree(rd_grp))
+        # rd_adv: the read pipeline (rd_oh, level 1, rd_v / rd_pos) moves on.  It is a
+        # register, ~spare_v: the dbg output is a skid buffer (output register plus one spare
+        # entry), so no enable of the read port depends on dbg.ready (with rd_adv = ~dbg.valid
+        # | dbg.ready the enables of level 1 were two LUTs behind the input: 133.0 MHz).
+        spare_v = Signal()
         rd_adv = Signal()
-        with m.If(s3):
-            m.d.sync += rd_oh.eq(first)
-        with m.If(dumping & rd_adv):
-            m.d.sync += rd_oh.eq(rd_oh << 1)
-        with m.If(acc_dump):
-            m.d.sync += rd_oh.eq(1)
-
-        # every group has its own load enable (registered terms and dbg.ready, one LUT)
+        m.d.comb += rd_adv.eq(~spare_v)
+        # a DUMP starts a cycle after it is accepted (dump_go), so that no read-port enable
+        # depends on the command input either
+        dump_go = Signal()
+        m.d.sync += dump_go.eq(acc_dump)
+        # every group has its own load enables (one LUT of registers): level 1's, and those
+        # of its slice of rd_oh.  With one enable for all of rd_oh (s3 | dumping & rd_adv |
+        # acc_dump, fan-out 64) the placer put rd_oh[40] 44 columns from its slot's AND
+        # gates (4.2 ns of routing, 139.0 MHz).
         lvl1_s4 = _copies(m, "rd_s4_", s3, ngr, 1)      # s4, one copy per group
+        oh_s3 = _copies(m, "rd_s3_", s2, ngr, 1)        # s3, one copy per group
         lvl1_act = []                                   # dumping & (dcnt != L), per group
         for g in range(ngr):
             q = Signal(name=f"rd_act{g}")
-            m.d.sync += q.eq(acc_dump | q & ~(rd_adv & (dcnt == L - 1)))
+            m.d.sync += q.eq(dump_go | q & ~(rd_adv & (dcnt == L - 1)))
             lvl1_act.append(q)
+        # the one-hot select: loaded with `first` (SELECT), set to slot 0 (DUMP), shifted
+        # up one slot per dump beat while the group's level 1 is active (after the last
+        # beat it is all zero, and it is reloaded before the next read)
+        for g in range(ngr):
+            lo, hi = g * GR, min(L, (g + 1) * GR)
+            shifted = rd_oh[lo - 1:hi - 1] if lo else Cat(C(0, 1), rd_oh[:hi - 1])
+            with m.If(oh_s3[g]):
+                m.d.sync += rd_oh[lo:hi].eq(first[lo:hi])
+            with m.If(lvl1_act[g] & rd_adv):
+                m.d.sync += rd_oh[lo:hi].eq(shifted)
+            with m.If(dump_go):
+                m.d.sync += rd_oh[lo:hi].eq(1 if g == 0 else 0)
         grp_en = [Signal(name=f"rd_en{g}") for g in range(ngr)]
         m.d.comb += [e.eq(a | b & rd_adv) for e, a, b in zip(grp_en, lvl1_s4, lvl1_act)]
         for g in range(ngr):
@@ -496,22 +563,37 @@ class CandidateListRTL(wiring.Component):
                 self.resp.payload.id.eq(rd_out[1:1 + self.id_bits]),
             ]
 
-        # ---- dump: level 1, then the registered dbg beat; stalls on dbg.ready --------------
+        # ---- dump: level 1, then the dbg skid buffer (output register + spare) ------------
+        # The read pipeline moves while the spare is empty; a beat that arrives while the
+        # output holds one not taken goes into the spare, which stops the pipeline until the
+        # output takes it.  With dbg.ready high the spare is never used.
         dbg_valid = Signal()
-        m.d.comb += [self.dbg.valid.eq(dbg_valid), rd_adv.eq(~dbg_valid | self.dbg.ready)]
+        out_free = Signal()
+        m.d.comb += [self.dbg.valid.eq(dbg_valid),
+                     out_free.eq(~dbg_valid | self.dbg.ready)]
+        beat = Signal(self.dbg_layout)
+        m.d.comb += [beat.pos.eq(rd_pos), beat.key.eq(rd_out[1:]),
+                     beat.expanded.eq(rd_out[0] & (rd_pos < length)),
+                     beat.last.eq(rd_pos == L - 1)]
+        spare = Signal(self.dbg_layout, reset_less=True)
         with m.If(dumping & rd_adv):
             m.d.sync += [
                 rd_v.eq(dcnt != L),
                 rd_pos.eq(dcnt),
                 dcnt.eq(dcnt + (dcnt != L)),
-                dbg_valid.eq(rd_v),
-                self.dbg.payload.pos.eq(rd_pos),
-                self.dbg.payload.key.eq(rd_out[1:]),
-                self.dbg.payload.expanded.eq(rd_out[0] & (rd_pos < length)),
-                self.dbg.payload.last.eq(rd_pos == L - 1),
             ]
-            with m.If((dcnt == L) & ~rd_v):
-                m.d.sync += [dumping.eq(0), idle.eq(1)]
+            with m.If(out_free):
+                m.d.sync += [dbg_valid.eq(rd_v), self.dbg.payload.eq(beat)]
+            with m.Elif(rd_v):
+                m.d.sync += [spare.eq(beat), spare_v.eq(1)]
+            with m.If((dcnt == L) & ~rd_v & out_free):
+                m.d.sync += dumping.eq(0)
+                m.d.comb += idle_nx.eq(1)
+        with m.Elif(out_free):
+            # the pipeline waits (spare full) or no dump runs: the output takes the spare
+            m.d.sync += [dbg_valid.eq(spare_v), spare_v.eq(0)]
+            with m.If(spare_v):
+                m.d.sync += self.dbg.payload.eq(spare)
 
         # ---- merge datapath: physical chunk 0 against the reversed carry ------------------
         # lt = A_t[i] < C[w-1-i] in two registered stages, computed every cycle.  Stage 1:
@@ -595,7 +677,7 @@ class CandidateListRTL(wiring.Component):
         # registered source selects (Y maxima, X minima, else the INSERT shift)
         m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
                      start.eq(0), start_d.eq(start), ins_key_d.eq(ins_key),
-                     rc.eq((acc_insert & room) | c_fresh)]
+                     rc.eq(ins_go | c_fresh)]
         y_due_next, req_en_next = Signal(), Signal()
         m.d.comb += [
             y_due_next.eq(self.sort_req.ready & yarm),
@@ -686,42 +768,47 @@ class CandidateListRTL(wiring.Component):
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
-                         nlast.eq(n == 1), merging.eq(0), idle.eq(1)]
+                         nlast.eq(n == 1), merging.eq(0)]
+            m.d.comb += idle_nx.eq(1)
             with m.If(~sub):
-                m.d.sync += [bcount.eq(0), room.eq(1)]
+                m.d.sync += bcount.eq(0)
+                m.d.comb += room_nx.eq(1)
 
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)
         with m.If(rst_pend):
-            m.d.sync += idle.eq(1)
+            m.d.comb += idle_nx.eq(1)
         with m.If(acc_reset):
             m.d.sync += lst[0].eq(cmd.key << 1)
-            m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), room.eq(1), nzero.eq(1),
+            m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), nzero.eq(1),
                          nlast.eq(n == 1), rst_pend.eq(1)]
+            m.d.comb += room_nx.eq(1)
         merge_start = [start.eq(1), rkind.eq(_Req.S), tq.eq(0), rt.eq(0), merging.eq(1)]
+        with m.If(ins_go):
+            m.d.sync += [ins_fresh.eq(nzero), ins_key.eq(cmd.key << 1),
+                         ncount.eq(ncount + 1), nzero.eq(0)]
+            m.d.comb += room_nx.eq(bcount != R - 1)
+            if self.split:
+                m.d.sync += [bcount.eq(bcount + 1), nlast.eq(ncount == n - 2)]
+        with m.If(acc_insert & ~room):
+            m.d.sync += error.eq(1)
         with m.If(acc_insert):
-            with m.If(room):
-                m.d.sync += [ins_fresh.eq(nzero),
-                             ins_key.eq(cmd.key << 1), ncount.eq(ncount + 1),
-                             room.eq(bcount != R - 1), nzero.eq(0)]
-                if self.split:
-                    m.d.sync += [bcount.eq(bcount + 1), nlast.eq(ncount == n - 2)]
-            with m.Else():
-                m.d.sync += error.eq(1)
             if self.split:
                 with m.If(cmd.last):
                     with m.If(room | ~nzero):
                         m.d.sync += [*merge_start, sub.eq(0)]
                     with m.Else():
                         # an overflowed batch whose keys were all merged: it just ends
-                        m.d.sync += [bcount.eq(0), room.eq(1)]
+                        m.d.sync += bcount.eq(0)
+                        m.d.comb += room_nx.eq(1)
                 with m.Elif(room & nlast):
                     m.d.sync += [*merge_start, sub.eq(1)]
             else:
                 with m.If(cmd.last):
                     m.d.sync += merge_start
-        with m.If(acc_dump):
+        with m.If(dump_go):
             m.d.sync += [dcnt.eq(0), dumping.eq(1), rd_v.eq(0)]
+        m.d.sync += [idle.eq(idle_nx), room.eq(room_nx), ins_ok.eq(idle_nx & room_nx)]
         return m
 
 

