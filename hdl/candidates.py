@@ -193,8 +193,8 @@ after the last beat is taken.
 
 Area
 ----
-``L + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, carry, request, registered
-response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 of stage
+``L + w + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, the comparators' copy of
+chunk 0, carry, request, registered response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 of stage
 1 and ``LT_COPIES = 4`` per slot of a chunk), ``5 n + 2 L - 1`` enable / select / clear
 copies, the ``L``-bit one-hot read select and ``3 ceil(L / 8)`` read enable terms, ``3 w``
 comparators of about ``ext_bits / 2`` bits, the request and list input multiplexers, the
@@ -265,17 +265,24 @@ the same command):
    states), so an INSERT beat that goes in is one LUT of the command input: 133.0 MHz, the
    path ``rd_act5`` -> ``& rd_adv`` (``dbg.ready``) -> ``| s4`` -> the enable of ``rd_grp5``
    (3.1 ns of routing to its 41 flip-flops);
-5. (this version) ``dbg`` a skid buffer so that ``rd_adv`` is a register, and a DUMP
-   started from the registered command (first beat 4 cycles after it, was 3): 7,412 LUT4
-   (6,244 + 2 x 584 CCU2C), 7,430 FF, **138.3 MHz**; the path is a merge comparator's
-   operand, ``lst15`` placed 35 rows from its carry chain (4.2 ns of routing, 7.23 ns).
+5. ``dbg`` a skid buffer so that ``rd_adv`` is a register, and a DUMP started from the
+   registered command (first beat 4 cycles after it, was 3): 7,412 LUT4, 7,430 FF, 138.3
+   MHz; the path a merge comparator's operand, ``lst15`` placed 35 rows from its carry
+   chain (4.2 ns of routing, 7.23 ns);
+6. (this version) the comparators read a copy of chunk 0 of their own (``cmpn``, held
+   inverted): 8,705 LUT4 (7,537 + 2 x 584 CCU2C), 8,086 FF, **145.2 MHz**; the path is the
+   read select again, ``rd_oh[16]`` 27 columns from its slot's AND gates (4.2 ns of routing,
+   6.89 ns), and fewer than 27 endpoints fail, by at most 0.22 ns;
+7. tried and reverted: two copies of ``rd_oh`` (one per half of the bits): 141.8 MHz, the
+   path a ``cmpn`` bit through an inverter LUT that yosys put in front of its carry chain
+   (the inversion is not always free) and 2.6 ns of routing.
 
 What is left is placement spread: registers pulled between the wrapper's serial chains and
 their other loads, 4 ns routes on paths of one LUT or one carry chain.  yosys also merges
 the response register ``rr`` into the wrapper's input chain (see "Area"), so the slots
 loaded from it start at that chain.  Next: measure behind one more wrapper register stage
-(every block, for a like comparison) and, if it is still short, a comparator-only copy of
-chunk 0.
+(every block, for a like comparison); a non-inverted comparator copy (kept apart from the
+list some other way); then the read select's placement.
 """
 
 from __future__ import annotations
@@ -404,6 +411,11 @@ class CandidateListRTL(wiring.Component):
         # slots 1 .. L-1 are cleared by lst_clr (also after the domain reset), not by the
         # domain reset itself: see "list" below
         lst = [Signal(EB, name=f"lst{i}", init=ones, reset_less=i > 0) for i in range(L)]
+        # the merge comparators read a copy of chunk 0 of their own, held inverted (so that
+        # yosys does not merge it with the list; the inversion is free in the carry chain's
+        # LUTs) and written by every write of slots 0 .. w-1: the placer can then put it at
+        # the comparators (a slot placed 35 rows from its carry chain: 138.3 MHz)
+        cmpn = [Signal(EB, name=f"cmpn{i}", init=0, reset_less=i > 0) for i in range(w)]
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
         req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
         req_valid = Signal()
@@ -495,6 +507,8 @@ class CandidateListRTL(wiring.Component):
             for i in range(L):
                 with m.If(first[i]):
                     m.d.sync += lst[i][0].eq(1)
+                    if i < w:
+                        m.d.sync += cmpn[i][0].eq(0)
 
         # ---- one read port shared by SELECT and DUMP: one-hot select, two AND-OR levels ---
         # rd_oh (one bit per slot, a register) selects the slot: `first` for a SELECT (all
@@ -611,12 +625,13 @@ class CandidateListRTL(wiring.Component):
         mins, maxs = [], []
         for i in range(w):
             a, b = lst[i], carry[w - 1 - i]
+            ac = ~cmpn[i]                          # = a, the comparators' copy
             lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
             le_hi = Signal(name=f"le{i}_hi", reset_less=True)
             lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(a[half:] < b[half:]),
-                         le_hi.eq(Cat(C(0, 1), a[half:]) < Cat(C(1, 1), b[half:])),
-                         lt_lo.eq(a[:half] < b[:half])]
+            m.d.sync += [lt_hi.eq(ac[half:] < b[half:]),
+                         le_hi.eq(Cat(C(0, 1), ac[half:]) < Cat(C(1, 1), b[half:])),
+                         lt_lo.eq(ac[:half] < b[:half])]
             sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
             sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
             mn, mx = [], []
@@ -762,9 +777,13 @@ class CandidateListRTL(wiring.Component):
             src = lst[i + w] if i < L - w else rr[i - (L - w)]
             with m.If(lst_en[i]):
                 m.d.sync += lst[i].eq(src)
+                if i < w:
+                    m.d.sync += cmpn[i].eq(~src)
             if i:
                 with m.If(lst_clr[i - 1]):
                     m.d.sync += lst[i].eq(ones)
+                    if i < w:
+                        m.d.sync += cmpn[i].eq(0)
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
@@ -779,7 +798,7 @@ class CandidateListRTL(wiring.Component):
         with m.If(rst_pend):
             m.d.comb += idle_nx.eq(1)
         with m.If(acc_reset):
-            m.d.sync += lst[0].eq(cmd.key << 1)
+            m.d.sync += [lst[0].eq(cmd.key << 1), cmpn[0].eq(~(cmd.key << 1))]
             m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), nzero.eq(1),
                          nlast.eq(n == 1), rst_pend.eq(1)]
             m.d.comb += room_nx.eq(1)
