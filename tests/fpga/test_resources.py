@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import warnings
 
@@ -300,3 +301,54 @@ def test_router_option_reaches_nextpnr_the_build_dir_and_the_doc(monkeypatch, tm
                           router="router3")
     with pytest.raises(SystemExit):
         res.main(["arbiter", "--router", "router3"])
+
+
+def test_seed_and_build_root_choose_the_build_directory(monkeypatch, tmp_path):
+    """Seed 1 keeps the old directory names; another seed gets a directory of its own, so a
+    second seed never shares (or overwrites) the first one's files; --build-root moves them."""
+    seen = []
+    monkeypatch.setattr(res, "_run", lambda cmd, log, cwd: seen.append(cwd) or
+                        (cwd / "res_arbiter.stat.json").write_text(
+                            json.dumps({"design": {"num_cells_by_type": {}}})) and "")
+    res.measure_block("arbiter", preset("tiny"), pnr=False, build_root=tmp_path)
+    res.measure_block("arbiter", preset("tiny"), pnr=False, build_root=tmp_path, seed=2)
+    assert not seen[0].name.endswith("seed_2") and seen[1].name.endswith("_seed_2")
+    assert seen[0].parent == seen[1].parent == tmp_path
+    root = tmp_path / "elsewhere"
+    assert res.main(["arbiter", "--preset", "tiny", "--synth-only",
+                     "--build-root", str(root)]) == 0
+    assert seen[2].parent == root
+
+
+def test_a_tool_does_not_outlive_an_interrupted_run(monkeypatch, tmp_path):
+    """Interrupting the measurement (Ctrl-C, or SIGTERM, which _run turns into the same)
+    kills the tool it is waiting for instead of leaving it writing into the build dir."""
+    import signal
+    import threading
+    import time
+    script = tmp_path / "slow-tool"
+    pidfile = tmp_path / "pid"
+    marker = tmp_path / "finished"
+    script.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nsleep 2\necho done > {marker}\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(res, "tool_path", lambda name: str(script))
+
+    def interrupt():
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = threading.Thread(target=interrupt)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        res._run(["slow-tool"], tmp_path / "log", tmp_path)
+    t.join()
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):  # gone (and reaped): no orphan left
+        os.kill(pid, 0)
+    time.sleep(2.5)
+    assert not marker.exists()  # killed, not waited for
+    assert signal.getsignal(signal.SIGTERM) == before  # the old handler is back
