@@ -91,21 +91,26 @@ batch)``.  Details that keep the clock high and the merge exact:
   three carry chains of about half the key width, each ending in its own register: ``lt_hi
   = a_hi < b_hi``, ``le_hi = a_hi <= b_hi`` and ``lt_lo = a_lo < b_lo`` (``a = A_t[i]``,
   ``b = C[w-1-i]``, ``hi`` / ``lo`` the upper / lower ``ext_bits - ext_bits // 2`` /
-  ``ext_bits // 2`` bits).  ``le_hi`` is written ``Cat(0, a_hi) < Cat(1, b_hi)`` (``2 a + 0
-  < 2 b + 1``): its operands are not those of ``lt_hi``, so yosys' ``alumacc`` cannot
-  merge the two high compares into one subtraction plus an equality tree (which a first
-  try with ``a_hi < b_hi`` and ``b_hi < a_hi`` did, 115.8 MHz), and every compare is a
-  ``<``, a bare CCU2C chain.  Stage 2: ``LT_COPIES = 4`` registered copies of ``lt =
+  ``ext_bits // 2`` bits).  The comparators read ``a`` from ``cmpn``, a copy of chunk 0
+  held inverted (``~a``), and every compare is the carry out of an addition of two
+  registers, a bare CCU2C chain with no LUT in front: ``a < b`` is the carry out of ``b +
+  ~a`` (``b + 2**k - 1 - a >= 2**k`` exactly when ``b > a``), ``a <= b`` that of ``Cat(1,
+  b) + Cat(1, ~a)`` (``b + ~a + 1``); written as ``~cmpn < b``, yosys put an inverter LUT
+  in front of every bit of one operand (about 1,000 LUTs).  The operands of ``le_hi`` are
+  not those of ``lt_hi``, so yosys' ``alumacc`` cannot merge the two high compares into
+  one subtraction plus an equality tree (which a first try with ``a_hi < b_hi`` and ``b_hi
+  < a_hi`` did, 115.8 MHz).  Stage 2: ``LT_COPIES = 4`` registered copies of ``lt =
   lt_lo ? le_hi : lt_hi`` (one LUT of three registers), each driving a quarter of the key
   bits of the minima and maxima; yosys would merge equal copies, so they are written four
   ways that differ only where ``lt_hi = 1`` and ``le_hi = 0`` (never), and every other one
   is inverted.  ``X_t`` is loaded into the request register three cycles after the carry;
 * every wide register update is enabled by a flip-flop of its own with no logic between
-  it and its fan-out (41 bits): one copy per key of the request register (``req_en*``) and
+  it and its fan-out (41 bits): ``REQ_COPIES = 2`` copies per key of the request register,
+  each for half of its bits (``req_en*``), and
   of the carry (``car_en*``), one per slot of the list (``lst_en*``), each computed a cycle
   early from the conditions that set ``ins_v`` / ``x_due`` / ``y_due`` (request), ``rr_c``
   (carry), ``rr_x`` (list); the sources are chosen by registered copies as well
-  (``req_xsel*``, ``req_ysel*``, ``req_fresh*``).  yosys' ``opt_merge``
+  (``req_xsel*``, ``req_ysel*``, ``req_fresh*``, also two per key).  yosys' ``opt_merge``
   would merge identical flip-flops back into one, so copy ``k`` has the next state ``nxt &
   ~(q_k & guard)`` with its own output ``q_k``, ``guard`` chosen so that it never meets
   ``q_k = 1`` where it matters (an enable never fires in two consecutive cycles during a
@@ -126,13 +131,18 @@ batch)``.  Details that keep the clock high and the merge exact:
   input needs no LUT for it (the slots themselves have no domain reset; slot 0 is written
   by the RESET command and keeps it);
 * the read port (SELECT / DUMP) decodes no index: a one-hot register ``rd_oh`` (one bit
-  per slot, driving only that slot's AND gates) selects the slot; level 1 ORs the selected
+  per slot, driving only that slot's AND gates; ``RD_COPIES = 4`` copies, each for a
+  quarter of the bits, every other one inverted, copies 2 and 3 with the opposite reset
+  value so that yosys keeps all four) selects the slot; level 1 ORs the selected
   slots of each group of ``RD_GROUP = 8`` into a register (zero in the other groups),
   level 2 ORs the groups.  Each level-1 group, and each group's slice of ``rd_oh``, has
-  its own load enable, one LUT of registers: ``s3`` / ``s4`` copies, the group's
-  dump-active flag, the registered DUMP command (``dump_go``) and ``rd_adv``, which is the
-  register ``~spare_v``: ``dbg`` is a skid buffer (output register plus one spare entry),
-  so no read-port enable depends on ``dbg.ready`` or on the command input;
+  its own load enables, each a flip-flop with no logic behind it (``rd_en*`` for level 1,
+  ``rd_sh*`` for the shift of the select), computed a cycle early from ``s3``, the
+  registered DUMP command (``dump_go``) and the next states of the group's dump-active flag
+  and of the ``dbg`` FIFO's ``full`` flag: ``dbg`` is a two-entry FIFO whose payload is
+  the entry at its read pointer, and the read pipeline advances while the FIFO is not
+  full (``rd_adv = ~full``), so no enable of the read port or of a FIFO entry depends on
+  ``dbg.ready`` or on the command input in its own cycle;
 * ``Y_t`` is loaded into the request register in the cycle after ``X_t`` is accepted; the
   response to ``X_t`` arrives at the earliest in the cycle of acceptance and is applied a
   cycle later, at the same clock edge as the ``Y_t`` load at the earliest, so ``Y_t`` always
@@ -186,17 +196,17 @@ of the cycle after them, from two registers, to keep the clear's fan-out off the
 input; a command accepted in that cycle reads the list at the earliest a cycle later).
 
 DUMP: ``L`` beats, one per cycle while ``dbg.ready`` stays high, the first valid four
-cycles after the command is accepted (one cycle to register the command, ``dump_go``).  A
-beat that reaches the output while it holds one not taken waits in the spare entry, and the
-read pipeline stops until the output takes it; the next command is accepted in the cycle
-after the last beat is taken.
+cycles after the command is accepted (one cycle to register the command, ``dump_go``).  The
+beats go through a two-entry FIFO: when the consumer stalls, one more beat is written
+behind the one offered and the read pipeline stops until one is taken; the next command is
+accepted in the cycle after the last beat is taken.
 
 Area
 ----
 ``L + w + 3 n + 1 + ceil(L / 8)`` registers of ``ext_bits`` (list, the comparators' copy of
 chunk 0, carry, request, registered response, registered INSERT key, read level 1) plus ``7 w`` decision registers (3 of stage
-1 and ``LT_COPIES = 4`` per slot of a chunk), ``5 n + 2 L - 1`` enable / select / clear
-copies, the ``L``-bit one-hot read select and ``3 ceil(L / 8)`` read enable terms, ``3 w``
+1 and ``LT_COPIES = 4`` per slot of a chunk), ``9 n - 2 + 2 L - 1`` enable / select /
+clear copies, four copies of the ``L``-bit one-hot read select and ``3 ceil(L / 8)`` read enable terms, ``3 w``
 comparators of about ``ext_bits / 2`` bits, the request and list input multiplexers, the
 read port's AND-OR trees and the select logic; no sorter.  Measured, with the one-stage
 decisions this replaced (``lt`` straight from 41-bit chains, two copies), with
@@ -310,6 +320,17 @@ def _or_tree(values):
     return values[0]
 
 
+def _carry_out(b, an):
+    """``a < b`` for ``an = ~a`` (both ``k`` bits), as the carry out of ``b + an``: ``b +
+    (2**k - 1 - a) >= 2**k`` exactly when ``b > a``.  An addition of two registers needs no
+    LUT in front of the ECP5 carry chain; ``~an < b`` is mapped with an inverter LUT in front
+    of every bit of one operand (about 1,000 LUTs and a routing hop on every comparator
+    path of the list)."""
+    k = len(b)
+    assert len(an) == k
+    return (b + an)[k]
+
+
 def _copies(m, name, nxt, count, guard, reset_less=False):
     """``count`` registers that each hold ``nxt`` of the previous cycle: copy ``k`` has the
     next state ``nxt & ~(q_k & guard)``.  The caller guarantees that ``guard`` and a copy at
@@ -348,6 +369,10 @@ class CandidateListRTL(wiring.Component):
     RD_GROUP = 8
     #: registered copies of each merge decision (each drives a slice of the key bits)
     LT_COPIES = 4
+    #: copies of the one-hot read select (each drives the AND gates of a slice of the bits)
+    RD_COPIES = 4
+    #: copies of each request key's enable and source selects (each drives a slice of bits)
+    REQ_COPIES = 2
 
     def __init__(self, cfg: ProximaConfig):
         self.cfg = cfg
@@ -520,53 +545,76 @@ class CandidateListRTL(wiring.Component):
         ngr = -(-L // GR)
         dumping = Signal()
         dcnt = Signal(range(L + 1))
-        rd_oh = Signal(L)
+        # RD_COPIES copies of the one-hot select, each driving the AND gates of a slice of
+        # the bits (one copy for all 41 bits was placed up to 46 columns from them: 138.5
+        # MHz).  yosys merges flip-flops with the same inputs and reset value, so every
+        # other copy is held inverted and copies 2 and 3 reset to the opposite value of 0
+        # and 1: the select is never read before a SELECT or a DUMP loads it.
+        nrd = self.RD_COPIES
+        rd_cuts = [EB * c // nrd for c in range(nrd + 1)]
+        rd_ohs = [Signal(L, name=f"rd_oh{c}" + ("n" if c % 2 else ""),
+                         init=(1 << L) - 1 if (c % 2) ^ (c // 2 % 2) else 0)
+                  for c in range(nrd)]
         rd_grp = [Signal(EB, name=f"rd_grp{g}", reset_less=True) for g in range(ngr)]
         rd_pos = Signal(range(L), reset_less=True)
         rd_v = Signal()                        # level 1 holds a dump slot
         rd_out = Signal(EB)
         m.d.comb += rd_out.eq(_or_tree(rd_grp))
         # rd_adv: the read pipeline (rd_oh, level 1, rd_v / rd_pos) moves on.  It is a
-        # register, ~spare_v: the dbg output is a skid buffer (output register plus one spare
-        # entry), so no enable of the read port depends on dbg.ready (with rd_adv = ~dbg.valid
-        # | dbg.ready the enables of level 1 were two LUTs behind the input: 133.0 MHz).
-        spare_v = Signal()
+        # register, ~full: the dbg output is a two-entry FIFO, so no enable of the read port
+        # depends on dbg.ready (with rd_adv = ~dbg.valid | dbg.ready the enables of level 1
+        # were two LUTs behind the input: 133.0 MHz).
+        full = Signal()
+        full_nx = Signal()                     # its next state (comb), see rd_sh / rd_en
         rd_adv = Signal()
-        m.d.comb += rd_adv.eq(~spare_v)
+        m.d.comb += rd_adv.eq(~full)
+        m.d.sync += full.eq(full_nx)
         # a DUMP starts a cycle after it is accepted (dump_go), so that no read-port enable
         # depends on the command input either
         dump_go = Signal()
         m.d.sync += dump_go.eq(acc_dump)
-        # every group has its own load enables (one LUT of registers): level 1's, and those
-        # of its slice of rd_oh.  With one enable for all of rd_oh (s3 | dumping & rd_adv |
-        # acc_dump, fan-out 64) the placer put rd_oh[40] 44 columns from its slot's AND
-        # gates (4.2 ns of routing, 139.0 MHz).
-        lvl1_s4 = _copies(m, "rd_s4_", s3, ngr, 1)      # s4, one copy per group
+        # every group has its own load enables, each a register: level 1's (rd_en = s4 |
+        # act & rd_adv) and the shift of its slice of rd_oh (rd_sh = act & rd_adv), both
+        # computed a cycle early from the next states of the group's dump flag and of
+        # full.  With one enable for all of rd_oh (fan-out 64) the placer put rd_oh[40]
+        # 44 columns from its slot's AND gates (139.0 MHz); with rd_en one LUT of three
+        # registers, yosys shared a term with the dump counter's compare and the path was
+        # the FIFO's full flag -> two LUTs -> 41 flip-flops' CE (139.6 / 133.5 MHz, seeds 1
+        # / 2).
         oh_s3 = _copies(m, "rd_s3_", s2, ngr, 1)        # s3, one copy per group
-        lvl1_act = []                                   # dumping & (dcnt != L), per group
+        lvl1_sh, grp_en = [], []
         for g in range(ngr):
-            q = Signal(name=f"rd_act{g}")
-            m.d.sync += q.eq(dump_go | q & ~(rd_adv & (dcnt == L - 1)))
-            lvl1_act.append(q)
+            q = Signal(name=f"rd_act{g}")               # dumping & (dcnt != L), per group
+            act_nx = Signal(name=f"rd_act{g}_nx")
+            m.d.comb += act_nx.eq(dump_go | q & ~(rd_adv & (dcnt == L - 1)))
+            sh, en = Signal(name=f"rd_sh{g}"), Signal(name=f"rd_en{g}")
+            m.d.sync += [q.eq(act_nx), sh.eq(act_nx & ~full_nx),
+                         en.eq(s3 | act_nx & ~full_nx)]
+            lvl1_sh.append(sh)
+            grp_en.append(en)
         # the one-hot select: loaded with `first` (SELECT), set to slot 0 (DUMP), shifted
         # up one slot per dump beat while the group's level 1 is active (after the last
         # beat it is all zero, and it is reloaded before the next read)
         for g in range(ngr):
             lo, hi = g * GR, min(L, (g + 1) * GR)
-            shifted = rd_oh[lo - 1:hi - 1] if lo else Cat(C(0, 1), rd_oh[:hi - 1])
-            with m.If(oh_s3[g]):
-                m.d.sync += rd_oh[lo:hi].eq(first[lo:hi])
-            with m.If(lvl1_act[g] & rd_adv):
-                m.d.sync += rd_oh[lo:hi].eq(shifted)
-            with m.If(dump_go):
-                m.d.sync += rd_oh[lo:hi].eq(1 if g == 0 else 0)
-        grp_en = [Signal(name=f"rd_en{g}") for g in range(ngr)]
-        m.d.comb += [e.eq(a | b & rd_adv) for e, a, b in zip(grp_en, lvl1_s4, lvl1_act)]
+            for c, oh in enumerate(rd_ohs):
+                inv = (1 << (hi - lo)) - 1 if c % 2 else 0   # XOR: the copy's polarity
+                shifted = oh[lo - 1:hi - 1] if lo else Cat(C(c % 2, 1), oh[:hi - 1])
+                with m.If(oh_s3[g]):
+                    m.d.sync += oh[lo:hi].eq(first[lo:hi] ^ inv)
+                with m.If(lvl1_sh[g]):
+                    m.d.sync += oh[lo:hi].eq(shifted)
+                with m.If(dump_go):
+                    m.d.sync += oh[lo:hi].eq(C(1 if g == 0 else 0, hi - lo) ^ inv)
         for g in range(ngr):
             members = range(g * GR, min(L, (g + 1) * GR))
             with m.If(grp_en[g]):
-                m.d.sync += rd_grp[g].eq(_or_tree([lst[i] & rd_oh[i].replicate(EB)
-                                                   for i in members]))
+                m.d.sync += rd_grp[g].eq(Cat(*(
+                    _or_tree([lst[i][lo_:hi_]
+                              & (~oh[i] if c % 2 else oh[i]).replicate(hi_ - lo_)
+                              for i in members])
+                    for c, (oh, lo_, hi_) in enumerate(zip(rd_ohs, rd_cuts, rd_cuts[1:]))
+                    if hi_ > lo_)))
 
         with m.If(s5):
             m.d.sync += [
@@ -577,37 +625,53 @@ class CandidateListRTL(wiring.Component):
                 self.resp.payload.id.eq(rd_out[1:1 + self.id_bits]),
             ]
 
-        # ---- dump: level 1, then the dbg skid buffer (output register + spare) ------------
-        # The read pipeline moves while the spare is empty; a beat that arrives while the
-        # output holds one not taken goes into the spare, which stops the pipeline until the
-        # output takes it.  With dbg.ready high the spare is never used.
-        dbg_valid = Signal()
-        out_free = Signal()
-        m.d.comb += [self.dbg.valid.eq(dbg_valid),
-                     out_free.eq(~dbg_valid | self.dbg.ready)]
+        # ---- dump: level 1, then the dbg FIFO (two entries) ---------------------------------
+        # The read pipeline moves while the FIFO is not full (rd_adv = ~full, a register);
+        # each beat it produces is written into the entry at wptr; dbg.payload is the entry
+        # at rptr.  dbg.ready only moves rptr and the occupancy: no wide register has an
+        # enable that depends on it (an output register loaded on ~dbg.valid | dbg.ready,
+        # with a spare register behind it, put dbg.ready two LUTs in front of 48 flip-flops'
+        # CE: 146.2 MHz).  With dbg.ready high the FIFO never holds more than one beat.
         beat = Signal(self.dbg_layout)
         m.d.comb += [beat.pos.eq(rd_pos), beat.key.eq(rd_out[1:]),
                      beat.expanded.eq(rd_out[0] & (rd_pos < length)),
                      beat.last.eq(rd_pos == L - 1)]
-        spare = Signal(self.dbg_layout, reset_less=True)
+        ent = [Signal(self.dbg_layout, name=f"dbg_ent{k}", reset_less=True) for k in range(2)]
+        wptr, rptr = Signal(), Signal()
+        nonempty = Signal()
+        count = Signal(range(3))
+        count_nx = Signal(range(3))
+        write, read = Signal(), Signal()
+        m.d.comb += [
+            self.dbg.valid.eq(nonempty),
+            self.dbg.payload.eq(Mux(rptr, ent[1], ent[0])),
+            write.eq(dumping & rd_adv & rd_v),
+            read.eq(nonempty & self.dbg.ready),
+            count_nx.eq(count + write - read),
+            full_nx.eq(count_nx == 2),
+        ]
+        m.d.sync += [count.eq(count_nx), nonempty.eq(count_nx != 0), rptr.eq(rptr ^ read),
+                     wptr.eq(wptr ^ write)]
+        # an entry loads the beat in every cycle while it is free (free: a register, the
+        # entry's CE with nothing in between); the entry at wptr is always free when a beat
+        # is written (rd_adv = ~full), and a write ends its freedom.  (CE = write & wptr == k
+        # was two LUTs of the pipeline state in front of 48 flip-flops: 135.8 MHz.)
+        free = [Signal(name=f"dbg_free{k}", init=1) for k in range(2)]
+        for k in range(2):
+            m.d.sync += free[k].eq(free[k] & ~(write & (wptr == k)) | read & (rptr == k))
+            with m.If(free[k]):
+                m.d.sync += ent[k].eq(beat)
         with m.If(dumping & rd_adv):
             m.d.sync += [
                 rd_v.eq(dcnt != L),
                 rd_pos.eq(dcnt),
                 dcnt.eq(dcnt + (dcnt != L)),
             ]
-            with m.If(out_free):
-                m.d.sync += [dbg_valid.eq(rd_v), self.dbg.payload.eq(beat)]
-            with m.Elif(rd_v):
-                m.d.sync += [spare.eq(beat), spare_v.eq(1)]
-            with m.If((dcnt == L) & ~rd_v & out_free):
-                m.d.sync += dumping.eq(0)
-                m.d.comb += idle_nx.eq(1)
-        with m.Elif(out_free):
-            # the pipeline waits (spare full) or no dump runs: the output takes the spare
-            m.d.sync += [dbg_valid.eq(spare_v), spare_v.eq(0)]
-            with m.If(spare_v):
-                m.d.sync += self.dbg.payload.eq(spare)
+        # the dump ends when the last beat is taken (nothing in flight, the FIFO empty after
+        # this cycle); the next command is accepted in the following cycle
+        with m.If(dumping & (dcnt == L) & ~rd_v & (count_nx == 0)):
+            m.d.sync += dumping.eq(0)
+            m.d.comb += idle_nx.eq(1)
 
         # ---- merge datapath: physical chunk 0 against the reversed carry ------------------
         # lt = A_t[i] < C[w-1-i] in two registered stages, computed every cycle.  Stage 1:
@@ -625,13 +689,13 @@ class CandidateListRTL(wiring.Component):
         mins, maxs = [], []
         for i in range(w):
             a, b = lst[i], carry[w - 1 - i]
-            ac = ~cmpn[i]                          # = a, the comparators' copy
+            an = cmpn[i]                           # = ~a, the comparators' copy
             lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
             le_hi = Signal(name=f"le{i}_hi", reset_less=True)
             lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(ac[half:] < b[half:]),
-                         le_hi.eq(Cat(C(0, 1), ac[half:]) < Cat(C(1, 1), b[half:])),
-                         lt_lo.eq(ac[:half] < b[:half])]
+            m.d.sync += [lt_hi.eq(_carry_out(b[half:], an[half:])),
+                         le_hi.eq(_carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
+                         lt_lo.eq(_carry_out(b[:half], an[:half]))]
             sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
             sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
             mn, mx = [], []
@@ -693,28 +757,38 @@ class CandidateListRTL(wiring.Component):
         m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
                      start.eq(0), start_d.eq(start), ins_key_d.eq(ins_key),
                      rc.eq(ins_go | c_fresh)]
-        y_due_next, req_en_next = Signal(), Signal()
-        m.d.comb += [
-            y_due_next.eq(self.sort_req.ready & yarm),
-            req_en_next.eq(rc | y_due_next),
-        ]
+        y_due_next = Signal()
+        m.d.comb += y_due_next.eq(self.sort_req.ready & yarm)
         # guard c_fresh: in a cycle with c_fresh = 1 none of rc, y_due_next, ins_fresh
         # matters (no INSERT beat during a merge; c_fresh is followed by c_cmp, never
         # preceded by it; an X is offered only after c_fresh), so every copy is exactly
         # its input registered (INSERT beats do give consecutive enables)
-        req_en = _copies(m, "req_en", req_en_next, n, c_fresh)
-        # (y_due_next and c_cmp are one-cycle pulses: guard 1 keeps req_en_next off them)
-        req_ysel = _copies(m, "req_ysel", y_due_next, n, 1)
-        req_xsel = _copies(m, "req_xsel", c_cmp, n, 1)
+        # REQ_COPIES copies of each per key, each for a slice of its bits (one select copy
+        # for all 41 bits was placed 46 columns from them: 145.0 MHz)
+        nq = self.REQ_COPIES
+        q_cuts = [EB * c // nq for c in range(nq + 1)]
+        # the enable of key k is req_en | req_ysel: req_en copies rc, so that the sorter's
+        # ready (through y_due_next) reaches only the req_ysel copies (with req_en copying
+        # rc | y_due_next, the path was the ready input -> two LUTs -> 32 req_en copies:
+        # 141.3 MHz)
+        req_en = _copies(m, "req_en", rc, n * nq, c_fresh)
+        # (y_due_next and c_cmp are one-cycle pulses: guard 1)
+        req_ysel = _copies(m, "req_ysel", y_due_next, n * nq, 1)
+        req_xsel = _copies(m, "req_xsel", c_cmp, n * nq, 1)
         # ins_fresh: nzero when the beat was accepted (a register, no compare in front)
-        req_fresh = _copies(m, "req_fresh", ins_fresh, n, c_fresh)
+        req_fresh = _copies(m, "req_fresh", ins_fresh, (n - 1) * nq, c_fresh)  # not the last key
         for k in range(n):
-            shift = Mux(req_fresh[k], ones, req[k + 1]) if k < n - 1 else ins_key_d
-            val = Mux(req_xsel[k], mins[k] if k < w else ones, shift)
-            if k < w and j > 1:
-                val = Mux(req_ysel[k], maxs[k], val)
-            with m.If(req_en[k]):
-                m.d.sync += req[k].eq(val)
+            for c, (lo_, hi_) in enumerate(zip(q_cuts, q_cuts[1:])):
+                if hi_ == lo_:
+                    continue
+                kc = k * nq + c
+                shift = (Mux(req_fresh[kc], ones, req[k + 1]) if k < n - 1
+                         else ins_key_d)[lo_:hi_]
+                val = Mux(req_xsel[kc], (mins[k] if k < w else C(ones, EB))[lo_:hi_], shift)
+                if k < w and j > 1:
+                    val = Mux(req_ysel[kc], maxs[k][lo_:hi_], val)
+                with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
+                    m.d.sync += req[k][lo_:hi_].eq(val)
         # request handshake
         # (yarm follows req_valid and qkind statement for statement; tq changes only while
         # qkind = Y or req_valid = 0)
@@ -797,14 +871,25 @@ class CandidateListRTL(wiring.Component):
         m.d.sync += rst_pend.eq(0)
         with m.If(rst_pend):
             m.d.comb += idle_nx.eq(1)
+        # ins_key registers the command's key in every cycle (no enable from the command
+        # decode); RESET writes slot 0 from it a cycle after it is accepted, by enables of
+        # their own (rst_w, registered acc_reset; from the command decode itself the path
+        # was the command input -> two LUTs -> 82 flip-flops' CE: 143.2 MHz, seed 2).  No
+        # command is accepted in that cycle (cmd.ready is low), and nothing else reads the
+        # list then.
+        m.d.sync += ins_key.eq(cmd.key << 1)
+        rst_w = _copies(m, "rst_w", acc_reset, 2, 1)    # acc_reset is a one-cycle pulse
+        with m.If(rst_w[0]):
+            m.d.sync += lst[0].eq(ins_key)
+        with m.If(rst_w[1]):
+            m.d.sync += cmpn[0].eq(~ins_key)
         with m.If(acc_reset):
-            m.d.sync += [lst[0].eq(cmd.key << 1), cmpn[0].eq(~(cmd.key << 1))]
             m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), nzero.eq(1),
                          nlast.eq(n == 1), rst_pend.eq(1)]
             m.d.comb += room_nx.eq(1)
         merge_start = [start.eq(1), rkind.eq(_Req.S), tq.eq(0), rt.eq(0), merging.eq(1)]
         with m.If(ins_go):
-            m.d.sync += [ins_fresh.eq(nzero), ins_key.eq(cmd.key << 1),
+            m.d.sync += [ins_fresh.eq(nzero),
                          ncount.eq(ncount + 1), nzero.eq(0)]
             m.d.comb += room_nx.eq(bcount != R - 1)
             if self.split:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ from proxima.golden.sorter import pad_key
 from proxima.hdl.candidates import (CandidateListError, CandidateListRTL,
                                     CandidateListWithSorter, Op)
 from proxima.sim.tb.tb_candidates import command_beats, expected, make_commands
+from tests.hdl.synth import drivers_and_loads, synth_ecp5
 
 
 def _tiny8():
@@ -397,3 +399,62 @@ def test_config_insert_cycles_is_the_rtl_schedule(name):
         del dut
         gc.collect()
     assert cycles == cfg.insert_cycles
+
+
+@pytest.mark.rtl
+def test_synthesis_keeps_every_copy_and_feeds_the_comparators_straight_from_flip_flops(
+        tmp_path):
+    """yosys synth_ecp5 of the list at tiny with a 4-input sorter (four chunks, sub-batches):
+    every replicated enable / select survives as its own flip-flop (opt_merge would fold
+    equal ones into one), each copy of the read select and of the request selects drives
+    only its slice of the bits, and the merge comparators' operands reach their carry chains
+    with no LUT in between (``a < b`` as the carry out of ``b + ~a``, ``~a`` the register
+    ``cmpn``)."""
+    cfg = _tiny4()
+    dut = CandidateListRTL(cfg)
+    L, n, w, EB = dut.L, dut.n, dut.w, dut.ext_bits
+    nq, nrd = dut.REQ_COPIES, dut.RD_COPIES
+    cells, net = synth_ecp5(tmp_path, dut)
+    driver, loads = drivers_and_loads(net)
+    ff_q = {c["connections"]["Q"][0] for c in net["cells"].values()
+            if c["type"] == "TRELLIS_FF"}
+
+    def kept(pattern):
+        return {nm for nm, v in net["netnames"].items()
+                if re.fullmatch(pattern, nm) and v["bits"][0] in ff_q}
+
+    for name, count in (("req_en", n * nq), ("req_xsel", n * nq), ("req_ysel", n * nq),
+                        ("req_fresh", (n - 1) * nq), ("car_en", n), ("lst_en", L),
+                        ("lst_clr", L - 1), ("rst_w", 2)):
+        assert kept(rf"{name}\d+") == {f"{name}{k}" for k in range(count)}, name
+    # the read select: nrd copies of L bits; the gates that copy c's bit i drives read
+    # slot i's bits of slice c of the list, and no bit of another slice
+    lst_bit = {v["bits"][0]: (int(mt[1]), int(mt[2])) for nm, v in net["netnames"].items()
+               if (mt := re.fullmatch(r"lst(\d+)\[(\d+)\]", nm))}
+    cuts = [EB * c // nrd for c in range(nrd + 1)]
+    for c in range(nrd):
+        nm = f"rd_oh{c}" + ("n" if c % 2 else "")
+        for i in range(L):
+            bit = net["netnames"][f"{nm}[{i}]"]["bits"][0]
+            assert bit in ff_q, nm
+            read = {lst_bit[b] for cell, _ in loads[bit] if cell["type"] == "LUT4"
+                    for p in "ABCD" for b in cell["connections"].get(p, [])
+                    if b in lst_bit}
+            assert {b for _, b in read} == set(range(cuts[c], cuts[c + 1])), (nm, i)
+            assert {(i, b) for b in range(cuts[c], cuts[c + 1])} <= read, (nm, i)
+    # comparators: every bit of cmpn but the expanded flag feeds carry chains and nothing
+    # else, and every operand of those chains comes from a flip-flop (or is a constant)
+    chains = set()
+    for i in range(w):
+        for b in range(1, EB):
+            bit = net["netnames"][f"cmpn{i}[{b}]"]["bits"][0]
+            assert bit in ff_q
+            kinds = {cell["type"] for cell, _ in loads[bit]}
+            assert kinds == {"CCU2C"}, (i, b, kinds)
+            chains.update(id(cell) for cell, _ in loads[bit])
+    for cell in net["cells"].values():
+        if id(cell) in chains:
+            for p in ("A0", "B0", "A1", "B1"):
+                for bit in cell["connections"][p]:
+                    if not isinstance(bit, str):
+                        assert driver[bit]["type"] == "TRELLIS_FF", (p, driver[bit]["type"])
