@@ -47,6 +47,14 @@ block RAM's clock-to-output alone (5.8 ns in nextpnr's model) leaves no room for
 150 MHz target -- the paper preset with a block-RAM tag store reached 127 MHz on that
 path.  A row written in the cycle it is read is forwarded from the write data.
 
+Above ``SPLIT_READ_SETS`` = 16 sets (the paper preset's 256) the read takes two cycles
+(``read_stages = 2``): the store is ``S / bank_rows`` LUT RAMs of ``bank_rows`` = 16 rows
+(one ``DPR16X4`` deep), every bank's output row is registered in the first cycle, and the
+second selects the bank (by the registered bank number) into the row register.  The
+forwarding decision and the forwarded row are registered in the first cycle too, so the
+second is one multiplexer level from registers; every cache operation takes one more
+cycle.
+
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
 (0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
 All four rules of ``StridePrefetcher.observe`` are evaluated in parallel for the accepted
@@ -97,13 +105,16 @@ therefore accepted at most once every ``REQUEST_CYCLES`` = 4 cycles.
 on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
 the sequence (the model drops them, and all later ones are below 0 too); targets
 ``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
-One operation at a time, each ``OP_CYCLES`` = 3 cycles:
+One operation at a time, each ``op_cycles`` = ``OP_CYCLES`` = 3 cycles (4 with a two-cycle
+tag read: C0b below):
 
 ====  ==================================================================================
 C0    issue: the read-address register holds the operation's set (it always holds the
       set of whatever would be issued next: the pending target, else the queue head);
       the row is read and registered (forwarded from the write port if the completing
       operation writes that set in this same cycle).
+C0b   (two-cycle read only) C0 registered every bank's row, the bank number, whether to
+      forward and the forwarded row; the bank's row (or the forwarded one) is registered.
 C1    tag compare of every way, registered; whether a next target exists (in range and
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
@@ -124,16 +135,18 @@ is the write cycle of the previous one, and the write is forwarded.
 Throughput and latency (exact, checked by the tests): let ``T`` be the number of prefetch
 targets an access examines (0 unless its action is ``confirm``, then at most D: the leading
 ``k`` with ``0 <= line + stride*k < 2**line_bits``; resident targets count too).  The
-cache operations take ``OP_CYCLES * (1 + T)`` = ``3 (1 + T)`` cycles per access, the
+cache operations take ``op_cycles * (1 + T)`` = ``3 (1 + T)`` cycles per access, the
 prefetcher ``REQUEST_CYCLES`` = 4 per request, and the job queue lets the faster side run
 ahead.  With ``req.valid`` and every ``ready`` high the cycle of every acceptance and
 every response is given exactly by :func:`full_rate_schedule` (a four-line recurrence).
 In particular a request meeting an empty block has its response valid
-``RESPONSE_LATENCY + OP_CYCLES * T`` = ``10 + 3T`` cycles after the accepting cycle (4 to
+``response_latency + op_cycles * T`` = ``10 + 3T`` cycles after the accepting cycle (4 to
 the push, 2 to the start, 3 per operation, 1 for the response buffer), its demand fetch
 (on a miss) after 10 cycles and its ``k``-th prefetch after ``10 + 3k``; a stream of
 accesses without targets runs at one per 4 cycles, one of accesses with ``T`` targets
-each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  The previous
+each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  With a two-cycle tag
+read every 3 above is 4 and the latency ``11 + 4T`` (fetch after 11, ``k``-th prefetch
+after ``11 + 4k``).  The previous
 single-cycle design took ``1 + T`` cycles per access, at 64 MHz (default preset).  A NAND
 page read takes microseconds, hundreds of cycles at 150 MHz, so one access per 4-15
 cycles is far from limiting.  Every output is a two-entry register buffer (``valid`` and
@@ -173,7 +186,7 @@ drops it.  Traces whose lines stay below ``2**line_bits - window * D`` never dif
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -183,6 +196,7 @@ from proxima.config import ProximaConfig
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
            "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY",
+           "SPLIT_READ_SETS", "BANK_ROWS",
            "full_rate_schedule", "nand_addr_bits"]
 
 #: Action codes on ``resp.action`` (those of ``StridePrefetcher.observe_raw``).
@@ -200,27 +214,39 @@ QUEUE_DEPTH = 2
 #: Cycles from one accepted request to the next at the earliest (prefetcher pipeline).
 REQUEST_CYCLES = 4
 
-#: Cycles per cache operation (the demand look-up, or one prefetch target).
+#: Cycles per cache operation (the demand look-up, or one prefetch target) with a
+#: one-cycle tag read; a block with ``read_stages == 2`` takes one more
+#: (``PageCache.op_cycles``).
 OP_CYCLES = 3
 
 #: Cycles from accepting a request (into an idle block) to its response being valid,
-#: when it examines no prefetch target; each examined target adds ``OP_CYCLES``.
+#: when it examines no prefetch target, with a one-cycle tag read (``read_stages - 1``
+#: more otherwise: ``PageCache.response_latency``); each examined target adds the
+#: operation's cycles.
 RESPONSE_LATENCY = 10
 
+#: Above this many sets the tag read takes two cycles by default (``read_stages``).
+SPLIT_READ_SETS = 16
 
-def full_rate_schedule(examined) -> tuple[list[int], list[int]]:
+#: Rows per LUT-RAM bank of a two-cycle tag read: one ``DPR16X4`` deep, so the first
+#: read stage is the RAM cell alone.
+BANK_ROWS = 16
+
+
+def full_rate_schedule(examined, op_cycles: int = OP_CYCLES) -> tuple[list[int], list[int]]:
     """Exact cycles of a run with ``req.valid`` and every ``ready`` always high.
 
     ``examined[i]`` is ``T_i``, the number of prefetch targets access ``i`` examines (see
-    the module docstring).  Cycle 0 is the first cycle with ``busy`` low.  Returns the
+    the module docstring); ``op_cycles`` is the block's ``op_cycles`` (``OP_CYCLES`` with a
+    one-cycle tag read).  Cycle 0 is the first cycle with ``busy`` low.  Returns the
     cycle in which each request is accepted and the cycle in which each response is valid
     (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
     the demand look-up (C0), ``r``: response::
 
         a_0 = 0,  a_i = q_{i-1}
         q_i = max(a_i + REQUEST_CYCLES, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
-        s_0 = q_0 + 2,  s_i = max(s_{i-1} + OP_CYCLES * (1 + T_{i-1}), q_i + 2)
-        r_i = s_i + OP_CYCLES * (1 + T_i) + 1
+        s_0 = q_0 + 2,  s_i = max(s_{i-1} + op_cycles * (1 + T_{i-1}), q_i + 2)
+        r_i = s_i + op_cycles * (1 + T_i) + 1
     """
     a, q, s, r = [], [], [], []
     for i, t in enumerate(examined):
@@ -231,9 +257,9 @@ def full_rate_schedule(examined) -> tuple[list[int], list[int]]:
         q.append(qi)
         si = qi + 2
         if i:
-            si = max(si, s[i - 1] + OP_CYCLES * (1 + examined[i - 1]))
+            si = max(si, s[i - 1] + op_cycles * (1 + examined[i - 1]))
         s.append(si)
-        r.append(si + OP_CYCLES * (1 + int(t)) + 1)
+        r.append(si + op_cycles * (1 + int(t)) + 1)
     return a, r
 
 
@@ -274,15 +300,41 @@ class PageCache(wiring.Component):
 
     Attributes
     ----------
+    read_stages : int, optional
+        Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
+        (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
+        registered, then the bank select).  Default: 2 when ``sets > SPLIT_READ_SETS``.
+        Every cache operation takes ``read_stages - 1`` more cycles.
+    bank_rows : int
+        Rows per bank when ``read_stages == 2`` (a power of two; capped at ``sets``).
+
+    Attributes
+    ----------
     sets, ways, depth, streams, window, line_bytes, offset_bits, addr_bits, line_bits,
-    set_bits, tag_bits, stride_bits, resp_layout, pf_layout, entry_layout, row_layout.
+    set_bits, tag_bits, stride_bits, resp_layout, pf_layout, entry_layout, row_layout,
+    read_stages, bank_rows, banks, op_cycles (``OP_CYCLES + read_stages - 1``),
+    response_latency (``RESPONSE_LATENCY + read_stages - 1``).
     """
 
     def __init__(self, cfg: ProximaConfig, *, window: int | None = None,
-                 addr_bits: int | None = None, counter_bits: int = STATS_BITS):
+                 addr_bits: int | None = None, counter_bits: int = STATS_BITS,
+                 read_stages: int | None = None, bank_rows: int = BANK_ROWS):
         c = cfg.cache
         c.validate()
         self.cfg = cfg
+        if read_stages is None:
+            read_stages = 2 if c.sets > SPLIT_READ_SETS else 1
+        if read_stages not in (1, 2):
+            raise PageCacheError(f"read_stages must be 1 or 2, got {read_stages}")
+        bank_rows = int(bank_rows)
+        if bank_rows < 1 or bank_rows & (bank_rows - 1):
+            raise PageCacheError(f"bank_rows must be a power of two, got {bank_rows}")
+        self.read_stages = read_stages
+        self.bank_rows = min(bank_rows, c.sets) if read_stages == 2 else c.sets
+        self.banks = c.sets // self.bank_rows
+        #: cycles per cache operation and from an accepted request to its response
+        self.op_cycles = OP_CYCLES + read_stages - 1
+        self.response_latency = RESPONSE_LATENCY + read_stages - 1
         self.sets, self.ways = c.sets, c.ways
         self.depth, self.streams = c.prefetch_depth, c.prefetch_streams
         self.line_bytes = c.line_bytes
@@ -341,6 +393,10 @@ class PageCache(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig) -> "PageCache":
         return cls(cfg)
+
+    def tag_row(self, set_index: int):
+        """The tag-RAM row of one set (a simulation value; after elaboration)."""
+        return self._mems[set_index // self.bank_rows].data[set_index % self.bank_rows]
 
     # ---- stride prefetcher ---------------------------------------------------------------
     def _prefetcher(self, m: Module, key, push):
@@ -472,11 +528,15 @@ class PageCache(wiring.Component):
         S, W, D, L = self.sets, self.ways, self.depth, self.line_bits
         sb = self.set_bits
 
-        mem = Memory(shape=self.row_layout, depth=S, init=[])
-        m.submodules.tags = mem
-        self._mem = mem  # for white-box tests (final tag state)
-        wp = mem.write_port()
-        rp = mem.read_port(domain="comb")     # LUT RAM: see the module docstring
+        # the tag store: one LUT RAM, or ``banks`` of ``bank_rows`` rows each (two-cycle
+        # read); each has one asynchronous read port and one write port
+        bb = _log2(self.bank_rows)
+        mems = []
+        for b in range(self.banks):
+            mem = Memory(shape=self.row_layout, depth=self.bank_rows, init=[])
+            m.submodules[f"tags{b}" if self.banks > 1 else "tags"] = mem
+            mems.append((mem, mem.write_port(), mem.read_port(domain="comb")))
+        self._mems = [mem for mem, _, _ in mems]  # for white-box tests (final tag state)
 
         # -- output buffers: two entries each, so that "room" is a register (the second
         #    entry is empty) and never depends on the port's ready in the same cycle
@@ -564,16 +624,52 @@ class PageCache(wiring.Component):
         m.d.sync += head_stable.eq(queue.r_rdy & ~queue.r_en)
 
         # C0: asynchronous read at the registered address; the row written in this same
-        # cycle (by the completing operation) is forwarded
+        # cycle (by the completing operation) is forwarded.  With a two-cycle read, C0
+        # registers every bank's output, the bank number, the forward decision and the
+        # forwarded row (all free running), and the next cycle (C0b) selects the bank.
         row = Signal(self.row_layout, name="c_row")
         rd_addr = Signal(range(S), name="c_rd_addr")
         new_row = Signal(self.row_layout, name="c_new_row")
         write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
         fwd = Signal()
-        m.d.comb += [rp.addr.eq(rd_addr),
-                     fwd.eq(complete & write_row & (set_idx == rd_addr))]
-        with m.If(issue):
-            m.d.sync += row.eq(Mux(fwd, new_row, rp.data))
+        m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_addr))
+        # RAM write request of this cycle (the completing operation, or the clear pass)
+        wr_en = Signal(name="c_wr_en")
+        wr_set = Signal(range(S), name="c_wr_set")
+        wr_row = Signal(self.row_layout, name="c_wr_row")
+        m.d.comb += [wr_en.eq(~init_done | (complete & write_row)),
+                     wr_set.eq(Mux(init_done, set_idx, clr_ptr)),
+                     wr_row.eq(Mux(init_done, new_row, 0))]
+        for _, _, rp in mems:
+            m.d.comb += rp.addr.eq(rd_addr[:bb])
+        row_load = Signal(name="c_row_load")    # the cycle that loads ``row``
+        if self.read_stages == 1:
+            m.d.comb += row_load.eq(issue)
+            with m.If(issue):
+                m.d.sync += row.eq(Mux(fwd, new_row, mems[0][2].data))
+        else:
+            bank_q = [Signal(self.row_layout, name=f"c_bank{b}") for b in range(self.banks)]
+            bsel_q = Signal(range(max(self.banks, 2)), name="c_bsel")
+            fwd_q = Signal(name="c_fwd")
+            fwd_row = Signal(self.row_layout, name="c_fwd_row")
+            # the write is registered too (per-bank enables, set, row) and happens a
+            # cycle after the request: a read in that cycle is forwarded from it as well
+            wq_en = Signal(self.banks, name="c_wq_en")
+            wq_any = Signal(name="c_wq_any")
+            wq_set = Signal(range(S), name="c_wq_set")
+            wq_row = Signal(self.row_layout, name="c_wq_row")
+            m.d.sync += [wq_en[b].eq(wr_en & ((wr_set[bb:] == b) if self.banks > 1 else 1))
+                         for b in range(self.banks)]
+            m.d.sync += [wq_any.eq(wr_en), wq_set.eq(wr_set), wq_row.eq(wr_row)]
+            for b, (_, wp, _) in enumerate(mems):
+                m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
+            m.d.sync += [q.eq(rp.data) for q, (_, _, rp) in zip(bank_q, mems)]
+            m.d.sync += [bsel_q.eq(rd_addr[bb:]),
+                         fwd_q.eq(fwd | (wq_any & (wq_set == rd_addr))),
+                         fwd_row.eq(Mux(fwd, new_row, wq_row)),
+                         row_load.eq(issue)]
+            with m.If(row_load):
+                m.d.sync += row.eq(Mux(fwd_q, fwd_row, Array(bank_q)[bsel_q]))
         # C1: tag compare; is there a next target
         match = Signal(W, name="c_match")
         has_next = Signal(name="c_has_next")
@@ -627,7 +723,7 @@ class PageCache(wiring.Component):
         ]
         c3_next = Signal()
         m.d.comb += c3_next.eq(c2 | (c3 & ~complete))
-        m.d.sync += [c1.eq(issue), c2.eq(c1), c3.eq(c3_next),
+        m.d.sync += [c1.eq(row_load), c2.eq(c1), c3.eq(c3_next),
                      complete.eq(c3_next & (hit_c | op_demand | pfo_room)
                                  & (hit_c | ~op_demand | fetch_room)
                                  & (has_next | resp_room))]
@@ -647,9 +743,9 @@ class PageCache(wiring.Component):
             m.d.sync += clr_ptr.eq(clr_ptr + 1)
             with m.If(clr_ptr == S - 1):
                 m.d.sync += init_done.eq(1)
-        m.d.comb += [wp.en.eq(~init_done | (complete & write_row)),
-                     wp.addr.eq(Mux(init_done, set_idx, clr_ptr)),
-                     wp.data.eq(Mux(init_done, new_row, 0))]
+        if self.read_stages == 1:
+            m.d.comb += [mems[0][1].en.eq(wr_en), mems[0][1].addr.eq(wr_set),
+                         mems[0][1].data.eq(wr_row)]
 
         # -- sequencing
         with m.If(complete):

@@ -4,7 +4,8 @@ Parameters (``PROXIMA_TB_PARAMS``): ``accesses`` (addresses in the random test, 
 sign-off), ``p_valid`` (per-cycle probability of offering an address), ``p_ready``
 (per-cycle probability that each of ``resp`` / ``fetch`` / ``prefetch`` accepts),
 ``window`` (prefetch window; omitted: the model's default), ``addr_bits`` (omitted: the
-NAND capacity), ``timing_accesses`` (addresses in the full-rate timing test),
+NAND capacity), ``read_stages`` / ``bank_rows`` (the tag read; omitted: the block's
+defaults), ``timing_accesses`` (addresses in the full-rate timing test),
 ``flip_expected`` (index of a response whose golden ``hit`` is inverted on purpose: the
 run must then fail; -1 = off).
 
@@ -28,7 +29,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.field.trace import PageCacheModel
-from proxima.hdl.pagecache import ACTION_CODES, OP_CYCLES, STATS, PageCache, full_rate_schedule
+from proxima.hdl.pagecache import ACTION_CODES, STATS, PageCache, full_rate_schedule
 from proxima.sim.runner import tb_config, tb_params
 
 RESP_FIELDS = ("line", "hit", "prefetch_hit", "evicted_valid", "evicted_prefetched",
@@ -42,6 +43,9 @@ def make_dut(cfg, p: dict) -> PageCache:
         kw["window"] = int(p["window"])
     if p.get("addr_bits") is not None:
         kw["addr_bits"] = int(p["addr_bits"])
+    for name in ("read_stages", "bank_rows"):
+        if p.get(name) is not None:
+            kw[name] = int(p[name])
     dut = PageCache(cfg, **kw)
     dut._MustUse__silence = True  # often built only for its geometry and layouts
     return dut
@@ -292,7 +296,7 @@ async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset
     chk = Checker(pc, trace, exp_resp, exp_fetch, exp_pref)
     await _reset(dut)
     cycles, accepts = await _drive(dut, trace, chk, p_valid, p_ready, rnd,
-                                   max_cycles=OP_CYCLES * (1 + pc.depth) * count * 10 + 1000)
+                                   max_cycles=pc.op_cycles * (1 + pc.depth) * count * 10 + 1000)
     await ReadOnly()
     chk.finish(_stats(dut), stats)
     return pc, cycles, accepts, examined, stats, chk
@@ -312,13 +316,13 @@ async def mixed_trace_with_stalls(dut):
 async def full_rate_cycles_per_access(dut):
     """Valid and ready always high: every request is accepted and every response comes
     exactly in the cycle given by ``full_rate_schedule`` (the documented recurrence:
-    ``REQUEST_CYCLES`` per request in the prefetcher, ``OP_CYCLES * (1 + T_i)`` per access
-    in the cache operations, ``RESPONSE_LATENCY + OP_CYCLES * T_0`` for the first)."""
+    ``REQUEST_CYCLES`` per request in the prefetcher, ``op_cycles * (1 + T_i)`` per access
+    in the cache operations, ``response_latency + op_cycles * T_0`` for the first)."""
     p = tb_params()
     count = int(p.get("timing_accesses", 2000))
     pc, cycles, accepts, examined, _, chk = await _run_case(dut, count, 1.0, 1.0, 1)
     assert len(accepts) == count
-    exp_a, exp_r = full_rate_schedule(examined)
+    exp_a, exp_r = full_rate_schedule(examined, pc.op_cycles)
     a0 = accepts[0]  # the schedule counts from the first cycle with busy low
     for i in range(count):
         if accepts[i] - a0 != exp_a[i] or chk.resp_cycles[i] - a0 != exp_r[i]:

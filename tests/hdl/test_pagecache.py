@@ -15,8 +15,8 @@ from proxima.config import preset
 from proxima.golden.field.policy import StridePrefetcher
 from proxima.golden.field.trace import PageCacheModel
 from proxima.hdl.pagecache import (
-    ACTION_CODES, OP_CYCLES, QUEUE_DEPTH, REQUEST_CYCLES, RESPONSE_LATENCY, STATS,
-    PageCache, PageCacheError, full_rate_schedule, nand_addr_bits,
+    ACTION_CODES, BANK_ROWS, OP_CYCLES, QUEUE_DEPTH, REQUEST_CYCLES, RESPONSE_LATENCY,
+    SPLIT_READ_SETS, STATS, PageCache, PageCacheError, full_rate_schedule, nand_addr_bits,
 )
 from proxima.sim.tb.tb_pagecache import Checker, expected, make_dut, mixed_trace, unpack
 
@@ -55,6 +55,10 @@ def test_bad_parameters_raise():
             PageCache(cfg, addr_bits=8)
         with pytest.raises(PageCacheError, match="counter_bits"):
             PageCache(cfg, counter_bits=0)
+        with pytest.raises(PageCacheError, match="read_stages must be 1 or 2"):
+            PageCache(cfg, read_stages=3)
+        with pytest.raises(PageCacheError, match="bank_rows must be a power of two"):
+            PageCache(cfg, read_stages=2, bank_rows=6)
         gc.collect()
 
 
@@ -75,11 +79,16 @@ def test_mixed_trace_exercises_every_rule():
 
 
 # ---- Amaranth simulation -------------------------------------------------------------
-def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
+def _amaranth_run(cfg, count, p_valid, p_ready, seed, *, idle=None, trace=None, **params):
+    """Drive ``count`` accesses (a mixed trace unless ``trace`` is given) with random
+    valid / ready stalls and check everything against the model.  ``idle``: instead of
+    ``p_valid``, wait ``idle[i % len(idle)]`` cycles after acceptance ``i - 1`` before
+    offering access ``i``."""
     dut = make_dut(cfg, params)
     rng = np.random.default_rng(seed)
     rnd = random.Random(seed)
-    trace = mixed_trace(dut, count, rng)
+    if trace is None:
+        trace = mixed_trace(dut, count, rng)
     exp_resp, exp_fetch, exp_pref, stats, examined, model = expected(dut, trace)
     chk = Checker(dut, trace, exp_resp, exp_fetch, exp_pref)
     accepts: list[int] = []
@@ -87,12 +96,17 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
 
     async def bench(ctx):
         ports = [(getattr(dut, s), getattr(chk, s)) for s in ("resp", "fetch", "prefetch")]
-        sent, offering, cycle = 0, False, 0
+        sent, offering, cycle, wait = 0, False, 0, 0
         while ctx.get(dut.busy):
             await ctx.tick()
         while not chk.done():
-            assert cycle < 10 * OP_CYCLES * (1 + dut.depth) * count + 100, "timeout"
-            if not offering and sent < count and rnd.random() < p_valid:
+            assert cycle < 10 * dut.op_cycles * (1 + dut.depth) * count + 100, "timeout"
+            if idle is not None:
+                go = wait >= idle[sent % len(idle)]
+                wait += 1
+            else:
+                go = rnd.random() < p_valid
+            if not offering and sent < count and go:
                 offering = True
                 ctx.set(dut.req.payload, trace[sent])
             ctx.set(dut.req.valid, offering)
@@ -106,6 +120,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
                 accepts.append(cycle)
                 sent += 1
                 offering = False
+                wait = 0
             for (port, take), r in zip(ports, readies):
                 if r and ctx.get(port.valid):
                     take(ctx.get(Value.cast(port.payload)))
@@ -122,7 +137,7 @@ def _amaranth_run(cfg, count, p_valid, p_ready, seed, **params):
         result["stats"] = {name: ctx.get(getattr(dut, name)) for name in STATS}
         result["cycles"] = cycle
         # white box: final tag RAM and stream table
-        rows = [ctx.get(Value.cast(dut._mem.data[si])) for si in range(dut.sets)]
+        rows = [ctx.get(Value.cast(dut.tag_row(si))) for si in range(dut.sets)]
         valid, last, stride, rank = dut._st
         result["table"] = [(bool(ctx.get(v)), ctx.get(la), ctx.get(st))
                            for v, la, st in zip(valid, last, stride)]
@@ -161,8 +176,42 @@ def test_amaranth_default_random_stalls():
 
 
 def test_amaranth_paper_preset():
-    """256 sets x 8 ways, 8 streams, depth 4, 39-bit addresses."""
-    _amaranth_run(preset("paper"), 400, 0.8, 0.7, seed=7)
+    """256 sets x 8 ways, 8 streams, depth 4, 39-bit addresses; two-cycle tag read in 16
+    banks of 16 rows (the default above ``SPLIT_READ_SETS`` sets)."""
+    dut, *_ = _amaranth_run(preset("paper"), 400, 0.8, 0.7, seed=7)
+    assert (dut.read_stages, dut.bank_rows, dut.banks) == (2, BANK_ROWS, 256 // BANK_ROWS)
+
+
+def test_read_stages_default_and_cycles():
+    for name in ("tiny", "default", "paper"):
+        cfg = preset(name)
+        dut = make_dut(cfg, {})
+        split = cfg.cache.sets > SPLIT_READ_SETS
+        assert dut.read_stages == (2 if split else 1)
+        assert dut.op_cycles == OP_CYCLES + split
+        assert dut.response_latency == RESPONSE_LATENCY + split
+    dut = make_dut(preset("tiny"), {"read_stages": 2, "bank_rows": 64})
+    assert (dut.bank_rows, dut.banks) == (dut.sets, 1)   # capped at the set count
+    dut = make_dut(preset("paper"), {"read_stages": 1})
+    assert (dut.bank_rows, dut.banks, dut.op_cycles) == (256, 1, OP_CYCLES)
+
+
+@pytest.mark.parametrize("sets,read_stages,bank_rows", [
+    (8, 2, 2),     # four banks
+    (8, 2, 8),     # one bank, registered read
+    (32, 1, 16),   # one-cycle read above SPLIT_READ_SETS
+    (32, 2, 4),    # eight banks
+])
+def test_amaranth_tag_read_variants(sets, read_stages, bank_rows):
+    """Bit exact and cycle exact (full rate) for every tag-read structure, including the
+    forwarding of a row written in the cycle its set is read again (conflict bursts)."""
+    cfg = preset("tiny").with_(cache={"sets": sets, "ways": 3, "prefetch_depth": 2})
+    params = {"read_stages": read_stages, "bank_rows": bank_rows}
+    _amaranth_run(cfg, 500, 0.8, 0.6, seed=12, **params)
+    dut, accepts, examined, res = _amaranth_run(cfg, 300, 1.0, 1.0, seed=13, **params)
+    assert dut.op_cycles == OP_CYCLES + read_stages - 1
+    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles)
+    assert accepts == exp_a and res["resp_cycles"] == exp_r
 
 
 def test_documented_cycle_constants():
@@ -173,6 +222,11 @@ def test_documented_cycle_constants():
     assert set(np.diff(a)) == {REQUEST_CYCLES}
     a, r = full_rate_schedule([2] * 20)
     assert r[0] == RESPONSE_LATENCY + 2 * OP_CYCLES and set(np.diff(r)) == {3 * OP_CYCLES}
+    a, r = full_rate_schedule([2] * 20, OP_CYCLES + 1)
+    assert r[0] == RESPONSE_LATENCY + 1 + 2 * (OP_CYCLES + 1)
+    assert set(np.diff(r)) == {3 * (OP_CYCLES + 1)}
+    a, r = full_rate_schedule([0] * 20, OP_CYCLES + 1)
+    assert r[0] == RESPONSE_LATENCY + 1 and set(np.diff(r)) == {REQUEST_CYCLES}
 
 
 @pytest.mark.parametrize("name", ["tiny", "paper"])
@@ -183,10 +237,10 @@ def test_amaranth_full_rate_cycles_per_access(name):
     dut, accepts, examined, res = _amaranth_run(preset(name), count, 1.0, 1.0, seed=3)
     ex = np.asarray(examined)
     assert (ex == 0).any() and (ex == dut.depth).any()
-    exp_a, exp_r = full_rate_schedule(examined)
+    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles)
     resp = np.asarray(res["resp_cycles"])
     gaps = set(np.diff(resp).tolist())
-    assert REQUEST_CYCLES in gaps and OP_CYCLES * (1 + dut.depth) in gaps
+    assert REQUEST_CYCLES in gaps and dut.op_cycles * (1 + dut.depth) in gaps
     assert accepts == exp_a
     assert resp.tolist() == exp_r
     assert res["cycles"] == resp[-1] + 1
@@ -199,6 +253,28 @@ def test_amaranth_full_rate_cycles_per_access(name):
 ])
 def test_amaranth_other_geometries(cache, params):
     _amaranth_run(preset("tiny").with_(cache=cache), 500, 0.8, 0.6, seed=4, **params)
+
+
+@pytest.mark.parametrize("read_stages", [1, 2])
+def test_amaranth_read_after_write_every_gap(read_stages):
+    """Pairs of accesses to one set, the second offered 0..15 cycles after the first was
+    accepted, outputs always ready: the second access's tag read starts in every cycle
+    the pipeline allows relative to the first's row write (with a two-cycle read: the
+    cycle the write is requested, the cycle it is written, and later), so each
+    forwarding path is exercised (each one's removal fails this test)."""
+    cfg = preset("tiny").with_(cache={"sets": 8, "ways": 2, "prefetch_depth": 0})
+    dut = make_dut(cfg, {"read_stages": read_stages, "bank_rows": 2})
+    lb, sets = dut.line_bytes, dut.sets
+    trace, idle = [], []
+    rng = np.random.default_rng(21)
+    for gap in range(16):
+        for _ in range(3):
+            s_ = int(rng.integers(0, sets))
+            a, b = s_ + sets * int(rng.integers(0, 4)), s_ + sets * int(rng.integers(0, 4))
+            trace += [a * lb, b * lb]
+            idle += [20, gap]               # the first of a pair meets an idle block
+    _amaranth_run(cfg, len(trace), 1.0, 1.0, 0, idle=idle, trace=trace,
+                  read_stages=read_stages, bank_rows=2)
 
 
 def test_amaranth_detects_a_wrong_expectation():
@@ -297,6 +373,19 @@ def test_cocotb_pagecache_verilator(preset_name):
                      cfg=cfg, build_name=f"pagecache_{preset_name}",
                      parameters={"accesses": 10_000, "timing_accesses": 2000,
                                  "p_valid": 0.7, "p_ready": 0.7})
+    assert res.tests == 2 and res.failed == 0
+
+
+@pytest.mark.rtl
+def test_cocotb_pagecache_split_read_verilator():
+    """The two-cycle tag read (four banks of 8 rows) on the generated Verilog."""
+    from proxima.sim.runner import run_cocotb
+    cfg = preset("default").with_(cache={"sets": 32})
+    kw = {"read_stages": 2, "bank_rows": 8}
+    res = run_cocotb(lambda: PageCache(cfg, **kw), "proxima_pagecache",
+                     "proxima.sim.tb.tb_pagecache", cfg=cfg, build_name="pagecache_split_read",
+                     parameters={"accesses": 10_000, "timing_accesses": 2000,
+                                 "p_valid": 0.7, "p_ready": 0.7, **kw})
     assert res.tests == 2 and res.failed == 0
 
 
