@@ -632,7 +632,15 @@ class PageCache(wiring.Component):
         new_row = Signal(self.row_layout, name="c_new_row")
         write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
         fwd = Signal()
-        m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_addr))
+        if self.read_stages == 1:
+            rd_cmp = rd_addr
+        else:
+            # a copy of the read address for the forwarding compares and the bank number,
+            # so that they do not hang on the address net of every RAM cell; its reset
+            # value differs, so yosys keeps it (it is reloaded in the first cycle after a
+            # reset, during the clear pass)
+            rd_cmp = Signal(range(S), init=S - 1, name="c_rd_cmp")
+        m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_cmp))
         # RAM write request of this cycle (the completing operation, or the clear pass)
         wr_en = Signal(name="c_wr_en")
         wr_set = Signal(range(S), name="c_wr_set")
@@ -664,9 +672,12 @@ class PageCache(wiring.Component):
             for b, (_, wp, _) in enumerate(mems):
                 m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
             m.d.sync += [q.eq(rp.data) for q, (_, _, rp) in zip(bank_q, mems)]
-            m.d.sync += [bsel_q.eq(rd_addr[bb:]),
-                         fwd_q.eq(fwd | (wq_any & (wq_set == rd_addr))),
-                         fwd_row.eq(Mux(fwd, new_row, wq_row)),
+            m.d.sync += [bsel_q.eq(rd_cmp[bb:]),
+                         fwd_q.eq(fwd | (wq_any & (wq_set == rd_cmp))),
+                         # fwd (a completing write) never meets a pending one: writes
+                         # are op_cycles apart, and the clear pass ends before any read
+                         # is issued; so the select is a register, not ``fwd``
+                         fwd_row.eq(Mux(wq_any, wq_row, new_row)),
                          row_load.eq(issue)]
             with m.If(row_load):
                 m.d.sync += row.eq(Mux(fwd_q, fwd_row, Array(bank_q)[bsel_q]))
@@ -704,7 +715,10 @@ class PageCache(wiring.Component):
                      new_row[W - 1].tag.eq(tag)]
         # The read address register holds the set of whatever would be issued next (the
         # next target while one is pending, else the queue head).
-        m.d.sync += rd_addr.eq(Mux(active & has_next, nxt[:sb], head.line[:sb]))
+        rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
+        m.d.sync += rd_addr.eq(rd_next)
+        if rd_cmp is not rd_addr:
+            m.d.sync += rd_cmp.eq(rd_next)
 
         # C3: complete when the outputs it pushes have room.  ``complete`` is a register,
         # computed in the cycle before from the C2 results and the buffers' next state.

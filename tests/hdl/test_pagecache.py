@@ -399,3 +399,40 @@ def test_cocotb_runner_reports_failures():
         run_cocotb(lambda: PageCache(cfg), "proxima_pagecache", "proxima.sim.tb.tb_pagecache",
                    cfg=cfg, build_name="pagecache_tiny", testcase="mixed_trace_with_stalls",
                    parameters={"accesses": 300, "flip_expected": 123})
+
+
+# ---- synthesised structure -------------------------------------------------------------
+def test_split_read_structure_after_synthesis(tmp_path):
+    """yosys synth_ecp5 of a two-cycle-read cache (64 sets, 4 banks of 16 rows): the tag
+    store is LUT RAM (``DPR16X4``) only; the read-address register drives nothing but the
+    RAM cells' read addresses, and its copy ``c_rd_cmp`` (the forwarding compares, the bank
+    number) survives as flip-flops of its own."""
+    from tests.hdl.synth import drivers_and_loads, synth_ecp5
+    cfg = preset("tiny").with_(cache={"sets": 64, "ways": 2})
+    dut = PageCache(cfg, read_stages=2, bank_rows=16)
+    assert dut.banks == 4
+    cells, net = synth_ecp5(tmp_path, dut)
+    assert cells.get("DP16KD", 0) == 0
+    row_bits = dut.row_layout.size
+    tag_cells = [k for k, c in net["cells"].items()
+                 if c["type"] == "TRELLIS_DPR16X4" and k.startswith("tags")]
+    n_ram = len(tag_cells)          # (the job queue is LUT RAM too)
+    assert {k.split(".")[0] for k in tag_cells} == {f"tags{b}" for b in range(dut.banks)}
+    assert n_ram >= dut.banks * -(-row_bits // 4)
+    driver, loads = drivers_and_loads(net)
+
+    def ff_bits(name):
+        """The bits of a register (nets are split per bit), each driven by a flip-flop."""
+        bits = [net["netnames"][f"{name}[{i}]"]["bits"][0] for i in range(dut.set_bits)
+                if f"{name}[{i}]" in net["netnames"]]
+        assert all(driver[b]["type"] == "TRELLIS_FF" for b in bits), name
+        return bits
+
+    addr, cmp_ = ff_bits("c_rd_addr"), ff_bits("c_rd_cmp")
+    # the bank bits of c_rd_addr are unused (removed); c_rd_cmp is whole and distinct
+    assert len(addr) == 4 and len(cmp_) == dut.set_bits and not set(addr) & set(cmp_)
+    for b in addr:                            # the row-in-bank bits: RAM cells only
+        assert {(c["type"], p[:3]) for c, p in loads[b]} == {("TRELLIS_DPR16X4", "RAD")}
+        assert len(loads[b]) == n_ram
+    for b in cmp_:
+        assert loads[b] and all(c["type"] != "TRELLIS_DPR16X4" for c, _ in loads[b])
