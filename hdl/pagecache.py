@@ -49,11 +49,15 @@ path.  A row written in the cycle it is read is forwarded from the write data.
 
 Above ``SPLIT_READ_SETS`` = 16 sets (the paper preset's 256) the read takes two cycles
 (``read_stages = 2``): the store is ``S / bank_rows`` LUT RAMs of ``bank_rows`` = 16 rows
-(one ``DPR16X4`` deep), every bank's output row is registered in the first cycle, and the
-second selects the bank (by the registered bank number) into the row register.  The
-forwarding decision and the forwarded row are registered in the first cycle too, so the
-second is one multiplexer level from registers; every cache operation takes one more
-cycle.
+(one ``DPR16X4`` deep).  In the first cycle every bank's output row is registered, the
+banks not addressed registering zero (a one-hot bank select, registered with the read
+address, on the flip-flops' synchronous reset); the second cycle ORs the bank registers
+into the row register.  The forwarding decision and the forwarded row are registered in
+the first cycle too.  The RAM address register drives only the RAM cells: a copy of it
+(``c_rd_cmp``) feeds the forwarding compares.  The write port is registered as well
+(per-bank enables, set, row) and writes a cycle after the completing operation, so a read
+issued in that cycle is forwarded from the pending write.  Every cache operation takes one
+more cycle.
 
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
 (0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
@@ -113,8 +117,9 @@ C0    issue: the read-address register holds the operation's set (it always hold
       set of whatever would be issued next: the pending target, else the queue head);
       the row is read and registered (forwarded from the write port if the completing
       operation writes that set in this same cycle).
-C0b   (two-cycle read only) C0 registered every bank's row, the bank number, whether to
-      forward and the forwarded row; the bank's row (or the forwarded one) is registered.
+C0b   (two-cycle read only) C0 registered every bank's row (zero but the addressed
+      one), whether to forward and the forwarded row; the OR of the banks (or the
+      forwarded row) is registered.
 C1    tag compare of every way, registered; whether a next target exists (in range and
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
@@ -186,7 +191,7 @@ drops it.  Traces whose lines stay below ``2**line_bits - window * D`` never dif
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -657,7 +662,10 @@ class PageCache(wiring.Component):
                 m.d.sync += row.eq(Mux(fwd, new_row, mems[0][2].data))
         else:
             bank_q = [Signal(self.row_layout, name=f"c_bank{b}") for b in range(self.banks)]
-            bsel_q = Signal(range(max(self.banks, 2)), name="c_bsel")
+            # one-hot bank select, registered with the read address: a bank not selected
+            # registers zero (the flip-flops' synchronous reset), so the bank select is
+            # an OR of the bank registers, with no select net fanning out to every bit
+            bank_oh = Signal(self.banks, name="c_bank_oh")
             fwd_q = Signal(name="c_fwd")
             fwd_row = Signal(self.row_layout, name="c_fwd_row")
             # the write is registered too (per-bank enables, set, row) and happens a
@@ -671,8 +679,12 @@ class PageCache(wiring.Component):
             m.d.sync += [wq_any.eq(wr_en), wq_set.eq(wr_set), wq_row.eq(wr_row)]
             for b, (_, wp, _) in enumerate(mems):
                 m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
-            m.d.sync += [q.eq(rp.data) for q, (_, _, rp) in zip(bank_q, mems)]
-            m.d.sync += [bsel_q.eq(rd_cmp[bb:]),
+            for b, (q, (_, _, rp)) in enumerate(zip(bank_q, mems)):
+                with m.If(bank_oh[b]):
+                    m.d.sync += q.eq(rp.data)
+                with m.Else():
+                    m.d.sync += q.eq(0)
+            m.d.sync += [
                          fwd_q.eq(fwd | (wq_any & (wq_set == rd_cmp))),
                          # fwd (a completing write) never meets a pending one: writes
                          # are op_cycles apart, and the clear pass ends before any read
@@ -680,7 +692,10 @@ class PageCache(wiring.Component):
                          fwd_row.eq(Mux(wq_any, wq_row, new_row)),
                          row_load.eq(issue)]
             with m.If(row_load):
-                m.d.sync += row.eq(Mux(fwd_q, fwd_row, Array(bank_q)[bsel_q]))
+                any_bank = Const(0, self.row_layout.size)
+                for q in bank_q:
+                    any_bank = any_bank | q.as_value()
+                m.d.sync += row.eq(Mux(fwd_q, fwd_row, any_bank))
         # C1: tag compare; is there a next target
         match = Signal(W, name="c_match")
         has_next = Signal(name="c_has_next")
@@ -719,6 +734,7 @@ class PageCache(wiring.Component):
         m.d.sync += rd_addr.eq(rd_next)
         if rd_cmp is not rd_addr:
             m.d.sync += rd_cmp.eq(rd_next)
+            m.d.sync += [bank_oh[b].eq(rd_next[bb:] == b) for b in range(self.banks)]
 
         # C3: complete when the outputs it pushes have room.  ``complete`` is a register,
         # computed in the cycle before from the C2 results and the buffers' next state.

@@ -405,8 +405,8 @@ def test_cocotb_runner_reports_failures():
 def test_split_read_structure_after_synthesis(tmp_path):
     """yosys synth_ecp5 of a two-cycle-read cache (64 sets, 4 banks of 16 rows): the tag
     store is LUT RAM (``DPR16X4``) only; the read-address register drives nothing but the
-    RAM cells' read addresses, and its copy ``c_rd_cmp`` (the forwarding compares, the bank
-    number) survives as flip-flops of its own."""
+    RAM cells' read addresses, and its copy ``c_rd_cmp`` (the forwarding compares) survives
+    as flip-flops of its own."""
     from tests.hdl.synth import drivers_and_loads, synth_ecp5
     cfg = preset("tiny").with_(cache={"sets": 64, "ways": 2})
     dut = PageCache(cfg, read_stages=2, bank_rows=16)
