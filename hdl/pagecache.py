@@ -56,8 +56,9 @@ into the row register.  The forwarding decision and the forwarded row are regist
 the first cycle too.  The RAM address register drives only the RAM cells: a copy of it
 (``c_rd_cmp``) feeds the forwarding compares.  The write port is registered as well
 (per-bank enables, set, row) and writes a cycle after the completing operation, so a read
-issued in that cycle is forwarded from the pending write.  Every cache operation takes one
-more cycle.
+issued in that cycle is forwarded from the pending write.  The W-way reductions of the tag
+compare get a register stage of their own (C1b).  Every cache operation takes two more
+cycles.
 
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
 (0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
@@ -109,8 +110,8 @@ therefore accepted at most once every ``REQUEST_CYCLES`` = 4 cycles.
 on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
 the sequence (the model drops them, and all later ones are below 0 too); targets
 ``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
-One operation at a time, each ``op_cycles`` = ``OP_CYCLES`` = 3 cycles (4 with a two-cycle
-tag read: C0b below):
+One operation at a time, each ``op_cycles`` = ``OP_CYCLES`` = 3 cycles (5 with a two-cycle
+tag read: C0b and C1b below):
 
 ====  ==================================================================================
 C0    issue: the read-address register holds the operation's set (it always holds the
@@ -123,6 +124,8 @@ C0b   (two-cycle read only) C0 registered every bank's row (zero but the address
 C1    tag compare of every way, registered; whether a next target exists (in range and
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
+C1b   (two-cycle read only) the W-way reductions of the match vector (hit, prefetched
+      hit, the LRU shift of each entry), registered.
 C2    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
       what the operation must push (fetch / prefetch / row write), registered; also
       ``complete`` for the next cycle (the outputs it pushes will have room).
@@ -150,8 +153,8 @@ the push, 2 to the start, 3 per operation, 1 for the response buffer), its deman
 (on a miss) after 10 cycles and its ``k``-th prefetch after ``10 + 3k``; a stream of
 accesses without targets runs at one per 4 cycles, one of accesses with ``T`` targets
 each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  With a two-cycle tag
-read every 3 above is 4 and the latency ``11 + 4T`` (fetch after 11, ``k``-th prefetch
-after ``11 + 4k``).  The previous
+read (C0b and C1b) every 3 above is 5 and the latency ``12 + 5T`` (fetch after 12,
+``k``-th prefetch after ``12 + 5k``; one access per 5 cycles without targets).  The previous
 single-cycle design took ``1 + T`` cycles per access, at 64 MHz (default preset).  A NAND
 page read takes microseconds, hundreds of cycles at 150 MHz, so one access per 4-15
 cycles is far from limiting.  Every output is a two-entry register buffer (``valid`` and
@@ -225,8 +228,8 @@ REQUEST_CYCLES = 4
 OP_CYCLES = 3
 
 #: Cycles from accepting a request (into an idle block) to its response being valid,
-#: when it examines no prefetch target, with a one-cycle tag read (``read_stages - 1``
-#: more otherwise: ``PageCache.response_latency``); each examined target adds the
+#: when it examines no prefetch target, with a one-cycle tag read (2 more with a
+#: two-cycle one: ``PageCache.response_latency``); each examined target adds the
 #: operation's cycles.
 RESPONSE_LATENCY = 10
 
@@ -309,7 +312,7 @@ class PageCache(wiring.Component):
         Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
         (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
         registered, then the bank select).  Default: 2 when ``sets > SPLIT_READ_SETS``.
-        Every cache operation takes ``read_stages - 1`` more cycles.
+        Every cache operation then takes 2 more cycles (C0b and C1b).
     bank_rows : int
         Rows per bank when ``read_stages == 2`` (a power of two; capped at ``sets``).
 
@@ -317,8 +320,8 @@ class PageCache(wiring.Component):
     ----------
     sets, ways, depth, streams, window, line_bytes, offset_bits, addr_bits, line_bits,
     set_bits, tag_bits, stride_bits, resp_layout, pf_layout, entry_layout, row_layout,
-    read_stages, bank_rows, banks, op_cycles (``OP_CYCLES + read_stages - 1``),
-    response_latency (``RESPONSE_LATENCY + read_stages - 1``).
+    read_stages, bank_rows, banks, op_cycles (``OP_CYCLES + 2 * (read_stages - 1)``),
+    response_latency (``RESPONSE_LATENCY + 2 * (read_stages - 1)``).
     """
 
     def __init__(self, cfg: ProximaConfig, *, window: int | None = None,
@@ -338,8 +341,8 @@ class PageCache(wiring.Component):
         self.bank_rows = min(bank_rows, c.sets) if read_stages == 2 else c.sets
         self.banks = c.sets // self.bank_rows
         #: cycles per cache operation and from an accepted request to its response
-        self.op_cycles = OP_CYCLES + read_stages - 1
-        self.response_latency = RESPONSE_LATENCY + read_stages - 1
+        self.op_cycles = OP_CYCLES + 2 * (read_stages - 1)
+        self.response_latency = RESPONSE_LATENCY + 2 * (read_stages - 1)
         self.sets, self.ways = c.sets, c.ways
         self.depth, self.streams = c.prefetch_depth, c.prefetch_streams
         self.line_bytes = c.line_bytes
@@ -709,10 +712,21 @@ class PageCache(wiring.Component):
         ev_valid = Signal(name="c_ev_valid")
         ev_pf = Signal(name="c_ev_pf")
         ev_line = Signal(L, name="c_ev_line")
-        hit_c = match.any()
+        hit_any = match.any()
+        pf_any = Cat(*[match[j] & row[j].pf for j in range(W)]).any()
+        shift_any = [~match[j + 1:].any() for j in range(W - 1)]
+        if self.read_stages == 1:
+            hit_c, pf_c, shifts = hit_any, pf_any, shift_any
+        else:
+            # C1b: the W-way reductions of the match vector are registers of their own
+            # (hit, prefetched hit, the LRU shift of each entry), one cycle before C2
+            hit_c, pf_c = Signal(name="c_hit_any"), Signal(name="c_pf_any")
+            shifts = [Signal(name=f"c_shift{j}") for j in range(W - 1)]
+            m.d.sync += [hit_c.eq(hit_any), pf_c.eq(pf_any)]
+            m.d.sync += [sh.eq(v) for sh, v in zip(shifts, shift_any)]
         m.d.sync += [
             hit.eq(hit_c),
-            pf_flag.eq(Cat(*[match[j] & row[j].pf for j in range(W)]).any()),
+            pf_flag.eq(pf_c),
             ev_valid.eq(~hit_c & row[0].valid),
             ev_pf.eq(~hit_c & row[0].valid & row[0].pf),
             ev_line.eq(Mux(~hit_c & row[0].valid, Cat(set_idx, row[0].tag), 0)),
@@ -724,8 +738,7 @@ class PageCache(wiring.Component):
         # entry j takes entry j+1 iff the line sits at or below j (hit) or on a fill; a
         # line is in a row at most once, so that is "no match above j"
         for j in range(W - 1):
-            shift = ~match[j + 1:].any()
-            m.d.sync += new_row[j].eq(Mux(shift, row[j + 1], row[j]))
+            m.d.sync += new_row[j].eq(Mux(shifts[j], row[j + 1], row[j]))
         m.d.sync += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
                      new_row[W - 1].tag.eq(tag)]
         # The read address register holds the set of whatever would be issued next (the
@@ -753,7 +766,12 @@ class PageCache(wiring.Component):
         ]
         c3_next = Signal()
         m.d.comb += c3_next.eq(c2 | (c3 & ~complete))
-        m.d.sync += [c1.eq(row_load), c2.eq(c1), c3.eq(c3_next),
+        if self.read_stages == 1:
+            m.d.sync += c2.eq(c1)
+        else:
+            c1b = Signal(name="c_stage1b")
+            m.d.sync += [c1b.eq(c1), c2.eq(c1b)]
+        m.d.sync += [c1.eq(row_load), c3.eq(c3_next),
                      complete.eq(c3_next & (hit_c | op_demand | pfo_room)
                                  & (hit_c | ~op_demand | fetch_room)
                                  & (has_next | resp_room))]
