@@ -172,10 +172,11 @@ preset   S x W, N, D    LUT4 (LUT4 + 2*CCU2C)  FF    BRAM  DSP  Fmax (single-cyc
 =======  =============  =====================  ====  ====  ===  ==========================
 tiny     4 x 2, 4, 2    1774 (1132 + 2*321)    1672  0     0    154.3 MHz (64.7 MHz)
 default  16 x 4, 4, 2   2518 (1670 + 2*424)    2177  0     0    155.0 MHz (64.2 MHz)
-paper    256 x 8, 8, 4  8729 (6481 + 2*1124)   3508  0     0    98.3 MHz (44.2 MHz)
+paper    256 x 8, 8, 4  7306 (5090 + 2*1108)   7243  0     0    129.0 MHz (44.2 MHz)
 =======  =============  =====================  ====  ====  ===  ==========================
 
-The paper preset misses 150 MHz: its 256 x 208-bit tag store in LUT RAM is 832
+The paper preset misses 150 MHz (129.0 with the two-cycle read below; 98.3 with a
+one-cycle read, whose path this paragraph describes): its 256 x 208-bit tag store in LUT RAM is 832
 ``DPR16X4`` cells and a 16:1 read multiplexer per bit, spread over much of the die; the
 critical path is the read address register, through the same-set forwarding compare and
 the row multiplexer, into the row register (10.2 ns, 8.5 ns of it routing).  An earlier
@@ -223,7 +224,7 @@ QUEUE_DEPTH = 2
 REQUEST_CYCLES = 4
 
 #: Cycles per cache operation (the demand look-up, or one prefetch target) with a
-#: one-cycle tag read; a block with ``read_stages == 2`` takes one more
+#: one-cycle tag read; a block with ``read_stages == 2`` takes two more
 #: (``PageCache.op_cycles``).
 OP_CYCLES = 3
 
