@@ -634,8 +634,9 @@ class PageCache(wiring.Component):
 
         # C0: asynchronous read at the registered address; the row written in this same
         # cycle (by the completing operation) is forwarded.  With a two-cycle read, C0
-        # registers every bank's output, the bank number, the forward decision and the
-        # forwarded row (all free running), and the next cycle (C0b) selects the bank.
+        # registers every bank's output (zero unless addressed: one-hot select), the
+        # forward decision and the forwarded row (all free running), and the next cycle
+        # (C0b) ORs the banks.
         row = Signal(self.row_layout, name="c_row")
         rd_addr = Signal(range(S), name="c_rd_addr")
         new_row = Signal(self.row_layout, name="c_new_row")
@@ -644,7 +645,7 @@ class PageCache(wiring.Component):
         if self.read_stages == 1:
             rd_cmp = rd_addr
         else:
-            # a copy of the read address for the forwarding compares and the bank number,
+            # a copy of the read address for the forwarding compares and the bank one-hot,
             # so that they do not hang on the address net of every RAM cell; its reset
             # value differs, so yosys keeps it (it is reloaded in the first cycle after a
             # reset, during the clear pass)
