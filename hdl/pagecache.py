@@ -306,13 +306,10 @@ class PageCache(wiring.Component):
         Width of the byte addresses on ``req``.
     counter_bits : int
         Width of the statistics counters.
-
-    Attributes
-    ----------
     read_stages : int, optional
         Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
         (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
-        registered, then the bank select).  Default: 2 when ``sets > SPLIT_READ_SETS``.
+        registered, zero unless addressed, then their OR).  Default: 2 when ``sets > SPLIT_READ_SETS``.
         Every cache operation then takes 2 more cycles (C0b and C1b).
     bank_rows : int
         Rows per bank when ``read_stages == 2`` (a power of two; capped at ``sets``).
@@ -679,8 +676,7 @@ class PageCache(wiring.Component):
             wq_any = Signal(name="c_wq_any")
             wq_set = Signal(range(S), name="c_wq_set")
             wq_row = Signal(self.row_layout, name="c_wq_row")
-            m.d.sync += [wq_en[b].eq(wr_en & ((wr_set[bb:] == b) if self.banks > 1 else 1))
-                         for b in range(self.banks)]
+            m.d.sync += [wq_en[b].eq(wr_en & (wr_set[bb:] == b)) for b in range(self.banks)]
             m.d.sync += [wq_any.eq(wr_en), wq_set.eq(wr_set), wq_row.eq(wr_row)]
             for b, (_, wp, _) in enumerate(mems):
                 m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
@@ -689,8 +685,7 @@ class PageCache(wiring.Component):
                     m.d.sync += q.eq(rp.data)
                 with m.Else():
                     m.d.sync += q.eq(0)
-            m.d.sync += [
-                         fwd_q.eq(fwd | (wq_any & (wq_set == rd_cmp))),
+            m.d.sync += [fwd_q.eq(fwd | (wq_any & (wq_set == rd_cmp))),
                          # fwd (a completing write) never meets a pending one: writes
                          # are op_cycles apart, and the clear pass ends before any read
                          # is issued; so the select is a register, not ``fwd``
@@ -747,7 +742,7 @@ class PageCache(wiring.Component):
         # next target while one is pending, else the queue head).
         rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
         m.d.sync += rd_addr.eq(rd_next)
-        if rd_cmp is not rd_addr:
+        if self.read_stages == 2:
             m.d.sync += rd_cmp.eq(rd_next)
             m.d.sync += [bank_oh[b].eq(rd_next[bb:] == b) for b in range(self.banks)]
 
