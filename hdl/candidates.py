@@ -326,6 +326,7 @@ from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ConfigError, ProximaConfig
 from proxima.golden.layout import bitlen
+from proxima.hdl.arith import carry_out
 
 __all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
@@ -341,17 +342,6 @@ def _or_tree(values):
         values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
                   for k in range(0, len(values), 2)]
     return values[0]
-
-
-def _carry_out(b, an):
-    """``a < b`` for ``an = ~a`` (both ``k`` bits), as the carry out of ``b + an``: ``b +
-    (2**k - 1 - a) >= 2**k`` exactly when ``b > a``.  An addition of two registers needs no
-    LUT in front of the ECP5 carry chain; ``~an < b`` is mapped with an inverter LUT in front
-    of every bit of one operand (about 1,000 LUTs and a routing hop on every comparator
-    path of the list)."""
-    k = len(b)
-    assert len(an) == k
-    return (b + an)[k]
 
 
 def _copies(m, name, nxt, count, guard, reset_less=False):
@@ -716,9 +706,9 @@ class CandidateListRTL(wiring.Component):
             lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
             le_hi = Signal(name=f"le{i}_hi", reset_less=True)
             lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(_carry_out(b[half:], an[half:])),
-                         le_hi.eq(_carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
-                         lt_lo.eq(_carry_out(b[:half], an[:half]))]
+            m.d.sync += [lt_hi.eq(carry_out(b[half:], an[half:])),
+                         le_hi.eq(carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
+                         lt_lo.eq(carry_out(b[:half], an[:half]))]
             sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
             sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
             mn, mx = [], []
