@@ -29,7 +29,8 @@ Interface
               ``prefetch_evicted``, flattened over the accesses).
 ``accesses``, ``hits``, ``misses``, ``prefetch_issued``, ``prefetch_used``,
 ``prefetch_wasted``  ``Out(counter_bits)``: the model's ``TraceStats`` (modulo
-              ``2**counter_bits``), final once every response has been taken.
+              ``2**counter_bits``), each counted one cycle after the operation's C3;
+              final from the cycle after the last response is valid.
 ``busy``      ``Out(1)``: the post-reset tag clear is running (``req.ready`` is low).
 
 State
@@ -53,15 +54,18 @@ Above ``SPLIT_READ_SETS`` = 16 sets (the paper preset's 256) the read takes two 
 banks not addressed registering zero (a one-hot bank select, registered with the read
 address, on the flip-flops' synchronous reset); the second cycle ORs the bank registers
 into the row register.  The forwarding decision and the forwarded row are registered in
-the first cycle too.  The RAM address register drives only the RAM cells: a copy of it
-(``c_rd_cmp``) feeds the forwarding compares.  The write port is registered as well
+the first cycle too; its set compare is a register loaded with the read address (whether
+the current operation's set equals the pending target's and the queue head's), so the
+RAM address register drives only the RAM cells.  The write port is registered as well
 (per-bank enables, set, row) and writes a cycle after the completing operation, so a read
-issued in that cycle is forwarded from the pending write.  The W-way reductions of the tag
-compare get a register stage of their own (C1b).  Every cache operation takes two more
-cycles.
+issued in that cycle is forwarded from the pending write.  The tag compare is registered in
+pieces of ``TAG_CHUNK`` bits per way, and their AND with the W-way reductions gets a
+register stage of its own (C1b).  Every cache operation takes two more cycles.
 
 The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
-(0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order).
+(0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order),
+plus ``pred = last + stride`` modulo ``2**(line_bits + 1)`` (the line that would confirm the
+entry; its top bit is set when that is no line).
 All four rules of ``StridePrefetcher.observe`` are evaluated in parallel for the accepted
 line (repeat / confirm: lowest index; train: smallest ``|line - last| <= window``, ties to
 the lowest index; alloc: lowest invalid entry, else rank 0); the highest-priority one is
@@ -76,7 +80,7 @@ therefore starts again from the model's empty state.
 Pipeline
 --------
 The block is two decoupled pipelines joined by a ``QUEUE_DEPTH``-entry job queue
-(:class:`~amaranth.lib.fifo.SyncFIFO` of ``{line, stream, action, stride}``).  Every stage
+(two registers of ``{line, stride, stream, action}``, the head first).  Every stage
 ends in registers.
 
 *Prefetcher* (one request at a time; the prefetcher never looks at the cache, so deciding
@@ -85,20 +89,26 @@ ahead of the cache operations changes nothing):
 ====  ==================================================================================
 P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
 P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
-      the signed difference, ``|line - last|``, ``repeat`` (``valid & last == line``) and
-      ``in window`` (``valid & last - window <= line <= last + window``, against two
-      bounds kept in the table next to ``last``).
-P2    per entry ``confirm`` (``valid & stride != 0 & line - last == stride``); for every
-      ordered pair ``(i, j)`` whether ``i`` beats ``j`` for the train rule (``j`` out of
-      the window, or ``i`` closer, ties to the lower index: ``N (N - 1) / 2`` magnitude
-      comparators); the repeat priority (one-hot of the lowest repeating entry); all
-      registered.
+      the signed difference, the distance ``|line - last|`` (with a top bit set for an
+      invalid entry: farther than any valid one) and its complement; ``line == last``
+      and ``line == pred`` in pieces of ``CONF_CHUNK`` bits.
+P2    per entry ``in window`` (distance ``<= window``, a compare with a constant) and
+      ``confirm`` (the AND of the pieces, and ``valid & stride != 0`` with ``pred`` a
+      line: ``line - last == stride``); for every pair ``i < j`` whether entry ``j`` is
+      strictly closer than ``i`` (``N (N - 1) / 2`` magnitude comparators, each the carry
+      out of one distance plus the other's complement); ``repeat`` (``valid & line ==
+      last``: the AND of the pieces; at most one entry repeats, valid entries never share
+      ``last``) and whether any does; the entry's next ``pred`` for a train (``line + (line
+      - last)``) and otherwise (``line + stride``); all registered.
 P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
-      alloc entry (lowest invalid, else rank 0) and the rank order ``rank[i] > rank[j]``
-      are registers computed from the table alone (it only changes at a push).
+      train rule's entry is the in-window one that beats every other by distance (ties
+      to the lower index; an entry out of the window is farther than one in it).  The
+      alloc entry (lowest invalid, else rank 0), the rank order ``rank[i] > rank[j]`` and
+      whether an entry can confirm are registers computed from the table alone (it only
+      changes at a push).
 P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
-      queue and the table is updated (``last`` and its bounds, ``stride``, ``valid``,
-      ranks) in the same cycle; waits here while the queue is full.
+      queue and the table is updated (``last``, ``stride``, ``pred``, ``valid``, ranks) in
+      the same cycle; waits here while the queue is full.
 ====  ==================================================================================
 
 ``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
@@ -124,15 +134,17 @@ C0b   (two-cycle read only) C0 registered every bank's row (zero but the address
 C1    tag compare of every way, registered; whether a next target exists (in range and
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
-C1b   (two-cycle read only) the W-way reductions of the match vector (hit, prefetched
-      hit, the LRU shift of each entry), registered.
+C1b   (two-cycle read only; C1 registered the tag compare in pieces) the match vector
+      and its W-way reductions (hit, prefetched hit, the LRU shift of each entry),
+      registered.
 C2    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
       what the operation must push (fetch / prefetch / row write), registered; also
       ``complete`` for the next cycle (the outputs it pushes will have room).
 C3    *complete*: write the row back (not for a resident target: ``resident()`` does not
-      reorder), push, count, and issue the next operation (this cycle is its C0) -- the
-      next target, else the demand look-up of the queue head.  While an output it must
-      push has no room, the operation stays in C3 holding all its registers.
+      reorder), push, count (the counters add one cycle later), and issue the next
+      operation (this cycle is its C0) -- the next target, else the demand look-up of
+      the queue head.  While an output it must push has no room, the operation stays in
+      C3 holding all its registers.
 ====  ==================================================================================
 
 A job can start only if it was already the queue head in the previous cycle (its set is
@@ -197,11 +209,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.hdl.arith import carry_out
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
            "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY",
@@ -278,6 +290,12 @@ class PageCacheError(ValueError):
 
 def _log2(x: int) -> int:
     return int(x).bit_length() - 1
+
+
+CONF_CHUNK = 8
+"""Bits per registered piece of the prefetcher's ``key == last + stride`` compare (P1)."""
+TAG_CHUNK = 8
+"""Bits per registered piece of the tag compare (C1) with a two-cycle tag read."""
 
 
 def _bits(n: int) -> int:
@@ -405,55 +423,76 @@ class PageCache(wiring.Component):
         return self._mems[set_index // self.bank_rows].data[set_index % self.bank_rows]
 
     # ---- stride prefetcher ---------------------------------------------------------------
-    def _prefetcher(self, m: Module, key, push):
+    def _prefetcher(self, m: Module, keys, push):
         """Stream table and its decision pipeline (stages P1..P4, see the module docstring).
 
         ``key`` is the registered line of the request in flight; the table is updated from
         the P3 registers at the clock edge when ``push``.  Every pipeline register is free
         running: ``key`` and the table are constant from the accepting cycle to the push,
         so each stage holds the right value from its cycle on (also while P4 waits).
-        Returns (entry, action code, stride for the targets) for the P4 push."""
+        ``keys`` are ``key`` and its copies (see ``elaborate``).  Returns (entry, action
+        code, stride for the targets, ``key``) for the P4 push."""
         N, L = self.streams, self.line_bits
+        key, nkey, key_p = keys
+        # ``key`` registered again: from P2 on it is the same value (``key`` is constant
+        # from the acceptance to the push), for the P2 adders, the table and the job
+        key1 = Signal(L, name="p_key1")
+        m.d.sync += key1.eq(key)
         valid = [Signal(name=f"st_valid{i}") for i in range(N)]
         last = [Signal(L, name=f"st_last{i}") for i in range(N)]
         stride = [Signal(signed(self.stride_bits), name=f"st_stride{i}") for i in range(N)]
         rank_w = _bits(N - 1)
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
         win = min(self.window, (1 << L) - 1)
+        # the line that would confirm each entry, ``last + stride``, kept with the table
+        # (set at the push; unused after an alloc, where the stride becomes 0) so that
+        # confirming is an equality with ``key``.  It is kept modulo ``2**(L + 1)``: as
+        # ``|stride| < 2**L``, bit ``L`` is set exactly when ``last + stride`` is below 0
+        # or at least ``2**L`` (no line)
+        pred = [Signal(L + 1, name=f"st_pred{i}") for i in range(N)]
 
-        # the window bounds of each entry, kept with ``last``: last - window, last + window
-        lo = [Signal(signed(L + 2), name=f"st_lo{i}") for i in range(N)]
-        hi = [Signal(signed(L + 2), name=f"st_hi{i}") for i in range(N)]
-
-        # P1: per entry key - last, |key - last|, repeat, in window
-        dist, diff, rep, inwin = [], [], [], []
+        # P1: per entry key - last, the distance (``|key - last|``, plus ``2**L`` for an
+        # invalid entry: farther than any valid one) and its complement (the other
+        # operand of the P2 comparators)
+        dist, ndist, diff = [], [], []
         for i in range(N):
-            w = Signal(name=f"p1_win{i}")
-            m.d.sync += w.eq(valid[i] & (key >= lo[i]) & (key <= hi[i]))
-            inwin.append(w)
             up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
             down = Signal(L + 1, name=f"st_down{i}")  # last - key
-            m.d.comb += [up.eq(key - last[i]), down.eq(last[i] - key)]
-            d = Signal(L, name=f"p1_dist{i}")
+            m.d.comb += [up.eq(key - last[i]), down.eq(last[i] + nkey + 1)]
+            d = Signal(L + 1, name=f"p1_dist{i}")
             df = Signal(signed(L + 1), name=f"p1_diff{i}")
-            r = Signal(name=f"p1_rep{i}")
-            m.d.sync += [d.eq(Mux(up[L], down[:L], up[:L])), df.eq(up.as_signed()),
-                         r.eq(valid[i] & (last[i] == key))]
-            dist.append(d), diff.append(df), rep.append(r)
+            nd = Signal(L + 1, name=f"p1_ndist{i}")
+            dv = Cat(Mux(up[L], down[:L], up[:L]), ~valid[i])
+            m.d.sync += [d.eq(dv), df.eq(up.as_signed())]
+            if i:                               # (entry 0 is never the right operand)
+                m.d.sync += nd.eq(~dv)
+            dist.append(d), ndist.append(nd), diff.append(df)
+        # ... and ``key == last`` (repeat) and ``key == pred`` (confirm) in pieces of
+        # CONF_CHUNK bits (two LUT levels each)
+        def pieces(other, tag):
+            e = Signal(-(-L // CONF_CHUNK), name=tag)
+            m.d.sync += [e[c].eq(key_p[k:k + CONF_CHUNK] == other[k:min(k + CONF_CHUNK, L)])
+                         for c, k in enumerate(range(0, L, CONF_CHUNK))]
+            return e
+        req = [pieces(last[i], f"p1_req{i}") for i in range(N)]
+        peq = [pieces(pred[i], f"p1_peq{i}") for i in range(N)]
 
         # table-only terms, free running (the table is constant from one push to the
         # next, at least REQUEST_CYCLES apart): the alloc choice and the rank order
-        def first(flags, tag, sync=False):
-            """One-hot of the lowest set flag (a register if ``sync``), and whether any."""
+        def first(flags, tag):
+            """One-hot of the lowest set flag, and whether any."""
             oh = Signal(N, name=f"p_{tag}_oh")
-            dom = m.d.sync if sync else m.d.comb
             for i in range(N):
-                dom += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
+                m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
             return oh, Cat(*flags).any()
 
         inval_oh, inval_any = first([~v for v in valid], "inval")
         alloc_oh = Signal(N, name="p_alloc_oh")
         m.d.sync += alloc_oh.eq(Mux(inval_any, inval_oh, Cat(*[r == 0 for r in rank])))
+        # an entry can confirm: valid, a stride, ``last + stride`` a line (needed in P2)
+        plive = [Signal(name=f"p_plive{i}") for i in range(N)]
+        m.d.sync += [plive[i].eq(valid[i] & (stride[i] != 0) & ~pred[i][L])
+                     for i in range(N)]
         older = {}                              # older[i, j]: rank[i] > rank[j]
         for i in range(N):
             for j in range(N):
@@ -461,30 +500,52 @@ class PageCache(wiring.Component):
                     older[i, j] = Signal(name=f"p_older{i}_{j}")
                     m.d.sync += older[i, j].eq(rank[i] > rank[j])
 
-        # P2: confirm, pairwise "i beats j" for the train rule, repeat priority
+        # P2: in window (``valid & |key - last| <= window``: the distance against a
+        # constant), confirm, the pairwise distance order for the train rule, repeat
+        # priority (``valid`` is the same as in P1: the table changes only at a push)
+        inwin = [Signal(name=f"p2_win{i}") for i in range(N)]
+        for i in range(N):
+            m.d.sync += inwin[i].eq(dist[i] < win + 1)
         conf = []
         for i in range(N):
             cf = Signal(name=f"p2_conf{i}")
-            m.d.sync += cf.eq(valid[i] & (stride[i] != 0) & (diff[i] == stride[i]))
+            m.d.sync += cf.eq(plive[i] & peq[i].all())  # key - last == stride
             conf.append(cf)
-        # train: entry i wins iff it is in the window and no other in-window entry is
-        # closer (entries below i must be strictly farther, entries above at least as far)
-        beats = {}
+        # one magnitude comparator per pair i < j: ``dist[j] < dist[i]`` (j strictly
+        # closer; on a tie the lower index wins), a bare carry chain
+        closer = {}
         for i in range(N):
             for j in range(i + 1, N):
-                gt = dist[i] > dist[j]
-                bij, bji = Signal(name=f"p2_beat{i}_{j}"), Signal(name=f"p2_beat{j}_{i}")
-                m.d.sync += [bij.eq(~inwin[j] | ~gt), bji.eq(~inwin[i] | gt)]
-                beats[i, j], beats[j, i] = bij, bji
-        rep_oh, rep_any_c = first(rep, "p2_rep", sync=True)
+                closer[i, j] = Signal(name=f"p2_closer{j}_{i}")
+                m.d.sync += closer[i, j].eq(carry_out(dist[i], ndist[j]))
+        # the entry's next ``pred`` for either outcome of a push that selects it (train:
+        # the stride becomes ``key - last``; else it stays), so that P4 only chooses
+        pred_train = [Signal(L + 1, name=f"p2_pred_train{i}") for i in range(N)]
+        pred_keep = [Signal(L + 1, name=f"p2_pred_keep{i}") for i in range(N)]
+        for i in range(N):
+            m.d.sync += [pred_train[i].eq(key1 + diff[i][:self.stride_bits].as_signed()),
+                         pred_keep[i].eq(key1 + stride[i])]
+        # repeat: at most one entry matches, since valid entries hold distinct ``last``
+        # (a push gives entry i ``last = line`` only when no valid entry has it, else the
+        # rule is repeat on that entry), so the lowest-index priority is the match itself
+        rep_c = [valid[i] & req[i].all() for i in range(N)]
+        rep_oh = Signal(N, name="p2_rep_oh")
         rep_any = Signal(name="p2_rep_any")
-        m.d.sync += rep_any.eq(rep_any_c)
+        m.d.sync += [rep_oh.eq(Cat(*rep_c)), rep_any.eq(Cat(*rep_c).any())]
 
-        # P3: rule priority -> chosen entry (one-hot) and action code
+        # P3: rule priority -> chosen entry (one-hot) and action code.  Train: entry i
+        # wins iff it is in the window and beats every other entry j: j is out of the
+        # window, or i is closer (entries below i must be strictly farther, entries
+        # above at least as far).  For i in the window, "j is out of it" implies "i is
+        # strictly closer" (invalid entries count as farther than any valid one), so
+        # beating j is the distance order alone
+        def beats(i, j):
+            return ~closer[i, j] if i < j else closer[j, i]
+
         conf_oh, conf_any = first(conf, "p3_conf")
         best_oh = Signal(N, name="p3_best_oh")
         for i in range(N):
-            m.d.comb += best_oh[i].eq(Cat(inwin[i], *[beats[i, j] for j in range(N)
+            m.d.comb += best_oh[i].eq(Cat(inwin[i], *[beats(i, j) for j in range(N)
                                                        if j != i]).all())
         best_any = Cat(*inwin).any()
         sel_oh_c = Signal(N, name="p3_sel_oh_c")
@@ -499,10 +560,13 @@ class PageCache(wiring.Component):
             m.d.comb += [sel_oh_c.eq(alloc_oh), code_c.eq(ACTION_CODES["alloc"])]
         sel_oh = Signal(N, name="p3_sel_oh")
         code = Signal(2, name="p3_code")
-        m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c)]
+        new_stride = Signal(name="p3_new_stride")  # train or alloc: the stride is rewritten
+        m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c),
+                     new_stride.eq(~rep_any & ~conf_any)]
 
         # P4: entry number and stride for the job (the stride matters only on confirm,
-        # where the chosen entry is the confirming one); table update with the push
+        # where the chosen entry is the confirming one); table update with the push (each
+        # flip-flop's enable is one LUT of registers: ``push`` is ``p4`` and a register)
         sel = Signal(range(max(N, 2)), name="p4_sel")
         m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
                                  for b in range(len(sel))]))
@@ -512,21 +576,28 @@ class PageCache(wiring.Component):
             sacc = sacc | Mux(sel_oh[i], stride[i].as_unsigned(), 0)
         m.d.comb += tgt_stride.eq(sacc)
         is_train = code == ACTION_CODES["train"]
-        is_alloc = code == ACTION_CODES["alloc"]
-        with m.If(push):
+        for i in range(N):
+            with m.If(push & sel_oh[i]):
+                m.d.sync += [valid[i].eq(1), last[i].eq(key1),
+                             pred[i].eq(Mux(is_train, pred_train[i], pred_keep[i]))]
+            with m.If(push & sel_oh[i] & new_stride):
+                m.d.sync += stride[i].eq(Mux(is_train, diff[i], 0))
+        # the ranks are updated in the cycle after the push: they are read only through
+        # the table-only registers (alloc choice, rank order), which the next request
+        # reads in its P3, at least three cycles after the push; ``sel_oh`` and the
+        # rank order still describe the pushed job then (the pipeline registers see a
+        # new key or table two cycles later)
+        pushed = Signal(name="p4_pushed")
+        m.d.sync += pushed.eq(push)
+        with m.If(pushed):
             for i in range(N):
                 with m.If(sel_oh[i]):
-                    m.d.sync += [valid[i].eq(1), last[i].eq(key), rank[i].eq(N - 1),
-                                 lo[i].eq(key - win), hi[i].eq(key + win)]
-                    with m.If(is_train):
-                        m.d.sync += stride[i].eq(diff[i])
-                    with m.Elif(is_alloc):
-                        m.d.sync += stride[i].eq(0)
+                    m.d.sync += rank[i].eq(N - 1)
                 with m.Elif(Cat(*[sel_oh[j] & older[i, j] for j in range(N) if j != i])
                             .any()):
                     m.d.sync += rank[i].eq(rank[i] - 1)
         self._st = (valid, last, stride, rank)  # for white-box tests
-        return sel, code, tgt_stride
+        return sel, code, tgt_stride, key1
 
     # ---- top -----------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -585,25 +656,53 @@ class PageCache(wiring.Component):
         clr_ptr = Signal(range(S))
 
         # -- request side and prefetcher: P0 accept, P1..P3 decide, P4 push + update
-        m.submodules.queue = queue = SyncFIFO(width=self.job_layout.size, depth=QUEUE_DEPTH)
+        # the request's line in three registers, each for some of its many loads: the
+        # subtractions ``key - last``, ``last - key`` (from the complement) and the
+        # equality pieces (a copy with another reset value, so yosys keeps it); P2 and P4
+        # use a copy registered from ``key`` (``p_key1``)
         key = Signal(L, name="p_key")
+        nkey = Signal(L, init=(1 << L) - 1, name="p_nkey")
+        key_p = Signal(L, init=(1 << L) - 1, name="p_key_pieces")
+        keys = (key, nkey, key_p)
         p1, p2, p3, p4 = (Signal(name=f"p_stage{k}") for k in range(1, 5))
         accept = Signal()
         pf_push = Signal()
+        # the job queue: QUEUE_DEPTH = 2 entries in registers, the head first, so the head
+        # is a flip-flop output and "not full" (``room``) and "not empty" are registers;
+        # a push is accepted only while the second entry is empty (also in a popping
+        # cycle), and an entry pushed is the head from the next cycle on
+        assert QUEUE_DEPTH == 2
+        q_head = Signal(self.job_layout, name="q_head")
+        q_next = Signal(self.job_layout, name="q_next")
+        q_any, q_full = Signal(name="q_any"), Signal(name="q_full")
+        q_pop = Signal()                        # the head's job starts (``start``)
+        room = Signal(name="p_queue_room")
+        job_in = Signal(self.job_layout)
+        m.d.comb += room.eq(~q_full)
+        with m.If(q_pop):
+            with m.If(pf_push):                 # (the second entry is empty)
+                m.d.sync += q_head.eq(job_in)
+            with m.Else():
+                m.d.sync += [q_head.eq(q_next), q_any.eq(q_full), q_full.eq(0)]
+        with m.Elif(pf_push):
+            with m.If(q_any):
+                m.d.sync += [q_next.eq(job_in), q_full.eq(1)]
+            with m.Else():
+                m.d.sync += [q_head.eq(job_in), q_any.eq(1)]
         m.d.comb += [
-            pf_push.eq(p4 & queue.w_rdy),
+            pf_push.eq(p4 & room),
             self.req.ready.eq(init_done & (~(p1 | p2 | p3 | p4) | pf_push)),
             accept.eq(self.req.valid & self.req.ready),
         ]
-        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~queue.w_rdy))]
+        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~room))]
         with m.If(accept):
-            m.d.sync += key.eq(self.req.payload[self.offset_bits:])
-        pf_sel, pf_code, pf_stride = self._prefetcher(m, key, pf_push)
-        job_in = Signal(self.job_layout)
-        m.d.comb += [job_in.line.eq(key), job_in.stream.eq(pf_sel),
-                     job_in.action.eq(pf_code), job_in.stride.eq(pf_stride),
-                     queue.w_data.eq(job_in), queue.w_en.eq(pf_push)]
-        head = self.job_layout(queue.r_data)
+            m.d.sync += [key.eq(self.req.payload[self.offset_bits:]),
+                         nkey.eq(~self.req.payload[self.offset_bits:]),
+                         key_p.eq(self.req.payload[self.offset_bits:])]
+        pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, pf_push)
+        m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf_sel),
+                     job_in.action.eq(pf_code), job_in.stride.eq(pf_stride)]
+        head = q_head
 
         # -- cache operations: C0 read (row registered at its end), C1 tag compare,
         #    C2 hit / victim / new row, C3 write back + outputs (= the next C0)
@@ -613,9 +712,15 @@ class PageCache(wiring.Component):
         op_demand = Signal()                    # current operation is the demand look-up
         pf_left = Signal(range(D + 1))          # targets still to examine after this one
         op_stride = Signal(signed(self.stride_bits))
-        acc = Signal(self.resp_layout)          # response fields gathered so far
+        # response fields gathered so far (loaded at the start of every access, so
+        # without the domain reset: the start alone drives the flip-flops' reset)
+        acc = Signal(self.resp_layout, reset_less=True)
         tag = op_line[sb:]
         set_idx = op_line[:sb]
+        # the complement of ``tag``, loaded with ``op_line``: the tag compare's own copy
+        # (``op_line`` fans out to the outputs, the forwarding compare and the new row; a
+        # plain copy would be merged back into it by yosys)
+        ntag = Signal(self.tag_bits, init=(1 << self.tag_bits) - 1, name="c_ntag")
         nxt_shape = signed(max(L, self.stride_bits) + 2)
         nxt = Signal(nxt_shape, name="c_nxt")   # op_line + op_stride, loaded with op_line
         nxt2 = Signal(nxt_shape, name="c_nxt2")  # nxt + op_stride
@@ -627,7 +732,7 @@ class PageCache(wiring.Component):
         issue_next = Signal()                   # the next target's read is issued
         issue = Signal()
         head_stable = Signal()                  # the head was already there last cycle
-        m.d.sync += head_stable.eq(queue.r_rdy & ~queue.r_en)
+        m.d.sync += head_stable.eq(q_any & ~q_pop)
 
         # C0: asynchronous read at the registered address; the row written in this same
         # cycle (by the completing operation) is forwarded.  With a two-cycle read, C0
@@ -639,15 +744,7 @@ class PageCache(wiring.Component):
         new_row = Signal(self.row_layout, name="c_new_row")
         write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
         fwd = Signal()
-        if self.read_stages == 1:
-            rd_cmp = rd_addr
-        else:
-            # a copy of the read address for the forwarding compares and the bank one-hot,
-            # so that they do not hang on the address net of every RAM cell; its reset
-            # value differs, so yosys keeps it (it is reloaded in the first cycle after a
-            # reset, during the clear pass)
-            rd_cmp = Signal(range(S), init=S - 1, name="c_rd_cmp")
-        m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_cmp))
+        m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_addr))
         # RAM write request of this cycle (the completing operation, or the clear pass)
         wr_en = Signal(name="c_wr_en")
         wr_set = Signal(range(S), name="c_wr_set")
@@ -663,11 +760,16 @@ class PageCache(wiring.Component):
             with m.If(issue):
                 m.d.sync += row.eq(Mux(fwd, new_row, mems[0][2].data))
         else:
-            bank_q = [Signal(self.row_layout, name=f"c_bank{b}") for b in range(self.banks)]
+            # (loaded every cycle, so without the domain reset: the select alone is the
+            # flip-flops' reset)
+            bank_q = [Signal(self.row_layout, name=f"c_bank{b}", reset_less=True)
+                      for b in range(self.banks)]
             # one-hot bank select, registered with the read address: a bank not selected
             # registers zero (the flip-flops' synchronous reset), so the bank select is
-            # an OR of the bank registers, with no select net fanning out to every bit
-            bank_oh = Signal(self.banks, name="c_bank_oh")
+            # an OR of the bank registers, with no select net fanning out to every bit.
+            # It is kept inverted (``c_bank_clr[b]``: bank b is not addressed), so the
+            # register itself is the reset of the bank's flip-flops, with no inverter LUT
+            bank_clr = Signal(self.banks, init=(1 << self.banks) - 1, name="c_bank_clr")
             fwd_q = Signal(name="c_fwd")
             fwd_row = Signal(self.row_layout, name="c_fwd_row")
             # the write is registered too (per-bank enables, set, row) and happens a
@@ -681,28 +783,57 @@ class PageCache(wiring.Component):
             for b, (_, wp, _) in enumerate(mems):
                 m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
             for b, (q, (_, _, rp)) in enumerate(zip(bank_q, mems)):
-                with m.If(bank_oh[b]):
-                    m.d.sync += q.eq(rp.data)
-                with m.Else():
+                with m.If(bank_clr[b]):
                     m.d.sync += q.eq(0)
-            m.d.sync += [fwd_q.eq(fwd | (wq_any & (wq_set == rd_cmp))),
-                         # fwd (a completing write) never meets a pending one: writes
-                         # are op_cycles apart, and the clear pass ends before any read
-                         # is issued; so the select is a register, not ``fwd``
+                with m.Else():
+                    m.d.sync += q.eq(rp.data)
+            # The set compare of the forward decision is registered a cycle early, with
+            # the read address: ``same_*`` is whether ``set_idx`` equals the set that
+            # the read address loads (the pending target's or the queue head's).  It
+            # serves both cases: in a cycle with a completing write, ``op_line`` was not
+            # loaded in the cycle before (operations are at least 3 cycles apart), and a
+            # pending write is the previous cycle's completing one, at the previous
+            # cycle's ``set_idx`` (the clear pass ends before any read is issued).
+            same_nxt = Signal(name="c_same_nxt")
+            same_head = Signal(name="c_same_head")
+            rd_is_nxt = Signal(name="c_rd_is_nxt")
+            same = Mux(rd_is_nxt, same_nxt, same_head)
+            # the forward decision in two copies (a different reset value each), each
+            # the select of half the row
+            fwd_q2 = Signal(init=1, name="c_fwd2")
+            fwd_d = same & ((complete & write_row) | wq_any)
+            m.d.sync += [fwd_q.eq(fwd_d), fwd_q2.eq(fwd_d),
+                         # a completing write never meets a pending one: writes are
+                         # op_cycles apart, and the clear pass ends before any read is
+                         # issued; so the forwarded row is a register too
                          fwd_row.eq(Mux(wq_any, wq_row, new_row)),
                          row_load.eq(issue)]
             with m.If(row_load):
                 any_bank = Const(0, self.row_layout.size)
                 for q in bank_q:
                     any_bank = any_bank | q.as_value()
-                m.d.sync += row.eq(Mux(fwd_q, fwd_row, any_bank))
+                h = self.row_layout.size // 2
+                m.d.sync += [row.as_value()[:h].eq(Mux(fwd_q, fwd_row.as_value()[:h],
+                                                       any_bank[:h])),
+                             row.as_value()[h:].eq(Mux(fwd_q2, fwd_row.as_value()[h:],
+                                                       any_bank[h:]))]
         # C1: tag compare; is there a next target
         match = Signal(W, name="c_match")
         has_next = Signal(name="c_has_next")
-        m.d.sync += [
-            match.eq(Cat(*[row[j].valid & (row[j].tag == tag) for j in range(W)])),
-            has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))),
-        ]
+        m.d.sync += has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L)))
+        if self.read_stages == 1:
+            m.d.sync += match.eq(Cat(*[row[j].valid & (row[j].tag == ~ntag)
+                                       for j in range(W)]))
+        else:
+            # the compare of every way in pieces of TAG_CHUNK bits, registered; ``match``
+            # (the valid bit and the AND of the pieces) is the first logic level of C1b
+            T = self.tag_bits
+            for j in range(W):
+                teq = Signal(-(-T // TAG_CHUNK), name=f"c_teq{j}")
+                m.d.sync += [teq[c].eq(row[j].tag[k:k + TAG_CHUNK]
+                                       == ~ntag[k:k + TAG_CHUNK])
+                             for c, k in enumerate(range(0, T, TAG_CHUNK))]
+                m.d.comb += match[j].eq(row[j].valid & teq.all())
         # C2: hit, LRU rotation / fill, victim
         hit = Signal(name="c_hit")
         pf_flag = Signal(name="c_pf_flag")
@@ -743,8 +874,10 @@ class PageCache(wiring.Component):
         rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
         m.d.sync += rd_addr.eq(rd_next)
         if self.read_stages == 2:
-            m.d.sync += rd_cmp.eq(rd_next)
-            m.d.sync += [bank_oh[b].eq(rd_next[bb:] == b) for b in range(self.banks)]
+            m.d.sync += [bank_clr[b].eq(rd_next[bb:] != b) for b in range(self.banks)]
+            m.d.sync += [same_nxt.eq(set_idx == nxt[:sb]),
+                         same_head.eq(set_idx == head.line[:sb]),
+                         rd_is_nxt.eq(active & has_next)]
 
         # C3: complete when the outputs it pushes have room.  ``complete`` is a register,
         # computed in the cycle before from the C2 results and the buffers' next state.
@@ -758,7 +891,7 @@ class PageCache(wiring.Component):
             start.eq(head_stable & (~active | last_done)),
             issue_next.eq(complete & has_next),
             issue.eq(start | issue_next),
-            queue.r_en.eq(start),
+            q_pop.eq(start),
             self.busy.eq(~init_done),
         ]
         c3_next = Signal()
@@ -796,22 +929,24 @@ class PageCache(wiring.Component):
         with m.If(complete):
             m.d.sync += acc.eq(cur)
             with m.If(has_next):
-                m.d.sync += [op_line.eq(nxt), nxt.eq(nxt2), op_demand.eq(0),
+                m.d.sync += [op_line.eq(nxt), ntag.eq(~nxt[sb:L]), nxt.eq(nxt2),
+                             op_demand.eq(0),
                              pf_left.eq(pf_left - 1)]
             with m.Else():
                 m.d.sync += active.eq(0)
-            with m.If(op_demand):
-                m.d.sync += [counters["accesses"].eq(counters["accesses"] + 1),
-                             counters["prefetch_used"].eq(
-                                 counters["prefetch_used"] + (hit & pf_flag))]
-                with m.If(hit):
-                    m.d.sync += counters["hits"].eq(counters["hits"] + 1)
-                with m.Else():
-                    m.d.sync += counters["misses"].eq(counters["misses"] + 1)
-            with m.Else():
-                m.d.sync += counters["prefetch_issued"].eq(
-                    counters["prefetch_issued"] + need_pf)
-            m.d.sync += counters["prefetch_wasted"].eq(counters["prefetch_wasted"] + ev_pf)
+        # counting: what the completing operation counts is registered, and each counter
+        # adds its flag in the next cycle (the flag register is the counter's enable)
+        incs = {
+            "accesses": op_demand, "hits": op_demand & hit, "misses": op_demand & ~hit,
+            "prefetch_used": op_demand & hit & pf_flag,
+            "prefetch_issued": ~op_demand & need_pf, "prefetch_wasted": ev_pf,
+        }
+        assert set(incs) == set(STATS)
+        for name, cond in incs.items():
+            inc = Signal(name=f"cnt_inc_{name}")
+            m.d.sync += inc.eq(complete & cond)
+            with m.If(inc):
+                m.d.sync += counters[name].eq(counters[name] + 1)
         m.d.comb += [
             fetch_push.eq(complete & need_fetch),
             pfo_push.eq(complete & need_pf),
@@ -823,7 +958,8 @@ class PageCache(wiring.Component):
 
         with m.If(start):
             m.d.sync += [
-                active.eq(1), op_line.eq(head.line), nxt.eq(head_nxt), op_demand.eq(1),
+                active.eq(1), op_line.eq(head.line), ntag.eq(~head.line[sb:]),
+                nxt.eq(head_nxt), op_demand.eq(1),
                 pf_left.eq(Mux(head.action == ACTION_CODES["confirm"], D, 0)),
                 op_stride.eq(head.stride),
                 acc.eq(0), acc.line.eq(head.line), acc.stream.eq(head.stream),

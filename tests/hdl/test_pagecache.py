@@ -256,6 +256,34 @@ def test_amaranth_other_geometries(cache, params):
     _amaranth_run(preset("tiny").with_(cache=cache), 500, 0.8, 0.6, seed=4, **params)
 
 
+def test_amaranth_confirm_line_past_either_end():
+    """An entry whose next line ``last + stride`` lies past the end of the line space
+    (or below 0) must not confirm on the line that the same low bits name: the RTL keeps
+    ``last + stride`` with one bit above the line width and compares only the low ones
+    with the request, so this fails if that bit is ignored."""
+    cfg = preset("tiny").with_(cache={"prefetch_streams": 4})
+    dut = make_dut(cfg, {"addr_bits": 16})
+    top, lb = 1 << dut.line_bits, dut.line_bytes
+    gap = 2 * dut.window + 1                # lines this far apart never train
+    lines, wrapped = [], []
+    for n, s in enumerate((1, 2, dut.window)):
+        for up in (True, False):
+            # fill the table with lines in the middle, away from both ends
+            lines += [3 * gap + gap * (dut.streams * (2 * n + up) + k)
+                      for k in range(dut.streams)]
+            if up:      # train at the top line with stride s, then line last + s - 2**L
+                lines += [top - 1 - s, top - 1, s - 1]
+            else:       # train at line 0 with stride -s, then line 2**L - s
+                lines += [s, 0, top - s]
+            wrapped.append(len(lines) - 1)
+    trace = [x * lb for x in lines]
+    resp = expected(dut, trace)[0]
+    assert max(lines) < top
+    assert all(resp[w - 1]["action"] == ACTION_CODES["train"] for w in wrapped)
+    assert all(resp[w]["action"] == ACTION_CODES["alloc"] for w in wrapped)
+    _amaranth_run(cfg, len(trace), 1.0, 1.0, 0, trace=trace, addr_bits=16)
+
+
 @pytest.mark.parametrize("read_stages", [1, 2])
 def test_amaranth_read_after_write_every_gap(read_stages):
     """Pairs of accesses to one set, the second offered 0..15 cycles after the first was
@@ -406,8 +434,7 @@ def test_cocotb_runner_reports_failures():
 def test_split_read_structure_after_synthesis(tmp_path):
     """yosys synth_ecp5 of a two-cycle-read cache (64 sets, 4 banks of 16 rows): the tag
     store is LUT RAM (``DPR16X4``) only; the read-address register drives nothing but the
-    RAM cells' read addresses, and its copy ``c_rd_cmp`` (the forwarding compares) survives
-    as flip-flops of its own."""
+    RAM cells' read addresses, and the forward decision survives as two flip-flops."""
     from tests.hdl.synth import drivers_and_loads, synth_ecp5
     cfg = preset("tiny").with_(cache={"sets": 64, "ways": 2})
     dut = PageCache(cfg, read_stages=2, bank_rows=16)
@@ -417,7 +444,7 @@ def test_split_read_structure_after_synthesis(tmp_path):
     row_bits = dut.row_layout.size
     tag_cells = [k for k, c in net["cells"].items()
                  if c["type"] == "TRELLIS_DPR16X4" and k.startswith("tags")]
-    n_ram = len(tag_cells)          # (the job queue is LUT RAM too)
+    n_ram = len(tag_cells)
     assert {k.split(".")[0] for k in tag_cells} == {f"tags{b}" for b in range(dut.banks)}
     assert n_ram >= dut.banks * -(-row_bits // 4)
     driver, loads = drivers_and_loads(net)
@@ -429,11 +456,14 @@ def test_split_read_structure_after_synthesis(tmp_path):
         assert all(driver[b]["type"] == "TRELLIS_FF" for b in bits), name
         return bits
 
-    addr, cmp_ = ff_bits("c_rd_addr"), ff_bits("c_rd_cmp")
-    # the bank bits of c_rd_addr are unused (removed); c_rd_cmp is whole and distinct
-    assert len(addr) == 4 and len(cmp_) == dut.set_bits and not set(addr) & set(cmp_)
+    addr = ff_bits("c_rd_addr")
+    # the bank bits of c_rd_addr are unused (removed): the bank select and the forwarding
+    # compare have registers of their own
+    assert len(addr) == 4
     for b in addr:                            # the row-in-bank bits: RAM cells only
         assert {(c["type"], p[:3]) for c, p in loads[b]} == {("TRELLIS_DPR16X4", "RAD")}
         assert len(loads[b]) == n_ram
-    for b in cmp_:
-        assert loads[b] and all(c["type"] != "TRELLIS_DPR16X4" for c, _ in loads[b])
+    # the forward decision survives in two copies, each the select of half the row
+    fwd = [net["netnames"][name]["bits"][0] for name in ("c_fwd", "c_fwd2")]
+    assert fwd[0] != fwd[1] and all(driver[b]["type"] == "TRELLIS_FF" for b in fwd)
+    assert all(len(loads[b]) >= row_bits // 4 for b in fwd)
