@@ -103,9 +103,10 @@ P2    per entry ``in window`` (distance ``<= window``, a compare with a constant
 P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
       train rule's entry is the in-window one that beats every other by distance (ties
       to the lower index; an entry out of the window is farther than one in it).  The
-      alloc entry (lowest invalid, else rank 0), the rank order ``rank[i] > rank[j]`` and
-      whether an entry can confirm are registers computed from the table alone (it only
-      changes at a push).
+      alloc entry (lowest invalid, else rank 0: a multiplexer of registers), the rank
+      order ``rank[i] > rank[j]`` and whether an entry can confirm come from registers
+      computed from the table alone (it only changes at a push; the ranks a cycle
+      after).
 P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
       queue and the table is updated (``last``, ``stride``, ``pred``, ``valid``, ranks) in
       the same cycle; waits here while the queue is full.
@@ -486,9 +487,16 @@ class PageCache(wiring.Component):
                 m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
             return oh, Cat(*flags).any()
 
-        inval_oh, inval_any = first([~v for v in valid], "inval")
-        alloc_oh = Signal(N, name="p_alloc_oh")
-        m.d.sync += alloc_oh.eq(Mux(inval_any, inval_oh, Cat(*[r == 0 for r in rank])))
+        # (the alloc choice is a multiplexer of registers, read in P3: the lowest invalid
+        # entry is registered from ``valid``, which changes at the push, ``rank == 0``
+        # from the ranks, which change a cycle later; P3 comes three cycles after it)
+        inval_oh_c, inval_any_c = first([~v for v in valid], "inval")
+        inval_oh = Signal(N, name="p_inval_first")
+        inval_any = Signal(name="p_inval_any")
+        rank0 = Signal(N, name="p_rank0")
+        m.d.sync += [inval_oh.eq(inval_oh_c), inval_any.eq(inval_any_c),
+                     rank0.eq(Cat(*[r == 0 for r in rank]))]
+        alloc_oh = Mux(inval_any, inval_oh, rank0)
         # an entry can confirm: valid, a stride, ``last + stride`` a line (needed in P2)
         plive = [Signal(name=f"p_plive{i}") for i in range(N)]
         m.d.sync += [plive[i].eq(valid[i] & (stride[i] != 0) & ~pred[i][L])
@@ -560,9 +568,10 @@ class PageCache(wiring.Component):
             m.d.comb += [sel_oh_c.eq(alloc_oh), code_c.eq(ACTION_CODES["alloc"])]
         sel_oh = Signal(N, name="p3_sel_oh")
         code = Signal(2, name="p3_code")
-        new_stride = Signal(name="p3_new_stride")  # train or alloc: the stride is rewritten
+        # the chosen entry again where its stride is rewritten (train, alloc), else zero
+        ts_oh = Signal(N, name="p3_ts_oh")
         m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c),
-                     new_stride.eq(~rep_any & ~conf_any)]
+                     ts_oh.eq(Mux(~rep_any & ~conf_any, Mux(best_any, best_oh, alloc_oh), 0))]
 
         # P4: entry number and stride for the job (the stride matters only on confirm,
         # where the chosen entry is the confirming one); table update with the push (each
@@ -580,7 +589,7 @@ class PageCache(wiring.Component):
             with m.If(push & sel_oh[i]):
                 m.d.sync += [valid[i].eq(1), last[i].eq(key1),
                              pred[i].eq(Mux(is_train, pred_train[i], pred_keep[i]))]
-            with m.If(push & sel_oh[i] & new_stride):
+            with m.If(push & ts_oh[i]):
                 m.d.sync += stride[i].eq(Mux(is_train, diff[i], 0))
         # the ranks are updated in the cycle after the push: they are read only through
         # the table-only registers (alloc choice, rank order), which the next request
@@ -679,27 +688,39 @@ class PageCache(wiring.Component):
         room = Signal(name="p_queue_room")
         job_in = Signal(self.job_layout)
         m.d.comb += room.eq(~q_full)
+        # complements of ``q_full`` and ``p_stage4`` (reset to the complement of theirs),
+        # for the push that enables the table's flip-flops
+        q_room = Signal(init=1, name="q_room")
+        np4 = Signal(init=1, name="p_stage4_n")
+        table_push = ~np4 & q_room
         with m.If(q_pop):
             with m.If(pf_push):                 # (the second entry is empty)
                 m.d.sync += q_head.eq(job_in)
             with m.Else():
-                m.d.sync += [q_head.eq(q_next), q_any.eq(q_full), q_full.eq(0)]
+                m.d.sync += [q_head.eq(q_next), q_any.eq(q_full), q_full.eq(0), q_room.eq(1)]
         with m.Elif(pf_push):
             with m.If(q_any):
-                m.d.sync += [q_next.eq(job_in), q_full.eq(1)]
+                m.d.sync += [q_full.eq(1), q_room.eq(0)]
             with m.Else():
                 m.d.sync += [q_head.eq(job_in), q_any.eq(1)]
+        # (the second entry is loaded by every push: it is read only while full)
+        with m.If(pf_push):
+            m.d.sync += q_next.eq(job_in)
         m.d.comb += [
             pf_push.eq(p4 & room),
             self.req.ready.eq(init_done & (~(p1 | p2 | p3 | p4) | pf_push)),
             accept.eq(self.req.valid & self.req.ready),
         ]
-        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~room))]
-        with m.If(accept):
+        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~room)),
+                     np4.eq(~(p3 | (p4 & ~room)))]
+        # (loaded whenever ``req.ready``, not only on acceptance: a line loaded without a
+        # request reaches no stage, and from an acceptance to its push ``ready`` is low
+        # but in the push cycle, whose edge ends the request's use of ``key``)
+        with m.If(self.req.ready):
             m.d.sync += [key.eq(self.req.payload[self.offset_bits:]),
                          nkey.eq(~self.req.payload[self.offset_bits:]),
                          key_p.eq(self.req.payload[self.offset_bits:])]
-        pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, pf_push)
+        pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, table_push)
         m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf_sel),
                      job_in.action.eq(pf_code), job_in.stride.eq(pf_stride)]
         head = q_head
