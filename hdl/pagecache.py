@@ -183,23 +183,24 @@ LUT4s plus two per CCU2C carry cell; the serial-I/O wrapper of the script is inc
 =======  =============  =====================  ====  ====  ===  ==========================
 preset   S x W, N, D    LUT4 (LUT4 + 2*CCU2C)  FF    BRAM  DSP  Fmax (single-cycle design)
 =======  =============  =====================  ====  ====  ===  ==========================
-tiny     4 x 2, 4, 2    1774 (1132 + 2*321)    1672  0     0    154.3 MHz (64.7 MHz)
-default  16 x 4, 4, 2   2518 (1670 + 2*424)    2177  0     0    155.0 MHz (64.2 MHz)
-paper    256 x 8, 8, 4  7306 (5090 + 2*1108)   7243  0     0    129.0 MHz (44.2 MHz)
+tiny     4 x 2, 4, 2    1876 (1164 + 2*356)    1925  0     0    188.4 MHz (64.7 MHz)
+default  16 x 4, 4, 2   2644 (1708 + 2*468)    2550  0     0    177.6 MHz (64.2 MHz)
+paper    256 x 8, 8, 4  7227 (4679 + 2*1274)   8115  0     0    155.6 MHz (44.2 MHz)
 =======  =============  =====================  ====  ====  ===  ==========================
 
-The paper preset misses 150 MHz (129.0 with the two-cycle read below; 98.3 with a
-one-cycle read, whose path this paragraph describes): its 256 x 208-bit tag store in LUT RAM is 832
-``DPR16X4`` cells and a 16:1 read multiplexer per bit, spread over much of the die; the
-critical path is the read address register, through the same-set forwarding compare and
-the row multiplexer, into the row register (10.2 ns, 8.5 ns of it routing).  An earlier
-variant with the store in block RAM (6 ``DP16KD``, a synchronous read and one more cycle
-per operation) reached 126.8 MHz, limited by the block RAM's 5.8 ns clock-to-output
-(yosys does not use the ``OUTREG`` output register).  Closing
-timing there needs the tag read spread over two cycles (banked LUT RAM with a registered
-first multiplexer level, or a block RAM with its output register instantiated directly);
-the cycle counts above would then depend on the preset.  Margins at 150 MHz are thin: on
-this design, P&R results of close variants ranged from 141.8 to 157.0 MHz (default).
+With a one-cycle tag read the paper preset reached 98.3 MHz: its 256 x 208-bit tag store in
+LUT RAM is 832 ``DPR16X4`` cells and a 16:1 read multiplexer per bit, spread over much of the
+die, and the read address register, the same-set forwarding compare and the row multiplexer
+made one 10.2 ns path (8.5 ns of it routing).  A block-RAM store (6 ``DP16KD``, a synchronous
+read) reached 126.8 MHz, limited by the block RAM's 5.8 ns clock-to-output (yosys does not
+use the ``OUTREG`` output register).  Hence the two-cycle read above 16 sets (129.0 MHz at
+first).  The rest came from keeping every path within three LUT levels, as each critical
+path had 4-6 ns of routing: compares registered in pieces or a cycle early, no wide
+register's enable behind more than one LUT of registers, copies of the registers with the
+largest fan-out (the line, the tag, the forward decision), the job queue in registers.
+Margins at 150 MHz are thin: at placement seed 2 the paper preset reaches 146.8 MHz (the
+path from the queue-full register through ``req.ready`` into stage P1), and close variants
+of this design placed between 122 and 156 MHz.
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
