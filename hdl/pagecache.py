@@ -198,9 +198,10 @@ first).  The rest came from keeping every path within three LUT levels, as each 
 path had 4-6 ns of routing: compares registered in pieces or a cycle early, no wide
 register's enable behind more than one LUT of registers, copies of the registers with the
 largest fan-out (the line, the tag, the forward decision), the job queue in registers.
-Margins at 150 MHz are thin: at placement seed 2 the paper preset reaches 146.8 MHz (the
-path from the queue-full register through ``req.ready`` into stage P1), and close variants
-of this design placed between 122 and 156 MHz.
+There is no margin at 150 MHz: at placement seed 2 the paper preset reaches 146.8 MHz (the
+path from the queue-full register through ``req.ready`` into stage P1), at seed 3 136.9 (the
+push into the queue head), and close variants of this design placed between 122 and 156
+MHz.
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
