@@ -512,7 +512,7 @@ class PageCache(wiring.Component):
 
         # P2: in window (``valid & |key - last| <= window``: the distance against a
         # constant), confirm, the pairwise distance order for the train rule, repeat
-        # priority (``valid`` is the same as in P1: the table changes only at a push)
+        # (``valid`` is the same as in P1: the table changes only at a push)
         inwin = [Signal(name=f"p2_win{i}") for i in range(N)]
         for i in range(N):
             m.d.sync += inwin[i].eq(dist[i] < win + 1)
