@@ -92,6 +92,11 @@ P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), re
       the signed difference, the distance ``|line - last|`` (with a top bit set for an
       invalid entry: farther than any valid one) and its complement; ``line == last``
       and ``line == pred`` in pieces of ``CONF_CHUNK`` bits.
+P1b   (two-cycle tag read only: ``prefetch_split``) P1 registered the two differences
+      themselves (each with a top bit that is set when it is negative); P1b registers
+      the signed difference, the distance and its complement, and ``in window`` (either
+      difference ``<= window``, two compares with a constant in parallel, and
+      ``valid``), ``confirm`` and ``repeat`` (below) one stage early.
 P2    per entry ``in window`` (distance ``<= window``, a compare with a constant) and
       ``confirm`` (the AND of the pieces, and ``valid & stride != 0`` with ``pred`` a
       line: ``line - last == stride``); for every pair ``i < j`` whether entry ``j`` is
@@ -99,23 +104,27 @@ P2    per entry ``in window`` (distance ``<= window``, a compare with a constant
       out of one distance plus the other's complement); ``repeat`` (``valid & line ==
       last``: the AND of the pieces; at most one entry repeats, valid entries never share
       ``last``) and whether any does; the entry's next ``pred`` for a train (``line + (line
-      - last)``) and otherwise (``line + stride``); all registered.
+      - last)``) and otherwise (``line + stride``); all registered.  With P1b, P2
+      registers instead of the first three the rule terms that need no distance order:
+      the repeat-or-confirm entry and whether there is one, whether an entry is in the
+      window, and which of train and alloc applies otherwise.
 P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
       train rule's entry is the in-window one that beats every other by distance (ties
       to the lower index; an entry out of the window is farther than one in it).  The
-      alloc entry (lowest invalid, else rank 0: a multiplexer of registers), the rank
-      order ``rank[i] > rank[j]`` and whether an entry can confirm come from registers
-      computed from the table alone (it only changes at a push; the ranks a cycle
-      after).
+      alloc entry (lowest invalid, else rank 0), the rank order ``rank[i] > rank[j]``
+      and whether an entry can confirm are registers computed from the table alone (it
+      only changes at a push; the ranks a cycle after).
 P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
       queue and the table is updated (``last``, ``stride``, ``pred``, ``valid``, ranks) in
       the same cycle; waits here while the queue is full.
 ====  ==================================================================================
 
 ``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
-request's P1 sees the updated table); it depends only on registers (stage bits, the queue
-level, ``busy``), never on ``resp`` / ``fetch`` / ``prefetch`` ``ready``.  Requests are
-therefore accepted at most once every ``REQUEST_CYCLES`` = 4 cycles.
+request's P1 sees the updated table); it never depends on ``resp`` / ``fetch`` /
+``prefetch`` ``ready``.  It is a register, and so is the push (P4 with room in the queue):
+both are computed a cycle ahead from the next state of the stage bits and of the queue
+(which only a push and the head's start change).  Requests are therefore accepted at
+most once every ``request_cycles`` = ``REQUEST_CYCLES`` = 4 cycles (5 with P1b).
 
 *Cache operations*: an access is a short sequence of operations: the demand look-up, then
 on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
@@ -136,8 +145,8 @@ C1    tag compare of every way, registered; whether a next target exists (in ran
       ``k <= D``), registered.  The next target's line is precomputed (``line +
       stride`` registered with the operation, and ``+ stride`` again meanwhile).
 C1b   (two-cycle read only; C1 registered the tag compare in pieces) the match vector
-      and its W-way reductions (hit, prefetched hit, the LRU shift of each entry),
-      registered.
+      and its reductions over groups of ``WAY_GROUP`` ways (hit, prefetched hit, the
+      LRU shift of each entry within its group), registered; C2 combines the groups.
 C2    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
       what the operation must push (fetch / prefetch / row write), registered; also
       ``complete`` for the next cycle (the outputs it pushes will have room).
@@ -166,15 +175,17 @@ the push, 2 to the start, 3 per operation, 1 for the response buffer), its deman
 (on a miss) after 10 cycles and its ``k``-th prefetch after ``10 + 3k``; a stream of
 accesses without targets runs at one per 4 cycles, one of accesses with ``T`` targets
 each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  With a two-cycle tag
-read (C0b and C1b) every 3 above is 5 and the latency ``12 + 5T`` (fetch after 12,
-``k``-th prefetch after ``12 + 5k``; one access per 5 cycles without targets).  The previous
+read (C0b and C1b) every 3 above is 5, and P1b adds a cycle to the prefetcher (5 per
+request, as many as an operation): the latency is ``13 + 5T`` (fetch after 13, ``k``-th
+prefetch after ``13 + 5k``; one access per 5 cycles without targets).  The previous
 single-cycle design took ``1 + T`` cycles per access, at 64 MHz (default preset).  A NAND
 page read takes microseconds, hundreds of cycles at 150 MHz, so one access per 4-15
 cycles is far from limiting.  Every output is a two-entry register buffer (``valid`` and
-``payload`` come from its first entry, so they never depend on ``ready``); an output has
-room while its second entry is (or, in the cycle before, will be) empty, so no logic but
-a buffer's own pop sees a port's ``ready`` combinationally beyond one LUT into the
-``complete`` register.
+``payload`` come from registers: a fill flag, and the entry at the read pointer of the
+two-entry ring, so they never depend on ``ready``); an output has room while its second
+entry is (or, in the cycle before, will be) empty, so no logic but a buffer's own pop
+sees a port's ``ready`` combinationally beyond one LUT into the ``complete`` register,
+and in the buffer ``ready`` reaches only the read pointer and the fill flags.
 
 Measured on ECP5-85F (``python -m proxima.fpga.resources pagecache --preset P``, yowasp
 yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1; LUT4 counts the logic
@@ -235,7 +246,8 @@ STATS_BITS = 32
 #: Entries of the job queue between the prefetcher pipeline and the cache operations.
 QUEUE_DEPTH = 2
 
-#: Cycles from one accepted request to the next at the earliest (prefetcher pipeline).
+#: Cycles from one accepted request to the next at the earliest (prefetcher pipeline),
+#: with a one-cycle tag read (one more with a two-cycle one: ``PageCache.request_cycles``).
 REQUEST_CYCLES = 4
 
 #: Cycles per cache operation (the demand look-up, or one prefetch target) with a
@@ -244,7 +256,7 @@ REQUEST_CYCLES = 4
 OP_CYCLES = 3
 
 #: Cycles from accepting a request (into an idle block) to its response being valid,
-#: when it examines no prefetch target, with a one-cycle tag read (2 more with a
+#: when it examines no prefetch target, with a one-cycle tag read (3 more with a
 #: two-cycle one: ``PageCache.response_latency``); each examined target adds the
 #: operation's cycles.
 RESPONSE_LATENCY = 10
@@ -257,25 +269,26 @@ SPLIT_READ_SETS = 16
 BANK_ROWS = 16
 
 
-def full_rate_schedule(examined, op_cycles: int = OP_CYCLES) -> tuple[list[int], list[int]]:
+def full_rate_schedule(examined, op_cycles: int = OP_CYCLES,
+                       request_cycles: int = REQUEST_CYCLES) -> tuple[list[int], list[int]]:
     """Exact cycles of a run with ``req.valid`` and every ``ready`` always high.
 
     ``examined[i]`` is ``T_i``, the number of prefetch targets access ``i`` examines (see
-    the module docstring); ``op_cycles`` is the block's ``op_cycles`` (``OP_CYCLES`` with a
-    one-cycle tag read).  Cycle 0 is the first cycle with ``busy`` low.  Returns the
-    cycle in which each request is accepted and the cycle in which each response is valid
-    (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
+    the module docstring); ``op_cycles`` and ``request_cycles`` are the block's
+    (``OP_CYCLES`` and ``REQUEST_CYCLES`` with a one-cycle tag read).  Cycle 0 is the
+    first cycle with ``busy`` low.  Returns the cycle in which each request is accepted
+    and the cycle in which each response is valid (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
     the demand look-up (C0), ``r``: response::
 
         a_0 = 0,  a_i = q_{i-1}
-        q_i = max(a_i + REQUEST_CYCLES, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
+        q_i = max(a_i + request_cycles, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
         s_0 = q_0 + 2,  s_i = max(s_{i-1} + op_cycles * (1 + T_{i-1}), q_i + 2)
         r_i = s_i + op_cycles * (1 + T_i) + 1
     """
     a, q, s, r = [], [], [], []
     for i, t in enumerate(examined):
         a.append(q[i - 1] if i else 0)
-        qi = a[i] + REQUEST_CYCLES
+        qi = a[i] + request_cycles
         if i >= QUEUE_DEPTH:
             qi = max(qi, s[i - QUEUE_DEPTH] + 1)
         q.append(qi)
@@ -299,6 +312,8 @@ CONF_CHUNK = 8
 """Bits per registered piece of the prefetcher's ``key == last + stride`` compare (P1)."""
 TAG_CHUNK = 8
 """Bits per registered piece of the tag compare (C1) with a two-cycle tag read."""
+WAY_GROUP = 4
+"""Ways per group of the registered way reductions (C1b) with a two-cycle tag read."""
 
 
 def _bits(n: int) -> int:
@@ -331,7 +346,8 @@ class PageCache(wiring.Component):
         Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
         (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
         registered, zero unless addressed, then their OR).  Default: 2 when ``sets > SPLIT_READ_SETS``.
-        Every cache operation then takes 2 more cycles (C0b and C1b).
+        Every cache operation then takes 2 more cycles (C0b and C1b), and the prefetcher
+        one more per request (P1b).
     bank_rows : int
         Rows per bank when ``read_stages == 2`` (a power of two; capped at ``sets``).
 
@@ -340,7 +356,9 @@ class PageCache(wiring.Component):
     sets, ways, depth, streams, window, line_bytes, offset_bits, addr_bits, line_bits,
     set_bits, tag_bits, stride_bits, resp_layout, pf_layout, entry_layout, row_layout,
     read_stages, bank_rows, banks, op_cycles (``OP_CYCLES + 2 * (read_stages - 1)``),
-    response_latency (``RESPONSE_LATENCY + 2 * (read_stages - 1)``).
+    prefetch_split (``read_stages == 2``: the prefetcher's stage P1b), request_cycles
+    (``REQUEST_CYCLES + prefetch_split``), response_latency (``RESPONSE_LATENCY + 3 *
+    (read_stages - 1)``).
     """
 
     def __init__(self, cfg: ProximaConfig, *, window: int | None = None,
@@ -361,7 +379,11 @@ class PageCache(wiring.Component):
         self.banks = c.sets // self.bank_rows
         #: cycles per cache operation and from an accepted request to its response
         self.op_cycles = OP_CYCLES + 2 * (read_stages - 1)
-        self.response_latency = RESPONSE_LATENCY + 2 * (read_stages - 1)
+        #: with a two-cycle read the prefetcher has a stage more (P1b): a request
+        #: every 5 cycles, as fast as the cache operations go
+        self.prefetch_split = read_stages == 2
+        self.request_cycles = REQUEST_CYCLES + int(self.prefetch_split)
+        self.response_latency = RESPONSE_LATENCY + 3 * (read_stages - 1)
         self.sets, self.ways = c.sets, c.ways
         self.depth, self.streams = c.prefetch_depth, c.prefetch_streams
         self.line_bytes = c.line_bytes
@@ -401,9 +423,12 @@ class PageCache(wiring.Component):
             "stream": unsigned(_bits(self.streams - 1)),
             "action": unsigned(2),
         })
-        self.job_layout = data.StructLayout({
-            "line": unsigned(L), "stream": unsigned(_bits(self.streams - 1)),
-            "action": unsigned(2), "stride": signed(self.stride_bits)})
+        job_fields = {"line": unsigned(L), "stream": unsigned(_bits(self.streams - 1)),
+                      "action": unsigned(2), "stride": signed(self.stride_bits)}
+        if read_stages == 2:
+            # the line's bank, decoded (bit b: the line's set is not in bank b)
+            job_fields["bank_clr"] = unsigned(self.banks)
+        self.job_layout = data.StructLayout(job_fields)
         self.pf_layout = data.StructLayout({
             "line": unsigned(L), "evicted_valid": unsigned(1), "evicted": unsigned(L)})
         ports = {
@@ -446,7 +471,6 @@ class PageCache(wiring.Component):
         stride = [Signal(signed(self.stride_bits), name=f"st_stride{i}") for i in range(N)]
         rank_w = _bits(N - 1)
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
-        win = min(self.window, (1 << L) - 1)
         # the line that would confirm each entry, ``last + stride``, kept with the table
         # (set at the push; unused after an alloc, where the stride becomes 0) so that
         # confirming is an equality with ``key``.  It is kept modulo ``2**(L + 1)``: as
@@ -457,11 +481,19 @@ class PageCache(wiring.Component):
         # P1: per entry key - last, the distance (``|key - last|``, plus ``2**L`` for an
         # invalid entry: farther than any valid one) and its complement (the other
         # operand of the P2 comparators)
+        # (with ``split``, P1 registers the two differences and P1b the rest, and also
+        # whether the entry is in the window: the distance against a constant)
+        split = self.prefetch_split
+        win = min(self.window, (1 << L) - 1)
         dist, ndist, diff = [], [], []
+        inwin = [Signal(name=f"p2_win{i}") for i in range(N)]
+        dom = m.d.sync if split else m.d.comb
         for i in range(N):
-            up = Signal(L + 1, name=f"st_up{i}")      # key - last (borrow in the top bit)
-            down = Signal(L + 1, name=f"st_down{i}")  # last - key
-            m.d.comb += [up.eq(key - last[i]), down.eq(last[i] + nkey + 1)]
+            up = Signal(L + 1, name=f"p1_up{i}")      # key - last (borrow in the top bit)
+            # last - key, and in the top bit whether key > last (``2**L`` is added:
+            # ``down`` is ``|key - last|`` exactly when it is below ``2**L``)
+            down = Signal(L + 1, name=f"p1_down{i}")
+            dom += [up.eq(key - last[i]), down.eq(Cat(last[i], 1) + nkey + 1)]
             d = Signal(L + 1, name=f"p1_dist{i}")
             df = Signal(signed(L + 1), name=f"p1_diff{i}")
             nd = Signal(L + 1, name=f"p1_ndist{i}")
@@ -469,6 +501,16 @@ class PageCache(wiring.Component):
             m.d.sync += [d.eq(dv), df.eq(up.as_signed())]
             if i:                               # (entry 0 is never the right operand)
                 m.d.sync += nd.eq(~dv)
+            # in the window: ``valid & |key - last| <= window``: the distance against a
+            # constant in P2 (the top bit of an invalid entry's distance puts it out),
+            # or with ``split`` in P1b both differences against it, in parallel
+            # (``x > window`` as a bare carry chain: the carry out of ``x + ~window``)
+            nwin = Const(~win & ((1 << (L + 1)) - 1), L + 1)
+            if split:
+                m.d.sync += inwin[i].eq(valid[i] & ~(carry_out(up, nwin)
+                                                     & carry_out(down, nwin)))
+            else:
+                m.d.sync += inwin[i].eq(~carry_out(d, nwin))
             dist.append(d), ndist.append(nd), diff.append(df)
         # ... and ``key == last`` (repeat) and ``key == pred`` (confirm) in pieces of
         # CONF_CHUNK bits (two LUT levels each)
@@ -489,16 +531,12 @@ class PageCache(wiring.Component):
                 m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
             return oh, Cat(*flags).any()
 
-        # (the alloc choice is a multiplexer of registers, read in P3: the lowest invalid
-        # entry is registered from ``valid``, which changes at the push, ``rank == 0``
-        # from the ranks, which change a cycle later; P3 comes three cycles after it)
+        # (the alloc choice is a register, read in P3: the lowest invalid entry, else
+        # ``rank == 0``; the ranks change a cycle after the push, and P3 comes three
+        # cycles after that (four with ``split``))
         inval_oh_c, inval_any_c = first([~v for v in valid], "inval")
-        inval_oh = Signal(N, name="p_inval_first")
-        inval_any = Signal(name="p_inval_any")
-        rank0 = Signal(N, name="p_rank0")
-        m.d.sync += [inval_oh.eq(inval_oh_c), inval_any.eq(inval_any_c),
-                     rank0.eq(Cat(*[r == 0 for r in rank]))]
-        alloc_oh = Mux(inval_any, inval_oh, rank0)
+        alloc_oh = Signal(N, name="p_alloc_oh")
+        m.d.sync += alloc_oh.eq(Mux(inval_any_c, inval_oh_c, Cat(*[r == 0 for r in rank])))
         # an entry can confirm: valid, a stride, ``last + stride`` a line (needed in P2)
         plive = [Signal(name=f"p_plive{i}") for i in range(N)]
         m.d.sync += [plive[i].eq(valid[i] & (stride[i] != 0) & ~pred[i][L])
@@ -510,12 +548,9 @@ class PageCache(wiring.Component):
                     older[i, j] = Signal(name=f"p_older{i}_{j}")
                     m.d.sync += older[i, j].eq(rank[i] > rank[j])
 
-        # P2: in window (``valid & |key - last| <= window``: the distance against a
-        # constant), confirm, the pairwise distance order for the train rule, repeat
-        # (``valid`` is the same as in P1: the table changes only at a push)
-        inwin = [Signal(name=f"p2_win{i}") for i in range(N)]
-        for i in range(N):
-            m.d.sync += inwin[i].eq(dist[i] < win + 1)
+        # P2 (P1b with ``split``: the pieces are registered in P1): in window (above),
+        # confirm, repeat (``valid`` is the same as in P1: the table changes only at a
+        # push); P2: the pairwise distance order for the train rule
         conf = []
         for i in range(N):
             cf = Signal(name=f"p2_conf{i}")
@@ -552,28 +587,39 @@ class PageCache(wiring.Component):
         def beats(i, j):
             return ~closer[i, j] if i < j else closer[j, i]
 
+        # The terms that do not need the pairwise order: the repeat-or-confirm entry
+        # (``rc``), whether any rule of the two applies, whether any entry is in the
+        # window, and which of the train and alloc rules applies if neither does
+        # (``use_train``, ``use_alloc``).  With ``split`` they are registered in P2 (their
+        # inputs are P1b registers), so that P3 is two LUT levels.
         conf_oh, conf_any = first(conf, "p3_conf")
+        rc_any_c = rep_any | conf_any
+        best_any_c = Cat(*inwin).any()
+        terms = {"rc_oh": (N, Mux(rep_any, rep_oh, conf_oh)),
+                 "rc_any": (1, rc_any_c),
+                 "rc_code": (2, Mux(rep_any, ACTION_CODES["repeat"], ACTION_CODES["confirm"])),
+                 "best_any": (1, best_any_c),
+                 "use_train": (1, ~rc_any_c & best_any_c),
+                 "use_alloc": (1, ~rc_any_c & ~best_any_c)}
+        t = {}
+        for name, (width, value) in terms.items():
+            t[name] = Signal(width, name=f"p2_{name}")
+            m.d[("sync" if split else "comb")] += t[name].eq(value)
         best_oh = Signal(N, name="p3_best_oh")
         for i in range(N):
             m.d.comb += best_oh[i].eq(Cat(inwin[i], *[beats(i, j) for j in range(N)
                                                        if j != i]).all())
-        best_any = Cat(*inwin).any()
-        sel_oh_c = Signal(N, name="p3_sel_oh_c")
-        code_c = Signal(2, name="p3_code_c")
-        with m.If(rep_any):
-            m.d.comb += [sel_oh_c.eq(rep_oh), code_c.eq(ACTION_CODES["repeat"])]
-        with m.Elif(conf_any):
-            m.d.comb += [sel_oh_c.eq(conf_oh), code_c.eq(ACTION_CODES["confirm"])]
-        with m.Elif(best_any):
-            m.d.comb += [sel_oh_c.eq(best_oh), code_c.eq(ACTION_CODES["train"])]
-        with m.Else():
-            m.d.comb += [sel_oh_c.eq(alloc_oh), code_c.eq(ACTION_CODES["alloc"])]
         sel_oh = Signal(N, name="p3_sel_oh")
         code = Signal(2, name="p3_code")
         # the chosen entry again where its stride is rewritten (train, alloc), else zero
         ts_oh = Signal(N, name="p3_ts_oh")
-        m.d.sync += [sel_oh.eq(sel_oh_c), code.eq(code_c),
-                     ts_oh.eq(Mux(~rep_any & ~conf_any, Mux(best_any, best_oh, alloc_oh), 0))]
+        ts_c = ((best_oh & t["use_train"].replicate(N))
+                | (alloc_oh & t["use_alloc"].replicate(N)))
+        m.d.sync += [
+            sel_oh.eq((t["rc_oh"] & t["rc_any"].replicate(N)) | ts_c),
+            code.eq(Mux(t["rc_any"], t["rc_code"],
+                        Mux(t["best_any"], ACTION_CODES["train"], ACTION_CODES["alloc"]))),
+            ts_oh.eq(ts_c)]
 
         # P4: entry number and stride for the job (the stride matters only on confirm,
         # where the chosen entry is the confirming one); table update with the push (each
@@ -581,11 +627,12 @@ class PageCache(wiring.Component):
         sel = Signal(range(max(N, 2)), name="p4_sel")
         m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
                                  for b in range(len(sel))]))
+        # (with ``split`` a P3 register: the repeat-or-confirm entry is a P2 register)
         tgt_stride = Signal(signed(self.stride_bits), name="p4_tgt_stride")
         sacc = Const(0, self.stride_bits)
         for i in range(N):
-            sacc = sacc | Mux(sel_oh[i], stride[i].as_unsigned(), 0)
-        m.d.comb += tgt_stride.eq(sacc)
+            sacc = sacc | Mux((t["rc_oh"] if split else sel_oh)[i], stride[i].as_unsigned(), 0)
+        m.d[("sync" if split else "comb")] += tgt_stride.eq(sacc)
         is_train = code == ACTION_CODES["train"]
         for i in range(N):
             with m.If(push & sel_oh[i]):
@@ -627,36 +674,34 @@ class PageCache(wiring.Component):
         self._mems = [mem for mem, _, _ in mems]  # for white-box tests (final tag state)
 
         # -- output buffers: two entries each, so that "room" is a register (the second
-        #    entry is empty) and never depends on the port's ready in the same cycle
+        #    entry is empty) and never depends on the port's ready in the same cycle.
+        #    The entries are a ring: a push writes the entry at the write pointer, a pop
+        #    moves the read pointer, and the payload is the entry at the read pointer, so
+        #    ``ready`` reaches only the pointer and the two fill flags, not the entries
         outs = {}
         for name in ("resp", "fetch", "prefetch"):
             port = getattr(self, name)
             shape = port.payload.shape()
-            v0, v1 = Signal(name=f"{name}_v0"), Signal(name=f"{name}_v1")
-            e0, e1 = Signal(shape, name=f"{name}_e0"), Signal(shape, name=f"{name}_e1")
+            v0, v1 = Signal(name=f"{name}_v0"), Signal(name=f"{name}_v1")  # >= 1, 2 entries
+            ents = [Signal(shape, name=f"{name}_e{k}") for k in range(2)]
+            rd, wr = Signal(name=f"{name}_rd"), Signal(name=f"{name}_wr")
             din = Signal(shape, name=f"{name}_din")
             push = Signal(name=f"{name}_push")
             room = Signal(name=f"{name}_room")   # room in the next cycle
             pop = Signal(name=f"{name}_pop")
             v1_next = Signal(name=f"{name}_v1_next")
-            m.d.comb += [port.valid.eq(v0), port.payload.eq(e0), pop.eq(v0 & port.ready),
+            m.d.comb += [port.valid.eq(v0), port.payload.eq(Mux(rd, ents[1], ents[0])),
+                         pop.eq(v0 & port.ready),
                          v1_next.eq(Mux(pop, v1 & push, v1 | (push & v0))),
                          room.eq(~v1_next)]
+            for k, e in enumerate(ents):
+                with m.If(push & (wr == k)):
+                    m.d.sync += e.eq(din)
+            with m.If(push):
+                m.d.sync += wr.eq(~wr)
             with m.If(pop):
-                with m.If(v1):
-                    m.d.sync += e0.eq(e1)
-                    with m.If(push):
-                        m.d.sync += e1.eq(din)
-                with m.Elif(push):
-                    m.d.sync += e0.eq(din)
-                with m.Else():
-                    m.d.sync += v0.eq(0)
-            with m.Elif(push):
-                with m.If(v0):
-                    m.d.sync += e1.eq(din)
-                with m.Else():
-                    m.d.sync += [e0.eq(din), v0.eq(1)]
-            m.d.sync += v1.eq(v1_next)
+                m.d.sync += rd.eq(~rd)
+            m.d.sync += [v0.eq(Mux(pop, v1 | push, v0 | push)), v1.eq(v1_next)]
             outs[name] = (din, push, room)
 
         counters = {name: Signal(self.counter_bits, name=f"cnt_{name}") for name in STATS}
@@ -676,55 +721,79 @@ class PageCache(wiring.Component):
         key_p = Signal(L, init=(1 << L) - 1, name="p_key_pieces")
         keys = (key, nkey, key_p)
         p1, p2, p3, p4 = (Signal(name=f"p_stage{k}") for k in range(1, 5))
+        # the stages before P3 (P1b only with ``prefetch_split``)
+        early = [p1, Signal(name="p_stage1b"), p2] if self.prefetch_split else [p1, p2]
         accept = Signal()
-        pf_push = Signal()
         # the job queue: QUEUE_DEPTH = 2 entries in registers, the head first, so the head
-        # is a flip-flop output and "not full" (``room``) and "not empty" are registers;
-        # a push is accepted only while the second entry is empty (also in a popping
-        # cycle), and an entry pushed is the head from the next cycle on
+        # is a flip-flop output and "not full" and "not empty" are registers; a push is
+        # accepted only while the second entry is empty (also in a popping cycle), and an
+        # entry pushed is the head from the next cycle on
         assert QUEUE_DEPTH == 2
         q_head = Signal(self.job_layout, name="q_head")
         q_next = Signal(self.job_layout, name="q_next")
         q_any, q_full = Signal(name="q_any"), Signal(name="q_full")
         q_pop = Signal()                        # the head's job starts (``start``)
-        room = Signal(name="p_queue_room")
         job_in = Signal(self.job_layout)
-        m.d.comb += room.eq(~q_full)
-        # complements of ``q_full`` and ``p_stage4`` (reset to the complement of theirs),
-        # for the push that enables the table's flip-flops
-        q_room = Signal(init=1, name="q_room")
-        np4 = Signal(init=1, name="p_stage4_n")
-        table_push = ~np4 & q_room
+        # ``push`` (P4 with room in the queue: ``p4 & ~q_full``) and ``req.ready`` are
+        # registers, computed a cycle ahead from the next state of the stage bits and of
+        # the queue (below); ``push_n`` is the complement copy that enables the table
+        pf_push = Signal(name="p_push")
+        push_n = Signal(init=1, name="p_push_n")
+        ready = Signal(name="p_ready")
         with m.If(q_pop):
             with m.If(pf_push):                 # (the second entry is empty)
                 m.d.sync += q_head.eq(job_in)
             with m.Else():
-                m.d.sync += [q_head.eq(q_next), q_any.eq(q_full), q_full.eq(0), q_room.eq(1)]
+                m.d.sync += [q_head.eq(q_next), q_any.eq(q_full), q_full.eq(0)]
         with m.Elif(pf_push):
             with m.If(q_any):
-                m.d.sync += [q_full.eq(1), q_room.eq(0)]
+                m.d.sync += q_full.eq(1)
             with m.Else():
                 m.d.sync += [q_head.eq(job_in), q_any.eq(1)]
         # (the second entry is loaded by every push: it is read only while full)
         with m.If(pf_push):
             m.d.sync += q_next.eq(job_in)
-        m.d.comb += [
-            pf_push.eq(p4 & room),
-            self.req.ready.eq(init_done & (~(p1 | p2 | p3 | p4) | pf_push)),
-            accept.eq(self.req.valid & self.req.ready),
+        # The next cycle's ``push`` and ``ready``.  The stages hold one request at a time
+        # (P1..P4 one-hot or idle), P4 waits while the queue is full, and the queue is
+        # full in the next cycle iff it is full now and the head does not start (a P4
+        # that finds the queue full does not push).  Hence:
+        #   push'  = p4' & ~q_full' = p3 & (q_pop | ~q_full) | p4 & q_full & q_pop
+        #   ready' = init_done' & ~p1' & ~p2' & ~p3' & ~(p4' & q_full')
+        #          = init_done' & ~accept & ~p1 & ~p2 & ~((p3 | p4) & q_full & ~q_pop)
+        # (and ~p1b with ``prefetch_split``)
+        # (``ready`` is high when the prefetcher is idle or pushes; ``init_soon`` is the
+        # next cycle's ``init_done``)
+        init_soon = Signal(init=int(S == 1), name="p_init_soon")
+        if S > 1:
+            with m.If(clr_ptr == S - 2):
+                m.d.sync += init_soon.eq(1)
+        p34 = Signal(name="p_stage34")          # p3 | p4
+        push_d = (p3 & (q_pop | ~q_full)) | (p4 & q_full & q_pop)
+        m.d.sync += [
+            pf_push.eq(push_d), push_n.eq(~push_d),
+            ready.eq(init_soon & ~accept & ~Cat(*early).any()
+                     & ~(p34 & q_full & ~q_pop)),
+            p1.eq(accept), p3.eq(p2), p4.eq(p3 | (p4 & q_full)),
+            p34.eq(p2 | p3 | (p4 & q_full)),
         ]
-        m.d.sync += [p1.eq(accept), p2.eq(p1), p3.eq(p2), p4.eq(p3 | (p4 & ~room)),
-                     np4.eq(~(p3 | (p4 & ~room)))]
+        m.d.sync += [b.eq(a) for a, b in zip(early, early[1:])]
+        m.d.comb += [self.req.ready.eq(ready), accept.eq(self.req.valid & ready)]
+        table_push = ~push_n
         # (loaded whenever ``req.ready``, not only on acceptance: a line loaded without a
         # request reaches no stage, and from an acceptance to its push ``ready`` is low
         # but in the push cycle, whose edge ends the request's use of ``key``)
-        with m.If(self.req.ready):
+        with m.If(ready):
             m.d.sync += [key.eq(self.req.payload[self.offset_bits:]),
                          nkey.eq(~self.req.payload[self.offset_bits:]),
                          key_p.eq(self.req.payload[self.offset_bits:])]
         pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, table_push)
         m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf_sel),
                      job_in.action.eq(pf_code), job_in.stride.eq(pf_stride)]
+        if self.read_stages == 2:
+            # the job's bank decoded from ``key1`` (constant from P2 to the push)
+            key_clr = Signal(self.banks, name="p_key_bank_clr")
+            m.d.sync += [key_clr[b].eq(key1[bb:sb] != b) for b in range(self.banks)]
+            m.d.comb += job_in.bank_clr.eq(key_clr)
         head = q_head
 
         # -- cache operations: C0 read (row registered at its end), C1 tag compare,
@@ -801,7 +870,18 @@ class PageCache(wiring.Component):
             wq_any = Signal(name="c_wq_any")
             wq_set = Signal(range(S), name="c_wq_set")
             wq_row = Signal(self.row_layout, name="c_wq_row")
-            m.d.sync += [wq_en[b].eq(wr_en & (wr_set[bb:] == b)) for b in range(self.banks)]
+            # the per-bank enables from decoded registers: the operation's bank (decoded
+            # from ``op_line`` a cycle after it loads; an operation completes at least
+            # 3 cycles after) and the clear pass's (a one-hot that advances with
+            # ``clr_ptr``'s bank bits)
+            op_bank = Signal(self.banks, name="c_op_bank")
+            clr_bank = Signal(self.banks, init=1, name="c_clr_bank")
+            m.d.sync += [op_bank[b].eq(set_idx[bb:] == b) for b in range(self.banks)]
+            if self.banks > 1:
+                with m.If(~init_done & (clr_ptr[:bb] == self.bank_rows - 1)):
+                    m.d.sync += clr_bank.eq(clr_bank.rotate_left(1))
+            m.d.sync += wq_en.eq(Mux(init_done, op_bank & (complete & write_row)
+                                     .replicate(self.banks), clr_bank))
             m.d.sync += [wq_any.eq(wr_en), wq_set.eq(wr_set), wq_row.eq(wr_row)]
             for b, (_, wp, _) in enumerate(mems):
                 m.d.comb += [wp.en.eq(wq_en[b]), wp.addr.eq(wq_set[:bb]), wp.data.eq(wq_row)]
@@ -843,7 +923,18 @@ class PageCache(wiring.Component):
         # C1: tag compare; is there a next target
         match = Signal(W, name="c_match")
         has_next = Signal(name="c_has_next")
-        m.d.sync += has_next.eq((pf_left != 0) & (nxt >= 0) & (nxt < (1 << L)))
+        has_next_d = (pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))
+        m.d.sync += has_next.eq(has_next_d)
+        # ``start`` = ``head_stable & (~active | complete & ~has_next)`` from two registers
+        # computed a cycle ahead: ``start_idle`` = ``head_stable & ~active`` and
+        # ``start_last`` = ``head_stable & ~has_next``, so ``start`` = ``start_idle |
+        # complete & start_last`` (``complete`` implies ``active``).  ``start_last`` is
+        # read only with ``complete``, never in the cycle after a start (an operation
+        # takes at least 3 cycles), and then ``head_stable`` is the previous ``q_any``
+        start_idle = Signal(name="c_start_idle")
+        start_last = Signal(name="c_start_last")
+        m.d.sync += [start_idle.eq(q_any & ~head_stable & (~active | (complete & ~has_next))),
+                     start_last.eq(q_any & ~has_next_d)]
         if self.read_stages == 1:
             m.d.sync += match.eq(Cat(*[row[j].valid & (row[j].tag == ~ntag)
                                        for j in range(W)]))
@@ -851,12 +942,17 @@ class PageCache(wiring.Component):
             # the compare of every way in pieces of TAG_CHUNK bits, registered; ``match``
             # (the valid bit and the AND of the pieces) is the first logic level of C1b
             T = self.tag_bits
+            teq_all = []
             for j in range(W):
                 teq = Signal(-(-T // TAG_CHUNK), name=f"c_teq{j}")
                 m.d.sync += [teq[c].eq(row[j].tag[k:k + TAG_CHUNK]
                                        == ~ntag[k:k + TAG_CHUNK])
                              for c, k in enumerate(range(0, T, TAG_CHUNK))]
                 m.d.comb += match[j].eq(row[j].valid & teq.all())
+                teq_all.append(teq.all())
+            # (and each way's ``valid & pf``, for the prefetched-hit reduction)
+            vpf = Signal(W, name="c_vpf")
+            m.d.sync += vpf.eq(Cat(*[row[j].valid & row[j].pf for j in range(W)]))
         # C2: hit, LRU rotation / fill, victim
         hit = Signal(name="c_hit")
         pf_flag = Signal(name="c_pf_flag")
@@ -869,18 +965,31 @@ class PageCache(wiring.Component):
         if self.read_stages == 1:
             hit_c, pf_c, shifts = hit_any, pf_any, shift_any
         else:
-            # C1b: the W-way reductions of the match vector are registers of their own
-            # (hit, prefetched hit, the LRU shift of each entry), one cycle before C2
-            hit_c, pf_c = Signal(name="c_hit_any"), Signal(name="c_pf_any")
-            shifts = [Signal(name=f"c_shift{j}") for j in range(W - 1)]
-            m.d.sync += [hit_c.eq(hit_any), pf_c.eq(pf_any)]
-            m.d.sync += [sh.eq(v) for sh, v in zip(shifts, shift_any)]
+            # C1b: the W-way reductions of the match vector are registers of their own,
+            # one cycle before C2, reduced over groups of WAY_GROUP ways (two LUT
+            # levels: a way's match is one LUT of the C1 registers): per group whether a
+            # way hits and whether a prefetched way hits, and per entry whether no way
+            # above it in its group matches; C2 ORs the groups and ANDs each entry's
+            # shift with "no hit in a later group" (one LUT into its registers)
+            groups = [list(range(g, min(g + WAY_GROUP, W))) for g in range(0, W, WAY_GROUP)]
+            hit_g = Signal(len(groups), name="c_hit_grp")
+            pf_g = Signal(len(groups), name="c_pf_grp")
+            shift_g = Signal(W, name="c_shift_grp")
+            for g, ways in enumerate(groups):
+                m.d.sync += [hit_g[g].eq(Cat(*[match[j] for j in ways]).any()),
+                             pf_g[g].eq(Cat(*[vpf[j] & teq_all[j] for j in ways]).any())]
+                m.d.sync += [shift_g[j].eq(~Cat(*[match[k] for k in ways if k > j]).any())
+                             for j in ways]
+            hit_c, pf_c = hit_g.any(), pf_g.any()
+            shifts = [shift_g[j] & ~hit_g[j // WAY_GROUP + 1:].any() for j in range(W - 1)]
         m.d.sync += [
             hit.eq(hit_c),
             pf_flag.eq(pf_c),
             ev_valid.eq(~hit_c & row[0].valid),
             ev_pf.eq(~hit_c & row[0].valid & row[0].pf),
-            ev_line.eq(Mux(~hit_c & row[0].valid, Cat(set_idx, row[0].tag), 0)),
+            # (the victim's line whether or not there is one: the outputs zero it unless
+            # ``ev_valid``, so its registers need no reset term)
+            ev_line.eq(Cat(set_idx, row[0].tag)),
         ]
         need_fetch = Signal(name="c_need_fetch")   # demand miss: push a fetch
         need_pf = Signal(name="c_need_pf")         # target not resident: push a prefetch
@@ -897,7 +1006,13 @@ class PageCache(wiring.Component):
         rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
         m.d.sync += rd_addr.eq(rd_next)
         if self.read_stages == 2:
-            m.d.sync += [bank_clr[b].eq(rd_next[bb:] != b) for b in range(self.banks)]
+            # the bank select of ``rd_next``, from decoded registers: the queue head's
+            # (loaded with it) and the next target's (decoded from ``nxt`` a cycle after
+            # it loads: ``nxt`` is read here only from the cycle after ``has_next`` sees
+            # it, and the next issue is ``op_cycles`` after it loads)
+            nxt_clr = Signal(self.banks, name="c_nxt_bank_clr")
+            m.d.sync += [nxt_clr[b].eq(nxt[bb:sb] != b) for b in range(self.banks)]
+            m.d.sync += bank_clr.eq(Mux(active & has_next, nxt_clr, head.bank_clr))
             m.d.sync += [same_nxt.eq(set_idx == nxt[:sb]),
                          same_head.eq(set_idx == head.line[:sb]),
                          rd_is_nxt.eq(active & has_next)]
@@ -911,7 +1026,7 @@ class PageCache(wiring.Component):
         m.d.comb += [
             last_done.eq(complete & ~has_next),
             # (head_stable implies init_done and a non-empty queue)
-            start.eq(head_stable & (~active | last_done)),
+            start.eq(start_idle | (complete & start_last)),
             issue_next.eq(complete & has_next),
             issue.eq(start | issue_next),
             q_pop.eq(start),
@@ -935,7 +1050,7 @@ class PageCache(wiring.Component):
         with m.If(op_demand):
             m.d.comb += [cur.hit.eq(hit), cur.prefetch_hit.eq(hit & pf_flag),
                          cur.evicted_valid.eq(ev_valid), cur.evicted_prefetched.eq(ev_pf),
-                         cur.evicted.eq(ev_line)]
+                         cur.evicted.eq(Mux(ev_valid, ev_line, 0))]
         with m.Else():
             m.d.comb += cur.prefetches.eq(acc.prefetches + need_pf)
 
@@ -976,7 +1091,7 @@ class PageCache(wiring.Component):
             resp_push.eq(last_done),
         ]
         m.d.comb += [fetch_p.eq(op_line), pf_p.line.eq(op_line),
-                     pf_p.evicted_valid.eq(ev_valid), pf_p.evicted.eq(ev_line),
+                     pf_p.evicted_valid.eq(ev_valid), pf_p.evicted.eq(Mux(ev_valid, ev_line, 0)),
                      resp_p.eq(cur)]
 
         with m.If(start):

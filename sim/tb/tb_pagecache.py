@@ -322,7 +322,7 @@ async def full_rate_cycles_per_access(dut):
     count = int(p.get("timing_accesses", 2000))
     pc, cycles, accepts, examined, _, chk = await _run_case(dut, count, 1.0, 1.0, 1)
     assert len(accepts) == count
-    exp_a, exp_r = full_rate_schedule(examined, pc.op_cycles)
+    exp_a, exp_r = full_rate_schedule(examined, pc.op_cycles, pc.request_cycles)
     a0 = accepts[0]  # the schedule counts from the first cycle with busy low
     for i in range(count):
         if accepts[i] - a0 != exp_a[i] or chk.resp_cycles[i] - a0 != exp_r[i]:

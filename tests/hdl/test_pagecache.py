@@ -189,7 +189,8 @@ def test_read_stages_default_and_cycles():
         split = cfg.cache.sets > SPLIT_READ_SETS
         assert dut.read_stages == (2 if split else 1)
         assert dut.op_cycles == OP_CYCLES + 2 * split
-        assert dut.response_latency == RESPONSE_LATENCY + 2 * split
+        assert dut.request_cycles == REQUEST_CYCLES + split     # P1b
+        assert dut.response_latency == RESPONSE_LATENCY + 3 * split
     dut = make_dut(preset("tiny"), {"read_stages": 2, "bank_rows": 64})
     assert (dut.bank_rows, dut.banks) == (dut.sets, 1)   # capped at the set count
     dut = make_dut(preset("paper"), {"read_stages": 1})
@@ -210,7 +211,7 @@ def test_amaranth_tag_read_variants(sets, read_stages, bank_rows):
     _amaranth_run(cfg, 500, 0.8, 0.6, seed=12, **params)
     dut, accepts, examined, res = _amaranth_run(cfg, 300, 1.0, 1.0, seed=13, **params)
     assert dut.op_cycles == OP_CYCLES + 2 * (read_stages - 1)
-    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles)
+    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles, dut.request_cycles)
     assert accepts == exp_a and res["resp_cycles"] == exp_r
 
 
@@ -222,11 +223,14 @@ def test_documented_cycle_constants():
     assert set(np.diff(a)) == {REQUEST_CYCLES}
     a, r = full_rate_schedule([2] * 20)
     assert r[0] == RESPONSE_LATENCY + 2 * OP_CYCLES and set(np.diff(r)) == {3 * OP_CYCLES}
-    a, r = full_rate_schedule([2] * 20, OP_CYCLES + 2)     # two-cycle tag read: 5, 12
-    assert r[0] == RESPONSE_LATENCY + 2 + 2 * (OP_CYCLES + 2)
+    # two-cycle tag read: 5 cycles per operation and per request, latency 13
+    split = (OP_CYCLES + 2, REQUEST_CYCLES + 1)
+    a, r = full_rate_schedule([2] * 20, *split)
+    assert r[0] == RESPONSE_LATENCY + 3 + 2 * (OP_CYCLES + 2)
     assert set(np.diff(r)) == {3 * (OP_CYCLES + 2)}
-    a, r = full_rate_schedule([0] * 20, OP_CYCLES + 2)
-    assert r[0] == RESPONSE_LATENCY + 2 and set(np.diff(r)) == {OP_CYCLES + 2}
+    a, r = full_rate_schedule([0] * 20, *split)
+    assert r[0] == RESPONSE_LATENCY + 3 and set(np.diff(r)) == {OP_CYCLES + 2}
+    assert set(np.diff(a)) == {OP_CYCLES + 2}
 
 
 @pytest.mark.parametrize("name", ["tiny", "paper"])
@@ -237,10 +241,10 @@ def test_amaranth_full_rate_cycles_per_access(name):
     dut, accepts, examined, res = _amaranth_run(preset(name), count, 1.0, 1.0, seed=3)
     ex = np.asarray(examined)
     assert (ex == 0).any() and (ex == dut.depth).any()
-    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles)
+    exp_a, exp_r = full_rate_schedule(examined, dut.op_cycles, dut.request_cycles)
     resp = np.asarray(res["resp_cycles"])
     gaps = set(np.diff(resp).tolist())
-    assert max(REQUEST_CYCLES, dut.op_cycles) in gaps
+    assert max(dut.request_cycles, dut.op_cycles) in gaps
     assert dut.op_cycles * (1 + dut.depth) in gaps
     assert accepts == exp_a
     assert resp.tolist() == exp_r
