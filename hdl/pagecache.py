@@ -91,7 +91,8 @@ P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
 P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
       the signed difference, the distance ``|line - last|`` (with a top bit set for an
       invalid entry: farther than any valid one) and its complement; ``line == last``
-      and ``line == pred`` in pieces of ``CONF_CHUNK`` bits.
+      and ``line == pred`` in pieces of ``CONF_CHUNK`` bits (half as many with P1b), each
+      compare from a copy of the line of its own.
 P1b   (two-cycle tag read only: ``prefetch_split``) P1 registered the two differences
       themselves (each with a top bit that is set when it is negative); P1b registers
       the signed difference, the distance and its complement, and ``in window`` (either
@@ -309,7 +310,8 @@ def _log2(x: int) -> int:
 
 
 CONF_CHUNK = 8
-"""Bits per registered piece of the prefetcher's ``key == last + stride`` compare (P1)."""
+"""Bits per registered piece of the prefetcher's ``key == last`` and ``key == last +
+stride`` compares (P1); half as many with ``prefetch_split``."""
 TAG_CHUNK = 8
 """Bits per registered piece of the tag compare (C1) with a two-cycle tag read."""
 WAY_GROUP = 4
@@ -461,7 +463,7 @@ class PageCache(wiring.Component):
         ``keys`` are ``key`` and its copies (see ``elaborate``).  Returns (entry, action
         code, stride for the targets, ``key``) for the P4 push."""
         N, L = self.streams, self.line_bits
-        key, nkey, key_p = keys
+        key, nkey, key_p, nkey_p = keys
         # ``key`` registered again: from P2 on it is the same value (``key`` is constant
         # from the acceptance to the push), for the P2 adders, the table and the job
         key1 = Signal(L, name="p_key1")
@@ -514,13 +516,16 @@ class PageCache(wiring.Component):
             dist.append(d), ndist.append(nd), diff.append(df)
         # ... and ``key == last`` (repeat) and ``key == pred`` (confirm) in pieces of
         # CONF_CHUNK bits (two LUT levels each)
-        def pieces(other, tag):
-            e = Signal(-(-L // CONF_CHUNK), name=tag)
-            m.d.sync += [e[c].eq(key_p[k:k + CONF_CHUNK] == other[k:min(k + CONF_CHUNK, L)])
-                         for c, k in enumerate(range(0, L, CONF_CHUNK))]
+        # (with ``split`` in half as many bits: P1b has the time to AND twice as many)
+        chunk = CONF_CHUNK // 2 if split else CONF_CHUNK
+
+        def pieces(mine, other, tag):
+            e = Signal(-(-L // chunk), name=tag)
+            m.d.sync += [e[c].eq(mine[k:k + chunk] == other[k:min(k + chunk, L)])
+                         for c, k in enumerate(range(0, L, chunk))]
             return e
-        req = [pieces(last[i], f"p1_req{i}") for i in range(N)]
-        peq = [pieces(pred[i], f"p1_peq{i}") for i in range(N)]
+        req = [pieces(key_p, last[i], f"p1_req{i}") for i in range(N)]
+        peq = [pieces(~nkey_p, pred[i], f"p1_peq{i}") for i in range(N)]
 
         # table-only terms, free running (the table is constant from one push to the
         # next, at least REQUEST_CYCLES apart): the alloc choice and the rank order
@@ -575,8 +580,12 @@ class PageCache(wiring.Component):
         # rule is repeat on that entry), so the lowest-index priority is the match itself
         rep_c = [valid[i] & req[i].all() for i in range(N)]
         rep_oh = Signal(N, name="p2_rep_oh")
-        rep_any = Signal(name="p2_rep_any")
-        m.d.sync += [rep_oh.eq(Cat(*rep_c)), rep_any.eq(Cat(*rep_c).any())]
+        m.d.sync += rep_oh.eq(Cat(*rep_c))
+        if split:                               # (a term of the P2 registers)
+            rep_any = rep_oh.any()
+        else:
+            rep_any = Signal(name="p2_rep_any")
+            m.d.sync += rep_any.eq(Cat(*rep_c).any())
 
         # P3: rule priority -> chosen entry (one-hot) and action code.  Train: entry i
         # wins iff it is in the window and beats every other entry j: j is out of the
@@ -712,14 +721,16 @@ class PageCache(wiring.Component):
         clr_ptr = Signal(range(S))
 
         # -- request side and prefetcher: P0 accept, P1..P3 decide, P4 push + update
-        # the request's line in three registers, each for some of its many loads: the
-        # subtractions ``key - last``, ``last - key`` (from the complement) and the
-        # equality pieces (a copy with another reset value, so yosys keeps it); P2 and P4
-        # use a copy registered from ``key`` (``p_key1``)
+        # the request's line in four registers, each for some of its many loads: the
+        # subtractions ``key - last``, ``last - key`` (from the complement), the pieces
+        # of ``key == last`` (a copy with another reset value, so yosys keeps it) and
+        # those of ``key == pred`` (the complement, with the other reset value); P2 and
+        # P4 use a copy registered from ``key`` (``p_key1``)
         key = Signal(L, name="p_key")
         nkey = Signal(L, init=(1 << L) - 1, name="p_nkey")
         key_p = Signal(L, init=(1 << L) - 1, name="p_key_pieces")
-        keys = (key, nkey, key_p)
+        nkey_p = Signal(L, name="p_nkey_pieces")
+        keys = (key, nkey, key_p, nkey_p)
         p1, p2, p3, p4 = (Signal(name=f"p_stage{k}") for k in range(1, 5))
         # the stages before P3 (P1b only with ``prefetch_split``)
         early = [p1, Signal(name="p_stage1b"), p2] if self.prefetch_split else [p1, p2]
@@ -785,7 +796,8 @@ class PageCache(wiring.Component):
         with m.If(ready):
             m.d.sync += [key.eq(self.req.payload[self.offset_bits:]),
                          nkey.eq(~self.req.payload[self.offset_bits:]),
-                         key_p.eq(self.req.payload[self.offset_bits:])]
+                         key_p.eq(self.req.payload[self.offset_bits:]),
+                         nkey_p.eq(~self.req.payload[self.offset_bits:])]
         pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, table_push)
         m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf_sel),
                      job_in.action.eq(pf_code), job_in.stride.eq(pf_stride)]
