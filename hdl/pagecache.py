@@ -195,9 +195,9 @@ LUT4s plus two per CCU2C carry cell; the serial-I/O wrapper of the script is inc
 =======  =============  =====================  ====  ====  ===  ==========================
 preset   S x W, N, D    LUT4 (LUT4 + 2*CCU2C)  FF    BRAM  DSP  Fmax (single-cycle design)
 =======  =============  =====================  ====  ====  ===  ==========================
-tiny     4 x 2, 4, 2    1876 (1164 + 2*356)    1925  0     0    188.4 MHz (64.7 MHz)
-default  16 x 4, 4, 2   2644 (1708 + 2*468)    2550  0     0    177.6 MHz (64.2 MHz)
-paper    256 x 8, 8, 4  7227 (4679 + 2*1274)   8115  0     0    155.6 MHz (44.2 MHz)
+tiny     4 x 2, 4, 2    1915 (1195 + 2*360)    1949  0     0    194.9 MHz (64.7 MHz)
+default  16 x 4, 4, 2   2699 (1755 + 2*472)    2582  0     0    179.9 MHz (64.2 MHz)
+paper    256 x 8, 8, 4  7611 (4759 + 2*1426)   8840  0     0    166.2 MHz (44.2 MHz)
 =======  =============  =====================  ====  ====  ===  ==========================
 
 With a one-cycle tag read the paper preset reached 98.3 MHz: its 256 x 208-bit tag store in
@@ -206,14 +206,15 @@ die, and the read address register, the same-set forwarding compare and the row 
 made one 10.2 ns path (8.5 ns of it routing).  A block-RAM store (6 ``DP16KD``, a synchronous
 read) reached 126.8 MHz, limited by the block RAM's 5.8 ns clock-to-output (yosys does not
 use the ``OUTREG`` output register).  Hence the two-cycle read above 16 sets (129.0 MHz at
-first).  The rest came from keeping every path within three LUT levels, as each critical
-path had 4-6 ns of routing: compares registered in pieces or a cycle early, no wide
-register's enable behind more than one LUT of registers, copies of the registers with the
-largest fan-out (the line, the tag, the forward decision), the job queue in registers.
-There is no margin at 150 MHz: at placement seed 2 the paper preset reaches 146.8 MHz (the
-path from the queue-full register through ``req.ready`` into stage P1), at seed 3 136.9 (the
-push into the queue head), and close variants of this design placed between 122 and 156
-MHz.
+first).  The rest came from keeping every path within three LUT levels, and those that
+cross the block within one or two, as each critical path had 4-6 ns of routing: compares
+registered in pieces or a cycle early, the handshakes (``req.ready``, the queue push, the
+start of a job) as registers computed a cycle ahead, no wide register's enable behind more
+than one LUT of registers, copies of the registers with the largest fan-out (the line, the
+tag, the forward decision), the job queue in registers, output buffers whose entries never
+see ``ready``, and the prefetcher stage P1b.  The paper preset places at 166.2, 165.8 and
+153.1 MHz at seeds 1, 2 and 3 (the design before P1b and the registered handshakes: 155.6,
+146.8, 136.9).
 
 Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
 the address space would be "fetched" by the model.  The RTL cannot name such a line and
