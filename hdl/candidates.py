@@ -326,36 +326,14 @@ from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ConfigError, ProximaConfig
 from proxima.golden.layout import bitlen
-from proxima.hdl.arith import carry_out
+from proxima.hdl.lib.logic import or_tree as _or_tree, register_copies as _copies
+from proxima.hdl.lib.vendor import carry_out
 
 __all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
 
 class CandidateListError(ValueError):
     """Impossible parameters for the candidate-list block."""
-
-
-def _or_tree(values):
-    """Bitwise OR of ``values`` as a balanced tree."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
-
-
-def _copies(m, name, nxt, count, guard, reset_less=False):
-    """``count`` registers that each hold ``nxt`` of the previous cycle: copy ``k`` has the
-    next state ``nxt & ~(q_k & guard)``.  The caller guarantees that ``guard`` and a copy at
-    one never meet when ``nxt`` matters (so every copy equals ``nxt`` registered); the
-    feedback of each copy's own output makes the copies structurally distinct, so yosys'
-    ``opt_merge`` keeps them apart (identical flip-flops would be merged into one)."""
-    regs = []
-    for k in range(count):
-        q = Signal(name=f"{name}{k}", reset_less=reset_less)
-        m.d.sync += q.eq(nxt & ~(q & guard))
-        regs.append(q)
-    return regs
 
 
 class Op(enum.Enum, shape=2):

@@ -227,9 +227,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, exact_log2
 
 from proxima.config import ProximaConfig
-from proxima.hdl.arith import carry_out
+from proxima.hdl.lib.vendor import carry_out
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
            "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY",
@@ -306,10 +307,6 @@ class PageCacheError(ValueError):
     """Impossible parameters for the page cache block."""
 
 
-def _log2(x: int) -> int:
-    return int(x).bit_length() - 1
-
-
 CONF_CHUNK = 8
 """Bits per registered piece of the prefetcher's ``key == last`` and ``key == last +
 stride`` compares (P1); half as many with ``prefetch_split``."""
@@ -319,15 +316,10 @@ WAY_GROUP = 4
 """Ways per group of the registered way reductions (C1b) with a two-cycle tag read."""
 
 
-def _bits(n: int) -> int:
-    """Unsigned bits to hold ``0..n`` (at least 1)."""
-    return max(1, int(n).bit_length())
-
-
 def nand_addr_bits(cfg: ProximaConfig) -> int:
     """Byte-address width of the whole NAND array (the default ``req`` width)."""
     n = cfg.nand
-    return _bits(n.cores * n.pages_per_core * n.page_bytes - 1)
+    return bits_for(n.cores * n.pages_per_core * n.page_bytes - 1)
 
 
 class PageCache(wiring.Component):
@@ -395,8 +387,8 @@ class PageCache(wiring.Component):
         if int(window) < 1:
             raise PageCacheError(f"prefetch window must be >= 1, got {window}")
         self.window = int(window)
-        self.offset_bits = _log2(c.line_bytes)
-        self.set_bits = _log2(c.sets)
+        self.offset_bits = exact_log2(c.line_bytes)
+        self.set_bits = exact_log2(c.sets)
         self.addr_bits = nand_addr_bits(cfg) if addr_bits is None else int(addr_bits)
         self.line_bits = self.addr_bits - self.offset_bits
         if self.line_bits <= self.set_bits:
@@ -409,7 +401,7 @@ class PageCache(wiring.Component):
         self.counter_bits = int(counter_bits)
         self.tag_bits = self.line_bits - self.set_bits
         # |stride| <= min(window, 2**line_bits - 1), plus a sign bit
-        self.stride_bits = _bits(min(self.window, (1 << self.line_bits) - 1)) + 1
+        self.stride_bits = bits_for(min(self.window, (1 << self.line_bits) - 1)) + 1
 
         L = self.line_bits
         self.entry_layout = data.StructLayout({
@@ -422,11 +414,11 @@ class PageCache(wiring.Component):
             "evicted_valid": unsigned(1),
             "evicted_prefetched": unsigned(1),
             "evicted": unsigned(L),
-            "prefetches": unsigned(_bits(self.depth)),
-            "stream": unsigned(_bits(self.streams - 1)),
+            "prefetches": unsigned(bits_for(self.depth)),
+            "stream": unsigned(bits_for(self.streams - 1)),
             "action": unsigned(2),
         })
-        job_fields = {"line": unsigned(L), "stream": unsigned(_bits(self.streams - 1)),
+        job_fields = {"line": unsigned(L), "stream": unsigned(bits_for(self.streams - 1)),
                       "action": unsigned(2), "stride": signed(self.stride_bits)}
         if read_stages == 2:
             # the line's bank, decoded (bit b: the line's set is not in bank b)
@@ -472,7 +464,7 @@ class PageCache(wiring.Component):
         valid = [Signal(name=f"st_valid{i}") for i in range(N)]
         last = [Signal(L, name=f"st_last{i}") for i in range(N)]
         stride = [Signal(signed(self.stride_bits), name=f"st_stride{i}") for i in range(N)]
-        rank_w = _bits(N - 1)
+        rank_w = bits_for(N - 1)
         rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
         # the line that would confirm each entry, ``last + stride``, kept with the table
         # (set at the push; unused after an alloc, where the stride becomes 0) so that
@@ -675,7 +667,7 @@ class PageCache(wiring.Component):
 
         # the tag store: one LUT RAM, or ``banks`` of ``bank_rows`` rows each (two-cycle
         # read); each has one asynchronous read port and one write port
-        bb = _log2(self.bank_rows)
+        bb = exact_log2(self.bank_rows)
         mems = []
         for b in range(self.banks):
             mem = Memory(shape=self.row_layout, depth=self.bank_rows, init=[])

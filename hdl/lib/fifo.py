@@ -1,0 +1,100 @@
+"""Stream queues.
+
+:class:`Queue`
+    A stream FIFO on :mod:`amaranth.lib.fifo`.  ``buffered=False``: :class:`SyncFIFO`
+    (storage with an asynchronous read, LUT RAM on ECP5), ``o.valid`` one cycle after a
+    push into an empty queue (:attr:`Queue.latency` 1).  ``buffered=True``:
+    :class:`SyncFIFOBuffered` (``o.payload`` is a register), latency 2.  Both: one push and
+    one pop per cycle, ``i.ready`` = "fewer than ``depth`` entries at the start of the
+    cycle" (a pop does not make room for a push in the same cycle), never dependent on
+    ``i.valid`` or ``o.ready``.  ``level``: entries held.  ``credited=True`` is for a
+    producer that never looks at ``i.ready`` (it holds credits for the free entries):
+    ``overflow`` is then a sticky flag of a beat offered while full (a broken credit
+    count; it drives nothing, so synthesis removes it).
+
+:class:`SkidBuffer`
+    A two-entry queue whose head is the output register and whose ``i.ready`` is a
+    register (``~side_valid``): cycle for cycle the behaviour of ``Queue(depth=2)`` with
+    ``o.payload`` from a register instead of a RAM read, so that neither ``o.ready`` nor
+    the read multiplexer reaches the producer.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Queue", "SkidBuffer"]
+
+
+class Queue(wiring.Component):
+    """Stream FIFO of ``depth`` entries of ``shape`` (module doc).
+
+    Interface: ``i`` ``In(stream.Signature(shape))``, ``o`` ``Out(stream.Signature(shape))``,
+    ``level`` ``Out(range(depth + 1))``, ``overflow`` ``Out(1)`` (``credited`` only;
+    constant 0 otherwise).  Attributes: ``depth``, ``buffered``, ``latency`` (cycles from a
+    push into an empty queue to ``o.valid``)."""
+
+    def __init__(self, shape, depth: int, *, buffered: bool = False, credited: bool = False):
+        depth = int(depth)
+        if depth < 1:
+            raise ValueError(f"queue depth must be >= 1, got {depth}")
+        if buffered and depth < 2:
+            raise ValueError("a buffered queue needs depth >= 2 (output register + storage)")
+        self.shape, self.depth = shape, depth
+        self.width = Shape.cast(shape).width
+        self.buffered, self.credited = bool(buffered), bool(credited)
+        self.latency = 2 if self.buffered else 1
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 1)),
+            "overflow": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cls = SyncFIFOBuffered if self.buffered else SyncFIFO
+        m.submodules.fifo = fifo = cls(width=self.width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o.ready),
+            self.level.eq(fifo.level),
+        ]
+        if self.credited:
+            with m.If(self.i.valid & ~fifo.w_rdy):
+                m.d.sync += self.overflow.eq(1)
+        return m
+
+
+class SkidBuffer(wiring.Component):
+    """Two-entry queue with registered ``i.ready``, ``o.valid`` and ``o.payload`` (module
+    doc).  Latency 1 (a push into an empty buffer is on ``o`` in the next cycle), one
+    transfer per cycle while ``o.ready`` stays high; after ``o.ready`` drops with the head
+    held, one more beat is taken and ``i.ready`` falls in the next cycle."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.width = Shape.cast(shape).width
+        self.latency = 1
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        side = Signal(self.width)
+        side_valid = Signal()
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [self.i.ready.eq(~side_valid), push.eq(self.i.valid & ~side_valid),
+                     pop.eq(self.o.valid & self.o.ready)]
+        with m.If(~side_valid):
+            m.d.sync += side.eq(self.i.payload)
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.payload.eq(Mux(side_valid, side, self.i.payload)),
+                         self.o.valid.eq(side_valid | push)]
+        m.d.sync += side_valid.eq(~pop & (side_valid | (push & self.o.valid)))
+        return m
