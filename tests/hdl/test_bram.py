@@ -1,4 +1,4 @@
-"""Block-RAM wrapper (hdl/bram.py): the generic twin against a Python model (Amaranth
+"""Block-RAM wrapper (hdl/lib/vendor.py): the generic twin against a Python model (Amaranth
 simulator), the DP16KD variant against the generic one (Icarus, with the behavioural
 DP16KD model), and the DP16KD parameters against what yosys itself writes."""
 
@@ -16,8 +16,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from proxima.hdl.bram import (BRAM_LATENCY, BlockRAM, BramError, dp16kd_count, dp16kd_initvals,
-                              dp16kd_mode, write_dp16kd_model)
+from proxima.hdl.lib.vendor import (BRAM_LATENCY, BlockRAM, BramError, dp16kd_count,
+                                    dp16kd_initvals,
+                                    dp16kd_mode, write_dp16kd_model)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
