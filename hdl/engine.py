@@ -169,8 +169,8 @@ from proxima.hdl.bloom import BloomFilter
 from proxima.hdl.candidates import CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
 from proxima.hdl.gapdec import GapDecoder, default_word_bits
-from proxima.hdl.nandctl import (divmod_const as _divmod, frame_location, hot_chunk_location,
-                                 raw_location)
+from proxima.hdl.lib.arith import divmod_const as _divmod
+from proxima.hdl.nandctl import frame_location, hot_chunk_location, raw_location
 from proxima.hdl.pq import PQUnit
 
 __all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES"]

@@ -39,7 +39,7 @@ that is always ready never sees ``vecs.ready`` drop: one beat per cycle, one vec
    ``MULT18X18D`` has no input/output registers when inferred by yosys 0.70 (its
    ``synth_ecp5`` maps ``$mul`` through ``dsp_map_18x18.v`` with every ``REG_*`` at
    ``NONE`` and has no register-packing pass for ECP5), and its 3.9 ns combinational delay
-   plus routing does not fit a 150 MHz cycle;
+   plus routing does not fit the target clock cycle;
 4. ``tree_stages = ceil(log2(L))`` stages: the ``L``-input adder tree, one adder level
    (one carry chain) per stage;
 5. accumulator (restarting at a vector's first beat); on a vector's last beat the output

@@ -46,7 +46,7 @@ Word width
 being read from the frame's first word) is the NAND controller's data-bus width.  One word is
 accepted per cycle at most.
 
-Micro-architecture (pipelined for >= 150 MHz on ECP5)
+Micro-architecture
 ------------------------------------------------------
 Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
 
@@ -70,8 +70,8 @@ Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
    (``B`` ones for the first id, ``w`` ones for a gap).
 3. *Bit shift* by ``rp % 8``: the field, left-aligned; the id field masked.
 4. *Id adder* ``id = cur + field`` (``cur`` is zeroed when a first id is next) and the code
-   assembler (chunks of ``word_bits`` bits), written straight into the output FIFOs
-   (``ids``: ``ids_depth = 8`` entries, enough to cover the issue-to-credit loop at one
+   assembler (chunks of ``word_bits`` bits), written straight into the output queues
+   (:class:`proxima.hdl.lib.fifo.Queue`; ``ids``: ``ids_depth = 8`` entries, enough to cover the issue-to-credit loop at one
    id per cycle; ``codes``: 2 entries).  ``empty`` beats carry id / code 0.
 
 States of stage 0:
@@ -92,21 +92,13 @@ States of stage 0:
 Latency and throughput
 ----------------------
 A beat leaves ``PIPE_LATENCY = 4`` cycles after it is issued: the first id of a frame is
-valid 6 cycles after the frame's first word is accepted (2 in the unpipelined design this
-replaces).  Throughput is set by stage 0 alone: ids of a frame come out on consecutive
-cycles whenever the words arrive at one per cycle and ``ids.ready`` stays high (``w <= B <=
+valid 6 cycles after the frame's first word is accepted.  Throughput is set by stage 0
+alone: ids of a frame come out on consecutive cycles whenever the words arrive at one per cycle and ``ids.ready`` stays high (``w <= B <=
 word_bits / 2``; checked in the tests).  A normal frame of degree ``d`` takes about ``3 +
 d`` cycles plus the skip to the code's word plus ``ceil(8C / word_bits)`` code chunks plus
 the drain (a producer that sends the whole stride pays one cycle per word past the code);
-a hot frame about ``3 + d * (1 + ceil(8C / word_bits))`` cycles.  Measured (``default``, W =
-20, 64-bit words, 13-16 words per frame, full rate, ``tests/hdl/test_gapdec.py``): 39 cycles
-per degree-32 normal frame (41-42 before pipelining), 98-103 per degree-32 hot frame (152
-before).
-ECP5-85F (``python -m proxima.fpga.resources gapdec --preset default``, 2026-11-22):
-1860 LUT4 (1814 + 2 * 23 CCU2C), 1622 FF (ring 4 x 64, extractor stages, 8 + 2 FIFO
-entries), no BRAM/DSP, Fmax 163.9 MHz after place and route (80.9 MHz before pipelining).
-The critical path (6.1 ns, 4 LUTs, 75 % routing) is stage 0's loop: the registered fill
-flag through the issue decision to the enable of ``rp``.
+a hot frame about ``3 + d * (1 + ceil(8C / word_bits))`` cycles.  Measured cycles per frame,
+resources and clock rate: ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
@@ -114,21 +106,18 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden.layout import Layout, LayoutError, bitlen
+from proxima.golden.nandctl import default_word_bits
+from proxima.hdl.lib.fifo import Queue
 
 __all__ = ["GapDecoder", "GapDecoderError", "default_word_bits"]
 
 
 class GapDecoderError(ValueError):
     """Impossible parameters for the gap decoder."""
-
-
-def default_word_bits(cfg: ProximaConfig) -> int:
-    """Smallest power of two ``>= 2 * id_bits``, capped at one access (``8 * access_bytes``)."""
-    wb = 1 << (2 * cfg.id_bits - 1).bit_length()
-    return min(wb, 8 * cfg.nand.access_bytes)
 
 
 class GapDecoder(wiring.Component):
@@ -169,7 +158,7 @@ class GapDecoder(wiring.Component):
             raise GapDecoderError("no frame fits a page even with slot width 0")
         self.max_words = -(-max_bits // wb)
         # output FIFOs: ids sustain one beat per cycle through the issue->output->credit loop
-        self.ids_depth = 1 << (self.PIPE_LATENCY + 1 - 1).bit_length()
+        self.ids_depth = 1 << ceil_log2(self.PIPE_LATENCY + 1)
         self.codes_depth = 2
         self.in_layout = data.StructLayout({"data": wb, "last": 1, "hot": 1})
         self.id_layout = data.StructLayout({"id": B, "last": 1, "empty": 1, "corrupt": 1})
@@ -186,29 +175,6 @@ class GapDecoder(wiring.Component):
     def from_config(cls, cfg: ProximaConfig) -> "GapDecoder":
         return cls(cfg)
 
-    # -------------------------------------------------------------------------------------
-    def _fifo(self, m: Module, name: str, layout, depth: int, port):
-        """Small register FIFO feeding the output stream ``port``: (push, data, pop, head)."""
-        entries = [Signal(layout, name=f"{name}_e{k}") for k in range(depth)]
-        wp = Signal(range(depth), name=f"{name}_wp")
-        rq = Signal(range(depth), name=f"{name}_rp")
-        count = Signal(range(depth + 1), name=f"{name}_count")
-        push = Signal(name=f"{name}_push")
-        pdata = Signal(layout, name=f"{name}_pdata")
-        pop = Signal(name=f"{name}_pop")
-        with m.If(push):
-            for k in range(depth):
-                with m.If(wp == k):
-                    m.d.sync += entries[k].eq(pdata)
-            m.d.sync += wp.eq(wp + 1)
-        m.d.comb += pop.eq(port.valid & port.ready)
-        with m.If(pop):
-            m.d.sync += rq.eq(rq + 1)
-        m.d.sync += count.eq(count + push - pop)
-        head = Array(entries)[rq]
-        m.d.comb += port.valid.eq(count != 0)
-        return push, pdata, pop, head
-
     def elaborate(self, platform):
         m = Module()
         wb, B, R, C = self.word_bits, self.B, self.R, self.C
@@ -217,13 +183,18 @@ class GapDecoder(wiring.Component):
         cbits = 8 * C
         nchunks = -(-cbits // wb)
         sizes = [min(wb, cbits - k * wb) for k in range(nchunks)]
-        lw = (wb - 1).bit_length()             # log2(word_bits)
+        lw = exact_log2(wb)
 
         # ================= output FIFOs (stage 4) ===========================================
-        id_push, id_pdata, id_pop, id_head = self._fifo(m, "idq", self.id_layout,
-                                                         self.ids_depth, self.ids)
-        cd_push, cd_pdata, cd_pop, cd_head = self._fifo(m, "cdq", self.code_layout,
-                                                         self.codes_depth, self.codes)
+        m.submodules.idq = idq = Queue(self.id_layout, self.ids_depth, credited=True)
+        m.submodules.cdq = cdq = Queue(self.code_layout, self.codes_depth, credited=True)
+        id_pop, cd_pop = Signal(), Signal()
+        m.d.comb += [self.ids.valid.eq(idq.o.valid), idq.o.ready.eq(self.ids.ready),
+                     id_pop.eq(self.ids.valid & self.ids.ready),
+                     self.codes.valid.eq(cdq.o.valid), cdq.o.ready.eq(self.codes.ready),
+                     cd_pop.eq(self.codes.valid & self.codes.ready)]
+        id_push, id_pdata, id_head = idq.i.valid, idq.i.payload, idq.o.payload
+        cd_push, cd_pdata, cd_head = cdq.i.valid, cdq.i.payload, cdq.o.payload
         m.d.comb += [
             self.ids.payload.id.eq(Mux(id_head.empty, 0, id_head.id)),
             self.ids.payload.last.eq(id_head.last),

@@ -44,21 +44,18 @@ behind a cache, or a host-loaded BRAM image):
 The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and ``P / bb``
 are powers of two).
 
-On the FPGA, an on-chip store (``external_store=False`` with an image) becomes block RAM:
-with ``pages=1`` (80 kB, 10240 x 64 bits) yosys maps it to 36 ``DP16KD``, and the design
-then reaches only 89.2 MHz -- the path is the block RAM's clock-to-output without its
-output register (5.6 ns) plus the LUT multiplexer over the RAM rows.  At 150 MHz an on-chip
-(or external) store needs a read latency of two cycles (the RAM's output register): that is
-a change of the cycle rules of :mod:`proxima.golden.nandctl` (one more cycle from the read
-to the beat, and a two-entry output buffer for back-pressure), not made here.
+An on-chip store (``external_store=False`` with an image) is read combinationally into
+``resp.data``; at the engine's target clock on an ECP5 a store needs a read latency of two cycles (the block
+RAM's output register), which is a change of the cycle rules of :mod:`proxima.golden.nandctl`
+(one more cycle from the read to the beat, a two-entry output buffer), not made here.
 
 Structure
 ---------
-Per core: a FIFO of ``D`` entries ``{tag, page, word}`` (``_RequestFifo``, the behaviour of
-:class:`amaranth.lib.fifo.SyncFIFO`; its level is the ``ready`` condition), a service register (``busy``, ``rem`` counting
+Per core: a FIFO of ``D`` entries ``{tag, page, word}`` (:class:`proxima.hdl.lib.fifo.Queue`,
+i.e. :class:`amaranth.lib.fifo.SyncFIFO`; its ``ready`` is the accept condition), a service register (``busy``, ``rem`` counting
 ``service .. 1`` with a registered ``rem <= 1`` flag, the entry) and a done slot (``full`` +
 entry).  The engine grants the next non-empty done slot after the last granted core
-(:func:`proxima.golden.arbiter.round_robin_pick`), reads the access's words one per cycle into
+(:func:`proxima.golden.arbiter.round_robin_pick`, as :func:`proxima.hdl.lib.logic.rr_pick`), reads the access's words one per cycle into
 the output: ``store_en = advance = ~resp.valid | resp.ready`` and ``resp.data`` is the read
 port's data, so the memory's output register is the output register.  Cost: ``C`` FIFOs of
 ``D * (tag + page + word)`` bits (distributed RAM, ``TRELLIS_DPR16X4``), ``C`` counters of
@@ -84,18 +81,7 @@ model (the tests compare every accept and beat cycle):
 * The granted slot's entry is an AND-OR of the done slots with the registered one-hot pick;
   the burst address is ``base | idx`` (accesses are aligned, no adder) and does not depend
   on ``resp.ready``.
-* The request FIFO (``_RequestFifo``) writes its free entry in every cycle it is not full,
-  so the request decode (core, bad) drives only the write pointer and level, not the RAM's
-  write enable.
-
-Measured (ECP5-85F, nextpnr seed 1, ``python -m proxima.fpga.resources nandctl --preset
-default --json ...``: 20 cores, depth 4, service 56, 16 beats of 64 bits, external store):
-1546 LUT4 (1426 + 2 x 60 CCU2C), 2026 FF, 160 ``TRELLIS_DPR16X4`` (the FIFOs), no BRAM,
-161.4 MHz; critical path ``soon`` -> prefix ORs -> ``pick`` (6.2 ns).  Before this timing
-work: 2145 LUT4 + 83 CCU2C, 1890 FF, 52.7 MHz estimated after placement (the run was
-stopped after ~18 minutes in the router on the shared machine).  Left: the pick and the
-request decode to the FIFO level (``req.ready`` must depend on the offered core in the same
-cycle: the golden accept rule).
+Resources and clock rate: ``docs/RESOURCES.md``.
 
 Address mapper
 --------------
@@ -108,25 +94,24 @@ can be connected straight to ``NandController.req``.  Spec:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, exact_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.golden.nandctl import CtlParams, NandCtlError, store_words
-from proxima.hdl.arbiter import _prefix_or, _rr_pick, or_reduce
+from proxima.hdl.lib.arith import divmod_const
+from proxima.hdl.lib.fifo import Queue
+from proxima.hdl.lib.logic import onehot_to_binary, or_tree, prefix_or, rr_pick
 
 #: ``kind`` field code of each event kind of :mod:`proxima.golden.layout` (its index)
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
-__all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES", "divmod_const"]
-
-
-def _bits(n: int) -> int:
-    """Bits to hold 0..n."""
-    return max(1, int(n).bit_length())
+__all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES",
+           "frame_location", "hot_chunk_location", "raw_location"]
 
 
 class NandController(wiring.Component):
@@ -146,8 +131,8 @@ class NandController(wiring.Component):
             raise NandCtlError("an external store gets no image at elaboration")
         self._init = None if self.external_store else \
             (store_words(p, image) if image is not None else [])
-        self.word_bits = _log2(p.words_per_page)
-        self.page_sel_bits = _log2(p.pages)
+        self.word_bits = exact_log2(p.words_per_page)
+        self.page_sel_bits = exact_log2(p.pages)
         self.req_layout = data.StructLayout({"tag": p.tag_bits, "core": p.core_bits,
                                              "page": p.page_bits, "offset": p.offset_bits})
         self.resp_layout = data.StructLayout({"tag": p.tag_bits, "data": p.beat_bits,
@@ -176,8 +161,8 @@ class NandController(wiring.Component):
         C, S, nb = p.cores, p.service, p.beats
         lw = self.word_bits  # word-in-page bits
         lp = self.page_sel_bits
-        lb = _log2(p.beat_bytes)
-        la = _log2(p.access_bytes)
+        lb = exact_log2(p.beat_bytes)
+        la = exact_log2(p.access_bytes)
 
         # ---- backing store read port -------------------------------------------------
         if self.external_store:
@@ -218,26 +203,26 @@ class NandController(wiring.Component):
         complete = Signal(C)  # core c moves its request to its done slot in this cycle
         soon = Signal(C)  # register: slot_full | (busy & rem <= 1) = full after completions
         for c in range(C):
-            fifo = _RequestFifo(self.entry_layout.size, p.depth)
+            fifo = Queue(self.entry_layout.size, p.depth)
             m.submodules[f"fifo{c}"] = fifo
-            m.d.comb += [fifo.w_data.eq(entry.as_value()), w_rdy[c].eq(fifo.w_rdy),
-                         fifo.w_en.eq(self.req.valid & ~bad & (req.core == c)
-                                      if C > 1 else self.req.valid & ~bad)]
+            m.d.comb += [fifo.i.payload.eq(entry.as_value()), w_rdy[c].eq(fifo.i.ready),
+                         fifo.i.valid.eq(self.req.valid & ~bad & (req.core == c)
+                                         if C > 1 else self.req.valid & ~bad)]
             busy = Signal(name=f"busy{c}")
-            rem = Signal(_bits(S), name=f"rem{c}")
+            rem = Signal(bits_for(S), name=f"rem{c}")
             rem_one = Signal(name=f"rem_one{c}")  # rem <= 1: the service ends in this cycle
             cur = Signal(self.entry_layout.size, name=f"cur{c}")
             # registers holding complete = busy & rem <= 1 & ~slot_full and the pop condition
             # ~busy | complete of this cycle (computed from the next-state expressions)
             cpl = Signal(name=f"cpl{c}")
             pop = Signal(init=1, name=f"pop{c}")
-            m.d.comb += [complete[c].eq(cpl), fifo.r_en.eq(pop)]
+            m.d.comb += [complete[c].eq(cpl), fifo.o.ready.eq(pop)]
             # next state as expressions: soon[c] (below) is computed from them
             start = Signal(name=f"start{c}")
             busy_n = Signal(name=f"busy_n{c}")
             rem_one_n = Signal(name=f"rem_one_n{c}")
             full_n = Signal(name=f"full_n{c}")
-            m.d.comb += [start.eq(pop & fifo.r_rdy),
+            m.d.comb += [start.eq(pop & fifo.o.valid),
                          busy_n.eq(start | (busy & ~complete[c])),
                          rem_one_n.eq(Mux(start, S <= 1,
                                           Mux(busy & ~rem_one, rem == 2, rem_one))),
@@ -249,7 +234,7 @@ class NandController(wiring.Component):
             with m.If(complete[c]):
                 m.d.sync += slot_data[c].as_value().eq(cur)
             with m.If(start):
-                m.d.sync += [rem.eq(S), cur.eq(fifo.r_data)]
+                m.d.sync += [rem.eq(S), cur.eq(fifo.o.payload)]
             with m.Elif(busy & ~rem_one):
                 m.d.sync += rem.eq(rem - 1)
         m.d.comb += self.req.ready.eq(bad | (w_rdy.bit_select(req.core, 1) if C > 1
@@ -275,8 +260,8 @@ class NandController(wiring.Component):
             m.d.comb += [full_n.eq(soon), mask_n.eq(mask)]
         else:
             m.d.comb += [full_n.eq(soon & ~take), mask_n.eq(Mux(grab, pick_above, mask))]
-        pf, anyf = _prefix_or(m, full_n, "rr_pf")
-        oh, ab = _rr_pick(m, full_n, mask_n, pf, "rr")
+        pf, anyf = prefix_or(m, full_n, "rr_pf")
+        oh, ab = rr_pick(m, full_n, mask_n, pf, "rr")
         m.d.sync += [pick.eq(oh), pick_above.eq(ab), any_full.eq(anyf)]
         with m.If(grab):
             m.d.sync += mask.eq(pick_above)
@@ -287,12 +272,11 @@ class NandController(wiring.Component):
         base = Signal(p.addr_bits)
         eng_tag = Signal(p.tag_bits)
         g_raw = Signal(self.entry_layout.size)
-        m.d.comb += g_raw.eq(or_reduce([s.as_value() & pick[c].replicate(len(g_raw))
+        m.d.comb += g_raw.eq(or_tree([s.as_value() & pick[c].replicate(len(g_raw))
                                          for c, s in enumerate(slot_data)], len(g_raw)))
         g = data.View(self.entry_layout, g_raw)
         grant = Signal(range(C))
-        m.d.comb += grant.eq(Cat(or_reduce([pick[c] for c in range(C) if (c >> b) & 1], 1)
-                                 for b in range(len(grant))))
+        m.d.comb += grant.eq(onehot_to_binary(pick, len(grant)))
         g_addr = Signal(p.addr_bits)
         parts = ([g.word] if lw else []) + ([g.page] if lp else []) + ([grant] if C > 1 else [])
         m.d.comb += g_addr.eq(Cat(*parts) if parts else 0)
@@ -314,63 +298,6 @@ class NandController(wiring.Component):
             with m.Else():
                 m.d.sync += resp.valid.eq(0)
         return m
-
-
-class _RequestFifo(wiring.Component):
-    """Synchronous first-word-fall-through FIFO with the interface and cycle behaviour of
-    :class:`amaranth.lib.fifo.SyncFIFO` (``w_rdy = level != depth``, ``r_rdy = level != 0``,
-    both from the level at the start of the cycle).  Its storage write enable does not
-    depend on ``w_en``: the free entry at the write pointer is written with ``w_data`` in
-    every cycle with ``w_rdy`` (harmless: the pointer advances only with ``w_en``), so the
-    request decode drives only the pointer and the level, not the RAM's write enable."""
-
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = int(width), int(depth)
-        super().__init__({"w_data": In(self.width), "w_en": In(1), "w_rdy": Out(1),
-                          "r_data": Out(self.width), "r_en": In(1), "r_rdy": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        d = self.depth
-        m.submodules.storage = mem = Memory(shape=self.width, depth=d, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(domain="comb")
-        w_ptr = Signal(range(d))
-        r_ptr = Signal(range(d))
-        level = Signal(range(d + 1))
-        m.d.comb += [self.w_rdy.eq(level != d), self.r_rdy.eq(level != 0),
-                     wp.addr.eq(w_ptr), wp.data.eq(self.w_data), wp.en.eq(self.w_rdy),
-                     rp.addr.eq(r_ptr), self.r_data.eq(rp.data)]
-        do_w = Signal()
-        do_r = Signal()
-        m.d.comb += [do_w.eq(self.w_en & self.w_rdy), do_r.eq(self.r_en & self.r_rdy)]
-        if d > 1:
-            with m.If(do_w):
-                m.d.sync += w_ptr.eq(Mux(w_ptr == d - 1, 0, w_ptr + 1))
-            with m.If(do_r):
-                m.d.sync += r_ptr.eq(Mux(r_ptr == d - 1, 0, r_ptr + 1))
-        with m.If(do_w & ~do_r):
-            m.d.sync += level.eq(level + 1)
-        with m.Elif(do_r & ~do_w):
-            m.d.sync += level.eq(level - 1)
-        return m
-
-
-def _clog2(n: int) -> int:
-    return max(1, (int(n) - 1).bit_length())
-
-
-def _log2(n: int) -> int:
-    """Exact log2 of a power of two (0 for 1)."""
-    return int(n).bit_length() - 1
-
-
-def divmod_const(x, d: int):
-    """Unsigned ``(x // d, x % d)`` by a constant: bit slices when ``d`` is a power of two."""
-    if d & (d - 1) == 0:
-        k = _log2(d)
-        return x >> k, x[:k] if k else Const(0, 1)
-    return x // d, x % d
 
 
 # ---- the round-robin placement of one layout, as expressions --------------------------------
@@ -446,7 +373,7 @@ class NandAddressMapper(wiring.Component):
         lay, p = self.layout, self.params
         cfg = lay.cfg
         A, K = lay.access, lay.hot_accesses
-        la = _log2(A)
+        la = exact_log2(A)
         counts = {"frame": lay.frame_access_count, "code": lay.code_access_count,
                   "raw": lay.raw_access_count}
         cmax = max(list(counts.values()) + [K])

@@ -48,7 +48,7 @@ pipeline: one ADT entry per cycle, ``P`` codes per cycle.
   behaviour, checked by running the same cocotb testbench on it with a behavioural DP16KD
   model).  Yosys 0.70 maps the generic one to a DP16KD WITHOUT its output register (5.6 ns
   clock-to-output) and a fabric flip-flop that nextpnr places ~20 rows away, so only the
-  ``ecp5`` variant reaches 150 MHz on the ECP5.
+  ``ecp5`` variant meets the target clock on the ECP5 (``docs/RESOURCES.md``).
 * Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
   word; 16 DP16KD in x4 mode at the default preset) behind a registered address (
   ``cb_wr.addr`` between builds, the build's read index during a build), write enable and
@@ -168,7 +168,7 @@ class PQUnit(wiring.Component):
     bram : ``"generic"`` (default) or ``"ecp5"``
         Block-RAM implementation (:class:`proxima.hdl.lib.vendor.BlockRAM`): the portable
         Amaranth ``Memory`` + register (simulation twin), or ``DP16KD`` instances with
-        their output register (use it for the ECP5: the generic one misses 150 MHz).
+        their output register (use it for the ECP5: the generic one misses the target clock).
         Identical cycle behaviour; the ``ecp5`` variant cannot run in the Amaranth
         simulator (simulate its Verilog with :func:`proxima.hdl.lib.vendor.dp16kd_model_verilog`).
 
