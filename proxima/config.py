@@ -64,6 +64,15 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
 
+def sorter_pipeline_latency(depth: int, stages_per_reg: int = 1) -> int:
+    """Cycles from an accepted input vector to its sorted output of the RTL bitonic sorter
+    (``hdl/sorter.py``) with ``depth`` network stages cut into groups of ``stages_per_reg``:
+    two register levels per group (swap decisions, then the swapped keys) plus the one
+    cycle of the output ring behind its registered stall enable.  The one definition: the
+    RTL takes its latency from here and its tests measure it."""
+    return 2 * -(-int(depth) // int(stages_per_reg)) + 1
+
+
 @dataclass(frozen=True)
 class VecConfig:
     dim: int = 128
@@ -384,10 +393,9 @@ class ProximaConfig:
 
     @property
     def sorter_latency(self) -> int:
-        """Cycles of one pass through the RTL sorter (``hdl/sorter.py``, default options):
-        two register levels per network stage (swap decisions, then the swapped keys) and
-        the one-cycle output FIFO of its registered stall enable (``skid``)."""
-        return 2 * self.sorter_depth + 1
+        """Cycles of one pass through the RTL sorter: :func:`sorter_pipeline_latency` of
+        :attr:`sorter_depth` (one network stage per register group)."""
+        return sorter_pipeline_latency(self.sorter_depth)
 
     @property
     def list_chunks(self) -> int:

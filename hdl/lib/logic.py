@@ -93,7 +93,7 @@ def register_copies(m, name: str, nxt, count: int, guard=None, *, enable=None,
                          f"(initial values 0 and 1), asked for {count}")
     regs = []
     for k in range(count):
-        q = Signal(name=f"{name}{k}", reset_less=reset_less and guard is not None,
+        q = Signal(name=f"{name}{k}", reset_less=reset_less,
                    init=0 if guard is not None else k)
         value = nxt if guard is None else nxt & ~(q & guard)
         if enable is None:

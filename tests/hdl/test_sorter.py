@@ -13,7 +13,7 @@ import pytest
 from amaranth.hdl import Fragment, UnusedElaboratable, Value
 from amaranth.sim import Simulator
 
-from proxima.config import preset
+from proxima.config import preset, sorter_pipeline_latency
 from proxima.golden.sorter import (
     SorterError, bitonic_network, make_keys, network_depth, pad_key, pad_vector, sort_keys,
     split_keys,
@@ -85,14 +85,6 @@ def test_bad_inputs_raise():
             BitonicSorter(cfg, n=24)
         with pytest.raises(SorterError, match="stages_per_reg"):
             BitonicSorter(cfg, stages_per_reg=0)
-        with pytest.raises(SorterError, match="compare_chunks"):
-            BitonicSorter(cfg, compare_chunks=0)
-        with pytest.raises(SorterError, match="compare_chunks"):
-            BitonicSorter(cfg, compare_chunks=cfg.sort_key_bits + 1)
-        with pytest.raises(SorterError, match="swap_copies"):
-            BitonicSorter(cfg, swap_copies=5)
-        with pytest.raises(SorterError, match="swap_copies"):
-            BitonicSorter(cfg, swap_copies=0)
         with pytest.raises(SorterError, match="enable_keys"):
             BitonicSorter(cfg, enable_keys=0)
         with pytest.raises(SorterError, match="read_keys"):
@@ -187,18 +179,8 @@ def test_amaranth_paper_preset_256_inputs():
 # (options, latency of the 10-stage N = 16 network)
 VARIANTS = [
     (dict(), 21),
-    (dict(skid=False), 20),
-    (dict(swap_copies=1, skid=False), 20),
-    (dict(swap_copies=3), 21),
-    (dict(compare_chunks=2, skid=False), 20),
-    (dict(compare_chunks=3, swap_copies=2), 21),
-    (dict(stages_per_reg=3, skid=False), 8),
-    (dict(register_swap=False, skid=False), 10),
-    (dict(register_swap=False, stages_per_reg=2, skid=False), 5),
-    (dict(compare_copy=True, skid=False), 20),
-    (dict(compare_copy=True, register_swap=False, stages_per_reg=2, skid=False), 5),
-    (dict(compare_copy=True), 21),
-    (dict(register_swap=False), 11),
+    (dict(stages_per_reg=3), 9),
+    (dict(stages_per_reg=4), 7),
     (dict(enable_keys=1), 21),
     (dict(enable_keys=5), 21),
     (dict(enable_keys=16), 21),
@@ -221,32 +203,40 @@ def test_amaranth_structures(options, latency):
     cfg = preset("tiny")
     assert cfg.engine.sorter_n == 16
     dut, _ = _amaranth_run(cfg, 16, 80, 0.7, 0.6, seed=len(str(options)), **options)
-    assert dut.latency == latency
+    assert dut.latency == latency == sorter_pipeline_latency(dut.depth, dut.stages_per_reg)
     full, ev = _amaranth_run(cfg, 16, 12, 1.0, 1.0, seed=9, **options)
+    # measured: the first vector comes out `latency` cycles after it went in, then one per
+    # cycle
     assert ev["first_in"] == 0 and ev["first_out"] == full.latency
+    assert ev["last_in"] == 11 and ev["last_out"] == 11 + full.latency
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("copies,compare_copy", [(2, False), (4, False), (2, True)])
-def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, copies, compare_copy):
-    """yosys synth_ecp5 of an N = 4 sorter: every swap copy survives as its own flip-flop
-    (not merged by opt_merge) and each 40-bit comparison is one bare carry chain (no LUT
-    equality tree), so the LUT4s are the multiplexers, the enable and, with more than two
-    copies, one inverter per CE."""
+def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path):
+    """yosys synth_ecp5 of an N = 4 sorter: both copies of every swap decision survive as
+    their own flip-flops (not merged by opt_merge), each drives the multiplexers of half
+    the key bits of both outputs, and each 40-bit comparison is one bare carry chain whose
+    carry-out is a copy's D input (no LUT behind the chain)."""
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n, swap_copies=copies, compare_copy=compare_copy, skid=False)
+    dut = BitonicSorter(cfg, n=n)
     cells, net = synth_ecp5(tmp_path, dut)
-    S, ces = dut.depth, dut.depth * n // 2
-    assert cells["TRELLIS_FF"] == (2 * S + (S - 1) * compare_copy) * n * w + ces * copies + 2 * S
-    assert cells["CCU2C"] == ces * (w // 2)
-    assert cells["LUT4"] == ces * 2 * w + 1 + (ces if copies > 2 else 0)
-    # each swap register drives the multiplexers of w / copies bits of both outputs
-    _, loads = drivers_and_loads(net)
+    ces = dut.depth * n // 2
+    driver, loads = drivers_and_loads(net)
     swap_q = [v["bits"][0] for name, v in net["netnames"].items()
-              if re.fullmatch(r"l\d+_ce\d+_swap\d(_n)?", name)]
-    assert len(swap_q) == ces * copies
-    assert all(len(loads[b]) == 2 * w // copies for b in swap_q)
+              if re.fullmatch(r"l\d+_ce\d+_swap_n\d", name)]
+    assert len(swap_q) == ces * dut.SWAP_COPIES
+    assert all(len(loads[b]) == 2 * w // dut.SWAP_COPIES for b in swap_q)
+    ffs = {c["connections"]["Q"][0]: c for c in net["cells"].values()
+           if c["type"] == "TRELLIS_FF"}
+    chains = 0
+    for b in swap_q:
+        d = driver[ffs[b]["connections"]["DI"][0]]
+        assert d["type"] == "CCU2C", "a LUT between the comparator chain and its copy"
+        chains += 1
+    assert chains == ces * dut.SWAP_COPIES
+    # the comparators' chains (w / 2 CCU2C each) are all but the few of the enable roots
+    assert ces * (w // 2) <= cells["CCU2C"] < ces * (w // 2) + 4 * dut.roots
 
 
 @pytest.mark.rtl
@@ -268,7 +258,7 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     # pipeline keys, swap copies, valid bits; FIFO entries; roots (2-bit occupancy and two
     # decision registers); leaves; per FIFO group D write enables; a 2-bit read pointer per
     # ``read_keys`` keys; the 2-bit write pointer
-    assert ffs == (levels * n * w + ces * dut.swap_copies + levels + D * n * w
+    assert ffs == (levels * n * w + ces * dut.SWAP_COPIES + levels + D * n * w
                    + 4 * R + levels * G + 1 + G * D + 2 * -(-n // dut.read_keys) + 2)
     qbits = {c["connections"]["Q"][0] for c in net["cells"].values()
              if c["type"] == "TRELLIS_FF"}
