@@ -242,7 +242,7 @@ def _short_cell(name: str, limit: int = 48) -> str:
 
 def _params(name: str, block) -> str:
     parts = []
-    for attr in ("n", "key_bits", "stages_per_reg", "register_compare", "latency",
+    for attr in ("n", "key_bits", "stages_per_reg", "latency",
                  "grant_bits"):
         if hasattr(block, attr):
             parts.append(f"{attr}={getattr(block, attr)}")
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", dest="options", action="append", default=[],
                     metavar="NAME=VALUE", help="constructor keyword argument of the blocks "
                                                "(Python literal, or a bare word taken as a "
-                                               "string), e.g. register_compare=True, "
+                                               "string), e.g. stages_per_reg=2, "
                                                "bram=generic; completes/overrides the blocks' "
                                                "FPGA defaults (pq: bram='ecp5')")
     ap.add_argument("--freq", type=float, default=150.0, help="target MHz (default 150)")

@@ -273,7 +273,8 @@ class _QueuedNode(wiring.Component):
     """One node of the tree (spec :class:`proxima.golden.arbiter.QueuedArbiterNodeModel`):
     the registered grant of :func:`_lookahead_grant` in front of a
     :class:`~proxima.hdl.lib.fifo.SkidBuffer` whose ``ready`` is a register.  ``i[k].ready =
-    queue.ready & gnt[k]`` and the grant's clock enable depend on registers only; ``o.ready`` enters only the queue's own enables.  ``n`` may
+    queue.ready & gnt[k]`` and the grant's clock enable depend on registers only;
+    ``o.ready`` enters only the queue's own enables.  ``n`` may
     be 1 (the last leaf of a tree); ``o.payload.grant`` has ``grant_bits`` bits (the leaves
     use ``log2(group)`` so that the upper grant can be concatenated above it)."""
 

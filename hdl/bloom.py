@@ -45,49 +45,6 @@ write port), marked ``no_rw_check`` (see the hazards below):
   DP16KD each).  The ECP5 block RAM as yosys maps it has no output register, so this
   variant is limited by the block RAM's clock-to-output (``docs/RESOURCES.md``).
 
-Pipeline (free running: every stage advances every cycle)
----------------------------------------------------------
-Every cycle one *operation* enters: the accepted id, or -- in a cycle without an accepted id
--- a scrub of word ``ptr`` (see below).  Every operation is a read-modify-write of one word
-per bank and writes its word back (a scrub writes the word's unchanged meaning).  Stages:
-
-* ``a``:  the id register.  The H3 XOR trees (<= ``id_bits`` inputs) and the mux with the
-  scrub pointer feed the registered word address and bit of stage c0.  When ``B`` is not a
-  power of two an extra stage ``m`` registers ``h_i`` and the constant multiply (registered
-  on both sides) runs from ``m`` to c0 (``hash_stages = 2``).
-* ``c0``: the word address drives the RAM read address; the address is compared with the
-  addresses of the ``window`` operations ahead (stages c1..c<window>), results registered.
-* ``c1``: the RAM output register.  The one-hot bits set by the ids 1..window-1 ahead in the
-  same word are ORed into a registered forwarding mask.
-* ``c2 .. c<chk>`` (``chk = 1 + ram_regs``, ``ram_regs >= 2``, default 2): c2 registers
-  the sub-bank mux (``ram="lut"``) or is a plain register (``ram="block"``: it can sit
-  next to the slow RAM output); later ones are plain registers.
-* ``c<chk-1>``: the tag checks ``raw.tag == epoch`` and (for a collision, see below)
-  ``written.tag == epoch``, registered with the epoch they used (``ep``, written back
-  later as the word's tag).
-* ``c<chk>``: the word's current bits: ``raw.bits`` if its tag matched (or, on a
-  collision, the bits of the word written by the operation ``window`` ahead), OR the
-  forwarding mask: one LUT level per bit, registered.
-* ``c<chk+1>``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits |
-  onehot}``, both registered.
-* ``c<window>``: the RAM write; the AND of the k bank hits goes with the id into the
-  response buffer (a buffered :class:`proxima.hdl.lib.fifo.Queue`, 2 cycles to its output
-  register).
-
-Read-modify-write hazards, exactly: an operation reads its word in c0 and the operations
-1..window ahead of it write theirs in its cycles c<window-1>..c0, i.e. not before its read.
-Within one epoch the only change an operation makes to a word is to set one bit (a scrub
-changes nothing), so the word an operation must see is ``current(raw) | onehot_1 | ... |
-onehot_<window-1>`` over the ids ahead that address the same word: the forwarding mask.
-The operation ``window`` ahead writes in the very cycle of the read; the RAM's answer is
-then undefined (hence ``no_rw_check``: Yosys adds no bypass logic of its own), and the
-written word itself -- kept in a ``chk``-cycle delay line -- replaces the RAM word.  A mask
-holds bits of ids up to ``chk + window - 2`` stages ahead of c0, and is checked against the
-epoch only in stage chk-1; so a clear waits until no id of the old query is in stages
-a..c<chk + window - 2> (a conservative bound; 8 stages with the defaults), and a word
-carried across a clear by a scrub keeps the tag of the epoch it was checked under and reads
-as empty afterwards.
-
 Clear without a sweep: epoch tags
 ---------------------------------
 A register ``epoch`` (``epoch_bits`` wide) names the current query.  A word whose ``tag``
@@ -261,6 +218,51 @@ class BloomFilter(wiring.Component):
         return addr, bit
 
     def elaborate(self, platform):
+        """Structure (the contract is the module docstring).
+
+        Pipeline (free running: every stage advances every cycle)
+        ---------------------------------------------------------
+        Every cycle one *operation* enters: the accepted id, or -- in a cycle without an accepted id
+        -- a scrub of word ``ptr`` (see below).  Every operation is a read-modify-write of one word
+        per bank and writes its word back (a scrub writes the word's unchanged meaning).  Stages:
+
+        * ``a``:  the id register.  The H3 XOR trees (<= ``id_bits`` inputs) and the mux with the
+          scrub pointer feed the registered word address and bit of stage c0.  When ``B`` is not a
+          power of two an extra stage ``m`` registers ``h_i`` and the constant multiply (registered
+          on both sides) runs from ``m`` to c0 (``hash_stages = 2``).
+        * ``c0``: the word address drives the RAM read address; the address is compared with the
+          addresses of the ``window`` operations ahead (stages c1..c<window>), results registered.
+        * ``c1``: the RAM output register.  The one-hot bits set by the ids 1..window-1 ahead in the
+          same word are ORed into a registered forwarding mask.
+        * ``c2 .. c<chk>`` (``chk = 1 + ram_regs``, ``ram_regs >= 2``, default 2): c2 registers
+          the sub-bank mux (``ram="lut"``) or is a plain register (``ram="block"``: it can sit
+          next to the slow RAM output); later ones are plain registers.
+        * ``c<chk-1>``: the tag checks ``raw.tag == epoch`` and (for a collision, see below)
+          ``written.tag == epoch``, registered with the epoch they used (``ep``, written back
+          later as the word's tag).
+        * ``c<chk>``: the word's current bits: ``raw.bits`` if its tag matched (or, on a
+          collision, the bits of the word written by the operation ``window`` ahead), OR the
+          forwarding mask: one LUT level per bit, registered.
+        * ``c<chk+1>``: the hit bit (a ``word_bits``:1 mux) and the new word ``{epoch, bits |
+          onehot}``, both registered.
+        * ``c<window>``: the RAM write; the AND of the k bank hits goes with the id into the
+          response buffer (a buffered :class:`proxima.hdl.lib.fifo.Queue`, 2 cycles to its output
+          register).
+
+        Read-modify-write hazards, exactly: an operation reads its word in c0 and the operations
+        1..window ahead of it write theirs in its cycles c<window-1>..c0, i.e. not before its read.
+        Within one epoch the only change an operation makes to a word is to set one bit (a scrub
+        changes nothing), so the word an operation must see is ``current(raw) | onehot_1 | ... |
+        onehot_<window-1>`` over the ids ahead that address the same word: the forwarding mask.
+        The operation ``window`` ahead writes in the very cycle of the read; the RAM's answer is
+        then undefined (hence ``no_rw_check``: Yosys adds no bypass logic of its own), and the
+        written word itself -- kept in a ``chk``-cycle delay line -- replaces the RAM word.  A mask
+        holds bits of ids up to ``chk + window - 2`` stages ahead of c0, and is checked against the
+        epoch only in stage chk-1; so a clear waits until no id of the old query is in stages
+        a..c<chk + window - 2> (a conservative bound; 8 stages with the defaults), and a word
+        carried across a clear by a scrub keeps the tag of the epoch it was checked under and reads
+        as empty afterwards.
+        """
         m = Module()
         k, w, depth, eb = self.k, self.word_bits, self.depth, self.epoch_bits
         ab, bb, ib = self.addr_bits, self.bit_sel_bits, self.id_bits

@@ -912,7 +912,7 @@ class CandidateListWithSorter(wiring.Component):
     of ``n = engine.sorter_n`` extended keys (tests, simulation, replay).
 
     Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  Keyword
-    arguments other than ``cfg`` go to the sorter (``stages_per_reg``, ``register_compare``).
+    arguments other than ``cfg`` go to the sorter (``stages_per_reg``, ``enable_keys``, ``read_keys``).
     Attributes: ``list``, ``sorter``, ``sorter_latency``, ``merge_cycles`` (cycles from the
     last INSERT beat to the next accepted command), ``select_latency``.
     """

@@ -46,54 +46,12 @@ Word width
 being read from the frame's first word) is the NAND controller's data-bus width.  One word is
 accepted per cycle at most.
 
-Micro-architecture
-------------------------------------------------------
-Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
-
-0. *Reader* (control only).  A ring of ``RING_WORDS = 4`` input words (``head``: the slot
-   of the low word, ``nwords``) and a bit read pointer ``rp`` (``0 .. word_bits-1``) into
-   the low word.  The header is decoded from the frame's first word *when it is accepted*
-   (``d``, ``w``, ``d > R or w > W``, ``hot``), so the state machine never reads frame data
-   (only these registered flags): each cycle it *issues* at most one field of registered width ``need`` (header,
-   ``B``, ``w``, a code chunk of ``<= word_bits`` bits) with a small tag (kind, ``last`` /
-   ``empty`` / ``corrupt`` flags, ``w``), advancing ``rp`` by ``need`` (the sum ``rp + need``
-   is computed from registers; its carry drops the low word).  A field is in the ring when
-   ``nwords >= 2`` (always enough for ``need <= word_bits``); with fewer words the exact
-   test ``rp + need <= nwords * word_bits`` is registered and used the cycle after (a
-   one-cycle wait only while the ring is nearly empty, e.g. at a frame's tail).  ``SKIP``
-   drops whole words until the code's word (``8 * code_off // word_bits``), then sets ``rp``
-   to the code's bit.  An id or code beat is issued only with a *credit* (a free entry
-   in its output FIFO, counting beats in flight), so back-pressure never reaches the
-   pipeline combinationally.  ``i.ready`` depends on registers only.
-1. *Word select*: the two ring words from ``head`` on, with ``rp`` and the tag.
-2. *Byte shift* of that pair by ``rp // 8`` (an 8:1 mux per bit) and the id-field mask
-   (``B`` ones for the first id, ``w`` ones for a gap).
-3. *Bit shift* by ``rp % 8``: the field, left-aligned; the id field masked.
-4. *Id adder* ``id = cur + field`` (``cur`` is zeroed when a first id is next) and the code
-   assembler (chunks of ``word_bits`` bits), written straight into the output queues
-   (:class:`proxima.hdl.lib.fifo.Queue`; ``ids``: ``ids_depth = 8`` entries, enough to cover the issue-to-credit loop at one
-   id per cycle; ``codes``: 2 entries).  ``empty`` beats carry id / code 0.
-
-States of stage 0:
-
-``HDR``   (first word in the ring) consume the header, or close a corrupt one.  1 cycle
-``FIRST`` issue ``n_0`` (``B`` bits) or the ``empty`` id beat.                   1 cycle
-``GAP``   issue ``id += gap`` (``w`` bits).                                 1 id per cycle
-``SKIP``  normal frames: drop whole words up to the code's word.     1 word per cycle
-``CODE``  issue the ``8C`` code bits in chunks of ``word_bits`` (``ceil(8C / word_bits)``
-          cycles); hot frames go back to ``GAP`` after each code.
-``CLOSE`` issue the closing ``empty`` / ``corrupt`` beats described above (both streams
-          in the same cycle).
-``DRAIN`` flush the ring and drop the rest of the frame up to and including its ``last``
-          word; once that word is in, the word accepted in this state is the next
-          frame's first (written to the emptied ring, its header decoded): 1 cycle when
-          the frame's last word is already in the ring.
-
 Latency and throughput
 ----------------------
 A beat leaves ``PIPE_LATENCY = 4`` cycles after it is issued: the first id of a frame is
 valid 6 cycles after the frame's first word is accepted.  Throughput is set by stage 0
-alone: ids of a frame come out on consecutive cycles whenever the words arrive at one per cycle and ``ids.ready`` stays high (``w <= B <=
+alone: ids of a frame come out on consecutive cycles whenever the words arrive at one per
+cycle and ``ids.ready`` stays high (``w <= B <=
 word_bits / 2``; checked in the tests).  A normal frame of degree ``d`` takes about ``3 +
 d`` cycles plus the skip to the code's word plus ``ceil(8C / word_bits)`` code chunks plus
 the drain (a producer that sends the whole stride pays one cycle per word past the code);
@@ -176,6 +134,52 @@ class GapDecoder(wiring.Component):
         return cls(cfg)
 
     def elaborate(self, platform):
+        """Structure (the contract is the module docstring).
+
+        Micro-architecture
+        ------------------------------------------------------
+        Five stages; only stage 0 has a feedback loop, and it never looks at frame data:
+
+        0. *Reader* (control only).  A ring of ``RING_WORDS = 4`` input words (``head``: the slot
+           of the low word, ``nwords``) and a bit read pointer ``rp`` (``0 .. word_bits-1``) into
+           the low word.  The header is decoded from the frame's first word *when it is accepted*
+           (``d``, ``w``, ``d > R or w > W``, ``hot``), so the state machine never reads frame data
+           (only these registered flags): each cycle it *issues* at most one field of registered width ``need`` (header,
+           ``B``, ``w``, a code chunk of ``<= word_bits`` bits) with a small tag (kind, ``last`` /
+           ``empty`` / ``corrupt`` flags, ``w``), advancing ``rp`` by ``need`` (the sum ``rp + need``
+           is computed from registers; its carry drops the low word).  A field is in the ring when
+           ``nwords >= 2`` (always enough for ``need <= word_bits``); with fewer words the exact
+           test ``rp + need <= nwords * word_bits`` is registered and used the cycle after (a
+           one-cycle wait only while the ring is nearly empty, e.g. at a frame's tail).  ``SKIP``
+           drops whole words until the code's word (``8 * code_off // word_bits``), then sets ``rp``
+           to the code's bit.  An id or code beat is issued only with a *credit* (a free entry
+           in its output FIFO, counting beats in flight), so back-pressure never reaches the
+           pipeline combinationally.  ``i.ready`` depends on registers only.
+        1. *Word select*: the two ring words from ``head`` on, with ``rp`` and the tag.
+        2. *Byte shift* of that pair by ``rp // 8`` (an 8:1 mux per bit) and the id-field mask
+           (``B`` ones for the first id, ``w`` ones for a gap).
+        3. *Bit shift* by ``rp % 8``: the field, left-aligned; the id field masked.
+        4. *Id adder* ``id = cur + field`` (``cur`` is zeroed when a first id is next) and the code
+           assembler (chunks of ``word_bits`` bits), written straight into the output queues
+           (:class:`proxima.hdl.lib.fifo.Queue`; ``ids``: ``ids_depth = 8`` entries, enough
+           to cover the issue-to-credit loop at one
+           id per cycle; ``codes``: 2 entries).  ``empty`` beats carry id / code 0.
+
+        States of stage 0:
+
+        ``HDR``   (first word in the ring) consume the header, or close a corrupt one.  1 cycle
+        ``FIRST`` issue ``n_0`` (``B`` bits) or the ``empty`` id beat.                   1 cycle
+        ``GAP``   issue ``id += gap`` (``w`` bits).                                 1 id per cycle
+        ``SKIP``  normal frames: drop whole words up to the code's word.     1 word per cycle
+        ``CODE``  issue the ``8C`` code bits in chunks of ``word_bits`` (``ceil(8C / word_bits)``
+                  cycles); hot frames go back to ``GAP`` after each code.
+        ``CLOSE`` issue the closing ``empty`` / ``corrupt`` beats described above (both streams
+                  in the same cycle).
+        ``DRAIN`` flush the ring and drop the rest of the frame up to and including its ``last``
+                  word; once that word is in, the word accepted in this state is the next
+                  frame's first (written to the emptied ring, its header decoded): 1 cycle when
+                  the frame's last word is already in the ring.
+        """
         m = Module()
         wb, B, R, C = self.word_bits, self.B, self.R, self.C
         DB, HB, WB = self.deg_bits, self.header_bits, self.width_bits

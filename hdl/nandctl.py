@@ -45,42 +45,24 @@ The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and `
 are powers of two).
 
 An on-chip store (``external_store=False`` with an image) is read combinationally into
-``resp.data``; at the engine's target clock on an ECP5 a store needs a read latency of two cycles (the block
-RAM's output register), which is a change of the cycle rules of :mod:`proxima.golden.nandctl`
-(one more cycle from the read to the beat, a two-entry output buffer), not made here.
+``resp.data``; at the engine's target clock on an ECP5 a store needs a read latency of two
+cycles (the block RAM's output register), which is a change of the cycle rules of
+:mod:`proxima.golden.nandctl` (one more cycle from the read to the beat, a two-entry output
+buffer), not made here.
 
 Structure
 ---------
 Per core: a FIFO of ``D`` entries ``{tag, page, word}`` (:class:`proxima.hdl.lib.fifo.Queue`,
-i.e. :class:`amaranth.lib.fifo.SyncFIFO`; its ``ready`` is the accept condition), a service register (``busy``, ``rem`` counting
-``service .. 1`` with a registered ``rem <= 1`` flag, the entry) and a done slot (``full`` +
-entry).  The engine grants the next non-empty done slot after the last granted core
-(:func:`proxima.golden.arbiter.round_robin_pick`, as :func:`proxima.hdl.lib.logic.rr_pick`), reads the access's words one per cycle into
-the output: ``store_en = advance = ~resp.valid | resp.ready`` and ``resp.data`` is the read
+i.e. :class:`amaranth.lib.fifo.SyncFIFO`; its ``ready`` is the accept condition), a service
+register (``busy``, ``rem`` counting ``service .. 1`` with a registered ``rem <= 1`` flag,
+the entry) and a done slot (``full`` + entry).  The engine grants the next non-empty done
+slot after the last granted core (:func:`proxima.golden.arbiter.round_robin_pick`, as
+:func:`proxima.hdl.lib.logic.rr_pick`), reads the access's words one per cycle into the
+output: ``store_en = advance = ~resp.valid | resp.ready`` and ``resp.data`` is the read
 port's data, so the memory's output register is the output register.  Cost: ``C`` FIFOs of
 ``D * (tag + page + word)`` bits (distributed RAM, ``TRELLIS_DPR16X4``), ``C`` counters of
 ``clog2(service + 1)`` bits, ``O(C)`` arbitration logic.
 
-Timing (cycle-exact, no change of the golden cycle rules)
----------------------------------------------------------
-Everything below moves logic across registers without changing any cycle of the golden
-model (the tests compare every accept and beat cycle):
-
-* The round-robin pick is a *register* holding the pick of the current cycle's state,
-  loaded in the previous cycle.  Its input is the register ``soon = slot_full | (busy &
-  rem <= 1)`` (the done slots after this cycle's completions; a completing slot is empty),
-  itself loaded from the next-state expressions, and ``last`` kept as a thermometer mask
-  (bits above ``last``).  A grant empties a slot and moves ``last``; with ``nb > 1`` beats
-  the engine is active in the cycle after a grant, so the pick is never used in a cycle that
-  follows a grant and the take need not enter its input (with ``nb == 1`` it does:
-  ``soon & ~take`` and the mask after the take).  The pick is parallel prefix ORs (no carry
-  chain, no compare against ``last``).
-* ``complete`` (``busy & rem <= 1 & ~slot_full``) and the FIFO pop condition (``~busy |
-  complete``) are registers loaded from the next-state expressions; ``rem <= 1`` is a
-  registered flag, not a compare.
-* The granted slot's entry is an AND-OR of the done slots with the registered one-hot pick;
-  the burst address is ``base | idx`` (accesses are aligned, no adder) and does not depend
-  on ``resp.ready``.
 Resources and clock rate: ``docs/RESOURCES.md``.
 
 Address mapper
@@ -156,6 +138,29 @@ class NandController(wiring.Component):
         return cls(cfg, **kw)
 
     def elaborate(self, platform):
+        """Structure (the contract is the module docstring).
+
+        Timing (cycle-exact, no change of the golden cycle rules)
+        ---------------------------------------------------------
+        Everything below moves logic across registers without changing any cycle of the golden
+        model (the tests compare every accept and beat cycle):
+
+        * The round-robin pick is a *register* holding the pick of the current cycle's state,
+          loaded in the previous cycle.  Its input is the register ``soon = slot_full | (busy &
+          rem <= 1)`` (the done slots after this cycle's completions; a completing slot is empty),
+          itself loaded from the next-state expressions, and ``last`` kept as a thermometer mask
+          (bits above ``last``).  A grant empties a slot and moves ``last``; with ``nb > 1`` beats
+          the engine is active in the cycle after a grant, so the pick is never used in a cycle that
+          follows a grant and the take need not enter its input (with ``nb == 1`` it does:
+          ``soon & ~take`` and the mask after the take).  The pick is parallel prefix ORs (no carry
+          chain, no compare against ``last``).
+        * ``complete`` (``busy & rem <= 1 & ~slot_full``) and the FIFO pop condition (``~busy |
+          complete``) are registers loaded from the next-state expressions; ``rem <= 1`` is a
+          registered flag, not a compare.
+        * The granted slot's entry is an AND-OR of the done slots with the registered one-hot pick;
+          the burst address is ``base | idx`` (accesses are aligned, no adder) and does not depend
+          on ``resp.ready``.
+        """
         m = Module()
         p = self.params
         C, S, nb = p.cores, p.service, p.beats

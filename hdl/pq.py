@@ -28,65 +28,16 @@ Interface
 ``dists``    ``Out(stream(ArrayLayout({used, id, dist}, P)))``: one beat per input beat, lanes
              in place, ``dist = sum_m ADT[m][code[m]]``.
 
-Micro-architecture
-------------------
-Both pipelines (ADT build and distances) never stall: there is no clock enable anywhere in
-the arithmetic, only registers between the stages.  Back-pressure is handled with credits:
-each pipeline ends in an output queue (:class:`proxima.hdl.lib.fifo.Queue`, ``buffered``,
-``credited``: 2 cycles from a write into an empty queue to ``valid``); an entry is reserved
-when its work enters the pipeline and freed when it leaves on the output stream, and nothing
-enters while all entries are reserved, so a write always finds room (the simulation tests
-check the queues' sticky ``overflow`` flags, which synthesis removes).  The FIFOs are deep enough
-(``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
-pipeline: one ADT entry per cycle, ``P`` codes per cycle.
-
-* Block RAMs: every RAM is a :class:`proxima.hdl.lib.vendor.BlockRAM` (``bram=`` option): one
-  address shared by the write and the read, read data registered INSIDE the RAM, so a
-  read takes 2 cycles (:data:`~proxima.hdl.lib.vendor.BRAM_LATENCY`).  ``bram="generic"``
-  (default; the Amaranth simulator's twin) is an Amaranth ``Memory`` plus one register;
-  ``bram="ecp5"`` instantiates ``DP16KD`` with ``REGMODE_A = "OUTREG"`` (identical cycle
-  behaviour, checked by running the same cocotb testbench on it with a behavioural DP16KD
-  model).  Yosys 0.70 maps the generic one to a DP16KD WITHOUT its output register (5.6 ns
-  clock-to-output) and a fabric flip-flop that nextpnr places ~20 rows away, so only the
-  ``ecp5`` variant meets the target clock on the ECP5 (``docs/RESOURCES.md``).
-* Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
-  word; 16 DP16KD in x4 mode at the default preset) behind a registered address (
-  ``cb_wr.addr`` between builds, the build's read index during a build), write enable and
-  write data: a ``cb_wr`` beat is written one cycle after it is accepted.
-* ADT build, one entry per cycle, stages counted from the issue of a centroid index:
-  the codebook address register; the RAM's read latch and its output register; ``ram_regs`` fabric registers of the RAM
-  word in series (they carry it to the arithmetic), the last one (or the RAM's output
-  register when ``ram_regs = 0``) next to the registered query sub-vector of subspace
-  ``m`` (selected from the query register in ``sel_stages`` registered steps of
-  ``sel_bits`` index bits, running alongside the RAM read: two 4:1 steps at ``M = 16``;
-  no extra latency); ``|q - c|`` per element; ``square_stages`` stages of LUT squares
-  (:func:`proxima.hdl.lib.arith.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
-  registers into ``MULT18X18D`` on ECP5); the ``dsub``-input adder tree (``tree_levels``
-  adder levels per stage); round half up (``+ half``, ``>> adt_shift``); saturate -- that
-  register is the ADT RAMs' write data and is written into the build FIFO.  The last ADT
-  word is on ``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the
-  query's last element when ``adt_out`` never stalls.
-* ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide; one DP16KD in
-  x18 mode each at ``adt_bits <= 18``): subspace ``m``, lane ``p``; each has one
-  registered address (the write index during a build, lane ``p``'s code ``m`` otherwise);
-  the write data is copied into one register per subspace (each drives ``P`` RAMs, not
-  ``M * P``).
-* Distances, ``P`` codes per cycle: address registers; RAM read (2 cycles); ``ram_regs``
-  fabric registers in series of the ``M`` looked-up entries; the ``M``-input adder tree
-  with a register after every ``tree_levels`` levels; the FIFO.
-  ``latency = 5 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from an accepted beat
-  to its distances (11 at ``M = 16``, ``tree_levels = 1``, ``ram_regs = 2``);
-  ``build_stages = 8 + ram_regs + square_stages + ceil(log2(dsub) / tree_levels)`` (16 at
-  the default preset: ``build_latency`` 4112).  Throughput is unchanged by ``ram_regs`` and
-  ``bram``: one ADT entry and ``P`` codes per cycle.
-* Control: ``building`` (query complete -> last ADT write issued) drives the control
-  logic only; a second register with the same next-state logic drives the ``M * P``
-  address multiplexers; "last query element", "last ADT entry", "every centroid issued"
-  and the two "all FIFO entries reserved" flags (:func:`_credits`) are registers, so that
-  issuing a centroid or accepting a code beat is one LUT of registers (the credit
-  counters' adders are not in those loops).
-
-Resources and clock rates per option: ``docs/RESOURCES.md``.
+Latency and throughput
+----------------------
+Neither pipeline stalls; back-pressure works with credits on their output queues, deep
+enough that a consumer that is always ready never slows them: one ADT entry per cycle,
+``P`` codes per cycle.  ``latency = 5 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from
+an accepted code beat to its distances (11 at ``M = 16``); the last ADT word is on
+``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the query's last
+element, ``build_stages = 8 + ram_regs + square_stages + ceil(log2(dsub) / tree_levels)``.
+The ``bram`` option (``"generic"`` or ``"ecp5"`` DP16KD, :mod:`proxima.hdl.lib.vendor`)
+changes no cycle.  Resources and clock rates per option: ``docs/RESOURCES.md``.
 """
 
 from __future__ import annotations
@@ -250,6 +201,66 @@ class PQUnit(wiring.Component):
         return cls(cfg, **options)
 
     def elaborate(self, platform):
+        """Structure (the contract is the module docstring).
+
+        Micro-architecture
+        ------------------
+        Both pipelines (ADT build and distances) never stall: there is no clock enable anywhere in
+        the arithmetic, only registers between the stages.  Back-pressure is handled with credits:
+        each pipeline ends in an output queue (:class:`proxima.hdl.lib.fifo.Queue`, ``buffered``,
+        ``credited``: 2 cycles from a write into an empty queue to ``valid``); an entry is reserved
+        when its work enters the pipeline and freed when it leaves on the output stream, and nothing
+        enters while all entries are reserved, so a write always finds room (the simulation tests
+        check the queues' sticky ``overflow`` flags, which synthesis removes).  The FIFOs are deep enough
+        (``build_fifo_depth``, ``fifo_depth``) that a consumer that is always ready never slows the
+        pipeline: one ADT entry per cycle, ``P`` codes per cycle.
+
+        * Block RAMs: every RAM is a :class:`proxima.hdl.lib.vendor.BlockRAM` (``bram=`` option): one
+          address shared by the write and the read, read data registered INSIDE the RAM, so a
+          read takes 2 cycles (:data:`~proxima.hdl.lib.vendor.BRAM_LATENCY`).  ``bram="generic"``
+          (default; the Amaranth simulator's twin) is an Amaranth ``Memory`` plus one register;
+          ``bram="ecp5"`` instantiates ``DP16KD`` with ``REGMODE_A = "OUTREG"`` (identical cycle
+          behaviour, checked by running the same cocotb testbench on it with a behavioural DP16KD
+          model).  Yosys 0.70 maps the generic one to a DP16KD WITHOUT its output register (5.6 ns
+          clock-to-output) and a fabric flip-flop that nextpnr places ~20 rows away, so only the
+          ``ecp5`` variant meets the target clock on the ECP5 (``docs/RESOURCES.md``).
+        * Codebook: one RAM of ``M * ksub`` words of ``dsub * elem_bits`` bits (one centroid per
+          word; 16 DP16KD in x4 mode at the default preset) behind a registered address (
+          ``cb_wr.addr`` between builds, the build's read index during a build), write enable and
+          write data: a ``cb_wr`` beat is written one cycle after it is accepted.
+        * ADT build, one entry per cycle, stages counted from the issue of a centroid index:
+          the codebook address register; the RAM's read latch and its output register; ``ram_regs`` fabric registers of the RAM
+          word in series (they carry it to the arithmetic), the last one (or the RAM's output
+          register when ``ram_regs = 0``) next to the registered query sub-vector of subspace
+          ``m`` (selected from the query register in ``sel_stages`` registered steps of
+          ``sel_bits`` index bits, running alongside the RAM read: two 4:1 steps at ``M = 16``;
+          no extra latency); ``|q - c|`` per element; ``square_stages`` stages of LUT squares
+          (:func:`proxima.hdl.lib.arith.square_pipeline`; no DSP: yosys 0.70 cannot put the pipeline
+          registers into ``MULT18X18D`` on ECP5); the ``dsub``-input adder tree (``tree_levels``
+          adder levels per stage); round half up (``+ half``, ``>> adt_shift``); saturate -- that
+          register is the ADT RAMs' write data and is written into the build FIFO.  The last ADT
+          word is on ``adt_out`` ``build_latency = M * ksub + build_stages`` cycles after the
+          query's last element when ``adt_out`` never stalls.
+        * ADT storage: ``M * P`` RAMs of ``ksub`` entries (``pq.adt_bits`` wide; one DP16KD in
+          x18 mode each at ``adt_bits <= 18``): subspace ``m``, lane ``p``; each has one
+          registered address (the write index during a build, lane ``p``'s code ``m`` otherwise);
+          the write data is copied into one register per subspace (each drives ``P`` RAMs, not
+          ``M * P``).
+        * Distances, ``P`` codes per cycle: address registers; RAM read (2 cycles); ``ram_regs``
+          fabric registers in series of the ``M`` looked-up entries; the ``M``-input adder tree
+          with a register after every ``tree_levels`` levels; the FIFO.
+          ``latency = 5 + ram_regs + ceil(log2(M) / tree_levels)`` cycles from an accepted beat
+          to its distances (11 at ``M = 16``, ``tree_levels = 1``, ``ram_regs = 2``);
+          ``build_stages = 8 + ram_regs + square_stages + ceil(log2(dsub) / tree_levels)`` (16 at
+          the default preset: ``build_latency`` 4112).  Throughput is unchanged by ``ram_regs`` and
+          ``bram``: one ADT entry and ``P`` codes per cycle.
+        * Control: ``building`` (query complete -> last ADT write issued) drives the control
+          logic only; a second register with the same next-state logic drives the ``M * P``
+          address multiplexers; "last query element", "last ADT entry", "every centroid issued"
+          and the two "all FIFO entries reserved" flags (:func:`_credits`) are registers, so that
+          issuing a centroid or accepting a code beat is one LUT of registers (the credit
+          counters' adders are not in those loops).
+        """
         m = Module()
         cfg, M, ksub, dsub, eb, P = self.cfg, self.M, self.ksub, self.dsub, self.eb, self.lanes
         lg_k = exact_log2(ksub)

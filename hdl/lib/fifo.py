@@ -8,7 +8,8 @@
     one pop per cycle, never more than ``depth`` entries; ``i.ready`` never depends on
     ``i.valid`` or ``o.ready`` (a pop does not make room for a push in the same cycle):
     unbuffered it is "fewer than ``depth`` entries at the start of the cycle", buffered
-    "room in the ``depth - 1`` entries behind the output register".  ``level``: entries held.  ``credited=True`` is for a
+    "room in the ``depth - 1`` entries behind the output register".  ``level``: entries
+    held.  ``credited=True`` is for a
     producer that never looks at ``i.ready`` (it holds credits for the free entries):
     ``overflow`` is then a sticky flag of a beat offered while full (a broken credit
     count; it drives nothing, so synthesis removes it).
