@@ -105,10 +105,6 @@ class ExactDistanceUnit(wiring.Component):
             "dists": Out(stream.Signature(self.dist_layout)),
         })
 
-    @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "ExactDistanceUnit":
-        return cls(cfg)
-
     def elaborate(self, platform):
         m = Module()
         cfg, eb, L, beats = self.cfg, self.eb, self.lanes, self.beats

@@ -129,10 +129,6 @@ class GapDecoder(wiring.Component):
             "codes": Out(stream.Signature(self.code_layout)),
         })
 
-    @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "GapDecoder":
-        return cls(cfg)
-
     def elaborate(self, platform):
         """Structure (the contract is the module docstring).
 

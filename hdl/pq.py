@@ -82,6 +82,15 @@ def pack_codebook(cfg: ProximaConfig, codebook: np.ndarray) -> list[int]:
     return words
 
 
+def _output_queue(m, name: str, shape, depth: int, w_en, w_data, r_ready):
+    """The credited output queue of a never-stalling pipeline (a buffered
+    :class:`~proxima.hdl.lib.fifo.Queue`, written from the pipeline's last registers without
+    looking at its ``ready``).  Returns ``(valid, data, overflow)``."""
+    m.submodules[name] = q = Queue(shape, depth, buffered=True, credited=True)
+    m.d.comb += [q.i.valid.eq(w_en), q.i.payload.eq(w_data), q.o.ready.eq(r_ready)]
+    return q.o.valid, q.o.payload, q.overflow
+
+
 def _credits(m, name: str, depth: int, take, free):
     """Credit counter of an output FIFO of ``depth`` entries: ``take`` reserves an entry,
     ``free`` releases one.  Returns ``(count, full, error)``: ``full`` (``count ==
@@ -312,12 +321,9 @@ class PQUnit(wiring.Component):
         # ---- ADT build: credits, issue -------------------------------------------------------
         b_wen = Signal()
         b_wdata = Signal(self.adt_layout)
-        m.submodules.adt_fifo = b_fifo = Queue(self.adt_layout, self.build_fifo_depth,
-                                               buffered=True, credited=True)
-        self.adt_fifo_overflow = b_fifo.overflow
-        m.d.comb += [b_fifo.i.valid.eq(b_wen), b_fifo.i.payload.eq(b_wdata),
-                     b_fifo.o.ready.eq(self.adt_out.ready)]
-        b_rvalid, b_rdata = b_fifo.o.valid, b_fifo.o.payload
+        b_rvalid, b_rdata, self.adt_fifo_overflow = _output_queue(
+            m, "adt_fifo", self.adt_layout, self.build_fifo_depth, b_wen, b_wdata,
+            self.adt_out.ready)
         b_pop = Signal()
         do_issue = Signal()
         # registered "issue == entries" (every centroid of this build read)
@@ -401,12 +407,9 @@ class PQUnit(wiring.Component):
         # ---- distances: credits -------------------------------------------------------------
         d_wen = Signal()
         d_wdata = Signal(P * self.dist_lane.size)
-        m.submodules.dist_fifo = d_fifo = Queue(P * self.dist_lane.size, self.fifo_depth,
-                                                buffered=True, credited=True)
-        self.dist_fifo_overflow = d_fifo.overflow
-        m.d.comb += [d_fifo.i.valid.eq(d_wen), d_fifo.i.payload.eq(d_wdata),
-                     d_fifo.o.ready.eq(self.dists.ready)]
-        d_rvalid, d_rdata = d_fifo.o.valid, d_fifo.o.payload
+        d_rvalid, d_rdata, self.dist_fifo_overflow = _output_queue(
+            m, "dist_fifo", P * self.dist_lane.size, self.fifo_depth, d_wen, d_wdata,
+            self.dists.ready)
         pop = Signal()
         accept = Signal()
         _, d_full, d_credit_err = _credits(m, "d_credits", self.fifo_depth, accept, pop)
