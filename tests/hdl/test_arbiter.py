@@ -6,7 +6,6 @@ import random
 
 import pytest
 from amaranth.hdl import Fragment, unsigned
-from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.arbiter import (
@@ -15,6 +14,7 @@ from proxima.golden.arbiter import (
 )
 from proxima.hdl.arbiter import DEFAULT_FLAT_MAX, DEFAULT_GROUP, RoundRobinArbiter
 from proxima.sim.tb.tb_arbiter import make_model
+from tests.hdl.simulate import simulate
 
 
 # ---- golden model --------------------------------------------------------------------
@@ -140,10 +140,7 @@ def _amaranth_vs_model(n, data_bits, cycles, seed, lookahead=True, group=DEFAULT
                 valid[k] = False
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     # saturated phase (all valid, output always ready): one transfer per cycle
     assert stats["out_full"] == stats["cycles_full"] > 0
     return stats["out"]
@@ -192,10 +189,7 @@ def test_tree_lone_request_latency_and_saturated_rotation():
                 assert ctx.get(dut.o.payload.data) == grants[-1]
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert taken == [1] and outs == [(4, 21, 0x5A)], (taken, outs)
     assert len(grants) == 3 * n  # one per cycle once the pipeline is full
     # leaf 0 from requester 0, leaf 1 after its last grant 21
@@ -231,10 +225,7 @@ def test_tree_output_stall_fills_the_queues():
                 payload[k] = (payload[k] + n) % 256
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     # stalled: 2 (output queue) + 2 per leaf entries accepted, then nothing until released
     assert sum(accepted[:20]) == 2 + 2 * (n // G) and not any(accepted[10:20]), accepted
     assert all(accepted[c] >= 1 for c in range(24, 40)), accepted  # flowing again
@@ -258,10 +249,7 @@ def test_lookahead_lone_requester_streams_and_late_request_waits_one_cycle():
                          and k in script.get(cycle, set())])
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     # 2 raised in 0: granted in 1, then again in 2 and 3 (alone); 0 raised in 3 is seen in
     # 4 and granted; 2 (raised again in 4) in 5; 0 (raised again in 5) in 6
     assert seen == [[], [2], [2], [2], [0], [2], [0], []], seen
@@ -291,10 +279,7 @@ def test_lookahead_offer_is_held_while_the_output_stalls():
             seen.append(got)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert seen == [[], [1], [], [], [2], [3], []], seen
 
 

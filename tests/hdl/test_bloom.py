@@ -7,12 +7,12 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.bloom import BloomFilter as GoldenBloom
 from proxima.golden.bloom import bloom_indices, h3_matrix
 from proxima.hdl.bloom import BloomError, BloomFilter
+from tests.hdl.simulate import simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -88,10 +88,7 @@ def run_amaranth(dut, ops, p_valid: float, p_ready: float, seed: int, *,
             cycle += 1
         stats["cycles"] = cycle
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return got, stats
 
 
@@ -207,10 +204,7 @@ def test_backpressure_fills_the_response_buffer():
             await ctx.tick()
         seen["got"] = got
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert seen["accepted_while_blocked"] == dut.out_depth
     assert seen["got"] == golden_hits(cfg, [("id", x) for x in ids])[:len(seen["got"])]
     assert len(seen["got"]) >= 2 * dut.out_depth

@@ -14,11 +14,11 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import Fragment, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from proxima.hdl.lib.vendor import (BRAM_LATENCY, BlockRAM, BramError, dp16kd_count,
                                     dp16kd_initvals,
                                     dp16kd_mode, write_dp16kd_model)
+from tests.hdl.simulate import simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -53,10 +53,7 @@ def test_generic_reads_the_old_word_two_cycles_later():
                 checked += 1
         assert checked > 500
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
 
 
 def test_modes_counts_and_bad_parameters():

@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment, UnusedElaboratable
-from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.distance import exact_distances
 from proxima.hdl.exact import ExactDistanceUnit
+from tests.hdl.simulate import simulate
 
 
 def _latency(cfg) -> int:
@@ -97,10 +97,7 @@ def run_exact(cfg, *, queries, vectors_per_query, seed, p_valid=0.8, p_ready=0.7
                 assert got[t] == (int(exp[t]), int(ids[t])), \
                     f"query {qi} vector {t}: got (dist, id) {got[t]}, golden {int(exp[t]), int(ids[t])}"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return dut, stats
 
 

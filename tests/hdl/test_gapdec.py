@@ -9,12 +9,12 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import Value
-from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.layout import Layout, encode_frame
 from proxima.hdl.gapdec import GapDecoder, GapDecoderError, default_word_bits
 from proxima.sim.tb.tb_gapdec import Frame, expected_beats, make_frame, make_frames
+from tests.hdl.simulate import simulate
 
 
 def _simulate(cfg, W, frames: list[Frame], p_valid, p_ready, seed, word_bits=None):
@@ -57,10 +57,7 @@ def _simulate(cfg, W, frames: list[Frame], p_valid, p_ready, seed, word_bits=Non
             cycle += 1
         state["cycles"] = cycle
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return got_ids, got_codes, state["cycles"], id_cycles
 
 
@@ -117,16 +114,24 @@ def test_default_preset_random_frames():
     _check(frames, gi, gc)
 
 
-def test_default_full_rate_one_id_per_cycle():
+def _full_rate_run(count: int, hot: bool, seed: int):
+    """``count`` degree-R frames of the default preset (W = id_bits) at full rate, outputs
+    checked against the golden decoder: (cfg, cycles, cycle of every id beat)."""
     cfg = preset("default")
     R, B = cfg.graph.R, cfg.id_bits
     lay = Layout(cfg, 1 << B, 0, B)
-    rng = np.random.default_rng(4)
-    frames = [make_frame(lay, rng, 64, hot=False,
+    rng = np.random.default_rng(seed)
+    frames = [make_frame(lay, rng, 64, hot=hot,
                          row=sorted(int(x) for x in rng.choice(1 << B, R, replace=False)))
-              for _ in range(6)]
-    gi, gc, cycles, idc = _simulate(cfg, B, frames, 1.0, 1.0, seed=4)
+              for _ in range(count)]
+    gi, gc, cycles, idc = _simulate(cfg, B, frames, 1.0, 1.0, seed=seed)
     _check(frames, gi, gc)
+    return cfg, cycles, idc
+
+
+def test_default_full_rate_one_id_per_cycle():
+    cfg, cycles, idc = _full_rate_run(6, hot=False, seed=4)
+    R = cfg.graph.R
     for t in range(6):
         assert idc[(t + 1) * R - 1] - idc[t * R] == R - 1
     # the first word is accepted in cycle 0; header, first id, then the pipeline
@@ -143,15 +148,8 @@ def test_default_full_rate_one_id_per_cycle():
 
 def test_default_hot_frames_full_rate():
     """Hot frames: one id and its code every 1 + ceil(8C / word_bits) cycles."""
-    cfg = preset("default")
-    R, B = cfg.graph.R, cfg.id_bits
-    lay = Layout(cfg, 1 << B, 0, B)
-    rng = np.random.default_rng(6)
-    frames = [make_frame(lay, rng, 64, hot=True,
-                         row=sorted(int(x) for x in rng.choice(1 << B, R, replace=False)))
-              for _ in range(4)]
-    gi, gc, cycles, idc = _simulate(cfg, B, frames, 1.0, 1.0, seed=6)
-    _check(frames, gi, gc)
+    cfg, cycles, idc = _full_rate_run(4, hot=True, seed=6)
+    R = cfg.graph.R
     step = 1 + -(-8 * cfg.pq_code_bytes // 64)
     for t in range(4):
         span = idc[t * R:(t + 1) * R]

@@ -11,7 +11,6 @@ import random
 import pytest
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.sim import Simulator
 
 from proxima.golden.arbiter import round_robin_pick
 from proxima.hdl.lib.arith import (abs_diff_stage, divmod_const, pipelined_tree,
@@ -20,16 +19,9 @@ from proxima.hdl.lib.fifo import Queue, SkidBuffer
 from proxima.hdl.lib.logic import (onehot_to_binary, or_tree, prefix_or, register_copies,
                                    rr_pick)
 from proxima.hdl.lib.vendor import carry_out
+from tests.hdl.simulate import simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-def _run(dut, bench, clock=True):
-    sim = Simulator(dut)
-    if clock:
-        sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 # ---- queues ------------------------------------------------------------------------------
@@ -76,7 +68,7 @@ def test_queue_order_latency_and_level_under_random_stalls(buffered, depth):
             await ctx.tick()
         assert out == [k & 0xFF for k in range(300)]
 
-    _run(q, bench)
+    simulate(q, bench)
 
 
 def test_credited_queue_flags_a_write_past_its_depth():
@@ -90,7 +82,7 @@ def test_credited_queue_flags_a_write_past_its_depth():
         await ctx.tick()
         assert ctx.get(q.overflow)
 
-    _run(q, bench)
+    simulate(q, bench)
 
 
 def test_queue_rejects_bad_depths():
@@ -125,7 +117,7 @@ def test_skid_buffer_is_a_two_entry_fifo_cycle_for_cycle():
             await ctx.tick()
         assert taken > 500
 
-    _run(m, bench)
+    simulate(m, bench)
 
 
 # ---- logic ---------------------------------------------------------------------------------
@@ -144,7 +136,7 @@ def test_or_tree_equals_python_reduce(count):
                 ctx.set(s, v)
             assert ctx.get(out) == functools.reduce(operator.or_, vals, 0)
 
-    _run(m, bench, clock=False)
+    simulate(m, bench, clock=False)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
@@ -173,7 +165,7 @@ def test_rr_pick_equals_golden_round_robin_exhaustively(n):
                 assert ctx.get(idx) == want
                 assert ctx.get(ab) == ((1 << n) - 1) & ~((1 << (want + 1)) - 1)
 
-    _run(m, bench, clock=False)
+    simulate(m, bench, clock=False)
 
 
 def test_rr_pick_serves_every_requester_within_n_grants():
@@ -202,7 +194,7 @@ def test_rr_pick_serves_every_requester_within_n_grants():
             ctx.set(above, ctx.get(ab))
             last = g
 
-    _run(m, bench, clock=False)
+    simulate(m, bench, clock=False)
 
 
 @pytest.mark.parametrize("guard", [None, 1])
@@ -231,7 +223,7 @@ def test_register_copies_follow_their_input(guard):
             else:
                 assert got == [(x & (1 - q)) if e else q for q in before]
 
-    _run(m, bench)
+    simulate(m, bench)
     with pytest.raises(ValueError, match="at most two"):
         register_copies(Module(), "x", nxt, 3)
 
@@ -250,7 +242,7 @@ def test_divmod_const(d):
             ctx.set(x, v)
             assert (ctx.get(q), ctx.get(r)) == divmod(v, d)
 
-    _run(m, bench, clock=False)
+    simulate(m, bench, clock=False)
 
 
 def test_pipelined_tree_sums_and_stage_counts():
@@ -271,7 +263,7 @@ def test_pipelined_tree_sums_and_stage_counts():
             if t + 1 >= stages:
                 assert ctx.get(total) == sent[t + 1 - stages]
 
-    _run(m, bench)
+    simulate(m, bench)
 
 
 def test_square_and_abs_diff_pipelines_exhaustive():
@@ -297,7 +289,7 @@ def test_square_and_abs_diff_pipelines_exhaustive():
         for (i, j), g in zip(pairs, got[:len(pairs)]):
             assert g == (i - j) ** 2, f"({i} - {j})**2: got {g}"
 
-    _run(m, bench)
+    simulate(m, bench)
 
 
 def test_carry_out_is_less_than_exhaustive():
@@ -312,6 +304,6 @@ def test_carry_out_is_less_than_exhaustive():
             ctx.set(b, y)
             assert (ctx.get(lt), ctx.get(le)) == (int(x < y), int(x <= y))
 
-    _run(m, bench, clock=False)
+    simulate(m, bench, clock=False)
     with pytest.raises(ValueError, match="same width"):
         carry_out(Signal(3), Signal(4))

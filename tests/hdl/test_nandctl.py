@@ -14,6 +14,7 @@ from proxima.config import preset
 from proxima.golden.nandctl import CtlParams, NandControllerModel, NandCtlError, Request
 from proxima.hdl.nandctl import NandController
 from proxima.sim.tb.tb_nandctl import random_requests, store_image
+from tests.hdl.simulate import simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -286,10 +287,7 @@ def _run_mapper(dut, events, p_valid, p_ready, seed, bad_at=()):
             t += 1
         err.append(bool(ctx.get(dut.error)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     _run_mapper.cycles = cyc
     return out, err[0]
 
@@ -410,10 +408,7 @@ def test_mapper_into_controller_end_to_end():
             await ctx.tick()
             t += 1
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(top, bench)
     assert set(bursts) == set(expected)
     for tag in expected:  # one tag's accesses may finish out of order on different cores
         assert sorted(bursts[tag]) == sorted(expected[tag]), f"tag {tag}"

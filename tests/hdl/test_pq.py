@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.pq import build_adt, pq_distances
 from proxima.hdl.lib.vendor import write_dp16kd_model
 from proxima.hdl.pq import PQError, PQUnit, pack_codebook
+from tests.hdl.simulate import simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -151,10 +151,7 @@ def run_pq(cfg, *, queries, codebook, n_codes, seed, p_valid=0.8, p_ready=0.7,
         assert not ctx.get(dut.dist_fifo_overflow), "distance output FIFO overflowed"
         assert not ctx.get(dut.credit_error), "a registered credit flag left its counter"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return dut, results
 
 

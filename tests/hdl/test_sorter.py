@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment, UnusedElaboratable, Value
-from amaranth.sim import Simulator
 
 from proxima.config import preset, sorter_pipeline_latency
 from proxima.golden.sorter import (
@@ -20,6 +19,7 @@ from proxima.golden.sorter import (
 )
 from proxima.hdl.sorter import BitonicSorter
 from tests.hdl.synth import drivers_and_loads, synth_ecp5
+from tests.hdl.simulate import simulate
 
 
 # ---- golden model --------------------------------------------------------------------
@@ -143,10 +143,7 @@ def _amaranth_run(cfg, n, count, p_valid, p_ready, seed, **options):
             await ctx.tick()
             cycle += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     for t in range(count):
         assert got[t] == [int(x) for x in expected[t]], f"vector {t} mis-sorted"
     return dut, events
@@ -251,7 +248,7 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys)
     cells, net = synth_ecp5(tmp_path, dut)
     ffs = cells["TRELLIS_FF"]
-    S, ces, levels = dut.depth, dut.depth * n // 2, 2 * dut.depth
+    ces, levels = dut.depth * n // 2, 2 * dut.depth
     G, D = -(-n // enable_keys), dut.FIFO_DEPTH
     R = dut.roots
     assert R * (R - 1) // 2 >= levels * G + 1 + G > (R - 1) * (R - 2) // 2
