@@ -122,8 +122,9 @@ def full_rate_schedule(examined, op_cycles: int = OP_CYCLES,
     the module docstring); ``op_cycles`` and ``request_cycles`` are the block's
     (``OP_CYCLES`` and ``REQUEST_CYCLES`` with a one-cycle tag read).  Cycle 0 is the
     first cycle with ``busy`` low.  Returns the cycle in which each request is accepted
-    and the cycle in which each response is valid (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
-    the demand look-up (C0), ``r``: response::
+    and the cycle in which each response is valid (and taken).  With ``a``: accept, ``q``:
+    push into the job queue (P4), ``s``: start of the demand look-up (C0), ``r``:
+    response::
 
         a_0 = 0,  a_i = q_{i-1}
         q_i = max(a_i + request_cycles, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
@@ -188,7 +189,8 @@ class PageCache(wiring.Component):
     read_stages : int, optional
         Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
         (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
-        registered, zero unless addressed, then their OR).  Default: 2 when ``sets > SPLIT_READ_SETS``.
+        registered, zero unless addressed, then their OR).  Default: 2 when ``sets >
+        SPLIT_READ_SETS``.
         Every cache operation then takes 2 more cycles (C0b and C1b), and the prefetcher
         one more per request (P1b).
     bank_rows : int
