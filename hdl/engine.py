@@ -344,6 +344,15 @@ class SearchEngine(wiring.Component):
                      p_r.addr.eq(rd.nb_rx_idx), rd.nb_rx_id.eq(p_r.data.id),
                      p_c.addr.eq(ci)]
 
+        def send_beats(port, nxt):
+            """Offer the exact unit's ``ex.beats`` beats on ``port``, then state ``nxt``."""
+            m.d.comb += port.valid.eq(1)
+            with m.If(port.ready):
+                m.d.sync += ex_beat.eq(ex_beat + 1)
+                with m.If(ex_beat == ex.beats - 1):
+                    m.d.sync += ex_beat.eq(0)
+                    m.next = nxt
+
         # ---- Algorithm 1: the states --------------------------------------------------
         # IDLE       accept query elements (to the PQ unit, which builds the ADT, and to a query
         #            register); counters cleared at the first element.
@@ -397,12 +406,7 @@ class SearchEngine(wiring.Component):
                         m.d.sync += [q_idx.eq(0), ex_beat.eq(0)]
                         m.next = "QEX"
             with m.State("QEX"):
-                m.d.comb += ex.query.valid.eq(1)
-                with m.If(ex.query.ready):
-                    m.d.sync += ex_beat.eq(ex_beat + 1)
-                    with m.If(ex_beat == ex.beats - 1):
-                        m.d.sync += ex_beat.eq(0)
-                        m.next = "CLEAR"
+                send_beats(ex.query, "CLEAR")
             with m.State("CLEAR"):
                 m.d.comb += bloom.clear.eq(1)
                 with m.If(bloom.clear_ready):
@@ -531,12 +535,7 @@ class SearchEngine(wiring.Component):
                     m.d.sync += ex_beat.eq(0)
                     m.next = "EX_SEND"
             with m.State("EX_SEND"):
-                m.d.comb += ex.vecs.valid.eq(1)
-                with m.If(ex.vecs.ready):
-                    m.d.sync += ex_beat.eq(ex_beat + 1)
-                    with m.If(ex_beat == ex.beats - 1):
-                        m.d.sync += ex_beat.eq(0)
-                        m.next = "EX_WAIT"
+                send_beats(ex.vecs, "EX_WAIT")
             with m.State("EX_WAIT"):
                 m.d.comb += ex.dists.ready.eq(1)
                 with m.If(ex.dists.valid):

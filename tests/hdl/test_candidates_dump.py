@@ -9,9 +9,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from proxima.config import preset
-from proxima.golden.candidates import CandidateList
 from proxima.hdl.candidates import CandidateListRTL
 from proxima.hdl.candidates_dump import DumpReader, dump_layout
+from tests.hdl.test_candidates_select import random_list
 
 
 @pytest.mark.parametrize("p_ready", [1.0, 0.4])
@@ -25,14 +25,7 @@ def test_dump_streams_the_list(p_ready):
 
     async def bench(ctx):
         for _ in range(6):
-            golden = CandidateList(cfg)
-            ids = rnd.sample(range(1, 1 << cfg.id_bits), rnd.randrange(1, L + 1))
-            golden.reset(ids[0])
-            for k in range(1, len(ids), cfg.graph.R):
-                golden.insert(ids[k:k + cfg.graph.R])
-            for pos in range(len(golden)):
-                if rnd.random() < 0.4:
-                    golden.mark_expanded(pos)
+            golden = random_list(cfg, rnd, 0.4)
             # the list's slots as the RTL holds them: (key << 1) | expanded, empty all ones
             slots = [(k << 1) | e if i < len(golden) else (1 << EB) - 1
                      for i, (k, e) in enumerate(golden.padded())]

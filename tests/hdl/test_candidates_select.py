@@ -12,6 +12,21 @@ from proxima.golden.candidates import CandidateList
 from proxima.hdl.candidates_select import ListSelect
 
 
+def random_list(cfg, rnd, p_expanded=0.3):
+    """A golden list of random length (filled by inserts of at most R ids): an expanded
+    prefix of random length, then entries expanded with probability ``p_expanded``."""
+    golden = CandidateList(cfg)
+    ids = rnd.sample(range(1, 1 << cfg.id_bits), rnd.randrange(1, cfg.search.L + 1))
+    golden.reset(ids[0])
+    for k in range(1, len(ids), cfg.graph.R):
+        golden.insert(ids[k:k + cfg.graph.R])
+    cut = rnd.randrange(len(golden) + 1)
+    for pos in range(len(golden)):
+        if pos < cut or rnd.random() < p_expanded:
+            golden.mark_expanded(pos)
+    return golden
+
+
 @pytest.mark.parametrize("L", [16, 64, 13])
 def test_select_matches_golden(L):
     cfg = preset("tiny").with_(search={"L": L, "beam_width": 1})
@@ -21,15 +36,7 @@ def test_select_matches_golden(L):
 
     async def bench(ctx):
         for _ in range(150):
-            golden = CandidateList(cfg)
-            ids = rnd.sample(range(1, 1 << cfg.id_bits), rnd.randrange(1, L + 1))
-            golden.reset(ids[0])
-            for k in range(1, len(ids), cfg.graph.R):
-                golden.insert(ids[k:k + cfg.graph.R])
-            cut = rnd.randrange(len(golden) + 1)       # an expanded prefix, then random
-            for pos in range(len(golden)):
-                if pos < cut or rnd.random() < 0.3:
-                    golden.mark_expanded(pos)
+            golden = random_list(cfg, rnd)
             flags = sum(1 << i for i, (_, e) in enumerate(golden.padded())
                         if i < len(golden) and not e)
             T = rnd.randrange(0, L + 1)
