@@ -4,8 +4,9 @@ Golden twin: :class:`proxima.golden.field.trace.PageCacheModel` (built on ``LRUC
 ``StridePrefetcher`` of :mod:`proxima.golden.field.policy`).  For every accepted address the
 block produces exactly the model's ``AccessResult`` (hit, prefetch hit, demand fill and its
 victim, the prefetches in issue order with their victims, stream entry and action) and keeps
-its ``TraceStats`` in counters.  The prefetcher is :class:`proxima.hdl.prefetch.StridePrefetcher`
-(twin of the golden class of that name).
+its ``TraceStats`` in counters.  Pieces, each tested against its golden twin: the prefetcher
+:class:`proxima.hdl.prefetch.StridePrefetcher` (golden ``StridePrefetcher``) and the tag
+look-up :class:`proxima.hdl.cache_tags.TagLookup` (one ``LRUCache`` set).
 
 Parameters: ``cfg.cache`` (``line_bytes``, ``sets`` S, ``ways`` W, ``prefetch_depth`` D,
 ``prefetch_streams`` N; ``window`` defaults to ``sets * ways`` as in the model); the address
@@ -74,6 +75,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
+from proxima.hdl.cache_tags import TagLookup
 from proxima.hdl.prefetch import ACTION_CODES, StridePrefetcher
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
@@ -154,10 +156,6 @@ def _log2(x: int) -> int:
     return int(x).bit_length() - 1
 
 
-TAG_CHUNK = 8
-"""Bits per registered piece of the tag compare (C1) with a two-cycle tag read."""
-WAY_GROUP = 4
-"""Ways per group of the registered way reductions (C1b) with a two-cycle tag read."""
 
 
 def _bits(n: int) -> int:
@@ -467,8 +465,9 @@ class PageCache(wiring.Component):
         # (C0b) ORs the banks.
         row = Signal(self.row_layout, name="c_row")
         rd_addr = Signal(range(S), name="c_rd_addr")
-        new_row = Signal(self.row_layout, name="c_new_row")
-        write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
+        # the row written back and whether it changes (all but resident targets): from C2
+        new_row = Signal(self.row_layout)
+        write_row = Signal()
         fwd = Signal()
         m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_addr))
         # RAM write request of this cycle (the completing operation, or the clear pass)
@@ -554,8 +553,14 @@ class PageCache(wiring.Component):
                                                        any_bank[:h])),
                              row.as_value()[h:].eq(Mux(fwd_q2, fwd_row.as_value()[h:],
                                                        any_bank[h:]))]
-        # C1: tag compare; is there a next target
-        match = Signal(W, name="c_match")
+        # C1, C2 (C1b): tag compare, hit, victim, the new LRU row; is there a next target
+        m.submodules.lookup = tl = TagLookup(self.row_layout, sb, split=self.read_stages == 2)
+        m.d.comb += [tl.row.eq(row), tl.ntag.eq(ntag), tl.tag.eq(tag), tl.set_idx.eq(set_idx),
+                     tl.demand.eq(op_demand)]
+        hit_c = tl.hit_now
+        hit, pf_flag, ev_valid, ev_pf, ev_line = (tl.hit, tl.pf_hit, tl.ev_valid, tl.ev_pf,
+                                                  tl.ev_line)
+        need_fetch, need_pf = tl.need_fetch, tl.need_pf
         has_next = Signal(name="c_has_next")
         has_next_d = (pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))
         m.d.sync += has_next.eq(has_next_d)
@@ -569,72 +574,6 @@ class PageCache(wiring.Component):
         start_last = Signal(name="c_start_last")
         m.d.sync += [start_idle.eq(q_any & ~head_stable & (~active | (complete & ~has_next))),
                      start_last.eq(q_any & ~has_next_d)]
-        if self.read_stages == 1:
-            m.d.sync += match.eq(Cat(*[row[j].valid & (row[j].tag == ~ntag)
-                                       for j in range(W)]))
-        else:
-            # the compare of every way in pieces of TAG_CHUNK bits, registered; ``match``
-            # (the valid bit and the AND of the pieces) is the first logic level of C1b
-            T = self.tag_bits
-            teq_all = []
-            for j in range(W):
-                teq = Signal(-(-T // TAG_CHUNK), name=f"c_teq{j}")
-                m.d.sync += [teq[c].eq(row[j].tag[k:k + TAG_CHUNK]
-                                       == ~ntag[k:k + TAG_CHUNK])
-                             for c, k in enumerate(range(0, T, TAG_CHUNK))]
-                m.d.comb += match[j].eq(row[j].valid & teq.all())
-                teq_all.append(teq.all())
-            # (and each way's ``valid & pf``, for the prefetched-hit reduction)
-            vpf = Signal(W, name="c_vpf")
-            m.d.sync += vpf.eq(Cat(*[row[j].valid & row[j].pf for j in range(W)]))
-        # C2: hit, LRU rotation / fill, victim
-        hit = Signal(name="c_hit")
-        pf_flag = Signal(name="c_pf_flag")
-        ev_valid = Signal(name="c_ev_valid")
-        ev_pf = Signal(name="c_ev_pf")
-        ev_line = Signal(L, name="c_ev_line")
-        hit_any = match.any()
-        pf_any = Cat(*[match[j] & row[j].pf for j in range(W)]).any()
-        shift_any = [~match[j + 1:].any() for j in range(W - 1)]
-        if self.read_stages == 1:
-            hit_c, pf_c, shifts = hit_any, pf_any, shift_any
-        else:
-            # C1b: the W-way reductions of the match vector are registers of their own,
-            # one cycle before C2, reduced over groups of WAY_GROUP ways (two LUT
-            # levels: a way's match is one LUT of the C1 registers): per group whether a
-            # way hits and whether a prefetched way hits, and per entry whether no way
-            # above it in its group matches; C2 ORs the groups and ANDs each entry's
-            # shift with "no hit in a later group" (one LUT into its registers)
-            groups = [list(range(g, min(g + WAY_GROUP, W))) for g in range(0, W, WAY_GROUP)]
-            hit_g = Signal(len(groups), name="c_hit_grp")
-            pf_g = Signal(len(groups), name="c_pf_grp")
-            shift_g = Signal(W, name="c_shift_grp")
-            for g, ways in enumerate(groups):
-                m.d.sync += [hit_g[g].eq(Cat(*[match[j] for j in ways]).any()),
-                             pf_g[g].eq(Cat(*[vpf[j] & teq_all[j] for j in ways]).any())]
-                m.d.sync += [shift_g[j].eq(~Cat(*[match[k] for k in ways if k > j]).any())
-                             for j in ways]
-            hit_c, pf_c = hit_g.any(), pf_g.any()
-            shifts = [shift_g[j] & ~hit_g[j // WAY_GROUP + 1:].any() for j in range(W - 1)]
-        m.d.sync += [
-            hit.eq(hit_c),
-            pf_flag.eq(pf_c),
-            ev_valid.eq(~hit_c & row[0].valid),
-            ev_pf.eq(~hit_c & row[0].valid & row[0].pf),
-            # (the victim's line whether or not there is one: the outputs zero it unless
-            # ``ev_valid``, so its registers need no reset term)
-            ev_line.eq(Cat(set_idx, row[0].tag)),
-        ]
-        need_fetch = Signal(name="c_need_fetch")   # demand miss: push a fetch
-        need_pf = Signal(name="c_need_pf")         # target not resident: push a prefetch
-        m.d.sync += [need_fetch.eq(op_demand & ~hit_c), need_pf.eq(~op_demand & ~hit_c),
-                     write_row.eq(op_demand | ~hit_c)]
-        # entry j takes entry j+1 iff the line sits at or below j (hit) or on a fill; a
-        # line is in a row at most once, so that is "no match above j"
-        for j in range(W - 1):
-            m.d.sync += new_row[j].eq(Mux(shifts[j], row[j + 1], row[j]))
-        m.d.sync += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
-                     new_row[W - 1].tag.eq(tag)]
         # The read address register holds the set of whatever would be issued next (the
         # next target while one is pending, else the queue head).
         rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
@@ -687,6 +626,8 @@ class PageCache(wiring.Component):
                          cur.evicted.eq(Mux(ev_valid, ev_line, 0))]
         with m.Else():
             m.d.comb += cur.prefetches.eq(acc.prefetches + need_pf)
+
+        m.d.comb += [new_row.eq(tl.new_row), write_row.eq(tl.write_row)]
 
         # -- RAM write port (address and data never depend on this cycle's handshakes)
         with m.If(~init_done):
