@@ -353,6 +353,16 @@ class SearchEngine(wiring.Component):
                     m.d.sync += ex_beat.eq(0)
                     m.next = nxt
 
+        def rank_slot():
+            """Slot i into the top-k: its cached exact distance, else its raw vector read
+            (then EX_SEND, EX_WAIT insert it and come back)."""
+            with m.If(c_i.has):
+                tk_insert(c_i.ex, c_i.id)
+                m.d.sync += i.eq(i + 1)
+            with m.Else():
+                start_read(KIND_RAW, c_i.id)
+                m.next = "EX_READ"
+
         # ---- Algorithm 1: the states --------------------------------------------------
         # IDLE       accept query elements (to the PQ unit, which builds the ADT, and to a query
         #            register); counters cleared at the first element.
@@ -509,12 +519,8 @@ class SearchEngine(wiring.Component):
             with m.State("CHECK"):
                 with m.If(i == ntop):
                     m.next = "CK_DONE"
-                with m.Elif(c_i.has):
-                    tk_insert(c_i.ex, c_i.id)
-                    m.d.sync += i.eq(i + 1)
                 with m.Else():
-                    start_read(KIND_RAW, c_i.id)
-                    m.next = "EX_READ"
+                    rank_slot()
             with m.State("CK_DONE"):
                 nstable = Mux(tk.same, stable + 1, 0)
                 m.d.sync += stable.eq(nstable)
@@ -565,12 +571,7 @@ class SearchEngine(wiring.Component):
                     m.d.sync += i.eq(i + 1)
                 with m.Else():
                     m.d.sync += cnt["final_reranked"].eq(cnt["final_reranked"] + 1)
-                    with m.If(c_i.has):
-                        tk_insert(c_i.ex, c_i.id)
-                        m.d.sync += i.eq(i + 1)
-                    with m.Else():
-                        start_read(KIND_RAW, c_i.id)
-                        m.next = "EX_READ"
+                    rank_slot()
             with m.State("OUT"):
                 tv = Array(tk_valid)
                 nxt_valid = Array(tk_valid + [Const(0, 1)])
