@@ -4,11 +4,9 @@ Bit-exact twin of :class:`proxima.golden.candidates.CandidateList` (the spec): a
 ``L = cfg.search.L`` entries ``(key, expanded)`` in ascending key order, ``key = (pq_dist <<
 id_bits) | id`` (``cfg.sort_key_bits`` wide, the all-ones key marks an empty slot).
 
-The list owns no sorter: it sends the vectors it needs sorted on ``sort_req`` and takes the
-sorted vectors back on ``sort_resp``, so that the engine can share one sorter of ``n =
-engine.sorter_n`` inputs between its queues (as the paper does).
-:class:`CandidateListWithSorter` connects one list to a private
-:class:`proxima.hdl.sorter.BitonicSorter` (tests, simulation).
+The list owns no sorter (``sort_req`` / ``sort_resp``), so the engine can share one sorter of
+``n = engine.sorter_n`` inputs between its queues; :class:`CandidateListWithSorter` connects
+one list to a private :class:`proxima.hdl.sorter.BitonicSorter` (tests, simulation).
 
 Interface of :class:`CandidateListRTL`
 --------------------------------------
@@ -78,11 +76,9 @@ command is accepted in the cycle after the response is taken.  RESET: two cycles
 ``L`` beats, one per cycle while ``dbg.ready`` is high, the first four cycles after the
 command; the next command in the cycle after the last beat is taken.
 
-Every wide register group takes its enable and selects from flip-flops of its own,
-computed a cycle early and replicated per key, slot or bit slice (``REQ_COPIES``,
-``RD_COPIES``, ``LT_COPIES``); each copy differs from the others (its own output in its
-next state, another polarity or reset value) so that yosys keeps them all.  Resources and
-Fmax: ``docs/RESOURCES.md`` (``candidates``).
+Wide register groups take enables and selects from replicated flip-flops of their own
+(``REQ_COPIES``, ``RD_COPIES``, ``LT_COPIES``), each copy distinct so that yosys keeps it.
+Resources and Fmax: ``docs/RESOURCES.md`` (``candidates``).
 """
 
 from __future__ import annotations

@@ -2,27 +2,17 @@
 
 Bit-exact twin of :func:`proxima.golden.search.search` (the spec; read its docstring): the
 same results, the same counters and, through :func:`proxima.golden.layout.reads_for_events`,
-the same NAND reads in the same order.  The engine instantiates, and does not re-implement:
-
-* ``bloom``: :class:`proxima.hdl.bloom.BloomFilter`, the visited set (clear, test-and-set);
-* ``pq``: :class:`proxima.hdl.pq.PQUnit`, the ADT build and the PQ distances;
-* ``cand``: :class:`proxima.hdl.candidates.CandidateListWithSorter`, the list ``C`` (reset,
-  insert, select, dump) with its own sorter;
-* ``exact``: :class:`proxima.hdl.exact.ExactDistanceUnit`, exact distances (checks, rerank);
-* ``gapdec``: :class:`proxima.hdl.gapdec.GapDecoder`, frames -> neighbour ids (and a hot
-  frame's codes).
-
-and its own pieces, each with a unit test against its golden twin:
-
-* ``reader``: :class:`proxima.hdl.engine_mem.MemReader`, the reads of one event, the
-  gap-decoder feed, the capture buffer and the neighbours' code reads;
-* ``ecache``: :class:`proxima.hdl.exact_cache.ExactCache`, exact distances aligned with the
-  last dump of the list;
-* ``topk``: :class:`proxima.hdl.topk.TopK`, the top-``k`` by ``(exact, id)`` and the
-  convergence check's comparison.
-
-The control (this module) is Algorithm 1's state machine over these ports (its states are
-described where it is written).
+the same NAND reads in the same order.  Blocks it instantiates: ``bloom``
+(:class:`proxima.hdl.bloom.BloomFilter`, the visited set), ``pq``
+(:class:`proxima.hdl.pq.PQUnit`, ADT and PQ distances), ``cand``
+(:class:`proxima.hdl.candidates.CandidateListWithSorter`, the list ``C``), ``exact``
+(:class:`proxima.hdl.exact.ExactDistanceUnit`), ``gapdec``
+(:class:`proxima.hdl.gapdec.GapDecoder`, frames -> neighbour ids and a hot frame's codes);
+its own pieces, each tested against its golden twin: ``reader``
+(:class:`proxima.hdl.engine_mem.MemReader`, reads, gap-decoder feed, capture, neighbour
+code reads), ``ecache`` (:class:`proxima.hdl.exact_cache.ExactCache`), ``topk``
+(:class:`proxima.hdl.topk.TopK`).  This module is Algorithm 1's state machine over their
+ports (its states are described where it is written).
 
 Parameters
 ----------
