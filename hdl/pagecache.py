@@ -1,224 +1,70 @@
 """NAND controller page cache: set-associative true-LRU lines plus a stride prefetcher.
 
-Bit-exact twin of :class:`proxima.golden.field.trace.PageCacheModel` (the spec, built on
-:class:`~proxima.golden.field.policy.LRUCache` and
-:class:`~proxima.golden.field.policy.StridePrefetcher`): for every accepted address the
-block produces exactly the model's :class:`~proxima.golden.field.trace.AccessResult`
-(hit, prefetch hit, demand fill and its victim, the prefetches in issue order with their
-victims, stream entry and action) and keeps the model's :class:`TraceStats` in counters.
+Golden twin: :class:`proxima.golden.field.trace.PageCacheModel` (built on ``LRUCache`` and
+``StridePrefetcher`` of :mod:`proxima.golden.field.policy`).  For every accepted address the
+block produces exactly the model's ``AccessResult`` (hit, prefetch hit, demand fill and its
+victim, the prefetches in issue order with their victims, stream entry and action) and keeps
+its ``TraceStats`` in counters.  Pieces, each tested against its golden twin: the prefetcher
+:class:`proxima.hdl.prefetch.StridePrefetcher` (golden ``StridePrefetcher``) and the tag
+look-up :class:`proxima.hdl.cache_tags.TagLookup` (one ``LRUCache`` set).
 
-Parameters come from ``cfg.cache``: ``line_bytes``, ``sets`` (S), ``ways`` (W),
-``prefetch_depth`` (D), ``prefetch_streams`` (N); ``window`` defaults to ``sets * ways``
-exactly as the model does.  The address width is the NAND capacity
-(``nand.cores * nand.pages_per_core * nand.page_bytes`` bytes) unless ``addr_bits`` is
-given; a line number is ``addr >> log2(line_bytes)``, ``line_bits`` wide.
+Parameters: ``cfg.cache`` (``line_bytes``, ``sets`` S, ``ways`` W, ``prefetch_depth`` D,
+``prefetch_streams`` N; ``window`` defaults to ``sets * ways`` as in the model); the address
+width is the NAND capacity unless ``addr_bits`` is given; a line is ``addr >>
+log2(line_bytes)``, ``line_bits`` wide.  See :class:`PageCache` for the options.
 
 Interface
 ---------
-``req``       ``In(stream.Signature(unsigned(addr_bits)))``: byte addresses, one access each.
-``resp``      ``Out(stream.Signature(resp_layout))``: one per access, in order:
-              ``line``, ``hit``, ``prefetch_hit``, ``evicted_valid`` / ``evicted`` /
-              ``evicted_prefetched`` (victim of the demand fill, whether it was an unused
-              prefetch), ``prefetches`` (number issued by this access, 0..D), ``stream``
-              (table entry used) and ``action`` (0 repeat, 1 confirm, 2 train, 3 alloc: the
-              codes of :meth:`StridePrefetcher.observe_raw`).
-``fetch``     ``Out(stream.Signature(unsigned(line_bits)))``: demand fetches to the backing
-              store, one per miss, in access order (the model's ``fill``).
-``prefetch``  ``Out(stream.Signature(pf_layout))``: prefetch line fetches in issue order:
-              ``line``, ``evicted_valid``, ``evicted`` (the model's ``prefetches`` and
-              ``prefetch_evicted``, flattened over the accesses).
+``req``       ``In(stream(unsigned(addr_bits)))``: byte addresses, one access each.
+``resp``      ``Out(stream(resp_layout))``, one per access in order: ``line``, ``hit``,
+              ``prefetch_hit``, ``evicted_valid`` / ``evicted`` / ``evicted_prefetched``
+              (the demand fill's victim), ``prefetches`` (issued by this access, 0..D),
+              ``stream`` and ``action`` (0 repeat, 1 confirm, 2 train, 3 alloc).
+``fetch``     ``Out(stream(unsigned(line_bits)))``: demand fetches, one per miss, in order.
+``prefetch``  ``Out(stream(pf_layout))``: prefetches in issue order: ``line``,
+              ``evicted_valid``, ``evicted``.
 ``accesses``, ``hits``, ``misses``, ``prefetch_issued``, ``prefetch_used``,
 ``prefetch_wasted``  ``Out(counter_bits)``: the model's ``TraceStats`` (modulo
-              ``2**counter_bits``), each counted one cycle after the operation's C3;
-              final from the cycle after the last response is valid.
-``busy``      ``Out(1)``: the post-reset tag clear is running (``req.ready`` is low).
+              ``2**counter_bits``), final from the cycle after the last response is valid.
+``busy``      ``Out(1)``: the post-reset tag clear runs (``req.ready`` low, S cycles).
+
+Every output is a two-entry register buffer: ``valid`` and ``payload`` never depend on
+``ready``; ``req.ready`` never depends on any output's ``ready``.
 
 State
 -----
-Tags live in one :class:`~amaranth.lib.memory.Memory` of ``S`` rows; a row is the whole set:
-``W`` entries ``{valid, pf, tag}`` kept in LRU order -- entry 0 least, entry ``W-1`` most
-recently used, invalid entries always at the bottom.  A hit at entry ``j`` rotates entries
-``j..W-1`` down by one and puts the line at the top with ``pf`` cleared; a fill shifts the
-whole row down (entry 0, the LRU line, is the victim when valid) and puts the new line at
-the top with ``pf`` = "brought in by a prefetch".  This is exactly ``LRUCache`` with budget
-``W`` and size 1 per line.  The row RAM has one asynchronous read port whose address is
-always a register, and one write port; it is therefore built from LUT RAM (``DPR16X4``
-on ECP5), not block RAM: yosys maps ECP5 block RAM without its output register, and the
-block RAM's clock-to-output alone (5.8 ns in nextpnr's model) leaves no room for the
-150 MHz target -- the paper preset with a block-RAM tag store reached 127 MHz on that
-path.  A row written in the cycle it is read is forwarded from the write data.
+Tags: S rows of W entries ``{valid, pf, tag}`` in LRU order (entry 0 least recently used,
+invalid entries at the bottom) in LUT RAM with an asynchronous read at a registered address
+(one RAM, or with ``read_stages = 2`` banks of ``bank_rows`` rows whose outputs are
+registered, zero unless addressed, then ORed).  A hit rotates the row above the line and
+puts it on top with ``pf`` cleared; a fill shifts the row down (entry 0 is the victim) and
+puts the new line on top with ``pf`` = "brought in by a prefetch": ``LRUCache`` with budget
+W.  A row written in the cycle it is read is forwarded.  The tag RAM has no reset: after
+every reset a clear pass writes each set (``busy``).
 
-Above ``SPLIT_READ_SETS`` = 16 sets (the paper preset's 256) the read takes two cycles
-(``read_stages = 2``): the store is ``S / bank_rows`` LUT RAMs of ``bank_rows`` = 16 rows
-(one ``DPR16X4`` deep).  In the first cycle every bank's output row is registered, the
-banks not addressed registering zero (a one-hot bank select, registered with the read
-address, on the flip-flops' synchronous reset); the second cycle ORs the bank registers
-into the row register.  The forwarding decision and the forwarded row are registered in
-the first cycle too; its set compare is a register loaded with the read address (whether
-the current operation's set equals the pending target's and the queue head's), so the
-RAM address register drives only the RAM cells.  The write port is registered as well
-(per-bank enables, set, row) and writes a cycle after the completing operation, so a read
-issued in that cycle is forwarded from the pending write.  The tag compare is registered in
-pieces of ``TAG_CHUNK`` bits per way, and their AND with the W-way reductions gets a
-register stage of its own (C1b).  Every cache operation takes two more cycles.
+Pipeline, latency and throughput
+--------------------------------
+Two decoupled pipelines joined by a ``QUEUE_DEPTH``-entry job queue.  The prefetcher
+(P0 accept, P1..P3 decide, P4 push and table update; P1b with a two-cycle tag read) takes
+one request per ``request_cycles`` (4, or 5).  An access is then a sequence of cache
+operations: the demand look-up, then on ``confirm`` the targets ``line + stride * k``, ``k
+= 1..D`` in order, ending at the first one out of ``0 .. 2**line_bits - 1``.  Each
+operation takes ``op_cycles`` (3, or 5 with a two-cycle read): C0 read, (C0b), C1 tag
+compare, (C1b way reductions), C2 hit / victim / new row, C3 write back, push, count and
+issue the next operation (its C0); C3 holds while an output it pushes has no room.
 
-The stream table is ``N`` registers ``{valid, last, stride}`` and an LRU *rank* per entry
-(0 = least recently used; after reset entry ``i`` has rank ``i``, the model's initial order),
-plus ``pred = last + stride`` modulo ``2**(line_bits + 1)`` (the line that would confirm the
-entry; its top bit is set when that is no line).
-All four rules of ``StridePrefetcher.observe`` are evaluated in parallel for the accepted
-line (repeat / confirm: lowest index; train: smallest ``|line - last| <= window``, ties to
-the lowest index; alloc: lowest invalid entry, else rank 0); the highest-priority one is
-applied and its entry gets the top rank.  ``stride`` is ``stride_bits`` signed
-(``|stride| <= window``).
+With ``T`` the targets an access examines (resident ones count), an access costs
+``op_cycles * (1 + T)`` cycles of cache operations; with ``req.valid`` and every ``ready``
+high every acceptance and response cycle is :func:`full_rate_schedule`.  A request into
+an idle block has its response valid ``response_latency + op_cycles * T`` cycles after
+acceptance (10 + 3T, or 13 + 5T), its demand fetch after ``response_latency`` and its
+``k``-th prefetch after ``response_latency + op_cycles * k``.
 
-Reset: the stream table, counters, queue and output buffers reset with the domain; the tag
-RAM does not, so after every reset a clear pass writes an empty row to each of the ``S``
-sets (``S`` cycles, ``busy`` high, ``req.ready`` low).  A reset in the middle of operation
-therefore starts again from the model's empty state.
+Note on the spec: ``PageCacheModel`` drops only targets below 0; the RTL cannot name a
+line past ``2**line_bits - 1`` and drops it too.  Traces whose lines stay below
+``2**line_bits - window * D`` never differ.
 
-Pipeline
---------
-The block is two decoupled pipelines joined by a ``QUEUE_DEPTH``-entry job queue
-(two registers of ``{line, stride, stream, action}``, the head first).  Every stage
-ends in registers.
-
-*Prefetcher* (one request at a time; the prefetcher never looks at the cache, so deciding
-ahead of the cache operations changes nothing):
-
-====  ==================================================================================
-P0    accepting cycle: ``line = addr >> log2(line_bytes)`` is registered.
-P1    per entry ``line - last`` and ``last - line`` (both signs in parallel), registered as
-      the signed difference, the distance ``|line - last|`` (with a top bit set for an
-      invalid entry: farther than any valid one) and its complement; ``line == last``
-      and ``line == pred`` in pieces of ``CONF_CHUNK`` bits (half as many with P1b), each
-      compare from a copy of the line of its own.
-P1b   (two-cycle tag read only: ``prefetch_split``) P1 registered the two differences
-      themselves (each with a top bit that is set when it is negative); P1b registers
-      the signed difference, the distance and its complement, and ``in window`` (either
-      difference ``<= window``, two compares with a constant in parallel, and
-      ``valid``), ``confirm`` and ``repeat`` (below) one stage early.
-P2    per entry ``in window`` (distance ``<= window``, a compare with a constant) and
-      ``confirm`` (the AND of the pieces, and ``valid & stride != 0`` with ``pred`` a
-      line: ``line - last == stride``); for every pair ``i < j`` whether entry ``j`` is
-      strictly closer than ``i`` (``N (N - 1) / 2`` magnitude comparators, each the carry
-      out of one distance plus the other's complement); ``repeat`` (``valid & line ==
-      last``: the AND of the pieces; at most one entry repeats, valid entries never share
-      ``last``) and whether any does; the entry's next ``pred`` for a train (``line + (line
-      - last)``) and otherwise (``line + stride``); all registered.  With P1b, P2
-      registers instead of the first three the rule terms that need no distance order:
-      the repeat-or-confirm entry and whether there is one, whether an entry is in the
-      window, and which of train and alloc applies otherwise.
-P3    rule priority: the chosen entry (one-hot) and the action code, registered.  The
-      train rule's entry is the in-window one that beats every other by distance (ties
-      to the lower index; an entry out of the window is farther than one in it).  The
-      alloc entry (lowest invalid, else rank 0), the rank order ``rank[i] > rank[j]``
-      and whether an entry can confirm are registers computed from the table alone (it
-      only changes at a push; the ranks a cycle after).
-P4    the job (line, entry number, action, the chosen entry's stride) is pushed into the
-      queue and the table is updated (``last``, ``stride``, ``pred``, ``valid``, ranks) in
-      the same cycle; waits here while the queue is full.
-====  ==================================================================================
-
-``req.ready`` is high when the prefetcher is empty or in a P4 cycle that pushes (so a new
-request's P1 sees the updated table); it never depends on ``resp`` / ``fetch`` /
-``prefetch`` ``ready``.  It is a register, and so is the push (P4 with room in the queue):
-both are computed a cycle ahead from the next state of the stage bits and of the queue
-(which only a push and the head's start change).  Requests are therefore accepted at
-most once every ``request_cycles`` = ``REQUEST_CYCLES`` = 4 cycles (5 with P1b).
-
-*Cache operations*: an access is a short sequence of operations: the demand look-up, then
-on ``confirm`` the targets ``line + stride*k``, ``k = 1..D`` in order.  Targets below 0 end
-the sequence (the model drops them, and all later ones are below 0 too); targets
-``>= 2**line_bits`` end it as well -- the model has no upper bound, see the note below.
-One operation at a time, each ``op_cycles`` = ``OP_CYCLES`` = 3 cycles (5 with a two-cycle
-tag read: C0b and C1b below):
-
-====  ==================================================================================
-C0    issue: the read-address register holds the operation's set (it always holds the
-      set of whatever would be issued next: the pending target, else the queue head);
-      the row is read and registered (forwarded from the write port if the completing
-      operation writes that set in this same cycle).
-C0b   (two-cycle read only) C0 registered every bank's row (zero but the addressed
-      one), whether to forward and the forwarded row; the OR of the banks (or the
-      forwarded row) is registered.
-C1    tag compare of every way, registered; whether a next target exists (in range and
-      ``k <= D``), registered.  The next target's line is precomputed (``line +
-      stride`` registered with the operation, and ``+ stride`` again meanwhile).
-C1b   (two-cycle read only; C1 registered the tag compare in pieces) the match vector
-      and its reductions over groups of ``WAY_GROUP`` ways (hit, prefetched hit, the
-      LRU shift of each entry within its group), registered; C2 combines the groups.
-C2    hit, prefetched-hit flag, victim (entry 0 on a miss), the rotated / filled row and
-      what the operation must push (fetch / prefetch / row write), registered; also
-      ``complete`` for the next cycle (the outputs it pushes will have room).
-C3    *complete*: write the row back (not for a resident target: ``resident()`` does not
-      reorder), push, count (the counters add one cycle later), and issue the next
-      operation (this cycle is its C0) -- the next target, else the demand look-up of
-      the queue head.  While an output it must push has no room, the operation stays in
-      C3 holding all its registers.
-====  ==================================================================================
-
-A job can start only if it was already the queue head in the previous cycle (its set is
-then in the read-address register), so an idle block starts a job two cycles after its
-P4 push.  Operations never overlap, so no hazard exists between them: C0 of an operation
-is the write cycle of the previous one, and the write is forwarded.
-
-Throughput and latency (exact, checked by the tests): let ``T`` be the number of prefetch
-targets an access examines (0 unless its action is ``confirm``, then at most D: the leading
-``k`` with ``0 <= line + stride*k < 2**line_bits``; resident targets count too).  The
-cache operations take ``op_cycles * (1 + T)`` = ``3 (1 + T)`` cycles per access, the
-prefetcher ``REQUEST_CYCLES`` = 4 per request, and the job queue lets the faster side run
-ahead.  With ``req.valid`` and every ``ready`` high the cycle of every acceptance and
-every response is given exactly by :func:`full_rate_schedule` (a four-line recurrence).
-In particular a request meeting an empty block has its response valid
-``response_latency + op_cycles * T`` = ``10 + 3T`` cycles after the accepting cycle (4 to
-the push, 2 to the start, 3 per operation, 1 for the response buffer), its demand fetch
-(on a miss) after 10 cycles and its ``k``-th prefetch after ``10 + 3k``; a stream of
-accesses without targets runs at one per 4 cycles, one of accesses with ``T`` targets
-each at one per ``3 (1 + T)`` cycles (when ``3 (1 + T) >= 4``).  With a two-cycle tag
-read (C0b and C1b) every 3 above is 5, and P1b adds a cycle to the prefetcher (5 per
-request, as many as an operation): the latency is ``13 + 5T`` (fetch after 13, ``k``-th
-prefetch after ``13 + 5k``; one access per 5 cycles without targets).  The previous
-single-cycle design took ``1 + T`` cycles per access, at 64 MHz (default preset).  A NAND
-page read takes microseconds, hundreds of cycles at 150 MHz, so one access per 4-15
-cycles is far from limiting.  Every output is a two-entry register buffer (``valid`` and
-``payload`` come from registers: a fill flag, and the entry at the read pointer of the
-two-entry ring, so they never depend on ``ready``); an output has room while its second
-entry is (or, in the cycle before, will be) empty, so no logic but a buffer's own pop
-sees a port's ``ready`` combinationally beyond one LUT into the ``complete`` register,
-and in the buffer ``ready`` reaches only the read pointer and the fill flags.
-
-Measured on ECP5-85F (``python -m proxima.fpga.resources pagecache --preset P``, yowasp
-yosys ``synth_ecp5`` + nextpnr-ecp5 ``--85k --freq 150``, seed 1; LUT4 counts the logic
-LUT4s plus two per CCU2C carry cell; the serial-I/O wrapper of the script is included):
-
-=======  =============  =====================  ====  ====  ===  ==========================
-preset   S x W, N, D    LUT4 (LUT4 + 2*CCU2C)  FF    BRAM  DSP  Fmax (single-cycle design)
-=======  =============  =====================  ====  ====  ===  ==========================
-tiny     4 x 2, 4, 2    1915 (1195 + 2*360)    1949  0     0    194.9 MHz (64.7 MHz)
-default  16 x 4, 4, 2   2699 (1755 + 2*472)    2582  0     0    179.9 MHz (64.2 MHz)
-paper    256 x 8, 8, 4  7611 (4759 + 2*1426)   8840  0     0    166.2 MHz (44.2 MHz)
-=======  =============  =====================  ====  ====  ===  ==========================
-
-With a one-cycle tag read the paper preset reached 98.3 MHz: its 256 x 208-bit tag store in
-LUT RAM is 832 ``DPR16X4`` cells and a 16:1 read multiplexer per bit, spread over much of the
-die, and the read address register, the same-set forwarding compare and the row multiplexer
-made one 10.2 ns path (8.5 ns of it routing).  A block-RAM store (6 ``DP16KD``, a synchronous
-read) reached 126.8 MHz, limited by the block RAM's 5.8 ns clock-to-output (yosys does not
-use the ``OUTREG`` output register).  Hence the two-cycle read above 16 sets (129.0 MHz at
-first).  The rest came from keeping every path within three LUT levels, and those that
-cross the block within one or two, as each critical path had 4-6 ns of routing: compares
-registered in pieces or a cycle early, the handshakes (``req.ready``, the queue push, the
-start of a job) as registers computed a cycle ahead, no wide register's enable behind more
-than one LUT of registers, copies of the registers with the largest fan-out (the line, the
-tag, the forward decision), the job queue in registers, output buffers whose entries never
-see ``ready``, and the prefetcher stage P1b.  The paper preset places at 166.2, 165.8 and
-153.1 MHz at seeds 1, 2 and 3 (the design before P1b and the registered handshakes: 155.6,
-146.8, 136.9).
-
-Note on the spec: ``PageCacheModel`` drops only targets below 0; a target past the end of
-the address space would be "fetched" by the model.  The RTL cannot name such a line and
-drops it.  Traces whose lines stay below ``2**line_bits - window * D`` never differ.
+Resources and Fmax per preset: ``docs/RESOURCES.md`` (``pagecache``).
 """
 
 from __future__ import annotations
@@ -230,15 +76,14 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
 from proxima.config import ProximaConfig
-from proxima.hdl.lib.vendor import carry_out
+from proxima.hdl.cache_tags import TagLookup
+from proxima.hdl.prefetch import ACTION_CODES, StridePrefetcher
 
 __all__ = ["PageCacheError", "PageCache", "ACTION_CODES", "STATS", "STATS_BITS",
            "QUEUE_DEPTH", "REQUEST_CYCLES", "OP_CYCLES", "RESPONSE_LATENCY",
            "SPLIT_READ_SETS", "BANK_ROWS",
            "full_rate_schedule", "nand_addr_bits"]
 
-#: Action codes on ``resp.action`` (those of ``StridePrefetcher.observe_raw``).
-ACTION_CODES = {"repeat": 0, "confirm": 1, "train": 2, "alloc": 3}
 
 #: Names of the statistics counters (the fields of ``TraceStats``), in port order.
 STATS = ("accesses", "hits", "misses", "prefetch_issued", "prefetch_used", "prefetch_wasted")
@@ -280,8 +125,9 @@ def full_rate_schedule(examined, op_cycles: int = OP_CYCLES,
     the module docstring); ``op_cycles`` and ``request_cycles`` are the block's
     (``OP_CYCLES`` and ``REQUEST_CYCLES`` with a one-cycle tag read).  Cycle 0 is the
     first cycle with ``busy`` low.  Returns the cycle in which each request is accepted
-    and the cycle in which each response is valid (and taken).  With ``a``: accept, ``q``: push into the job queue (P4), ``s``: start of
-    the demand look-up (C0), ``r``: response::
+    and the cycle in which each response is valid (and taken).  With ``a``: accept, ``q``:
+    push into the job queue (P4), ``s``: start of the demand look-up (C0), ``r``:
+    response::
 
         a_0 = 0,  a_i = q_{i-1}
         q_i = max(a_i + request_cycles, s_{i - QUEUE_DEPTH} + 1)   (queue full before)
@@ -305,15 +151,6 @@ def full_rate_schedule(examined, op_cycles: int = OP_CYCLES,
 
 class PageCacheError(ValueError):
     """Impossible parameters for the page cache block."""
-
-
-CONF_CHUNK = 8
-"""Bits per registered piece of the prefetcher's ``key == last`` and ``key == last +
-stride`` compares (P1); half as many with ``prefetch_split``."""
-TAG_CHUNK = 8
-"""Bits per registered piece of the tag compare (C1) with a two-cycle tag read."""
-WAY_GROUP = 4
-"""Ways per group of the registered way reductions (C1b) with a two-cycle tag read."""
 
 
 def nand_addr_bits(cfg: ProximaConfig) -> int:
@@ -340,7 +177,8 @@ class PageCache(wiring.Component):
     read_stages : int, optional
         Cycles of the tag-row read: 1 (one asynchronous read into the row register) or 2
         (the LUT RAM split into banks of ``bank_rows`` rows, each bank's output
-        registered, zero unless addressed, then their OR).  Default: 2 when ``sets > SPLIT_READ_SETS``.
+        registered, zero unless addressed, then their OR).  Default: 2 when ``sets >
+        SPLIT_READ_SETS``.
         Every cache operation then takes 2 more cycles (C0b and C1b), and the prefetcher
         one more per request (P1b).
     bank_rows : int
@@ -445,220 +283,6 @@ class PageCache(wiring.Component):
         """The tag-RAM row of one set (a simulation value; after elaboration)."""
         return self._mems[set_index // self.bank_rows].data[set_index % self.bank_rows]
 
-    # ---- stride prefetcher ---------------------------------------------------------------
-    def _prefetcher(self, m: Module, keys, push):
-        """Stream table and its decision pipeline (stages P1..P4, see the module docstring).
-
-        ``key`` is the registered line of the request in flight; the table is updated from
-        the P3 registers at the clock edge when ``push``.  Every pipeline register is free
-        running: ``key`` and the table are constant from the accepting cycle to the push,
-        so each stage holds the right value from its cycle on (also while P4 waits).
-        ``keys`` are ``key`` and its copies (see ``elaborate``).  Returns (entry, action
-        code, stride for the targets, ``key``) for the P4 push."""
-        N, L = self.streams, self.line_bits
-        key, nkey, key_p, nkey_p = keys
-        # ``key`` registered again: from P2 on it is the same value (``key`` is constant
-        # from the acceptance to the push), for the P2 adders, the table and the job
-        key1 = Signal(L, name="p_key1")
-        m.d.sync += key1.eq(key)
-        valid = [Signal(name=f"st_valid{i}") for i in range(N)]
-        last = [Signal(L, name=f"st_last{i}") for i in range(N)]
-        stride = [Signal(signed(self.stride_bits), name=f"st_stride{i}") for i in range(N)]
-        rank_w = bits_for(N - 1)
-        rank = [Signal(rank_w, init=i, name=f"st_rank{i}") for i in range(N)]
-        # the line that would confirm each entry, ``last + stride``, kept with the table
-        # (set at the push; unused after an alloc, where the stride becomes 0) so that
-        # confirming is an equality with ``key``.  It is kept modulo ``2**(L + 1)``: as
-        # ``|stride| < 2**L``, bit ``L`` is set exactly when ``last + stride`` is below 0
-        # or at least ``2**L`` (no line)
-        pred = [Signal(L + 1, name=f"st_pred{i}") for i in range(N)]
-
-        # P1: per entry key - last, the distance (``|key - last|``, plus ``2**L`` for an
-        # invalid entry: farther than any valid one) and its complement (the other
-        # operand of the P2 comparators)
-        # (with ``split``, P1 registers the two differences and P1b the rest, and also
-        # whether the entry is in the window: the distance against a constant)
-        split = self.prefetch_split
-        win = min(self.window, (1 << L) - 1)
-        dist, ndist, diff = [], [], []
-        inwin = [Signal(name=f"p2_win{i}") for i in range(N)]
-        dom = m.d.sync if split else m.d.comb
-        for i in range(N):
-            up = Signal(L + 1, name=f"p1_up{i}")      # key - last (borrow in the top bit)
-            # last - key, and in the top bit whether key > last (``2**L`` is added:
-            # ``down`` is ``|key - last|`` exactly when it is below ``2**L``)
-            down = Signal(L + 1, name=f"p1_down{i}")
-            dom += [up.eq(key - last[i]), down.eq(Cat(last[i], 1) + nkey + 1)]
-            d = Signal(L + 1, name=f"p1_dist{i}")
-            df = Signal(signed(L + 1), name=f"p1_diff{i}")
-            nd = Signal(L + 1, name=f"p1_ndist{i}")
-            dv = Cat(Mux(up[L], down[:L], up[:L]), ~valid[i])
-            m.d.sync += [d.eq(dv), df.eq(up.as_signed())]
-            if i:                               # (entry 0 is never the right operand)
-                m.d.sync += nd.eq(~dv)
-            # in the window: ``valid & |key - last| <= window``: the distance against a
-            # constant in P2 (the top bit of an invalid entry's distance puts it out),
-            # or with ``split`` in P1b both differences against it, in parallel
-            # (``x > window`` as a bare carry chain: the carry out of ``x + ~window``)
-            nwin = Const(~win & ((1 << (L + 1)) - 1), L + 1)
-            if split:
-                m.d.sync += inwin[i].eq(valid[i] & ~(carry_out(up, nwin)
-                                                     & carry_out(down, nwin)))
-            else:
-                m.d.sync += inwin[i].eq(~carry_out(d, nwin))
-            dist.append(d), ndist.append(nd), diff.append(df)
-        # ... and ``key == last`` (repeat) and ``key == pred`` (confirm) in pieces of
-        # CONF_CHUNK bits (two LUT levels each)
-        # (with ``split`` in half as many bits: P1b has the time to AND twice as many)
-        chunk = CONF_CHUNK // 2 if split else CONF_CHUNK
-
-        def pieces(mine, other, tag):
-            e = Signal(-(-L // chunk), name=tag)
-            m.d.sync += [e[c].eq(mine[k:k + chunk] == other[k:min(k + chunk, L)])
-                         for c, k in enumerate(range(0, L, chunk))]
-            return e
-        req = [pieces(key_p, last[i], f"p1_req{i}") for i in range(N)]
-        peq = [pieces(~nkey_p, pred[i], f"p1_peq{i}") for i in range(N)]
-
-        # table-only terms, free running (the table is constant from one push to the
-        # next, at least REQUEST_CYCLES apart): the alloc choice and the rank order
-        def first(flags, tag):
-            """One-hot of the lowest set flag, and whether any."""
-            oh = Signal(N, name=f"p_{tag}_oh")
-            for i in range(N):
-                m.d.comb += oh[i].eq(flags[i] & ~Cat(*flags[:i]).any() if i else flags[i])
-            return oh, Cat(*flags).any()
-
-        # (the alloc choice is a register, read in P3: the lowest invalid entry, else
-        # ``rank == 0``; the ranks change a cycle after the push, and P3 comes three
-        # cycles after that (four with ``split``))
-        inval_oh_c, inval_any_c = first([~v for v in valid], "inval")
-        alloc_oh = Signal(N, name="p_alloc_oh")
-        m.d.sync += alloc_oh.eq(Mux(inval_any_c, inval_oh_c, Cat(*[r == 0 for r in rank])))
-        # an entry can confirm: valid, a stride, ``last + stride`` a line (needed in P2)
-        plive = [Signal(name=f"p_plive{i}") for i in range(N)]
-        m.d.sync += [plive[i].eq(valid[i] & (stride[i] != 0) & ~pred[i][L])
-                     for i in range(N)]
-        older = {}                              # older[i, j]: rank[i] > rank[j]
-        for i in range(N):
-            for j in range(N):
-                if i != j:
-                    older[i, j] = Signal(name=f"p_older{i}_{j}")
-                    m.d.sync += older[i, j].eq(rank[i] > rank[j])
-
-        # P2 (P1b with ``split``: the pieces are registered in P1): in window (above),
-        # confirm, repeat (``valid`` is the same as in P1: the table changes only at a
-        # push); P2: the pairwise distance order for the train rule
-        conf = []
-        for i in range(N):
-            cf = Signal(name=f"p2_conf{i}")
-            m.d.sync += cf.eq(plive[i] & peq[i].all())  # key - last == stride
-            conf.append(cf)
-        # one magnitude comparator per pair i < j: ``dist[j] < dist[i]`` (j strictly
-        # closer; on a tie the lower index wins), a bare carry chain
-        closer = {}
-        for i in range(N):
-            for j in range(i + 1, N):
-                closer[i, j] = Signal(name=f"p2_closer{j}_{i}")
-                m.d.sync += closer[i, j].eq(carry_out(dist[i], ndist[j]))
-        # the entry's next ``pred`` for either outcome of a push that selects it (train:
-        # the stride becomes ``key - last``; else it stays), so that P4 only chooses
-        pred_train = [Signal(L + 1, name=f"p2_pred_train{i}") for i in range(N)]
-        pred_keep = [Signal(L + 1, name=f"p2_pred_keep{i}") for i in range(N)]
-        for i in range(N):
-            m.d.sync += [pred_train[i].eq(key1 + diff[i][:self.stride_bits].as_signed()),
-                         pred_keep[i].eq(key1 + stride[i])]
-        # repeat: at most one entry matches, since valid entries hold distinct ``last``
-        # (a push gives entry i ``last = line`` only when no valid entry has it, else the
-        # rule is repeat on that entry), so the lowest-index priority is the match itself
-        rep_c = [valid[i] & req[i].all() for i in range(N)]
-        rep_oh = Signal(N, name="p2_rep_oh")
-        m.d.sync += rep_oh.eq(Cat(*rep_c))
-        if split:                               # (a term of the P2 registers)
-            rep_any = rep_oh.any()
-        else:
-            rep_any = Signal(name="p2_rep_any")
-            m.d.sync += rep_any.eq(Cat(*rep_c).any())
-
-        # P3: rule priority -> chosen entry (one-hot) and action code.  Train: entry i
-        # wins iff it is in the window and beats every other entry j: j is out of the
-        # window, or i is closer (entries below i must be strictly farther, entries
-        # above at least as far).  For i in the window, "j is out of it" implies "i is
-        # strictly closer" (invalid entries count as farther than any valid one), so
-        # beating j is the distance order alone
-        def beats(i, j):
-            return ~closer[i, j] if i < j else closer[j, i]
-
-        # The terms that do not need the pairwise order: the repeat-or-confirm entry
-        # (``rc``), whether any rule of the two applies, whether any entry is in the
-        # window, and which of the train and alloc rules applies if neither does
-        # (``use_train``, ``use_alloc``).  With ``split`` they are registered in P2 (their
-        # inputs are P1b registers), so that P3 is two LUT levels.
-        conf_oh, conf_any = first(conf, "p3_conf")
-        rc_any_c = rep_any | conf_any
-        best_any_c = Cat(*inwin).any()
-        terms = {"rc_oh": (N, Mux(rep_any, rep_oh, conf_oh)),
-                 "rc_any": (1, rc_any_c),
-                 "rc_code": (2, Mux(rep_any, ACTION_CODES["repeat"], ACTION_CODES["confirm"])),
-                 "best_any": (1, best_any_c),
-                 "use_train": (1, ~rc_any_c & best_any_c),
-                 "use_alloc": (1, ~rc_any_c & ~best_any_c)}
-        t = {}
-        for name, (width, value) in terms.items():
-            t[name] = Signal(width, name=f"p2_{name}")
-            m.d[("sync" if split else "comb")] += t[name].eq(value)
-        best_oh = Signal(N, name="p3_best_oh")
-        for i in range(N):
-            m.d.comb += best_oh[i].eq(Cat(inwin[i], *[beats(i, j) for j in range(N)
-                                                       if j != i]).all())
-        sel_oh = Signal(N, name="p3_sel_oh")
-        code = Signal(2, name="p3_code")
-        # the chosen entry again where its stride is rewritten (train, alloc), else zero
-        ts_oh = Signal(N, name="p3_ts_oh")
-        ts_c = ((best_oh & t["use_train"].replicate(N))
-                | (alloc_oh & t["use_alloc"].replicate(N)))
-        m.d.sync += [
-            sel_oh.eq((t["rc_oh"] & t["rc_any"].replicate(N)) | ts_c),
-            code.eq(Mux(t["rc_any"], t["rc_code"],
-                        Mux(t["best_any"], ACTION_CODES["train"], ACTION_CODES["alloc"]))),
-            ts_oh.eq(ts_c)]
-
-        # P4: entry number and stride for the job (the stride matters only on confirm,
-        # where the chosen entry is the confirming one); table update with the push (each
-        # flip-flop's enable is one LUT of registers: ``push`` is ``p4`` and a register)
-        sel = Signal(range(max(N, 2)), name="p4_sel")
-        m.d.comb += sel.eq(Cat(*[Cat(*[sel_oh[i] for i in range(N) if (i >> b) & 1]).any()
-                                 for b in range(len(sel))]))
-        # (with ``split`` a P3 register: the repeat-or-confirm entry is a P2 register)
-        tgt_stride = Signal(signed(self.stride_bits), name="p4_tgt_stride")
-        sacc = Const(0, self.stride_bits)
-        for i in range(N):
-            sacc = sacc | Mux((t["rc_oh"] if split else sel_oh)[i], stride[i].as_unsigned(), 0)
-        m.d[("sync" if split else "comb")] += tgt_stride.eq(sacc)
-        is_train = code == ACTION_CODES["train"]
-        for i in range(N):
-            with m.If(push & sel_oh[i]):
-                m.d.sync += [valid[i].eq(1), last[i].eq(key1),
-                             pred[i].eq(Mux(is_train, pred_train[i], pred_keep[i]))]
-            with m.If(push & ts_oh[i]):
-                m.d.sync += stride[i].eq(Mux(is_train, diff[i], 0))
-        # the ranks are updated in the cycle after the push: they are read only through
-        # the table-only registers (alloc choice, rank order), which the next request
-        # reads in its P3, at least three cycles after the push; ``sel_oh`` and the
-        # rank order still describe the pushed job then (the pipeline registers see a
-        # new key or table two cycles later)
-        pushed = Signal(name="p4_pushed")
-        m.d.sync += pushed.eq(push)
-        with m.If(pushed):
-            for i in range(N):
-                with m.If(sel_oh[i]):
-                    m.d.sync += rank[i].eq(N - 1)
-                with m.Elif(Cat(*[sel_oh[j] & older[i, j] for j in range(N) if j != i])
-                            .any()):
-                    m.d.sync += rank[i].eq(rank[i] - 1)
-        self._st = (valid, last, stride, rank)  # for white-box tests
-        return sel, code, tgt_stride, key1
-
     # ---- top -----------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
@@ -714,16 +338,12 @@ class PageCache(wiring.Component):
         clr_ptr = Signal(range(S))
 
         # -- request side and prefetcher: P0 accept, P1..P3 decide, P4 push + update
-        # the request's line in four registers, each for some of its many loads: the
-        # subtractions ``key - last``, ``last - key`` (from the complement), the pieces
-        # of ``key == last`` (a copy with another reset value, so yosys keeps it) and
-        # those of ``key == pred`` (the complement, with the other reset value); P2 and
-        # P4 use a copy registered from ``key`` (``p_key1``)
-        key = Signal(L, name="p_key")
-        nkey = Signal(L, init=(1 << L) - 1, name="p_nkey")
-        key_p = Signal(L, init=(1 << L) - 1, name="p_key_pieces")
-        nkey_p = Signal(L, name="p_nkey_pieces")
-        keys = (key, nkey, key_p, nkey_p)
+        m.submodules.prefetch = pf = StridePrefetcher(
+            streams=self.streams, line_bits=L, window=self.window,
+            stride_bits=self.stride_bits, split=self.prefetch_split)
+        # the stream table, for white-box tests
+        self._st = ([pf.valid[i] for i in range(self.streams)], pf.last, pf.table_stride,
+                    pf.rank)
         p1, p2, p3, p4 = (Signal(name=f"p_stage{k}") for k in range(1, 5))
         # the stages before P3 (P1b only with ``prefetch_split``)
         early = [p1, Signal(name="p_stage1b"), p2] if self.prefetch_split else [p1, p2]
@@ -786,14 +406,11 @@ class PageCache(wiring.Component):
         # (loaded whenever ``req.ready``, not only on acceptance: a line loaded without a
         # request reaches no stage, and from an acceptance to its push ``ready`` is low
         # but in the push cycle, whose edge ends the request's use of ``key``)
-        with m.If(ready):
-            m.d.sync += [key.eq(self.req.payload[self.offset_bits:]),
-                         nkey.eq(~self.req.payload[self.offset_bits:]),
-                         key_p.eq(self.req.payload[self.offset_bits:]),
-                         nkey_p.eq(~self.req.payload[self.offset_bits:])]
-        pf_sel, pf_code, pf_stride, key1 = self._prefetcher(m, keys, table_push)
-        m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf_sel),
-                     job_in.action.eq(pf_code), job_in.stride.eq(pf_stride)]
+        m.d.comb += [pf.line.eq(self.req.payload[self.offset_bits:]), pf.load.eq(ready),
+                     pf.push.eq(table_push)]
+        key1 = pf.key
+        m.d.comb += [job_in.line.eq(key1), job_in.stream.eq(pf.stream),
+                     job_in.action.eq(pf.action), job_in.stride.eq(pf.stride)]
         if self.read_stages == 2:
             # the job's bank decoded from ``key1`` (constant from P2 to the push)
             key_clr = Signal(self.banks, name="p_key_bank_clr")
@@ -838,8 +455,9 @@ class PageCache(wiring.Component):
         # (C0b) ORs the banks.
         row = Signal(self.row_layout, name="c_row")
         rd_addr = Signal(range(S), name="c_rd_addr")
-        new_row = Signal(self.row_layout, name="c_new_row")
-        write_row = Signal(name="c_write_row")  # the row changes (all but resident targets)
+        # the row written back and whether it changes (all but resident targets): from C2
+        new_row = Signal(self.row_layout)
+        write_row = Signal()
         fwd = Signal()
         m.d.comb += fwd.eq(complete & write_row & (set_idx == rd_addr))
         # RAM write request of this cycle (the completing operation, or the clear pass)
@@ -925,8 +543,14 @@ class PageCache(wiring.Component):
                                                        any_bank[:h])),
                              row.as_value()[h:].eq(Mux(fwd_q2, fwd_row.as_value()[h:],
                                                        any_bank[h:]))]
-        # C1: tag compare; is there a next target
-        match = Signal(W, name="c_match")
+        # C1, C2 (C1b): tag compare, hit, victim, the new LRU row; is there a next target
+        m.submodules.lookup = tl = TagLookup(self.row_layout, sb, split=self.read_stages == 2)
+        m.d.comb += [tl.row.eq(row), tl.ntag.eq(ntag), tl.tag.eq(tag), tl.set_idx.eq(set_idx),
+                     tl.demand.eq(op_demand)]
+        hit_c = tl.hit_now
+        hit, pf_flag, ev_valid, ev_pf, ev_line = (tl.hit, tl.pf_hit, tl.ev_valid, tl.ev_pf,
+                                                  tl.ev_line)
+        need_fetch, need_pf = tl.need_fetch, tl.need_pf
         has_next = Signal(name="c_has_next")
         has_next_d = (pf_left != 0) & (nxt >= 0) & (nxt < (1 << L))
         m.d.sync += has_next.eq(has_next_d)
@@ -940,72 +564,6 @@ class PageCache(wiring.Component):
         start_last = Signal(name="c_start_last")
         m.d.sync += [start_idle.eq(q_any & ~head_stable & (~active | (complete & ~has_next))),
                      start_last.eq(q_any & ~has_next_d)]
-        if self.read_stages == 1:
-            m.d.sync += match.eq(Cat(*[row[j].valid & (row[j].tag == ~ntag)
-                                       for j in range(W)]))
-        else:
-            # the compare of every way in pieces of TAG_CHUNK bits, registered; ``match``
-            # (the valid bit and the AND of the pieces) is the first logic level of C1b
-            T = self.tag_bits
-            teq_all = []
-            for j in range(W):
-                teq = Signal(-(-T // TAG_CHUNK), name=f"c_teq{j}")
-                m.d.sync += [teq[c].eq(row[j].tag[k:k + TAG_CHUNK]
-                                       == ~ntag[k:k + TAG_CHUNK])
-                             for c, k in enumerate(range(0, T, TAG_CHUNK))]
-                m.d.comb += match[j].eq(row[j].valid & teq.all())
-                teq_all.append(teq.all())
-            # (and each way's ``valid & pf``, for the prefetched-hit reduction)
-            vpf = Signal(W, name="c_vpf")
-            m.d.sync += vpf.eq(Cat(*[row[j].valid & row[j].pf for j in range(W)]))
-        # C2: hit, LRU rotation / fill, victim
-        hit = Signal(name="c_hit")
-        pf_flag = Signal(name="c_pf_flag")
-        ev_valid = Signal(name="c_ev_valid")
-        ev_pf = Signal(name="c_ev_pf")
-        ev_line = Signal(L, name="c_ev_line")
-        hit_any = match.any()
-        pf_any = Cat(*[match[j] & row[j].pf for j in range(W)]).any()
-        shift_any = [~match[j + 1:].any() for j in range(W - 1)]
-        if self.read_stages == 1:
-            hit_c, pf_c, shifts = hit_any, pf_any, shift_any
-        else:
-            # C1b: the W-way reductions of the match vector are registers of their own,
-            # one cycle before C2, reduced over groups of WAY_GROUP ways (two LUT
-            # levels: a way's match is one LUT of the C1 registers): per group whether a
-            # way hits and whether a prefetched way hits, and per entry whether no way
-            # above it in its group matches; C2 ORs the groups and ANDs each entry's
-            # shift with "no hit in a later group" (one LUT into its registers)
-            groups = [list(range(g, min(g + WAY_GROUP, W))) for g in range(0, W, WAY_GROUP)]
-            hit_g = Signal(len(groups), name="c_hit_grp")
-            pf_g = Signal(len(groups), name="c_pf_grp")
-            shift_g = Signal(W, name="c_shift_grp")
-            for g, ways in enumerate(groups):
-                m.d.sync += [hit_g[g].eq(Cat(*[match[j] for j in ways]).any()),
-                             pf_g[g].eq(Cat(*[vpf[j] & teq_all[j] for j in ways]).any())]
-                m.d.sync += [shift_g[j].eq(~Cat(*[match[k] for k in ways if k > j]).any())
-                             for j in ways]
-            hit_c, pf_c = hit_g.any(), pf_g.any()
-            shifts = [shift_g[j] & ~hit_g[j // WAY_GROUP + 1:].any() for j in range(W - 1)]
-        m.d.sync += [
-            hit.eq(hit_c),
-            pf_flag.eq(pf_c),
-            ev_valid.eq(~hit_c & row[0].valid),
-            ev_pf.eq(~hit_c & row[0].valid & row[0].pf),
-            # (the victim's line whether or not there is one: the outputs zero it unless
-            # ``ev_valid``, so its registers need no reset term)
-            ev_line.eq(Cat(set_idx, row[0].tag)),
-        ]
-        need_fetch = Signal(name="c_need_fetch")   # demand miss: push a fetch
-        need_pf = Signal(name="c_need_pf")         # target not resident: push a prefetch
-        m.d.sync += [need_fetch.eq(op_demand & ~hit_c), need_pf.eq(~op_demand & ~hit_c),
-                     write_row.eq(op_demand | ~hit_c)]
-        # entry j takes entry j+1 iff the line sits at or below j (hit) or on a fill; a
-        # line is in a row at most once, so that is "no match above j"
-        for j in range(W - 1):
-            m.d.sync += new_row[j].eq(Mux(shifts[j], row[j + 1], row[j]))
-        m.d.sync += [new_row[W - 1].valid.eq(1), new_row[W - 1].pf.eq(~op_demand),
-                     new_row[W - 1].tag.eq(tag)]
         # The read address register holds the set of whatever would be issued next (the
         # next target while one is pending, else the queue head).
         rd_next = Mux(active & has_next, nxt[:sb], head.line[:sb])
@@ -1058,6 +616,8 @@ class PageCache(wiring.Component):
                          cur.evicted.eq(Mux(ev_valid, ev_line, 0))]
         with m.Else():
             m.d.comb += cur.prefetches.eq(acc.prefetches + need_pf)
+
+        m.d.comb += [new_row.eq(tl.new_row), write_row.eq(tl.write_row)]
 
         # -- RAM write port (address and data never depend on this cycle's handshakes)
         with m.If(~init_done):

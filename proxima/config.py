@@ -425,13 +425,18 @@ class ProximaConfig:
 
     @property
     def insert_cycles(self) -> int:
+        """:meth:`insert_cycles_for` the RTL sorter's ``sorter_latency``.  An insert costs
+        :meth:`insert_merges` of them."""
+        return self.insert_cycles_for(self.sorter_latency)
+
+    def insert_cycles_for(self, sorter_latency: int, chunks: int | None = None) -> int:
         """Cycles of one candidate-list merge after its last key (the RTL list with a sorter
-        of ``sorter_latency`` that never stalls, ``hdl/candidates.py``): the batch pass and
-        the chunk passes overlap two at a time, ``(j + 1) * sorter_latency + 7 j + 3`` for
-        ``j = list_chunks`` (tests/hdl/test_candidates.py checks it against the RTL).  An
-        insert costs :meth:`insert_merges` of them."""
-        j = self.list_chunks
-        return (j + 1) * self.sorter_latency + 7 * j + 3
+        of ``sorter_latency`` that never stalls, ``hdl/candidates.py``, whose schedule this
+        is): the batch pass and the chunk passes overlap two at a time, ``(j + 1) *
+        sorter_latency + 7 j + 3`` for ``j = chunks`` (default ``list_chunks``); the RTL
+        tests check it cycle for cycle."""
+        j = self.list_chunks if chunks is None else int(chunks)
+        return (j + 1) * int(sorter_latency) + 7 * j + 3
 
     def validate(self) -> None:
         for name in _SECTIONS:

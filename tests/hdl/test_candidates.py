@@ -389,15 +389,19 @@ def test_cocotb_candidates_verilator(name, cfg_fn, commands, dist_max):
 
 @pytest.mark.parametrize("name", ["tiny", "default"])
 def test_config_insert_cycles_is_the_rtl_schedule(name):
-    """The timing model charges cfg.insert_cycles per insert: it must be the RTL's count."""
+    """The timing model charges cfg.insert_cycles per insert: it must be the RTL's count.
+    The list's schedule is ``cfg.insert_cycles_for`` (measured against the RTL by
+    test_cycle_counts_fixed_latency and test_wrapper_by_hand_and_cycle_counts); here the
+    sorter the list is built with must have the latency the configuration assumes."""
     from proxima.hdl.candidates import CandidateListWithSorter
     cfg = preset(name)
     with warnings.catch_warnings():  # built for its schedule, deliberately not elaborated
         warnings.simplefilter("ignore", UnusedElaboratable)
         dut = CandidateListWithSorter(cfg)
-        cycles = dut.merge_cycles
+        cycles, lat = dut.merge_cycles, dut.sorter.latency
         del dut
         gc.collect()
+    assert lat == cfg.sorter_latency
     assert cycles == cfg.insert_cycles
 
 

@@ -1,0 +1,188 @@
+"""Merge of the candidate list: the chunk comparators and the sorter-request sequencer.
+
+Golden twin: :meth:`proxima.golden.candidates.CandidateList.insert` as the chunked bitonic
+merge of ``hdl/candidates.py`` computes it: sort the batch (``S``), then per chunk ``t`` the
+element-wise minima ``X_t`` of the chunk and the reversed carry (the new chunk) and, but for
+the last chunk, the maxima ``Y_t`` (the next carry).  Tested in
+``tests/hdl/test_candidates_merge.py``: the comparators against ``min`` / ``max``, the
+sequencer's requests and its cycle count against :meth:`ProximaConfig.insert_cycles_for`.
+
+:class:`MergeCompare` (``w`` slots of ``ext_bits``, ``copies`` decision copies)
+---------------------------------------------------------------------------------
+``a``, ``an`` (``= ~a``, the comparators' own copy), ``b``: ``In`` per slot.  ``mins``,
+``maxs``: ``Out`` per slot, ``min(a[i], b[i])`` and ``max(a[i], b[i])`` of the current
+``a``, ``b`` by a decision registered in two stages: correct in every cycle in which ``a``
+and ``b`` have held their values for two cycles.  Stage 1: three carry chains per slot
+(``a_hi < b_hi``, ``a_hi <= b_hi`` with operands of its own, ``a_lo < b_lo``), each the
+carry out of ``b + ~a`` straight from registers; stage 2: ``copies`` registered copies of
+``lt_lo ? le_hi : lt_hi``, each selecting a slice of the bits, kept apart (for yosys) by
+four ways of writing it and by inverting every other one.
+
+:class:`MergeControl` (``j`` chunks)
+-----------------------------------
+``go``           ``In(1)``: a merge starts (the cycle the last INSERT beat of a (sub-)batch
+                 is accepted, ``a``); the batch is in the request register from ``a + 3``.
+``req_valid``    ``Out(1)``: offer the request register to the sorter (``S`` from ``a +
+                 3``); ``req_ready`` ``In(1)``: the sorter's ``ready``.
+``kind``, ``chunk``  ``Out``: the request offered (:class:`Req`) and its chunk.
+``merging``      ``Out(1)``: the merge runs (the sorter's response ``ready``);
+                 ``resp_valid`` ``In(1)``: a response arrives (in request order).
+``rr_c_next``, ``rr_x_next``  ``Out(1)``, combinational: the response taken now is a carry
+                 (``S`` or ``Y``) / a new chunk (``X``); it is registered by the owner.
+``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (decision stage 1 now).
+``c_cmp``        ``Out(1)``: decision stage 2 now; load ``X`` (the minima) at this edge.
+``y_due_next``   ``Out(1)``, combinational: ``X`` is accepted; load ``Y`` at this edge.
+``fin``          ``Out(1)``: the last ``X`` was registered: the merge ends at this edge.
+
+With a sorter of fixed latency ``lat`` that never stalls, ``fin`` is high in cycle ``a +
+insert_cycles_for(lat) - 1`` (the next command is accepted a cycle later).  A request is
+offered one at a time; ``Y_t`` one cycle after ``X_t`` is accepted, ``X_t`` three cycles
+after the carry response is taken.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import C, Cat, Module, Mux, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from proxima.hdl.lib.vendor import carry_out
+
+__all__ = ["MergeCompare", "MergeControl", "Req"]
+
+
+class Req(enum.Enum, shape=2):
+    """Kind of a sorter request / response: batch, chunk minima, chunk maxima."""
+    S = 0
+    X = 1
+    Y = 2
+
+
+class MergeCompare(wiring.Component):
+    """Element-wise min / max of two key vectors, decided in two stages (module docstring)."""
+
+    def __init__(self, w: int, ext_bits: int, copies: int = 4):
+        self.w, self.ext_bits, self.copies = int(w), int(ext_bits), int(copies)
+        super().__init__({
+            "a": In(ext_bits).array(self.w), "an": In(ext_bits).array(self.w),
+            "b": In(ext_bits).array(self.w),
+            "mins": Out(ext_bits).array(self.w), "maxs": Out(ext_bits).array(self.w),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        EB, nlt = self.ext_bits, self.copies
+        half = EB // 2
+        cuts = [EB * c // nlt for c in range(nlt + 1)]
+        for i in range(self.w):
+            a, b, an = self.a[i], self.b[i], self.an[i]
+            lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
+            le_hi = Signal(name=f"le{i}_hi", reset_less=True)
+            lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
+            m.d.sync += [lt_hi.eq(carry_out(b[half:], an[half:])),
+                         le_hi.eq(carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
+                         lt_lo.eq(carry_out(b[:half], an[:half]))]
+            sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
+            sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
+            mn, mx = [], []
+            for c in range(nlt):
+                inv = c % 2
+                v = Mux(lt_lo, sel_le[(c // 2) % 2], sel_lt[(c // 4) % 2])
+                q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
+                m.d.sync += q.eq(~v if inv else v)
+                lo_, hi_ = cuts[c], cuts[c + 1]
+                if hi_ == lo_:
+                    continue
+                ta, tb = a[lo_:hi_], b[lo_:hi_]
+                if inv:
+                    mn.append(Mux(q, tb, ta))
+                    mx.append(Mux(q, ta, tb))
+                else:
+                    mn.append(Mux(q, ta, tb))
+                    mx.append(Mux(q, tb, ta))
+            m.d.comb += [self.mins[i].eq(Cat(*mn)), self.maxs[i].eq(Cat(*mx))]
+        return m
+
+
+class MergeControl(wiring.Component):
+    """Sequence of sorter requests and responses of one merge (module docstring)."""
+
+    def __init__(self, j: int):
+        self.j = int(j)
+        super().__init__({
+            "go": In(1), "req_valid": Out(1), "req_ready": In(1),
+            "kind": Out(Req), "chunk": Out(range(self.j)),
+            "merging": Out(1), "resp_valid": In(1),
+            "rr_c_next": Out(1), "rr_x_next": Out(1),
+            "c_fresh": Out(1), "c_cmp": Out(1), "y_due_next": Out(1), "fin": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        j = self.j
+        merging = Signal()
+        req_valid = Signal()
+        qkind = Signal(Req)
+        rkind = Signal(Req)
+        tq = Signal(range(j))                 # chunk of the request side
+        rt = Signal(range(j))                 # chunk of the response side
+        c_fresh = Signal()                    # carry loaded: compare stage 1 next cycle
+        c_cmp = Signal()                      # stage 1 valid: lt is valid in the next cycle
+        x_due = Signal()                      # lt valid: load X into the request register
+        y_due = Signal()                      # X accepted: load Y into the request register
+        start = Signal()                      # last key accepted a cycle ago
+        start_d = Signal()                    # last key shifted: offer S
+        # yarm: req_valid & (qkind == X) & (tq != j - 1), one register
+        yarm = Signal()
+        rr_x = Signal()                       # the owner's rr holds X_rt
+        rr_c = Signal()                       # the owner's rr holds S or Y
+        fin = Signal()                        # rr holds the last X: the merge ends
+        y_due_next = Signal()
+        m.d.comb += [self.req_valid.eq(req_valid), self.merging.eq(merging),
+                     self.kind.eq(qkind), self.chunk.eq(tq), self.c_fresh.eq(c_fresh),
+                     self.c_cmp.eq(c_cmp), self.y_due_next.eq(y_due_next),
+                     self.fin.eq(fin), y_due_next.eq(self.req_ready & yarm)]
+        m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
+                     start.eq(0), start_d.eq(start)]
+        # request handshake (yarm follows req_valid and qkind statement for statement; tq
+        # changes only while qkind = Y or req_valid = 0)
+        with m.If(start_d | x_due | y_due):
+            m.d.sync += req_valid.eq(1)
+        with m.If(start_d):
+            m.d.sync += [qkind.eq(Req.S), yarm.eq(0)]
+        with m.If(x_due):
+            m.d.sync += [qkind.eq(Req.X), yarm.eq(tq != j - 1)]
+        with m.If(y_due):
+            m.d.sync += [qkind.eq(Req.Y), yarm.eq(0)]
+        with m.If(req_valid & self.req_ready):
+            m.d.sync += [req_valid.eq(0), yarm.eq(0)]
+            with m.If(y_due_next):
+                m.d.sync += y_due.eq(1)
+            with m.If(qkind == Req.Y):
+                m.d.sync += tq.eq(tq + 1)
+        # response side
+        m.d.sync += [rr_x.eq(0), rr_c.eq(0), fin.eq(0)]
+        resp_acc = self.resp_valid & merging
+        with m.If(resp_acc):
+            with m.Switch(rkind):
+                with m.Case(Req.S, Req.Y):
+                    m.d.sync += [rr_c.eq(1), rkind.eq(Req.X)]
+                    with m.If(rkind == Req.Y):
+                        m.d.sync += rt.eq(rt + 1)
+                with m.Case(Req.X):
+                    m.d.sync += rr_x.eq(1)
+                    with m.If(rt == j - 1):
+                        m.d.sync += fin.eq(1)
+                    with m.Else():
+                        m.d.sync += rkind.eq(Req.Y)
+        m.d.comb += [
+            self.rr_c_next.eq(resp_acc & ((rkind == Req.S) | (rkind == Req.Y))),
+            self.rr_x_next.eq(resp_acc & (rkind == Req.X)),
+        ]
+        with m.If(rr_c):
+            m.d.sync += c_fresh.eq(1)
+        with m.If(fin):
+            m.d.sync += merging.eq(0)
+        with m.If(self.go):
+            m.d.sync += [start.eq(1), rkind.eq(Req.S), tq.eq(0), rt.eq(0), merging.eq(1)]
+        return m

@@ -1,0 +1,231 @@
+"""Memory reader of the search engine: NAND reads of one event, the gap-decoder feed and the
+capture buffer, and the pipelined code reads of an expansion's neighbours.
+
+Golden twin: :func:`proxima.golden.layout.reads_for_events` (the accesses of each event, in
+order) over the events of :func:`proxima.golden.search.search`; the captured bytes are the
+image's (:mod:`proxima.golden.image`).  Tested against both in ``tests/hdl/test_engine_mem.py``.
+
+Parameters: ``cfg``, ``layout`` (:class:`proxima.golden.layout.Layout`: the geometry is
+elaborated as constants), ``beat_bits`` (memory data width ``8 bb``; ``nb = 8 A /
+beat_bits`` beats per access of ``A = nand.access_bytes``).
+
+Interface
+---------
+``start``    ``In(1)`` with ``kind`` (:data:`KIND_CODES`) and ``vertex``: start a read (only
+             while ``busy`` is low): ``('frame', v)``: the hot frame's ``hot_accesses`` chunks
+             (``hot`` set) or the normal frame's accesses; ``('code', v)``, ``('raw', v)``.
+             ``busy`` ``Out(1)`` rises in the next cycle and falls after the last beat.
+``hot``      ``Out(1)``: the last frame read was a hot frame (holds until the next start).
+``mem_req``  ``Out(stream{core, page, offset, kind})``, ``mem_resp`` ``In(stream{data,
+             last})``: the engine's memory port (see :mod:`proxima.hdl.engine`).  Requests
+             are issued back to back while the beats are taken.
+``frame``    ``Out(stream{data, last, hot})``: a frame's beats from its first byte on (the
+             gap decoder's input); ``mem_resp.ready`` follows its ``ready``.
+``code``     ``Out(8 C)``: the code captured by the last code read (bytes at the constant
+             shift ``code_offset % bb``); ``cap`` ``Out(cap_words * beat_bits)``: every
+             captured byte (a raw vector from byte 0 on).
+Neighbour code reads (while ``nb_run``, after a normal frame):
+``nb_count`` ``In``: neighbours to read; ``nb_req_idx`` ``Out``: the neighbour whose
+             accesses are requested next, ``nb_req_id`` ``In``: its id; ``nb_rx_idx``
+             ``Out``: the neighbour whose beats come in, ``nb_rx_id`` ``In``: its id.
+``nb_code``  ``Out(stream{id})`` with ``code``: a captured neighbour code, held (and
+             ``mem_resp.ready`` low) until taken.
+``nb_clear`` ``In(1)``: reset the neighbour pointers (before ``nb_run``).
+
+Timing: the first request of a read is valid in the cycle after ``start``; one access per
+cycle, one beat per cycle, no other latency; the last beat's cycle is the last ``busy`` one.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from proxima.config import ProximaConfig
+from proxima.golden.layout import EVENT_KINDS, Layout
+from proxima.hdl.lib.arith import divmod_const as _divmod
+from proxima.hdl.nandctl import (frame_location, hot_chunk_location,
+                                 raw_location)
+
+__all__ = ["MemReader", "KIND_CODES"]
+
+#: ``mem_req.kind`` of each event kind
+KIND_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
+
+
+class MemReader(wiring.Component):
+    """One read at a time, or the neighbours' code reads back to back (module docstring)."""
+
+    def __init__(self, cfg: ProximaConfig, layout: Layout, beat_bits: int):
+        self.cfg, self.layout = cfg, layout
+        self.beat_bits, self.bb = beat_bits, beat_bits // 8
+        self.nb = 8 * cfg.nand.access_bytes // beat_bits
+        C = cfg.pq_code_bytes
+        # capture buffer: a code (at a constant shift inside its first beat) or a raw vector
+        self.code_shift = layout.code_offset % self.bb
+        self.cap_words = max(-(-(self.code_shift + C) // self.bb),
+                             -(-layout.vector_bytes // self.bb))
+        self.total_cores = cfg.nand.cores + cfg.nand.raw_vector_cores
+        self.max_accesses = max(layout.hot_accesses, layout.frame_access_count,
+                                layout.code_access_count, layout.raw_access_count)
+        self.req_layout = data.StructLayout({
+            "core": range(self.total_cores),
+            "page": range(cfg.nand.pages_per_core),
+            "offset": range(cfg.nand.page_bytes),
+            "kind": range(len(EVENT_KINDS)),
+        })
+        self.resp_layout = data.StructLayout({"data": beat_bits, "last": 1})
+        self.frame_layout = data.StructLayout({"data": beat_bits, "last": 1, "hot": 1})
+        R, idb = cfg.graph.R, cfg.id_bits
+        super().__init__({
+            "start": In(1), "kind": In(range(len(EVENT_KINDS))), "vertex": In(idb),
+            "busy": Out(1), "hot": Out(1),
+            "mem_req": Out(stream.Signature(self.req_layout)),
+            "mem_resp": In(stream.Signature(self.resp_layout)),
+            "frame": Out(stream.Signature(self.frame_layout)),
+            "code": Out(8 * C), "cap": Out(self.cap_words * beat_bits),
+            "nb_run": In(1), "nb_clear": In(1), "nb_count": In(range(R + 1)),
+            "nb_req_idx": Out(range(R + 1)), "nb_req_id": In(idb),
+            "nb_rx_idx": Out(range(R + 1)), "nb_rx_id": In(idb),
+            "nb_code": Out(stream.Signature(unsigned(idb))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay = self.cfg, self.layout
+        A, P = cfg.nand.access_bytes, cfg.nand.page_bytes
+        nb, bb, C = self.nb, self.bb, cfg.pq_code_bytes
+        idb, R = cfg.id_bits, cfg.graph.R
+        H, K = lay.hot, lay.hot_accesses
+        req, resp = self.mem_req, self.mem_resp
+
+        KIND_FRAME, KIND_CODE = KIND_CODES["frame"], KIND_CODES["code"]
+        rd_busy = Signal()
+        rd_kind = Signal(range(len(EVENT_KINDS)))
+        rd_v = Signal(idb)
+        rd_hot = Signal()
+        rd_a = Signal(range(self.max_accesses + 1))
+        rd_beat = Signal(range(self.max_accesses * nb + 1))
+        m.d.comb += [self.busy.eq(rd_busy), self.hot.eq(rd_hot)]
+        with m.If(self.start):
+            m.d.sync += [rd_busy.eq(1), rd_kind.eq(self.kind), rd_v.eq(self.vertex),
+                         rd_hot.eq((self.kind == KIND_FRAME) & (self.vertex < H)),
+                         rd_a.eq(0), rd_beat.eq(0)]
+
+        frame_loc = partial(frame_location, lay)
+        f_core, f_page, f_off = frame_loc(rd_v)          # normal frame / code of rd_v
+        c_off = f_off + lay.code_offset
+        r_core, r_page, r_off = raw_location(lay, rd_v)  # raw vector (global core)
+        h_core, h_page, h_off = hot_chunk_location(lay, rd_v, rd_a)  # hot chunk rd_a
+
+        rd_n = Signal(range(self.max_accesses + 1))
+        rd_skip = Signal(range(nb))  # beats of the first access before the structure
+        first_off = Signal(range(P + A))
+        core = Signal(range(self.total_cores))
+        page = Signal(range(cfg.nand.pages_per_core))
+        off = Signal(range(P + A * (self.max_accesses + 1)))
+        with m.Switch(rd_kind):
+            with m.Case(KIND_FRAME):
+                with m.If(rd_hot):
+                    m.d.comb += [rd_n.eq(K), rd_skip.eq(0), core.eq(h_core), page.eq(h_page),
+                                 off.eq(h_off)]
+                with m.Else():
+                    m.d.comb += [rd_n.eq(lay.frame_access_count), first_off.eq(f_off),
+                                 core.eq(f_core), page.eq(f_page)]
+            with m.Case(KIND_CODE):
+                m.d.comb += [rd_n.eq(lay.code_access_count), first_off.eq(c_off),
+                             core.eq(f_core), page.eq(f_page)]
+            with m.Default():
+                m.d.comb += [rd_n.eq(lay.raw_access_count), first_off.eq(r_off),
+                             core.eq(r_core), page.eq(r_page)]
+        with m.If(~rd_hot):
+            acc_first, in_acc = _divmod(first_off, A)
+            m.d.comb += [off.eq((acc_first + rd_a) * A), rd_skip.eq(_divmod(in_acc, bb)[0])]
+        m.d.comb += [
+            req.valid.eq(rd_busy & (rd_a < rd_n)),
+            req.payload.core.eq(core),
+            req.payload.page.eq(page),
+            req.payload.offset.eq(off),
+            req.payload.kind.eq(rd_kind),
+        ]
+        with m.If(rd_busy & req.valid & req.ready):
+            m.d.sync += rd_a.eq(rd_a + 1)
+
+        rd_total = Signal.like(rd_beat)
+        m.d.comb += rd_total.eq(rd_n * nb)
+        rd_lead = Signal()  # a beat before the structure's first byte
+        m.d.comb += rd_lead.eq(rd_beat < rd_skip)
+        to_gd = Signal()
+        m.d.comb += to_gd.eq(rd_kind == KIND_FRAME)
+        m.d.comb += [
+            self.frame.valid.eq(rd_busy & to_gd & resp.valid & ~rd_lead),
+            self.frame.payload.data.eq(resp.payload.data),
+            self.frame.payload.last.eq(rd_beat == rd_total - 1),
+            self.frame.payload.hot.eq(rd_hot),
+        ]
+        rd_ready = Signal()
+        m.d.comb += rd_ready.eq(rd_busy & (~to_gd | rd_lead | self.frame.ready))
+        cap = Array(Signal(self.beat_bits, name=f"cap{i}") for i in range(self.cap_words))
+        cap_we = Signal()
+        cap_idx = Signal(range(self.max_accesses * nb + 1))
+        with m.If(cap_we):
+            for t in range(self.cap_words):
+                with m.If(cap_idx == t):
+                    m.d.sync += cap[t].eq(resp.payload.data)
+        with m.If(rd_busy & resp.valid & rd_ready):
+            m.d.sync += rd_beat.eq(rd_beat + 1)
+            with m.If(rd_beat == rd_total - 1):
+                m.d.sync += rd_busy.eq(0)
+            with m.If(~to_gd & ~rd_lead):
+                m.d.comb += [cap_we.eq(1), cap_idx.eq(rd_beat - rd_skip)]
+        cap_bytes = Cat(*cap)
+        m.d.comb += [self.code.eq(cap_bytes[8 * self.code_shift:8 * (self.code_shift + C)]),
+                     self.cap.eq(cap_bytes)]
+
+        # ---- neighbour code reads: requests (neighbour nq, access nqa) back to back, the
+        # responses (neighbour nr, beat nbeat) captured; a captured code waits in ``cap``
+        # (code_pend) until taken
+        nb_pipe = Signal()  # nb_run on a normal frame: codes come from code reads
+        m.d.comb += nb_pipe.eq(self.nb_run & ~rd_hot)
+        code_total = lay.code_access_count * nb
+        nq, nr = Signal(range(R + 1), name="nq"), Signal(range(R + 1), name="nr")
+        nqa = Signal(range(max(2, lay.code_access_count)))
+        nbeat = Signal(range(max(2, code_total)))
+        code_pend = Signal()
+        code_id = Signal(idb)
+        m.d.comb += [self.nb_req_idx.eq(nq), self.nb_rx_idx.eq(nr),
+                     self.nb_code.valid.eq(code_pend), self.nb_code.payload.eq(code_id)]
+        q_core, q_page, q_foff = frame_loc(self.nb_req_id)
+        q_acc, _ = _divmod(q_foff + lay.code_offset, A)
+        _, r_in_acc = _divmod(frame_loc(self.nb_rx_id)[2] + lay.code_offset, A)
+        r_skip = _divmod(r_in_acc, bb)[0]
+        with m.If(nb_pipe):
+            m.d.comb += [
+                req.valid.eq(nq < self.nb_count),
+                req.payload.core.eq(q_core),
+                req.payload.page.eq(q_page),
+                req.payload.offset.eq((q_acc + nqa) * A),
+                req.payload.kind.eq(KIND_CODE),
+                resp.ready.eq(~code_pend),
+            ]
+            with m.If(req.valid & req.ready):
+                m.d.sync += nqa.eq(nqa + 1)
+                with m.If(nqa == lay.code_access_count - 1):
+                    m.d.sync += [nqa.eq(0), nq.eq(nq + 1)]
+            with m.If(resp.valid & resp.ready):
+                m.d.sync += nbeat.eq(nbeat + 1)
+                with m.If(nbeat >= r_skip):
+                    m.d.comb += [cap_we.eq(1), cap_idx.eq(nbeat - r_skip)]
+                with m.If(nbeat == code_total - 1):
+                    m.d.sync += [nbeat.eq(0), nr.eq(nr + 1), code_pend.eq(1),
+                                 code_id.eq(self.nb_rx_id)]
+        with m.Else():
+            m.d.comb += resp.ready.eq(rd_ready)
+        with m.If(self.nb_code.valid & self.nb_code.ready):
+            m.d.sync += code_pend.eq(0)
+        with m.If(self.nb_clear):
+            m.d.sync += [nq.eq(0), nqa.eq(0), nr.eq(0), nbeat.eq(0), code_pend.eq(0)]
+        return m
