@@ -27,12 +27,12 @@ from __future__ import annotations
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.arbiter import TreeArbiterModel, arbiter_model, tree_groups
 from proxima.hdl.arbiter import DEFAULT_FLAT_MAX, DEFAULT_GROUP
 from proxima.sim.runner import tb_params
+from proxima.sim.tb import bench
 
 
 def _ports(dut, n):
@@ -42,16 +42,7 @@ def _ports(dut, n):
 
 
 async def _reset(dut, n):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    valid, payload, _ = _ports(dut, n)
-    dut.rst.value = 1
-    dut.o__ready.value = 0
-    for k in range(n):
-        valid[k].value = 0
-        payload[k].value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=[f"i__{k}" for k in range(n)], outputs=["o"])
 
 
 def make_model(n: int, lookahead: bool, group: int | None = DEFAULT_GROUP,

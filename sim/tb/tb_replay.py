@@ -16,8 +16,10 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.tb import bench
 
 
 def _data(block: str):
@@ -44,11 +46,8 @@ async def replay_bloom(dut):
     await tb.reset(dut)  # the filter holds ready low while it initialises its banks
     got, _, _, cycles = await tb.drive(dut, cfg, ops, 1.0, 1.0, random.Random(0),
                                        40 * len(ops) + 64 * cfg.bloom.bank_bits + 1000)
-    bad = [i for i, (g, e) in enumerate(zip(got, exp)) if tuple(g) != e]
-    bad += list(range(min(len(got), len(exp)), max(len(got), len(exp))))
-    first = None if not bad else f"id test {bad[0]}: got " \
-        f"{got[bad[0]] if bad[0] < len(got) else None}, golden {exp[bad[0]] if bad[0] < len(exp) else None}"
-    _finish(res, "bloom", len(exp), len(bad), cycles, first)
+    bad = bench.mismatches([tuple(g) for g in got], exp, "id test")
+    _finish(res, "bloom", len(exp), len(bad), cycles, bad[0] if bad else None)
 
 
 @cocotb.test()
@@ -63,30 +62,21 @@ async def replay_pq(dut):
     cycles = transactions = 0
     bad: list[str] = []
     for qi, q in enumerate(d["queries"]):
-        _, acc, _ = await tb.pump(dut, "query", q, None, 0, 1.0, 0, rnd, 10 * len(q) + 100)
-        words, _, oc = await tb.pump(dut, None, [], "adt_out", f.M * f.ksub, 0, 1.0, rnd,
-                                     10 * f.M * f.ksub + 100)
+        words, oc = await tb.load_query(dut, f, q, 1.0, 1.0, rnd)
         cycles += oc[-1] + 1
-        adt = d["adt"][qi]
-        for t, w in enumerate(words):
-            m, c, v = f.adt_word(w)
-            transactions += 1
-            if (m, c, v) != (t // f.ksub, t % f.ksub, adt[t]):
-                bad.append(f"query {qi} ADT word {t}: got {(m, c, v)}, golden "
-                           f"{(t // f.ksub, t % f.ksub, adt[t])}")
+        exp = [(t // f.ksub, t % f.ksub, v) for t, v in enumerate(d["adt"][qi])]
+        bad += bench.mismatches([f.adt_word(w) for w in words], exp, f"query {qi} ADT word")
+        transactions += len(exp)
         ids, codes, exp = d["ids"][qi], d["codes"][qi], d["expect"][qi]
         if not ids:
             continue
         beats = f.code_beats(codes, ids, [True] * len(ids))
-        out, ac, oc = await tb.pump(dut, "codes", beats, "dists", len(beats), 1.0, 1.0, rnd,
-                                    20 * len(beats) + 100)
+        out, ac, oc = await tb.distances(dut, f, beats, 1.0, 1.0, rnd, 20 * len(beats) + 100)
         cycles += oc[-1] - ac[0] + 1
         lanes = [x for b in out for x in f.dist_lanes(b)][:len(ids)]
-        for t, (u, i, dist) in enumerate(lanes):
-            transactions += 1
-            if (u, i, dist) != (1, ids[t], exp[t]):
-                bad.append(f"query {qi} code {t}: got (used, id, dist) {(u, i, dist)}, golden "
-                           f"{(1, ids[t], exp[t])}")
+        bad += bench.mismatches(lanes, [(1, i, e) for i, e in zip(ids, exp)],
+                                f"query {qi} code (used, id, dist)")
+        transactions += len(ids)
     _finish(res, "pq", transactions, len(bad), cycles, bad[0] if bad else None)
 
 
@@ -104,21 +94,17 @@ async def replay_exact(dut):
     bad: list[str] = []
     for qi, q in enumerate(d["queries"]):
         ids, vecs, exp = d["ids"][qi], d["vectors"][qi], d["expect"][qi]
-        await tb.pump(dut, "query", f.vec_beats(q, rng), None, 0, 1.0, 0, rnd, 10 * f.beats + 100)
+        await bench.pump(dut, "query", f.vec_beats(q, rng), None, 0, 1.0, 0, rnd,
+                         10 * f.beats + 100)
         if not ids:
             continue
-        beats = []
-        for t in range(len(ids)):
-            beats += [b | (int(ids[t]) << (f.L * f.eb)) for b in f.vec_beats(vecs[t], rng)]
-        out, ac, oc = await tb.pump(dut, "vecs", beats, "dists", len(ids), 1.0, 1.0, rnd,
-                                    20 * len(beats) + 100)
+        beats = f.id_beats(vecs, ids, rng)
+        out, ac, oc = await bench.pump(dut, "vecs", beats, "dists", len(ids), 1.0, 1.0, rnd,
+                                       20 * len(beats) + 100)
         cycles += oc[-1] - ac[0] + 1
-        for t, w in enumerate(out):
-            transactions += 1
-            g = (w & ((1 << f.dw) - 1), w >> f.dw)
-            if g != (exp[t], ids[t]):
-                bad.append(f"query {qi} vector {t}: got (dist, id) {g}, golden "
-                           f"{(exp[t], ids[t])}")
+        bad += bench.mismatches([f.dist_id(w) for w in out], list(zip(exp, ids)),
+                                f"query {qi} vector (dist, id)")
+        transactions += len(ids)
     _finish(res, "exact", transactions, len(bad), cycles, bad[0] if bad else None)
 
 
@@ -136,11 +122,8 @@ async def replay_sorter(dut):
         await tb._reset(dut)
         out, cycles = await tb._run(dut, vecs, 1.0, 1.0, random.Random(0), cfg.sort_key_bits,
                                     20 * len(vecs) + 1000)
-        for t, (g, e) in enumerate(zip(out, exp)):
-            if g != [int(x) for x in e]:
-                bad.append(f"expansion {t}: sorted keys differ")
-        if len(out) != len(vecs):
-            bad.append(f"{len(out)} vectors out of {len(vecs)}")
+        bad = bench.mismatches(out, [[int(x) for x in e] for e in exp], "expansion",
+                               lambda t, g, e: f"expansion {t}: sorted keys differ")
     _finish(res, "sorter", len(vecs), len(bad), cycles, bad[0] if bad else None)
 
 
@@ -161,7 +144,7 @@ async def replay_gapdec(dut):
         frames.append(tb.Frame(tb._words(fb, len(fb), wb, int(hot)), ids, codes, 0, bool(hot)))
     await tb._reset(dut)
     dut.gap_width.value = lay.gap_width
-    await cocotb.triggers.RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
     bad = []
     cycles = 0
     try:
@@ -190,7 +173,7 @@ async def replay_pagecache(dut):
     try:
         cycles, _ = await tb._drive(dut, trace, chk, 1.0, 1.0, random.Random(0),
                                     max_cycles=(4 + pc.depth) * len(trace) * 20 + 1000)
-        await cocotb.triggers.ReadOnly()
+        await ReadOnly()
         chk.finish(tb._stats(dut), stats)
     except AssertionError as e:
         bad.append(str(e).splitlines()[0])
