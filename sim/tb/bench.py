@@ -5,6 +5,8 @@ Every testbench drives the Verilog that Amaranth writes for one block, so the po
 Amaranth's naming: a stream ``s`` is the three signals ``s__valid``, ``s__ready`` and
 ``s__payload`` (a packed integer), the clock is ``clk`` and the reset ``rst``.
 
+* :func:`setup`, :func:`generators`, :func:`stall_probabilities` and :func:`random_query`: the seeded
+  random generators, the stall probabilities of the test parameters, test queries.
 * :func:`reset` starts a 10 ns clock and holds ``rst`` for three cycles with every input
   stream idle (``valid`` and ``payload`` 0) and every output stream not ready.
 * :func:`run` advances the clock cycle by cycle and, in each cycle, lets its *agents*
@@ -29,14 +31,45 @@ import random
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["CLOCK_NS", "RESET_CYCLES", "reset", "chance", "Source", "Sink", "Probe", "run",
+__all__ = ["CLOCK_NS", "RESET_CYCLES", "setup", "generators", "stall_probabilities", "random_query", "reset", "chance", "Source", "Sink", "Probe", "run",
            "pump", "Scoreboard", "mismatches", "compare", "fields", "unpack", "pack"]
 
 CLOCK_NS = 10
 RESET_CYCLES = 3
+
+
+def setup(offset: int = 0):
+    """``(cfg, params, rnd, rng)``: the configuration and test parameters passed by
+    ``run_cocotb`` and :func:`generators` ``(offset)``."""
+    from proxima.sim.runner import tb_config, tb_params
+    return (tb_config(), tb_params(), *generators(offset))
+
+
+def generators(offset: int = 0) -> tuple[random.Random, np.random.Generator]:
+    """``random.Random`` (stalls) and numpy ``Generator`` (data), both seeded with cocotb's
+    seed plus ``offset`` (the seed ``run_cocotb`` prints)."""
+    seed = cocotb.RANDOM_SEED + offset
+    return random.Random(seed), np.random.default_rng(seed)
+
+
+def stall_probabilities(params: Mapping[str, Any], default: float = 0.7) -> tuple[float, float]:
+    """``(p_valid, p_ready)`` from the test parameters."""
+    return float(params.get("p_valid", default)), float(params.get("p_ready", default))
+
+
+def random_query(cfg, rng: np.random.Generator, index: int = 0) -> np.ndarray:
+    """A query vector: random elements, but all zeros for ``index`` 1 and all maxima for
+    ``index`` 2 (the extremes of the arithmetic)."""
+    q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
+    if index == 1:
+        q[:] = 0
+    elif index == 2:
+        q[:] = cfg.vec.elem_max
+    return q
 
 
 def _handle(dut, name: str):

@@ -103,11 +103,8 @@ async def drive(dut, cfg, ops, p_valid, p_ready, rnd, max_cycles):
 @cocotb.test()
 async def random_ops_with_stalls(dut):
     """>= 10k random test-and-sets with clears and random stalls vs the golden filter."""
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup()
     n = int(p.get("transactions", 10_000))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
     ops = make_ops(cfg, n, rng, float(p.get("p_clear", 0.01)), int(p.get("id_pool", 64)),
                    float(p.get("p_repeat", 0.2)))
     exp = golden(cfg, ops)

@@ -19,8 +19,6 @@ every dump is still compared slot by slot).
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from proxima.golden.candidates import CandidateList
@@ -122,15 +120,11 @@ if cocotb is not None:
     @cocotb.test()
     async def random_commands_with_stalls(dut):
         """>= 10k random commands, the whole list compared after each one, random stalls."""
-        from proxima.sim.runner import tb_config, tb_params
-        cfg = tb_config()
-        p = tb_params()
+        cfg, p, rnd, rng = bench.setup()
         L, KB, idb = cfg.search.L, cfg.sort_key_bits, cfg.id_bits
         pos_bits = max(1, (L - 1).bit_length())
         count = int(p.get("commands", 10_000))
         off_key, off_T, off_last = int(p["off_key"]), int(p["off_T"]), int(p["off_last"])
-        rnd = random.Random(cocotb.RANDOM_SEED)
-        rng = np.random.default_rng(cocotb.RANDOM_SEED)
         commands = make_commands(cfg, rng, count, int(p.get("dist_max", 64)),
                                  int(p.get("t_max", L + 2)))
         exp_resp, exp_dumps = expected(cfg, commands)

@@ -78,21 +78,14 @@ async def run_query(dut, f, q, vecs, ids, exp, pv, pr, rnd, rng, qi):
 @cocotb.test()
 async def random_vectors_with_stalls(dut):
     """>= 10k random vectors over several queries, random stalls, every distance vs golden."""
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup()
     f = Fmt(cfg)
     n_q, n_v = int(p.get("queries", 4)), int(p.get("vectors", 2500))
-    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
+    pv, pr = bench.stall_probabilities(p)
     flip = int(p.get("flip_expected", -1))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
     await reset(dut)
     for qi in range(n_q):
-        q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
-        if qi == 1:
-            q[:] = 0
-        elif qi == 2:
-            q[:] = cfg.vec.elem_max
+        q = bench.random_query(cfg, rng, qi)
         vecs = make_vectors(cfg, q, n_v, rng)
         ids = rng.integers(0, 1 << f.idb, size=n_v)
         exp = exact_distances(q, vecs)

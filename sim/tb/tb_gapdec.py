@@ -14,7 +14,6 @@ output beat), ``p_hot``, ``p_corrupt``, ``p_truncate``.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,15 +241,11 @@ if cocotb is not None:
     @cocotb.test()
     async def random_frames_with_stalls(dut):
         """>= 10k random normal/hot/corrupt frames, W changed between segments, stalls."""
-        from proxima.sim.runner import tb_config, tb_params
-        cfg = tb_config()
-        p = tb_params()
+        cfg, p, rnd, rng = bench.setup()
         wb = int(p["word_bits"])
         B, C = cfg.id_bits, cfg.pq_code_bytes
         total = int(p.get("frames", 10_000))
         segments = int(p.get("segments", 5))
-        rnd = random.Random(cocotb.RANDOM_SEED)
-        rng = np.random.default_rng(cocotb.RANDOM_SEED)
         await _reset(dut)
         widths = [B] + [int(rng.integers(0, B + 1)) for _ in range(segments - 1)]
         stats = {"frames": 0, "ids": 0, "codes": 0, "cycles": 0, "hot": 0, "corrupt": 0,

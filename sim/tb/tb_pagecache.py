@@ -29,7 +29,7 @@ from cocotb.triggers import ReadOnly
 
 from proxima.golden.field.trace import PageCacheModel
 from proxima.hdl.pagecache import ACTION_CODES, STATS, PageCache, full_rate_schedule
-from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.runner import tb_params
 from proxima.sim.tb import bench
 
 RESP_FIELDS = ("line", "hit", "prefetch_hit", "evicted_valid", "evicted_prefetched",
@@ -246,11 +246,8 @@ def _stats(dut) -> dict:
 
 
 async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset: int):
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup(seed_offset)
     pc = make_dut(cfg, p)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED + seed_offset)
-    rnd = random.Random(cocotb.RANDOM_SEED + seed_offset)
     trace = mixed_trace(pc, count, rng)
     exp_resp, exp_fetch, exp_pref, stats, examined, _ = expected(pc, trace)
     flip = int(p.get("flip_expected", -1))

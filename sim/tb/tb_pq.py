@@ -127,15 +127,11 @@ async def distances(dut, f, beats, p_valid, p_ready, rnd, max_cycles):
 @cocotb.test()
 async def random_queries_and_codes_with_stalls(dut):
     """Random codebook and queries; every ADT word and >= 10k PQ distances vs golden."""
-    cfg = tb_config()
-    p = tb_params()
-    f = Fmt(cfg)
+    cfg, p, rnd, rng = bench.setup()
     n_q, n_codes = int(p.get("queries", 3)), int(p.get("codes", 4000))
-    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
-    p_hole = float(p.get("p_hole", 0.1))
-    flip = int(p.get("flip_expected", -1))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    p_hole, flip = float(p.get("p_hole", 0.1)), int(p.get("flip_expected", -1))
+    pv, pr = bench.stall_probabilities(p)
+    f = Fmt(cfg)
     book = rng.integers(0, cfg.vec.elem_max + 1, size=(f.M, f.ksub, f.dsub))
     book[:, 0] = 0
     book[:, 1] = cfg.vec.elem_max
@@ -143,11 +139,7 @@ async def random_queries_and_codes_with_stalls(dut):
     await load_codebook(dut, f, book, pv, rnd, rng)
     total = 0
     for qi in range(n_q):
-        q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
-        if qi == 1:
-            q[:] = 0
-        elif qi == 2:
-            q[:] = cfg.vec.elem_max
+        q = bench.random_query(cfg, rng, qi)
         adt = build_adt(cfg, q, book)
         words, _ = await load_query(dut, f, q, pv, pr, rnd)
         compare_adt(f, words, adt, qi)

@@ -50,62 +50,61 @@ async def replay_bloom(dut):
     _finish(res, "bloom", len(exp), len(bad), cycles, bad[0] if bad else None)
 
 
-@cocotb.test()
-async def replay_pq(dut):
-    from proxima.sim.tb import tb_pq as tb
-    cfg = tb_config()
-    data, res = _data("pq")
-    d = data["pq"]
-    f = tb.Fmt(cfg)
-    rnd = random.Random(0)
+async def _per_query(dut, block: str, tb, step) -> None:
+    """Replay ``block``'s traffic query by query: ``await step(f, d, qi)`` drives query
+    ``qi`` and returns ``(cycles, transactions, mismatch lines)``."""
+    data, res = _data(block)
+    f = tb.Fmt(tb_config())
     await tb.reset(dut)
     cycles = transactions = 0
     bad: list[str] = []
-    for qi, q in enumerate(d["queries"]):
-        words, oc = await tb.load_query(dut, f, q, 1.0, 1.0, rnd)
-        cycles += oc[-1] + 1
+    for qi in range(len(data[block]["queries"])):
+        c, n, b = await step(f, data[block], qi)
+        cycles, transactions, bad = cycles + c, transactions + n, bad + b
+    _finish(res, block, transactions, len(bad), cycles, bad[0] if bad else None)
+
+
+@cocotb.test()
+async def replay_pq(dut):
+    from proxima.sim.tb import tb_pq as tb
+    rnd = random.Random(0)
+
+    async def step(f, d, qi):
+        words, oc = await tb.load_query(dut, f, d["queries"][qi], 1.0, 1.0, rnd)
         exp = [(t // f.ksub, t % f.ksub, v) for t, v in enumerate(d["adt"][qi])]
-        bad += bench.mismatches([f.adt_word(w) for w in words], exp, f"query {qi} ADT word")
-        transactions += len(exp)
-        ids, codes, exp = d["ids"][qi], d["codes"][qi], d["expect"][qi]
+        bad = bench.mismatches([f.adt_word(w) for w in words], exp, f"query {qi} ADT word")
+        ids, codes, dists = d["ids"][qi], d["codes"][qi], d["expect"][qi]
         if not ids:
-            continue
+            return oc[-1] + 1, len(exp), bad
         beats = f.code_beats(codes, ids, [True] * len(ids))
-        out, ac, oc = await tb.distances(dut, f, beats, 1.0, 1.0, rnd, 20 * len(beats) + 100)
-        cycles += oc[-1] - ac[0] + 1
+        out, ac, dc = await tb.distances(dut, f, beats, 1.0, 1.0, rnd, 20 * len(beats) + 100)
         lanes = [x for b in out for x in f.dist_lanes(b)][:len(ids)]
-        bad += bench.mismatches(lanes, [(1, i, e) for i, e in zip(ids, exp)],
+        bad += bench.mismatches(lanes, [(1, i, e) for i, e in zip(ids, dists)],
                                 f"query {qi} code (used, id, dist)")
-        transactions += len(ids)
-    _finish(res, "pq", transactions, len(bad), cycles, bad[0] if bad else None)
+        return oc[-1] + 1 + dc[-1] - ac[0] + 1, len(exp) + len(ids), bad
+
+    await _per_query(dut, "pq", tb, step)
 
 
 @cocotb.test()
 async def replay_exact(dut):
     from proxima.sim.tb import tb_exact as tb
-    cfg = tb_config()
-    data, res = _data("exact")
-    d = data["exact"]
-    f = tb.Fmt(cfg)
     rnd = random.Random(0)
     rng = np.random.default_rng(0)
-    await tb.reset(dut)
-    cycles = transactions = 0
-    bad: list[str] = []
-    for qi, q in enumerate(d["queries"]):
+
+    async def step(f, d, qi):
         ids, vecs, exp = d["ids"][qi], d["vectors"][qi], d["expect"][qi]
-        await bench.pump(dut, "query", f.vec_beats(q, rng), None, 0, 1.0, 0, rnd,
+        await bench.pump(dut, "query", f.vec_beats(d["queries"][qi], rng), None, 0, 1.0, 0, rnd,
                          10 * f.beats + 100)
         if not ids:
-            continue
+            return 0, 0, []
         beats = f.id_beats(vecs, ids, rng)
         out, ac, oc = await bench.pump(dut, "vecs", beats, "dists", len(ids), 1.0, 1.0, rnd,
                                        20 * len(beats) + 100)
-        cycles += oc[-1] - ac[0] + 1
-        bad += bench.mismatches([f.dist_id(w) for w in out], list(zip(exp, ids)),
-                                f"query {qi} vector (dist, id)")
-        transactions += len(ids)
-    _finish(res, "exact", transactions, len(bad), cycles, bad[0] if bad else None)
+        return oc[-1] - ac[0] + 1, len(ids), bench.mismatches(
+            [f.dist_id(w) for w in out], list(zip(exp, ids)), f"query {qi} vector (dist, id)")
+
+    await _per_query(dut, "exact", tb, step)
 
 
 @cocotb.test()

@@ -75,12 +75,9 @@ def _check(vectors, outputs, expected) -> None:
 @cocotb.test()
 async def random_vectors_with_stalls(dut):
     """>= 10k random vectors, random valid/ready stalls, every output vs the golden model."""
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup()
     n, width = int(p["n"]), cfg.sort_key_bits
     count = int(p.get("transactions", 10_000))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
     vectors = _vectors(cfg, n, count, rng, int(p.get("dist_max", 8)), float(p.get("p_pad", 0.1)))
     expected = sort_keys(vectors, width)
     await _reset(dut)
