@@ -5,8 +5,9 @@ Every testbench drives the Verilog that Amaranth writes for one block, so the po
 Amaranth's naming: a stream ``s`` is the three signals ``s__valid``, ``s__ready`` and
 ``s__payload`` (a packed integer), the clock is ``clk`` and the reset ``rst``.
 
-* :func:`setup`, :func:`generators`, :func:`stall_probabilities` and :func:`random_query`: the seeded
-  random generators, the stall probabilities of the test parameters, test queries.
+* :func:`setup`, :func:`generators`, :func:`stall_probabilities`, :func:`random_query`: the
+  configuration and parameters, the seeded random generators, the stall probabilities of
+  the test parameters, test queries.
 * :func:`reset` starts a 10 ns clock and holds ``rst`` for three cycles with every input
   stream idle (``valid`` and ``payload`` 0) and every output stream not ready.
 * :func:`run` advances the clock cycle by cycle and, in each cycle, lets its *agents*
@@ -16,11 +17,13 @@ Amaranth's naming: a stream ``s`` is the three signals ``s__valid``, ``s__ready`
   takes beats from an output stream.  Both stall at random: a source starts to offer its
   next beat with probability ``p`` in each idle cycle, a sink is ready with probability
   ``p`` in each cycle (``p >= 1``: always, with no random draw; ``p`` may also be a
-  function of the cycle number).  A testbench with other ports (a memory, a store) adds an
-  agent of its own: any object with ``drive(rnd, cycle)``, ``sample(cycle)`` and ``done``.
+  function of the cycle number).  :func:`pump` runs one source and one sink.  A testbench
+  with other ports (a memory, a store) adds an agent of its own: any object with
+  ``drive(rnd, cycle)``, ``sample(cycle)`` and ``done``; :class:`Probe` only watches.
 * :class:`Scoreboard` compares the transactions of one stream, in order, with the golden
   model's as they arrive (a sink's ``check``) and checks their number at the end;
-  :func:`compare` does the same for a list captured before comparing.
+  :func:`compare` does the same for a list captured before comparing, :func:`mismatches`
+  lists every difference (the replay counts them).
 * :func:`fields`, :func:`unpack` and :func:`pack` convert packed payloads from and to the
   fields of an Amaranth ``StructLayout``.
 """
@@ -35,8 +38,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["CLOCK_NS", "RESET_CYCLES", "setup", "generators", "stall_probabilities", "random_query", "reset", "chance", "Source", "Sink", "Probe", "run",
-           "pump", "Scoreboard", "mismatches", "compare", "fields", "unpack", "pack"]
+__all__ = ["CLOCK_NS", "RESET_CYCLES", "setup", "generators", "stall_probabilities",
+           "random_query", "reset", "chance", "Source", "Sink", "Probe", "run", "pump",
+           "Scoreboard", "mismatches", "compare", "fields", "unpack", "pack"]
 
 CLOCK_NS = 10
 RESET_CYCLES = 3
