@@ -110,7 +110,7 @@ BLOCKS: dict[str, Block] = {
 #: :func:`build_block` (simulation, Verilog export, cocotb) does not apply them, so those keep
 #: the portable defaults (e.g. the PQ unit's generic Amaranth RAM, which any simulator runs).
 FPGA_OPTIONS: dict[str, dict] = {
-    # DP16KD with its output register (proxima.hdl.bram): 179.6 MHz vs 135.9 generic
+    # DP16KD with its output register (proxima.hdl.bram); figures in docs/RESOURCES.md
     "pq": {"bram": "ecp5"},
     "engine": {"pq_options": {"bram": "ecp5"}},
 }
