@@ -117,16 +117,20 @@ def chance(gate: Gate, rnd: random.Random | None, cycle: int) -> bool:
 class Source:
     """Offers ``beats`` (packed payloads) on input stream ``name``, one at a time, each held
     until accepted; starts to offer the next with probability ``p`` per idle cycle.
+    ``beats`` may be an endless iterable (the source is then never done).
 
     ``accept_cycles``: the cycle in which each beat was accepted.  Subclasses with other
     handshake signals override :meth:`present`, :meth:`set_valid` and :meth:`accepted`."""
 
-    def __init__(self, dut, name: str, beats: Sequence[Any], p: Gate = 1.0):
-        self.dut, self.name, self.beats, self.p = dut, name, list(beats), p
-        if name is not None:
-            self.valid_h = _handle(dut, f"{name}__valid")
-            self.payload_h = _handle(dut, f"{name}__payload")
-            self.ready_h = _handle(dut, f"{name}__ready")
+    def __init__(self, dut, name: str, beats: Iterable[Any], p: Gate = 1.0):
+        self.dut, self.name, self.p = dut, name, p
+        self.valid_h = _handle(dut, f"{name}__valid")
+        self.payload_h = _handle(dut, f"{name}__payload")
+        self.ready_h = _handle(dut, f"{name}__ready")
+        # a sequence is offered as it is; any other iterable (e.g. an endless generator of
+        # random payloads) is drawn from when a beat starts to be offered
+        self.beats = list(beats) if isinstance(beats, Sequence) else []
+        self._more = None if isinstance(beats, Sequence) else iter(beats)
         self.sent = 0
         self.offering = False
         self.accept_cycles: list[int] = []
@@ -143,9 +147,15 @@ class Source:
 
     # -- agent protocol --
     def drive(self, rnd, cycle: int) -> None:
-        if not self.offering and self.sent < len(self.beats) and chance(self.p, rnd, cycle):
-            self.offering = True
-            self.present(self.beats[self.sent])
+        if not self.offering and not self.done and chance(self.p, rnd, cycle):
+            if self.sent == len(self.beats):
+                try:
+                    self.beats.append(next(self._more))
+                except StopIteration:
+                    self._more = None
+            self.offering = self.sent < len(self.beats)
+            if self.offering:
+                self.present(self.beats[self.sent])
         self.set_valid(self.offering)
 
     def sample(self, cycle: int) -> None:
@@ -162,7 +172,12 @@ class Source:
 
     @property
     def done(self) -> bool:
-        return self.sent >= len(self.beats)
+        return self._more is None and self.sent >= len(self.beats)
+
+    @property
+    def current(self):
+        """The beat on offer (``None`` when not offering)."""
+        return self.beats[self.sent] if self.offering else None
 
     def status(self) -> str:
         return f"{self.name}: {self.sent}/{len(self.beats)} beats sent"
