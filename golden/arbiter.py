@@ -151,13 +151,9 @@ class LookaheadArbiterModel:
         self.offered: int | None = None
         self.must_be_valid = False  # the offer was a waiting request (not a transfer)
 
-    @property
-    def out_valid(self) -> bool:
-        return self.core.out_valid
-
-    @property
-    def last(self) -> int:
-        return self.core.last
+    #: the output register and the last grant are the golden model's
+    out_valid = property(lambda self: self.core.out_valid)
+    last = property(lambda self: self.core.last)
 
     def step(self, valid, payload, out_ready: bool) -> ArbiterStep:
         _check_step_args(self.n, valid)

@@ -19,7 +19,7 @@ import numpy as np
 
 from proxima.config import ProximaConfig
 
-from .distance import exact_distances
+from .distance import exact_distances, sort_key
 from .index import Index
 from .pq import build_adt
 from .search import SearchResult
@@ -44,7 +44,7 @@ def beam_search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = Non
     def key(v: int) -> int:
         counters["pq_dists"] += 1
         emit(("code", v))
-        return (int(adt[m_idx, index.codes[v]].sum()) << idb) | v
+        return sort_key(adt[m_idx, index.codes[v]].sum(), v, idb)
 
     e = int(index.entry)
     visited = {e}

@@ -22,10 +22,20 @@ def exact_distances(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 
 def sort_key(dist, ids, id_bits: int):
-    """The sorter's key: ``(dist << id_bits) | id`` orders by distance, then by id."""
-    return (np.asarray(dist, dtype=np.int64) << id_bits) | np.asarray(ids, dtype=np.int64)
+    """The sort key of the candidate list and the sorter: ``(dist << id_bits) | id`` orders
+    by distance, then by id.  Python ints in, a Python int out; arrays broadcast (``uint64``
+    if either is ``uint64``, else ``int64``)."""
+    if np.ndim(dist) == 0 and np.ndim(ids) == 0:
+        return (int(dist) << id_bits) | int(ids)
+    d, i = np.asarray(dist), np.asarray(ids)
+    t = np.uint64 if np.uint64 in (d.dtype, i.dtype) else np.int64
+    return (d.astype(t) << t(id_bits)) | i.astype(t)
 
 
 def split_key(key, id_bits: int):
-    key = np.asarray(key, dtype=np.int64)
-    return key >> id_bits, key & ((1 << id_bits) - 1)
+    """Inverse of :func:`sort_key`: ``(dist, id)``."""
+    if np.ndim(key) == 0:
+        return int(key) >> id_bits, int(key) & ((1 << id_bits) - 1)
+    k = np.asarray(key)
+    t = k.dtype.type
+    return k >> t(id_bits), k & t((1 << id_bits) - 1)

@@ -129,6 +129,11 @@ def default_word_bits(cfg: ProximaConfig) -> int:
     return min(wb, 8 * cfg.nand.access_bytes)
 
 
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise NandCtlError(message)
+
+
 @dataclass(frozen=True)
 class CtlParams:
     cores: int
@@ -142,25 +147,21 @@ class CtlParams:
     tag_bits: int
 
     def __post_init__(self) -> None:
-        if self.cores < 1:
-            raise NandCtlError(f"cores must be >= 1, got {self.cores}")
-        if self.depth < 1:
-            raise NandCtlError(f"FIFO depth must be >= 1, got {self.depth}")
-        if self.service < 1:
-            raise NandCtlError(f"service cycles must be >= 1, got {self.service}")
-        if not _is_pow2(self.access_bytes) or self.page_bytes % self.access_bytes:
-            raise NandCtlError(f"access_bytes ({self.access_bytes}) must be a power of two "
-                               f"dividing page_bytes ({self.page_bytes})")
-        if not _is_pow2(self.page_bytes):
-            raise NandCtlError(f"page_bytes must be a power of two, got {self.page_bytes}")
-        if not _is_pow2(self.pages) or self.pages > 1 << self.page_bits:
-            raise NandCtlError(f"store pages per core must be a power of two <= "
-                               f"2**{self.page_bits}, got {self.pages}")
-        if not _is_pow2(self.beat_bits) or not 8 <= self.beat_bits <= 8 * self.access_bytes:
-            raise NandCtlError(f"beat_bits must be a power of two in 8..{8 * self.access_bytes}, "
-                               f"got {self.beat_bits}")
-        if self.tag_bits < 1:
-            raise NandCtlError(f"tag_bits must be >= 1, got {self.tag_bits}")
+        _require(self.cores >= 1, f"cores must be >= 1, got {self.cores}")
+        _require(self.depth >= 1, f"FIFO depth must be >= 1, got {self.depth}")
+        _require(self.service >= 1, f"service cycles must be >= 1, got {self.service}")
+        _require(_is_pow2(self.access_bytes) and not self.page_bytes % self.access_bytes,
+                 f"access_bytes ({self.access_bytes}) must be a power of two dividing "
+                 f"page_bytes ({self.page_bytes})")
+        _require(_is_pow2(self.page_bytes),
+                 f"page_bytes must be a power of two, got {self.page_bytes}")
+        _require(_is_pow2(self.pages) and self.pages <= 1 << self.page_bits,
+                 f"store pages per core must be a power of two <= 2**{self.page_bits}, "
+                 f"got {self.pages}")
+        _require(_is_pow2(self.beat_bits) and 8 <= self.beat_bits <= 8 * self.access_bytes,
+                 f"beat_bits must be a power of two in 8..{8 * self.access_bytes}, "
+                 f"got {self.beat_bits}")
+        _require(self.tag_bits >= 1, f"tag_bits must be >= 1, got {self.tag_bits}")
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, cores: int | None = None,

@@ -54,7 +54,7 @@ from proxima.config import ProximaConfig
 
 from .bloom import BloomFilter
 from .candidates import CandidateList
-from .distance import exact_distances
+from .distance import exact_distances, sort_key
 from .index import Index
 from .pq import build_adt
 
@@ -84,7 +84,7 @@ class SearchResult:
 
 
 def _key(pq: int, v: int, id_bits: int) -> int:
-    return (int(pq) << id_bits) | int(v)
+    return sort_key(pq, v, id_bits)
 
 
 def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,

@@ -15,6 +15,7 @@ import numpy as np
 
 from proxima.config import ProximaConfig
 
+from .distance import sort_key
 from .index import Index
 from .pq import build_adt
 from .search import COUNTERS, SearchResult
@@ -163,7 +164,7 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
     e = int(index.entry)
     flat[((qi[:, None] * H + hrow) * B + btab[e]).ravel()] = True
     seen[:, e >> 3] |= np.uint8(1 << (e & 7))
-    keys[:, 0] = (pq_of(qi, np.full((Q, 1), e))[:, 0] << idb) | e
+    keys[:, 0] = sort_key(pq_of(qi, np.full((Q, 1), e))[:, 0], e, idb)
     ctr["pq_dists"] += 1
     if trace:
         for ev in events:
@@ -220,7 +221,7 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
             nk = np.full(nb.shape, _INF, dtype=np.int64)
             r_, c_ = np.nonzero(new)
             ids_new = safe[r_, c_]
-            nk[r_, c_] = (pq_of(eq[r_], ids_new[:, None])[:, 0] << idb) | ids_new
+            nk[r_, c_] = sort_key(pq_of(eq[r_], ids_new[:, None])[:, 0], ids_new, idb)
             if trace:
                 for q_, uu, row, nr in zip(eq.tolist(), u.tolist(), nb.tolist(), new.tolist()):
                     ev = events[q_]

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .distance import sort_key, split_key
+
 if TYPE_CHECKING:  # pragma: no cover
     from proxima.config import ProximaConfig
 
@@ -165,7 +167,7 @@ def make_keys(cfg: "ProximaConfig", distances, ids) -> np.ndarray:
             raise SorterError(f"{name}s must be integers, got {a.dtype}")
         if a.size and (int(a.min()) < 0 or int(a.max()) >> bits):
             raise SorterError(f"{name}s must be in 0 .. 2**{bits}-1")
-    keys = (d.astype(np.uint64) << np.uint64(cfg.id_bits)) | i.astype(np.uint64)
+    keys = sort_key(d.astype(np.uint64), i.astype(np.uint64), cfg.id_bits)
     if keys.size and np.any(keys == np.uint64(pad_key(cfg))):
         raise SorterError("a real candidate may not use the all-ones padding key")
     return keys
@@ -173,9 +175,7 @@ def make_keys(cfg: "ProximaConfig", distances, ids) -> np.ndarray:
 
 def split_keys(cfg: "ProximaConfig", keys) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`make_keys`: ``(distances, ids)`` as uint64 arrays."""
-    k = _as_key_array(keys, cfg.sort_key_bits)
-    mask = np.uint64((1 << cfg.id_bits) - 1)
-    return k >> np.uint64(cfg.id_bits), k & mask
+    return split_key(_as_key_array(keys, cfg.sort_key_bits), cfg.id_bits)
 
 
 def pad_vector(cfg: "ProximaConfig", keys, n: int | None = None) -> np.ndarray:

@@ -17,7 +17,8 @@ those searches:
                used;
 ``pagecache``  the byte addresses of every NAND access of the searches, in order.
 
-:func:`replay_queries` writes these to JSON, builds each block's Verilog, runs
+:func:`replay_queries` writes these to JSON, builds each block's Verilog (the blocks of
+:data:`proxima.hdl.registry.BLOCKS` marked ``replay``, built by its ``build_block``), runs
 ``proxima.sim.tb.tb_replay`` on it with no stalls, and returns per block the number of
 transactions, mismatches and the cycles the RTL took.
 """
@@ -29,15 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from proxima.golden.distance import exact_distances
+from proxima.golden.distance import exact_distances, sort_key
 from proxima.golden.index import Index
 from proxima.golden.layout import Layout, decode_frame, decode_hot_frame, reads_for_events
 from proxima.golden.pq import build_adt, pq_distances
 from proxima.golden.search_batch import search_batch
+from proxima.hdl.registry import replay_blocks
 
 __all__ = ["BLOCKS", "replay_transactions", "replay_queries", "ReplayError"]
 
-BLOCKS = ("bloom", "pq", "exact", "sorter", "gapdec", "pagecache")
+#: the replayed blocks: those of :data:`proxima.hdl.registry.BLOCKS` with ``replay=True``
+BLOCKS = replay_blocks()
 
 
 class ReplayError(RuntimeError):
@@ -108,7 +111,7 @@ def replay_transactions(img, queries: np.ndarray) -> dict:
                 bloom_exp.append([int(v not in ps), v])
             # sorter: the new candidates' keys, padded; more than sorter_n of them go in
             # sub-batches of sorter_n, as the candidate list sends them
-            keys = [(int(pq_distances(adt, index.codes[v])) << idb) | v for v in passed]
+            keys = [sort_key(pq_distances(adt, index.codes[v]), v, idb) for v in passed]
             for s in range(0, len(keys), n_sort):
                 part = keys[s:s + n_sort]
                 sort_in.append(part + [pad] * (n_sort - len(part)))
@@ -145,28 +148,16 @@ def replay_transactions(img, queries: np.ndarray) -> dict:
     return out
 
 
-def _factories(cfg, data: dict) -> dict:
-    from proxima.hdl.bloom import BloomFilter
-    from proxima.hdl.exact import ExactDistanceUnit
-    from proxima.hdl.gapdec import GapDecoder
-    from proxima.hdl.pagecache import PageCache
-    from proxima.hdl.pq import PQUnit
-    from proxima.hdl.sorter import BitonicSorter
-
-    book = np.array(data["pq"]["codebook"], dtype=np.uint8)
-    return {
-        "bloom": lambda: BloomFilter(cfg),
-        "pq": lambda: PQUnit(cfg, codebook=book),
-        "exact": lambda: ExactDistanceUnit(cfg),
-        "sorter": lambda: BitonicSorter(cfg),
-        "gapdec": lambda: GapDecoder(cfg),
-        "pagecache": lambda: PageCache(cfg, addr_bits=data["pagecache"]["addr_bits"]),
-    }
+def _options(data: dict) -> dict:
+    """Per block, the constructor options the replayed traffic needs."""
+    return {"pq": {"codebook": np.array(data["pq"]["codebook"], dtype=np.uint8)},
+            "pagecache": {"addr_bits": data["pagecache"]["addr_bits"]}}
 
 
 def replay_queries(img, queries: np.ndarray, simulator: str = "verilator",
                    workdir: str | Path = "out/replay", blocks=BLOCKS) -> dict:
     """Run the replay of ``queries`` through each block's RTL; see the module docstring."""
+    from proxima.hdl.registry import build_block
     from proxima.sim.runner import CocotbFailure, run_cocotb
 
     cfg = img.index.cfg
@@ -175,14 +166,15 @@ def replay_queries(img, queries: np.ndarray, simulator: str = "verilator",
     data = replay_transactions(img, queries)
     data_path = work / "transactions.json"
     data_path.write_text(json.dumps(data))
-    fac = _factories(cfg, data)
+    options = _options(data)
     report: dict = {"queries": len(queries), "blocks": {}}
     for name in blocks:
         res_path = work / f"result_{name}.json"
         res_path.unlink(missing_ok=True)
         error = None
         try:
-            run_cocotb(fac[name], f"replay_{name}", "proxima.sim.tb.tb_replay", cfg=cfg,
+            run_cocotb(lambda: build_block(name, cfg, **options.get(name, {})),
+                       f"replay_{name}", "proxima.sim.tb.tb_replay", cfg=cfg,
                        simulator=simulator, build_name=f"replay_{name}_{cfg.name}",
                        testcase=f"replay_{name}",
                        parameters={"data": str(data_path), "result": str(res_path)})

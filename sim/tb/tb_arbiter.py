@@ -27,12 +27,12 @@ from __future__ import annotations
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.arbiter import TreeArbiterModel, arbiter_model, tree_groups
 from proxima.hdl.arbiter import DEFAULT_FLAT_MAX, DEFAULT_GROUP
 from proxima.sim.runner import tb_params
+from proxima.sim.tb import bench
 
 
 def _ports(dut, n):
@@ -42,16 +42,7 @@ def _ports(dut, n):
 
 
 async def _reset(dut, n):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    valid, payload, _ = _ports(dut, n)
-    dut.rst.value = 1
-    dut.o__ready.value = 0
-    for k in range(n):
-        valid[k].value = 0
-        payload[k].value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=[f"i__{k}" for k in range(n)], outputs=["o"])
 
 
 def make_model(n: int, lookahead: bool, group: int | None = DEFAULT_GROUP,
@@ -69,64 +60,81 @@ def _flat_max(p):
     return int(p.get("flat_max", DEFAULT_FLAT_MAX))
 
 
-async def _run(dut, n, data_bits, transactions, p_valid, p_ready, rnd, phases=None,
-               lookahead=True, group=DEFAULT_GROUP, flat_max=DEFAULT_FLAT_MAX):
-    valid_h, payload_h, ready_h = _ports(dut, n)
-    model = make_model(n, lookahead, group, flat_max)
-    tree = isinstance(model, TreeArbiterModel)
-    leaves = ([range(j * group, min(n, (j + 1) * group))
-               for j in range(len(tree_groups(n, group)))] if tree else [range(n)])
-    bound = model.wait_bound if tree else n - 1
-    valid = [False] * n
-    payload = [0] * n
-    waited = [0] * n  # grants to others while k was waiting
-    max_wait = 0
-    outputs = 0
-    cycles = 0
-    while outputs < transactions:
-        assert cycles < 50 * transactions + 1000, "timeout"
-        pv, pr = p_valid, p_ready
-        if phases:  # alternate bursts: saturation, output stall, trickle
-            pv, pr = phases[(cycles // 500) % len(phases)]
-        for k in range(n):
-            if not valid[k] and rnd.random() < pv[k]:
-                valid[k] = True
-                payload[k] = rnd.getrandbits(data_bits)
-                payload_h[k].value = payload[k]
-            valid_h[k].value = int(valid[k])
-        o_ready = rnd.random() < pr
-        dut.o__ready.value = int(o_ready)
-        await ReadOnly()
-        ready = [int(h.value) for h in ready_h]
-        assert all(sum(ready[k] for k in leaf) <= 1 for leaf in leaves), \
-            f"cycle {cycles}: ready {ready} is not one-hot (per leaf)"
-        if lookahead:  # ready may be offered to a requester that is not valid
+class _ModelCheck:
+    """Steps the golden model with the requesters' valids and payloads and the output's
+    ``ready`` of each cycle, and compares the DUT's grants (``i[k].ready``, one-hot per leaf),
+    ``o.valid`` and every output transfer; counts the waits of valid requesters in grants to
+    others.  Sampled before the requesters, which then retire the granted beats."""
+
+    done = True
+
+    def __init__(self, dut, model, requesters, out, data_bits, lookahead, group):
+        n = len(requesters)
+        self.dut, self.model, self.req, self.out = dut, model, requesters, out
+        self.data_bits, self.lookahead = data_bits, lookahead
+        tree = isinstance(model, TreeArbiterModel)
+        self.leaves = ([range(j * group, min(n, (j + 1) * group))
+                        for j in range(len(tree_groups(n, group)))] if tree else [range(n)])
+        self.bound = model.wait_bound if tree else n - 1
+        self.waited = [0] * n  # grants to others while k was waiting
+        self.max_wait = self.outputs = 0
+
+    def drive(self, rnd, cycle: int) -> None:
+        pass
+
+    def sample(self, cycle: int) -> None:
+        n, model = len(self.req), self.model
+        valid = [r.offering for r in self.req]
+        payload = [r.current or 0 for r in self.req]
+        ready = [int(r.ready_h.value) for r in self.req]
+        assert all(sum(ready[k] for k in leaf) <= 1 for leaf in self.leaves), \
+            f"cycle {cycle}: ready {ready} is not one-hot (per leaf)"
+        if self.lookahead:  # ready may be offered to a requester that is not valid
             ready = [r & int(v) for r, v in zip(ready, valid)]
-        o_valid = int(dut.o__valid.value)
-        o_payload = int(dut.o__payload.value) if o_valid else None
+        o_valid = int(self.dut.o__valid.value)
+        o_payload = int(self.dut.o__payload.value) if o_valid else None
         assert o_valid == int(model.out_valid), \
-            f"cycle {cycles}: o.valid {o_valid}, model {model.out_valid}"
-        step = model.step(valid, payload, o_ready)
+            f"cycle {cycle}: o.valid {o_valid}, model {model.out_valid}"
+        step = model.step(valid, payload, self.out.ready)
         want = [int(k in step.granted) for k in range(n)]
-        assert ready == want, (f"cycle {cycles}: valid {[int(v) for v in valid]} "
-                               f"o_ready {int(o_ready)}: DUT ready {ready}, model {want} "
+        assert ready == want, (f"cycle {cycle}: valid {[int(v) for v in valid]} "
+                               f"o_ready {int(self.out.ready)}: DUT ready {ready}, model {want} "
                                f"(last grant {model.last})")
         if step.output is not None:
             g, d = step.output
-            got = (o_payload >> data_bits, o_payload & ((1 << data_bits) - 1))
-            assert got == (g, d), f"cycle {cycles}: output {got}, model {(g, d)}"
-            outputs += 1
+            mask = (1 << self.data_bits) - 1
+            got = (o_payload >> self.data_bits, o_payload & mask)
+            assert got == (g, d), f"cycle {cycle}: output {got}, model {(g, d)}"
+            self.outputs += 1
         for k in range(n):
             if valid[k] and k not in step.granted:
-                waited[k] += len(step.granted)
-                max_wait = max(max_wait, waited[k])
+                self.waited[k] += len(step.granted)
+                self.max_wait = max(self.max_wait, self.waited[k])
         for k in step.granted:
-            waited[k] = 0
-            valid[k] = False
-        await RisingEdge(dut.clk)
-        cycles += 1
-    assert max_wait <= bound, f"a requester waited {max_wait} grants (> bound {bound})"
-    return cycles, max_wait
+            self.waited[k] = 0
+
+
+async def _run(dut, n, data_bits, transactions, rnd, phases, lookahead=True,
+               group=DEFAULT_GROUP, flat_max=DEFAULT_FLAT_MAX):
+    """Requesters with endless random payloads and the output, their stall probabilities
+    ``phases[(cycle // 500) % len(phases)] = (p_valid per requester, p_ready)`` (bursts of
+    saturation, output stall, trickle ...), checked against the model until ``transactions``
+    output transfers; returns (cycles, longest wait in grants)."""
+    def phase(cycle):
+        return phases[(cycle // 500) % len(phases)]
+
+    requesters = [bench.Source(dut, f"i__{k}", iter(lambda: rnd.getrandbits(data_bits), None),
+                               lambda c, k=k: rnd.random() < phase(c)[0][k])
+                  for k in range(n)]
+    out = bench.Sink(dut, "o", lambda c: rnd.random() < phase(c)[1], keep=False)
+    check = _ModelCheck(dut, make_model(n, lookahead, group, flat_max), requesters, out,
+                        data_bits, lookahead, group)
+    cycles = await bench.run(dut, [check, *requesters, out], rnd,
+                             max_cycles=50 * transactions + 1000,
+                             until=lambda: check.outputs >= transactions)
+    assert check.max_wait <= check.bound, \
+        f"a requester waited {check.max_wait} grants (> bound {check.bound})"
+    return cycles, check.max_wait
 
 
 @cocotb.test()
@@ -143,8 +151,8 @@ async def random_requests_with_stalls(dut):
     phases = [([1.0] * n, 1.0), (pv, float(p.get("p_ready", 0.6))), ([1.0] * n, 0.3),
               ([0.05] * n, 1.0)]
     await _reset(dut, n)
-    cycles, max_wait = await _run(dut, n, data_bits, transactions, pv, 0.6, rnd, phases,
-                                  lookahead, group, _flat_max(p))
+    cycles, max_wait = await _run(dut, n, data_bits, transactions, rnd, phases, lookahead,
+                                  group, _flat_max(p))
     dut._log.info("%d transfers in %d cycles, longest wait %d grants", transactions, cycles,
                   max_wait)
 

@@ -24,11 +24,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.golden.bloom import BloomFilter as GoldenBloom
 from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.tb import bench
 
 
 def make_ops(cfg, n_ids, rng, p_clear, id_pool, p_repeat):
@@ -60,73 +59,52 @@ def golden(cfg, ops):
 
 
 async def reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.req__valid.value = 0
-    dut.req__payload.value = 0
-    dut.resp__ready.value = 0
-    dut.clear.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["req"], outputs=["resp"], signals={"clear": 0})
+
+
+class OpSource(bench.Source):
+    """The operations on ``req``: an id is a test-and-set beat, ``None`` a clear (the
+    ``clear`` / ``clear_ready`` handshake instead of ``req``)."""
+
+    def present(self, op) -> None:
+        if op is not None:
+            self.payload_h.value = op
+
+    def set_valid(self, offering: bool) -> None:
+        is_clear = offering and self.beats[self.sent] is None
+        self.dut.clear.value = int(is_clear)
+        self.valid_h.value = int(offering and not is_clear)
+
+    def accepted(self) -> bool:
+        if self.beats[self.sent] is None:
+            return bool(int(self.dut.clear_ready.value))
+        return bool(int(self.ready_h.value))
+
+    def took(self, op, cycle: int) -> None:
+        if op is not None:
+            self.accept_cycles.append(cycle)
+
+
+def unpack_resp(cfg, v: int) -> tuple[int, int]:
+    return v & 1, (v >> 1) & ((1 << cfg.id_bits) - 1)
 
 
 async def drive(dut, cfg, ops, p_valid, p_ready, rnd, max_cycles):
     """Apply ``ops`` with random stalls; return responses [(hit, id)], the cycles of the
     accepted ids and of the taken responses, and the cycle count."""
-    id_bits = cfg.id_bits
-    n_resp = sum(1 for op in ops if op is not None)
-    got, accepts, resp_c = [], [], []
-    i, offering, cycle = 0, False, 0
-    while len(got) < n_resp:
-        if cycle >= max_cycles:
-            raise AssertionError(f"timeout: {len(got)} of {n_resp} responses after {cycle} "
-                                 f"cycles ({i} of {len(ops)} operations accepted)")
-        if not offering and i < len(ops) and rnd.random() < p_valid:
-            offering = True
-            if ops[i] is not None:
-                dut.req__payload.value = ops[i]
-        op = ops[i] if offering else 0
-        is_clear = offering and op is None
-        dut.clear.value = int(is_clear)
-        dut.req__valid.value = int(offering and not is_clear)
-        r = rnd.random() < p_ready
-        dut.resp__ready.value = int(r)
-        await ReadOnly()
-        if offering:
-            took = int(dut.clear_ready.value) if is_clear else int(dut.req__ready.value)
-            if took:
-                if not is_clear:
-                    accepts.append(cycle)
-                i += 1
-                offering = False
-        if r and int(dut.resp__valid.value):
-            v = int(dut.resp__payload.value)
-            got.append((v & 1, (v >> 1) & ((1 << id_bits) - 1)))
-            resp_c.append(cycle)
-        await RisingEdge(dut.clk)
-        cycle += 1
-    dut.req__valid.value = 0
-    dut.clear.value = 0
-    return got, accepts, resp_c, cycle
-
-
-def compare(got, exp, ops_desc=""):
-    if len(got) != len(exp):
-        raise AssertionError(f"{len(got)} responses, golden has {len(exp)}")
-    for t, (g, e) in enumerate(zip(got, exp)):
-        if g != e:
-            raise AssertionError(f"response {t}{ops_desc}: got (hit, id) {g}, golden {e}")
+    source = OpSource(dut, "req", ops, p_valid)
+    sink = bench.Sink(dut, "resp", p_ready, unpack=lambda v: unpack_resp(cfg, v),
+                      limit=sum(1 for op in ops if op is not None))
+    cycles = await bench.run(dut, [source, sink], rnd, max_cycles=max_cycles,
+                             until=lambda: sink.done)  # clears after the last id: not needed
+    return sink.beats, source.accept_cycles, sink.cycles, cycles
 
 
 @cocotb.test()
 async def random_ops_with_stalls(dut):
     """>= 10k random test-and-sets with clears and random stalls vs the golden filter."""
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup()
     n = int(p.get("transactions", 10_000))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
     ops = make_ops(cfg, n, rng, float(p.get("p_clear", 0.01)), int(p.get("id_pool", 64)),
                    float(p.get("p_repeat", 0.2)))
     exp = golden(cfg, ops)
@@ -138,7 +116,7 @@ async def random_ops_with_stalls(dut):
     got, _, _, cycles = await drive(dut, cfg, ops, float(p.get("p_valid", 0.7)),
                                  float(p.get("p_ready", 0.7)), rnd,
                                  40 * len(ops) + 64 * depth + 1000)
-    compare(got, exp)
+    bench.compare(got, exp, "response")
     hits = sum(h for h, _ in exp)
     clears = sum(1 for op in ops if op is None)
     dut._log.info("%d responses (%d hits, %d clears) matched the golden model in %d cycles",
@@ -159,7 +137,7 @@ async def full_rate_back_to_back(dut):
     exp = golden(cfg, ops)
     await reset(dut)
     got, accepts, resp_c, _ = await drive(dut, cfg, ops, 1.0, 1.0, random.Random(1), 100_000)
-    compare(got, exp)
+    bench.compare(got, exp, "response")
     assert accepts == list(range(accepts[0], accepts[0] + len(ops))), "not one id per cycle"
     lat = int(tb_params()["latency"])
     assert resp_c == [c + lat for c in accepts], f"response latency is not {lat} cycles"

@@ -19,11 +19,10 @@ every dump is still compared slot by slot).
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from proxima.golden.candidates import CandidateList
+from proxima.golden.distance import sort_key
 from proxima.golden.sorter import pad_key
 
 OPS = {"reset": 0, "insert": 1, "select": 2, "dump": 3}
@@ -49,7 +48,7 @@ def make_commands(cfg, rng: np.random.Generator, count: int, dist_max: int = 64,
             d = int(rng.integers(0, dist_hi))
             if rng.random() < 0.02:
                 d = (1 << cfg.pq_dist_bits) - 1
-            key = (d << idb) | v
+            key = sort_key(d, v, idb)
             if v not in used and key != pad:
                 used.add(v)
                 return key
@@ -111,36 +110,21 @@ def command_beats(commands, dump_after=True) -> list[tuple[int, int, int, int]]:
 # ---------------------------------------------------------------------------------------
 try:
     import cocotb
-    from cocotb.clock import Clock
-    from cocotb.triggers import ReadOnly, RisingEdge
+
+    from proxima.sim.tb import bench
 except ImportError:  # pragma: no cover
     cocotb = None
 
 
 if cocotb is not None:
-    async def _reset(dut):
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        dut.rst.value = 1
-        dut.cmd__valid.value = 0
-        dut.cmd__payload.value = 0
-        dut.resp__ready.value = 0
-        dut.dbg__ready.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
-
     @cocotb.test()
     async def random_commands_with_stalls(dut):
         """>= 10k random commands, the whole list compared after each one, random stalls."""
-        from proxima.sim.runner import tb_config, tb_params
-        cfg = tb_config()
-        p = tb_params()
+        cfg, p, rnd, rng = bench.setup()
         L, KB, idb = cfg.search.L, cfg.sort_key_bits, cfg.id_bits
         pos_bits = max(1, (L - 1).bit_length())
         count = int(p.get("commands", 10_000))
         off_key, off_T, off_last = int(p["off_key"]), int(p["off_T"]), int(p["off_last"])
-        rnd = random.Random(cocotb.RANDOM_SEED)
-        rng = np.random.default_rng(cocotb.RANDOM_SEED)
         commands = make_commands(cfg, rng, count, int(p.get("dist_max", 64)),
                                  int(p.get("t_max", L + 2)))
         exp_resp, exp_dumps = expected(cfg, commands)
@@ -150,52 +134,33 @@ if cocotb is not None:
         exp_dbg = [b for k in dumped for b in exp_dumps[k]]
         beats = [op | (key << off_key) | (T << off_T) | (last << off_last)
                  for op, key, T, last in command_beats(commands, dump_sel)]
-        await _reset(dut)
+        await bench.reset(dut, inputs=["cmd"], outputs=["resp", "dbg"])
         p_valid, p_ready = float(p.get("p_valid", 0.8)), float(p.get("p_ready", 0.8))
-        sent, offering, cycle = 0, False, 0
-        got_resp = got_dbg = 0
-        max_cycles = 200 * len(beats) + 10 * len(exp_dbg)
         kmask, pmask = (1 << KB) - 1, (1 << pos_bits) - 1
-        while sent < len(beats) or got_resp < len(exp_resp) or got_dbg < len(exp_dbg):
-            if cycle >= max_cycles:
-                raise AssertionError(f"timeout: {sent}/{len(beats)} beats, {got_resp} resps, "
-                                     f"{got_dbg} dump beats")
-            if not offering and sent < len(beats) and rnd.random() < p_valid:
-                offering = True
-                dut.cmd__payload.value = beats[sent]
-            dut.cmd__valid.value = int(offering)
-            rr, dr = rnd.random() < p_ready, rnd.random() < p_ready
-            dut.resp__ready.value = int(rr)
-            dut.dbg__ready.value = int(dr)
-            await ReadOnly()
-            if offering and int(dut.cmd__ready.value):
-                sent += 1
-                offering = False
-            if rr and int(dut.resp__valid.value):
-                v = int(dut.resp__payload.value)
-                # resp layout: found(1) pos id key
-                beat = (v & 1, (v >> 1) & pmask, (v >> (1 + pos_bits)) & ((1 << idb) - 1),
-                        (v >> (1 + pos_bits + idb)) & kmask)
-                if got_resp >= len(exp_resp) or beat != exp_resp[got_resp]:
-                    raise AssertionError(f"select response {got_resp}: got {beat}, expected "
-                                         f"{exp_resp[got_resp] if got_resp < len(exp_resp) else None}")
-                got_resp += 1
-            if dr and int(dut.dbg__valid.value):
-                v = int(dut.dbg__payload.value)
-                beat = (v & pmask, (v >> pos_bits) & kmask, (v >> (pos_bits + KB)) & 1,
-                        (v >> (pos_bits + KB + 1)) & 1)
-                if got_dbg >= len(exp_dbg) or beat != exp_dbg[got_dbg]:
-                    cmd_no = dumped[min(got_dbg // L, len(dumped) - 1)]
-                    raise AssertionError(
-                        f"after command {cmd_no} {commands[cmd_no] if cmd_no < len(commands) else ''}"
-                        f": slot {got_dbg % L} got {beat}, expected "
-                        f"{exp_dbg[got_dbg] if got_dbg < len(exp_dbg) else None}")
-                got_dbg += 1
-            await RisingEdge(dut.clk)
-            cycle += 1
+
+        def resp_beat(v):  # found(1) pos id key
+            return (v & 1, (v >> 1) & pmask, (v >> (1 + pos_bits)) & ((1 << idb) - 1),
+                    (v >> (1 + pos_bits + idb)) & kmask)
+
+        def dbg_beat(v):  # pos key expanded last
+            return (v & pmask, (v >> pos_bits) & kmask, (v >> (pos_bits + KB)) & 1,
+                    (v >> (pos_bits + KB + 1)) & 1)
+
+        def explain_dbg(k, got, exp):
+            cmd_no = dumped[min(k // L, len(dumped) - 1)]
+            return (f"after command {cmd_no} {commands[cmd_no] if cmd_no < len(commands) else ''}"
+                    f": slot {k % L} got {got}, expected {exp}")
+
+        resps = bench.Scoreboard(exp_resp, "select response")
+        dumps = bench.Scoreboard(exp_dbg, explain=explain_dbg)
+        agents = [bench.Source(dut, "cmd", beats, p_valid),
+                  bench.Sink(dut, "resp", p_ready, check=resps, unpack=resp_beat, keep=False),
+                  bench.Sink(dut, "dbg", p_ready, check=dumps, unpack=dbg_beat, keep=False)]
+        cycle = await bench.run(dut, agents, rnd,
+                                max_cycles=200 * len(beats) + 10 * len(exp_dbg))
         ops = [c[0] for c in commands]
         dut._log.info("candidate list: %d commands (%d resets, %d inserts, %d selects, %d "
                       "found), %d dumps, %d dump beats, %d cycles", len(commands),
                       ops.count("reset"),
                       ops.count("insert"), ops.count("select"),
-                      sum(r[0] for r in exp_resp), len(dumped), got_dbg, cycle)
+                      sum(r[0] for r in exp_resp), len(dumped), dumps.count, cycle)

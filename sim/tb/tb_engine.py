@@ -19,17 +19,11 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.sim.runner import tb_params
+from proxima.sim.tb import bench
 
 __all__ = ["engine_transactions"]
-
-
-def _fields(layout) -> dict:
-    """``{name: [offset, width]}`` of a StructLayout (the packed port format)."""
-    return {name: [f.offset, f.width] for name, f in layout}
 
 
 def engine_transactions(img, queries, cfg, layout, engine) -> dict:
@@ -53,14 +47,57 @@ def engine_transactions(img, queries, cfg, layout, engine) -> dict:
     return {
         "cores": cores, "access": cfg.nand.access_bytes, "page": cfg.nand.page_bytes,
         "beat_bits": engine.beat_bits, "entry": int(img.index.entry),
-        "req": _fields(engine.req_layout), "result": _fields(engine.result_layout),
+        "req": bench.fields(engine.req_layout), "result": bench.fields(engine.result_layout),
         "queries": [[int(x) for x in q] for q in queries], "expect": exp,
     }
 
 
-def _get(word: int, field) -> int:
-    off, width = field
-    return (word >> off) & ((1 << width) - 1)
+class _Memory:
+    """Serves ``mem_req`` (always ready) from the core contents: ``latency`` cycles after a
+    request its access's beats go out on ``mem_resp``, in request order, each offered with
+    probability ``p``.  ``requests``: the ``(core, page, offset, kind)`` of each request."""
+
+    done = True
+
+    def __init__(self, dut, d: dict, latency: int, p: float):
+        self.dut, self.latency, self.p = dut, latency, p
+        self.cores = [bytes.fromhex(h) for h in d["cores"]]
+        self.access, self.page, self.beat = d["access"], d["page"], d["beat_bits"] // 8
+        self.fmt = d["req"]
+        self.requests: list[list[int]] = []
+        self.pending: list[list] = []  # [due cycle, beats left]
+        self.give = False
+
+    def beats(self, core, page, offset) -> list[int]:
+        base = page * self.page + offset
+        data = self.cores[core][base:base + self.access]
+        assert len(data) == self.access, f"access outside core {core}: page {page} offset {offset}"
+        bb = self.beat
+        return [int.from_bytes(data[i:i + bb], "little") for i in range(0, self.access, bb)]
+
+    def drive(self, rnd, cycle: int) -> None:
+        self.give = (bool(self.pending) and self.pending[0][0] <= cycle
+                     and bench.chance(self.p, rnd, cycle))
+        self.dut.mem_resp__valid.value = int(self.give)
+        if self.give:
+            w = self.pending[0][1]
+            self.dut.mem_resp__payload.value = w[0] | (int(len(w) == 1) << (8 * self.beat))
+        self.dut.mem_req__ready.value = 1
+
+    def sample(self, cycle: int) -> None:
+        if int(self.dut.mem_req__valid.value):
+            a = list(bench.unpack(self.dut.mem_req__payload.value, self.fmt,
+                                  ("core", "page", "offset", "kind")))
+            self.requests.append(a)
+            self.pending.append([cycle + self.latency, self.beats(*a[:3])])
+        if self.give and int(self.dut.mem_resp__ready.value):
+            self.pending[0][1].pop(0)
+            if not self.pending[0][1]:
+                self.pending.pop(0)
+
+    def stop(self) -> None:
+        self.dut.mem_resp__valid.value = 0
+        self.dut.mem_req__ready.value = 0
 
 
 @cocotb.test()
@@ -71,71 +108,20 @@ async def engine_queries(dut):
     p_mem, p_ready = float(p.get("p_mem", 1.0)), float(p.get("p_ready", 1.0))
     latency = int(p.get("latency", 1))
     rnd = random.Random(cocotb.RANDOM_SEED)
-    cores = [bytes.fromhex(h) for h in d["cores"]]
-    A, P, bb = d["access"], d["page"], d["beat_bits"] // 8
-    fq, fr = d["req"], d["result"]
-
-    def beats(core, page, offset):
-        base = page * P + offset
-        data = cores[core][base:base + A]
-        assert len(data) == A, f"access outside core {core}: page {page} offset {offset}"
-        return [int.from_bytes(data[i:i + bb], "little") for i in range(0, A, bb)]
-
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    for s in ("query", "cb_wr", "mem_resp"):
-        getattr(dut, f"{s}__valid").value = 0
-        getattr(dut, f"{s}__payload").value = 0
-    dut.mem_req__ready.value = 0
-    dut.result__ready.value = 0
-    dut.entry.value = d["entry"]
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["query", "cb_wr", "mem_resp"], outputs=["mem_req", "result"],
+                      signals={"entry": d["entry"]})
 
     for qi, (q, e) in enumerate(zip(d["queries"], d["expect"])):
-        for x in q:
-            dut.query__valid.value = 1
-            dut.query__payload.value = x
-            await ReadOnly()
-            while not int(dut.query__ready.value):
-                await RisingEdge(dut.clk)
-                await ReadOnly()
-            await RisingEdge(dut.clk)
-        dut.query__valid.value = 0
-        reqs, results, pending = [], [], []
-        cycle = 0
-        while True:
-            cycle += 1
-            assert cycle < 500_000, f"query {qi}: timeout"
-            give = bool(pending) and pending[0][0] <= cycle and rnd.random() < p_mem
-            dut.mem_resp__valid.value = int(give)
-            if give:
-                w = pending[0][1]
-                dut.mem_resp__payload.value = w[0] | (int(len(w) == 1) << (8 * bb))
-            take = rnd.random() < p_ready
-            dut.result__ready.value = int(take)
-            dut.mem_req__ready.value = 1
-            await ReadOnly()
-            if int(dut.mem_req__valid.value):
-                r = int(dut.mem_req__payload.value)
-                a = [_get(r, fq[n]) for n in ("core", "page", "offset", "kind")]
-                reqs.append(a)
-                pending.append([cycle + latency, beats(*a[:3])])
-            if give and int(dut.mem_resp__ready.value):
-                pending[0][1].pop(0)
-                if not pending[0][1]:
-                    pending.pop(0)
-            if take and int(dut.result__valid.value):
-                r = int(dut.result__payload.value)
-                results.append([_get(r, fr[n]) for n in ("id", "dist", "last")])
-            finished = int(dut.done.value)
-            await RisingEdge(dut.clk)
-            if finished:
-                break
-        dut.mem_resp__valid.value = 0
-        dut.result__ready.value = 0
-        assert not pending, f"query {qi}: response beats left untaken"
+        await bench.run(dut, [bench.Source(dut, "query", q)], max_cycles=100 * len(q) + 100)
+        mem = _Memory(dut, d, latency, p_mem)
+        result = bench.Sink(dut, "result", p_ready, unpack=lambda r: list(bench.unpack(
+            r, d["result"], ("id", "dist", "last"))))
+        status = {"done": False}
+        done = bench.Probe(lambda cycle: status.update(done=bool(int(dut.done.value))))
+        await bench.run(dut, [mem, result, done], rnd, max_cycles=500_000,
+                        until=lambda: status["done"])
+        reqs, results = mem.requests, result.beats
+        assert not mem.pending, f"query {qi}: response beats left untaken"
         assert not int(dut.error.value), f"query {qi}: error flag"
         n_ok = sum(a == b for a, b in zip(reqs, e["reads"]))
         assert reqs == e["reads"], (f"query {qi}: {len(reqs)} accesses, golden "

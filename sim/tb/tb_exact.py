@@ -20,12 +20,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 
 from proxima.golden.distance import exact_distances
 from proxima.sim.runner import tb_config, tb_params
-from proxima.sim.tb.streams import pump
+from proxima.sim.tb import bench
 
 
 class Fmt:
@@ -37,6 +35,15 @@ class Fmt:
         self.idb = cfg.id_bits
         self.dw = cfg.exact_dist_bits
 
+    def dist_id(self, word: int) -> tuple[int, int]:
+        """``(dist, id)`` of a ``dists`` beat."""
+        return word & ((1 << self.dw) - 1), word >> self.dw
+
+    def id_beats(self, vecs, ids, rng) -> list[int]:
+        """The ``vecs`` beats of ``vecs`` (one row per vector) tagged with ``ids``."""
+        return [b | (int(i) << (self.L * self.eb))
+                for v, i in zip(vecs, ids) for b in self.vec_beats(v, rng)]
+
     def vec_beats(self, v, rng) -> list[int]:
         pad = [int(x) for x in rng.integers(0, 1 << self.eb, size=self.beats * self.L - self.dim)]
         e = [int(x) for x in v] + pad
@@ -45,15 +52,7 @@ class Fmt:
 
 
 async def reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    for s in ("query", "vecs"):
-        getattr(dut, f"{s}__valid").value = 0
-        getattr(dut, f"{s}__payload").value = 0
-    dut.dists__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["query", "vecs"], outputs=["dists"])
 
 
 def make_vectors(cfg, q, n, rng):
@@ -67,40 +66,26 @@ def make_vectors(cfg, q, n, rng):
 
 
 async def run_query(dut, f, q, vecs, ids, exp, pv, pr, rnd, rng, qi):
-    await pump(dut, "query", f.vec_beats(q, rng), None, 0, pv, 0, rnd, 10 * f.beats + 100)
-    beats = []
-    for t in range(len(vecs)):
-        beats += [b | (int(ids[t]) << (f.L * f.eb)) for b in f.vec_beats(vecs[t], rng)]
-    out, acc_c, out_c = await pump(dut, "vecs", beats, "dists", len(vecs), pv, pr, rnd,
-                                   20 * len(beats) + 100)
-    if len(out) != len(vecs):
-        raise AssertionError(f"query {qi}: {len(out)} distances for {len(vecs)} vectors")
-    for t, w in enumerate(out):
-        g = (w & ((1 << f.dw) - 1), w >> f.dw)
-        e = (int(exp[t]), int(ids[t]))
-        if g != e:
-            raise AssertionError(f"query {qi}: vector {t}: got (dist, id) {g}, golden {e}")
+    await bench.pump(dut, "query", f.vec_beats(q, rng), None, 0, pv, 0, rnd, 10 * f.beats + 100)
+    beats = f.id_beats(vecs, ids, rng)
+    out, acc_c, out_c = await bench.pump(dut, "vecs", beats, "dists", len(vecs), pv, pr,
+                                         rnd, 20 * len(beats) + 100)
+    bench.compare([f.dist_id(w) for w in out], list(zip(map(int, exp), map(int, ids))),
+                  f"query {qi}: vector")
     return acc_c, out_c
 
 
 @cocotb.test()
 async def random_vectors_with_stalls(dut):
     """>= 10k random vectors over several queries, random stalls, every distance vs golden."""
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup()
     f = Fmt(cfg)
     n_q, n_v = int(p.get("queries", 4)), int(p.get("vectors", 2500))
-    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
+    pv, pr = bench.stall_probabilities(p)
     flip = int(p.get("flip_expected", -1))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
     await reset(dut)
     for qi in range(n_q):
-        q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
-        if qi == 1:
-            q[:] = 0
-        elif qi == 2:
-            q[:] = cfg.vec.elem_max
+        q = bench.random_query(cfg, rng, qi)
         vecs = make_vectors(cfg, q, n_v, rng)
         ids = rng.integers(0, 1 << f.idb, size=n_v)
         exp = exact_distances(q, vecs)

@@ -14,7 +14,6 @@ output beat), ``p_hot``, ``p_corrupt``, ``p_truncate``.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,98 +187,65 @@ def make_frames(layout: Layout, rng: np.random.Generator, word_bits: int, count:
     return out
 
 
-def pack_code(code: tuple[int, ...]) -> int:
-    return sum(int(b) << (8 * m) for m, b in enumerate(code))
-
-
 # ---------------------------------------------------------------------------------------
 # cocotb
 # ---------------------------------------------------------------------------------------
 try:
     import cocotb
-    from cocotb.clock import Clock
-    from cocotb.triggers import ReadOnly, RisingEdge
+    from cocotb.triggers import RisingEdge
+
+    from proxima.sim.tb import bench
 except ImportError:  # pragma: no cover - the generator above is usable without cocotb
     cocotb = None
 
 
+def _flags(v: int, at: int) -> tuple[int, int, int]:
+    """``(last, empty, corrupt)`` above the value field of an output beat."""
+    return (v >> at) & 1, (v >> (at + 1)) & 1, (v >> (at + 2)) & 1
+
+
 def _unpack_id(v: int, B: int):
-    return (v & ((1 << B) - 1), (v >> B) & 1, (v >> (B + 1)) & 1, (v >> (B + 2)) & 1)
+    return (v & ((1 << B) - 1), *_flags(v, B))
 
 
 def _unpack_code(v: int, C: int):
-    return (tuple((v >> (8 * m)) & 0xFF for m in range(C)), (v >> (8 * C)) & 1,
-            (v >> (8 * C + 1)) & 1, (v >> (8 * C + 2)) & 1)
+    return (tuple((v >> (8 * m)) & 0xFF for m in range(C)), *_flags(v, 8 * C))
+
+
+def _pack_word(word: tuple[int, int, int], word_bits: int) -> int:
+    data, last, hot = word
+    return data | (last << word_bits) | (hot << (word_bits + 1))
 
 
 async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.i__payload.value = 0
-    dut.ids__ready.value = 0
-    dut.codes__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["i"], outputs=["ids", "codes"])
 
 
 async def _run_segment(dut, frames: list[Frame], word_bits: int, B: int, C: int,
-                       p_valid: float, p_ready: float, rnd: random.Random, max_cycles: int):
-    words = [w for f in frames for w in f.words]
-    exp_ids = [b for f in frames for b in f.ids]
-    exp_codes = [b for f in frames for b in f.codes]
-    got_ids, got_codes = [], []
-    sent, offering, cycles = 0, False, 0
-    while len(got_ids) < len(exp_ids) or len(got_codes) < len(exp_codes) or sent < len(words):
-        if cycles >= max_cycles:
-            raise AssertionError(f"timeout: {sent}/{len(words)} words in, {len(got_ids)}/"
-                                 f"{len(exp_ids)} ids, {len(got_codes)}/{len(exp_codes)} codes")
-        if not offering and sent < len(words) and rnd.random() < p_valid:
-            offering = True
-            data, last, hot = words[sent]
-            dut.i__payload.value = data | (last << word_bits) | (hot << (word_bits + 1))
-        dut.i__valid.value = int(offering)
-        ir, cr = rnd.random() < p_ready, rnd.random() < p_ready
-        dut.ids__ready.value = int(ir)
-        dut.codes__ready.value = int(cr)
-        await ReadOnly()
-        if offering and int(dut.i__ready.value):
-            sent += 1
-            offering = False
-        if ir and int(dut.ids__valid.value):
-            beat = _unpack_id(int(dut.ids__payload.value), B)
-            k = len(got_ids)
-            if k >= len(exp_ids) or beat != exp_ids[k]:
-                raise AssertionError(f"id beat {k}: got {beat}, expected "
-                                     f"{exp_ids[k] if k < len(exp_ids) else 'nothing'}")
-            got_ids.append(beat)
-        if cr and int(dut.codes__valid.value):
-            beat = _unpack_code(int(dut.codes__payload.value), C)
-            k = len(got_codes)
-            if k >= len(exp_codes) or beat != exp_codes[k]:
-                raise AssertionError(f"code beat {k}: got {beat}, expected "
-                                     f"{exp_codes[k] if k < len(exp_codes) else 'nothing'}")
-            got_codes.append(beat)
-        await RisingEdge(dut.clk)
-        cycles += 1
-    dut.i__valid.value = 0
-    return cycles, len(got_ids), len(got_codes)
+                       p_valid: float, p_ready: float, rnd, max_cycles: int):
+    """Stream ``frames`` in, every id and code beat checked in order against the golden
+    beats; returns (cycles, id beats, code beats)."""
+    words = [_pack_word(w, word_bits) for f in frames for w in f.words]
+    ids = bench.Scoreboard([b for f in frames for b in f.ids], "id beat")
+    codes = bench.Scoreboard([b for f in frames for b in f.codes], "code beat")
+    agents = [bench.Source(dut, "i", words, p_valid),
+              bench.Sink(dut, "ids", p_ready, check=ids, unpack=lambda v: _unpack_id(v, B),
+                         keep=False),
+              bench.Sink(dut, "codes", p_ready, check=codes,
+                         unpack=lambda v: _unpack_code(v, C), keep=False)]
+    cycles = await bench.run(dut, agents, rnd, max_cycles=max_cycles)
+    return cycles, ids.count, codes.count
 
 
 if cocotb is not None:
     @cocotb.test()
     async def random_frames_with_stalls(dut):
         """>= 10k random normal/hot/corrupt frames, W changed between segments, stalls."""
-        from proxima.sim.runner import tb_config, tb_params
-        cfg = tb_config()
-        p = tb_params()
+        cfg, p, rnd, rng = bench.setup()
         wb = int(p["word_bits"])
         B, C = cfg.id_bits, cfg.pq_code_bytes
         total = int(p.get("frames", 10_000))
         segments = int(p.get("segments", 5))
-        rnd = random.Random(cocotb.RANDOM_SEED)
-        rng = np.random.default_rng(cocotb.RANDOM_SEED)
         await _reset(dut)
         widths = [B] + [int(rng.integers(0, B + 1)) for _ in range(segments - 1)]
         stats = {"frames": 0, "ids": 0, "codes": 0, "cycles": 0, "hot": 0, "corrupt": 0,
@@ -324,25 +290,13 @@ if cocotb is not None:
         for _ in range(20):
             ids = sorted(int(x) for x in rng.choice(1 << B, R, replace=False))
             frames.append(make_frame(layout, rng, wb, hot=False, row=ids))
-        words = [w for f in frames for w in f.words]
-        dut.ids__ready.value = 1
-        dut.codes__ready.value = 1
-        sent, cycle, id_cycles = 0, 0, []
-        got = []
-        while len(got) < 20 * R:
-            assert cycle < 40 * len(words), "timeout"
-            if sent < len(words):
-                data, last, hot = words[sent]
-                dut.i__payload.value = data | (last << wb) | (hot << (wb + 1))
-            dut.i__valid.value = int(sent < len(words))
-            await ReadOnly()
-            if sent < len(words) and int(dut.i__ready.value):
-                sent += 1
-            if int(dut.ids__valid.value):
-                got.append(_unpack_id(int(dut.ids__payload.value), B))
-                id_cycles.append(cycle)
-            await RisingEdge(dut.clk)
-            cycle += 1
+        words = [_pack_word(w, wb) for f in frames for w in f.words]
+        source = bench.Source(dut, "i", words)
+        ids = bench.Sink(dut, "ids", unpack=lambda v: _unpack_id(v, B), limit=20 * R)
+        codes = bench.Sink(dut, "codes", keep=False)
+        cycle = await bench.run(dut, [source, ids, codes], max_cycles=40 * len(words),
+                                until=lambda: ids.done)
+        got, id_cycles = ids.beats, ids.cycles
         assert got == [b for f in frames for b in f.ids]
         for t in range(20):
             span = id_cycles[t * R:(t + 1) * R]

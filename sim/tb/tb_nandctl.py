@@ -20,11 +20,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly
 
 from proxima.golden.nandctl import CtlParams, NandControllerModel, Request
 from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.tb import bench
 
 
 def store_image(params: CtlParams, seed: int) -> np.ndarray:
@@ -55,23 +55,26 @@ def random_requests(params: CtlParams, n: int, rng: np.random.Generator,
 
 
 def _pack(layout, req: Request) -> int:
-    v = 0
-    for name in ("tag", "core", "page", "offset"):
-        v |= int(getattr(req, name)) << layout[name].offset
-    return v
+    return bench.pack({n: getattr(req, n) for n in ("tag", "core", "page", "offset")}, layout)
 
 
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.req__valid.value = 0
-    dut.req__payload.value = 0
-    dut.resp__ready.value = 0
-    if hasattr(dut, "store_data"):
-        dut.store_data.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+class _Store:
+    """The external store port, served as a synchronous read port of ``words``: the word
+    addressed in a cycle with ``store_en`` appears after the clock edge."""
+
+    done = True
+
+    def __init__(self, dut, words):
+        self.dut, self.words, self.addr = dut, words, None
+
+    def drive(self, rnd, cycle: int) -> None:
+        if self.addr is not None:
+            self.dut.store_data.value = self.words[self.addr]
+            self.addr = None
+
+    def sample(self, cycle: int) -> None:
+        if int(self.dut.store_en.value):
+            self.addr = int(self.dut.store_addr.value)
 
 
 @cocotb.test()
@@ -84,8 +87,8 @@ async def random_requests_with_stalls(dut):
     prm = tb_params()
     kw = dict(prm.get("ctl", {}))
     params = CtlParams.from_cfg(cfg, **kw)
-    req_layout = NandController(cfg, external_store=bool(prm.get("external", False)),
-                                **kw).req_layout
+    external = bool(prm.get("external", False))
+    req_layout = NandController(cfg, external_store=external, **kw).req_layout
     resp_tag = params.tag_bits
     n = int(prm.get("requests", 1000))
     seed = cocotb.RANDOM_SEED
@@ -104,37 +107,21 @@ async def random_requests_with_stalls(dut):
     skew = int(prm.get("skew", 0))
     exp_beats = [(b.cycle + skew, b.tag, b.data, b.last) for b in exp.beats]
 
-    await _reset(dut)
-    accept: list[int] = []
-    beats: list[tuple[int, int, int, bool]] = []
-    nxt, offering = 0, False
+    await bench.reset(dut, inputs=["req"], outputs=["resp"],
+                      signals={"store_data": 0} if hasattr(dut, "store_data") else None)
     mask_tag = (1 << resp_tag) - 1
     dshift = resp_tag
     dmask = (1 << params.beat_bits) - 1
     lshift = resp_tag + params.beat_bits
-    external = bool(prm.get("external", False))
-    words = model.words
-    for t in range(exp.cycles + 3):
-        if not offering and nxt < n and offer[t]:
-            offering = True
-            dut.req__payload.value = packed[nxt]
-        dut.req__valid.value = int(offering)
-        dut.resp__ready.value = int(ready[t])
-        await ReadOnly()
-        if offering and int(dut.req__ready.value):
-            accept.append(t)
-            nxt += 1
-            offering = False
-        if ready[t] and int(dut.resp__valid.value):
-            v = int(dut.resp__payload.value)
-            beats.append((t, v & mask_tag, (v >> dshift) & dmask, bool((v >> lshift) & 1)))
-        rd = int(dut.store_addr.value) if external and int(dut.store_en.value) else None
-        await RisingEdge(dut.clk)
-        if rd is not None:  # the word addressed in an enabled cycle appears after the edge
-            dut.store_data.value = words[rd]
-    dut.req__valid.value = 0
+    source = bench.Source(dut, "req", packed, offer.__getitem__)
+    sink = bench.Sink(dut, "resp", ready.__getitem__, unpack=lambda v: (
+        v & mask_tag, (v >> dshift) & dmask, bool((v >> lshift) & 1)))
+    agents = [source, sink] + ([_Store(dut, model.words)] if external else [])
+    await bench.run(dut, agents, cycles=exp.cycles + 3)
     await ReadOnly()
     error = bool(int(dut.error.value))
+    accept = source.accept_cycles
+    beats = [(t, *b) for t, b in zip(sink.cycles, sink.beats)]
 
     for i, (a, e) in enumerate(zip(accept, exp.accept)):
         if a != e:

@@ -25,12 +25,12 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly
 
 from proxima.golden.field.trace import PageCacheModel
 from proxima.hdl.pagecache import ACTION_CODES, STATS, PageCache, full_rate_schedule
-from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.runner import tb_params
+from proxima.sim.tb import bench
 
 RESP_FIELDS = ("line", "hit", "prefetch_hit", "evicted_valid", "evicted_prefetched",
                "evicted", "prefetches", "stream", "action")
@@ -162,8 +162,7 @@ def expected(dut: PageCache, trace) -> tuple[list[dict], list[int], list[tuple],
 
 
 def unpack(layout, value: int) -> dict:
-    value = int(value)
-    return {name: (value >> f.offset) & ((1 << f.width) - 1) for name, f in layout}
+    return bench.unpack(value, layout)
 
 
 class Checker:
@@ -220,62 +219,26 @@ class Checker:
 
 
 # ---- cocotb ---------------------------------------------------------------------------
+OUTPUTS = ("resp", "fetch", "prefetch")
+
+
 async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.req__valid.value = 0
-    dut.req__payload.value = 0
-    for s in ("resp", "fetch", "prefetch"):
-        getattr(dut, f"{s}__ready").value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["req"], outputs=OUTPUTS)
 
 
 async def _drive(dut, trace, chk: Checker, p_valid: float, p_ready: float,
                  rnd: random.Random, max_cycles: int) -> tuple[int, list[int]]:
     """Offer ``trace`` with random stalls, check outputs; return (cycles, accept cycles)."""
-    sent, offering, cycle = 0, False, 0
-    accepts: list[int] = []
-    req_valid, req_payload, req_ready = dut.req__valid, dut.req__payload, dut.req__ready
-    outs = [(getattr(dut, f"{s}__valid"), getattr(dut, f"{s}__ready"),
-             getattr(dut, f"{s}__payload"), getattr(chk, s))
-            for s in ("resp", "fetch", "prefetch")]
-    while not chk.done():
-        if cycle >= max_cycles:
-            raise AssertionError(f"timeout after {cycle} cycles: {sent} accesses accepted, "
-                                 f"{chk.n_resp} responses")
-        if not offering and sent < len(trace) and (p_valid >= 1.0 or rnd.random() < p_valid):
-            offering = True
-            req_payload.value = trace[sent]
-        req_valid.value = int(offering)
-        readies = []
-        for _, ready, _, _ in outs:
-            r = p_ready >= 1.0 or rnd.random() < p_ready
-            ready.value = int(r)
-            readies.append(r)
-        await ReadOnly()
-        chk.cycle = cycle
-        if offering and int(req_ready.value):
-            accepts.append(cycle)
-            sent += 1
-            offering = False
-        for (valid, _, payload, take), r in zip(outs, readies):
-            if r and int(valid.value):
-                take(int(payload.value))
-        await RisingEdge(dut.clk)
-        cycle += 1
-    req_valid.value = 0
+    def sinks(p):
+        return [bench.Sink(dut, s, p, check=getattr(chk, s), keep=False) for s in OUTPUTS]
+
+    source = bench.Source(dut, "req", trace, p_valid)
+    probe = bench.Probe(lambda cycle: setattr(chk, "cycle", cycle))
+    cycle = await bench.run(dut, [probe, source, *sinks(p_ready)], rnd, max_cycles=max_cycles,
+                            until=chk.done)
     # drain: anything still valid on fetch / prefetch is an extra output
-    for _ in range(4):
-        for s in ("resp", "fetch", "prefetch"):
-            getattr(dut, f"{s}__ready").value = 1
-        await ReadOnly()
-        for valid, _, payload, take in outs:
-            if int(valid.value):
-                take(int(payload.value))
-        await RisingEdge(dut.clk)
-    return cycle, accepts
+    await bench.run(dut, sinks(1.0), cycles=4)
+    return cycle, source.accept_cycles
 
 
 def _stats(dut) -> dict:
@@ -283,11 +246,8 @@ def _stats(dut) -> dict:
 
 
 async def _run_case(dut, count: int, p_valid: float, p_ready: float, seed_offset: int):
-    cfg = tb_config()
-    p = tb_params()
+    cfg, p, rnd, rng = bench.setup(seed_offset)
     pc = make_dut(cfg, p)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED + seed_offset)
-    rnd = random.Random(cocotb.RANDOM_SEED + seed_offset)
     trace = mixed_trace(pc, count, rng)
     exp_resp, exp_fetch, exp_pref, stats, examined, _ = expected(pc, trace)
     flip = int(p.get("flip_expected", -1))

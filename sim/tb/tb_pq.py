@@ -15,7 +15,7 @@ streamed in; every ADT word (``m``, ``c``, value) on ``adt_out`` is compared wit
 Port formats are derived here from the configuration as documented in ``hdl/pq.py``.
 The bench does not depend on the block-RAM implementation: it runs unchanged on
 ``PQUnit(bram="generic")`` and on ``PQUnit(bram="ecp5")`` (DP16KD instances, built with
-the behavioural model of :func:`proxima.hdl.bram.dp16kd_model_verilog` as an extra
+the behavioural model of :func:`proxima.hdl.lib.vendor.dp16kd_model_verilog` as an extra
 source), the netlist that is measured on the FPGA.
 """
 
@@ -25,12 +25,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 
 from proxima.golden.pq import build_adt, pq_distances
 from proxima.sim.runner import tb_config, tb_params
-from proxima.sim.tb.streams import pump
+from proxima.sim.tb import bench
 
 
 def _w(n: int) -> int:
@@ -82,59 +80,58 @@ class Fmt:
 
 
 async def reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    for s in ("cb_wr", "query", "codes"):
-        getattr(dut, f"{s}__valid").value = 0
-        getattr(dut, f"{s}__payload").value = 0
-    dut.adt_out__ready.value = 0
-    dut.dists__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await bench.reset(dut, inputs=["cb_wr", "query", "codes"], outputs=["adt_out", "dists"])
 
 
 def compare_adt(f: Fmt, words, adt, qi):
+    """Every ADT word ``(m, c, value)`` vs the golden ADT, in order."""
     exp = [(mm, c, int(adt[mm, c])) for mm in range(f.M) for c in range(f.ksub)]
-    if len(words) != len(exp):
-        raise AssertionError(f"query {qi}: {len(words)} ADT words, expected {len(exp)}")
-    for t, (w, e) in enumerate(zip(words, exp)):
-        g = f.adt_word(w)
-        if g != e:
-            raise AssertionError(f"query {qi}: ADT word {t}: got (m, c, value) {g}, golden {e}")
+    bench.compare([f.adt_word(w) for w in words], exp, f"query {qi}: ADT word")
 
 
 def compare_dists(f: Fmt, beats, exp_d, ids, used, qi):
+    """Every lane ``(used, id, dist)`` vs golden (an unused lane's distance is not
+    compared)."""
     n = len(exp_d)
     if len(beats) != -(-n // f.P):
         raise AssertionError(f"query {qi}: {len(beats)} distance beats for {n} codes")
     lanes = [x for b in beats for x in f.dist_lanes(b)][:n]
-    for t, (u, i, d) in enumerate(lanes):
-        e = (int(used[t]), int(ids[t]), int(exp_d[t]))
-        if (u, i) != e[:2] or (u and d != e[2]):
-            raise AssertionError(f"query {qi}: code {t}: got (used, id, dist) {(u, i, d)}, "
-                                 f"golden {e}")
+    got = [(u, i, d if u else 0) for u, i, d in lanes]
+    exp = [(int(u), int(i), int(d) if u else 0) for u, i, d in zip(used, ids, exp_d)]
+    bench.compare(got, exp, f"query {qi}: code")
 
 
 async def load_codebook(dut, f, book, p_valid, rnd, rng):
     beats = [f.cb_beat(m * f.ksub + c, book[m, c]) for m in range(f.M) for c in range(f.ksub)]
     order = rng.permutation(len(beats))
-    await pump(dut, "cb_wr", [beats[i] for i in order], None, 0, p_valid, 0, rnd,
+    await bench.pump(dut, "cb_wr", [beats[i] for i in order], None, 0, p_valid, 0, rnd,
                10 * len(beats) + 100)
+
+
+async def load_query(dut, f, q, p_valid, p_ready, rnd):
+    """Stream query ``q`` in and take its ADT words; returns (words, their cycles)."""
+    await bench.pump(dut, "query", [int(x) for x in q], None, 0, p_valid, 0, rnd,
+                     10 * len(q) + 100)
+    words, _, out_c = await bench.pump(dut, None, [], "adt_out", f.M * f.ksub, 0, p_ready, rnd,
+                                       10 * f.M * f.ksub + 100)
+    return words, out_c
+
+
+async def distances(dut, f, beats, p_valid, p_ready, rnd, max_cycles):
+    """Stream code ``beats`` in and take as many distance beats; returns (beats, accept
+    cycles, output cycles)."""
+    return await bench.pump(dut, "codes", beats, "dists", len(beats), p_valid, p_ready, rnd,
+                            max_cycles)
 
 
 @cocotb.test()
 async def random_queries_and_codes_with_stalls(dut):
     """Random codebook and queries; every ADT word and >= 10k PQ distances vs golden."""
-    cfg = tb_config()
-    p = tb_params()
-    f = Fmt(cfg)
+    cfg, p, rnd, rng = bench.setup()
     n_q, n_codes = int(p.get("queries", 3)), int(p.get("codes", 4000))
-    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
-    p_hole = float(p.get("p_hole", 0.1))
-    flip = int(p.get("flip_expected", -1))
-    rnd = random.Random(cocotb.RANDOM_SEED)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    p_hole, flip = float(p.get("p_hole", 0.1)), int(p.get("flip_expected", -1))
+    pv, pr = bench.stall_probabilities(p)
+    f = Fmt(cfg)
     book = rng.integers(0, cfg.vec.elem_max + 1, size=(f.M, f.ksub, f.dsub))
     book[:, 0] = 0
     book[:, 1] = cfg.vec.elem_max
@@ -142,15 +139,9 @@ async def random_queries_and_codes_with_stalls(dut):
     await load_codebook(dut, f, book, pv, rnd, rng)
     total = 0
     for qi in range(n_q):
-        q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
-        if qi == 1:
-            q[:] = 0
-        elif qi == 2:
-            q[:] = cfg.vec.elem_max
+        q = bench.random_query(cfg, rng, qi)
         adt = build_adt(cfg, q, book)
-        await pump(dut, "query", [int(x) for x in q], None, 0, pv, 0, rnd, 10 * len(q) + 100)
-        words, _, _ = await pump(dut, None, [], "adt_out", f.M * f.ksub, 0, pr, rnd,
-                                 10 * f.M * f.ksub + 100)
+        words, _ = await load_query(dut, f, q, pv, pr, rnd)
         compare_adt(f, words, adt, qi)
         codes = rng.integers(0, f.ksub, size=(n_codes, f.M))
         codes[: n_codes // 8] = np.argmax(adt, axis=1)  # the largest entries
@@ -161,8 +152,7 @@ async def random_queries_and_codes_with_stalls(dut):
             exp_d[flip] += 1
             used[flip] = True
         beats = f.code_beats(codes, ids, used)
-        out, _, _ = await pump(dut, "codes", beats, "dists", len(beats), pv, pr, rnd,
-                               20 * len(beats) + 100)
+        out, _, _ = await distances(dut, f, beats, pv, pr, rnd, 20 * len(beats) + 100)
         compare_dists(f, out, exp_d, ids, used, qi)
         total += n_codes
     dut._log.info("%d queries: %d ADT words and %d PQ distances matched the golden model",
@@ -183,9 +173,7 @@ async def full_rate_build_and_distances(dut):
     await load_codebook(dut, f, book, 1.0, rnd, rng)
     q = rng.integers(0, cfg.vec.elem_max + 1, size=cfg.vec.dim)
     adt = build_adt(cfg, q, book)
-    await pump(dut, "query", [int(x) for x in q], None, 0, 1.0, 0, rnd, 10 * len(q) + 100)
-    words, _, out_c = await pump(dut, None, [], "adt_out", f.M * f.ksub, 0, 1.0, rnd,
-                                 10 * f.M * f.ksub + 100)
+    words, out_c = await load_query(dut, f, q, 1.0, 1.0, rnd)
     compare_adt(f, words, adt, 0)
     assert out_c == list(range(out_c[0], out_c[0] + f.M * f.ksub)), "ADT: one entry per cycle"
     build_latency = int(tb_params()["build_latency"])
@@ -196,8 +184,7 @@ async def full_rate_build_and_distances(dut):
     ids = rng.integers(0, 1 << f.idb, size=n)
     used = np.ones(n, dtype=bool)
     beats = f.code_beats(codes, ids, used)
-    out, acc_c, out_c = await pump(dut, "codes", beats, "dists", len(beats), 1.0, 1.0, rnd,
-                                   len(beats) + 100)
+    out, acc_c, out_c = await distances(dut, f, beats, 1.0, 1.0, rnd, len(beats) + 100)
     compare_dists(f, out, pq_distances(adt, codes), ids, used, 0)
     assert acc_c == list(range(acc_c[0], acc_c[0] + len(beats))), "not one beat per cycle"
     lat = int(tb_params()["latency"])

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.sim.runner import tb_config, tb_params
+from proxima.sim.tb import bench
 
 
 def _data(block: str):
@@ -44,82 +46,65 @@ async def replay_bloom(dut):
     await tb.reset(dut)  # the filter holds ready low while it initialises its banks
     got, _, _, cycles = await tb.drive(dut, cfg, ops, 1.0, 1.0, random.Random(0),
                                        40 * len(ops) + 64 * cfg.bloom.bank_bits + 1000)
-    bad = [i for i, (g, e) in enumerate(zip(got, exp)) if tuple(g) != e]
-    bad += list(range(min(len(got), len(exp)), max(len(got), len(exp))))
-    first = None if not bad else f"id test {bad[0]}: got " \
-        f"{got[bad[0]] if bad[0] < len(got) else None}, golden {exp[bad[0]] if bad[0] < len(exp) else None}"
-    _finish(res, "bloom", len(exp), len(bad), cycles, first)
+    bad = bench.mismatches([tuple(g) for g in got], exp, "id test")
+    _finish(res, "bloom", len(exp), len(bad), cycles, bad[0] if bad else None)
+
+
+async def _per_query(dut, block: str, tb, step) -> None:
+    """Replay ``block``'s traffic query by query: ``await step(f, d, qi)`` drives query
+    ``qi`` and returns ``(cycles, transactions, mismatch lines)``."""
+    data, res = _data(block)
+    f = tb.Fmt(tb_config())
+    await tb.reset(dut)
+    cycles = transactions = 0
+    bad: list[str] = []
+    for qi in range(len(data[block]["queries"])):
+        c, n, b = await step(f, data[block], qi)
+        cycles, transactions, bad = cycles + c, transactions + n, bad + b
+    _finish(res, block, transactions, len(bad), cycles, bad[0] if bad else None)
 
 
 @cocotb.test()
 async def replay_pq(dut):
     from proxima.sim.tb import tb_pq as tb
-    cfg = tb_config()
-    data, res = _data("pq")
-    d = data["pq"]
-    f = tb.Fmt(cfg)
     rnd = random.Random(0)
-    await tb.reset(dut)
-    cycles = transactions = 0
-    bad: list[str] = []
-    for qi, q in enumerate(d["queries"]):
-        _, acc, _ = await tb.pump(dut, "query", q, None, 0, 1.0, 0, rnd, 10 * len(q) + 100)
-        words, _, oc = await tb.pump(dut, None, [], "adt_out", f.M * f.ksub, 0, 1.0, rnd,
-                                     10 * f.M * f.ksub + 100)
-        cycles += oc[-1] + 1
-        adt = d["adt"][qi]
-        for t, w in enumerate(words):
-            m, c, v = f.adt_word(w)
-            transactions += 1
-            if (m, c, v) != (t // f.ksub, t % f.ksub, adt[t]):
-                bad.append(f"query {qi} ADT word {t}: got {(m, c, v)}, golden "
-                           f"{(t // f.ksub, t % f.ksub, adt[t])}")
-        ids, codes, exp = d["ids"][qi], d["codes"][qi], d["expect"][qi]
+
+    async def step(f, d, qi):
+        words, oc = await tb.load_query(dut, f, d["queries"][qi], 1.0, 1.0, rnd)
+        exp = [(t // f.ksub, t % f.ksub, v) for t, v in enumerate(d["adt"][qi])]
+        bad = bench.mismatches([f.adt_word(w) for w in words], exp, f"query {qi} ADT word")
+        ids, codes, dists = d["ids"][qi], d["codes"][qi], d["expect"][qi]
         if not ids:
-            continue
+            return oc[-1] + 1, len(exp), bad
         beats = f.code_beats(codes, ids, [True] * len(ids))
-        out, ac, oc = await tb.pump(dut, "codes", beats, "dists", len(beats), 1.0, 1.0, rnd,
-                                    20 * len(beats) + 100)
-        cycles += oc[-1] - ac[0] + 1
+        out, ac, dc = await tb.distances(dut, f, beats, 1.0, 1.0, rnd, 20 * len(beats) + 100)
         lanes = [x for b in out for x in f.dist_lanes(b)][:len(ids)]
-        for t, (u, i, dist) in enumerate(lanes):
-            transactions += 1
-            if (u, i, dist) != (1, ids[t], exp[t]):
-                bad.append(f"query {qi} code {t}: got (used, id, dist) {(u, i, dist)}, golden "
-                           f"{(1, ids[t], exp[t])}")
-    _finish(res, "pq", transactions, len(bad), cycles, bad[0] if bad else None)
+        bad += bench.mismatches(lanes, [(1, i, e) for i, e in zip(ids, dists)],
+                                f"query {qi} code (used, id, dist)")
+        return oc[-1] + 1 + dc[-1] - ac[0] + 1, len(exp) + len(ids), bad
+
+    await _per_query(dut, "pq", tb, step)
 
 
 @cocotb.test()
 async def replay_exact(dut):
     from proxima.sim.tb import tb_exact as tb
-    cfg = tb_config()
-    data, res = _data("exact")
-    d = data["exact"]
-    f = tb.Fmt(cfg)
     rnd = random.Random(0)
     rng = np.random.default_rng(0)
-    await tb.reset(dut)
-    cycles = transactions = 0
-    bad: list[str] = []
-    for qi, q in enumerate(d["queries"]):
+
+    async def step(f, d, qi):
         ids, vecs, exp = d["ids"][qi], d["vectors"][qi], d["expect"][qi]
-        await tb.pump(dut, "query", f.vec_beats(q, rng), None, 0, 1.0, 0, rnd, 10 * f.beats + 100)
+        await bench.pump(dut, "query", f.vec_beats(d["queries"][qi], rng), None, 0, 1.0, 0, rnd,
+                         10 * f.beats + 100)
         if not ids:
-            continue
-        beats = []
-        for t in range(len(ids)):
-            beats += [b | (int(ids[t]) << (f.L * f.eb)) for b in f.vec_beats(vecs[t], rng)]
-        out, ac, oc = await tb.pump(dut, "vecs", beats, "dists", len(ids), 1.0, 1.0, rnd,
-                                    20 * len(beats) + 100)
-        cycles += oc[-1] - ac[0] + 1
-        for t, w in enumerate(out):
-            transactions += 1
-            g = (w & ((1 << f.dw) - 1), w >> f.dw)
-            if g != (exp[t], ids[t]):
-                bad.append(f"query {qi} vector {t}: got (dist, id) {g}, golden "
-                           f"{(exp[t], ids[t])}")
-    _finish(res, "exact", transactions, len(bad), cycles, bad[0] if bad else None)
+            return 0, 0, []
+        beats = f.id_beats(vecs, ids, rng)
+        out, ac, oc = await bench.pump(dut, "vecs", beats, "dists", len(ids), 1.0, 1.0, rnd,
+                                       20 * len(beats) + 100)
+        return oc[-1] - ac[0] + 1, len(ids), bench.mismatches(
+            [f.dist_id(w) for w in out], list(zip(exp, ids)), f"query {qi} vector (dist, id)")
+
+    await _per_query(dut, "exact", tb, step)
 
 
 @cocotb.test()
@@ -136,11 +121,8 @@ async def replay_sorter(dut):
         await tb._reset(dut)
         out, cycles = await tb._run(dut, vecs, 1.0, 1.0, random.Random(0), cfg.sort_key_bits,
                                     20 * len(vecs) + 1000)
-        for t, (g, e) in enumerate(zip(out, exp)):
-            if g != [int(x) for x in e]:
-                bad.append(f"expansion {t}: sorted keys differ")
-        if len(out) != len(vecs):
-            bad.append(f"{len(out)} vectors out of {len(vecs)}")
+        bad = bench.mismatches(out, [[int(x) for x in e] for e in exp], "expansion",
+                               lambda t, g, e: f"expansion {t}: sorted keys differ")
     _finish(res, "sorter", len(vecs), len(bad), cycles, bad[0] if bad else None)
 
 
@@ -161,7 +143,7 @@ async def replay_gapdec(dut):
         frames.append(tb.Frame(tb._words(fb, len(fb), wb, int(hot)), ids, codes, 0, bool(hot)))
     await tb._reset(dut)
     dut.gap_width.value = lay.gap_width
-    await cocotb.triggers.RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
     bad = []
     cycles = 0
     try:
@@ -190,7 +172,7 @@ async def replay_pagecache(dut):
     try:
         cycles, _ = await tb._drive(dut, trace, chk, 1.0, 1.0, random.Random(0),
                                     max_cycles=(4 + pc.depth) * len(trace) * 20 + 1000)
-        await cocotb.triggers.ReadOnly()
+        await ReadOnly()
         chk.finish(tb._stats(dut), stats)
     except AssertionError as e:
         bad.append(str(e).splitlines()[0])

@@ -16,6 +16,14 @@ def clustered_u8(n, dim, seed, clusters=20, spread=20.0):
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def exact_knn_rows(vec, R):
+    """The ``R`` nearest other vectors of each vector by exact squared distance (ties by id),
+    each row sorted by id: a brute-force graph for small test indexes."""
+    d = ((vec[:, None, :].astype(np.int64) - vec[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.iinfo(np.int64).max)
+    return np.sort(np.argsort(d, axis=1, kind="stable")[:, :R], axis=1).astype(np.int32)
+
+
 def knn_plus_random_graph(x, R, seed, n_random=4):
     """k-NN rows plus a few random long edges (connected in practice), sorted, -1 padded."""
     n = len(x)

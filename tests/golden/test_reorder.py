@@ -13,16 +13,16 @@ from proxima.golden.layout import Layout
 from proxima.golden.reorder import (ReorderError, hot_count, relabel, reorder,
                                     sample_base_vectors, visit_frequency)
 
+from .conftest import exact_knn_rows
+
 CFG = preset("tiny")
 
 
 def make_index(n=300, seed=1, entry=17):
     rng = np.random.default_rng(seed)
     vec = rng.integers(0, 256, (n, CFG.vec.dim), dtype=np.uint8)
-    d = ((vec[:, None, :].astype(np.int64) - vec[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.iinfo(np.int64).max)
     R = CFG.graph.R
-    nb = np.sort(np.argsort(d, axis=1, kind="stable")[:, :R], axis=1).astype(np.int32)
+    nb = exact_knn_rows(vec, R)
     nb[::5, R - 2:] = -1
     book = rng.integers(0, 256, (CFG.pq.M, 256, CFG.dsub), dtype=np.uint8)
     codes = rng.integers(0, 256, (n, CFG.pq.M), dtype=np.uint8)

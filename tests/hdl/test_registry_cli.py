@@ -119,3 +119,49 @@ def test_fpga_defaults_apply_only_to_the_measurement_path():
     assert fpga_options("arbiter", {"group": 8}) == {"group": 8}
     assert set(FPGA_OPTIONS) <= set(BLOCKS)
     assert FPGA_OPTIONS == before  # not mutated by the calls above
+
+
+# ---- the registry is the one list of blocks --------------------------------------------
+def test_every_block_names_its_golden_twin_and_testbench():
+    import importlib.util
+
+    from proxima.hdl.registry import golden_twin
+    for name, block in BLOCKS.items():
+        twins = golden_twin(name)
+        assert twins and all(callable(t) for t in twins), name
+        assert all(p.startswith("proxima.golden.") for p in block.golden), name
+        assert importlib.util.find_spec(block.testbench) is not None, (name, block.testbench)
+    with pytest.raises(UnknownBlockError):
+        golden_twin("nope")
+
+
+def test_replay_takes_its_blocks_from_the_registry():
+    from proxima.hdl.registry import replay_blocks
+    from proxima.sim.replay import BLOCKS as REPLAYED
+    assert REPLAYED == replay_blocks() == tuple(n for n, b in BLOCKS.items() if b.replay)
+    assert {"bloom", "pq", "exact", "sorter", "gapdec", "pagecache"} == set(REPLAYED)
+
+
+def test_architecture_table_matches_the_registry():
+    """docs/ARCHITECTURE.md's registry table: one row per block, with the registry's golden
+    twins and testbench."""
+    import re
+    from pathlib import Path
+
+    from proxima.sim.runner import REPO_ROOT
+    text = (Path(REPO_ROOT) / "docs" / "ARCHITECTURE.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\| `(\w+)` \| `hdl/[\w/]+\.py` \| (.*) \| `(sim/tb/\w+\.py)` \| (yes|no) \|$",
+                     line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3), m.group(4) == "yes")
+    assert set(rows) == set(BLOCKS)
+    for name, block in BLOCKS.items():
+        twin_cell, tb, replay = rows[name]
+        for path in block.golden:
+            module, _, attr = path.partition(":")
+            file = "golden/" + module.removeprefix("proxima.golden.").replace(".", "/") + ".py"
+            assert f"`{file}`" in twin_cell and f"`{attr}`" in twin_cell, (name, path)
+        assert tb == block.testbench.removeprefix("proxima.").replace(".", "/") + ".py"
+        assert replay == block.replay, name
