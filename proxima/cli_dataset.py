@@ -81,7 +81,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_groundtruth(args: argparse.Namespace) -> int:
     from proxima.golden.datasets import ground_truth, write_ground_truth
+    from proxima.pipeline import check_output_path
     try:
+        ins = [args.base, args.queries]
+        check_output_path(args.out, ins, "--out")
+        if args.distances:
+            check_output_path(args.distances, ins + [args.out], "--distances")
         t = time.perf_counter()
         ids, dists = ground_truth(args.base, args.queries, args.k, block_rows=args.block_rows,
                                   progress=not args.no_progress)
@@ -115,6 +120,10 @@ def _cmd_quantise(args: argparse.Namespace) -> int:
                                       vector_file_info, write_text_atomic)
     scheme_out = args.scheme_out or (args.out + ".quant.json")
     try:
+        from proxima.pipeline import check_output_path
+        ins = [args.inp, args.scheme]
+        check_output_path(args.out, ins, "--out")
+        check_output_path(scheme_out, ins + [args.out], "--scheme-out")
         cfg = getattr(args, "cfg", None)
         if cfg is None:
             cfg = preset(args.dataset_preset)
@@ -236,6 +245,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from proxima.golden.vecio import (VectorWriter, detect_format, format_dtype, iter_vectors,
                                       vector_file_info)
     try:
+        from proxima.pipeline import check_output_path
+        check_output_path(args.dst, [args.src], "output")
         info = vector_file_info(args.src, args.in_fmt)
         out_fmt = detect_format(args.dst, args.out_fmt)
         target = format_dtype(out_fmt)  # None: npy keeps the source dtype

@@ -252,3 +252,17 @@ def test_subcommand_modules_register_with_add_parser():
         assert callable(importlib.import_module(f"proxima.{mod}").add_parser)
     choices = build_parser()._subparsers._group_actions[0].choices
     assert {"demo", "build-index", "search", "eval", "dataset", "field", "hdl"} <= set(choices)
+
+
+def test_dataset_commands_refuse_to_overwrite_their_inputs(built, tmp_path, capsys):
+    d, base, q, gt, img = built
+    b = tmp_path / "b.u8bin"
+    b.write_bytes(base.read_bytes())
+    before = b.read_bytes()
+    _fails(["dataset", "groundtruth", "--base", str(b), "--queries", str(q), "--out", str(b),
+            "--no-progress"], capsys, "also an input")
+    _fails(["dataset", "convert", str(b), str(b)], capsys, "also an input")
+    f = tmp_path / "f.fvecs"
+    write_vectors(f, np.ones((4, 16), np.float32))
+    _fails(["dataset", "quantise", "--in", str(f), "--out", str(f)], capsys, "also an input")
+    assert b.read_bytes() == before
