@@ -1386,7 +1386,7 @@ class Field:
                 if not self._is_recorded(c):
                     new.append(c)
             for d in dirs:
-                _fsync_dir(d / "x")
+                _fsync_dir(d)
             if new:
                 old = [] if self._recorded is None else self._recorded.tolist()
                 self._write_chunk_list(old + new)
@@ -1470,12 +1470,14 @@ class Field:
         return self._chunk_path(c)
 
     def chunk_memmap(self, c: int) -> np.ndarray | None:
-        """A read-only ``numpy.memmap`` of chunk ``c``'s data (None if it does not exist)."""
+        """A read-only ``numpy.memmap`` of chunk ``c``'s data (None if it does not exist); in
+        the writer, of its unpublished copy if it has one."""
         h = self._acquire(c)
         if h is None:
             return None
         self._release(h)
-        return np.memmap(self._chunk_path(c), dtype=self.dtype, mode="r",
+        path = self._shadow_path(c) if c in self._shadow else self._chunk_path(c)
+        return np.memmap(path, dtype=self.dtype, mode="r",
                          offset=CHUNK_HDR_BYTES, shape=(h.data_bytes // self.itemsize,))
 
 
@@ -1580,9 +1582,10 @@ def _remove_stale_tmp(path: Path) -> int:
     return n
 
 
-def _fsync_dir(file_in_dir: Path) -> None:
+def _fsync_dir(directory: Path) -> None:
+    """``fsync`` a directory so renames inside it are durable (ignored where refused)."""
     try:
-        dfd = os.open(Path(file_in_dir).parent, os.O_RDONLY)
+        dfd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover
         return
     try:
@@ -1709,7 +1712,7 @@ def create(path, shape, dtype="float32", *, chunk_rows: int | None = None,
             os.fsync(f.fileno())
         os.replace(p / (LIST_NAME + ".tmp"), lp)
         os.replace(tmp, hp)
-        _fsync_dir(hp)
+        _fsync_dir(p)
     except BaseException:
         lock.close()
         raise
