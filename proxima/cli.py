@@ -20,9 +20,11 @@ module that is not installed is skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -264,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. head: stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _user_errors() as e:
         print(f"proxima {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
         return 2
