@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .config import ConfigError, ProximaConfig, preset
+from .config import ProximaConfig, preset
 
 __all__ = ["PipelineError", "build_config", "search_config", "timing_layout",
            "check_output_path", "prepare_queries", "check_ground_truth", "check_build",
