@@ -205,6 +205,9 @@ def test_killed_image_writer_temp_removed_by_next_write(built, tmp_path, capsys)
     assert main(["build-index", "--preset", "tiny", "--base", str(base), "-o", str(out),
                  "--quiet"]) == 0
     assert out.exists() and not stale.exists() and mine.exists()
+    stale.write_bytes(b"again")  # a reader of the image removes it too
+    assert main(["search", "--index", str(out), "--queries", str(q)]) == 0
+    assert not stale.exists() and mine.exists()
 
 
 # ------------------------------------------------------------------ issue 18: layering
