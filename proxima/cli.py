@@ -102,7 +102,12 @@ def _cmd_search(args) -> int:
     from .golden.vecio import write_vectors
 
     if args.output:
+        from .golden.vecio import FORMATS, detect_format
         check_output_path(args.output, [args.index, args.queries])
+        dt = FORMATS[detect_format(args.output)][1]
+        if dt is not None and (dt.kind != "i" or dt.itemsize < 4):
+            raise CliError(f"-o {args.output}: result ids need an int32 format (.ivecs, .ibin, "
+                           f".npy), not {dt}")
     if args.show < 0:
         raise CliError(f"--show must be >= 0, got {args.show}")
     img = read_image(args.index)

@@ -68,6 +68,10 @@ def test_outputs_that_cannot_be_written_fail_before_work(built, tmp_path, capsys
             str(tmp_path)], capsys, "is a directory")
     _fails(["search", "--index", str(img), "--queries", str(q), "-o", str(q)], capsys,
            "also an input")
+    _fails(["search", "--index", str(img), "--queries", str(q), "-o", str(tmp_path / "r.fvecs")],
+           capsys, "int32 format")
+    _fails(["search", "--index", str(img), "--queries", str(q), "-o", str(tmp_path / "r.xyz")],
+           capsys, "r.xyz")
 
 
 # ------------------------------------------------------------------ tracebacks before
