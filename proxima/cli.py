@@ -116,7 +116,7 @@ def _cmd_search(args) -> int:
     rep, results = run_queries(img.index, q, None, cfg, args.algo, img.layout)
     labels = img.index.labels
     if args.output:
-        ids = np.full((len(results), cfg.search.k), -1, dtype=np.int32)
+        ids = np.full((len(results), cfg.search.k), -1, dtype=np.int64)  # checked on write
         for i, r in enumerate(results):
             ids[i, :len(r.ids)] = labels[r.ids]
         write_vectors(args.output, ids)
