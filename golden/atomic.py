@@ -4,6 +4,10 @@ A temporary file is created next to the destination (ordinary new-file permissio
 flushed and ``fsync``-ed, then renamed over the destination with ``os.replace`` and the
 directory is ``fsync``-ed so the rename is durable.  On any error the temporary file is
 removed and an existing destination is left untouched.
+
+Temporary files are named ``.<name>.<pid>.<random>.tmp``; a process killed mid-write leaves
+one behind, and the next write of the same destination removes those whose process is
+gone (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import tempfile
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "new_file_mode", "mkstemp_for", "fsync_dir"]
+__all__ = ["atomic_open", "new_file_mode", "mkstemp_for", "fsync_dir", "remove_stale_temps"]
 
 
 def new_file_mode() -> int:
@@ -23,10 +27,43 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def mkstemp_for(path: str) -> tuple[int, str]:
-    """A temporary file next to ``path`` with ordinary new-file permissions."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or an odd number): leave its file alone
+    return True
+
+
+def remove_stale_temps(path: str) -> int:
+    """Remove ``.<name>.<pid>.*.tmp`` files next to ``path`` whose process no longer runs."""
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    prefix = "." + os.path.basename(path) + "."
+    n = 0
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(d, name))
+                n += 1
+    return n
+
+
+def mkstemp_for(path: str) -> tuple[int, str]:
+    """A temporary file next to ``path`` with ordinary new-file permissions (stale ones of
+    dead processes are removed first)."""
+    d = os.path.dirname(os.path.abspath(path))
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                               suffix=".tmp", dir=d)
     try:
         os.fchmod(fd, new_file_mode())
     except OSError:  # pragma: no cover - filesystems without permissions

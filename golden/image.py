@@ -40,7 +40,8 @@ frames.  Any failure raises :class:`ImageError` with a message naming the cause
 M)``, ...).
 
 Writing is atomic: a temporary file in the same directory, ``fsync``, ``os.replace``, then an
-``fsync`` of the directory.
+``fsync`` of the directory.  Temporary files of writers that died are removed by the next
+write or read of the same path (:func:`proxima.golden.atomic.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import numpy as np
 
 from proxima.config import ConfigError, ProximaConfig
 
-from .atomic import atomic_open
+from .atomic import atomic_open, remove_stale_temps
 from .index import Index, IndexError_
 from .layout import (Layout, LayoutError, decode_frames, decode_hot_frames, encode_frames,
                      encode_hot_frames)
@@ -237,6 +238,7 @@ def _sections(path: Path, data: bytes) -> dict[str, memoryview]:
 def read_image(path: str | os.PathLike) -> Image:
     """Open, verify and decode an image file; see the module docstring for the checks."""
     path = Path(path)
+    remove_stale_temps(str(path))  # a killed writer's half-written temporary file
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-__all__ = ["register", "build_parser", "main", "parse_count"]
+__all__ = ["add_parser", "register", "build_parser", "main", "parse_count"]
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9}
 
@@ -81,7 +81,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_groundtruth(args: argparse.Namespace) -> int:
     from proxima.golden.datasets import ground_truth, write_ground_truth
+    from proxima.pipeline import check_output_path
     try:
+        ins = [args.base, args.queries]
+        check_output_path(args.out, ins, "--out")
+        if args.distances:
+            check_output_path(args.distances, ins + [args.out], "--distances")
         t = time.perf_counter()
         ids, dists = ground_truth(args.base, args.queries, args.k, block_rows=args.block_rows,
                                   progress=not args.no_progress)
@@ -115,6 +120,10 @@ def _cmd_quantise(args: argparse.Namespace) -> int:
                                       vector_file_info, write_text_atomic)
     scheme_out = args.scheme_out or (args.out + ".quant.json")
     try:
+        from proxima.pipeline import check_output_path
+        ins = [args.inp, args.scheme]
+        check_output_path(args.out, ins, "--out")
+        check_output_path(scheme_out, ins + [args.out], "--scheme-out")
         cfg = getattr(args, "cfg", None)
         if cfg is None:
             cfg = preset(args.dataset_preset)
@@ -159,41 +168,74 @@ def _cmd_quantise(args: argparse.Namespace) -> int:
 # ---- info ----------------------------------------------------------------------------
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    """Shape, format and value statistics.  NaN / infinite values are counted and left out
+    of the statistics, with a warning on stderr (exit 0: the file is readable)."""
     from proxima.golden.vecio import iter_vectors, vector_file_info
     try:
         info = vector_file_info(args.path, args.fmt)
         rows = info.n if args.rows is None else min(info.n, args.rows)
         mn, mx, s, s2, cnt, zeros = np.inf, -np.inf, 0.0, 0.0, 0, 0
-        nrm_min, nrm_max, nrm_sum = np.inf, -np.inf, 0.0
-        for c in iter_vectors(args.path, fmt=args.fmt, stop=rows):
+        nrm_min, nrm_max, nrm_sum, nrm_rows = np.inf, -np.inf, 0.0, 0
+        bad_vals, bad_rows, first_bad = 0, 0, None
+        seen = 0
+        for c in iter_vectors(args.path, fmt=args.fmt, stop=rows) if rows else ():
             v = c.astype(np.float64)
-            mn, mx = min(mn, float(v.min())), max(mx, float(v.max()))
-            s += float(v.sum())
-            s2 += float((v * v).sum())
-            cnt += v.size
+            fin = np.isfinite(v)
+            ok_rows = fin.all(axis=1)
+            if not ok_rows.all():
+                bad_vals += int(v.size - np.count_nonzero(fin))
+                bad_rows += int(np.count_nonzero(~ok_rows))
+                if first_bad is None:
+                    first_bad = seen + int(np.flatnonzero(~ok_rows)[0])
+            seen += len(v)
+            fv = v[fin]
+            if fv.size:
+                mn, mx = min(mn, float(fv.min())), max(mx, float(fv.max()))
+                s += float(fv.sum())
+                s2 += float((fv * fv).sum())
+                cnt += fv.size
             zeros += int(np.count_nonzero(c == 0))
-            nrm = np.sqrt((v * v).sum(axis=1))
-            nrm_min, nrm_max = min(nrm_min, float(nrm.min())), max(nrm_max, float(nrm.max()))
-            nrm_sum += float(nrm.sum())
+            good = v[ok_rows]
+            if len(good):
+                nrm = np.sqrt((good * good).sum(axis=1))
+                nrm_min = min(nrm_min, float(nrm.min()))
+                nrm_max = max(nrm_max, float(nrm.max()))
+                nrm_sum += float(nrm.sum())
+                nrm_rows += len(good)
     except _user_errors() as e:
         return _err("info", e)
-    mean = s / cnt
+    mean = s / cnt if cnt else None
+    std = float(np.sqrt(max(0.0, s2 / cnt - mean * mean))) if cnt else None
     out = {
         "path": info.path, "format": info.fmt, "shape": [info.n, info.dim],
         "dtype": str(info.dtype.newbyteorder("=")), "file_bytes": info.file_bytes,
-        "stats_rows": rows, "min": mn, "max": mx, "mean": mean,
-        "std": float(np.sqrt(max(0.0, s2 / cnt - mean * mean))),
-        "zero_fraction": zeros / cnt,
-        "row_norm": {"min": nrm_min, "mean": nrm_sum / rows, "max": nrm_max},
+        "stats_rows": rows, "min": mn if cnt else None, "max": mx if cnt else None,
+        "mean": mean, "std": std,
+        "zero_fraction": zeros / (rows * info.dim) if rows else None,
+        "nonfinite_values": bad_vals, "nonfinite_rows": bad_rows,
+        "row_norm": {"min": nrm_min if nrm_rows else None,
+                     "mean": nrm_sum / nrm_rows if nrm_rows else None,
+                     "max": nrm_max if nrm_rows else None},
     }
+    if bad_vals:
+        print(f"proxima dataset info: warning: {info.path}: {bad_vals} NaN or infinite values "
+              f"in {bad_rows} of {rows} rows (first: row {first_bad}); the statistics cover "
+              f"the finite values only", file=sys.stderr)
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
+        def g(x):
+            return "-" if x is None else f"{x:.6g}"
         print(f"{info.path}: {info.fmt}, {info.n} x {info.dim} {out['dtype']}, "
               f"{info.file_bytes} bytes")
-        print(f"  over {rows} rows: min {mn:.6g}  max {mx:.6g}  mean {mean:.6g}  "
-              f"std {out['std']:.6g}  zeros {100 * out['zero_fraction']:.2f}%")
-        print(f"  row L2 norm: min {nrm_min:.6g}  mean {nrm_sum / rows:.6g}  max {nrm_max:.6g}")
+        if not rows:
+            print("  no rows examined")
+            return 0
+        print(f"  over {rows} rows: min {g(out['min'])}  max {g(out['max'])}  mean {g(mean)}  "
+              f"std {g(std)}  zeros {100 * out['zero_fraction']:.2f}%"
+              + (f"  non-finite {bad_vals}" if bad_vals else ""))
+        rn = out["row_norm"]
+        print(f"  row L2 norm: min {g(rn['min'])}  mean {g(rn['mean'])}  max {g(rn['max'])}")
     return 0
 
 
@@ -203,6 +245,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from proxima.golden.vecio import (VectorWriter, detect_format, format_dtype, iter_vectors,
                                       vector_file_info)
     try:
+        from proxima.pipeline import check_output_path
+        check_output_path(args.dst, [args.src], "output")
         info = vector_file_info(args.src, args.in_fmt)
         out_fmt = detect_format(args.dst, args.out_fmt)
         target = format_dtype(out_fmt)  # None: npy keeps the source dtype
@@ -231,7 +275,7 @@ def _cast_checked(src: str, c: np.ndarray, target: np.dtype) -> np.ndarray:
 
 # ---- registration --------------------------------------------------------------------
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``dataset`` (with its sub-commands) to ``subparsers``; returns its parser."""
     p = subparsers.add_parser("dataset", help="synthetic sets, ground truth, quantisation, "
                                               "vector file info/conversion",
@@ -302,6 +346,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--chunk-rows", type=parse_count, default=65536)
     c.set_defaults(func=_cmd_convert)
     return p
+
+
+register = add_parser  # the older name
 
 
 def _cmd_quantise_defaults(args: argparse.Namespace) -> int:

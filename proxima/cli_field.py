@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,8 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-__all__ = ["register", "build_parser", "main", "parse_int", "parse_index"]
+__all__ = ["register", "add_parser", "build_parser", "main", "parse_int", "parse_index",
+           "positive_int", "non_negative_int"]
 
 
 def parse_int(s: str) -> int:
@@ -43,6 +45,24 @@ def parse_int(s: str) -> int:
     return int(d)
 
 
+def positive_int(s: str) -> int:
+    v = parse_int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {s!r}")
+    return v
+
+
+def non_negative_int(s: str) -> int:
+    v = parse_int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s!r}")
+    return v
+
+
+# an index argument may start with "-" ("-1,0"): argparse must not take it for an option
+_INDEX_LIKE = re.compile(r"^-[0-9][0-9eE_.,:\- ]*$|^-\d+$|^-\d*\.\d+$")
+
+
 def parse_shape(s: str) -> tuple[int, ...]:
     dims = tuple(parse_int(x) for x in s.replace("x", ",").split(",") if x.strip())
     if not dims or min(dims) < 1:
@@ -53,8 +73,12 @@ def parse_shape(s: str) -> tuple[int, ...]:
 def parse_index(s: str):
     """``"42e9,7"`` -> (42000000000, 7); ``"0:4,::2"`` -> (slice(0, 4), slice(None, None, 2))."""
     out = []
+    if not s.strip():
+        raise argparse.ArgumentTypeError("empty index")
     for part in s.split(","):
         part = part.strip()
+        if not part:
+            raise argparse.ArgumentTypeError(f"empty index component in {s!r}")
         if ":" in part:
             bits = part.split(":")
             if len(bits) > 3:
@@ -75,14 +99,15 @@ def _fmt_bytes(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _fail(cmd: str, e: Exception) -> int:
-    print(f"proxima field {cmd}: error: {e}", file=sys.stderr)
-    return 2
-
-
 def _errors():
     from proxima.golden.field import FieldError
-    return (FieldError, OSError, ValueError)
+    return (FieldError, OSError, ValueError, IndexError, TypeError, OverflowError)
+
+
+def _fail(cmd: str, e: Exception) -> int:
+    msg = " ".join((str(e) or type(e).__name__).split())
+    print(f"proxima field {cmd}: error: {msg}", file=sys.stderr)
+    return 2
 
 
 def _progress(it, quiet: bool, **kw):
@@ -114,11 +139,12 @@ def _cmd_info(args) -> int:
     from proxima.golden import field as F
     try:
         f = F.open(args.path)
-        ids = f.chunk_ids()
+        ids = f.expected_chunk_ids()
+        on_disk = len(f.chunk_ids())
         info = {
             "path": str(f.path), "shape": list(f.shape), "dtype": f.dtype.str,
             "chunk_shape": list(f.chunk_shape), "chunks": f.n_chunks,
-            "chunk_files": len(ids), "format_version": f.header.version,
+            "chunk_files": on_disk, "chunks_listed": len(ids), "format_version": f.header.version,
             "uid": f.uid.hex(), "logical_bytes": f.nbytes, "disk_bytes": f.disk_usage(),
         }
         if args.verify:
@@ -134,7 +160,7 @@ def _cmd_info(args) -> int:
         print(f"{info['path']}: shape {tuple(info['shape'])} {info['dtype']} "
               f"(format v{info['format_version']}, uid {info['uid']})")
         print(f"  chunks: {info['chunks']} of {tuple(info['chunk_shape'])}, "
-              f"{info['chunk_files']} on disk")
+              f"{info['chunk_files']} on disk, {info['chunks_listed']} written")
         print(f"  logical {_fmt_bytes(info['logical_bytes'])}, on disk "
               f"{_fmt_bytes(info['disk_bytes'])}")
         if args.verify:
@@ -147,6 +173,8 @@ def _cmd_get(args) -> int:
     from proxima.golden import field as F
     try:
         f = F.open(args.path, verify=args.verify)
+        if args.max_print < 1:
+            raise ValueError(f"--max-print must be >= 1, got {args.max_print}")
         v = f.get(args.index)
         np.set_printoptions(threshold=args.max_print, edgeitems=4)
         print(np.asarray(v) if np.ndim(v) else v.item() if hasattr(v, "item") else v)
@@ -166,6 +194,8 @@ def _cmd_bench(args) -> int:
         if args.path is None:
             tmp = tempfile.mkdtemp(prefix="proxima_field_bench_", dir=args.dir)
             cols = 256
+            if args.dir is not None and not os.path.isdir(args.dir):
+                raise ValueError(f"--dir {args.dir} is not a directory")
             rows = max(1, (args.mb << 20) // (cols * 4))
             f = F.create(os.path.join(tmp, "bench"), (rows, cols), "float32",
                          chunk_bytes=8 << 20)
@@ -216,7 +246,7 @@ def _cmd_bench(args) -> int:
 
 
 # ---- wiring --------------------------------------------------------------------------
-def register(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``field`` (create | info | get | bench) to an argparse sub-parsers object."""
     p = subparsers.add_parser("field", help="tiered memory-mapped fields (create, info, get, bench)",
                               description=__doc__,
@@ -227,8 +257,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("path")
     c.add_argument("--shape", type=parse_shape, required=True, help="e.g. 86e9,1000")
     c.add_argument("--dtype", default="float32")
-    c.add_argument("--chunk-rows", type=parse_int, default=None)
-    c.add_argument("--chunk-bytes", type=parse_int, default=1 << 20,
+    c.add_argument("--chunk-rows", type=positive_int, default=None)
+    c.add_argument("--chunk-bytes", type=positive_int, default=1 << 20,
                    help="target chunk size when --chunk-rows is not given")
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=_cmd_create)
@@ -241,6 +271,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
 
     g = sub.add_parser("get", help="read an element, row or region")
+    g._negative_number_matcher = _INDEX_LIKE  # "proxima field get F -1,0" is an index
     g.add_argument("path")
     g.add_argument("index", type=parse_index, help="e.g. 42e9,7 or 42e9 or 0:4,1")
     g.add_argument("--stats", action="store_true", help="print tier/prefetch statistics")
@@ -251,16 +282,19 @@ def register(subparsers) -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time random / strided / sequential gets")
     b.add_argument("path", nargs="?", default=None,
                    help="field to read (default: build a temporary one of --mb MiB)")
-    b.add_argument("--mb", type=int, default=64)
+    b.add_argument("--mb", type=positive_int, default=64)
     b.add_argument("--dir", default=None, help="where to build the temporary field")
-    b.add_argument("--gets", type=int, default=20000)
-    b.add_argument("--depth", type=int, default=8)
-    b.add_argument("--streams", type=int, default=4)
+    b.add_argument("--gets", type=positive_int, default=20000)
+    b.add_argument("--depth", type=non_negative_int, default=8)
+    b.add_argument("--streams", type=positive_int, default=4)
     b.add_argument("--mode", default="kernel", choices=["kernel", "thread", "sync"])
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=non_negative_int, default=0)
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=_cmd_bench)
     return p
+
+
+register = add_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _errors() as e:
+        return _fail(args.field_cmd, e)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["register", "cmd_verilog", "cmd_list", "main"]
+__all__ = ["add_parser", "register", "cmd_verilog", "cmd_list", "main"]
 
 
-def register(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``hdl`` (with ``verilog`` and ``list``) to an ``add_subparsers()`` object."""
     from proxima.hdl.registry import block_names
 
@@ -49,6 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the registered blocks")
     ls.set_defaults(func=cmd_list)
     return hdl
+
+
+register = add_parser  # the older name
 
 
 def cmd_verilog(args) -> int:

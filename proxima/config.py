@@ -31,6 +31,8 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "SEARCH_TIME_FIELDS",
+    "is_search_time",
     "VecConfig",
     "GraphConfig",
     "PQConfig",
@@ -73,6 +75,27 @@ def sorter_pipeline_latency(depth: int, stages_per_reg: int = 1) -> int:
     return 2 * -(-int(depth) // int(stages_per_reg)) + 1
 
 
+def _check_types(section: str, obj) -> None:
+    """Every field holds a value of its declared kind: ``bool``, ``int`` (not bool) or a
+    finite ``float`` (ints accepted).  Runs before the range checks, so a string, ``nan`` or
+    ``inf`` is named as such instead of failing a comparison later."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        where = f"{section}.{f.name}"
+        if kind == "bool":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where} must be true or false, got {v!r}")
+        elif kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{where} must be an integer, got {v!r}")
+        elif kind == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{where} must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ConfigError(f"{where} must be a finite number, got {v!r}")
+
+
 @dataclass(frozen=True)
 class VecConfig:
     dim: int = 128
@@ -87,8 +110,8 @@ class VecConfig:
         return (self.dim * self.elem_bits + 7) // 8
 
     def validate(self) -> None:
-        if self.dim < 1:
-            raise ConfigError(f"vec.dim must be >= 1, got {self.dim}")
+        if not 1 <= self.dim <= 1 << 16:
+            raise ConfigError(f"vec.dim must be in 1..65536, got {self.dim}")
         if self.elem_bits not in (8,):
             raise ConfigError(f"vec.elem_bits must be 8 (uint8 vectors), got {self.elem_bits}")
 
@@ -107,6 +130,8 @@ class GraphConfig:
             raise ConfigError(f"graph.build_L ({self.build_L}) must be >= graph.R ({self.R})")
         if not self.alpha >= 1.0:
             raise ConfigError(f"graph.alpha must be >= 1.0, got {self.alpha}")
+        if self.build_L > 1 << 16:
+            raise ConfigError(f"graph.build_L must be <= 65536, got {self.build_L}")
         if self.passes not in (1, 2):
             raise ConfigError(f"graph.passes must be 1 or 2, got {self.passes}")
 
@@ -130,6 +155,10 @@ class PQConfig:
             raise ConfigError(f"pq.code_bits must be 8 (one byte per code), got {self.code_bits}")
         if not 4 <= self.adt_bits <= 32:
             raise ConfigError(f"pq.adt_bits must be in 4..32, got {self.adt_bits}")
+        if self.train_size < 1:
+            raise ConfigError(f"pq.train_size must be >= 1, got {self.train_size}")
+        if not 1 <= self.train_iters <= 10_000:
+            raise ConfigError(f"pq.train_iters must be in 1..10000, got {self.train_iters}")
 
 
 @dataclass(frozen=True)
@@ -149,8 +178,8 @@ class SearchConfig:
         return int(round(self.beta * (1 << self.beta_frac_bits)))
 
     def validate(self) -> None:
-        if self.L < 1:
-            raise ConfigError(f"search.L must be >= 1, got {self.L}")
+        if not 1 <= self.L <= 1 << 16:
+            raise ConfigError(f"search.L must be in 1..65536, got {self.L}")
         if not 1 <= self.k <= self.L:
             raise ConfigError(f"search.k must be in 1..L ({self.L}), got {self.k}")
         if not self.k <= self.T0 <= self.L:
@@ -159,8 +188,10 @@ class SearchConfig:
             raise ConfigError(f"search.T_step must be >= 1, got {self.T_step}")
         if not 1 <= self.r <= 15:
             raise ConfigError(f"search.r must be in 1..15, got {self.r}")
-        if not self.beta >= 1.0:
-            raise ConfigError(f"search.beta must be >= 1.0, got {self.beta}")
+        if not 1.0 <= self.beta <= 16.0:
+            raise ConfigError(f"search.beta must be in [1, 16], got {self.beta}")
+        if not 0 <= self.beta_frac_bits <= 16:
+            raise ConfigError(f"search.beta_frac_bits must be in 0..16, got {self.beta_frac_bits}")
         if self.beam_width < 1:
             raise ConfigError(f"search.beam_width must be >= 1, got {self.beam_width}")
 
@@ -193,6 +224,10 @@ class BloomConfig:
                 f"bloom.bits ({self.bits}) must be a multiple of bloom.hashes ({self.hashes})")
         if self.bank_bits < 2:
             raise ConfigError("bloom.bits // bloom.hashes must be >= 2")
+        if self.bits > 1 << 32:
+            raise ConfigError(f"bloom.bits must be <= 2**32, got {self.bits}")
+        if not 0 <= self.seed < 1 << 32:
+            raise ConfigError(f"bloom.seed must be in 0..2**32-1, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -214,9 +249,9 @@ class EngineConfig:
         return 1 << self.id_bits
 
     def validate(self) -> None:
-        if self.queues < 1:
-            raise ConfigError(f"engine.queues must be >= 1, got {self.queues}")
-        if not _is_pow2(self.sorter_n) or self.sorter_n < 2:
+        if not 1 <= self.queues <= 1 << 16:
+            raise ConfigError(f"engine.queues must be in 1..65536, got {self.queues}")
+        if not _is_pow2(self.sorter_n) or not 2 <= self.sorter_n <= 1 << 16:
             raise ConfigError(f"engine.sorter_n must be a power of two >= 2, got {self.sorter_n}")
         if self.pq_codes_per_cycle < 1:
             raise ConfigError("engine.pq_codes_per_cycle must be >= 1")
@@ -243,16 +278,22 @@ class NandConfig:
         return self.page_bytes // self.access_bytes
 
     def validate(self) -> None:
-        if self.cores < 1:
-            raise ConfigError(f"nand.cores must be >= 1, got {self.cores}")
+        if not 1 <= self.cores <= 1 << 16:
+            raise ConfigError(f"nand.cores must be in 1..65536, got {self.cores}")
         if not _is_pow2(self.access_bytes):
             raise ConfigError(f"nand.access_bytes must be a power of two, got {self.access_bytes}")
-        if self.page_bytes % self.access_bytes:
-            raise ConfigError("nand.page_bytes must be a multiple of nand.access_bytes")
+        if self.page_bytes < self.access_bytes or self.page_bytes % self.access_bytes:
+            raise ConfigError(f"nand.page_bytes ({self.page_bytes}) must be a positive multiple "
+                              f"of nand.access_bytes ({self.access_bytes})")
+        if self.page_bytes > 1 << 24:
+            raise ConfigError(f"nand.page_bytes must be <= 16 MiB, got {self.page_bytes}")
+        if self.pages_per_core < 1:
+            raise ConfigError(f"nand.pages_per_core must be >= 1, got {self.pages_per_core}")
         if self.tR_ns <= 0 or self.transfer_bytes_per_ns <= 0:
             raise ConfigError("nand.tR_ns and nand.transfer_bytes_per_ns must be > 0")
-        if self.raw_vector_cores < 1:
-            raise ConfigError("nand.raw_vector_cores must be >= 1")
+        if not 1 <= self.raw_vector_cores <= 1 << 16:
+            raise ConfigError(f"nand.raw_vector_cores must be in 1..65536, "
+                              f"got {self.raw_vector_cores}")
 
 
 @dataclass(frozen=True)
@@ -290,10 +331,10 @@ class CacheConfig:
     def validate(self) -> None:
         if not _is_pow2(self.line_bytes):
             raise ConfigError("cache.line_bytes must be a power of two")
-        if not _is_pow2(self.sets):
-            raise ConfigError("cache.sets must be a power of two")
-        if self.ways < 1:
-            raise ConfigError("cache.ways must be >= 1")
+        if not _is_pow2(self.sets) or self.sets > 1 << 20:
+            raise ConfigError(f"cache.sets must be a power of two <= 2**20, got {self.sets}")
+        if not 1 <= self.ways <= 1024:
+            raise ConfigError(f"cache.ways must be in 1..1024, got {self.ways}")
         if self.prefetch_depth < 0 or self.prefetch_streams < 1:
             raise ConfigError("cache.prefetch_depth >= 0 and cache.prefetch_streams >= 1 required")
         if self.prefetch_window < 0:
@@ -439,8 +480,14 @@ class ProximaConfig:
         return (j + 1) * int(sorter_latency) + 7 * j + 3
 
     def validate(self) -> None:
-        for name in _SECTIONS:
-            getattr(self, name).validate()
+        if not isinstance(self.name, str):
+            raise ConfigError(f"configuration name must be a string, got {self.name!r}")
+        for name, typ in _SECTIONS.items():
+            sec = getattr(self, name)
+            if not isinstance(sec, typ):
+                raise ConfigError(f"configuration section {name!r} must be a {typ.__name__}")
+            _check_types(name, sec)
+            sec.validate()
         if self.vec.dim % self.pq.M:
             raise ConfigError(
                 f"vec.dim ({self.vec.dim}) must be divisible by pq.M ({self.pq.M})")
@@ -475,7 +522,10 @@ class ProximaConfig:
             bad = set(sec) - known
             if bad:
                 raise ConfigError(f"unknown keys in section {name!r}: {sorted(bad)}")
-            kwargs[name] = typ(**sec)
+            try:
+                kwargs[name] = typ(**sec)
+            except TypeError as e:
+                raise ConfigError(f"bad section {name!r}: {e}") from None
         return cls(**kwargs)
 
     @classmethod
@@ -500,33 +550,89 @@ class ProximaConfig:
                 raise ConfigError(f"bad keys for section {name!r}: {e}") from None
         return replace(self, **kwargs)
 
-    def override(self, assignments: list[str]) -> "ProximaConfig":
-        """Apply ``section.key=value`` strings (command line ``--set``)."""
+    def override(self, assignments: list[str], *, search_time: bool = False) -> "ProximaConfig":
+        """Apply ``section.key=value`` strings (command line ``--set``).
+
+        Values are parsed by the field's kind: integers (``0x..`` allowed), finite numbers,
+        booleans (``true/false/yes/no/on/off/1/0``).  With ``search_time=True`` only the
+        fields in :data:`SEARCH_TIME_FIELDS` may change (the rest are fixed by a built
+        index); anything else raises :class:`ConfigError` naming the field.
+        """
         changes: dict[str, dict[str, Any]] = {}
+        if isinstance(assignments, str):
+            assignments = [assignments]
         for a in assignments:
-            if "=" not in a or "." not in a.split("=", 1)[0]:
+            if not isinstance(a, str) or "=" not in a or "." not in a.split("=", 1)[0]:
                 raise ConfigError(f"expected section.key=value, got {a!r}")
             lhs, value = a.split("=", 1)
-            sec, key = lhs.split(".", 1)
+            sec, key = lhs.strip().split(".", 1)
             if sec not in _SECTIONS:
-                raise ConfigError(f"unknown configuration section {sec!r} in {a!r}")
+                raise ConfigError(f"unknown configuration section {sec!r} in {a!r}; "
+                                  f"sections: {', '.join(_SECTIONS)}")
             typ = {f.name: f.type for f in fields(_SECTIONS[sec])}.get(key)
             if typ is None:
                 raise ConfigError(f"unknown key {key!r} in section {sec!r}")
+            if search_time and not is_search_time(sec, key):
+                raise ConfigError(
+                    f"{sec}.{key} is fixed when the index is built (it is stored in the image); "
+                    f"at search time only {search_time_summary()} may change: rebuild the "
+                    f"index to change {sec}.{key}")
             current = getattr(getattr(self, sec), key)
-            try:
-                if isinstance(current, bool):
-                    v: Any = value.lower() in ("1", "true", "yes", "on")
-                elif isinstance(current, int):
-                    v = int(value, 0)
-                elif isinstance(current, float):
-                    v = float(value)
+            value = value.strip()
+            if isinstance(current, bool):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    v: Any = True
+                elif low in ("0", "false", "no", "off"):
+                    v = False
                 else:
-                    v = value
-            except ValueError:
-                raise ConfigError(f"bad value for {sec}.{key}: {value!r}") from None
+                    raise ConfigError(f"bad value for {sec}.{key}: {value!r} (want true or false)")
+            elif isinstance(current, int):
+                try:
+                    v = int(value.replace("_", ""), 0)
+                except ValueError:
+                    raise ConfigError(f"bad value for {sec}.{key}: {value!r} "
+                                      f"(want an integer)") from None
+            elif isinstance(current, float):
+                try:
+                    v = float(value)
+                except ValueError:
+                    raise ConfigError(f"bad value for {sec}.{key}: {value!r} "
+                                      f"(want a number)") from None
+                if not math.isfinite(v):
+                    raise ConfigError(f"bad value for {sec}.{key}: {value!r} "
+                                      f"(want a finite number)")
+            else:  # pragma: no cover - every field is bool, int or float
+                v = value
             changes.setdefault(sec, {})[key] = v
         return self.with_(**changes)
+
+
+#: Fields a built index leaves free: ``section -> keys`` (``None``: the whole section).
+#: The search algorithm's parameters, the visited-set filter, the page cache and the
+#: timing model (engine organisation, clock, NAND tR and transfer rate) may change at
+#: search time; vector format, graph, PQ, id width, NAND geometry and layout are in the image.
+SEARCH_TIME_FIELDS: dict[str, frozenset[str] | None] = {
+    "search": None,
+    "bloom": None,
+    "cache": None,
+    "engine": frozenset({"queues", "sorter_n", "pq_codes_per_cycle", "exact_lanes",
+                         "clock_mhz"}),
+    "nand": frozenset({"tR_ns", "transfer_bytes_per_ns"}),
+}
+
+
+def is_search_time(section: str, key: str) -> bool:
+    """True if ``section.key`` may be overridden on a built index."""
+    if section not in SEARCH_TIME_FIELDS:
+        return False
+    keys = SEARCH_TIME_FIELDS[section]
+    return keys is None or key in keys
+
+
+def search_time_summary() -> str:
+    return ", ".join(f"{s}.*" if k is None else ", ".join(f"{s}.{x}" for x in sorted(k))
+                     for s, k in SEARCH_TIME_FIELDS.items())
 
 
 def _tiny() -> ProximaConfig:

@@ -22,11 +22,15 @@ __all__ = ["run_demo"]
 
 
 def run_demo(args) -> int:
-    from .cli import build_pipeline, config_from_args, evaluate_cmd
+    """Run the demo for parsed arguments (``preset``, ``overrides``, ``n``, ``queries``,
+    ``out``, ``rtl_queries``, ``simulator``, ``quiet``); returns the exit status."""
     from .golden.datasets import ground_truth, synth, synth_queries
+    from .pipeline import PipelineError, build_config, build_pipeline, evaluate
 
-    cfg = config_from_args(args)
+    cfg = build_config(args.preset, args.overrides)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.quiet
     t0 = time.perf_counter()
@@ -41,7 +45,7 @@ def run_demo(args) -> int:
     print(f"layout: {layout.summary() if hasattr(layout, 'summary') else layout}")
 
     print("\n== golden model search (Algorithm 1 vs DiskANN beam search, same graph and PQ)")
-    res = evaluate_cmd(index, layout, queries, gt, ["alg1", "beam"], [[]], None,
+    res = evaluate(index, layout, queries, gt, ["alg1", "beam"], [[]], None,
                        progress=progress, timing=True)
     a1 = next(r for r in res["reports"] if r["algo"] == "alg1")
     c = a1["counters"]

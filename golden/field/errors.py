@@ -12,6 +12,9 @@ __all__ = [
     "FieldDtypeError",
     "ReadOnlyFieldError",
     "FieldClosedError",
+    "FieldLockedError",
+    "FieldValueError",
+    "LostChunkError",
 ]
 
 
@@ -49,3 +52,17 @@ class ReadOnlyFieldError(FieldError):
 
 class FieldClosedError(FieldError):
     """An operation on a closed field."""
+
+
+class FieldLockedError(FieldError):
+    """The field is already open for writing (by another process or another ``Field``)."""
+
+
+class FieldValueError(FieldError, ValueError):
+    """A value that the field's dtype cannot hold exactly (overflow, NaN or infinity into an
+    integer field, a fraction into an integer field, a non-zero imaginary part into a real
+    field, a finite value that overflows a float field)."""
+
+
+class LostChunkError(CorruptChunkError):
+    """A chunk the field's chunk list records has no file (deleted or lost)."""

@@ -37,6 +37,21 @@ unwritten parts are holes).  Header page::
     52   4     crc32 of bytes 0..51
     56..4095   zero
 
+Chunk list ``chunks.pxm`` (the chunks that exist; a listed chunk without a file is lost)::
+
+    0    8     magic b"PXCHLST\\0"
+    8    2     version (u16) = 1
+    10   2     reserved (u16) = 0
+    12   4     reserved (u32) = 0
+    16   8     count (u64)
+    24   16    uid of the owning field
+    40   8*n   chunk indices (u64 each, strictly ascending)
+    ..   4     crc32 of every byte before it
+
+Other files: ``field.lock`` (the single writer holds an exclusive ``flock`` on it and writes
+its pid into it); ``*.tmp`` files are a writer's unpublished chunk copies and temporary
+headers/lists (removed when the next writer opens the field).
+
 A chunk is SEALED by ``Field.flush`` (for chunks up to ``SEAL_MAX_BYTES``); the first
 write after that clears the flag.  ``open(..., verify=True)`` and ``Field.verify`` check
 sealed chunks' data against ``data_crc``.
@@ -63,12 +78,19 @@ __all__ = [
     "ChunkHeader",
     "normalize_dtype",
     "chunk_relpath",
+    "LIST_NAME",
+    "LOCK_NAME",
+    "encode_chunk_list",
+    "decode_chunk_list",
 ]
 
 FIELD_MAGIC = b"PXFIELD\x00"
 CHUNK_MAGIC = b"PXCHUNK\x00"
 VERSION = 1
 HEADER_NAME = "field.pxf"
+LIST_NAME = "chunks.pxm"
+LOCK_NAME = "field.lock"
+LIST_MAGIC = b"PXCHLST\x00"
 CHUNK_HDR_BYTES = 4096
 SEAL_MAX_BYTES = 256 << 20
 FLAG_SEALED = 1
@@ -187,3 +209,35 @@ class ChunkHeader:
             raise CorruptChunkError(f"{where}: bad data offset {doff} or flags 0x{flags:x}")
         return cls(index=int(index), data_bytes=int(nbytes), uid=bytes(uid),
                    sealed=bool(flags & FLAG_SEALED), data_crc=int(dcrc))
+
+
+_LIST = struct.Struct("<8sHHIQ16s")
+
+
+def encode_chunk_list(ids, uid: bytes) -> bytes:
+    """The chunk list file for ascending chunk indices ``ids``."""
+    a = np.asarray(sorted(set(int(i) for i in ids)), dtype="<u8")
+    body = _LIST.pack(LIST_MAGIC, VERSION, 0, 0, a.size, uid) + a.tobytes()
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode_chunk_list(raw: bytes, uid: bytes, where: str) -> np.ndarray:
+    """Ascending chunk indices (uint64) of a chunk list file; checks magic, size, crc, uid."""
+    if len(raw) < _LIST.size + 4:
+        raise CorruptHeaderError(f"{where}: truncated chunk list ({len(raw)} bytes)")
+    magic, version, _r1, _r2, n, fuid = _LIST.unpack_from(raw, 0)
+    if magic != LIST_MAGIC:
+        raise CorruptHeaderError(f"{where}: bad magic {magic!r}, not a chunk list")
+    if version != VERSION:
+        raise CorruptHeaderError(f"{where}: unsupported chunk list version {version}")
+    if len(raw) != _LIST.size + 8 * n + 4:
+        raise CorruptHeaderError(f"{where}: size {len(raw)} does not match {n} entries")
+    (crc,) = struct.unpack_from("<I", raw, len(raw) - 4)
+    if crc != zlib.crc32(raw[:-4]):
+        raise CorruptHeaderError(f"{where}: checksum mismatch, the chunk list is damaged")
+    if fuid != uid:
+        raise CorruptHeaderError(f"{where}: belongs to another field (uid mismatch)")
+    ids = np.frombuffer(raw, dtype="<u8", count=n, offset=_LIST.size).astype(np.uint64)
+    if n > 1 and not (ids[1:] > ids[:-1]).all():
+        raise CorruptHeaderError(f"{where}: chunk indices are not strictly ascending")
+    return ids

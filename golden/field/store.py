@@ -26,12 +26,29 @@ and hint the kernel (``WILLNEED``) for the next ``depth`` regions of a confirmed
 
 Concurrency: one ``Field`` may be shared by any number of reader threads (cache state is
 guarded by a lock, I/O happens outside it, chunk descriptors are reference counted).
-Several processes may open the same field read-only.  Writes are serialised by a writer
-lock; a block read that raced with a write is returned but not cached.
+One writer at a time: opening ``"r+"`` (or ``create``) takes an exclusive ``flock`` on
+``field.lock`` and a second writer gets :class:`FieldLockedError`.  Any number of readers
+(threads or processes) may run beside the writer.  Writes are copy-on-write per chunk: the
+first write to a chunk after a flush copies the chunk file to ``<chunk>.pxc.tmp`` (sparse,
+holes kept; a write covering the whole chunk skips the copy) and every write goes there;
+``flush``/``close`` seal the copy, ``fsync`` it and rename it over the chunk (atomic).  A
+reader's open chunk descriptor therefore always names a complete, sealed version: it never
+sees a torn row nor a false checksum error.  A reader sees each chunk as of when it opened
+it; :meth:`Field.refresh` moves it to the latest flushed state (cached blocks of a chunk
+whose file changed are dropped, so one row never mixes two versions).  Unflushed writes
+are lost if the writer dies; ``*.tmp`` files it leaves are removed by the next writer.
+
+The chunk list ``chunks.pxm`` records every chunk written: a listed chunk whose file is
+missing raises :class:`LostChunkError` (on read, partial write and ``verify``).  Values
+written are cast with checks (:class:`FieldValueError` on overflow, NaN/infinity or a
+fraction into an integer field, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import operator
 import os
 import secrets
@@ -48,13 +65,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (CorruptChunkError, FieldClosedError, FieldError,
-                     FieldExistsError, FieldIndexError, FieldNotFoundError, ReadOnlyFieldError)
-from .format import (CHUNK_HDR_BYTES, HEADER_NAME, SEAL_MAX_BYTES, ChunkHeader, FieldHeader,
-                     chunk_relpath, normalize_dtype)
+from .errors import (CorruptChunkError, FieldClosedError, FieldError, FieldExistsError,
+                     FieldIndexError, FieldLockedError, FieldNotFoundError, FieldValueError,
+                     LostChunkError, ReadOnlyFieldError)
+from .format import (CHUNK_HDR_BYTES, HEADER_NAME, LIST_NAME, LOCK_NAME, SEAL_MAX_BYTES,
+                     ChunkHeader, FieldHeader, chunk_relpath, decode_chunk_list,
+                     encode_chunk_list, normalize_dtype)
 from .policy import LRUCache, StridePrefetcher
 
-__all__ = ["FieldOptions", "FieldStats", "Field", "create", "open_field"]
+__all__ = ["FieldOptions", "FieldStats", "Field", "create", "open_field", "checked_cast"]
 
 _MAX_CHUNK_BYTES = 1 << 40
 _MAX_LOGICAL_BYTES = 1 << 62
@@ -186,11 +205,13 @@ def _fmt_ns(ns: int) -> str:
 
 
 class _Chunk:
-    __slots__ = ("c", "fd", "data_bytes", "sealed", "users", "retired", "remote_fresh")
+    __slots__ = ("c", "fd", "data_bytes", "sealed", "users", "retired", "remote_fresh", "ino")
 
-    def __init__(self, c: int, fd: int, data_bytes: int, sealed: bool, remote_fresh: bool):
+    def __init__(self, c: int, fd: int, data_bytes: int, sealed: bool, remote_fresh: bool,
+                 ino: tuple[int, int] = (0, 0)):
         self.c, self.fd, self.data_bytes, self.sealed = c, fd, data_bytes, sealed
         self.users, self.retired, self.remote_fresh = 0, False, remote_fresh
+        self.ino = ino
 
 
 def _resolve_remote(remote):
@@ -209,7 +230,10 @@ class Field:
     """An open field.  Build one with :func:`create` or :func:`open_field`."""
 
     def __init__(self, path, header: FieldHeader, writable: bool,
-                 options: FieldOptions | None = None, remote=None) -> None:
+                 options: FieldOptions | None = None, remote=None, lock=None) -> None:
+        self._closed = True  # until fully constructed (close() and __del__ are safe)
+        self._lockfile = lock
+        self.writable = bool(writable)
         self.options = options or FieldOptions()
         self.options.validate()
         self.path = Path(path)
@@ -249,8 +273,23 @@ class Field:
         self._wgen = 0
         self._executor: ThreadPoolExecutor | None = None
         self._remote = _resolve_remote(remote)
-        self._closed = False
         self._stats = FieldStats()
+        self._shadow: set[int] = set()  # chunks with an unpublished copy (writer)
+        self._ino: dict[int, tuple[int, int]] = {}  # chunk -> (dev, inode) of cached blocks
+        self._pgen = 0  # bumped when a chunk's cached blocks are dropped (new file version)
+        self._recorded: np.ndarray | None = None  # the chunk list (None: legacy field)
+        if self.writable and self._lockfile is None:
+            self._lockfile = _acquire_writer_lock(self.path)
+        try:
+            if self.writable:
+                _remove_stale_tmp(self.path)
+            self._recorded = self._load_chunk_list()
+            if self.writable:
+                self._reconcile_chunk_list()
+        except BaseException:
+            self._release_writer_lock()
+            raise
+        self._closed = False
 
     # ---------------------------------------------------------------- basics
     def __repr__(self) -> str:
@@ -273,21 +312,115 @@ class Field:
         self.close()
 
     def close(self) -> None:
+        """Flush (writer), release descriptors, caches and the writer lock."""
         if self._closed:
             return
-        if self.writable:
-            self.flush()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        try:
+            if self.writable:
+                self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            with self._lock:
+                self._closed = True
+                for h in self._handles.values():
+                    h.retired = True
+                    if h.users == 0:
+                        os.close(h.fd)
+                self._handles.clear()
+                self._l1.clear()
+                self._l2.clear()
+            self._release_writer_lock()
+
+    def __del__(self) -> None:  # a writer dropped without close(): publish its writes
+        try:
+            if not getattr(self, "_closed", True):
+                self.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at garbage collection
+            pass
+
+    def _release_writer_lock(self) -> None:
+        f, self._lockfile = getattr(self, "_lockfile", None), None
+        if f is not None:
+            f.close()  # releases the flock
+
+    def refresh(self) -> None:
+        """See the latest flushed state: reopen chunks, drop cached blocks, reload the list."""
+        self._check_open()
+        for f in list(self._inflight.values()):
+            f.result()
         with self._lock:
-            self._closed = True
-            for h in self._handles.values():
+            for c, h in list(self._handles.items()):
+                if c in self._shadow:
+                    continue
+                del self._handles[c]
                 h.retired = True
                 if h.users == 0:
                     os.close(h.fd)
-            self._handles.clear()
             self._l1.clear()
             self._l2.clear()
+            self._ino.clear()
+            self._missing.clear()
+            self._wgen += 1
+            self._pgen += 1
+        self._recorded = self._load_chunk_list()
+
+    # ---------------------------------------------------------------- chunk list
+    def _load_chunk_list(self) -> np.ndarray | None:
+        lp = self.path / LIST_NAME
+        try:
+            raw = lp.read_bytes()
+        except FileNotFoundError:
+            raw = None
+        if raw is None and self._remote is not None:
+            fs, root = self._remote
+            if fs.exists(f"{root}/{LIST_NAME}"):
+                raw = fs.cat_file(f"{root}/{LIST_NAME}")
+        if raw is None:
+            return None
+        return decode_chunk_list(raw, self.uid, str(lp))
+
+    def _is_recorded(self, c: int) -> bool:
+        r = self._recorded
+        if r is None or r.size == 0:
+            return False
+        i = int(np.searchsorted(r, np.uint64(c)))
+        return i < r.size and int(r[i]) == c
+
+    def _write_chunk_list(self, ids) -> None:
+        lp = self.path / LIST_NAME
+        tmp = self.path / (LIST_NAME + ".tmp")
+        with builtin_open(tmp, "wb") as f:
+            f.write(encode_chunk_list(ids, self.uid))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, lp)
+        _fsync_dir(self.path)
+        self._recorded = np.asarray(sorted(set(int(i) for i in ids)), dtype=np.uint64)
+
+    def _reconcile_chunk_list(self) -> None:
+        """Writer open: list chunk files the list lacks (a writer died between renaming a
+        chunk into place and updating the list, or a legacy field without a list)."""
+        disk = self.chunk_ids()
+        if self._recorded is None:
+            self._write_chunk_list(disk)
+            return
+        extra = [c for c in disk if not self._is_recorded(c)]
+        if extra:
+            self._write_chunk_list(self._recorded.tolist() + extra)
+
+    def expected_chunk_ids(self) -> list[int]:
+        """Chunks the field should have: the chunk list plus any chunk file on disk."""
+        ids = set(self.chunk_ids())
+        if self._recorded is not None:
+            ids.update(int(c) for c in self._recorded.tolist())
+        return sorted(ids)
+
+    def _lost(self, c: int) -> LostChunkError:
+        return LostChunkError(
+            f"chunk {c} is listed in {self.path / LIST_NAME} but its file "
+            f"{self._chunk_path(c)} is missing (deleted or lost): restore it, or rewrite the "
+            f"whole chunk")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -384,6 +517,12 @@ class Field:
                 self._missing.add(c)
                 return None
             self._missing.discard(c)
+            if not self.writable:
+                ino = h.ino
+                old = self._ino.get(c)
+                if old is not None and old != ino:
+                    self._purge_chunk(c)
+                self._ino[c] = ino
             self._handles[c] = h
             h.users += 1
             if len(self._handles) > self.options.max_open_chunks:
@@ -399,27 +538,47 @@ class Field:
                         os.close(old.fd)
             return h
 
+    def _purge_chunk(self, c: int) -> None:
+        """Drop chunk ``c``'s cached blocks (lock held): its file is a new version."""
+        bpc = self.blocks_per_chunk
+        for k in range(c * bpc, (c + 1) * bpc):
+            for cache in (self._l1, self._l2):
+                if k in cache._d:
+                    e = cache.pop(k)
+                    if e is not None and e.prefetched:
+                        self._stats.prefetch_wasted += 1
+            self._hinted.pop(k, None)
+        self._wgen += 1
+        self._pgen += 1
+
     def _release(self, h: _Chunk) -> None:
         with self._lock:
             h.users -= 1
             if h.retired and h.users == 0:
                 os.close(h.fd)
 
-    def _open_chunk(self, c: int, create: bool) -> _Chunk | None:
+    def _shadow_path(self, c: int) -> Path:
+        p = self._chunk_path(c)
+        return p.with_name(p.name + ".tmp")
+
+    def _open_chunk(self, c: int, create: bool = False) -> _Chunk | None:
         p = self._chunk_path(c)
         flags = os.O_RDWR if self.writable else os.O_RDONLY
         remote_fresh = False
-        try:
-            fd = os.open(p, flags)
-        except FileNotFoundError:
-            fd = -1
-            if self._remote is not None and self._fetch_remote_chunk(c):
+        if c in self._shadow:
+            fd = os.open(self._shadow_path(c), flags)
+        else:
+            try:
                 fd = os.open(p, flags)
-                remote_fresh = True
-            if fd < 0:
-                if not create:
+            except FileNotFoundError:
+                fd = -1
+                if self._remote is not None and self._fetch_remote_chunk(c):
+                    fd = os.open(p, flags)
+                    remote_fresh = True
+                if fd < 0:
+                    if self._is_recorded(c):
+                        raise self._lost(c) from None
                     return None
-                fd = self._create_chunk_file(c, flags)
         try:
             return self._validate_chunk(c, fd, remote_fresh)
         except BaseException:
@@ -446,31 +605,46 @@ class Field:
             if crc != hdr.data_crc:
                 raise CorruptChunkError(f"{where}: data checksum mismatch "
                                         f"(stored {hdr.data_crc:08x}, computed {crc:08x})")
-        return _Chunk(c, fd, want, hdr.sealed, remote_fresh)
+        st = os.fstat(fd)
+        return _Chunk(c, fd, want, hdr.sealed, remote_fresh, (st.st_dev, st.st_ino))
 
-    def _create_chunk_file(self, c: int, flags: int) -> int:
-        p = self._chunk_path(c)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}.{threading.get_ident()}")
-        data_bytes = self._chunk_elems_of(c) * self.itemsize
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    def _make_shadow(self, c: int, full: bool) -> None:
+        """Writer (``_wlock`` held): give chunk ``c`` an unpublished copy to write into.
+
+        The copy holds the chunk's current data (sparse copy; skipped when ``full``, a write
+        that covers the whole chunk) under an unsealed header; it replaces the chunk at the
+        next :meth:`flush`.  A partial write to a lost chunk raises :class:`LostChunkError`.
+        """
+        if c in self._shadow:
+            return
+        src = None if full else self._acquire(c)
         try:
-            os.pwrite(fd, ChunkHeader(c, data_bytes, self.uid).encode(), 0)
-            os.ftruncate(fd, CHUNK_HDR_BYTES + data_bytes)
+            if src is None and not full and self._is_recorded(c):
+                raise self._lost(c)
+            sp = self._shadow_path(c)
+            sp.parent.mkdir(parents=True, exist_ok=True)
+            data_bytes = self._chunk_elems_of(c) * self.itemsize
+            fd = os.open(sp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                os.link(tmp, p)
-            except FileExistsError:  # another writer created it first: use theirs
+                os.ftruncate(fd, CHUNK_HDR_BYTES + data_bytes)
+                os.pwrite(fd, ChunkHeader(c, data_bytes, self.uid).encode(), 0)
+                if src is not None:
+                    _copy_sparse(src.fd, fd, CHUNK_HDR_BYTES, data_bytes)
+            finally:
                 os.close(fd)
-                fd = os.open(p, flags)
-            else:
-                with self._lock:
-                    self._stats.chunks_created += 1
-        except BaseException:
-            os.close(fd)
-            raise
         finally:
-            os.unlink(tmp)
-        return fd
+            if src is not None:
+                self._release(src)
+        with self._lock:
+            if not self._is_recorded(c) and not self._chunk_path(c).exists():
+                self._stats.chunks_created += 1
+            self._shadow.add(c)
+            self._missing.discard(c)
+            old = self._handles.pop(c, None)
+            if old is not None:
+                old.retired = True
+                if old.users == 0:
+                    os.close(old.fd)
 
     def _fetch_remote_chunk(self, c: int) -> bool:
         fs, root = self._remote
@@ -852,6 +1026,14 @@ class Field:
         with self._lock:
             self._stats.batch_gets += 1
             self._stats.batch_elements += int(flat.size)
+        for _attempt in range(8):  # a chunk file changed under the gather: read again
+            g = self._pgen
+            out = self._gather_once(flat)
+            if self._pgen == g:
+                break
+        return out
+
+    def _gather_once(self, flat: np.ndarray) -> np.ndarray:
         out = np.empty(flat.size, self.dtype)
         piece = 1 << 16
         for s in range(0, flat.size, piece):
@@ -1026,7 +1208,10 @@ class Field:
             view = out[pos - f0:cend - f0]
             off = pos - c * self.chunk_elems
             if view.nbytes <= self.options.region_direct_bytes:
+                g = self._pgen
                 self._copy_via_blocks(pos, cend, view)
+                if self._pgen != g:  # a chunk file changed under the copy: one version only
+                    self._read_direct(c, off, view)
             else:
                 self._read_direct(c, off, view)
             pos = cend
@@ -1072,7 +1257,7 @@ class Field:
         if e is None:
             self.batch_set(index if isinstance(index, tuple) else (index,), value)
             return
-        self._write_flat(e, np.asarray(value).astype(self.dtype).reshape(1))
+        self._write_flat(e, self._checked(value).reshape(1))
 
     __setitem__ = set
 
@@ -1088,8 +1273,13 @@ class Field:
                              for s, n in zip(inner, self.shape[1:]))
             if rows.step == 1 and full_inner:
                 shape = (len(rows),) + self.shape[1:]
-                data = np.broadcast_to(np.asarray(values).astype(self.dtype, copy=False),
-                                       shape if not isinstance(s0, int) else self.shape[1:])
+                try:
+                    data = np.broadcast_to(self._checked(values),
+                                           shape if not isinstance(s0, int) else self.shape[1:])
+                except ValueError as e:
+                    if isinstance(e, FieldError):
+                        raise
+                    raise FieldValueError(f"values do not fit the region: {e}") from None
                 self._write_flat(rows[0] * self.row_elems, np.ascontiguousarray(data).reshape(-1))
                 return
             lo, hi = min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1
@@ -1098,15 +1288,29 @@ class Field:
                 local = (slice(rows[0] - lo, None if rows.step < 0 and rows[-1] == lo
                                else rows[-1] - lo + (1 if rows.step > 0 else -1), rows.step)
                          if not isinstance(s0, int) else s0 - lo,) + inner
-                buf[local] = np.asarray(values).astype(self.dtype, copy=False)
+                try:
+                    buf[local] = self._checked(values)
+                except ValueError as e:
+                    if isinstance(e, FieldError):
+                        raise
+                    raise FieldValueError(f"values do not fit the region: {e}") from None
                 self._write_flat(lo * self.row_elems, buf.reshape(-1), locked=True)
             return
         flat = self._flat_indices(sel)
-        vals = np.broadcast_to(np.asarray(values).astype(self.dtype, copy=False), flat.shape)
+        try:
+            vals = np.broadcast_to(self._checked(values), flat.shape)
+        except ValueError as e:
+            if isinstance(e, FieldError):
+                raise
+            raise FieldValueError(f"values do not fit the index array: {e}") from None
         order = np.argsort(flat, kind="stable")
         with self._wlock:
             for i in order.tolist():
                 self._write_flat(int(flat[i]), vals[i:i + 1], locked=True)
+
+    def _checked(self, values) -> np.ndarray:
+        """``values`` as this field's dtype, refusing any cast that changes a value."""
+        return checked_cast(values, self.dtype)
 
     def _write_flat(self, f0: int, data: np.ndarray, locked: bool = False) -> None:
         if not locked:
@@ -1120,11 +1324,12 @@ class Field:
         while pos < f1:
             c = pos // self.chunk_elems
             cend = min(f1, (c + 1) * self.chunk_elems)
-            h = self._acquire(c, create=True)
+            c0 = c * self.chunk_elems
+            self._make_shadow(c, full=pos == c0 and cend == c0 + self._chunk_elems_of(c))
+            h = self._acquire(c)
+            if h is None:  # pragma: no cover - the shadow exists
+                raise FieldError(f"chunk {c}: copy for writing disappeared")
             try:
-                if h.sealed:
-                    os.pwrite(h.fd, ChunkHeader(c, h.data_bytes, self.uid).encode(), 0)
-                    h.sealed = False
                 piece = data[pos - f0:cend - f0]
                 n = os.pwrite(h.fd, piece, CHUNK_HDR_BYTES + (pos - c * self.chunk_elems)
                               * self.itemsize)
@@ -1152,12 +1357,16 @@ class Field:
                         blk[a - base:z - base] = data[a - f0:z - f0]
 
     def flush(self) -> None:
-        """Make written data durable: seal (checksum) and fsync dirty chunks; upload to L4."""
+        """Publish and make durable what was written: seal (checksum) and ``fsync`` each
+        chunk copy, rename it over its chunk, ``fsync`` the directories, add new chunks to
+        the chunk list; upload to L4."""
         self._check_writable()
         with self._wlock:
             with self._lock:
-                dirty = sorted(self._dirty)
+                dirty = sorted(self._shadow)
                 self._dirty.clear()
+            dirs: set[Path] = set()
+            new: list[int] = []
             for c in dirty:
                 h = self._acquire(c)
                 try:
@@ -1167,8 +1376,20 @@ class Field:
                                                     crc).encode(), 0)
                         h.sealed = True
                     os.fsync(h.fd)
+                    final = self._chunk_path(c)
+                    os.replace(self._shadow_path(c), final)
+                    with self._lock:
+                        self._shadow.discard(c)
                 finally:
                     self._release(h)
+                dirs.add(final.parent)
+                if not self._is_recorded(c):
+                    new.append(c)
+            for d in dirs:
+                _fsync_dir(d)
+            if new:
+                old = [] if self._recorded is None else self._recorded.tolist()
+                self._write_chunk_list(old + new)
             if self._remote is not None:
                 fs, root = self._remote
                 rh = f"{root}/{HEADER_NAME}"
@@ -1179,6 +1400,8 @@ class Field:
                     rel = chunk_relpath(c)
                     fs.makedirs(f"{root}/{rel.rsplit('/', 1)[0]}", exist_ok=True)
                     fs.put_file(str(self._chunk_path(c)), f"{root}/{rel}")
+                if dirty and (self.path / LIST_NAME).exists():
+                    fs.put_file(str(self.path / LIST_NAME), f"{root}/{LIST_NAME}")
 
     # ---------------------------------------------------------------- maintenance
     def chunk_ids(self) -> list[int]:
@@ -1203,7 +1426,12 @@ class Field:
         """Check chunk ``c``'s header, size and (if sealed) data checksum."""
         if not 0 <= c < self.n_chunks:
             raise CorruptChunkError(f"chunk file {c} is beyond the field's {self.n_chunks} chunks")
-        fd = os.open(self._chunk_path(c), os.O_RDONLY)
+        try:
+            fd = os.open(self._chunk_path(c), os.O_RDONLY)
+        except FileNotFoundError:
+            if self._is_recorded(c):
+                raise self._lost(c) from None
+            raise CorruptChunkError(f"chunk {c}: no file {self._chunk_path(c)}") from None
         try:
             h = self._validate_chunk(c, fd, False)
             if h.sealed:
@@ -1217,8 +1445,10 @@ class Field:
             os.close(fd)
 
     def verify(self) -> int:
-        """Check every local chunk (see :meth:`verify_chunk`); return how many."""
-        ids = self.chunk_ids()
+        """Check every chunk the field should have (the chunk list and the local files, see
+        :meth:`verify_chunk`; a listed chunk without a file is :class:`LostChunkError`);
+        return how many."""
+        ids = self.expected_chunk_ids()
         for c in ids:
             self.verify_chunk(c)
         return len(ids)
@@ -1240,13 +1470,160 @@ class Field:
         return self._chunk_path(c)
 
     def chunk_memmap(self, c: int) -> np.ndarray | None:
-        """A read-only ``numpy.memmap`` of chunk ``c``'s data (None if it does not exist)."""
+        """A read-only ``numpy.memmap`` of chunk ``c``'s data (None if it does not exist); in
+        the writer, of its unpublished copy if it has one."""
         h = self._acquire(c)
         if h is None:
             return None
         self._release(h)
-        return np.memmap(self._chunk_path(c), dtype=self.dtype, mode="r",
+        path = self._shadow_path(c) if c in self._shadow else self._chunk_path(c)
+        return np.memmap(path, dtype=self.dtype, mode="r",
                          offset=CHUNK_HDR_BYTES, shape=(h.data_bytes // self.itemsize,))
+
+
+def checked_cast(values, dtype: np.dtype) -> np.ndarray:
+    """``values`` as ``dtype`` if every value survives the cast exactly enough.
+
+    Refused (:class:`FieldValueError`): non-numeric values; NaN, infinity, a fraction or a
+    value out of range into an integer or bool field; a non-zero imaginary part into a real
+    field; a finite value that becomes infinite in a float field.  Float rounding (float64
+    into float32) is accepted.
+    """
+    a = np.asarray(values)
+    if a.dtype == dtype:
+        return a
+    kind = a.dtype.kind
+    if kind not in "biufc":
+        try:
+            a = a.astype(np.float64) if kind in "OUS" else a
+        except (TypeError, ValueError):
+            pass
+        if a.dtype.kind not in "biufc":
+            raise FieldValueError(f"cannot store {a.dtype} values in a {dtype} field")
+        kind = a.dtype.kind
+    if kind == "c" and dtype.kind != "c":
+        if a.size and np.any(a.imag != 0):
+            raise FieldValueError(f"complex values with an imaginary part cannot be stored in "
+                                  f"a {dtype} field")
+        a = a.real
+        kind = a.dtype.kind
+    if dtype.kind in "biu" and a.size:
+        if kind == "f":
+            if not np.isfinite(a).all():
+                raise FieldValueError(f"NaN or infinity cannot be stored in a {dtype} field")
+            if np.any(a != np.trunc(a)):
+                raise FieldValueError(f"a value with a fraction cannot be stored in a {dtype} "
+                                      f"field (round it first)")
+            lo, hi = (0.0, 1.0) if dtype.kind == "b" else (float(np.iinfo(dtype).min),
+                                                            float(np.iinfo(dtype).max) + 1.0)
+            if float(a.min()) < lo or float(a.max()) >= hi + (1.0 if dtype.kind == "b" else 0.0):
+                raise FieldValueError(f"values {a.min()}..{a.max()} overflow a {dtype} field")
+        elif kind in "biu":
+            lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                                        int(np.iinfo(dtype).max))
+            mn, mx = int(a.min()), int(a.max())
+            if mn < lo or mx > hi:
+                raise FieldValueError(f"values {mn}..{mx} overflow a {dtype} field "
+                                      f"({lo}..{hi})")
+    if dtype.kind in "fc" and kind in "fc" and a.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = a.astype(dtype)
+        if np.any(np.isinf(out) & np.isfinite(a)):
+            raise FieldValueError(f"values overflow a {dtype} field (max "
+                                  f"{np.finfo(dtype).max:g})")
+        return out
+    return a.astype(dtype)
+
+
+def _acquire_writer_lock(path: Path):
+    """An exclusive ``flock`` on ``path/field.lock`` (the single-writer lock), or
+    :class:`FieldLockedError`.  Returns the open lock file (closing it releases the lock)."""
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise FieldNotFoundError(f"no field at {path}") from None
+    except OSError as e:
+        raise FieldError(f"cannot open {path / LOCK_NAME} for writing: "
+                         f"{e.strerror or e}") from None
+    f = os.fdopen(fd, "r+b")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            holder = f.read(32).decode("ascii").strip()
+        f.close()
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise FieldError(f"cannot lock {path / LOCK_NAME}: {e.strerror or e}") from None
+        who = (" by this process" if holder == str(os.getpid()) else
+               f" by process {holder}" if holder.isdigit() else "")
+        raise FieldLockedError(
+            f"field {path} is already open for writing{who}: one writer at a time (close it "
+            f"first, or open read-only with mode 'r')") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()).encode("ascii"))
+    f.flush()
+    return f
+
+
+_TMP_PATTERNS = ("chunks/*/*.pxc.tmp*", "chunks/*/*.pxc.dl*", HEADER_NAME + ".tmp",
+                 LIST_NAME + ".tmp")
+
+
+def _remove_stale_tmp(path: Path) -> int:
+    """Remove temporary files a killed writer left (caller holds the writer lock)."""
+    n = 0
+    for pat in _TMP_PATTERNS:
+        for p in path.glob(pat):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                n += 1
+    return n
+
+
+def _fsync_dir(directory: Path) -> None:
+    """``fsync`` a directory so renames inside it are durable (ignored where refused)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _copy_sparse(src: int, dst: int, offset: int, nbytes: int) -> None:
+    """Copy bytes ``[offset, offset + nbytes)`` of ``src`` to the same place in ``dst``,
+    skipping holes (SEEK_DATA / SEEK_HOLE) so a sparse chunk stays sparse."""
+    end = offset + nbytes
+    pos = offset
+    while pos < end:
+        try:
+            d = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole remains
+                return
+            d = pos  # no SEEK_DATA support: copy everything
+            h = end
+        else:
+            try:
+                h = os.lseek(src, d, os.SEEK_HOLE)
+            except OSError:  # pragma: no cover
+                h = end
+        if d >= end:
+            return
+        h = min(h, end)
+        while d < h:
+            piece = os.pread(src, min(_CRC_PIECE, h - d), d)
+            if not piece:
+                raise CorruptChunkError(f"chunk data ends at {d - offset} of {nbytes} bytes")
+            os.pwrite(dst, piece, d)
+            d += len(piece)
+        pos = h
 
 
 def _crc_data(fd: int, nbytes: int) -> int:
@@ -1298,19 +1675,48 @@ def create(path, shape, dtype="float32", *, chunk_rows: int | None = None,
     p = Path(path)
     hp = p / HEADER_NAME
     if p.exists():
-        if not overwrite or (any(p.iterdir()) and not hp.exists()):
+        if not overwrite or not p.is_dir() or (any(x.name != LOCK_NAME for x in p.iterdir())
+                                               and not hp.exists()):
             raise FieldExistsError(f"{p} already exists" + ("" if overwrite else
                                    " (pass overwrite=True to replace a field)"))
-        shutil.rmtree(p)
-    p.mkdir(parents=True)
-    header = FieldHeader(shape=shape, dtype=dt, chunk_rows=chunk_rows, uid=secrets.token_bytes(16))
-    tmp = p / (HEADER_NAME + ".tmp")
-    with builtin_open(tmp, "wb") as f:
-        f.write(header.encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, hp)
-    return Field(p, header, True, options, remote)
+        lock = _acquire_writer_lock(p)  # refuse to replace a field someone is writing
+        try:
+            for x in p.iterdir():
+                if x.name == LOCK_NAME:
+                    continue
+                if x.is_dir() and not x.is_symlink():
+                    shutil.rmtree(x)
+                else:
+                    x.unlink()
+        except BaseException:
+            lock.close()
+            raise
+    else:
+        try:
+            p.mkdir(parents=True)
+        except FileExistsError:
+            raise FieldExistsError(f"{p} already exists") from None
+        lock = _acquire_writer_lock(p)
+    try:
+        header = FieldHeader(shape=shape, dtype=dt, chunk_rows=chunk_rows,
+                             uid=secrets.token_bytes(16))
+        tmp = p / (HEADER_NAME + ".tmp")
+        with builtin_open(tmp, "wb") as f:
+            f.write(header.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        lp = p / LIST_NAME
+        with builtin_open(p / (LIST_NAME + ".tmp"), "wb") as f:
+            f.write(encode_chunk_list([], header.uid))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(p / (LIST_NAME + ".tmp"), lp)
+        os.replace(tmp, hp)
+        _fsync_dir(p)
+    except BaseException:
+        lock.close()
+        raise
+    return Field(p, header, True, options, remote, lock=lock)
 
 
 builtin_open = open

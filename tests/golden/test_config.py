@@ -93,3 +93,48 @@ def test_from_dict_rejects_unknown_keys():
         ProximaConfig.from_json("{not json")
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("huge")
+
+
+@pytest.mark.parametrize("setting, msg", [
+    ("layout.reorder=banana", "true or false"), ("engine.clock_mhz=nan", "finite"),
+    ("search.beta=inf", "finite"), ("pq.train_iters=-1", "pq.train_iters"),
+    ("pq.train_size=0", "pq.train_size"), ("nand.page_bytes=0", "nand.page_bytes"),
+    ("graph.alpha=1e400", "finite"), ("search.L=", "integer"), ("vec.dim=1.5", "integer"),
+    ("bloom.seed=-1", "bloom.seed"), ("engine.queues=0", "engine.queues"),
+])
+def test_bad_values_are_refused_when_parsed(setting, msg):
+    with pytest.raises(ConfigError, match=msg):
+        preset("default").override([setting])
+
+
+def test_types_checked_on_every_path():
+    """A value of the wrong kind is named, whether it comes from with_, from_dict or JSON."""
+    with pytest.raises(ConfigError, match="search.L must be an integer"):
+        preset("default").with_(search={"L": "64"})
+    with pytest.raises(ConfigError, match="layout.reorder must be true or false"):
+        preset("default").with_(layout={"reorder": 1})
+    d = json.loads(preset("tiny").to_json())
+    d["search"]["beta"] = float("inf")
+    with pytest.raises(ConfigError, match="search.beta must be a finite number"):
+        ProximaConfig.from_json(json.dumps(d))
+    d["search"]["beta"] = 1.06
+    d["engine"] = [1]
+    with pytest.raises(ConfigError, match="section 'engine' must be a mapping"):
+        ProximaConfig.from_dict(d)
+
+
+def test_search_time_overrides():
+    from proxima.config import SEARCH_TIME_FIELDS, is_search_time
+    cfg = preset("default")
+    ok = cfg.override(["search.L=96", "bloom.hashes=2", "cache.ways=2", "engine.queues=64",
+                       "engine.clock_mhz=200", "nand.tR_ns=3000",
+                       "nand.transfer_bytes_per_ns=1.0"], search_time=True)
+    assert (ok.search.L, ok.engine.queues, ok.nand.tR_ns) == (96, 64, 3000.0)
+    for fixed in ("graph.R=16", "pq.M=8", "vec.dim=64", "engine.id_bits=24",
+                  "nand.page_bytes=8192", "nand.cores=8", "layout.hot_fraction=0.1",
+                  "layout.reorder=false"):
+        with pytest.raises(ConfigError, match="fixed when the index is built"):
+            cfg.override([fixed], search_time=True)
+        cfg.override([fixed])  # build time: allowed
+    assert is_search_time("search", "beta") and not is_search_time("engine", "id_bits")
+    assert set(SEARCH_TIME_FIELDS) <= {"search", "bloom", "cache", "engine", "nand"}
