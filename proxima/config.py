@@ -128,7 +128,9 @@ class SearchConfig:
     L: int = 64  # candidate list capacity
     T0: int = 16  # starting inner list size (see docs/ARCHITECTURE.md: chosen, measured)
     T_step: int = 4
-    r: int = 3  # early termination after r unchanged top-k checks (1..15)
+    r: int = 3  # early termination after r unchanged top-k checks (1..15) ...
+    #: ... or after L // L_per_r of them if that is more (0: r alone); see :attr:`r_eff`
+    L_per_r: int = 16
     beta: float = 1.06  # final rerank threshold; used as the fixed-point beta_fx below
     beta_frac_bits: int = 8
     k: int = 10
@@ -139,9 +141,17 @@ class SearchConfig:
         """beta in unsigned fixed point with ``beta_frac_bits`` fraction bits."""
         return int(round(self.beta * (1 << self.beta_frac_bits)))
 
+    @property
+    def r_eff(self) -> int:
+        """Unchanged top-k checks that stop the search: ``max(r, L // L_per_r)`` (no recall
+        ceiling: a longer list also waits longer before it stops; docs/ARCHITECTURE.md)."""
+        return max(self.r, self.L // self.L_per_r) if self.L_per_r else self.r
+
     def validate(self) -> None:
         if self.L < 1:
             raise ConfigError(f"search.L must be >= 1, got {self.L}")
+        if self.L_per_r < 0:
+            raise ConfigError(f"search.L_per_r must be >= 0, got {self.L_per_r}")
         if not 1 <= self.k <= self.L:
             raise ConfigError(f"search.k must be in 1..L ({self.L}), got {self.k}")
         if not self.k <= self.T0 <= self.L:

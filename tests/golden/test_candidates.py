@@ -126,7 +126,7 @@ def replay(index, query, cfg):
         topk = tuple(v for _, v in ranked[:s.k])
         stable = stable + 1 if topk == prev else 0
         prev = topk
-        if stable >= s.r:
+        if stable >= s.r_eff:
             reason = "converged"
             break
         T += s.T_step
