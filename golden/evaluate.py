@@ -48,7 +48,9 @@ def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]
     ``frame`` = neighbour-list accesses, ``code`` = PQ-code accesses, ``raw`` = raw-vector
     accesses.  ``total`` = frame + raw (the comparison measure of the design reference);
     ``total_with_codes`` adds the code accesses.  For the beam-search baseline the PQ codes
-    are in host RAM (DiskANN), so its code accesses are 0.
+    are in host RAM (DiskANN), so its code accesses are 0 and every frame it reads, hot or
+    not, is the normal frame's neighbour part (``layout.frame_access_count`` accesses: a hot
+    frame's duplicated codes would be of no use to it).
     """
     from .layout import reads_for_events
 
@@ -56,10 +58,15 @@ def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]
     for r in results:
         if not r.events:
             raise ValueError("access counts need results searched with trace=True")
+        if algo == "beam":
+            for kind, _ in r.events:
+                if kind == "frame":
+                    sums["frame"] += layout.frame_access_count
+                elif kind == "raw":
+                    sums["raw"] += layout.raw_access_count
+            continue
         for rd in reads_for_events(r.events, layout):
             sums[rd.kind] += 1
-    if algo == "beam":
-        sums["code"] = 0
     n = max(1, len(results))
     out = {f"{k}_accesses": v / n for k, v in sums.items()}
     out["total_accesses"] = out["frame_accesses"] + out["raw_accesses"]

@@ -172,9 +172,10 @@ class TimingResult:
 
 
 def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
-                      params: TimingParams | None = None) -> list[Phase]:
+                      params: TimingParams | None = None, copy: int = 0) -> list[Phase]:
     """Cut one query's events into phases (module doc) with the cores of their reads, using
-    exactly the read rules of :func:`proxima.golden.layout.reads_for_events`."""
+    exactly the read rules of :func:`proxima.golden.layout.reads_for_events` (hot frames
+    from hot copy ``copy``)."""
     params = params or TimingParams.from_cfg(layout.cfg)
     phases: list[Phase] = []
     kind = None
@@ -195,6 +196,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
 
     Ci, Cr, K, H = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores, \
         layout.hot_accesses, layout.hot
+    rot = layout._check_copy(copy) * layout.copy_shift
     nf, nc, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
     for k, v in events:
         v = int(v)
@@ -203,7 +205,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
         if k == "frame":
             close()
             after_hot = v < H
-            cores = [(v * K + a) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
+            cores = [(v * K + a + rot) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
             kind, count = "frame", 1
             continue
         if k == "code":
@@ -268,8 +270,22 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
 
 
 def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layout: Layout,
-                    nq: int | None = None) -> TimingResult:
-    """:func:`simulate` on the search events of each query (phases cut by the layout)."""
-    params = TimingParams.from_cfg(layout.cfg)
-    traces = [phases_for_events(ev, layout, params) for ev in events_per_query]
+                    nq: int | None = None, cfg: ProximaConfig | None = None) -> TimingResult:
+    """:func:`simulate` on the search events of each query (phases cut by the layout; query
+    ``q`` reads hot copy ``q % layout.hot_copies``, its own copy).
+
+    ``cfg`` is the effective configuration of the run (the image's with search-time
+    overrides, e.g. ``engine.queues``, ``engine.clock_mhz``, ``nand.tR_ns``); the timing
+    parameters come from it, the geometry (cores, frame sizes, addresses) from ``layout``.
+    ``None``: the layout's own configuration.  A ``cfg`` with another NAND geometry than the
+    layout's (cores, access or page size) is refused: the image fixes those."""
+    if cfg is not None:
+        for f in ("cores", "raw_vector_cores", "access_bytes", "page_bytes"):
+            if getattr(cfg.nand, f) != getattr(layout.cfg.nand, f):
+                raise TimingError(f"nand.{f} = {getattr(cfg.nand, f)} differs from the image's "
+                                  f"{getattr(layout.cfg.nand, f)}: the image fixes the geometry")
+    params = TimingParams.from_cfg(cfg or layout.cfg)
+    X = layout.hot_copies
+    traces = [phases_for_events(ev, layout, params, q % X)
+              for q, ev in enumerate(events_per_query)]
     return simulate(traces, params, nq)

@@ -181,7 +181,7 @@ def evaluate_cmd(index, layout, queries, gt, algos, grid, target, progress=True,
         rep, results = run_queries(index, queries, gt, cfg, algo, layout)
         if timing and algo == "alg1":
             from .golden.nand import simulate_events
-            tr = simulate_events([r.events for r in results], layout)
+            tr = simulate_events([r.events for r in results], layout, cfg=cfg)
             rep.counters.update({f"model_{k}": v for k, v in tr.summary().items()
                                  if isinstance(v, (int, float))})
         reports.append(rep)

@@ -261,8 +261,11 @@ class LayoutConfig:
     hot_fraction: float = 0.03  # hottest vertices whose frames carry neighbours' PQ codes
     reorder_sample: int = 2000  # base vectors searched to measure visit frequency
     reorder: bool = True
+    hot_copies: int = 1  # copies of the hot region, core-rotated (golden/layout.py)
 
     def validate(self) -> None:
+        if self.hot_copies < 1:
+            raise ConfigError(f"layout.hot_copies must be >= 1, got {self.hot_copies}")
         if not 0.0 <= self.hot_fraction <= 1.0:
             raise ConfigError(f"layout.hot_fraction must be in [0, 1], got {self.hot_fraction}")
         if self.reorder_sample < 0:

@@ -204,6 +204,24 @@ def test_simulate_events_counts_every_read():
     assert more.total_cycles <= r.total_cycles
 
 
+def test_search_time_overrides_change_the_model():
+    """The effective configuration (image config + --set) drives the timing, not the image's."""
+    lay = Layout(TINY, 3000, 10, 3)
+    rng = np.random.default_rng(4)
+    evs = [[("code", 0)] + [e for u in rng.integers(0, 3000, 8)
+                            for e in (("frame", int(u)), ("code", int(u)), ("raw", int(u)))]
+           for _ in range(12)]
+    base = simulate_events(evs, lay)
+    assert base.nq == TINY.engine.queues
+    assert simulate_events(evs, lay, cfg=TINY.with_(engine={"queues": 8})).nq == 8
+    slow = simulate_events(evs, lay, cfg=TINY.with_(nand={"tR_ns": 4 * TINY.nand.tR_ns}))
+    assert slow.total_cycles > base.total_cycles
+    fast = simulate_events(evs, lay, cfg=TINY.with_(engine={"clock_mhz": 2 * TINY.engine.clock_mhz}))
+    assert fast.params.cycle_ns == base.params.cycle_ns / 2
+    with pytest.raises(TimingError, match="nand.cores"):
+        simulate_events(evs, lay, cfg=TINY.with_(nand={"cores": 8}))
+
+
 def test_phase_cores_equal_read_cores_on_paper_layout():
     lay = Layout(preset("paper"), 100_000, 3000, 17)
     rng = np.random.default_rng(2)
