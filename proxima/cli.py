@@ -5,6 +5,7 @@
     proxima build-index ...      vectors -> graph + PQ -> reordered NAND index image
     proxima search ...           search an image with Algorithm 1 or beam search
     proxima eval ...             recall, counters, NAND accesses, queries/s, sweeps
+    proxima tune ...             tune the search parameters for a target recall (in the image)
     proxima field ...            the tiered memory-mapped field
     proxima hdl verilog ...      write a block's Verilog
 """
@@ -288,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 
-    for mod in ("cli_dataset", "cli_field", "cli_hdl"):
+    for mod in ("cli_dataset", "cli_field", "cli_hdl", "cli_tune"):
         try:
             m = __import__(f"proxima.{mod}", fromlist=["register"])
         except ModuleNotFoundError as ex:
