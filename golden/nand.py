@@ -58,7 +58,7 @@ from proxima.config import ProximaConfig
 from .layout import Layout, LayoutError
 
 __all__ = ["TimingError", "TimingParams", "Phase", "TimingResult", "phases_for_events",
-           "simulate", "simulate_events"]
+           "beam_phases_for_events", "simulate", "simulate_events"]
 
 
 class TimingError(ValueError):
@@ -223,6 +223,45 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
     return phases
 
 
+def beam_phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
+                           params: TimingParams | None = None) -> list[Phase]:
+    """Phases of a DiskANN beam search (:func:`proxima.golden.beam.beam_search` events) on the
+    same NAND: a round's ``W`` neighbour-list reads (normal frames, ``frame_access_count``
+    accesses each; a hot frame's codes are of no use with codes in RAM) and its ``W``
+    raw-vector reads issue together (one phase, ``compute`` = the exact distances); the
+    round's PQ distances are a phase without reads (codes in host RAM), ``compute`` as a code
+    phase of :func:`phases_for_events`."""
+    params = params or TimingParams.from_cfg(layout.cfg)
+    Ci, Cr = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores
+    nf, nr = layout.frame_access_count, layout.raw_access_count
+    phases: list[Phase] = []
+    cores: list[int] = []
+    raws = codes = 0
+    for k, v in list(events) + [("end", 0)]:
+        v = int(v)
+        if k in ("frame", "raw"):
+            if codes:
+                phases.append(Phase("code", (), params.code_compute(codes)))
+                codes = 0
+            if k == "frame":
+                cores += [v % Ci] * nf
+            else:
+                cores += [Ci + v % Cr] * nr
+                raws += 1
+            continue
+        if cores:
+            phases.append(Phase("frame", tuple(cores), params.raw_compute(raws)))
+            cores, raws = [], 0
+        if k == "code":
+            codes += 1
+        elif k == "end":
+            if codes:
+                phases.append(Phase("code", (), params.code_compute(codes)))
+        else:
+            raise LayoutError(f"unknown event kind {k!r}")
+    return phases
+
+
 def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
              nq: int | None = None) -> TimingResult:
     """Run the queries' phase traces through the core model with ``nq`` queries in flight."""
@@ -270,7 +309,8 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
 
 
 def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layout: Layout,
-                    nq: int | None = None, cfg: ProximaConfig | None = None) -> TimingResult:
+                    nq: int | None = None, cfg: ProximaConfig | None = None,
+                    algo: str = "alg1") -> TimingResult:
     """:func:`simulate` on the search events of each query (phases cut by the layout; query
     ``q`` reads hot copy ``q % layout.hot_copies``, its own copy).
 
@@ -278,7 +318,8 @@ def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layou
     overrides, e.g. ``engine.queues``, ``engine.clock_mhz``, ``nand.tR_ns``); the timing
     parameters come from it, the geometry (cores, frame sizes, addresses) from ``layout``.
     ``None``: the layout's own configuration.  A ``cfg`` with another NAND geometry than the
-    layout's (cores, access or page size) is refused: the image fixes those."""
+    layout's (cores, access or page size) is refused: the image fixes those.  ``algo="beam"``:
+    the events are beam search's, cut by :func:`beam_phases_for_events`."""
     if cfg is not None:
         for f in ("cores", "raw_vector_cores", "access_bytes", "page_bytes"):
             if getattr(cfg.nand, f) != getattr(layout.cfg.nand, f):
@@ -286,6 +327,9 @@ def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layou
                                   f"{getattr(layout.cfg.nand, f)}: the image fixes the geometry")
     params = TimingParams.from_cfg(cfg or layout.cfg)
     X = layout.hot_copies
-    traces = [phases_for_events(ev, layout, params, q % X)
-              for q, ev in enumerate(events_per_query)]
+    if algo == "beam":
+        traces = [beam_phases_for_events(ev, layout, params) for ev in events_per_query]
+    else:
+        traces = [phases_for_events(ev, layout, params, q % X)
+                  for q, ev in enumerate(events_per_query)]
     return simulate(traces, params, nq)

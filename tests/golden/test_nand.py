@@ -234,3 +234,20 @@ def test_phase_cores_equal_read_cores_on_paper_layout():
     assert [c for x in ph for c in x.cores] == [r.core for r in reads_for_events(ev, lay)]
     assert sum(len(x.cores) for x in ph if x.kind == "frame") == sum(
         lay.hot_accesses if v < 3000 else lay.frame_access_count for k, v in ev if k == "frame")
+
+
+def test_beam_phases_codes_in_ram_and_parallel_rounds():
+    from proxima.golden.nand import beam_phases_for_events
+
+    lay = Layout(TINY, 3000, 10, 3)
+    p = TimingParams.from_cfg(TINY)
+    Ci = TINY.nand.cores
+    ev = [("code", 0), ("frame", 1), ("raw", 1), ("frame", 2), ("raw", 2), ("code", 5),
+          ("code", 6), ("frame", 3), ("raw", 3)]
+    ph = beam_phases_for_events(ev, lay, p)
+    assert [x.kind for x in ph] == ["code", "frame", "code", "frame"]
+    assert ph[0].cores == () and ph[0].compute == p.code_compute(1)
+    assert ph[1].cores == (1 % Ci, Ci + 1 % 2, 2 % Ci, Ci + 2 % 2)  # hot vertex 1: normal frame
+    assert ph[1].compute == p.raw_compute(2) and ph[2].compute == p.code_compute(2)
+    r = simulate_events([ev] * 3, lay, nq=1, algo="beam")
+    assert r.accesses == 3 * 6
