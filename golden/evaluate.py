@@ -13,7 +13,7 @@ from proxima.config import ProximaConfig
 from .index import Index
 
 __all__ = ["recall_at", "EvalReport", "run_queries", "sweep", "at_recall", "access_counts",
-           "ALGOS"]
+           "plot_reports", "ALGOS"]
 
 ALGOS = ("alg1", "beam")
 
@@ -169,3 +169,46 @@ def at_recall(reports: list[EvalReport], target: float, metric: str = "recall@10
     if hi[0] == lo[0]:
         return hi[1]
     return lo[1] + (hi[1] - lo[1]) * (target - lo[0]) / (hi[0] - lo[0])
+
+
+def plot_reports(reports: list[dict], path, metric: str = "recall@10") -> None:
+    """Plot ``metric`` against NAND accesses per query (frame + raw, and all accesses), per
+    algorithm, and against the modelled QPS when the reports carry timing (``model_qps``);
+    ``reports`` are :meth:`EvalReport.to_dict` results.  Writes a PNG (matplotlib, optional
+    extra ``bench``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("plots need matplotlib: pip install -e '.[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = any("model_qps" in r["counters"] for r in reports)
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6, 4),
+                             squeeze=False)
+    algos = sorted({r["algo"] for r in reports})
+    for algo in algos:
+        rs = sorted((r for r in reports if r["algo"] == algo and metric in r["recall"]),
+                    key=lambda r: r["recall"][metric])
+        if not rs or "total_accesses" not in rs[0]["counters"]:
+            continue
+        y = [r["recall"][metric] for r in rs]
+        axes[0][0].plot([r["counters"]["total_accesses"] for r in rs], y, "o-",
+                        label=f"{algo}: frame + raw")
+        if algo != "beam":
+            axes[0][0].plot([r["counters"]["total_with_codes"] for r in rs], y, "o--",
+                            label=f"{algo}: all (PQ codes from NAND)")
+        if timed and "model_qps" in rs[0]["counters"]:
+            axes[0][1].semilogx([r["counters"]["model_qps"] for r in rs], y, "o-", label=algo)
+    axes[0][0].set_xlabel("NAND accesses per query")
+    if timed:
+        axes[0][1].set_xlabel("modelled queries per second")
+        axes[0][1].set_ylabel(metric)
+        axes[0][1].grid(alpha=0.3)
+        axes[0][1].legend(fontsize=8)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

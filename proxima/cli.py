@@ -180,9 +180,9 @@ def evaluate_cmd(index, layout, queries, gt, algos, grid, target, progress=True,
                         unit="pt"):
         cfg = index.cfg.override(g)
         rep, results = run_queries(index, queries, gt, cfg, algo, layout)
-        if timing and algo == "alg1":
+        if timing:
             from .golden.nand import simulate_events
-            tr = simulate_events([r.events for r in results], layout, cfg=cfg)
+            tr = simulate_events([r.events for r in results], layout, cfg=cfg, algo=algo)
             rep.counters.update({f"model_{k}": v for k, v in tr.summary().items()
                                  if isinstance(v, (int, float))})
         reports.append(rep)
@@ -229,6 +229,9 @@ def _cmd_eval(args) -> int:
                        progress=not args.quiet, timing=args.timing)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.plot:
+        from .golden.evaluate import plot_reports
+        plot_reports(res["reports"], args.plot)
     return 0
 
 
@@ -286,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report counters interpolated at this recall@10")
     e.add_argument("--timing", action="store_true", help="NAND timing model figures")
     e.add_argument("--json", help="write the results as JSON to this file")
+    e.add_argument("--plot", help="PNG: recall against accesses (and modelled QPS with --timing)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 
