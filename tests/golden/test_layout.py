@@ -332,3 +332,33 @@ def test_hot_copies_addresses_image_and_timing(tmp_path):
     (tmp_path / "c").write_bytes(bytes(data))
     with pytest.raises(ImageError, match="hot copy 1"):
         read_image(tmp_path / "c")
+
+
+def test_rtl_hot_chunk_location_follows_the_copies():
+    """hdl/nandctl.hot_chunk_location(copy=) is the RTL twin of hot_chunk_address(copy)."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from proxima.hdl.nandctl import hot_chunk_location
+
+    lay = Layout(TINY.with_(layout={"hot_copies": 3}, nand={"cores": 5}), 300, 9, 5)
+    m = Module()
+    v, a, c = Signal(16), Signal(8), Signal(4)
+    outs = [Signal(16) for _ in range(3)]
+    m.d.comb += [o.eq(e) for o, e in zip(outs, hot_chunk_location(lay, v, a, c))]
+    got, want = [], []
+
+    async def tb(ctx):
+        for vv in range(9):
+            for aa in range(lay.hot_accesses):
+                for cc in range(3):
+                    ctx.set(v, vv)
+                    ctx.set(a, aa)
+                    ctx.set(c, cc)
+                    got.append(tuple(ctx.get(o) for o in outs))
+                    want.append(lay.hot_chunk_address(vv, aa, cc))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want
