@@ -19,7 +19,7 @@ never vertices of the graph they are searched on, as a user's queries are not.
 The timing figures come from the configuration ``cfg`` given (the image's plus any
 search-time overrides), never from hidden state.  Search: for each ``L`` of ``Ls`` the
 smallest fixed ``r`` (``L_per_r = 0``) that reaches the target with the other parameters at
-their configured values; the best few of those are then refined by coordinate descent over
+their configured values (an ``L`` is given up once a larger ``r`` adds less than 0.001); the best few of those are then refined by coordinate descent over
 ``T0``, ``T_step`` and ``beta`` (each move kept only if the target still holds and the
 objective improves).  Every evaluated point is returned (:class:`TunePoint`), so the choice can
 be checked.  Deterministic for given inputs.
@@ -167,6 +167,7 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
     rs = sorted(set(rs))
     feasible: list[TunePoint] = []
     for L in Ls:
+        prev = None
         for r in rs:  # the smallest r that reaches the target at this L
             c = _valid(cfg, {"L": L, "r": r, "L_per_r": 0, "T0": min(L, max(k, cfg.search.T0))})
             if c is None:
@@ -177,6 +178,9 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
                 break
             if r == rs[-1] or c.search.T0 + r * c.search.T_step > L:
                 break  # a larger r would only reach list_end: no gain at this L
+            if prev is not None and p.recall - prev.recall < 0.001:
+                break  # r no longer lifts recall at this L: the list is too short
+            prev = p
     feasible.sort(key=lambda p: p.objective(objective))
     best = feasible[0] if feasible else None
     axes = {"T0": (k, 12, 16, 24, 32), "T_step": (1, 2, 4, 8), "beta": (1.0, 1.06, 1.15, 1.3),

@@ -43,6 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="candidate list sizes to try (default %(default)s)")
     t.add_argument("--r-values", default="1,2,3,4,6,8,10,12,15",
                    help="repetition rates to try (default %(default)s)")
+    t.add_argument("--refine", type=int, default=3,
+                   help="best feasible points refined by coordinate descent (default %(default)s)")
     t.add_argument("--graph", default="vamana", choices=["vamana", "hnsw"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--recommend", action="store_true",
@@ -104,7 +106,7 @@ def _cmd_tune(args) -> int:
     except ValueError:
         raise CliError("--L-values and --r-values take comma-separated integers") from None
     res = tune_search(index, layout, q, gt, args.target, cfg, args.objective,
-                      margin=args.margin, Ls=Ls, rs=rs, log=log)
+                      margin=args.margin, Ls=Ls, rs=rs, refine=args.refine, log=log)
     report = res.to_dict()
     if res.best is None:
         raise CliError(f"recall@{cfg.search.k} {args.target} not reached on the sample "
