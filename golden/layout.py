@@ -494,12 +494,14 @@ class Layout:
             "code_offset": self.code_offset, "frame_bytes": self.frame_bytes,
             "stride": self.stride, "frames_per_page": self.frames_per_page,
             "hot_frame_bits": self.hot_frame_bits, "hot_accesses": self.hot_accesses,
-            "hot_pages": self.hot_pages, "hot_copies": self.hot_copies,
-            "hot_copy_pages": self.hot_copy_pages, "normal_pages_per_core": self.normal_pages_per_core,
+            "hot_pages": self.hot_pages, "normal_pages_per_core": self.normal_pages_per_core,
             "index_pages_per_core": self.index_pages_per_core, "raw_stride": self.raw_stride,
             "raw_pages_per_core": self.raw_pages_per_core,
             "index_cores": self.cfg.nand.cores, "raw_cores": self.cfg.nand.raw_vector_cores,
             "access_bytes": self.access, "page_bytes": self.cfg.nand.page_bytes,
+            # only with copies: images of one copy keep the metadata they always had
+            **({"hot_copies": self.hot_copies, "hot_copy_pages": self.hot_copy_pages}
+               if self.hot_copies > 1 else {}),
         }
 
 
