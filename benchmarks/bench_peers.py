@@ -43,8 +43,14 @@ def _timed(fn, reps: int = 1):
     return out, best
 
 
-def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, log=print) -> dict:
+def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, labels: np.ndarray,
+          log=print) -> dict:
+    """Peer curves; ``base`` in the image's id order, ``labels`` maps those ids to the
+    ground truth's."""
     import faiss
+
+    gt = np.asarray(gt)
+    lab = np.append(np.asarray(labels), -1)  # faiss pads with -1
 
     faiss.omp_set_num_threads(1)
     xb = np.ascontiguousarray(base, dtype=np.float32)
@@ -63,7 +69,8 @@ def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, log=print)
         for ef in (10, 16, 24, 32, 48, 64, 96, 128, 192, 256):
             h.set_ef(ef)
             (ids, _), dt = _timed(lambda: h.knn_query(xq, k=10), reps=3)
-            pts.append({"param": f"ef={ef}", "recall": _recall(ids, gt), "cpu_qps": len(xq) / dt})
+            pts.append({"param": f"ef={ef}", "recall": _recall(lab[ids], gt),
+                        "cpu_qps": len(xq) / dt})
         out["hnswlib"] = pts
     except ImportError:
         log("hnswlib missing: pip install -e '.[bench]' (skipped)")
@@ -76,7 +83,7 @@ def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, log=print)
     for ef in (10, 16, 24, 32, 48, 64, 96, 128, 192, 256):
         fh.hnsw.efSearch = ef
         (_, ids), dt = _timed(lambda: fh.search(xq, 10), reps=3)
-        pts.append({"param": f"efSearch={ef}", "recall": _recall(ids, gt),
+        pts.append({"param": f"efSearch={ef}", "recall": _recall(lab[ids], gt),
                     "cpu_qps": len(xq) / dt})
     out["faiss-hnsw"] = pts
     t = time.perf_counter()
@@ -91,7 +98,8 @@ def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, log=print)
             break
         ivf.nprobe = npb
         (_, ids), dt = _timed(lambda: ivf.search(xq, 10), reps=3)
-        pts.append({"param": f"nprobe={npb}", "recall": _recall(ids, gt), "cpu_qps": len(xq) / dt})
+        pts.append({"param": f"nprobe={npb}", "recall": _recall(lab[ids], gt),
+                    "cpu_qps": len(xq) / dt})
     out["faiss-ivfpq"] = pts
     return out
 
@@ -157,6 +165,7 @@ def main() -> int:
     ap.add_argument("--queues", default="1,32,64,128,256")
     ap.add_argument("--target", default="0.9,0.95,0.98")
     ap.add_argument("--png", help="plot file prefix")
+    ap.add_argument("--reuse", help="take the Proxima / beam curves from this earlier --json")
     ap.add_argument("--json")
     a = ap.parse_args()
 
@@ -171,9 +180,14 @@ def main() -> int:
     log = print
     log(f"{a.image}: {index.n} x {index.cfg.vec.dim}, {len(q)} queries, preset "
         f"{index.cfg.name}")
-    curves = peers(index.vectors, q, gt, index.cfg.pq.M)
-    curves.update(proxima_curves(index, layout, q, gt, [int(x) for x in a.L.split(",")],
-                                 queues, log))
+    curves = peers(index.vectors, q, gt, index.cfg.pq.M, index.labels)
+    if a.reuse:
+        old = json.loads(Path(a.reuse).read_text())["curves"]
+        curves.update({k: v for k, v in old.items() if k in ("proxima-alg1", "beam-same-nand")})
+        log(f"Proxima and beam curves reused from {a.reuse}")
+    else:
+        curves.update(proxima_curves(index, layout, q, gt, [int(x) for x in a.L.split(",")],
+                                     queues, log))
     targets = [float(x) for x in a.target.split(",")]
     table = {}
     for tg in targets:

@@ -83,8 +83,9 @@ of ``A`` and ``nbytes = A``; a structure spanning several accesses is several re
 * ``('frame', v)``, ``v`` hot: the ``K`` accesses of its hot frame (the search's own copy).
 * ``('code', u)``: no read if the most recent ``'frame'`` event was of a hot vertex (the codes of
   its neighbours came with it; the search only emits codes of the expanded vertex's neighbours
-  after a frame); otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s
-  normal frame.
+  after a frame), nor, with hot copies (``X > 1``), before the first frame (the entry's code:
+  the engine holds it, written with the codebook, so that no core serves every query);
+  otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s normal frame.
 * ``('raw', u)``: the accesses covering ``u``'s raw vector.
 """
 
@@ -814,7 +815,8 @@ def reads_for_events(events: Iterable[tuple[str, int]], layout: Layout,
     """Physical reads, in order, for one query's search events (rules in the module doc);
     hot frames are read from hot copy ``copy``."""
     reads: list[Read] = []
-    after_hot = False
+    # with hot copies the entry's code is held by the engine: codes before the first frame
+    after_hot = layout.hot_copies > 1
     for kind, v in events:
         if kind == "frame":
             after_hot = int(v) < layout.hot

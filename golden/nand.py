@@ -181,7 +181,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
     kind = None
     cores: list[int] = []
     count = 0
-    after_hot = False
+    after_hot = layout.hot_copies > 1  # the entry's code is held by the engine (layout doc)
 
     def close() -> None:
         if kind is None:

@@ -321,6 +321,8 @@ def test_hot_copies_addresses_image_and_timing(tmp_path):
         lay.hot_chunk_address(0, 0, 2)
     ev = [("code", 0), ("frame", 0), ("code", 5), ("frame", 40), ("code", 7), ("raw", 3)]
     p = TimingParams.from_cfg(cfg)
+    assert reads_for_events(ev[:1], lay) == []  # the entry's code: held by the engine
+    assert len(reads_for_events(ev[:1], Layout(TINY, 300, 9, 5))) == 1  # one copy: read
     for c in range(2):
         ph = phases_for_events(ev, lay, p, copy=c)
         assert [x for f in ph for x in f.cores] == [r.core for r in reads_for_events(ev, lay, c)]
