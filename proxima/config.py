@@ -557,7 +557,7 @@ def _paper() -> ProximaConfig:
                             clock_mhz=1000.0, id_bits=27),
         nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
                         tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),
-        layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000),
+        layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000, hot_copies=8),
         cache=CacheConfig(sets=256, ways=8, prefetch_depth=4, prefetch_streams=8),
     )
 
