@@ -28,6 +28,8 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--queues", default="32,64,128,256")
     ap.add_argument("--copies", default="1,4,16,64")
+    ap.add_argument("--peers", action="store_true",
+                    help="also measure hnswlib / faiss on the same queries (bench_peers.peers)")
     ap.add_argument("--json")
     a = ap.parse_args()
 
@@ -66,9 +68,23 @@ def main() -> int:
                   f"{row['util_index']:8.3f} {row['util_index_max']:6.3f} "
                   f"{row['util_index_max'] / row['util_index']:8.2f} {row['util_raw']:8.3f}  "
                   f"{row['busiest']}", flush=True)
+    peer = {}
+    if a.peers:
+        from bench_peers import at_recall, peers
+
+        peer = peers(index.vectors, q, gt, cfg.pq.M, index.labels)
+        rec = rep.recall["recall@10"]
+        for name, pts in peer.items():
+            v = at_recall(pts, rec, "cpu_qps")
+            print(f"{name:12} at recall@10 {rec:.4f}: "
+                  f"{'not reached' if v is None else f'{v:,.0f} q/s (CPU, one thread)'}")
+            if v and name == "hnswlib":
+                best = max(r["qps"] for r in out if r["queues"] == max(x["queues"] for x in out))
+                print(f"  best modelled QPS at the most queues / hnswlib = {best / v:.1f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"recall@10": rep.recall["recall@10"],
-                                            "counters": c, "rows": out}, indent=1))
+                                            "counters": c, "rows": out, "peers": peer},
+                                           indent=1))
     return 0
 
 
