@@ -19,8 +19,9 @@ never vertices of the graph they are searched on, as a user's queries are not.
 The timing figures come from the configuration ``cfg`` given (the image's plus any
 search-time overrides), never from hidden state.  Search: for each ``L`` of ``Ls`` the
 smallest fixed ``r`` (``L_per_r = 0``) that reaches the target with the other parameters at
-their configured values (an ``L`` is given up once a larger ``r`` adds less than 0.001); the best few of those are then refined by coordinate descent over
-``T0``, ``T_step`` and ``beta`` (each move kept only if the target still holds and the
+their configured values (an ``L`` is given up once a larger ``r`` adds less than 0.001);
+the best few of those are then refined by coordinate descent over
+``T0``, ``T_step``, ``beta`` and ``r`` (each move kept only if the target still holds and the
 objective improves).  Every evaluated point is returned (:class:`TunePoint`), so the choice can
 be checked.  Deterministic for given inputs.
 

@@ -216,7 +216,8 @@ def test_search_time_overrides_change_the_model():
     assert simulate_events(evs, lay, cfg=TINY.with_(engine={"queues": 8})).nq == 8
     slow = simulate_events(evs, lay, cfg=TINY.with_(nand={"tR_ns": 4 * TINY.nand.tR_ns}))
     assert slow.total_cycles > base.total_cycles
-    fast = simulate_events(evs, lay, cfg=TINY.with_(engine={"clock_mhz": 2 * TINY.engine.clock_mhz}))
+    fast = simulate_events(evs, lay,
+                           cfg=TINY.with_(engine={"clock_mhz": 2 * TINY.engine.clock_mhz}))
     assert fast.params.cycle_ns == base.params.cycle_ns / 2
     with pytest.raises(TimingError, match="nand.cores"):
         simulate_events(evs, lay, cfg=TINY.with_(nand={"cores": 8}))
