@@ -126,7 +126,8 @@ def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
     params = {"L": cfg.search.L, "k": k}
     if algo == "alg1":
         params.update(T0=cfg.search.T0, T_step=cfg.search.T_step, r=cfg.search.r,
-                      beta=cfg.search.beta)
+                      beta=cfg.search.beta, L_per_r=cfg.search.L_per_r,
+                      r_eff=cfg.search.r_eff)
     else:
         params.update(W=cfg.search.beam_width)
     rep = EvalReport(algo, params, recall, counters, len(results) / dt if dt > 0 else 0.0, dt,
