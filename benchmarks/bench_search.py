@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxima.cli import build_pipeline, evaluate_cmd
+from proxima.pipeline import build_pipeline, evaluate
 from proxima.config import preset
 from proxima.golden.datasets import ground_truth, synth, synth_queries
 from proxima.golden.image import read_image
@@ -106,10 +106,10 @@ def main() -> int:
     gridb = [args.search_set + [f"search.L={L}", f"search.T0={k}"]
              for L in (int(x) for x in args.beam_L.split(",") if x) if L >= k]
     print(f"\n== Algorithm 1 sweep ({len(grid1)} points)")
-    r1 = evaluate_cmd(index, layout, queries, gt, ["alg1"], grid1, args.target)
+    r1 = evaluate(index, layout, queries, gt, ["alg1"], grid1, args.target)
     W = index.cfg.override(args.search_set).search.beam_width
     print(f"\n== beam search sweep ({len(gridb)} points, W = {W})")
-    rb = evaluate_cmd(index, layout, queries, gt, ["beam"], gridb, args.target)
+    rb = evaluate(index, layout, queries, gt, ["beam"], gridb, args.target)
     a, b = r1["at_target"]["alg1"], rb["at_target"]["beam"]
     print(f"\n== at recall@10 = {args.target}")
     for c in ("hops", "total_accesses", "total_with_codes", "exact_dists"):

@@ -13,7 +13,7 @@ from proxima.config import ProximaConfig
 from .index import Index
 
 __all__ = ["recall_at", "EvalReport", "run_queries", "sweep", "at_recall", "access_counts",
-           "ALGOS"]
+           "plot_reports", "ALGOS"]
 
 ALGOS = ("alg1", "beam")
 
@@ -48,7 +48,9 @@ def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]
     ``frame`` = neighbour-list accesses, ``code`` = PQ-code accesses, ``raw`` = raw-vector
     accesses.  ``total`` = frame + raw (the comparison measure of the design reference);
     ``total_with_codes`` adds the code accesses.  For the beam-search baseline the PQ codes
-    are in host RAM (DiskANN), so its code accesses are 0.
+    are in host RAM (DiskANN), so its code accesses are 0 and every frame it reads, hot or
+    not, is the normal frame's neighbour part (``layout.frame_access_count`` accesses: a hot
+    frame's duplicated codes would be of no use to it).
     """
     from .layout import reads_for_events
 
@@ -56,10 +58,15 @@ def access_counts(results: list, layout, algo: str = "alg1") -> dict[str, float]
     for r in results:
         if not r.events:
             raise ValueError("access counts need results searched with trace=True")
+        if algo == "beam":
+            for kind, _ in r.events:
+                if kind == "frame":
+                    sums["frame"] += layout.frame_access_count
+                elif kind == "raw":
+                    sums["raw"] += layout.raw_access_count
+            continue
         for rd in reads_for_events(r.events, layout):
             sums[rd.kind] += 1
-    if algo == "beam":
-        sums["code"] = 0
     n = max(1, len(results))
     out = {f"{k}_accesses": v / n for k, v in sums.items()}
     out["total_accesses"] = out["frame_accesses"] + out["raw_accesses"]
@@ -119,7 +126,8 @@ def run_queries(index: Index, queries: np.ndarray, gt: np.ndarray | None,
     params = {"L": cfg.search.L, "k": k}
     if algo == "alg1":
         params.update(T0=cfg.search.T0, T_step=cfg.search.T_step, r=cfg.search.r,
-                      beta=cfg.search.beta)
+                      beta=cfg.search.beta, L_per_r=cfg.search.L_per_r,
+                      r_eff=cfg.search.r_eff)
     else:
         params.update(W=cfg.search.beam_width)
     rep = EvalReport(algo, params, recall, counters, len(results) / dt if dt > 0 else 0.0, dt,
@@ -162,3 +170,46 @@ def at_recall(reports: list[EvalReport], target: float, metric: str = "recall@10
     if hi[0] == lo[0]:
         return hi[1]
     return lo[1] + (hi[1] - lo[1]) * (target - lo[0]) / (hi[0] - lo[0])
+
+
+def plot_reports(reports: list[dict], path, metric: str = "recall@10") -> None:
+    """Plot ``metric`` against NAND accesses per query (frame + raw, and all accesses), per
+    algorithm, and against the modelled QPS when the reports carry timing (``model_qps``);
+    ``reports`` are :meth:`EvalReport.to_dict` results.  Writes a PNG (matplotlib, optional
+    extra ``bench``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("plots need matplotlib: pip install -e '.[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = any("model_qps" in r["counters"] for r in reports)
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6, 4),
+                             squeeze=False)
+    algos = sorted({r["algo"] for r in reports})
+    for algo in algos:
+        rs = sorted((r for r in reports if r["algo"] == algo and metric in r["recall"]),
+                    key=lambda r: r["recall"][metric])
+        if not rs or "total_accesses" not in rs[0]["counters"]:
+            continue
+        y = [r["recall"][metric] for r in rs]
+        axes[0][0].plot([r["counters"]["total_accesses"] for r in rs], y, "o-",
+                        label=f"{algo}: frame + raw")
+        if algo != "beam":
+            axes[0][0].plot([r["counters"]["total_with_codes"] for r in rs], y, "o--",
+                            label=f"{algo}: all (PQ codes from NAND)")
+        if timed and "model_qps" in rs[0]["counters"]:
+            axes[0][1].semilogx([r["counters"]["model_qps"] for r in rs], y, "o-", label=algo)
+    axes[0][0].set_xlabel("NAND accesses per query")
+    if timed:
+        axes[0][1].set_xlabel("modelled queries per second")
+        axes[0][1].set_ylabel(metric)
+        axes[0][1].grid(alpha=0.3)
+        axes[0][1].legend(fontsize=8)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

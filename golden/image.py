@@ -124,7 +124,8 @@ def _frames_image(layout: Layout, index: Index) -> np.ndarray:
     if layout.hot_pages:
         hot = encode_hot_frames(layout, index.neighbors[:layout.hot], index.codes)
         chunks = hot.reshape(layout.hot * layout.hot_accesses, layout.access)
-        img.insert(0, _to_cores(chunks, Ci, layout.accesses_per_page, P, layout.hot_pages))
+        one = _to_cores(chunks, Ci, layout.accesses_per_page, P, layout.hot_copy_pages)
+        img[:0] = [np.roll(one, c * layout.copy_shift, axis=0) for c in range(layout.hot_copies)]
     return np.ascontiguousarray(np.concatenate(img, axis=1))
 
 
@@ -281,8 +282,13 @@ def read_image(path: str | os.PathLike) -> Image:
     try:
         neighbors, codes = decode_frames(layout, normal[:, :layout.frame_bytes])
         if hot:
-            chunks = _from_cores(frames[:, :hot_bytes], hot * layout.hot_accesses,
-                                 layout.access, layout.accesses_per_page, P, layout.hot_pages)
+            hp = layout.hot_copy_pages * P
+            for c in range(1, layout.hot_copies):  # copy c = copy 0 rotated by c * S cores
+                if not np.array_equal(np.roll(frames[:, :hp], c * layout.copy_shift, axis=0),
+                                      frames[:, c * hp:(c + 1) * hp]):
+                    raise LayoutError(f"hot copy {c} disagrees with hot copy 0")
+            chunks = _from_cores(frames[:, :hp], hot * layout.hot_accesses,
+                                 layout.access, layout.accesses_per_page, P, layout.hot_copy_pages)
             hnb, hcodes = decode_hot_frames(layout, chunks.reshape(hot, -1))
             bad = np.flatnonzero((hnb != neighbors[:hot]).any(axis=1))
             if bad.size:

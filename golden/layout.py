@@ -54,11 +54,16 @@ are all zero.  ``hot_frame_bits = HB + B + 8C + (R-1)*(W + 8C)``; the hot frame 
 
 Address mapping (core round-robin)
 ----------------------------------
-*Hot region* (pages ``0 .. hot_pages-1`` of every index core): access chunk ``a`` (``0..K-1``)
-of the hot frame of ``v`` is global chunk ``g = v*K + a``: core ``g % Ci``, local chunk
-``l = g // Ci``, page ``l // (P/A)``, byte offset ``(l % (P/A)) * A``.  The ``K`` chunks of one
-hot frame lie on ``K`` consecutive cores and are read in parallel.
-``hot_pages = ceil(ceil(H*K / Ci) / (P/A))``.
+*Hot region* (pages ``0 .. hot_pages-1`` of every index core), ``X = cfg.layout.hot_copies``
+copies of it: access chunk ``a`` (``0..K-1``) of copy ``c`` (``0..X-1``) of the hot frame of
+``v`` is global chunk ``g = v*K + a``: core ``(g + c*S) % Ci`` with the copy shift
+``S = Ci // X``, local chunk ``l = g // Ci``, page ``c*hp + l // (P/A)``, byte offset
+``(l % (P/A)) * A``, where ``hp = ceil(ceil(H*K / Ci) / (P/A))`` pages hold one copy and
+``hot_pages = X * hp``.  The ``K`` chunks of one hot frame lie on ``K`` consecutive cores and
+are read in parallel; copy ``c`` is copy 0 rotated by ``c*S`` cores, so the hot frames every
+query reads (the entry's first) are spread over ``X`` groups of cores.  A search reads copy
+``c`` (its *own copy*; the timing model gives query ``q`` copy ``q % X``); with ``X = 1`` (the
+default) the mapping is the original one.
 
 *Normal region*: frame of ``v`` on core ``v % Ci``, slot ``j = v // Ci``, page
 ``hot_pages + j // fpp``, byte offset ``(j % fpp) * stride``.
@@ -75,11 +80,12 @@ of ``A`` and ``nbytes = A``; a structure spanning several accesses is several re
 
 * ``('frame', v)``, ``v`` not hot: the accesses covering bytes ``[0, ceil((HB+B+(R-1)*W)/8))``
   of ``v``'s normal frame (the neighbour part; ``v``'s own code is not needed to expand ``v``).
-* ``('frame', v)``, ``v`` hot: the ``K`` accesses of its hot frame.
+* ``('frame', v)``, ``v`` hot: the ``K`` accesses of its hot frame (the search's own copy).
 * ``('code', u)``: no read if the most recent ``'frame'`` event was of a hot vertex (the codes of
   its neighbours came with it; the search only emits codes of the expanded vertex's neighbours
-  after a frame); otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s
-  normal frame.
+  after a frame), nor, with hot copies (``X > 1``), before the first frame (the entry's code:
+  the engine holds it, written with the codebook, so that no core serves every query);
+  otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s normal frame.
 * ``('raw', u)``: the accesses covering ``u``'s raw vector.
 """
 
@@ -207,6 +213,9 @@ class Layout:
         if self.stride > cfg.nand.page_bytes:
             raise LayoutError(f"normal frame stride {self.stride} B exceeds the page "
                               f"({cfg.nand.page_bytes} B)")
+        if not 1 <= self.hot_copies <= cfg.nand.cores:
+            raise LayoutError(f"layout.hot_copies = {self.hot_copies} must be in 1..nand.cores "
+                              f"({cfg.nand.cores})")
         if self.raw_stride > cfg.nand.page_bytes:
             raise LayoutError(f"raw vector stride {self.raw_stride} B exceeds the page "
                               f"({cfg.nand.page_bytes} B)")
@@ -312,9 +321,24 @@ class Layout:
         return self.cfg.nand.accesses_per_page
 
     @cached_property
-    def hot_pages(self) -> int:
+    def hot_copies(self) -> int:
+        """``X``: copies of the hot region (``cfg.layout.hot_copies``)."""
+        return self.cfg.layout.hot_copies
+
+    @cached_property
+    def copy_shift(self) -> int:
+        """``S = Ci // X``: cores by which copy ``c + 1`` is rotated against copy ``c``."""
+        return self.cfg.nand.cores // self.hot_copies
+
+    @cached_property
+    def hot_copy_pages(self) -> int:
+        """``hp``: pages per core of one copy of the hot region."""
         chunks = -(-(self.hot * self.hot_accesses) // self.cfg.nand.cores)
         return -(-chunks // self.accesses_per_page)
+
+    @cached_property
+    def hot_pages(self) -> int:
+        return self.hot_copies * self.hot_copy_pages
 
     @cached_property
     def index_pages_per_core(self) -> int:
@@ -379,9 +403,17 @@ class Layout:
         return (v % cores, self.hot_pages + j // self.frames_per_page,
                 (j % self.frames_per_page) * self.stride)
 
-    def hot_chunk_address(self, v: int, a: int) -> tuple[int, int, int]:
-        """(core, page, byte offset) of access chunk ``a`` of the hot frame of ``v``."""
+    def _check_copy(self, copy: int) -> int:
+        copy = int(copy)
+        if not 0 <= copy < self.hot_copies:
+            raise LayoutError(f"hot copy {copy} out of range 0..{self.hot_copies - 1}")
+        return copy
+
+    def hot_chunk_address(self, v: int, a: int, copy: int = 0) -> tuple[int, int, int]:
+        """(core, page, byte offset) of access chunk ``a`` of copy ``copy`` of the hot frame
+        of ``v``."""
         v = self._check_v(v)
+        copy = self._check_copy(copy)
         if v >= self.hot:
             raise LayoutError(f"vertex {v} is not hot (hot ids are 0..{self.hot - 1})")
         if not 0 <= a < self.hot_accesses:
@@ -390,7 +422,8 @@ class Layout:
         g = v * self.hot_accesses + a
         local = g // cores
         app = self.accesses_per_page
-        return g % cores, local // app, (local % app) * self.access
+        return ((g + copy * self.copy_shift) % cores, copy * self.hot_copy_pages + local // app,
+                (local % app) * self.access)
 
     def raw_address(self, u: int) -> tuple[int, int, int]:
         """(global core, page, byte offset) of the raw vector of ``u``."""
@@ -405,11 +438,11 @@ class Layout:
         first, last = start // A, (start + nbytes - 1) // A
         return [Read(core, page, a * A, A, kind) for a in range(first, last + 1)]
 
-    def frame_reads(self, v: int) -> list[Read]:
-        """Reads that fetch ``v``'s neighbour list (hot frame if ``v`` is hot)."""
+    def frame_reads(self, v: int, copy: int = 0) -> list[Read]:
+        """Reads that fetch ``v``'s neighbour list (hot frame copy ``copy`` if ``v`` is hot)."""
         v = self._check_v(v)
         if v < self.hot:
-            return [Read(*self.hot_chunk_address(v, a), self.access, "frame")
+            return [Read(*self.hot_chunk_address(v, a, copy), self.access, "frame")
                     for a in range(self.hot_accesses)]
         core, page, off = self.frame_address(v)
         return self._span(core, page, off, self.id_region_bytes, "frame")
@@ -433,13 +466,17 @@ class Layout:
         return (vs % cores,
                 page * self.cfg.nand.page_bytes + (j % self.frames_per_page) * self.stride)
 
-    def hot_chunk_byte_addresses(self, vs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(core, byte address) of every chunk: arrays of shape ``(len(vs), K)``."""
+    def hot_chunk_byte_addresses(self, vs: np.ndarray, copy: int = 0
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(core, byte address) of every chunk of copy ``copy``: arrays ``(len(vs), K)``."""
         vs = np.asarray(vs, dtype=np.int64)
+        copy = self._check_copy(copy)
         cores, app = self.cfg.nand.cores, self.accesses_per_page
         g = vs[:, None] * self.hot_accesses + np.arange(self.hot_accesses)[None, :]
         local = g // cores
-        return g % cores, (local // app) * self.cfg.nand.page_bytes + (local % app) * self.access
+        page = copy * self.hot_copy_pages + local // app
+        return ((g + copy * self.copy_shift) % cores,
+                page * self.cfg.nand.page_bytes + (local % app) * self.access)
 
     def raw_byte_addresses(self, us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(raw core index 0..Cr-1, byte address within that core image) of vectors ``us``."""
@@ -463,6 +500,9 @@ class Layout:
             "raw_pages_per_core": self.raw_pages_per_core,
             "index_cores": self.cfg.nand.cores, "raw_cores": self.cfg.nand.raw_vector_cores,
             "access_bytes": self.access, "page_bytes": self.cfg.nand.page_bytes,
+            # only with copies: images of one copy keep the metadata they always had
+            **({"hot_copies": self.hot_copies, "hot_copy_pages": self.hot_copy_pages}
+               if self.hot_copies > 1 else {}),
         }
 
 
@@ -770,14 +810,17 @@ def decode_hot_frames(layout: Layout, frames: np.ndarray) -> tuple[np.ndarray, n
 # ---------------------------------------------------------------------------------------
 # Events -> reads
 # ---------------------------------------------------------------------------------------
-def reads_for_events(events: Iterable[tuple[str, int]], layout: Layout) -> list[Read]:
-    """Physical reads, in order, for one query's search events (rules in the module doc)."""
+def reads_for_events(events: Iterable[tuple[str, int]], layout: Layout,
+                     copy: int = 0) -> list[Read]:
+    """Physical reads, in order, for one query's search events (rules in the module doc);
+    hot frames are read from hot copy ``copy``."""
     reads: list[Read] = []
-    after_hot = False
+    # with hot copies the entry's code is held by the engine: codes before the first frame
+    after_hot = layout.hot_copies > 1
     for kind, v in events:
         if kind == "frame":
             after_hot = int(v) < layout.hot
-            reads.extend(layout.frame_reads(v))
+            reads.extend(layout.frame_reads(v, copy))
         elif kind == "code":
             if not after_hot:
                 reads.extend(layout.code_reads(v))

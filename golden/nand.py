@@ -58,7 +58,7 @@ from proxima.config import ProximaConfig
 from .layout import Layout, LayoutError
 
 __all__ = ["TimingError", "TimingParams", "Phase", "TimingResult", "phases_for_events",
-           "simulate", "simulate_events"]
+           "beam_phases_for_events", "simulate", "simulate_events"]
 
 
 class TimingError(ValueError):
@@ -172,15 +172,16 @@ class TimingResult:
 
 
 def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
-                      params: TimingParams | None = None) -> list[Phase]:
+                      params: TimingParams | None = None, copy: int = 0) -> list[Phase]:
     """Cut one query's events into phases (module doc) with the cores of their reads, using
-    exactly the read rules of :func:`proxima.golden.layout.reads_for_events`."""
+    exactly the read rules of :func:`proxima.golden.layout.reads_for_events` (hot frames
+    from hot copy ``copy``)."""
     params = params or TimingParams.from_cfg(layout.cfg)
     phases: list[Phase] = []
     kind = None
     cores: list[int] = []
     count = 0
-    after_hot = False
+    after_hot = layout.hot_copies > 1  # the entry's code is held by the engine (layout doc)
 
     def close() -> None:
         if kind is None:
@@ -195,6 +196,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
 
     Ci, Cr, K, H = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores, \
         layout.hot_accesses, layout.hot
+    rot = layout._check_copy(copy) * layout.copy_shift
     nf, nc, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
     for k, v in events:
         v = int(v)
@@ -203,7 +205,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
         if k == "frame":
             close()
             after_hot = v < H
-            cores = [(v * K + a) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
+            cores = [(v * K + a + rot) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
             kind, count = "frame", 1
             continue
         if k == "code":
@@ -218,6 +220,45 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
         cores.extend(rs)
         count += 1
     close()
+    return phases
+
+
+def beam_phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
+                           params: TimingParams | None = None) -> list[Phase]:
+    """Phases of a DiskANN beam search (:func:`proxima.golden.beam.beam_search` events) on the
+    same NAND: a round's ``W`` neighbour-list reads (normal frames, ``frame_access_count``
+    accesses each; a hot frame's codes are of no use with codes in RAM) and its ``W``
+    raw-vector reads issue together (one phase, ``compute`` = the exact distances); the
+    round's PQ distances are a phase without reads (codes in host RAM), ``compute`` as a code
+    phase of :func:`phases_for_events`."""
+    params = params or TimingParams.from_cfg(layout.cfg)
+    Ci, Cr = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores
+    nf, nr = layout.frame_access_count, layout.raw_access_count
+    phases: list[Phase] = []
+    cores: list[int] = []
+    raws = codes = 0
+    for k, v in list(events) + [("end", 0)]:
+        v = int(v)
+        if k in ("frame", "raw"):
+            if codes:
+                phases.append(Phase("code", (), params.code_compute(codes)))
+                codes = 0
+            if k == "frame":
+                cores += [v % Ci] * nf
+            else:
+                cores += [Ci + v % Cr] * nr
+                raws += 1
+            continue
+        if cores:
+            phases.append(Phase("frame", tuple(cores), params.raw_compute(raws)))
+            cores, raws = [], 0
+        if k == "code":
+            codes += 1
+        elif k == "end":
+            if codes:
+                phases.append(Phase("code", (), params.code_compute(codes)))
+        else:
+            raise LayoutError(f"unknown event kind {k!r}")
     return phases
 
 
@@ -268,8 +309,27 @@ def simulate(traces: Sequence[Sequence[Phase]], params: TimingParams,
 
 
 def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layout: Layout,
-                    nq: int | None = None) -> TimingResult:
-    """:func:`simulate` on the search events of each query (phases cut by the layout)."""
-    params = TimingParams.from_cfg(layout.cfg)
-    traces = [phases_for_events(ev, layout, params) for ev in events_per_query]
+                    nq: int | None = None, cfg: ProximaConfig | None = None,
+                    algo: str = "alg1") -> TimingResult:
+    """:func:`simulate` on the search events of each query (phases cut by the layout; query
+    ``q`` reads hot copy ``q % layout.hot_copies``, its own copy).
+
+    ``cfg`` is the effective configuration of the run (the image's with search-time
+    overrides, e.g. ``engine.queues``, ``engine.clock_mhz``, ``nand.tR_ns``); the timing
+    parameters come from it, the geometry (cores, frame sizes, addresses) from ``layout``.
+    ``None``: the layout's own configuration.  A ``cfg`` with another NAND geometry than the
+    layout's (cores, access or page size) is refused: the image fixes those.  ``algo="beam"``:
+    the events are beam search's, cut by :func:`beam_phases_for_events`."""
+    if cfg is not None:
+        for f in ("cores", "raw_vector_cores", "access_bytes", "page_bytes"):
+            if getattr(cfg.nand, f) != getattr(layout.cfg.nand, f):
+                raise TimingError(f"nand.{f} = {getattr(cfg.nand, f)} differs from the image's "
+                                  f"{getattr(layout.cfg.nand, f)}: the image fixes the geometry")
+    params = TimingParams.from_cfg(cfg or layout.cfg)
+    X = layout.hot_copies
+    if algo == "beam":
+        traces = [beam_phases_for_events(ev, layout, params) for ev in events_per_query]
+    else:
+        traces = [phases_for_events(ev, layout, params, q % X)
+                  for q, ev in enumerate(events_per_query)]
     return simulate(traces, params, nq)

@@ -27,8 +27,11 @@ Steps
    b. Otherwise (all top-``T`` expanded) this is a *check*: every entry among the first
       ``min(T, |C|)`` without an exact distance gets one; ``topk`` = the ids of the ``k``
       best of those entries by ``(exact, id)``.  If ``topk`` equals the previous check's
-      ``topk``, ``stable += 1`` else ``stable = 0``.  If ``stable >= r``: stop
-      (``converged``).  Else ``T += T_step``; if ``T > L``: stop (``list_end``).
+      ``topk``, ``stable += 1`` else ``stable = 0``.  If ``stable >= r_eff``: stop
+      (``converged``), where ``r_eff = max(r, L // L_per_r)`` (``r`` if ``L_per_r = 0``;
+      :attr:`proxima.config.SearchConfig.r_eff`): a longer list also demands a longer run of
+      unchanged checks, so raising ``L`` lifts recall towards the graph's own limit instead of
+      hitting a ceiling set by ``r``.  Else ``T += T_step``; if ``T > L``: stop (``list_end``).
 
 3. Final rerank: ``Tf = min(T, L, |C|)``; ``pT`` = pq distance of entry ``Tf - 1``.  Every
    entry ``i`` with ``i < Tf`` or ``pq_i * 2**beta_frac_bits < beta_fx * pT`` gets an exact
@@ -158,7 +161,7 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
         topk = tuple(v for _, v in ranked[:k])
         stable = stable + 1 if topk == prev_topk else 0
         prev_topk = topk
-        if stable >= s.r:
+        if stable >= s.r_eff:
             reason = "converged"
             break
         T += s.T_step

@@ -249,7 +249,7 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
             same = (topk == prev[cq]).all(axis=1)
             prev[cq] = topk
             stable[cq] = np.where(same, stable[cq] + 1, 0)
-            done = stable[cq] >= s.r
+            done = stable[cq] >= s.r_eff
             converged[cq[done]] = True
             active[cq[done]] = False
             go = cq[~done]

@@ -298,7 +298,7 @@ class SearchEngine(wiring.Component):
 
         # ---- control --------------------------------------------------------------------
         T = Signal(range(L + s.T_step + 1))
-        stable = Signal(range(s.r + 1))
+        stable = Signal(range(s.r_eff + 1))
         cur = Signal(idb)  # vertex being coded / expanded
         cur_key_pq = Signal(pqb)
         ntop = Signal(range(L + 1))
@@ -387,7 +387,7 @@ class SearchEngine(wiring.Component):
         # CHECK      for ``i < min(T, len)`` in list order: an exact distance unless cached (raw
         #            read, exact unit, ``exact_dists += 1``), inserted into the top-``k`` register
         #            list ordered by ``(exact, id)``; then ``stable = stable + 1`` if the ``k`` ids
-        #            equal the previous check's else 0; ``stable >= r``: FINAL (converged); else ``T
+        #            equal the previous check's else 0; ``stable >= r_eff``: FINAL (converged); else ``T
         #            += T_step``, ``T > L``: FINAL (list_end), else SELECT.
         # FINAL      ``Tf = min(T, len)``, ``pT = pq_{Tf-1}``; for every slot ``i < len`` in order
         #            with ``i < Tf`` or ``pq_i << beta_frac_bits < beta_fx * pT``: exact distance
@@ -516,7 +516,7 @@ class SearchEngine(wiring.Component):
                 nstable = Mux(tk.same, stable + 1, 0)
                 m.d.sync += stable.eq(nstable)
                 m.d.comb += tk.snap.eq(1)
-                with m.If(nstable >= s.r):
+                with m.If(nstable >= s.r_eff):
                     m.d.sync += converged.eq(1)
                     m.next = "FINAL"
                 with m.Elif(T + s.T_step > L):

@@ -315,10 +315,14 @@ def frame_location(lay: Layout, v):
     return core, lay.hot_pages + pg, slot * lay.stride
 
 
-def hot_chunk_location(lay: Layout, v, a):
-    """``(core, page, byte offset)`` of access chunk ``a`` of the hot frame of ``v``."""
+def hot_chunk_location(lay: Layout, v, a, copy=0):
+    """``(core, page, byte offset)`` of access chunk ``a`` of hot copy ``copy`` of the hot
+    frame of ``v`` (copy 0: the original mapping; ``layout.hot_copies`` in golden/layout.py)."""
     local, core = divmod_const(v * lay.hot_accesses + a, lay.cfg.nand.cores)
     pg, acc = divmod_const(local, lay.accesses_per_page)
+    if lay.hot_copies > 1 and not (isinstance(copy, int) and copy == 0):
+        core = divmod_const(core + copy * lay.copy_shift, lay.cfg.nand.cores)[1]
+        pg = pg + copy * lay.hot_copy_pages
     return core, pg, acc * lay.access
 
 

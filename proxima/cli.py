@@ -5,6 +5,7 @@
     proxima build-index ...      vectors -> graph + PQ -> reordered NAND index image
     proxima search ...           search an image with Algorithm 1 or beam search
     proxima eval ...             recall, counters, NAND accesses, queries/s, sweeps
+    proxima tune ...             tune the search parameters for a target recall (in the image)
     proxima field ...            the tiered memory-mapped field
     proxima hdl verilog ...      write a block's Verilog
 
@@ -40,11 +41,6 @@ __all__ = ["main", "build_parser", "config_from_args", "parse_sweep", "CliError"
 
 #: Modules adding sub-commands (``proxima.<name>.add_parser(subparsers)``), in help order.
 SUBCOMMAND_MODULES = ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga", "cli_tune")
-
-# kept for callers of the old names (benchmarks): the pipelines live in proxima.pipeline
-evaluate_cmd = evaluate
-_print_reports = print_reports
-
 
 class CliError(PipelineError):
     """A user error: printed as one line, exit status 2."""
@@ -151,6 +147,9 @@ def _cmd_eval(args) -> int:
         from .golden.atomic import atomic_open
         with atomic_open(args.json, "w", encoding="utf-8") as f:
             f.write(json.dumps(res, indent=1))
+    if args.plot:
+        from .golden.evaluate import plot_reports
+        plot_reports(res["reports"], args.plot)
     return 0
 
 
@@ -232,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timing", action="store_true",
                    help="NAND timing model figures (with the --set timing fields)")
     e.add_argument("--json", help="write the results as JSON to this file")
+    e.add_argument("--plot", help="PNG: recall against accesses (and modelled QPS with --timing)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 

@@ -166,7 +166,9 @@ class SearchConfig:
     L: int = 64  # candidate list capacity
     T0: int = 16  # starting inner list size (see docs/ARCHITECTURE.md: chosen, measured)
     T_step: int = 4
-    r: int = 3  # early termination after r unchanged top-k checks (1..15)
+    r: int = 3  # early termination after r unchanged top-k checks (1..15) ...
+    #: ... or after L // L_per_r of them if that is more (0: r alone); see :attr:`r_eff`
+    L_per_r: int = 16
     beta: float = 1.06  # final rerank threshold; used as the fixed-point beta_fx below
     beta_frac_bits: int = 8
     k: int = 10
@@ -177,9 +179,17 @@ class SearchConfig:
         """beta in unsigned fixed point with ``beta_frac_bits`` fraction bits."""
         return int(round(self.beta * (1 << self.beta_frac_bits)))
 
+    @property
+    def r_eff(self) -> int:
+        """Unchanged top-k checks that stop the search: ``max(r, L // L_per_r)`` (no recall
+        ceiling: a longer list also waits longer before it stops; docs/ARCHITECTURE.md)."""
+        return max(self.r, self.L // self.L_per_r) if self.L_per_r else self.r
+
     def validate(self) -> None:
         if not 1 <= self.L <= 1 << 16:
             raise ConfigError(f"search.L must be in 1..65536, got {self.L}")
+        if self.L_per_r < 0:
+            raise ConfigError(f"search.L_per_r must be >= 0, got {self.L_per_r}")
         if not 1 <= self.k <= self.L:
             raise ConfigError(f"search.k must be in 1..L ({self.L}), got {self.k}")
         if not self.k <= self.T0 <= self.L:
@@ -301,8 +311,11 @@ class LayoutConfig:
     hot_fraction: float = 0.03  # hottest vertices whose frames carry neighbours' PQ codes
     reorder_sample: int = 2000  # base vectors searched to measure visit frequency
     reorder: bool = True
+    hot_copies: int = 1  # copies of the hot region, core-rotated (golden/layout.py)
 
     def validate(self) -> None:
+        if self.hot_copies < 1:
+            raise ConfigError(f"layout.hot_copies must be >= 1, got {self.hot_copies}")
         if not 0.0 <= self.hot_fraction <= 1.0:
             raise ConfigError(f"layout.hot_fraction must be in [0, 1], got {self.hot_fraction}")
         if self.reorder_sample < 0:
@@ -663,7 +676,7 @@ def _paper() -> ProximaConfig:
                             clock_mhz=1000.0, id_bits=27),
         nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
                         tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),
-        layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000),
+        layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000, hot_copies=8),
         cache=CacheConfig(sets=256, ways=8, prefetch_depth=4, prefetch_streams=8),
     )
 

@@ -10,7 +10,7 @@ Build:  ``preset -> data dimension (vec.dim) -> --set overrides``, validated onc
         (:func:`build_config`), so ``--set pq.M=48`` on 384-d data works without ``vec.dim``.
 Search: ``the image's stored configuration -> --set overrides`` restricted to
         :data:`proxima.config.SEARCH_TIME_FIELDS` (:func:`search_config`).  The timing model
-        reads the overridden configuration (:func:`timing_layout`): ``--set engine.queues=64``,
+        takes the overridden configuration (``simulate_events(..., cfg=)``): ``--set engine.queues=64``,
         ``nand.tR_ns=...``, ``engine.clock_mhz=...`` change the modelled figures.
 
 Functions
@@ -23,7 +23,6 @@ sweeps), :func:`print_reports`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -35,7 +34,7 @@ import numpy as np
 
 from .config import ProximaConfig, preset
 
-__all__ = ["PipelineError", "build_config", "search_config", "timing_layout",
+__all__ = ["PipelineError", "build_config", "search_config",
            "check_output_path", "prepare_queries", "check_ground_truth", "check_build",
            "build_pipeline", "evaluate", "print_reports"]
 
@@ -74,14 +73,6 @@ def build_config(preset_name: str, overrides: Sequence[str],
 def search_config(image_cfg: ProximaConfig, overrides: Sequence[str]) -> ProximaConfig:
     """The image's configuration with search-time ``overrides`` (others are refused)."""
     return image_cfg.override(list(overrides), search_time=True)
-
-
-def timing_layout(layout, cfg: ProximaConfig):
-    """``layout`` whose configuration is ``cfg`` (search-time fields only differ), so the
-    timing model (``golden.nand.simulate_events(events, layout)``) uses the overrides."""
-    if layout is None or layout.cfg == cfg:
-        return layout
-    return dataclasses.replace(layout, cfg=cfg)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,9 +270,9 @@ def evaluate(index, layout, queries: np.ndarray, gt: np.ndarray | None,
     for algo, cfg in tqdm(points, desc="eval", disable=not progress or len(points) < 2,
                           unit="pt"):
         rep, results = run_queries(index, queries, gt, cfg, algo, layout)
-        if timing and algo == "alg1":
+        if timing:
             from .golden.nand import simulate_events
-            tr = simulate_events([r.events for r in results], timing_layout(layout, cfg))
+            tr = simulate_events([r.events for r in results], layout, cfg=cfg, algo=algo)
             rep.counters.update({f"model_{k}": v for k, v in tr.summary().items()
                                  if isinstance(v, (int, float))})
         reports.append(rep)

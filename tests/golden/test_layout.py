@@ -288,3 +288,79 @@ def test_access_counts_are_the_same_for_every_vertex():
             assert len(lay.frame_reads(v)) == lay.frame_access_count
             assert len(lay.code_reads(v)) == lay.code_access_count
             assert len(lay.raw_reads(v)) == lay.raw_access_count
+
+
+def test_hot_copies_addresses_image_and_timing(tmp_path):
+    """``layout.hot_copies``: copy c of every hot chunk sits on copy 0's core rotated by
+    c * S, in its own pages; the image holds every copy (a disagreeing copy is refused); the
+    timing model's cores are the reads' cores of the query's copy."""
+    from proxima.golden.image import ImageError, read_image, write_image
+    from proxima.golden.layout import encode_hot_frames, reads_for_events
+    from proxima.golden.nand import TimingParams, phases_for_events
+
+    from .test_image import _refresh_crcs, _table, make_index
+
+    cfg = TINY.with_(layout={"hot_copies": 2}, graph={"R": 16},
+                     nand={"access_bytes": 16, "page_bytes": 512, "cores": 5})
+    ix = make_index(n=300, hot=9, seed=4, cfg=cfg)
+    lay = write_image(tmp_path / "c", ix)
+    assert (lay.hot_copies, lay.copy_shift) == (2, 2)
+    assert lay.hot_pages == 2 * lay.hot_copy_pages
+    im = read_image(tmp_path / "c")
+    assert np.array_equal(im.index.neighbors, ix.neighbors)
+    hot = encode_hot_frames(lay, ix.neighbors[:9], ix.codes)
+    P, A = cfg.nand.page_bytes, lay.access
+    for c in range(2):
+        for v in range(9):
+            for a in range(lay.hot_accesses):
+                core, page, off = lay.hot_chunk_address(v, a, c)
+                assert core == (v * lay.hot_accesses + a + 2 * c) % 5
+                got = im.frames[core, page * P + off:page * P + off + A]
+                assert np.array_equal(got, hot[v, a * A:(a + 1) * A])
+    with pytest.raises(LayoutError, match="hot copy 2"):
+        lay.hot_chunk_address(0, 0, 2)
+    ev = [("code", 0), ("frame", 0), ("code", 5), ("frame", 40), ("code", 7), ("raw", 3)]
+    p = TimingParams.from_cfg(cfg)
+    assert reads_for_events(ev[:1], lay) == []  # the entry's code: held by the engine
+    assert len(reads_for_events(ev[:1], Layout(TINY, 300, 9, 5))) == 1  # one copy: read
+    for c in range(2):
+        ph = phases_for_events(ev, lay, p, copy=c)
+        assert [x for f in ph for x in f.cores] == [r.core for r in reads_for_events(ev, lay, c)]
+    data = bytearray((tmp_path / "c").read_bytes())
+    off = _table(bytes(data))["frames"][0]
+    core, page, o = lay.hot_chunk_address(3, 0, 1)
+    data[off + core * lay.index_core_bytes + page * P + o] ^= 1
+    _refresh_crcs(data)
+    (tmp_path / "c").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="hot copy 1"):
+        read_image(tmp_path / "c")
+
+
+def test_rtl_hot_chunk_location_follows_the_copies():
+    """hdl/nandctl.hot_chunk_location(copy=) is the RTL twin of hot_chunk_address(copy)."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from proxima.hdl.nandctl import hot_chunk_location
+
+    lay = Layout(TINY.with_(layout={"hot_copies": 3}, nand={"cores": 5}), 300, 9, 5)
+    m = Module()
+    v, a, c = Signal(16), Signal(8), Signal(4)
+    outs = [Signal(16) for _ in range(3)]
+    m.d.comb += [o.eq(e) for o, e in zip(outs, hot_chunk_location(lay, v, a, c))]
+    got, want = [], []
+
+    async def tb(ctx):
+        for vv in range(9):
+            for aa in range(lay.hot_accesses):
+                for cc in range(3):
+                    ctx.set(v, vv)
+                    ctx.set(a, aa)
+                    ctx.set(c, cc)
+                    got.append(tuple(ctx.get(o) for o in outs))
+                    want.append(lay.hot_chunk_address(vv, aa, cc))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want

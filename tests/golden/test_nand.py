@@ -204,6 +204,25 @@ def test_simulate_events_counts_every_read():
     assert more.total_cycles <= r.total_cycles
 
 
+def test_search_time_overrides_change_the_model():
+    """The effective configuration (image config + --set) drives the timing, not the image's."""
+    lay = Layout(TINY, 3000, 10, 3)
+    rng = np.random.default_rng(4)
+    evs = [[("code", 0)] + [e for u in rng.integers(0, 3000, 8)
+                            for e in (("frame", int(u)), ("code", int(u)), ("raw", int(u)))]
+           for _ in range(12)]
+    base = simulate_events(evs, lay)
+    assert base.nq == TINY.engine.queues
+    assert simulate_events(evs, lay, cfg=TINY.with_(engine={"queues": 8})).nq == 8
+    slow = simulate_events(evs, lay, cfg=TINY.with_(nand={"tR_ns": 4 * TINY.nand.tR_ns}))
+    assert slow.total_cycles > base.total_cycles
+    fast = simulate_events(evs, lay,
+                           cfg=TINY.with_(engine={"clock_mhz": 2 * TINY.engine.clock_mhz}))
+    assert fast.params.cycle_ns == base.params.cycle_ns / 2
+    with pytest.raises(TimingError, match="nand.cores"):
+        simulate_events(evs, lay, cfg=TINY.with_(nand={"cores": 8}))
+
+
 def test_phase_cores_equal_read_cores_on_paper_layout():
     lay = Layout(preset("paper"), 100_000, 3000, 17)
     rng = np.random.default_rng(2)
@@ -216,3 +235,20 @@ def test_phase_cores_equal_read_cores_on_paper_layout():
     assert [c for x in ph for c in x.cores] == [r.core for r in reads_for_events(ev, lay)]
     assert sum(len(x.cores) for x in ph if x.kind == "frame") == sum(
         lay.hot_accesses if v < 3000 else lay.frame_access_count for k, v in ev if k == "frame")
+
+
+def test_beam_phases_codes_in_ram_and_parallel_rounds():
+    from proxima.golden.nand import beam_phases_for_events
+
+    lay = Layout(TINY, 3000, 10, 3)
+    p = TimingParams.from_cfg(TINY)
+    Ci = TINY.nand.cores
+    ev = [("code", 0), ("frame", 1), ("raw", 1), ("frame", 2), ("raw", 2), ("code", 5),
+          ("code", 6), ("frame", 3), ("raw", 3)]
+    ph = beam_phases_for_events(ev, lay, p)
+    assert [x.kind for x in ph] == ["code", "frame", "code", "frame"]
+    assert ph[0].cores == () and ph[0].compute == p.code_compute(1)
+    assert ph[1].cores == (1 % Ci, Ci + 1 % 2, 2 % Ci, Ci + 2 % 2)  # hot vertex 1: normal frame
+    assert ph[1].compute == p.raw_compute(2) and ph[2].compute == p.code_compute(2)
+    r = simulate_events([ev] * 3, lay, nq=1, algo="beam")
+    assert r.accesses == 3 * 6

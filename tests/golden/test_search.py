@@ -124,6 +124,21 @@ def test_early_termination_saves_work(default_index):
     assert all(r.reason == "list_end" for r in patient)
 
 
+def test_stop_rule_tied_to_L(tiny_index):
+    """``r_eff = max(r, L // L_per_r)``: the scalar spec and the batch agree when the list
+    length sets the run of unchanged checks, and a longer run never stops earlier."""
+    tied = tiny_index.cfg.with_(search={"L_per_r": 4})  # L = 16: r_eff = 4 > r = 2
+    fixed = tiny_index.cfg.with_(search={"L_per_r": 0})
+    assert (tied.search.r_eff, fixed.search.r_eff) == (4, tied.search.r)
+    q = clustered_u8(40, tied.vec.dim, seed=13)
+    scalar = [search(tiny_index, v, tied) for v in q]
+    for a, b in zip(scalar, search_batch(tiny_index, q, tied, trace=True)):
+        _same(a, b)
+    short = search_batch(tiny_index, q, fixed)
+    assert all(a.counters["checks"] >= b.counters["checks"] for a, b in zip(scalar, short))
+    assert sum(a.counters["checks"] for a in scalar) > sum(b.counters["checks"] for b in short)
+
+
 def test_beam_search_baseline(default_index):
     q = clustered_u8(20, default_index.cfg.vec.dim, seed=4)
     for v in q:

@@ -217,7 +217,8 @@ def test_engine_list_end(tiny_image):
 @pytest.mark.parametrize("search", [
     {"k": 1, "T0": 1, "T_step": 1, "r": 1, "beta": 1.0},  # smallest top-k, T and r
     {"k": 16, "T0": 16, "T_step": 5, "r": 2, "beta": 2.0},  # k = T0 = L: the whole list
-], ids=["k1_T1_r1", "k16_T16"])
+    {"r": 1, "L_per_r": 4},  # the stop rule tied to L: r_eff = L // 4 = 4 > r
+], ids=["k1_T1_r1", "k16_T16", "r_eff_from_L"])
 def test_engine_search_parameter_extremes(tiny_image, search):
     cfg = preset("tiny").with_(search=search)
     q = np.concatenate([_queries(cfg, 1, seed=5),

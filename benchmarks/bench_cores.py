@@ -1,0 +1,92 @@
+"""NAND core balance: modelled QPS and index-core utilisation against queues and hot copies.
+
+    python benchmarks/bench_cores.py out/unseen-paper.pxi out/unseen2k --set search.L=64
+
+Searches the queries of ``DATA`` (``query.{bvecs,fvecs}``, ``groundtruth.ivecs``) once with
+events on (Algorithm 1, the image's settings plus ``--set``), then runs the NAND timing model
+for every ``--queues`` x ``--copies`` (``layout.hot_copies``: the events do not depend on it, the
+core of every hot-frame read does).  Prints recall@10, modelled QPS, mean latency, mean and
+busiest index-core utilisation, the busiest/mean ratio and the busiest cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("image")
+    ap.add_argument("data")
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--queues", default="32,64,128,256")
+    ap.add_argument("--copies", default="1,4,16,64")
+    ap.add_argument("--peers", action="store_true",
+                    help="also measure hnswlib / faiss on the same queries (bench_peers.peers)")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    from bench_stop import load_queries
+
+    from proxima.golden.evaluate import run_queries
+    from proxima.golden.image import read_image
+    from proxima.golden.layout import Layout
+    from proxima.golden.nand import simulate_events
+
+    img = read_image(a.image)
+    index = img.index
+    cfg = index.cfg.override(a.overrides)
+    q, gt = load_queries(index, Path(a.data), a.queries)
+    rep, res = run_queries(index, q, gt, cfg, "alg1", img.layout)
+    c = rep.counters
+    print(f"{len(q)} queries, recall@10 {rep.recall['recall@10']:.4f}, per query "
+          f"{c['frame_accesses']:.1f} frame + {c['code_accesses']:.1f} code + "
+          f"{c['raw_accesses']:.1f} raw accesses; golden {rep.qps:.0f} q/s")
+    events = [r.events for r in res]
+    lay0 = img.layout
+    Ci = cfg.nand.cores
+    out = []
+    print(f"{'copies':>6} {'queues':>6} {'QPS':>10} {'lat us':>8} {'idx util':>8} "
+          f"{'max':>6} {'max/mean':>8} {'raw util':>8}  busiest")
+    for X in (int(x) for x in a.copies.split(",")):
+        lay = Layout(cfg.with_(layout={"hot_copies": X}), lay0.n, lay0.hot, lay0.gap_width)
+        for nq in (int(x) for x in a.queues.split(",")):
+            t = simulate_events(events, lay, cfg=cfg.with_(engine={"queues": nq}))
+            u = t.utilisation[:Ci]
+            row = {"copies": X, "queues": nq, "qps": t.qps, "latency_us": t.mean_latency_ns / 1e3,
+                   "util_index": float(u.mean()), "util_index_max": float(u.max()),
+                   "util_raw": t.mean_util_raw, "busiest": [int(x) for x in np.argsort(-u)[:3]]}
+            out.append(row)
+            print(f"{X:6d} {nq:6d} {t.qps:10,.0f} {row['latency_us']:8.2f} "
+                  f"{row['util_index']:8.3f} {row['util_index_max']:6.3f} "
+                  f"{row['util_index_max'] / row['util_index']:8.2f} {row['util_raw']:8.3f}  "
+                  f"{row['busiest']}", flush=True)
+    peer = {}
+    if a.peers:
+        from bench_peers import at_recall, peers
+
+        peer = peers(index.vectors, q, gt, cfg.pq.M, index.labels)
+        rec = rep.recall["recall@10"]
+        for name, pts in peer.items():
+            v = at_recall(pts, rec, "cpu_qps")
+            print(f"{name:12} at recall@10 {rec:.4f}: "
+                  f"{'not reached' if v is None else f'{v:,.0f} q/s (CPU, one thread)'}")
+            if v and name == "hnswlib":
+                best = max(r["qps"] for r in out if r["queues"] == max(x["queues"] for x in out))
+                print(f"  best modelled QPS at the most queues / hnswlib = {best / v:.1f}x")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"recall@10": rep.recall["recall@10"],
+                                            "counters": c, "rows": out, "peers": peer},
+                                           indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

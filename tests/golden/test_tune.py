@@ -1,0 +1,54 @@
+"""``proxima tune``: held-out split, the chosen point meets the target at the least cost, the
+image stores the tuned search settings."""
+
+import numpy as np
+import pytest
+
+from proxima.golden.layout import Layout
+from proxima.golden.tune import evaluate_point, exact_ground_truth, holdout_split, tune_search
+
+from .conftest import clustered_u8
+
+
+def test_holdout_split_is_disjoint_and_seeded():
+    keep, held = holdout_split(100, 7, seed=3)
+    assert len(held) == 7 and len(keep) == 93
+    assert not set(keep) & set(held) and set(keep) | set(held) == set(range(100))
+    assert np.array_equal(held, holdout_split(100, 7, seed=3)[1])
+    with pytest.raises(ValueError, match="hold-out"):
+        holdout_split(10, 10)
+
+
+def test_tune_meets_the_target_at_least_cost(tiny_index, objective="latency"):
+    cfg = tiny_index.cfg
+    q = clustered_u8(40, cfg.vec.dim, seed=31)
+    gt = exact_ground_truth(tiny_index.vectors, q, cfg.search.k)
+    layout = Layout.for_index(tiny_index)
+    res = tune_search(tiny_index, layout, q, gt, 0.8, cfg, objective, margin=0.01,
+                      Ls=(8, 16), rs=(1, 2, 4), refine=1)
+    b = res.best
+    assert b is not None and b.recall >= 0.81
+    ok = [p for p in res.points if p.recall >= 0.81]
+    assert b.objective(objective) == min(p.objective(objective) for p in ok)
+    again = evaluate_point(tiny_index, layout, q, gt, cfg.with_(search=b.search))
+    assert again.recall == b.recall and again.accesses == b.accesses
+
+
+def test_cli_tune_stores_the_settings_in_the_image(tmp_path):
+    from proxima.cli import main
+    from proxima.golden.image import read_image
+    from proxima.golden.vecio import write_vectors
+
+    base = clustered_u8(600, 16, seed=2)
+    write_vectors(tmp_path / "b.bvecs", base)
+    out = tmp_path / "t.pxi"
+    assert main(["tune", "--preset", "tiny", "--base", str(tmp_path / "b.bvecs"), "-o", str(out),
+                 "--holdout", "30", "--target", "0.7", "--quiet", "--L-values", "16",
+                 "--r-values", "1,2,4",
+                 "--json", str(tmp_path / "t.json")]) == 0
+    import json
+    best = json.loads((tmp_path / "t.json").read_text())["best"]["search"]
+    s = read_image(out).index.cfg.search
+    assert {k: getattr(s, k) for k in best} == best
+    assert main(["tune", "--preset", "tiny", "--base", str(tmp_path / "b.bvecs"), "-o",
+                 str(out), "--target", "1.5"]) == 2
