@@ -54,12 +54,14 @@ TIMEOUT_BITS = 160
 
 # command types
 T_IDENTIFY, T_WRITE_STORE, T_READ_STORE, T_SET_GEOMETRY, T_WRITE_CODEBOOK = 0x01, 0x02, 0x03, 0x04, 0x05
+T_CLEAR_STORE = 0x06
 T_SUBMIT, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET = 0x10, 0x11, 0x12, 0x1F
 T_ERROR = 0xFF
 COMMANDS = {
     "identify": T_IDENTIFY, "write_store": T_WRITE_STORE, "read_store": T_READ_STORE,
     "set_geometry": T_SET_GEOMETRY, "write_codebook": T_WRITE_CODEBOOK, "submit": T_SUBMIT,
     "read_result": T_READ_RESULT, "read_counters": T_READ_COUNTERS, "soft_reset": T_SOFT_RESET,
+    "clear_store": T_CLEAR_STORE,
 }
 
 # error codes
@@ -130,7 +132,7 @@ def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
 
 def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int) -> bool:
     """Whether a command of type ``ftype`` may carry ``n`` payload bytes."""
-    if ftype in (T_IDENTIFY, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET):
+    if ftype in (T_IDENTIFY, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET, T_CLEAR_STORE):
         return n == 0
     if ftype == T_WRITE_STORE:
         return n > 4 and (n - 4) % beat_bytes == 0

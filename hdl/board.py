@@ -140,12 +140,17 @@ class BoardCore(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, clk_hz: float, baud: int,
                  divisor: int | None = None, query_slots: int = 4, result_slots: int = 4,
-                 rx_fifo: int = 512, pq_options: dict | None = None):
+                 rx_fifo: int = 512, pq_options: dict | None = None, engine: bool = True):
         self.cfg, self.layout = cfg, layout
         self.clk_hz, self.baud = int(clk_hz), int(baud)
         self.divisor = uart_divisor(clk_hz, baud) if divisor is None else int(divisor)
-        self.engine = SearchEngine(cfg, layout, pq_options=pq_options)
-        self.beat_bits = self.engine.beat_bits
+        if engine:
+            self.engine = SearchEngine(cfg, layout, pq_options=pq_options)
+            self.beat_bits = self.engine.beat_bits
+        else:
+            from proxima.hdl.gapdec import default_word_bits
+            self.engine, self.beat_bits = None, default_word_bits(cfg)
+            query_slots = result_slots = 0
         self.bb = self.beat_bits // 8
         if not _pow2(cfg.nand.page_bytes):
             raise BoardError("nand.page_bytes must be a power of two")
@@ -159,7 +164,7 @@ class BoardCore(wiring.Component):
             "store_words": self.store_words, "beat_bytes": self.bb,
             "max_payload": L.MAX_PAYLOAD, "query_slots": self.query_slots,
             "result_slots": self.result_slots, "n_max": layout.n, "hot": layout.hot,
-            "gap_width": layout.gap_width, "dim": cfg.vec.dim, "k": cfg.search.k,
+            "gap_width": layout.gap_width, "dim": cfg.vec.dim, "k": cfg.search.k if engine else 0,
             "clock_hz": self.clk_hz, "baud": self.baud,
         }
         super().__init__()
@@ -170,13 +175,18 @@ class BoardCore(wiring.Component):
         cfg, bb = self.cfg, self.bb
         known, ok = Signal(), Signal()
         with m.Switch(ftype):
-            for t in (L.T_IDENTIFY, L.T_READ_RESULT, L.T_READ_COUNTERS, L.T_SOFT_RESET):
+            for t in (L.T_IDENTIFY, L.T_READ_COUNTERS, L.T_SOFT_RESET) + \
+                    ((L.T_READ_RESULT,) if self.engine is not None else ()):
                 with m.Case(t):
                     m.d.comb += [known.eq(1), ok.eq(n == 0)]
             with m.Case(L.T_WRITE_STORE):
                 m.d.comb += [known.eq(1), ok.eq((n > 4) & ((n - 4) & (bb - 1) == 0))]
             with m.Case(L.T_READ_STORE):
                 m.d.comb += [known.eq(1), ok.eq(n == 8)]
+            with m.Case(L.T_CLEAR_STORE):
+                m.d.comb += [known.eq(1), ok.eq(n == 0)]
+            if self.engine is None:
+                return known, ok
             with m.Case(L.T_SET_GEOMETRY):
                 m.d.comb += [known.eq(1), ok.eq(n == 16)]
             with m.Case(L.T_WRITE_CODEBOOK):
@@ -210,87 +220,93 @@ class BoardCore(wiring.Component):
                      utx.i.payload.eq(snd.tx.payload), utx.i.valid.eq(snd.tx.valid),
                      snd.tx.ready.eq(utx.i.ready)]
 
-        # ---- engine, queries, results ---------------------------------------------------
         eng = self.engine
-        m.submodules.engine = ResetInserter(soft_rst)(eng)
-        m.submodules.qfifo = qf = ResetInserter(soft_rst)(
-            SyncFIFOBuffered(width=8, depth=self.query_slots * dim))
-        m.submodules.tfifo = tf = ResetInserter(soft_rst)(
-            SyncFIFOBuffered(width=16, depth=self.query_slots))
-        m.submodules.rfifo = rf = ResetInserter(soft_rst)(
-            SyncFIFOBuffered(width=8, depth=self.result_slots * self.rec_bytes))
-        col = _Collector(eng, k)
-        m.submodules.collector = ResetInserter(soft_rst)(col)
-        cur_tag = Signal(16)
-        q_idx = Signal(range(dim))
-        m.d.comb += [eng.query.payload.eq(qf.r_data),
-                     eng.query.valid.eq(qf.r_rdy & col.idle),
-                     qf.r_en.eq(eng.query.ready & col.idle),
-                     rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy),
-                     col.tag.eq(cur_tag)]
-        with m.If(eng.query.valid & eng.query.ready):
-            m.d.sync += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
-            with m.If(q_idx == 0):
-                m.d.comb += tf.r_en.eq(1)
-                m.d.sync += cur_tag.eq(tf.r_data)
-        with m.If(soft_rst):
-            m.d.sync += q_idx.eq(0)
+        host_sel = Signal()
         entry = Signal(cfg.id_bits)
-        m.d.comb += eng.entry.eq(entry)
-        m.d.comb += eng.cb_wr.valid.eq(0)
-
         # ---- store ----------------------------------------------------------------------
         m.submodules.store = store = Memory(shape=self.beat_bits, depth=self.store_words,
                                             init=[])
         swr = store.write_port()
         srd = store.read_port()
-        host_sel = Signal()
         h_addr = Signal(range(self.store_words + 1))
-        # engine server
-        req = eng.mem_req.payload
-        base = Array(Const(b, range(self.store_words + 1)) for b in self.base)
-        lg_p, lg_b = (cfg.nand.page_bytes - 1).bit_length(), (bb - 1).bit_length()
-        byte_in_core = Cat(req.offset[:lg_p], req.page)
-        s_addr = Signal(range(self.store_words + 1))
-        s_left = Signal(range(self.engine.nb + 1))
-        r_valid = Signal()
-        r_last = Signal()
-        adv = Signal()
-        m.d.comb += [adv.eq(~r_valid | eng.mem_resp.ready),
-                     eng.mem_resp.valid.eq(r_valid),
-                     eng.mem_resp.payload.data.eq(srd.data),
-                     eng.mem_resp.payload.last.eq(r_last)]
-        with m.If(host_sel):
-            m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
-        with m.Else():
-            m.d.comb += [srd.en.eq(adv), srd.addr.eq(s_addr)]
-            with m.If(adv):
-                with m.If(s_left != 0):
-                    m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), r_valid.eq(1),
-                                 r_last.eq(s_left == 1)]
-                with m.Else():
-                    m.d.sync += r_valid.eq(0)
-                    m.d.comb += eng.mem_req.ready.eq(1)
-                    with m.If(eng.mem_req.valid):
-                        m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
-                                     s_left.eq(self.engine.nb)]
-        with m.If(soft_rst):
-            m.d.sync += [r_valid.eq(0), s_left.eq(0)]
-
-        # ---- link counters ------------------------------------------------------------------
-        cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
+        busy = Signal()
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
-        m.d.sync += rec_ready.eq(rec_ready + col.rec_done - rec_take)
-        with m.If(soft_rst):
-            m.d.sync += rec_ready.eq(0)
+        cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
+        if eng is None:
+            m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
+        else:
+            # ---- engine, queries, results ---------------------------------------------------
+            m.submodules.engine = ResetInserter(soft_rst)(eng)
+            m.submodules.qfifo = qf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=8, depth=self.query_slots * dim))
+            m.submodules.tfifo = tf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=16, depth=self.query_slots))
+            m.submodules.rfifo = rf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=8, depth=self.result_slots * self.rec_bytes))
+            col = _Collector(eng, k)
+            m.submodules.collector = ResetInserter(soft_rst)(col)
+            cur_tag = Signal(16)
+            q_idx = Signal(range(dim))
+            m.d.comb += [eng.query.payload.eq(qf.r_data),
+                         eng.query.valid.eq(qf.r_rdy & col.idle),
+                         qf.r_en.eq(eng.query.ready & col.idle),
+                         rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy),
+                         col.tag.eq(cur_tag)]
+            with m.If(eng.query.valid & eng.query.ready):
+                m.d.sync += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
+                with m.If(q_idx == 0):
+                    m.d.comb += tf.r_en.eq(1)
+                    m.d.sync += cur_tag.eq(tf.r_data)
+            with m.If(soft_rst):
+                m.d.sync += q_idx.eq(0)
+            m.d.comb += eng.entry.eq(entry)
+            m.d.comb += eng.cb_wr.valid.eq(0)
+
+            # engine server
+            req = eng.mem_req.payload
+            base = Array(Const(b, range(self.store_words + 1)) for b in self.base)
+            lg_p, lg_b = (cfg.nand.page_bytes - 1).bit_length(), (bb - 1).bit_length()
+            byte_in_core = Cat(req.offset[:lg_p], req.page)
+            s_addr = Signal(range(self.store_words + 1))
+            s_left = Signal(range(self.engine.nb + 1))
+            r_valid = Signal()
+            r_last = Signal()
+            adv = Signal()
+            m.d.comb += [adv.eq(~r_valid | eng.mem_resp.ready),
+                         eng.mem_resp.valid.eq(r_valid),
+                         eng.mem_resp.payload.data.eq(srd.data),
+                         eng.mem_resp.payload.last.eq(r_last)]
+            with m.If(host_sel):
+                m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
+            with m.Else():
+                m.d.comb += [srd.en.eq(adv), srd.addr.eq(s_addr)]
+                with m.If(adv):
+                    with m.If(s_left != 0):
+                        m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), r_valid.eq(1),
+                                     r_last.eq(s_left == 1)]
+                    with m.Else():
+                        m.d.sync += r_valid.eq(0)
+                        m.d.comb += eng.mem_req.ready.eq(1)
+                        with m.If(eng.mem_req.valid):
+                            m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
+                                         s_left.eq(self.engine.nb)]
+            with m.If(soft_rst):
+                m.d.sync += [r_valid.eq(0), s_left.eq(0)]
+
+        # ---- link counters ------------------------------------------------------------------
         m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
-        with m.If(col.rec_done):
-            m.d.sync += cnt["completed"].eq(cnt["completed"] + 1)
-        busy = Signal()
-        m.d.comb += busy.eq(eng.busy | qf.r_rdy | tf.r_rdy | ~col.idle)
-        m.d.comb += [cnt["queued"].eq(tf.level), cnt["results_ready"].eq(rec_ready),
-                     cnt["status"].eq(Cat(busy, eng.error, eng.busy))]
+        if eng is not None:
+            m.d.sync += rec_ready.eq(rec_ready + col.rec_done - rec_take)
+            with m.If(soft_rst):
+                m.d.sync += rec_ready.eq(0)
+            with m.If(col.rec_done):
+                m.d.sync += cnt["completed"].eq(cnt["completed"] + 1)
+            m.d.comb += busy.eq(eng.busy | qf.r_rdy | tf.r_rdy | ~col.idle)
+            m.d.comb += [cnt["queued"].eq(tf.level), cnt["results_ready"].eq(rec_ready),
+                         cnt["status"].eq(Cat(busy, eng.error, eng.busy))]
+            with m.If(tf.w_en & tf.w_rdy):
+                m.d.sync += cnt["submitted"].eq(cnt["submitted"] + 1)
 
         # ---- command decoder ------------------------------------------------------------
         ev = rcv.event.payload
@@ -310,7 +326,7 @@ class BoardCore(wiring.Component):
         addr32 = prm[:32]
         count32 = prm[32:64]
         dsub, eb = cfg.dsub, cfg.vec.elem_bits
-        cb = eng.cb_wr.payload
+        cb = eng.cb_wr.payload if eng is not None else None
         cb_addr = Signal(16)
         cen = Signal(dsub * eb)
         c_j = Signal(range(dsub))
@@ -357,29 +373,30 @@ class BoardCore(wiring.Component):
                     with m.Case(L.T_SOFT_RESET):
                         m.d.comb += soft_rst.eq(1)
                         reply(L.reply_type(L.T_SOFT_RESET), 0)
-                    with m.Case(L.T_READ_RESULT):
-                        with m.If(rec_ready != 0):
-                            m.d.comb += rec_take.eq(1)
-                            reply(L.reply_type(L.T_READ_RESULT), self.rec_bytes, 2)
-                        with m.Else():
-                            reply(L.reply_type(L.T_READ_RESULT), 0)
-                    with m.Case(L.T_SET_GEOMETRY):
-                        n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
-                        with m.If(busy):
-                            error(L.ERR_BUSY)
-                        with m.Elif((n == 0) | (n > lay.n) | (hot != lay.hot) |
-                                    (gw != lay.gap_width) | (ent >= n)):
-                            error(L.ERR_GEOMETRY)
-                        with m.Else():
-                            m.d.sync += entry.eq(ent)
-                            reply(L.reply_type(L.T_SET_GEOMETRY), 0)
-                    with m.Case(L.T_SUBMIT):
-                        with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
-                            error(L.ERR_FULL)
-                        with m.Else():
-                            m.d.comb += [tf.w_en.eq(1), tf.w_data.eq(prm[:16])]
-                            m.d.sync += pi.eq(2)
-                            m.next = "SUBMIT"
+                    if eng is not None:
+                        with m.Case(L.T_READ_RESULT):
+                            with m.If(rec_ready != 0):
+                                m.d.comb += rec_take.eq(1)
+                                reply(L.reply_type(L.T_READ_RESULT), self.rec_bytes, 2)
+                            with m.Else():
+                                reply(L.reply_type(L.T_READ_RESULT), 0)
+                        with m.Case(L.T_SET_GEOMETRY):
+                            n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
+                            with m.If(busy):
+                                error(L.ERR_BUSY)
+                            with m.Elif((n == 0) | (n > lay.n) | (hot != lay.hot) |
+                                        (gw != lay.gap_width) | (ent >= n)):
+                                error(L.ERR_GEOMETRY)
+                            with m.Else():
+                                m.d.sync += entry.eq(ent)
+                                reply(L.reply_type(L.T_SET_GEOMETRY), 0)
+                        with m.Case(L.T_SUBMIT):
+                            with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
+                                error(L.ERR_FULL)
+                            with m.Else():
+                                m.d.comb += [tf.w_en.eq(1), tf.w_data.eq(prm[:16])]
+                                m.d.sync += pi.eq(2)
+                                m.next = "SUBMIT"
                     with m.Case(L.T_WRITE_STORE):
                         nw = (ev.len - 4) >> (bb - 1).bit_length()
                         with m.If(busy):
@@ -400,22 +417,35 @@ class BoardCore(wiring.Component):
                             m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
                                          rd_crc_only.eq(0)]
                             reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
-                    with m.Case(L.T_WRITE_CODEBOOK):
-                        n_cb = cfg.pq.M * cfg.pq.ksub
+                    if eng is not None:
+                        with m.Case(L.T_WRITE_CODEBOOK):
+                            n_cb = cfg.pq.M * cfg.pq.ksub
+                            with m.If(busy):
+                                error(L.ERR_BUSY)
+                            with m.Elif(prm[:16] * dsub + ev.len - 2 > n_cb * dsub):
+                                error(L.ERR_RANGE)
+                            with m.Else():
+                                m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
+                                m.next = "CODEBOOK"
+                    with m.Case(L.T_CLEAR_STORE):
                         with m.If(busy):
                             error(L.ERR_BUSY)
-                        with m.Elif(prm[:16] * dsub + ev.len - 2 > n_cb * dsub):
-                            error(L.ERR_RANGE)
                         with m.Else():
-                            m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
-                            m.next = "CODEBOOK"
-            with m.State("SUBMIT"):  # payload bytes 2 .. 2 + dim - 1 into the query FIFO
-                # buffer read latency 1: pi addresses, the byte arrives a cycle later
-                m.d.sync += pi.eq(pi + 1)
-                m.d.comb += [qf.w_data.eq(rcv.buf_data), qf.w_en.eq(pi > 2)]
-                with m.If(pi == 2 + dim):
-                    m.d.sync += rreg.eq(prm[:16])
-                    reply(L.reply_type(L.T_SUBMIT), 2)
+                            m.d.sync += h_addr.eq(0)
+                            m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += [host_sel.eq(1), swr.addr.eq(h_addr), swr.data.eq(0), swr.en.eq(1)]
+                m.d.sync += h_addr.eq(h_addr + 1)
+                with m.If(h_addr == self.store_words - 1):
+                    reply(L.reply_type(L.T_CLEAR_STORE), 0)
+            if eng is not None:
+                with m.State("SUBMIT"):  # payload bytes 2 .. 2 + dim - 1 into the query FIFO
+                    # buffer read latency 1: pi addresses, the byte arrives a cycle later
+                    m.d.sync += pi.eq(pi + 1)
+                    m.d.comb += [qf.w_data.eq(rcv.buf_data), qf.w_en.eq(pi > 2)]
+                    with m.If(pi == 2 + dim):
+                        m.d.sync += rreg.eq(prm[:16])
+                        reply(L.reply_type(L.T_SUBMIT), 2)
             with m.State("WRITE"):
                 # pi: next buffer byte to address; bytes arrive a cycle later
                 m.d.comb += host_sel.eq(1)
@@ -434,22 +464,23 @@ class BoardCore(wiring.Component):
                     m.next = "RB_ISSUE"
                 with m.Else():
                     m.next = "WRITE"
-            with m.State("CODEBOOK"):
-                m.d.sync += pi.eq(pi + 1)
-                with m.If(pi > 2):
-                    m.d.sync += [cen.eq(Cat(cen[eb:], rcv.buf_data)), c_j.eq(c_j + 1)]
-                    with m.If(c_j == dsub - 1):
-                        m.d.sync += [c_j.eq(0), pi.eq(pi)]
-                        m.next = "CB_PUSH"
-            with m.State("CB_PUSH"):
-                m.d.comb += [eng.cb_wr.valid.eq(1), cb.addr.eq(cb_addr),
-                             cb.centroid.as_value().eq(cen)]
-                with m.If(eng.cb_wr.ready):
-                    m.d.sync += [cb_addr.eq(cb_addr + 1), pi.eq(pi + 1)]
-                    with m.If(pi == ev.len):
-                        reply(L.reply_type(L.T_WRITE_CODEBOOK), 0)
-                    with m.Else():
-                        m.next = "CODEBOOK"
+            if eng is not None:
+                with m.State("CODEBOOK"):
+                    m.d.sync += pi.eq(pi + 1)
+                    with m.If(pi > 2):
+                        m.d.sync += [cen.eq(Cat(cen[eb:], rcv.buf_data)), c_j.eq(c_j + 1)]
+                        with m.If(c_j == dsub - 1):
+                            m.d.sync += [c_j.eq(0), pi.eq(pi)]
+                            m.next = "CB_PUSH"
+                with m.State("CB_PUSH"):
+                    m.d.comb += [eng.cb_wr.valid.eq(1), cb.addr.eq(cb_addr),
+                                 cb.centroid.as_value().eq(cen)]
+                    with m.If(eng.cb_wr.ready):
+                        m.d.sync += [cb_addr.eq(cb_addr + 1), pi.eq(pi + 1)]
+                        with m.If(pi == ev.len):
+                            reply(L.reply_type(L.T_WRITE_CODEBOOK), 0)
+                        with m.Else():
+                            m.next = "CODEBOOK"
             # read-back: words h_addr.. (w_cnt of them) -> CRC only (write reply) or bytes
             with m.State("RB_ISSUE"):
                 m.d.comb += host_sel.eq(1)
@@ -494,10 +525,12 @@ class BoardCore(wiring.Component):
                 with m.If(pi == hdr_len):
                     m.next = "IDLE_WAIT"
                 with m.Elif(src == 2):
-                    m.d.comb += [snd.data.valid.eq(rf.r_rdy), snd.data.payload.eq(rf.r_data),
-                                 rf.r_en.eq(snd.data.ready)]
-                    with m.If(snd.data.ready & rf.r_rdy):
-                        m.d.sync += pi.eq(pi + 1)
+                    if eng is not None:
+                        m.d.comb += [snd.data.valid.eq(rf.r_rdy),
+                                     snd.data.payload.eq(rf.r_data),
+                                     rf.r_en.eq(snd.data.ready)]
+                        with m.If(snd.data.ready & rf.r_rdy):
+                            m.d.sync += pi.eq(pi + 1)
                 with m.Else():
                     m.d.comb += [snd.data.valid.eq(1),
                                  snd.data.payload.eq(rreg.word_select(pi[:6], 8))]
@@ -507,8 +540,6 @@ class BoardCore(wiring.Component):
                 # the sender has taken the whole payload: release the event (and the buffer)
                 m.d.comb += rcv.event.ready.eq(1)
                 m.next = "IDLE"
-        with m.If(tf.w_en & tf.w_rdy):
-            m.d.sync += cnt["submitted"].eq(cnt["submitted"] + 1)
         return m
 
 
