@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 
-    for mod in ("cli_dataset", "cli_field", "cli_hdl"):
+    for mod in ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga"):
         try:
             m = __import__(f"proxima.{mod}", fromlist=["register"])
         except ModuleNotFoundError as ex:
