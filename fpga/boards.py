@@ -62,7 +62,7 @@ BOARDS = {
                             "DSP": "MULT18X18D"}, "openFPGALoader"),
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             12.0, 1_000_000, False,
-                            {"LUT4": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
+                            {"LC": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
                              "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog"),
 }
 
@@ -163,15 +163,16 @@ def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None
             return lay(int(n))
         if not spec.engine:
             return lay(min(256, cfg.engine.max_vertices))
-        # the largest n whose store (words of 8 A / nb bits, two DP16KD per 512 x 64) fits
+        # the largest n whose store fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by
+        # side; the engine (default preset) takes 48, the link's FIFOs and buffer 4
         from proxima.hdl.gapdec import default_word_bits
-        bb = default_word_bits(cfg) // 8
-        budget = ECP5_85F_DP16KD - 48 - 8  # engine (default preset), link FIFOs, margin
+        beat = default_word_bits(cfg)
+        budget = ECP5_85F_DP16KD - 48 - 4 - 4  # 4 spare
         best = lay(1)
         k = 64
         while k <= cfg.engine.max_vertices:
-            words = store_map(lay(k), bb)[1]
-            blocks = -(-words * bb * 8 // (512 * 36))
+            words = store_map(lay(k), beat // 8)[1]
+            blocks = -(-words // 512) * -(-beat // 36)
             if blocks > budget:
                 break
             best = lay(k)
@@ -255,9 +256,23 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         "utilization": util, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
         "bitstream": str(bit),
     }
+    if "FF" not in spec.cells:  # iCE40: a logic cell holds a LUT and a FF; count them in yosys
+        cells = _yosys_cells(out_dir / "top.rpt")
+        avail = util.get("ICESTORM_LC", (0, 0))[1]
+        out["cells"]["LUT4"] = (cells.get("SB_LUT4", 0), avail)
+        out["cells"]["FF"] = (sum(v for k, v in cells.items() if k.startswith("SB_DFF")), avail)
     out["timing_met"] = out["fmax_mhz"] is not None and out["fmax_mhz"] >= top.actual_mhz
     (out_dir / "report.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+def _yosys_cells(rpt: Path) -> dict:
+    """Cell counts of the last statistics block (``=== design hierarchy ===``) of a Yosys
+    log."""
+    import re
+    text = rpt.read_text() if rpt.is_file() else ""
+    last = max(text.rfind("=== design hierarchy ==="), 0)
+    return {name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\$?\w+)\s*$", text[last:], re.M)}
 
 
 def format_report(r: dict) -> str:

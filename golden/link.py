@@ -22,9 +22,11 @@ Receiver rules (:class:`Receiver` is the executable form; the RTL matches it byt
 * after the CRC bytes: ``ERR_CRC`` if the CRC does not match; else ``ERR_TYPE`` if the type is
   not a command; else ``ERR_LENGTH`` if ``len`` is not allowed for the type (:func:`length_ok`);
   else the frame is executed.  Every error event gets an error reply (type ``T_ERROR``, the
-  frame's ``seq`` -- 0 for garbage -- and payload ``code u8, detail u8``: the frame's type for
-  CRC/type/length errors, 0 otherwise).  Nothing is executed from a bad frame, so the store is
-  never written by one.
+  frame's ``seq`` and payload ``code u8, type u8``: the bad frame's seq and type as far as
+  they were received, 0 otherwise and for garbage).  Nothing is executed from a bad frame, so
+  the store is never written by one.  The receiver takes no byte while the decoder answers;
+  bytes wait in the board's RX FIFO (512 bytes), so a host must not have more than that
+  unanswered.
 
 Commands (request type -> reply type ``type | 0x80``); the payload formats are the structs
 below.  A valid command can still be refused (``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``,
@@ -63,6 +65,10 @@ COMMANDS = {
     "read_result": T_READ_RESULT, "read_counters": T_READ_COUNTERS, "soft_reset": T_SOFT_RESET,
     "clear_store": T_CLEAR_STORE,
 }
+
+#: commands of the engine: a board built without one (IDENTIFY reports ``k == 0``) treats
+#: them as unknown types
+ENGINE_COMMANDS = (T_SET_GEOMETRY, T_WRITE_CODEBOOK, T_SUBMIT, T_READ_RESULT)
 
 # error codes
 ERR_CRC, ERR_TYPE, ERR_LENGTH, ERR_TIMEOUT, ERR_OVERSIZE, ERR_GARBAGE = 1, 2, 3, 4, 5, 6

@@ -250,7 +250,7 @@ async def board_fuzz(dut):
         cfg_dsub = int(p["dsub"])
 
         def valid_length(t, n):
-            if t not in L.COMMANDS.values():
+            if t not in L.COMMANDS.values() or (info["k"] == 0 and t in L.ENGINE_COMMANDS):
                 return None
             return L.length_ok(t, n, beat_bytes=bb, dim=dim, dsub=cfg_dsub)
 

@@ -6,7 +6,8 @@ driver's own code through a simulated UART (``sim/tb/tb_board.py``).
   equal to ``golden.search``.  ``PROXIMA_BOARD_QUERIES`` raises the query count (the
   issue's 100-query run: ``PROXIMA_BOARD_QUERIES=100``).
 * ``test_board_fuzz``: random and mutated frames, each answered exactly as the protocol
-  model predicts, the store never written by a bad frame (``PROXIMA_BOARD_FUZZ`` items).
+  model predicts, the store never written by a bad frame (``PROXIMA_BOARD_FUZZ`` items),
+  on the engine-less link subset and on the full board.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def tiny_image(tmp_path_factory):
     return path, read_image(path)
 
 
-def _board(img):
+def _board(img, engine=True):
     lay = img.layout
     return BoardCore(lay.cfg, lay, clk_hz=100_000_000, baud=100_000_000 // DIVISOR,
-                     divisor=DIVISOR)
+                     divisor=DIVISOR, engine=engine)
 
 
 @pytest.mark.rtl
@@ -59,11 +60,15 @@ def test_board_queries(tiny_image, tmp_path):
 
 
 @pytest.mark.rtl
-def test_board_fuzz(tiny_image):
+@pytest.mark.parametrize("engine", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_board_fuzz(tiny_image, engine):
+    """On the link subset (the iCEBreaker top: a small, fast simulation) and on the full
+    board (which shares the Verilator build of ``test_board_queries``)."""
     path, img = tiny_image
     cfg = img.layout.cfg
-    run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=cfg,
+    run_cocotb(lambda: _board(img, engine), "board", "proxima.sim.tb.tb_board", cfg=cfg,
                parameters={"divisor": DIVISOR, "dsub": cfg.dsub,
                            "fuzz_items": int(os.environ.get("PROXIMA_BOARD_FUZZ", "150")),
                            "fuzz_seed": 7},
-               build_name="board_tiny", testcase="board_fuzz")
+               build_name="board_tiny" if engine else "board_link_tiny",
+               testcase="board_fuzz")
