@@ -82,15 +82,19 @@ def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str =
     returns the frequency actually produced (VCO 400-800 MHz, best divider choice)."""
     best = None
     for ref in range(1, 129):
+        if f_in_mhz / ref < 3.125:
+            break
         for fb in range(1, 81):
             f = f_in_mhz * fb / ref
-            for op in range(1, 129):
-                vco = f * op
-                if 400 <= vco <= 800 and f_in_mhz / ref >= 3.125:
+            if not 3.125 <= f <= 400:
+                continue
+            for op in range(max(1, int(400 // f)), min(128, int(800 // f)) + 1):
+                if 400 <= f * op <= 800:
                     err = abs(f - f_out_mhz)
                     if best is None or err < best[0]:
                         best = (err, ref, fb, op, f)
-    if best is None:
+                    break
+    if best is None or best[0] > 0.01 * f_out_mhz:
         raise BuildError(f"no PLL setting for {f_out_mhz} MHz from {f_in_mhz} MHz")
     _, ref, fb, op, f = best
     locked = Signal()
