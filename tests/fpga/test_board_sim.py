@@ -69,7 +69,7 @@ def test_board_fuzz(tiny_image, engine):
     run_cocotb(lambda: _board(img, engine), "board", "proxima.sim.tb.tb_board", cfg=cfg,
                parameters={"divisor": DIVISOR, "dsub": cfg.dsub,
                            "fuzz_items": int(os.environ.get("PROXIMA_BOARD_FUZZ",
-                                                           "100" if engine else "400")),
+                                                           "60" if engine else "400")),
                            "fuzz_seed": 7},
                build_name="board_tiny" if engine else "board_link_tiny",
                testcase="board_fuzz")
