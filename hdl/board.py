@@ -4,8 +4,24 @@ Board-independent: ports ``rx`` (``In(1)``) and ``tx`` (``Out(1)``), the UART li
 per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protocol is
 :mod:`proxima.golden.link` (read its docstring); the host driver is :mod:`proxima.fpga.host`.
 
-``BoardCore(cfg, layout, *, clk_hz, baud, query_slots=4, result_slots=4, rx_fifo=512,
-pq_options=None)``
+``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, query_slots=4, result_slots=4,
+rx_fifo=512, pq_options=None, engine=True)``
+
+* ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
+  one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
+  engine, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are unknown
+  types, IDENTIFY reports ``k = 0``.
+* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`), CLEAR_STORE (zeroes
+  the store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back
+  and the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n``
+  at most ``layout.n``, hot count and slot width equal to the layout's, else
+  ``ERR_GEOMETRY``), WRITE_CODEBOOK (to the PQ unit's ``cb_wr``), SUBMIT (tag + query into
+  the query FIFO, ``ERR_FULL`` when no slot is free), READ_RESULT (one record, or an empty
+  payload when none is ready), READ_COUNTERS (:data:`~proxima.golden.link.LINK_COUNTERS`),
+  SOFT_RESET.  Store commands and SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while
+  queries are queued or running; ranges outside the store or the codebook ``ERR_RANGE``.
+  A command's reply starts within ~20 cycles of its last byte (plus a cycle per payload
+  byte for writes and read-backs); the link, not the decoder, sets the pace.
 
 * ``layout``: the image geometry the engine is elaborated for (:class:`SearchEngine` takes
   it as constants); the store holds an image of that layout (``store_map``), so any image
