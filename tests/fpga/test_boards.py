@@ -46,3 +46,23 @@ def test_format_report():
     assert "1,612 / 5,280 (31%)" in text and "met" in text
     r["timing_met"] = False
     assert "VIOLATED" in format_report(r)
+
+
+def test_board_layout_of_an_image(tmp_path):
+    import numpy as np
+
+    from proxima.golden.image import write_image
+    from proxima.golden.index import Index
+    from proxima.golden.pq import encode, train_codebook
+    from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+    cfg = preset("tiny")
+    x = clustered_u8(50, cfg.vec.dim, seed=2)
+    book = train_codebook(cfg, x, seed=2)
+    idx = Index(cfg, x, knn_plus_random_graph(x, cfg.graph.R, seed=2), 0, book,
+                encode(cfg, x, book), hot=np.arange(50) < 3)
+    lay = write_image(tmp_path / "i.pxi", idx)
+    got = board_layout(preset("default"), BOARDS["ulx3s-85f"], index_path=tmp_path / "i.pxi")
+    assert (got.n, got.hot, got.gap_width) == (lay.n, lay.hot, lay.gap_width)
+    assert got.cfg.to_dict() == cfg.to_dict()  # the image's configuration wins
+    with pytest.raises(BuildError, match="cannot read index image"):
+        board_layout(cfg, BOARDS["ulx3s-85f"], index_path=tmp_path / "missing.pxi")
