@@ -79,7 +79,8 @@ def _platform(spec: BoardSpec):
 
 def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str = "sync"):
     """An EHXPLLL from ``clk_in`` to ``f_out_mhz`` driving ``domain`` (reset until lock);
-    returns the frequency actually produced (VCO 400-800 MHz, best divider choice)."""
+    returns the frequency actually produced (VCO 400-800 MHz, best divider choice) and the
+    domain's clock signal (the net to constrain)."""
     best = None
     for ref in range(1, 129):
         if f_in_mhz / ref < 3.125:
@@ -113,16 +114,16 @@ def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str =
         i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
         i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
     )
-    m.domains += ClockDomain(domain)
+    cd = ClockDomain(domain)
+    m.domains += cd
     rst_cnt = Signal(8, init=255)
     m.domains += ClockDomain("por", reset_less=True)
-    m.d.comb += [ClockSignal("por").eq(clk), ClockSignal(domain).eq(clk),
-                 ResetSignal(domain).eq(rst_cnt != 0)]
+    m.d.comb += [ClockSignal("por").eq(clk), cd.clk.eq(clk), cd.rst.eq(rst_cnt != 0)]
     with m.If(~locked):
         m.d.por += rst_cnt.eq(255)
     with m.Elif(rst_cnt != 0):
         m.d.por += rst_cnt.eq(rst_cnt - 1)
-    return f, clk
+    return f, cd.clk
 
 
 class BoardTop(Elaboratable):
@@ -206,17 +207,24 @@ def _tool_env(spec: BoardSpec) -> dict:
 
 
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
-          clock_mhz: float | None = None, baud: int | None = None, seed: int = 1) -> dict:
+          clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
+          link_only: bool = False) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
-    ``report.json`` in ``out_dir``)."""
+    ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
+    (what the iCEBreaker always gets)."""
     from proxima.hdl.board import BoardCore
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     spec = BOARDS[board]
+    if link_only and spec.engine:
+        import dataclasses
+        spec = dataclasses.replace(spec, engine=False)
     lay = board_layout(cfg, spec, index_path=index_path, n=n)
     if index_path is not None and lay.cfg.to_dict() != cfg.to_dict():
         cfg = lay.cfg
     clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
+    if spec.name == "ulx3s-85f":
+        clock = clock_mhz or cfg.engine.clock_mhz
     if spec.name == "icebreaker" and clock != spec.osc_mhz:
         raise BuildError("the iCEBreaker build runs at the 12 MHz oscillator (no PLL)")
     baud = baud or spec.baud

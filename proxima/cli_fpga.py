@@ -1,7 +1,8 @@
 """``proxima fpga ...``: bitstreams, programming and queries on a board.
 
 ``proxima fpga build --board ulx3s-85f|icebreaker [--preset P] [--set S.K=V ...]
-[--index IMG] [--vertices N] [--clock MHZ] [--baud B] [--seed S] [--out DIR] [--json F]``
+[--index IMG] [--vertices N] [--clock MHZ] [--baud B] [--seed S] [--link-only] [--out DIR]
+[--json F]``
     build the bitstream (:func:`proxima.fpga.boards.build`) and print the report (LUT, FF,
     BRAM, DSP, Fmax against the requested clock; JSON in ``DIR/report.json`` and ``--json``).
     Exit status 1 when the requested clock is not met.
@@ -55,6 +56,8 @@ def add_parser(subparsers):
     b.add_argument("--baud", type=int, help="UART baud rate (default: 3 Mbaud ULX3S, 1 Mbaud "
                                              "iCEBreaker)")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--link-only", action="store_true",
+                   help="the link and the store without the engine (always on icebreaker)")
     b.add_argument("--out", help="build directory (default build/fpga/BOARD)")
     b.add_argument("--json", help="also write the report here")
     b.set_defaults(func=_cmd_build)
@@ -98,7 +101,8 @@ def _cmd_build(args) -> int:
         cfg = _cfg(args, args.board)
         out = Path(args.out) if args.out else BUILD_ROOT / args.board
         r = build(args.board, cfg, out_dir=out, index_path=args.index, n=args.vertices,
-                  clock_mhz=args.clock, baud=args.baud, seed=args.seed)
+                  clock_mhz=args.clock, baud=args.baud, seed=args.seed,
+                  link_only=args.link_only)
     except (BuildError, ConfigError, ValueError) as e:
         raise _UserError(str(e)) from None
     print(format_report(r))
