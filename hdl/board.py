@@ -228,11 +228,17 @@ class BoardCore(wiring.Component):
         m.submodules.rx_fifo = rxf = SyncFIFOBuffered(width=8, depth=self.rx_fifo)
         m.submodules.rcv = rcv = FrameReceiver(self._valid_length, timeout=self.timeout)
         m.submodules.snd = snd = FrameSender()
+        # a register between the FIFO's block RAM and the receiver (the RAM's clock-to-out
+        # is most of a 100 MHz cycle on the ECP5)
+        rx_v, rx_d, rx_take = Signal(), Signal(8), Signal()
+        m.d.comb += [rx_take.eq(~rx_v | rcv.rx.ready), rcv.rx.valid.eq(rx_v),
+                     rcv.rx.payload.eq(rx_d)]
+        with m.If(rx_take):
+            m.d.sync += [rx_v.eq(rxf.r_rdy), rx_d.eq(rxf.r_data)]
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
                      rxf.w_data.eq(urx.o.payload), rxf.w_en.eq(urx.o.valid),
                      urx.o.ready.eq(rxf.w_rdy),
-                     rcv.rx.payload.eq(rxf.r_data), rcv.rx.valid.eq(rxf.r_rdy),
-                     rxf.r_en.eq(rcv.rx.ready),
+                     rxf.r_en.eq(rx_take),
                      utx.i.payload.eq(snd.tx.payload), utx.i.valid.eq(snd.tx.valid),
                      snd.tx.ready.eq(utx.i.ready)]
 
