@@ -8,14 +8,14 @@
     proxima tune ...             tune the search parameters for a target recall (in the image)
     proxima field ...            the tiered memory-mapped field
     proxima hdl verilog ...      write a block's Verilog
+    proxima fpga ...             board bitstreams, programming, queries on a board
 
 The work is done by :mod:`proxima.pipeline` (build and evaluation, shared with
 :mod:`proxima.demo`).  Bad input of any kind ends in one line on stderr,
 ``proxima <cmd>: error: <message>``, and exit status 2.
 
 Sub-command modules: every module named in :data:`SUBCOMMAND_MODULES` exposes
-``add_parser(subparsers)`` (adds its parser, every leaf sets ``func(args) -> int``); a
-module that is not installed is skipped.
+``add_parser(subparsers)`` (adds its parser, every leaf sets ``func(args) -> int``).
 """
 
 from __future__ import annotations
@@ -236,13 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     for mod in SUBCOMMAND_MODULES:
-        try:
-            m = importlib.import_module(f"proxima.{mod}")
-        except ModuleNotFoundError as ex:
-            if ex.name != f"proxima.{mod}":
-                raise
-            continue
-        (getattr(m, "add_parser", None) or m.register)(sub)
+        importlib.import_module(f"proxima.{mod}").add_parser(sub)
     return p
 
 

@@ -10,7 +10,7 @@ Sub-commands (all file formats are chosen by extension, see :mod:`proxima.golden
     proxima dataset info base.bvecs
     proxima dataset convert base.bvecs base.u8bin
 
-``register(subparsers)`` adds the ``dataset`` command to a top-level argparse parser; every
+``add_parser(subparsers)`` adds the ``dataset`` command to a top-level argparse parser; every
 leaf sets ``func`` (``args.func(args) -> int`` exit code).  Errors in the inputs (bad
 files, bad arguments) are reported on stderr as one line and give exit code 2.
 ``main(argv)`` is a stand-alone harness with the same behaviour.
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-__all__ = ["add_parser", "register", "build_parser", "main", "parse_count"]
+__all__ = ["add_parser", "build_parser", "main", "parse_count"]
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9}
 
@@ -348,7 +348,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-register = add_parser  # the older name
 
 
 def _cmd_quantise_defaults(args: argparse.Namespace) -> int:
@@ -365,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="proxima")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    register(sub)
+    add_parser(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ Sub-commands::
     proxima field get brain.field 0:4,0:3         # a region (numpy slices)
     proxima field bench [PATH] [--mb 64] [--gets 20000]
 
-Indices accept integers written as ``42e9``, ``42_000_000_000`` or ``-1``.  ``register(sub)``
+Indices accept integers written as ``42e9``, ``42_000_000_000`` or ``-1``.  ``add_parser(sub)``
 adds the ``field`` command to a top-level argparse sub-parser object; every leaf sets
 ``func`` (``args.func(args) -> int``).  Bad input gives one line on stderr and exit code 2.
 ``main(argv)`` is a stand-alone harness with the same behaviour.
@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-__all__ = ["register", "add_parser", "build_parser", "main", "parse_int", "parse_index",
+__all__ = ["add_parser", "build_parser", "main", "parse_int", "parse_index",
            "positive_int", "non_negative_int"]
 
 
@@ -294,12 +294,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-register = add_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="proxima")
-    register(p.add_subparsers(dest="cmd", required=True))
+    add_parser(p.add_subparsers(dest="cmd", required=True))
     return p
 
 

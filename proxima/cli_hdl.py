@@ -10,7 +10,7 @@
 ``proxima hdl list``
     list the registered blocks.
 
-:func:`register` adds the ``hdl`` parser to the main CLI's sub-parsers; every leaf parser
+:func:`add_parser` adds the ``hdl`` parser to the main CLI's sub-parsers; every leaf parser
 sets ``func`` (called with the parsed arguments, returns the exit code).
 """
 
@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "register", "cmd_verilog", "cmd_list", "main"]
+__all__ = ["add_parser", "cmd_verilog", "cmd_list", "main"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,7 +51,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return hdl
 
 
-register = add_parser  # the older name
 
 
 def cmd_verilog(args) -> int:
@@ -110,7 +109,7 @@ def cmd_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m proxima.cli_hdl hdl verilog ...``)."""
     ap = argparse.ArgumentParser(prog="proxima")
-    register(ap.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    add_parser(ap.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -19,7 +19,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-__all__ = ["add_parser", "register"]
+__all__ = ["add_parser"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -55,7 +55,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return t
 
 
-register = add_parser
 
 
 def _variants(cfg) -> list[dict]:

@@ -79,6 +79,6 @@ def test_bench_small(tmp_path, capsys):
 def test_register_into_foreign_parser():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd")
-    cli_field.register(sub)
+    cli_field.add_parser(sub)
     a = p.parse_args(["field", "get", "x", "1,2"])
     assert a.index == (1, 2) and a.func is cli_field._cmd_get

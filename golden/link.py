@@ -1,0 +1,332 @@
+"""The host link protocol: frames, CRC, commands and the receiver's behaviour (the spec).
+
+Both ends follow this module: the RTL (:mod:`proxima.hdl.link.framing`,
+:mod:`proxima.hdl.board`) and the host driver (:mod:`proxima.fpga.host`).  It imports neither.
+
+Frame (all integers little-endian)::
+
+    SOF (0xA5) | type u8 | seq u8 | len u16 | payload (len bytes) | crc u16
+
+``crc`` is CRC-16/IBM-3740 (a.k.a. CCITT-FALSE: polynomial 0x1021, initial value 0xFFFF, no
+reflection, no final XOR) over ``type, seq, len, payload`` (:func:`crc16`).  There is no byte
+stuffing: a receiver hunts for SOF, and a frame whose CRC fails is dropped whole.
+
+Receiver rules (:class:`Receiver` is the executable form; the RTL matches it byte for byte):
+
+* HUNT: bytes other than SOF are *garbage*.  A run of garbage is reported once, as an
+  ``ERR_GARBAGE`` event, when the next SOF arrives or when the line goes idle for the
+  timeout -- unless the run follows an error event (then it is the rest of a bad frame,
+  skipped silently; the next good frame ends that quiet period).
+* ``len > MAX_PAYLOAD``: ``ERR_OVERSIZE`` as soon as the length is in, then HUNT.
+* a gap of more than the timeout inside a frame: ``ERR_TIMEOUT`` (truncated frame), HUNT.
+* after the CRC bytes: ``ERR_CRC`` if the CRC does not match; else ``ERR_TYPE`` if the type is
+  not a command; else ``ERR_LENGTH`` if ``len`` is not allowed for the type (:func:`length_ok`);
+  else the frame is executed.  Every error event gets an error reply (type ``T_ERROR``, the
+  frame's ``seq`` and payload ``code u8, type u8``: the bad frame's seq and type as far as
+  they were received, 0 otherwise and for garbage).  Nothing is executed from a bad frame, so
+  the store is never written by one.  The receiver takes no byte while the decoder answers;
+  bytes wait in the board's RX FIFO (512 bytes), so a host must not have more than that
+  unanswered.
+
+Commands (request type -> reply type ``type | 0x80``); the payload formats are the structs
+below.  A valid command can still be refused (``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``,
+``ERR_GEOMETRY``), again with an error reply and no effect.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "SOF", "MAX_PAYLOAD", "PROTOCOL_VERSION", "MAGIC", "crc16", "encode_frame", "Frame",
+    "Receiver", "Event", "ERRORS", "ERROR_NAMES", "COMMANDS", "T_ERROR", "length_ok",
+    "IDENT_FIELDS", "LINK_COUNTERS", "ENGINE_COUNTERS", "result_record_bytes",
+    "decode_result", "store_map", "config_hash", "TIMEOUT_BITS", "reply_type",
+]
+
+SOF = 0xA5
+#: largest payload a receiver accepts (a store write: 4-byte address + 256 data bytes)
+MAX_PAYLOAD = 260
+PROTOCOL_VERSION = 1
+MAGIC = 0x42585250  # b"PRXB" little-endian
+#: inter-byte timeout inside a frame (and the idle time that ends a garbage run), in bit
+#: times of the UART
+TIMEOUT_BITS = 160
+
+# command types
+T_IDENTIFY, T_WRITE_STORE, T_READ_STORE, T_SET_GEOMETRY, T_WRITE_CODEBOOK = 0x01, 0x02, 0x03, 0x04, 0x05
+T_CLEAR_STORE = 0x06
+T_SUBMIT, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET = 0x10, 0x11, 0x12, 0x1F
+T_ERROR = 0xFF
+COMMANDS = {
+    "identify": T_IDENTIFY, "write_store": T_WRITE_STORE, "read_store": T_READ_STORE,
+    "set_geometry": T_SET_GEOMETRY, "write_codebook": T_WRITE_CODEBOOK, "submit": T_SUBMIT,
+    "read_result": T_READ_RESULT, "read_counters": T_READ_COUNTERS, "soft_reset": T_SOFT_RESET,
+    "clear_store": T_CLEAR_STORE,
+}
+
+#: commands of the engine: a board built without one (IDENTIFY reports ``k == 0``) treats
+#: them as unknown types
+ENGINE_COMMANDS = (T_SET_GEOMETRY, T_WRITE_CODEBOOK, T_SUBMIT, T_READ_RESULT)
+
+# error codes
+ERR_CRC, ERR_TYPE, ERR_LENGTH, ERR_TIMEOUT, ERR_OVERSIZE, ERR_GARBAGE = 1, 2, 3, 4, 5, 6
+ERR_BUSY, ERR_RANGE, ERR_FULL, ERR_GEOMETRY = 7, 8, 9, 10
+ERRORS = {"crc": ERR_CRC, "type": ERR_TYPE, "length": ERR_LENGTH, "timeout": ERR_TIMEOUT,
+          "oversize": ERR_OVERSIZE, "garbage": ERR_GARBAGE, "busy": ERR_BUSY,
+          "range": ERR_RANGE, "full": ERR_FULL, "geometry": ERR_GEOMETRY}
+ERROR_NAMES = {v: k for k, v in ERRORS.items()}
+
+#: IDENTIFY reply: (name, bytes) in order
+IDENT_FIELDS = (
+    ("magic", 4), ("version", 1), ("config_hash", 4), ("store_words", 4), ("beat_bytes", 1),
+    ("max_payload", 2), ("query_slots", 1), ("result_slots", 1), ("n_max", 4), ("hot", 4),
+    ("gap_width", 1), ("dim", 2), ("k", 1), ("clock_hz", 4), ("baud", 4),
+)
+#: READ_COUNTERS reply: u32 each, in order (link statistics and status)
+LINK_COUNTERS = ("frames_ok", "errors", "crc_errors", "garbage_bytes", "submitted",
+                 "completed", "queued", "results_ready", "status")
+#: per-query counters of a result record, u32 each (the engine's COUNTER_NAMES)
+ENGINE_COUNTERS = ("hops", "pq_dists", "exact_dists", "checks", "inserted", "final_T",
+                   "final_reranked", "cycles")
+
+
+def reply_type(t: int) -> int:
+    return t | 0x80
+
+
+# ---- CRC -------------------------------------------------------------------------------
+def _crc_table() -> list[int]:
+    out = []
+    for b in range(256):
+        c = b << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else c << 1
+        out.append(c & 0xFFFF)
+    return out
+
+
+_TABLE = _crc_table()
+#: parameters of :func:`crc16` for :class:`amaranth.lib.crc.Algorithm`
+CRC16_PARAMS = dict(crc_width=16, polynomial=0x1021, initial_crc=0xFFFF, reflect_input=False,
+                    reflect_output=False, xor_output=0)
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/IBM-3740 of ``data`` (continue a running CRC by passing it as ``crc``)."""
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[(crc >> 8) ^ b]
+    return crc
+
+
+# ---- frames ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes
+
+
+def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
+    """The bytes of one frame."""
+    if len(payload) > 0xFFFF:
+        raise ValueError("payload longer than 65535 bytes")
+    body = struct.pack("<BBH", ftype & 0xFF, seq & 0xFF, len(payload)) + bytes(payload)
+    return bytes([SOF]) + body + struct.pack("<H", crc16(body))
+
+
+def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int) -> bool:
+    """Whether a command of type ``ftype`` may carry ``n`` payload bytes."""
+    if ftype in (T_IDENTIFY, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET, T_CLEAR_STORE):
+        return n == 0
+    if ftype == T_WRITE_STORE:
+        return n > 4 and (n - 4) % beat_bytes == 0
+    if ftype == T_READ_STORE:
+        return n == 8
+    if ftype == T_SET_GEOMETRY:
+        return n == 16
+    if ftype == T_WRITE_CODEBOOK:
+        return n > 2 and (n - 2) % dsub == 0
+    if ftype == T_SUBMIT:
+        return n == 2 + dim
+    return False
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the receiver hands to the command decoder: a good frame (``error == 0``) or an
+    error with the bad frame's ``type`` and ``seq`` as far as they were received (0 for
+    garbage and for fields not received before a timeout)."""
+
+    error: int
+    type: int
+    seq: int
+    payload: bytes = b""
+
+
+class Receiver:
+    """Byte-level model of the frame receiver (the spec the RTL follows).
+
+    Feed bytes with :meth:`feed` and line idle periods longer than the timeout with
+    :meth:`idle`; both return the events produced.  ``valid_length(type, n)`` decides
+    ``ERR_TYPE`` (None: unknown type) and ``ERR_LENGTH`` (False)."""
+
+    def __init__(self, valid_length=None, max_payload: int = MAX_PAYLOAD):
+        self.valid_length = valid_length or (lambda t, n: True)
+        self.max_payload = max_payload
+        self.state = "hunt"
+        self.quiet = False
+        self.garbage = False
+        self.hdr = b""
+        self.payload = bytearray()
+        self.crc = b""
+        self.garbage_bytes = 0
+
+    def _err(self, code, ftype=0, seq=0):
+        self.quiet = True
+        return Event(code, ftype, seq)
+
+    def idle(self) -> list[Event]:
+        out = []
+        if self.state == "hunt":
+            if self.garbage:
+                self.garbage = False
+                out.append(self._err(ERR_GARBAGE))
+        else:
+            t, s = (self.hdr[0] if len(self.hdr) > 0 else 0), (self.hdr[1] if len(self.hdr) > 1 else 0)
+            out.append(self._err(ERR_TIMEOUT, t, s))
+            self.state = "hunt"
+        return out
+
+    def feed(self, data: bytes) -> list[Event]:
+        out = []
+        for b in data:
+            out += self._byte(b)
+        return out
+
+    def _byte(self, b: int) -> list[Event]:
+        out = []
+        if self.state == "hunt":
+            if b == SOF:
+                if self.garbage:
+                    self.garbage = False
+                    out.append(self._err(ERR_GARBAGE))
+                self.state, self.hdr, self.payload = "hdr", b"", bytearray()
+            else:
+                self.garbage_bytes += 1
+                if not self.quiet:
+                    self.garbage = True
+            return out
+        if self.state == "hdr":
+            self.hdr += bytes([b])
+            if len(self.hdr) == 4:
+                n = self.hdr[2] | self.hdr[3] << 8
+                if n > self.max_payload:
+                    self.state = "hunt"
+                    out.append(self._err(ERR_OVERSIZE, self.hdr[0], self.hdr[1]))
+                else:
+                    self.state, self.crc = ("pay" if n else "crc"), b""
+            return out
+        if self.state == "pay":
+            self.payload.append(b)
+            if len(self.payload) == (self.hdr[2] | self.hdr[3] << 8):
+                self.state, self.crc = "crc", b""
+            return out
+        # crc
+        self.crc += bytes([b])
+        if len(self.crc) < 2:
+            return out
+        self.state = "hunt"
+        got = self.crc[0] | self.crc[1] << 8
+        t, s = self.hdr[0], self.hdr[1]
+        if got != crc16(self.hdr + bytes(self.payload)):
+            return [self._err(ERR_CRC, t, s)]
+        ok = self.valid_length(t, len(self.payload))
+        if ok is None:
+            return [self._err(ERR_TYPE, t, s)]
+        if not ok:
+            return [self._err(ERR_LENGTH, t, s)]
+        self.quiet = False
+        return [Event(0, t, s, bytes(self.payload))]
+
+
+class FrameParser:
+    """Incremental parser of *reply* frames on the host side: :meth:`feed` bytes, get the
+    complete frames with a good CRC; anything else is skipped (counted in ``skipped``)."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buf += data
+        out = []
+        while True:
+            i = self.buf.find(bytes([SOF]))
+            if i < 0:
+                self.skipped += len(self.buf)
+                self.buf.clear()
+                return out
+            if i:
+                self.skipped += i
+                del self.buf[:i]
+            if len(self.buf) < 5:
+                return out
+            t, s, n = struct.unpack_from("<BBH", self.buf, 1)
+            if n > 0xFFFF or len(self.buf) < 7 + n:
+                if n > 4 * MAX_PAYLOAD:  # impossible reply: resync
+                    self.skipped += 1
+                    del self.buf[:1]
+                    continue
+                return out
+            body = bytes(self.buf[1:5 + n])
+            got = self.buf[5 + n] | self.buf[6 + n] << 8
+            if got != crc16(body):
+                self.skipped += 1
+                del self.buf[:1]
+                continue
+            out.append(Frame(t, s, body[4:]))
+            del self.buf[:7 + n]
+
+
+# ---- payload formats -------------------------------------------------------------------
+def result_record_bytes(k: int) -> int:
+    """Bytes of a READ_RESULT record: tag u16, ``k`` x (id u32, dist u32; unused entries
+    all ones), the engine counters (u32 each), count u8, flags u8 (bit 0 converged, bit 1
+    engine error)."""
+    return 2 + 8 * k + 4 * len(ENGINE_COUNTERS) + 2
+
+
+def decode_result(payload: bytes, k: int) -> dict:
+    """A result record -> ``{tag, ids, dists, counters, converged, error}``."""
+    if len(payload) != result_record_bytes(k):
+        raise ValueError(f"result record of {len(payload)} bytes, expected "
+                         f"{result_record_bytes(k)}")
+    tag, = struct.unpack_from("<H", payload, 0)
+    pairs = struct.unpack_from(f"<{2 * k}I", payload, 2)
+    off = 2 + 8 * k
+    cnt = struct.unpack_from(f"<{len(ENGINE_COUNTERS)}I", payload, off)
+    count, flags = payload[-2], payload[-1]
+    return {"tag": tag, "ids": list(pairs[0:2 * count:2]), "dists": list(pairs[1:2 * count:2]),
+            "counters": dict(zip(ENGINE_COUNTERS, cnt)), "converged": bool(flags & 1),
+            "error": bool(flags & 2)}
+
+
+def store_map(layout, beat_bytes: int) -> tuple[list[int], int]:
+    """Word base address of every core in the board's store and the store's size in words.
+
+    The store holds the index cores (``layout.index_core_bytes`` each) then the raw-vector
+    cores (``layout.raw_core_bytes`` each), back to back; byte ``a`` of core ``c`` is byte
+    ``a % beat_bytes`` of word ``base[c] + a // beat_bytes`` (little-endian)."""
+    icw = -(-layout.index_core_bytes // beat_bytes)
+    rcw = -(-layout.raw_core_bytes // beat_bytes)
+    ci, cr = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores
+    base = [c * icw for c in range(ci)] + [ci * icw + r * rcw for r in range(cr)]
+    return base, ci * icw + cr * rcw
+
+
+def config_hash(cfg) -> int:
+    """32-bit hash of a configuration (CRC-32 of its JSON), reported by IDENTIFY."""
+    import zlib
+    return zlib.crc32(cfg.to_json().encode()) & 0xFFFFFFFF

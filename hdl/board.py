@@ -1,0 +1,567 @@
+"""Board core: host link + command decoder + the NAND store in block RAM + the search engine.
+
+Board-independent: ports ``rx`` (``In(1)``) and ``tx`` (``Out(1)``), the UART lines.  The
+per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protocol is
+:mod:`proxima.golden.link` (read its docstring); the host driver is :mod:`proxima.fpga.host`.
+
+``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, query_slots=4, result_slots=4,
+rx_fifo=512, pq_options=None, engine=True)``
+
+* ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
+  one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
+  engine, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are unknown
+  types, IDENTIFY reports ``k = 0``.
+* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`), CLEAR_STORE (zeroes
+  the store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back
+  and the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n``
+  at most ``layout.n``, hot count and slot width equal to the layout's, else
+  ``ERR_GEOMETRY``), WRITE_CODEBOOK (to the PQ unit's ``cb_wr``), SUBMIT (tag + query into
+  the query FIFO, ``ERR_FULL`` when no slot is free), READ_RESULT (one record, or an empty
+  payload when none is ready), READ_COUNTERS (:data:`~proxima.golden.link.LINK_COUNTERS`),
+  SOFT_RESET.  Store commands and SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while
+  queries are queued or running; ranges outside the store or the codebook ``ERR_RANGE``.
+  A command's reply starts within ~20 cycles of its last byte (plus a cycle per payload
+  byte for writes and read-backs); the link, not the decoder, sets the pace.
+
+* ``layout``: the image geometry the engine is elaborated for (:class:`SearchEngine` takes
+  it as constants); the store holds an image of that layout (``store_map``), so any image
+  with the same hot count and slot width and at most ``layout.n`` vertices can be loaded.
+* UART: :class:`~proxima.hdl.link.uart.UARTRx` -> ``rx_fifo``-byte FIFO ->
+  :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
+  replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
+  not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
+* Store: one memory of ``beat_bits``-bit words (the engine's beat), one write port (the
+  link) and one read port shared by the engine's ``mem_req``/``mem_resp`` server (one beat
+  per cycle after a cycle to take the request) and the link's read-back (only while the
+  engine is idle: store commands are refused with ``ERR_BUSY`` while queries are queued or
+  running).
+* Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each, with their 16-bit tags)
+  feeds :class:`~proxima.hdl.engine.SearchEngine`, one query at a time; each finished query
+  becomes a result record (``result_record_bytes(k)``) in a FIFO of ``result_slots``
+  records, read by READ_RESULT.  The engine stalls on a full result FIFO; nothing is lost.
+* SOFT_RESET resets the engine, the query and result FIFOs and the collector (the store,
+  the codebook, the geometry registers and the link counters are kept).
+"""
+
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from proxima.config import ProximaConfig
+from proxima.golden import link as L
+from proxima.golden.layout import Layout
+from proxima.hdl.engine import COUNTER_NAMES, SearchEngine
+from proxima.hdl.link.framing import FrameReceiver, FrameSender, crc16_processor
+from proxima.hdl.link.uart import UARTRx, UARTTx, uart_divisor
+
+__all__ = ["BoardCore", "BoardError"]
+
+assert tuple(COUNTER_NAMES) == L.ENGINE_COUNTERS
+
+
+class BoardError(ValueError):
+    """A board configuration that cannot be built."""
+
+
+def _pow2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+class _Collector(wiring.Component):
+    """Engine results + counters -> result record bytes (see ``result_record_bytes``)."""
+
+    def __init__(self, engine: SearchEngine, k: int):
+        self.engine, self.k = engine, k
+        super().__init__({"tag": In(16), "w_data": Out(8), "w_en": Out(1), "w_rdy": In(1),
+                          "idle": Out(1), "rec_done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        e, k = self.engine, self.k
+        res = e.result.payload
+        sh = Signal(64)
+        bi = Signal(range(64))
+        cnt = Signal(range(k + 1))
+        ctr = Cat(*[getattr(e, n)[:32] for n in COUNTER_NAMES])
+        tail = Signal(16)
+        push = Signal()
+        m.d.comb += [self.w_en.eq(push & self.w_rdy)]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
+                with m.If(e.result.valid):
+                    m.d.sync += [sh.eq(self.tag), bi.eq(0), cnt.eq(0)]
+                    m.next = "TAG"
+            with m.State("TAG"):
+                m.d.comb += [push.eq(1), self.w_data.eq(sh.word_select(bi[:1], 8))]
+                with m.If(self.w_rdy):
+                    m.d.sync += bi.eq(bi + 1)
+                    with m.If(bi == 1):
+                        m.next = "BEAT"
+            with m.State("BEAT"):
+                m.d.comb += e.result.ready.eq(1)
+                with m.If(e.result.valid):
+                    m.d.sync += [sh.eq(Cat(res.id, Const(0, 32 - len(res.id)), res.dist)),
+                                 bi.eq(0), cnt.eq(cnt + 1)]
+                    with m.If(res.last):
+                        m.next = "ENTRY_LAST"
+                    with m.Else():
+                        m.next = "ENTRY"
+            for st, nxt in (("ENTRY", "BEAT"), ("ENTRY_LAST", "PAD")):
+                with m.State(st):
+                    m.d.comb += [push.eq(1), self.w_data.eq(sh.word_select(bi[:3], 8))]
+                    with m.If(self.w_rdy):
+                        m.d.sync += bi.eq(bi + 1)
+                        with m.If(bi == 7):
+                            m.d.sync += bi.eq(0)
+                            m.next = nxt
+            with m.State("PAD"):
+                with m.If(cnt == k):
+                    m.next = "WAIT_DONE"
+                with m.Else():
+                    m.d.comb += [push.eq(1), self.w_data.eq(0xFF)]
+                    with m.If(self.w_rdy):
+                        m.d.sync += bi.eq(bi + 1)
+                        with m.If(bi == 7):
+                            m.d.sync += [bi.eq(0), cnt.eq(cnt + 1)]
+            with m.State("WAIT_DONE"):
+                with m.If(e.done):
+                    m.d.sync += [bi.eq(0), tail.eq(Cat(cnt, Const(0, 8 - len(cnt)),
+                                                       e.converged, e.error))]
+                    m.next = "COUNTERS"
+            with m.State("COUNTERS"):
+                nb = len(ctr) // 8
+                m.d.comb += [push.eq(1), self.w_data.eq(ctr.word_select(bi, 8))]
+                with m.If(self.w_rdy):
+                    m.d.sync += bi.eq(bi + 1)
+                    with m.If(bi == nb - 1):
+                        m.d.sync += bi.eq(0)
+                        m.next = "TAIL"
+            with m.State("TAIL"):
+                m.d.comb += [push.eq(1), self.w_data.eq(tail.word_select(bi[:1], 8))]
+                with m.If(self.w_rdy):
+                    m.d.sync += bi.eq(bi + 1)
+                    with m.If(bi == 1):
+                        m.d.comb += self.rec_done.eq(1)
+                        m.next = "IDLE"
+        return m
+
+
+class BoardCore(wiring.Component):
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+
+    def __init__(self, cfg: ProximaConfig, layout: Layout, *, clk_hz: float, baud: int,
+                 divisor: int | None = None, query_slots: int = 4, result_slots: int = 4,
+                 rx_fifo: int = 512, pq_options: dict | None = None, engine: bool = True):
+        self.cfg, self.layout = cfg, layout
+        self.clk_hz, self.baud = int(clk_hz), int(baud)
+        self.divisor = uart_divisor(clk_hz, baud) if divisor is None else int(divisor)
+        if engine:
+            self.engine = SearchEngine(cfg, layout, pq_options=pq_options)
+            self.beat_bits = self.engine.beat_bits
+        else:
+            from proxima.hdl.gapdec import default_word_bits
+            self.engine, self.beat_bits = None, default_word_bits(cfg)
+            query_slots = result_slots = 0
+        self.bb = self.beat_bits // 8
+        if not _pow2(cfg.nand.page_bytes):
+            raise BoardError("nand.page_bytes must be a power of two")
+        self.base, self.store_words = L.store_map(layout, self.bb)
+        self.query_slots, self.result_slots = int(query_slots), int(result_slots)
+        self.rx_fifo = int(rx_fifo)
+        self.rec_bytes = L.result_record_bytes(cfg.search.k)
+        self.timeout = L.TIMEOUT_BITS * self.divisor
+        self.ident = {
+            "magic": L.MAGIC, "version": L.PROTOCOL_VERSION, "config_hash": L.config_hash(cfg),
+            "store_words": self.store_words, "beat_bytes": self.bb,
+            "max_payload": L.MAX_PAYLOAD, "query_slots": self.query_slots,
+            "result_slots": self.result_slots, "n_max": layout.n, "hot": layout.hot,
+            "gap_width": layout.gap_width, "dim": cfg.vec.dim, "k": cfg.search.k if engine else 0,
+            "clock_hz": self.clk_hz, "baud": self.baud,
+        }
+        super().__init__()
+
+    # ---------------------------------------------------------------------------------
+    def _valid_length(self, m, ftype, n):
+        """(known, ok) of ``golden.link.length_ok`` as logic."""
+        cfg, bb = self.cfg, self.bb
+        known, ok = Signal(), Signal()
+        with m.Switch(ftype):
+            for t in (L.T_IDENTIFY, L.T_READ_COUNTERS, L.T_SOFT_RESET) + \
+                    ((L.T_READ_RESULT,) if self.engine is not None else ()):
+                with m.Case(t):
+                    m.d.comb += [known.eq(1), ok.eq(n == 0)]
+            with m.Case(L.T_WRITE_STORE):
+                m.d.comb += [known.eq(1), ok.eq((n > 4) & ((n - 4) & (bb - 1) == 0))]
+            with m.Case(L.T_READ_STORE):
+                m.d.comb += [known.eq(1), ok.eq(n == 8)]
+            with m.Case(L.T_CLEAR_STORE):
+                m.d.comb += [known.eq(1), ok.eq(n == 0)]
+            if self.engine is None:
+                return known, ok
+            with m.Case(L.T_SET_GEOMETRY):
+                m.d.comb += [known.eq(1), ok.eq(n == 16)]
+            with m.Case(L.T_WRITE_CODEBOOK):
+                # (n - 2) % dsub == 0 for n <= MAX_PAYLOAD: a table of the allowed lengths
+                allowed = [2 + j * cfg.dsub for j in range(1, (L.MAX_PAYLOAD - 2) // cfg.dsub + 1)]
+                m.d.comb += [known.eq(1), ok.eq(0)]
+                with m.Switch(n):
+                    with m.Case(*allowed):
+                        m.d.comb += ok.eq(1)
+            with m.Case(L.T_SUBMIT):
+                m.d.comb += [known.eq(1), ok.eq(n == 2 + cfg.vec.dim)]
+        return known, ok
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay, bb = self.cfg, self.layout, self.bb
+        dim, k = cfg.vec.dim, cfg.search.k
+        soft_rst = Signal()
+
+        # ---- link ---------------------------------------------------------------------
+        m.submodules.uart_rx = urx = UARTRx(self.divisor)
+        m.submodules.uart_tx = utx = UARTTx(self.divisor)
+        m.submodules.rx_fifo = rxf = SyncFIFOBuffered(width=8, depth=self.rx_fifo)
+        m.submodules.rcv = rcv = FrameReceiver(self._valid_length, timeout=self.timeout)
+        m.submodules.snd = snd = FrameSender()
+        # a register between the FIFO's block RAM and the receiver (the RAM's clock-to-out
+        # is most of a 100 MHz cycle on the ECP5)
+        rx_v, rx_d, rx_take = Signal(), Signal(8), Signal()
+        m.d.comb += [rx_take.eq(~rx_v | rcv.rx.ready), rcv.rx.valid.eq(rx_v),
+                     rcv.rx.payload.eq(rx_d)]
+        with m.If(rx_take):
+            m.d.sync += [rx_v.eq(rxf.r_rdy), rx_d.eq(rxf.r_data)]
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
+                     rxf.w_data.eq(urx.o.payload), rxf.w_en.eq(urx.o.valid),
+                     urx.o.ready.eq(rxf.w_rdy),
+                     rxf.r_en.eq(rx_take),
+                     utx.i.payload.eq(snd.tx.payload), utx.i.valid.eq(snd.tx.valid),
+                     snd.tx.ready.eq(utx.i.ready)]
+
+        eng = self.engine
+        host_sel = Signal()
+        entry = Signal(cfg.id_bits)
+        # ---- store ----------------------------------------------------------------------
+        m.submodules.store = store = Memory(shape=self.beat_bits, depth=self.store_words,
+                                            init=[])
+        swr = store.write_port()
+        srd = store.read_port()
+        h_addr = Signal(range(self.store_words + 1))
+        busy = Signal()
+        rec_ready = Signal(range(self.result_slots + 2))
+        rec_take = Signal()
+        cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
+        if eng is None:
+            m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
+        else:
+            # ---- engine, queries, results ---------------------------------------------------
+            m.submodules.engine = ResetInserter(soft_rst)(eng)
+            m.submodules.qfifo = qf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=8, depth=self.query_slots * dim))
+            m.submodules.tfifo = tf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=16, depth=self.query_slots))
+            m.submodules.rfifo = rf = ResetInserter(soft_rst)(
+                SyncFIFOBuffered(width=8, depth=self.result_slots * self.rec_bytes))
+            col = _Collector(eng, k)
+            m.submodules.collector = ResetInserter(soft_rst)(col)
+            cur_tag = Signal(16)
+            q_idx = Signal(range(dim))
+            m.d.comb += [eng.query.payload.eq(qf.r_data),
+                         eng.query.valid.eq(qf.r_rdy & col.idle),
+                         qf.r_en.eq(eng.query.ready & col.idle),
+                         rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy),
+                         col.tag.eq(cur_tag)]
+            with m.If(eng.query.valid & eng.query.ready):
+                m.d.sync += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
+                with m.If(q_idx == 0):
+                    m.d.comb += tf.r_en.eq(1)
+                    m.d.sync += cur_tag.eq(tf.r_data)
+            with m.If(soft_rst):
+                m.d.sync += q_idx.eq(0)
+            m.d.comb += eng.entry.eq(entry)
+            m.d.comb += eng.cb_wr.valid.eq(0)
+
+            # engine server
+            req = eng.mem_req.payload
+            base = Array(Const(b, range(self.store_words + 1)) for b in self.base)
+            lg_p, lg_b = (cfg.nand.page_bytes - 1).bit_length(), (bb - 1).bit_length()
+            byte_in_core = Cat(req.offset[:lg_p], req.page)
+            s_addr = Signal(range(self.store_words + 1))
+            s_left = Signal(range(self.engine.nb + 1))
+            r_valid = Signal()
+            r_last = Signal()
+            adv = Signal()
+            m.d.comb += [adv.eq(~r_valid | eng.mem_resp.ready),
+                         eng.mem_resp.valid.eq(r_valid),
+                         eng.mem_resp.payload.data.eq(srd.data),
+                         eng.mem_resp.payload.last.eq(r_last)]
+            with m.If(host_sel):
+                m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
+            with m.Else():
+                m.d.comb += [srd.en.eq(adv), srd.addr.eq(s_addr)]
+                with m.If(adv):
+                    with m.If(s_left != 0):
+                        m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), r_valid.eq(1),
+                                     r_last.eq(s_left == 1)]
+                    with m.Else():
+                        m.d.sync += r_valid.eq(0)
+                        m.d.comb += eng.mem_req.ready.eq(1)
+                        with m.If(eng.mem_req.valid):
+                            m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
+                                         s_left.eq(self.engine.nb)]
+            with m.If(soft_rst):
+                m.d.sync += [r_valid.eq(0), s_left.eq(0)]
+
+        # ---- link counters ------------------------------------------------------------------
+        m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
+        if eng is not None:
+            m.d.sync += rec_ready.eq(rec_ready + col.rec_done - rec_take)
+            with m.If(soft_rst):
+                m.d.sync += rec_ready.eq(0)
+            with m.If(col.rec_done):
+                m.d.sync += cnt["completed"].eq(cnt["completed"] + 1)
+            m.d.comb += busy.eq(eng.busy | qf.r_rdy | tf.r_rdy | ~col.idle)
+            m.d.comb += [cnt["queued"].eq(tf.level), cnt["results_ready"].eq(rec_ready),
+                         cnt["status"].eq(Cat(busy, eng.error, eng.busy))]
+            with m.If(tf.w_en & tf.w_rdy):
+                m.d.sync += cnt["submitted"].eq(cnt["submitted"] + 1)
+
+        # ---- command decoder ------------------------------------------------------------
+        ev = rcv.event.payload
+        prm = Signal(8 * 16)
+        pi = Signal(range(L.MAX_PAYLOAD + 2))
+        rreg = Signal(8 * 64)
+        h = snd.hdr.payload
+        hdr_type, hdr_len = Signal(8), Signal(16)
+        src = Signal(2)  # 0 register, 1 store bytes, 2 result FIFO
+        rd_crc_only = Signal()
+        w_cnt = Signal(range(L.MAX_PAYLOAD + 1))  # words of the command
+        w_i = Signal(range(L.MAX_PAYLOAD + 1))
+        b_i = Signal(range(bb))
+        word = Signal(self.beat_bits)
+        m.submodules.rb_crc = rcrc = crc16_processor()
+        m.d.comb += rcv.buf_addr.eq(pi)
+        addr32 = prm[:32]
+        count32 = prm[32:64]
+        dsub, eb = cfg.dsub, cfg.vec.elem_bits
+        cb = eng.cb_wr.payload if eng is not None else None
+        cb_addr = Signal(16)
+        cen = Signal(dsub * eb)
+        c_j = Signal(range(dsub))
+        ident_bits = Cat(*[Const(self.ident[n], 8 * w) for n, w in L.IDENT_FIELDS])
+        ctr_bits = Cat(*[cnt[n] for n in L.LINK_COUNTERS])
+
+        def reply(rtype, length, source=0):
+            m.d.sync += [hdr_type.eq(rtype), hdr_len.eq(length), src.eq(source), pi.eq(0)]
+            m.next = "HDR"
+
+        def error(code):
+            m.d.sync += [rreg.eq(Cat(Const(code, 8), ev.type)),
+                         cnt["errors"].eq(cnt["errors"] + 1)]
+            reply(L.T_ERROR, 2)
+
+        m.d.comb += [h.type.eq(hdr_type), h.seq.eq(ev.seq), h.len.eq(hdr_len)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(rcv.event.valid):
+                    m.d.sync += pi.eq(0)
+                    with m.If(ev.error != 0):
+                        with m.If(ev.error == L.ERR_CRC):
+                            m.d.sync += cnt["crc_errors"].eq(cnt["crc_errors"] + 1)
+                        m.d.sync += [rreg.eq(Cat(ev.error, Const(0, 4), ev.type)),
+                                     cnt["errors"].eq(cnt["errors"] + 1)]
+                        reply(L.T_ERROR, 2)
+                    with m.Else():
+                        m.d.sync += cnt["frames_ok"].eq(cnt["frames_ok"] + 1)
+                        m.next = "LOADP"
+            with m.State("LOADP"):  # the first 16 payload bytes into prm
+                m.d.sync += pi.eq(pi + 1)
+                with m.If(pi != 0):
+                    m.d.sync += prm.word_select((pi - 1)[:4], 8).eq(rcv.buf_data)
+                with m.If(pi == 16):
+                    m.next = "EXEC"
+            with m.State("EXEC"):
+                with m.Switch(ev.type):
+                    with m.Case(L.T_IDENTIFY):
+                        m.d.sync += rreg.eq(ident_bits)
+                        reply(L.reply_type(L.T_IDENTIFY), len(ident_bits) // 8)
+                    with m.Case(L.T_READ_COUNTERS):
+                        m.d.sync += rreg.eq(ctr_bits)
+                        reply(L.reply_type(L.T_READ_COUNTERS), len(ctr_bits) // 8)
+                    with m.Case(L.T_SOFT_RESET):
+                        m.d.comb += soft_rst.eq(1)
+                        reply(L.reply_type(L.T_SOFT_RESET), 0)
+                    if eng is not None:
+                        with m.Case(L.T_READ_RESULT):
+                            with m.If(rec_ready != 0):
+                                m.d.comb += rec_take.eq(1)
+                                reply(L.reply_type(L.T_READ_RESULT), self.rec_bytes, 2)
+                            with m.Else():
+                                reply(L.reply_type(L.T_READ_RESULT), 0)
+                        with m.Case(L.T_SET_GEOMETRY):
+                            n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
+                            with m.If(busy):
+                                error(L.ERR_BUSY)
+                            with m.Elif((n == 0) | (n > lay.n) | (hot != lay.hot) |
+                                        (gw != lay.gap_width) | (ent >= n)):
+                                error(L.ERR_GEOMETRY)
+                            with m.Else():
+                                m.d.sync += entry.eq(ent)
+                                reply(L.reply_type(L.T_SET_GEOMETRY), 0)
+                        with m.Case(L.T_SUBMIT):
+                            with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
+                                error(L.ERR_FULL)
+                            with m.Else():
+                                m.d.comb += [tf.w_en.eq(1), tf.w_data.eq(prm[:16])]
+                                m.d.sync += pi.eq(2)
+                                m.next = "SUBMIT"
+                    with m.Case(L.T_WRITE_STORE):
+                        nw = (ev.len - 4) >> (bb - 1).bit_length()
+                        with m.If(busy):
+                            error(L.ERR_BUSY)
+                        with m.Elif(addr32 + nw > self.store_words):
+                            error(L.ERR_RANGE)
+                        with m.Else():
+                            m.d.sync += [w_cnt.eq(nw), w_i.eq(0), b_i.eq(0), pi.eq(4),
+                                         h_addr.eq(addr32)]
+                            m.next = "WRITE"
+                    with m.Case(L.T_READ_STORE):
+                        with m.If(busy):
+                            error(L.ERR_BUSY)
+                        with m.Elif((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
+                                    (addr32 + count32 > self.store_words)):
+                            error(L.ERR_RANGE)
+                        with m.Else():
+                            m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
+                                         rd_crc_only.eq(0)]
+                            reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
+                    if eng is not None:
+                        with m.Case(L.T_WRITE_CODEBOOK):
+                            n_cb = cfg.pq.M * cfg.pq.ksub
+                            with m.If(busy):
+                                error(L.ERR_BUSY)
+                            with m.Elif(prm[:16] * dsub + ev.len - 2 > n_cb * dsub):
+                                error(L.ERR_RANGE)
+                            with m.Else():
+                                m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
+                                m.next = "CODEBOOK"
+                    with m.Case(L.T_CLEAR_STORE):
+                        with m.If(busy):
+                            error(L.ERR_BUSY)
+                        with m.Else():
+                            m.d.sync += h_addr.eq(0)
+                            m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += [host_sel.eq(1), swr.addr.eq(h_addr), swr.data.eq(0), swr.en.eq(1)]
+                m.d.sync += h_addr.eq(h_addr + 1)
+                with m.If(h_addr == self.store_words - 1):
+                    reply(L.reply_type(L.T_CLEAR_STORE), 0)
+            if eng is not None:
+                with m.State("SUBMIT"):  # payload bytes 2 .. 2 + dim - 1 into the query FIFO
+                    # buffer read latency 1: pi addresses, the byte arrives a cycle later
+                    m.d.sync += pi.eq(pi + 1)
+                    m.d.comb += [qf.w_data.eq(rcv.buf_data), qf.w_en.eq(pi > 2)]
+                    with m.If(pi == 2 + dim):
+                        m.d.sync += rreg.eq(prm[:16])
+                        reply(L.reply_type(L.T_SUBMIT), 2)
+            with m.State("WRITE"):
+                # pi: next buffer byte to address; bytes arrive a cycle later
+                m.d.comb += host_sel.eq(1)
+                m.d.sync += pi.eq(pi + 1)
+                with m.If(pi > 4):
+                    m.d.sync += [word.eq(Cat(word[8:], rcv.buf_data)), b_i.eq(b_i + 1)]
+                    with m.If(b_i == bb - 1):
+                        m.d.sync += pi.eq(pi)  # hold one cycle to write
+                        m.next = "WRITE_WORD"
+            with m.State("WRITE_WORD"):
+                m.d.comb += [host_sel.eq(1), swr.addr.eq(h_addr), swr.data.eq(word),
+                             swr.en.eq(1)]
+                m.d.sync += [h_addr.eq(h_addr + 1), w_i.eq(w_i + 1), pi.eq(pi + 1)]
+                with m.If(w_i + 1 == w_cnt):
+                    m.d.sync += [h_addr.eq(addr32), rd_crc_only.eq(1)]
+                    m.next = "RB_ISSUE"
+                with m.Else():
+                    m.next = "WRITE"
+            if eng is not None:
+                with m.State("CODEBOOK"):
+                    m.d.sync += pi.eq(pi + 1)
+                    with m.If(pi > 2):
+                        m.d.sync += [cen.eq(Cat(cen[eb:], rcv.buf_data)), c_j.eq(c_j + 1)]
+                        with m.If(c_j == dsub - 1):
+                            m.d.sync += [c_j.eq(0), pi.eq(pi)]
+                            m.next = "CB_PUSH"
+                with m.State("CB_PUSH"):
+                    m.d.comb += [eng.cb_wr.valid.eq(1), cb.addr.eq(cb_addr),
+                                 cb.centroid.as_value().eq(cen)]
+                    with m.If(eng.cb_wr.ready):
+                        m.d.sync += [cb_addr.eq(cb_addr + 1), pi.eq(pi + 1)]
+                        with m.If(pi == ev.len):
+                            reply(L.reply_type(L.T_WRITE_CODEBOOK), 0)
+                        with m.Else():
+                            m.next = "CODEBOOK"
+            # read-back: words h_addr.. (w_cnt of them) -> CRC only (write reply) or bytes
+            with m.State("RB_ISSUE"):
+                m.d.comb += host_sel.eq(1)
+                m.d.sync += [w_i.eq(0), b_i.eq(0)]
+                m.d.comb += rcrc.start.eq(1)
+                m.next = "RB_LATCH"
+            with m.State("RB_LATCH"):
+                m.d.comb += host_sel.eq(1)
+                m.d.sync += [word.eq(srd.data), h_addr.eq(h_addr + 1), b_i.eq(0)]
+                m.next = "RB_BYTES"
+            with m.State("RB_BYTES"):
+                m.d.comb += host_sel.eq(1)
+                byte = word.word_select(b_i, 8)
+                go = Signal()
+                m.d.comb += go.eq(rd_crc_only | snd.data.ready)
+                m.d.comb += [rcrc.data.eq(byte), rcrc.valid.eq(go)]
+                with m.If(~rd_crc_only):
+                    m.d.comb += [snd.data.valid.eq(1), snd.data.payload.eq(byte)]
+                with m.If(go):
+                    m.d.sync += b_i.eq(b_i + 1)
+                    with m.If(b_i == bb - 1):
+                        m.d.sync += w_i.eq(w_i + 1)
+                        with m.If(w_i + 1 == w_cnt):
+                            with m.If(rd_crc_only):
+                                m.next = "RB_CRC"
+                            with m.Else():
+                                m.next = "IDLE_WAIT"
+                        with m.Else():
+                            m.next = "RB_LATCH"
+            with m.State("RB_CRC"):
+                m.d.sync += rreg.eq(rcrc.crc)
+                reply(L.reply_type(L.T_WRITE_STORE), 2)
+            # reply: header, then the payload from the selected source
+            with m.State("HDR"):
+                m.d.comb += snd.hdr.valid.eq(1)
+                with m.If(snd.hdr.ready):
+                    with m.If(src == 1):
+                        m.next = "RB_ISSUE"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                with m.If(pi == hdr_len):
+                    m.next = "IDLE_WAIT"
+                with m.Elif(src == 2):
+                    if eng is not None:
+                        m.d.comb += [snd.data.valid.eq(rf.r_rdy),
+                                     snd.data.payload.eq(rf.r_data),
+                                     rf.r_en.eq(snd.data.ready)]
+                        with m.If(snd.data.ready & rf.r_rdy):
+                            m.d.sync += pi.eq(pi + 1)
+                with m.Else():
+                    m.d.comb += [snd.data.valid.eq(1),
+                                 snd.data.payload.eq(rreg.word_select(pi[:6], 8))]
+                    with m.If(snd.data.ready):
+                        m.d.sync += pi.eq(pi + 1)
+            with m.State("IDLE_WAIT"):
+                # the sender has taken the whole payload: release the event (and the buffer)
+                m.d.comb += rcv.event.ready.eq(1)
+                m.next = "IDLE"
+        return m
+
+

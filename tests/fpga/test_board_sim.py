@@ -1,0 +1,75 @@
+"""The whole board core (UART PHY included) under cocotb + Verilator, driven by the host
+driver's own code through a simulated UART (``sim/tb/tb_board.py``).
+
+* ``test_board_queries``: load a tiny image over the link (CRC read-back per chunk),
+  stream queries with several in flight, every result (ids, distances, counters, reason)
+  equal to ``golden.search``.  ``PROXIMA_BOARD_QUERIES`` raises the query count (the
+  issue's 100-query run: ``PROXIMA_BOARD_QUERIES=100``).
+* ``test_board_fuzz``: random and mutated frames, each answered exactly as the protocol
+  model predicts, the store never written by a bad frame (``PROXIMA_BOARD_FUZZ`` items),
+  on the engine-less link subset and on the full board.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from proxima.config import preset
+from proxima.golden.image import read_image, write_image
+from proxima.golden.index import Index
+from proxima.golden.pq import encode, train_codebook
+from proxima.hdl.board import BoardCore
+from proxima.sim.runner import run_cocotb
+from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+
+DIVISOR = 4  # clock cycles per UART bit in simulation
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory):
+    cfg = preset("tiny")
+    n = 200
+    x = clustered_u8(n, cfg.vec.dim, seed=5)
+    nb = knn_plus_random_graph(x, cfg.graph.R, seed=5)
+    book = train_codebook(cfg, x, seed=5)
+    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=np.arange(n) < 8)
+    path = tmp_path_factory.mktemp("board") / "tiny.pxi"
+    write_image(path, index)
+    return path, read_image(path)
+
+
+def _board(img, engine=True):
+    lay = img.layout
+    return BoardCore(lay.cfg, lay, clk_hz=100_000_000, baud=100_000_000 // DIVISOR,
+                     divisor=DIVISOR, engine=engine)
+
+
+@pytest.mark.rtl
+def test_board_queries(tiny_image, tmp_path):
+    path, img = tiny_image
+    nq = int(os.environ.get("PROXIMA_BOARD_QUERIES", "12"))
+    q = clustered_u8(nq, img.layout.cfg.vec.dim, seed=77).astype(np.uint8)
+    qpath = tmp_path / "queries.npy"
+    np.save(qpath, q)
+    run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
+               parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
+               build_name="board_tiny", testcase="board_queries")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("engine", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_board_fuzz(tiny_image, engine):
+    """On the link subset (the iCEBreaker top: a small, fast simulation) and on the full
+    board (which shares the Verilator build of ``test_board_queries``)."""
+    path, img = tiny_image
+    cfg = img.layout.cfg
+    run_cocotb(lambda: _board(img, engine), "board", "proxima.sim.tb.tb_board", cfg=cfg,
+               parameters={"divisor": DIVISOR, "dsub": cfg.dsub,
+                           "fuzz_items": int(os.environ.get("PROXIMA_BOARD_FUZZ",
+                                                           "60" if engine else "400")),
+                           "fuzz_seed": 7},
+               build_name="board_tiny" if engine else "board_link_tiny",
+               testcase="board_fuzz")

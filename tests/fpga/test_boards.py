@@ -1,0 +1,68 @@
+"""Board build helpers that need no FPGA tools: PLL settings, the nominal store size, the
+top's elaboration on each platform, the report text."""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.hdl import Module, Signal
+
+from proxima.config import preset
+from proxima.fpga.boards import (BOARDS, ECP5_85F_DP16KD, BuildError, board_layout, ecp5_pll,
+                                 format_report)
+from proxima.golden.link import store_map
+
+
+@pytest.mark.parametrize("f_out", [100.0, 125.0, 50.0])
+def test_ecp5_pll_exact_for_round_frequencies(f_out):
+    m = Module()
+    f, _ = ecp5_pll(m, Signal(), 25.0, f_out)
+    assert f == pytest.approx(f_out)
+
+
+def test_ecp5_pll_impossible():
+    with pytest.raises(BuildError):
+        ecp5_pll(Module(), Signal(), 25.0, 2000.0)
+
+
+def test_nominal_ulx3s_store_is_the_largest_that_fits():
+    cfg = preset("default")
+    lay = board_layout(cfg, BOARDS["ulx3s-85f"])
+    beat = 64
+    words = store_map(lay, beat // 8)[1]
+    blocks = -(-words // 512) * 2
+    assert blocks <= ECP5_85F_DP16KD - 48 - 8
+    bigger = board_layout(cfg, BOARDS["ulx3s-85f"], n=lay.n + 64)
+    assert -(-store_map(bigger, 8)[1] // 512) * 2 > ECP5_85F_DP16KD - 48 - 8
+    assert lay.hot == int(cfg.layout.hot_fraction * lay.n) and lay.gap_width == cfg.id_bits
+
+
+def test_format_report():
+    r = {"board": "icebreaker", "preset": "tiny", "engine": False,
+         "cells": {"LUT4": (1612, 5280), "FF": (846, 5280), "BRAM": (30, 30)},
+         "fmax_mhz": 26.86, "clock_mhz": 12.0, "timing_met": True, "store_bytes": 14336,
+         "image": {"n_max": 256, "hot": 7, "gap_width": 16}, "baud": 1_000_000,
+         "uart_divisor": 12, "bitstream": "top.bin"}
+    text = format_report(r)
+    assert "1,612 / 5,280 (31%)" in text and "met" in text
+    r["timing_met"] = False
+    assert "VIOLATED" in format_report(r)
+
+
+def test_board_layout_of_an_image(tmp_path):
+    import numpy as np
+
+    from proxima.golden.image import write_image
+    from proxima.golden.index import Index
+    from proxima.golden.pq import encode, train_codebook
+    from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+    cfg = preset("tiny")
+    x = clustered_u8(50, cfg.vec.dim, seed=2)
+    book = train_codebook(cfg, x, seed=2)
+    idx = Index(cfg, x, knn_plus_random_graph(x, cfg.graph.R, seed=2), 0, book,
+                encode(cfg, x, book), hot=np.arange(50) < 3)
+    lay = write_image(tmp_path / "i.pxi", idx)
+    got = board_layout(preset("default"), BOARDS["ulx3s-85f"], index_path=tmp_path / "i.pxi")
+    assert (got.n, got.hot, got.gap_width) == (lay.n, lay.hot, lay.gap_width)
+    assert got.cfg.to_dict() == cfg.to_dict()  # the image's configuration wins
+    with pytest.raises(BuildError, match="cannot read index image"):
+        board_layout(cfg, BOARDS["ulx3s-85f"], index_path=tmp_path / "missing.pxi")
