@@ -92,12 +92,12 @@ def main() -> int:
         lo, scale = index.quantiser
         queries = Quantiser(lo, scale, index.cfg.vec.elem_bits).quantise(q)
 
-    from proxima.cli import _parse_sweep
+    from proxima.cli import parse_sweep
 
     k = index.cfg.search.k
     sweep = args.alg1_sweep or ["search.L=16,24,32,48,64", "search.r=2,3"]
     grid1 = []
-    for g in _parse_sweep(sweep):
+    for g in parse_sweep(sweep):
         pt = args.search_set + g
         if not any(a.startswith("search.T0=") for a in pt):  # keep T0 <= L
             pt = [f"search.T0={min(index.cfg.search.T0, _L(pt) or index.cfg.search.L)}"] + pt

@@ -22,12 +22,12 @@ import numpy as np
 
 
 def load_queries(index, data: Path, n: int):
-    from proxima.cli import _queries_for
     from proxima.golden.vecio import read_vectors
+    from proxima.pipeline import prepare_queries
 
     qf = next(p for p in (data / "query.bvecs", data / "query.fvecs", data / "query.u8bin")
               if p.exists())
-    q = _queries_for(index, str(qf))[:n]
+    q = prepare_queries(index, read_vectors(qf))[:n]
     gt = read_vectors(data / "groundtruth.ivecs")[:n]
     return q, gt
 

@@ -71,8 +71,6 @@ def parse_sweep(items: list[str]) -> list[list[str]]:
     return [list(p) for p in itertools.product(*axes)] if axes else [[]]
 
 
-_parse_sweep = parse_sweep
-
 
 def _read(path: str) -> np.ndarray:
     from .golden.vecio import read_vectors
