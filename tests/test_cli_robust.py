@@ -254,11 +254,13 @@ def test_cli_and_demo_do_not_import_each_other():
 def test_subcommand_modules_register_with_add_parser():
     from proxima.cli import SUBCOMMAND_MODULES, build_parser
     import importlib
-    for mod in ("cli_dataset", "cli_field", "cli_hdl"):
-        assert mod in SUBCOMMAND_MODULES
+    assert set(SUBCOMMAND_MODULES) == {"cli_dataset", "cli_field", "cli_hdl", "cli_fpga",
+                                       "cli_tune"}
+    for mod in SUBCOMMAND_MODULES:
         assert callable(importlib.import_module(f"proxima.{mod}").add_parser)
     choices = build_parser()._subparsers._group_actions[0].choices
-    assert {"demo", "build-index", "search", "eval", "dataset", "field", "hdl"} <= set(choices)
+    assert {"demo", "build-index", "search", "eval", "dataset", "field", "hdl", "fpga",
+            "tune"} <= set(choices)
 
 
 def test_dataset_commands_refuse_to_overwrite_their_inputs(built, tmp_path, capsys):
