@@ -121,6 +121,11 @@ class SearchEngine(wiring.Component):
                  pq_options: dict | None = None):
         if layout.cfg.to_dict() != cfg.to_dict():
             raise EngineError("the layout was made for another configuration")
+        if layout.hot_copies > 1:
+            # golden: the entry's code is held by the engine and hot frames are read from the
+            # query's own copy (golden/layout.reads_for_events); this engine reads copy 0
+            raise EngineError(f"layout.hot_copies = {layout.hot_copies}: this engine reads "
+                              f"one hot region (set layout.hot_copies=1)")
         self.cfg, self.layout = cfg, layout
         A = cfg.nand.access_bytes
         bb_bits = default_word_bits(cfg) if beat_bits is None else int(beat_bits)
