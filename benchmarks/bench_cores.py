@@ -11,39 +11,28 @@ busiest index-core utilisation, the busiest/mean ratio and the busiest cores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from benchdata import image_parser, open_bench
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("image")
-    ap.add_argument("data")
-    ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap = image_parser(__doc__, queries=2000)
     ap.add_argument("--queues", default="32,64,128,256")
     ap.add_argument("--copies", default="1,4,16,64")
     ap.add_argument("--peers", action="store_true",
                     help="also measure hnswlib / faiss on the same queries (bench_peers.peers)")
-    ap.add_argument("--json")
     a = ap.parse_args()
 
-    from bench_stop import load_queries
-
     from proxima.golden.evaluate import run_queries
-    from proxima.golden.image import read_image
     from proxima.golden.layout import Layout
     from proxima.golden.nand import simulate_events
 
-    img = read_image(a.image)
+    img, cfg, q, gt = open_bench(a)
     index = img.index
-    cfg = index.cfg.override(a.overrides)
-    q, gt = load_queries(index, Path(a.data), a.queries)
     rep, res = run_queries(index, q, gt, cfg, "alg1", img.layout)
     c = rep.counters
     print(f"{len(q)} queries, recall@10 {rep.recall['recall@10']:.4f}, per query "

@@ -20,13 +20,13 @@ modelled and CPU).  Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from benchdata import image_parser, open_bench
 
 
 def _recall(ids: np.ndarray, gt: np.ndarray, k: int = 10) -> float:
@@ -156,26 +156,16 @@ def at_recall(pts: list[dict], target: float, key: str) -> float | None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("image")
-    ap.add_argument("data")
-    ap.add_argument("--queries", type=int, default=200)
+    ap = image_parser(__doc__, queries=200)
     ap.add_argument("--L", default="32,64,96,128,192,256,320")
     ap.add_argument("--queues", default="1,32,64,128,256")
     ap.add_argument("--target", default="0.9,0.95,0.98")
     ap.add_argument("--png", help="plot file prefix")
     ap.add_argument("--reuse", help="take the Proxima / beam curves from this earlier --json")
-    ap.add_argument("--json")
     a = ap.parse_args()
 
-    from bench_stop import load_queries
-
-    from proxima.golden.image import read_image
-
-    img = read_image(a.image)
+    img, _, q, gt = open_bench(a)
     index, layout = img.index, img.layout
-    q, gt = load_queries(index, Path(a.data), a.queries)
     queues = [int(x) for x in a.queues.split(",")]
     log = print
     log(f"{a.image}: {index.n} x {index.cfg.vec.dim}, {len(q)} queries, preset "

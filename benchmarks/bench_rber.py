@@ -10,38 +10,27 @@ per query.  The paper claims a drop below 3% at RBER 1e-4.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from benchdata import image_parser, open_bench
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("image")
-    ap.add_argument("data")
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap = image_parser(__doc__, queries=200)
     ap.add_argument("--rber", default="0,1e-6,1e-5,1e-4,3e-4,1e-3")
     ap.add_argument("--batch", type=int, default=10, help="queries per error draw")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--png", help="write the curve here (matplotlib)")
-    ap.add_argument("--json")
     a = ap.parse_args()
 
-    from bench_stop import load_queries
-
     from proxima.golden.evaluate import recall_at
-    from proxima.golden.image import read_image
     from proxima.golden.rber import search_with_errors
 
-    img = read_image(a.image)
+    img, cfg, q, gt = open_bench(a)
     index = img.index
-    cfg = index.cfg.override(a.overrides)
-    q, gt = load_queries(index, Path(a.data), a.queries)
     rows = []
     base = None
     print(f"{'RBER':>8} {'recall@10':>9} {'drop %':>7} {'rows dropped/query':>18}")

@@ -13,45 +13,25 @@ search (W = ``search.beam_width``) over the same L.  Prints figures; asserts not
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-
-def load_queries(index, data: Path, n: int):
-    from proxima.golden.vecio import read_vectors
-    from proxima.pipeline import prepare_queries
-
-    qf = next(p for p in (data / "query.bvecs", data / "query.fvecs", data / "query.u8bin")
-              if p.exists())
-    q = prepare_queries(index, read_vectors(qf))[:n]
-    gt = read_vectors(data / "groundtruth.ivecs")[:n]
-    return q, gt
+from benchdata import image_parser, open_bench
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("image")
-    ap.add_argument("data")
-    ap.add_argument("--queries", type=int, default=200)
+    ap = image_parser(__doc__, queries=200)
     ap.add_argument("--L", default="32,48,64,96,128,192,256")
     ap.add_argument("--rule", action="append", default=[],
                     help="NAME:SEC.KEY=V,SEC.KEY=V (repeatable)")
     ap.add_argument("--no-beam", action="store_true")
-    ap.add_argument("--json")
     a = ap.parse_args()
 
     from proxima.golden.evaluate import run_queries
-    from proxima.golden.image import read_image
-
-    img = read_image(a.image)
+    img, _, q, gt = open_bench(a)
     index, layout = img.index, img.layout
-    q, gt = load_queries(index, Path(a.data), a.queries)
-    rules = a.rule or ["r3:search.r=3,search.r_per_L=0", "default:"]
+    rules = a.rule or ["r3:search.r=3,search.L_per_r=0", "default:"]
     out = {}
     print(f"{'rule':12} {'L':>4} {'rec@10':>7} {'hops':>6} {'frame':>7} {'code':>7} {'raw':>7} "
           f"{'f+raw':>7} {'all':>7} {'conv%':>6}")

@@ -93,7 +93,7 @@ def corrupt_index(index: Index, layout: Layout, rber: float, rng: np.random.Gene
     bit errors at ``rber`` (module doc)."""
     if rber == 0:
         return index, 0
-    n, H = index.n, layout.hot
+    H = layout.hot
     nb = np.empty_like(index.neighbors)
     frames = encode_frames(layout, index.neighbors, index.codes)[:, :layout.id_region_bytes]
     nb[:], ok = decode_rows(layout, flip_bits(frames, rber, rng))

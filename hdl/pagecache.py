@@ -286,7 +286,7 @@ class PageCache(wiring.Component):
     # ---- top -----------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        S, W, D, L = self.sets, self.ways, self.depth, self.line_bits
+        S, D, L = self.sets, self.depth, self.line_bits
         sb = self.set_bits
 
         # the tag store: one LUT RAM, or ``banks`` of ``bank_rows`` rows each (two-cycle

@@ -57,7 +57,7 @@ def cmd_verilog(args) -> int:
     from amaranth.back import verilog
 
     from proxima.config import ConfigError, preset
-    from proxima.hdl.registry import UnknownBlockError, block_names, build_block
+    from proxima.hdl.registry import UnknownBlockError, build_block
 
     if args.index is not None and args.block != "engine":
         print("proxima hdl verilog: error: --index applies to the engine only",
