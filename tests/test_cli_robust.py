@@ -15,20 +15,12 @@ from proxima.cli import main
 from proxima.config import ConfigError, preset
 from proxima.golden.vecio import read_vectors, write_vectors
 from proxima.pipeline import build_config
+from tests.cli_data import build_cli_set
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    d = tmp_path_factory.mktemp("robust")
-    base, q, gt, img = d / "base.u8bin", d / "q.u8bin", d / "gt.ivecs", d / "index.pxi"
-    common = ["--kind", "sift", "--dim", "16", "--no-progress"]
-    assert main(["dataset", "synth", *common, "--n", "600", "--out", str(base)]) == 0
-    assert main(["dataset", "synth", *common, "--n", "12", "--queries", "--out", str(q)]) == 0
-    assert main(["dataset", "groundtruth", "--base", str(base), "--queries", str(q),
-                 "--k", "10", "--out", str(gt), "--no-progress"]) == 0
-    assert main(["build-index", "--preset", "tiny", "--base", str(base), "-o", str(img),
-                 "--quiet"]) == 0
-    return d, base, q, gt, img
+    return build_cli_set(tmp_path_factory.mktemp("robust"), 600, 12)
 
 
 def _fails(argv, capsys, *words):
