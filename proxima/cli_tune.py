@@ -71,29 +71,37 @@ def _variants(cfg) -> list[dict]:
 
 
 def _cmd_tune(args) -> int:
-    from .cli import CliError, _fit_dim, _read, build_pipeline, config_from_args
+    from .golden.atomic import atomic_open
     from .golden.build import prepare_vectors
     from .golden.image import read_image, write_image
     from .golden.tune import holdout_index, recommend_build, tune_search
+    from .golden.vecio import read_vectors
+    from .pipeline import (PipelineError, build_config, build_pipeline, check_output_path,
+                           search_config)
+
+    inputs = [args.base] + ([args.index] if args.index else [])
+    check_output_path(args.output, inputs)
+    if args.json:
+        check_output_path(args.json, inputs, what="--json")
 
     if not 0.0 < args.target <= 1.0:
-        raise CliError(f"--target must be in (0, 1], got {args.target}")
+        raise PipelineError(f"--target must be in (0, 1], got {args.target}")
     log = (lambda s: None) if args.quiet else print
-    base = _read(args.base)
+    base = read_vectors(args.base)
     if args.index:
         img = read_image(args.index)
-        cfg = img.index.cfg.override(args.overrides)
+        cfg = search_config(img.index.cfg, args.overrides)
         if img.index.n != len(base) or cfg.vec.dim != base.shape[1]:
-            raise CliError(f"{args.index} holds {img.index.n} x {img.index.cfg.vec.dim} vectors, "
+            raise PipelineError(f"{args.index} holds {img.index.n} x {img.index.cfg.vec.dim} vectors, "
                            f"--base {len(base)} x {base.shape[1]}: not built from it")
     else:
-        cfg = _fit_dim(config_from_args(args), base.shape[1], args.overrides)
+        cfg = build_config(args.preset, args.overrides, base.shape[1])
     if not 1 <= args.holdout < len(base):
-        raise CliError(f"--holdout must be in 1..{len(base) - 1}, got {args.holdout}")
+        raise PipelineError(f"--holdout must be in 1..{len(base) - 1}, got {args.holdout}")
     try:
         base_u8 = prepare_vectors(cfg, base)[0]
     except ValueError as e:
-        raise CliError(str(e)) from None
+        raise PipelineError(str(e)) from None
     log(f"building the tuning index on {len(base) - args.holdout} vectors "
         f"({args.holdout} held out)...")
     index, layout, q, gt = holdout_index(base_u8, cfg, args.holdout, args.graph, args.seed)
@@ -103,12 +111,12 @@ def _cmd_tune(args) -> int:
         Ls = [int(x) for x in args.L_values.split(",") if x]
         rs = [int(x) for x in args.r_values.split(",") if x]
     except ValueError:
-        raise CliError("--L-values and --r-values take comma-separated integers") from None
+        raise PipelineError("--L-values and --r-values take comma-separated integers") from None
     res = tune_search(index, layout, q, gt, args.target, cfg, args.objective,
                       margin=args.margin, Ls=Ls, rs=rs, refine=args.refine, log=log)
     report = res.to_dict()
     if res.best is None:
-        raise CliError(f"recall@{cfg.search.k} {args.target} not reached on the sample "
+        raise PipelineError(f"recall@{cfg.search.k} {args.target} not reached on the sample "
                        f"(best {max(p.recall for p in res.points):.4f}); build a denser graph "
                        "(graph.R, graph.build_L) or a finer PQ (pq.M), or lower --target")
     b = res.best
@@ -130,7 +138,8 @@ def _cmd_tune(args) -> int:
         log(f"wrote {out} (the image of {args.index} with the tuned search settings)")
     else:
         build_pipeline(tuned, base, out, graph=args.graph, seed=args.seed,
-                       progress=not args.quiet, log=log)
+                       progress=not args.quiet, log=log, inputs=inputs)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+        with atomic_open(args.json, "w", encoding="utf-8") as f:
+            f.write(json.dumps(report, indent=1, default=float))
     return 0

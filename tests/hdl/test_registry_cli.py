@@ -7,7 +7,7 @@ import argparse
 import pytest
 from amaranth.back import verilog
 
-from proxima.cli_hdl import main, register
+from proxima.cli_hdl import add_parser, main
 from proxima.config import preset
 from proxima.hdl.registry import (BLOCKS, FPGA_OPTIONS, UnknownBlockError, block_names,
                                    build_block, fpga_options)
@@ -91,9 +91,9 @@ def test_cli_writes_the_engine_for_a_preset_and_for_an_image(tmp_path, capsys):
     assert img.layout.n == 64
 
 
-def test_register_into_a_parent_parser():
+def test_add_parser_into_a_parent_parser():
     ap = argparse.ArgumentParser()
-    register(ap.add_subparsers(dest="command"))
+    add_parser(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["hdl", "verilog", "arbiter", "-o", "a.v"])
     assert args.func.__name__ == "cmd_verilog" and args.block == "arbiter"
     assert block_names() == sorted(BLOCKS)
