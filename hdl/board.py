@@ -168,6 +168,8 @@ class BoardCore(wiring.Component):
             self.engine, self.beat_bits = None, default_word_bits(cfg)
             query_slots = result_slots = 0
         self.bb = self.beat_bits // 8
+        if self.beat_bits < 16:
+            raise BoardError("the store's words must be at least 2 bytes")
         if not _pow2(cfg.nand.page_bytes):
             raise BoardError("nand.page_bytes must be a power of two")
         self.base, self.store_words = L.store_map(layout, self.bb)
@@ -255,6 +257,11 @@ class BoardCore(wiring.Component):
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
         cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
+        # the store's read data, registered after the RAM's output multiplexer (a store of
+        # many block RAMs does not make 100 MHz from the RAM outputs to logic)
+        sq, sq_en = Signal(self.beat_bits), Signal()
+        with m.If(host_sel | sq_en):
+            m.d.sync += sq.eq(srd.data)
         if eng is None:
             m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
         else:
@@ -292,13 +299,16 @@ class BoardCore(wiring.Component):
             byte_in_core = Cat(req.offset[:lg_p], req.page)
             s_addr = Signal(range(self.store_words + 1))
             s_left = Signal(range(self.engine.nb + 1))
-            r_valid = Signal()
-            r_last = Signal()
+            # two stages with one enable: the RAM's output (r_valid) and the register sq
+            # behind the RAM's output multiplexer (v2)
+            r_valid, r_last, v2, l2 = Signal(), Signal(), Signal(), Signal()
             adv = Signal()
-            m.d.comb += [adv.eq(~r_valid | eng.mem_resp.ready),
-                         eng.mem_resp.valid.eq(r_valid),
-                         eng.mem_resp.payload.data.eq(srd.data),
-                         eng.mem_resp.payload.last.eq(r_last)]
+            m.d.comb += [adv.eq(~v2 | eng.mem_resp.ready), sq_en.eq(adv),
+                         eng.mem_resp.valid.eq(v2),
+                         eng.mem_resp.payload.data.eq(sq),
+                         eng.mem_resp.payload.last.eq(l2)]
+            with m.If(~host_sel & adv):
+                m.d.sync += [v2.eq(r_valid), l2.eq(r_last)]
             with m.If(host_sel):
                 m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
             with m.Else():
@@ -314,7 +324,7 @@ class BoardCore(wiring.Component):
                             m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
                                          s_left.eq(self.engine.nb)]
             with m.If(soft_rst):
-                m.d.sync += [r_valid.eq(0), s_left.eq(0)]
+                m.d.sync += [r_valid.eq(0), s_left.eq(0), v2.eq(0)]
 
         # ---- link counters ------------------------------------------------------------------
         m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
@@ -508,10 +518,15 @@ class BoardCore(wiring.Component):
                 m.d.comb += host_sel.eq(1)
                 m.d.sync += [w_i.eq(0), b_i.eq(0)]
                 m.d.comb += rcrc.start.eq(1)
+                m.next = "RB_WAIT"
+            with m.State("RB_WAIT"):  # RAM read, then sq
+                m.d.comb += host_sel.eq(1)
                 m.next = "RB_LATCH"
             with m.State("RB_LATCH"):
+                # sq holds the word at h_addr (a word's bytes take >= 2 cycles, so the next
+                # word's read, started here, reaches sq before the next RB_LATCH)
                 m.d.comb += host_sel.eq(1)
-                m.d.sync += [word.eq(srd.data), h_addr.eq(h_addr + 1), b_i.eq(0)]
+                m.d.sync += [word.eq(sq), h_addr.eq(h_addr + 1), b_i.eq(0)]
                 m.next = "RB_BYTES"
             with m.State("RB_BYTES"):
                 m.d.comb += host_sel.eq(1)
