@@ -32,9 +32,9 @@ rx_fifo=512, pq_options=None, engine=True)``
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
 * Store: one memory of ``beat_bits``-bit words (the engine's beat), one write port (the
   link) and one read port shared by the engine's ``mem_req``/``mem_resp`` server (one beat
-  per cycle: a cycle to take the request, the RAM, a register behind its output multiplexer) and the link's read-back (only while the
-  engine is idle: store commands are refused with ``ERR_BUSY`` while queries are queued or
-  running).
+  per cycle after a cycle to take the request, the RAM and a register behind its output
+  multiplexer) and the link's read-back (only while the engine is idle: store commands are
+  refused with ``ERR_BUSY`` while queries are queued or running).
 * Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each, with their 16-bit tags)
   feeds :class:`~proxima.hdl.engine.SearchEngine`, one query at a time; each finished query
   becomes a result record (``result_record_bytes(k)``) in a FIFO of ``result_slots``
