@@ -362,6 +362,9 @@ class BoardCore(wiring.Component):
         cb_addr = Signal(16)
         cen = Signal(dsub * eb)
         c_j = Signal(range(dsub))
+        nw = (ev.len - 4) >> (bb - 1).bit_length()  # words of a WRITE_STORE
+        n_cb = cfg.pq.M * cfg.pq.ksub
+        wr_bad, rd_bad, cb_bad, geo_bad = Signal(), Signal(), Signal(), Signal()
         ident_bits = Cat(*[Const(self.ident[n], 8 * w) for n, w in L.IDENT_FIELDS])
         ctr_bits = Cat(*[cnt[n] for n in L.LINK_COUNTERS])
 
@@ -393,7 +396,21 @@ class BoardCore(wiring.Component):
                 with m.If(pi != 0):
                     m.d.sync += prm.word_select((pi - 1)[:4], 8).eq(rcv.buf_data)
                 with m.If(pi == 16):
-                    m.next = "EXEC"
+                    m.next = "CHECK"
+            with m.State("CHECK"):  # the range checks, registered (timing)
+                m.d.sync += [
+                    wr_bad.eq(addr32 + nw > self.store_words),
+                    rd_bad.eq((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
+                              (addr32 + count32 > self.store_words)),
+                ]
+                if eng is not None:
+                    n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
+                    m.d.sync += [
+                        cb_bad.eq(prm[:16] * dsub + ev.len - 2 > n_cb * dsub),
+                        geo_bad.eq((n == 0) | (n > lay.n) | (hot != lay.hot) |
+                                   (gw != lay.gap_width) | (ent >= n)),
+                    ]
+                m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(ev.type):
                     with m.Case(L.T_IDENTIFY):
@@ -413,14 +430,12 @@ class BoardCore(wiring.Component):
                             with m.Else():
                                 reply(L.reply_type(L.T_READ_RESULT), 0)
                         with m.Case(L.T_SET_GEOMETRY):
-                            n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
                             with m.If(busy):
                                 error(L.ERR_BUSY)
-                            with m.Elif((n == 0) | (n > lay.n) | (hot != lay.hot) |
-                                        (gw != lay.gap_width) | (ent >= n)):
+                            with m.Elif(geo_bad):
                                 error(L.ERR_GEOMETRY)
                             with m.Else():
-                                m.d.sync += entry.eq(ent)
+                                m.d.sync += entry.eq(prm[:32])
                                 reply(L.reply_type(L.T_SET_GEOMETRY), 0)
                         with m.Case(L.T_SUBMIT):
                             with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
@@ -430,10 +445,9 @@ class BoardCore(wiring.Component):
                                 m.d.sync += pi.eq(2)
                                 m.next = "SUBMIT"
                     with m.Case(L.T_WRITE_STORE):
-                        nw = (ev.len - 4) >> (bb - 1).bit_length()
                         with m.If(busy):
                             error(L.ERR_BUSY)
-                        with m.Elif(addr32 + nw > self.store_words):
+                        with m.Elif(wr_bad):
                             error(L.ERR_RANGE)
                         with m.Else():
                             m.d.sync += [w_cnt.eq(nw), w_i.eq(0), b_i.eq(0), pi.eq(4),
@@ -442,8 +456,7 @@ class BoardCore(wiring.Component):
                     with m.Case(L.T_READ_STORE):
                         with m.If(busy):
                             error(L.ERR_BUSY)
-                        with m.Elif((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
-                                    (addr32 + count32 > self.store_words)):
+                        with m.Elif(rd_bad):
                             error(L.ERR_RANGE)
                         with m.Else():
                             m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
@@ -451,10 +464,9 @@ class BoardCore(wiring.Component):
                             reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
                     if eng is not None:
                         with m.Case(L.T_WRITE_CODEBOOK):
-                            n_cb = cfg.pq.M * cfg.pq.ksub
                             with m.If(busy):
                                 error(L.ERR_BUSY)
-                            with m.Elif(prm[:16] * dsub + ev.len - 2 > n_cb * dsub):
+                            with m.Elif(cb_bad):
                                 error(L.ERR_RANGE)
                             with m.Else():
                                 m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
