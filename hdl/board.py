@@ -32,9 +32,9 @@ rx_fifo=512, pq_options=None, engine=True)``
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
 * Store: one memory of ``beat_bits``-bit words (the engine's beat), one write port (the
   link) and one read port shared by the engine's ``mem_req``/``mem_resp`` server (one beat
-  per cycle after a cycle to take the request) and the link's read-back (only while the
-  engine is idle: store commands are refused with ``ERR_BUSY`` while queries are queued or
-  running).
+  per cycle after a cycle to take the request, the RAM and a register behind its output
+  multiplexer) and the link's read-back (only while the engine is idle: store commands are
+  refused with ``ERR_BUSY`` while queries are queued or running).
 * Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each, with their 16-bit tags)
   feeds :class:`~proxima.hdl.engine.SearchEngine`, one query at a time; each finished query
   becomes a result record (``result_record_bytes(k)``) in a FIFO of ``result_slots``
@@ -168,6 +168,8 @@ class BoardCore(wiring.Component):
             self.engine, self.beat_bits = None, default_word_bits(cfg)
             query_slots = result_slots = 0
         self.bb = self.beat_bits // 8
+        if self.beat_bits < 16:
+            raise BoardError("the store's words must be at least 2 bytes")
         if not _pow2(cfg.nand.page_bytes):
             raise BoardError("nand.page_bytes must be a power of two")
         self.base, self.store_words = L.store_map(layout, self.bb)
@@ -255,6 +257,11 @@ class BoardCore(wiring.Component):
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
         cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
+        # the store's read data, registered after the RAM's output multiplexer (a store of
+        # many block RAMs does not make 100 MHz from the RAM outputs to logic)
+        sq, sq_en = Signal(self.beat_bits), Signal()
+        with m.If(host_sel | sq_en):
+            m.d.sync += sq.eq(srd.data)
         if eng is None:
             m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
         else:
@@ -292,13 +299,16 @@ class BoardCore(wiring.Component):
             byte_in_core = Cat(req.offset[:lg_p], req.page)
             s_addr = Signal(range(self.store_words + 1))
             s_left = Signal(range(self.engine.nb + 1))
-            r_valid = Signal()
-            r_last = Signal()
+            # two stages with one enable: the RAM's output (r_valid) and the register sq
+            # behind the RAM's output multiplexer (v2)
+            r_valid, r_last, v2, l2 = Signal(), Signal(), Signal(), Signal()
             adv = Signal()
-            m.d.comb += [adv.eq(~r_valid | eng.mem_resp.ready),
-                         eng.mem_resp.valid.eq(r_valid),
-                         eng.mem_resp.payload.data.eq(srd.data),
-                         eng.mem_resp.payload.last.eq(r_last)]
+            m.d.comb += [adv.eq(~v2 | eng.mem_resp.ready), sq_en.eq(adv),
+                         eng.mem_resp.valid.eq(v2),
+                         eng.mem_resp.payload.data.eq(sq),
+                         eng.mem_resp.payload.last.eq(l2)]
+            with m.If(~host_sel & adv):
+                m.d.sync += [v2.eq(r_valid), l2.eq(r_last)]
             with m.If(host_sel):
                 m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
             with m.Else():
@@ -314,7 +324,7 @@ class BoardCore(wiring.Component):
                             m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
                                          s_left.eq(self.engine.nb)]
             with m.If(soft_rst):
-                m.d.sync += [r_valid.eq(0), s_left.eq(0)]
+                m.d.sync += [r_valid.eq(0), s_left.eq(0), v2.eq(0)]
 
         # ---- link counters ------------------------------------------------------------------
         m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
@@ -352,6 +362,9 @@ class BoardCore(wiring.Component):
         cb_addr = Signal(16)
         cen = Signal(dsub * eb)
         c_j = Signal(range(dsub))
+        nw = (ev.len - 4) >> (bb - 1).bit_length()  # words of a WRITE_STORE
+        n_cb = cfg.pq.M * cfg.pq.ksub
+        wr_bad, rd_bad, cb_bad, geo_bad = Signal(), Signal(), Signal(), Signal()
         ident_bits = Cat(*[Const(self.ident[n], 8 * w) for n, w in L.IDENT_FIELDS])
         ctr_bits = Cat(*[cnt[n] for n in L.LINK_COUNTERS])
 
@@ -383,7 +396,21 @@ class BoardCore(wiring.Component):
                 with m.If(pi != 0):
                     m.d.sync += prm.word_select((pi - 1)[:4], 8).eq(rcv.buf_data)
                 with m.If(pi == 16):
-                    m.next = "EXEC"
+                    m.next = "CHECK"
+            with m.State("CHECK"):  # the range checks, registered (timing)
+                m.d.sync += [
+                    wr_bad.eq(addr32 + nw > self.store_words),
+                    rd_bad.eq((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
+                              (addr32 + count32 > self.store_words)),
+                ]
+                if eng is not None:
+                    n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
+                    m.d.sync += [
+                        cb_bad.eq(prm[:16] * dsub + ev.len - 2 > n_cb * dsub),
+                        geo_bad.eq((n == 0) | (n > lay.n) | (hot != lay.hot) |
+                                   (gw != lay.gap_width) | (ent >= n)),
+                    ]
+                m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(ev.type):
                     with m.Case(L.T_IDENTIFY):
@@ -403,14 +430,12 @@ class BoardCore(wiring.Component):
                             with m.Else():
                                 reply(L.reply_type(L.T_READ_RESULT), 0)
                         with m.Case(L.T_SET_GEOMETRY):
-                            n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
                             with m.If(busy):
                                 error(L.ERR_BUSY)
-                            with m.Elif((n == 0) | (n > lay.n) | (hot != lay.hot) |
-                                        (gw != lay.gap_width) | (ent >= n)):
+                            with m.Elif(geo_bad):
                                 error(L.ERR_GEOMETRY)
                             with m.Else():
-                                m.d.sync += entry.eq(ent)
+                                m.d.sync += entry.eq(prm[:32])
                                 reply(L.reply_type(L.T_SET_GEOMETRY), 0)
                         with m.Case(L.T_SUBMIT):
                             with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
@@ -420,10 +445,9 @@ class BoardCore(wiring.Component):
                                 m.d.sync += pi.eq(2)
                                 m.next = "SUBMIT"
                     with m.Case(L.T_WRITE_STORE):
-                        nw = (ev.len - 4) >> (bb - 1).bit_length()
                         with m.If(busy):
                             error(L.ERR_BUSY)
-                        with m.Elif(addr32 + nw > self.store_words):
+                        with m.Elif(wr_bad):
                             error(L.ERR_RANGE)
                         with m.Else():
                             m.d.sync += [w_cnt.eq(nw), w_i.eq(0), b_i.eq(0), pi.eq(4),
@@ -432,8 +456,7 @@ class BoardCore(wiring.Component):
                     with m.Case(L.T_READ_STORE):
                         with m.If(busy):
                             error(L.ERR_BUSY)
-                        with m.Elif((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
-                                    (addr32 + count32 > self.store_words)):
+                        with m.Elif(rd_bad):
                             error(L.ERR_RANGE)
                         with m.Else():
                             m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
@@ -441,10 +464,9 @@ class BoardCore(wiring.Component):
                             reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
                     if eng is not None:
                         with m.Case(L.T_WRITE_CODEBOOK):
-                            n_cb = cfg.pq.M * cfg.pq.ksub
                             with m.If(busy):
                                 error(L.ERR_BUSY)
-                            with m.Elif(prm[:16] * dsub + ev.len - 2 > n_cb * dsub):
+                            with m.Elif(cb_bad):
                                 error(L.ERR_RANGE)
                             with m.Else():
                                 m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
@@ -508,10 +530,15 @@ class BoardCore(wiring.Component):
                 m.d.comb += host_sel.eq(1)
                 m.d.sync += [w_i.eq(0), b_i.eq(0)]
                 m.d.comb += rcrc.start.eq(1)
+                m.next = "RB_WAIT"
+            with m.State("RB_WAIT"):  # RAM read, then sq
+                m.d.comb += host_sel.eq(1)
                 m.next = "RB_LATCH"
             with m.State("RB_LATCH"):
+                # sq holds the word at h_addr (a word's bytes take >= 2 cycles, so the next
+                # word's read, started here, reaches sq before the next RB_LATCH)
                 m.d.comb += host_sel.eq(1)
-                m.d.sync += [word.eq(srd.data), h_addr.eq(h_addr + 1), b_i.eq(0)]
+                m.d.sync += [word.eq(sq), h_addr.eq(h_addr + 1), b_i.eq(0)]
                 m.next = "RB_BYTES"
             with m.State("RB_BYTES"):
                 m.d.comb += host_sel.eq(1)
