@@ -155,6 +155,16 @@ def at_recall(pts: list[dict], target: float, key: str) -> float | None:
     return None
 
 
+def _finish(fig, ax, xlabel: str, fontsize: int, path: str) -> None:
+    """Label a recall@10 plot, add its legend and grid, write it to ``path`` (PNG)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("recall@10")
+    ax.legend(fontsize=fontsize)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> int:
     ap = image_parser(__doc__, queries=200)
     ap.add_argument("--L", default="32,64,96,128,192,256,320")
@@ -212,12 +222,7 @@ def main() -> int:
             lab = {"total_with_codes": "all accesses", "total_accesses": "frame + raw"}[key]
             ax.plot([p[key] for p in pts], [p["recall"] for p in pts], st,
                     label=f"{name} ({lab})")
-        ax.set_xlabel("NAND accesses per query")
-        ax.set_ylabel("recall@10")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(f"{a.png}-accesses.png", dpi=120)
+        _finish(fig, ax, "NAND accesses per query", 8, f"{a.png}-accesses.png")
         fig, ax = plt.subplots(figsize=(6, 4))
         nq = queues[-1]
         for name in ("proxima-alg1", "beam-same-nand"):
@@ -230,12 +235,7 @@ def main() -> int:
                 ax.semilogx([p["cpu_qps"] for p in pts], [p["recall"] for p in pts], "x:",
                             label=f"{name}, CPU one thread" if name != "proxima-alg1"
                             else "proxima golden model, CPU")
-        ax.set_xlabel("queries per second")
-        ax.set_ylabel("recall@10")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(f"{a.png}-qps.png", dpi=120)
+        _finish(fig, ax, "queries per second", 7, f"{a.png}-qps.png")
         log(f"wrote {a.png}-accesses.png, {a.png}-qps.png")
     if a.json:
         Path(a.json).write_text(json.dumps({"curves": curves, "at_recall": table}, indent=1,

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 
 from proxima.config import ProximaConfig
 
@@ -239,7 +239,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        products = platform.build(
+        platform.build(
             top, name="top", build_dir=str(out_dir), do_program=False,
             nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
             + (f" --freq {clock}" if spec.name == "icebreaker" else ""),

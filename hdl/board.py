@@ -44,11 +44,14 @@ rx_fifo=512, pq_options=None, engine=True)``
 """
 
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden import link as L
@@ -89,6 +92,19 @@ class _Collector(wiring.Component):
         tail = Signal(16)
         push = Signal()
         m.d.comb += [self.w_en.eq(push & self.w_rdy)]
+
+        def send(value, n: int, then: str, *at_last):
+            """Push byte ``bi`` of ``value`` (``n`` bytes, least significant first); after
+            the last one ``bi`` returns to 0, ``at_last`` is asserted and ``then`` follows."""
+            m.d.comb += [push.eq(1),
+                         self.w_data.eq(value.word_select(bi[:max(1, ceil_log2(n))], 8))]
+            with m.If(self.w_rdy):
+                m.d.sync += bi.eq(bi + 1)
+                with m.If(bi == n - 1):
+                    m.d.sync += bi.eq(0)
+                    m.d.comb += list(at_last)
+                    m.next = then
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
@@ -96,11 +112,7 @@ class _Collector(wiring.Component):
                     m.d.sync += [sh.eq(self.tag), bi.eq(0), cnt.eq(0)]
                     m.next = "TAG"
             with m.State("TAG"):
-                m.d.comb += [push.eq(1), self.w_data.eq(sh.word_select(bi[:1], 8))]
-                with m.If(self.w_rdy):
-                    m.d.sync += bi.eq(bi + 1)
-                    with m.If(bi == 1):
-                        m.next = "BEAT"
+                send(sh, 2, "BEAT")
             with m.State("BEAT"):
                 m.d.comb += e.result.ready.eq(1)
                 with m.If(e.result.valid):
@@ -112,12 +124,7 @@ class _Collector(wiring.Component):
                         m.next = "ENTRY"
             for st, nxt in (("ENTRY", "BEAT"), ("ENTRY_LAST", "PAD")):
                 with m.State(st):
-                    m.d.comb += [push.eq(1), self.w_data.eq(sh.word_select(bi[:3], 8))]
-                    with m.If(self.w_rdy):
-                        m.d.sync += bi.eq(bi + 1)
-                        with m.If(bi == 7):
-                            m.d.sync += bi.eq(0)
-                            m.next = nxt
+                    send(sh, 8, nxt)
             with m.State("PAD"):
                 with m.If(cnt == k):
                     m.next = "WAIT_DONE"
@@ -133,20 +140,9 @@ class _Collector(wiring.Component):
                                                        e.converged, e.error))]
                     m.next = "COUNTERS"
             with m.State("COUNTERS"):
-                nb = len(ctr) // 8
-                m.d.comb += [push.eq(1), self.w_data.eq(ctr.word_select(bi, 8))]
-                with m.If(self.w_rdy):
-                    m.d.sync += bi.eq(bi + 1)
-                    with m.If(bi == nb - 1):
-                        m.d.sync += bi.eq(0)
-                        m.next = "TAIL"
+                send(ctr, len(ctr) // 8, "TAIL")
             with m.State("TAIL"):
-                m.d.comb += [push.eq(1), self.w_data.eq(tail.word_select(bi[:1], 8))]
-                with m.If(self.w_rdy):
-                    m.d.sync += bi.eq(bi + 1)
-                    with m.If(bi == 1):
-                        m.d.comb += self.rec_done.eq(1)
-                        m.next = "IDLE"
+                send(tail, 2, "IDLE", self.rec_done.eq(1))
         return m
 
 
@@ -377,6 +373,16 @@ class BoardCore(wiring.Component):
                          cnt["errors"].eq(cnt["errors"] + 1)]
             reply(L.T_ERROR, 2)
 
+        @contextmanager
+        def accepted(*refusals):
+            """``with accepted((cond, code), ...):`` -- the first true ``cond`` answers with
+            error ``code``; the body runs when none holds."""
+            for k, (cond, code) in enumerate(refusals):
+                with (m.Elif if k else m.If)(cond):
+                    error(code)
+            with m.Else():
+                yield
+
         m.d.comb += [h.type.eq(hdr_type), h.seq.eq(ev.seq), h.len.eq(hdr_len)]
         with m.FSM():
             with m.State("IDLE"):
@@ -430,11 +436,7 @@ class BoardCore(wiring.Component):
                             with m.Else():
                                 reply(L.reply_type(L.T_READ_RESULT), 0)
                         with m.Case(L.T_SET_GEOMETRY):
-                            with m.If(busy):
-                                error(L.ERR_BUSY)
-                            with m.Elif(geo_bad):
-                                error(L.ERR_GEOMETRY)
-                            with m.Else():
+                            with accepted((busy, L.ERR_BUSY), (geo_bad, L.ERR_GEOMETRY)):
                                 m.d.sync += entry.eq(prm[:32])
                                 reply(L.reply_type(L.T_SET_GEOMETRY), 0)
                         with m.Case(L.T_SUBMIT):
@@ -445,36 +447,22 @@ class BoardCore(wiring.Component):
                                 m.d.sync += pi.eq(2)
                                 m.next = "SUBMIT"
                     with m.Case(L.T_WRITE_STORE):
-                        with m.If(busy):
-                            error(L.ERR_BUSY)
-                        with m.Elif(wr_bad):
-                            error(L.ERR_RANGE)
-                        with m.Else():
+                        with accepted((busy, L.ERR_BUSY), (wr_bad, L.ERR_RANGE)):
                             m.d.sync += [w_cnt.eq(nw), w_i.eq(0), b_i.eq(0), pi.eq(4),
                                          h_addr.eq(addr32)]
                             m.next = "WRITE"
                     with m.Case(L.T_READ_STORE):
-                        with m.If(busy):
-                            error(L.ERR_BUSY)
-                        with m.Elif(rd_bad):
-                            error(L.ERR_RANGE)
-                        with m.Else():
+                        with accepted((busy, L.ERR_BUSY), (rd_bad, L.ERR_RANGE)):
                             m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
                                          rd_crc_only.eq(0)]
                             reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
                     if eng is not None:
                         with m.Case(L.T_WRITE_CODEBOOK):
-                            with m.If(busy):
-                                error(L.ERR_BUSY)
-                            with m.Elif(cb_bad):
-                                error(L.ERR_RANGE)
-                            with m.Else():
+                            with accepted((busy, L.ERR_BUSY), (cb_bad, L.ERR_RANGE)):
                                 m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
                                 m.next = "CODEBOOK"
                     with m.Case(L.T_CLEAR_STORE):
-                        with m.If(busy):
-                            error(L.ERR_BUSY)
-                        with m.Else():
+                        with accepted((busy, L.ERR_BUSY)):
                             m.d.sync += h_addr.eq(0)
                             m.next = "CLEAR"
             with m.State("CLEAR"):

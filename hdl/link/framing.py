@@ -88,10 +88,13 @@ class FrameReceiver(wiring.Component):
         def emit(err, t=0, s=0, ln=0):
             m.d.sync += [self.event.valid.eq(1), ev.error.eq(err), ev.type.eq(t),
                          ev.seq.eq(s), ev.len.eq(ln)]
-            if err:
-                m.d.sync += quiet.eq(1)
-            else:
-                m.d.sync += quiet.eq(0)
+            m.d.sync += quiet.eq(1 if err else 0)
+
+        def otherwise_time_out(cond):
+            """The ``Elif`` after a state's ``take``: an inter-byte timeout ends the frame."""
+            with m.Elif(cond):
+                emit(ERR_TIMEOUT, ftype, seq)
+                m.next = "HUNT"
 
         with m.If(self.event.valid & self.event.ready):
             m.d.sync += self.event.valid.eq(0)
@@ -126,9 +129,7 @@ class FrameReceiver(wiring.Component):
                         else:
                             m.d.sync += flen[:8].eq(byte)
                         m.next = nxt
-                    with m.Elif(timed_out & ~self.event.valid):
-                        emit(ERR_TIMEOUT, ftype, seq)
-                        m.next = "HUNT"
+                    otherwise_time_out(timed_out & ~self.event.valid)
             with m.State("LEN1"):
                 m.d.comb += self.rx.ready.eq(~self.event.valid)
                 with m.If(take):
@@ -141,9 +142,7 @@ class FrameReceiver(wiring.Component):
                         m.next = "CRC0"
                     with m.Else():
                         m.next = "PAY"
-                with m.Elif(timed_out & ~self.event.valid):
-                    emit(ERR_TIMEOUT, ftype, seq)
-                    m.next = "HUNT"
+                otherwise_time_out(timed_out & ~self.event.valid)
             with m.State("PAY"):
                 m.d.comb += self.rx.ready.eq(1)  # no event is pending here
                 with m.If(take):
@@ -151,17 +150,13 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == flen):
                         m.next = "CRC0"
-                with m.Elif(timed_out):
-                    emit(ERR_TIMEOUT, ftype, seq)
-                    m.next = "HUNT"
+                otherwise_time_out(timed_out)
             with m.State("CRC0"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(take):
                     m.d.sync += crc_lo.eq(byte)
                     m.next = "CRC1"
-                with m.Elif(timed_out):
-                    emit(ERR_TIMEOUT, ftype, seq)
-                    m.next = "HUNT"
+                otherwise_time_out(timed_out)
             with m.State("CRC1"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(take):
@@ -174,9 +169,7 @@ class FrameReceiver(wiring.Component):
                     with m.Else():
                         emit(0, ftype, seq, flen)
                     m.next = "HUNT"
-                with m.Elif(timed_out):
-                    emit(ERR_TIMEOUT, ftype, seq)
-                    m.next = "HUNT"
+                otherwise_time_out(timed_out)
         return m
 
 

@@ -41,16 +41,23 @@ def uart_divisor(clk_hz: float, baud: int) -> int:
     return div
 
 
-class UARTRx(wiring.Component):
-    rx: In(1, init=1)
-    o: Out(stream.Signature(unsigned(8)))
-    framing_error: Out(1)
+class _UARTPhy(wiring.Component):
+    """One direction of the PHY at ``divisor`` clock cycles per bit (at least 4)."""
 
     def __init__(self, divisor: int):
         if divisor < 4:
             raise UARTError(f"divisor must be >= 4, got {divisor}")
         self.divisor = int(divisor)
         super().__init__()
+
+
+class UARTRx(_UARTPhy):
+    """Receiver: ``rx`` line in, one ``o`` beat per byte, ``framing_error`` pulses (module
+    docstring)."""
+
+    rx: In(1, init=1)
+    o: Out(stream.Signature(unsigned(8)))
+    framing_error: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -98,15 +105,11 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_UARTPhy):
+    """Transmitter: ``i`` bytes in, the ``tx`` line out (module docstring)."""
+
     i: In(stream.Signature(unsigned(8)))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        if divisor < 4:
-            raise UARTError(f"divisor must be >= 4, got {divisor}")
-        self.divisor = int(divisor)
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()

@@ -32,7 +32,7 @@ def test_dump_streams_the_list(p_ready):
             ctx.set(dut.length, len(golden))
             oh, lvl1 = 0, [0] * groups                   # the read port: select, level 1
             ctx.set(dut.start, 1)
-            beats, cycle, a = [], 0, 0
+            beats, cycle = [], 0
             while not beats or not beats[-1][3]:
                 cycle += 1
                 assert cycle < 10 * L, "timeout"
