@@ -29,13 +29,13 @@ from collections import deque
 import cocotb
 from cocotb.task import bridge, resume
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, Timer
 
 from proxima.golden import link as L
 from proxima.sim.runner import tb_params
+from proxima.sim.tb.bench import CLOCK_NS, reset
 
-PERIOD_NS = 10
+PERIOD_NS = CLOCK_NS
 
 
 class UartModel:
@@ -129,11 +129,8 @@ class SimTransport:
 
 
 async def _start(dut, divisor):
-    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    uart = UartModel(dut, divisor)
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
+    uart = UartModel(dut, divisor)  # the line idle high from the start
+    await reset(dut, cycles=4)
     await ClockCycles(dut.clk, 4)
     cocotb.start_soon(uart.sender())
     cocotb.start_soon(uart.receiver())
