@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import itertools
 import json
 import os
@@ -132,6 +133,10 @@ def _cmd_eval(args) -> int:
 
     if args.json:
         check_output_path(args.json, [args.index, args.queries, args.gt], what="--json")
+    if args.plot:
+        check_output_path(args.plot, [args.index, args.queries, args.gt], what="--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CliError("--plot needs matplotlib: pip install -e '.[bench]'")
     grid = [list(args.overrides) + g for g in parse_sweep(args.sweep)]
     img = read_image(args.index)
     for g in grid:  # every point is checked before the first search

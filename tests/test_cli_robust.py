@@ -267,3 +267,14 @@ def test_dataset_commands_refuse_to_overwrite_their_inputs(built, tmp_path, caps
     write_vectors(f, np.ones((4, 16), np.float32))
     _fails(["dataset", "quantise", "--in", str(f), "--out", str(f)], capsys, "also an input")
     assert b.read_bytes() == before
+
+
+def test_eval_plot_without_matplotlib_fails_before_the_run(built, capsys, monkeypatch):
+    import importlib.util
+    d, base, q, gt, img = built
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    _fails(["eval", "--index", str(img), "--queries", str(q), "--gt", str(gt),
+            "--plot", str(d / "p.png")], capsys, "matplotlib")
+    assert not (d / "p.png").exists()
