@@ -213,6 +213,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
     (what the iCEBreaker always gets)."""
     from proxima.hdl.board import BoardCore
+    from proxima.sim.runner import patched_environ
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     spec = BOARDS[board]
@@ -235,24 +236,16 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     platform = _platform(spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = _tool_env(spec)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        platform.build(
-            top, name="top", build_dir=str(out_dir), do_program=False,
-            nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
-            + (f" --freq {clock}" if spec.name == "icebreaker" else ""),
-            synth_opts="", verbose=False)
+        with patched_environ(_tool_env(spec)):
+            platform.build(
+                top, name="top", build_dir=str(out_dir), do_program=False,
+                nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
+                + (f" --freq {clock}" if spec.name == "icebreaker" else ""),
+                synth_opts="", verbose=False)
     except Exception as e:  # noqa: BLE001 - amaranth raises plain errors from the tools
         raise BuildError(f"{board} build failed: {str(e).splitlines()[0] if str(e) else e}; "
                          f"logs in {out_dir}") from None
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     rep_path = out_dir / "top.report.json"
     report = json.loads(rep_path.read_text())
     util = {k: (v["used"], v["available"]) for k, v in report.get("utilization", {}).items()}

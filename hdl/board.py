@@ -226,8 +226,8 @@ class BoardCore(wiring.Component):
         m.submodules.rx_fifo = rxf = SyncFIFOBuffered(width=8, depth=self.rx_fifo)
         m.submodules.rcv = rcv = FrameReceiver(self._valid_length, timeout=self.timeout)
         m.submodules.snd = snd = FrameSender()
-        # a register between the FIFO's block RAM and the receiver (the RAM's clock-to-out
-        # is most of a 100 MHz cycle on the ECP5)
+        # a register between the FIFO's block RAM and the receiver: the RAM's clock-to-out
+        # is not followed by logic in the same cycle (docs/RESOURCES.md, "Boards")
         rx_v, rx_d, rx_take = Signal(), Signal(8), Signal()
         m.d.comb += [rx_take.eq(~rx_v | rcv.rx.ready), rcv.rx.valid.eq(rx_v),
                      rcv.rx.payload.eq(rx_d)]
@@ -253,8 +253,8 @@ class BoardCore(wiring.Component):
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
         cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
-        # the store's read data, registered after the RAM's output multiplexer (a store of
-        # many block RAMs does not make 100 MHz from the RAM outputs to logic)
+        # the store's read data, registered after the RAM's output multiplexer over many
+        # block RAMs (one cycle of read latency; docs/RESOURCES.md, "Boards")
         sq, sq_en = Signal(self.beat_bits), Signal()
         with m.If(host_sel | sq_en):
             m.d.sync += sq.eq(srd.data)

@@ -138,7 +138,8 @@ def simulator_env(simulator: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _patched_environ(changes: Mapping[str, str]) -> Iterator[None]:
+def patched_environ(changes: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` applied inside the block, restored after it."""
     old = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)
     try:
@@ -249,7 +250,7 @@ def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_e
         build_args = []
 
     results_xml = build_dir / "results.xml"
-    with _patched_environ(sim_env):
+    with patched_environ(sim_env):
         runner = get_runner(simulator)
         try:
             runner.build(
