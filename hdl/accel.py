@@ -73,7 +73,7 @@ from amaranth.utils import ceil_log2
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.hdl.arbiter import RoundRobinArbiter
-from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine
+from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.nandctl import NandController
 from proxima.hdl.reorder import ReorderBuffer
 
@@ -151,6 +151,15 @@ class Accelerator(wiring.Component):
             "g_cycles": Out(cb), "g_busy": Out(cb), "g_queries": Out(cb), "g_arb_wait": Out(cb),
             "core_busy": Out(cb).array(C),
         })
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
+                    gap_width: int | None = None, **options) -> "Accelerator":
+        """An accelerator for a nominal image geometry
+        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer,
+        an on-chip store's size) with an empty store: Verilog export and resource reports."""
+        n = min(cfg.engine.max_vertices, 4096) if n is None else n
+        return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
 
     # ---- the store ------------------------------------------------------------------------
     @staticmethod

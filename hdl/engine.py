@@ -98,7 +98,7 @@ from proxima.hdl.exact_cache import ExactCache
 from proxima.hdl.pq import PQUnit
 from proxima.hdl.topk import TopK
 
-__all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES"]
+__all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES", "nominal_layout"]
 
 #: the engine's registered counters (golden COUNTERS without ``bloom_fp``, plus ``cycles``)
 COUNTER_NAMES = ("hops", "pq_dists", "exact_dists", "checks", "inserted", "final_T",
@@ -175,17 +175,8 @@ class SearchEngine(wiring.Component):
         ``n`` vertices (default ``engine.max_vertices``, fewer if the NAND does not hold
         them), ``hot`` of them hot (default ``layout.hot_fraction * n``) and slot width
         ``gap_width`` (default ``id_bits``, the widest frame)."""
-        from proxima.golden.layout import LayoutError
-        W = cfg.id_bits if gap_width is None else int(gap_width)
-        n = cfg.engine.max_vertices if n is None else int(n)
-        while True:
-            h = int(cfg.layout.hot_fraction * n) if hot is None else int(hot)
-            try:
-                return cls(cfg, Layout(cfg, n, min(h, n), W), **options)
-            except LayoutError as e:
-                if n <= 1:
-                    raise EngineError(f"no image geometry fits: {e}") from None
-                n //= 2
+        return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
+
 
     # -------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -582,3 +573,21 @@ class SearchEngine(wiring.Component):
                         m.d.sync += [done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
         return m
+
+
+def nominal_layout(cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
+                   gap_width: int | None = None) -> Layout:
+    """The image geometry of :meth:`SearchEngine.from_config`: ``n`` vertices (default
+    ``engine.max_vertices``, halved until the NAND holds them), ``hot`` of them hot (default
+    ``layout.hot_fraction * n``), slot width ``gap_width`` (default ``id_bits``)."""
+    from proxima.golden.layout import LayoutError
+    W = cfg.id_bits if gap_width is None else int(gap_width)
+    n = cfg.engine.max_vertices if n is None else int(n)
+    while True:
+        h = int(cfg.layout.hot_fraction * n) if hot is None else int(hot)
+        try:
+            return Layout(cfg, n, min(h, n), W)
+        except LayoutError as e:
+            if n <= 1:
+                raise EngineError(f"no image geometry fits: {e}") from None
+            n //= 2
