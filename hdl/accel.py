@@ -1,10 +1,12 @@
 """Accelerator: ``queues`` search contexts in flight, sharing the NAND memory path.
 
 Each context is a :class:`proxima.hdl.engine.SearchEngine` (Algorithm 1 for one query, the
-bit-exact twin of :func:`proxima.golden.search.search`); in this version every context keeps
-its own Bloom filter, PQ unit, candidate list with sorter, exact unit and gap decoder.  What
-the contexts share is the memory path and the host streams:
+bit-exact twin of :func:`proxima.golden.search.search`) with its own Bloom filter, PQ unit,
+candidate list, exact unit and gap decoder.  What the contexts share:
 
+* **the sorter** (``shared_sorter=True``, the default with more than one context): every
+  context's candidate list merges through one :class:`proxima.hdl.shared_sorter.SharedSorter`
+  (round-robin arbiter, tagged responses);
 * **memory path**: each context's ``mem_req`` (at most ``reorder_slots`` accesses outstanding)
   -> the round-robin arbiter (:class:`proxima.hdl.arbiter.RoundRobinArbiter`, registered grant)
   -> the NAND controller (:class:`proxima.hdl.nandctl.NandController`: per-core queues, the
@@ -25,7 +27,7 @@ Parameters
 ----------
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
-pq_options=None)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options`` as
+pq_options=None, external_store=False, shared_sorter=True)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options`` as
 :class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
 ``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
@@ -81,6 +83,7 @@ from proxima.hdl.arbiter import RoundRobinArbiter
 from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.nandctl import NandController
 from proxima.hdl.reorder import ReorderBuffer
+from proxima.hdl.shared_sorter import SharedSorter
 
 __all__ = ["Accelerator", "AccelError", "STAT_COUNTERS", "READ_COUNTERS"]
 
@@ -110,7 +113,7 @@ class Accelerator(wiring.Component):
                  queues: int | None = None, codebook=None, beat_bits: int | None = None,
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
                  tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
-                 external_store: bool = False):
+                 external_store: bool = False, shared_sorter: bool = True):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -121,9 +124,14 @@ class Accelerator(wiring.Component):
         self.slots = S
         self.counter_bits, self.tag_bits = int(counter_bits), int(tag_bits)
         self.resp_stall_seed = int(resp_stall_seed) & 0xFFFF
+        self.shared_sorter = bool(shared_sorter) and self.queues > 1
         self.contexts = [SearchEngine(cfg, layout, codebook=codebook, beat_bits=beat_bits,
-                                      counter_bits=counter_bits, pq_options=pq_options)
+                                      counter_bits=counter_bits, pq_options=pq_options,
+                                      own_sorter=not self.shared_sorter)
                          for _ in range(self.queues)]
+        if self.shared_sorter:
+            lst = self.contexts[0].cand
+            self.sorter = SharedSorter(lst.sort_cfg, lst.n, self.queues)
         e0 = self.contexts[0]
         self.beat_bits, self.nb = e0.beat_bits, e0.nb
         self.pages = self.store_pages(layout)
@@ -202,6 +210,11 @@ class Accelerator(wiring.Component):
             m.submodules[f"ctx{q}"] = ctx[q]
             m.submodules[f"rob{q}"] = rob[q]
         m.submodules.ctl = ctl
+        if self.shared_sorter:
+            m.submodules.sorter = srt = self.sorter
+            for q in range(Q):
+                wiring.connect(m, ctx[q].sort_req, srt.i[q])
+                wiring.connect(m, srt.o[q], ctx[q].sort_resp)
         if self.external_store:
             m.d.comb += [self.store_addr.eq(ctl.store_addr), self.store_en.eq(ctl.store_en),
                          ctl.store_data.eq(self.store_data)]

@@ -21,7 +21,9 @@ pq_options=None)``: ``cfg`` gives every width, size and count; ``layout``
 (:class:`proxima.golden.layout.Layout` of the mounted image) is elaborated as constants;
 ``codebook``: the PQ unit's initial codebook (also writable through ``cb_wr``);
 ``beat_bits``: the memory data width (default :func:`proxima.hdl.gapdec.default_word_bits`);
-``pq_options`` go to the PQ unit.  :meth:`SearchEngine.from_config` elaborates a nominal
+``pq_options`` go to the PQ unit; ``own_sorter=False``: the candidate list's sorter
+ports ``sort_req`` / ``sort_resp`` are on the interface (a sorter shared between engines,
+:class:`proxima.hdl.shared_sorter.SharedSorter`) instead of a private sorter.  :meth:`SearchEngine.from_config` elaborates a nominal
 geometry for Verilog export and resource reports.
 
 Interfaces
@@ -94,7 +96,7 @@ from amaranth.lib.wiring import In, Out, connect
 from proxima.config import ProximaConfig
 from proxima.golden.layout import Layout
 from proxima.hdl.bloom import BloomFilter
-from proxima.hdl.candidates import CandidateListWithSorter, Op
+from proxima.hdl.candidates import CandidateListRTL, CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
 from proxima.golden.nandctl import default_word_bits
 from proxima.hdl.gapdec import GapDecoder
@@ -124,7 +126,7 @@ class SearchEngine(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, codebook=None,
                  beat_bits: int | None = None, counter_bits: int = 32,
-                 pq_options: dict | None = None):
+                 pq_options: dict | None = None, own_sorter: bool = True):
         if layout.cfg.to_dict() != cfg.to_dict():
             raise EngineError("the layout was made for another configuration")
         self.cfg, self.layout = cfg, layout
@@ -142,7 +144,8 @@ class SearchEngine(wiring.Component):
         self.counter_bits = int(counter_bits)
         self.bloom = BloomFilter(cfg)
         self.pq = PQUnit(cfg, codebook=codebook, **(pq_options or {}))
-        self.cand = CandidateListWithSorter(cfg)
+        self.own_sorter = bool(own_sorter)
+        self.cand = CandidateListWithSorter(cfg) if own_sorter else CandidateListRTL(cfg)
         self.exact = ExactDistanceUnit(cfg)
         self.gapdec = GapDecoder(cfg, word_bits=bb_bits)
         self.reader = MemReader(cfg, layout, bb_bits)
@@ -168,6 +171,9 @@ class SearchEngine(wiring.Component):
         }
         for name in COUNTER_NAMES:
             ports[name] = Out(self.counter_bits)
+        if not own_sorter:
+            ports |= {"sort_req": self.cand.signature.members["sort_req"],
+                      "sort_resp": self.cand.signature.members["sort_resp"]}
         super().__init__(ports)
 
     @classmethod
@@ -199,6 +205,9 @@ class SearchEngine(wiring.Component):
         m.submodules.topk = tk = self.topk
 
         connect(m, wiring.flipped(self.cb_wr), pq.cb_wr)
+        if not self.own_sorter:
+            connect(m, cand.sort_req, wiring.flipped(self.sort_req))
+            connect(m, wiring.flipped(self.sort_resp), cand.sort_resp)
         connect(m, rd.mem_req, wiring.flipped(self.mem_req))
         connect(m, wiring.flipped(self.mem_resp), rd.mem_resp)
         connect(m, rd.frame, gd.i)
