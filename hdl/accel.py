@@ -31,7 +31,8 @@ pq_options=None, external_store=False, shared_sorter=True)``: ``cfg``/``layout``
 :class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
 ``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
-queue depth (default ``engine.queues``); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
+queue depth (default ``queues * reorder_slots``: every outstanding access fits, so a busy core
+never blocks requests to the others at the arbiter's output); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
 seed holds the controller's response ``ready`` low on about half of the cycles (random NAND
 latencies, for testbenches); ``external_store``: no store inside, the controller's store
 port (``store_addr``, ``store_en``, ``store_data``: see :mod:`proxima.hdl.nandctl`) is on
@@ -135,7 +136,10 @@ class Accelerator(wiring.Component):
         e0 = self.contexts[0]
         self.beat_bits, self.nb = e0.beat_bits, e0.nb
         self.pages = self.store_pages(layout)
-        self.ctl = NandController(cfg, depth=ctl_depth, pages=self.pages,
+        # deep enough that no core queue is ever full: a full one would stop the arbiter's
+        # output and with it the requests to every other core
+        depth = self.queues * S if ctl_depth is None else int(ctl_depth)
+        self.ctl = NandController(cfg, depth=max(2, depth), pages=self.pages,
                                   beat_bits=self.beat_bits,
                                   tag_bits=max(1, ceil_log2(S)) + max(1, ceil_log2(self.queues)),
                                   image=image, external_store=external_store)
