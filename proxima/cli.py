@@ -8,6 +8,7 @@
     proxima tune ...             tune the search parameters for a target recall (in the image)
     proxima field ...            the tiered memory-mapped field
     proxima hdl verilog ...      write a block's Verilog
+    proxima sim ...              queries through the whole engine's RTL (Verilator) vs golden
     proxima fpga ...             board bitstreams, programming, queries on a board
 
 The work is done by :mod:`proxima.pipeline` (build and evaluation, shared with
@@ -41,7 +42,8 @@ __all__ = ["main", "build_parser", "config_from_args", "parse_sweep", "CliError"
            "SUBCOMMAND_MODULES"]
 
 #: Modules adding sub-commands (``proxima.<name>.add_parser(subparsers)``), in help order.
-SUBCOMMAND_MODULES = ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga", "cli_tune")
+SUBCOMMAND_MODULES = ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga", "cli_tune",
+                      "cli_sim")
 
 class CliError(PipelineError):
     """A user error: printed as one line, exit status 2."""
