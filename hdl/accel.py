@@ -31,18 +31,23 @@ pq_options=None)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options``
 ``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
 queue depth (default ``engine.queues``); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
 seed holds the controller's response ``ready`` low on about half of the cycles (random NAND
-latencies, for testbenches).
+latencies, for testbenches); ``external_store``: no store inside, the controller's store
+port (``store_addr``, ``store_en``, ``store_data``: see :mod:`proxima.hdl.nandctl`) is on
+the interface (a board's block RAM written by the host, or external memory).
 
 Interface
 ---------
 ``query``   ``In(stream{tag, data: elem_bits})``: ``dim`` beats per query; the first beat's tag
             names the query.  ``ready`` is low while no context is free (and for one cycle at
             the start of each query, while a context is chosen).
-``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run).
+``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run);
+``entry_code`` ``In``: its PQ code (used when ``layout.hot_copies > 1``, see the engine).
+            Context ``q`` reads hot frames from hot copy ``q % layout.hot_copies``.
 ``cb_wr``   ``In(stream)``: PQ codebook writes, to every context.
 ``result``  ``Out(stream{tag, id, dist, last})``: a finished query's top-k (``last`` on the final
             beat); one query's beats are contiguous.
-``stats``   ``Out(stream{tag, error, converged, <counters>})``: one beat per query, after its
+``stats``   ``Out(stream{tag, context, error, converged, <counters>})``: one beat per query
+            (``context``: the context that ran it), after its
             last result beat.  Counters (``counter_bits`` each): :data:`STAT_COUNTERS` =
             :data:`proxima.hdl.engine.COUNTER_NAMES` and the query's accesses by kind.
             ``error``: a corrupt frame or a list overflow in this query (other queries are not
@@ -73,7 +78,7 @@ from amaranth.utils import ceil_log2
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.hdl.arbiter import RoundRobinArbiter
-from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine
+from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.nandctl import NandController
 from proxima.hdl.reorder import ReorderBuffer
 
@@ -104,7 +109,8 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, image=None,
                  queues: int | None = None, codebook=None, beat_bits: int | None = None,
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
-                 tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None):
+                 tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
+                 external_store: bool = False):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -124,7 +130,8 @@ class Accelerator(wiring.Component):
         self.ctl = NandController(cfg, depth=ctl_depth, pages=self.pages,
                                   beat_bits=self.beat_bits,
                                   tag_bits=max(1, ceil_log2(S)) + max(1, ceil_log2(self.queues)),
-                                  image=image)
+                                  image=image, external_store=external_store)
+        self.external_store = bool(external_store)
         self.rob = [ReorderBuffer(S, self.nb, self.beat_bits) for _ in range(self.queues)]
         self.req_layout = data.StructLayout({"req": e0.req_layout, "slot": range(S)})
         cb = self.counter_bits
@@ -133,13 +140,15 @@ class Accelerator(wiring.Component):
         self.result_layout = data.StructLayout({"tag": self.tag_bits, "id": cfg.id_bits,
                                                 "dist": cfg.exact_dist_bits, "last": 1})
         self.stats_layout = data.StructLayout(
-            {"tag": self.tag_bits, "error": 1, "converged": 1}
+            {"tag": self.tag_bits, "context": range(max(2, self.queues)), "error": 1,
+             "converged": 1}
             | {name: cb for name in STAT_COUNTERS})
         C = self.ctl.params.cores
         rl = e0.req_layout
         super().__init__({
             "query": In(stream.Signature(self.query_layout)),
             "entry": In(cfg.id_bits),
+            "entry_code": In(8 * cfg.pq_code_bytes),
             "cb_wr": In(stream.Signature(e0.pq.cb_layout)),
             "result": Out(stream.Signature(self.result_layout)),
             "stats": Out(stream.Signature(self.stats_layout)),
@@ -150,7 +159,19 @@ class Accelerator(wiring.Component):
             "mon_offset": Out(rl.members["offset"]), "mon_kind": Out(rl.members["kind"]),
             "g_cycles": Out(cb), "g_busy": Out(cb), "g_queries": Out(cb), "g_arb_wait": Out(cb),
             "core_busy": Out(cb).array(C),
-        })
+        } | ({"store_addr": Out(self.ctl.params.addr_bits), "store_en": Out(1),
+               "store_data": In(self.beat_bits)} if self.external_store else {}))
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
+                    gap_width: int | None = None, **options) -> "Accelerator":
+        """An accelerator for a nominal image geometry
+        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer)
+        with the store port outside (``external_store=True`` unless given): Verilog export
+        and resource reports."""
+        n = min(cfg.engine.max_vertices, 4096) if n is None else n
+        options.setdefault("external_store", True)
+        return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
 
     # ---- the store ------------------------------------------------------------------------
     @staticmethod
@@ -181,13 +202,19 @@ class Accelerator(wiring.Component):
             m.submodules[f"ctx{q}"] = ctx[q]
             m.submodules[f"rob{q}"] = rob[q]
         m.submodules.ctl = ctl
+        if self.external_store:
+            m.d.comb += [self.store_addr.eq(ctl.store_addr), self.store_en.eq(ctl.store_en),
+                         ctl.store_data.eq(self.store_data)]
         tags = Array(Signal(self.tag_bits, name=f"tag{q}") for q in range(Q))
 
         # ---- configuration inputs --------------------------------------------------------
         cb_ready = Cat(c.cb_wr.ready for c in ctx).all()
         m.d.comb += self.cb_wr.ready.eq(cb_ready)
-        for c in ctx:
-            m.d.comb += [c.entry.eq(self.entry), c.cb_wr.payload.eq(self.cb_wr.payload),
+        X = self.layout.hot_copies
+        for q, c in enumerate(ctx):
+            m.d.comb += [c.entry.eq(self.entry), c.entry_code.eq(self.entry_code),
+                         c.copy.eq(q % X),
+                         c.cb_wr.payload.eq(self.cb_wr.payload),
                          c.cb_wr.valid.eq(self.cb_wr.valid & cb_ready)]
 
         # ---- queries in: dispatch to the lowest free context ----------------------------
@@ -300,7 +327,7 @@ class Accelerator(wiring.Component):
                 with m.If(self.result.valid & self.result.ready & res.last):
                     m.next = "CAPTURE"
             with m.State("CAPTURE"):  # the context's counters belong to the finished query
-                m.d.sync += [st.tag.eq(tags[owner]),
+                m.d.sync += [st.tag.eq(tags[owner]), st.context.eq(owner),
                              st.error.eq(Array(c.error for c in ctx)[owner]),
                              st.converged.eq(Array(c.converged for c in ctx)[owner])]
                 for n in COUNTER_NAMES:
