@@ -190,8 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=_positive, default=20000, help="base vectors (default %(default)s)")
     d.add_argument("--queries", type=_positive, default=200)
     d.add_argument("--out", default="out/demo", help="working directory")
+    d.add_argument("--engine-queries", type=_non_negative, default=8,
+                   help="queries through the whole engine's RTL (0: skip)")
+    d.add_argument("--engine-queues", type=_positive, default=4,
+                   help="search contexts of the whole engine's RTL (default %(default)s)")
     d.add_argument("--rtl-queries", type=_non_negative, default=2,
-                   help="queries replayed through the RTL blocks (0: skip RTL)")
+                   help="queries replayed through the RTL blocks the whole engine does not "
+                        "contain (0: skip)")
+    d.add_argument("--replay-all", action="store_true",
+                   help="replay through every RTL block, also those inside the engine")
     d.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)

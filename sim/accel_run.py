@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound"]
+__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "accel_for"]
 
 
 @dataclass
@@ -125,6 +125,29 @@ def _digest(*arrays) -> str:
     return h.hexdigest()
 
 
+def accel_for(img, cfg, queues: int, stall_seed: int = 0):
+    """``(accelerator, cache key)`` for image ``img`` under ``cfg``: the store port outside
+    (the bench serves the image's bytes, so one build serves every image of the same
+    geometry and codebook), ``queues`` contexts, ``stall_seed`` for the response stalls.
+    The key names everything the Verilog is made from (with the RTL sources, which
+    :func:`proxima.sim.runner.run_cocotb` adds)."""
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from proxima.hdl.accel import Accelerator
+
+    layout = search_layout(img, cfg)
+    with warnings.catch_warnings():  # elaborated only when the build cache misses
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        dut = Accelerator(cfg, layout, queues=queues, codebook=img.index.codebook,
+                          resp_stall_seed=stall_seed, external_store=True)
+    key = {"bench": "tb_accel", "cfg": cfg.to_json(), "queues": int(queues),
+           "stall": int(stall_seed), "layout": [layout.n, layout.hot, layout.gap_width],
+           "codebook": _digest(img.index.codebook)}
+    return dut, key
+
+
 def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = None,
                    stall_seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
                    refs=None, wave: str | Path | None = None, workdir: str | Path | None = None,
@@ -138,14 +161,10 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     controller's random response stalls (0: none); ``p_valid`` / ``p_ready``: host-side
     stalls; ``wave``: write an FST waveform there (a separate cached build with tracing);
     ``progress``: called with the number of finished queries while the simulation runs."""
-    import warnings
-
-    from amaranth.hdl import UnusedElaboratable
-
     from proxima.golden.search_batch import search_batch
     from proxima.hdl.accel import Accelerator
     from proxima.sim.runner import run_cocotb
-    from proxima.sim.tb.tb_accel import accel_transactions
+    from proxima.sim.tb.tb_accel import accel_transactions, write_store
 
     cfg = cfg or img.index.cfg
     queues = cfg.engine.queues if queues is None else int(queues)
@@ -153,15 +172,12 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     layout = search_layout(img, cfg)
     if refs is None:
         refs = search_batch(img.index, queries, cfg, trace=True)
-    with warnings.catch_warnings():  # elaborated only when the build cache misses
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        dut = Accelerator(cfg, layout, image=Accelerator.store_image(img), queues=queues,
-                          codebook=img.index.codebook, resp_stall_seed=stall_seed)
-    data = accel_transactions(img.index, queries, layout, dut, refs=refs, cfg=cfg)
-    key = {"bench": "tb_accel", "cfg": cfg.to_json(), "queues": queues, "stall": stall_seed,
-           "image": _digest(img.frames, img.raw, img.index.codebook)}
+    dut, key = accel_for(img, cfg, queues, stall_seed)
     tmp = tempfile.TemporaryDirectory(prefix="proxima-sim-", dir=workdir)
     work = Path(tmp.name)
+    store = write_store(work / "store.bin", Accelerator.store_image(img))
+    data = accel_transactions(img.index, queries, layout, dut, refs=refs, cfg=cfg,
+                              store_file=store)
     (work / "data.json").write_text(json.dumps(data))
     out, prog = work / "out.json", work / "progress"
     params = {"data": str(work / "data.json"), "out": str(out), "progress": str(prog),

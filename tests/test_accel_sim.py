@@ -4,17 +4,17 @@ query gaps, random result / stats back-pressure and random NAND latencies (the c
 ``resp_stall_seed``); a corrupt frame on one query's path; a soft reset in the middle of a
 batch followed by a clean batch; a flipped expectation that must fail.
 
-One image and one Verilator build serve every test (the build cache of
-:func:`proxima.sim.runner.run_cocotb`): the image carries one corrupt normal frame, read by
-exactly one query of all (the corrupt-frame test's victim; the golden reads of every other
-query prove they never touch it).
+One Verilator build serves every test (the build cache of
+:func:`proxima.sim.runner.run_cocotb`; the store port is outside the design and the bench
+serves the image's bytes): the corrupt-frame test serves a copy of the image with one
+corrupt normal frame, read by exactly one query of its batch (the golden reads of the
+others prove they never touch it).  ``proxima sim`` on the same image reuses the build.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import json
 import warnings
 
@@ -40,10 +40,11 @@ VICTIM = 3  # the corrupt-frame test's query whose path holds the corrupt frame
 
 @pytest.fixture(scope="module")
 def accel_setup(tmp_path_factory):
-    """(image with one corrupt frame, Accelerator, cache key, query sets with golden
-    results, the corrupt vertex)."""
+    """(image, Accelerator, cache key, query sets with golden results, the corrupt vertex,
+    the work folder with the image file, the store and the corrupt store)."""
     from proxima.hdl.accel import Accelerator
-    from proxima.sim.tb.tb_accel import corrupt_frame, frame_to_corrupt
+    from proxima.sim.accel_run import accel_for
+    from proxima.sim.tb.tb_accel import corrupt_frame, frame_to_corrupt, write_store
 
     cfg = preset("tiny")
     x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=21)
@@ -51,28 +52,23 @@ def accel_setup(tmp_path_factory):
     book = train_codebook(cfg, x, seed=21)
     index = Index(cfg, x, nb, 0, book, encode(cfg, x, book),
                   hot=np.arange(N_VERTICES) < N_HOT)
-    path = tmp_path_factory.mktemp("accel") / "accel.pxi"
-    write_image(path, index)
-    img = read_image(path)
+    work = tmp_path_factory.mktemp("accel")
+    write_image(work / "accel.pxi", index)
+    img = read_image(work / "accel.pxi")
+    cfg = img.index.cfg.with_(engine={"queues": QUEUES})
     n_all = N_BATCH + N_CORRUPT + N_RESET + N_AFTER + N_FLIP
     queries = clustered_u8(n_all, cfg.vec.dim, seed=77)
     refs = search_batch(img.index, queries, cfg, trace=True)
     cuts = np.cumsum([0, N_BATCH, N_CORRUPT, N_RESET, N_AFTER, N_FLIP])
     sets = {name: (queries[a:b], refs[a:b]) for name, a, b in
             zip(("batch", "corrupt", "reset", "after", "flip"), cuts[:-1], cuts[1:])}
-    # the corrupt frame: read by the victim only, among every query of every test
-    others = refs[:cuts[1]] + refs[cuts[2]:]
-    v = frame_to_corrupt(sets["corrupt"][1], img.layout, VICTIM, others=others)
+    # the corrupt frame: read by the victim only, among the queries of its batch
+    v = frame_to_corrupt(sets["corrupt"][1], img.layout, VICTIM)
     bad = dataclasses.replace(img, frames=corrupt_frame(img.frames, img.layout, v))
-    store = Accelerator.store_image(bad)
-    with warnings.catch_warnings():  # elaborated only when the build cache misses
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        dut = Accelerator(cfg, img.layout, image=store, queues=QUEUES,
-                          codebook=img.index.codebook, resp_stall_seed=STALL_SEED)
-    key = {"bench": "tb_accel", "cfg": cfg.to_json(), "queues": QUEUES,
-           "stall": STALL_SEED, "store": hashlib.sha256(store.tobytes()).hexdigest(),
-           "codebook": hashlib.sha256(np.ascontiguousarray(book).tobytes()).hexdigest()}
-    yield img, dut, key, sets, v
+    write_store(work / "store.bin", Accelerator.store_image(img))
+    write_store(work / "corrupt.bin", Accelerator.store_image(bad))
+    dut, key = accel_for(img, cfg, QUEUES, STALL_SEED)
+    yield img, dut, key, sets, v, work
     del dut
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
@@ -86,20 +82,21 @@ def _run(setup, tmp_path, testcase, data, **params):
     path = tmp_path / f"{testcase}.json"
     path.write_text(json.dumps(data))
     out = tmp_path / f"{testcase}_out.json"
-    res = run_cocotb(dut, "proxima_accel", "proxima.sim.tb.tb_accel", cfg=img.index.cfg,
+    res = run_cocotb(dut, "proxima_accel", "proxima.sim.tb.tb_accel", cfg=dut.cfg,
                      cache_key=key, testcase=testcase,
                      parameters={"data": str(path), "out": str(out), **params})
     assert res.tests == 1 and res.failed == 0
     return json.loads(out.read_text()) if out.is_file() else None
 
 
-def _data(setup, name, tag0):
+def _data(setup, name, tag0, store="store.bin"):
     from proxima.sim.tb.tb_accel import accel_transactions
 
-    img, dut, _, sets, _ = setup
+    img, dut, _, sets, _, work = setup
     q, refs = sets[name]
     tags = [(tag0 + 7919 * i) % (1 << 16) for i in range(len(q))]  # scattered, distinct
-    return accel_transactions(img.index, q, img.layout, dut, tags=tags, refs=refs)
+    return accel_transactions(img.index, q, dut.layout, dut, tags=tags, refs=refs,
+                              cfg=dut.cfg, store_file=work / store)
 
 
 def test_accel_batch_matches_golden(accel_setup, tmp_path):
@@ -120,8 +117,8 @@ def test_accel_corrupt_frame(accel_setup, tmp_path):
     the batch, in flight with it, matches golden."""
     from proxima.sim.tb.tb_accel import expect_error
 
-    img, _, _, _, v = accel_setup
-    d = _data(accel_setup, "corrupt", 500)
+    img, _, _, _, v, _ = accel_setup
+    d = _data(accel_setup, "corrupt", 500, store="corrupt.bin")
     d["queries"][VICTIM]["expect"] = expect_error(d["queries"][VICTIM]["expect"],
                                                   img.layout, v)
     out = _run(accel_setup, tmp_path, "accel_batch", d, p_valid=0.8, p_ready=0.7)
@@ -145,3 +142,23 @@ def test_accel_flipped_expectation_fails(accel_setup, tmp_path):
     d["queries"][1]["expect"]["dists"][0] += 1
     with pytest.raises(CocotbFailure):
         _run(accel_setup, tmp_path, "accel_batch", d)
+
+
+def test_proxima_sim_cli(accel_setup, capsys):
+    """``proxima sim`` on the image file, with the tests' build (cached: same configuration,
+    geometry, codebook, queues and stall seed): every query matches golden, recall printed."""
+    from proxima.cli import main
+    from proxima.golden.datasets import ground_truth
+    from proxima.golden.vecio import write_vectors
+
+    img, _, _, sets, _, work = accel_setup
+    q = sets["flip"][0]
+    write_vectors(work / "q.u8bin", q)
+    gt, _ = ground_truth(img.index.vectors, q, 10)
+    write_vectors(work / "gt.ivecs", gt.astype(np.int32))
+    assert main(["sim", "--index", str(work / "accel.pxi"), "--queries", str(work / "q.u8bin"),
+                 "--gt", str(work / "gt.ivecs"), "--queues", str(QUEUES),
+                 "--stall-seed", hex(STALL_SEED), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_FLIP}/{N_FLIP} queries match" in out and "build: cached" in out
+    assert "recall@1=" in out and "cycles/s" in out and "QPS at" in out

@@ -2,8 +2,10 @@
 store and controller inside the design) against golden.search.
 
 Data (``PROXIMA_TB_PARAMS["data"]``): a JSON file written by :func:`accel_transactions`: the
-port formats, the entry vertex, the NAND service time, and per query its tag, its vector and
-the golden expectation (:func:`golden_expectation`: top-k ids and exact distances, every
+port formats, the entry vertex and its code, the NAND service time, the file of the NAND
+store's bytes (``store_file``: for a design built with ``external_store=True``, whose store
+port the bench serves as a synchronous read port; none for a store inside the design), and
+per query its tag, its vector and the golden expectation (:func:`golden_expectation`: top-k ids and exact distances, every
 counter but ``cycles``, the termination reason, the read counts per kind and the exact
 sequence of NAND accesses ``reads_for_events(search(...).events)``).
 
@@ -37,13 +39,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import cocotb
+import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from proxima.sim.runner import tb_params
 from proxima.sim.tb import bench
 
 __all__ = ["READ_COUNTERS", "STATS_COUNTERS", "golden_expectation", "accel_transactions",
-           "frame_to_corrupt", "corrupt_frame", "check_query", "TagBoard"]
+           "write_store", "frame_to_corrupt", "expect_error", "corrupt_frame", "check_query", "TagBoard"]
 
 #: stats fields counting each kind of NAND access (kind name of golden.layout.EVENT_KINDS)
 READ_COUNTERS = {"frame_reads": "frame", "code_reads": "code", "raw_reads": "raw"}
@@ -55,27 +58,38 @@ GLOBAL_COUNTERS = ("g_cycles", "g_busy", "g_queries", "g_arb_wait")
 
 # ---- the golden side (plain Python, no simulator) -------------------------------------
 def golden_expectation(ref, layout) -> dict:
-    """What the RTL must give for one query, from a traced ``golden.search`` result."""
+    """What the RTL must give for one query, from a traced ``golden.search`` result.
+
+    ``reads``: the accesses (hot copy 0); with ``layout.hot_copies = X > 1`` also
+    ``reads_copies``, the accesses when run by a context reading copy ``c`` (context
+    ``q`` reads copy ``q % X``)."""
     from proxima.golden.layout import EVENT_KINDS, reads_for_events
 
-    reads = [[r.core, r.page, r.offset, EVENT_KINDS.index(r.kind)]
-             for r in reads_for_events(ref.events, layout)]
-    kinds = Counter(EVENT_KINDS[r[3]] for r in reads)
+    def reads(copy):
+        return [[r.core, r.page, r.offset, EVENT_KINDS.index(r.kind)]
+                for r in reads_for_events(ref.events, layout, copy)]
+
+    r0 = reads(0)
+    kinds = Counter(EVENT_KINDS[r[3]] for r in r0)
     counters = {n: int(ref.counters[n]) for n in STATS_COUNTERS}
     counters.update({c: kinds.get(k, 0) for c, k in READ_COUNTERS.items()})
-    return {"ids": [int(i) for i in ref.ids], "dists": [int(d) for d in ref.dists],
-            "counters": counters, "converged": int(ref.reason == "converged"),
-            "error": 0, "reads": reads}
+    out = {"ids": [int(i) for i in ref.ids], "dists": [int(d) for d in ref.dists],
+           "counters": counters, "converged": int(ref.reason == "converged"),
+           "error": 0, "reads": r0}
+    if layout.hot_copies > 1:
+        out["reads_copies"] = [r0] + [reads(c) for c in range(1, layout.hot_copies)]
+    return out
 
 
 def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
-                       cfg=None) -> dict:
+                       cfg=None, store_file=None) -> dict:
     """JSON-able test data for :mod:`tb_accel`: port formats and golden expectations.
 
     ``index``: the golden :class:`~proxima.golden.index.Index` of the image; ``accel``: the
     elaborated-or-not :class:`~proxima.hdl.accel.Accelerator` (its port layouts);
     ``tags``: one per query (default ``0, 1, ...``); ``refs``: traced golden results if
-    already computed (else ``golden.search_batch`` with ``trace=True``)."""
+    already computed (else ``golden.search_batch`` with ``trace=True``); ``store_file``: the
+    store's bytes (:func:`write_store`) when ``accel`` has ``external_store``."""
     from proxima.golden.nandctl import CtlParams
     from proxima.golden.search_batch import search_batch
 
@@ -85,8 +99,14 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
     tags = list(range(len(queries))) if tags is None else [int(t) for t in tags]
     if len(set(tags)) != len(tags):
         raise ValueError("query tags must be distinct within a batch")
+    if getattr(accel, "external_store", False) and store_file is None:
+        raise ValueError("the accelerator's store port is external: give store_file")
     return {
         "entry": int(index.entry), "dim": cfg.vec.dim, "k": cfg.search.k,
+        "entry_code": int.from_bytes(bytes(np.asarray(index.codes[index.entry], np.uint8)),
+                              "little"),
+        "store_file": None if store_file is None else str(store_file),
+        "beat_bytes": accel.beat_bits // 8, "hot_copies": layout.hot_copies,
         "service": CtlParams.from_cfg(cfg).service,
         "cores": cfg.nand.cores + cfg.nand.raw_vector_cores,
         "query": bench.fields(accel.query.payload.shape()),
@@ -95,6 +115,22 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
         "queries": [{"tag": t, "vec": [int(x) for x in q], "expect": golden_expectation(r, layout)}
                     for t, q, r in zip(tags, queries, refs)],
     }
+
+
+def write_store(path, store) -> Path:
+    """Write the store contents (``Accelerator.store_image``: bytes in store order) for the
+    bench's ``store_file``."""
+    path = Path(path)
+    np.ascontiguousarray(store, dtype=np.uint8).tofile(path)
+    return path
+
+
+def _store_words(path: str, beat_bytes: int) -> list[int]:
+    raw = Path(path).read_bytes()
+    if beat_bytes in (1, 2, 4, 8):
+        return np.frombuffer(raw, dtype=f"<u{beat_bytes}").tolist()
+    return [int.from_bytes(raw[i:i + beat_bytes], "little")
+            for i in range(0, len(raw), beat_bytes)]
 
 
 def frame_to_corrupt(refs, layout, victim: int, others=None) -> int:
@@ -148,6 +184,8 @@ def check_query(exp: dict, results: list, stats: dict, reads: list) -> list[str]
         if [r[2] for r in results] != [0] * (len(results) - 1) + [1] * bool(results):
             bad.append(f"result beats without a single final last: {results}")
         return bad
+    if "reads_copies" in exp:
+        exp = dict(exp, reads=exp["reads_copies"][stats["context"] % len(exp["reads_copies"])])
     if stats["error"]:
         bad.append("error = 1")
     want = [[i, d, int(j == len(exp["ids"]) - 1)]
@@ -253,6 +291,29 @@ class _Monitor:
             self.count += 1
 
 
+class _Store:
+    """Agent serving the store port as a synchronous read port with enable: the word
+    addressed in a cycle with ``store_en`` is presented on ``store_data`` from the next
+    cycle on, and held."""
+
+    done = True
+
+    def __init__(self, dut, words: list[int]):
+        self.en, self.addr, self.data = dut.store_en, dut.store_addr, dut.store_data
+        self.words = words
+        self.next: int | None = None
+        self.shown: int | None = None
+
+    def drive(self, rnd, cycle: int) -> None:
+        if self.next is not None and self.next != self.shown:
+            self.data.value = self.next
+            self.shown = self.next
+
+    def sample(self, cycle: int) -> None:
+        if int(self.en.value):
+            self.next = self.words[int(self.addr.value)]
+
+
 class _Progress:
     """Agent rewriting ``path`` with the finished query count every ``every`` cycles."""
 
@@ -284,12 +345,20 @@ def _globals(dut, cores: int) -> dict:
     return out
 
 
-async def _reset(dut, d: dict) -> None:
+async def _reset(dut, d: dict) -> list[int] | None:
+    """Clock, reset, inputs idle; returns the store words when the bench serves the store."""
+    signals = {"entry": d["entry"], "entry_code": d["entry_code"], "soft_reset": 0}
+    words = None
+    if d.get("store_file"):
+        words = _store_words(d["store_file"], d["beat_bytes"])
+        signals["store_data"] = 0
     await bench.reset(dut, inputs=["query", "cb_wr"], outputs=["result", "stats"],
-                      signals={"entry": d["entry"], "soft_reset": 0})
+                      signals=signals)
+    return words
 
 
-async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, *, stop_after=None):
+async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, store, *,
+                 stop_after=None):
     """Run ``queries`` (until ``stop_after`` of them finished, if given); returns the
     board, the monitor and the cycles."""
     p_valid, p_ready = bench.stall_probabilities(p, 1.0)
@@ -306,6 +375,8 @@ async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, *, stop_after=
     tick = bench.Probe(lambda c: clock.update(cycle=c))
     cycles = lambda: clock["cycle"]  # noqa: E731
     agents = [tick, mon, src, res, st, _Progress(p.get("progress"), board)]
+    if store is not None:
+        agents.insert(0, store)
     until = (lambda: len(board.records) >= stop_after) if stop_after is not None \
         else (lambda: board.done)
     n = await bench.run(dut, agents, rnd, until=until,
@@ -344,9 +415,10 @@ async def accel_batch(dut):
     p = tb_params()
     d = json.loads(Path(p["data"]).read_text())
     rnd, _ = bench.generators()
-    await _reset(dut, d)
+    words = await _reset(dut, d)
+    store = None if words is None else _Store(dut, words)
     t0 = time.perf_counter()
-    board, mon, n = await _batch(dut, d, d["queries"], p, rnd)
+    board, mon, n = await _batch(dut, d, d["queries"], p, rnd, store)
     wait = await _settle(dut)
     wall = time.perf_counter() - t0
     g = _globals(dut, d["cores"])
@@ -366,10 +438,11 @@ async def accel_reset(dut):
     p = tb_params()
     d = json.loads(Path(p["data"]).read_text())
     rnd, _ = bench.generators(1)
-    await _reset(dut, d)
+    words = await _reset(dut, d)
+    store = None if words is None else _Store(dut, words)
     first, second = d["queries"], d["queries2"]
     stop_after = int(p["reset_after"])
-    board, mon, n = await _batch(dut, d, first, p, rnd, stop_after=stop_after)
+    board, mon, n = await _batch(dut, d, first, p, rnd, store, stop_after=stop_after)
     lost = len(first) - len(board.records)
     assert lost > 0, "every query finished before the reset: nothing was in flight"
     dut._log.info("soft_reset after %d of %d queries (cycle %d)", len(board.records),
@@ -394,7 +467,7 @@ async def accel_reset(dut):
     await RisingEdge(dut.clk)
     dut.result__ready.value = 0
     dut.stats__ready.value = 0
-    board2, mon2, n2 = await _batch(dut, d, second, p, rnd)
+    board2, mon2, n2 = await _batch(dut, d, second, p, rnd, store)
     wait = await _settle(dut)
     g = _globals(dut, d["cores"])
     _check_globals(g, d, len(second), mon2.count)
