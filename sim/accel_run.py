@@ -152,7 +152,7 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
                    stall_seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
                    refs=None, wave: str | Path | None = None, workdir: str | Path | None = None,
                    progress: Callable[[int], None] | None = None,
-                   simulator: str = "verilator") -> AccelRun:
+                   simulator: str = "verilator", max_inflight: int | None = None) -> AccelRun:
     """Run ``queries`` (uint8, ``(Q, dim)``) through the Accelerator for image ``img`` (a
     :class:`~proxima.golden.image.Image`); see the module doc.
 
@@ -160,7 +160,9 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     the image's); ``queues``: contexts (default ``cfg.engine.queues``); ``stall_seed``: the
     controller's random response stalls (0: none); ``p_valid`` / ``p_ready``: host-side
     stalls; ``wave``: write an FST waveform there (a separate cached build with tracing);
-    ``progress``: called with the number of finished queries while the simulation runs."""
+    ``progress``: called with the number of finished queries while the simulation runs;
+    ``max_inflight``: at most that many queries in flight (host-side; default: as many as
+    there are contexts)."""
     from proxima.golden.search_batch import search_batch
     from proxima.hdl.accel import Accelerator
     from proxima.sim.runner import run_cocotb
@@ -181,7 +183,8 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     (work / "data.json").write_text(json.dumps(data))
     out, prog = work / "out.json", work / "progress"
     params = {"data": str(work / "data.json"), "out": str(out), "progress": str(prog),
-              "strict": False, "p_valid": p_valid, "p_ready": p_ready}
+              "strict": False, "p_valid": p_valid, "p_ready": p_ready,
+              "max_inflight": max_inflight}
     box: dict = {}
 
     def target():

@@ -10,7 +10,9 @@ counter but ``cycles``, the termination reason, the read counts per kind and the
 sequence of NAND accesses ``reads_for_events(search(...).events)``).
 
 Other parameters: ``p_valid`` (probability of offering the next query beat in an idle cycle),
-``p_ready`` (of taking a ``result`` / ``stats`` beat in a cycle), ``out`` (write the records
+``p_ready`` (of taking a ``result`` / ``stats`` beat in a cycle), ``max_inflight`` (start a
+query only while fewer than that many are unfinished: fewer queries in flight than the
+design has contexts), ``out`` (write the records
 of every query and the global counters there as JSON), ``progress`` (a file the bench
 rewrites with the number of finished queries every few thousand cycles), ``strict`` (default
 true: the first mismatch fails the test; false: mismatches are only counted in ``out``, for
@@ -365,6 +367,15 @@ async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, store, *,
     board = TagBoard(queries, strict=bool(p.get("strict", True)))
     mon = _Monitor(dut, board)
     src = bench.Source(dut, "query", _query_beats(d, queries), p_valid)
+    limit = p.get("max_inflight")
+    if limit:  # a new query starts only while fewer than `limit` are unfinished
+        dim = d["dim"]
+
+        def gate(cycle: int) -> bool:
+            if src.sent % dim == 0 and src.sent // dim - len(board.records) >= int(limit):
+                return False
+            return bench.chance(p_valid, rnd, cycle)
+        src.p = gate
     res = bench.Sink(dut, "result", p_ready, keep=False,
                      unpack=lambda v: bench.unpack(v, d["result"]),
                      check=lambda b: board.result(b, cycles()))
