@@ -232,6 +232,7 @@ def run_cocotb(
     extra_sources: Sequence[Path] = (),
     cache_key: Mapping[str, Any] | None = None,
     build_args: Sequence[str] = (),
+    make_vars: Mapping[str, str] | None = None,
 ) -> CocotbResult:
     """Generate Verilog, build it, run cocotb ``test_module`` on it; raise on failure.
 
@@ -245,9 +246,14 @@ def run_cocotb(
     primitives that the component instantiates).  ``cache_key``: build in the build cache
     (module doc), reusing a completed build without elaborating the component.
     ``build_args``: more simulator build arguments (e.g. ``--trace-fst`` with ``waves``).
+    ``make_vars``: variables for Verilator's ``make`` of the C++ model, e.g.
+    ``{"OPT_FAST": "-O0"}`` (a large design builds about twice as fast, simulates slower).
     """
     simulator = os.environ.get("PROXIMA_SIM", simulator)
     sim_env = simulator_env(simulator)
+    if make_vars and simulator == "verilator":
+        sim_env["MAKEFLAGS"] = " ".join([sim_env.get("MAKEFLAGS", ""),
+                                         *(f"{k}={v}" for k, v in make_vars.items())]).strip()
     seed = _seed() if seed is None else int(seed)
     print(f"[proxima.sim] {toplevel}: simulator={simulator} seed={seed} "
           f"(reproduce with PROXIMA_SEED={seed})", file=sys.stderr, flush=True)
@@ -257,7 +263,8 @@ def run_cocotb(
         key = {"key": cache_key, "extra_sources": [
             hashlib.sha256(p.read_bytes()).hexdigest() for p in extra_sources]}
         build_dir = cache_dir(key, toplevel=toplevel, simulator=simulator, waves=waves,
-                              build_args=build_args)
+                              build_args=[*build_args, *sorted(
+                                  f"{k}={v}" for k, v in (make_vars or {}).items())])
     else:
         build_root = Path(os.environ.get("PROXIMA_SIM_BUILD", REPO_ROOT / "build" / "sim"))
         build_dir = (build_root / (build_name or toplevel) / simulator).resolve()
