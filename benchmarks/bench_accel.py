@@ -67,11 +67,14 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=64)
     ap.add_argument("--queues", default="1,2,4,8,16")
     ap.add_argument("--stall-seed", type=int, default=0)
+    ap.add_argument("--fast-build", action="store_true",
+                    help="compile the simulation models at -O0 (faster build, slower run)")
     ap.add_argument("--one-build", action="store_true",
                     help="one build with the largest queue count, fewer queries in flight")
     ap.add_argument("--json", help="write the rows as JSON")
     a = ap.parse_args()
 
+    from proxima.cli_sim import FAST_BUILD
     from proxima.golden.nand import simulate_events
     from proxima.golden.search_batch import search_batch
     from proxima.sim.accel_run import nand_bound, search_layout, simulate_accel
@@ -90,6 +93,7 @@ def main() -> int:
     print(head, flush=True)
     rows = []
     counts = [int(x) for x in a.queues.split(",")]
+    mv = FAST_BUILD if a.fast_build else None
     if a.one_build:
         print(f"(one build of {max(counts)} contexts; each row limits the queries in flight)")
     for nq in counts:
@@ -98,10 +102,11 @@ def main() -> int:
         if a.one_build:
             big = max(counts)
             run = simulate_accel(img, q, cfg=cfg0.with_(engine={"queues": big}), queues=big,
-                                 refs=refs, stall_seed=a.stall_seed, max_inflight=nq)
+                                 refs=refs, stall_seed=a.stall_seed, max_inflight=nq,
+                                 make_vars=mv)
         else:
             run = simulate_accel(img, q, cfg=cfg, queues=nq, refs=refs,
-                                 stall_seed=a.stall_seed)
+                                 stall_seed=a.stall_seed, make_vars=mv)
         bound = nand_bound(refs, lay, cfg, nq)
         model = simulate_events([r.events for r in refs], lay, nq=nq, cfg=cfg)
         ui, ur = run.utilisation()

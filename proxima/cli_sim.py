@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "FAST_BUILD"]
+
+#: ``make`` variables of ``--fast-build`` (Verilator's C++ without optimisation)
+FAST_BUILD = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="SEC.KEY=V", help="search-time override, e.g. --set search.L=32")
     s.add_argument("--stall-seed", type=lambda v: int(v, 0), default=0,
                    help="random NAND response stalls from this LFSR seed (0: none)")
+    s.add_argument("--fast-build", action="store_true",
+                   help="compile the simulation model at -O0 (builds about twice as fast, "
+                        "simulates slower; a build of its own in the cache)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_sim)
     return s
@@ -88,7 +94,8 @@ def _cmd_sim(args) -> int:
 
     try:
         run = simulate_accel(img, q, cfg=cfg, queues=queues, stall_seed=args.stall_seed,
-                             wave=args.wave, progress=progress)
+                             wave=args.wave, progress=progress,
+                             make_vars=FAST_BUILD if args.fast_build else None)
     except SimulatorError as e:  # includes CocotbFailure: a bench failure, not a mismatch
         raise PipelineError(str(e).splitlines()[0]) from None
     finally:

@@ -152,7 +152,8 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
                    stall_seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
                    refs=None, wave: str | Path | None = None, workdir: str | Path | None = None,
                    progress: Callable[[int], None] | None = None,
-                   simulator: str = "verilator", max_inflight: int | None = None) -> AccelRun:
+                   simulator: str = "verilator", max_inflight: int | None = None,
+                   make_vars: dict | None = None) -> AccelRun:
     """Run ``queries`` (uint8, ``(Q, dim)``) through the Accelerator for image ``img`` (a
     :class:`~proxima.golden.image.Image`); see the module doc.
 
@@ -162,7 +163,7 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     stalls; ``wave``: write an FST waveform there (a separate cached build with tracing);
     ``progress``: called with the number of finished queries while the simulation runs;
     ``max_inflight``: at most that many queries in flight (host-side; default: as many as
-    there are contexts)."""
+    there are contexts); ``make_vars``: for the Verilator build (``run_cocotb``)."""
     from proxima.golden.search_batch import search_batch
     from proxima.hdl.accel import Accelerator
     from proxima.sim.runner import run_cocotb
@@ -192,7 +193,8 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
             box["res"] = run_cocotb(dut, "proxima_accel", "proxima.sim.tb.tb_accel", cfg=cfg,
                                     cache_key=key, testcase="accel_batch", parameters=params,
                                     waves=wave is not None, simulator=simulator,
-                                    build_args=["--trace-fst"] if wave is not None else ())
+                                    build_args=["--trace-fst"] if wave is not None else (),
+                                    make_vars=make_vars)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             box["err"] = e
 

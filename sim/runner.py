@@ -338,6 +338,10 @@ def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_e
             raise SimulatorError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
         if component is not None and cache:
             (build_dir / _COMPLETE).write_text(toplevel)
+        if component is None:  # a cached build: what build() records for test()
+            runner.sources = [vfile, *extra_sources]
+            runner.verilog_sources = []
+            runner.vhdl_sources = []
         try:
             runner.test(
                 test_module=test_module,

@@ -26,7 +26,7 @@ result beats (contiguous per query, ids, exact distances, ``last``), ``error``,
 A query expected to fail (``expect["error"] == 1``: a corrupt frame on its path) is checked
 for ``error = 1``, well-formed result beats and the accesses up to the corrupt frame.
 At the end of a batch: ``idle``, ``g_queries`` = the queries, every ``core_busy`` at most
-``g_cycles``, their sum = service time x accesses, ``g_busy <= g_cycles``.
+``g_cycles``, their sum at least service time x accesses, ``g_busy <= g_cycles``.
 
 Tests: ``accel_batch`` (every query of ``queries``), ``accel_reset`` (``queries`` until
 ``reset_after`` of them finished, a one-cycle ``soft_reset``, a check that nothing of the
@@ -321,15 +321,18 @@ class _Progress:
 
     done = True
 
-    def __init__(self, path: str | None, board: TagBoard, every: int = 4096):
-        self.path, self.board, self.every = path and Path(path), board, every
+    def __init__(self, path: str | None, board: TagBoard, log, every: int = 4096):
+        self.path, self.board, self.every, self.log = path and Path(path), board, every, log
 
     def drive(self, rnd, cycle: int) -> None:
         pass
 
     def sample(self, cycle: int) -> None:
-        if self.path is not None and cycle % self.every == 0:
-            self.path.write_text(str(len(self.board.records)))
+        if cycle % self.every == 0:
+            if self.path is not None:
+                self.path.write_text(str(len(self.board.records)))
+            if cycle % (64 * self.every) == 0 and cycle:
+                self.log.info("cycle %d: %s", cycle, self.board.status())
 
     def status(self) -> str:
         return self.board.status()
@@ -414,7 +417,7 @@ async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, store, *,
     clock = {"cycle": 0}
     tick = bench.Probe(lambda c: clock.update(cycle=c))
     cycles = lambda: clock["cycle"]  # noqa: E731
-    agents = [tick, mon, src, res, st, _Progress(p.get("progress"), board)]
+    agents = [tick, mon, src, res, st, _Progress(p.get("progress"), board, dut._log)]
     if store is not None:
         agents.insert(0, store)
     until = (lambda: len(board.records) >= stop_after) if stop_after is not None \
@@ -439,8 +442,10 @@ def _check_globals(g: dict, d: dict, queries: int, accesses: int) -> None:
     assert g["g_queries"] == queries, f"g_queries = {g['g_queries']}, sent {queries} stats"
     assert g["g_busy"] <= g["g_cycles"], g
     assert all(b <= g["g_cycles"] for b in g["core_busy"]), g
-    assert sum(g["core_busy"]) == d["service"] * accesses, (
-        f"core_busy sums to {sum(g['core_busy'])}, {accesses} accesses x service "
+    # a core holds an access from the start of its service until the output engine takes
+    # it (longer than the service time while responses are stalled)
+    assert sum(g["core_busy"]) >= d["service"] * accesses, (
+        f"core_busy sums to {sum(g['core_busy'])}, below {accesses} accesses x service "
         f"{d['service']} = {d['service'] * accesses}")
 
 
