@@ -74,10 +74,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the rows as JSON")
     a = ap.parse_args()
 
-    from proxima.cli_sim import FAST_BUILD
     from proxima.golden.nand import simulate_events
     from proxima.golden.search_batch import search_batch
-    from proxima.sim.accel_run import nand_bound, search_layout, simulate_accel
+    from proxima.sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
 
     t0 = time.perf_counter()
     img, q = _image(a)

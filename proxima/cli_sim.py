@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "FAST_BUILD"]
-
-#: ``make`` variables of ``--fast-build`` (Verilator's C++ without optimisation)
-FAST_BUILD = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
+__all__ = ["add_parser"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +57,7 @@ def _cmd_sim(args) -> int:
     from .golden.vecio import read_vectors
     from .pipeline import (PipelineError, check_ground_truth, check_output_path,
                            prepare_queries, search_config)
-    from .sim.accel_run import simulate_accel
+    from .sim.accel_run import FAST_BUILD, simulate_accel
     from .sim.runner import SimulatorError
 
     if args.wave is not None:

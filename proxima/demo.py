@@ -102,7 +102,7 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
 
     from .golden.evaluate import recall_at
     from .golden.image import read_image
-    from .sim.accel_run import nand_bound, search_layout, simulate_accel
+    from .sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
 
     img = read_image(out / "index.pxi")
     cfg = img.index.cfg
@@ -113,6 +113,7 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
     bar = tqdm(total=len(queries), desc="rtl engine", unit="q", disable=not progress)
     try:
         run = simulate_accel(img, queries, queues=nq, workdir=out, simulator=args.simulator,
+                             make_vars=FAST_BUILD,
                              progress=lambda n: bar.update(n - bar.n))
     finally:
         bar.close()

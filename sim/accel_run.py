@@ -24,7 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "accel_for"]
+__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "accel_for",
+           "FAST_BUILD"]
+
+#: ``make`` variables of a quick build: Verilator's C++ without optimisation (a large design
+#: builds about twice as fast and simulates slower; the bench's Python dominates anyway)
+FAST_BUILD = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
 
 
 @dataclass

@@ -33,8 +33,7 @@ pytestmark = pytest.mark.rtl
 
 N_VERTICES, N_HOT = 5000, 64
 QUEUES = 4
-#: C++ of the model at -O0: builds about twice as fast (the bench's Python dominates anyway)
-MAKE_VARS = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
+
 STALL_SEED = 0xACE1
 N_BATCH, N_CORRUPT, N_RESET, N_AFTER, N_FLIP = 100, 8, 12, 8, 3
 VICTIM = 3  # the corrupt-frame test's query whose path holds the corrupt frame
@@ -84,8 +83,10 @@ def _run(setup, tmp_path, testcase, data, **params):
     path = tmp_path / f"{testcase}.json"
     path.write_text(json.dumps(data))
     out = tmp_path / f"{testcase}_out.json"
+    from proxima.sim.accel_run import FAST_BUILD
+
     res = run_cocotb(dut, "proxima_accel", "proxima.sim.tb.tb_accel", cfg=dut.cfg,
-                     cache_key=key, testcase=testcase, make_vars=MAKE_VARS,
+                     cache_key=key, testcase=testcase, make_vars=FAST_BUILD,
                      parameters={"data": str(path), "out": str(out), **params})
     assert res.tests == 1 and res.failed == 0
     return json.loads(out.read_text()) if out.is_file() else None
