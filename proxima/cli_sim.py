@@ -78,9 +78,6 @@ def _cmd_sim(args) -> int:
     n = len(q_all) if args.count is None else min(args.count, len(q_all))
     q = q_all[:n]
     gt = gt[:n] if gt is not None else None
-    if img.layout.hot_copies > 1:
-        raise PipelineError(f"the image has layout.hot_copies = {img.layout.hot_copies}: the "
-                            f"RTL reads one hot region (build it with layout.hot_copies=1)")
 
     print(f"proxima sim: {n} queries, {queues} queues, preset {cfg.name}, "
           f"{img.index.n} vectors ({args.index})", file=sys.stderr)

@@ -143,7 +143,7 @@ def test_accel_flipped_expectation_fails(accel_setup, tmp_path):
 
     d = _data(accel_setup, "flip", 3000)
     d["queries"][1]["expect"]["dists"][0] += 1
-    with pytest.raises(CocotbFailure):
+    with pytest.raises(CocotbFailure, match=r"query 1 \(tag \d+\): result"):
         _run(accel_setup, tmp_path, "accel_batch", d)
 
 
