@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="random NAND response stalls from this LFSR seed (0: none)")
     s.add_argument("--fast-build", action="store_true",
                    help="compile the simulation model at -O0 (builds about twice as fast, "
-                        "simulates slower; a build of its own in the cache)")
+                        "simulates about 7x slower; a build of its own in the cache)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_sim)
     return s

@@ -28,7 +28,7 @@ __all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "accel_f
            "FAST_BUILD"]
 
 #: ``make`` variables of a quick build: Verilator's C++ without optimisation (a large design
-#: builds about twice as fast and simulates slower; the bench's Python dominates anyway)
+#: builds about twice as fast but simulates about 7 times slower: ``docs/RESOURCES.md``)
 FAST_BUILD = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
 
 

@@ -83,10 +83,8 @@ def _run(setup, tmp_path, testcase, data, **params):
     path = tmp_path / f"{testcase}.json"
     path.write_text(json.dumps(data))
     out = tmp_path / f"{testcase}_out.json"
-    from proxima.sim.accel_run import FAST_BUILD
-
     res = run_cocotb(dut, "proxima_accel", "proxima.sim.tb.tb_accel", cfg=dut.cfg,
-                     cache_key=key, testcase=testcase, make_vars=FAST_BUILD,
+                     cache_key=key, testcase=testcase,
                      parameters={"data": str(path), "out": str(out), **params})
     assert res.tests == 1 and res.failed == 0
     return json.loads(out.read_text()) if out.is_file() else None
@@ -161,7 +159,7 @@ def test_proxima_sim_cli(accel_setup, capsys):
     write_vectors(work / "gt.ivecs", gt.astype(np.int32))
     argv = ["sim", "--index", str(work / "accel.pxi"), "--queries", str(work / "q.u8bin"),
             "--gt", str(work / "gt.ivecs"), "--queues", str(QUEUES),
-            "--stall-seed", hex(STALL_SEED), "--fast-build", "--quiet"]
+            "--stall-seed", hex(STALL_SEED), "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{N_FLIP}/{N_FLIP} queries match" in out and "build: cached" in out
