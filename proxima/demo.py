@@ -8,7 +8,8 @@
 4. the NAND timing model: modelled cycles, latency and QPS for the configured engine;
 5. the whole engine in RTL: the first ``--engine-queries`` queries through the generated
    Verilog of the Accelerator (``--engine-queues`` search contexts in flight sharing the NAND
-   controller, the image's bytes in its store; Verilator, :mod:`proxima.sim.accel_run`):
+   controller, the image's bytes served on its store port; Verilator,
+   :mod:`proxima.sim.accel_run`):
    golden-vs-RTL agreement per query (ids, distances, counters, NAND access sequence),
    recall, reads, cycles and the projected QPS at ``engine.clock_mhz``.  The Verilator
    build is cached (``build/sim-cache``): the first run of a configuration pays it;
@@ -108,8 +109,8 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
     cfg = img.index.cfg
     nq = args.engine_queues
     print(f"\n== RTL: the whole engine, {len(queries)} queries with {nq} queues in flight "
-          f"(Accelerator Verilog under Verilator, NAND store and controller inside the "
-          f"simulated design)")
+          f"(Accelerator Verilog under Verilator: contexts, arbiter, NAND controller and reorder "
+          f"buffers; the image's bytes served on its store port)")
     bar = tqdm(total=len(queries), desc="rtl engine", unit="q", disable=not progress)
     try:
         run = simulate_accel(img, queries, queues=nq, workdir=out, simulator=args.simulator,
