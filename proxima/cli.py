@@ -8,6 +8,7 @@
     proxima tune ...             tune the search parameters for a target recall (in the image)
     proxima field ...            the tiered memory-mapped field
     proxima hdl verilog ...      write a block's Verilog
+    proxima sim ...              queries through the whole engine's RTL (Verilator) vs golden
     proxima fpga ...             board bitstreams, programming, queries on a board
 
 The work is done by :mod:`proxima.pipeline` (build and evaluation, shared with
@@ -41,7 +42,8 @@ __all__ = ["main", "build_parser", "config_from_args", "parse_sweep", "CliError"
            "SUBCOMMAND_MODULES"]
 
 #: Modules adding sub-commands (``proxima.<name>.add_parser(subparsers)``), in help order.
-SUBCOMMAND_MODULES = ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga", "cli_tune")
+SUBCOMMAND_MODULES = ("cli_dataset", "cli_field", "cli_hdl", "cli_fpga", "cli_tune",
+                      "cli_sim")
 
 class CliError(PipelineError):
     """A user error: printed as one line, exit status 2."""
@@ -188,8 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=_positive, default=20000, help="base vectors (default %(default)s)")
     d.add_argument("--queries", type=_positive, default=200)
     d.add_argument("--out", default="out/demo", help="working directory")
+    d.add_argument("--engine-queries", type=_non_negative, default=8,
+                   help="queries through the whole engine's RTL (0: skip)")
+    d.add_argument("--engine-queues", type=_positive, default=4,
+                   help="search contexts of the whole engine's RTL (default %(default)s)")
     d.add_argument("--rtl-queries", type=_non_negative, default=2,
-                   help="queries replayed through the RTL blocks (0: skip RTL)")
+                   help="queries replayed through the RTL blocks the whole engine does not "
+                        "contain (0: skip)")
+    d.add_argument("--replay-all", action="store_true",
+                   help="replay through every RTL block, also those inside the engine")
     d.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)

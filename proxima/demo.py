@@ -6,9 +6,18 @@
 3. golden search of every query with Algorithm 1 and with the DiskANN beam-search baseline:
    recall, neighbour-list / PQ-code / raw-vector NAND accesses, counters, golden queries/s;
 4. the NAND timing model: modelled cycles, latency and QPS for the configured engine;
-5. RTL: the first ``--rtl-queries`` queries' transactions replayed through the generated
-   Verilog of the engine blocks (cocotb), compared word by word with the golden model,
-   with the cycle counts the RTL took.
+5. the whole engine in RTL: the first ``--engine-queries`` queries through the generated
+   Verilog of the Accelerator (``--engine-queues`` search contexts in flight sharing the NAND
+   controller, the image's bytes served on its store port; Verilator,
+   :mod:`proxima.sim.accel_run`):
+   golden-vs-RTL agreement per query (ids, distances, counters, NAND access sequence),
+   recall, reads, cycles and the projected QPS at ``engine.clock_mhz``.  The Verilator
+   build is cached (``build/sim-cache``): the first run of a configuration pays it;
+6. per-block replay: the first ``--rtl-queries`` queries' transactions through the
+   generated Verilog of the blocks the whole engine does not contain (the page cache), or of
+   every replayed block with ``--replay-all`` (the bloom filter, PQ unit, exact unit, sorter
+   and gap decoder run inside every engine context in step 5), compared word by word with
+   the golden model.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ __all__ = ["run_demo"]
 
 def run_demo(args) -> int:
     """Run the demo for parsed arguments (``preset``, ``overrides``, ``n``, ``queries``,
-    ``out``, ``rtl_queries``, ``simulator``, ``quiet``); returns the exit status."""
+    ``out``, ``engine_queries``, ``engine_queues``, ``rtl_queries``, ``replay_all``,
+    ``simulator``, ``quiet``); returns the exit status."""
     from .golden.datasets import ground_truth, synth, synth_queries
     from .pipeline import PipelineError, build_config, build_pipeline, evaluate
 
@@ -58,13 +68,20 @@ def run_demo(args) -> int:
               f"index-core utilisation {100 * c['model_util_index']:.1f}%")
     summary = {"golden": res}
 
-    if args.rtl_queries > 0:
+    ok = True
+    n_eng = min(getattr(args, "engine_queries", 0), len(queries))
+    if n_eng > 0:
+        ok &= _engine_run(args, out, queries[:n_eng], gt[:n_eng], summary, progress)
+    if args.rtl_queries > 0 and ok:
         from .golden.image import read_image
-        from .sim.replay import replay_queries
+        from .sim.replay import BLOCKS, replay_queries
+        covered = {"sorter", "bloom", "pq", "exact", "gapdec"} if n_eng > 0 else set()
+        blocks = BLOCKS if getattr(args, "replay_all", False) else \
+            tuple(b for b in BLOCKS if b not in covered)
         print(f"\n== RTL: replaying {args.rtl_queries} queries' transactions through the "
-              f"generated Verilog of each block ({args.simulator}, cocotb, no stalls)")
+              f"generated Verilog of {', '.join(blocks)} ({args.simulator}, cocotb, no stalls)")
         rtl = replay_queries(read_image(out / "index.pxi"), queries[:args.rtl_queries],
-                             simulator=args.simulator, workdir=out / "rtl")
+                             simulator=args.simulator, workdir=out / "rtl", blocks=blocks)
         summary["rtl"] = rtl
         ok = all(b["mismatches"] == 0 for b in rtl["blocks"].values())
         for name, b in rtl["blocks"].items():
@@ -72,9 +89,61 @@ def run_demo(args) -> int:
                   f"{b['mismatches']} mismatches, {b['cycles']:7d} cycles"
                   + (f"  ({b['first_mismatch']})" if b.get("first_mismatch") else ""))
         print("  RTL matches the golden model" if ok else "  RTL MISMATCH")
-        if not ok:
-            (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-            return 1
+    if not ok:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+        return 1
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     print(f"\ndone in {time.perf_counter() - t0:.1f} s; summary in {out / 'summary.json'}")
     return 0
+
+
+def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> bool:
+    """Step 5 of the module doc; True when every query matched the golden model."""
+    from tqdm import tqdm
+
+    from .golden.evaluate import recall_at
+    from .golden.image import read_image
+    from .sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
+
+    img = read_image(out / "index.pxi")
+    cfg = img.index.cfg
+    nq = args.engine_queues
+    print(f"\n== RTL: the whole engine, {len(queries)} queries with {nq} queues in flight "
+          f"(Accelerator Verilog under Verilator: contexts, arbiter, NAND controller and reorder "
+          f"buffers; the image's bytes served on its store port)")
+    bar = tqdm(total=len(queries), desc="rtl engine", unit="q", disable=not progress)
+    try:
+        run = simulate_accel(img, queries, queues=nq, workdir=out, simulator=args.simulator,
+                             make_vars=FAST_BUILD,
+                             progress=lambda n: bar.update(n - bar.n))
+    finally:
+        bar.close()
+    ccfg = cfg.with_(engine={"queues": nq})
+    bound = nand_bound(run.refs, search_layout(img, ccfg), ccfg, nq)
+    bad = len(run.mismatches)
+    k = cfg.search.k
+    ids = run.ids(img.index.labels)
+    recall = recall_at(ids, gt, min(10, k)) if gt.shape[1] >= min(10, k) else None
+    reads = run.reads()
+    ui, ur = run.utilisation()
+    print(f"  build {'cached' if run.build_cached else 'made'} in {run.build_s:.0f} s; "
+          f"simulated {run.cycles} cycles in {run.wall_s:.1f} s ({run.sim_rate:,.0f} cycles/s)")
+    print(f"  golden vs RTL: {run.n - bad}/{run.n} queries agree (ids, exact distances, every "
+          f"counter, the NAND access sequence)")
+    for i, lines in sorted(run.mismatches.items())[:3]:
+        print(f"    query {i}: {'; '.join(lines)}")
+    if recall is not None:
+        print(f"  recall@{min(10, k)} of the RTL results: {recall:.3f}")
+    print("  reads per query: " + ", ".join(f"{v:.1f} {kind}" for kind, v in reads.items()))
+    print(f"  {run.cycles_per_query:.0f} cycles per query with {nq} queues (latency "
+          f"{run.latency_cycles:.0f} cycles); projected {run.qps:,.0f} QPS at "
+          f"{cfg.engine.clock_mhz:g} MHz ({100 * run.qps / bound.qps:.0f}% of the NAND bound "
+          f"{bound.qps:,.0f} QPS); NAND core utilisation {100 * ui:.1f}% index, "
+          f"{100 * ur:.1f}% raw")
+    summary["engine_rtl"] = {
+        "queries": run.n, "queues": nq, "mismatches": bad, "recall": recall,
+        "reads": reads, "cycles": run.cycles, "cycles_per_query": run.cycles_per_query,
+        "latency_cycles": run.latency_cycles, "qps": run.qps, "nand_bound_qps": bound.qps,
+        "util_index": ui, "util_raw": ur, "sim_cycles_per_s": run.sim_rate,
+        "build_cached": run.build_cached, "build_s": run.build_s}
+    return bad == 0

@@ -16,12 +16,24 @@ The testbench gets its inputs from environment variables:
                        default, and printed so that a failure reproduces.
 
 Environment knobs: ``PROXIMA_SIM`` (``verilator`` or ``icarus``) overrides the simulator
-of every run; ``PROXIMA_SEED`` the seed; ``PROXIMA_SIM_BUILD`` the build root.
+of every run; ``PROXIMA_SEED`` the seed; ``PROXIMA_SIM_BUILD`` the build root;
+``PROXIMA_SIM_CACHE`` the root of the cached builds.
+
+Build cache
+-----------
+A run given a ``cache_key`` (any JSON-able description of what the Verilog is made from:
+configuration, image digest, elaboration parameters) builds in
+``build/sim-cache/<hash>`` (:func:`cache_dir`), where ``<hash>`` also covers the sources of
+the RTL and everything it elaborates from (``hdl/``, ``golden/``, ``proxima/config.py``,
+:func:`rtl_digest`), the Amaranth version, the simulator, the build arguments and the
+waveform switch.  A completed build there is reused as it is: the component is not even
+elaborated (``component_factory`` is not called), so a second run starts at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -45,6 +57,8 @@ __all__ = [
     "verilator_root",
     "simulator_env",
     "write_verilog",
+    "rtl_digest",
+    "cache_dir",
     "run_cocotb",
     "tb_config",
     "tb_params",
@@ -82,6 +96,8 @@ class CocotbResult:
     results_xml: Path
     build_dir: Path
     verilog: Path
+    #: the build came from the cache (``cache_key`` given and a completed build found)
+    cached: bool = False
 
 
 def verilator_root() -> Path:
@@ -163,6 +179,33 @@ def write_verilog(component: wiring.Component, name: str, path: Path) -> bool:
     return True
 
 
+_RTL_SOURCES = ("hdl", "golden", "proxima/config.py")
+_COMPLETE = ".complete"
+
+
+def rtl_digest() -> str:
+    """SHA-256 of the Python sources the generated Verilog depends on (``hdl/``,
+    ``golden/``, ``proxima/config.py``) and of the Amaranth version."""
+    from importlib.metadata import version
+    h = hashlib.sha256(f"amaranth {version('amaranth')}\n".encode())
+    for name in _RTL_SOURCES:
+        top = REPO_ROOT / name
+        files = sorted(top.rglob("*.py")) if top.is_dir() else [top]
+        for f in files:
+            h.update(str(f.relative_to(REPO_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def cache_dir(cache_key: Mapping[str, Any], *, toplevel: str, simulator: str,
+              waves: bool = False, build_args: Sequence[str] = ()) -> Path:
+    """The build folder of a cached build (module doc: Build cache)."""
+    root = Path(os.environ.get("PROXIMA_SIM_CACHE", REPO_ROOT / "build" / "sim-cache"))
+    desc = json.dumps({"key": cache_key, "toplevel": toplevel, "simulator": simulator,
+                       "waves": bool(waves), "build_args": list(build_args),
+                       "rtl": rtl_digest()}, sort_keys=True, default=str)
+    return (root / hashlib.sha256(desc.encode()).hexdigest()[:20]).resolve()
+
+
 def _seed() -> int:
     raw = os.environ.get("PROXIMA_SEED")
     if raw is None or raw == "":
@@ -187,6 +230,9 @@ def run_cocotb(
     seed: int | None = None,
     waves: bool = False,
     extra_sources: Sequence[Path] = (),
+    cache_key: Mapping[str, Any] | None = None,
+    build_args: Sequence[str] = (),
+    make_vars: Mapping[str, str] | None = None,
 ) -> CocotbResult:
     """Generate Verilog, build it, run cocotb ``test_module`` on it; raise on failure.
 
@@ -197,24 +243,42 @@ def run_cocotb(
     ``PROXIMA_TB_PARAMS``.  ``build_name``: sub-folder of the build root (defaults to
     ``toplevel``; give runs with different Verilog different names).  ``extra_sources``:
     more Verilog files compiled with the design (e.g. behavioural models of vendor
-    primitives that the component instantiates).
+    primitives that the component instantiates).  ``cache_key``: build in the build cache
+    (module doc), reusing a completed build without elaborating the component.
+    ``build_args``: more simulator build arguments (e.g. ``--trace-fst`` with ``waves``).
+    ``make_vars``: variables for Verilator's ``make`` of the C++ model, e.g.
+    ``{"OPT_FAST": "-O0"}`` (a large design builds about twice as fast, simulates slower).
     """
     simulator = os.environ.get("PROXIMA_SIM", simulator)
     sim_env = simulator_env(simulator)
+    if make_vars and simulator == "verilator":
+        sim_env["MAKEFLAGS"] = " ".join([sim_env.get("MAKEFLAGS", ""),
+                                         *(f"{k}={v}" for k, v in make_vars.items())]).strip()
     seed = _seed() if seed is None else int(seed)
     print(f"[proxima.sim] {toplevel}: simulator={simulator} seed={seed} "
           f"(reproduce with PROXIMA_SEED={seed})", file=sys.stderr, flush=True)
 
-    build_root = Path(os.environ.get("PROXIMA_SIM_BUILD", REPO_ROOT / "build" / "sim"))
-    build_dir = (build_root / (build_name or toplevel) / simulator).resolve()
+    extra_sources = [Path(p) for p in extra_sources]
+    if cache_key is not None:
+        key = {"key": cache_key, "extra_sources": [
+            hashlib.sha256(p.read_bytes()).hexdigest() for p in extra_sources]}
+        build_dir = cache_dir(key, toplevel=toplevel, simulator=simulator, waves=waves,
+                              build_args=[*build_args, *sorted(
+                                  f"{k}={v}" for k, v in (make_vars or {}).items())])
+    else:
+        build_root = Path(os.environ.get("PROXIMA_SIM_BUILD", REPO_ROOT / "build" / "sim"))
+        build_dir = (build_root / (build_name or toplevel) / simulator).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
 
-    component = component_factory if isinstance(component_factory, wiring.Component) \
-        else component_factory()
     with _locked(build_dir / ".lock"):  # runs sharing a build dir (pytest-xdist) take turns
+        cached = cache_key is not None and (build_dir / _COMPLETE).is_file()
+        component = None
+        if not cached:
+            component = component_factory if isinstance(component_factory, wiring.Component) \
+                else component_factory()
         return _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env,
                               cfg, parameters, extra_env, testcase, seed, waves,
-                              [Path(p) for p in extra_sources])
+                              extra_sources, build_args, cache_key is not None)
 
 
 @contextlib.contextmanager
@@ -230,12 +294,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_env, cfg,
                    parameters, extra_env, testcase, seed, waves,
-                   extra_sources=()) -> CocotbResult:
+                   extra_sources=(), more_build_args=(), cache=False) -> CocotbResult:
+    """Build (unless ``component`` is None: a completed cached build) and run."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     vfile = build_dir / f"{toplevel}.v"
-    write_verilog(component, toplevel, vfile)
+    if component is not None:
+        (build_dir / _COMPLETE).unlink(missing_ok=True)
+        write_verilog(component, toplevel, vfile)
 
     env = dict(extra_env or {})
     if cfg is not None:
@@ -248,24 +315,33 @@ def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_e
                                                         "--x-initial", "fast"]
     else:
         build_args = []
+    build_args += list(more_build_args)
 
     results_xml = build_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)  # a stale file must not pass for this run's
     with patched_environ(sim_env):
         runner = get_runner(simulator)
         try:
-            runner.build(
-                sources=[vfile, *extra_sources],
-                hdl_toplevel=toplevel,
-                build_dir=build_dir,
-                build_args=build_args,
-                timescale=("1ns", "1ps"),
-                waves=waves,
-                log_file=build_dir / "build.log",
-            )
+            if component is not None:
+                runner.build(
+                    sources=[vfile, *extra_sources],
+                    hdl_toplevel=toplevel,
+                    build_dir=build_dir,
+                    build_args=build_args,
+                    timescale=("1ns", "1ps"),
+                    waves=waves,
+                    log_file=build_dir / "build.log",
+                )
         except (SystemExit, Exception) as e:  # noqa: BLE001 - re-raised with the log
             log = (build_dir / "build.log")
             tail = log.read_text()[-3000:] if log.is_file() else ""
             raise SimulatorError(f"{simulator} build of {toplevel} failed: {e}\n{tail}") from None
+        if component is not None and cache:
+            (build_dir / _COMPLETE).write_text(toplevel)
+        if component is None:  # a cached build: what build() records for test()
+            runner.sources = [vfile, *extra_sources]
+            runner.verilog_sources = []
+            runner.vhdl_sources = []
         try:
             runner.test(
                 test_module=test_module,
@@ -293,7 +369,7 @@ def _build_and_run(component, toplevel, test_module, build_dir, simulator, sim_e
             f"{failed} of {tests} cocotb tests failed in {test_module} on {toplevel} "
             f"(seed {seed}; log {log})\n--- sim.log tail ---\n{tail}")
     return CocotbResult(tests=tests, failed=failed, seed=seed, results_xml=results_xml,
-                        build_dir=build_dir, verilog=vfile)
+                        build_dir=build_dir, verilog=vfile, cached=component is None)
 
 
 # ---- helpers for the testbench side ---------------------------------------------------

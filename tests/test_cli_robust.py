@@ -247,12 +247,12 @@ def test_subcommand_modules_register_with_add_parser():
     from proxima.cli import SUBCOMMAND_MODULES, build_parser
     import importlib
     assert set(SUBCOMMAND_MODULES) == {"cli_dataset", "cli_field", "cli_hdl", "cli_fpga",
-                                       "cli_tune"}
+                                       "cli_tune", "cli_sim"}
     for mod in SUBCOMMAND_MODULES:
         assert callable(importlib.import_module(f"proxima.{mod}").add_parser)
     choices = build_parser()._subparsers._group_actions[0].choices
     assert {"demo", "build-index", "search", "eval", "dataset", "field", "hdl", "fpga",
-            "tune"} <= set(choices)
+            "tune", "sim"} <= set(choices)
 
 
 def test_dataset_commands_refuse_to_overwrite_their_inputs(built, tmp_path, capsys):
