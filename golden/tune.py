@@ -44,7 +44,8 @@ from .index import Index
 from .layout import Layout
 
 __all__ = ["OBJECTIVES", "TunePoint", "TuneResult", "holdout_split", "exact_ground_truth",
-           "evaluate_point", "tune_search", "recommend_build", "SEARCH_KEYS"]
+           "evaluate_point", "tune_search", "recommend_build", "recommendation",
+           "SEARCH_KEYS"]
 
 OBJECTIVES = ("latency", "qps", "accesses")
 #: the search fields a tune result sets (stored in the image's configuration)
@@ -213,42 +214,104 @@ def _fmt(search: dict) -> str:
 def recommend_build(base_u8: np.ndarray, cfg: ProximaConfig, held: int, target: float,
                     variants: Iterable[dict], objective: str = "latency", graph: str = "vamana",
                     seed: int = 0, margin: float = 0.005,
-                    log: Callable[[str], None] | None = None) -> list[dict]:
+                    log: Callable[[str], None] | None = None,
+                    graphs: dict | None = None,
+                    Ls: Iterable[int] = (32, 48, 64, 96, 128, 192, 256),
+                    rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15)) -> list[dict]:
     """Measured effect of build settings: for ``cfg`` and each ``variants`` change (a
     ``ProximaConfig.with_`` mapping, e.g. ``{"pq": {"M": 32}}``), build the held-out index,
-    tune it (L x r only) and report ``{"change", "best", "image_bytes"}``."""
+    tune it (``Ls`` x ``rs`` only) and report ``{"change", "best", "image_bytes",
+    "vs_configured"}`` per change (``vs_configured``: the objective's relative change against
+    the first row, the settings as configured); :func:`recommendation` picks one.  Graphs are shared
+    between variants with equal ``graph`` settings (``graphs``: see :func:`holdout_index`)."""
     log = log or (lambda s: None)
     out = []
+    graphs = {} if graphs is None else graphs
     for change in [{}] + list(variants):
         try:
             c = cfg.with_(**change) if change else cfg
         except ConfigError as e:
             log(f"  skip {change}: {e}")
             continue
-        index, layout, q, gt = holdout_index(base_u8, c, held, graph=graph, seed=seed)
-        res = tune_search(index, layout, q, gt, target, c, objective, margin=margin, refine=0)
+        index, layout, q, gt = holdout_index(base_u8, c, held, graph=graph, seed=seed,
+                                             graphs=graphs)
+        res = tune_search(index, layout, q, gt, target, c, objective, margin=margin, Ls=Ls,
+                          rs=rs, refine=0)
         size = c.nand.cores * layout.index_core_bytes + \
             c.nand.raw_vector_cores * layout.raw_core_bytes
-        out.append({"change": change, "best": res.best.to_dict() if res.best else None,
-                    "image_bytes": size})
         b = res.best
-        log(f"  {change or 'as configured'}: " +
+        row = {"change": change, "best": b.to_dict() if b else None, "image_bytes": size,
+               "vs_configured": None}
+        if b is not None and out and out[0]["best"] is not None:
+            row["vs_configured"] = _metric(b, objective) / _metric(out[0]["_point"], objective) - 1
+        row["_point"] = b
+        out.append(row)
+        log(f"  {' '.join(_sets(change)) or 'as configured'}: " +
             (f"{_fmt(b.search)} -> recall {b.recall:.4f}, {b.latency_us:.2f} us, "
              f"{b.accesses['total_with_codes']:.1f} accesses, {b.qps:,.0f} q/s"
-             if b else "target not reached") + f", NAND image {size / 1e6:.1f} MB")
+             if b else "target not reached") + f", NAND image {size / 1e6:.1f} MB" +
+            (f" ({objective} {100 * row['vs_configured']:+.1f}%)"
+             if row["vs_configured"] is not None else ""))
+    for row in out:
+        del row["_point"]
+    rec = recommendation(out, objective)
+    if rec is None:
+        log("recommended: none of these reaches the target; build a denser graph")
+    elif not rec["change"]:
+        log("recommended: keep the build settings as configured")
+    else:
+        log(f"recommended: --set {' --set '.join(_sets(rec['change']))} ({objective} "
+            f"{100 * rec['vs_configured']:+.1f}%, NAND image "
+            f"{100 * (rec['image_bytes'] / out[0]['image_bytes'] - 1):+.0f}%)")
     return out
 
 
+def _metric(p: TunePoint, objective: str) -> float:
+    """The objective's own figure (us, q/s or accesses): positive, for relative changes."""
+    return abs(p.objective(objective))
+
+
+def _sets(change: dict) -> list[str]:
+    return [f"{sec}.{k}={v}" for sec, kv in change.items() for k, v in kv.items()]
+
+
+def recommendation(rows: list[dict], objective: str = "latency") -> dict | None:
+    """The :func:`recommend_build` row to build with: the one whose tuned point has the best
+    ``objective`` (the configured row, ``change == {}``, unless another is better by more
+    than 2%, so noise on the sample does not move the build settings); None if no row
+    reaches the target."""
+    ok = [r for r in rows if r["best"] is not None]
+    if not ok:
+        return None
+    sign = -1 if objective == "qps" else 1  # qps: larger is better
+
+    def score(r):
+        return sign * (r["vs_configured"] or 0.0) if r["change"] else 0.0
+    best = min(ok, key=score)
+    if rows[0]["best"] is not None and best["change"] and score(best) > -0.02:
+        return rows[0]
+    return best
+
+
 def holdout_index(base_u8: np.ndarray, cfg: ProximaConfig, held: int, graph: str = "vamana",
-                  seed: int = 0, progress: bool = False):
+                  seed: int = 0, progress: bool = False, graphs: dict | None = None):
     """``(index, layout, queries, gt)``: the index over the base minus ``held`` seeded
     vectors (reordered as the build pipeline does), the held-out vectors and their exact
-    top-``k`` among the rest (ids of the kept set, the index's labels)."""
-    from .build import build_index, reorder_index
+    top-``k`` among the rest (ids of the kept set, the index's labels).  ``graphs``: a dict
+    kept by the caller across calls on the same ``base_u8``; a graph already built there for
+    the same ``graph``, ``seed``, ``held`` and ``cfg.graph`` is reused (the graph depends on
+    nothing else), so variants of ``pq`` or ``layout`` cost no graph build."""
+    from .build import build_graph, build_index, reorder_index
 
     keep, out = holdout_split(len(base_u8), held, seed)
     kept = np.ascontiguousarray(base_u8[keep])
-    index = build_index(cfg, kept, graph=graph, seed=seed, progress=progress)
+    key = (graph, seed, held, cfg.graph)
+    g = graphs.get(key) if graphs is not None else None
+    if g is None:
+        g = build_graph(cfg, kept, graph, seed, progress)
+        if graphs is not None:
+            graphs[key] = g
+    index = build_index(cfg, kept, graph=graph, seed=seed, progress=progress, prebuilt=g)
     if cfg.layout.reorder:
         index, _ = reorder_index(index, seed=seed, progress=progress)
     q = np.ascontiguousarray(base_u8[out])

@@ -74,7 +74,7 @@ def _cmd_tune(args) -> int:
     from .golden.atomic import atomic_open
     from .golden.build import prepare_vectors
     from .golden.image import read_image, write_image
-    from .golden.tune import holdout_index, recommend_build, tune_search
+    from .golden.tune import holdout_index, recommend_build, recommendation, tune_search
     from .golden.vecio import read_vectors
     from .pipeline import (PipelineError, build_config, build_pipeline, check_output_path,
                            search_config)
@@ -104,7 +104,9 @@ def _cmd_tune(args) -> int:
         raise PipelineError(str(e)) from None
     log(f"building the tuning index on {len(base) - args.holdout} vectors "
         f"({args.holdout} held out)...")
-    index, layout, q, gt = holdout_index(base_u8, cfg, args.holdout, args.graph, args.seed)
+    graphs: dict = {}  # the tuning graph, reused by --recommend's variants of pq / layout
+    index, layout, q, gt = holdout_index(base_u8, cfg, args.holdout, args.graph, args.seed,
+                                         graphs=graphs)
     log(f"tuning for recall@{cfg.search.k} >= {args.target} (+{args.margin} on the sample), "
         f"objective {args.objective}:")
     try:
@@ -127,10 +129,13 @@ def _cmd_tune(args) -> int:
         f"{b.latency_us:.2f} us per query (one in flight), {b.qps:,.0f} q/s at "
         f"{cfg.engine.queues} queues")
     if args.recommend:
-        log("\nbuild settings, each re-tuned on the same sample:")
+        log("\nbuild settings, each re-tuned (L x r) on the same sample; advice only, the "
+            "image below is built as configured:")
         report["recommend"] = recommend_build(base_u8, cfg, args.holdout, args.target,
                                               _variants(cfg), args.objective, args.graph,
-                                              args.seed, args.margin, log=log)
+                                              args.seed, args.margin, log=log, graphs=graphs,
+                                              Ls=Ls, rs=rs)
+        report["recommended"] = recommendation(report["recommend"], args.objective)
     tuned = cfg.with_(search=b.search)
     out = Path(args.output)
     if args.index:
