@@ -18,11 +18,12 @@ never vertices of the graph they are searched on, as a user's queries are not.
 
 The timing figures come from the configuration ``cfg`` given (the image's plus any
 search-time overrides), never from hidden state.  Search: for each ``L`` of ``Ls`` the
-smallest fixed ``r`` (``L_per_r = 0``) that reaches the target with the other parameters at
-their configured values (an ``L`` is given up once a larger ``r`` adds less than 0.001);
+smallest run of unchanged checks ``r_eff`` of ``rs`` that reaches the target with the other
+parameters at their configured values (:func:`stop_rule`: ``r`` alone up to 15, longer runs
+through ``L_per_r``; an ``L`` is given up once a longer run adds less than 0.001);
 the best few of those are then refined by coordinate descent over
-``T0``, ``T_step``, ``beta`` and ``r`` (each move kept only if the target still holds and the
-objective improves).  Every evaluated point is returned (:class:`TunePoint`), so the choice can
+``T0``, ``T_step``, ``beta``, ``r`` and ``L_per_r`` (each move kept only if the target still
+holds and the objective improves).  Every evaluated point is returned (:class:`TunePoint`), so the choice can
 be checked.  Deterministic for given inputs.
 
 :func:`recommend_build` rebuilds the held-out index with alternative build settings
@@ -37,14 +38,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from proxima.config import ConfigError, ProximaConfig
+from proxima.config import R_MAX, ConfigError, ProximaConfig
 
 from .evaluate import access_counts, recall_at
 from .index import Index
 from .layout import Layout
 
 __all__ = ["OBJECTIVES", "TunePoint", "TuneResult", "holdout_split", "exact_ground_truth",
-           "evaluate_point", "tune_search", "recommend_build", "recommendation",
+           "evaluate_point", "tune_search", "stop_rule", "recommend_build", "recommendation",
            "SEARCH_KEYS"]
 
 OBJECTIVES = ("latency", "qps", "accesses")
@@ -143,7 +144,7 @@ def _valid(cfg: ProximaConfig, change: dict) -> ProximaConfig | None:
 def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarray,
                 target: float, cfg: ProximaConfig | None = None, objective: str = "latency",
                 margin: float = 0.005, Ls: Iterable[int] = (32, 48, 64, 96, 128, 192, 256),
-                rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15), refine: int = 3,
+                rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 24, 32, 48, 64), refine: int = 3,
                 log: Callable[[str], None] | None = None) -> TuneResult:
     """Pick search parameters reaching ``target + margin`` recall@k at the least ``objective``
     (module doc).  ``cfg`` defaults to the index's configuration."""
@@ -170,15 +171,15 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
     feasible: list[TunePoint] = []
     for L in Ls:
         prev = None
-        for r in rs:  # the smallest r that reaches the target at this L
-            c = _valid(cfg, {"L": L, "r": r, "L_per_r": 0, "T0": min(L, max(k, cfg.search.T0))})
+        for r in rs:  # the smallest r_eff that reaches the target at this L
+            c = _valid(cfg, {"L": L, **stop_rule(L, r), "T0": min(L, max(k, cfg.search.T0))})
             if c is None:
                 continue
             p = run(c)
             if p.recall >= need:
                 feasible.append(p)
                 break
-            if r == rs[-1] or c.search.T0 + r * c.search.T_step > L:
+            if r == rs[-1] or c.search.T0 + c.search.r_eff * c.search.T_step > L:
                 break  # a larger r would only reach list_end: no gain at this L
             if prev is not None and p.recall - prev.recall < 0.001:
                 break  # r no longer lifts recall at this L: the list is too short
@@ -186,7 +187,7 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
     feasible.sort(key=lambda p: p.objective(objective))
     best = feasible[0] if feasible else None
     axes = {"T0": (k, 12, 16, 24, 32), "T_step": (1, 2, 4, 8), "beta": (1.0, 1.06, 1.15, 1.3),
-            "r": tuple(rs)}
+            "r": tuple(r for r in rs if r <= R_MAX), "L_per_r": (0, 8, 16)}
     for start in feasible[:refine]:
         cur = start
         improved = True
@@ -207,6 +208,15 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
     return TuneResult(best, list(seen.values()), target, objective)
 
 
+def stop_rule(L: int, r_eff: int) -> dict:
+    """``search.{r, L_per_r}`` giving ``r_eff`` unchanged checks at list size ``L``: ``r``
+    alone up to its maximum (15), above it through the L-tied rule
+    (``r = 15, L_per_r = L // r_eff``: ``r_eff`` rounded up to what ``L`` allows)."""
+    if r_eff <= R_MAX:
+        return {"r": r_eff, "L_per_r": 0}
+    return {"r": R_MAX, "L_per_r": max(1, L // r_eff)}
+
+
 def _fmt(search: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in search.items())
 
@@ -217,7 +227,8 @@ def recommend_build(base_u8: np.ndarray, cfg: ProximaConfig, held: int, target: 
                     log: Callable[[str], None] | None = None,
                     graphs: dict | None = None,
                     Ls: Iterable[int] = (32, 48, 64, 96, 128, 192, 256),
-                    rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15)) -> list[dict]:
+                    rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 24, 32, 48, 64)
+                    ) -> list[dict]:
     """Measured effect of build settings: for ``cfg`` and each ``variants`` change (a
     ``ProximaConfig.with_`` mapping, e.g. ``{"pq": {"M": 32}}``), build the held-out index,
     tune it (``Ls`` x ``rs`` only) and report ``{"change", "best", "image_bytes",

@@ -41,8 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="recall to spare on the sample (default %(default)s)")
     t.add_argument("--L-values", default="32,48,64,96,128,192,256",
                    help="candidate list sizes to try (default %(default)s)")
-    t.add_argument("--r-values", default="1,2,3,4,6,8,10,12,15",
-                   help="repetition rates to try (default %(default)s)")
+    t.add_argument("--r-values", default="1,2,3,4,6,8,10,12,15,20,24,32,48,64",
+                   help="runs of unchanged checks (r_eff) to try; above 15 through "
+                        "search.L_per_r (default %(default)s)")
     t.add_argument("--refine", type=int, default=3,
                    help="best feasible points refined by coordinate descent (default %(default)s)")
     t.add_argument("--graph", default="vamana", choices=["vamana", "hnsw"])

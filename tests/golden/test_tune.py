@@ -77,3 +77,13 @@ def test_recommend_reuses_the_graph_and_picks_the_best_variant(monkeypatch):
     best = min(ok, key=lambda r: r["vs_configured"])
     assert rec is (best if best["vs_configured"] < -0.02 else rows[0])
     assert lines[-1].startswith("recommended: ")
+
+
+def test_stop_rule_reaches_runs_longer_than_r_allows():
+    from proxima.config import R_MAX, preset
+    from proxima.golden.tune import stop_rule
+
+    s = preset("default").search
+    for L, v in ((64, 3), (256, 15), (512, 32), (512, 64), (1024, 48)):
+        got = s.__class__(**{**s.__dict__, "L": L, **stop_rule(L, v)})
+        assert got.r_eff >= v and (v <= R_MAX or got.r_eff < 2 * v)
