@@ -24,6 +24,7 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from .cli import add_config_args
+    from .golden.tune import OBJECTIVES
 
     t = subparsers.add_parser("tune", help="tune the search parameters for a target recall",
                               description=__doc__,
@@ -33,9 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--index", help="an image already built from --base: rewrite its settings")
     t.add_argument("-o", "--output", required=True, help="index image file to write")
     t.add_argument("--target", type=float, default=0.95, help="recall@k to reach (0..1)")
-    t.add_argument("--objective", default="latency", choices=["latency", "qps", "accesses"],
+    t.add_argument("--objective", default="latency",
+                   choices=OBJECTIVES,
                    help="modelled query time with one query in flight (default), modelled "
-                        "QPS with engine.queues in flight, or NAND accesses per query")
+                        "QPS with engine.queues in flight, NAND accesses per query, or "
+                        "neighbour-list + raw-vector accesses per query (codes not counted)")
     t.add_argument("--holdout", type=int, default=500, help="base vectors held out as queries")
     t.add_argument("--margin", type=float, default=0.005,
                    help="recall to spare on the sample (default %(default)s)")

@@ -19,7 +19,8 @@ def test_holdout_split_is_disjoint_and_seeded():
         holdout_split(10, 10)
 
 
-def test_tune_meets_the_target_at_least_cost(tiny_index, objective="latency"):
+@pytest.mark.parametrize("objective", ["latency", "frame_raw"])
+def test_tune_meets_the_target_at_least_cost(tiny_index, objective):
     cfg = tiny_index.cfg
     q = clustered_u8(40, cfg.vec.dim, seed=31)
     gt = exact_ground_truth(tiny_index.vectors, q, cfg.search.k)
