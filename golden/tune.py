@@ -25,8 +25,8 @@ parameters at their configured values (:func:`stop_rule`: ``r`` alone up to 15, 
 through ``L_per_r``; an ``L`` is given up once a longer run adds less than 0.001);
 the best few of those are then refined by coordinate descent over
 ``T0``, ``T_step``, ``beta``, ``r`` and ``L_per_r`` (each move kept only if the target still
-holds and the objective improves).  Every evaluated point is returned (:class:`TunePoint`), so the choice can
-be checked.  Deterministic for given inputs.
+holds and the objective improves).  Every evaluated point is returned (:class:`TunePoint`),
+so the choice can be checked.  Deterministic for given inputs.
 
 :func:`recommend_build` rebuilds the held-out index with alternative build settings
 (``pq.M``, ``graph.R``, ``layout.hot_fraction``), re-tunes each, and reports the objective
@@ -46,11 +46,15 @@ from .evaluate import access_counts, recall_at
 from .index import Index
 from .layout import Layout
 
-__all__ = ["OBJECTIVES", "TunePoint", "TuneResult", "holdout_split", "exact_ground_truth",
+__all__ = ["OBJECTIVES", "DEFAULT_LS", "DEFAULT_RS", "TunePoint", "TuneResult", "holdout_split",
+           "exact_ground_truth",
            "evaluate_point", "tune_search", "stop_rule", "recommend_build", "recommendation",
            "SEARCH_KEYS"]
 
 OBJECTIVES = ("latency", "qps", "accesses", "frame_raw")
+#: the list sizes and runs of unchanged checks (``r_eff``, :func:`stop_rule`) tried by default
+DEFAULT_LS = (32, 48, 64, 96, 128, 192, 256)
+DEFAULT_RS = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 24, 32, 48, 64)
 #: the search fields a tune result sets (stored in the image's configuration)
 SEARCH_KEYS = ("L", "r", "L_per_r", "T0", "T_step", "beta")
 
@@ -147,8 +151,8 @@ def _valid(cfg: ProximaConfig, change: dict) -> ProximaConfig | None:
 
 def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarray,
                 target: float, cfg: ProximaConfig | None = None, objective: str = "latency",
-                margin: float = 0.005, Ls: Iterable[int] = (32, 48, 64, 96, 128, 192, 256),
-                rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 24, 32, 48, 64), refine: int = 3,
+                margin: float = 0.005, Ls: Iterable[int] = DEFAULT_LS,
+                rs: Iterable[int] = DEFAULT_RS, refine: int = 3,
                 log: Callable[[str], None] | None = None) -> TuneResult:
     """Pick search parameters reaching ``target + margin`` recall@k at the least ``objective``
     (module doc).  ``cfg`` defaults to the index's configuration."""
@@ -214,8 +218,8 @@ def tune_search(index: Index, layout: Layout, queries: np.ndarray, gt: np.ndarra
 
 def stop_rule(L: int, r_eff: int) -> dict:
     """``search.{r, L_per_r}`` giving ``r_eff`` unchanged checks at list size ``L``: ``r``
-    alone up to its maximum (15), above it through the L-tied rule
-    (``r = 15, L_per_r = L // r_eff``: ``r_eff`` rounded up to what ``L`` allows)."""
+    alone up to its bound ``R_MAX`` (15), above it through the L-tied rule
+    (``r = R_MAX, L_per_r = L // r_eff``: ``r_eff`` rounded up to what ``L`` allows)."""
     if r_eff <= R_MAX:
         return {"r": r_eff, "L_per_r": 0}
     return {"r": R_MAX, "L_per_r": max(1, L // r_eff)}
@@ -230,15 +234,14 @@ def recommend_build(base_u8: np.ndarray, cfg: ProximaConfig, held: int, target: 
                     seed: int = 0, margin: float = 0.005,
                     log: Callable[[str], None] | None = None,
                     graphs: dict | None = None,
-                    Ls: Iterable[int] = (32, 48, 64, 96, 128, 192, 256),
-                    rs: Iterable[int] = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 24, 32, 48, 64)
-                    ) -> list[dict]:
+                    Ls: Iterable[int] = DEFAULT_LS,
+                    rs: Iterable[int] = DEFAULT_RS) -> list[dict]:
     """Measured effect of build settings: for ``cfg`` and each ``variants`` change (a
     ``ProximaConfig.with_`` mapping, e.g. ``{"pq": {"M": 32}}``), build the held-out index,
     tune it (``Ls`` x ``rs`` only) and report ``{"change", "best", "image_bytes",
     "vs_configured"}`` per change (``vs_configured``: the objective's relative change against
-    the first row, the settings as configured); :func:`recommendation` picks one.  Graphs are shared
-    between variants with equal ``graph`` settings (``graphs``: see :func:`holdout_index`)."""
+    the first row, the settings as configured); :func:`recommendation` picks one.  Graphs are
+    shared between variants with equal ``graph`` settings (``graphs``: :func:`holdout_index`)."""
     log = log or (lambda s: None)
     out = []
     graphs = {} if graphs is None else graphs
@@ -258,7 +261,8 @@ def recommend_build(base_u8: np.ndarray, cfg: ProximaConfig, held: int, target: 
         row = {"change": change, "best": b.to_dict() if b else None, "image_bytes": size,
                "vs_configured": None}
         if b is not None and out and out[0]["best"] is not None:
-            row["vs_configured"] = _metric(b, objective) / _metric(out[0]["_point"], objective) - 1
+            row["vs_configured"] = _metric(b, objective) / _metric(out[0]["_point"],
+                                                                   objective) - 1
         row["_point"] = b
         out.append(row)
         log(f"  {' '.join(_sets(change)) or 'as configured'}: " +

@@ -24,7 +24,7 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from .cli import add_config_args
-    from .golden.tune import OBJECTIVES
+    from .golden.tune import DEFAULT_LS, DEFAULT_RS, OBJECTIVES
 
     t = subparsers.add_parser("tune", help="tune the search parameters for a target recall",
                               description=__doc__,
@@ -34,17 +34,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--index", help="an image already built from --base: rewrite its settings")
     t.add_argument("-o", "--output", required=True, help="index image file to write")
     t.add_argument("--target", type=float, default=0.95, help="recall@k to reach (0..1)")
-    t.add_argument("--objective", default="latency",
-                   choices=OBJECTIVES,
+    t.add_argument("--objective", default="latency", choices=OBJECTIVES,
                    help="modelled query time with one query in flight (default), modelled "
                         "QPS with engine.queues in flight, NAND accesses per query, or "
                         "neighbour-list + raw-vector accesses per query (codes not counted)")
     t.add_argument("--holdout", type=int, default=500, help="base vectors held out as queries")
     t.add_argument("--margin", type=float, default=0.005,
                    help="recall to spare on the sample (default %(default)s)")
-    t.add_argument("--L-values", default="32,48,64,96,128,192,256",
+    t.add_argument("--L-values", default=",".join(map(str, DEFAULT_LS)),
                    help="candidate list sizes to try (default %(default)s)")
-    t.add_argument("--r-values", default="1,2,3,4,6,8,10,12,15,20,24,32,48,64",
+    t.add_argument("--r-values", default=",".join(map(str, DEFAULT_RS)),
                    help="runs of unchanged checks (r_eff) to try; above 15 through "
                         "search.L_per_r (default %(default)s)")
     t.add_argument("--refine", type=int, default=3,
