@@ -51,13 +51,17 @@ def prepare_vectors(cfg: ProximaConfig, base: np.ndarray, queries: np.ndarray | 
     return to_u8(base), (to_u8(queries) if queries is not None else None), None
 
 
+def _check_u8(vectors: np.ndarray) -> None:
+    if vectors.dtype != np.uint8:
+        raise ValueError("build_index takes uint8 vectors; use prepare_vectors for float data")
+
+
 def build_graph(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", seed: int = 0,
                 progress: bool = True):
     """The ``graph`` kind's graph over uint8 ``vectors`` (depends on ``cfg.graph`` only)."""
     from . import graph as graphs
 
-    if vectors.dtype != np.uint8:
-        raise ValueError("build_index takes uint8 vectors; use prepare_vectors for float data")
+    _check_u8(vectors)
     if graph == "vamana":
         return graphs.build_vamana(vectors, cfg.graph, seed=seed, progress=progress)
     if graph == "hnsw":
@@ -70,6 +74,7 @@ def build_index(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", 
     """Build the graph and PQ index over uint8 ``vectors`` (see :func:`prepare_vectors`);
     ``prebuilt``: a :func:`build_graph` result for the same vectors and ``cfg.graph`` to use
     instead of building the graph again."""
+    _check_u8(vectors)
     g = prebuilt if prebuilt is not None else build_graph(cfg, vectors, graph, seed, progress)
     book = train_codebook(cfg, vectors, seed=seed + 1)
     codes = encode(cfg, vectors, book)
