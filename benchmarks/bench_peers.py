@@ -104,7 +104,9 @@ def peers(base: np.ndarray, q: np.ndarray, gt: np.ndarray, pq_m: int, labels: np
     return out
 
 
-def proxima_curves(index, layout, q, gt, Ls, queues, log=print) -> dict:
+def proxima_curves(index, layout, q, gt, Ls, queues, log=print, cpu_n: int | None = None) -> dict:
+    """Algorithm 1 and beam search over ``Ls``: recall, accesses and modelled timing on all
+    of ``q``; CPU q/s timed on the first ``cpu_n`` queries (all if None)."""
     from proxima.golden.evaluate import access_counts
     from proxima.golden.nand import simulate_events
     from proxima.golden.search_batch import search_batch
@@ -116,11 +118,12 @@ def proxima_curves(index, layout, q, gt, Ls, queues, log=print) -> dict:
     for L in Ls:
         cfg = index.cfg.override([f"search.L={L}", f"search.T0={min(L, index.cfg.search.T0)}"])
         for algo in ("alg1", "beam"):
+            qc = q[:cpu_n]
             if algo == "alg1":
-                res, dt = _timed(lambda: search_batch(index, q, cfg, workers=1))
+                _, dt = _timed(lambda: search_batch(index, qc, cfg, workers=1))
                 res = search_batch(index, q, cfg, trace=True, workers=1)
             else:
-                res, dt = _timed(lambda: [beam_search(index, v, cfg, trace=False) for v in q])
+                _, dt = _timed(lambda: [beam_search(index, v, cfg, trace=False) for v in qc])
                 res = [beam_search(index, v, cfg, trace=True) for v in q]
             ids = np.full((len(res), k), -1, dtype=np.int64)
             for i, r in enumerate(res):
@@ -128,7 +131,7 @@ def proxima_curves(index, layout, q, gt, Ls, queues, log=print) -> dict:
             acc = access_counts(res, layout, algo)
             ev = [r.events for r in res]
             one = simulate_events(ev, layout, nq=1, cfg=cfg, algo=algo)
-            pt = {"param": f"L={L}", "recall": _recall(ids, gt), "cpu_qps": len(q) / dt,
+            pt = {"param": f"L={L}", "recall": _recall(ids, gt), "cpu_qps": len(qc) / dt,
                   "latency_us": one.mean_latency_ns / 1e3, **acc}
             for nq in queues:
                 t = simulate_events(ev, layout, cfg=cfg.with_(engine={"queues": nq}), algo=algo)
@@ -172,6 +175,9 @@ def main() -> int:
     ap.add_argument("--target", default="0.9,0.95,0.98")
     ap.add_argument("--png", help="plot file prefix")
     ap.add_argument("--reuse", help="take the Proxima / beam curves from this earlier --json")
+    ap.add_argument("--cpu-queries", type=int,
+                    help="time the golden model's CPU q/s on this many queries only (all are "
+                         "searched for recall, accesses and the modelled timing)")
     a = ap.parse_args()
 
     img, _, q, gt = open_bench(a)
@@ -187,7 +193,7 @@ def main() -> int:
         log(f"Proxima and beam curves reused from {a.reuse}")
     else:
         curves.update(proxima_curves(index, layout, q, gt, [int(x) for x in a.L.split(",")],
-                                     queues, log))
+                                     queues, log, a.cpu_queries))
     targets = [float(x) for x in a.target.split(",")]
     table = {}
     for tg in targets:

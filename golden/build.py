@@ -18,7 +18,7 @@ from proxima.config import ProximaConfig
 from .index import Index
 from .pq import encode, train_codebook
 
-__all__ = ["prepare_vectors", "build_index", "reorder_index", "GRAPH_KINDS"]
+__all__ = ["prepare_vectors", "build_graph", "build_index", "reorder_index", "GRAPH_KINDS"]
 
 GRAPH_KINDS = ("vamana", "hnsw")
 
@@ -51,19 +51,31 @@ def prepare_vectors(cfg: ProximaConfig, base: np.ndarray, queries: np.ndarray | 
     return to_u8(base), (to_u8(queries) if queries is not None else None), None
 
 
-def build_index(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", seed: int = 0,
-                progress: bool = True, quantiser=None) -> Index:
-    """Build the graph and PQ index over uint8 ``vectors`` (see :func:`prepare_vectors`)."""
-    from . import graph as graphs
-
+def _check_u8(vectors: np.ndarray) -> None:
     if vectors.dtype != np.uint8:
         raise ValueError("build_index takes uint8 vectors; use prepare_vectors for float data")
+
+
+def build_graph(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", seed: int = 0,
+                progress: bool = True):
+    """The ``graph`` kind's graph over uint8 ``vectors`` (depends on ``cfg.graph`` only)."""
+    from . import graph as graphs
+
+    _check_u8(vectors)
     if graph == "vamana":
-        g = graphs.build_vamana(vectors, cfg.graph, seed=seed, progress=progress)
-    elif graph == "hnsw":
-        g = graphs.build_hnsw_base(vectors, cfg.graph, seed=seed)
-    else:
-        raise ValueError(f"unknown graph kind {graph!r}; choose from {GRAPH_KINDS}")
+        return graphs.build_vamana(vectors, cfg.graph, seed=seed, progress=progress)
+    if graph == "hnsw":
+        return graphs.build_hnsw_base(vectors, cfg.graph, seed=seed)
+    raise ValueError(f"unknown graph kind {graph!r}; choose from {GRAPH_KINDS}")
+
+
+def build_index(cfg: ProximaConfig, vectors: np.ndarray, graph: str = "vamana", seed: int = 0,
+                progress: bool = True, quantiser=None, prebuilt=None) -> Index:
+    """Build the graph and PQ index over uint8 ``vectors`` (see :func:`prepare_vectors`);
+    ``prebuilt``: a :func:`build_graph` result for the same vectors and ``cfg.graph`` to use
+    instead of building the graph again."""
+    _check_u8(vectors)
+    g = prebuilt if prebuilt is not None else build_graph(cfg, vectors, graph, seed, progress)
     book = train_codebook(cfg, vectors, seed=seed + 1)
     codes = encode(cfg, vectors, book)
     return Index(cfg, np.ascontiguousarray(vectors), g.neighbors.astype(np.int32), int(g.entry),

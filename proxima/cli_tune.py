@@ -24,6 +24,7 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from .cli import add_config_args
+    from .golden.tune import DEFAULT_LS, DEFAULT_RS, OBJECTIVES
 
     t = subparsers.add_parser("tune", help="tune the search parameters for a target recall",
                               description=__doc__,
@@ -33,16 +34,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--index", help="an image already built from --base: rewrite its settings")
     t.add_argument("-o", "--output", required=True, help="index image file to write")
     t.add_argument("--target", type=float, default=0.95, help="recall@k to reach (0..1)")
-    t.add_argument("--objective", default="latency", choices=["latency", "qps", "accesses"],
+    t.add_argument("--objective", default="latency", choices=OBJECTIVES,
                    help="modelled query time with one query in flight (default), modelled "
-                        "QPS with engine.queues in flight, or NAND accesses per query")
+                        "QPS with engine.queues in flight, NAND accesses per query, or "
+                        "neighbour-list + raw-vector accesses per query (codes not counted)")
     t.add_argument("--holdout", type=int, default=500, help="base vectors held out as queries")
     t.add_argument("--margin", type=float, default=0.005,
                    help="recall to spare on the sample (default %(default)s)")
-    t.add_argument("--L-values", default="32,48,64,96,128,192,256",
+    t.add_argument("--L-values", default=",".join(map(str, DEFAULT_LS)),
                    help="candidate list sizes to try (default %(default)s)")
-    t.add_argument("--r-values", default="1,2,3,4,6,8,10,12,15",
-                   help="repetition rates to try (default %(default)s)")
+    t.add_argument("--r-values", default=",".join(map(str, DEFAULT_RS)),
+                   help="runs of unchanged checks (r_eff) to try; above 15 through "
+                        "search.L_per_r (default %(default)s)")
     t.add_argument("--refine", type=int, default=3,
                    help="best feasible points refined by coordinate descent (default %(default)s)")
     t.add_argument("--graph", default="vamana", choices=["vamana", "hnsw"])
@@ -74,7 +77,7 @@ def _cmd_tune(args) -> int:
     from .golden.atomic import atomic_open
     from .golden.build import prepare_vectors
     from .golden.image import read_image, write_image
-    from .golden.tune import holdout_index, recommend_build, tune_search
+    from .golden.tune import holdout_index, recommend_build, recommendation, tune_search
     from .golden.vecio import read_vectors
     from .pipeline import (PipelineError, build_config, build_pipeline, check_output_path,
                            search_config)
@@ -104,7 +107,9 @@ def _cmd_tune(args) -> int:
         raise PipelineError(str(e)) from None
     log(f"building the tuning index on {len(base) - args.holdout} vectors "
         f"({args.holdout} held out)...")
-    index, layout, q, gt = holdout_index(base_u8, cfg, args.holdout, args.graph, args.seed)
+    graphs: dict = {}  # the tuning graph, reused by --recommend's variants of pq / layout
+    index, layout, q, gt = holdout_index(base_u8, cfg, args.holdout, args.graph, args.seed,
+                                         graphs=graphs)
     log(f"tuning for recall@{cfg.search.k} >= {args.target} (+{args.margin} on the sample), "
         f"objective {args.objective}:")
     try:
@@ -127,10 +132,13 @@ def _cmd_tune(args) -> int:
         f"{b.latency_us:.2f} us per query (one in flight), {b.qps:,.0f} q/s at "
         f"{cfg.engine.queues} queues")
     if args.recommend:
-        log("\nbuild settings, each re-tuned on the same sample:")
+        log("\nbuild settings, each re-tuned (L x r) on the same sample; advice only, the "
+            "image below is built as configured:")
         report["recommend"] = recommend_build(base_u8, cfg, args.holdout, args.target,
                                               _variants(cfg), args.objective, args.graph,
-                                              args.seed, args.margin, log=log)
+                                              args.seed, args.margin, log=log, graphs=graphs,
+                                              Ls=Ls, rs=rs)
+        report["recommended"] = recommendation(report["recommend"], args.objective)
     tuned = cfg.with_(search=b.search)
     out = Path(args.output)
     if args.index:

@@ -161,6 +161,10 @@ class PQConfig:
             raise ConfigError(f"pq.train_iters must be in 1..10000, got {self.train_iters}")
 
 
+#: the largest ``search.r`` (longer runs of unchanged checks go through ``search.L_per_r``)
+R_MAX = 15
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     L: int = 64  # candidate list capacity
@@ -196,8 +200,8 @@ class SearchConfig:
             raise ConfigError(f"search.T0 must be in k..L ({self.k}..{self.L}), got {self.T0}")
         if self.T_step < 1:
             raise ConfigError(f"search.T_step must be >= 1, got {self.T_step}")
-        if not 1 <= self.r <= 15:
-            raise ConfigError(f"search.r must be in 1..15, got {self.r}")
+        if not 1 <= self.r <= R_MAX:
+            raise ConfigError(f"search.r must be in 1..{R_MAX}, got {self.r}")
         if not 1.0 <= self.beta <= 16.0:
             raise ConfigError(f"search.beta must be in [1, 16], got {self.beta}")
         if not 0 <= self.beta_frac_bits <= 16:
