@@ -108,7 +108,7 @@ def _cmd_sim(args) -> int:
         print(f"recall: {rec}")
     ui, ur = run.utilisation()
     reads = run.reads()
-    print(f"reads per query: " + "  ".join(f"{k} {v:.1f}" for k, v in reads.items()))
+    print("reads per query: " + "  ".join(f"{k} {v:.1f}" for k, v in reads.items()))
     print(f"cycles: {run.cycles} for {run.n} queries = {run.cycles_per_query:.0f} per query "
           f"(mean query latency {run.latency_cycles:.0f} cycles)")
     print(f"QPS at {cfg.engine.clock_mhz:g} MHz: {run.qps:,.0f}")
