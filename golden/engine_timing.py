@@ -1,0 +1,629 @@
+"""Timing model of the multi-queue search engine: search events -> cycles, QPS, core utilisation.
+
+The engine (``hdl/accel.py``, ``Accelerator``) runs ``Q`` search contexts, each the state
+machine of :class:`proxima.hdl.engine.SearchEngine`, whose NAND accesses go through a
+round-robin arbiter into the NAND controller (:mod:`proxima.golden.nandctl`) and come back
+through a per-context reorder buffer.  This module predicts the cycles of a batch of queries
+from their golden :func:`proxima.golden.search.search` events, fast enough for the ``paper``
+preset at 256 queues.  It is the engine-level extension of :mod:`proxima.golden.nand` (which
+models the NAND alone with coarse per-phase compute costs).  Integer cycles throughout;
+``cfg.engine.clock_mhz`` converts to seconds.
+
+A query as a program (:func:`query_program`)
+--------------------------------------------
+Each query is turned into a sequence of *steps* ``(compute, accesses)``: the context computes
+for ``compute`` cycles, then issues ``accesses`` (each ``(core, extra)``) back to back and
+waits until every one of them has been delivered; then the next step starts.  The costs
+(:class:`EngineCosts`, from the configuration and the RTL blocks' latencies) follow the
+``SearchEngine`` states ("Cycle behaviour" in its docstring):
+
+* start: ``entry_pre`` (the exact unit's query load, the Bloom clear and the entry's test);
+  the entry's code read; then the ADT: the first SELECT waits until ``adt_ready`` after the
+  start (``pq.build_latency`` plus the entry's PQ distance and RESET) if it is later than
+  ``entry_post`` after the code read;
+* each expansion ``('frame', u)``: SELECT (``select``), the frame read (hot: its
+  ``hot_accesses`` chunks; normal: ``frame_access_count`` accesses, each delivered in
+  ``nb`` beats plus the gap decoder's ``frame_extra``), then the passed neighbours' code
+  reads (``frame_to_code`` after the frame; each code delivered in ``nb`` beats plus one
+  cycle to the PQ unit); a batch of more than ``sorter_n`` codes is merged as sub-batches,
+  and the codes of sub-batch ``b + 1`` wait for sub-batch ``b``'s merge; the last merge
+  (``pq_latency + merge_cycles + nb_tail``) ends before the next SELECT.  A hot frame's
+  codes come from the frame at one per cycle, without reads.  No passed neighbour: no merge.
+* each convergence check: SELECT (failing), DUMP (``L + 4`` plus ``dump_extra``), then the
+  first ``min(T, |C|)`` slots, one cycle each, an uncached one also its raw read, the
+  exact unit's ``ceil(dim / exact_lanes)`` beats and ``exact_latency`` (``exact_post``),
+  then ``check_post``; ``T`` grows by ``T_step`` per check, ``|C| = min(L, 1 + inserted
+  so far)``.
+* the final rerank: ``final_pre``, one cycle per slot of the final list, the uncached
+  chosen ones' raw reads and exact distances, then the ``k`` result beats (``final_post``).
+
+The events do not say where each check happened: a maximal run of ``raw`` events between
+two expansions is one check; the remaining checks (``counters['checks']`` minus those) come
+just before the final rerank.  The raw events of the last run are split between its checks
+and the final rerank by the counters (``final_reranked`` chosen slots, of which those of
+the last check's top ``final_T`` are cached).
+
+Memory path (:func:`simulate_batch`, event-driven)
+--------------------------------------------------
+* Arbiter: a request raised at cycle ``t`` is accepted by the controller at
+  ``max(t + arb_latency, previous accept + 1)`` (one request per cycle, in raise order);
+  a context raises its next access the cycle after the previous one's accept, and only
+  while fewer than ``reorder_slots`` of its accesses wait for their last beat.
+* NAND controller: the rules of :class:`proxima.golden.nandctl.NandControllerModel` at access
+  granularity: per core FIFO order, ``start = max(accept + ACCEPT_TO_START, done of the
+  previous)``, ``service`` cycles, a one-entry done slot (a completion waits while it is
+  full), and one output engine granting done slots round robin, ``nb`` beats per access,
+  one beat per cycle for all cores (the response bus).  The controller's FIFOs are deep
+  enough never to refuse a request (depth ``>= reorder_slots * Q`` per core would guarantee
+  it; the RTL's depth is ``engine.queues``, so a hot core can in principle back-pressure).
+* Reorder buffer: a beat emitted at ``e`` reaches its context at ``e + resp_delay`` at the
+  earliest, in the context's request order, one beat per cycle (plus the access' ``extra``).
+
+Queries start in order: the first ``Q`` at cycle 0, each further one in the cycle after a
+context finishes (``dispatch`` cycles later).  Outputs (:class:`BatchResult`): total cycles,
+per-query start / finish, per-core busy cycles (service plus completion stalls), QPS,
+utilisation.  :func:`nand_bound` runs the same batch with every compute cost zero (the
+engine waiting only for its reads).  ``predict`` / ``nand_bound`` are the benchmark's API.
+
+Accuracy against the RTL (single engine and the Accelerator, per preset and queue count):
+``docs/RESOURCES.md`` ("Engine timing model").
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from proxima.config import ProximaConfig
+
+from .layout import Layout, LayoutError
+from .nand import TimingParams
+from .nandctl import ACCEPT_TO_START, default_word_bits
+
+__all__ = ["EngineCosts", "Step", "BatchResult", "query_program", "simulate_batch",
+           "predict", "nand_bound", "EngineTimingError", "block_latencies"]
+
+
+class EngineTimingError(ValueError):
+    """Bad input to the engine timing model."""
+
+
+def _ceil_log2(n: int) -> int:
+    return max(0, (int(n) - 1).bit_length())
+
+
+def block_latencies(cfg: ProximaConfig) -> dict[str, int]:
+    """Latencies of the RTL blocks the engine waits on, as their docstrings state them
+    (``tests/golden/test_engine_timing.py`` checks each against the RTL block's attribute):
+
+    * ``pq_build``: ``PQUnit.build_latency`` = ``M * ksub + 4 + 2 + 2 + square_stages(eb) +
+      ceil_log2(dsub) + 1``; ``pq``: ``PQUnit.latency`` = ``1 + 2 + 2 + ceil_log2(M) + 1``;
+    * ``exact``: ``ExactDistanceUnit.latency`` = ``2 + square_stages(eb) + ceil_log2(lanes)
+      + 1 + 2``; ``exact_beats`` = ``ceil(dim / exact_lanes)``;
+    * ``bloom``: ``BloomFilter.latency`` = ``1 + hash_stages + 5 + 2``;
+    * ``select``: the candidate list's ``select_latency`` (6); ``merge``:
+      ``cfg.insert_cycles`` (the list's ``merge_cycles``).
+
+    ``square_stages(eb)``: the LUT-square pipeline of an ``eb``-bit difference (1 for
+    ``eb <= 8``, else 2)."""
+    eb = cfg.vec.elem_bits
+    sq = 1 if eb <= 8 else 2
+    M, ksub = cfg.pq.M, cfg.pq.ksub
+    bank_bits = cfg.bloom.bits // cfg.bloom.hashes
+    hash_stages = 1 if bank_bits & (bank_bits - 1) == 0 else 2
+    return {
+        "pq_build": M * ksub + 4 + 2 + 2 + sq + _ceil_log2(cfg.dsub) + 1,
+        "pq": 1 + 2 + 2 + _ceil_log2(M) + 1,
+        "exact": 2 + sq + _ceil_log2(cfg.engine.exact_lanes) + 1 + 2,
+        "exact_beats": -(-cfg.vec.dim // cfg.engine.exact_lanes),
+        "bloom": 1 + hash_stages + 5 + 2,
+        "select": 6,
+        "merge": cfg.insert_cycles,
+    }
+
+
+@dataclass(frozen=True)
+class EngineCosts:
+    """Cycle costs of one search context (module doc) and of the memory path."""
+    nb: int  # beats per access (8 * access_bytes / beat_bits)
+    service: int  # NAND core cycles per access (tR + transfer)
+    entry_pre: int  # query start -> the entry's code request
+    entry_post: int  # the entry's code delivered -> the first frame request (ADT ready)
+    adt_ready: int  # query start -> the first frame request at the earliest (ADT build)
+    select: int  # SELECT that finds a vertex -> its frame request
+    frame_extra: int  # extra delivery cycles of a normal frame (gap decoder)
+    hot_frame_extra: int  # extra delivery cycles of a hot frame
+    frame_to_code: int  # frame delivered -> the first code request
+    code_extra: int  # extra delivery cycles per code (hand-off to the PQ unit)
+    hot_to_code: int  # hot frame delivered -> its first code to the PQ unit
+    hot_code: int  # cycles per code of a hot frame (from its buffer to the PQ unit)
+    merge_tail: int  # last code in -> the list ready for the next command (PQ + merge)
+    merge_gap: int  # a sub-batch's last code -> the next sub-batch's codes move again
+    sorter_n: int
+    empty_frame: int  # frame delivered without passed neighbours -> ready for SELECT
+    check_pre: int  # SELECT failing + DUMP + swap (-> the first slot)
+    slot: int  # cycles per slot visited in a check or the final loop
+    exact_post: int  # raw vector delivered -> the slot done (exact unit)
+    check_post: int  # after the last slot of a check -> ready for SELECT
+    final_pre: int  # after the last check -> the final loop's first slot
+    final_post: int  # after the final loop -> the query's last cycle (result beats)
+    count_offset: int  # the RTL ``cycles`` counter minus the model's query time
+    arb_latency: int = 2  # a raised request -> accepted by the controller
+    resp_delay: int = 1  # a beat emitted by the controller -> deliverable to the context
+    reorder_slots: int = 4  # accesses a context may have outstanding
+    dispatch: int = 0  # a context finished -> its next query starts
+
+    @classmethod
+    def from_cfg(cls, cfg: ProximaConfig, *, beat_bits: int | None = None,
+                 reorder_slots: int = 4, latencies: dict | None = None) -> "EngineCosts":
+        lat = block_latencies(cfg) if latencies is None else dict(latencies)
+        bb = default_word_bits(cfg) if beat_bits is None else int(beat_bits)
+        nb = 8 * cfg.nand.access_bytes // bb
+        tp = TimingParams.from_cfg(cfg)
+        s = cfg.search
+        sel = lat["select"] + 2  # accept, latency, response taken
+        merge_tail = lat["pq"] + lat["merge"]
+        return cls(
+            nb=nb, service=tp.service_cycles,
+            entry_pre=lat["exact_beats"] + lat["bloom"] + 2,
+            entry_post=1 + lat["pq"] + 2 + sel,
+            adt_ready=lat["pq_build"] + lat["pq"] + 5 + sel,
+            select=sel + 1,
+            frame_extra=6, hot_frame_extra=6, frame_to_code=5, code_extra=1, hot_to_code=0, hot_code=1,
+            merge_tail=merge_tail, merge_gap=merge_tail, sorter_n=cfg.engine.sorter_n,
+            empty_frame=0,
+            check_pre=sel + s.L + 4 + 1,
+            slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 3,
+            check_post=1, final_pre=2, final_post=s.k + 4, count_offset=cfg.vec.dim - 1,
+            reorder_slots=int(reorder_slots),
+        )
+
+    def zero_compute(self) -> "EngineCosts":
+        """The same memory path with every engine compute cost zero (the NAND bound)."""
+        keep = {"nb", "service", "sorter_n", "arb_latency", "resp_delay", "reorder_slots"}
+        return replace(self, **{f.name: 0 for f in fields(self) if f.name not in keep})
+
+
+class Step(tuple):
+    """``(compute, accesses, wait_until)``: compute cycles, then the accesses ``((core,
+    extra), ...)`` back to back, waited for; ``wait_until``: the step's accesses are not
+    issued before this cycle after the query's start (0: no such wait)."""
+    __slots__ = ()
+
+    def __new__(cls, compute: int, accesses=(), wait_until: int = 0):
+        return tuple.__new__(cls, (int(compute), tuple(accesses), int(wait_until)))
+
+
+def _runs(events):
+    """Split events into ('entry', v), ('hop', u, [codes]), ('raws', [v, ...]) items."""
+    items = []
+    for k, v in events:
+        v = int(v)
+        if k == "frame":
+            items.append(["hop", v, []])
+        elif k == "code":
+            if not items:
+                items.append(["entry", v])
+            elif items[-1][0] == "hop":
+                items[-1][2].append(v)
+            else:
+                raise EngineTimingError("a code event outside an expansion")
+        elif k == "raw":
+            if items and items[-1][0] == "raws":
+                items[-1][1].append(v)
+            else:
+                items.append(["raws", [v]])
+        else:
+            raise LayoutError(f"unknown event kind {k!r}")
+    if not items or items[0][0] != "entry":
+        raise EngineTimingError("a query's events start with the entry's code")
+    return items
+
+
+def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Layout,
+                  costs: EngineCosts, copy: int = 0) -> list[Step]:
+    """One query's steps (module doc) from its golden events and counters."""
+    cfg = layout.cfg
+    s = cfg.search
+    L, idb = s.L, cfg.id_bits
+    del idb
+    c = costs
+    Ci, Cr = cfg.nand.cores, cfg.nand.raw_vector_cores
+    nf, ncode, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
+    K, H = layout.hot_accesses, layout.hot
+    rot = layout._check_copy(copy) * layout.copy_shift
+    items = _runs(events)
+    steps: list[Step] = []
+    pending = 0  # compute carried into the next step
+
+    def code_acc(v, extra=c.code_extra):
+        return [(v % Ci, extra)] * ncode
+
+    def raw_acc(v):
+        return [(Ci + v % Cr, 0)] * nr
+
+    # entry
+    steps.append(Step(c.entry_pre, code_acc(items[0][1], 0)))
+    pending = c.entry_post
+    first_wait = c.adt_ready
+    inserted = 0
+    checks_total = int(counters["checks"])
+    # checks: one per raw run between expansions; the rest before the final rerank
+    body = items[1:]
+    last_hop = max((i for i, it in enumerate(body) if it[0] == "hop"), default=-1)
+    mid_runs = sum(1 for i, it in enumerate(body) if it[0] == "raws" and i < last_hop)
+    tail_checks = max(0, checks_total - mid_runs)
+    tail = body[last_hop + 1:]
+    tail_raws = tail[0][1] if tail else []
+    check_no = 0
+
+    def do_check(raws, n_checks):
+        nonlocal pending, check_no
+        length = min(L, 1 + inserted)
+        for j in range(n_checks):
+            T = s.T0 + check_no * s.T_step
+            ntop = min(T, length)
+            check_no += 1
+            mine = raws if j == n_checks - 1 else []
+            if j == 0 and n_checks > 1:
+                mine = raws  # all uncached slots in the first of consecutive checks
+                raws = []
+            comp = pending + c.check_pre
+            cached = max(0, ntop - len(mine))
+            comp += cached * c.slot
+            for v in mine:
+                steps.append(Step(comp + c.slot, raw_acc(v)))
+                comp = c.exact_post
+            pending = comp + c.check_post
+
+    for i, it in enumerate(body):
+        if i > last_hop:
+            break
+        if it[0] == "hop":
+            u, codes = it[1], it[2]
+            comp = pending + c.select
+            if u < H:
+                acc = [((u * K + a + rot) % Ci, 0) for a in range(K)]
+                acc[-1] = (acc[-1][0], c.hot_frame_extra)
+            else:
+                acc = [(u % Ci, 0)] * nf
+                acc[-1] = (acc[-1][0], c.frame_extra)
+            steps.append(Step(comp, acc, first_wait))
+            first_wait = 0
+            n = len(codes)
+            inserted += n
+            if n == 0:
+                pending = c.empty_frame
+            elif u < H:
+                merges = -(-n // c.sorter_n)
+                pending = c.hot_to_code + n * c.hot_code + merges * c.merge_tail
+            else:
+                comp = c.frame_to_code
+                for b in range(0, n, c.sorter_n):
+                    sub = codes[b:b + c.sorter_n]
+                    acc = [a for v in sub for a in code_acc(v)]
+                    steps.append(Step(comp, acc))
+                    comp = c.merge_gap
+                pending = c.merge_tail
+        else:
+            do_check(it[1], 1)
+    # tail: the remaining checks, then the final rerank
+    final_T = int(counters["final_T"])
+    reranked = int(counters["final_reranked"])
+    # raws of the final rerank: the chosen slots beyond the last check's cached top
+    n_final_raw = min(len(tail_raws), max(0, reranked - final_T)) if tail_checks else \
+        len(tail_raws)
+    check_raws = tail_raws[:len(tail_raws) - n_final_raw]
+    final_raws = tail_raws[len(tail_raws) - n_final_raw:]
+    if tail_checks:
+        do_check(check_raws, tail_checks)
+    length = min(L, 1 + inserted)
+    comp = pending + c.final_pre + max(0, length - len(final_raws)) * c.slot
+    for v in final_raws:
+        steps.append(Step(comp + c.slot, raw_acc(v)))
+        comp = c.exact_post
+    steps.append(Step(comp + c.final_post))
+    return steps
+
+
+@dataclass
+class BatchResult:
+    start: np.ndarray  # (Q,) cycle each query started
+    finish: np.ndarray  # (Q,) its last cycle
+    total_cycles: int
+    busy: np.ndarray  # (cores,) busy cycles
+    cycle_ns: float
+    queues: int
+    accesses: int
+    index_cores: int
+    #: per access, in accept order: (query, accept cycle, last delivery cycle, core)
+    trace: list | None = None
+
+    @property
+    def latency(self) -> np.ndarray:
+        return self.finish - self.start
+
+    @property
+    def utilisation(self) -> np.ndarray:
+        return self.busy / max(1, self.total_cycles)
+
+    @property
+    def seconds(self) -> float:
+        return self.total_cycles * self.cycle_ns * 1e-9
+
+    @property
+    def qps(self) -> float:
+        return len(self.start) / self.seconds if self.total_cycles else float("inf")
+
+    @property
+    def cycles_per_query(self) -> float:
+        return self.total_cycles / max(1, len(self.start))
+
+    def summary(self) -> dict:
+        u = self.utilisation
+        return {"queries": len(self.start), "queues": self.queues,
+                "total_cycles": self.total_cycles, "qps": self.qps,
+                "mean_latency_cycles": float(self.latency.mean()) if len(self.start) else 0.0,
+                "util_index": float(u[:self.index_cores].mean()),
+                "util_raw": float(u[self.index_cores:].mean()) if len(u) > self.index_cores
+                else 0.0, "accesses": self.accesses}
+
+
+def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queues: int,
+                   cores: int, cycle_ns: float = 10.0, index_cores: int | None = None,
+                   trace: bool = False) -> BatchResult:
+    """Run the query programs on ``queues`` contexts sharing the memory path (module doc)."""
+    if queues < 1:
+        raise EngineTimingError(f"queues must be >= 1, got {queues}")
+    c = costs
+    nb, svc, slots = max(1, c.nb), c.service, max(1, c.reorder_slots)
+    Qn = len(programs)
+    start = np.zeros(Qn, dtype=np.int64)
+    finish = np.zeros(Qn, dtype=np.int64)
+    busy = [0] * cores
+    heap: list = []
+    seq = 0
+
+    # event priorities at equal cycles: completions (x0) before grants, arrivals last
+    X0, GRANT, RAISE, RESUME, ARRIVE = 0, 1, 2, 3, 4
+
+    def push(t, kind, arg):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (t, kind, seq, arg))
+
+    # NAND state
+    fifo = [[] for _ in range(cores)]  # (accept, access id) per core, FIFO
+    fhead = [0] * cores
+    cur = [None] * cores  # access in service
+    cur_x0 = [0] * cores
+    free = [0] * cores  # done cycle of the core's previous access
+    slot = [None] * cores  # (access id, done cycle)
+    stalled = [False] * cores
+    eng_free = 0
+    last_g = cores - 1
+    arb_next = 0
+    full_cores: set = set()
+
+    # accesses: owner context, its index in the context's request order, extra
+    acc_ctx: list[int] = []
+    qacc: list[int] = []  # the query of each access
+    acc_extra: list[int] = []
+    acc_core: list[int] = []
+    acc_emit: list[int] = []
+    acc_dend: list[int] = []  # its last beat's delivery cycle (-1: not known yet)
+    acc_acc: list[int] = []  # accept cycle
+
+    # context state
+    prog: list = [None] * queues
+    qid = [-1] * queues
+    pc = [0] * queues
+    t0 = [0] * queues
+    pend: list = [[] for _ in range(queues)]  # accesses of the step not yet raised
+    outstanding: list = [[] for _ in range(queues)]  # raised, not delivered (in order)
+    ohead = [0] * queues  # first access whose delivery is not scheduled yet
+    ofree = [0] * queues  # first access still holding a reorder slot
+    deliv_end = [0] * queues  # last delivery cycle of the context
+    left = [0] * queues  # accesses of the step not yet delivered
+    raising = [False] * queues
+    next_query = 0
+    n_acc = 0
+
+    def begin(q, t):
+        nonlocal next_query
+        if next_query >= Qn:
+            prog[q] = None
+            return
+        qid[q] = next_query
+        prog[q] = programs[next_query]
+        start[next_query] = t
+        next_query += 1
+        pc[q], t0[q] = 0, t
+        run_step(q, t)
+
+    def run_step(q, t):
+        p = prog[q]
+        if pc[q] == len(p):
+            finish[qid[q]] = t
+            begin(q, t + c.dispatch)
+            return
+        comp, accs, wait = p[pc[q]]
+        pc[q] += 1
+        go = max(t + comp, t0[q] + wait)
+        if not accs:
+            push(go, RESUME, q)
+            return
+        pend[q] = list(accs)
+        pend[q].reverse()
+        left[q] = len(accs)
+        raising[q] = True
+        push(go, RAISE, q)
+
+    def core_start(k, t_pop_min):
+        """Start the core's next queued access if any (first service cycle >= t_pop_min)."""
+        f = fifo[k]
+        if fhead[k] < len(f):
+            a_t, aid = f[fhead[k]]
+            fhead[k] += 1
+            s = max(a_t + ACCEPT_TO_START, t_pop_min)
+            cur[k] = aid
+            cur_x0[k] = s + svc - 1
+            busy[k] += svc
+            push(cur_x0[k], X0, k)
+        else:
+            cur[k] = None
+
+    def deliver(q):
+        """Advance the context's in-order delivery over accesses already granted."""
+        out = outstanding[q]
+        while ohead[q] < len(out):
+            aid = out[ohead[q]]
+            e = acc_emit[aid]
+            if e < 0:
+                break
+            ohead[q] += 1
+            st = max(e + c.resp_delay, deliv_end[q] + 1)
+            deliv_end[q] = st + nb - 1 + acc_extra[aid]
+            acc_dend[aid] = deliv_end[q]
+            left[q] -= 1
+            # its reorder slot frees after its last beat: a waiting raise may go on
+            if pend[q] and not raising[q]:
+                raising[q] = True
+                push(deliv_end[q] + 1, RAISE, q)
+            if left[q] == 0:
+                push(deliv_end[q] + 1, RESUME, q)
+
+    for q in range(min(queues, Qn)):
+        begin(q, 0)
+
+    while heap:
+        t, kind, _, arg = heapq.heappop(heap)
+        if kind == X0:
+            k = arg
+            if slot[k] is not None:
+                stalled[k] = True
+                continue
+            aid = cur[k]
+            slot[k] = (aid, t + 1)
+            full_cores.add(k)
+            free[k] = t + 1
+            push(max(t + 1, eng_free), GRANT, None)
+            core_start(k, t + 1)
+        elif kind == GRANT:
+            if t < eng_free or not full_cores:
+                continue
+            ready = [k for k in full_cores if slot[k][1] <= t]
+            if not ready:
+                continue
+            # round robin after the last granted core
+            g = min(ready, key=lambda k: (k - last_g - 1) % cores)
+            aid = slot[g][0]
+            slot[g] = None
+            full_cores.discard(g)
+            last_g = g
+            eng_free = t + nb
+            acc_emit[aid] = t + 1
+            if stalled[g]:
+                stalled[g] = False
+                busy[g] += t + 1 - cur_x0[g]
+                cur_x0[g] = t + 1
+                push(t + 1, X0, g)
+            if full_cores:
+                push(eng_free, GRANT, None)
+            deliver(acc_ctx[aid])
+        elif kind == RAISE:
+            q = arg
+            raising[q] = False
+            if not pend[q]:
+                continue
+            out = outstanding[q]
+            while ofree[q] < len(out) and 0 <= acc_dend[out[ofree[q]]] < t:
+                ofree[q] += 1
+            if len(out) - ofree[q] >= slots:
+                d = acc_dend[out[ofree[q]]]
+                if d >= 0:  # its slot frees after its last beat
+                    raising[q] = True
+                    push(d + 1, RAISE, q)
+                continue  # else deliver() raises again once its delivery is known
+            core, extra = pend[q].pop()
+            a = max(t + c.arb_latency, arb_next)
+            arb_next = a + 1
+            aid = n_acc
+            n_acc += 1
+            acc_ctx.append(q)
+            qacc.append(qid[q])
+            acc_extra.append(extra)
+            acc_core.append(core)
+            acc_emit.append(-1)
+            acc_dend.append(-1)
+            acc_acc.append(a)
+            outstanding[q].append(aid)
+            if not 0 <= core < cores:
+                raise EngineTimingError(f"access on core {core}, the model has {cores}")
+            push(a, ARRIVE, (core, aid))
+            if pend[q]:
+                raising[q] = True
+                push(a + 1 - c.arb_latency if c.arb_latency else a + 1, RAISE, q)
+        elif kind == ARRIVE:
+            core, aid = arg
+            fifo[core].append((t, aid))
+            if cur[core] is None and not stalled[core]:
+                core_start(core, free[core])
+        else:  # RESUME
+            q = arg
+            run_step(q, t)
+    total = int(finish.max()) + 1 if Qn else 0
+    tr = None
+    if trace:
+        tr = [(qacc[i], acc_acc[i], acc_dend[i], acc_core[i]) for i in range(n_acc)]
+    return BatchResult(start, finish, total, np.asarray(busy, dtype=np.int64), cycle_ns,
+                       queues, n_acc, cores if index_cores is None else index_cores, tr)
+
+
+def _programs(cfg, layout, events_per_query, counters_per_query, costs):
+    X = layout.hot_copies
+    return [query_program(ev, cn, layout, costs, q % X)
+            for q, (ev, cn) in enumerate(zip(events_per_query, counters_per_query))]
+
+
+def predict(cfg: ProximaConfig, layout: Layout, events_per_query, queues: int | None = None,
+            counters_per_query=None, costs: EngineCosts | None = None) -> BatchResult:
+    """Cycles of a batch on the multi-queue engine (module doc).  ``events_per_query``: each
+    query's golden search events, or its :class:`~proxima.golden.search.SearchResult`
+    (events and counters); ``counters_per_query`` are needed with bare event lists.
+    ``queues`` defaults to ``cfg.engine.queues``; ``costs`` to
+    :meth:`EngineCosts.from_cfg`."""
+    evs, cnts = _split(events_per_query, counters_per_query)
+    costs = costs or EngineCosts.from_cfg(cfg)
+    queues = cfg.engine.queues if queues is None else int(queues)
+    progs = _programs(cfg, layout, evs, cnts, costs)
+    return simulate_batch(progs, costs, queues, layout.total_cores, cfg.cycle_ns,
+                          cfg.nand.cores)
+
+
+def nand_bound(cfg: ProximaConfig, layout: Layout, events_per_query,
+               queues: int | None = None, counters_per_query=None,
+               costs: EngineCosts | None = None) -> BatchResult:
+    """:func:`predict` with the engine's compute taking no time (module doc)."""
+    costs = (costs or EngineCosts.from_cfg(cfg)).zero_compute()
+    return predict(cfg, layout, events_per_query, queues, counters_per_query, costs)
+
+
+def _split(events_per_query, counters_per_query):
+    evs, cnts = [], []
+    for i, e in enumerate(events_per_query):
+        if hasattr(e, "events") and hasattr(e, "counters"):
+            evs.append(e.events)
+            cnts.append(e.counters)
+        else:
+            if counters_per_query is None:
+                raise EngineTimingError("bare event lists need counters_per_query")
+            evs.append(e)
+            cnts.append(counters_per_query[i])
+    if not all(evs):
+        raise EngineTimingError("a query without events (search with trace=True)")
+    return evs, cnts
