@@ -101,23 +101,23 @@ def block_latencies(cfg: ProximaConfig) -> dict[str, int]:
     (``tests/golden/test_engine_timing.py`` checks each against the RTL block's attribute):
 
     * ``pq_build``: ``PQUnit.build_latency`` = ``M * ksub + 4 + 2 + 2 + square_stages(eb) +
-      ceil_log2(dsub) + 1``; ``pq``: ``PQUnit.latency`` = ``1 + 2 + 2 + ceil_log2(M) + 1``;
+      ceil_log2(dsub) + 2``; ``pq``: ``PQUnit.latency`` = ``1 + 2 + 2 + ceil_log2(M) + 2``;
     * ``exact``: ``ExactDistanceUnit.latency`` = ``2 + square_stages(eb) + ceil_log2(lanes)
       + 1 + 2``; ``exact_beats`` = ``ceil(dim / exact_lanes)``;
     * ``bloom``: ``BloomFilter.latency`` = ``1 + hash_stages + 5 + 2``;
     * ``select``: the candidate list's ``select_latency`` (6); ``merge``:
       ``cfg.insert_cycles`` (the list's ``merge_cycles``).
 
-    ``square_stages(eb)``: the LUT-square pipeline of an ``eb``-bit difference (1 for
-    ``eb <= 8``, else 2)."""
+    ``square_stages(eb)`` = ``1 + max(0, ceil_log2(eb - eb // 2) - 1) + 1`` (the LUT-square
+    pipeline of an ``eb``-bit difference); RAM reads take 2 cycles, FIFOs 2."""
     eb = cfg.vec.elem_bits
-    sq = 1 if eb <= 8 else 2
+    sq = 1 if eb < 2 else 1 + max(0, _ceil_log2(eb - eb // 2) - 1) + 1
     M, ksub = cfg.pq.M, cfg.pq.ksub
     bank_bits = cfg.bloom.bits // cfg.bloom.hashes
     hash_stages = 1 if bank_bits & (bank_bits - 1) == 0 else 2
     return {
-        "pq_build": M * ksub + 4 + 2 + 2 + sq + _ceil_log2(cfg.dsub) + 1,
-        "pq": 1 + 2 + 2 + _ceil_log2(M) + 1,
+        "pq_build": M * ksub + 4 + 2 + 2 + sq + _ceil_log2(cfg.dsub) + 2,
+        "pq": 1 + 2 + 2 + _ceil_log2(M) + 2,
         "exact": 2 + sq + _ceil_log2(cfg.engine.exact_lanes) + 1 + 2,
         "exact_beats": -(-cfg.vec.dim // cfg.engine.exact_lanes),
         "bloom": 1 + hash_stages + 5 + 2,
@@ -166,18 +166,18 @@ class EngineCosts:
         tp = TimingParams.from_cfg(cfg)
         s = cfg.search
         sel = lat["select"] + 2  # accept, latency, response taken
-        merge_tail = lat["pq"] + lat["merge"]
+        merge_tail = lat["pq"] + lat["merge"] - 1
         return cls(
             nb=nb, service=tp.service_cycles,
             entry_pre=lat["exact_beats"] + lat["bloom"] + 2,
             entry_post=1 + lat["pq"] + 2 + sel,
-            adt_ready=lat["pq_build"] + lat["pq"] + 5 + sel,
+            adt_ready=lat["pq_build"] + lat["pq"] + 1 + sel,
             select=sel + 1,
             frame_extra=6, hot_frame_extra=6, frame_to_code=5, code_extra=1, hot_to_code=0, hot_code=1,
             merge_tail=merge_tail, merge_gap=merge_tail, sorter_n=cfg.engine.sorter_n,
             empty_frame=0,
             check_pre=sel + s.L + 4 + 1,
-            slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 3,
+            slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 1,
             check_post=1, final_pre=2, final_post=s.k + 4, count_offset=cfg.vec.dim - 1,
             reorder_slots=int(reorder_slots),
         )

@@ -1,0 +1,133 @@
+"""Engine timing model (golden/engine_timing.py): its rules, and its cycles against the RTL.
+
+The RTL comparison runs two ``tiny`` queries through :class:`proxima.hdl.engine.SearchEngine`
+in the Amaranth simulator with the golden NAND controller serving its reads
+(``tests/hdl/engine_timing_rtl.py``) and checks the model's per-query cycles within 2%.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from proxima.config import preset
+from proxima.golden.engine_timing import (EngineCosts, EngineTimingError, Step,
+                                          block_latencies, nand_bound, predict,
+                                          query_program, simulate_batch)
+from proxima.golden.layout import Layout, reads_for_events
+from proxima.golden.nandctl import CtlParams, NandControllerModel, Request
+from proxima.golden.search import search
+from tests.golden.conftest import clustered_u8
+
+
+@pytest.fixture(scope="module")
+def tiny_img(tmp_path_factory):
+    from tests.hdl.engine_timing_rtl import tiny_image
+    return tiny_image(tmp_path_factory.mktemp("engine_timing"))
+
+
+@pytest.fixture(scope="module")
+def tiny_refs(tiny_img):
+    qs = clustered_u8(24, tiny_img.index.cfg.vec.dim, seed=200)
+    return qs, [search(tiny_img.index, q) for q in qs]
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "paper"])
+def test_block_latencies_are_the_rtl_blocks(name):
+    """The latencies the model waits on are the RTL blocks' own attributes."""
+    from proxima.hdl.bloom import BloomFilter
+    from proxima.hdl.candidates import CandidateListWithSorter
+    from proxima.hdl.exact import ExactDistanceUnit
+    from proxima.hdl.pq import PQUnit
+    cfg = preset(name)
+    pq, ex, cand = PQUnit(cfg), ExactDistanceUnit(cfg), CandidateListWithSorter(cfg)
+    assert block_latencies(cfg) == {
+        "pq_build": pq.build_latency, "pq": pq.latency, "exact": ex.latency,
+        "exact_beats": ex.beats, "bloom": BloomFilter(cfg).latency,
+        "select": cand.select_latency, "merge": cand.merge_cycles}
+
+
+def test_nand_path_follows_the_controller_model():
+    """Lone accesses raised at random cycles on random cores: the model's beat emission
+    cycles equal :class:`NandControllerModel`'s (FIFO order, done slots, completion stalls,
+    round-robin output engine, nb beats per access)."""
+    rnd = random.Random(5)
+    for nb, service, cores in ((4, 7, 3), (1, 5, 4), (8, 3, 2)):
+        n = 40
+        times = sorted(rnd.sample(range(200), n))
+        core = [rnd.randrange(cores) for _ in range(n)]
+        costs = replace(EngineCosts.from_cfg(preset("tiny")).zero_compute(), nb=nb,
+                        service=service, arb_latency=0, resp_delay=0, reorder_slots=1)
+        progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
+        res = simulate_batch(progs, costs, n, cores, trace=True)
+        emit = {q: d - nb + 1 for q, a, d, _ in res.trace}
+        assert [a for _, a, _, _ in sorted(res.trace)] == times
+        # the same requests through the cycle model (offered in their cycle, never refused)
+        p = CtlParams(cores=cores, depth=n, service=service, access_bytes=8 * nb,
+                      page_bytes=256, pages=1, page_bits=1, beat_bits=64, tag_bits=8)
+        ctl = NandControllerModel(p)
+        first = {}
+        by_t = dict(zip(times, range(n)))
+        for t in range(times[-1] + n * (service + nb) + 10):
+            q = by_t.get(t)
+            acc, beat = ctl.step(Request(q, core[q], 0, 0) if q is not None else None, True)
+            assert acc == (q is not None)
+            if beat is not None:
+                first.setdefault(beat.tag, beat.cycle)
+        assert emit == first, (nb, service, cores)
+        assert res.busy.sum() >= n * service
+
+
+def test_program_reads_are_the_layout_reads(tiny_img, tiny_refs):
+    """A query's program issues exactly its golden reads, on their cores, in order."""
+    lay = tiny_img.layout
+    costs = EngineCosts.from_cfg(lay.cfg)
+    for r in tiny_refs[1][:8]:
+        prog = query_program(r.events, r.counters, lay, costs)
+        cores = [core for _, accs, _ in prog for core, _ in accs]
+        assert cores == [rd.core for rd in reads_for_events(r.events, lay)]
+        # the program's compute covers at least the ADT build and every check's DUMP
+        comp = sum(c for c, _, _ in prog)
+        assert comp >= r.counters["checks"] * (lay.cfg.search.L + 4)
+
+
+def test_batch_rules(tiny_img, tiny_refs):
+    cfg, lay = tiny_img.layout.cfg, tiny_img.layout
+    refs = tiny_refs[1]
+    one = predict(cfg, lay, refs, 1)
+    # one queue: the queries back to back, their latencies add up
+    assert one.total_cycles == int(one.latency.sum()) + 1
+    assert one.accesses == sum(len(reads_for_events(r.events, lay)) for r in refs)
+    totals = [predict(cfg, lay, refs, q).total_cycles for q in (1, 2, 4, 8)]
+    assert all(b < a for a, b in zip(totals, totals[1:]))
+    for q in (1, 8):
+        got, bound = predict(cfg, lay, refs, q), nand_bound(cfg, lay, refs, q)
+        assert bound.total_cycles < got.total_cycles
+        assert bound.qps > got.qps
+        assert np.all(got.utilisation <= 1) and np.all(bound.utilisation <= 1)
+        assert got.busy.sum() >= got.accesses * EngineCosts.from_cfg(cfg).service
+    # the response bus bounds the batch: nb beats per access, one beat per cycle
+    bound = nand_bound(cfg, lay, refs, 64)
+    assert bound.total_cycles >= bound.accesses * EngineCosts.from_cfg(cfg).nb
+    with pytest.raises(EngineTimingError):
+        predict(cfg, lay, [r.events for r in refs], 2)  # bare events need the counters
+    with pytest.raises(EngineTimingError):
+        predict(cfg, lay, refs, 0)
+
+
+def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
+    """The model of the single-query engine against the RTL's ``cycles`` counter, the same
+    memory path (golden NAND controller, 4 reorder slots, no arbiter): within 2% per query."""
+    from tests.hdl.engine_timing_rtl import run_engine
+    qs, refs = tiny_refs
+    lay = tiny_img.layout
+    got = run_engine(tiny_img, qs[:2])
+    costs = replace(EngineCosts.from_cfg(lay.cfg), arb_latency=0, resp_delay=1)
+    for g, r in zip(got, refs):
+        assert g["hops"] == r.counters["hops"]
+        model = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
+                               lay.total_cores).total_cycles + costs.count_offset
+        assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])
