@@ -52,8 +52,9 @@ counters      ``Out(counter_bits)`` each, registered: ``hops``, ``pq_dists``,
               that the hardware does not have) and ``cycles``: cycles from the query's first
               element to its last result beat.
 ``busy``      ``Out(1)``: a query is running.
-``error``     ``Out(1)``: sticky: the gap decoder reported a corrupt frame, or the candidate
-              list a batch overflow (neither happens on a valid image).
+``error``     ``Out(1)``: the gap decoder reported a corrupt frame, or the candidate list a
+              batch overflow, in this query (neither happens on a valid image); sticky until
+              the next query's first element is taken.
 
 Reads
 -----
@@ -406,7 +407,7 @@ class SearchEngine(wiring.Component):
                 with m.If(self.query.valid & self.query.ready):
                     m.d.sync += [qbuf[q_idx].eq(self.query.payload), q_idx.eq(q_idx + 1)]
                     with m.If(q_idx == 0):
-                        m.d.sync += [done.eq(0), busy.eq(1), converged.eq(0)]
+                        m.d.sync += [done.eq(0), busy.eq(1), converged.eq(0), error.eq(0)]
                         m.d.sync += [cnt[n].eq(0) for n in COUNTER_NAMES]
                     with m.If(q_idx == dim - 1):
                         m.d.sync += [q_idx.eq(0), ex_beat.eq(0)]

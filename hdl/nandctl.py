@@ -20,6 +20,8 @@ Interface
            = store word ``word_address + i``.  ``resp.valid`` and the payload are registers.
 ``error``  ``Out(1)``: sticky; set when a bad request (core ``>= C``, page ``>= pages``, or an
            offset that is not a multiple of ``A``) was accepted and dropped.
+``core_busy`` ``Out(C)``: bit ``c`` is core ``c``'s service register ``busy`` (the core holds
+           an access in service, stalled completions included): utilisation counters.
 
 Backing store port
 ------------------
@@ -123,7 +125,7 @@ class NandController(wiring.Component):
                                                "word": self.word_bits})
         ports = {"req": In(stream.Signature(self.req_layout)),
                  "resp": Out(stream.Signature(self.resp_layout)),
-                 "error": Out(1)}
+                 "error": Out(1), "core_busy": Out(p.cores)}
         if self.external_store:
             ports |= {"store_addr": Out(p.addr_bits), "store_en": Out(1),
                       "store_data": In(p.beat_bits)}
@@ -214,6 +216,7 @@ class NandController(wiring.Component):
                          fifo.i.valid.eq(self.req.valid & ~bad & (req.core == c)
                                          if C > 1 else self.req.valid & ~bad)]
             busy = Signal(name=f"busy{c}")
+            m.d.comb += self.core_busy[c].eq(busy)
             rem = Signal(bits_for(S), name=f"rem{c}")
             rem_one = Signal(name=f"rem_one{c}")  # rem <= 1: the service ends in this cycle
             cur = Signal(self.entry_layout.size, name=f"cur{c}")
@@ -368,7 +371,7 @@ class NandAddressMapper(wiring.Component):
                                              "page": p.page_bits, "offset": p.offset_bits})
         super().__init__({"ev": In(stream.Signature(self.ev_layout)),
                           "req": Out(stream.Signature(self.req_layout)),
-                          "error": Out(1)})
+                          "error": Out(1), "core_busy": Out(p.cores)})
 
     @classmethod
     def from_config(cls, cfg: ProximaConfig) -> "NandAddressMapper":
