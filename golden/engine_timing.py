@@ -72,7 +72,8 @@ Accuracy against the RTL (single engine and the Accelerator, per preset and queu
 from __future__ import annotations
 
 import heapq
-import math
+from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, fields, replace
 from typing import Iterable, Sequence
 
@@ -153,9 +154,17 @@ class EngineCosts:
     final_post: int  # after the final loop -> the query's last cycle (result beats)
     count_offset: int  # the RTL ``cycles`` counter minus the model's query time
     arb_latency: int = 2  # a raised request -> accepted by the controller
-    resp_delay: int = 1  # a beat emitted by the controller -> deliverable to the context
+    issue_gap: int = 2  # a context's consecutive accepts are at least this far apart
+    #: the reorder buffer: store and forward (1: an access is delivered only after its last
+    #: beat came in) and the delay from that beat (or, 0, from each beat) to its delivery
+    store_forward: int = 1
+    resp_delay: int = 2
+    slot_free: int = 0  # an access' last beat delivered -> its reorder slot free again
     reorder_slots: int = 4  # accesses a context may have outstanding
-    dispatch: int = 0  # a context finished -> its next query starts
+    ctl_depth: int = 0  # requests each core's controller queue holds (0: unlimited)
+    feed: int = 0  # cycles of the shared query port per query (dim beats + the pick)
+    release: int = 0  # a query's last result beat -> its context takes the next query
+    done_to_stats: int = 1  # the last result beat -> its statistics beat
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, beat_bits: int | None = None,
@@ -179,12 +188,22 @@ class EngineCosts:
             check_pre=sel + s.L + 4 + 1,
             slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 1,
             check_post=1, final_pre=2, final_post=s.k + 4, count_offset=cfg.vec.dim - 1,
-            reorder_slots=int(reorder_slots),
+            reorder_slots=int(reorder_slots), ctl_depth=cfg.engine.queues,
+            feed=cfg.vec.dim + 1, release=2,
         )
+
+    def single_engine(self) -> "EngineCosts":
+        """The memory path of the single-query engine's cycle bench (``run_engine`` in
+        ``tests/hdl/engine_timing_rtl.py``): no arbiter, a beat deliverable the cycle after
+        it is emitted, a slot free the cycle after its last beat, queries fed apart."""
+        return replace(self, arb_latency=0, issue_gap=1, store_forward=0, resp_delay=1,
+                       slot_free=1, feed=0, release=0)
 
     def zero_compute(self) -> "EngineCosts":
         """The same memory path with every engine compute cost zero (the NAND bound)."""
-        keep = {"nb", "service", "sorter_n", "arb_latency", "resp_delay", "reorder_slots"}
+        keep = {"nb", "service", "sorter_n", "arb_latency", "issue_gap", "store_forward",
+                "resp_delay", "slot_free", "reorder_slots", "ctl_depth", "feed", "release",
+                "done_to_stats"}
         return replace(self, **{f.name: 0 for f in fields(self) if f.name not in keep})
 
 
@@ -381,6 +400,8 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
         raise EngineTimingError(f"queues must be >= 1, got {queues}")
     c = costs
     nb, svc, slots = max(1, c.nb), c.service, max(1, c.reorder_slots)
+    fwd = (nb - 1) if c.store_forward else 0
+    port_free = 0  # the query port
     Qn = len(programs)
     start = np.zeros(Qn, dtype=np.int64)
     finish = np.zeros(Qn, dtype=np.int64)
@@ -389,7 +410,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     seq = 0
 
     # event priorities at equal cycles: completions (x0) before grants, arrivals last
-    X0, GRANT, RAISE, RESUME, ARRIVE = 0, 1, 2, 3, 4
+    X0, GRANT, RAISE, RESUME, ARB = 0, 1, 2, 3, 4
 
     def push(t, kind, arg):
         nonlocal seq
@@ -407,6 +428,11 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     eng_free = 0
     last_g = cores - 1
     arb_next = 0
+    arbq: deque = deque()  # raised accesses waiting at the arbiter: (ready cycle, access)
+    depth = max(0, c.ctl_depth)
+    acc_times = [[] for _ in range(cores)]  # accept cycles per core
+    pop_times = [[] for _ in range(cores)]  # cycles each core popped its queue head
+    blocked = [False] * cores
     full_cores: set = set()
 
     # accesses: owner context, its index in the context's request order, extra
@@ -434,12 +460,16 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     n_acc = 0
 
     def begin(q, t):
-        nonlocal next_query
+        nonlocal next_query, port_free
         if next_query >= Qn:
             prog[q] = None
             return
         qid[q] = next_query
         prog[q] = programs[next_query]
+        # the query's beats through the shared port, then its program
+        f = max(t, port_free)
+        port_free = f + c.feed
+        t = f + c.feed
         start[next_query] = t
         next_query += 1
         pc[q], t0[q] = 0, t
@@ -449,7 +479,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
         p = prog[q]
         if pc[q] == len(p):
             finish[qid[q]] = t
-            begin(q, t + c.dispatch)
+            begin(q, t + c.release)
             return
         comp, accs, wait = p[pc[q]]
         pc[q] += 1
@@ -470,6 +500,10 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             a_t, aid = f[fhead[k]]
             fhead[k] += 1
             s = max(a_t + ACCEPT_TO_START, t_pop_min)
+            pop_times[k].append(s - 1)
+            if blocked[k]:
+                blocked[k] = False
+                push(s, ARB, None)
             cur[k] = aid
             cur_x0[k] = s + svc - 1
             busy[k] += svc
@@ -486,14 +520,14 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             if e < 0:
                 break
             ohead[q] += 1
-            st = max(e + c.resp_delay, deliv_end[q] + 1)
+            st = max(e + fwd + c.resp_delay, deliv_end[q] + 1)
             deliv_end[q] = st + nb - 1 + acc_extra[aid]
             acc_dend[aid] = deliv_end[q]
             left[q] -= 1
             # its reorder slot frees after its last beat: a waiting raise may go on
             if pend[q] and not raising[q]:
                 raising[q] = True
-                push(deliv_end[q] + 1, RAISE, q)
+                push(deliv_end[q] + c.slot_free, RAISE, q)
             if left[q] == 0:
                 push(deliv_end[q] + 1, RESUME, q)
 
@@ -537,21 +571,23 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             deliver(acc_ctx[aid])
         elif kind == RAISE:
             q = arg
-            raising[q] = False
             if not pend[q]:
+                raising[q] = False
                 continue
             out = outstanding[q]
-            while ofree[q] < len(out) and 0 <= acc_dend[out[ofree[q]]] < t:
+            while ofree[q] < len(out) and 0 <= acc_dend[out[ofree[q]]] <= t - c.slot_free:
                 ofree[q] += 1
             if len(out) - ofree[q] >= slots:
                 d = acc_dend[out[ofree[q]]]
                 if d >= 0:  # its slot frees after its last beat
-                    raising[q] = True
-                    push(d + 1, RAISE, q)
-                continue  # else deliver() raises again once its delivery is known
+                    push(d + c.slot_free, RAISE, q)
+                else:  # deliver() raises again once its delivery is known
+                    raising[q] = False
+                continue
+            # raising[q] stays set until the arbiter passes this access on
             core, extra = pend[q].pop()
-            a = max(t + c.arb_latency, arb_next)
-            arb_next = a + 1
+            if not 0 <= core < cores:
+                raise EngineTimingError(f"access on core {core}, the model has {cores}")
             aid = n_acc
             n_acc += 1
             acc_ctx.append(q)
@@ -560,23 +596,48 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             acc_core.append(core)
             acc_emit.append(-1)
             acc_dend.append(-1)
-            acc_acc.append(a)
+            acc_acc.append(-1)
             outstanding[q].append(aid)
-            if not 0 <= core < cores:
-                raise EngineTimingError(f"access on core {core}, the model has {cores}")
-            push(a, ARRIVE, (core, aid))
-            if pend[q]:
-                raising[q] = True
-                push(a + 1 - c.arb_latency if c.arb_latency else a + 1, RAISE, q)
-        elif kind == ARRIVE:
-            core, aid = arg
+            arbq.append((t + c.arb_latency, aid))
+            push(max(t + c.arb_latency, arb_next), ARB, None)
+        elif kind == ARB:
+            if not arbq:
+                continue
+            if t < arb_next:
+                push(arb_next, ARB, None)
+                continue
+            ready_t, aid = arbq[0]
+            if ready_t > t:
+                push(ready_t, ARB, None)
+                continue
+            core = acc_core[aid]
+            popped = bisect_left(pop_times[core], t)
+            if depth and len(acc_times[core]) - popped >= depth:
+                # the core's queue is full: the arbiter waits for its next pop
+                if popped < len(pop_times[core]):
+                    push(pop_times[core][popped] + 1, ARB, None)
+                else:
+                    blocked[core] = True
+                continue
+            arbq.popleft()
+            acc_acc[aid] = t
+            arb_next = t + 1
+            acc_times[core].append(t)
             fifo[core].append((t, aid))
             if cur[core] is None and not stalled[core]:
                 core_start(core, free[core])
+            q = acc_ctx[aid]
+            if pend[q]:
+                push(max(t + 1 - c.arb_latency, t + c.issue_gap - c.arb_latency), RAISE, q)
+            else:
+                raising[q] = False
+            if arbq:
+                push(t + 1, ARB, None)
         else:  # RESUME
             q = arg
             run_step(q, t)
-    total = int(finish.max()) + 1 if Qn else 0
+    # the batch ends with the last statistics beat (cycles counted from the first query beat)
+    total = int(finish.max()) + 1 + c.done_to_stats if Qn else 0
     tr = None
     if trace:
         tr = [(qacc[i], acc_acc[i], acc_dend[i], acc_core[i]) for i in range(n_acc)]

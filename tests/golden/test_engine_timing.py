@@ -51,33 +51,37 @@ def test_block_latencies_are_the_rtl_blocks(name):
 
 
 def test_nand_path_follows_the_controller_model():
-    """Lone accesses raised at random cycles on random cores: the model's beat emission
-    cycles equal :class:`NandControllerModel`'s (FIFO order, done slots, completion stalls,
-    round-robin output engine, nb beats per access)."""
+    """Lone accesses raised at random cycles on random cores: the model's accept and beat
+    emission cycles equal :class:`NandControllerModel`'s (in-order requests held until
+    accepted, per-core queues of ``depth``, done slots, completion stalls, the round-robin
+    output engine, ``nb`` beats per access)."""
     rnd = random.Random(5)
-    for nb, service, cores in ((4, 7, 3), (1, 5, 4), (8, 3, 2)):
+    for nb, service, cores, depth in ((4, 7, 3, 0), (1, 5, 4, 0), (8, 3, 2, 0), (4, 9, 3, 1),
+                                      (2, 12, 2, 2)):
         n = 40
         times = sorted(rnd.sample(range(200), n))
         core = [rnd.randrange(cores) for _ in range(n)]
-        costs = replace(EngineCosts.from_cfg(preset("tiny")).zero_compute(), nb=nb,
-                        service=service, arb_latency=0, resp_delay=0, reorder_slots=1)
+        costs = replace(EngineCosts.from_cfg(preset("tiny")).single_engine().zero_compute(),
+                        nb=nb, service=service, resp_delay=0, ctl_depth=depth)
         progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
         res = simulate_batch(progs, costs, n, cores, trace=True)
         emit = {q: d - nb + 1 for q, a, d, _ in res.trace}
-        assert [a for _, a, _, _ in sorted(res.trace)] == times
-        # the same requests through the cycle model (offered in their cycle, never refused)
-        p = CtlParams(cores=cores, depth=n, service=service, access_bytes=8 * nb,
+        accept = [a for _, a, _, _ in sorted(res.trace)]
+        # the same requests through the cycle model, each offered from its cycle on
+        p = CtlParams(cores=cores, depth=depth or n, service=service, access_bytes=8 * nb,
                       page_bytes=256, pages=1, page_bits=1, beat_bits=64, tag_bits=8)
         ctl = NandControllerModel(p)
-        first = {}
-        by_t = dict(zip(times, range(n)))
+        first, acc_t, i = {}, [], 0
         for t in range(times[-1] + n * (service + nb) + 10):
-            q = by_t.get(t)
-            acc, beat = ctl.step(Request(q, core[q], 0, 0) if q is not None else None, True)
-            assert acc == (q is not None)
+            req = Request(i, core[i], 0, 0) if i < n and t >= times[i] else None
+            acc, beat = ctl.step(req, True)
+            if acc:
+                acc_t.append(t)
+                i += 1
             if beat is not None:
                 first.setdefault(beat.tag, beat.cycle)
-        assert emit == first, (nb, service, cores)
+        assert accept == acc_t, (nb, service, cores, depth)
+        assert emit == first, (nb, service, cores, depth)
         assert res.busy.sum() >= n * service
 
 
@@ -97,9 +101,12 @@ def test_program_reads_are_the_layout_reads(tiny_img, tiny_refs):
 def test_batch_rules(tiny_img, tiny_refs):
     cfg, lay = tiny_img.layout.cfg, tiny_img.layout
     refs = tiny_refs[1]
+    costs = EngineCosts.from_cfg(cfg)
     one = predict(cfg, lay, refs, 1)
-    # one queue: the queries back to back, their latencies add up
-    assert one.total_cycles == int(one.latency.sum()) + 1
+    # one queue: the queries back to back (fed, run, released), their latencies add up
+    per_query = costs.feed + costs.release
+    assert one.total_cycles == int(one.latency.sum()) + len(refs) * per_query \
+        - costs.release + 1 + costs.done_to_stats
     assert one.accesses == sum(len(reads_for_events(r.events, lay)) for r in refs)
     totals = [predict(cfg, lay, refs, q).total_cycles for q in (1, 2, 4, 8)]
     assert all(b < a for a, b in zip(totals, totals[1:]))
@@ -125,9 +132,10 @@ def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
     qs, refs = tiny_refs
     lay = tiny_img.layout
     got = run_engine(tiny_img, qs[:2])
-    costs = replace(EngineCosts.from_cfg(lay.cfg), arb_latency=0, resp_delay=1)
+    costs = EngineCosts.from_cfg(lay.cfg).single_engine()
     for g, r in zip(got, refs):
         assert g["hops"] == r.counters["hops"]
-        model = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
-                               lay.total_cores).total_cycles + costs.count_offset
+        res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
+                             lay.total_cores)
+        model = int(res.latency[0]) + 1 + costs.count_offset
         assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])

@@ -157,3 +157,49 @@ def tiny_image(tmp_dir, cfg=None, n=300, n_hot=12, seed=3):
     path = f"{tmp_dir}/{cfg.name}_{n}.pxi"
     write_image(path, index)
     return read_image(path)
+
+
+def run_accel(img, queries, queues: int, *, max_cycles: int = 5_000_000, **kw):
+    """Run ``queries`` as one batch through :class:`proxima.hdl.accel.Accelerator` (queries
+    offered back to back, results and statistics always taken).  Returns ``(total, stats,
+    core_busy)``: cycles from the first query beat offered to the last statistics beat taken
+    (inclusive), each query's statistics beat (by index), and the per-core busy counters."""
+    from proxima.hdl.accel import STAT_COUNTERS, Accelerator
+    cfg = img.index.cfg
+    dut = Accelerator(cfg, img.layout, image=Accelerator.store_image(img), queues=queues,
+                      codebook=img.index.codebook, **kw)
+    stats = {}
+    res = {}
+
+    async def bench(ctx):
+        ctx.set(dut.entry, int(img.index.entry))
+        ctx.set(dut.result.ready, 1)
+        ctx.set(dut.stats.ready, 1)
+        qi, ei = 0, 0
+        for cycle in range(max_cycles):
+            offer = qi < len(queries)
+            ctx.set(dut.query.valid, offer)
+            if offer:
+                ctx.set(dut.query.payload.tag, qi)
+                ctx.set(dut.query.payload.data, int(queries[qi][ei]))
+            _, _, qv, qr, sv, sp = await ctx.tick().sample(
+                dut.query.valid, dut.query.ready, dut.stats.valid, dut.stats.payload)
+            if qv and qr:
+                ei += 1
+                if ei == cfg.vec.dim:
+                    qi, ei = qi + 1, 0
+            if sv:
+                stats[int(sp.tag)] = {n: int(getattr(sp, n))
+                                      for n in ("error", "converged") + STAT_COUNTERS}
+                if len(stats) == len(queries):
+                    res["total"] = cycle + 1
+                    break
+        else:
+            raise AssertionError("timeout")
+        res["core_busy"] = [int(ctx.get(x)) for x in dut.core_busy]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return res["total"], [stats[i] for i in range(len(queries))], res["core_busy"]
