@@ -72,7 +72,7 @@ Accuracy against the RTL (single engine and the Accelerator, per preset and queu
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, fields, replace
 from typing import Iterable, Sequence
@@ -81,6 +81,7 @@ import numpy as np
 
 from proxima.config import ProximaConfig
 
+from .arbiter import arbiter_model
 from .layout import Layout, LayoutError
 from .nand import TimingParams
 from .nandctl import ACCEPT_TO_START, default_word_bits
@@ -167,9 +168,17 @@ class EngineCosts:
     done_to_stats: int = 1  # the last result beat -> its statistics beat
 
     @classmethod
-    def from_cfg(cls, cfg: ProximaConfig, *, beat_bits: int | None = None,
-                 reorder_slots: int = 4, latencies: dict | None = None) -> "EngineCosts":
+    def from_cfg(cls, cfg: ProximaConfig, *, queues: int | None = None,
+                 beat_bits: int | None = None, reorder_slots: int = 4,
+                 latencies: dict | None = None) -> "EngineCosts":
+        """The Accelerator's costs with ``queues`` contexts (default ``engine.queues``): one
+        context is wired straight to the controller, more go through the round-robin
+        arbiter (:func:`proxima.golden.arbiter.arbiter_model`'s latency)."""
         lat = block_latencies(cfg) if latencies is None else dict(latencies)
+        Q = cfg.engine.queues if queues is None else int(queues)
+        if Q < 1:
+            raise EngineTimingError(f"queues must be >= 1, got {Q}")
+        arb = getattr(arbiter_model(Q), "latency", 2) if Q > 1 else 0
         bb = default_word_bits(cfg) if beat_bits is None else int(beat_bits)
         nb = 8 * cfg.nand.access_bytes // bb
         tp = TimingParams.from_cfg(cfg)
@@ -188,6 +197,7 @@ class EngineCosts:
             check_pre=sel + s.L + 4 + 1,
             slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 1,
             check_post=1, final_pre=2, final_post=s.k + 4, count_offset=cfg.vec.dim - 1,
+            arb_latency=arb, issue_gap=2 if Q > 1 else 1,
             reorder_slots=int(reorder_slots), ctl_depth=cfg.engine.queues,
             feed=cfg.vec.dim + 1, release=2,
         )
@@ -266,7 +276,8 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
         return [(Ci + v % Cr, 0)] * nr
 
     # entry
-    steps.append(Step(c.entry_pre, code_acc(items[0][1], 0)))
+    # with hot copies the engine holds the entry's code (golden/layout.reads_for_events)
+    steps.append(Step(c.entry_pre, code_acc(items[0][1], 0) if layout.hot_copies == 1 else ()))
     pending = c.entry_post
     first_wait = c.adt_ready
     inserted = 0
@@ -433,7 +444,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     acc_times = [[] for _ in range(cores)]  # accept cycles per core
     pop_times = [[] for _ in range(cores)]  # cycles each core popped its queue head
     blocked = [False] * cores
-    full_cores: set = set()
+    full_cores: list = []  # cores with a full done slot, sorted
 
     # accesses: owner context, its index in the context's request order, extra
     acc_ctx: list[int] = []
@@ -543,21 +554,27 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
                 continue
             aid = cur[k]
             slot[k] = (aid, t + 1)
-            full_cores.add(k)
+            insort(full_cores, k)
             free[k] = t + 1
             push(max(t + 1, eng_free), GRANT, None)
             core_start(k, t + 1)
         elif kind == GRANT:
             if t < eng_free or not full_cores:
                 continue
-            ready = [k for k in full_cores if slot[k][1] <= t]
-            if not ready:
+            # round robin: the first full slot (done by now) after the last granted core
+            n_full = len(full_cores)
+            i0 = bisect_right(full_cores, last_g)
+            g = -1
+            for j in range(n_full):
+                k = full_cores[(i0 + j) % n_full]
+                if slot[k][1] <= t:
+                    g = k
+                    break
+            if g < 0:
                 continue
-            # round robin after the last granted core
-            g = min(ready, key=lambda k: (k - last_g - 1) % cores)
             aid = slot[g][0]
             slot[g] = None
-            full_cores.discard(g)
+            del full_cores[bisect_left(full_cores, g)]
             last_g = g
             eng_free = t + nb
             acc_emit[aid] = t + 1
@@ -659,8 +676,10 @@ def predict(cfg: ProximaConfig, layout: Layout, events_per_query, queues: int | 
     ``queues`` defaults to ``cfg.engine.queues``; ``costs`` to
     :meth:`EngineCosts.from_cfg`."""
     evs, cnts = _split(events_per_query, counters_per_query)
-    costs = costs or EngineCosts.from_cfg(cfg)
     queues = cfg.engine.queues if queues is None else int(queues)
+    if queues < 1:
+        raise EngineTimingError(f"queues must be >= 1, got {queues}")
+    costs = costs or EngineCosts.from_cfg(cfg, queues=queues)
     progs = _programs(cfg, layout, evs, cnts, costs)
     return simulate_batch(progs, costs, queues, layout.total_cores, cfg.cycle_ns,
                           cfg.nand.cores)
@@ -670,7 +689,10 @@ def nand_bound(cfg: ProximaConfig, layout: Layout, events_per_query,
                queues: int | None = None, counters_per_query=None,
                costs: EngineCosts | None = None) -> BatchResult:
     """:func:`predict` with the engine's compute taking no time (module doc)."""
-    costs = (costs or EngineCosts.from_cfg(cfg)).zero_compute()
+    q = cfg.engine.queues if queues is None else int(queues)
+    if q < 1:
+        raise EngineTimingError(f"queues must be >= 1, got {q}")
+    costs = (costs or EngineCosts.from_cfg(cfg, queues=q)).zero_compute()
     return predict(cfg, layout, events_per_query, queues, counters_per_query, costs)
 
 
