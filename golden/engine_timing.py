@@ -86,7 +86,7 @@ from .layout import Layout, LayoutError
 from .nand import TimingParams
 from .nandctl import ACCEPT_TO_START, default_word_bits
 
-__all__ = ["EngineCosts", "Step", "BatchResult", "query_program", "simulate_batch",
+__all__ = ["EngineCosts", "Step", "frame_extra", "BatchResult", "query_program", "simulate_batch",
            "predict", "nand_bound", "EngineTimingError", "block_latencies"]
 
 
@@ -137,8 +137,8 @@ class EngineCosts:
     entry_post: int  # the entry's code delivered -> the first frame request (ADT ready)
     adt_ready: int  # query start -> the first frame request at the earliest (ADT build)
     select: int  # SELECT that finds a vertex -> its frame request
-    frame_extra: int  # extra delivery cycles of a normal frame (gap decoder)
-    hot_frame_extra: int  # extra delivery cycles of a hot frame
+    frame_extra: int  # added to :func:`frame_extra` of a normal frame
+    hot_frame_extra: int  # added to :func:`frame_extra` of a hot frame
     frame_to_code: int  # frame delivered -> the first code request
     code_extra: int  # extra delivery cycles per code (hand-off to the PQ unit)
     hot_to_code: int  # hot frame delivered -> its first code to the PQ unit
@@ -191,7 +191,8 @@ class EngineCosts:
             entry_post=1 + lat["pq"] + 2 + sel,
             adt_ready=lat["pq_build"] + lat["pq"] + 1 + sel,
             select=sel + 1,
-            frame_extra=6, hot_frame_extra=6, frame_to_code=5, code_extra=1, hot_to_code=0, hot_code=1,
+            frame_extra=0, hot_frame_extra=0, frame_to_code=5, code_extra=1, hot_to_code=0,
+            hot_code=1,
             merge_tail=merge_tail, merge_gap=merge_tail, sorter_n=cfg.engine.sorter_n,
             empty_frame=0,
             check_pre=sel + s.L + 4 + 1,
@@ -253,6 +254,23 @@ def _runs(events):
     return items
 
 
+def frame_extra(layout: Layout, nb: int, hot: bool, degree: int | None = None) -> int:
+    """Cycles a frame's delivery takes beyond its ``nb`` beats per access: the gap decoder
+    emits one neighbour id per cycle (a hot frame: an id and its code chunks), so a frame
+    whose ``degree`` (default ``graph.R``) exceeds the words holding its ids (its records)
+    holds the memory stream that much longer, plus ``3`` cycles (the decoder's start) for a
+    hot frame (``hdl/gapdec.py``, "Latency and throughput")."""
+    cfg = layout.cfg
+    wb = 8 * cfg.nand.access_bytes // max(1, nb)
+    d = cfg.graph.R if degree is None else int(degree)
+    if hot:
+        chunks = -(-8 * cfg.pq_code_bytes // wb)
+        words = -(-layout.hot_frame_bits // wb)
+        return max(0, 3 + d * (1 + chunks) - words)
+    bits = layout.header_bits + cfg.id_bits + (cfg.graph.R - 1) * layout.gap_width
+    return max(0, d - -(-bits // wb))
+
+
 def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Layout,
                   costs: EngineCosts, copy: int = 0) -> list[Step]:
     """One query's steps (module doc) from its golden events and counters."""
@@ -266,6 +284,8 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     K, H = layout.hot_accesses, layout.hot
     rot = layout._check_copy(copy) * layout.copy_shift
     items = _runs(events)
+    norm_x = frame_extra(layout, c.nb, hot=False) + c.frame_extra
+    hot_x = frame_extra(layout, c.nb, hot=True) + c.hot_frame_extra
     steps: list[Step] = []
     pending = 0  # compute carried into the next step
 
@@ -318,10 +338,10 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
             comp = pending + c.select
             if u < H:
                 acc = [((u * K + a + rot) % Ci, 0) for a in range(K)]
-                acc[-1] = (acc[-1][0], c.hot_frame_extra)
+                acc[-1] = (acc[-1][0], hot_x)
             else:
                 acc = [(u % Ci, 0)] * nf
-                acc[-1] = (acc[-1][0], c.frame_extra)
+                acc[-1] = (acc[-1][0], norm_x)
             steps.append(Step(comp, acc, first_wait))
             first_wait = 0
             n = len(codes)
