@@ -273,7 +273,8 @@ def frame_extra(layout: Layout, nb: int, hot: bool, degree: int | None = None) -
 
 def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Layout,
                   costs: EngineCosts, copy: int = 0) -> list[Step]:
-    """One query's steps (module doc) from its golden events and counters."""
+    """One query's steps (module doc) from its golden events and counters (``None``: one
+    check per run of raw events, every raw event of the last run in its check)."""
     cfg = layout.cfg
     s = cfg.search
     L, idb = s.L, cfg.id_bits
@@ -301,7 +302,9 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     pending = c.entry_post
     first_wait = c.adt_ready
     inserted = 0
-    checks_total = int(counters["checks"])
+    counters = counters or {}
+    n_runs = sum(1 for it in items if it[0] == "raws")
+    checks_total = int(counters.get("checks", max(1, n_runs)))
     # checks: one per raw run between expansions; the rest before the final rerank
     body = items[1:]
     last_hop = max((i for i, it in enumerate(body) if it[0] == "hop"), default=-1)
@@ -362,8 +365,8 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
         else:
             do_check(it[1], 1)
     # tail: the remaining checks, then the final rerank
-    final_T = int(counters["final_T"])
-    reranked = int(counters["final_reranked"])
+    final_T = int(counters.get("final_T", 0))
+    reranked = int(counters.get("final_reranked", final_T))
     # raws of the final rerank: the chosen slots beyond the last check's cached top
     n_final_raw = min(len(tail_raws), max(0, reranked - final_T)) if tail_checks else \
         len(tail_raws)
@@ -692,7 +695,8 @@ def predict(cfg: ProximaConfig, layout: Layout, events_per_query, queues: int | 
             counters_per_query=None, costs: EngineCosts | None = None) -> BatchResult:
     """Cycles of a batch on the multi-queue engine (module doc).  ``events_per_query``: each
     query's golden search events, or its :class:`~proxima.golden.search.SearchResult`
-    (events and counters); ``counters_per_query`` are needed with bare event lists.
+    (events and counters); with bare event lists give ``counters_per_query`` (without
+    them the checks are guessed from the events, see :func:`query_program`).
     ``queues`` defaults to ``cfg.engine.queues``; ``costs`` to
     :meth:`EngineCosts.from_cfg`."""
     evs, cnts = _split(events_per_query, counters_per_query)
@@ -723,10 +727,8 @@ def _split(events_per_query, counters_per_query):
             evs.append(e.events)
             cnts.append(e.counters)
         else:
-            if counters_per_query is None:
-                raise EngineTimingError("bare event lists need counters_per_query")
             evs.append(e)
-            cnts.append(counters_per_query[i])
+            cnts.append(None if counters_per_query is None else counters_per_query[i])
     if not all(evs):
         raise EngineTimingError("a query without events (search with trace=True)")
     return evs, cnts

@@ -119,8 +119,9 @@ def test_batch_rules(tiny_img, tiny_refs):
     # the response bus bounds the batch: nb beats per access, one beat per cycle
     bound = nand_bound(cfg, lay, refs, 64)
     assert bound.total_cycles >= bound.accesses * EngineCosts.from_cfg(cfg).nb
-    with pytest.raises(EngineTimingError):
-        predict(cfg, lay, [r.events for r in refs], 2)  # bare events need the counters
+    # bare events: the checks guessed from the raw runs, close to the counters' placement
+    bare = predict(cfg, lay, [r.events for r in refs], 2).total_cycles
+    assert abs(bare / predict(cfg, lay, refs, 2).total_cycles - 1) < 0.02
     with pytest.raises(EngineTimingError):
         predict(cfg, lay, refs, 0)
 
