@@ -108,16 +108,22 @@ def paper(n, nq, queues):
     refs = search_batch(index, _queries(cfg, nq), trace=True)
     print(f"paper: {n} vertices, {nq} queries, mean hops "
           f"{np.mean([r.counters['hops'] for r in refs]):.1f}")
-    print("queues  cycles/query  QPS  util index  util raw  bound QPS  of bound  model s")
+    print("(wide: one beat per access, 8 * access_bytes bits, instead of the default beat)")
+    print("queues  cycles/query  QPS  util index  util raw  bound QPS  of bound  wide QPS  "
+          "wide bound  wide util  model s")
+    wide_bits = 8 * cfg.nand.access_bytes
     for Q in queues:
         t0 = time.time()
         m = predict(cfg, lay, refs, Q)
         wall = time.time() - t0
         b = nand_bound(cfg, lay, refs, Q)
+        wide = EngineCosts.from_cfg(cfg, queues=Q, beat_bits=wide_bits)
+        w = predict(cfg, lay, refs, Q, costs=wide)
+        wb = nand_bound(cfg, lay, refs, Q, costs=wide)
         s = m.summary()
         print(f"{Q:6d} {m.cycles_per_query:13.0f} {m.qps:5.0f} {s['util_index']:11.3f} "
-              f"{s['util_raw']:9.3f} {b.qps:10.0f} {m.qps / b.qps:9.2f} {wall:8.2f}",
-              flush=True)
+              f"{s['util_raw']:9.3f} {b.qps:10.0f} {m.qps / b.qps:9.2f} {w.qps:9.0f} "
+              f"{wb.qps:11.0f} {w.summary()['util_index']:10.3f} {wall:8.2f}", flush=True)
 
 
 def main(argv=None):
