@@ -11,59 +11,73 @@ models the NAND alone with coarse per-phase compute costs).  Integer cycles thro
 
 A query as a program (:func:`query_program`)
 --------------------------------------------
-Each query is turned into a sequence of *steps* ``(compute, accesses)``: the context computes
-for ``compute`` cycles, then issues ``accesses`` (each ``(core, extra)``) back to back and
-waits until every one of them has been delivered; then the next step starts.  The costs
+Each query is turned into a sequence of *steps* ``(compute, accesses, wait_until)``
+(:class:`Step`): the context computes for ``compute`` cycles (and waits until
+``wait_until`` after its start), then issues ``accesses`` (each ``(core, extra)``) back to
+back and waits until every one of them has been delivered; then the next step starts.  The costs
 (:class:`EngineCosts`, from the configuration and the RTL blocks' latencies) follow the
 ``SearchEngine`` states ("Cycle behaviour" in its docstring):
 
-* start: ``entry_pre`` (the exact unit's query load, the Bloom clear and the entry's test);
-  the entry's code read; then the ADT: the first SELECT waits until ``adt_ready`` after the
-  start (``pq.build_latency`` plus the entry's PQ distance and RESET) if it is later than
-  ``entry_post`` after the code read;
-* each expansion ``('frame', u)``: SELECT (``select``), the frame read (hot: its
-  ``hot_accesses`` chunks; normal: ``frame_access_count`` accesses, each delivered in
-  ``nb`` beats plus the gap decoder's ``frame_extra``), then the passed neighbours' code
-  reads (``frame_to_code`` after the frame; each code delivered in ``nb`` beats plus one
-  cycle to the PQ unit); a batch of more than ``sorter_n`` codes is merged as sub-batches,
-  and the codes of sub-batch ``b + 1`` wait for sub-batch ``b``'s merge; the last merge
-  (``pq_latency + merge_cycles + nb_tail``) ends before the next SELECT.  A hot frame's
-  codes come from the frame at one per cycle, without reads.  No passed neighbour: no merge.
-* each convergence check: SELECT (failing), DUMP (``L + 4`` plus ``dump_extra``), then the
-  first ``min(T, |C|)`` slots, one cycle each, an uncached one also its raw read, the
-  exact unit's ``ceil(dim / exact_lanes)`` beats and ``exact_latency`` (``exact_post``),
-  then ``check_post``; ``T`` grows by ``T_step`` per check, ``|C| = min(L, 1 + inserted
-  so far)``.
-* the final rerank: ``final_pre``, one cycle per slot of the final list, the uncached
-  chosen ones' raw reads and exact distances, then the ``k`` result beats (``final_post``).
+* start: ``entry_pre`` (the exact unit's query load, the Bloom clear and the entry's test),
+  the entry's code read (none with ``layout.hot_copies > 1``: the engine holds that code);
+  the first frame is requested ``entry_post`` after that read but not before ``adt_ready``
+  after the start (``pq.build_latency``, the entry's PQ distance, RESET and SELECT);
+* each expansion ``('frame', u)``: ``select`` (SELECT to the frame request), the frame read
+  (hot: its ``hot_accesses`` chunks on consecutive cores of the query's hot copy; normal:
+  ``frame_access_count`` accesses), its last access delivered :func:`frame_extra` cycles
+  longer (the gap decoder emits one id per cycle); then the passed neighbours' code reads,
+  ``frame_to_code`` after the frame, each code delivered in ``nb`` beats plus ``code_extra``
+  (its hand-off to the PQ unit); a batch of more than ``sorter_n`` codes is merged as
+  sub-batches, and the codes of sub-batch ``b + 1`` start ``merge_gap`` after sub-batch
+  ``b``'s last code; the last merge (``merge_tail`` = the PQ latency + ``merge_cycles``) ends
+  before the next SELECT.  A hot frame's codes go to the PQ unit from the frame's buffer
+  (``hot_to_code`` + ``hot_code`` per code, then the merges).  No passed neighbour: SELECT
+  again after ``empty_frame``;
+* each convergence check: ``check_pre`` (a failing SELECT, DUMP ``L + 4``, the bank swap),
+  then the first ``min(T, |C|)`` slots, ``slot`` cycles each, an uncached one also its raw
+  read and ``exact_post`` (the exact unit's ``ceil(dim / exact_lanes)`` beats and latency),
+  then ``check_post``; ``T = T0 + c T_step`` at check ``c``, ``|C| = min(L, 1 + inserted so
+  far)``;
+* the final rerank: ``final_pre``, ``slot`` cycles per entry of the final list, the uncached
+  chosen ones' raw reads and ``exact_post``, then ``final_post`` (the ``k`` result beats).
 
 The events do not say where each check happened: a maximal run of ``raw`` events between
 two expansions is one check; the remaining checks (``counters['checks']`` minus those) come
-just before the final rerank.  The raw events of the last run are split between its checks
-and the final rerank by the counters (``final_reranked`` chosen slots, of which those of
-the last check's top ``final_T`` are cached).
+just before the final rerank.  The raw events of that last run are split between its checks
+and the final rerank by the counters (``final_reranked - final_T`` of them are the final
+rerank's).  Without counters every run of raw events is one check.  A frame's degree is
+taken as ``graph.R`` (the events name only the neighbours that passed the filter).
 
 Memory path (:func:`simulate_batch`, event-driven)
 --------------------------------------------------
-* Arbiter: a request raised at cycle ``t`` is accepted by the controller at
-  ``max(t + arb_latency, previous accept + 1)`` (one request per cycle, in raise order);
-  a context raises its next access the cycle after the previous one's accept, and only
-  while fewer than ``reorder_slots`` of its accesses wait for their last beat.
+* Reorder slots: a context raises an access only while fewer than ``reorder_slots`` of its
+  accesses hold a slot (from the raise until ``slot_free`` after its last beat's delivery).
+* Arbiter: raised accesses wait in one queue in raise order; the head is accepted by the
+  controller at the earliest ``arb_latency`` after its raise (:func:`proxima.golden.arbiter.
+  arbiter_model`'s latency; 0 for one context, wired straight to the controller), one per
+  cycle, and only while its core's request queue holds fewer than ``ctl_depth`` requests at
+  the start of the cycle (else everything behind it waits: the controller's back-pressure).
+  A context raises its next access ``issue_gap - arb_latency`` after the previous one's
+  accept.
 * NAND controller: the rules of :class:`proxima.golden.nandctl.NandControllerModel` at access
-  granularity: per core FIFO order, ``start = max(accept + ACCEPT_TO_START, done of the
+  granularity: per-core FIFO order, ``start = max(accept + ACCEPT_TO_START, done of the
   previous)``, ``service`` cycles, a one-entry done slot (a completion waits while it is
-  full), and one output engine granting done slots round robin, ``nb`` beats per access,
-  one beat per cycle for all cores (the response bus).  The controller's FIFOs are deep
-  enough never to refuse a request (depth ``>= reorder_slots * Q`` per core would guarantee
-  it; the RTL's depth is ``engine.queues``, so a hot core can in principle back-pressure).
-* Reorder buffer: a beat emitted at ``e`` reaches its context at ``e + resp_delay`` at the
-  earliest, in the context's request order, one beat per cycle (plus the access' ``extra``).
+  full), one output engine granting full done slots round robin, ``nb`` beats per access,
+  one beat per cycle for all cores (the response bus).  Tested cycle for cycle against it.
+* Reorder buffer: store and forward (``store_forward``): an access is deliverable
+  ``resp_delay`` after its last beat came in, then one beat per cycle in the context's
+  request order, plus the access' extra cycles.
+* Queries: the first ``Q`` go to the contexts in order, each further one to the context that
+  finishes first, ``release`` cycles after its last result beat; every query first takes
+  ``feed`` cycles of the one query port (its ``dim`` beats).  The batch ends with the last
+  query's statistics beat (``done_to_stats`` after its last result beat).
 
-Queries start in order: the first ``Q`` at cycle 0, each further one in the cycle after a
-context finishes (``dispatch`` cycles later).  Outputs (:class:`BatchResult`): total cycles,
-per-query start / finish, per-core busy cycles (service plus completion stalls), QPS,
-utilisation.  :func:`nand_bound` runs the same batch with every compute cost zero (the
-engine waiting only for its reads).  ``predict`` / ``nand_bound`` are the benchmark's API.
+Outputs (:class:`BatchResult`): total cycles, per-query start / finish, per-core busy cycles
+(service plus completion stalls, as the RTL's ``core_busy``), QPS, utilisation.
+:func:`nand_bound` runs the same batch with every compute cost zero (the contexts only
+wait for their reads).  :func:`predict` / :func:`nand_bound` are the benchmark's API.
+Cost: ``O(accesses log(accesses))``; the ``paper`` preset, 300 queries at 256 queues
+(about 1,400 accesses per query), takes about a minute.
 
 Accuracy against the RTL (single engine and the Accelerator, per preset and queue count):
 ``docs/RESOURCES.md`` ("Engine timing model").
