@@ -239,7 +239,12 @@ class Step(tuple):
     __slots__ = ()
 
     def __new__(cls, compute: int, accesses=(), wait_until: int = 0):
-        return tuple.__new__(cls, (int(compute), tuple(accesses), int(wait_until)))
+        return tuple.__new__(cls, (int(compute), tuple(tuple(a) for a in accesses),
+                                   int(wait_until)))
+
+    compute = property(lambda self: self[0])
+    accesses = property(lambda self: self[1])
+    wait_until = property(lambda self: self[2])
 
 
 def _runs(events):

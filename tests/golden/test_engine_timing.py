@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from proxima.config import preset
-from proxima.golden.engine_timing import (EngineCosts, EngineTimingError, Step,
+from proxima.golden.engine_timing import (EngineCosts, EngineTimingError, Step, frame_extra,
                                           block_latencies, nand_bound, predict,
                                           query_program, simulate_batch)
 from proxima.golden.layout import Layout, reads_for_events
@@ -140,3 +140,41 @@ def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
                              lay.total_cores)
         model = int(res.latency[0]) + 1 + costs.count_offset
         assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])
+
+
+def test_program_rules(tiny_img):
+    """The step structure of a hand-made query (module doc of golden/engine_timing)."""
+    lay = tiny_img.layout
+    cfg = lay.cfg
+    c = EngineCosts.from_cfg(cfg)
+    s = cfg.search
+    Ci = cfg.nand.cores
+    normal, hot = 100, 3  # vertex 3 is hot (12 hot vertices), 100 is not
+    codes = list(range(200, 200 + c.sorter_n + 2))  # two sub-batches
+    events = [("code", 0), ("frame", normal)] + [("code", v) for v in codes] + \
+        [("frame", hot), ("code", 150), ("code", 151), ("raw", 7), ("raw", 8),
+         ("frame", 120)]
+    counters = {"checks": 2, "final_T": 0, "final_reranked": 0}
+    prog = query_program(events, counters, lay, c)
+    # entry, frame, 2 code sub-batches, hot frame, 2 raws (check 0), frame, check 1 + final
+    assert [len(a) for _, a, _ in prog] == [1, 1, c.sorter_n, 2, lay.hot_accesses, 1, 1,
+                                            1, 0]
+    assert prog[0] == Step(c.entry_pre, [(0, 0)])
+    assert prog[1] == Step(c.entry_post + c.select,
+                           [(normal % Ci, frame_extra(lay, c.nb, hot=False))], c.adt_ready)
+    assert prog[2].compute == c.frame_to_code and prog[3].compute == c.merge_gap
+    assert all(x == c.code_extra for _, x in prog[2].accesses)
+    assert prog[4].compute == c.merge_tail + c.select  # after the last sub-batch's merge
+    # the hot frame's 2 codes from its buffer, one merge, then check 0 (T0 slots, 2 raw)
+    inserted = len(codes) + 2
+    ntop = min(s.T0, 1 + inserted)
+    assert prog[5].compute == c.hot_to_code + 2 * c.hot_code + c.merge_tail + c.check_pre \
+        + (ntop - 2) * c.slot + c.slot
+    assert prog[6].compute == c.exact_post + c.slot
+    assert prog[7].compute == c.exact_post + c.check_post + c.select
+    # the last frame passed no neighbour (no merge); check 1 (T0 + T_step slots, all
+    # cached), then the final loop over the list
+    ntop = min(s.T0 + s.T_step, 1 + inserted)
+    length = min(s.L, 1 + inserted)
+    assert prog[8].compute == c.empty_frame + c.check_pre \
+        + ntop * c.slot + c.check_post + c.final_pre + length * c.slot + c.final_post
