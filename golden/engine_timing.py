@@ -470,6 +470,15 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
         seq += 1
         heapq.heappush(heap, (t, kind, seq, arg))
 
+    # the grant and arbiter events are kept to one pending each (the earliest one)
+    pending_at = [None, None]
+
+    def wake(t, which):
+        p = pending_at[which]
+        if p is None or t < p:
+            pending_at[which] = t
+            push(t, GRANT if which == 0 else ARB, None)
+
     # NAND state
     fifo = [[] for _ in range(cores)]  # (accept, access id) per core, FIFO
     fhead = [0] * cores
@@ -556,7 +565,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             pop_times[k].append(s - 1)
             if blocked[k]:
                 blocked[k] = False
-                push(s, ARB, None)
+                wake(s, 1)
             cur[k] = aid
             cur_x0[k] = s + svc - 1
             busy[k] += svc
@@ -598,9 +607,12 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             slot[k] = (aid, t + 1)
             insort(full_cores, k)
             free[k] = t + 1
-            push(max(t + 1, eng_free), GRANT, None)
+            wake(max(t + 1, eng_free), 0)
             core_start(k, t + 1)
         elif kind == GRANT:
+            if pending_at[0] != t:
+                continue  # superseded by an earlier one
+            pending_at[0] = None
             if t < eng_free or not full_cores:
                 continue
             # round robin: the first full slot (done by now) after the last granted core
@@ -612,7 +624,8 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
                 if slot[k][1] <= t:
                     g = k
                     break
-            if g < 0:
+            if g < 0:  # the full slots are done later
+                wake(min(slot[k][1] for k in full_cores), 0)
                 continue
             aid = slot[g][0]
             slot[g] = None
@@ -626,7 +639,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
                 cur_x0[g] = t + 1
                 push(t + 1, X0, g)
             if full_cores:
-                push(eng_free, GRANT, None)
+                wake(eng_free, 0)
             deliver(acc_ctx[aid])
         elif kind == RAISE:
             q = arg
@@ -658,23 +671,26 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             acc_acc.append(-1)
             outstanding[q].append(aid)
             arbq.append((t + c.arb_latency, aid))
-            push(max(t + c.arb_latency, arb_next), ARB, None)
+            wake(max(t + c.arb_latency, arb_next), 1)
         elif kind == ARB:
+            if pending_at[1] != t:
+                continue  # superseded by an earlier one
+            pending_at[1] = None
             if not arbq:
                 continue
             if t < arb_next:
-                push(arb_next, ARB, None)
+                wake(arb_next, 1)
                 continue
             ready_t, aid = arbq[0]
             if ready_t > t:
-                push(ready_t, ARB, None)
+                wake(ready_t, 1)
                 continue
             core = acc_core[aid]
             popped = bisect_left(pop_times[core], t)
             if depth and len(acc_times[core]) - popped >= depth:
                 # the core's queue is full: the arbiter waits for its next pop
                 if popped < len(pop_times[core]):
-                    push(pop_times[core][popped] + 1, ARB, None)
+                    wake(pop_times[core][popped] + 1, 1)
                 else:
                     blocked[core] = True
                 continue
@@ -691,7 +707,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             else:
                 raising[q] = False
             if arbq:
-                push(t + 1, ARB, None)
+                wake(t + 1, 1)
         else:  # RESUME
             q = arg
             run_step(q, t)
