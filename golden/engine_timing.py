@@ -407,13 +407,20 @@ class BatchResult:
     start: np.ndarray  # (Q,) cycle each query started
     finish: np.ndarray  # (Q,) its last cycle
     total_cycles: int
-    busy: np.ndarray  # (cores,) busy cycles
+    busy: np.ndarray  # (cores,) busy cycles: service plus completion stalls (RTL core_busy)
     cycle_ns: float
     queues: int
     accesses: int
     index_cores: int
     #: per access, in accept order: (query, accept cycle, last delivery cycle, core)
     trace: list | None = None
+    stalls: np.ndarray | None = None  # (cores,) of ``busy``: cycles a done access waited
+
+    @property
+    def service_utilisation(self) -> np.ndarray:
+        """Cycles spent sensing and transferring (``busy`` without the stalls) / total."""
+        st = self.stalls if self.stalls is not None else 0
+        return (self.busy - st) / max(1, self.total_cycles)
 
     @property
     def latency(self) -> np.ndarray:
@@ -442,7 +449,9 @@ class BatchResult:
                 "mean_latency_cycles": float(self.latency.mean()) if len(self.start) else 0.0,
                 "util_index": float(u[:self.index_cores].mean()),
                 "util_raw": float(u[self.index_cores:].mean()) if len(u) > self.index_cores
-                else 0.0, "accesses": self.accesses}
+                else 0.0,
+                "service_util_index": float(self.service_utilisation[:self.index_cores].mean()),
+                "accesses": self.accesses}
 
 
 def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queues: int,
@@ -459,6 +468,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     start = np.zeros(Qn, dtype=np.int64)
     finish = np.zeros(Qn, dtype=np.int64)
     busy = [0] * cores
+    stall = [0] * cores
     heap: list = []
     seq = 0
 
@@ -636,6 +646,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             if stalled[g]:
                 stalled[g] = False
                 busy[g] += t + 1 - cur_x0[g]
+                stall[g] += t + 1 - cur_x0[g]
                 cur_x0[g] = t + 1
                 push(t + 1, X0, g)
             if full_cores:
@@ -717,7 +728,8 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     if trace:
         tr = [(qacc[i], acc_acc[i], acc_dend[i], acc_core[i]) for i in range(n_acc)]
     return BatchResult(start, finish, total, np.asarray(busy, dtype=np.int64), cycle_ns,
-                       queues, n_acc, cores if index_cores is None else index_cores, tr)
+                       queues, n_acc, cores if index_cores is None else index_cores, tr,
+                       np.asarray(stall, dtype=np.int64))
 
 
 def _programs(cfg, layout, events_per_query, counters_per_query, costs):
