@@ -115,7 +115,9 @@ def test_batch_rules(tiny_img, tiny_refs):
         assert bound.total_cycles < got.total_cycles
         assert bound.qps > got.qps
         assert np.all(got.utilisation <= 1) and np.all(bound.utilisation <= 1)
-        assert got.busy.sum() >= got.accesses * EngineCosts.from_cfg(cfg).service
+        # busy = every access' service plus the completion stalls
+        assert (got.busy - got.stalls).sum() == got.accesses * costs.service
+        assert np.all(got.stalls >= 0)
     # the response bus bounds the batch: nb beats per access, one beat per cycle
     bound = nand_bound(cfg, lay, refs, 64)
     assert bound.total_cycles >= bound.accesses * EngineCosts.from_cfg(cfg).nb
