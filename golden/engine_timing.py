@@ -28,9 +28,10 @@ back and waits until every one of them has been delivered; then the next step st
   longer (the gap decoder emits one id per cycle); then the passed neighbours' code reads,
   ``frame_to_code`` after the frame, each code delivered in ``nb`` beats plus ``code_extra``
   (its hand-off to the PQ unit); a batch of more than ``sorter_n`` codes is merged as
-  sub-batches, and the codes of sub-batch ``b + 1`` start ``merge_gap`` after sub-batch
-  ``b``'s last code; the last merge (``merge_tail`` = the PQ latency + ``merge_cycles``) ends
-  before the next SELECT.  A hot frame's codes go to the PQ unit from the frame's buffer
+  sub-batches of ``sorter_n``: the codes keep flowing (the PQ unit's queue holds a
+  sub-batch while the list merges the one before), merge ``b`` ends ``merge_tail`` (the PQ
+  latency + ``merge_cycles``) after its last code or ``merge_cycles`` after merge ``b - 1``
+  ends, whichever is later, and the next SELECT waits for the last one.  A hot frame's codes go to the PQ unit from the frame's buffer
   (``hot_to_code`` + ``hot_code`` per code, then the merges).  No passed neighbour: SELECT
   again after ``empty_frame``;
 * each convergence check: ``check_pre`` (a failing SELECT, DUMP ``L + 4``, the bank swap),
@@ -158,7 +159,8 @@ class EngineCosts:
     hot_to_code: int  # hot frame delivered -> its first code to the PQ unit
     hot_code: int  # cycles per code of a hot frame (from its buffer to the PQ unit)
     merge_tail: int  # last code in -> the list ready for the next command (PQ + merge)
-    merge_gap: int  # a sub-batch's last code -> the next sub-batch's codes move again
+    merge_gap: int  # a sub-batch's last code -> the next sub-batch's code requests
+    merge_cycles: int  # one candidate-list merge (``cfg.insert_cycles``)
     sorter_n: int
     empty_frame: int  # frame delivered without passed neighbours -> ready for SELECT
     check_pre: int  # SELECT failing + DUMP + swap (-> the first slot)
@@ -207,7 +209,8 @@ class EngineCosts:
             select=sel + 1,
             frame_extra=0, hot_frame_extra=0, frame_to_code=5, code_extra=1, hot_to_code=0,
             hot_code=1,
-            merge_tail=merge_tail, merge_gap=merge_tail, sorter_n=cfg.engine.sorter_n,
+            merge_tail=merge_tail, merge_gap=0, merge_cycles=lat["merge"],
+            sorter_n=cfg.engine.sorter_n,
             empty_frame=0,
             check_pre=sel + s.L + 4 + 1,
             slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 1,
@@ -233,18 +236,21 @@ class EngineCosts:
 
 
 class Step(tuple):
-    """``(compute, accesses, wait_until)``: compute cycles, then the accesses ``((core,
-    extra), ...)`` back to back, waited for; ``wait_until``: the step's accesses are not
-    issued before this cycle after the query's start (0: no such wait)."""
+    """``(compute, accesses, wait_until, holds)``: compute cycles, then the accesses
+    ``((core, extra), ...)`` back to back, waited for; ``wait_until``: the step's accesses
+    are not issued before this cycle after the query's start (0: no such wait); ``holds``:
+    ``((back, delay), ...)``: nor before ``delay`` after the end of the step ``back`` steps
+    before this one (the candidate list's merges run one after the other)."""
     __slots__ = ()
 
-    def __new__(cls, compute: int, accesses=(), wait_until: int = 0):
+    def __new__(cls, compute: int, accesses=(), wait_until: int = 0, holds=()):
         return tuple.__new__(cls, (int(compute), tuple(tuple(a) for a in accesses),
-                                   int(wait_until)))
+                                   int(wait_until), tuple(tuple(h) for h in holds)))
 
     compute = property(lambda self: self[0])
     accesses = property(lambda self: self[1])
     wait_until = property(lambda self: self[2])
+    holds = property(lambda self: self[3])
 
 
 def _runs(events):
@@ -375,12 +381,22 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
                 pending = c.hot_to_code + n * c.hot_code + merges * c.merge_tail
             else:
                 comp = c.frame_to_code
-                for b in range(0, n, c.sorter_n):
+                subs = range(0, n, c.sorter_n)
+                for b in subs:
                     sub = codes[b:b + c.sorter_n]
                     acc = [a for v in sub for a in code_acc(v)]
                     steps.append(Step(comp, acc))
                     comp = c.merge_gap
-                pending = c.merge_tail
+                # merge b starts merge_tail - merge_cycles after its last code, and not
+                # before merge b - 1 ends: the list is ready when the last merge ends
+                B = len(subs)
+                if B > 1:
+                    steps.append(Step(c.merge_tail, (), 0, tuple(
+                        (B - b, c.merge_tail + (B - 1 - b) * c.merge_cycles)
+                        for b in range(B - 1))))
+                    pending = 0
+                else:
+                    pending = c.merge_tail
         else:
             do_check(it[1], 1)
     # tail: the remaining checks, then the final rerank
@@ -521,6 +537,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
     qid = [-1] * queues
     pc = [0] * queues
     t0 = [0] * queues
+    ends: list = [[] for _ in range(queues)]  # end cycle of each step of the query
     pend: list = [[] for _ in range(queues)]  # accesses of the step not yet raised
     outstanding: list = [[] for _ in range(queues)]  # raised, not delivered (in order)
     ohead = [0] * queues  # first access whose delivery is not scheduled yet
@@ -545,6 +562,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
         start[next_query] = t
         next_query += 1
         pc[q], t0[q] = 0, t
+        ends[q] = []
         run_step(q, t)
 
     def run_step(q, t):
@@ -553,9 +571,13 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             finish[qid[q]] = t
             begin(q, t + c.release)
             return
-        comp, accs, wait = p[pc[q]]
+        comp, accs, wait, holds = p[pc[q]]
+        e = ends[q]
+        e.append(t)  # the end of the previous step
         pc[q] += 1
         go = max(t + comp, t0[q] + wait)
+        for back, delay in holds:
+            go = max(go, e[len(e) - back] + delay)
         if not accs:
             push(go, RESUME, q)
             return

@@ -98,10 +98,10 @@ def test_program_reads_are_the_layout_reads(tiny_img, tiny_refs):
     costs = EngineCosts.from_cfg(lay.cfg)
     for r in tiny_refs[1][:8]:
         prog = query_program(r.events, r.counters, lay, costs)
-        cores = [core for _, accs, _ in prog for core, _ in accs]
+        cores = [core for st in prog for core, _ in st.accesses]
         assert cores == [rd.core for rd in reads_for_events(r.events, lay)]
         # the program's compute covers at least the ADT build and every check's DUMP
-        comp = sum(c for c, _, _ in prog)
+        comp = sum(st.compute for st in prog)
         assert comp >= r.counters["checks"] * (lay.cfg.search.L + 4)
 
 
@@ -165,25 +165,29 @@ def test_program_rules(tiny_img):
          ("frame", 120)]
     counters = {"checks": 2, "final_T": 0, "final_reranked": 0}
     prog = query_program(events, counters, lay, c)
-    # entry, frame, 2 code sub-batches, hot frame, 2 raws (check 0), frame, check 1 + final
-    assert [len(a) for _, a, _ in prog] == [1, 1, c.sorter_n, 2, lay.hot_accesses, 1, 1,
-                                            1, 0]
+    # entry, frame, 2 code sub-batches, their merges, hot frame, 2 raws (check 0), frame,
+    # check 1 + final
+    assert [len(a) for _, a, _, _ in prog] == [1, 1, c.sorter_n, 2, 0, lay.hot_accesses, 1,
+                                               1, 1, 0]
     assert prog[0] == Step(c.entry_pre, [(0, 0)])
     assert prog[1] == Step(c.entry_post + c.select,
                            [(normal % Ci, frame_extra(lay, c.nb, hot=False))], c.adt_ready)
     assert prog[2].compute == c.frame_to_code and prog[3].compute == c.merge_gap
     assert all(x == c.code_extra for _, x in prog[2].accesses)
-    assert prog[4].compute == c.merge_tail + c.select  # after the last sub-batch's merge
+    # the list is ready merge_tail after the last code, and after the first sub-batch's
+    # merge (merge_tail after its codes) and the second's (merge_cycles)
+    assert prog[4] == Step(c.merge_tail, (), 0, [(2, c.merge_tail + c.merge_cycles)])
+    assert prog[5].compute == c.select
     # the hot frame's 2 codes from its buffer, one merge, then check 0 (T0 slots, 2 raw)
     inserted = len(codes) + 2
     ntop = min(s.T0, 1 + inserted)
-    assert prog[5].compute == c.hot_to_code + 2 * c.hot_code + c.merge_tail + c.check_pre \
+    assert prog[6].compute == c.hot_to_code + 2 * c.hot_code + c.merge_tail + c.check_pre \
         + (ntop - 2) * c.slot + c.slot
-    assert prog[6].compute == c.exact_post + c.slot
-    assert prog[7].compute == c.exact_post + c.check_post + c.select
+    assert prog[7].compute == c.exact_post + c.slot
+    assert prog[8].compute == c.exact_post + c.check_post + c.select
     # the last frame passed no neighbour (no merge); check 1 (T0 + T_step slots, all
     # cached), then the final loop over the list
     ntop = min(s.T0 + s.T_step, 1 + inserted)
     length = min(s.L, 1 + inserted)
-    assert prog[8].compute == c.empty_frame + c.check_pre \
+    assert prog[9].compute == c.empty_frame + c.check_pre \
         + ntop * c.slot + c.check_post + c.final_pre + length * c.slot + c.final_post
