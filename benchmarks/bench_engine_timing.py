@@ -54,7 +54,7 @@ def rtl_engine(name, nq, tmp):
     t0 = time.time()
     got = run_engine(img, qs)
     wall = time.time() - t0
-    costs = EngineCosts.from_cfg(lay.cfg).single_engine()
+    costs = EngineCosts.single_engine(lay.cfg)
     errs = []
     print(f"{name}: single-query engine, golden NAND controller ({wall:.0f} s simulated)")
     print("query  hops  RTL cycles  model  error")

@@ -186,10 +186,16 @@ class EngineCosts:
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, queues: int | None = None,
                  beat_bits: int | None = None, reorder_slots: int = 4,
+                 ctl_depth: int | None = None, shared_sorter: bool | None = None,
                  latencies: dict | None = None) -> "EngineCosts":
         """The Accelerator's costs with ``queues`` contexts (default ``engine.queues``): one
         context is wired straight to the controller, more go through the round-robin
-        arbiter (:func:`proxima.golden.arbiter.arbiter_model`'s latency)."""
+        arbiter (:func:`proxima.golden.arbiter.arbiter_model`'s latency).  ``ctl_depth``:
+        the controller's per-core queue depth (default ``queues * reorder_slots``, the
+        Accelerator's: never full); ``shared_sorter`` (default: more than one context): the
+        contexts' lists share one sorter behind a round-robin arbiter, whose two cycles add
+        to each of a merge's ``list_chunks + 1`` dependent sorter passes (its throughput,
+        one vector per cycle, is not modelled as a shared resource)."""
         lat = block_latencies(cfg) if latencies is None else dict(latencies)
         Q = cfg.engine.queues if queues is None else int(queues)
         if Q < 1:
@@ -200,6 +206,8 @@ class EngineCosts:
         tp = TimingParams.from_cfg(cfg)
         s = cfg.search
         sel = lat["select"] + 2  # accept, latency, response taken
+        if shared_sorter if shared_sorter is not None else Q > 1:
+            lat["merge"] += 2 * (cfg.list_chunks + 1)
         merge_tail = lat["pq"] + lat["merge"] - 1
         return cls(
             nb=nb, service=tp.service_cycles,
@@ -216,15 +224,20 @@ class EngineCosts:
             slot=1, exact_post=lat["exact_beats"] + lat["exact"] + 1,
             check_post=1, final_pre=2, final_post=s.k + 4, count_offset=cfg.vec.dim - 1,
             arb_latency=arb, issue_gap=2 if Q > 1 else 1,
-            reorder_slots=int(reorder_slots), ctl_depth=cfg.engine.queues,
+            reorder_slots=int(reorder_slots),
+            ctl_depth=Q * int(reorder_slots) if ctl_depth is None else int(ctl_depth),
             feed=cfg.vec.dim + 1, release=2,
         )
 
-    def single_engine(self) -> "EngineCosts":
-        """The memory path of the single-query engine's cycle bench (``run_engine`` in
-        ``tests/hdl/engine_timing_rtl.py``): no arbiter, a beat deliverable the cycle after
-        it is emitted, a slot free the cycle after its last beat, queries fed apart."""
-        return replace(self, arb_latency=0, issue_gap=1, store_forward=0, resp_delay=1,
+    @classmethod
+    def single_engine(cls, cfg: ProximaConfig, **options) -> "EngineCosts":
+        """The single-query engine's cycle bench (``run_engine`` in
+        ``tests/hdl/engine_timing_rtl.py``): its own sorter, no arbiter, the golden
+        controller with queues of ``engine.queues``, a beat deliverable the cycle after it
+        is emitted, a slot free the cycle after its last beat, queries fed apart."""
+        options.setdefault("ctl_depth", cfg.engine.queues)
+        c = cls.from_cfg(cfg, queues=1, shared_sorter=False, **options)
+        return replace(c, arb_latency=0, issue_gap=1, store_forward=0, resp_delay=1,
                        slot_free=1, feed=0, release=0)
 
     def zero_compute(self) -> "EngineCosts":

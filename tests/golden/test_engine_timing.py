@@ -68,7 +68,7 @@ def test_nand_path_follows_the_controller_model():
         n = 40
         times = sorted(rnd.sample(range(200), n))
         core = [rnd.randrange(cores) for _ in range(n)]
-        costs = replace(EngineCosts.from_cfg(preset("tiny")).single_engine().zero_compute(),
+        costs = replace(EngineCosts.single_engine(preset("tiny")).zero_compute(),
                         nb=nb, service=service, resp_delay=0, ctl_depth=depth)
         progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
         res = simulate_batch(progs, costs, n, cores, trace=True)
@@ -142,7 +142,7 @@ def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
     qs, refs = tiny_refs
     lay = tiny_img.layout
     got = run_engine(tiny_img, qs[:2])
-    costs = EngineCosts.from_cfg(lay.cfg).single_engine()
+    costs = EngineCosts.single_engine(lay.cfg)
     for g, r in zip(got, refs):
         assert g["hops"] == r.counters["hops"]
         res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
