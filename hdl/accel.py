@@ -1,10 +1,12 @@
 """Accelerator: ``queues`` search contexts in flight, sharing the NAND memory path.
 
 Each context is a :class:`proxima.hdl.engine.SearchEngine` (Algorithm 1 for one query, the
-bit-exact twin of :func:`proxima.golden.search.search`); in this version every context keeps
-its own Bloom filter, PQ unit, candidate list with sorter, exact unit and gap decoder.  What
-the contexts share is the memory path and the host streams:
+bit-exact twin of :func:`proxima.golden.search.search`) with its own Bloom filter, PQ unit,
+candidate list, exact unit and gap decoder.  What the contexts share:
 
+* **the sorter** (``shared_sorter=True``, the default with more than one context): every
+  context's candidate list merges through one :class:`proxima.hdl.shared_sorter.SharedSorter`
+  (round-robin arbiter, tagged responses);
 * **memory path**: each context's ``mem_req`` (at most ``reorder_slots`` accesses outstanding)
   -> the round-robin arbiter (:class:`proxima.hdl.arbiter.RoundRobinArbiter`, registered grant)
   -> the NAND controller (:class:`proxima.hdl.nandctl.NandController`: per-core queues, the
@@ -25,24 +27,30 @@ Parameters
 ----------
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
-pq_options=None)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options`` as
+pq_options=None, external_store=False, shared_sorter=True)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options`` as
 :class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
 ``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
-queue depth (default ``engine.queues``); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
+queue depth (default ``queues * reorder_slots``: every outstanding access fits, so a busy core
+never blocks requests to the others at the arbiter's output); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
 seed holds the controller's response ``ready`` low on about half of the cycles (random NAND
-latencies, for testbenches).
+latencies, for testbenches); ``external_store``: no store inside, the controller's store
+port (``store_addr``, ``store_en``, ``store_data``: see :mod:`proxima.hdl.nandctl`) is on
+the interface (a board's block RAM written by the host, or external memory).
 
 Interface
 ---------
 ``query``   ``In(stream{tag, data: elem_bits})``: ``dim`` beats per query; the first beat's tag
             names the query.  ``ready`` is low while no context is free (and for one cycle at
             the start of each query, while a context is chosen).
-``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run).
+``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run);
+``entry_code`` ``In``: its PQ code (used when ``layout.hot_copies > 1``, see the engine).
+            Context ``q`` reads hot frames from hot copy ``q % layout.hot_copies``.
 ``cb_wr``   ``In(stream)``: PQ codebook writes, to every context.
 ``result``  ``Out(stream{tag, id, dist, last})``: a finished query's top-k (``last`` on the final
             beat); one query's beats are contiguous.
-``stats``   ``Out(stream{tag, error, converged, <counters>})``: one beat per query, after its
+``stats``   ``Out(stream{tag, context, error, converged, <counters>})``: one beat per query
+            (``context``: the context that ran it), after its
             last result beat.  Counters (``counter_bits`` each): :data:`STAT_COUNTERS` =
             :data:`proxima.hdl.engine.COUNTER_NAMES` and the query's accesses by kind.
             ``error``: a corrupt frame or a list overflow in this query (other queries are not
@@ -73,9 +81,10 @@ from amaranth.utils import ceil_log2
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.hdl.arbiter import RoundRobinArbiter
-from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine
+from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.nandctl import NandController
 from proxima.hdl.reorder import ReorderBuffer
+from proxima.hdl.shared_sorter import SharedSorter
 
 __all__ = ["Accelerator", "AccelError", "STAT_COUNTERS", "READ_COUNTERS"]
 
@@ -104,7 +113,8 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, image=None,
                  queues: int | None = None, codebook=None, beat_bits: int | None = None,
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
-                 tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None):
+                 tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
+                 external_store: bool = False, shared_sorter: bool = True):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -115,16 +125,25 @@ class Accelerator(wiring.Component):
         self.slots = S
         self.counter_bits, self.tag_bits = int(counter_bits), int(tag_bits)
         self.resp_stall_seed = int(resp_stall_seed) & 0xFFFF
+        self.shared_sorter = bool(shared_sorter) and self.queues > 1
         self.contexts = [SearchEngine(cfg, layout, codebook=codebook, beat_bits=beat_bits,
-                                      counter_bits=counter_bits, pq_options=pq_options)
+                                      counter_bits=counter_bits, pq_options=pq_options,
+                                      own_sorter=not self.shared_sorter)
                          for _ in range(self.queues)]
+        if self.shared_sorter:
+            lst = self.contexts[0].cand
+            self.sorter = SharedSorter(lst.sort_cfg, lst.n, self.queues)
         e0 = self.contexts[0]
         self.beat_bits, self.nb = e0.beat_bits, e0.nb
         self.pages = self.store_pages(layout)
-        self.ctl = NandController(cfg, depth=ctl_depth, pages=self.pages,
+        # deep enough that no core queue is ever full: a full one would stop the arbiter's
+        # output and with it the requests to every other core
+        depth = self.queues * S if ctl_depth is None else int(ctl_depth)
+        self.ctl = NandController(cfg, depth=max(2, depth), pages=self.pages,
                                   beat_bits=self.beat_bits,
                                   tag_bits=max(1, ceil_log2(S)) + max(1, ceil_log2(self.queues)),
-                                  image=image)
+                                  image=image, external_store=external_store)
+        self.external_store = bool(external_store)
         self.rob = [ReorderBuffer(S, self.nb, self.beat_bits) for _ in range(self.queues)]
         self.req_layout = data.StructLayout({"req": e0.req_layout, "slot": range(S)})
         cb = self.counter_bits
@@ -133,13 +152,15 @@ class Accelerator(wiring.Component):
         self.result_layout = data.StructLayout({"tag": self.tag_bits, "id": cfg.id_bits,
                                                 "dist": cfg.exact_dist_bits, "last": 1})
         self.stats_layout = data.StructLayout(
-            {"tag": self.tag_bits, "error": 1, "converged": 1}
+            {"tag": self.tag_bits, "context": range(max(2, self.queues)), "error": 1,
+             "converged": 1}
             | {name: cb for name in STAT_COUNTERS})
         C = self.ctl.params.cores
         rl = e0.req_layout
         super().__init__({
             "query": In(stream.Signature(self.query_layout)),
             "entry": In(cfg.id_bits),
+            "entry_code": In(8 * cfg.pq_code_bytes),
             "cb_wr": In(stream.Signature(e0.pq.cb_layout)),
             "result": Out(stream.Signature(self.result_layout)),
             "stats": Out(stream.Signature(self.stats_layout)),
@@ -150,7 +171,19 @@ class Accelerator(wiring.Component):
             "mon_offset": Out(rl.members["offset"]), "mon_kind": Out(rl.members["kind"]),
             "g_cycles": Out(cb), "g_busy": Out(cb), "g_queries": Out(cb), "g_arb_wait": Out(cb),
             "core_busy": Out(cb).array(C),
-        })
+        } | ({"store_addr": Out(self.ctl.params.addr_bits), "store_en": Out(1),
+               "store_data": In(self.beat_bits)} if self.external_store else {}))
+
+    @classmethod
+    def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
+                    gap_width: int | None = None, **options) -> "Accelerator":
+        """An accelerator for a nominal image geometry
+        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer)
+        with the store port outside (``external_store=True`` unless given): Verilog export
+        and resource reports."""
+        n = min(cfg.engine.max_vertices, 4096) if n is None else n
+        options.setdefault("external_store", True)
+        return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
 
     # ---- the store ------------------------------------------------------------------------
     @staticmethod
@@ -181,13 +214,24 @@ class Accelerator(wiring.Component):
             m.submodules[f"ctx{q}"] = ctx[q]
             m.submodules[f"rob{q}"] = rob[q]
         m.submodules.ctl = ctl
+        if self.shared_sorter:
+            m.submodules.sorter = srt = self.sorter
+            for q in range(Q):
+                wiring.connect(m, ctx[q].sort_req, srt.i[q])
+                wiring.connect(m, srt.o[q], ctx[q].sort_resp)
+        if self.external_store:
+            m.d.comb += [self.store_addr.eq(ctl.store_addr), self.store_en.eq(ctl.store_en),
+                         ctl.store_data.eq(self.store_data)]
         tags = Array(Signal(self.tag_bits, name=f"tag{q}") for q in range(Q))
 
         # ---- configuration inputs --------------------------------------------------------
         cb_ready = Cat(c.cb_wr.ready for c in ctx).all()
         m.d.comb += self.cb_wr.ready.eq(cb_ready)
-        for c in ctx:
-            m.d.comb += [c.entry.eq(self.entry), c.cb_wr.payload.eq(self.cb_wr.payload),
+        X = self.layout.hot_copies
+        for q, c in enumerate(ctx):
+            m.d.comb += [c.entry.eq(self.entry), c.entry_code.eq(self.entry_code),
+                         c.copy.eq(q % X),
+                         c.cb_wr.payload.eq(self.cb_wr.payload),
                          c.cb_wr.valid.eq(self.cb_wr.valid & cb_ready)]
 
         # ---- queries in: dispatch to the lowest free context ----------------------------
@@ -300,7 +344,7 @@ class Accelerator(wiring.Component):
                 with m.If(self.result.valid & self.result.ready & res.last):
                     m.next = "CAPTURE"
             with m.State("CAPTURE"):  # the context's counters belong to the finished query
-                m.d.sync += [st.tag.eq(tags[owner]),
+                m.d.sync += [st.tag.eq(tags[owner]), st.context.eq(owner),
                              st.error.eq(Array(c.error for c in ctx)[owner]),
                              st.converged.eq(Array(c.converged for c in ctx)[owner])]
                 for n in COUNTER_NAMES:

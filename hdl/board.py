@@ -157,6 +157,9 @@ class BoardCore(wiring.Component):
         self.clk_hz, self.baud = int(clk_hz), int(baud)
         self.divisor = uart_divisor(clk_hz, baud) if divisor is None else int(divisor)
         if engine:
+            if layout.hot_copies > 1:  # the entry's code would have to be a register
+                raise BoardError(f"layout.hot_copies = {layout.hot_copies}: the board reads "
+                                 f"one hot region (set layout.hot_copies=1)")
             self.engine = SearchEngine(cfg, layout, pq_options=pq_options)
             self.beat_bits = self.engine.beat_bits
         else:

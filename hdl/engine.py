@@ -21,7 +21,9 @@ pq_options=None)``: ``cfg`` gives every width, size and count; ``layout``
 (:class:`proxima.golden.layout.Layout` of the mounted image) is elaborated as constants;
 ``codebook``: the PQ unit's initial codebook (also writable through ``cb_wr``);
 ``beat_bits``: the memory data width (default :func:`proxima.hdl.gapdec.default_word_bits`);
-``pq_options`` go to the PQ unit.  :meth:`SearchEngine.from_config` elaborates a nominal
+``pq_options`` go to the PQ unit; ``own_sorter=False``: the candidate list's sorter
+ports ``sort_req`` / ``sort_resp`` are on the interface (a sorter shared between engines,
+:class:`proxima.hdl.shared_sorter.SharedSorter`) instead of a private sorter.  :meth:`SearchEngine.from_config` elaborates a nominal
 geometry for Verilog export and resource reports.
 
 Interfaces
@@ -30,6 +32,11 @@ Interfaces
               is accepted only while the engine is idle; the last element starts the search.
 ``entry``     ``In(id_bits)``: the image's entry vertex (a configuration register; hold it
               constant while a search runs).
+``entry_code`` ``In(8 C)``: the entry's PQ code, a configuration register used instead of a
+              code read when ``layout.hot_copies > 1`` (the rule of
+              :func:`proxima.golden.layout.reads_for_events`); ignored otherwise.
+``copy``      ``In``: the hot copy this engine reads hot frames from (``layout.hot_copies >
+              1``; golden: ``reads_for_events(..., copy)``); ignored with one copy.
 ``cb_wr``     ``In(stream)``: the PQ unit's codebook write port, passed through.
 ``mem_req``   ``Out(stream{core, page, offset, kind})``: one NAND access of
               ``A = nand.access_bytes`` bytes: ``core`` counts the index cores first, then the
@@ -89,7 +96,7 @@ from amaranth.lib.wiring import In, Out, connect
 from proxima.config import ProximaConfig
 from proxima.golden.layout import Layout
 from proxima.hdl.bloom import BloomFilter
-from proxima.hdl.candidates import CandidateListWithSorter, Op
+from proxima.hdl.candidates import CandidateListRTL, CandidateListWithSorter, Op
 from proxima.hdl.exact import ExactDistanceUnit
 from proxima.golden.nandctl import default_word_bits
 from proxima.hdl.gapdec import GapDecoder
@@ -98,7 +105,7 @@ from proxima.hdl.exact_cache import ExactCache
 from proxima.hdl.pq import PQUnit
 from proxima.hdl.topk import TopK
 
-__all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES"]
+__all__ = ["SearchEngine", "EngineError", "COUNTER_NAMES", "KIND_CODES", "nominal_layout"]
 
 #: the engine's registered counters (golden COUNTERS without ``bloom_fp``, plus ``cycles``)
 COUNTER_NAMES = ("hops", "pq_dists", "exact_dists", "checks", "inserted", "final_T",
@@ -119,14 +126,9 @@ class SearchEngine(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, codebook=None,
                  beat_bits: int | None = None, counter_bits: int = 32,
-                 pq_options: dict | None = None):
+                 pq_options: dict | None = None, own_sorter: bool = True):
         if layout.cfg.to_dict() != cfg.to_dict():
             raise EngineError("the layout was made for another configuration")
-        if layout.hot_copies > 1:
-            # golden: the entry's code is held by the engine and hot frames are read from the
-            # query's own copy (golden/layout.reads_for_events); this engine reads copy 0
-            raise EngineError(f"layout.hot_copies = {layout.hot_copies}: this engine reads "
-                              f"one hot region (set layout.hot_copies=1)")
         self.cfg, self.layout = cfg, layout
         A = cfg.nand.access_bytes
         bb_bits = default_word_bits(cfg) if beat_bits is None else int(beat_bits)
@@ -142,7 +144,8 @@ class SearchEngine(wiring.Component):
         self.counter_bits = int(counter_bits)
         self.bloom = BloomFilter(cfg)
         self.pq = PQUnit(cfg, codebook=codebook, **(pq_options or {}))
-        self.cand = CandidateListWithSorter(cfg)
+        self.own_sorter = bool(own_sorter)
+        self.cand = CandidateListWithSorter(cfg) if own_sorter else CandidateListRTL(cfg)
         self.exact = ExactDistanceUnit(cfg)
         self.gapdec = GapDecoder(cfg, word_bits=bb_bits)
         self.reader = MemReader(cfg, layout, bb_bits)
@@ -155,6 +158,8 @@ class SearchEngine(wiring.Component):
         ports = {
             "query": In(stream.Signature(unsigned(cfg.vec.elem_bits))),
             "entry": In(cfg.id_bits),
+            "entry_code": In(8 * cfg.pq_code_bytes),
+            "copy": In(range(max(2, layout.hot_copies))),
             "cb_wr": In(stream.Signature(self.pq.cb_layout)),
             "mem_req": Out(stream.Signature(self.req_layout)),
             "mem_resp": In(stream.Signature(self.resp_layout)),
@@ -166,6 +171,9 @@ class SearchEngine(wiring.Component):
         }
         for name in COUNTER_NAMES:
             ports[name] = Out(self.counter_bits)
+        if not own_sorter:
+            ports |= {"sort_req": self.cand.signature.members["sort_req"],
+                      "sort_resp": self.cand.signature.members["sort_resp"]}
         super().__init__(ports)
 
     @classmethod
@@ -175,17 +183,8 @@ class SearchEngine(wiring.Component):
         ``n`` vertices (default ``engine.max_vertices``, fewer if the NAND does not hold
         them), ``hot`` of them hot (default ``layout.hot_fraction * n``) and slot width
         ``gap_width`` (default ``id_bits``, the widest frame)."""
-        from proxima.golden.layout import LayoutError
-        W = cfg.id_bits if gap_width is None else int(gap_width)
-        n = cfg.engine.max_vertices if n is None else int(n)
-        while True:
-            h = int(cfg.layout.hot_fraction * n) if hot is None else int(hot)
-            try:
-                return cls(cfg, Layout(cfg, n, min(h, n), W), **options)
-            except LayoutError as e:
-                if n <= 1:
-                    raise EngineError(f"no image geometry fits: {e}") from None
-                n //= 2
+        return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
+
 
     # -------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -206,9 +205,14 @@ class SearchEngine(wiring.Component):
         m.submodules.topk = tk = self.topk
 
         connect(m, wiring.flipped(self.cb_wr), pq.cb_wr)
+        if not self.own_sorter:
+            connect(m, cand.sort_req, wiring.flipped(self.sort_req))
+            connect(m, wiring.flipped(self.sort_resp), cand.sort_resp)
         connect(m, rd.mem_req, wiring.flipped(self.mem_req))
         connect(m, wiring.flipped(self.mem_resp), rd.mem_resp)
         connect(m, rd.frame, gd.i)
+        m.d.comb += rd.copy.eq(self.copy)
+        held_entry = lay.hot_copies > 1  # the entry's code is a register, not read
         m.d.comb += [pq.adt_out.ready.eq(1), gd.gap_width.eq(lay.gap_width)]
 
         error = Signal()
@@ -427,14 +431,15 @@ class SearchEngine(wiring.Component):
                     m.next = "E_BWAIT"
             with m.State("E_BWAIT"):
                 with m.If(bloom.resp.valid):
-                    start_read(KIND_CODE, cur)
+                    if not held_entry:
+                        start_read(KIND_CODE, cur)
                     m.next = "E_READ"
             with m.State("E_READ"):
                 with m.If(~rd.busy & pq.adt_valid):
                     m.next = "E_PQ"
             with m.State("E_PQ"):
                 m.d.comb += [pq.codes.valid.eq(1), lane0.used.eq(1), lane0.id.eq(cur),
-                             lane0.code.eq(cap_code)]
+                             lane0.code.eq(self.entry_code if held_entry else cap_code)]
                 with m.If(pq.codes.ready):
                     m.next = "E_PQW"
             with m.State("E_PQW"):
@@ -582,3 +587,21 @@ class SearchEngine(wiring.Component):
                         m.d.sync += [done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
         return m
+
+
+def nominal_layout(cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
+                   gap_width: int | None = None) -> Layout:
+    """The image geometry of :meth:`SearchEngine.from_config`: ``n`` vertices (default
+    ``engine.max_vertices``, halved until the NAND holds them), ``hot`` of them hot (default
+    ``layout.hot_fraction * n``), slot width ``gap_width`` (default ``id_bits``)."""
+    from proxima.golden.layout import LayoutError
+    W = cfg.id_bits if gap_width is None else int(gap_width)
+    n = cfg.engine.max_vertices if n is None else int(n)
+    while True:
+        h = int(cfg.layout.hot_fraction * n) if hot is None else int(hot)
+        try:
+            return Layout(cfg, n, min(h, n), W)
+        except LayoutError as e:
+            if n <= 1:
+                raise EngineError(f"no image geometry fits: {e}") from None
+            n //= 2

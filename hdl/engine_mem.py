@@ -31,6 +31,8 @@ Neighbour code reads (while ``nb_run``, after a normal frame):
 ``nb_code``  ``Out(stream{id})`` with ``code``: a captured neighbour code, held (and
              ``mem_resp.ready`` low) until taken.
 ``nb_clear`` ``In(1)``: reset the neighbour pointers (before ``nb_run``).
+``copy``     ``In``: the hot copy hot frames are read from (``layout.hot_copies > 1``; a
+             run-time constant per search context; ignored with one copy).
 
 Timing: the first request of a read is valid in the cycle after ``start``; one access per
 cycle, one beat per cycle, no other latency; the last beat's cycle is the last ``busy`` one.
@@ -91,6 +93,7 @@ class MemReader(wiring.Component):
             "nb_req_idx": Out(range(R + 1)), "nb_req_id": In(idb),
             "nb_rx_idx": Out(range(R + 1)), "nb_rx_id": In(idb),
             "nb_code": Out(stream.Signature(unsigned(idb))),
+            "copy": In(range(max(2, layout.hot_copies))),
         })
 
     def elaborate(self, platform):
@@ -119,7 +122,10 @@ class MemReader(wiring.Component):
         f_core, f_page, f_off = frame_loc(rd_v)          # normal frame / code of rd_v
         c_off = f_off + lay.code_offset
         r_core, r_page, r_off = raw_location(lay, rd_v)  # raw vector (global core)
-        h_core, h_page, h_off = hot_chunk_location(lay, rd_v, rd_a)  # hot chunk rd_a
+        # hot chunk rd_a of the context's own copy
+        h_core, h_page, h_off = hot_chunk_location(
+            lay, rd_v, rd_a, self.copy[:max(1, (lay.hot_copies - 1).bit_length())]
+            if lay.hot_copies > 1 else 0)
 
         rd_n = Signal(range(self.max_accesses + 1))
         rd_skip = Signal(range(nb))  # beats of the first access before the structure

@@ -102,6 +102,10 @@ BLOCKS: dict[str, Block] = {
     # the search engine top, for the preset's nominal image geometry (see its docstring)
     "engine": Block(_lazy("proxima.hdl.engine", "SearchEngine.from_config"),
                     (f"{_G}.search:search",), f"{_TB}.tb_engine"),
+    # many queries in flight over the shared NAND path (nominal geometry, empty store)
+    "accel": Block(_lazy("proxima.hdl.accel", "Accelerator.from_config"),
+                   (f"{_G}.search:search", f"{_G}.nandctl:NandControllerModel"),
+                   f"{_TB}.tb_accel"),
 }
 
 
@@ -113,6 +117,7 @@ FPGA_OPTIONS: dict[str, dict] = {
     # DP16KD with its output register (proxima.hdl.lib.vendor.BlockRAM); docs/RESOURCES.md
     "pq": {"bram": "ecp5"},
     "engine": {"pq_options": {"bram": "ecp5"}},
+    "accel": {"pq_options": {"bram": "ecp5"}},
 }
 
 

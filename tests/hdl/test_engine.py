@@ -305,18 +305,6 @@ def test_engine_rejects_a_layout_of_another_configuration(tiny_image):
         gc.collect()
 
 
-def test_engine_rejects_hot_copies(tiny_image):
-    """The golden model holds the entry's code and reads the query's own hot copy when the
-    hot region is copied; this engine reads one hot region, so it refuses such a layout."""
-    cfg = tiny_image.index.cfg.with_(layout={"hot_copies": 2})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(EngineError, match="hot_copies = 2"):
-            lay = tiny_image.layout
-            SearchEngine(cfg, Layout(cfg, lay.n, lay.hot, lay.gap_width))
-        gc.collect()
-
-
 @pytest.mark.rtl
 def test_engine_verilog_cocotb(tiny_image, tmp_path):
     """The generated Verilog under Verilator: the same golden checks (sim/tb/tb_engine.py),
