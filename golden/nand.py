@@ -3,6 +3,12 @@
 Everything is in integer engine cycles (``cfg.engine.clock_mhz``).  The RTL's cycle counts are
 checked against this model, so its rules are stated exactly.
 
+This is the NAND-side model with coarse per-phase compute costs.  The model of the RTL
+engine itself -- the ``SearchEngine`` state machine's costs between its reads, ``Q`` contexts
+sharing the arbiter, the NAND controller's done slots and single response bus, the reorder
+buffers -- is :mod:`proxima.golden.engine_timing` (``predict`` / ``nand_bound``); it is the
+one that predicts the RTL's cycles.
+
 Cores
 -----
 ``Ci = nand.cores`` index cores (ids ``0..Ci-1``) and ``Cr = nand.raw_vector_cores`` raw-vector

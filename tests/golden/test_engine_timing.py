@@ -1,0 +1,193 @@
+"""Engine timing model (golden/engine_timing.py): its rules, and its cycles against the RTL.
+
+The RTL comparison runs two ``tiny`` queries through :class:`proxima.hdl.engine.SearchEngine`
+in the Amaranth simulator with the golden NAND controller serving its reads
+(``tests/hdl/engine_timing_rtl.py``) and checks the model's per-query cycles within 2%.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from proxima.config import preset
+from proxima.golden.engine_timing import (EngineCosts, EngineTimingError, Step, frame_extra,
+                                          block_latencies, nand_bound, predict,
+                                          query_program, simulate_batch)
+from proxima.golden.layout import reads_for_events
+from proxima.golden.nandctl import CtlParams, NandControllerModel, Request
+from proxima.golden.search import search
+from tests.golden.conftest import clustered_u8
+
+
+@pytest.fixture(scope="module")
+def tiny_img(tmp_path_factory):
+    from tests.hdl.engine_timing_rtl import tiny_image
+    return tiny_image(tmp_path_factory.mktemp("engine_timing"))
+
+
+@pytest.fixture(scope="module")
+def tiny_refs(tiny_img):
+    qs = clustered_u8(24, tiny_img.index.cfg.vec.dim, seed=200)
+    return qs, [search(tiny_img.index, q) for q in qs]
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "paper"])
+def test_block_latencies_are_the_rtl_blocks(name):
+    """The latencies the model waits on are the RTL blocks' own attributes."""
+    from proxima.hdl.bloom import BloomFilter
+    from proxima.hdl.candidates import CandidateListWithSorter
+    from proxima.hdl.exact import ExactDistanceUnit
+    from proxima.hdl.pq import PQUnit
+    from amaranth.hdl import UnusedElaboratable
+    cfg = preset(name)
+    with warnings.catch_warnings():  # the blocks are never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        pq, ex, cand = PQUnit(cfg), ExactDistanceUnit(cfg), CandidateListWithSorter(cfg)
+        rtl = {"pq_build": pq.build_latency, "pq": pq.latency, "exact": ex.latency,
+               "exact_beats": ex.beats, "bloom": BloomFilter(cfg).latency,
+               "select": cand.select_latency, "merge": cand.merge_cycles}
+        del pq, ex, cand
+        gc.collect()
+    assert block_latencies(cfg) == rtl
+
+
+def test_nand_path_follows_the_controller_model():
+    """Lone accesses raised at random cycles on random cores: the model's accept and beat
+    emission cycles equal :class:`NandControllerModel`'s (in-order requests held until
+    accepted, per-core queues of ``depth``, done slots, completion stalls, the round-robin
+    output engine, ``nb`` beats per access)."""
+    rnd = random.Random(5)
+    for nb, service, cores, depth in ((4, 7, 3, 0), (1, 5, 4, 0), (8, 3, 2, 0), (4, 9, 3, 1),
+                                      (2, 12, 2, 2)):
+        n = 40
+        times = sorted(rnd.sample(range(200), n))
+        core = [rnd.randrange(cores) for _ in range(n)]
+        costs = replace(EngineCosts.single_engine(preset("tiny")).zero_compute(),
+                        nb=nb, service=service, resp_delay=0, ctl_depth=depth)
+        progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
+        res = simulate_batch(progs, costs, n, cores, trace=True)
+        emit = {q: d - nb + 1 for q, a, d, _ in res.trace}
+        accept = [a for _, a, _, _ in sorted(res.trace)]
+        # the same requests through the cycle model, each offered from its cycle on
+        p = CtlParams(cores=cores, depth=depth or n, service=service, access_bytes=8 * nb,
+                      page_bytes=256, pages=1, page_bits=1, beat_bits=64, tag_bits=8)
+        ctl = NandControllerModel(p)
+        first, acc_t, i = {}, [], 0
+        for t in range(times[-1] + n * (service + nb) + 10):
+            req = Request(i, core[i], 0, 0) if i < n and t >= times[i] else None
+            acc, beat = ctl.step(req, True)
+            if acc:
+                acc_t.append(t)
+                i += 1
+            if beat is not None:
+                first.setdefault(beat.tag, beat.cycle)
+        assert accept == acc_t, (nb, service, cores, depth)
+        assert emit == first, (nb, service, cores, depth)
+        assert res.busy.sum() >= n * service
+
+
+def test_program_reads_are_the_layout_reads(tiny_img, tiny_refs):
+    """A query's program issues exactly its golden reads, on their cores, in order."""
+    lay = tiny_img.layout
+    costs = EngineCosts.from_cfg(lay.cfg)
+    for r in tiny_refs[1][:8]:
+        prog = query_program(r.events, r.counters, lay, costs)
+        cores = [core for st in prog for core, _ in st.accesses]
+        assert cores == [rd.core for rd in reads_for_events(r.events, lay)]
+        # the program's compute covers at least the ADT build and every check's DUMP
+        comp = sum(st.compute for st in prog)
+        assert comp >= r.counters["checks"] * (lay.cfg.search.L + 4)
+
+
+def test_batch_rules(tiny_img, tiny_refs):
+    cfg, lay = tiny_img.layout.cfg, tiny_img.layout
+    refs = tiny_refs[1]
+    costs = EngineCosts.from_cfg(cfg)
+    one = predict(cfg, lay, refs, 1)
+    # one queue: the queries back to back (fed, run, released), their latencies add up
+    per_query = costs.feed + costs.release
+    assert one.total_cycles == int(one.latency.sum()) + len(refs) * per_query \
+        - costs.release + 1 + costs.done_to_stats
+    assert one.accesses == sum(len(reads_for_events(r.events, lay)) for r in refs)
+    totals = [predict(cfg, lay, refs, q).total_cycles for q in (1, 2, 4, 8)]
+    assert all(b < a for a, b in zip(totals, totals[1:]))
+    for q in (1, 8):
+        got, bound = predict(cfg, lay, refs, q), nand_bound(cfg, lay, refs, q)
+        assert bound.total_cycles < got.total_cycles
+        assert bound.qps > got.qps
+        assert np.all(got.utilisation <= 1) and np.all(bound.utilisation <= 1)
+        # busy = every access' service plus the completion stalls
+        assert (got.busy - got.stalls).sum() == got.accesses * costs.service
+        assert np.all(got.stalls >= 0)
+    # the response bus bounds the batch: nb beats per access, one beat per cycle
+    bound = nand_bound(cfg, lay, refs, 64)
+    assert bound.total_cycles >= bound.accesses * EngineCosts.from_cfg(cfg).nb
+    # bare events: the checks guessed from the raw runs, close to the counters' placement
+    bare = predict(cfg, lay, [r.events for r in refs], 2).total_cycles
+    assert abs(bare / predict(cfg, lay, refs, 2).total_cycles - 1) < 0.02
+    with pytest.raises(EngineTimingError):
+        predict(cfg, lay, refs, 0)
+
+
+def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
+    """The model of the single-query engine against the RTL's ``cycles`` counter, the same
+    memory path (golden NAND controller, 4 reorder slots, no arbiter): within 2% per query."""
+    from tests.hdl.engine_timing_rtl import run_engine
+    qs, refs = tiny_refs
+    lay = tiny_img.layout
+    got = run_engine(tiny_img, qs[:2])
+    costs = EngineCosts.single_engine(lay.cfg)
+    for g, r in zip(got, refs):
+        assert g["hops"] == r.counters["hops"]
+        res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
+                             lay.total_cores)
+        model = int(res.latency[0]) + 1 + costs.count_offset
+        assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])
+
+
+def test_program_rules(tiny_img):
+    """The step structure of a hand-made query (module doc of golden/engine_timing)."""
+    lay = tiny_img.layout
+    cfg = lay.cfg
+    c = EngineCosts.from_cfg(cfg)
+    s = cfg.search
+    Ci = cfg.nand.cores
+    normal, hot = 100, 3  # vertex 3 is hot (12 hot vertices), 100 is not
+    codes = list(range(200, 200 + c.sorter_n + 2))  # two sub-batches
+    events = [("code", 0), ("frame", normal)] + [("code", v) for v in codes] + \
+        [("frame", hot), ("code", 150), ("code", 151), ("raw", 7), ("raw", 8),
+         ("frame", 120)]
+    counters = {"checks": 2, "final_T": 0, "final_reranked": 0}
+    prog = query_program(events, counters, lay, c)
+    # entry, frame, 2 code sub-batches, their merges, hot frame, 2 raws (check 0), frame,
+    # check 1 + final
+    assert [len(a) for _, a, _, _ in prog] == [1, 1, c.sorter_n, 2, 0, lay.hot_accesses, 1,
+                                               1, 1, 0]
+    assert prog[0] == Step(c.entry_pre, [(0, 0)])
+    assert prog[1] == Step(c.entry_post + c.select,
+                           [(normal % Ci, frame_extra(lay, c.nb, hot=False))], c.adt_ready)
+    assert prog[2].compute == c.frame_to_code and prog[3].compute == c.merge_gap
+    assert all(x == c.code_extra for _, x in prog[2].accesses)
+    # the list is ready merge_tail after the last code, and after the first sub-batch's
+    # merge (merge_tail after its codes) and the second's (merge_cycles)
+    assert prog[4] == Step(c.merge_tail, (), 0, [(2, c.merge_tail + c.merge_cycles)])
+    assert prog[5].compute == c.select
+    # the hot frame's 2 codes from its buffer, one merge, then check 0 (T0 slots, 2 raw)
+    inserted = len(codes) + 2
+    ntop = min(s.T0, 1 + inserted)
+    assert prog[6].compute == c.hot_to_code + 2 * c.hot_code + c.merge_tail + c.check_pre \
+        + (ntop - 2) * c.slot + c.slot
+    assert prog[7].compute == c.exact_post + c.slot
+    assert prog[8].compute == c.exact_post + c.check_post + c.select
+    # the last frame passed no neighbour (no merge); check 1 (T0 + T_step slots, all
+    # cached), then the final loop over the list
+    ntop = min(s.T0 + s.T_step, 1 + inserted)
+    length = min(s.L, 1 + inserted)
+    assert prog[9].compute == c.empty_frame + c.check_pre \
+        + ntop * c.slot + c.check_post + c.final_pre + length * c.slot + c.final_post
