@@ -9,11 +9,11 @@ under Verilator (:func:`proxima.sim.accel_run.simulate_accel`; every query check
 the golden model, mismatches counted) and the table gives: cycles per query (batch cycles /
 queries), mean query latency, QPS at ``engine.clock_mhz``, mean index- and raw-core
 utilisation (``core_busy / g_cycles``), the simulation speed (simulated cycles per
-wall-clock second, the Verilator build excluded), the NAND bound (the timing model of
-:mod:`proxima.golden.nand` for the same queries, NAND and queue count with the engine's
-compute taking no time, :func:`proxima.sim.accel_run.nand_bound`), the achieved fraction of
-it, and the timing model's prediction with the engine's compute (``simulate_events``) and its
-error against the RTL.
+wall-clock second, the Verilator build excluded), the NAND bound (the engine timing model
+:mod:`proxima.golden.engine_timing` for the same queries, NAND and queue count with the
+engine's compute taking no time, :func:`proxima.sim.accel_run.nand_bound`), the achieved
+fraction of it, and the timing model's prediction with the engine's compute
+(:func:`proxima.golden.engine_timing.predict`) and its error against the RTL.
 
 Without ``--index`` a SIFT-like image of ``--n`` vectors is built for ``--preset`` under
 ``--out`` (reused when it exists).  Each queue count is its own Verilator build (cached in
@@ -74,9 +74,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the rows as JSON")
     a = ap.parse_args()
 
-    from proxima.golden.nand import simulate_events
     from proxima.golden.search_batch import search_batch
-    from proxima.sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
+    from proxima.sim.accel_run import (FAST_BUILD, model_prediction, nand_bound, search_layout,
+                                       simulate_accel)
 
     t0 = time.perf_counter()
     img, q = _image(a)
@@ -107,7 +107,7 @@ def main() -> int:
             run = simulate_accel(img, q, cfg=cfg, queues=nq, refs=refs,
                                  stall_seed=a.stall_seed, make_vars=mv)
         bound = nand_bound(refs, lay, cfg, nq)
-        model = simulate_events([r.events for r in refs], lay, nq=nq, cfg=cfg)
+        model = model_prediction(refs, lay, cfg, nq)
         ui, ur = run.utilisation()
         row = {"queues": nq, "cycles_per_query": run.cycles_per_query,
                "latency_cycles": run.latency_cycles, "qps": run.qps, "util_index": ui,

@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "accel_for",
+__all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "model_prediction",
+           "accel_for",
            "FAST_BUILD"]
 
 #: ``make`` variables of a quick build: Verilator's C++ without optimisation (a large design
@@ -108,19 +109,20 @@ def search_layout(img, cfg):
 
 
 def nand_bound(refs, layout, cfg, queues: int):
-    """The timing model's result (:func:`proxima.golden.nand.simulate`) for the same queries,
-    NAND and queue count with the engine's compute taking no time: the NAND bound."""
-    import dataclasses
+    """The NAND bound: :func:`proxima.golden.engine_timing.nand_bound` (the Accelerator's
+    timing model with the engine's compute taking no time) for the same queries (golden
+    :class:`~proxima.golden.search.SearchResult` s with events), NAND and queue count."""
+    from proxima.golden.engine_timing import nand_bound as bound
 
-    from proxima.golden.nand import TimingParams, phases_for_events, simulate
+    return bound(cfg, layout, refs, queues)
 
-    params = dataclasses.replace(TimingParams.from_cfg(cfg), pq_codes_per_cycle=1 << 30,
-                                 sorter_cycles=0, exact_cycles=0, setup_cycles=0,
-                                 queues=queues)
-    X = layout.hot_copies
-    traces = [phases_for_events(r.events, layout, params, q % X) for q, r in enumerate(refs)]
-    # a code phase still costs ceil(c / 2**30) = 1 cycle: negligible against the service time
-    return simulate(traces, params, queues)
+
+def model_prediction(refs, layout, cfg, queues: int):
+    """The timing model's cycles for the batch on ``queues`` contexts
+    (:func:`proxima.golden.engine_timing.predict`)."""
+    from proxima.golden.engine_timing import predict
+
+    return predict(cfg, layout, refs, queues)
 
 
 def _digest(*arrays) -> str:
