@@ -22,30 +22,9 @@ from amaranth.sim import Simulator
 
 from proxima.golden.layout import Layout
 from proxima.golden.nandctl import CtlParams, NandControllerModel, Request
+from proxima.hdl.accel import Accelerator
 from proxima.hdl.engine import COUNTER_NAMES, SearchEngine
-
-
-def image_pages(img) -> int:
-    """Pages per core the controller's store needs for ``img`` (a power of two)."""
-    P = img.layout.cfg.nand.page_bytes
-    n = max(img.frames.shape[1], img.raw.shape[1]) // P
-    return 1 << max(0, (max(1, n) - 1).bit_length())
-
-
-def word_source(img, beat_bits):
-    """Beats of one access ``(core, page, offset)`` from the image's core arrays."""
-    lay = img.layout
-    cfg = lay.cfg
-    A, P, Ci = cfg.nand.access_bytes, cfg.nand.page_bytes, cfg.nand.cores
-    bb = beat_bits // 8
-
-    def beats(core, page, offset):
-        arr = img.frames[core] if core < Ci else img.raw[core - Ci]
-        base = page * P + offset
-        data = bytes(arr[base:base + A])
-        return [int.from_bytes(data[i:i + bb], "little") for i in range(0, A, bb)]
-
-    return beats
+from tests.hdl.test_engine import _word_source
 
 
 def run_engine(img, queries, *, cfg=None, reorder_slots: int = 4, resp_delay: int = 1,
@@ -56,8 +35,8 @@ def run_engine(img, queries, *, cfg=None, reorder_slots: int = 4, resp_delay: in
     lay = img.layout
     layout = Layout(cfg, lay.n, lay.hot, lay.gap_width)
     dut = SearchEngine(cfg, layout, codebook=img.index.codebook)
-    beats_of = word_source(img, dut.beat_bits)
-    params = CtlParams.from_cfg(cfg, pages=image_pages(img), beat_bits=dut.beat_bits,
+    beats_of = _word_source(img, dut.beat_bits)
+    params = CtlParams.from_cfg(cfg, pages=Accelerator.store_pages(lay), beat_bits=dut.beat_bits,
                                 tag_bits=16)
     ctl = NandControllerModel(params)
     nb = params.beats
@@ -164,7 +143,7 @@ def run_accel(img, queries, queues: int, *, max_cycles: int = 5_000_000, **kw):
     offered back to back, results and statistics always taken).  Returns ``(total, stats,
     core_busy)``: cycles from the first query beat offered to the last statistics beat taken
     (inclusive), each query's statistics beat (by index), and the per-core busy counters."""
-    from proxima.hdl.accel import STAT_COUNTERS, Accelerator
+    from proxima.hdl.accel import STAT_COUNTERS
     cfg = img.index.cfg
     dut = Accelerator(cfg, img.layout, image=Accelerator.store_image(img), queues=queues,
                       codebook=img.index.codebook, **kw)
