@@ -27,7 +27,8 @@ Parameters
 ----------
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
-pq_options=None, external_store=False, shared_sorter=True)``: ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options`` as
+pq_options=None, bloom_options=None, external_store=False, shared_sorter=True)``:
+``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options``/``bloom_options`` as
 :class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
 ``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
@@ -82,6 +83,7 @@ from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
 from proxima.hdl.arbiter import RoundRobinArbiter
 from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
+from proxima.hdl.lib.logic import onehot_to_binary, prefix_or, rr_pick
 from proxima.hdl.nandctl import NandController
 from proxima.hdl.reorder import ReorderBuffer
 from proxima.hdl.shared_sorter import SharedSorter
@@ -98,15 +100,6 @@ class AccelError(EngineError):
     """A configuration or image the accelerator cannot serve."""
 
 
-def _first_set(m, vec, name):
-    """(index, any): the lowest set bit of ``vec`` (a priority encoder, comb)."""
-    idx = Signal(range(max(2, len(vec))), name=f"{name}_idx")
-    for i in reversed(range(len(vec))):
-        with m.If(vec[i]):
-            m.d.comb += idx.eq(i)
-    return idx, vec.any()
-
-
 class Accelerator(wiring.Component):
     """Many queries in flight over one NAND memory path (module doc)."""
 
@@ -114,7 +107,7 @@ class Accelerator(wiring.Component):
                  queues: int | None = None, codebook=None, beat_bits: int | None = None,
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
                  tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
-                 external_store: bool = False, shared_sorter: bool = True):
+                 bloom_options: dict | None = None, external_store: bool = False, shared_sorter: bool = True):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -128,6 +121,7 @@ class Accelerator(wiring.Component):
         self.shared_sorter = bool(shared_sorter) and self.queues > 1
         self.contexts = [SearchEngine(cfg, layout, codebook=codebook, beat_bits=beat_bits,
                                       counter_bits=counter_bits, pq_options=pq_options,
+                                      bloom_options=bloom_options,
                                       own_sorter=not self.shared_sorter)
                          for _ in range(self.queues)]
         if self.shared_sorter:
@@ -240,10 +234,14 @@ class Accelerator(wiring.Component):
         m.d.sync += free.eq((free & ~free_clr) | free_set)
         feeding, cur = Signal(), Signal(range(max(2, Q)))
         qi = Signal(range(max(2, dim)))
-        pick, any_free = _first_set(m, free, "disp")
+        qb = max(1, ceil_log2(Q))
+        below_free, any_free = prefix_or(m, free, "disp")
+        pick_oh = Signal(Q)
+        m.d.comb += pick_oh.eq(free & ~below_free)  # the lowest free context
+        pick = onehot_to_binary(pick_oh, qb)
         with m.If(~feeding & self.query.valid & any_free):
             m.d.sync += [feeding.eq(1), cur.eq(pick), tags[pick].eq(self.query.payload.tag)]
-            m.d.comb += free_clr.eq(Cat(pick == q for q in range(Q)))
+            m.d.comb += free_clr.eq(pick_oh)
         q_ready = Array(c.query.ready for c in ctx)
         m.d.comb += self.query.ready.eq(feeding & q_ready[cur])
         for q, c in enumerate(ctx):
@@ -321,17 +319,15 @@ class Accelerator(wiring.Component):
         res_valid = Cat(c.result.valid for c in ctx)
         owner = Signal(range(max(2, Q)))
         above = Signal(Q)  # contexts after the last owner
-        hi, any_hi = _first_set(m, res_valid & above, "out_hi")
-        lo, any_lo = _first_set(m, res_valid, "out_lo")
+        pv, any_done = prefix_or(m, res_valid, "out_pv")
+        pick_oh, pick_above = rr_pick(m, res_valid, above, pv, "out")
         st = data.View(self.stats_layout, Signal(self.stats_layout.size))
         m.d.comb += self.stats.payload.eq(st)
-        pick_owner = Mux(any_hi, hi, lo)
         res = Array(c.result.payload for c in ctx)[owner]
         with m.FSM(name="out"):
             with m.State("PICK"):
-                with m.If(any_lo):
-                    m.d.sync += [owner.eq(pick_owner),
-                                 above.eq(Cat(pick_owner < q for q in range(Q)))]
+                with m.If(any_done):
+                    m.d.sync += [owner.eq(onehot_to_binary(pick_oh, qb)), above.eq(pick_above)]
                     m.next = "RESULTS"
             with m.State("RESULTS"):
                 m.d.comb += [self.result.valid.eq(Array(c.result.valid for c in ctx)[owner]),

@@ -17,11 +17,12 @@ ports (its states are described where it is written).
 Parameters
 ----------
 ``SearchEngine(cfg, layout, *, codebook=None, beat_bits=None, counter_bits=32,
-pq_options=None)``: ``cfg`` gives every width, size and count; ``layout``
+pq_options=None, bloom_options=None, own_sorter=True)``: ``cfg`` gives every width, size and count; ``layout``
 (:class:`proxima.golden.layout.Layout` of the mounted image) is elaborated as constants;
 ``codebook``: the PQ unit's initial codebook (also writable through ``cb_wr``);
 ``beat_bits``: the memory data width (default :func:`proxima.hdl.gapdec.default_word_bits`);
-``pq_options`` go to the PQ unit; ``own_sorter=False``: the candidate list's sorter
+``pq_options`` go to the PQ unit, ``bloom_options`` to the Bloom filter (e.g.
+``{"ram": "block"}`` on an FPGA: cycle-identical, the banks in block RAM); ``own_sorter=False``: the candidate list's sorter
 ports ``sort_req`` / ``sort_resp`` are on the interface (a sorter shared between engines,
 :class:`proxima.hdl.shared_sorter.SharedSorter`) instead of a private sorter.  :meth:`SearchEngine.from_config` elaborates a nominal
 geometry for Verilog export and resource reports.
@@ -126,7 +127,8 @@ class SearchEngine(wiring.Component):
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, codebook=None,
                  beat_bits: int | None = None, counter_bits: int = 32,
-                 pq_options: dict | None = None, own_sorter: bool = True):
+                 pq_options: dict | None = None, bloom_options: dict | None = None,
+                 own_sorter: bool = True):
         if layout.cfg.to_dict() != cfg.to_dict():
             raise EngineError("the layout was made for another configuration")
         self.cfg, self.layout = cfg, layout
@@ -142,7 +144,7 @@ class SearchEngine(wiring.Component):
                 raise EngineError(f"the {name} stride ({stride} B) is not a multiple of the "
                                   f"beat ({self.bb} B)")
         self.counter_bits = int(counter_bits)
-        self.bloom = BloomFilter(cfg)
+        self.bloom = BloomFilter(cfg, **(bloom_options or {}))
         self.pq = PQUnit(cfg, codebook=codebook, **(pq_options or {}))
         self.own_sorter = bool(own_sorter)
         self.cand = CandidateListWithSorter(cfg) if own_sorter else CandidateListRTL(cfg)

@@ -116,8 +116,9 @@ BLOCKS: dict[str, Block] = {
 FPGA_OPTIONS: dict[str, dict] = {
     # DP16KD with its output register (proxima.hdl.lib.vendor.BlockRAM); docs/RESOURCES.md
     "pq": {"bram": "ecp5"},
-    "engine": {"pq_options": {"bram": "ecp5"}},
-    "accel": {"pq_options": {"bram": "ecp5"}},
+    # the Bloom filter's banks in block RAM (cycle-identical to the LUT-RAM banks)
+    "engine": {"pq_options": {"bram": "ecp5"}, "bloom_options": {"ram": "block"}},
+    "accel": {"pq_options": {"bram": "ecp5"}, "bloom_options": {"ram": "block"}},
 }
 
 

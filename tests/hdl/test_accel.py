@@ -154,10 +154,12 @@ def copies_image(tmp_path_factory):
 
 def test_accel_hot_copies(copies_image):
     """Context q reads hot frames from copy q % 2 and takes the entry's code from the
-    ``entry_code`` register (no code read for it), as reads_for_events(..., copy)."""
+    ``entry_code`` register (no code read for it), as reads_for_events(..., copy).  The
+    Bloom filters use block RAM here (the FPGA option), which must not change anything."""
     assert copies_image.layout.hot_copies == 2
     queries = _queries(copies_image.index.cfg, 2, seed=5)
-    out, _ = run_accel(copies_image, queries, queues=2, p_query=0.5)
+    out, _ = run_accel(copies_image, queries, queues=2, p_query=0.5,
+                       bloom_options={"ram": "block"})
     assert {o["stats"]["context"] for o in out.values()} == {0, 1}
     for i, q in enumerate(queries):
         check_query(copies_image, q, out[100 + i])
