@@ -16,8 +16,8 @@ Parameters (:class:`CtlParams`, defaults from the configuration)
 ``pages``      pages per core held by the backing store (power of two, default
                ``nand.pages_per_core``; small in tests).  The request's page field is
                ``clog2(nand.pages_per_core)`` bits wide regardless.
-``beat_bits``  width of a response beat (power of two, ``8 .. 8A``; default: the gap
-               decoder's input word, :func:`default_word_bits`).
+``beat_bits``  width of a response beat (power of two, ``8 .. 8A``; default: the shared
+               memory path's width, :func:`path_word_bits`).
                ``nb = 8A / beat_bits`` beats per access.
 ``tag_bits``   request tag width (default: enough to number every request the controller
                can hold, ``clog2(C * (D + 2) + 1)``).
@@ -102,7 +102,7 @@ from .nand import TimingParams
 __all__ = ["NandCtlError", "CtlParams", "Request", "Beat", "RunResult", "NandControllerModel",
            "requests_from_reads", "word_address", "store_words", "nand_completion",
            "ACCEPT_TO_START", "DONE_TO_BEAT", "check_request", "expected_data",
-           "requests_for_events", "default_word_bits"]
+           "requests_for_events", "default_word_bits", "path_word_bits"]
 
 #: cycles from a request's accept cycle to its earliest first service cycle (FIFO, pop)
 ACCEPT_TO_START = 2
@@ -127,6 +127,12 @@ def default_word_bits(cfg: ProximaConfig) -> int:
     smallest power of two ``>= 2 * id_bits``, capped at one access (``8 * access_bytes``)."""
     wb = 1 << (2 * cfg.id_bits - 1).bit_length()
     return min(wb, 8 * cfg.nand.access_bytes)
+
+
+def path_word_bits(cfg: ProximaConfig) -> int:
+    """The shared memory path's width (the controller's beat, the store word):
+    ``engine.path_bits``, or :func:`default_word_bits` when that is 0 or narrower."""
+    return max(default_word_bits(cfg), int(cfg.engine.path_bits))
 
 
 def _require(ok: bool, message: str) -> None:
@@ -176,7 +182,7 @@ class CtlParams:
         if tr < 0 or tx < 0:
             raise NandCtlError(f"tR_cycles and transfer_cycles must be >= 0, got {tr}, {tx}")
         if beat_bits is None:
-            beat_bits = default_word_bits(cfg)
+            beat_bits = path_word_bits(cfg)
         return cls(cores=c, depth=d, service=tr + tx, access_bytes=cfg.nand.access_bytes,
                    page_bytes=cfg.nand.page_bytes,
                    pages=cfg.nand.pages_per_core if pages is None else int(pages),

@@ -13,7 +13,11 @@ candidate list, exact unit and gap decoder.  What the contexts share:
   service time ``tR + transfer`` of :mod:`proxima.golden.nand`, one response beat per cycle)
   with its backing store inside the design (the image's bytes, :meth:`Accelerator.store_image`)
   -> the context's :class:`proxima.hdl.reorder.ReorderBuffer` (responses back in request order)
-  -> the context's ``mem_resp``.  Requests carry the tag ``{context, slot}``.
+  -> the context's ``mem_resp``.  Requests carry the tag ``{context, slot}``.  The path from
+  the controller to the reorder buffers (and the store word) is ``path_bits`` =
+  :func:`proxima.golden.nandctl.path_word_bits` wide (``engine.path_bits``, at least a
+  context's beat): an access crosses it in ``path_nb`` beats, and each reorder buffer hands
+  it to its context in the context's ``nb`` narrower beats.
 * **queries in**: a query (``dim`` beats with its host tag) goes to the lowest-numbered free
   context; a context is free again once its query's statistics beat has been taken.
 * **results out**: finished contexts are served round robin; a context's result beats (top-k,
@@ -27,17 +31,20 @@ Parameters
 ----------
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
-pq_options=None, bloom_options=None, external_store=False, shared_sorter=True)``:
+pq_options=None, bloom_options=None, external_store=False, shared_sorter=True,
+path_bits=None)``:
 ``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options``/``bloom_options`` as
 :class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
-``queues``: contexts (default ``engine.queues``); ``ctl_depth``: the controller's per-core
+``queues``: contexts (default ``engine.queues``); ``path_bits``: the shared path's width
+(default :func:`~proxima.golden.nandctl.path_word_bits`; at least a context's beat, at
+most an access); ``ctl_depth``: the controller's per-core
 queue depth (default ``queues * reorder_slots``: every outstanding access fits, so a busy core
 never blocks requests to the others at the arbiter's output); ``resp_stall_seed`` != 0: a 16-bit LFSR with that
 seed holds the controller's response ``ready`` low on about half of the cycles (random NAND
 latencies, for testbenches); ``external_store``: no store inside, the controller's store
-port (``store_addr``, ``store_en``, ``store_data``: see :mod:`proxima.hdl.nandctl`) is on
-the interface (a board's block RAM written by the host, or external memory).
+port (``store_addr``, ``store_en``, ``store_data`` of ``path_bits``: see
+:mod:`proxima.hdl.nandctl`) is on the interface (a board's block RAM written by the host, or external memory).
 
 Interface
 ---------
@@ -81,6 +88,7 @@ from amaranth.utils import ceil_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout
+from proxima.golden.nandctl import path_word_bits
 from proxima.hdl.arbiter import RoundRobinArbiter
 from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.lib.logic import onehot_to_binary, prefix_or, rr_pick
@@ -107,7 +115,8 @@ class Accelerator(wiring.Component):
                  queues: int | None = None, codebook=None, beat_bits: int | None = None,
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
                  tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
-                 bloom_options: dict | None = None, external_store: bool = False, shared_sorter: bool = True):
+                 bloom_options: dict | None = None, external_store: bool = False,
+                 shared_sorter: bool = True, path_bits: int | None = None):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -129,16 +138,24 @@ class Accelerator(wiring.Component):
             self.sorter = SharedSorter(lst.sort_cfg, lst.n, self.queues)
         e0 = self.contexts[0]
         self.beat_bits, self.nb = e0.beat_bits, e0.nb
+        # the shared path: as wide as engine.path_bits, never narrower than a context's beat
+        pb = path_word_bits(cfg) if path_bits is None else int(path_bits)
+        self.path_bits = max(pb, self.beat_bits)
+        if pb & (pb - 1) or self.path_bits > 8 * cfg.nand.access_bytes:
+            raise AccelError(f"path_bits must be a power of two of at most one access "
+                             f"({8 * cfg.nand.access_bytes}), got {path_bits}")
+        self.path_nb = 8 * cfg.nand.access_bytes // self.path_bits  # beats per access
         self.pages = self.store_pages(layout)
         # deep enough that no core queue is ever full: a full one would stop the arbiter's
         # output and with it the requests to every other core
         depth = self.queues * S if ctl_depth is None else int(ctl_depth)
         self.ctl = NandController(cfg, depth=max(2, depth), pages=self.pages,
-                                  beat_bits=self.beat_bits,
+                                  beat_bits=self.path_bits,
                                   tag_bits=max(1, ceil_log2(S)) + max(1, ceil_log2(self.queues)),
                                   image=image, external_store=external_store)
         self.external_store = bool(external_store)
-        self.rob = [ReorderBuffer(S, self.nb, self.beat_bits) for _ in range(self.queues)]
+        self.rob = [ReorderBuffer(S, self.nb, self.beat_bits, in_bits=self.path_bits)
+                    for _ in range(self.queues)]
         self.req_layout = data.StructLayout({"req": e0.req_layout, "slot": range(S)})
         cb = self.counter_bits
         self.query_layout = data.StructLayout({"tag": self.tag_bits,
@@ -166,7 +183,7 @@ class Accelerator(wiring.Component):
             "g_cycles": Out(cb), "g_busy": Out(cb), "g_queries": Out(cb), "g_arb_wait": Out(cb),
             "core_busy": Out(cb).array(C),
         } | ({"store_addr": Out(self.ctl.params.addr_bits), "store_en": Out(1),
-               "store_data": In(self.beat_bits)} if self.external_store else {}))
+               "store_data": In(self.path_bits)} if self.external_store else {}))
 
     @classmethod
     def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
@@ -292,7 +309,7 @@ class Accelerator(wiring.Component):
             m.d.comb += resp.ready.eq(lfsr[0])
         else:
             m.d.comb += resp.ready.eq(1)
-        wbeat = Signal(range(max(2, self.nb)))
+        wbeat = Signal(range(max(2, self.path_nb)))
         r_tag = resp.payload.tag
         r_ctx = r_tag[sb:] if Q > 1 else Const(0, 1)
         with m.If(resp.valid & resp.ready):

@@ -257,6 +257,10 @@ class EngineConfig:
     exact_lanes: int = 4  # MACs in the exact-distance unit
     clock_mhz: float = 100.0
     id_bits: int = 20  # vertex id width: max vertices = 2**id_bits
+    # width of the shared memory path (the NAND controller's response beat and the store
+    # word, bits): 0 = the engine's own beat (golden.nandctl.default_word_bits).  A wider
+    # path moves an access in fewer beats; each context's reorder buffer narrows it again
+    path_bits: int = 0
 
     @property
     def max_vertices(self) -> int:
@@ -275,6 +279,9 @@ class EngineConfig:
             raise ConfigError(f"engine.id_bits must be in 4..32, got {self.id_bits}")
         if self.clock_mhz <= 0:
             raise ConfigError("engine.clock_mhz must be > 0")
+        if self.path_bits and (not _is_pow2(self.path_bits) or self.path_bits < 8):
+            raise ConfigError(
+                f"engine.path_bits must be 0 or a power of two >= 8, got {self.path_bits}")
 
 
 @dataclass(frozen=True)
@@ -513,6 +520,10 @@ class ProximaConfig:
                 f"search.L ({self.search.L}) must fit the sorter or be a multiple of it "
                 f"(engine.sorter_n = {self.engine.sorter_n}): the candidate list merges in "
                 f"chunks of sorter_n keys")
+        if self.engine.path_bits > 8 * self.nand.access_bytes:
+            raise ConfigError(
+                f"engine.path_bits ({self.engine.path_bits}) must be at most one access "
+                f"({8 * self.nand.access_bytes} bits = nand.access_bytes * 8)")
         if self.search.beam_width > self.search.L:
             raise ConfigError("search.beam_width must be <= search.L")
 
@@ -634,7 +645,7 @@ SEARCH_TIME_FIELDS: dict[str, frozenset[str] | None] = {
     "bloom": None,
     "cache": None,
     "engine": frozenset({"queues", "sorter_n", "pq_codes_per_cycle", "exact_lanes",
-                         "clock_mhz"}),
+                         "clock_mhz", "path_bits"}),
     "nand": frozenset({"tR_ns", "transfer_bytes_per_ns"}),
 }
 

@@ -129,13 +129,15 @@ def check_query(img, q, got):
     assert st["cycles"] > 0
 
 
-@pytest.mark.parametrize("queues,stall,n", [(1, 0, 1), (3, 0x1D, 3)])
-def test_accel_matches_golden_per_query(tiny_image, queues, stall, n):
+@pytest.mark.parametrize("queues,stall,n,path", [(1, 0, 1, None), (3, 0x1D, 3, None),
+                                                 (2, 0x2B, 2, 128), (2, 0, 2, 1024)])
+def test_accel_matches_golden_per_query(tiny_image, queues, stall, n, path):
     """One context (no arbiter), and three with random NAND latency and back-pressure on
-    every host stream.  More queries, more contexts: tests/test_accel_sim.py (Verilator)."""
+    every host stream; a shared path 4 beats wide (128 bits) and one access wide.  More
+    queries, more contexts: tests/test_accel_sim.py (Verilator)."""
     queries = _queries(tiny_image.index.cfg, n, seed=queues)
     out, glob = run_accel(tiny_image, queries, queues=queues, p_query=0.7, p_ready=0.6,
-                          seed=queues, stall_seed=stall)
+                          seed=queues, stall_seed=stall, path_bits=path)
     for i, q in enumerate(queries):
         check_query(tiny_image, q, out[100 + i])
     assert glob["g_queries"] == len(queries)
@@ -185,18 +187,28 @@ def test_accel_rejects_bad_options(tiny_image):
         Accelerator(cfg, tiny_image.layout, reorder_slots=3)
     with pytest.raises(AccelError, match="queues"):
         Accelerator(cfg, tiny_image.layout, queues=0)
+    for bad in (96, 2048):
+        with pytest.raises(AccelError, match="path_bits"):
+            Accelerator(cfg, tiny_image.layout, path_bits=bad)
 
 
-def test_reorder_buffer_restores_issue_order():
-    """Accesses written in a scrambled order come out in issue order, beat for beat."""
-    S, nb = 4, 4
-    dut = ReorderBuffer(S, nb, 16)
-    rnd = random.Random(5)
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_reorder_buffer_restores_issue_order(lanes):
+    """Accesses written in a scrambled order come out in issue order, beat for beat; with
+    ``lanes`` > 1 they are written as wide beats (the shared path) and come out narrow."""
+    S, nb, bits = 4, 4, 16
+    nb_in = nb // lanes
+    dut = ReorderBuffer(S, nb, bits, in_bits=bits * lanes)
+    assert (dut.lanes, dut.nb_in) == (lanes, nb_in)
+    rnd = random.Random(5 + lanes)
     n_acc = 40
+
+    def word(acc, wb):  # written beat wb of access acc: its narrow beats, lane 0 lowest
+        return sum((acc * 16 + wb * lanes + i) << (bits * i) for i in range(lanes))
 
     async def bench(ctx):
         issued, inflight, got = 0, [], []
-        writing = None  # (slot, access number, beat)
+        writing = None  # (slot, access number, written beat)
         for _ in range(5000):
             can = ctx.get(dut.can_issue)
             do_issue = can and issued < n_acc and rnd.random() < 0.5
@@ -211,8 +223,8 @@ def test_reorder_buffer_restores_issue_order():
                 slot, acc, b = writing
                 ctx.set(dut.w_slot, slot)
                 ctx.set(dut.w_beat, b)
-                ctx.set(dut.w_data, acc * 16 + b)
-                ctx.set(dut.w_last, b == nb - 1)
+                ctx.set(dut.w_data, word(acc, b))
+                ctx.set(dut.w_last, b == nb_in - 1)
             ctx.set(dut.out.ready, rnd.random() < 0.7)
             _, _, ov, ordy, op = await ctx.tick().sample(dut.out.valid, dut.out.ready,
                                                           dut.out.payload)
@@ -220,7 +232,7 @@ def test_reorder_buffer_restores_issue_order():
                 issued += 1
             if w:
                 writing[2] += 1
-                if writing[2] == nb:
+                if writing[2] == nb_in:
                     writing = None
             if ov and ordy:
                 got.append((op.data, op.last))
