@@ -63,11 +63,12 @@ Memory path (:func:`simulate_batch`, event-driven)
 * NAND controller: the rules of :class:`proxima.golden.nandctl.NandControllerModel` at access
   granularity: per-core FIFO order, ``start = max(accept + ACCEPT_TO_START, done of the
   previous)``, ``service`` cycles, a one-entry done slot (a completion waits while it is
-  full), one output engine granting full done slots round robin, ``nb`` beats per access,
-  one beat per cycle for all cores (the response bus).  Tested cycle for cycle against it.
+  full), one output engine granting full done slots round robin, ``ctl_nb`` beats per
+  access (the shared path's width, ``engine.path_bits``), one beat per cycle for all cores
+  (the response bus).  Tested cycle for cycle against it.
 * Reorder buffer: store and forward (``store_forward``): an access is deliverable
-  ``resp_delay`` after its last beat came in, then one beat per cycle in the context's
-  request order, plus the access' extra cycles.
+  ``resp_delay`` after its last (path) beat came in, then ``nb`` beats (the context's), one
+  per cycle in the context's request order, plus the access' extra cycles.
 * Queries: the first ``Q`` go to the contexts in order, each further one to the context that
   finishes first, ``release`` cycles after its last result beat; every query first takes
   ``feed`` cycles of the one query port (its ``dim`` beats).  The batch ends with the last
@@ -99,7 +100,7 @@ from proxima.config import ProximaConfig
 from .arbiter import arbiter_model
 from .layout import Layout, LayoutError
 from .nand import TimingParams
-from .nandctl import ACCEPT_TO_START, default_word_bits
+from .nandctl import ACCEPT_TO_START, default_word_bits, path_word_bits
 
 __all__ = ["EngineCosts", "Step", "frame_extra", "BatchResult", "query_program", "simulate_batch",
            "predict", "nand_bound", "EngineTimingError", "block_latencies"]
@@ -170,6 +171,8 @@ class EngineCosts:
     final_pre: int  # after the last check -> the final loop's first slot
     final_post: int  # after the final loop -> the query's last cycle (result beats)
     count_offset: int  # the RTL ``cycles`` counter minus the model's query time
+    #: beats per access on the shared path (controller -> reorder buffers); 0: ``nb``
+    ctl_nb: int = 0
     arb_latency: int = 2  # a raised request -> accepted by the controller
     issue_gap: int = 2  # a context's consecutive accepts are at least this far apart
     #: the reorder buffer: store and forward (1: an access is delivered only after its last
@@ -187,7 +190,8 @@ class EngineCosts:
     def from_cfg(cls, cfg: ProximaConfig, *, queues: int | None = None,
                  beat_bits: int | None = None, reorder_slots: int = 4,
                  ctl_depth: int | None = None, shared_sorter: bool | None = None,
-                 latencies: dict | None = None) -> "EngineCosts":
+                 latencies: dict | None = None, path_bits: int | None = None
+                 ) -> "EngineCosts":
         """The Accelerator's costs with ``queues`` contexts (default ``engine.queues``): one
         context is wired straight to the controller, more go through the round-robin
         arbiter (:func:`proxima.golden.arbiter.arbiter_model`'s latency).  ``ctl_depth``:
@@ -195,7 +199,9 @@ class EngineCosts:
         Accelerator's: never full); ``shared_sorter`` (default: more than one context): the
         contexts' lists share one sorter behind a round-robin arbiter, whose two cycles add
         to each of a merge's ``list_chunks + 1`` dependent sorter passes (its throughput,
-        one vector per cycle, is not modelled as a shared resource)."""
+        one vector per cycle, is not modelled as a shared resource); ``path_bits``: the
+        shared path's width (default :func:`proxima.golden.nandctl.path_word_bits`, never
+        narrower than the context's beat)."""
         lat = block_latencies(cfg) if latencies is None else dict(latencies)
         Q = cfg.engine.queues if queues is None else int(queues)
         if Q < 1:
@@ -203,6 +209,7 @@ class EngineCosts:
         arb = getattr(arbiter_model(Q), "latency", 2) if Q > 1 else 0
         bb = default_word_bits(cfg) if beat_bits is None else int(beat_bits)
         nb = 8 * cfg.nand.access_bytes // bb
+        pb = max(bb, path_word_bits(cfg) if path_bits is None else int(path_bits))
         tp = TimingParams.from_cfg(cfg)
         s = cfg.search
         sel = lat["select"] + 2  # accept, latency, response taken
@@ -210,7 +217,7 @@ class EngineCosts:
             lat["merge"] += 2 * (cfg.list_chunks + 1)
         merge_tail = lat["pq"] + lat["merge"] - 1
         return cls(
-            nb=nb, service=tp.service_cycles,
+            nb=nb, ctl_nb=8 * cfg.nand.access_bytes // pb, service=tp.service_cycles,
             entry_pre=lat["exact_beats"] + lat["bloom"] + 2,
             entry_post=1 + lat["pq"] + 2 + sel,
             adt_ready=lat["pq_build"] + lat["pq"] + 1 + sel,
@@ -236,13 +243,14 @@ class EngineCosts:
         controller with queues of ``engine.queues``, a beat deliverable the cycle after it
         is emitted, a slot free the cycle after its last beat, queries fed apart."""
         options.setdefault("ctl_depth", cfg.engine.queues)
+        options.setdefault("path_bits", 0)  # its controller moves the engine's beats
         c = cls.from_cfg(cfg, queues=1, shared_sorter=False, **options)
         return replace(c, arb_latency=0, issue_gap=1, store_forward=0, resp_delay=1,
                        slot_free=1, feed=0, release=0)
 
     def zero_compute(self) -> "EngineCosts":
         """The same memory path with every engine compute cost zero (the NAND bound)."""
-        keep = {"nb", "service", "sorter_n", "arb_latency", "issue_gap", "store_forward",
+        keep = {"nb", "ctl_nb", "service", "sorter_n", "arb_latency", "issue_gap", "store_forward",
                 "resp_delay", "slot_free", "reorder_slots", "ctl_depth", "feed", "release",
                 "done_to_stats"}
         return replace(self, **{f.name: 0 for f in fields(self) if f.name not in keep})
@@ -491,7 +499,8 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
         raise EngineTimingError(f"queues must be >= 1, got {queues}")
     c = costs
     nb, svc, slots = max(1, c.nb), c.service, max(1, c.reorder_slots)
-    fwd = (nb - 1) if c.store_forward else 0
+    cnb = c.ctl_nb or nb  # beats per access on the shared path
+    fwd = (cnb - 1) if c.store_forward else 0
     port_free = 0  # the query port
     Qn = len(programs)
     start = np.zeros(Qn, dtype=np.int64)
@@ -676,7 +685,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             slot[g] = None
             del full_cores[bisect_left(full_cores, g)]
             last_g = g
-            eng_free = t + nb
+            eng_free = t + cnb
             acc_emit[aid] = t + 1
             if stalled[g]:
                 stalled[g] = False

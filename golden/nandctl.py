@@ -131,8 +131,10 @@ def default_word_bits(cfg: ProximaConfig) -> int:
 
 def path_word_bits(cfg: ProximaConfig) -> int:
     """The shared memory path's width (the controller's beat, the store word):
-    ``engine.path_bits``, or :func:`default_word_bits` when that is 0 or narrower."""
-    return max(default_word_bits(cfg), int(cfg.engine.path_bits))
+    ``engine.path_bits`` within ``default_word_bits(cfg) .. 8 * nand.access_bytes`` (one
+    access; 0 gives :func:`default_word_bits`)."""
+    return min(max(default_word_bits(cfg), int(cfg.engine.path_bits)),
+               8 * cfg.nand.access_bytes)
 
 
 def _require(ok: bool, message: str) -> None:

@@ -258,9 +258,11 @@ class EngineConfig:
     clock_mhz: float = 100.0
     id_bits: int = 20  # vertex id width: max vertices = 2**id_bits
     # width of the shared memory path (the NAND controller's response beat and the store
-    # word, bits): 0 = the engine's own beat (golden.nandctl.default_word_bits).  A wider
-    # path moves an access in fewer beats; each context's reorder buffer narrows it again
-    path_bits: int = 0
+    # word, bits; golden.nandctl.path_word_bits): at least the engine's own beat, at most one
+    # access (0: the engine's beat).  A wider path moves an access in fewer beats (each
+    # context's reorder buffer narrows it again): with 64-bit beats the response stream, not
+    # the NAND cores, bounds the default preset from 8 queues on (docs/RESOURCES.md)
+    path_bits: int = 256
 
     @property
     def max_vertices(self) -> int:
@@ -520,10 +522,6 @@ class ProximaConfig:
                 f"search.L ({self.search.L}) must fit the sorter or be a multiple of it "
                 f"(engine.sorter_n = {self.engine.sorter_n}): the candidate list merges in "
                 f"chunks of sorter_n keys")
-        if self.engine.path_bits > 8 * self.nand.access_bytes:
-            raise ConfigError(
-                f"engine.path_bits ({self.engine.path_bits}) must be at most one access "
-                f"({8 * self.nand.access_bytes} bits = nand.access_bytes * 8)")
         if self.search.beam_width > self.search.L:
             raise ConfigError("search.beam_width must be <= search.L")
 
@@ -688,7 +686,7 @@ def _paper() -> ProximaConfig:
         search=SearchConfig(L=256, T0=16, T_step=4, r=3, beta=1.06, k=10, beam_width=4),
         bloom=BloomConfig(bits=98304, hashes=8),  # 12 kB SRAM, 8 hash functions
         engine=EngineConfig(queues=256, sorter_n=256, pq_codes_per_cycle=32, exact_lanes=1,
-                            clock_mhz=1000.0, id_bits=27),
+                            clock_mhz=1000.0, id_bits=27, path_bits=1024),
         nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
                         tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),
         layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000, hot_copies=8),

@@ -46,6 +46,7 @@ def test_default_widths_by_hand():
     ({"search": {"r": 0}}, "search.r"),
     ({"search": {"L": 72}}, "multiple of it"),
     ({"engine": {"sorter_n": 48}}, "power of two"),
+    ({"engine": {"path_bits": 96}}, "path_bits"),
     ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
     ({"nand": {"page_bytes": 1000}}, "page_bytes"),
     ({"graph": {"R": 1}}, "graph.R"),

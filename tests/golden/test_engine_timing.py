@@ -61,18 +61,21 @@ def test_nand_path_follows_the_controller_model():
     """Lone accesses raised at random cycles on random cores: the model's accept and beat
     emission cycles equal :class:`NandControllerModel`'s (in-order requests held until
     accepted, per-core queues of ``depth``, done slots, completion stalls, the round-robin
-    output engine, ``nb`` beats per access)."""
+    output engine, ``nb`` beats per access); with ``lanes`` > 1 the controller's path is
+    that many context beats wide (``ctl_nb = nb / lanes`` beats on the response bus)."""
     rnd = random.Random(5)
-    for nb, service, cores, depth in ((4, 7, 3, 0), (1, 5, 4, 0), (8, 3, 2, 0), (4, 9, 3, 1),
-                                      (2, 12, 2, 2)):
+    for nb, service, cores, depth, lanes in ((4, 7, 3, 0, 1), (1, 5, 4, 0, 1), (8, 3, 2, 0, 1),
+                                             (4, 9, 3, 1, 1), (2, 12, 2, 2, 1), (1, 4, 3, 0, 8),
+                                             (2, 6, 4, 1, 4)):
         n = 40
         times = sorted(rnd.sample(range(200), n))
         core = [rnd.randrange(cores) for _ in range(n)]
         costs = replace(EngineCosts.single_engine(preset("tiny")).zero_compute(),
-                        nb=nb, service=service, resp_delay=0, ctl_depth=depth)
+                        nb=nb * lanes, ctl_nb=nb, service=service, resp_delay=0,
+                        ctl_depth=depth)
         progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
         res = simulate_batch(progs, costs, n, cores, trace=True)
-        emit = {q: d - nb + 1 for q, a, d, _ in res.trace}
+        emit = {q: d - nb * lanes + 1 for q, a, d, _ in res.trace}
         accept = [a for _, a, _, _ in sorted(res.trace)]
         # the same requests through the cycle model, each offered from its cycle on
         p = CtlParams(cores=cores, depth=depth or n, service=service, access_bytes=8 * nb,
@@ -125,9 +128,15 @@ def test_batch_rules(tiny_img, tiny_refs):
         # busy = every access' service plus the completion stalls
         assert (got.busy - got.stalls).sum() == got.accesses * costs.service
         assert np.all(got.stalls >= 0)
-    # the response bus bounds the batch: nb beats per access, one beat per cycle
-    bound = nand_bound(cfg, lay, refs, 64)
-    assert bound.total_cycles >= bound.accesses * EngineCosts.from_cfg(cfg).nb
+    # the response bus bounds the batch: ctl_nb beats per access, one beat per cycle; a
+    # path as narrow as the context's beat gives the lowest bound, one access wide the highest
+    bounds = {}
+    for pb in (32, 256, 8 * cfg.nand.access_bytes):
+        pcfg = cfg.with_(engine={"path_bits": pb})
+        bounds[pb] = nand_bound(pcfg, lay, refs, 64)
+        assert bounds[pb].total_cycles >= bounds[pb].accesses * EngineCosts.from_cfg(pcfg).ctl_nb
+    assert EngineCosts.from_cfg(cfg.with_(engine={"path_bits": 1024})).ctl_nb == 1
+    assert bounds[32].total_cycles > bounds[256].total_cycles >= bounds[1024].total_cycles
     # bare events: the checks guessed from the raw runs, close to the counters' placement
     bare = predict(cfg, lay, [r.events for r in refs], 2).total_cycles
     assert abs(bare / predict(cfg, lay, refs, 2).total_cycles - 1) < 0.02

@@ -37,7 +37,7 @@ def test_params_from_presets_reuse_the_timing_model():
         assert p.depth == cfg.engine.queues and p.pages == cfg.nand.pages_per_core
         assert p.beats * p.beat_bits == 8 * cfg.nand.access_bytes
     d = CtlParams.from_cfg(preset("default"))
-    assert (d.service, d.cores, d.beat_bits, d.beats) == (56, 20, 64, 16)
+    assert (d.service, d.cores, d.beat_bits, d.beats) == (56, 20, 256, 4)  # engine.path_bits
     assert CtlParams.from_cfg(preset("default"), tR_cycles=4, transfer_cycles=0).service == 4
 
 

@@ -129,12 +129,13 @@ def check_query(img, q, got):
     assert st["cycles"] > 0
 
 
-@pytest.mark.parametrize("queues,stall,n,path", [(1, 0, 1, None), (3, 0x1D, 3, None),
+@pytest.mark.parametrize("queues,stall,n,path", [(1, 0, 1, 32), (3, 0x1D, 3, None),
                                                  (2, 0x2B, 2, 128), (2, 0, 2, 1024)])
 def test_accel_matches_golden_per_query(tiny_image, queues, stall, n, path):
-    """One context (no arbiter), and three with random NAND latency and back-pressure on
-    every host stream; a shared path 4 beats wide (128 bits) and one access wide.  More
-    queries, more contexts: tests/test_accel_sim.py (Verilator)."""
+    """One context (no arbiter) on a path as narrow as its beat (32 bits), and three with
+    random NAND latency and back-pressure on every host stream on the default path (256
+    bits); paths 4 beats wide and one access wide.  More queries, more contexts:
+    tests/test_accel_sim.py (Verilator)."""
     queries = _queries(tiny_image.index.cfg, n, seed=queues)
     out, glob = run_accel(tiny_image, queries, queues=queues, p_query=0.7, p_ready=0.6,
                           seed=queues, stall_seed=stall, path_bits=path)
