@@ -69,7 +69,9 @@ Interface
 monitor     ``mon_valid``, ``mon_tag`` (the issuing query's tag), ``mon_core``, ``mon_page``,
             ``mon_offset``, ``mon_kind``: one cycle per access accepted by the controller.
 global counters ``g_cycles`` (since reset), ``g_busy`` (cycles with a query in a context),
-            ``g_queries`` (statistics beats sent), ``g_arb_wait`` (cycles in which a context's
+            ``g_queries`` (statistics beats sent), ``g_sort`` (vectors sent to the sorter:
+            with the shared sorter, the cycles its input was busy), ``g_arb_wait`` (cycles in
+            which a context's
             request waited at the arbiter), ``core_busy`` (per NAND core, cycles it held an
             access in service).
 
@@ -181,6 +183,7 @@ class Accelerator(wiring.Component):
             "mon_core": Out(rl.members["core"]), "mon_page": Out(rl.members["page"]),
             "mon_offset": Out(rl.members["offset"]), "mon_kind": Out(rl.members["kind"]),
             "g_cycles": Out(cb), "g_busy": Out(cb), "g_queries": Out(cb), "g_arb_wait": Out(cb),
+            "g_sort": Out(cb),
             "core_busy": Out(cb).array(C),
         } | ({"store_addr": Out(self.ctl.params.addr_bits), "store_en": Out(1),
                "store_data": In(self.path_bits)} if self.external_store else {}))
@@ -380,6 +383,10 @@ class Accelerator(wiring.Component):
             m.d.sync += self.g_busy.eq(self.g_busy + 1)
         with m.If(wait.any()):
             m.d.sync += self.g_arb_wait.eq(self.g_arb_wait + 1)
+        # a vector to the sorter; with private sorters several can go in one cycle
+        sorts = [c.sort_req.valid & c.sort_req.ready for c in ctx] if self.shared_sorter else \
+            [c.cand.list.sort_req.valid & c.cand.list.sort_req.ready for c in ctx]
+        m.d.sync += self.g_sort.eq(self.g_sort + sum(sorts[1:], sorts[0]))
         for c in range(len(self.core_busy)):
             with m.If(ctl.core_busy[c]):
                 m.d.sync += self.core_busy[c].eq(self.core_busy[c] + 1)

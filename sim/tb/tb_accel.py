@@ -55,7 +55,7 @@ READ_COUNTERS = {"frame_reads": "frame", "code_reads": "code", "raw_reads": "raw
 #: the engine counters a query's stats carry (``cycles`` is not compared with golden)
 STATS_COUNTERS = ("hops", "pq_dists", "exact_dists", "checks", "inserted", "final_T",
                   "final_reranked")
-GLOBAL_COUNTERS = ("g_cycles", "g_busy", "g_queries", "g_arb_wait")
+GLOBAL_COUNTERS = ("g_cycles", "g_busy", "g_queries", "g_arb_wait", "g_sort")
 
 
 # ---- the golden side (plain Python, no simulator) -------------------------------------

@@ -49,7 +49,7 @@ def run_accel(img, queries, *, queues=2, p_query=1.0, p_ready=1.0, seed=0, stall
 
     def read_globals(ctx):
         g = {n: ctx.get(getattr(dut, n))
-             for n in ("idle", "g_cycles", "g_busy", "g_queries", "g_arb_wait")}
+             for n in ("idle", "g_cycles", "g_busy", "g_queries", "g_arb_wait", "g_sort")}
         g["core_busy"] = [ctx.get(x) for x in dut.core_busy]
         return g
 
@@ -147,6 +147,13 @@ def test_accel_matches_golden_per_query(tiny_image, queues, stall, n, path):
     service = tiny_image.index.cfg.tR_cycles
     assert sum(glob["core_busy"]) >= n_reads * service
     assert glob["g_busy"] <= glob["g_cycles"]
+    # every merge sends list_chunks + 1 vectors through the sorter, of up to sorter_n
+    # candidates each (at least one)
+    cfg = tiny_image.index.cfg
+    passes = cfg.list_chunks + 1
+    inserted = sum(out[100 + i]["stats"]["inserted"] for i in range(len(queries)))
+    assert glob["g_sort"] % passes == 0
+    assert passes * -(-inserted // cfg.engine.sorter_n) <= glob["g_sort"] <= passes * inserted
 
 
 @pytest.fixture(scope="module")
