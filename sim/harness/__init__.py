@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -140,9 +141,9 @@ def build_harness(component_factory: Callable[[], Any] | Any, cache_key: Mapping
         info = {"elaborate_s": t1 - t0, "verilate_compile_s": t2 - t1, "build_s": t2 - t0,
                 "verilog_bytes": vfile.stat().st_size, "cpp_bytes": cpp,
                 "options": options.key()}
-        # the objects are not needed to run: keep the cache small
-        for p in obj.glob("*.o"):
-            p.unlink()
+        # the generated C++, objects and precompiled headers (about 150 MB) are not needed
+        # to run: keep the cache small
+        shutil.rmtree(obj, ignore_errors=True)
         (build / "build_info.json").write_text(json.dumps(info, indent=1))
         (build / _COMPLETE).write_text(TOPLEVEL)
         return exe, False, info
