@@ -212,6 +212,27 @@ def accel_for(img, cfg, queues: int, stall_seed: int = 0):
     return dut, key
 
 
+def _mark_used(obj, seen=None) -> None:
+    """Mark ``obj`` and the elaboratables it holds as used: a component whose build came
+    from the cache is never elaborated, which is not a mistake (no UnusedElaboratable
+    warnings when it is collected)."""
+    from amaranth._unused import MustUse
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, MustUse):
+        obj._MustUse__used = True
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            _mark_used(x, seen)
+    elif isinstance(obj, MustUse) and hasattr(obj, "__dict__"):
+        for x in vars(obj).values():
+            if isinstance(x, (MustUse, list, tuple)):
+                _mark_used(x, seen)
+
+
 def harness_accel_for(img, cfg, queues: int, stall_seed: int = 0):
     """``(accelerator, cache key)`` for the C++ harness: as :func:`accel_for` but without the
     codebook (the harness writes it through ``cb_wr``), so the build serves every image of
@@ -227,6 +248,7 @@ def harness_accel_for(img, cfg, queues: int, stall_seed: int = 0):
         warnings.simplefilter("ignore", UnusedElaboratable)
         dut = Accelerator(cfg, layout, queues=queues, resp_stall_seed=stall_seed,
                           external_store=True)
+    _mark_used(dut)
     key = {"bench": "harness", "cfg": cfg.to_json(), "queues": int(queues),
            "stall": int(stall_seed), "layout": [layout.n, layout.hot, layout.gap_width]}
     return dut, key
