@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -275,7 +277,9 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
     default when a waveform or a simulator other than Verilator is asked for);
     ``harness``: the harness's :class:`~proxima.sim.harness.HarnessOptions` (default
     :data:`~proxima.sim.harness.DEFAULT_OPTIONS`); ``make_vars``: for the cocotb engine's
-    Verilator build (``run_cocotb``)."""
+    Verilator build (``run_cocotb``).  Environment: ``PROXIMA_HARNESS_KEEP=<folder>`` keeps
+    the harness's run folder there (and the executable's path in ``executable.txt``), to
+    rerun ``accel_sim <folder>`` by hand."""
     from proxima.golden.search_batch import search_batch
 
     if engine is None:
@@ -331,6 +335,10 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
         summary = hs.run_harness(exe, work, progress)
         out = hs.read_outputs(work, dut.result_layout.size, dut.stats_layout.size)
     finally:
+        keep = os.environ.get("PROXIMA_HARNESS_KEEP")
+        if keep:  # the run folder, to rerun the executable by hand (profiling, debugging)
+            shutil.copytree(work, keep, dirs_exist_ok=True)
+            (Path(keep) / "executable.txt").write_text(str(exe))
         tmp.cleanup()
     board = TagBoard(data["queries"], strict=False)
     try:

@@ -95,10 +95,13 @@ template <std::size_t N> void put_bytes(VlWide<N>& s, const uint8_t* b, int nbyt
 
 // ---- inputs --------------------------------------------------------------------------------
 std::vector<uint8_t> read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
     if (!f) die("cannot open " + path);
-    return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)),
-                                std::istreambuf_iterator<char>());
+    std::vector<uint8_t> out(std::size_t(f.tellg()));
+    f.seekg(0);
+    if (!out.empty() && !f.read(reinterpret_cast<char*>(out.data()), std::streamsize(out.size())))
+        die("cannot read " + path);
+    return out;
 }
 
 std::vector<uint32_t> read_words(const std::string& path) {
