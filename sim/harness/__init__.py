@@ -23,6 +23,7 @@ formats are those of the header comment of ``accel_main.cpp``.
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ import numpy as np
 
 __all__ = ["HarnessOptions", "HarnessFailure", "HARNESS_SOURCE", "DEFAULT_OPTIONS",
            "FAST_OPTIONS", "build_harness", "write_inputs", "run_harness", "read_outputs",
-           "words"]
+           "words", "dedupe_verilog"]
 
 HARNESS_SOURCE = Path(__file__).resolve().parent / "accel_main.cpp"
 TOPLEVEL = "proxima_accel"
@@ -55,6 +56,7 @@ class HarnessOptions:
     slow_opt: str = "-O0"  # OPT_SLOW: constructors, initialisation
     verilator_opt: str = ""  # Verilator's own -O0 / -O3 ('' its default)
     threads: int | None = None  # --threads N (None: Verilator's default, single-threaded)
+    dedupe: bool = False  # one module per class of identical modules (dedupe_verilog)
     jobs: int = 2  # parallel compile jobs (not part of the key)
 
     def key(self) -> dict:
@@ -72,6 +74,98 @@ FAST_OPTIONS = HarnessOptions(opt="-O1")
 def words(bits: int) -> int:
     """32-bit words of a ``bits``-wide port (Verilator's and the harness's packing)."""
     return max(1, (bits + 31) // 32)
+
+
+_MOD = re.compile(r'^module (\S+) ?\(.*?^endmodule\n', re.S | re.M)
+_INST = re.compile(r'^  (\\\S+)  (.+?) \(\n(.*?)^  \);\n', re.S | re.M)
+_INST_LINE = re.compile(r'^  \\\S+  .+ \($', re.M)
+_PORT = re.compile(r'(?<!\.)\\port\$(\d+)\$')
+_CONN = re.compile(r'^(    \.)\\port\$(\d+)\$', re.M)
+_AUTO = re.compile(r'(\$auto\$[^$\s]+\$)(\d+)')
+
+
+def dedupe_verilog(text: str) -> tuple[str, dict]:
+    """``text`` (Yosys-written Verilog of an Amaranth design) with every set of identical
+    modules replaced by one, and ``{"modules": before, "distinct": after}``.
+
+    Amaranth writes one module per instance (``\\proxima_accel.ctx0``, ``...ctx1``, ...), so
+    the contexts' logic appears once per context and Verilator generates (and the model
+    executes) its code once per context: the per-cycle cost grows faster than the queue count
+    (the code no longer fits the caches).  Two modules are identical when their text is, up
+    to their own name, the names of the modules they instantiate (compared by the same rule,
+    children first) and the globally numbered names Yosys gives them
+    (``\\port$<n>$<k>`` ports and wires and ``$auto$<where>$<n>`` wires, renumbered in the
+    order of their numbers): a renaming inside a module and, for ports, in the connections
+    of its instances.  Yosys writes declarations and connections sorted by name, so after
+    the renaming their order may differ: module texts are compared as multisets of lines.  Every instance then refers to the first module of its
+    class; nothing else changes (the design is the same netlist)."""
+    mods, order = {}, []
+    for m in _MOD.finditer(text):
+        mods[m.group(1)] = m.group(0)
+        order.append(m.group(1))
+    canon, maps, bodies = {}, {}, {}
+
+    def visit(name):
+        if name in canon:
+            return canon[name]
+        body = mods[name]
+        # numbered in the order of Yosys's numbers (instances of one module are numbered
+        # alike, offset by the instances before them)
+        pm = {n: i for i, n in enumerate(sorted({int(x) for x in _PORT.findall(body)}))}
+        pm = {str(n): i for n, i in pm.items()}
+        am = {str(n): i for i, n in enumerate(sorted({int(x) for _, x in _AUTO.findall(body)}))}
+        body = _PORT.sub(lambda m: "\\port$p%d$" % pm[m.group(1)], body)
+        body = _AUTO.sub(lambda m: m.group(1) + "a%d" % am[m.group(2)], body)
+        maps[name] = pm
+
+        def inst(m):
+            child = m.group(1)
+            if child not in mods:
+                return m.group(0)
+            h = visit(child)
+            cm = maps[child]
+            conns = _CONN.sub(lambda c: c.group(1) + "\\port$p%d$" % cm[c.group(2)]
+                              if c.group(2) in cm else c.group(0), m.group(3))
+            lines = conns.splitlines()
+            if lines and all(x.startswith("    .") for x in lines):  # in port-name order
+                lines = sorted(x.rstrip(",") for x in lines)
+                conns = ",\n".join(lines) + "\n"
+            return f"  {h}  {m.group(2)} (\n{conns}  );\n"
+        body = _INST.sub(inst, body)
+        body = body.replace(f"module {name} ", "module \\@SELF ", 1).replace(
+            f"module {name}(", "module \\@SELF (", 1)
+        # Yosys writes declarations and connections sorted by name, so the renaming can
+        # change their order: compared as a multiset of lines
+        h = "\\@" + hashlib.sha256("\n".join(sorted(body.splitlines())).encode()
+                                    ).hexdigest()[:20]
+        canon[name], bodies[h] = h, bodies.get(h, body)
+        return h
+
+    if len(_INST_LINE.findall(text)) != len(_INST.findall(text)):
+        return text, {"modules": len(order), "distinct": len(order),
+                      "note": "instances not understood: not deduplicated"}
+    for n in order:
+        visit(n)
+    rep = {}
+    for n in order:
+        rep.setdefault(canon[n], n)
+    out = [text[:_MOD.search(text).start()]]
+    done = set()
+    tok = re.compile(r"\\@[0-9a-f]{20}")
+    for n in order:
+        h = canon[n]
+        if h in done:
+            continue
+        done.add(h)
+        b = bodies[h].replace("module \\@SELF ", f"module {n} ", 1)
+        b = tok.sub(lambda m: rep[m.group(0)], b)
+        out.append(b)
+    text2 = "".join(out)
+    kept = {m.group(1) for m in _MOD.finditer(text2)}
+    if any(m.group(1) not in kept for m in _INST.finditer(text2)):
+        return text, {"modules": len(order), "distinct": len(order),
+                      "note": "an instance lost its module: not deduplicated"}
+    return text2, {"modules": len(order), "distinct": len(done)}
 
 
 def _ports_header(component) -> str:
@@ -116,6 +210,10 @@ def build_harness(component_factory: Callable[[], Any] | Any, cache_key: Mapping
                                  "with external_store=True")
         vfile = build / f"{TOPLEVEL}.v"
         write_verilog(comp, TOPLEVEL, vfile)
+        dd = None
+        if options.dedupe:
+            text, dd = dedupe_verilog(vfile.read_text())
+            vfile.write_text(text)
         (build / "accel_ports.h").write_text(_ports_header(comp))
         t1 = time.perf_counter()
         from proxima.sim.runner import VERILATOR_WARNINGS
@@ -139,7 +237,7 @@ def build_harness(component_factory: Callable[[], Any] | Any, cache_key: Mapping
                                  f"\n{tail}")
         cpp = sum(p.stat().st_size for p in obj.glob("*.cpp"))
         info = {"elaborate_s": t1 - t0, "verilate_compile_s": t2 - t1, "build_s": t2 - t0,
-                "verilog_bytes": vfile.stat().st_size, "cpp_bytes": cpp,
+                "verilog_bytes": vfile.stat().st_size, "cpp_bytes": cpp, "dedupe": dd,
                 "options": options.key()}
         # the generated C++, objects and precompiled headers (about 150 MB) are not needed
         # to run: keep the cache small
@@ -187,11 +285,14 @@ def write_inputs(run: Path, *, store: np.ndarray, query_beats: list[int], query_
 
 def run_harness(exe: Path, run: Path, progress: Callable[[int], None] | None = None,
                 poll_s: float = 0.5) -> dict:
-    """Run the harness on the run folder; returns ``summary.json`` (raises
-    :class:`HarnessFailure` unless its status is ``ok``).  ``progress``: called with the
+    """Run the harness on the run folder; returns ``summary.json`` with ``cpu_s``, the
+    process's CPU time (raises :class:`HarnessFailure` unless its status is ``ok``).  ``progress``: called with the
     number of finished queries while it runs."""
+    import resource
+
     run = Path(run)
     prog = run / "progress"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(run / "sim.log", "w") as log:
         p = subprocess.Popen([str(exe), str(run)], stdout=log, stderr=subprocess.STDOUT)
         seen = -1
@@ -209,12 +310,16 @@ def run_harness(exe: Path, run: Path, progress: Callable[[int], None] | None = N
                 if n != seen:
                     progress(n)
                     seen = n
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary_file = run / "summary.json"
     if not summary_file.is_file():
         tail = (run / "sim.log").read_text()[-3000:]
         raise HarnessFailure(f"the harness stopped (exit status {p.returncode}) without a "
                              f"summary:\n{tail}")
     s = json.loads(summary_file.read_text())
+    # CPU time of the whole process (the setup and the codebook included): the simulation
+    # speed independent of the machine's load
+    s["cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if s["status"] != "ok":
         raise HarnessFailure(f"harness run: {s['status']} after {s['cycles']} cycles, "
                              f"{s['taken']} statistics beats taken: {s}")
