@@ -10,7 +10,8 @@ under Verilator (:func:`proxima.sim.accel_run.simulate_accel`: the C++ harness
 mismatches counted) and the table gives: cycles per query (batch cycles /
 queries), mean query latency, QPS at ``engine.clock_mhz``, mean index- and raw-core
 utilisation (``core_busy / g_cycles``), the simulation speed (simulated cycles per
-wall-clock second, the Verilator build excluded; ``build s``: the harness's elaboration,
+wall-clock second, the Verilator build excluded, and per CPU second of the harness process:
+the rate on an unloaded machine; ``build s``: the harness's elaboration,
 Verilation and compile, 0 when cached), the NAND bound (the engine timing model
 :mod:`proxima.golden.engine_timing` for the same queries, NAND and queue count with the
 engine's compute taking no time, :func:`proxima.sim.accel_run.nand_bound`), the achieved
@@ -101,7 +102,7 @@ def main() -> int:
           f"(golden + image {time.perf_counter() - t0:.0f} s)", flush=True)
     head = (f"{'queues':>6} {'cyc/q':>8} {'lat cyc':>8} {'QPS':>9} {'idx util':>8} "
             f"{'raw util':>8} {'bound QPS':>9} {'of bound':>8} {'model QPS':>9} "
-            f"{'model err':>9} {'sim cyc/s':>9} {'build s':>7} {'bad':>4}")
+            f"{'model err':>9} {'sim cyc/s':>9} {'cpu cyc/s':>9} {'build s':>7} {'bad':>4}")
     print(head, flush=True)
     rows = []
     counts = [int(x) for x in a.queues.split(",")]
@@ -135,12 +136,14 @@ def main() -> int:
                "sim_cycles_per_s": run.sim_rate, "build_s": run.build_s,
                "cached": run.build_cached, "mismatches": len(run.mismatches),
                "errors": run.errors, "one_build": a.one_build, "engine": run.engine,
-               "sim_wall_s": run.wall_s, "build_info": run.build_info}
+               "sim_wall_s": run.wall_s, "sim_cpu_s": run.cpu_s,
+               "sim_cycles_per_cpu_s": run.sim_rate_cpu, "build_info": run.build_info}
         rows.append(row)
         print(f"{nq:6d} {row['cycles_per_query']:8.0f} {row['latency_cycles']:8.0f} "
               f"{row['qps']:9,.0f} {100 * ui:7.1f}% {100 * ur:7.1f}% {row['bound_qps']:9,.0f} "
               f"{100 * row['of_bound']:7.1f}% {row['model_qps']:9,.0f} "
               f"{100 * row['model_error']:+8.1f}% {row['sim_cycles_per_s']:9,.0f} "
+              f"{row['sim_cycles_per_cpu_s']:9,.0f} "
               f"{row['build_s']:7.0f} {row['mismatches']:4d}", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"preset": cfg0.name, "n": img.index.n,

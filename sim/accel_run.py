@@ -65,6 +65,7 @@ class AccelRun:
     build_s: float  # elaboration + Verilator build (0 when cached) and simulator start
     refs: list = field(default_factory=list)  # golden results
     engine: str = "cocotb"  # the simulation engine (ENGINES)
+    cpu_s: float = 0.0  # harness: CPU time of the simulator process (0: not measured)
     build_info: dict = field(default_factory=dict)  # the harness build's figures
     @property
     def n(self) -> int:
@@ -111,6 +112,12 @@ class AccelRun:
         """Simulated cycles per wall-clock second."""
         return self.cycles / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def sim_rate_cpu(self) -> float:
+        """Simulated cycles per CPU second of the simulator process (harness; 0 if not
+        measured): the speed on an unloaded machine."""
+        return self.cycles / self.cpu_s if self.cpu_s > 0 else 0.0
+
     def reads(self) -> dict[str, float]:
         """Mean accesses per query by kind (from the RTL's stats beats)."""
         from proxima.sim.tb.tb_accel import READ_COUNTERS
@@ -156,7 +163,8 @@ class AccelRun:
         out.append(f"NAND core utilisation: index cores {100 * ui:.1f}%, raw cores "
                    f"{100 * ur:.1f}%; arbiter waits in {self.globals['g_arb_wait']} cycles")
         out.append(f"simulation: {self.sim_rate:,.0f} cycles/s ({self.cycles} cycles in "
-                   f"{self.wall_s:.1f} s)")
+                   f"{self.wall_s:.1f} s" + (f"; {self.sim_rate_cpu:,.0f} per CPU second"
+                                             if self.cpu_s else "") + ")")
         return out
 
 
@@ -355,7 +363,7 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
                     globals=summary["globals"], cycles=summary["cycles"],
                     wall_s=summary["wall_s"], accesses=summary["accesses"],
                     build_cached=cached, build_s=build_s, refs=list(refs), engine="harness",
-                    build_info=info)
+                    build_info=info, cpu_s=summary["cpu_s"])
 
 
 def _replay(board, out: dict, data: dict) -> None:
