@@ -1,16 +1,19 @@
 """``proxima sim``: queries through the whole engine's RTL (Verilator), checked against golden.
 
     proxima sim --index index.pxi --queries q.u8bin [--gt gt.ivecs] [--queues 4] [-n 100]
-                [--wave out.fst] [--set search.L=32 ...]
+                [--engine harness|cocotb] [--wave out.fst] [--set search.L=32 ...]
 
-Builds the :class:`proxima.hdl.accel.Accelerator` for the image (the NAND store holds the
-image's bytes inside the design), runs it under Verilator through the cocotb bench
-``sim/tb/tb_accel.py`` (:func:`proxima.sim.accel_run.simulate_accel`), checks every query's
-ids, distances, counters and NAND access sequence against the golden model and prints recall
-(with ``--gt``), cycles per query, QPS at ``engine.clock_mhz``, NAND core utilisation and the
-simulation speed.  The Verilator build is cached by configuration under
-``build/sim-cache/`` (a second run with the same image, configuration and queues starts at
-once).  Exit status 1 when any query disagrees with the golden model.
+Builds the :class:`proxima.hdl.accel.Accelerator` for the image's geometry (the image's
+bytes are served on its NAND store port), runs it under Verilator
+(:func:`proxima.sim.accel_run.simulate_accel`): by default in the C++ harness
+``sim/harness`` (no Python in the simulation loop), with ``--engine cocotb`` (implied by
+``--wave``) through the cocotb bench ``sim/tb/tb_accel.py``; checks every query's ids,
+distances, counters and NAND access sequence against the golden model and prints
+(:meth:`~proxima.sim.accel_run.AccelRun.report`) recall (with ``--gt``), cycles per query,
+QPS at ``engine.clock_mhz``, NAND core utilisation and the simulation speed.  The
+Verilator build is cached by configuration under ``build/sim-cache/`` (a second run with
+the same geometry, configuration and queues starts at once).  Exit status 1 when any query
+disagrees with the golden model.
 """
 
 from __future__ import annotations
@@ -35,15 +38,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="search contexts in flight (default: engine.queues of the image)")
     s.add_argument("-n", "--count", type=_positive, default=None,
                    help="simulate the first COUNT queries (default: all)")
+    s.add_argument("--engine", choices=("harness", "cocotb"), default=None,
+                   help="simulation engine: the C++ Verilator harness (default) or the cocotb "
+                        "bench (about 30x slower; the default with --wave)")
     s.add_argument("--wave", default=None, metavar="OUT.fst",
-                   help="write an FST waveform of the run (a separate build with tracing)")
+                   help="write an FST waveform of the run (cocotb engine, a separate build "
+                        "with tracing)")
     s.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SEC.KEY=V", help="search-time override, e.g. --set search.L=32")
     s.add_argument("--stall-seed", type=lambda v: int(v, 0), default=0,
                    help="random NAND response stalls from this LFSR seed (0: none)")
     s.add_argument("--fast-build", action="store_true",
-                   help="compile the simulation model at -O0 (builds about twice as fast, "
-                        "simulates about 7x slower; a build of its own in the cache)")
+                   help="compile the simulation model with less optimisation (harness: -O1, "
+                        "cocotb: -O0; builds faster, simulates slower; a build of its own in "
+                        "the cache)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_sim)
     return s
@@ -52,12 +60,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _cmd_sim(args) -> int:
     from tqdm import tqdm
 
-    from .golden.evaluate import recall_at
     from .golden.image import read_image
     from .golden.vecio import read_vectors
     from .pipeline import (PipelineError, check_ground_truth, check_output_path,
                            prepare_queries, search_config)
     from .sim.accel_run import FAST_BUILD, simulate_accel
+    from .sim.harness import FAST_OPTIONS, HarnessFailure
     from .sim.runner import SimulatorError
 
     if args.wave is not None:
@@ -65,6 +73,9 @@ def _cmd_sim(args) -> int:
             raise PipelineError(f"--wave {args.wave}: the waveform is written as FST "
                                 f"(name it *.fst)")
         check_output_path(args.wave, [args.index, args.queries], what="--wave")
+    if args.wave is not None and args.engine == "harness":
+        raise PipelineError("--wave needs --engine cocotb (the harness writes no waveform)")
+    engine = args.engine or ("cocotb" if args.wave is not None else "harness")
     if not 0 <= args.stall_seed < 1 << 16:
         raise PipelineError(f"--stall-seed must be in 0..65535, got {args.stall_seed}")
     img = read_image(args.index)
@@ -80,7 +91,7 @@ def _cmd_sim(args) -> int:
     gt = gt[:n] if gt is not None else None
 
     print(f"proxima sim: {n} queries, {queues} queues, preset {cfg.name}, "
-          f"{img.index.n} vectors ({args.index})", file=sys.stderr)
+          f"{img.index.n} vectors ({args.index}), engine {engine}", file=sys.stderr)
     bar = tqdm(total=n, desc="rtl", unit="q", disable=args.quiet, file=sys.stderr)
 
     def progress(done: int) -> None:
@@ -88,37 +99,18 @@ def _cmd_sim(args) -> int:
 
     try:
         run = simulate_accel(img, q, cfg=cfg, queues=queues, stall_seed=args.stall_seed,
-                             wave=args.wave, progress=progress,
-                             make_vars=FAST_BUILD if args.fast_build else None)
-    except SimulatorError as e:  # includes CocotbFailure: a bench failure, not a mismatch
+                             wave=args.wave, progress=progress, engine=engine,
+                             make_vars=FAST_BUILD if args.fast_build else None,
+                             harness=FAST_OPTIONS if args.fast_build else None)
+    except (SimulatorError, HarnessFailure) as e:  # a bench failure, not a mismatch
         raise PipelineError(str(e).splitlines()[0]) from None
     finally:
         bar.close()
-    bad = len(run.mismatches)
-    print(f"build: {'cached' if run.build_cached else 'built'} "
-          f"({run.build_s:.1f} s to build and start)")
-    print(f"golden vs RTL: {run.n - bad}/{run.n} queries match (ids, distances, counters, "
-          f"NAND access sequence); {run.errors} with the error flag")
-    for i, lines in sorted(run.mismatches.items())[:5]:
-        print(f"  query {i}: {'; '.join(lines)}")
-    if gt is not None:
-        ids = run.ids(img.index.labels)
-        rec = "  ".join(f"recall@{k}={recall_at(ids, gt, k):.4f}" for k in (1, 10, 100)
-                        if k <= cfg.search.k and k <= gt.shape[1])
-        print(f"recall: {rec}")
-    ui, ur = run.utilisation()
-    reads = run.reads()
-    print("reads per query: " + "  ".join(f"{k} {v:.1f}" for k, v in reads.items()))
-    print(f"cycles: {run.cycles} for {run.n} queries = {run.cycles_per_query:.0f} per query "
-          f"(mean query latency {run.latency_cycles:.0f} cycles)")
-    print(f"QPS at {cfg.engine.clock_mhz:g} MHz: {run.qps:,.0f}")
-    print(f"NAND core utilisation: index cores {100 * ui:.1f}%, raw cores {100 * ur:.1f}%; "
-          f"arbiter waits in {run.globals['g_arb_wait']} cycles")
-    print(f"simulation: {run.sim_rate:,.0f} cycles/s ({run.cycles} cycles in "
-          f"{run.wall_s:.1f} s)")
+    for line in run.report(gt=gt, labels=img.index.labels):
+        print(line)
     if args.wave is not None:
         print(f"waveform: {args.wave}")
-    return 1 if bad else 0
+    return 1 if run.mismatches else 0
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - via proxima.cli

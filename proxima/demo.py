@@ -104,17 +104,18 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
     from .golden.evaluate import recall_at
     from .golden.image import read_image
     from .sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
+    from .sim.harness import FAST_OPTIONS as DEMO_OPTIONS
 
     img = read_image(out / "index.pxi")
     cfg = img.index.cfg
     nq = args.engine_queues
     print(f"\n== RTL: the whole engine, {len(queries)} queries with {nq} queues in flight "
           f"(Accelerator Verilog under Verilator: contexts, arbiter, NAND controller and reorder "
-          f"buffers; the image's bytes served on its store port)")
+          f"buffers; the image's bytes served on its store port by the C++ harness)")
     bar = tqdm(total=len(queries), desc="rtl engine", unit="q", disable=not progress)
     try:
         run = simulate_accel(img, queries, queues=nq, workdir=out, simulator=args.simulator,
-                             make_vars=FAST_BUILD,
+                             make_vars=FAST_BUILD, harness=DEMO_OPTIONS,
                              progress=lambda n: bar.update(n - bar.n))
     finally:
         bar.close()
@@ -126,20 +127,8 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
     recall = recall_at(ids, gt, min(10, k)) if gt.shape[1] >= min(10, k) else None
     reads = run.reads()
     ui, ur = run.utilisation()
-    print(f"  build {'cached' if run.build_cached else 'made'} in {run.build_s:.0f} s; "
-          f"simulated {run.cycles} cycles in {run.wall_s:.1f} s ({run.sim_rate:,.0f} cycles/s)")
-    print(f"  golden vs RTL: {run.n - bad}/{run.n} queries agree (ids, exact distances, every "
-          f"counter, the NAND access sequence)")
-    for i, lines in sorted(run.mismatches.items())[:3]:
-        print(f"    query {i}: {'; '.join(lines)}")
-    if recall is not None:
-        print(f"  recall@{min(10, k)} of the RTL results: {recall:.3f}")
-    print("  reads per query: " + ", ".join(f"{v:.1f} {kind}" for kind, v in reads.items()))
-    print(f"  {run.cycles_per_query:.0f} cycles per query with {nq} queues (latency "
-          f"{run.latency_cycles:.0f} cycles); projected {run.qps:,.0f} QPS at "
-          f"{cfg.engine.clock_mhz:g} MHz ({100 * run.qps / bound.qps:.0f}% of the NAND bound "
-          f"{bound.qps:,.0f} QPS); NAND core utilisation {100 * ui:.1f}% index, "
-          f"{100 * ur:.1f}% raw")
+    for line in run.report(gt=gt, labels=img.index.labels, bound_qps=bound.qps, show=3):
+        print(f"  {line}")
     summary["engine_rtl"] = {
         "queries": run.n, "queues": nq, "mismatches": bad, "recall": recall,
         "reads": reads, "cycles": run.cycles, "cycles_per_query": run.cycles_per_query,

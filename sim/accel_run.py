@@ -1,20 +1,34 @@
-"""Run queries through the Accelerator's generated Verilog (Verilator, cocotb bench
-``sim/tb/tb_accel.py``), compare every one with the golden model and sum up: the driver of
-``proxima sim``, ``proxima demo`` and ``benchmarks/bench_accel.py``.
+"""Run queries through the Accelerator's generated Verilog under Verilator, compare every
+one with the golden model and sum up: the driver of ``proxima sim``, ``proxima demo`` and
+``benchmarks/bench_accel.py``.
 
-:func:`simulate_accel` computes the golden expectations (``golden.search_batch``, traced),
-builds the :class:`~proxima.hdl.accel.Accelerator` for the image (cached by configuration:
-the image's digest, the configuration, the queue count and the stall seed, see
-:func:`proxima.sim.runner.run_cocotb`), runs the ``accel_batch`` test in non-strict mode (every
-query is checked, mismatches are counted instead of stopping the run) and returns a
-:class:`AccelRun`: the per-query records, the mismatches, the global counters, the cycles and
-the wall-clock time of the simulation.
+:func:`simulate_accel` computes the golden expectations (``golden.search_batch``, traced)
+and runs the :class:`~proxima.hdl.accel.Accelerator` for the image (``external_store=True``:
+the image's bytes are served on the store port, so one build serves every image of the same
+geometry) on one of two engines:
+
+* ``"harness"`` (the default): the C++ Verilator harness :mod:`proxima.sim.harness` (no
+  Python in the simulation loop; the codebook is written through ``cb_wr`` at run time, so
+  the build does not depend on it either); its outputs (monitor, result and stats beats,
+  global counters) are checked afterwards, in cycle order, by the bench's
+  :class:`~proxima.sim.tb.tb_accel.TagBoard` (non-strict: mismatches are counted) and its
+  global checks;
+* ``"cocotb"``: the cocotb bench ``sim/tb/tb_accel.py`` (``accel_batch`` test, non-strict;
+  the codebook given at elaboration), with every cycle through Python: about 30 times
+  slower, but it can write a waveform (``wave=``) and run under Icarus.
+
+Both builds are cached by configuration (``build/sim-cache``).  The result is an
+:class:`AccelRun`: the per-query records, the mismatches, the global counters, the cycles
+and the wall-clock time of the simulation; :meth:`AccelRun.report` is the summary that
+``proxima sim`` and ``proxima demo`` print.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -25,11 +39,13 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["AccelRun", "simulate_accel", "search_layout", "nand_bound", "model_prediction",
-           "accel_for",
-           "FAST_BUILD"]
+           "accel_for", "harness_accel_for", "ENGINES", "FAST_BUILD"]
 
-#: ``make`` variables of a quick build: Verilator's C++ without optimisation (a large design
-#: builds about twice as fast but simulates about 7 times slower: ``docs/RESOURCES.md``)
+#: the simulation engines of :func:`simulate_accel` (the first is the default)
+ENGINES = ("harness", "cocotb")
+
+#: ``make`` variables of a quick cocotb build: Verilator's C++ without optimisation (a large
+#: design builds about twice as fast but simulates about 7 times slower: ``docs/RESOURCES.md``)
 FAST_BUILD = {"OPT_FAST": "-O0", "OPT_GLOBAL": "-O0"}
 
 
@@ -48,7 +64,9 @@ class AccelRun:
     build_cached: bool
     build_s: float  # elaboration + Verilator build (0 when cached) and simulator start
     refs: list = field(default_factory=list)  # golden results
-
+    engine: str = "cocotb"  # the simulation engine (ENGINES)
+    cpu_s: float = 0.0  # harness: CPU time of the simulator process (0: not measured)
+    build_info: dict = field(default_factory=dict)  # the harness build's figures
     @property
     def n(self) -> int:
         return len(self.records)
@@ -94,11 +112,60 @@ class AccelRun:
         """Simulated cycles per wall-clock second."""
         return self.cycles / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def sim_rate_cpu(self) -> float:
+        """Simulated cycles per CPU second of the simulator process (harness; 0 if not
+        measured): the speed on an unloaded machine."""
+        return self.cycles / self.cpu_s if self.cpu_s > 0 else 0.0
+
     def reads(self) -> dict[str, float]:
         """Mean accesses per query by kind (from the RTL's stats beats)."""
         from proxima.sim.tb.tb_accel import READ_COUNTERS
         return {k: float(np.mean([r["stats"][c] for r in self.records]))
                 for c, k in READ_COUNTERS.items()}
+
+    def recall(self, gt, labels=None) -> dict[int, float]:
+        """``{k: recall@k}`` of the RTL's ids against ground truth ``gt`` (``(Q, >= k)``
+        original ids; ``labels`` maps the image's ids to them) for k in 1, 10, 100 up to
+        ``search.k`` and the ground truth's width."""
+        from proxima.golden.evaluate import recall_at
+        ids = self.ids(labels)
+        return {k: float(recall_at(ids, gt, k)) for k in (1, 10, 100)
+                if k <= self.cfg.search.k and k <= gt.shape[1]}
+
+    def report(self, *, gt=None, labels=None, bound_qps: float | None = None,
+               show: int = 5) -> list[str]:
+        """The run's summary lines (``proxima sim`` and ``proxima demo``): the build, the
+        golden-vs-RTL agreement (and the first ``show`` mismatching queries), recall (with
+        ground truth ``gt``, ids mapped through ``labels``), reads, cycles, QPS at
+        ``engine.clock_mhz`` (and the fraction of the NAND bound ``bound_qps`` if given),
+        NAND core utilisation and the simulation speed."""
+        bad = len(self.mismatches)
+        out = [f"build: {'cached' if self.build_cached else 'built'} "
+               f"({self.build_s:.1f} s to build and start; engine {self.engine})",
+               f"golden vs RTL: {self.n - bad}/{self.n} queries match (ids, distances, "
+               f"counters, NAND access sequence); {self.errors} with the error flag"]
+        out += [f"  query {i}: {'; '.join(lines)}"
+                for i, lines in sorted(self.mismatches.items())[:show]]
+        if gt is not None:
+            out.append("recall: " + "  ".join(f"recall@{k}={v:.4f}"
+                                              for k, v in self.recall(gt, labels).items()))
+        out.append("reads per query: " + "  ".join(f"{k} {v:.1f}"
+                                                   for k, v in self.reads().items()))
+        out.append(f"cycles: {self.cycles} for {self.n} queries with {self.queues} queues = "
+                   f"{self.cycles_per_query:.0f} per query (mean query latency "
+                   f"{self.latency_cycles:.0f} cycles)")
+        qps = f"QPS at {self.cfg.engine.clock_mhz:g} MHz: {self.qps:,.0f}"
+        if bound_qps:
+            qps += f" ({100 * self.qps / bound_qps:.0f}% of the NAND bound {bound_qps:,.0f})"
+        out.append(qps)
+        ui, ur = self.utilisation()
+        out.append(f"NAND core utilisation: index cores {100 * ui:.1f}%, raw cores "
+                   f"{100 * ur:.1f}%; arbiter waits in {self.globals['g_arb_wait']} cycles")
+        out.append(f"simulation: {self.sim_rate:,.0f} cycles/s ({self.cycles} cycles in "
+                   f"{self.wall_s:.1f} s" + (f"; {self.sim_rate_cpu:,.0f} per CPU second"
+                                             if self.cpu_s else "") + ")")
+        return out
 
 
 def search_layout(img, cfg):
@@ -155,33 +222,185 @@ def accel_for(img, cfg, queues: int, stall_seed: int = 0):
     return dut, key
 
 
+def _mark_used(obj, seen=None) -> None:
+    """Mark ``obj`` and the elaboratables it holds as used: a component whose build came
+    from the cache is never elaborated, which is not a mistake (no UnusedElaboratable
+    warnings when it is collected)."""
+    from amaranth._unused import MustUse
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, MustUse):
+        obj._MustUse__used = True
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            _mark_used(x, seen)
+    elif isinstance(obj, MustUse) and hasattr(obj, "__dict__"):
+        for x in vars(obj).values():
+            if isinstance(x, (MustUse, list, tuple)):
+                _mark_used(x, seen)
+
+
+def harness_accel_for(img, cfg, queues: int, stall_seed: int = 0):
+    """``(accelerator, cache key)`` for the C++ harness: as :func:`accel_for` but without the
+    codebook (the harness writes it through ``cb_wr``), so the build serves every image of
+    the same geometry."""
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from proxima.hdl.accel import Accelerator
+
+    layout = search_layout(img, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        dut = Accelerator(cfg, layout, queues=queues, resp_stall_seed=stall_seed,
+                          external_store=True)
+    _mark_used(dut)
+    key = {"bench": "harness", "cfg": cfg.to_json(), "queues": int(queues),
+           "stall": int(stall_seed), "layout": [layout.n, layout.hot, layout.gap_width]}
+    return dut, key
+
+
 def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = None,
                    stall_seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
                    refs=None, wave: str | Path | None = None, workdir: str | Path | None = None,
                    progress: Callable[[int], None] | None = None,
                    simulator: str = "verilator", max_inflight: int | None = None,
-                   make_vars: dict | None = None) -> AccelRun:
+                   make_vars: dict | None = None, engine: str | None = None,
+                   harness=None, seed: int = 1) -> AccelRun:
     """Run ``queries`` (uint8, ``(Q, dim)``) through the Accelerator for image ``img`` (a
     :class:`~proxima.golden.image.Image`); see the module doc.
 
     ``cfg``: the effective configuration (the image's with search-time overrides; default
     the image's); ``queues``: contexts (default ``cfg.engine.queues``); ``stall_seed``: the
     controller's random response stalls (0: none); ``p_valid`` / ``p_ready``: host-side
-    stalls; ``wave``: write an FST waveform there (a separate cached build with tracing);
-    ``progress``: called with the number of finished queries while the simulation runs;
-    ``max_inflight``: at most that many queries in flight (host-side; default: as many as
-    there are contexts); ``make_vars``: for the Verilator build (``run_cocotb``)."""
+    stalls (``seed``: the harness's stall generator; the cocotb bench uses its own seed);
+    ``wave``: write an FST waveform there (cocotb engine only: a separate cached build with
+    tracing); ``progress``: called with the number of finished queries while the simulation
+    runs; ``max_inflight``: at most that many queries in flight (host-side; default: as
+    many as there are contexts); ``engine``: ``"harness"`` (default) or ``"cocotb"`` (the
+    default when a waveform or a simulator other than Verilator is asked for);
+    ``harness``: the harness's :class:`~proxima.sim.harness.HarnessOptions` (default
+    :data:`~proxima.sim.harness.DEFAULT_OPTIONS`); ``make_vars``: for the cocotb engine's
+    Verilator build (``run_cocotb``).  Environment: ``PROXIMA_HARNESS_KEEP=<folder>`` keeps
+    the harness's run folder there (and the executable's path in ``executable.txt``), to
+    rerun ``accel_sim <folder>`` by hand."""
     from proxima.golden.search_batch import search_batch
+
+    if engine is None:
+        engine = "cocotb" if wave is not None or simulator != "verilator" else "harness"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "harness" and (wave is not None or simulator != "verilator"):
+        raise ValueError("the C++ harness runs Verilator without tracing: use "
+                         "engine='cocotb' for a waveform or another simulator")
+    cfg = cfg or img.index.cfg
+    queues = cfg.engine.queues if queues is None else int(queues)
+    cfg = cfg.with_(engine={"queues": queues})
+    if refs is None:
+        refs = search_batch(img.index, queries, cfg, trace=True)
+    if engine == "harness":
+        return _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid,
+                                 p_ready, workdir, progress, max_inflight, harness, seed)
+    return _simulate_cocotb(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready,
+                            wave, workdir, progress, simulator, max_inflight, make_vars)
+
+
+def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready,
+                      workdir, progress, max_inflight, options, seed) -> AccelRun:
+    from proxima.hdl.accel import Accelerator
+    from proxima.hdl.pq import pack_codebook
+    from proxima.sim import harness as hs
+    from proxima.sim.tb import bench
+    from proxima.sim.tb.tb_accel import TagBoard, _check_globals, accel_transactions
+
+    layout = search_layout(img, cfg)
+    dut, key = harness_accel_for(img, cfg, queues, stall_seed)
+    t0 = time.perf_counter()
+    exe, cached, info = hs.build_harness(dut, key, options=options or hs.DEFAULT_OPTIONS)
+    build_s = time.perf_counter() - t0
+    tmp = tempfile.TemporaryDirectory(prefix="proxima-harness-", dir=workdir)
+    work = Path(tmp.name)
+    try:
+        data = accel_transactions(img.index, queries, layout, dut, refs=refs, cfg=cfg,
+                                  store_file=work / "store.bin")
+        qfmt = data["query"]
+        qbeats = [bench.pack({"tag": q["tag"], "data": x}, qfmt)
+                  for q in data["queries"] for x in q["vec"]]
+        cbl = dut.contexts[0].pq.cb_layout
+        cfmt = bench.fields(cbl)
+        cbeats = [bench.pack({"addr": a, "centroid": w}, cfmt)
+                  for a, w in enumerate(pack_codebook(cfg, img.index.codebook))]
+        hs.write_inputs(work, store=Accelerator.store_image(img), query_beats=qbeats,
+                        query_bits=dut.query_layout.size, dim=cfg.vec.dim, cb_beats=cbeats,
+                        cb_bits=cbl.size, beat_bits=len(dut.store_data),
+                        entry=data["entry"], entry_code=data["entry_code"], p_valid=p_valid,
+                        p_ready=p_ready, seed=seed, max_inflight=max_inflight,
+                        max_cycles=100_000 + 60_000 * len(queries))
+        summary = hs.run_harness(exe, work, progress)
+        out = hs.read_outputs(work, dut.result_layout.size, dut.stats_layout.size)
+    finally:
+        keep = os.environ.get("PROXIMA_HARNESS_KEEP")
+        if keep:  # the run folder, to rerun the executable by hand (profiling, debugging)
+            shutil.copytree(work, keep, dirs_exist_ok=True)
+            (Path(keep) / "executable.txt").write_text(str(exe))
+        tmp.cleanup()
+    board = TagBoard(data["queries"], strict=False)
+    try:
+        _replay(board, out, data)
+        if not board.done:
+            raise AssertionError(board.status())
+        _check_globals(summary["globals"], data, len(queries), summary["accesses"])
+    except AssertionError as e:
+        raise hs.HarnessFailure(f"harness run ({exe.parent}): {e}") from None
+    tags = {q["tag"]: i for i, q in enumerate(data["queries"])}
+    return AccelRun(cfg=cfg, queues=queues,
+                    records=sorted(board.records.values(), key=lambda r: r["query"]),
+                    mismatches={tags[t]: v for t, v in board.mismatches.items()},
+                    globals=summary["globals"], cycles=summary["cycles"],
+                    wall_s=summary["wall_s"], accesses=summary["accesses"],
+                    build_cached=cached, build_s=build_s, refs=list(refs), engine="harness",
+                    build_info=info, cpu_s=summary["cpu_s"])
+
+
+def _replay(board, out: dict, data: dict) -> None:
+    """Feed the harness's outputs to ``board`` in cycle order (in a cycle: the monitored
+    access, then a result beat, then a stats beat, as the cocotb bench samples them)."""
+    from proxima.sim.tb import bench
+
+    mon = out["mon"]
+    mcyc = mon[:, 0].tolist()
+    macc = mon[:, 1:].tolist()
+    res, st = out["results"], out["stats"]
+    rfmt, sfmt = data["result"], data["stats"]
+    i = j = k = 0
+    inf = float("inf")
+    while i < len(mcyc) or j < len(res) or k < len(st):
+        cm = mcyc[i] if i < len(mcyc) else inf
+        cr = res[j][0] if j < len(res) else inf
+        cs = st[k][0] if k < len(st) else inf
+        if cm <= cr and cm <= cs:
+            tag, *access = macc[i]
+            board.read(tag, access, cm)
+            i += 1
+        elif cr <= cs:
+            board.result(bench.unpack(res[j][1], rfmt), cr)
+            j += 1
+        else:
+            board.stats(bench.unpack(st[k][1], sfmt), cs)
+            k += 1
+
+
+def _simulate_cocotb(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready, wave,
+                     workdir, progress, simulator, max_inflight, make_vars) -> AccelRun:
     from proxima.hdl.accel import Accelerator
     from proxima.sim.runner import run_cocotb
     from proxima.sim.tb.tb_accel import accel_transactions, write_store
 
-    cfg = cfg or img.index.cfg
-    queues = cfg.engine.queues if queues is None else int(queues)
-    cfg = cfg.with_(engine={"queues": queues})
     layout = search_layout(img, cfg)
-    if refs is None:
-        refs = search_batch(img.index, queries, cfg, trace=True)
     dut, key = accel_for(img, cfg, queues, stall_seed)
     tmp = tempfile.TemporaryDirectory(prefix="proxima-sim-", dir=workdir)
     work = Path(tmp.name)
@@ -238,4 +457,5 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
                     mismatches={tags[int(t)]: v for t, v in o["mismatches"].items()},
                     globals=o["globals"], cycles=o["cycles"], wall_s=o["wall_s"],
                     accesses=o["accesses"], build_cached=res.cached,
-                    build_s=max(0.0, total - o["wall_s"]), refs=list(refs))
+                    build_s=max(0.0, total - o["wall_s"]), refs=list(refs),
+                    engine="cocotb")

@@ -146,8 +146,9 @@ def test_accel_flipped_expectation_fails(accel_setup, tmp_path):
 
 
 def test_proxima_sim_cli(accel_setup, capsys):
-    """``proxima sim`` on the image file, with the tests' build (cached: same configuration,
-    geometry, codebook, queues and stall seed): every query matches golden, recall printed."""
+    """``proxima sim --engine cocotb`` on the image file, with the tests' build (cached: same
+    configuration, geometry, codebook, queues and stall seed): every query matches golden,
+    recall printed."""
     from proxima.cli import main
     from proxima.golden.datasets import ground_truth
     from proxima.golden.vecio import write_vectors
@@ -159,7 +160,7 @@ def test_proxima_sim_cli(accel_setup, capsys):
     write_vectors(work / "gt.ivecs", gt.astype(np.int32))
     argv = ["sim", "--index", str(work / "accel.pxi"), "--queries", str(work / "q.u8bin"),
             "--gt", str(work / "gt.ivecs"), "--queues", str(QUEUES),
-            "--stall-seed", hex(STALL_SEED), "--quiet"]
+            "--stall-seed", hex(STALL_SEED), "--engine", "cocotb", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{N_FLIP}/{N_FLIP} queries match" in out and "build: cached" in out
