@@ -5,8 +5,9 @@ Boards (:data:`BOARDS`):
 ``ulx3s-85f``   :class:`amaranth_boards.ulx3s.ULX3S_85F_Platform` (LFE5U-85F, 25 MHz
                 oscillator, FT231X USB UART up to 3 Mbaud).  An ``EHXPLLL`` makes the
                 engine clock (``engine.clock_mhz``, default 100 MHz; reset held until the
-                PLL locks).  Top: :class:`~proxima.hdl.board.BoardCore` with the engine
-                and the store in block RAM.
+                PLL locks).  Top: :class:`~proxima.hdl.board.BoardCore` with the
+                multi-queue :class:`~proxima.hdl.accel.Accelerator` (``queues`` contexts,
+                default :data:`ULX3S_QUEUES`) and the store in block RAM.
 ``icebreaker``  :class:`amaranth_boards.icebreaker.ICEBreakerPlatform` (iCE40UP5K, 12 MHz,
                 FT2232H UART).  No engine configuration fits the UP5K's 5,280 LUT4 (the
                 engine's candidate list and sorter alone are several times that; see
@@ -66,9 +67,14 @@ BOARDS = {
                              "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog"),
 }
 
-#: the ECP5-85F's block RAMs, less those the engine and the link need (measured: see
-#: docs/RESOURCES.md), for the nominal store size
+#: the ECP5-85F's block RAMs (DP16KD) and, measured (docs/RESOURCES.md), those a search
+#: context of the default preset takes (PQ tables in block RAM) and those the link takes
+#: (RX FIFO, frame buffer, query / result FIFOs): the nominal store gets the rest
 ECP5_85F_DP16KD = 208
+DP16KD_PER_CONTEXT = 50
+DP16KD_LINK = 4
+#: search contexts of the ULX3S-85F build (the most that fit: docs/RESOURCES.md, "Boards")
+ULX3S_QUEUES = 2
 
 
 def _platform(spec: BoardSpec):
@@ -148,10 +154,21 @@ class BoardTop(Elaboratable):
         return m
 
 
-def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None):
+def store_word_bits(cfg: ProximaConfig) -> int:
+    """Width of the board store's words: the NAND controller's beat (the Accelerator's
+    ``store_data``)."""
+    from proxima.hdl.accel import Accelerator
+    from proxima.hdl.engine import nominal_layout
+    lay = nominal_layout(cfg, n=min(64, cfg.engine.max_vertices))
+    return len(Accelerator(cfg, lay, queues=1, external_store=True).store_data)
+
+
+def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None,
+                 queues: int = 1):
     """The image geometry a bitstream is built for: an image's (``index_path``), else a
-    nominal one: ``n`` vertices (default: the most whose store fits the free block RAM),
-    ``layout.hot_fraction`` of them hot, slot width ``id_bits``."""
+    nominal one: ``n`` vertices (default: the most whose store fits the block RAM left by
+    ``queues`` search contexts and the link), ``layout.hot_fraction`` of them hot, slot
+    width ``id_bits``."""
     from proxima.golden.layout import Layout, LayoutError
     from proxima.golden.link import store_map
     if index_path is not None:
@@ -168,11 +185,10 @@ def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None
             return lay(int(n))
         if not spec.engine:
             return lay(min(256, cfg.engine.max_vertices))
-        # the largest n whose store fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by
-        # side; the engine (default preset) takes 48, the link's FIFOs and buffer 4
-        from proxima.hdl.gapdec import default_word_bits
-        beat = default_word_bits(cfg)
-        budget = ECP5_85F_DP16KD - 48 - 4 - 4  # 4 spare
+        # the largest n whose store (the controller's map: every core padded to a power
+        # of two pages) fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by side
+        beat = store_word_bits(cfg)
+        budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
         best = lay(1)
         k = 64
         while k <= cfg.engine.max_vertices:
@@ -208,10 +224,11 @@ def _tool_env(spec: BoardSpec) -> dict:
 
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
           clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
-          link_only: bool = False) -> dict:
+          link_only: bool = False, queues: int | None = None) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
-    (what the iCEBreaker always gets)."""
+    (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
+    (default :data:`ULX3S_QUEUES`)."""
     from proxima.hdl.board import BoardCore
     from proxima.sim.runner import patched_environ
     if board not in BOARDS:
@@ -220,7 +237,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     if link_only and spec.engine:
         import dataclasses
         spec = dataclasses.replace(spec, engine=False)
-    lay = board_layout(cfg, spec, index_path=index_path, n=n)
+    queues = (ULX3S_QUEUES if queues is None else int(queues)) if spec.engine else 0
+    lay = board_layout(cfg, spec, index_path=index_path, n=n, queues=queues)
     if index_path is not None and lay.cfg.to_dict() != cfg.to_dict():
         cfg = lay.cfg
     clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
@@ -231,7 +249,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     baud = baud or spec.baud
     t0 = time.monotonic()
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
-                     pq_options={"bram": "ecp5"} if spec.name == "ulx3s-85f" else None)
+                     queues=queues or None, pq_options={"bram": "ecp5"} if spec.name == "ulx3s-85f" else None)
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)
@@ -252,7 +270,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     fmax = [v["achieved"] for v in report.get("fmax", {}).values()]
     bit = out_dir / ("top.bit" if spec.name == "ulx3s-85f" else "top.bin")
     out = {
-        "board": board, "preset": cfg.name, "engine": spec.engine,
+        "board": board, "preset": cfg.name, "engine": spec.engine, "queues": queues,
         "clock_mhz_requested": clock, "clock_mhz": top.actual_mhz,
         "fmax_mhz": min(fmax) if fmax else None, "baud": baud, "uart_divisor": core.divisor,
         "store_words": core.store_words, "store_bytes": core.store_words * core.bb,
@@ -281,7 +299,8 @@ def _yosys_cells(rpt: Path) -> dict:
 
 
 def format_report(r: dict) -> str:
-    lines = [f"board {r['board']} (preset {r['preset']}, engine {'yes' if r['engine'] else 'no'})"]
+    eng = f"Accelerator, {r.get('queues', 1)} queues" if r["engine"] else "no engine"
+    lines = [f"board {r['board']} (preset {r['preset']}, {eng})"]
     for name, (used, avail) in r["cells"].items():
         pct = f" ({100 * used / avail:.0f}%)" if avail else ""
         lines.append(f"  {name:6s} {used:>8,} / {avail:,}{pct}")

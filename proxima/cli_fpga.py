@@ -1,8 +1,8 @@
 """``proxima fpga ...``: bitstreams, programming and queries on a board.
 
 ``proxima fpga build --board ulx3s-85f|icebreaker [--preset P] [--set S.K=V ...]
-[--index IMG] [--vertices N] [--clock MHZ] [--baud B] [--seed S] [--link-only] [--out DIR]
-[--json F]``
+[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--link-only]
+[--out DIR] [--json F]``
     build the bitstream (:func:`proxima.fpga.boards.build`) and print the report (LUT, FF,
     BRAM, DSP, Fmax against the requested clock; JSON in ``DIR/report.json`` and ``--json``).
     Exit status 1 when the requested clock is not met.
@@ -52,6 +52,9 @@ def add_parser(subparsers):
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="SEC.KEY=V")
     b.add_argument("--index", help="build for this image's geometry and configuration")
     b.add_argument("--vertices", type=int, help="nominal image size (default: the most that fit)")
+    b.add_argument("--queues", type=int,
+                   help="search contexts of the Accelerator (default: the most that fit "
+                        "the ULX3S-85F, 2)")
     b.add_argument("--clock", type=float, help="engine clock in MHz (default engine.clock_mhz)")
     b.add_argument("--baud", type=int, help="UART baud rate (default: 3 Mbaud ULX3S, 1 Mbaud "
                                              "iCEBreaker)")
@@ -101,7 +104,7 @@ def _cmd_build(args) -> int:
         out = Path(args.out) if args.out else BUILD_ROOT / args.board
         r = build(args.board, cfg, out_dir=out, index_path=args.index, n=args.vertices,
                   clock_mhz=args.clock, baud=args.baud, seed=args.seed,
-                  link_only=args.link_only)
+                  link_only=args.link_only, queues=args.queues)
     except (BuildError, ConfigError, ValueError) as e:
         raise _UserError(str(e)) from None
     print(format_report(r))

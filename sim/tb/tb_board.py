@@ -249,7 +249,8 @@ async def board_fuzz(dut):
         def valid_length(t, n):
             if t not in L.COMMANDS.values() or (info["k"] == 0 and t in L.ENGINE_COMMANDS):
                 return None
-            return L.length_ok(t, n, beat_bytes=bb, dim=dim, dsub=cfg_dsub)
+            return L.length_ok(t, n, beat_bytes=bb, dim=dim, dsub=cfg_dsub,
+                               code_bytes=info["code_bytes"])
 
         model = L.Receiver(valid_length)
         for it in range(n_items):

@@ -41,10 +41,13 @@ def tiny_image(tmp_path_factory):
     return path, read_image(path)
 
 
+QUEUES = 2  # search contexts of the simulated board
+
+
 def _board(img, engine=True):
     lay = img.layout
     return BoardCore(lay.cfg, lay, clk_hz=100_000_000, baud=100_000_000 // DIVISOR,
-                     divisor=DIVISOR, engine=engine)
+                     divisor=DIVISOR, engine=engine, queues=QUEUES if engine else None)
 
 
 @pytest.mark.rtl
