@@ -54,6 +54,7 @@ class BoardSpec:
     engine: bool
     cells: dict  # report name -> nextpnr cell type
     program: str  # programming tool
+    link_store_bytes: int | None = None  # store budget of the link-only top (None: any)
 
 
 BOARDS = {
@@ -64,7 +65,8 @@ BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             12.0, 1_000_000, False,
                             {"LC": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
-                             "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog"),
+                             "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog",
+                            14_336),  # 28 of the 30 EBR (RX FIFO and frame buffer: 2)
 }
 
 #: the ECP5-85F's block RAMs (DP16KD) and, measured (docs/RESOURCES.md), those a search
@@ -157,10 +159,21 @@ class BoardTop(Elaboratable):
 def store_word_bits(cfg: ProximaConfig) -> int:
     """Width of the board store's words: the NAND controller's beat (the Accelerator's
     ``store_data``)."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
     from proxima.hdl.accel import Accelerator
     from proxima.hdl.engine import nominal_layout
     lay = nominal_layout(cfg, n=min(64, cfg.engine.max_vertices))
-    return len(Accelerator(cfg, lay, queues=1, external_store=True).store_data)
+    with warnings.catch_warnings():  # only its interface is read: never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        acc = Accelerator(cfg, lay, queues=1, external_store=True)
+        bits = len(acc.store_data)
+        del acc
+        gc.collect()
+    return bits
 
 
 def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None,
@@ -183,22 +196,32 @@ def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None
     try:
         if n is not None:
             return lay(int(n))
-        if not spec.engine:
-            return lay(min(256, cfg.engine.max_vertices))
+        if not spec.engine:  # the link subset: up to 256 vertices, within the store budget
+            from proxima.hdl.gapdec import default_word_bits
+            bb = default_word_bits(cfg) // 8
+            k = min(256, cfg.engine.max_vertices)
+            while spec.link_store_bytes and k > 16 and \
+                    store_map(lay(k), bb)[1] * bb > spec.link_store_bytes:
+                k -= 16
+            return lay(k)
         # the largest n whose store (the controller's map: every core padded to a power
         # of two pages) fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by side
         beat = store_word_bits(cfg)
         budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
-        best = lay(1)
-        k = 64
-        while k <= cfg.engine.max_vertices:
-            words = store_map(lay(k), beat // 8)[1]
-            blocks = -(-words // 512) * -(-beat // 36)
-            if blocks > budget:
-                break
-            best = lay(k)
-            k += 64
-        return best
+
+        def blocks(k):
+            return -(-store_map(lay(k), beat // 8)[1] // 512) * -(-beat // 36)
+        best = None
+        k = 16
+        while k <= cfg.engine.max_vertices and blocks(k) <= budget:
+            best = k
+            k += 16
+        if best is None:
+            raise BuildError(
+                f"no store fits beside {queues} search contexts: {budget} DP16KD left "
+                f"({ECP5_85F_DP16KD} less {DP16KD_PER_CONTEXT} per context, {DP16KD_LINK} "
+                f"for the link, 4 spare), the smallest image's store needs {blocks(16)}")
+        return lay(best)
     except LayoutError as e:
         raise BuildError(f"no image geometry: {e}") from None
 
