@@ -264,10 +264,12 @@ class Board:
         return self.search_many([query], poll_s=poll_s)[0]
 
     def search_many(self, queries, *, in_flight: int | None = None,
-                    poll_s: float = 0.0, max_polls: int = 1_000_000) -> list[dict]:
+                    poll_s: float = 0.0, max_polls: int = 1_000_000,
+                    on_result=None) -> list[dict]:
         """Stream ``queries``: up to ``in_flight`` (default: the board's query slots plus its
         search contexts) are on the board at a time while results are read back as they
-        finish (in any order, matched by their tags); returns the results in query order."""
+        finish (in any order, matched by their tags); returns the results in query order.
+        ``on_result``: called with each result as it arrives."""
         info = self.info or self.identify()
         slots = in_flight or info["query_slots"] + info["queues"]
         results: dict[int, dict] = {}
@@ -295,6 +297,8 @@ class Board:
             if r["tag"] not in tag_of:
                 raise BoardError(f"result with unknown tag {r['tag']}")
             results[tag_of.pop(r["tag"])] = r
+            if on_result:
+                on_result(r)
         return [results[i] for i in range(n)]
 
 

@@ -28,9 +28,21 @@ Receiver rules (:class:`Receiver` is the executable form; the RTL matches it byt
   bytes wait in the board's RX FIFO (512 bytes), so a host must not have more than that
   unanswered.
 
-Commands (request type -> reply type ``type | 0x80``); the payload formats are the structs
-below.  A valid command can still be refused (``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``,
-``ERR_GEOMETRY``), again with an error reply and no effect.
+Commands (request type -> reply type ``type | 0x80``) and their payloads (u32 unless
+noted): IDENTIFY ``-`` -> :data:`IDENT_FIELDS`; CLEAR_STORE ``-`` -> ``-``; WRITE_STORE
+``addr, words...`` (whole store words, :func:`store_map`) -> ``crc u16`` of the words read
+back; READ_STORE ``addr, count`` -> the words; SET_GEOMETRY ``entry, n, hot, gap_width,
+entry code (code_bytes bytes)`` -> ``-``; WRITE_CODEBOOK ``first entry u16, centroids
+(dsub bytes each)`` -> ``-``; SUBMIT ``tag u16, query (dim bytes)`` -> ``tag u16``;
+READ_RESULT ``-`` -> a record (:func:`result_record_bytes`) or nothing; READ_COUNTERS ``-``
+-> :data:`LINK_COUNTERS`; SOFT_RESET ``-`` -> ``-``.  A valid command can still be refused
+(``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``, ``ERR_GEOMETRY``), again with an error reply and
+no effect.
+
+Version 2 (the board on the multi-queue accelerator): IDENTIFY adds ``queues``,
+``store_pages``, ``code_bytes``, ``hot_copies``; SET_GEOMETRY carries the entry's PQ code;
+records add the accesses by kind and the context; the store follows the NAND controller's
+map.
 """
 
 from __future__ import annotations

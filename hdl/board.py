@@ -1,52 +1,73 @@
-"""Board core: host link + command decoder + the NAND store in block RAM + the search engine.
+"""Board core: host link + command decoder + the NAND store in block RAM + the multi-queue
+accelerator.
 
 Board-independent: ports ``rx`` (``In(1)``) and ``tx`` (``Out(1)``), the UART lines.  The
 per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protocol is
 :mod:`proxima.golden.link` (read its docstring); the host driver is :mod:`proxima.fpga.host`.
 
-``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, query_slots=4, result_slots=4,
-rx_fifo=512, pq_options=None, engine=True)``
+``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, queues=None, query_slots=4,
+result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
 
 * ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
   one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
-  engine, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are unknown
-  types, IDENTIFY reports ``k = 0``.
-* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`), CLEAR_STORE (zeroes
-  the store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back
-  and the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n``
-  at most ``layout.n``, hot count and slot width equal to the layout's, else
-  ``ERR_GEOMETRY``), WRITE_CODEBOOK (to the PQ unit's ``cb_wr``), SUBMIT (tag + query into
-  the query FIFO, ``ERR_FULL`` when no slot is free), READ_RESULT (one record, or an empty
-  payload when none is ready), READ_COUNTERS (:data:`~proxima.golden.link.LINK_COUNTERS`),
-  SOFT_RESET.  Store commands and SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while
-  queries are queued or running; ranges outside the store or the codebook ``ERR_RANGE``.
-  A command's reply starts within ~20 cycles of its last byte (plus a cycle per payload
-  byte for writes and read-backs); the link, not the decoder, sets the pace.
+  accelerator, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are
+  unknown types, IDENTIFY reports ``k = 0`` and ``queues = 0``.
+* ``queues``: search contexts of the :class:`~proxima.hdl.accel.Accelerator` (default
+  ``engine.queues``); ``pq_options`` and ``accel_options`` (more keyword arguments) are
+  passed to it.  It is built with ``external_store=True``: its NAND controller reads this
+  core's store.
+* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`, with the queue count,
+  the store's pages per core, the PQ code size and the hot copies), CLEAR_STORE (zeroes the
+  store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back and
+  the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n`` at
+  most ``layout.n``, hot count and slot width equal to the layout's, else ``ERR_GEOMETRY``;
+  then the entry's PQ code, ``code_bytes`` bytes, into the ``entry_code`` register that
+  the contexts use with ``layout.hot_copies > 1``), WRITE_CODEBOOK (to every context's PQ
+  unit), SUBMIT (tag + query into the query FIFO, ``ERR_FULL`` when no slot is free),
+  READ_RESULT (one record, or an empty payload when none is ready), READ_COUNTERS
+  (:data:`~proxima.golden.link.LINK_COUNTERS`), SOFT_RESET.  Store commands and
+  SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while queries are queued, in a context
+  or being sent; ranges outside the store or the codebook ``ERR_RANGE``.  A command's reply
+  starts within ~20 cycles of its last byte (plus a cycle per payload byte for writes and
+  read-backs); the link, not the decoder, sets the pace.
 
-* ``layout``: the image geometry the engine is elaborated for (:class:`SearchEngine` takes
-  it as constants); the store holds an image of that layout (``store_map``), so any image
-  with the same hot count and slot width and at most ``layout.n`` vertices can be loaded.
+* ``layout``: the image geometry the contexts are elaborated for (:class:`SearchEngine`
+  takes it as constants); the store holds an image of that layout
+  (:func:`~proxima.golden.link.store_map`), so any image with the same hot count and slot
+  width and at most ``layout.n`` vertices can be loaded.
 * UART: :class:`~proxima.hdl.link.uart.UARTRx` -> ``rx_fifo``-byte FIFO ->
   :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
   replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
-* Store: one memory of ``beat_bits``-bit words (the engine's beat), one write port (the
-  link) and one read port shared by the engine's ``mem_req``/``mem_resp`` server (one beat
-  per cycle after a cycle to take the request, the RAM and a register behind its output
-  multiplexer) and the link's read-back (only while the engine is idle: store commands are
-  refused with ``ERR_BUSY`` while queries are queued or running).
-* Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each, with their 16-bit tags)
-  feeds :class:`~proxima.hdl.engine.SearchEngine`, one query at a time; each finished query
-  becomes a result record (``result_record_bytes(k)``) in a FIFO of ``result_slots``
-  records, read by READ_RESULT.  The engine stalls on a full result FIFO; nothing is lost.
-* SOFT_RESET resets the engine, the query and result FIFOs and the collector (the store,
-  the codebook, the geometry registers and the link counters are kept).
+* Store: one memory of the NAND controller's ``store_data`` words (``len(acc.store_data)``
+  bits, the controller's beat, which may be wider than a context's), laid out as the
+  controller's store (:mod:`proxima.golden.nandctl`, "Backing store": index cores then
+  raw-vector cores, each :meth:`~proxima.hdl.accel.Accelerator.store_pages` pages).  One
+  write port (the link) and one read port: the controller's ``store_addr`` / ``store_en``
+  / ``store_data`` (read latency one cycle, the data held while ``store_en`` is low: the
+  RAM's own read port with enable), or the link's read-back while the accelerator is idle
+  (store commands are refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's
+  data through a register.
+* Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each) and one of their 16-bit
+  tags feed ``Accelerator.query`` (the tag at the tag FIFO's head with every element); the
+  accelerator runs up to ``queues`` of them at once, so ``query_slots + queues`` queries
+  can be on the board.  Each finished query (result beats, then its statistics beat)
+  becomes a result record (``result_record_bytes(k)``: tag, top-k, the engine counters,
+  the accesses by kind, count, flags, context) in a FIFO of ``result_slots`` records, read
+  by READ_RESULT in the order the queries finish.  The accelerator stalls on a full result
+  FIFO; nothing is lost.
+* READ_COUNTERS ``status``: bit 0 busy (as for ``ERR_BUSY``), bit 1 a query reported an
+  error or the controller got a bad request since the last SOFT_RESET, bit 2 a query is
+  in a context.
+* SOFT_RESET resets the accelerator (contexts, controller, queries in flight), the query
+  and result FIFOs and the collector (the store, the codebook, the geometry registers and
+  the link counters are kept).
 """
 
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory

@@ -158,16 +158,24 @@ async def board_queries(dut):
         log.info("identify: %s", info)
         nbytes = b.load(img)
         log.info("loaded %d bytes", nbytes)
-        res = b.search_many(list(queries))
-        return info, res, b.counters()
+        arrived = []
+        res = b.search_many(list(queries), on_result=arrived.append)
+        return info, res, b.counters(), arrived
 
-    info, res, ctr = await bridge(host)()
+    info, res, ctr, res_order = await bridge(host)()
     bad = check_results(img, queries, res)
     assert not bad, "\n".join(bad[:10])
     assert ctr["completed"] == len(queries) and ctr["errors"] == 0, ctr
+    assert not ctr["busy"] and not ctr["engine_error"], ctr
+    ctxs = [r["context"] for r in res]
+    if len(queries) >= 2 * info["queues"]:  # several in flight: every context served some
+        assert set(ctxs) == set(range(info["queues"])), ctxs
+    order = [r["tag"] for r in res_order]
     cyc = [r["counters"]["cycles"] for r in res]
-    log.info("%d queries equal to golden; engine cycles per query: mean %.0f, max %d",
-             len(res), sum(cyc) / len(cyc), max(cyc))
+    log.info("%d queries equal to golden (%d contexts, queries per context %s, %d results "
+             "returned out of submission order); engine cycles per query: mean %.0f, max %d",
+             len(res), info["queues"], [ctxs.count(c) for c in range(info["queues"])],
+             sum(a > b for a, b in zip(order, order[1:])), sum(cyc) / len(cyc), max(cyc))
 
 
 def _fuzz_items(rnd: random.Random, region: int, bb: int, pattern: bytes, dim: int):

@@ -28,17 +28,28 @@ from tests.golden.conftest import clustered_u8, knn_plus_random_graph
 DIVISOR = 4  # clock cycles per UART bit in simulation
 
 
-@pytest.fixture(scope="module")
-def tiny_image(tmp_path_factory):
-    cfg = preset("tiny")
+def _write_tiny(tmp_path_factory, cfg, name):
     n = 200
     x = clustered_u8(n, cfg.vec.dim, seed=5)
     nb = knn_plus_random_graph(x, cfg.graph.R, seed=5)
     book = train_codebook(cfg, x, seed=5)
     index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=np.arange(n) < 8)
-    path = tmp_path_factory.mktemp("board") / "tiny.pxi"
+    path = tmp_path_factory.mktemp("board") / name
     write_image(path, index)
     return path, read_image(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory):
+    return _write_tiny(tmp_path_factory, preset("tiny"), "tiny.pxi")
+
+
+@pytest.fixture(scope="module")
+def copies_image(tmp_path_factory):
+    """Two copies of the hot region: context q reads copy q % 2 and the entry's code comes
+    from SET_GEOMETRY."""
+    return _write_tiny(tmp_path_factory, preset("tiny").with_(layout={"hot_copies": 2}),
+                       "copies.pxi")
 
 
 QUEUES = 2  # search contexts of the simulated board
@@ -60,6 +71,19 @@ def test_board_queries(tiny_image, tmp_path):
     run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
                parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
                build_name="board_tiny", testcase="board_queries")
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_board_queries_hot_copies(copies_image, tmp_path):
+    path, img = copies_image
+    assert img.layout.hot_copies == 2
+    q = clustered_u8(8, img.layout.cfg.vec.dim, seed=78).astype(np.uint8)
+    qpath = tmp_path / "queries.npy"
+    np.save(qpath, q)
+    run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
+               parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
+               build_name="board_tiny_copies", testcase="board_queries")
 
 
 @pytest.mark.rtl
