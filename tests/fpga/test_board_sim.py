@@ -1,10 +1,12 @@
 """The whole board core (UART PHY included) under cocotb + Verilator, driven by the host
 driver's own code through a simulated UART (``sim/tb/tb_board.py``).
 
-* ``test_board_queries``: load a tiny image over the link (CRC read-back per chunk),
-  stream queries with several in flight, every result (ids, distances, counters, reason)
-  equal to ``golden.search``.  ``PROXIMA_BOARD_QUERIES`` raises the query count (the
-  issue's 100-query run: ``PROXIMA_BOARD_QUERIES=100``).
+* ``test_board_queries``: load a tiny image over the link (CRC read-back per chunk) into a
+  board with a two-context accelerator, stream 100 queries (``PROXIMA_BOARD_QUERIES``)
+  with up to six on the board, every result (ids, distances, counters, reason, accesses by
+  kind) equal to ``golden.search``, both contexts used.
+* ``test_board_queries_hot_copies`` (slow): the same on an image with two hot copies
+  (context ``q`` reads copy ``q % 2``; the entry's code from SET_GEOMETRY).
 * ``test_board_fuzz``: random and mutated frames, each answered exactly as the protocol
   model predicts, the store never written by a bad frame (``PROXIMA_BOARD_FUZZ`` items),
   on the engine-less link subset and on the full board.
@@ -64,7 +66,7 @@ def _board(img, engine=True):
 @pytest.mark.rtl
 def test_board_queries(tiny_image, tmp_path):
     path, img = tiny_image
-    nq = int(os.environ.get("PROXIMA_BOARD_QUERIES", "12"))
+    nq = int(os.environ.get("PROXIMA_BOARD_QUERIES", "100"))
     q = clustered_u8(nq, img.layout.cfg.vec.dim, seed=77).astype(np.uint8)
     qpath = tmp_path / "queries.npy"
     np.save(qpath, q)
