@@ -189,8 +189,8 @@ def _cmd_query(args) -> int:
         with Board(args.port, baud=args.baud or DEFAULT_BAUD, timeout=args.timeout) as b:
             info = b.identify()
             print(f"board: store {info['store_words'] * info['beat_bytes']:,} B, images up to "
-                  f"{info['n_max']} vertices, {info['clock_hz'] / 1e6:g} MHz, "
-                  f"{info['baud']:,} baud")
+                  f"{info['n_max']} vertices, {info['queues']} search contexts, "
+                  f"{info['clock_hz'] / 1e6:g} MHz, {info['baud']:,} baud")
             if not args.no_load:
                 t0 = time.perf_counter()
                 nbytes = b.load(img)
@@ -208,9 +208,10 @@ def _cmd_query(args) -> int:
               f"({'converged' if r['converged'] else 'list_end'}, hops {r['counters']['hops']}, "
               f"{r['counters']['cycles']} cycles)")
     cyc = [r["counters"]["cycles"] for r in res]
+    per_ctx = info["clock_hz"] / (sum(cyc) / len(cyc))
     print(f"{len(res)} queries in {dt:.2f} s: {len(res) / dt:.1f} QPS over the link; engine "
-          f"{sum(cyc) / len(cyc):.0f} cycles per query "
-          f"({info['clock_hz'] / (sum(cyc) / len(cyc)):.0f} QPS at the engine clock)")
+          f"{sum(cyc) / len(cyc):.0f} cycles per query in a context "
+          f"({per_ctx:.0f} QPS per context at the engine clock, {info['queues']} contexts)")
     print("link counters: " + ", ".join(f"{k} {v}" for k, v in ctr.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(

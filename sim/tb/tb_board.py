@@ -11,7 +11,11 @@ Parameters (``PROXIMA_TB_PARAMS``): ``divisor``; ``image`` (path of an index ima
 
 ``board_queries``: identify, load the image (each chunk verified by the board's CRC
 read-back), stream the queries with several in flight, and compare every result with
-:func:`proxima.golden.search.search` (:func:`proxima.fpga.host.check_results`).
+:func:`proxima.golden.search.search` (:func:`proxima.fpga.host.check_results`: ids,
+distances, counters, reason, accesses by kind); with at least two queries per context,
+every context must have served some.  Then, with queries in flight, a store write must be
+refused (``ERR_BUSY``) and SOFT_RESET must drop them (nothing queued, no result left), and
+one more query is answered exactly.
 
 ``board_fuzz``: writes a pattern into the store, then sends random and mutated frames
 (bit flips, truncation, wrong lengths, oversize lengths, unknown types, garbage between
@@ -143,13 +147,14 @@ async def board_queries(dut):
     p = tb_params()
     if "image" not in p:
         return
-    from proxima.fpga.host import Board, check_results
+    from proxima.fpga.host import Board, BoardError, check_results
     from proxima.golden.image import read_image
     uart = await _start(dut, int(p["divisor"]))
     img = read_image(p["image"])
     queries = np.load(p["queries"])
-    # a query takes up to ~10k cycles: poll results with a generous simulated timeout
-    tr = SimTransport(uart, timeout_bits=4000)
+    # a query takes up to ~15k cycles, CLEAR_STORE a cycle per store word: a generous
+    # simulated reply timeout
+    tr = SimTransport(uart, timeout_bits=20000)
     log = dut._log
 
     def host():
@@ -160,10 +165,27 @@ async def board_queries(dut):
         log.info("loaded %d bytes", nbytes)
         arrived = []
         res = b.search_many(list(queries), on_result=arrived.append)
-        return info, res, b.counters(), arrived
+        ctr = b.counters()
+        # queries in flight: the store refuses writes; SOFT_RESET drops them, then a new
+        # query is answered exactly
+        word = b.read_store(0, 1)
+        for i in range(min(3, len(queries))):
+            b.submit(queries[i], 1000 + i)
+            if i == 0:
+                try:
+                    b.write_store(0, word)
+                    raise AssertionError("a store write was accepted while a query ran")
+                except BoardError as e:
+                    assert "busy" in str(e), e
+        b.soft_reset()
+        after = b.counters()
+        assert (after["queued"], after["results_ready"], after["busy"]) == (0, 0, False), after
+        assert b.read_result() is None
+        again = b.search(queries[-1])
+        return info, res, ctr, arrived, again
 
-    info, res, ctr, res_order = await bridge(host)()
-    bad = check_results(img, queries, res)
+    info, res, ctr, res_order, again = await bridge(host)()
+    bad = check_results(img, queries, res) + check_results(img, queries[-1:], [again])
     assert not bad, "\n".join(bad[:10])
     assert ctr["completed"] == len(queries) and ctr["errors"] == 0, ctr
     assert not ctr["busy"] and not ctr["engine_error"], ctr
