@@ -253,6 +253,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
     (default :data:`ULX3S_QUEUES`)."""
     from proxima.hdl.board import BoardCore
+    from proxima.hdl.registry import fpga_options
     from proxima.sim.runner import patched_environ
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
@@ -271,8 +272,11 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         raise BuildError("the iCEBreaker build runs at the 12 MHz oscillator (no PLL)")
     baud = baud or spec.baud
     t0 = time.monotonic()
+    # the Accelerator's options on the ECP5 measurement path (PQ tables in DP16KD, ...)
+    opts = fpga_options("accel") if spec.name == "ulx3s-85f" else {}
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
-                     queues=queues or None, pq_options={"bram": "ecp5"} if spec.name == "ulx3s-85f" else None)
+                     queues=queues or None, pq_options=opts.pop("pq_options", None),
+                     accel_options=opts)
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)
