@@ -326,7 +326,9 @@ def _yosys_cells(rpt: Path) -> dict:
 
 
 def format_report(r: dict) -> str:
-    eng = f"Accelerator, {r.get('queues', 1)} queues" if r["engine"] else "no engine"
+    q = r.get("queues", 1)
+    eng = f"Accelerator, {q} search context{'s' if q != 1 else ''}" if r["engine"] else \
+        "no engine"
     lines = [f"board {r['board']} (preset {r['preset']}, {eng})"]
     for name, (used, avail) in r["cells"].items():
         pct = f" ({100 * used / avail:.0f}%)" if avail else ""

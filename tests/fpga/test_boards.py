@@ -66,7 +66,9 @@ def test_format_report():
     r["timing_met"] = False
     assert "VIOLATED" in format_report(r)
     r.update(board="ulx3s-85f", engine=True, queues=2)
-    assert "Accelerator, 2 queues" in format_report(r)
+    assert "Accelerator, 2 search contexts" in format_report(r)
+    r["queues"] = 1
+    assert "Accelerator, 1 search context)" in format_report(r)
 
 
 def test_board_layout_of_an_image(tmp_path):
