@@ -5,8 +5,9 @@ Boards (:data:`BOARDS`):
 ``ulx3s-85f``   :class:`amaranth_boards.ulx3s.ULX3S_85F_Platform` (LFE5U-85F, 25 MHz
                 oscillator, FT231X USB UART up to 3 Mbaud).  An ``EHXPLLL`` makes the
                 engine clock (``engine.clock_mhz``, default 100 MHz; reset held until the
-                PLL locks).  Top: :class:`~proxima.hdl.board.BoardCore` with the engine
-                and the store in block RAM.
+                PLL locks).  Top: :class:`~proxima.hdl.board.BoardCore` with the
+                multi-queue :class:`~proxima.hdl.accel.Accelerator` (``queues`` contexts,
+                default :data:`ULX3S_QUEUES`) and the store in block RAM.
 ``icebreaker``  :class:`amaranth_boards.icebreaker.ICEBreakerPlatform` (iCE40UP5K, 12 MHz,
                 FT2232H UART).  No engine configuration fits the UP5K's 5,280 LUT4 (the
                 engine's candidate list and sorter alone are several times that; see
@@ -53,6 +54,7 @@ class BoardSpec:
     engine: bool
     cells: dict  # report name -> nextpnr cell type
     program: str  # programming tool
+    link_store_bytes: int | None = None  # store budget of the link-only top (None: any)
 
 
 BOARDS = {
@@ -63,12 +65,18 @@ BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             12.0, 1_000_000, False,
                             {"LC": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
-                             "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog"),
+                             "SPRAM": "ICESTORM_SPRAM", "DSP": "ICESTORM_DSP"}, "iceprog",
+                            14_336),  # 28 of the 30 EBR (RX FIFO and frame buffer: 2)
 }
 
-#: the ECP5-85F's block RAMs, less those the engine and the link need (measured: see
-#: docs/RESOURCES.md), for the nominal store size
+#: the ECP5-85F's block RAMs (DP16KD) and, measured (docs/RESOURCES.md), those a search
+#: context of the default preset takes (PQ tables in block RAM) and those the link takes
+#: (RX FIFO, frame buffer, query / result FIFOs): the nominal store gets the rest
 ECP5_85F_DP16KD = 208
+DP16KD_PER_CONTEXT = 50
+DP16KD_LINK = 4
+#: search contexts of the ULX3S-85F build (the most that fit: docs/RESOURCES.md, "Boards")
+ULX3S_QUEUES = 2
 
 
 def _platform(spec: BoardSpec):
@@ -148,10 +156,32 @@ class BoardTop(Elaboratable):
         return m
 
 
-def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None):
+def store_word_bits(cfg: ProximaConfig) -> int:
+    """Width of the board store's words: the NAND controller's beat (the Accelerator's
+    ``store_data``)."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from proxima.hdl.accel import Accelerator
+    from proxima.hdl.engine import nominal_layout
+    lay = nominal_layout(cfg, n=min(64, cfg.engine.max_vertices))
+    with warnings.catch_warnings():  # only its interface is read: never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        acc = Accelerator(cfg, lay, queues=1, external_store=True)
+        bits = len(acc.store_data)
+        del acc
+        gc.collect()
+    return bits
+
+
+def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None,
+                 queues: int = 1):
     """The image geometry a bitstream is built for: an image's (``index_path``), else a
-    nominal one: ``n`` vertices (default: the most whose store fits the free block RAM),
-    ``layout.hot_fraction`` of them hot, slot width ``id_bits``."""
+    nominal one: ``n`` vertices (default: the most whose store fits the block RAM left by
+    ``queues`` search contexts and the link), ``layout.hot_fraction`` of them hot, slot
+    width ``id_bits``."""
     from proxima.golden.layout import Layout, LayoutError
     from proxima.golden.link import store_map
     if index_path is not None:
@@ -166,23 +196,32 @@ def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None
     try:
         if n is not None:
             return lay(int(n))
-        if not spec.engine:
-            return lay(min(256, cfg.engine.max_vertices))
-        # the largest n whose store fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by
-        # side; the engine (default preset) takes 48, the link's FIFOs and buffer 4
-        from proxima.hdl.gapdec import default_word_bits
-        beat = default_word_bits(cfg)
-        budget = ECP5_85F_DP16KD - 48 - 4 - 4  # 4 spare
-        best = lay(1)
-        k = 64
-        while k <= cfg.engine.max_vertices:
-            words = store_map(lay(k), beat // 8)[1]
-            blocks = -(-words // 512) * -(-beat // 36)
-            if blocks > budget:
-                break
-            best = lay(k)
-            k += 64
-        return best
+        if not spec.engine:  # the link subset: up to 256 vertices, within the store budget
+            from proxima.hdl.gapdec import default_word_bits
+            bb = default_word_bits(cfg) // 8
+            k = min(256, cfg.engine.max_vertices)
+            while spec.link_store_bytes and k > 16 and \
+                    store_map(lay(k), bb)[1] * bb > spec.link_store_bytes:
+                k -= 16
+            return lay(k)
+        # the largest n whose store (the controller's map: every core padded to a power
+        # of two pages) fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by side
+        beat = store_word_bits(cfg)
+        budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
+
+        def blocks(k):
+            return -(-store_map(lay(k), beat // 8)[1] // 512) * -(-beat // 36)
+        best = None
+        k = 16
+        while k <= cfg.engine.max_vertices and blocks(k) <= budget:
+            best = k
+            k += 16
+        if best is None:
+            raise BuildError(
+                f"no store fits beside {queues} search contexts: {budget} DP16KD left "
+                f"({ECP5_85F_DP16KD} less {DP16KD_PER_CONTEXT} per context, {DP16KD_LINK} "
+                f"for the link, 4 spare), the smallest image's store needs {blocks(16)}")
+        return lay(best)
     except LayoutError as e:
         raise BuildError(f"no image geometry: {e}") from None
 
@@ -208,11 +247,13 @@ def _tool_env(spec: BoardSpec) -> dict:
 
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
           clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
-          link_only: bool = False) -> dict:
+          link_only: bool = False, queues: int | None = None) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
-    (what the iCEBreaker always gets)."""
+    (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
+    (default :data:`ULX3S_QUEUES`)."""
     from proxima.hdl.board import BoardCore
+    from proxima.hdl.registry import fpga_options
     from proxima.sim.runner import patched_environ
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
@@ -220,7 +261,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     if link_only and spec.engine:
         import dataclasses
         spec = dataclasses.replace(spec, engine=False)
-    lay = board_layout(cfg, spec, index_path=index_path, n=n)
+    queues = (ULX3S_QUEUES if queues is None else int(queues)) if spec.engine else 0
+    lay = board_layout(cfg, spec, index_path=index_path, n=n, queues=queues)
     if index_path is not None and lay.cfg.to_dict() != cfg.to_dict():
         cfg = lay.cfg
     clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
@@ -230,8 +272,11 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         raise BuildError("the iCEBreaker build runs at the 12 MHz oscillator (no PLL)")
     baud = baud or spec.baud
     t0 = time.monotonic()
+    # the Accelerator's options on the ECP5 measurement path (PQ tables in DP16KD, ...)
+    opts = fpga_options("accel") if spec.name == "ulx3s-85f" else {}
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
-                     pq_options={"bram": "ecp5"} if spec.name == "ulx3s-85f" else None)
+                     queues=queues or None, pq_options=opts.pop("pq_options", None),
+                     accel_options=opts)
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)
@@ -252,7 +297,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     fmax = [v["achieved"] for v in report.get("fmax", {}).values()]
     bit = out_dir / ("top.bit" if spec.name == "ulx3s-85f" else "top.bin")
     out = {
-        "board": board, "preset": cfg.name, "engine": spec.engine,
+        "board": board, "preset": cfg.name, "engine": spec.engine, "queues": queues,
         "clock_mhz_requested": clock, "clock_mhz": top.actual_mhz,
         "fmax_mhz": min(fmax) if fmax else None, "baud": baud, "uart_divisor": core.divisor,
         "store_words": core.store_words, "store_bytes": core.store_words * core.bb,
@@ -281,7 +326,10 @@ def _yosys_cells(rpt: Path) -> dict:
 
 
 def format_report(r: dict) -> str:
-    lines = [f"board {r['board']} (preset {r['preset']}, engine {'yes' if r['engine'] else 'no'})"]
+    q = r.get("queues", 1)
+    eng = f"Accelerator, {q} search context{'s' if q != 1 else ''}" if r["engine"] else \
+        "no engine"
+    lines = [f"board {r['board']} (preset {r['preset']}, {eng})"]
     for name, (used, avail) in r["cells"].items():
         pct = f" ({100 * used / avail:.0f}%)" if avail else ""
         lines.append(f"  {name:6s} {used:>8,} / {avail:,}{pct}")

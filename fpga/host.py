@@ -163,8 +163,13 @@ class Board:
     def read_store(self, addr: int, words: int) -> bytes:
         return self.command(L.T_READ_STORE, struct.pack("<II", addr, words))
 
-    def set_geometry(self, entry: int, n: int, hot: int, gap_width: int):
-        self.command(L.T_SET_GEOMETRY, struct.pack("<IIII", entry, n, hot, gap_width))
+    def set_geometry(self, entry: int, n: int, hot: int, gap_width: int,
+                     entry_code: bytes = b""):
+        """The image's entry vertex, size, hot count and slot width, and the entry's PQ code
+        (``code_bytes`` of IDENTIFY; zeros if shorter)."""
+        info = self.info or self.identify()
+        code = bytes(entry_code)[:info["code_bytes"]].ljust(info["code_bytes"], b"\0")
+        self.command(L.T_SET_GEOMETRY, struct.pack("<IIII", entry, n, hot, gap_width) + code)
 
     def write_codebook(self, codebook: np.ndarray):
         """The PQ codebook ``(M, ksub, dsub)`` (entry ``m * ksub + c``)."""
@@ -181,6 +186,9 @@ class Board:
         if info["config_hash"] != L.config_hash(cfg):
             raise BoardError("the image was built with another configuration than the "
                              "bitstream (rebuild with the image's preset and --set options)")
+        if lay.hot_copies != info["hot_copies"]:  # (in the configuration: not reached)
+            raise BoardError(f"the bitstream serves images with {info['hot_copies']} hot "
+                             f"copies, this image has {lay.hot_copies}")
         if (lay.hot, lay.gap_width) != (info["hot"], info["gap_width"]) or lay.n > info["n_max"]:
             raise BoardError(
                 f"the bitstream serves images of hot count {info['hot']}, slot width "
@@ -194,7 +202,7 @@ class Board:
         bb = info["beat_bytes"]
         board_layout = Layout(img.layout.cfg, info["n_max"], info["hot"], info["gap_width"])
         base, total = L.store_map(board_layout, bb)
-        if total != info["store_words"]:
+        if total != info["store_words"] or L.store_pages(board_layout) != info["store_pages"]:
             raise BoardError(f"store size mismatch: board {info['store_words']} words, "
                              f"host computes {total}")
         cores = [bytes(img.frames[c]) for c in range(img.frames.shape[0])]
@@ -226,7 +234,8 @@ class Board:
                     progress(len(part))
         self.write_codebook(img.index.codebook)
         lay = img.layout
-        self.set_geometry(int(img.index.entry), lay.n, lay.hot, lay.gap_width)
+        e = int(img.index.entry)
+        self.set_geometry(e, lay.n, lay.hot, lay.gap_width, bytes(img.index.codes[e]))
         return total
 
     def verify_store(self, img) -> None:
@@ -255,12 +264,14 @@ class Board:
         return self.search_many([query], poll_s=poll_s)[0]
 
     def search_many(self, queries, *, in_flight: int | None = None,
-                    poll_s: float = 0.0, max_polls: int = 1_000_000) -> list[dict]:
-        """Stream ``queries``: up to ``in_flight`` (default: the board's query slots) are
-        queued on the board while results are read back as they finish; returns the
-        results in query order (each with its ``tag``)."""
+                    poll_s: float = 0.0, max_polls: int = 1_000_000,
+                    on_result=None) -> list[dict]:
+        """Stream ``queries``: up to ``in_flight`` (default: the board's query slots plus its
+        search contexts) are on the board at a time while results are read back as they
+        finish (in any order, matched by their tags); returns the results in query order.
+        ``on_result``: called with each result as it arrives."""
         info = self.info or self.identify()
-        slots = in_flight or info["query_slots"]
+        slots = in_flight or info["query_slots"] + info["queues"]
         results: dict[int, dict] = {}
         tag_of: dict[int, int] = {}
         nxt, polls = 0, 0
@@ -286,16 +297,22 @@ class Board:
             if r["tag"] not in tag_of:
                 raise BoardError(f"result with unknown tag {r['tag']}")
             results[tag_of.pop(r["tag"])] = r
+            if on_result:
+                on_result(r)
         return [results[i] for i in range(n)]
 
 
 def check_results(img, queries, results) -> list[str]:
     """Compare board results with :func:`proxima.golden.search.search` on ``img``: ids,
-    exact distances, every counter but ``cycles``, the stop reason.  Returns one line per
-    mismatching query (empty: all equal)."""
+    exact distances, every counter but ``cycles``, the stop reason, and the NAND accesses
+    by kind (:func:`proxima.golden.layout.reads_for_events` of the query's events, hot
+    frames from copy ``context % hot_copies``).  Returns one line per mismatching query
+    (empty: all equal)."""
+    from proxima.golden.layout import EVENT_KINDS, reads_for_events
     from proxima.golden.search import search
     bad = []
-    cfg = img.layout.cfg
+    lay = img.layout
+    cfg = lay.cfg
     for i, (q, r) in enumerate(zip(queries, results)):
         ref = search(img.index, np.asarray(q, dtype=np.uint8), cfg)
         diffs = []
@@ -308,6 +325,12 @@ def check_results(img, queries, results) -> list[str]:
                 diffs.append(f"{name} {r['counters'][name]} != {ref.counters[name]}")
         if r["converged"] != (ref.reason == "converged"):
             diffs.append(f"reason {'converged' if r['converged'] else 'list_end'} != {ref.reason}")
+        if "reads" in r:
+            reads = reads_for_events(ref.events, lay, r["context"] % lay.hot_copies)
+            for kind, name in zip(EVENT_KINDS, L.READ_KIND_COUNTERS):
+                want = sum(x.kind == kind for x in reads)
+                if r["reads"][name] != want:
+                    diffs.append(f"{name} {r['reads'][name]} != {want}")
         if diffs:
             bad.append(f"query {i}: " + "; ".join(diffs))
     return bad

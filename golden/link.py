@@ -28,9 +28,21 @@ Receiver rules (:class:`Receiver` is the executable form; the RTL matches it byt
   bytes wait in the board's RX FIFO (512 bytes), so a host must not have more than that
   unanswered.
 
-Commands (request type -> reply type ``type | 0x80``); the payload formats are the structs
-below.  A valid command can still be refused (``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``,
-``ERR_GEOMETRY``), again with an error reply and no effect.
+Commands (request type -> reply type ``type | 0x80``) and their payloads (u32 unless
+noted): IDENTIFY ``-`` -> :data:`IDENT_FIELDS`; CLEAR_STORE ``-`` -> ``-``; WRITE_STORE
+``addr, words...`` (whole store words, :func:`store_map`) -> ``crc u16`` of the words read
+back; READ_STORE ``addr, count`` -> the words; SET_GEOMETRY ``entry, n, hot, gap_width,
+entry code (code_bytes bytes)`` -> ``-``; WRITE_CODEBOOK ``first entry u16, centroids
+(dsub bytes each)`` -> ``-``; SUBMIT ``tag u16, query (dim bytes)`` -> ``tag u16``;
+READ_RESULT ``-`` -> a record (:func:`result_record_bytes`) or nothing; READ_COUNTERS ``-``
+-> :data:`LINK_COUNTERS`; SOFT_RESET ``-`` -> ``-``.  A valid command can still be refused
+(``ERR_BUSY``, ``ERR_RANGE``, ``ERR_FULL``, ``ERR_GEOMETRY``), again with an error reply and
+no effect.
+
+Version 2 (the board on the multi-queue accelerator): IDENTIFY adds ``queues``,
+``store_pages``, ``code_bytes``, ``hot_copies``; SET_GEOMETRY carries the entry's PQ code;
+records add the accesses by kind and the context; the store follows the NAND controller's
+map.
 """
 
 from __future__ import annotations
@@ -42,13 +54,14 @@ __all__ = [
     "SOF", "MAX_PAYLOAD", "PROTOCOL_VERSION", "MAGIC", "crc16", "encode_frame", "Frame",
     "Receiver", "Event", "ERRORS", "ERROR_NAMES", "COMMANDS", "T_ERROR", "length_ok",
     "IDENT_FIELDS", "LINK_COUNTERS", "ENGINE_COUNTERS", "result_record_bytes",
-    "decode_result", "store_map", "config_hash", "TIMEOUT_BITS", "reply_type",
+    "decode_result", "store_map", "store_pages", "config_hash", "TIMEOUT_BITS", "reply_type",
+    "RECORD_COUNTERS", "READ_KIND_COUNTERS",
 ]
 
 SOF = 0xA5
 #: largest payload a receiver accepts (a store write: 4-byte address + 256 data bytes)
 MAX_PAYLOAD = 260
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = 0x42585250  # b"PRXB" little-endian
 #: inter-byte timeout inside a frame (and the idle time that ends a garbage run), in bit
 #: times of the UART
@@ -83,6 +96,7 @@ IDENT_FIELDS = (
     ("magic", 4), ("version", 1), ("config_hash", 4), ("store_words", 4), ("beat_bytes", 1),
     ("max_payload", 2), ("query_slots", 1), ("result_slots", 1), ("n_max", 4), ("hot", 4),
     ("gap_width", 1), ("dim", 2), ("k", 1), ("clock_hz", 4), ("baud", 4),
+    ("queues", 2), ("store_pages", 4), ("code_bytes", 2), ("hot_copies", 1),
 )
 #: READ_COUNTERS reply: u32 each, in order (link statistics and status)
 LINK_COUNTERS = ("frames_ok", "errors", "crc_errors", "garbage_bytes", "submitted",
@@ -90,6 +104,10 @@ LINK_COUNTERS = ("frames_ok", "errors", "crc_errors", "garbage_bytes", "submitte
 #: per-query counters of a result record, u32 each (the engine's COUNTER_NAMES)
 ENGINE_COUNTERS = ("hops", "pq_dists", "exact_dists", "checks", "inserted", "final_T",
                    "final_reranked", "cycles")
+#: the query's NAND accesses by kind (:data:`proxima.golden.layout.EVENT_KINDS`)
+READ_KIND_COUNTERS = ("frame_reads", "code_reads", "raw_reads")
+#: the counters of a result record, u32 each, in order
+RECORD_COUNTERS = ENGINE_COUNTERS + READ_KIND_COUNTERS
 
 
 def reply_type(t: int) -> int:
@@ -136,8 +154,10 @@ def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
     return bytes([SOF]) + body + struct.pack("<H", crc16(body))
 
 
-def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int) -> bool:
-    """Whether a command of type ``ftype`` may carry ``n`` payload bytes."""
+def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int,
+              code_bytes: int) -> bool:
+    """Whether a command of type ``ftype`` may carry ``n`` payload bytes (``code_bytes``:
+    the PQ code size, IDENTIFY's ``code_bytes``)."""
     if ftype in (T_IDENTIFY, T_READ_RESULT, T_READ_COUNTERS, T_SOFT_RESET, T_CLEAR_STORE):
         return n == 0
     if ftype == T_WRITE_STORE:
@@ -145,7 +165,7 @@ def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int) -> bo
     if ftype == T_READ_STORE:
         return n == 8
     if ftype == T_SET_GEOMETRY:
-        return n == 16
+        return n == 16 + code_bytes
     if ftype == T_WRITE_CODEBOOK:
         return n > 2 and (n - 2) % dsub == 0
     if ftype == T_SUBMIT:
@@ -293,37 +313,52 @@ class FrameParser:
 # ---- payload formats -------------------------------------------------------------------
 def result_record_bytes(k: int) -> int:
     """Bytes of a READ_RESULT record: tag u16, ``k`` x (id u32, dist u32; unused entries
-    all ones), the engine counters (u32 each), count u8, flags u8 (bit 0 converged, bit 1
-    engine error)."""
-    return 2 + 8 * k + 4 * len(ENGINE_COUNTERS) + 2
+    all ones), the :data:`RECORD_COUNTERS` (u32 each: the engine's counters, then the
+    query's NAND accesses by kind), count u8, flags u8 (bit 0 converged, bit 1 error in
+    this query), context u8 (the search context that ran the query)."""
+    return 2 + 8 * k + 4 * len(RECORD_COUNTERS) + 3
 
 
 def decode_result(payload: bytes, k: int) -> dict:
-    """A result record -> ``{tag, ids, dists, counters, converged, error}``."""
+    """A result record -> ``{tag, ids, dists, counters, reads, context, converged,
+    error}`` (``reads``: accesses by kind, keyed by :data:`READ_KIND_COUNTERS`)."""
     if len(payload) != result_record_bytes(k):
         raise ValueError(f"result record of {len(payload)} bytes, expected "
                          f"{result_record_bytes(k)}")
     tag, = struct.unpack_from("<H", payload, 0)
     pairs = struct.unpack_from(f"<{2 * k}I", payload, 2)
     off = 2 + 8 * k
-    cnt = struct.unpack_from(f"<{len(ENGINE_COUNTERS)}I", payload, off)
-    count, flags = payload[-2], payload[-1]
+    cnt = struct.unpack_from(f"<{len(RECORD_COUNTERS)}I", payload, off)
+    count, flags, context = payload[-3], payload[-2], payload[-1]
+    ne = len(ENGINE_COUNTERS)
     return {"tag": tag, "ids": list(pairs[0:2 * count:2]), "dists": list(pairs[1:2 * count:2]),
-            "counters": dict(zip(ENGINE_COUNTERS, cnt)), "converged": bool(flags & 1),
-            "error": bool(flags & 2)}
+            "counters": dict(zip(ENGINE_COUNTERS, cnt[:ne])),
+            "reads": dict(zip(READ_KIND_COUNTERS, cnt[ne:])), "context": context,
+            "converged": bool(flags & 1), "error": bool(flags & 2)}
+
+
+def store_pages(layout) -> int:
+    """Pages per core the board's store holds for images of ``layout``: the most pages any
+    index or raw-vector core of it uses, rounded up to a power of two (the NAND
+    controller's ``pages``, :meth:`proxima.hdl.accel.Accelerator.store_pages`)."""
+    used = max(1, layout.index_pages_per_core, layout.raw_pages_per_core)
+    return 1 << (used - 1).bit_length()
 
 
 def store_map(layout, beat_bytes: int) -> tuple[list[int], int]:
     """Word base address of every core in the board's store and the store's size in words.
 
-    The store holds the index cores (``layout.index_core_bytes`` each) then the raw-vector
-    cores (``layout.raw_core_bytes`` each), back to back; byte ``a`` of core ``c`` is byte
-    ``a % beat_bytes`` of word ``base[c] + a // beat_bytes`` (little-endian)."""
-    icw = -(-layout.index_core_bytes // beat_bytes)
-    rcw = -(-layout.raw_core_bytes // beat_bytes)
-    ci, cr = layout.cfg.nand.cores, layout.cfg.nand.raw_vector_cores
-    base = [c * icw for c in range(ci)] + [ci * icw + r * rcw for r in range(cr)]
-    return base, ci * icw + cr * rcw
+    The store is the NAND controller's (:mod:`proxima.golden.nandctl`, "Backing store"):
+    the index cores, then the raw-vector cores, each :func:`store_pages` pages of
+    ``nand.page_bytes`` (``P``); byte ``a`` of core ``c`` is byte ``a % beat_bytes`` of word
+    ``base[c] + a // beat_bytes`` (little-endian), ``base[c] = c * store_pages * P /
+    beat_bytes``."""
+    P = layout.cfg.nand.page_bytes
+    if P % beat_bytes:
+        raise ValueError(f"page size {P} is not a multiple of the store word ({beat_bytes} B)")
+    core_words = store_pages(layout) * P // beat_bytes
+    cores = layout.cfg.nand.cores + layout.cfg.nand.raw_vector_cores
+    return [c * core_words for c in range(cores)], cores * core_words
 
 
 def config_hash(cfg) -> int:

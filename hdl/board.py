@@ -1,52 +1,73 @@
-"""Board core: host link + command decoder + the NAND store in block RAM + the search engine.
+"""Board core: host link + command decoder + the NAND store in block RAM + the multi-queue
+accelerator.
 
 Board-independent: ports ``rx`` (``In(1)``) and ``tx`` (``Out(1)``), the UART lines.  The
 per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protocol is
 :mod:`proxima.golden.link` (read its docstring); the host driver is :mod:`proxima.fpga.host`.
 
-``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, query_slots=4, result_slots=4,
-rx_fifo=512, pq_options=None, engine=True)``
+``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, queues=None, query_slots=4,
+result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
 
 * ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
   one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
-  engine, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are unknown
-  types, IDENTIFY reports ``k = 0``.
-* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`), CLEAR_STORE (zeroes
-  the store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back
-  and the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n``
-  at most ``layout.n``, hot count and slot width equal to the layout's, else
-  ``ERR_GEOMETRY``), WRITE_CODEBOOK (to the PQ unit's ``cb_wr``), SUBMIT (tag + query into
-  the query FIFO, ``ERR_FULL`` when no slot is free), READ_RESULT (one record, or an empty
-  payload when none is ready), READ_COUNTERS (:data:`~proxima.golden.link.LINK_COUNTERS`),
-  SOFT_RESET.  Store commands and SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while
-  queries are queued or running; ranges outside the store or the codebook ``ERR_RANGE``.
-  A command's reply starts within ~20 cycles of its last byte (plus a cycle per payload
-  byte for writes and read-backs); the link, not the decoder, sets the pace.
+  accelerator, the engine's commands (:data:`proxima.golden.link.ENGINE_COMMANDS`) are
+  unknown types, IDENTIFY reports ``k = 0`` and ``queues = 0``.
+* ``queues``: search contexts of the :class:`~proxima.hdl.accel.Accelerator` (default
+  ``engine.queues``); ``pq_options`` and ``accel_options`` (more keyword arguments) are
+  passed to it.  It is built with ``external_store=True``: its NAND controller reads this
+  core's store.
+* Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`, with the queue count,
+  the store's pages per core, the PQ code size and the hot copies), CLEAR_STORE (zeroes the
+  store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back and
+  the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n`` at
+  most ``layout.n``, hot count and slot width equal to the layout's, else ``ERR_GEOMETRY``;
+  then the entry's PQ code, ``code_bytes`` bytes, into the ``entry_code`` register that
+  the contexts use with ``layout.hot_copies > 1``), WRITE_CODEBOOK (to every context's PQ
+  unit), SUBMIT (tag + query into the query FIFO, ``ERR_FULL`` when no slot is free),
+  READ_RESULT (one record, or an empty payload when none is ready), READ_COUNTERS
+  (:data:`~proxima.golden.link.LINK_COUNTERS`), SOFT_RESET.  Store commands and
+  SET_GEOMETRY / WRITE_CODEBOOK answer ``ERR_BUSY`` while queries are queued, in a context
+  or being sent; ranges outside the store or the codebook ``ERR_RANGE``.  A command's reply
+  starts within ~20 cycles of its last byte (plus a cycle per payload byte for writes and
+  read-backs); the link, not the decoder, sets the pace.
 
-* ``layout``: the image geometry the engine is elaborated for (:class:`SearchEngine` takes
-  it as constants); the store holds an image of that layout (``store_map``), so any image
-  with the same hot count and slot width and at most ``layout.n`` vertices can be loaded.
+* ``layout``: the image geometry the contexts are elaborated for (:class:`SearchEngine`
+  takes it as constants); the store holds an image of that layout
+  (:func:`~proxima.golden.link.store_map`), so any image with the same hot count and slot
+  width and at most ``layout.n`` vertices can be loaded.
 * UART: :class:`~proxima.hdl.link.uart.UARTRx` -> ``rx_fifo``-byte FIFO ->
   :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
   replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
-* Store: one memory of ``beat_bits``-bit words (the engine's beat), one write port (the
-  link) and one read port shared by the engine's ``mem_req``/``mem_resp`` server (one beat
-  per cycle after a cycle to take the request, the RAM and a register behind its output
-  multiplexer) and the link's read-back (only while the engine is idle: store commands are
-  refused with ``ERR_BUSY`` while queries are queued or running).
-* Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each, with their 16-bit tags)
-  feeds :class:`~proxima.hdl.engine.SearchEngine`, one query at a time; each finished query
-  becomes a result record (``result_record_bytes(k)``) in a FIFO of ``result_slots``
-  records, read by READ_RESULT.  The engine stalls on a full result FIFO; nothing is lost.
-* SOFT_RESET resets the engine, the query and result FIFOs and the collector (the store,
-  the codebook, the geometry registers and the link counters are kept).
+* Store: one memory of the NAND controller's ``store_data`` words (``len(acc.store_data)``
+  bits, the controller's beat, which may be wider than a context's), laid out as the
+  controller's store (:mod:`proxima.golden.nandctl`, "Backing store": index cores then
+  raw-vector cores, each :meth:`~proxima.hdl.accel.Accelerator.store_pages` pages).  One
+  write port (the link) and one read port: the controller's ``store_addr`` / ``store_en``
+  / ``store_data`` (read latency one cycle, the data held while ``store_en`` is low: the
+  RAM's own read port with enable), or the link's read-back while the accelerator is idle
+  (store commands are refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's
+  data through a register.
+* Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each) and one of their 16-bit
+  tags feed ``Accelerator.query`` (the tag at the tag FIFO's head with every element); the
+  accelerator runs up to ``queues`` of them at once, so ``query_slots + queues`` queries
+  can be on the board.  Each finished query (result beats, then its statistics beat)
+  becomes a result record (``result_record_bytes(k)``: tag, top-k, the engine counters,
+  the accesses by kind, count, flags, context) in a FIFO of ``result_slots`` records, read
+  by READ_RESULT in the order the queries finish.  The accelerator stalls on a full result
+  FIFO; nothing is lost.
+* READ_COUNTERS ``status``: bit 0 busy (as for ``ERR_BUSY``), bit 1 a query reported an
+  error or the controller got a bad request since the last SOFT_RESET, bit 2 a query is
+  in a context.
+* SOFT_RESET resets the accelerator (contexts, controller, queries in flight), the query
+  and result FIFOs and the collector (the store, the codebook, the geometry registers and
+  the link counters are kept).
 """
 
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -56,13 +77,13 @@ from amaranth.utils import ceil_log2
 from proxima.config import ProximaConfig
 from proxima.golden import link as L
 from proxima.golden.layout import Layout
-from proxima.hdl.engine import COUNTER_NAMES, SearchEngine
+from proxima.hdl.accel import STAT_COUNTERS, Accelerator
 from proxima.hdl.link.framing import FrameReceiver, FrameSender, crc16_processor
 from proxima.hdl.link.uart import UARTRx, UARTTx, uart_divisor
 
 __all__ = ["BoardCore", "BoardError"]
 
-assert tuple(COUNTER_NAMES) == L.ENGINE_COUNTERS
+assert tuple(STAT_COUNTERS) == L.RECORD_COUNTERS
 
 
 class BoardError(ValueError):
@@ -74,22 +95,29 @@ def _pow2(n):
 
 
 class _Collector(wiring.Component):
-    """Engine results + counters -> result record bytes (see ``result_record_bytes``)."""
+    """Accelerator results + statistics -> result record bytes (``result_record_bytes``).
 
-    def __init__(self, engine: SearchEngine, k: int):
-        self.engine, self.k = engine, k
-        super().__init__({"tag": In(16), "w_data": Out(8), "w_en": Out(1), "w_rdy": In(1),
-                          "idle": Out(1), "rec_done": Out(1)})
+    Takes one query's result beats (top-k, ``last`` on the final one; unused entries padded
+    with all-ones bytes), then sends the query's statistics beat's counters from the
+    Accelerator's (registered) ``stats`` payload and takes that beat after the last byte."""
+
+    def __init__(self, acc: Accelerator, k: int):
+        self.acc, self.k = acc, k
+        super().__init__({"w_data": Out(8), "w_en": Out(1), "w_rdy": In(1),
+                          "idle": Out(1), "rec_done": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        e, k = self.engine, self.k
-        res = e.result.payload
+        a, k = self.acc, self.k
+        res, stp = a.result.payload, a.stats.payload
         sh = Signal(64)
         bi = Signal(range(64))
         cnt = Signal(range(k + 1))
-        ctr = Cat(*[getattr(e, n)[:32] for n in COUNTER_NAMES])
-        tail = Signal(16)
+        n_res = Signal(8)  # result entries of the query (before the padding)
+        ctr = Cat(*[getattr(stp, n)[:32] for n in STAT_COUNTERS])
+        ctx = stp.context
+        tail = Cat(n_res, stp.converged, stp.error, Const(0, 6),
+                   ctx[:8], Const(0, max(0, 8 - len(ctx))))
         push = Signal()
         m.d.comb += [self.w_en.eq(push & self.w_rdy)]
 
@@ -108,17 +136,18 @@ class _Collector(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
-                with m.If(e.result.valid):
-                    m.d.sync += [sh.eq(self.tag), bi.eq(0), cnt.eq(0)]
+                with m.If(a.result.valid):
+                    m.d.sync += [sh.eq(res.tag), bi.eq(0), cnt.eq(0)]
                     m.next = "TAG"
             with m.State("TAG"):
                 send(sh, 2, "BEAT")
             with m.State("BEAT"):
-                m.d.comb += e.result.ready.eq(1)
-                with m.If(e.result.valid):
+                m.d.comb += a.result.ready.eq(1)
+                with m.If(a.result.valid):
                     m.d.sync += [sh.eq(Cat(res.id, Const(0, 32 - len(res.id)), res.dist)),
                                  bi.eq(0), cnt.eq(cnt + 1)]
                     with m.If(res.last):
+                        m.d.sync += n_res.eq(cnt + 1)
                         m.next = "ENTRY_LAST"
                     with m.Else():
                         m.next = "ENTRY"
@@ -127,22 +156,22 @@ class _Collector(wiring.Component):
                     send(sh, 8, nxt)
             with m.State("PAD"):
                 with m.If(cnt == k):
-                    m.next = "WAIT_DONE"
+                    m.next = "WAIT_STATS"
                 with m.Else():
                     m.d.comb += [push.eq(1), self.w_data.eq(0xFF)]
                     with m.If(self.w_rdy):
                         m.d.sync += bi.eq(bi + 1)
                         with m.If(bi == 7):
                             m.d.sync += [bi.eq(0), cnt.eq(cnt + 1)]
-            with m.State("WAIT_DONE"):
-                with m.If(e.done):
-                    m.d.sync += [bi.eq(0), tail.eq(Cat(cnt, Const(0, 8 - len(cnt)),
-                                                       e.converged, e.error))]
+            with m.State("WAIT_STATS"):
+                with m.If(a.stats.valid):
+                    m.d.sync += bi.eq(0)
                     m.next = "COUNTERS"
             with m.State("COUNTERS"):
                 send(ctr, len(ctr) // 8, "TAIL")
             with m.State("TAIL"):
-                send(tail, 2, "IDLE", self.rec_done.eq(1))
+                send(tail, 3, "IDLE", self.rec_done.eq(1), a.stats.ready.eq(1),
+                     self.error.eq(stp.error))
         return m
 
 
@@ -151,27 +180,35 @@ class BoardCore(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, *, clk_hz: float, baud: int,
-                 divisor: int | None = None, query_slots: int = 4, result_slots: int = 4,
-                 rx_fifo: int = 512, pq_options: dict | None = None, engine: bool = True):
+                 divisor: int | None = None, queues: int | None = None,
+                 query_slots: int = 4, result_slots: int = 4, rx_fifo: int = 512,
+                 pq_options: dict | None = None, engine: bool = True,
+                 accel_options: dict | None = None):
         self.cfg, self.layout = cfg, layout
         self.clk_hz, self.baud = int(clk_hz), int(baud)
         self.divisor = uart_divisor(clk_hz, baud) if divisor is None else int(divisor)
+        if not _pow2(cfg.nand.page_bytes):
+            raise BoardError("nand.page_bytes must be a power of two")
         if engine:
-            if layout.hot_copies > 1:  # the entry's code would have to be a register
-                raise BoardError(f"layout.hot_copies = {layout.hot_copies}: the board reads "
-                                 f"one hot region (set layout.hot_copies=1)")
-            self.engine = SearchEngine(cfg, layout, pq_options=pq_options)
-            self.beat_bits = self.engine.beat_bits
+            self.acc = Accelerator(cfg, layout, queues=queues, external_store=True,
+                                   pq_options=pq_options, **(accel_options or {}))
+            self.queues = self.acc.queues
+            self.beat_bits = len(self.acc.store_data)
+            assert self.acc.pages == L.store_pages(layout)
         else:
             from proxima.hdl.gapdec import default_word_bits
-            self.engine, self.beat_bits = None, default_word_bits(cfg)
+            self.acc, self.beat_bits = None, default_word_bits(cfg)
+            self.queues = 0
             query_slots = result_slots = 0
         self.bb = self.beat_bits // 8
         if self.beat_bits < 16:
             raise BoardError("the store's words must be at least 2 bytes")
-        if not _pow2(cfg.nand.page_bytes):
-            raise BoardError("nand.page_bytes must be a power of two")
         self.base, self.store_words = L.store_map(layout, self.bb)
+        if engine:
+            p = self.acc.ctl.params
+            assert (p.store_words, p.beat_bytes) == (self.store_words, self.bb)
+            self.store_addr_bits = p.addr_bits
+        self.code_bytes = cfg.pq_code_bytes
         self.query_slots, self.result_slots = int(query_slots), int(result_slots)
         self.rx_fifo = int(rx_fifo)
         self.rec_bytes = L.result_record_bytes(cfg.search.k)
@@ -182,7 +219,9 @@ class BoardCore(wiring.Component):
             "max_payload": L.MAX_PAYLOAD, "query_slots": self.query_slots,
             "result_slots": self.result_slots, "n_max": layout.n, "hot": layout.hot,
             "gap_width": layout.gap_width, "dim": cfg.vec.dim, "k": cfg.search.k if engine else 0,
-            "clock_hz": self.clk_hz, "baud": self.baud,
+            "clock_hz": self.clk_hz, "baud": self.baud, "queues": self.queues,
+            "store_pages": L.store_pages(layout), "code_bytes": self.code_bytes,
+            "hot_copies": layout.hot_copies,
         }
         super().__init__()
 
@@ -193,7 +232,7 @@ class BoardCore(wiring.Component):
         known, ok = Signal(), Signal()
         with m.Switch(ftype):
             for t in (L.T_IDENTIFY, L.T_READ_COUNTERS, L.T_SOFT_RESET) + \
-                    ((L.T_READ_RESULT,) if self.engine is not None else ()):
+                    ((L.T_READ_RESULT,) if self.acc is not None else ()):
                 with m.Case(t):
                     m.d.comb += [known.eq(1), ok.eq(n == 0)]
             with m.Case(L.T_WRITE_STORE):
@@ -202,10 +241,10 @@ class BoardCore(wiring.Component):
                 m.d.comb += [known.eq(1), ok.eq(n == 8)]
             with m.Case(L.T_CLEAR_STORE):
                 m.d.comb += [known.eq(1), ok.eq(n == 0)]
-            if self.engine is None:
+            if self.acc is None:
                 return known, ok
             with m.Case(L.T_SET_GEOMETRY):
-                m.d.comb += [known.eq(1), ok.eq(n == 16)]
+                m.d.comb += [known.eq(1), ok.eq(n == 16 + self.code_bytes)]
             with m.Case(L.T_WRITE_CODEBOOK):
                 # (n - 2) % dsub == 0 for n <= MAX_PAYLOAD: a table of the allowed lengths
                 allowed = [2 + j * cfg.dsub for j in range(1, (L.MAX_PAYLOAD - 2) // cfg.dsub + 1)]
@@ -243,9 +282,10 @@ class BoardCore(wiring.Component):
                      utx.i.payload.eq(snd.tx.payload), utx.i.valid.eq(snd.tx.valid),
                      snd.tx.ready.eq(utx.i.ready)]
 
-        eng = self.engine
+        acc = self.acc
         host_sel = Signal()
         entry = Signal(cfg.id_bits)
+        entry_code = Signal(8 * self.code_bytes)
         # ---- store ----------------------------------------------------------------------
         m.submodules.store = store = Memory(shape=self.beat_bits, depth=self.store_words,
                                             init=[])
@@ -256,86 +296,63 @@ class BoardCore(wiring.Component):
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
         cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
-        # the store's read data, registered after the RAM's output multiplexer over many
-        # block RAMs (one cycle of read latency; docs/RESOURCES.md, "Boards")
-        sq, sq_en = Signal(self.beat_bits), Signal()
-        with m.If(host_sel | sq_en):
+        # the link's read-back: the store's read data registered after the RAM's output
+        # multiplexer over many block RAMs (docs/RESOURCES.md, "Boards")
+        sq = Signal(self.beat_bits)
+        with m.If(host_sel):
             m.d.sync += sq.eq(srd.data)
-        if eng is None:
+        if acc is None:
             m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
         else:
-            # ---- engine, queries, results ---------------------------------------------------
-            m.submodules.engine = ResetInserter(soft_rst)(eng)
+            # ---- accelerator, queries, results ----------------------------------------------
+            # the controller's store port is the RAM's read port (read latency one cycle,
+            # data held while store_en is low); the link takes the port only while the
+            # accelerator is idle (store commands answer ERR_BUSY otherwise)
+            m.submodules.accel = acc
+            m.d.comb += acc.store_data.eq(srd.data)
+            with m.If(host_sel):
+                m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
+            with m.Else():
+                m.d.comb += [srd.addr.eq(acc.store_addr), srd.en.eq(acc.store_en)]
+            m.d.comb += acc.soft_reset.eq(soft_rst)
             m.submodules.qfifo = qf = ResetInserter(soft_rst)(
                 SyncFIFOBuffered(width=8, depth=self.query_slots * dim))
             m.submodules.tfifo = tf = ResetInserter(soft_rst)(
                 SyncFIFOBuffered(width=16, depth=self.query_slots))
             m.submodules.rfifo = rf = ResetInserter(soft_rst)(
                 SyncFIFOBuffered(width=8, depth=self.result_slots * self.rec_bytes))
-            col = _Collector(eng, k)
+            col = _Collector(acc, k)
             m.submodules.collector = ResetInserter(soft_rst)(col)
-            cur_tag = Signal(16)
             q_idx = Signal(range(dim))
-            m.d.comb += [eng.query.payload.eq(qf.r_data),
-                         eng.query.valid.eq(qf.r_rdy & col.idle),
-                         qf.r_en.eq(eng.query.ready & col.idle),
-                         rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy),
-                         col.tag.eq(cur_tag)]
-            with m.If(eng.query.valid & eng.query.ready):
+            # a query's elements go to the accelerator with the tag at the tag FIFO's head
+            m.d.comb += [acc.query.payload.data.eq(qf.r_data),
+                         acc.query.payload.tag.eq(tf.r_data),
+                         acc.query.valid.eq(qf.r_rdy & tf.r_rdy),
+                         qf.r_en.eq(acc.query.ready & tf.r_rdy),
+                         rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy)]
+            with m.If(acc.query.valid & acc.query.ready):
                 m.d.sync += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
-                with m.If(q_idx == 0):
+                with m.If(q_idx == dim - 1):
                     m.d.comb += tf.r_en.eq(1)
-                    m.d.sync += cur_tag.eq(tf.r_data)
             with m.If(soft_rst):
                 m.d.sync += q_idx.eq(0)
-            m.d.comb += eng.entry.eq(entry)
-            m.d.comb += eng.cb_wr.valid.eq(0)
-
-            # engine server
-            req = eng.mem_req.payload
-            base = Array(Const(b, range(self.store_words + 1)) for b in self.base)
-            lg_p, lg_b = (cfg.nand.page_bytes - 1).bit_length(), (bb - 1).bit_length()
-            byte_in_core = Cat(req.offset[:lg_p], req.page)
-            s_addr = Signal(range(self.store_words + 1))
-            s_left = Signal(range(self.engine.nb + 1))
-            # two stages with one enable: the RAM's output (r_valid) and the register sq
-            # behind the RAM's output multiplexer (v2)
-            r_valid, r_last, v2, l2 = Signal(), Signal(), Signal(), Signal()
-            adv = Signal()
-            m.d.comb += [adv.eq(~v2 | eng.mem_resp.ready), sq_en.eq(adv),
-                         eng.mem_resp.valid.eq(v2),
-                         eng.mem_resp.payload.data.eq(sq),
-                         eng.mem_resp.payload.last.eq(l2)]
-            with m.If(~host_sel & adv):
-                m.d.sync += [v2.eq(r_valid), l2.eq(r_last)]
-            with m.If(host_sel):
-                m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
-            with m.Else():
-                m.d.comb += [srd.en.eq(adv), srd.addr.eq(s_addr)]
-                with m.If(adv):
-                    with m.If(s_left != 0):
-                        m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), r_valid.eq(1),
-                                     r_last.eq(s_left == 1)]
-                    with m.Else():
-                        m.d.sync += r_valid.eq(0)
-                        m.d.comb += eng.mem_req.ready.eq(1)
-                        with m.If(eng.mem_req.valid):
-                            m.d.sync += [s_addr.eq(base[req.core] + (byte_in_core >> lg_b)),
-                                         s_left.eq(self.engine.nb)]
-            with m.If(soft_rst):
-                m.d.sync += [r_valid.eq(0), s_left.eq(0), v2.eq(0)]
+            m.d.comb += [acc.entry.eq(entry), acc.entry_code.eq(entry_code),
+                         acc.cb_wr.valid.eq(0)]
 
         # ---- link counters ------------------------------------------------------------------
         m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
-        if eng is not None:
+        if acc is not None:
+            err_seen = Signal()  # sticky until SOFT_RESET: a query's error flag was sent
+            with m.If(col.rec_done & col.error):
+                m.d.sync += err_seen.eq(1)
             m.d.sync += rec_ready.eq(rec_ready + col.rec_done - rec_take)
             with m.If(soft_rst):
-                m.d.sync += rec_ready.eq(0)
+                m.d.sync += [rec_ready.eq(0), err_seen.eq(0)]
             with m.If(col.rec_done):
                 m.d.sync += cnt["completed"].eq(cnt["completed"] + 1)
-            m.d.comb += busy.eq(eng.busy | qf.r_rdy | tf.r_rdy | ~col.idle)
+            m.d.comb += busy.eq(~acc.idle | qf.r_rdy | tf.r_rdy | ~col.idle)
             m.d.comb += [cnt["queued"].eq(tf.level), cnt["results_ready"].eq(rec_ready),
-                         cnt["status"].eq(Cat(busy, eng.error, eng.busy))]
+                         cnt["status"].eq(Cat(busy, err_seen | acc.ctl.error, ~acc.idle))]
             with m.If(tf.w_en & tf.w_rdy):
                 m.d.sync += cnt["submitted"].eq(cnt["submitted"] + 1)
 
@@ -357,7 +374,7 @@ class BoardCore(wiring.Component):
         addr32 = prm[:32]
         count32 = prm[32:64]
         dsub, eb = cfg.dsub, cfg.vec.elem_bits
-        cb = eng.cb_wr.payload if eng is not None else None
+        cb = acc.cb_wr.payload if acc is not None else None
         cb_addr = Signal(16)
         cen = Signal(dsub * eb)
         c_j = Signal(range(dsub))
@@ -412,7 +429,7 @@ class BoardCore(wiring.Component):
                     rd_bad.eq((count32 == 0) | (count32 > L.MAX_PAYLOAD // bb) |
                               (addr32 + count32 > self.store_words)),
                 ]
-                if eng is not None:
+                if acc is not None:
                     n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
                     m.d.sync += [
                         cb_bad.eq(prm[:16] * dsub + ev.len - 2 > n_cb * dsub),
@@ -431,7 +448,7 @@ class BoardCore(wiring.Component):
                     with m.Case(L.T_SOFT_RESET):
                         m.d.comb += soft_rst.eq(1)
                         reply(L.reply_type(L.T_SOFT_RESET), 0)
-                    if eng is not None:
+                    if acc is not None:
                         with m.Case(L.T_READ_RESULT):
                             with m.If(rec_ready != 0):
                                 m.d.comb += rec_take.eq(1)
@@ -440,8 +457,8 @@ class BoardCore(wiring.Component):
                                 reply(L.reply_type(L.T_READ_RESULT), 0)
                         with m.Case(L.T_SET_GEOMETRY):
                             with accepted((busy, L.ERR_BUSY), (geo_bad, L.ERR_GEOMETRY)):
-                                m.d.sync += entry.eq(prm[:32])
-                                reply(L.reply_type(L.T_SET_GEOMETRY), 0)
+                                m.d.sync += [entry.eq(prm[:32]), pi.eq(16)]
+                                m.next = "GEO_CODE"
                         with m.Case(L.T_SUBMIT):
                             with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
                                 error(L.ERR_FULL)
@@ -459,7 +476,7 @@ class BoardCore(wiring.Component):
                             m.d.sync += [w_cnt.eq(count32), h_addr.eq(addr32),
                                          rd_crc_only.eq(0)]
                             reply(L.reply_type(L.T_READ_STORE), count32 * bb, 1)
-                    if eng is not None:
+                    if acc is not None:
                         with m.Case(L.T_WRITE_CODEBOOK):
                             with accepted((busy, L.ERR_BUSY), (cb_bad, L.ERR_RANGE)):
                                 m.d.sync += [cb_addr.eq(prm[:16]), pi.eq(2), c_j.eq(0)]
@@ -473,7 +490,7 @@ class BoardCore(wiring.Component):
                 m.d.sync += h_addr.eq(h_addr + 1)
                 with m.If(h_addr == self.store_words - 1):
                     reply(L.reply_type(L.T_CLEAR_STORE), 0)
-            if eng is not None:
+            if acc is not None:
                 with m.State("SUBMIT"):  # payload bytes 2 .. 2 + dim - 1 into the query FIFO
                     # buffer read latency 1: pi addresses, the byte arrives a cycle later
                     m.d.sync += pi.eq(pi + 1)
@@ -481,6 +498,13 @@ class BoardCore(wiring.Component):
                     with m.If(pi == 2 + dim):
                         m.d.sync += rreg.eq(prm[:16])
                         reply(L.reply_type(L.T_SUBMIT), 2)
+            if acc is not None:
+                with m.State("GEO_CODE"):  # payload bytes 16 .. 16 + code_bytes - 1
+                    m.d.sync += pi.eq(pi + 1)
+                    with m.If(pi > 16):
+                        m.d.sync += entry_code.eq(Cat(entry_code[8:], rcv.buf_data))
+                    with m.If(pi == 16 + self.code_bytes):
+                        reply(L.reply_type(L.T_SET_GEOMETRY), 0)
             with m.State("WRITE"):
                 # pi: next buffer byte to address; bytes arrive a cycle later
                 m.d.comb += host_sel.eq(1)
@@ -499,7 +523,7 @@ class BoardCore(wiring.Component):
                     m.next = "RB_ISSUE"
                 with m.Else():
                     m.next = "WRITE"
-            if eng is not None:
+            if acc is not None:
                 with m.State("CODEBOOK"):
                     m.d.sync += pi.eq(pi + 1)
                     with m.If(pi > 2):
@@ -508,9 +532,9 @@ class BoardCore(wiring.Component):
                             m.d.sync += [c_j.eq(0), pi.eq(pi)]
                             m.next = "CB_PUSH"
                 with m.State("CB_PUSH"):
-                    m.d.comb += [eng.cb_wr.valid.eq(1), cb.addr.eq(cb_addr),
+                    m.d.comb += [acc.cb_wr.valid.eq(1), cb.addr.eq(cb_addr),
                                  cb.centroid.as_value().eq(cen)]
-                    with m.If(eng.cb_wr.ready):
+                    with m.If(acc.cb_wr.ready):
                         m.d.sync += [cb_addr.eq(cb_addr + 1), pi.eq(pi + 1)]
                         with m.If(pi == ev.len):
                             reply(L.reply_type(L.T_WRITE_CODEBOOK), 0)
@@ -565,7 +589,7 @@ class BoardCore(wiring.Component):
                 with m.If(pi == hdr_len):
                     m.next = "IDLE_WAIT"
                 with m.Elif(src == 2):
-                    if eng is not None:
+                    if acc is not None:
                         m.d.comb += [snd.data.valid.eq(rf.r_rdy),
                                      snd.data.payload.eq(rf.r_data),
                                      rf.r_en.eq(snd.data.ready)]

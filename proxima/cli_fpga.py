@@ -1,8 +1,8 @@
 """``proxima fpga ...``: bitstreams, programming and queries on a board.
 
 ``proxima fpga build --board ulx3s-85f|icebreaker [--preset P] [--set S.K=V ...]
-[--index IMG] [--vertices N] [--clock MHZ] [--baud B] [--seed S] [--link-only] [--out DIR]
-[--json F]``
+[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--link-only]
+[--out DIR] [--json F]``
     build the bitstream (:func:`proxima.fpga.boards.build`) and print the report (LUT, FF,
     BRAM, DSP, Fmax against the requested clock; JSON in ``DIR/report.json`` and ``--json``).
     Exit status 1 when the requested clock is not met.
@@ -52,6 +52,9 @@ def add_parser(subparsers):
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="SEC.KEY=V")
     b.add_argument("--index", help="build for this image's geometry and configuration")
     b.add_argument("--vertices", type=int, help="nominal image size (default: the most that fit)")
+    b.add_argument("--queues", type=int,
+                   help="search contexts of the Accelerator (default: the most that fit "
+                        "the ULX3S-85F, 2)")
     b.add_argument("--clock", type=float, help="engine clock in MHz (default engine.clock_mhz)")
     b.add_argument("--baud", type=int, help="UART baud rate (default: 3 Mbaud ULX3S, 1 Mbaud "
                                              "iCEBreaker)")
@@ -101,7 +104,7 @@ def _cmd_build(args) -> int:
         out = Path(args.out) if args.out else BUILD_ROOT / args.board
         r = build(args.board, cfg, out_dir=out, index_path=args.index, n=args.vertices,
                   clock_mhz=args.clock, baud=args.baud, seed=args.seed,
-                  link_only=args.link_only)
+                  link_only=args.link_only, queues=args.queues)
     except (BuildError, ConfigError, ValueError) as e:
         raise _UserError(str(e)) from None
     print(format_report(r))
@@ -186,8 +189,8 @@ def _cmd_query(args) -> int:
         with Board(args.port, baud=args.baud or DEFAULT_BAUD, timeout=args.timeout) as b:
             info = b.identify()
             print(f"board: store {info['store_words'] * info['beat_bytes']:,} B, images up to "
-                  f"{info['n_max']} vertices, {info['clock_hz'] / 1e6:g} MHz, "
-                  f"{info['baud']:,} baud")
+                  f"{info['n_max']} vertices, {info['queues']} search contexts, "
+                  f"{info['clock_hz'] / 1e6:g} MHz, {info['baud']:,} baud")
             if not args.no_load:
                 t0 = time.perf_counter()
                 nbytes = b.load(img)
@@ -205,9 +208,10 @@ def _cmd_query(args) -> int:
               f"({'converged' if r['converged'] else 'list_end'}, hops {r['counters']['hops']}, "
               f"{r['counters']['cycles']} cycles)")
     cyc = [r["counters"]["cycles"] for r in res]
+    per_ctx = info["clock_hz"] / (sum(cyc) / len(cyc))
     print(f"{len(res)} queries in {dt:.2f} s: {len(res) / dt:.1f} QPS over the link; engine "
-          f"{sum(cyc) / len(cyc):.0f} cycles per query "
-          f"({info['clock_hz'] / (sum(cyc) / len(cyc)):.0f} QPS at the engine clock)")
+          f"{sum(cyc) / len(cyc):.0f} cycles per query in a context "
+          f"({per_ctx:.0f} QPS per context at the engine clock, {info['queues']} contexts)")
     print("link counters: " + ", ".join(f"{k} {v}" for k, v in ctr.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -11,7 +11,11 @@ Parameters (``PROXIMA_TB_PARAMS``): ``divisor``; ``image`` (path of an index ima
 
 ``board_queries``: identify, load the image (each chunk verified by the board's CRC
 read-back), stream the queries with several in flight, and compare every result with
-:func:`proxima.golden.search.search` (:func:`proxima.fpga.host.check_results`).
+:func:`proxima.golden.search.search` (:func:`proxima.fpga.host.check_results`: ids,
+distances, counters, reason, accesses by kind); with at least two queries per context,
+every context must have served some.  Then, with queries in flight, a store write must be
+refused (``ERR_BUSY``) and SOFT_RESET must drop them (nothing queued, no result left), and
+one more query is answered exactly.
 
 ``board_fuzz``: writes a pattern into the store, then sends random and mutated frames
 (bit flips, truncation, wrong lengths, oversize lengths, unknown types, garbage between
@@ -143,13 +147,14 @@ async def board_queries(dut):
     p = tb_params()
     if "image" not in p:
         return
-    from proxima.fpga.host import Board, check_results
+    from proxima.fpga.host import Board, BoardError, check_results
     from proxima.golden.image import read_image
     uart = await _start(dut, int(p["divisor"]))
     img = read_image(p["image"])
     queries = np.load(p["queries"])
-    # a query takes up to ~10k cycles: poll results with a generous simulated timeout
-    tr = SimTransport(uart, timeout_bits=4000)
+    # a query takes up to ~15k cycles, CLEAR_STORE a cycle per store word: a generous
+    # simulated reply timeout
+    tr = SimTransport(uart, timeout_bits=20000)
     log = dut._log
 
     def host():
@@ -158,16 +163,41 @@ async def board_queries(dut):
         log.info("identify: %s", info)
         nbytes = b.load(img)
         log.info("loaded %d bytes", nbytes)
-        res = b.search_many(list(queries))
-        return info, res, b.counters()
+        arrived = []
+        res = b.search_many(list(queries), on_result=arrived.append)
+        ctr = b.counters()
+        # queries in flight: the store refuses writes; SOFT_RESET drops them, then a new
+        # query is answered exactly
+        word = b.read_store(0, 1)
+        for i in range(min(3, len(queries))):
+            b.submit(queries[i], 1000 + i)
+            if i == 0:
+                try:
+                    b.write_store(0, word)
+                    raise AssertionError("a store write was accepted while a query ran")
+                except BoardError as e:
+                    assert "busy" in str(e), e
+        b.soft_reset()
+        after = b.counters()
+        assert (after["queued"], after["results_ready"], after["busy"]) == (0, 0, False), after
+        assert b.read_result() is None
+        again = b.search(queries[-1])
+        return info, res, ctr, arrived, again
 
-    info, res, ctr = await bridge(host)()
-    bad = check_results(img, queries, res)
+    info, res, ctr, res_order, again = await bridge(host)()
+    bad = check_results(img, queries, res) + check_results(img, queries[-1:], [again])
     assert not bad, "\n".join(bad[:10])
     assert ctr["completed"] == len(queries) and ctr["errors"] == 0, ctr
+    assert not ctr["busy"] and not ctr["engine_error"], ctr
+    ctxs = [r["context"] for r in res]
+    if len(queries) >= 2 * info["queues"]:  # several in flight: every context served some
+        assert set(ctxs) == set(range(info["queues"])), ctxs
+    order = [r["tag"] for r in res_order]
     cyc = [r["counters"]["cycles"] for r in res]
-    log.info("%d queries equal to golden; engine cycles per query: mean %.0f, max %d",
-             len(res), sum(cyc) / len(cyc), max(cyc))
+    log.info("%d queries equal to golden (%d contexts, queries per context %s, %d results "
+             "returned out of submission order); engine cycles per query: mean %.0f, max %d",
+             len(res), info["queues"], [ctxs.count(c) for c in range(info["queues"])],
+             sum(a > b for a, b in zip(order, order[1:])), sum(cyc) / len(cyc), max(cyc))
 
 
 def _fuzz_items(rnd: random.Random, region: int, bb: int, pattern: bytes, dim: int):
@@ -249,7 +279,8 @@ async def board_fuzz(dut):
         def valid_length(t, n):
             if t not in L.COMMANDS.values() or (info["k"] == 0 and t in L.ENGINE_COMMANDS):
                 return None
-            return L.length_ok(t, n, beat_bytes=bb, dim=dim, dsub=cfg_dsub)
+            return L.length_ok(t, n, beat_bytes=bb, dim=dim, dsub=cfg_dsub,
+                               code_bytes=info["code_bytes"])
 
         model = L.Receiver(valid_length)
         for it in range(n_items):

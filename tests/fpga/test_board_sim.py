@@ -1,10 +1,12 @@
 """The whole board core (UART PHY included) under cocotb + Verilator, driven by the host
 driver's own code through a simulated UART (``sim/tb/tb_board.py``).
 
-* ``test_board_queries``: load a tiny image over the link (CRC read-back per chunk),
-  stream queries with several in flight, every result (ids, distances, counters, reason)
-  equal to ``golden.search``.  ``PROXIMA_BOARD_QUERIES`` raises the query count (the
-  issue's 100-query run: ``PROXIMA_BOARD_QUERIES=100``).
+* ``test_board_queries``: load a tiny image over the link (CRC read-back per chunk) into a
+  board with a two-context accelerator, stream 100 queries (``PROXIMA_BOARD_QUERIES``)
+  with up to six on the board, every result (ids, distances, counters, reason, accesses by
+  kind) equal to ``golden.search``, both contexts used.
+* ``test_board_queries_hot_copies`` (slow): the same on an image with two hot copies
+  (context ``q`` reads copy ``q % 2``; the entry's code from SET_GEOMETRY).
 * ``test_board_fuzz``: random and mutated frames, each answered exactly as the protocol
   model predicts, the store never written by a bad frame (``PROXIMA_BOARD_FUZZ`` items),
   on the engine-less link subset and on the full board.
@@ -28,35 +30,62 @@ from tests.golden.conftest import clustered_u8, knn_plus_random_graph
 DIVISOR = 4  # clock cycles per UART bit in simulation
 
 
-@pytest.fixture(scope="module")
-def tiny_image(tmp_path_factory):
-    cfg = preset("tiny")
+def _write_tiny(tmp_path_factory, cfg, name):
     n = 200
     x = clustered_u8(n, cfg.vec.dim, seed=5)
     nb = knn_plus_random_graph(x, cfg.graph.R, seed=5)
     book = train_codebook(cfg, x, seed=5)
     index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=np.arange(n) < 8)
-    path = tmp_path_factory.mktemp("board") / "tiny.pxi"
+    path = tmp_path_factory.mktemp("board") / name
     write_image(path, index)
     return path, read_image(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory):
+    return _write_tiny(tmp_path_factory, preset("tiny"), "tiny.pxi")
+
+
+@pytest.fixture(scope="module")
+def copies_image(tmp_path_factory):
+    """Two copies of the hot region: context q reads copy q % 2 and the entry's code comes
+    from SET_GEOMETRY."""
+    return _write_tiny(tmp_path_factory, preset("tiny").with_(layout={"hot_copies": 2}),
+                       "copies.pxi")
+
+
+QUEUES = 2  # search contexts of the simulated board
 
 
 def _board(img, engine=True):
     lay = img.layout
     return BoardCore(lay.cfg, lay, clk_hz=100_000_000, baud=100_000_000 // DIVISOR,
-                     divisor=DIVISOR, engine=engine)
+                     divisor=DIVISOR, engine=engine, queues=QUEUES if engine else None)
 
 
 @pytest.mark.rtl
 def test_board_queries(tiny_image, tmp_path):
     path, img = tiny_image
-    nq = int(os.environ.get("PROXIMA_BOARD_QUERIES", "12"))
+    nq = int(os.environ.get("PROXIMA_BOARD_QUERIES", "100"))
     q = clustered_u8(nq, img.layout.cfg.vec.dim, seed=77).astype(np.uint8)
     qpath = tmp_path / "queries.npy"
     np.save(qpath, q)
     run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
                parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
                build_name="board_tiny", testcase="board_queries")
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_board_queries_hot_copies(copies_image, tmp_path):
+    path, img = copies_image
+    assert img.layout.hot_copies == 2
+    q = clustered_u8(8, img.layout.cfg.vec.dim, seed=78).astype(np.uint8)
+    qpath = tmp_path / "queries.npy"
+    np.save(qpath, q)
+    run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
+               parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
+               build_name="board_tiny_copies", testcase="board_queries")
 
 
 @pytest.mark.rtl

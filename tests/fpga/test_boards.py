@@ -7,8 +7,9 @@ import pytest
 from amaranth.hdl import Module, Signal
 
 from proxima.config import preset
-from proxima.fpga.boards import (BOARDS, ECP5_85F_DP16KD, BuildError, board_layout, ecp5_pll,
-                                 format_report)
+from proxima.fpga.boards import (BOARDS, DP16KD_LINK, DP16KD_PER_CONTEXT, ECP5_85F_DP16KD,
+                                 BuildError, board_layout, ecp5_pll, format_report,
+                                 store_word_bits)
 from proxima.golden.link import store_map
 
 
@@ -24,28 +25,50 @@ def test_ecp5_pll_impossible():
         ecp5_pll(Module(), Signal(), 25.0, 2000.0)
 
 
-def test_nominal_ulx3s_store_is_the_largest_that_fits():
+@pytest.mark.parametrize("queues", [1, 2])
+def test_nominal_ulx3s_store_is_the_largest_that_fits(queues):
+    """The store follows the controller's map (cores padded to a power of two pages) and
+    is the largest that fits beside the contexts' and the link's block RAM."""
     cfg = preset("default")
-    lay = board_layout(cfg, BOARDS["ulx3s-85f"])
-    beat = 64
-    words = store_map(lay, beat // 8)[1]
-    blocks = -(-words // 512) * 2
-    assert blocks <= ECP5_85F_DP16KD - 48 - 8
-    bigger = board_layout(cfg, BOARDS["ulx3s-85f"], n=lay.n + 64)
-    assert -(-store_map(bigger, 8)[1] // 512) * 2 > ECP5_85F_DP16KD - 48 - 8
+    lay = board_layout(cfg, BOARDS["ulx3s-85f"], queues=queues)
+    beat = store_word_bits(cfg)
+    budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK
+
+    def blocks(layout):
+        return -(-store_map(layout, beat // 8)[1] // 512) * -(-beat // 36)
+    assert blocks(lay) <= budget
+    bigger = board_layout(cfg, BOARDS["ulx3s-85f"], n=lay.n + 16)
+    assert blocks(bigger) > budget - 4
     assert lay.hot == int(cfg.layout.hot_fraction * lay.n) and lay.gap_width == cfg.id_bits
 
 
+def test_no_store_fits_is_an_error():
+    with pytest.raises(BuildError, match="no store fits beside 4 search contexts"):
+        board_layout(preset("default"), BOARDS["ulx3s-85f"], queues=4)
+
+
+def test_icebreaker_link_store_within_its_block_ram():
+    cfg = preset("tiny").override(["nand.page_bytes=512"])
+    lay = board_layout(cfg, BOARDS["icebreaker"])
+    words, bb = store_map(lay, 4)[1], 4
+    assert words * bb <= BOARDS["icebreaker"].link_store_bytes
+    assert 16 < lay.n <= 256
+
+
 def test_format_report():
-    r = {"board": "icebreaker", "preset": "tiny", "engine": False,
+    r = {"board": "icebreaker", "preset": "tiny", "engine": False, "queues": 0,
          "cells": {"LUT4": (1612, 5280), "FF": (846, 5280), "BRAM": (30, 30)},
          "fmax_mhz": 26.86, "clock_mhz": 12.0, "timing_met": True, "store_bytes": 14336,
          "image": {"n_max": 256, "hot": 7, "gap_width": 16}, "baud": 1_000_000,
          "uart_divisor": 12, "bitstream": "top.bin"}
     text = format_report(r)
-    assert "1,612 / 5,280 (31%)" in text and "met" in text
+    assert "1,612 / 5,280 (31%)" in text and "met" in text and "no engine" in text
     r["timing_met"] = False
     assert "VIOLATED" in format_report(r)
+    r.update(board="ulx3s-85f", engine=True, queues=2)
+    assert "Accelerator, 2 search contexts" in format_report(r)
+    r["queues"] = 1
+    assert "Accelerator, 1 search context)" in format_report(r)
 
 
 def test_board_layout_of_an_image(tmp_path):

@@ -213,3 +213,61 @@ def test_sender_frames_equal_encode_frame():
     sim.add_testbench(bench)
     sim.run()
     assert bytes(out) == b"".join(L.encode_frame(t, s, p) for t, s, p in frames)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_store_map_is_the_controllers(tmp_path):
+    """The host's placement of an image in the board's store (IDENTIFY of a BoardCore on
+    the Accelerator) equals the NAND controller's store words of
+    ``Accelerator.store_image``, for a store word wider than a byte pair."""
+    import numpy as np
+
+    from proxima.config import preset
+    from proxima.fpga.host import Board
+    from proxima.golden.image import read_image, write_image
+    from proxima.golden.index import Index
+    from proxima.golden.nandctl import store_words
+    from proxima.golden.pq import encode, train_codebook
+    from proxima.hdl.accel import Accelerator
+    from proxima.hdl.board import BoardCore
+    from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+    cfg = preset("tiny")
+    x = clustered_u8(120, cfg.vec.dim, seed=3)
+    book = train_codebook(cfg, x, seed=3)
+    write_image(tmp_path / "i.pxi", Index(cfg, x, knn_plus_random_graph(x, cfg.graph.R, seed=3),
+                                          0, book, encode(cfg, x, book),
+                                          hot=np.arange(120) < 5))
+    img = read_image(tmp_path / "i.pxi")
+    core = BoardCore(cfg, img.layout, clk_hz=100e6, baud=25e6, divisor=4, queues=2)
+    b = Board(object())
+    b.info = dict(core.ident)
+    bb = b.info["beat_bytes"]
+    store = bytearray(b.info["store_words"] * bb)
+    for addr, data in b.store_words_of(img):
+        store[addr * bb:addr * bb + len(data)] = data
+    want = store_words(core.acc.ctl.params, Accelerator.store_image(img))
+    got = [int.from_bytes(store[i:i + bb], "little") for i in range(0, len(store), bb)]
+    assert got == want and any(want)
+
+
+def test_result_record_roundtrip():
+    import struct
+    k = 3
+    counters = list(range(1, len(L.RECORD_COUNTERS) + 1))
+    rec = struct.pack("<H", 77) + struct.pack("<4I", 5, 100, 9, 200) + b"\xff" * 8 + \
+        struct.pack(f"<{len(counters)}I", *counters) + bytes([2, 0b11, 1])
+    assert len(rec) == L.result_record_bytes(k)
+    r = L.decode_result(rec, k)
+    assert r["tag"] == 77 and r["ids"] == [5, 9] and r["dists"] == [100, 200]
+    assert r["context"] == 1 and r["converged"] and r["error"]
+    assert r["reads"] == dict(zip(L.READ_KIND_COUNTERS, counters[len(L.ENGINE_COUNTERS):]))
+    assert r["counters"]["hops"] == 1
+    with pytest.raises(ValueError):
+        L.decode_result(rec[:-1], k)
+
+
+def test_set_geometry_carries_the_entry_code():
+    kw = dict(beat_bytes=8, dim=16, dsub=2, code_bytes=4)
+    assert L.length_ok(L.T_SET_GEOMETRY, 20, **kw)
+    assert not L.length_ok(L.T_SET_GEOMETRY, 16, **kw)
+    assert "queues" in dict(L.IDENT_FIELDS) and L.PROTOCOL_VERSION == 2
