@@ -57,7 +57,7 @@ class AccelRun:
     queues: int
     records: list[dict]  # per query, in query order: stats, results, accesses
     mismatches: dict[int, list[str]]  # query index -> lines
-    globals: dict  # g_cycles, g_busy, g_queries, g_arb_wait, core_busy, idle
+    globals: dict  # g_cycles, g_busy, g_queries, g_arb_wait, g_sort, core_busy, idle
     cycles: int  # simulated cycles of the batch (first query beat to idle)
     wall_s: float  # wall-clock time of the simulated batch
     accesses: int
@@ -98,6 +98,12 @@ class AccelRun:
     def qps(self) -> float:
         """Queries per second at ``engine.clock_mhz``."""
         return self.n / (self.cycles * self.cfg.cycle_ns * 1e-9) if self.cycles else 0.0
+
+    @property
+    def sorter_occupancy(self) -> float:
+        """Vectors sent to the sorter per cycle (``g_sort / g_cycles``: with the shared
+        sorter, the fraction of cycles its input was busy)."""
+        return self.globals["g_sort"] / max(1, self.globals["g_cycles"])
 
     def utilisation(self) -> tuple[float, float]:
         """Mean NAND core utilisation (index cores, raw cores): ``core_busy / g_cycles``."""
@@ -161,7 +167,8 @@ class AccelRun:
         out.append(qps)
         ui, ur = self.utilisation()
         out.append(f"NAND core utilisation: index cores {100 * ui:.1f}%, raw cores "
-                   f"{100 * ur:.1f}%; arbiter waits in {self.globals['g_arb_wait']} cycles")
+                   f"{100 * ur:.1f}%; arbiter waits in {self.globals['g_arb_wait']} cycles; "
+                   f"sorter input busy {100 * self.sorter_occupancy:.1f}% of the cycles")
         out.append(f"simulation: {self.sim_rate:,.0f} cycles/s ({self.cycles} cycles in "
                    f"{self.wall_s:.1f} s" + (f"; {self.sim_rate_cpu:,.0f} per CPU second"
                                              if self.cpu_s else "") + ")")

@@ -349,7 +349,8 @@ int main(int argc, char** argv) {
        << ", \"taken\": " << taken << ", \"sent_beats\": " << sent << ", \"accesses\": " << accesses
        << ", \"globals\": {\"g_cycles\": " << uint64_t(top->g_cycles)
        << ", \"g_busy\": " << uint64_t(top->g_busy) << ", \"g_queries\": " << uint64_t(top->g_queries)
-       << ", \"g_arb_wait\": " << uint64_t(top->g_arb_wait) << ", \"idle\": " << int(top->idle)
+       << ", \"g_arb_wait\": " << uint64_t(top->g_arb_wait) << ", \"g_sort\": " << uint64_t(top->g_sort)
+       << ", \"idle\": " << int(top->idle)
        << ", \"core_busy\": [";
     for (int c = 0; c < PX_CORES; ++c) js << (c ? ", " : "") << busy[c];
     js << "]}}\n";
