@@ -271,7 +271,7 @@ async def board_fuzz(dut):
         b = Board(tr, retries=0)
         info = b.identify()
         bb, dim = info["beat_bytes"], info["dim"]
-        region = 16
+        region = min(16, (L.MAX_PAYLOAD - 4) // bb)  # store words in one WRITE_STORE
         pattern = bytes(rnd.randrange(256) for _ in range(region * bb))
         b.write_store(0, pattern)
         cfg_dsub = int(p["dsub"])
