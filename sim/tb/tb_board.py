@@ -261,7 +261,8 @@ async def board_fuzz(dut):
         return
     from proxima.fpga.host import Board
     uart = await _start(dut, int(p["divisor"]))
-    tr = SimTransport(uart, timeout_bits=2000)
+    # a reply comes after the whole frame is in: allow a maximal frame (10 bits a byte) and more
+    tr = SimTransport(uart, timeout_bits=10 * (L.MAX_PAYLOAD + 16) + 2000)
     rnd = random.Random(int(p.get("fuzz_seed", 1)))
     n_items = int(p["fuzz_items"])
     log = dut._log
