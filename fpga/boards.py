@@ -70,10 +70,11 @@ BOARDS = {
 }
 
 #: the ECP5-85F's block RAMs (DP16KD) and, measured (docs/RESOURCES.md), those a search
-#: context of the default preset takes (PQ tables in block RAM) and those the link takes
-#: (RX FIFO, frame buffer, query / result FIFOs): the nominal store gets the rest
+#: context of the default preset takes (PQ tables and, with FPGA_OPTIONS["accel"], the Bloom
+#: filter's four banks in block RAM) and those the link takes (RX FIFO, frame buffer, query /
+#: result FIFOs): the nominal store gets the rest
 ECP5_85F_DP16KD = 208
-DP16KD_PER_CONTEXT = 50
+DP16KD_PER_CONTEXT = 54
 DP16KD_LINK = 4
 #: search contexts of the ULX3S-85F build (the most that fit: docs/RESOURCES.md, "Boards")
 ULX3S_QUEUES = 2
