@@ -110,7 +110,6 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
         "store_file": None if store_file is None else str(store_file),
         "beat_bytes": accel.path_bits // 8, "hot_copies": layout.hot_copies,
         "service": CtlParams.from_cfg(cfg).service,
-        "sort_passes": cfg.list_chunks + 1,  # vectors through the sorter per list merge
         "cores": cfg.nand.cores + cfg.nand.raw_vector_cores,
         "query": bench.fields(accel.query.payload.shape()),
         "result": bench.fields(accel.result.payload.shape()),
@@ -448,8 +447,8 @@ def _check_globals(g: dict, d: dict, queries: int, accesses: int) -> None:
     assert sum(g["core_busy"]) >= d["service"] * accesses, (
         f"core_busy sums to {sum(g['core_busy'])}, below {accesses} accesses x service "
         f"{d['service']} = {d['service'] * accesses}")
-    # every merge of a candidate list sends list_chunks + 1 vectors through the sorter
-    assert g["g_sort"] > 0 and g["g_sort"] % d["sort_passes"] == 0, g
+    # every query merges its entry into its list at least once
+    assert g["g_sort"] >= queries, g
 
 
 def _write_out(p: dict, payload: dict) -> None:

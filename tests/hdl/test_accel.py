@@ -147,13 +147,12 @@ def test_accel_matches_golden_per_query(tiny_image, queues, stall, n, path):
     service = tiny_image.index.cfg.tR_cycles
     assert sum(glob["core_busy"]) >= n_reads * service
     assert glob["g_busy"] <= glob["g_cycles"]
-    # every merge sends list_chunks + 1 vectors through the sorter, of up to sorter_n
-    # candidates each (at least one)
+    # a merge takes up to sorter_n inserted candidates and sends at most list_chunks + 1
+    # vectors through the sorter (fewer while the list holds fewer chunks)
     cfg = tiny_image.index.cfg
-    passes = cfg.list_chunks + 1
     inserted = sum(out[100 + i]["stats"]["inserted"] for i in range(len(queries)))
-    assert glob["g_sort"] % passes == 0
-    assert passes * -(-inserted // cfg.engine.sorter_n) <= glob["g_sort"] <= passes * inserted
+    assert -(-inserted // cfg.engine.sorter_n) <= glob["g_sort"]
+    assert glob["g_sort"] <= (cfg.list_chunks + 1) * inserted
 
 
 @pytest.fixture(scope="module")
