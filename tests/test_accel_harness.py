@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 
 from proxima.config import preset
-from proxima.golden.image import read_image, write_image
-from proxima.golden.index import Index
-from proxima.golden.pq import encode, train_codebook
 from proxima.golden.search_batch import search_batch
-from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+from tests.golden.conftest import clustered_u8
+from tests.hdl.test_engine import _image
 
 pytestmark = pytest.mark.rtl
 
@@ -34,15 +32,9 @@ VICTIM = 2
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """(image, config, query sets with golden results, work folder)."""
-    cfg = preset("tiny")
-    x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=5)
-    nb = knn_plus_random_graph(x, cfg.graph.R, seed=5)
-    book = train_codebook(cfg, x, seed=5)
-    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book),
-                  hot=np.arange(N_VERTICES) < N_HOT)
     work = tmp_path_factory.mktemp("harness")
-    write_image(work / "h.pxi", index)
-    img = read_image(work / "h.pxi")
+    img = _image(tmp_path_factory, preset("tiny"), N_VERTICES, N_HOT, seed=5,
+                 path=work / "h.pxi")
     cfg = img.index.cfg.with_(engine={"queues": QUEUES})
     q = clustered_u8(N_BATCH + N_CORRUPT + N_CLI, cfg.vec.dim, seed=9)
     refs = search_batch(img.index, q, cfg, trace=True)

@@ -23,11 +23,9 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 
 from proxima.config import preset
-from proxima.golden.image import read_image, write_image
-from proxima.golden.index import Index
-from proxima.golden.pq import encode, train_codebook
 from proxima.golden.search_batch import search_batch
-from tests.golden.conftest import clustered_u8, knn_plus_random_graph
+from tests.golden.conftest import clustered_u8
+from tests.hdl.test_engine import _image
 
 pytestmark = pytest.mark.rtl
 
@@ -47,15 +45,9 @@ def accel_setup(tmp_path_factory):
     from proxima.sim.accel_run import accel_for
     from proxima.sim.tb.tb_accel import corrupt_frame, frame_to_corrupt, write_store
 
-    cfg = preset("tiny")
-    x = clustered_u8(N_VERTICES, cfg.vec.dim, seed=21)
-    nb = knn_plus_random_graph(x, cfg.graph.R, seed=21)
-    book = train_codebook(cfg, x, seed=21)
-    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book),
-                  hot=np.arange(N_VERTICES) < N_HOT)
     work = tmp_path_factory.mktemp("accel")
-    write_image(work / "accel.pxi", index)
-    img = read_image(work / "accel.pxi")
+    img = _image(tmp_path_factory, preset("tiny"), N_VERTICES, N_HOT, seed=21,
+                 path=work / "accel.pxi")
     cfg = img.index.cfg.with_(engine={"queues": QUEUES})
     n_all = N_BATCH + N_CORRUPT + N_RESET + N_AFTER + N_FLIP
     queries = clustered_u8(n_all, cfg.vec.dim, seed=77)
