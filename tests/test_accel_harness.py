@@ -55,6 +55,15 @@ def _sim(setup, name, **kw):
                           stall_seed=STALL_SEED, harness=FAST_OPTIONS, workdir=work, **kw)
 
 
+@pytest.fixture(scope="module")
+def built(setup):
+    """The CLI's query set run through the harness first: the harness is then built (in the
+    shared cache) whichever test, on whichever xdist worker, comes first."""
+    run = _sim(setup, "cli")
+    assert not run.mismatches
+    return run
+
+
 def test_harness_batch_matches_golden(setup):
     """Every query equal to golden, with host stalls and random NAND latencies; the
     contexts overlapped; the run's figures are consistent."""
@@ -75,7 +84,7 @@ def test_harness_batch_matches_golden(setup):
     assert "40/40 queries match" in "\n".join(run.report())
 
 
-def test_harness_flipped_expectation_fails(setup):
+def test_harness_flipped_expectation_fails(setup, built):
     """One golden distance off by one: that query, and only it, is reported."""
     refs = list(setup[2]["batch"][1][:6])
     bad = dataclasses.replace(refs[4], dists=refs[4].dists.copy())
@@ -107,8 +116,9 @@ def test_harness_corrupt_frame(setup):
     assert "error = 1" in run.mismatches[VICTIM]
 
 
-def test_proxima_sim_cli_harness(setup, capsys):
-    """``proxima sim`` (harness engine, quick build) reuses the tests' build."""
+def test_proxima_sim_cli_harness(setup, built, capsys):
+    """``proxima sim`` (harness engine, quick build) reuses the tests' build and reports the
+    same run as the library call on the same queries."""
     from proxima.cli import main
     from proxima.golden.datasets import ground_truth
     from proxima.golden.vecio import write_vectors
@@ -125,3 +135,4 @@ def test_proxima_sim_cli_harness(setup, capsys):
     out = capsys.readouterr().out
     assert f"{N_CLI}/{N_CLI} queries match" in out and "build: cached" in out
     assert "engine harness" in out and "recall@1=" in out and "cycles/s" in out
+    assert f"cycles: {built.cycles} for {N_CLI} queries" in out, (built.report(), out)
