@@ -5,7 +5,9 @@
 2. index build: Vamana graph, PQ, frequency reordering, hot nodes, NAND image on disk;
 3. golden search of every query with Algorithm 1 and with the DiskANN beam-search baseline:
    recall, neighbour-list / PQ-code / raw-vector NAND accesses, counters, golden queries/s;
-4. the NAND timing model: modelled cycles, latency and QPS for the configured engine;
+4. the timing models: the NAND reads alone (:mod:`proxima.golden.nand`) and the whole engine
+   (:mod:`proxima.golden.engine_timing`: the contexts' compute, the shared sorter and memory
+   path), its QPS against the NAND bound (the same model with the compute taking no time);
 5. the whole engine in RTL: the first ``--engine-queries`` queries through the generated
    Verilog of the Accelerator (``--engine-queues`` search contexts in flight sharing the NAND
    controller, the image's bytes served on its store port; Verilator,
@@ -60,12 +62,14 @@ def run_demo(args) -> int:
     a1 = next(r for r in res["reports"] if r["algo"] == "alg1")
     c = a1["counters"]
     if "model_total_cycles" in c:
-        print(f"\n== NAND timing model ({cfg.engine.queues} queues, {cfg.nand.cores} index cores, "
+        print(f"\n== timing models ({cfg.engine.queues} queues, {cfg.nand.cores} index cores, "
               f"tR = {cfg.nand.tR_ns:g} ns = {cfg.tR_cycles} cycles at "
               f"{cfg.engine.clock_mhz:g} MHz)")
-        print(f"  {args.queries} queries in {int(c['model_total_cycles'])} cycles: "
-              f"{c['model_qps']:.0f} QPS, mean latency {c['model_mean_latency_us']:.2f} us, "
-              f"index-core utilisation {100 * c['model_util_index']:.1f}%")
+        print(f"  NAND reads alone: {args.queries} queries in {int(c['model_total_cycles'])} "
+              f"cycles: {c['model_qps']:.0f} QPS, mean latency "
+              f"{c['model_mean_latency_us']:.2f} us, index-core utilisation "
+              f"{100 * c['model_util_index']:.1f}%")
+        _engine_model(index, layout, queries, cfg)
     summary = {"golden": res}
 
     ok = True
@@ -97,13 +101,30 @@ def run_demo(args) -> int:
     return 0
 
 
+def _engine_model(index, layout, queries, cfg) -> None:
+    """Step 4's engine line: :func:`~proxima.golden.engine_timing.predict` and
+    :func:`~proxima.golden.engine_timing.nand_bound` of the queries on ``engine.queues``
+    contexts."""
+    from .golden.engine_timing import nand_bound, predict
+    from .golden.search_batch import search_batch
+
+    refs = search_batch(index, queries, cfg, trace=True)
+    run, bound = predict(cfg, layout, refs), nand_bound(cfg, layout, refs)
+    s = run.summary()
+    print(f"  whole engine (compute, shared sorter and {cfg.engine.path_bits}-bit memory path): "
+          f"{run.total_cycles} cycles: {run.qps:,.0f} QPS, {100 * run.qps / bound.qps:.0f}% of "
+          f"the NAND bound {bound.qps:,.0f}, index-core utilisation "
+          f"{100 * s['util_index']:.1f}%")
+
+
 def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> bool:
     """Step 5 of the module doc; True when every query matched the golden model."""
     from tqdm import tqdm
 
     from .golden.evaluate import recall_at
     from .golden.image import read_image
-    from .sim.accel_run import FAST_BUILD, nand_bound, search_layout, simulate_accel
+    from .sim.accel_run import (FAST_BUILD, model_prediction, nand_bound, search_layout,
+                                simulate_accel)
     from .sim.harness import FAST_OPTIONS as DEMO_OPTIONS
 
     img = read_image(out / "index.pxi")
@@ -121,6 +142,8 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
         bar.close()
     ccfg = cfg.with_(engine={"queues": nq})
     bound = nand_bound(run.refs, search_layout(img, ccfg), ccfg, nq)
+    model = model_prediction(run.refs, search_layout(img, ccfg), ccfg, nq)
+    model_err = model.total_cycles / max(1, run.cycles) - 1
     bad = len(run.mismatches)
     k = cfg.search.k
     ids = run.ids(img.index.labels)
@@ -129,10 +152,13 @@ def _engine_run(args, out: Path, queries, gt, summary: dict, progress: bool) -> 
     ui, ur = run.utilisation()
     for line in run.report(gt=gt, labels=img.index.labels, bound_qps=bound.qps, show=3):
         print(f"  {line}")
+    print(f"  engine timing model: {model.total_cycles} cycles predicted for this batch "
+          f"({100 * model_err:+.1f}% against the RTL)")
     summary["engine_rtl"] = {
         "queries": run.n, "queues": nq, "mismatches": bad, "recall": recall,
         "reads": reads, "cycles": run.cycles, "cycles_per_query": run.cycles_per_query,
         "latency_cycles": run.latency_cycles, "qps": run.qps, "nand_bound_qps": bound.qps,
         "util_index": ui, "util_raw": ur, "sim_cycles_per_s": run.sim_rate,
+        "model_cycles": model.total_cycles, "model_error": model_err,
         "build_cached": run.build_cached, "build_s": run.build_s}
     return bad == 0

@@ -55,3 +55,20 @@ def test_bad_inputs_exit_2_with_a_message(built, tmp_path, capsys):
     assert main(["build-index", "--base", str(base), "-o", str(tmp_path / "y.pxi"),
                  "--set", "search.L=100001"]) == 2
     assert not (tmp_path / "y.pxi").exists()
+
+
+def test_demo_golden_and_timing_steps(tmp_path, capsys):
+    """``proxima demo`` without the RTL steps: build, golden search of both algorithms, both
+    timing models (the whole engine's QPS against its NAND bound), summary written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--preset", "tiny", "--n", "600", "--queries", "8",
+                 "--engine-queries", "0", "--rtl-queries", "0", "--quiet",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "alg1" in text and "beam" in text
+    assert "NAND reads alone: 8 queries" in text
+    line = next(t for t in text.splitlines() if "whole engine" in t)
+    frac = int(line.split("% of the NAND bound")[0].rsplit(" ", 1)[1])
+    assert 0 < frac <= 100, line
+    summary = json.loads((out / "summary.json").read_text())
+    assert "golden" in summary and "engine_rtl" not in summary
