@@ -38,8 +38,14 @@ def load(args, cfg):
     if args.real:
         from proxima.golden.vecio import read_vectors
         d = Path(args.real)
-        base = read_vectors(d / "base.fvecs")
-        q = read_vectors(d / "query.fvecs")[:args.queries]
+
+        def one(stem):  # a TEXMEX set stores floats (.fvecs) or bytes (.bvecs)
+            for ext in ("fvecs", "bvecs"):
+                if (d / f"{stem}.{ext}").is_file():
+                    return read_vectors(d / f"{stem}.{ext}")
+            raise SystemExit(f"--real {d}: no {stem}.fvecs or {stem}.bvecs")
+        base = one("base")
+        q = one("query")[:args.queries]
         gt = read_vectors(d / "groundtruth.ivecs")[:args.queries]
         return base, q, gt
     t = time.perf_counter()
@@ -56,7 +62,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--real", help="a TEXMEX folder with base/query fvecs and groundtruth")
+    ap.add_argument("--real", help="a TEXMEX folder: base and query .fvecs or .bvecs, "
+                    "groundtruth.ivecs")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--graph", default="vamana", choices=["vamana", "hnsw"])
