@@ -97,7 +97,7 @@ EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
 __all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES",
            "frame_location", "hot_chunk_location", "raw_location", "geometry_layout",
-           "geometry_init"]
+           "geometry_init", "geometry_word"]
 
 
 class NandController(wiring.Component):
@@ -330,6 +330,12 @@ def geometry_init(g: Layout | Geometry) -> dict:
     ``init`` of a :func:`geometry_layout` port or ``View.eq``."""
     regs = g.registers() if isinstance(g, Layout) else g
     return regs._asdict()
+
+
+def geometry_word(cfg: ProximaConfig, g: Layout | Geometry) -> int:
+    """The :func:`geometry_layout` port's bits as one integer (a Verilog top's ``geom``
+    input; field order and widths as the layout)."""
+    return geometry_layout(cfg).const(geometry_init(g)).as_value().value
 
 
 def _div_fpp(cfg: ProximaConfig, j, g):
