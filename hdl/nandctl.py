@@ -70,9 +70,10 @@ Resources and clock rate: ``docs/RESOURCES.md``.
 Address mapper
 --------------
 :class:`NandAddressMapper` turns tagged search events ``(tag, kind, v)`` into the controller's
-requests with the core round-robin mapping of :mod:`proxima.golden.layout` for one image
-geometry (a :class:`~proxima.golden.layout.Layout`, fixed at elaboration): its output stream
-can be connected straight to ``NandController.req``.  Spec:
+requests with the core round-robin mapping of :mod:`proxima.golden.layout` for the image
+geometry in its ``geom`` registers (:meth:`proxima.golden.layout.Layout.registers`; the
+elaborated :class:`~proxima.golden.layout.Layout` gives only their reset value): its output
+stream can be connected straight to ``NandController.req``.  Spec:
 :func:`proxima.golden.nandctl.requests_for_events`.
 """
 
