@@ -208,10 +208,12 @@ class Accelerator(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
                     gap_width: int | None = None, **options) -> "Accelerator":
-        """An accelerator for a nominal image geometry
-        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer)
-        with the store port outside (``external_store=True`` unless given): Verilog export
-        and resource reports."""
+        """An accelerator whose geometry registers reset to a nominal image
+        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer),
+        which also sizes the store unless ``pages`` is given, with the store port outside
+        (``external_store=True`` unless given): capacities only, any image that passes
+        :meth:`check_geometry` runs on it once ``geom`` is written.  Verilog export,
+        resource reports, the C++ harness."""
         n = min(cfg.engine.max_vertices, 4096) if n is None else n
         options.setdefault("external_store", True)
         return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)

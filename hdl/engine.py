@@ -189,7 +189,8 @@ class SearchEngine(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
                     gap_width: int | None = None, **options) -> "SearchEngine":
-        """An engine for a nominal image geometry (Verilog export, resource reports):
+        """An engine whose geometry registers reset to a nominal image (Verilog export,
+        resource reports; any image that fits runs on it once ``geom`` is written):
         ``n`` vertices (default ``engine.max_vertices``, fewer if the NAND does not hold
         them), ``hot`` of them hot (default ``layout.hot_fraction * n``) and slot width
         ``gap_width`` (default ``id_bits``, the widest frame)."""
