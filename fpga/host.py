@@ -163,13 +163,11 @@ class Board:
     def read_store(self, addr: int, words: int) -> bytes:
         return self.command(L.T_READ_STORE, struct.pack("<II", addr, words))
 
-    def set_geometry(self, entry: int, n: int, hot: int, gap_width: int,
-                     entry_code: bytes = b""):
-        """The image's entry vertex, size, hot count and slot width, and the entry's PQ code
-        (``code_bytes`` of IDENTIFY; zeros if shorter)."""
-        info = self.info or self.identify()
-        code = bytes(entry_code)[:info["code_bytes"]].ljust(info["code_bytes"], b"\0")
-        self.command(L.T_SET_GEOMETRY, struct.pack("<IIII", entry, n, hot, gap_width) + code)
+    def set_geometry(self, layout, entry: int, entry_code: bytes = b""):
+        """The geometry registers of an image of ``layout``
+        (:meth:`~proxima.golden.layout.Layout.registers`), its entry vertex and the entry's
+        PQ code (zeros if shorter): :func:`proxima.golden.link.geometry_payload`."""
+        self.command(L.T_SET_GEOMETRY, L.geometry_payload(layout, entry, entry_code))
 
     def write_codebook(self, codebook: np.ndarray):
         """The PQ codebook ``(M, ksub, dsub)`` (entry ``m * ksub + c``)."""
@@ -189,20 +187,19 @@ class Board:
         if lay.hot_copies != info["hot_copies"]:  # (in the configuration: not reached)
             raise BoardError(f"the bitstream serves images with {info['hot_copies']} hot "
                              f"copies, this image has {lay.hot_copies}")
-        if (lay.hot, lay.gap_width) != (info["hot"], info["gap_width"]) or lay.n > info["n_max"]:
+        need = max(lay.index_pages_per_core, lay.raw_pages_per_core)
+        if need > info["store_pages"] or not L.geometry_fits(
+                cfg, info["store_pages"], int(img.index.entry), lay.registers()):
             raise BoardError(
-                f"the bitstream serves images of hot count {info['hot']}, slot width "
-                f"{info['gap_width']} and at most {info['n_max']} vertices; this image has "
-                f"{lay.hot}, {lay.gap_width} and {lay.n} (rebuild with --index IMAGE)")
+                f"the image needs {need} pages per core, the bitstream's store holds "
+                f"{info['store_pages']} (rebuild with --index IMAGE)")
 
     def store_words_of(self, img) -> list[tuple[int, bytes]]:
         """(word address, bytes) of every core of ``img`` in the board's store."""
-        from proxima.golden.layout import Layout
         info = self.info or self.identify()
         bb = info["beat_bytes"]
-        board_layout = Layout(img.layout.cfg, info["n_max"], info["hot"], info["gap_width"])
-        base, total = L.store_map(board_layout, bb)
-        if total != info["store_words"] or L.store_pages(board_layout) != info["store_pages"]:
+        base, total = L.store_map(img.layout, bb, pages=info["store_pages"])
+        if total != info["store_words"]:
             raise BoardError(f"store size mismatch: board {info['store_words']} words, "
                              f"host computes {total}")
         cores = [bytes(img.frames[c]) for c in range(img.frames.shape[0])]
@@ -235,7 +232,7 @@ class Board:
         self.write_codebook(img.index.codebook)
         lay = img.layout
         e = int(img.index.entry)
-        self.set_geometry(e, lay.n, lay.hot, lay.gap_width, bytes(img.index.codes[e]))
+        self.set_geometry(lay, e, bytes(img.index.codes[e]))
         return total
 
     def verify_store(self, img) -> None:

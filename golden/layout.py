@@ -72,6 +72,19 @@ default) the mapping is the original one.
 offset ``(j % rpp) * raw_stride`` where ``raw_stride`` rounds ``cfg.vec.bytes_per_vector`` like the
 frame stride and ``rpp = P // raw_stride``.
 
+Run-time geometry registers
+---------------------------
+One elaborated engine serves every image that fits its capacities: what depends on the image
+(``N``, ``H``, ``W``) is a register, written by the host from :meth:`Layout.registers` (a
+:class:`Geometry` of integers; the derivation is there and nowhere else).  The hardware only
+adds, compares, shifts and multiplies them; the one division by a run-time value, the normal
+region's ``j // fpp``, is ``(j * fpp_recip) >> recip_shift(cfg)`` (:func:`div_by_reciprocal`)
+with ``fpp_recip = ceil(2**s / fpp)`` (:func:`fpp_reciprocal`) and the elaboration constant
+``s = slot_bits(cfg) + bitlen(P)``: exact for every slot ``j < 2**slot_bits(cfg)`` and every
+``fpp <= P`` (``tests/golden/test_layout.py`` checks it exhaustively for the presets).
+Everything else stays an elaboration constant of the configuration: ``Ci``, ``Cr``, ``A``,
+``P``, ``R``, ``B``, ``C``, ``X`` (and so the copy shift ``S``), the raw-vector geometry.
+
 Reads
 -----
 A :class:`Read` is one access: ``(core, page, offset, nbytes, kind)`` with ``offset`` a multiple
@@ -116,6 +129,13 @@ __all__ = [
     "decode_hot_frames",
     "reads_for_events",
     "EVENT_KINDS",
+    "Geometry",
+    "GEOMETRY_FIELDS",
+    "geometry_bounds",
+    "slot_bits",
+    "recip_shift",
+    "fpp_reciprocal",
+    "div_by_reciprocal",
 ]
 
 EVENT_KINDS = ("frame", "code", "raw")
@@ -227,6 +247,17 @@ class Layout:
             raise LayoutError(
                 f"raw vectors need {self.raw_pages_per_core} pages per core, "
                 f"nand.pages_per_core is {cfg.nand.pages_per_core}")
+
+    def registers(self) -> "Geometry":
+        """The run-time geometry registers of this image (module doc), as the host writes
+        them."""
+        return Geometry(n=self.n, hot=self.hot, gap_width=self.gap_width,
+                        hot_accesses=self.hot_accesses, hot_copy_pages=self.hot_copy_pages,
+                        hot_pages=self.hot_pages, code_offset=self.code_offset,
+                        stride=self.stride, frames_per_page=self.frames_per_page,
+                        fpp_recip=fpp_reciprocal(self.cfg, self.frames_per_page),
+                        frame_accesses=self.frame_access_count,
+                        code_accesses=self.code_access_count)
 
     @classmethod
     def for_index(cls, index) -> "Layout":
@@ -504,6 +535,82 @@ class Layout:
             **({"hot_copies": self.hot_copies, "hot_copy_pages": self.hot_copy_pages}
                if self.hot_copies > 1 else {}),
         }
+
+
+# ---------------------------------------------------------------------------------------
+# Run-time geometry registers (module doc)
+# ---------------------------------------------------------------------------------------
+class Geometry(NamedTuple):
+    """The run-time geometry registers of one image (:meth:`Layout.registers`): ``n``,
+    ``hot`` (``H``), ``gap_width`` (``W``), ``hot_accesses`` (``K``), ``hot_copy_pages``
+    (``hp``), ``hot_pages`` (``X * hp``), ``code_offset``, ``stride``, ``frames_per_page``
+    (``fpp``), ``fpp_recip`` (:func:`fpp_reciprocal`), ``frame_accesses`` and
+    ``code_accesses`` (accesses of a normal-frame and of a code read)."""
+
+    n: int
+    hot: int
+    gap_width: int
+    hot_accesses: int
+    hot_copy_pages: int
+    hot_pages: int
+    code_offset: int
+    stride: int
+    frames_per_page: int
+    fpp_recip: int
+    frame_accesses: int
+    code_accesses: int
+
+
+#: register names in the order of :class:`Geometry` (the host's SET_GEOMETRY order too)
+GEOMETRY_FIELDS = Geometry._fields
+
+
+def slot_bits(cfg: ProximaConfig) -> int:
+    """Bits of the largest normal-region slot ``j = v // Ci`` of the configuration."""
+    return max(1, bitlen(-(-cfg.engine.max_vertices // cfg.nand.cores) - 1))
+
+
+def recip_shift(cfg: ProximaConfig) -> int:
+    """``s``: the shift of the reciprocal division ``j // fpp`` (an elaboration constant)."""
+    return slot_bits(cfg) + bitlen(cfg.nand.page_bytes)
+
+
+def fpp_reciprocal(cfg: ProximaConfig, fpp: int) -> int:
+    """``ceil(2**s / fpp)``: the host-computed reciprocal of frames per page."""
+    fpp = int(fpp)
+    if not 1 <= fpp <= cfg.nand.page_bytes:
+        raise LayoutError(f"frames per page {fpp} must be in 1..{cfg.nand.page_bytes}")
+    return -(-(1 << recip_shift(cfg)) // fpp)
+
+
+def div_by_reciprocal(cfg: ProximaConfig, j, recip: int):
+    """``j // fpp`` the hardware's way: ``(j * recip) >> s`` (equal to it for every
+    ``j < 2**slot_bits(cfg)``, ``fpp <= P``; ``j`` may be a numpy array)."""
+    return (j * recip) >> recip_shift(cfg)
+
+
+def geometry_bounds(cfg: ProximaConfig) -> Geometry:
+    """Largest value of every register over the images the configuration allows (the
+    register widths of the hardware): ``n``/``hot`` up to ``max_vertices``, ``W`` up to
+    ``B``, page counts up to ``pages_per_core``."""
+    per_w = []
+    for w in range(cfg.id_bits + 1):
+        try:
+            per_w.append(Layout(cfg, 1, 0, w))
+        except LayoutError:
+            pass  # a slot width whose frame exceeds the page: no image has it
+    if not per_w:
+        raise LayoutError("no slot width fits a page")
+    nv, pages = cfg.engine.max_vertices, cfg.nand.pages_per_core
+
+    def mx(name):
+        return max(getattr(x, name) for x in per_w)
+
+    return Geometry(n=nv, hot=nv, gap_width=cfg.id_bits, hot_accesses=mx("hot_accesses"),
+                    hot_copy_pages=pages, hot_pages=pages, code_offset=mx("code_offset"),
+                    stride=mx("stride"), frames_per_page=cfg.nand.page_bytes,
+                    fpp_recip=fpp_reciprocal(cfg, 1), frame_accesses=mx("frame_access_count"),
+                    code_accesses=mx("code_access_count"))
 
 
 # ---------------------------------------------------------------------------------------

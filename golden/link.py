@@ -31,8 +31,11 @@ Receiver rules (:class:`Receiver` is the executable form; the RTL matches it byt
 Commands (request type -> reply type ``type | 0x80``) and their payloads (u32 unless
 noted): IDENTIFY ``-`` -> :data:`IDENT_FIELDS`; CLEAR_STORE ``-`` -> ``-``; WRITE_STORE
 ``addr, words...`` (whole store words, :func:`store_map`) -> ``crc u16`` of the words read
-back; READ_STORE ``addr, count`` -> the words; SET_GEOMETRY ``entry, n, hot, gap_width,
-entry code (code_bytes bytes)`` -> ``-``; WRITE_CODEBOOK ``first entry u16, centroids
+back; READ_STORE ``addr, count`` -> the words; SET_GEOMETRY ``entry``, the geometry registers
+(:data:`proxima.golden.layout.GEOMETRY_FIELDS`, u32 each: ``n, hot, gap_width, ...``, as
+:meth:`~proxima.golden.layout.Layout.registers`), the entry code (``code_bytes`` bytes) ->
+``-`` (:func:`geometry_payload`; refused with ``ERR_GEOMETRY`` unless
+:func:`geometry_fits`); WRITE_CODEBOOK ``first entry u16, centroids
 (dsub bytes each)`` -> ``-``; SUBMIT ``tag u16, query (dim bytes)`` -> ``tag u16``;
 READ_RESULT ``-`` -> a record (:func:`result_record_bytes`) or nothing; READ_COUNTERS ``-``
 -> :data:`LINK_COUNTERS`; SOFT_RESET ``-`` -> ``-``.  A valid command can still be refused
@@ -42,7 +45,9 @@ no effect.
 Version 2 (the board on the multi-queue accelerator): IDENTIFY adds ``queues``,
 ``store_pages``, ``code_bytes``, ``hot_copies``; SET_GEOMETRY carries the entry's PQ code;
 records add the accesses by kind and the context; the store follows the NAND controller's
-map.
+map.  Version 3: SET_GEOMETRY carries every geometry register (one bitstream serves every
+image whose geometry fits its store); IDENTIFY's ``n_max``, ``hot``, ``gap_width`` are the
+nominal image the store was sized for (the registers' reset values).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "geometry_payload", "geometry_payload_bytes", "parse_geometry_payload", "geometry_fits",
     "SOF", "MAX_PAYLOAD", "PROTOCOL_VERSION", "MAGIC", "crc16", "encode_frame", "Frame",
     "Receiver", "Event", "ERRORS", "ERROR_NAMES", "COMMANDS", "T_ERROR", "length_ok",
     "IDENT_FIELDS", "LINK_COUNTERS", "ENGINE_COUNTERS", "result_record_bytes",
@@ -61,7 +67,7 @@ __all__ = [
 SOF = 0xA5
 #: largest payload a receiver accepts (a store write: 4-byte address + 256 data bytes)
 MAX_PAYLOAD = 260
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAGIC = 0x42585250  # b"PRXB" little-endian
 #: inter-byte timeout inside a frame (and the idle time that ends a garbage run), in bit
 #: times of the UART
@@ -165,7 +171,7 @@ def length_ok(ftype: int, n: int, *, beat_bytes: int, dim: int, dsub: int,
     if ftype == T_READ_STORE:
         return n == 8
     if ftype == T_SET_GEOMETRY:
-        return n == 16 + code_bytes
+        return n == geometry_payload_bytes(code_bytes)
     if ftype == T_WRITE_CODEBOOK:
         return n > 2 and (n - 2) % dsub == 0
     if ftype == T_SUBMIT:
@@ -337,6 +343,57 @@ def decode_result(payload: bytes, k: int) -> dict:
             "converged": bool(flags & 1), "error": bool(flags & 2)}
 
 
+def geometry_payload_bytes(code_bytes: int) -> int:
+    """SET_GEOMETRY's payload size: the entry, the registers (u32 each) and the code."""
+    from proxima.golden.layout import GEOMETRY_FIELDS
+    return 4 * (1 + len(GEOMETRY_FIELDS)) + int(code_bytes)
+
+
+def geometry_payload(layout, entry: int, entry_code: bytes = b"") -> bytes:
+    """SET_GEOMETRY's payload for an image of ``layout`` (the entry's PQ code zero padded
+    to ``code_bytes``)."""
+    C = layout.cfg.pq_code_bytes
+    code = bytes(entry_code)[:C].ljust(C, b"\0")
+    return struct.pack(f"<{1 + len(layout.registers())}I", int(entry),
+                       *layout.registers()) + code
+
+
+def parse_geometry_payload(payload: bytes):
+    """``(entry, Geometry)`` of a SET_GEOMETRY payload (the code bytes ignored)."""
+    from proxima.golden.layout import GEOMETRY_FIELDS, Geometry
+    k = len(GEOMETRY_FIELDS)
+    words = struct.unpack_from(f"<{1 + k}I", payload)
+    return words[0], Geometry(*words[1:])
+
+
+def geometry_fits(cfg, pages: int, entry: int, g) -> bool:
+    """The board's SET_GEOMETRY check (the RTL follows it): the registers ``g`` (a
+    :class:`~proxima.golden.layout.Geometry`, host-computed) are within the hardware's
+    register ranges (:func:`~proxima.golden.layout.geometry_bounds`), ``1 <= n <=
+    max_vertices``, ``hot <= n``, ``entry < n``, every count and size at least 1, and the
+    last vertex's normal frame and raw vector (by the hardware's address rule) lie below
+    ``pages`` pages per core of the store.  The registers' consistency with one ``Layout``
+    is the host's part (``Layout.registers``)."""
+    from proxima.golden.layout import (GEOMETRY_FIELDS, Layout, div_by_reciprocal,
+                                       geometry_bounds)
+    b = geometry_bounds(cfg)
+    if any(not 0 <= getattr(g, f) <= getattr(b, f) for f in GEOMETRY_FIELDS):
+        return False
+    if not (1 <= g.n and g.hot <= g.n and entry < g.n):
+        return False
+    if min(g.hot_accesses, g.stride, g.frames_per_page, g.frame_accesses,
+           g.code_accesses) < 1:
+        return False
+    j = (g.n - 1) // cfg.nand.cores
+    frame_page = g.hot_pages + div_by_reciprocal(cfg, j, g.fpp_recip)
+    raw = Layout(cfg, 1, 0, 0)
+    raw_page = (g.n - 1) // cfg.nand.raw_vector_cores // raw.raw_per_page
+    hot_page = 0 if g.hot == 0 else \
+        (cfg.layout.hot_copies - 1) * g.hot_copy_pages + \
+        (g.hot * g.hot_accesses - 1) // cfg.nand.cores // cfg.nand.accesses_per_page
+    return frame_page < pages and raw_page < pages and hot_page < pages
+
+
 def store_pages(layout) -> int:
     """Pages per core the board's store holds for images of ``layout``: the most pages any
     index or raw-vector core of it uses, rounded up to a power of two (the NAND
@@ -345,18 +402,19 @@ def store_pages(layout) -> int:
     return 1 << (used - 1).bit_length()
 
 
-def store_map(layout, beat_bytes: int) -> tuple[list[int], int]:
+def store_map(layout, beat_bytes: int, pages: int | None = None) -> tuple[list[int], int]:
     """Word base address of every core in the board's store and the store's size in words.
 
     The store is the NAND controller's (:mod:`proxima.golden.nandctl`, "Backing store"):
-    the index cores, then the raw-vector cores, each :func:`store_pages` pages of
+    the index cores, then the raw-vector cores, each ``pages`` (default
+    :func:`store_pages` of ``layout``: the board's store is sized for its nominal image) pages of
     ``nand.page_bytes`` (``P``); byte ``a`` of core ``c`` is byte ``a % beat_bytes`` of word
     ``base[c] + a // beat_bytes`` (little-endian), ``base[c] = c * store_pages * P /
     beat_bytes``."""
     P = layout.cfg.nand.page_bytes
     if P % beat_bytes:
         raise ValueError(f"page size {P} is not a multiple of the store word ({beat_bytes} B)")
-    core_words = store_pages(layout) * P // beat_bytes
+    core_words = (store_pages(layout) if pages is None else int(pages)) * P // beat_bytes
     cores = layout.cfg.nand.cores + layout.cfg.nand.raw_vector_cores
     return [c * core_words for c in range(cores)], cores * core_words
 

@@ -32,9 +32,14 @@ Parameters
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
 pq_options=None, bloom_options=None, external_store=False, shared_sorter=True,
-path_bits=None)``:
-``cfg``/``layout``/``codebook``/``beat_bits``/``pq_options``/``bloom_options`` as
-:class:`~proxima.hdl.engine.SearchEngine` (``layout`` is the mounted image's geometry);
+path_bits=None, pages=None)``:
+``cfg``/``codebook``/``beat_bits``/``pq_options``/``bloom_options`` as
+:class:`~proxima.hdl.engine.SearchEngine`; ``layout`` gives the reset value of the geometry
+registers ``geom`` and, unless ``pages`` is given, the store's capacity; ``pages``: the
+store's pages per core (a power of two; default :meth:`store_pages` of ``layout``).
+Elaboration constants are capacities only (the configuration's widths, counts and sizes, the
+store pages): any image that passes :meth:`check_geometry` runs on the same elaboration once
+its registers are written;
 ``image``: the store contents (:meth:`store_image` of a read image; zeros if None);
 ``queues``: contexts (default ``engine.queues``); ``path_bits``: the shared path's width
 (default :func:`~proxima.golden.nandctl.path_word_bits`; at least a context's beat, at
@@ -51,6 +56,11 @@ Interface
 ``query``   ``In(stream{tag, data: elem_bits})``: ``dim`` beats per query; the first beat's tag
             names the query.  ``ready`` is low while no context is free (and for one cycle at
             the start of each query, while a context is chosen).
+``geom``    ``In(geometry_layout(cfg))`` (:func:`proxima.hdl.nandctl.geometry_layout`): the
+            mounted image's geometry registers, :meth:`proxima.golden.layout.Layout.registers`
+            (reset value: ``layout``'s), to every context.  Configuration registers: write
+            them (with ``entry``, ``entry_code`` and the store) only while ``idle`` is high;
+            the host refuses an image that does not fit with :meth:`check_geometry`.
 ``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run);
 ``entry_code`` ``In``: its PQ code (used when ``layout.hot_copies > 1``, see the engine).
             Context ``q`` reads hot frames from hot copy ``q % layout.hot_copies``.
@@ -94,7 +104,7 @@ from proxima.golden.nandctl import path_word_bits
 from proxima.hdl.arbiter import RoundRobinArbiter
 from proxima.hdl.engine import COUNTER_NAMES, EngineError, SearchEngine, nominal_layout
 from proxima.hdl.lib.logic import onehot_to_binary, prefix_or, rr_pick
-from proxima.hdl.nandctl import NandController
+from proxima.hdl.nandctl import NandController, geometry_init
 from proxima.hdl.reorder import ReorderBuffer
 from proxima.hdl.shared_sorter import SharedSorter
 
@@ -118,7 +128,8 @@ class Accelerator(wiring.Component):
                  reorder_slots: int = 4, ctl_depth: int | None = None, counter_bits: int = 32,
                  tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
                  bloom_options: dict | None = None, external_store: bool = False,
-                 shared_sorter: bool = True, path_bits: int | None = None):
+                 shared_sorter: bool = True, path_bits: int | None = None,
+                 pages: int | None = None):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -147,7 +158,12 @@ class Accelerator(wiring.Component):
             raise AccelError(f"path_bits must be a power of two of at most one access "
                              f"({8 * cfg.nand.access_bytes}), got {path_bits}")
         self.path_nb = 8 * cfg.nand.access_bytes // self.path_bits  # beats per access
-        self.pages = self.store_pages(layout)
+        self.pages = self.store_pages(layout) if pages is None else int(pages)
+        if self.pages < 1 or self.pages & (self.pages - 1) \
+                or self.pages > cfg.nand.pages_per_core:
+            raise AccelError(f"store pages must be a power of two in 1..nand.pages_per_core "
+                             f"({cfg.nand.pages_per_core}), got {pages}")
+        self.check_geometry(layout)
         # deep enough that no core queue is ever full: a full one would stop the arbiter's
         # output and with it the requests to every other core
         depth = self.queues * S if ctl_depth is None else int(ctl_depth)
@@ -171,6 +187,7 @@ class Accelerator(wiring.Component):
         C = self.ctl.params.cores
         rl = e0.req_layout
         super().__init__({
+            "geom": In(e0.geom.shape(), init=geometry_init(layout)),
             "query": In(stream.Signature(self.query_layout)),
             "entry": In(cfg.id_bits),
             "entry_code": In(8 * cfg.pq_code_bytes),
@@ -191,13 +208,28 @@ class Accelerator(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
                     gap_width: int | None = None, **options) -> "Accelerator":
-        """An accelerator for a nominal image geometry
-        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer)
-        with the store port outside (``external_store=True`` unless given): Verilog export
-        and resource reports."""
+        """An accelerator whose geometry registers reset to a nominal image
+        (:func:`proxima.hdl.engine.nominal_layout`; ``n`` defaults to 4096 vertices or fewer),
+        which also sizes the store unless ``pages`` is given, with the store port outside
+        (``external_store=True`` unless given): capacities only, any image that passes
+        :meth:`check_geometry` runs on it once ``geom`` is written.  Verilog export,
+        resource reports, the C++ harness."""
         n = min(cfg.engine.max_vertices, 4096) if n is None else n
         options.setdefault("external_store", True)
         return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
+
+    def check_geometry(self, layout: Layout) -> None:
+        """Raise :class:`AccelError` (one line) unless this elaboration serves an image of
+        ``layout``: the engine's rules (:meth:`~proxima.hdl.engine.SearchEngine.check_geometry`)
+        and the store's pages per core."""
+        try:
+            self.contexts[0].check_geometry(layout)
+        except EngineError as e:
+            raise AccelError(str(e)) from None
+        need = max(layout.index_pages_per_core, layout.raw_pages_per_core)
+        if need > self.pages:
+            raise AccelError(f"the image needs {need} pages per core, the store holds "
+                             f"{self.pages}")
 
     # ---- the store ------------------------------------------------------------------------
     @staticmethod
@@ -207,12 +239,14 @@ class Accelerator(wiring.Component):
         return 1 << (used - 1).bit_length()
 
     @classmethod
-    def store_image(cls, img) -> np.ndarray:
+    def store_image(cls, img, pages: int | None = None) -> np.ndarray:
         """The store contents for ``image=``: a read image's index cores, then its raw-vector
-        cores, each padded with zeros to :meth:`store_pages` pages."""
+        cores, each padded with zeros to ``pages`` pages (default :meth:`store_pages`)."""
         lay = img.layout
         P = lay.cfg.nand.page_bytes
-        per_core = cls.store_pages(lay) * P
+        per_core = (cls.store_pages(lay) if pages is None else int(pages)) * P
+        if per_core < max(lay.index_core_bytes, lay.raw_core_bytes):
+            raise AccelError(f"the image needs more than {per_core // P} pages per core")
         cores = list(img.frames) + list(img.raw)
         out = np.zeros((len(cores), per_core), dtype=np.uint8)
         for c, arr in enumerate(cores):
@@ -243,7 +277,8 @@ class Accelerator(wiring.Component):
         m.d.comb += self.cb_wr.ready.eq(cb_ready)
         X = self.layout.hot_copies
         for q, c in enumerate(ctx):
-            m.d.comb += [c.entry.eq(self.entry), c.entry_code.eq(self.entry_code),
+            m.d.comb += [c.geom.eq(self.geom),
+                         c.entry.eq(self.entry), c.entry_code.eq(self.entry_code),
                          c.copy.eq(q % X),
                          c.cb_wr.payload.eq(self.cb_wr.payload),
                          c.cb_wr.valid.eq(self.cb_wr.valid & cb_ready)]

@@ -19,10 +19,12 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
 * Commands: IDENTIFY (the :data:`~proxima.golden.link.IDENT_FIELDS`, with the queue count,
   the store's pages per core, the PQ code size and the hot copies), CLEAR_STORE (zeroes the
   store, a word per cycle), WRITE_STORE (words from the payload buffer, then read back and
-  the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry``; ``n`` at
-  most ``layout.n``, hot count and slot width equal to the layout's, else ``ERR_GEOMETRY``;
-  then the entry's PQ code, ``code_bytes`` bytes, into the ``entry_code`` register that
-  the contexts use with ``layout.hot_copies > 1``), WRITE_CODEBOOK (to every context's PQ
+  the CRC-16 of the words read is the reply), READ_STORE, SET_GEOMETRY (``entry`` and the
+  geometry registers of :meth:`~proxima.golden.layout.Layout.registers`, host-computed,
+  written to the accelerator's ``geom`` when :func:`proxima.golden.link.geometry_fits` holds
+  for the store's pages, else ``ERR_GEOMETRY`` and nothing changes; then the entry's PQ
+  code, ``code_bytes`` bytes, into the ``entry_code`` register that the contexts use with
+  ``layout.hot_copies > 1``), WRITE_CODEBOOK (to every context's PQ
   unit), SUBMIT (tag + query into the query FIFO, ``ERR_FULL`` when no slot is free),
   READ_RESULT (one record, or an empty payload when none is ready), READ_COUNTERS
   (:data:`~proxima.golden.link.LINK_COUNTERS`), SOFT_RESET.  Store commands and
@@ -31,10 +33,11 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
   starts within ~20 cycles of its last byte (plus a cycle per payload byte for writes and
   read-backs); the link, not the decoder, sets the pace.
 
-* ``layout``: the image geometry the contexts are elaborated for (:class:`SearchEngine`
-  takes it as constants); the store holds an image of that layout
-  (:func:`~proxima.golden.link.store_map`), so any image with the same hot count and slot
-  width and at most ``layout.n`` vertices can be loaded.
+* ``layout``: the nominal image: the store is sized for it
+  (:func:`~proxima.golden.link.store_map`, :func:`~proxima.golden.link.store_pages` pages
+  per core) and the geometry registers reset to its values; any image of the configuration
+  whose geometry fits the store (:func:`~proxima.golden.link.geometry_fits`) can be loaded
+  (SET_GEOMETRY writes its registers).
 * UART: :class:`~proxima.hdl.link.uart.UARTRx` -> ``rx_fifo``-byte FIFO ->
   :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
   replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
@@ -66,6 +69,7 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
 
 
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
@@ -76,8 +80,9 @@ from amaranth.utils import ceil_log2
 
 from proxima.config import ProximaConfig
 from proxima.golden import link as L
-from proxima.golden.layout import Layout
+from proxima.golden.layout import GEOMETRY_FIELDS, Layout, geometry_bounds
 from proxima.hdl.accel import STAT_COUNTERS, Accelerator
+from proxima.hdl.nandctl import frame_location, geometry_init, hot_chunk_location, raw_location
 from proxima.hdl.link.framing import FrameReceiver, FrameSender, crc16_processor
 from proxima.hdl.link.uart import UARTRx, UARTTx, uart_divisor
 
@@ -244,7 +249,8 @@ class BoardCore(wiring.Component):
             if self.acc is None:
                 return known, ok
             with m.Case(L.T_SET_GEOMETRY):
-                m.d.comb += [known.eq(1), ok.eq(n == 16 + self.code_bytes)]
+                m.d.comb += [known.eq(1),
+                             ok.eq(n == L.geometry_payload_bytes(self.code_bytes))]
             with m.Case(L.T_WRITE_CODEBOOK):
                 # (n - 2) % dsub == 0 for n <= MAX_PAYLOAD: a table of the allowed lengths
                 allowed = [2 + j * cfg.dsub for j in range(1, (L.MAX_PAYLOAD - 2) // cfg.dsub + 1)]
@@ -286,6 +292,14 @@ class BoardCore(wiring.Component):
         host_sel = Signal()
         entry = Signal(cfg.id_bits)
         entry_code = Signal(8 * self.code_bytes)
+        if acc is not None:  # the geometry registers (SET_GEOMETRY) and their staging
+            gshape = acc.geom.shape()
+            geom = Signal(gshape, init=geometry_init(lay))
+            gst = Signal(32 * len(GEOMETRY_FIELDS))  # payload words 1.. (u32 each)
+            gwords = {f: gst.word_select(i, 32) for i, f in enumerate(GEOMETRY_FIELDS)}
+            gview = SimpleNamespace(**{f: gwords[f][:len(getattr(geom, f))]
+                                       for f in GEOMETRY_FIELDS})
+            g_bad = Signal()
         # ---- store ----------------------------------------------------------------------
         m.submodules.store = store = Memory(shape=self.beat_bits, depth=self.store_words,
                                             init=[])
@@ -337,7 +351,7 @@ class BoardCore(wiring.Component):
             with m.If(soft_rst):
                 m.d.sync += q_idx.eq(0)
             m.d.comb += [acc.entry.eq(entry), acc.entry_code.eq(entry_code),
-                         acc.cb_wr.valid.eq(0)]
+                         acc.geom.eq(geom), acc.cb_wr.valid.eq(0)]
 
         # ---- link counters ------------------------------------------------------------------
         m.d.comb += [cnt["garbage_bytes"].eq(rcv.garbage_bytes)]
@@ -433,8 +447,8 @@ class BoardCore(wiring.Component):
                     n, hot, gw, ent = prm[32:64], prm[64:96], prm[96:128], prm[:32]
                     m.d.sync += [
                         cb_bad.eq(prm[:16] * dsub + ev.len - 2 > n_cb * dsub),
-                        geo_bad.eq((n == 0) | (n > lay.n) | (hot != lay.hot) |
-                                   (gw != lay.gap_width) | (ent >= n)),
+                        geo_bad.eq((n == 0) | (n > cfg.engine.max_vertices) | (hot > n) |
+                                   (gw > cfg.id_bits) | (ent >= n)),
                     ]
                 m.next = "EXEC"
             with m.State("EXEC"):
@@ -457,8 +471,8 @@ class BoardCore(wiring.Component):
                                 reply(L.reply_type(L.T_READ_RESULT), 0)
                         with m.Case(L.T_SET_GEOMETRY):
                             with accepted((busy, L.ERR_BUSY), (geo_bad, L.ERR_GEOMETRY)):
-                                m.d.sync += [entry.eq(prm[:32]), pi.eq(16)]
-                                m.next = "GEO_CODE"
+                                m.d.sync += pi.eq(4)
+                                m.next = "GEO_REGS"
                         with m.Case(L.T_SUBMIT):
                             with m.If((qf.level > self.query_slots * dim - dim) | ~tf.w_rdy):
                                 error(L.ERR_FULL)
@@ -499,11 +513,46 @@ class BoardCore(wiring.Component):
                         m.d.sync += rreg.eq(prm[:16])
                         reply(L.reply_type(L.T_SUBMIT), 2)
             if acc is not None:
-                with m.State("GEO_CODE"):  # payload bytes 16 .. 16 + code_bytes - 1
+                g_end = 4 + 4 * len(GEOMETRY_FIELDS)  # the code's first payload byte
+                with m.State("GEO_REGS"):  # payload bytes 4 .. g_end - 1 into the staging
                     m.d.sync += pi.eq(pi + 1)
-                    with m.If(pi > 16):
+                    with m.If(pi > 4):
+                        m.d.sync += gst.eq(Cat(gst[8:], rcv.buf_data))
+                    with m.If(pi == g_end):
+                        m.d.sync += pi.eq(g_end)
+                        m.next = "GEO_CHECK"
+                with m.State("GEO_CHECK"):  # golden.link.geometry_fits, registered
+                    bnd = geometry_bounds(cfg)
+                    pages = self.acc.pages
+                    nm1 = (gwords["n"][:cfg.id_bits + 1] - 1)[:cfg.id_bits + 1]
+                    over = Cat(*[gwords[f] > getattr(bnd, f) for f in GEOMETRY_FIELDS]).any()
+                    zero = Cat(*[gwords[f] == 0 for f in (
+                        "hot_accesses", "stride", "frames_per_page", "frame_accesses",
+                        "code_accesses")]).any()
+                    f_page = frame_location(cfg, gview, nm1)[1]
+                    r_page = raw_location(cfg, nm1)[1]
+                    X = cfg.layout.hot_copies
+                    last = gview.hot * gview.hot_accesses
+                    h_page = hot_chunk_location(cfg, gview, 0, (last - 1)[:len(last)], X - 1)[1]
+                    m.d.sync += g_bad.eq(over | zero | (gwords["n"] != prm[32:64]) |
+                                         (gwords["hot"] != prm[64:96]) |
+                                         (gwords["gap_width"] != prm[96:128]) |
+                                         (f_page >= pages) | (r_page >= pages) |
+                                         ((gview.hot != 0) & (h_page >= pages)))
+                    m.next = "GEO_SET"
+                with m.State("GEO_SET"):
+                    with m.If(g_bad):
+                        error(L.ERR_GEOMETRY)
+                    with m.Else():
+                        m.d.sync += [entry.eq(prm[:32]),
+                                     geom.eq(Cat(*[gview.__dict__[f]
+                                                   for f in GEOMETRY_FIELDS]))]
+                        m.next = "GEO_CODE"
+                with m.State("GEO_CODE"):  # payload bytes g_end .. g_end + code_bytes - 1
+                    m.d.sync += pi.eq(pi + 1)
+                    with m.If(pi > g_end):
                         m.d.sync += entry_code.eq(Cat(entry_code[8:], rcv.buf_data))
-                    with m.If(pi == 16 + self.code_bytes):
+                    with m.If(pi == g_end + self.code_bytes):
                         reply(L.reply_type(L.T_SET_GEOMETRY), 0)
             with m.State("WRITE"):
                 # pi: next buffer byte to address; bytes arrive a cycle later

@@ -18,7 +18,9 @@ Parameters
 ----------
 ``SearchEngine(cfg, layout, *, codebook=None, beat_bits=None, counter_bits=32,
 pq_options=None, bloom_options=None, own_sorter=True)``: ``cfg`` gives every width, size and count; ``layout``
-(:class:`proxima.golden.layout.Layout` of the mounted image) is elaborated as constants;
+(:class:`proxima.golden.layout.Layout`) gives only the reset value of the geometry registers
+``geom`` (any image of the configuration that passes :meth:`SearchEngine.check_geometry` runs
+on the same elaboration);
 ``codebook``: the PQ unit's initial codebook (also writable through ``cb_wr``);
 ``beat_bits``: the memory data width (default :func:`proxima.hdl.gapdec.default_word_bits`);
 ``pq_options`` go to the PQ unit, ``bloom_options`` to the Bloom filter (e.g.
@@ -31,6 +33,14 @@ Interfaces
 ----------
 ``query``     ``In(stream(unsigned(elem_bits)))``: one query, ``dim`` elements in order.  It
               is accepted only while the engine is idle; the last element starts the search.
+``geom``      ``In(geometry_layout(cfg))`` (:func:`proxima.hdl.nandctl.geometry_layout`): the
+              image's geometry registers, :meth:`proxima.golden.layout.Layout.registers`
+              (``n``, ``hot``, ``gap_width``, hot accesses, code offset, stride, frames per
+              page and its reciprocal, ...; reset value: ``layout``'s).  Configuration
+              registers: write them only while ``busy`` is low, before the query's first
+              element; the host checks them with :meth:`check_geometry`.  No cycle depends
+              on them beyond the accesses they count (the address arithmetic is
+              combinational, as with constants).
 ``entry``     ``In(id_bits)``: the image's entry vertex (a configuration register; hold it
               constant while a search runs).
 ``entry_code`` ``In(8 C)``: the entry's PQ code, a configuration register used instead of a
@@ -102,6 +112,7 @@ from proxima.hdl.exact import ExactDistanceUnit
 from proxima.golden.nandctl import default_word_bits
 from proxima.hdl.gapdec import GapDecoder
 from proxima.hdl.engine_mem import KIND_CODES, MemReader
+from proxima.hdl.nandctl import geometry_init
 from proxima.hdl.exact_cache import ExactCache
 from proxima.hdl.pq import PQUnit
 from proxima.hdl.topk import TopK
@@ -138,11 +149,7 @@ class SearchEngine(wiring.Component):
             raise EngineError(f"beat_bits must be a power of two in 8..{8 * A}, got {bb_bits}")
         self.beat_bits, self.bb = bb_bits, bb_bits // 8
         self.nb = 8 * A // bb_bits  # beats per access
-        # every structure the engine reads starts on a beat boundary (frames, raw vectors)
-        for name, stride in (("frame", layout.stride), ("raw vector", layout.raw_stride)):
-            if stride % self.bb and stride < A:
-                raise EngineError(f"the {name} stride ({stride} B) is not a multiple of the "
-                                  f"beat ({self.bb} B)")
+        self.check_geometry(layout)
         self.counter_bits = int(counter_bits)
         self.bloom = BloomFilter(cfg, **(bloom_options or {}))
         self.pq = PQUnit(cfg, codebook=codebook, **(pq_options or {}))
@@ -158,6 +165,7 @@ class SearchEngine(wiring.Component):
         self.result_layout = data.StructLayout({"id": cfg.id_bits,
                                                 "dist": cfg.exact_dist_bits, "last": 1})
         ports = {
+            "geom": In(self.reader.geom_layout, init=geometry_init(layout)),
             "query": In(stream.Signature(unsigned(cfg.vec.elem_bits))),
             "entry": In(cfg.id_bits),
             "entry_code": In(8 * cfg.pq_code_bytes),
@@ -181,12 +189,24 @@ class SearchEngine(wiring.Component):
     @classmethod
     def from_config(cls, cfg: ProximaConfig, *, n: int | None = None, hot: int | None = None,
                     gap_width: int | None = None, **options) -> "SearchEngine":
-        """An engine for a nominal image geometry (Verilog export, resource reports):
+        """An engine whose geometry registers reset to a nominal image (Verilog export,
+        resource reports; any image that fits runs on it once ``geom`` is written):
         ``n`` vertices (default ``engine.max_vertices``, fewer if the NAND does not hold
         them), ``hot`` of them hot (default ``layout.hot_fraction * n``) and slot width
         ``gap_width`` (default ``id_bits``, the widest frame)."""
         return cls(cfg, nominal_layout(cfg, n=n, hot=hot, gap_width=gap_width), **options)
 
+    def check_geometry(self, layout: Layout) -> None:
+        """Raise :class:`EngineError` (one line) unless this elaboration serves an image of
+        ``layout``: the same configuration, and every structure the engine reads (frames,
+        raw vectors) starts on a beat boundary."""
+        if layout.cfg.to_dict() != self.cfg.to_dict():
+            raise EngineError("the layout was made for another configuration")
+        A = self.cfg.nand.access_bytes
+        for name, stride in (("frame", layout.stride), ("raw vector", layout.raw_stride)):
+            if stride % self.bb and stride < A:
+                raise EngineError(f"the {name} stride ({stride} B) is not a multiple of the "
+                                  f"beat ({self.bb} B)")
 
     # -------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -213,9 +233,9 @@ class SearchEngine(wiring.Component):
         connect(m, rd.mem_req, wiring.flipped(self.mem_req))
         connect(m, wiring.flipped(self.mem_resp), rd.mem_resp)
         connect(m, rd.frame, gd.i)
-        m.d.comb += rd.copy.eq(self.copy)
+        m.d.comb += [rd.copy.eq(self.copy), rd.geom.eq(self.geom)]
         held_entry = lay.hot_copies > 1  # the entry's code is a register, not read
-        m.d.comb += [pq.adt_out.ready.eq(1), gd.gap_width.eq(lay.gap_width)]
+        m.d.comb += [pq.adt_out.ready.eq(1), gd.gap_width.eq(self.geom.gap_width)]
 
         error = Signal()
         m.d.comb += self.error.eq(error)

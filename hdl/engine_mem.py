@@ -5,12 +5,18 @@ Golden twin: :func:`proxima.golden.layout.reads_for_events` (the accesses of eac
 order) over the events of :func:`proxima.golden.search.search`; the captured bytes are the
 image's (:mod:`proxima.golden.image`).  Tested against both in ``tests/hdl/test_engine_mem.py``.
 
-Parameters: ``cfg``, ``layout`` (:class:`proxima.golden.layout.Layout`: the geometry is
-elaborated as constants), ``beat_bits`` (memory data width ``8 bb``; ``nb = 8 A /
-beat_bits`` beats per access of ``A = nand.access_bytes``).
+Parameters: ``cfg``, ``layout`` (:class:`proxima.golden.layout.Layout`: only the reset
+value of ``geom``; every width and count is the configuration's), ``beat_bits`` (memory data
+width ``8 bb``; ``nb = 8 A / beat_bits`` beats per access of ``A = nand.access_bytes``).
 
 Interface
 ---------
+``geom``     ``In(geometry_layout(cfg))``: the image's geometry registers
+             (:meth:`proxima.golden.layout.Layout.registers`: hot count, hot accesses, code
+             offset, stride, frames per page and its reciprocal, access counts, ...); change
+             them only while ``busy`` is low and no neighbour code read runs.  Every frame
+             must start on a beat boundary (``stride`` a multiple of ``bb`` or of ``A``:
+             checked by the host, :meth:`proxima.hdl.engine.SearchEngine.check_geometry`).
 ``start``    ``In(1)`` with ``kind`` (:data:`KIND_CODES`) and ``vertex``: start a read (only
              while ``busy`` is low): ``('frame', v)``: the hot frame's ``hot_accesses`` chunks
              (``hot`` set) or the normal frame's accesses; ``('code', v)``, ``('raw', v)``.
@@ -21,8 +27,8 @@ Interface
              are issued back to back while the beats are taken.
 ``frame``    ``Out(stream{data, last, hot})``: a frame's beats from its first byte on (the
              gap decoder's input); ``mem_resp.ready`` follows its ``ready``.
-``code``     ``Out(8 C)``: the code captured by the last code read (bytes at the constant
-             shift ``code_offset % bb``); ``cap`` ``Out(cap_words * beat_bits)``: every
+``code``     ``Out(8 C)``: the code captured by the last code read (bytes at the shift
+             ``code_offset % bb``); ``cap`` ``Out(cap_words * beat_bits)``: every
              captured byte (a raw vector from byte 0 on).
 Neighbour code reads (while ``nb_run``, after a normal frame):
 ``nb_count`` ``In``: neighbours to read; ``nb_req_idx`` ``Out``: the neighbour whose
@@ -47,10 +53,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
-from proxima.golden.layout import EVENT_KINDS, Layout
+from proxima.golden.layout import EVENT_KINDS, Layout, geometry_bounds
 from proxima.hdl.lib.arith import divmod_const as _divmod
-from proxima.hdl.nandctl import (frame_location, hot_chunk_location,
-                                 raw_location)
+from proxima.hdl.nandctl import (frame_location, geometry_init, geometry_layout,
+                                 hot_chunk_location, raw_location)
 
 __all__ = ["MemReader", "KIND_CODES"]
 
@@ -66,13 +72,15 @@ class MemReader(wiring.Component):
         self.beat_bits, self.bb = beat_bits, beat_bits // 8
         self.nb = 8 * cfg.nand.access_bytes // beat_bits
         C = cfg.pq_code_bytes
-        # capture buffer: a code (at a constant shift inside its first beat) or a raw vector
-        self.code_shift = layout.code_offset % self.bb
-        self.cap_words = max(-(-(self.code_shift + C) // self.bb),
+        # capture buffer: a code (at a shift below bb inside its first beat) or a raw vector
+        bounds = geometry_bounds(cfg)
+        self.max_code_accesses = bounds.code_accesses
+        self.cap_words = max(-(-(self.bb - 1 + C) // self.bb),
                              -(-layout.vector_bytes // self.bb))
         self.total_cores = cfg.nand.cores + cfg.nand.raw_vector_cores
-        self.max_accesses = max(layout.hot_accesses, layout.frame_access_count,
-                                layout.code_access_count, layout.raw_access_count)
+        self.max_accesses = max(bounds.hot_accesses, bounds.frame_accesses,
+                                bounds.code_accesses, layout.raw_access_count)
+        self.geom_layout = geometry_layout(cfg)
         self.req_layout = data.StructLayout({
             "core": range(self.total_cores),
             "page": range(cfg.nand.pages_per_core),
@@ -83,6 +91,7 @@ class MemReader(wiring.Component):
         self.frame_layout = data.StructLayout({"data": beat_bits, "last": 1, "hot": 1})
         R, idb = cfg.graph.R, cfg.id_bits
         super().__init__({
+            "geom": In(self.geom_layout, init=geometry_init(layout)),
             "start": In(1), "kind": In(range(len(EVENT_KINDS))), "vertex": In(idb),
             "busy": Out(1), "hot": Out(1),
             "mem_req": Out(stream.Signature(self.req_layout)),
@@ -102,7 +111,8 @@ class MemReader(wiring.Component):
         A, P = cfg.nand.access_bytes, cfg.nand.page_bytes
         nb, bb, C = self.nb, self.bb, cfg.pq_code_bytes
         idb, R = cfg.id_bits, cfg.graph.R
-        H, K = lay.hot, lay.hot_accesses
+        g = self.geom
+        H, K = g.hot, g.hot_accesses
         req, resp = self.mem_req, self.mem_resp
 
         KIND_FRAME, KIND_CODE = KIND_CODES["frame"], KIND_CODES["code"]
@@ -118,13 +128,13 @@ class MemReader(wiring.Component):
                          rd_hot.eq((self.kind == KIND_FRAME) & (self.vertex < H)),
                          rd_a.eq(0), rd_beat.eq(0)]
 
-        frame_loc = partial(frame_location, lay)
+        frame_loc = partial(frame_location, cfg, g)
         f_core, f_page, f_off = frame_loc(rd_v)          # normal frame / code of rd_v
-        c_off = f_off + lay.code_offset
-        r_core, r_page, r_off = raw_location(lay, rd_v)  # raw vector (global core)
+        c_off = f_off + g.code_offset
+        r_core, r_page, r_off = raw_location(cfg, rd_v)  # raw vector (global core)
         # hot chunk rd_a of the context's own copy
         h_core, h_page, h_off = hot_chunk_location(
-            lay, rd_v, rd_a, self.copy[:max(1, (lay.hot_copies - 1).bit_length())]
+            cfg, g, rd_v, rd_a, self.copy[:max(1, (lay.hot_copies - 1).bit_length())]
             if lay.hot_copies > 1 else 0)
 
         rd_n = Signal(range(self.max_accesses + 1))
@@ -139,10 +149,10 @@ class MemReader(wiring.Component):
                     m.d.comb += [rd_n.eq(K), rd_skip.eq(0), core.eq(h_core), page.eq(h_page),
                                  off.eq(h_off)]
                 with m.Else():
-                    m.d.comb += [rd_n.eq(lay.frame_access_count), first_off.eq(f_off),
+                    m.d.comb += [rd_n.eq(g.frame_accesses), first_off.eq(f_off),
                                  core.eq(f_core), page.eq(f_page)]
             with m.Case(KIND_CODE):
-                m.d.comb += [rd_n.eq(lay.code_access_count), first_off.eq(c_off),
+                m.d.comb += [rd_n.eq(g.code_accesses), first_off.eq(c_off),
                              core.eq(f_core), page.eq(f_page)]
             with m.Default():
                 m.d.comb += [rd_n.eq(lay.raw_access_count), first_off.eq(r_off),
@@ -188,7 +198,9 @@ class MemReader(wiring.Component):
             with m.If(~to_gd & ~rd_lead):
                 m.d.comb += [cap_we.eq(1), cap_idx.eq(rd_beat - rd_skip)]
         cap_bytes = Cat(*cap)
-        m.d.comb += [self.code.eq(cap_bytes[8 * self.code_shift:8 * (self.code_shift + C)]),
+        code_shift = g.code_offset[:(bb - 1).bit_length()] if bb > 1 else 0
+        m.d.comb += [self.code.eq(cap_bytes.bit_select(code_shift * 8, 8 * C)
+                                  if bb > 1 else cap_bytes[:8 * C]),
                      self.cap.eq(cap_bytes)]
 
         # ---- neighbour code reads: requests (neighbour nq, access nqa) back to back, the
@@ -196,17 +208,18 @@ class MemReader(wiring.Component):
         # (code_pend) until taken
         nb_pipe = Signal()  # nb_run on a normal frame: codes come from code reads
         m.d.comb += nb_pipe.eq(self.nb_run & ~rd_hot)
-        code_total = lay.code_access_count * nb
+        code_total = Signal(range(self.max_code_accesses * nb + 1))
+        m.d.comb += code_total.eq(g.code_accesses * nb)
         nq, nr = Signal(range(R + 1), name="nq"), Signal(range(R + 1), name="nr")
-        nqa = Signal(range(max(2, lay.code_access_count)))
-        nbeat = Signal(range(max(2, code_total)))
+        nqa = Signal(range(max(2, self.max_code_accesses)))
+        nbeat = Signal(range(max(2, self.max_code_accesses * nb)))
         code_pend = Signal()
         code_id = Signal(idb)
         m.d.comb += [self.nb_req_idx.eq(nq), self.nb_rx_idx.eq(nr),
                      self.nb_code.valid.eq(code_pend), self.nb_code.payload.eq(code_id)]
         q_core, q_page, q_foff = frame_loc(self.nb_req_id)
-        q_acc, _ = _divmod(q_foff + lay.code_offset, A)
-        _, r_in_acc = _divmod(frame_loc(self.nb_rx_id)[2] + lay.code_offset, A)
+        q_acc, _ = _divmod(q_foff + g.code_offset, A)
+        _, r_in_acc = _divmod(frame_loc(self.nb_rx_id)[2] + g.code_offset, A)
         r_skip = _divmod(r_in_acc, bb)[0]
         with m.If(nb_pipe):
             m.d.comb += [
@@ -219,7 +232,7 @@ class MemReader(wiring.Component):
             ]
             with m.If(req.valid & req.ready):
                 m.d.sync += nqa.eq(nqa + 1)
-                with m.If(nqa == lay.code_access_count - 1):
+                with m.If(nqa == g.code_accesses - 1):
                     m.d.sync += [nqa.eq(0), nq.eq(nq + 1)]
             with m.If(resp.valid & resp.ready):
                 m.d.sync += nbeat.eq(nbeat + 1)

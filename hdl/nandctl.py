@@ -70,9 +70,10 @@ Resources and clock rate: ``docs/RESOURCES.md``.
 Address mapper
 --------------
 :class:`NandAddressMapper` turns tagged search events ``(tag, kind, v)`` into the controller's
-requests with the core round-robin mapping of :mod:`proxima.golden.layout` for one image
-geometry (a :class:`~proxima.golden.layout.Layout`, fixed at elaboration): its output stream
-can be connected straight to ``NandController.req``.  Spec:
+requests with the core round-robin mapping of :mod:`proxima.golden.layout` for the image
+geometry in its ``geom`` registers (:meth:`proxima.golden.layout.Layout.registers`; the
+elaborated :class:`~proxima.golden.layout.Layout` gives only their reset value): its output
+stream can be connected straight to ``NandController.req``.  Spec:
 :func:`proxima.golden.nandctl.requests_for_events`.
 """
 
@@ -85,7 +86,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
 from proxima.config import ProximaConfig
-from proxima.golden.layout import EVENT_KINDS, Layout
+from proxima.golden.layout import (EVENT_KINDS, GEOMETRY_FIELDS, Geometry, Layout,
+                                   geometry_bounds, recip_shift, slot_bits)
 from proxima.golden.nandctl import CtlParams, NandCtlError, store_words
 from proxima.hdl.lib.arith import divmod_const
 from proxima.hdl.lib.fifo import Queue
@@ -95,7 +97,8 @@ from proxima.hdl.lib.logic import onehot_to_binary, or_tree, prefix_or, rr_pick
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
 __all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES",
-           "frame_location", "hot_chunk_location", "raw_location"]
+           "frame_location", "hot_chunk_location", "raw_location", "geometry_layout",
+           "geometry_init", "geometry_word"]
 
 
 class NandController(wiring.Component):
@@ -308,38 +311,77 @@ class NandController(wiring.Component):
         return m
 
 
-# ---- the round-robin placement of one layout, as expressions --------------------------------
+# ---- the round-robin placement, as expressions --------------------------------------------
 # RTL twins of Layout.frame_address / hot_chunk_address / raw_address (golden/layout.py):
-# the NAND address mapper below and the engine (hdl/engine.py) both use them.
-def frame_location(lay: Layout, v):
+# the NAND address mapper below and the engine (hdl/engine.py) both use them.  ``g`` is the
+# image geometry: a :class:`~proxima.golden.layout.Layout` (or a
+# :class:`~proxima.golden.layout.Geometry` of integers: constants, constant dividers) or a
+# View of :func:`geometry_layout` (run-time registers: multipliers, and the normal region's
+# ``j // fpp`` by the host-computed reciprocal of :func:`proxima.golden.layout.div_by_reciprocal`).
+def geometry_layout(cfg: ProximaConfig) -> data.StructLayout:
+    """The run-time geometry registers (:data:`proxima.golden.layout.GEOMETRY_FIELDS`), each
+    as wide as its largest value over the configuration's images
+    (:func:`proxima.golden.layout.geometry_bounds`)."""
+    b = geometry_bounds(cfg)
+    return data.StructLayout({f: range(getattr(b, f) + 1) for f in GEOMETRY_FIELDS})
+
+
+def geometry_init(g: Layout | Geometry) -> dict:
+    """Register values of an image geometry (``Layout.registers()``), as a dict for the
+    ``init`` of a :func:`geometry_layout` port or ``View.eq``."""
+    regs = g.registers() if isinstance(g, Layout) else g
+    return regs._asdict()
+
+
+def geometry_word(cfg: ProximaConfig, g: Layout | Geometry) -> int:
+    """The :func:`geometry_layout` port's bits as one integer (a Verilog top's ``geom``
+    input; field order and widths as the layout)."""
+    return geometry_layout(cfg).const(geometry_init(g)).as_value().value
+
+
+def _div_fpp(cfg: ProximaConfig, j, g):
+    """``(j // fpp, j % fpp)``: constant division, or the reciprocal rule for a register."""
+    fpp = g.frames_per_page
+    if isinstance(fpp, int):
+        return divmod_const(j, fpp)
+    q = ((j * g.fpp_recip) >> recip_shift(cfg))[:slot_bits(cfg)]
+    return q, (j - q * fpp)[:bits_for(cfg.nand.page_bytes)]
+
+
+def frame_location(cfg: ProximaConfig, g, v):
     """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression)."""
-    j, core = divmod_const(v, lay.cfg.nand.cores)
-    pg, slot = divmod_const(j, lay.frames_per_page)
-    return core, lay.hot_pages + pg, slot * lay.stride
+    j, core = divmod_const(v, cfg.nand.cores)
+    pg, slot = _div_fpp(cfg, j, g)
+    return core, g.hot_pages + pg, slot * g.stride
 
 
-def hot_chunk_location(lay: Layout, v, a, copy=0):
+def hot_chunk_location(cfg: ProximaConfig, g, v, a, copy=0):
     """``(core, page, byte offset)`` of access chunk ``a`` of hot copy ``copy`` of the hot
     frame of ``v`` (copy 0: the original mapping; ``layout.hot_copies`` in golden/layout.py)."""
-    local, core = divmod_const(v * lay.hot_accesses + a, lay.cfg.nand.cores)
-    pg, acc = divmod_const(local, lay.accesses_per_page)
-    if lay.hot_copies > 1 and not (isinstance(copy, int) and copy == 0):
-        core = divmod_const(core + copy * lay.copy_shift, lay.cfg.nand.cores)[1]
-        pg = pg + copy * lay.hot_copy_pages
-    return core, pg, acc * lay.access
+    cores, X = cfg.nand.cores, cfg.layout.hot_copies
+    local, core = divmod_const(v * g.hot_accesses + a, cores)
+    pg, acc = divmod_const(local, cfg.nand.accesses_per_page)
+    if X > 1 and not (isinstance(copy, int) and copy == 0):
+        core = divmod_const(core + copy * (cores // X), cores)[1]
+        pg = pg + copy * g.hot_copy_pages
+    return core, pg, acc * cfg.nand.access_bytes
 
 
-def raw_location(lay: Layout, v):
-    """``(global core, page, byte offset)`` of the raw vector of ``v``."""
-    cfg = lay.cfg
+def raw_location(cfg: ProximaConfig, v):
+    """``(global core, page, byte offset)`` of the raw vector of ``v`` (the raw-vector
+    geometry is the configuration's: no register)."""
+    lay = Layout(cfg, 1, 0, 0)
     j, core = divmod_const(v, cfg.nand.raw_vector_cores)
     pg, slot = divmod_const(j, lay.raw_per_page)
     return cfg.nand.cores + core, pg, slot * lay.raw_stride
 
 
 class NandAddressMapper(wiring.Component):
-    """Search events -> controller requests (core round-robin mapping of one layout).
+    """Search events -> controller requests (core round-robin mapping of the image geometry).
 
+    ``geom``   ``In(geometry_layout(cfg))``: the image's geometry registers
+               (:meth:`proxima.golden.layout.Layout.registers`; reset value: ``layout``'s);
+               change them only while no event is held.
     ``ev``     ``In(stream{tag, kind: 2, v: id_bits})``: ``kind`` is :data:`EVENT_CODES`
                (0 ``frame``, 1 ``code``, 2 ``raw``).
     ``req``    ``Out(stream(NandController.req_layout))``: the event's accesses in the order
@@ -350,8 +392,9 @@ class NandAddressMapper(wiring.Component):
     (``req.valid`` and the payload come from registers and a fixed function of them);
     ``ev.ready = ~held | (req.ready & last access)``, so back-to-back events stream at one
     access per cycle.  Events with no access (a ``code`` event after a hot frame) or bad ones
-    are taken in one cycle.  The divisions by ``nand.cores``, ``raw_vector_cores``, frames /
-    vectors per page are bit slices for powers of two and constant dividers otherwise.
+    are taken in one cycle.  The divisions by ``nand.cores``, ``raw_vector_cores``, vectors
+    per page are bit slices for powers of two and constant dividers otherwise; frames per
+    page is a register (the reciprocal rule of :mod:`proxima.golden.layout`).
     """
 
     def __init__(self, layout: Layout, params: CtlParams | None = None):
@@ -369,26 +412,28 @@ class NandAddressMapper(wiring.Component):
         self.ev_layout = data.StructLayout({"tag": p.tag_bits, "kind": 2, "v": cfg.id_bits})
         self.req_layout = data.StructLayout({"tag": p.tag_bits, "core": p.core_bits,
                                              "page": p.page_bits, "offset": p.offset_bits})
-        super().__init__({"ev": In(stream.Signature(self.ev_layout)),
+        self.geom_layout = geometry_layout(cfg)
+        super().__init__({"geom": In(self.geom_layout, init=geometry_init(layout)),
+                          "ev": In(stream.Signature(self.ev_layout)),
                           "req": Out(stream.Signature(self.req_layout)),
                           "error": Out(1), "core_busy": Out(p.cores)})
 
     @classmethod
     def from_config(cls, cfg: ProximaConfig) -> "NandAddressMapper":
         """Largest image of the configuration: ``N = max_vertices``, hot share
-        ``layout.hot_fraction``, slot width ``id_bits``."""
+        ``layout.hot_fraction``, slot width ``id_bits`` (the reset value of ``geom``)."""
         n = cfg.engine.max_vertices
         return cls(Layout(cfg, n, int(n * cfg.layout.hot_fraction), cfg.id_bits))
 
     def elaborate(self, platform):
         m = Module()
-        lay, p = self.layout, self.params
+        lay, p, g = self.layout, self.params, self.geom
         cfg = lay.cfg
-        A, K = lay.access, lay.hot_accesses
-        la = exact_log2(A)
-        counts = {"frame": lay.frame_access_count, "code": lay.code_access_count,
-                  "raw": lay.raw_access_count}
-        cmax = max(list(counts.values()) + [K])
+        bounds = geometry_bounds(cfg)
+        la = exact_log2(lay.access)
+        raw_count = lay.raw_access_count
+        cmax = max(bounds.frame_accesses, bounds.code_accesses, bounds.hot_accesses,
+                   raw_count)
 
         held = Signal()
         tag = Signal(p.tag_bits)
@@ -403,9 +448,9 @@ class NandAddressMapper(wiring.Component):
         core = Signal(p.core_bits)
         page = Signal(p.page_bits)
         off = Signal(p.offset_bits)
-        core_f, pg_f, off_f = frame_location(lay, v)
-        core_r, pg_r, off_r = raw_location(lay, v)
-        core_h, pg_h, off_h = hot_chunk_location(lay, v, a)
+        core_f, pg_f, off_f = frame_location(cfg, g, v)
+        core_r, pg_r, off_r = raw_location(cfg, v)
+        core_h, pg_h, off_h = hot_chunk_location(cfg, g, v, a)
         with m.Switch(kind):
             with m.Case(EVENT_CODES["frame"]):
                 with m.If(hot):
@@ -415,7 +460,7 @@ class NandAddressMapper(wiring.Component):
                                  off.eq(((off_f >> la) + a) << la)]
             with m.Case(EVENT_CODES["code"]):
                 m.d.comb += [core.eq(core_f), page.eq(pg_f),
-                             off.eq((((off_f + lay.code_offset) >> la) + a) << la)]
+                             off.eq((((off_f + g.code_offset) >> la) + a) << la)]
             with m.Default():
                 m.d.comb += [core.eq(core_r), page.eq(pg_r),
                              off.eq(((off_r >> la) + a) << la)]
@@ -436,14 +481,14 @@ class NandAddressMapper(wiring.Component):
             e_hot = Signal()
             n_acc = Signal(range(cmax + 1))
             bad = Signal()
-            m.d.comb += [e_hot.eq(ev.v < lay.hot), bad.eq((ev.v >= lay.n) | (ev.kind == 3))]
+            m.d.comb += [e_hot.eq(ev.v < g.hot), bad.eq((ev.v >= g.n) | (ev.kind == 3))]
             with m.Switch(ev.kind):
                 with m.Case(EVENT_CODES["frame"]):
-                    m.d.comb += n_acc.eq(Mux(e_hot, K, counts["frame"]))
+                    m.d.comb += n_acc.eq(Mux(e_hot, g.hot_accesses, g.frame_accesses))
                 with m.Case(EVENT_CODES["code"]):
-                    m.d.comb += n_acc.eq(Mux(after_hot, 0, counts["code"]))
+                    m.d.comb += n_acc.eq(Mux(after_hot, 0, g.code_accesses))
                 with m.Case(EVENT_CODES["raw"]):
-                    m.d.comb += n_acc.eq(counts["raw"])
+                    m.d.comb += n_acc.eq(raw_count)
             with m.If(bad):
                 m.d.sync += self.error.eq(1)
             with m.Else():

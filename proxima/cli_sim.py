@@ -12,7 +12,8 @@ distances, counters and NAND access sequence against the golden model and prints
 (:meth:`~proxima.sim.accel_run.AccelRun.report`) recall (with ``--gt``), cycles per query,
 QPS at ``engine.clock_mhz``, NAND core utilisation and the simulation speed.  The
 Verilator build is cached by configuration under ``build/sim-cache/`` (a second run with
-the same geometry, configuration and queues starts at once).  Exit status 1 when any query
+the same configuration and queues starts at once, whatever the image's geometry: the harness
+writes it into the geometry registers at run time).  Exit status 1 when any query
 disagrees with the golden model.
 """
 

@@ -4,12 +4,12 @@ one with the golden model and sum up: the driver of ``proxima sim``, ``proxima d
 
 :func:`simulate_accel` computes the golden expectations (``golden.search_batch``, traced)
 and runs the :class:`~proxima.hdl.accel.Accelerator` for the image (``external_store=True``:
-the image's bytes are served on the store port, so one build serves every image of the same
-geometry) on one of two engines:
+the image's bytes are served on the store port) on one of two engines:
 
 * ``"harness"`` (the default): the C++ Verilator harness :mod:`proxima.sim.harness` (no
-  Python in the simulation loop; the codebook is written through ``cb_wr`` at run time, so
-  the build does not depend on it either); its outputs (monitor, result and stats beats,
+  Python in the simulation loop; the codebook is written through ``cb_wr`` and the image's
+  geometry registers are set at run time, and the design's store spans the configuration's
+  ``nand.pages_per_core``, so one build serves every image of the configuration); its outputs (monitor, result and stats beats,
   global counters) are checked afterwards, in cycle order, by the bench's
   :class:`~proxima.sim.tb.tb_accel.TagBoard` (non-strict: mismatches are counted) and its
   global checks;
@@ -17,7 +17,8 @@ geometry) on one of two engines:
   the codebook given at elaboration), with every cycle through Python: about 30 times
   slower, but it can write a waveform (``wave=``) and run under Icarus.
 
-Both builds are cached by configuration (``build/sim-cache``).  The result is an
+Both builds are cached (``build/sim-cache``): the harness's by configuration, queue count
+and stall seed; the cocotb bench's also by the image's geometry and codebook.  The result is an
 :class:`AccelRun`: the per-query records, the mismatches, the global counters, the cycles
 and the wall-clock time of the simulation; :meth:`AccelRun.report` is the summary that
 ``proxima sim`` and ``proxima demo`` print.
@@ -251,23 +252,28 @@ def _mark_used(obj, seen=None) -> None:
 
 
 def harness_accel_for(img, cfg, queues: int, stall_seed: int = 0):
-    """``(accelerator, cache key)`` for the C++ harness: as :func:`accel_for` but without the
-    codebook (the harness writes it through ``cb_wr``), so the build serves every image of
-    the same geometry."""
+    """``(accelerator, cache key)`` for the C++ harness: capacities only
+    (:meth:`Accelerator.from_config <proxima.hdl.accel.Accelerator.from_config>` with a
+    store of ``nand.pages_per_core`` pages per core, which the harness maps onto the image's
+    smaller store file), no codebook (written through ``cb_wr``) and the image's geometry
+    as run-time registers: one build serves every image of the configuration.  ``img``
+    (may be None) is checked to fit (:class:`~proxima.hdl.accel.AccelError` otherwise)."""
     import warnings
 
     from amaranth.hdl import UnusedElaboratable
 
     from proxima.hdl.accel import Accelerator
 
-    layout = search_layout(img, cfg)
+    pages = cfg.nand.pages_per_core
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        dut = Accelerator(cfg, layout, queues=queues, resp_stall_seed=stall_seed,
-                          external_store=True)
+        dut = Accelerator.from_config(cfg, queues=queues, resp_stall_seed=stall_seed,
+                                      external_store=True, pages=pages)
     _mark_used(dut)
+    if img is not None:
+        dut.check_geometry(search_layout(img, cfg))
     key = {"bench": "harness", "cfg": cfg.to_json(), "queues": int(queues),
-           "stall": int(stall_seed), "layout": [layout.n, layout.hot, layout.gap_width]}
+           "stall": int(stall_seed), "pages": pages}
     return dut, key
 
 
@@ -319,6 +325,7 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
 def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready,
                       workdir, progress, max_inflight, options, seed) -> AccelRun:
     from proxima.hdl.accel import Accelerator
+    from proxima.hdl.nandctl import geometry_word
     from proxima.hdl.pq import pack_codebook
     from proxima.sim import harness as hs
     from proxima.sim.tb import bench
@@ -344,7 +351,10 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
         hs.write_inputs(work, store=Accelerator.store_image(img), query_beats=qbeats,
                         query_bits=dut.query_layout.size, dim=cfg.vec.dim, cb_beats=cbeats,
                         cb_bits=cbl.size, beat_bits=len(dut.store_data),
-                        entry=data["entry"], entry_code=data["entry_code"], p_valid=p_valid,
+                        entry=data["entry"], entry_code=data["entry_code"],
+                        geom=geometry_word(cfg, layout),
+                        core_words=dut.pages * cfg.nand.page_bytes // (dut.path_bits // 8),
+                        p_valid=p_valid,
                         p_ready=p_ready, seed=seed, max_inflight=max_inflight,
                         max_cycles=100_000 + 60_000 * len(queries))
         summary = hs.run_harness(exe, work, progress)

@@ -7,7 +7,8 @@ query; a corrupt frame on one query's path sets that query's error flag and no o
 ``proxima sim`` on the image reuses the build.
 
 One harness build (tiny preset, 2 contexts, at the quick ``FAST_OPTIONS``) serves every
-test: the store and the codebook are files read by the harness at run time.
+test: the store and the codebook are files read by the harness at run time, the geometry
+registers are set at run time (a second image of another geometry runs on the same build).
 """
 
 from __future__ import annotations
@@ -136,3 +137,20 @@ def test_proxima_sim_cli_harness(setup, built, capsys):
     assert f"{N_CLI}/{N_CLI} queries match" in out and "build: cached" in out
     assert "engine harness" in out and "recall@1=" in out and "cycles/s" in out
     assert f"cycles: {built.cycles} for {N_CLI} queries" in out, (built.report(), out)
+
+
+def test_harness_second_geometry_on_the_same_build(setup, built, tmp_path_factory):
+    """An image of another geometry (N, hot count, slot width and so the code offset, hot
+    pages, ...) runs on the same cached build: its geometry registers are written at run
+    time and its smaller store file is mapped onto the design's store."""
+    img, cfg, sets, work = setup
+    img2 = _image(tmp_path_factory, preset("tiny"), 700, 5, seed=6, path=work / "g2.pxi")
+    la, lb = img.layout, img2.layout
+    assert la.n != lb.n and la.hot != lb.hot and la.gap_width != lb.gap_width
+    q = clustered_u8(4, cfg.vec.dim, seed=12)
+    from proxima.sim.accel_run import simulate_accel
+    from proxima.sim.harness import FAST_OPTIONS
+    run = simulate_accel(img2, q, cfg=cfg, queues=QUEUES, stall_seed=STALL_SEED,
+                         harness=FAST_OPTIONS, workdir=work, p_valid=0.8, p_ready=0.7)
+    assert run.build_cached
+    assert run.n == 4 and not run.mismatches and run.errors == 0

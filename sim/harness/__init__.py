@@ -1,7 +1,7 @@
 """The Accelerator's C++ Verilator harness (``sim/harness/accel_main.cpp``): build, inputs,
 run, outputs.  No Python runs in the simulation loop: the harness serves the NAND store
-port from the image's bytes (a file read at start, so one build serves every image of the
-same geometry), writes the codebook through ``cb_wr``, streams the queries with random
+port from the image's bytes (a file read at start) and writes the image's geometry
+registers (so one build serves every image that fits the design's capacities), writes the codebook through ``cb_wr``, streams the queries with random
 gaps, takes results and statistics with random back-pressure and records the NAND request
 monitor; Python writes the inputs and checks the outputs (:mod:`proxima.sim.accel_run`).
 
@@ -263,13 +263,21 @@ def _beat_words(values: list[int], w: int) -> np.ndarray:
 
 def write_inputs(run: Path, *, store: np.ndarray, query_beats: list[int], query_bits: int,
                  dim: int, cb_beats: list[int], cb_bits: int, beat_bits: int, entry: int,
-                 entry_code: int, p_valid: float = 1.0, p_ready: float = 1.0, seed: int = 1,
+                 entry_code: int, geom: int, core_words: int,
+                 p_valid: float = 1.0, p_ready: float = 1.0, seed: int = 1,
                  max_inflight: int | None = None, max_cycles: int,
                  progress_every: int = 4096) -> None:
     """The run folder's inputs (the header comment of ``accel_main.cpp``): ``store`` the
-    store's bytes (``Accelerator.store_image``), ``query_beats`` / ``cb_beats`` packed
-    payloads of ``query_bits`` / ``cb_bits`` bits."""
+    store's bytes (``Accelerator.store_image``: ``(cores, bytes per core)``), ``query_beats``
+    / ``cb_beats`` packed payloads of ``query_bits`` / ``cb_bits`` bits, ``geom`` the
+    geometry registers (:func:`proxima.hdl.nandctl.geometry_word`), ``core_words`` the
+    design's store words per core (``Accelerator.pages * P / (beat_bits / 8)``)."""
     run = Path(run)
+    store = np.asarray(store, dtype=np.uint8)
+    file_core_words = store.shape[-1] // (beat_bits // 8) if store.ndim == 2 else core_words
+    if file_core_words > core_words:
+        raise ValueError(f"the image's store ({file_core_words} words per core) exceeds the "
+                         f"design's ({core_words})")
     run.mkdir(parents=True, exist_ok=True)
     if len(query_beats) % dim:
         raise ValueError("query beats are not a whole number of queries")
@@ -281,7 +289,8 @@ def write_inputs(run: Path, *, store: np.ndarray, query_beats: list[int], query_
               "p_valid": repr(float(p_valid)), "p_ready": repr(float(p_ready)),
               "seed": int(seed) & ((1 << 64) - 1), "max_inflight": int(max_inflight or 0),
               "max_cycles": int(max_cycles), "progress_every": int(progress_every),
-              "entry": _hex(entry), "entry_code": _hex(entry_code)}
+              "entry": _hex(entry), "entry_code": _hex(entry_code), "geom": _hex(geom),
+              "core_words": int(core_words), "file_core_words": int(file_core_words)}
     (run / "params.txt").write_text("".join(f"{k} {v}\n" for k, v in params.items()))
 
 

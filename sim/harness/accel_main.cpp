@@ -6,9 +6,14 @@
 // The run folder holds (written by proxima.sim.harness.write_inputs):
 //   params.txt   "key value" lines: dim, queries, w_query, w_cb, cb_beats, beat_bytes,
 //                p_valid, p_ready (probabilities, >= 1: never stall), seed, max_inflight
-//                (0: no limit), max_cycles, progress_every, entry, entry_code (hex);
-//   store.bin    the store's bytes (Accelerator.store_image): word a = bytes
-//                [a * beat_bytes, (a + 1) * beat_bytes), little-endian;
+//                (0: no limit), max_cycles, progress_every, entry, entry_code, geom (hex:
+//                the geometry registers, hdl.nandctl.geometry_word), core_words (the
+//                design's store words per core), file_core_words (store.bin's);
+//   store.bin    the store's bytes (Accelerator.store_image): file_core_words words per
+//                core, word i = bytes [i * beat_bytes, (i + 1) * beat_bytes), little-endian;
+//                design address a = core * core_words + w reads file word
+//                core * file_core_words + w, zeros where w >= file_core_words (the image is
+//                smaller than the design's store: one build serves every image that fits);
 //   cb.bin       cb_beats codebook write beats, w_cb uint32 words each (little-endian);
 //   query.bin    queries * dim query beats ({tag, data}), w_query uint32 words each.
 // It writes:
@@ -191,6 +196,11 @@ int main(int argc, char** argv) {
     if (qb.size() != n_queries * dim * w_query) die("query.bin does not hold queries * dim beats");
     const uint64_t n_beats = n_queries * dim;
     const uint64_t store_words = store.size() / beat_bytes;
+    const uint64_t core_words = std::stoull(num("core_words"));
+    const uint64_t file_core_words = std::stoull(num("file_core_words"));
+    if (core_words == 0 || file_core_words == 0 || file_core_words > core_words)
+        die("params.txt: bad core_words / file_core_words");
+    const std::vector<uint8_t> zero_word(std::size_t(beat_bytes), 0);
 
     auto ctx = std::make_unique<VerilatedContext>();
     ctx->commandArgs(argc, argv);
@@ -204,6 +214,8 @@ int main(int argc, char** argv) {
         auto e = hex_words(num("entry")), ec = hex_words(num("entry_code"));
         put(top->entry, e.data(), int(e.size()));
         put(top->entry_code, ec.data(), int(ec.size()));
+        auto g = hex_words(num("geom"));
+        put(top->geom, g.data(), int(g.size()));
     }
     top->query___05Fvalid = 0;
     top->cb_wr___05Fvalid = 0;
@@ -211,21 +223,24 @@ int main(int argc, char** argv) {
     top->stats___05Fready = 0;
     top->soft_reset = 0;
     top->clk = 0;
-    uint64_t store_next = 0;  // the word shown on store_data
+    const uint64_t NO_WORD = ~uint64_t(0);
+    uint64_t store_next = 0;  // the word shown on store_data (NO_WORD: zeros)
     bool store_pending = false;
     put_bytes(top->store_data, store.data(), 0);
 
     auto serve_store = [&]() {  // after an edge: the word addressed before it
         if (store_pending) {
-            put_bytes(top->store_data, store.data() + store_next * beat_bytes, beat_bytes);
+            put_bytes(top->store_data, store_next == NO_WORD ? zero_word.data()
+                      : store.data() + store_next * beat_bytes, beat_bytes);
             store_pending = false;
         }
     };
     auto sample_store = [&]() {
         if (top->store_en) {
-            uint64_t a = top->store_addr;
-            if (a >= store_words) a = 0;  // beyond the image: the store file is smaller
-            store_next = a;
+            const uint64_t a = top->store_addr;
+            const uint64_t core = a / core_words, w = a % core_words;
+            const uint64_t f = core * file_core_words + w;
+            store_next = (w < file_core_words && f < store_words) ? f : NO_WORD;
             store_pending = true;
         }
     };

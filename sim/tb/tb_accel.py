@@ -94,6 +94,7 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
     store's bytes (:func:`write_store`) when ``accel`` has ``external_store``."""
     from proxima.golden.nandctl import CtlParams
     from proxima.golden.search_batch import search_batch
+    from proxima.hdl.nandctl import geometry_word
 
     cfg = cfg or layout.cfg
     if refs is None:
@@ -105,6 +106,7 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
         raise ValueError("the accelerator's store port is external: give store_file")
     return {
         "entry": int(index.entry), "dim": cfg.vec.dim, "k": cfg.search.k,
+        "geom": geometry_word(cfg, layout),
         "entry_code": int.from_bytes(bytes(np.asarray(index.codes[index.entry], np.uint8)),
                               "little"),
         "store_file": None if store_file is None else str(store_file),
@@ -381,7 +383,8 @@ def _globals(dut, cores: int) -> dict:
 
 async def _reset(dut, d: dict) -> list[int] | None:
     """Clock, reset, inputs idle; returns the store words when the bench serves the store."""
-    signals = {"entry": d["entry"], "entry_code": d["entry_code"], "soft_reset": 0}
+    signals = {"entry": d["entry"], "entry_code": d["entry_code"], "geom": d["geom"],
+               "soft_reset": 0}
     words = None
     if d.get("store_file"):
         words = _store_words(d["store_file"], d["beat_bytes"])

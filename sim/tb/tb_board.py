@@ -163,6 +163,18 @@ async def board_queries(dut):
         log.info("identify: %s", info)
         nbytes = b.load(img)
         log.info("loaded %d bytes", nbytes)
+        if p.get("refuse_geometry"):
+            # a geometry that does not fit the store: ERR_GEOMETRY, the registers unchanged
+            # (the queries below run on the loaded image's)
+            from proxima.golden.layout import Layout
+            cfg, lay = img.layout.cfg, img.layout
+            big = Layout(cfg, cfg.engine.max_vertices, 0, lay.gap_width)
+            assert not L.geometry_fits(cfg, info["store_pages"], 0, big.registers())
+            try:
+                b.command(L.T_SET_GEOMETRY, L.geometry_payload(big, 0))
+                raise AssertionError("a geometry beyond the store was accepted")
+            except BoardError as e:
+                assert "geometry" in str(e), e
         arrived = []
         res = b.search_many(list(queries), on_result=arrived.append)
         ctr = b.counters()
@@ -187,7 +199,8 @@ async def board_queries(dut):
     info, res, ctr, res_order, again = await bridge(host)()
     bad = check_results(img, queries, res) + check_results(img, queries[-1:], [again])
     assert not bad, "\n".join(bad[:10])
-    assert ctr["completed"] == len(queries) and ctr["errors"] == 0, ctr
+    refused = 1 if p.get("refuse_geometry") else 0  # the ERR_GEOMETRY reply
+    assert ctr["completed"] == len(queries) and ctr["errors"] == refused, ctr
     assert not ctr["busy"] and not ctr["engine_error"], ctr
     ctxs = [r["context"] for r in res]
     if len(queries) >= 2 * info["queues"]:  # several in flight: every context served some

@@ -31,6 +31,7 @@ def engine_transactions(img, queries, cfg, layout, engine) -> dict:
     from proxima.golden.layout import EVENT_KINDS, reads_for_events
     from proxima.golden.search import search
     from proxima.hdl.engine import COUNTER_NAMES
+    from proxima.hdl.nandctl import geometry_word
 
     cores = [bytes(img.frames[c]).hex() for c in range(img.frames.shape[0])]
     cores += [bytes(img.raw[c]).hex() for c in range(img.raw.shape[0])]
@@ -47,6 +48,7 @@ def engine_transactions(img, queries, cfg, layout, engine) -> dict:
     return {
         "cores": cores, "access": cfg.nand.access_bytes, "page": cfg.nand.page_bytes,
         "beat_bits": engine.beat_bits, "entry": int(img.index.entry),
+        "geom": geometry_word(cfg, layout),
         "req": bench.fields(engine.req_layout), "result": bench.fields(engine.result_layout),
         "queries": [[int(x) for x in q] for q in queries], "expect": exp,
     }
@@ -109,7 +111,7 @@ async def engine_queries(dut):
     latency = int(p.get("latency", 1))
     rnd = random.Random(cocotb.RANDOM_SEED)
     await bench.reset(dut, inputs=["query", "cb_wr", "mem_resp"], outputs=["mem_req", "result"],
-                      signals={"entry": d["entry"]})
+                      signals={"entry": d["entry"], "geom": d["geom"]})
 
     for qi, (q, e) in enumerate(zip(d["queries"], d["expect"])):
         await bench.run(dut, [bench.Source(dut, "query", q)], max_cycles=100 * len(q) + 100)

@@ -30,12 +30,11 @@ from tests.golden.conftest import clustered_u8, knn_plus_random_graph
 DIVISOR = 4  # clock cycles per UART bit in simulation
 
 
-def _write_tiny(tmp_path_factory, cfg, name):
-    n = 200
-    x = clustered_u8(n, cfg.vec.dim, seed=5)
-    nb = knn_plus_random_graph(x, cfg.graph.R, seed=5)
-    book = train_codebook(cfg, x, seed=5)
-    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=np.arange(n) < 8)
+def _write_tiny(tmp_path_factory, cfg, name, n=200, n_hot=8, seed=5):
+    x = clustered_u8(n, cfg.vec.dim, seed=seed)
+    nb = knn_plus_random_graph(x, cfg.graph.R, seed=seed)
+    book = train_codebook(cfg, x, seed=seed)
+    index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=np.arange(n) < n_hot)
     path = tmp_path_factory.mktemp("board") / name
     write_image(path, index)
     return path, read_image(path)
@@ -72,6 +71,26 @@ def test_board_queries(tiny_image, tmp_path):
     np.save(qpath, q)
     run_cocotb(lambda: _board(img), "board", "proxima.sim.tb.tb_board", cfg=img.layout.cfg,
                parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath)},
+               build_name="board_tiny", testcase="board_queries")
+
+
+@pytest.mark.rtl
+def test_board_queries_other_geometry(tiny_image, tmp_path_factory, tmp_path):
+    """The bitstream of ``test_board_queries`` (its nominal image's layout; the same cached
+    build) serves an image of another geometry (N, hot count, slot width): SET_GEOMETRY
+    writes its registers and every query equals golden.  A geometry beyond the store is
+    refused with ERR_GEOMETRY and changes nothing."""
+    _, nominal = tiny_image
+    path, img = _write_tiny(tmp_path_factory, preset("tiny"), "other.pxi", n=60, n_hot=3,
+                            seed=8)
+    la, lb = nominal.layout, img.layout
+    assert la.n != lb.n and la.hot != lb.hot and la.gap_width != lb.gap_width
+    q = clustered_u8(8, lb.cfg.vec.dim, seed=79).astype(np.uint8)
+    qpath = tmp_path / "queries.npy"
+    np.save(qpath, q)
+    run_cocotb(lambda: _board(nominal), "board", "proxima.sim.tb.tb_board", cfg=lb.cfg,
+               parameters={"divisor": DIVISOR, "image": str(path), "queries": str(qpath),
+                           "refuse_geometry": 1},
                build_name="board_tiny", testcase="board_queries")
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import crc
 from amaranth.sim import Simulator
 
+from proxima.config import preset
 from proxima.golden import link as L
 from proxima.hdl.link.framing import FrameReceiver, FrameSender
 from proxima.hdl.link.uart import UARTError, UARTRx, UARTTx, uart_divisor
@@ -269,8 +272,36 @@ def test_result_record_roundtrip():
         L.decode_result(rec[:-1], k)
 
 
-def test_set_geometry_carries_the_entry_code():
+def test_set_geometry_carries_the_registers_and_the_entry_code():
+    from proxima.golden.layout import GEOMETRY_FIELDS, Layout
     kw = dict(beat_bytes=8, dim=16, dsub=2, code_bytes=4)
-    assert L.length_ok(L.T_SET_GEOMETRY, 20, **kw)
-    assert not L.length_ok(L.T_SET_GEOMETRY, 16, **kw)
-    assert "queues" in dict(L.IDENT_FIELDS) and L.PROTOCOL_VERSION == 2
+    n = 4 + 4 * len(GEOMETRY_FIELDS) + 4
+    assert L.length_ok(L.T_SET_GEOMETRY, n, **kw)
+    assert not L.length_ok(L.T_SET_GEOMETRY, 20, **kw)
+    assert "queues" in dict(L.IDENT_FIELDS) and L.PROTOCOL_VERSION == 3
+    lay = Layout(preset("tiny"), 300, 12, 9)
+    pl = L.geometry_payload(lay, 7, b"\x01\x02")
+    assert len(pl) == L.geometry_payload_bytes(lay.cfg.pq_code_bytes)
+    assert L.parse_geometry_payload(pl) == (7, lay.registers())
+    assert pl.endswith(b"\x01\x02\0\0")
+
+
+def test_geometry_fits_the_store():
+    """geometry_fits (the board's SET_GEOMETRY check): every image whose pages fit is
+    accepted, larger ones, registers out of range or zero, and bad entries refused."""
+    from proxima.golden.layout import Layout
+    cfg = preset("tiny")
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, cfg.engine.max_vertices + 1))
+        lay = Layout(cfg, n, int(rng.integers(0, min(n, 3000) + 1)),
+                     int(rng.integers(0, cfg.id_bits + 1)))
+        need = max(lay.index_pages_per_core, lay.raw_pages_per_core)
+        for pages in (need - 1, need, 2 * need):
+            assert L.geometry_fits(cfg, pages, n - 1, lay.registers()) == (pages >= need), \
+                (lay, pages)
+    g = Layout(cfg, 300, 12, 9).registers()
+    assert not L.geometry_fits(cfg, 8, 300, g)  # entry >= n
+    assert not L.geometry_fits(cfg, 8, 0, g._replace(frames_per_page=0))
+    assert not L.geometry_fits(cfg, 8, 0, g._replace(gap_width=cfg.id_bits + 1))
+    assert not L.geometry_fits(cfg, 8, 0, g._replace(hot=301))

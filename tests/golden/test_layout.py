@@ -347,7 +347,7 @@ def test_rtl_hot_chunk_location_follows_the_copies():
     m = Module()
     v, a, c = Signal(16), Signal(8), Signal(4)
     outs = [Signal(16) for _ in range(3)]
-    m.d.comb += [o.eq(e) for o, e in zip(outs, hot_chunk_location(lay, v, a, c))]
+    m.d.comb += [o.eq(e) for o, e in zip(outs, hot_chunk_location(lay.cfg, lay, v, a, c))]
     got, want = [], []
 
     async def tb(ctx):
@@ -364,3 +364,110 @@ def test_rtl_hot_chunk_location_follows_the_copies():
     sim.add_testbench(tb)
     sim.run()
     assert got == want
+
+
+# ---- run-time geometry registers ---------------------------------------------------------
+def _reachable_fpps(cfg):
+    """Frames per page of every slot width the configuration allows."""
+    out = set()
+    for w in range(cfg.id_bits + 1):
+        try:
+            out.add(Layout(cfg, 1, 0, w).frames_per_page)
+        except LayoutError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "paper"])
+def test_reciprocal_division_is_exact_over_the_capacity(name):
+    """``j // fpp == (j * fpp_recip) >> s`` for every slot ``j`` of the configuration and
+    every ``fpp`` (all of 1..P for tiny and default, every reachable one for paper), and
+    ``Layout.registers()`` carries that reciprocal."""
+    from proxima.golden.layout import div_by_reciprocal, fpp_reciprocal, slot_bits
+    cfg = preset(name)
+    j = np.arange(1 << slot_bits(cfg), dtype=np.int64)
+    fpps = range(1, cfg.nand.page_bytes + 1) if name != "paper" else sorted(_reachable_fpps(cfg))
+    for fpp in fpps:
+        r = fpp_reciprocal(cfg, fpp)
+        if name == "paper":  # products beyond int64: Python integers on a sample + the ends
+            js = list(range(0, 1 << 12)) + list(range((1 << slot_bits(cfg)) - 4096,
+                                                     1 << slot_bits(cfg)))
+            assert all(div_by_reciprocal(cfg, x, r) == x // fpp for x in js), fpp
+        else:
+            assert np.array_equal(div_by_reciprocal(cfg, j, r), j // fpp), fpp
+    lay = Layout(cfg, 1000, 10, 7)
+    assert lay.registers().fpp_recip == fpp_reciprocal(cfg, lay.frames_per_page)
+    with pytest.raises(LayoutError, match="frames per page"):
+        fpp_reciprocal(cfg, 0)
+
+
+def test_geometry_registers_and_bounds():
+    """The register record is the layout's own numbers; the bounds hold every image's."""
+    from proxima.golden.layout import GEOMETRY_FIELDS, geometry_bounds
+    cfg = preset("tiny")
+    b = geometry_bounds(cfg)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, cfg.engine.max_vertices + 1))
+        lay = Layout(cfg, n, int(rng.integers(0, n + 1)), int(rng.integers(0, cfg.id_bits + 1)))
+        g = lay.registers()
+        assert (g.n, g.hot, g.gap_width, g.hot_accesses, g.hot_pages, g.code_offset, g.stride,
+                g.frames_per_page, g.frame_accesses, g.code_accesses) == (
+            lay.n, lay.hot, lay.gap_width, lay.hot_accesses, lay.hot_pages, lay.code_offset,
+            lay.stride, lay.frames_per_page, lay.frame_access_count, lay.code_access_count)
+        assert all(getattr(g, f) <= getattr(b, f) for f in GEOMETRY_FIELDS)
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"nand": {"access_bytes": 8, "cores": 3, "raw_vector_cores": 3}, "pq": {"M": 8}},
+    {"layout": {"hot_copies": 2}, "nand": {"cores": 6}},
+])
+def test_rtl_locations_from_registers_match_layout(changes):
+    """hdl/nandctl.frame_location / hot_chunk_location / raw_location with the geometry as
+    run-time registers (one elaboration) equal Layout's addresses over random geometries
+    and vertices (power-of-two and other frames per page, hot copies)."""
+    from amaranth import Module, Signal
+    from amaranth.lib import data
+    from amaranth.sim import Simulator
+
+    from proxima.hdl.nandctl import (frame_location, geometry_init, geometry_layout,
+                                     hot_chunk_location, raw_location)
+
+    cfg = TINY.with_(**changes)
+    X = cfg.layout.hot_copies
+    m = Module()
+    g = data.View(geometry_layout(cfg), Signal(geometry_layout(cfg)))
+    v, a, c = Signal(cfg.id_bits), Signal(8), Signal(4)
+    exprs = (list(frame_location(cfg, g, v)) + list(hot_chunk_location(cfg, g, v, a, c))
+             + list(raw_location(cfg, v)))
+    outs = [Signal(32) for _ in exprs]
+    m.d.comb += [o.eq(e) for o, e in zip(outs, exprs)]
+    got, want = [], []
+    rng = np.random.default_rng(5)
+    fpps = set()
+
+    async def tb(ctx):
+        for _ in range(12):
+            n = int(rng.integers(1, 20_000))
+            hot = int(rng.integers(0, min(n, 500) + 1))
+            lay = Layout(cfg, n, hot, int(rng.integers(0, cfg.id_bits + 1)))
+            fpps.add(lay.frames_per_page)
+            ctx.set(g, geometry_init(lay))
+            for _ in range(40):
+                vv = int(rng.integers(0, hot if hot and rng.random() < 0.5 else n))
+                cc = int(rng.integers(0, X))
+                aa = int(rng.integers(0, lay.hot_accesses))
+                ctx.set(v, vv)
+                ctx.set(a, aa)
+                ctx.set(c, cc)
+                got.append(tuple(ctx.get(o) for o in outs))
+                h = lay.hot_chunk_address(vv, aa, cc) if vv < hot else None
+                want.append(lay.frame_address(vv) + (h or tuple(got[-1][3:6]))
+                            + lay.raw_address(vv))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want
+    assert len(fpps) > 1

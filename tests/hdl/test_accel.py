@@ -251,3 +251,105 @@ def test_reorder_buffer_restores_issue_order(lanes):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+# ---- run-time geometry: one elaboration, images of different geometry ----------------------
+def run_images(dut, phases, *, p_query=0.7, p_ready=0.6, seed=0, max_cycles=400_000):
+    """Run each ``(img, queries)`` phase on one elaborated ``dut`` (``external_store=True``):
+    the testbench serves the store port from the phase's image and writes the phase's
+    geometry registers, entry and entry code while the accelerator is idle.  Returns
+    ``out[tag]`` as :func:`run_accel` (phase ``p`` uses tags ``100 * (p + 1) + i``)."""
+    from proxima.golden.nandctl import store_words
+    from proxima.hdl.nandctl import geometry_init
+
+    rnd = random.Random(seed)
+    out = {}
+    dim = dut.cfg.vec.dim
+
+    async def bench(ctx):
+        for ph, (img, queries) in enumerate(phases):
+            dut.check_geometry(img.layout)
+            words = store_words(dut.ctl.params, Accelerator.store_image(img, pages=dut.pages))
+            assert ctx.get(dut.idle)
+            ctx.set(dut.geom, geometry_init(img.layout))
+            ctx.set(dut.entry, int(img.index.entry))
+            ctx.set(dut.entry_code, int.from_bytes(bytes(img.index.codes[img.index.entry]),
+                                                   "little"))
+            batch = [(100 * (ph + 1) + i, q) for i, q in enumerate(queries)]
+            out.update({t: {"results": [], "stats": None, "reqs": []} for t, _ in batch})
+            qi, ei, n_stats = 0, 0, 0
+            for _ in range(max_cycles):
+                offer = qi < len(batch) and rnd.random() < p_query
+                ctx.set(dut.query.valid, offer)
+                if offer:
+                    ctx.set(dut.query.payload.tag, batch[qi][0])
+                    ctx.set(dut.query.payload.data, int(batch[qi][1][ei]))
+                ctx.set(dut.result.ready, rnd.random() < p_ready)
+                ctx.set(dut.stats.ready, rnd.random() < p_ready)
+                (_, _, qv, qr, rv, rr, rp, sv, sr, sp, mv, mt, mc, mpg, mo, mk, se, sa) = \
+                    await ctx.tick().sample(
+                        dut.query.valid, dut.query.ready, dut.result.valid, dut.result.ready,
+                        dut.result.payload, dut.stats.valid, dut.stats.ready,
+                        dut.stats.payload, dut.mon_valid, dut.mon_tag, dut.mon_core,
+                        dut.mon_page, dut.mon_offset, dut.mon_kind, dut.store_en,
+                        dut.store_addr)
+                if se:  # a synchronous read port: the word in the next cycle, then held
+                    ctx.set(dut.store_data, words[sa])
+                if qv and qr:
+                    ei += 1
+                    if ei == dim:
+                        qi, ei = qi + 1, 0
+                if rv and rr:
+                    out[rp.tag]["results"].append((rp.id, rp.dist, rp.last))
+                if mv:
+                    out[mt]["reqs"].append((mc, mpg, mo, EVENT_KINDS[mk]))
+                if sv and sr:
+                    out[sp.tag]["stats"] = {n: getattr(sp, n) for n in
+                                            ("context", "error", "converged") + COUNTER_NAMES
+                                            + READ_COUNTERS}
+                    n_stats += 1
+                    if n_stats == len(batch):
+                        break
+            else:
+                raise AssertionError("timeout")
+            ctx.set(dut.query.valid, 0)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("copies", [1, 2])
+def test_accel_one_elaboration_serves_two_geometries(tmp_path_factory, copies):
+    """One Accelerator, elaborated for the smaller image's layout (reset values) with a store
+    large enough for both: a second image with another N, hot count and slot width runs on it
+    once its geometry registers, entry and store are loaded, and every query of both equals
+    golden (ids, distances, counters, the NAND access sequence); with two hot copies too.
+    Images that do not fit are refused on the host side with a one-line error."""
+    cfg = preset("tiny").with_(layout={"hot_copies": copies})
+    img_a = _image(tmp_path_factory, cfg, seed=3)
+    # the codebook is the engine's init (written through cb_wr otherwise): shared here
+    img_b = _image(tmp_path_factory, cfg, n=1400, n_hot=70, seed=4, book=img_a.index.codebook)
+    la, lb = img_a.layout, img_b.layout
+    assert (la.n, la.hot) != (lb.n, lb.hot) and la.gap_width != lb.gap_width
+    assert la.registers() != lb.registers()
+    pages = Accelerator.store_pages(lb)
+    dut = Accelerator(cfg, la, queues=2, codebook=img_a.index.codebook, external_store=True,
+                      pages=pages)
+    qa = _queries(cfg, 2, seed=21)
+    qb = _queries(cfg, 2, seed=22)
+    out = run_images(dut, [(img_a, qa), (img_b, qb)], seed=copies)
+    for i, q in enumerate(qa):
+        check_query(img_a, q, out[100 + i])
+    for i, q in enumerate(qb):
+        check_query(img_b, q, out[200 + i])
+    if copies == 1:
+        with pytest.raises(AccelError, match="pages per core, the store holds"):
+            Accelerator(cfg, la, pages=1).check_geometry(lb)
+        with pytest.raises(AccelError, match="another configuration"):
+            dut.check_geometry(_image(tmp_path_factory, preset("tiny").with_(
+                search={"L": 8}), n=50, n_hot=2).layout)

@@ -31,12 +31,12 @@ N_VERTICES = 300
 N_HOT = 12
 
 
-def _image(tmp_path_factory, cfg, n=N_VERTICES, n_hot=N_HOT, *, seed=3, path=None):
+def _image(tmp_path_factory, cfg, n=N_VERTICES, n_hot=N_HOT, *, seed=3, path=None, book=None):
     """A clustered image of ``n`` vectors (``n_hot`` hot), written to ``path`` (default: a
-    new temporary folder) and read back."""
+    new temporary folder) and read back; ``book``: its PQ codebook (default: trained on it)."""
     x = clustered_u8(n, cfg.vec.dim, seed=seed)
     nb = knn_plus_random_graph(x, cfg.graph.R, seed=seed)
-    book = train_codebook(cfg, x, seed=seed)
+    book = train_codebook(cfg, x, seed=seed) if book is None else book
     hot = np.arange(n) < n_hot
     index = Index(cfg, x, nb, 0, book, encode(cfg, x, book), hot=hot)
     path = path or tmp_path_factory.mktemp("engine") / "tiny.pxi"

@@ -259,12 +259,16 @@ def _events(lay, count, rng, tag_bits):
     return ev
 
 
-def _run_mapper(dut, events, p_valid, p_ready, seed, bad_at=()):
-    from proxima.hdl.nandctl import EVENT_CODES
+def _run_mapper(dut, events, p_valid, p_ready, seed, bad_at=(), geom=None):
+    """``geom``: a Layout whose registers are written to ``dut.geom`` before the events."""
+    from proxima.hdl.nandctl import EVENT_CODES, geometry_init
     rnd = random.Random(seed)
     out, err, cyc = [], [], []
 
     async def bench(ctx):
+        if geom is not None:
+            ctx.set(dut.geom, geometry_init(geom))
+            await ctx.tick()
         nxt, offering, idle, t = 0, False, 0, 0
         while idle < 20:
             if not offering and nxt < len(events) and rnd.random() < p_valid:
@@ -316,6 +320,31 @@ def test_address_mapper_matches_layout_reads(name, changes, n, hot, W):
     if changes:
         assert lay.frames_per_page & (lay.frames_per_page - 1) and lay.frame_access_count > 1
         assert lay.hot_accesses > 1
+
+
+@pytest.mark.parametrize("name,changes", [
+    ("tiny", {"nand": {"access_bytes": 16}, "graph": {"R": 16}}),
+    ("default", {}),
+])
+def test_address_mapper_serves_other_geometries_at_run_time(name, changes):
+    """One mapper elaborated for the nominal (largest) image; the geometry registers of
+    smaller images with other hot counts and slot widths (frames per page a power of two or
+    not, by the reciprocal rule) give exactly golden's requests."""
+    from proxima.golden.layout import Layout
+    from proxima.golden.nandctl import requests_for_events
+    from proxima.hdl.nandctl import NandAddressMapper
+    cfg = preset(name).with_(**changes)
+    params = CtlParams.from_cfg(cfg)
+    dut = NandAddressMapper.from_config(cfg)
+    rng = np.random.default_rng(7)
+    fpps = set()
+    for n, hot, W in ((1500, 40, 3), (777, 0, 11), (4000, 333, cfg.id_bits - 2)):
+        lay = Layout(cfg, n, hot, W)
+        fpps.add(lay.frames_per_page)
+        events = _events(lay, 150, rng, params.tag_bits)
+        got, err = _run_mapper(dut, events, 0.9, 0.8, n, geom=lay)
+        assert got == requests_for_events(params, lay, events) and not err
+    assert len(fpps) > 1
 
 
 def test_address_mapper_full_rate_and_bad_events():
