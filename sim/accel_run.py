@@ -329,7 +329,7 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
     from proxima.hdl.pq import pack_codebook
     from proxima.sim import harness as hs
     from proxima.sim.tb import bench
-    from proxima.sim.tb.tb_accel import TagBoard, _check_globals, accel_transactions
+    from proxima.sim.tb.tb_accel import TagBoard, check_globals, accel_transactions
 
     layout = search_layout(img, cfg)
     dut, key = harness_accel_for(img, cfg, queues, stall_seed)
@@ -370,7 +370,7 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
         _replay(board, out, data)
         if not board.done:
             raise AssertionError(board.status())
-        _check_globals(summary["globals"], data, len(queries), summary["accesses"])
+        check_globals(summary["globals"], data, len(queries), summary["accesses"])
     except AssertionError as e:
         raise hs.HarnessFailure(f"harness run ({exe.parent}): {e}") from None
     tags = {q["tag"]: i for i, q in enumerate(data["queries"])}
@@ -386,29 +386,21 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
 def _replay(board, out: dict, data: dict) -> None:
     """Feed the harness's outputs to ``board`` in cycle order (in a cycle: the monitored
     access, then a result beat, then a stats beat, as the cocotb bench samples them)."""
+    from heapq import merge
+
     from proxima.sim.tb import bench
 
-    mon = out["mon"]
-    mcyc = mon[:, 0].tolist()
-    macc = mon[:, 1:].tolist()
-    res, st = out["results"], out["stats"]
     rfmt, sfmt = data["result"], data["stats"]
-    i = j = k = 0
-    inf = float("inf")
-    while i < len(mcyc) or j < len(res) or k < len(st):
-        cm = mcyc[i] if i < len(mcyc) else inf
-        cr = res[j][0] if j < len(res) else inf
-        cs = st[k][0] if k < len(st) else inf
-        if cm <= cr and cm <= cs:
-            tag, *access = macc[i]
-            board.read(tag, access, cm)
-            i += 1
-        elif cr <= cs:
-            board.result(bench.unpack(res[j][1], rfmt), cr)
-            j += 1
+    mon = ((c, 0, (tag, acc)) for c, tag, *acc in out["mon"].tolist())
+    res = ((int(c), 1, w) for c, w in out["results"])
+    st = ((int(c), 2, w) for c, w in out["stats"])
+    for cycle, stream_, item in merge(mon, res, st, key=lambda e: e[:2]):
+        if stream_ == 0:
+            board.read(item[0], item[1], cycle)
+        elif stream_ == 1:
+            board.result(bench.unpack(item, rfmt), cycle)
         else:
-            board.stats(bench.unpack(st[k][1], sfmt), cs)
-            k += 1
+            board.stats(bench.unpack(item, sfmt), cycle)
 
 
 def _simulate_cocotb(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready, wave,

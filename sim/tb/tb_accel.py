@@ -48,7 +48,8 @@ from proxima.sim.runner import tb_params
 from proxima.sim.tb import bench
 
 __all__ = ["READ_COUNTERS", "STATS_COUNTERS", "golden_expectation", "accel_transactions",
-           "write_store", "frame_to_corrupt", "expect_error", "corrupt_frame", "check_query", "TagBoard"]
+           "write_store", "frame_to_corrupt", "expect_error", "corrupt_frame", "check_query", "TagBoard",
+           "check_globals"]
 
 #: stats fields counting each kind of NAND access (kind name of golden.layout.EVENT_KINDS)
 READ_COUNTERS = {"frame_reads": "frame", "code_reads": "code", "raw_reads": "raw"}
@@ -440,7 +441,11 @@ async def _settle(dut, cycles: int = 64) -> int:
     raise AssertionError(f"idle still low {cycles} cycles after the batch")
 
 
-def _check_globals(g: dict, d: dict, queries: int, accesses: int) -> None:
+def check_globals(g: dict, d: dict, queries: int, accesses: int) -> None:
+    """Assert the Accelerator's global counters ``g`` after a batch of ``queries`` queries and
+    ``accesses`` monitored NAND accesses against the bench data ``d``: idle, query count,
+    busy cycles within the run, per-core busy cycles at least the service time, at least
+    one merge per query into the shared sorter."""
     assert g["idle"] == 1, "idle low after the batch"
     assert g["g_queries"] == queries, f"g_queries = {g['g_queries']}, sent {queries} stats"
     assert g["g_busy"] <= g["g_cycles"], g
@@ -475,7 +480,7 @@ async def accel_batch(dut):
     _write_out(p, {"records": sorted(board.records.values(), key=lambda r: r["query"]),
                    "mismatches": {str(k): v for k, v in board.mismatches.items()},
                    "globals": g, "cycles": n + wait, "wall_s": wall, "accesses": mon.count})
-    _check_globals(g, d, len(d["queries"]), mon.count)
+    check_globals(g, d, len(d["queries"]), mon.count)
     errors = sum(r["stats"]["error"] for r in board.records.values())
     dut._log.info("%d queries, %d accesses, %d cycles in %.1f s (%.0f cycles/s), "
                   "%d with error, %d mismatching", len(board.records), mon.count, n, wall,
@@ -520,6 +525,6 @@ async def accel_reset(dut):
     board2, mon2, n2 = await _batch(dut, d, second, p, rnd, store)
     wait = await _settle(dut)
     g = _globals(dut, d["cores"])
-    _check_globals(g, d, len(second), mon2.count)
+    check_globals(g, d, len(second), mon2.count)
     dut._log.info("after the reset: %d queries, %d accesses, %d cycles, all match",
                   len(board2.records), mon2.count, n2 + wait)
