@@ -263,6 +263,14 @@ class EngineConfig:
     # context's reorder buffer narrows it again): with 64-bit beats the response stream, not
     # the NAND cores, bounds the default preset from 8 queues on (docs/RESOURCES.md)
     path_bits: int = 256
+    # cycles from a read of the NAND controller's backing store to its word
+    # (golden.nandctl, read_latency): 1, a synchronous read port whose output is the
+    # response register; 2, the read data registered once more (block RAM output register,
+    # or a register after the multiplexer of many block RAMs).  2 in the default (FPGA)
+    # preset, where the 80 DP16KD of the board's store and their multiplexer do not fit one
+    # 10 ns cycle, and in the paper preset (a page-buffer SRAM at 1 GHz); 1 in tiny (the unit
+    # tests' behavioural store).  One cycle per access against hundreds of service cycles.
+    store_latency: int = 2
 
     @property
     def max_vertices(self) -> int:
@@ -284,6 +292,9 @@ class EngineConfig:
         if self.path_bits and (not _is_pow2(self.path_bits) or self.path_bits < 8):
             raise ConfigError(
                 f"engine.path_bits must be 0 or a power of two >= 8, got {self.path_bits}")
+        if not 1 <= self.store_latency <= 3:
+            raise ConfigError(
+                f"engine.store_latency must be in 1..3, got {self.store_latency}")
 
 
 @dataclass(frozen=True)
@@ -643,7 +654,7 @@ SEARCH_TIME_FIELDS: dict[str, frozenset[str] | None] = {
     "bloom": None,
     "cache": None,
     "engine": frozenset({"queues", "sorter_n", "pq_codes_per_cycle", "exact_lanes",
-                         "clock_mhz", "path_bits"}),
+                         "clock_mhz", "path_bits", "store_latency"}),
     "nand": frozenset({"tR_ns", "transfer_bytes_per_ns"}),
 }
 
@@ -670,7 +681,7 @@ def _tiny() -> ProximaConfig:
         search=SearchConfig(L=16, T0=4, T_step=2, r=2, k=4, beam_width=2),
         bloom=BloomConfig(bits=1024, hashes=2),
         engine=EngineConfig(queues=2, sorter_n=16, pq_codes_per_cycle=2, exact_lanes=2,
-                            id_bits=16),
+                            id_bits=16, store_latency=1),
         nand=NandConfig(cores=4, raw_vector_cores=2, pages_per_core=1 << 10),
         layout=LayoutConfig(reorder_sample=64),
         cache=CacheConfig(sets=4, ways=2),
