@@ -43,7 +43,10 @@ def _write_tiny(tmp_path_factory, cfg, name):
 
 @pytest.fixture(scope="module")
 def tiny_image(tmp_path_factory):
-    return _write_tiny(tmp_path_factory, preset("tiny"), "tiny.pxi")
+    """The tiny preset with the FPGA board's registered store read (engine.store_latency
+    = 2: registers after the store's multiplexer; tests/hdl/test_accel.py has latency 1)."""
+    return _write_tiny(tmp_path_factory, preset("tiny").with_(engine={"store_latency": 2}),
+                       "tiny.pxi")
 
 
 @pytest.fixture(scope="module")
