@@ -44,10 +44,10 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
   controller's store (:mod:`proxima.golden.nandctl`, "Backing store": index cores then
   raw-vector cores, each :meth:`~proxima.hdl.accel.Accelerator.store_pages` pages).  One
   write port (the link) and one read port: the controller's ``store_addr`` / ``store_en``
-  / ``store_data`` (read latency ``engine.store_latency`` cycles, the data held while
-  ``store_en`` is low: the RAM's own read port with enable, then ``store_latency - 1``
-  registers after the RAM's output multiplexer, enabled by ``store_en``; the ECP5 build
-  takes 2: :mod:`proxima.fpga.boards`), or the link's read-back while the accelerator is idle
+  / ``store_data`` (read latency one cycle, the data held while ``store_en`` is low: the
+  RAM's own read port with enable; the controller registers the data ``engine.store_latency
+  - 1`` more times, after the RAM's output multiplexer: the ECP5 build takes 2,
+  :mod:`proxima.fpga.boards`), or the link's read-back while the accelerator is idle
   (store commands are refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's
   data through a register.
 * Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each) and one of their 16-bit
@@ -307,19 +307,11 @@ class BoardCore(wiring.Component):
             m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
         else:
             # ---- accelerator, queries, results ----------------------------------------------
-            # the controller's store port is the RAM's read port (and the registers above);
-            # the link takes the port only while the
+            # the controller's store port is the RAM's read port (read latency one cycle,
+            # data held while store_en is low); the link takes the port only while the
             # accelerator is idle (store commands answer ERR_BUSY otherwise)
             m.submodules.accel = acc
-            # the controller's read pipeline (engine.store_latency): registers after the
-            # RAM's output multiplexer, moving with store_en
-            rd = srd.data
-            for i in range(acc.ctl.params.read_latency - 1):
-                q = Signal(self.beat_bits, name=f"store_q{i}")
-                with m.If(acc.store_en & ~host_sel):
-                    m.d.sync += q.eq(rd)
-                rd = q
-            m.d.comb += acc.store_data.eq(rd)
+            m.d.comb += acc.store_data.eq(srd.data)
             with m.If(host_sel):
                 m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
             with m.Else():

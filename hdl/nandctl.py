@@ -37,24 +37,24 @@ behind a cache, or a host-loaded BRAM image):
                                     (meaningful only with ``store_en``; it does not depend
                                     on ``resp.ready``)
 ``store_en``    ``Out(1)``          read enable
-``store_data``  ``In(beat_bits)``   must present the word addressed ``L`` cycles with
-                                    ``store_en`` high ago (``L`` = ``read_latency``,
-                                    ``engine.store_latency``) and hold it while
-                                    ``store_en`` is low: a synchronous read port with enable
-                                    (``L = 1``), followed by ``L - 1`` registers enabled by
-                                    ``store_en`` (the block RAM's output register with
-                                    ``OCE = CE``, or registers after its multiplexer).
+``store_data``  ``In(beat_bits)``   must present the word addressed in the previous cycle in
+                                    which ``store_en`` was high, and hold it while
+                                    ``store_en`` is low (a synchronous read port with
+                                    enable), whatever ``read_latency``: the controller adds
+                                    the ``L - 1`` registers itself (below).
                                     The port has no wait signal: a memory with a longer or
                                     variable latency (SDRAM) needs an on-chip buffer in front
 
 The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and ``P / bb``
 are powers of two).
 
-The internal store (``external_store=False``) is the same: a read port enabled by
-``store_en`` and ``L - 1`` registers enabled by it.  ``resp.data`` is the store's data
-(``L = 1``: the memory's output register is the output register); ``resp.valid``, ``tag``
-and ``last`` travel through ``L`` registers beside the read, all of them moving together in
-the cycles with ``store_en`` (the read pipeline of :mod:`proxima.golden.nandctl`, rule 2).
+Store read latency ``L`` (``read_latency``, ``engine.store_latency``; the read pipeline of
+:mod:`proxima.golden.nandctl`, rule 2): the read port's data (internal or external) goes
+through ``L - 1`` registers enabled by ``store_en`` into ``resp.data`` (``L = 1``: the
+memory's output register is the output register); ``resp.valid``, ``tag`` and ``last``
+travel through ``L`` registers beside it, all of them moving together in the cycles with
+``store_en``.  ``L = 2`` puts a register between a store of many block RAMs (their
+clock-to-output and output multiplexer) and everything behind ``resp.data``.
 
 Structure
 ---------
@@ -185,11 +185,11 @@ class NandController(wiring.Component):
                                               init=self._init)
             rp = mem.read_port()
             rd_addr, rd_en, rd_data = rp.addr, rp.en, rp.data
-            for i in range(p.read_latency - 1):  # the registers after the read port
-                q = Signal(p.beat_bits, name=f"store_q{i}")
-                with m.If(rp.en):
-                    m.d.sync += q.eq(rd_data)
-                rd_data = q
+        for i in range(p.read_latency - 1):  # the registers after the read port
+            q = Signal(p.beat_bits, name=f"store_q{i}")
+            with m.If(rd_en):
+                m.d.sync += q.eq(rd_data)
+            rd_data = q
 
         # ---- input decode ------------------------------------------------------------
         req = self.req.payload

@@ -27,8 +27,8 @@ SMALL_KW = dict(cores=3, depth=2, tR_cycles=3, transfer_cycles=2, pages=4, beat_
 def _sim(dut, reqs, offer, ready, cycles, store=None):
     """Drive ``dut`` with the driver rule of NandControllerModel.run; returns (accept cycles,
     beats as (cycle, tag, data, last), final error flag).  ``store``: word list served on
-    the external store port with the documented read latency (``dut.params.read_latency``
-    stages, all enabled by ``store_en``)."""
+    the external store port with the documented one-cycle read latency (the controller
+    adds its ``read_latency - 1`` registers)."""
     accept, beats, err = [], [], []
 
     async def bench(ctx):
@@ -52,12 +52,10 @@ def _sim(dut, reqs, offer, ready, cycles, store=None):
             await ctx.tick()
         err.append(bool(ctx.get(dut.error)))
 
-    async def memory(ctx):  # synchronous read port with enable, then L - 1 registers
-        stages = [0] * dut.params.read_latency
+    async def memory(ctx):  # synchronous read port with enable
         async for clk_edge, rst, en, addr in ctx.tick().sample(dut.store_en, dut.store_addr):
             if en:
-                stages = [store[addr]] + stages[:-1]
-                ctx.set(dut.store_data, stages[-1])
+                ctx.set(dut.store_data, store[addr])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -270,6 +268,7 @@ def test_cocotb_nandctl_default_tR():
     kw = dict(cores=4, pages=2)  # the preset's tR, transfer, depth, beat width
     p = CtlParams.from_cfg(cfg, **kw)
     assert p.service == cfg.tR_cycles + 26 and p.depth == cfg.engine.queues
+    assert p.read_latency == 2  # the preset's registered store read (inside the controller)
     # the store is the external port here, served by the testbench (no image in the Verilog)
     res = _cocotb(cfg, kw, "nandctl_default", external=True, requests=400,
                   p_valid=0.5, p_ready=0.8)
