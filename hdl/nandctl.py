@@ -49,12 +49,15 @@ The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and `
 are powers of two).
 
 Store read latency ``L`` (``read_latency``, ``engine.store_latency``; the read pipeline of
-:mod:`proxima.golden.nandctl`, rule 2): the read port's data (internal or external) goes
-through ``L - 1`` registers enabled by ``store_en`` into ``resp.data`` (``L = 1``: the
-memory's output register is the output register); ``resp.valid``, ``tag`` and ``last``
-travel through ``L`` registers beside it, all of them moving together in the cycles with
-``store_en``.  ``L = 2`` puts a register between a store of many block RAMs (their
-clock-to-output and output multiplexer) and everything behind ``resp.data``.
+:mod:`proxima.golden.nandctl`, rule 2), the same for the internal and the external store:
+``L = 1``: the engine's address goes straight to the read port and its data is
+``resp.data`` (the memory's output register is the output register); ``L = 2``: the
+address is a register (``store_addr`` comes from a flip-flop: the grant's AND-OR over the
+done slots no longer meets the routing to many block RAMs in the same cycle); ``L = 3``:
+also the read port's data goes through a register into ``resp.data``.  Every such
+register is enabled by ``store_en``; ``resp.valid``, ``tag`` and ``last`` travel through
+``L`` registers beside the read, all of them moving together in the cycles with
+``store_en``.
 
 Structure
 ---------
@@ -185,7 +188,17 @@ class NandController(wiring.Component):
                                               init=self._init)
             rp = mem.read_port()
             rd_addr, rd_en, rd_data = rp.addr, rp.en, rp.data
-        for i in range(p.read_latency - 1):  # the registers after the read port
+        # the read pipeline's extra stages (module doc, "Store read latency"): with L >= 2
+        # the store's address is a register (loaded with advance), with L = 3 its data too
+        eng_addr = Signal(p.addr_bits)  # the address the engine reads in this cycle
+        if p.read_latency >= 2:
+            addr_q = Signal(p.addr_bits, name="store_addr_q")
+            with m.If(rd_en):
+                m.d.sync += addr_q.eq(eng_addr)
+            m.d.comb += rd_addr.eq(addr_q)
+        else:
+            m.d.comb += rd_addr.eq(eng_addr)
+        for i in range(p.read_latency - 2):  # registers after the read port
             q = Signal(p.beat_bits, name=f"store_q{i}")
             with m.If(rd_en):
                 m.d.sync += q.eq(rd_data)
@@ -312,7 +325,8 @@ class NandController(wiring.Component):
         m.d.comb += g_addr.eq(Cat(*parts) if parts else 0)
         # accesses are aligned: the low log2(nb) bits of base are zero, base + idx = base | idx;
         # the address matters only with rd_en (= advance), so it does not depend on it
-        m.d.comb += rd_addr.eq(Mux(active, base | idx, g_addr))
+        # (store_addr, with L >= 2 its register, is loaded only with advance)
+        m.d.comb += eng_addr.eq(Mux(active, base | idx, g_addr))
         with m.If(advance):
             with m.If(active):
                 m.d.sync += [st_valid[0].eq(1), st_tag[0].eq(eng_tag),
