@@ -272,12 +272,12 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     lay = board_layout(cfg, spec, index_path=index_path, n=n, queues=queues)
     if index_path is not None and lay.cfg.to_dict() != cfg.to_dict():
         cfg = lay.cfg
-    if spec.name == "ulx3s-85f" and spec.engine and cfg.engine.store_latency < 2:
+    if spec.name == "ulx3s-85f" and spec.engine and cfg.engine.store_latency < 3:
         raise BuildError(
-            f"the ULX3S-85F store needs engine.store_latency >= 2 (got "
-            f"{cfg.engine.store_latency}): its block RAMs and their output multiplexer do not "
-            f"fit one cycle; build the image and the bitstream with --set "
-            f"engine.store_latency=2")
+            f"the ULX3S-85F store needs engine.store_latency = 3 (got "
+            f"{cfg.engine.store_latency}): its address and its data registered "
+            f"(docs/RESOURCES.md, \"Boards\"); build the image and the bitstream with --set "
+            f"engine.store_latency=3")
     clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
     if spec.name == "ulx3s-85f":
         clock = clock_mhz or cfg.engine.clock_mhz

@@ -44,8 +44,9 @@ def _write_tiny(tmp_path_factory, cfg, name):
 @pytest.fixture(scope="module")
 def tiny_image(tmp_path_factory):
     """The tiny preset with the FPGA board's registered store read (engine.store_latency
-    = 2: registers after the store's multiplexer; tests/hdl/test_accel.py has latency 1)."""
-    return _write_tiny(tmp_path_factory, preset("tiny").with_(engine={"store_latency": 2}),
+    = 3: the store's address and data registered in the controller; tests/hdl/test_accel.py
+    has latencies 1 and 2)."""
+    return _write_tiny(tmp_path_factory, preset("tiny").with_(engine={"store_latency": 3}),
                        "tiny.pxi")
 
 

@@ -93,9 +93,10 @@ def test_board_layout_of_an_image(tmp_path):
 
 def test_ulx3s_build_needs_the_registered_store_read(tmp_path):
     # refused before any tool runs: a one-cycle store read, an unknown router
-    with pytest.raises(BuildError, match="engine.store_latency >= 2"):
-        build("ulx3s-85f", preset("default").override(["engine.store_latency=1"]),
-              out_dir=tmp_path, n=16, queues=1)
+    for low in (1, 2):
+        with pytest.raises(BuildError, match="engine.store_latency = 3"):
+            build("ulx3s-85f", preset("default").override([f"engine.store_latency={low}"]),
+                  out_dir=tmp_path, n=16, queues=1)
     with pytest.raises(BuildError, match="unknown router"):
         build("ulx3s-85f", preset("default"), out_dir=tmp_path, router="router3")
-    assert preset("default").engine.store_latency == 2
+    assert preset("default").engine.store_latency == 3

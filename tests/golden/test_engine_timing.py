@@ -140,7 +140,7 @@ def test_batch_rules(tiny_img, tiny_refs):
         bounds[pb] = nand_bound(pcfg, lay, refs, 64)
         assert bounds[pb].total_cycles >= bounds[pb].accesses * EngineCosts.from_cfg(pcfg).ctl_nb
     assert EngineCosts.from_cfg(cfg.with_(engine={"path_bits": 1024})).ctl_nb == 1
-    assert [EngineCosts.from_cfg(preset(n)).store_latency for n in ("tiny", "default")] == [1, 2]
+    assert [EngineCosts.from_cfg(preset(n)).store_latency for n in ("tiny", "default")] == [1, 3]
     assert bounds[32].total_cycles > bounds[256].total_cycles >= bounds[1024].total_cycles
     # bare events: the checks guessed from the raw runs, close to the counters' placement
     bare = predict(cfg, lay, [r.events for r in refs], 2).total_cycles

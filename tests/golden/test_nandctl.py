@@ -41,7 +41,7 @@ def test_params_from_presets_reuse_the_timing_model():
     assert CtlParams.from_cfg(preset("default"), tR_cycles=4, transfer_cycles=0).service == 4
     # the store read latency: engine.store_latency (the FPGA preset registers the read)
     assert [CtlParams.from_cfg(preset(n)).read_latency for n in ("tiny", "default", "paper")] \
-        == [1, 2, 2]
+        == [1, 3, 2]
     assert CtlParams.from_cfg(preset("tiny"), read_latency=3).done_to_beat == 3
     assert CtlParams.from_cfg(preset("tiny").override(["engine.store_latency=2"])
                               ).done_to_beat == DONE_TO_BEAT + 1

@@ -268,7 +268,7 @@ def test_cocotb_nandctl_default_tR():
     kw = dict(cores=4, pages=2)  # the preset's tR, transfer, depth, beat width
     p = CtlParams.from_cfg(cfg, **kw)
     assert p.service == cfg.tR_cycles + 26 and p.depth == cfg.engine.queues
-    assert p.read_latency == 2  # the preset's registered store read (inside the controller)
+    assert p.read_latency == 3  # the preset's registered store read (inside the controller)
     # the store is the external port here, served by the testbench (no image in the Verilog)
     res = _cocotb(cfg, kw, "nandctl_default", external=True, requests=400,
                   p_valid=0.5, p_ready=0.8)
