@@ -21,10 +21,11 @@ Parameters (:class:`CtlParams`, defaults from the configuration)
                ``nb = 8A / beat_bits`` beats per access.
 ``tag_bits``   request tag width (default: enough to number every request the controller
                can hold, ``clog2(C * (D + 2) + 1)``).
-``read_latency`` ``L``: cycles from a store read to its word (``engine.store_latency``):
-               1, a synchronous read port whose output is the response register; 2, a block
-               RAM with its output registered (the ECP5 board); the read pipeline has ``L``
-               stages that advance together (rule 2).
+``read_latency`` ``L`` (``engine.store_latency``, 1..3): stages of the store read
+               pipeline, from the engine's load to the output register (rule 2), all
+               advancing together.  1: the store's one-cycle read port feeds the output
+               register; the RTL registers the store address at ``L >= 2`` and the read
+               data at ``L = 3`` (:mod:`proxima.hdl.nandctl`).
 
 Backing store
 -------------

@@ -41,7 +41,8 @@ behind a cache, or a host-loaded BRAM image):
                                     which ``store_en`` was high, and hold it while
                                     ``store_en`` is low (a synchronous read port with
                                     enable), whatever ``read_latency``: the controller adds
-                                    the ``L - 1`` registers itself (below).
+                                    its ``L - 1`` registers itself (address, then data:
+                                    "Store read latency" below).
                                     The port has no wait signal: a memory with a longer or
                                     variable latency (SDRAM) needs an on-chip buffer in front
 
