@@ -242,6 +242,10 @@ def test_bad_parameters_and_image():
         _params(tR_cycles=0, transfer_cycles=0)
     with pytest.raises(NandCtlError, match="read latency"):
         _params(read_latency=4)
+    from proxima.config import ConfigError
+    for bad in (0, 4):
+        with pytest.raises(ConfigError, match="engine.store_latency must be in 1..3"):
+            preset("tiny").override([f"engine.store_latency={bad}"])
     with pytest.raises(NandCtlError, match="store image has"):
         NandControllerModel(_params(), b"\0" * 10)
     with pytest.raises(NandCtlError, match="did not finish"):
