@@ -78,6 +78,8 @@ DP16KD_PER_CONTEXT = 54
 DP16KD_LINK = 4
 #: search contexts of the ULX3S-85F build (the most that fit: docs/RESOURCES.md, "Boards")
 ULX3S_QUEUES = 2
+#: nextpnr's routers (``--router``): router2 converges on the congested ULX3S engine build
+ROUTERS = ("router1", "router2")
 
 
 def _platform(spec: BoardSpec):
@@ -248,17 +250,21 @@ def _tool_env(spec: BoardSpec) -> dict:
 
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
           clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
-          link_only: bool = False, queues: int | None = None) -> dict:
+          link_only: bool = False, queues: int | None = None,
+          router: str | None = None) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
     (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
-    (default :data:`ULX3S_QUEUES`)."""
+    (default :data:`ULX3S_QUEUES`); ``router``: nextpnr's router (:data:`ROUTERS`; default
+    the tool's, router1)."""
     from proxima.hdl.board import BoardCore
     from proxima.hdl.registry import fpga_options
     from proxima.sim.runner import patched_environ
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     spec = BOARDS[board]
+    if router is not None and router not in ROUTERS:
+        raise BuildError(f"unknown router {router!r}; choose from {', '.join(ROUTERS)}")
     if link_only and spec.engine:
         import dataclasses
         spec = dataclasses.replace(spec, engine=False)
@@ -266,6 +272,12 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     lay = board_layout(cfg, spec, index_path=index_path, n=n, queues=queues)
     if index_path is not None and lay.cfg.to_dict() != cfg.to_dict():
         cfg = lay.cfg
+    if spec.name == "ulx3s-85f" and spec.engine and cfg.engine.store_latency < 3:
+        raise BuildError(
+            f"the ULX3S-85F store needs engine.store_latency = 3 (got "
+            f"{cfg.engine.store_latency}): its address and its data registered "
+            f"(docs/RESOURCES.md, \"Boards\"); build the image and the bitstream with --set "
+            f"engine.store_latency=3")
     clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
     if spec.name == "ulx3s-85f":
         clock = clock_mhz or cfg.engine.clock_mhz
@@ -287,7 +299,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
             platform.build(
                 top, name="top", build_dir=str(out_dir), do_program=False,
                 nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
-                + (f" --freq {clock}" if spec.name == "icebreaker" else ""),
+                + (f" --freq {clock}" if spec.name == "icebreaker" else "")
+                + (f" --router {router}" if router else ""),
                 synth_opts="", verbose=False)
     except Exception as e:  # noqa: BLE001 - amaranth raises plain errors from the tools
         raise BuildError(f"{board} build failed: {str(e).splitlines()[0] if str(e) else e}; "
@@ -304,7 +317,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         "store_words": core.store_words, "store_bytes": core.store_words * core.bb,
         "image": {"n_max": lay.n, "hot": lay.hot, "gap_width": lay.gap_width},
         "cells": {name: util.get(cell, (0, 0)) for name, cell in spec.cells.items()},
-        "utilization": util, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
+        "utilization": util, "seed": seed, "router": router or "router1", "seconds": round(time.monotonic() - t0, 1),
         "bitstream": str(bit),
     }
     if "FF" not in spec.cells:  # iCE40: a logic cell holds a LUT and a FF; count them in yosys

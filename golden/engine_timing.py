@@ -65,7 +65,9 @@ Memory path (:func:`simulate_batch`, event-driven)
   previous)``, ``service`` cycles, a one-entry done slot (a completion waits while it is
   full), one output engine granting full done slots round robin, ``ctl_nb`` beats per
   access (the shared path's width, ``engine.path_bits``), one beat per cycle for all cores
-  (the response bus).  Tested cycle for cycle against it.
+  (the response bus), the first beat ``store_latency`` cycles after the grant (the store's
+  read latency, ``engine.store_latency``; the response bus is always ready, so a longer read
+  only delays every beat).  Tested cycle for cycle against it.
 * Reorder buffer: store and forward (``store_forward``): an access is deliverable
   ``resp_delay`` after its last (path) beat came in, then ``nb`` beats (the context's), one
   per cycle in the context's request order, plus the access' extra cycles.
@@ -100,7 +102,7 @@ from proxima.config import ProximaConfig
 from .arbiter import arbiter_model
 from .layout import Layout, LayoutError
 from .nand import TimingParams
-from .nandctl import ACCEPT_TO_START, default_word_bits, path_word_bits
+from .nandctl import ACCEPT_TO_START, DONE_TO_BEAT, default_word_bits, path_word_bits
 
 __all__ = ["EngineCosts", "Step", "frame_extra", "BatchResult", "query_program", "simulate_batch",
            "predict", "nand_bound", "EngineTimingError", "block_latencies"]
@@ -185,6 +187,9 @@ class EngineCosts:
     feed: int = 0  # cycles of the shared query port per query (dim beats + the pick)
     release: int = 0  # a query's last result beat -> its context takes the next query
     done_to_stats: int = 1  # the last result beat -> its statistics beat
+    #: a grant -> its first beat on the response bus (the controller's store read latency,
+    #: ``CtlParams.done_to_beat``)
+    store_latency: int = 1
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, queues: int | None = None,
@@ -234,6 +239,7 @@ class EngineCosts:
             reorder_slots=int(reorder_slots),
             ctl_depth=Q * int(reorder_slots) if ctl_depth is None else int(ctl_depth),
             feed=cfg.vec.dim + 1, release=2,
+            store_latency=DONE_TO_BEAT + cfg.engine.store_latency - 1,
         )
 
     @classmethod
@@ -252,7 +258,7 @@ class EngineCosts:
         """The same memory path with every engine compute cost zero (the NAND bound)."""
         keep = {"nb", "ctl_nb", "service", "sorter_n", "arb_latency", "issue_gap", "store_forward",
                 "resp_delay", "slot_free", "reorder_slots", "ctl_depth", "feed", "release",
-                "done_to_stats"}
+                "done_to_stats", "store_latency"}
         return replace(self, **{f.name: 0 for f in fields(self) if f.name not in keep})
 
 
@@ -686,7 +692,7 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
             del full_cores[bisect_left(full_cores, g)]
             last_g = g
             eng_free = t + cnb
-            acc_emit[aid] = t + 1
+            acc_emit[aid] = t + c.store_latency
             if stalled[g]:
                 stalled[g] = False
                 busy[g] += t + 1 - cur_x0[g]

@@ -21,6 +21,11 @@ Parameters (:class:`CtlParams`, defaults from the configuration)
                ``nb = 8A / beat_bits`` beats per access.
 ``tag_bits``   request tag width (default: enough to number every request the controller
                can hold, ``clog2(C * (D + 2) + 1)``).
+``read_latency`` ``L`` (``engine.store_latency``, 1..3): stages of the store read
+               pipeline, from the engine's load to the output register (rule 2), all
+               advancing together.  1: the store's one-cycle read port feeds the output
+               register; the RTL registers the store address at ``L >= 2`` and the read
+               data at ``L = 3`` (:mod:`proxima.hdl.nandctl`).
 
 Backing store
 -------------
@@ -49,19 +54,23 @@ Cycle rules
 -----------
 State at the start of cycle ``t``: per core a FIFO (``<= D`` requests), a service register
 (``busy``, ``rem``, the request) and a one-entry *done slot*; the output engine (``active``,
-the request being sent, next beat index ``idx``); the output register (``out_valid``, beat);
+the request being sent, next beat index ``idx``); the read pipeline of ``L`` stages, each
+empty or holding a beat, the last of them the output register (``out_valid``, beat);
 ``last`` = the most recently granted core (initially ``C - 1``).  Inputs of the cycle: the
 offered request (``valid`` + payload) and ``out_ready``.  Everything below reads the state at
 the start of the cycle; all updates happen together at the clock edge.
 
 1. *Output*: if ``out_valid and out_ready`` the beat in the output register is emitted
    (its emission cycle is ``t``).  ``advance = not out_valid or out_ready``.
-2. *Engine* (only if ``advance``): if ``active`` it loads beat ``idx`` of its request into the
-   output register (``last`` flag on beat ``nb - 1``, which also ends ``active``).  Otherwise
-   it grants the core ``g = round_robin_pick(done slot full?, last)`` (the rule of
+2. *Engine* (only if ``advance``): every pipeline stage moves one stage on (the last one into
+   the output register) and the engine loads the first stage: if ``active``, beat ``idx`` of
+   its request (``last`` flag on beat ``nb - 1``, which also ends ``active``).  Otherwise it
+   grants the core ``g = round_robin_pick(done slot full?, last)`` (the rule of
    :func:`proxima.golden.arbiter.round_robin_pick`), empties that done slot, sets
    ``last = g``, loads beat 0 and becomes ``active`` if ``nb > 1``.  With nothing to load the
-   output register empties.  Without ``advance`` nothing moves.
+   first stage empties.  Without ``advance`` nothing moves (the whole pipeline holds: the
+   store's read enable is ``advance``).  With ``L = 1`` the first stage is the output
+   register.
 3. *Cores*: a busy core with ``rem > 1`` counts down.  A busy core with ``rem == 1``
    *completes* if its done slot is empty (at the start of the cycle): the request moves to
    the done slot; otherwise it stalls (output back-pressure delays the completion hand-off
@@ -73,8 +82,8 @@ the start of the cycle; all updates happen together at the clock edge.
 
 Consequences, with no stalls: a request accepted in cycle ``a`` at an idle, empty core is
 popped in ``a + 1``; its *start* (first service cycle) is ``a + 2``; its *done* cycle (first
-cycle in the done slot) is ``start + service``; beat ``i`` is emitted at ``done + 1 + i`` if
-the engine is free.  In general ``start = max(accept + ACCEPT_TO_START, free)`` where
+cycle in the done slot) is ``start + service``; beat ``i`` is emitted at ``done + L + i``
+(``done_to_beat``) if the engine is free.  In general ``start = max(accept + ACCEPT_TO_START, free)`` where
 ``free`` is the done cycle of the core's previous request -- exactly the rule of
 :mod:`proxima.golden.nand` (``start = max(arrival, free)``, ``done = start + service``) as
 long as no completion stalls (:func:`nand_completion`, tested equal).  With ``nb`` beats per
@@ -101,13 +110,16 @@ from .nand import TimingParams
 
 __all__ = ["NandCtlError", "CtlParams", "Request", "Beat", "RunResult", "NandControllerModel",
            "requests_from_reads", "word_address", "store_words", "nand_completion",
-           "ACCEPT_TO_START", "DONE_TO_BEAT", "check_request", "expected_data",
+           "ACCEPT_TO_START", "DONE_TO_BEAT", "READ_LATENCIES", "check_request", "expected_data",
            "requests_for_events", "default_word_bits", "path_word_bits"]
 
 #: cycles from a request's accept cycle to its earliest first service cycle (FIFO, pop)
 ACCEPT_TO_START = 2
-#: cycles from a request's done cycle to its first beat's earliest emission (output register)
+#: cycles from a request's done cycle to its first beat's earliest emission with a one-cycle
+#: store read (the output register); in general ``CtlParams.done_to_beat`` = ``read_latency``
 DONE_TO_BEAT = 1
+#: store read latencies the controller supports (``engine.store_latency``)
+READ_LATENCIES = (1, 2, 3)
 
 
 class NandCtlError(ValueError):
@@ -153,6 +165,7 @@ class CtlParams:
     page_bits: int
     beat_bits: int
     tag_bits: int
+    read_latency: int = 1
 
     def __post_init__(self) -> None:
         _require(self.cores >= 1, f"cores must be >= 1, got {self.cores}")
@@ -170,12 +183,15 @@ class CtlParams:
                  f"beat_bits must be a power of two in 8..{8 * self.access_bytes}, "
                  f"got {self.beat_bits}")
         _require(self.tag_bits >= 1, f"tag_bits must be >= 1, got {self.tag_bits}")
+        _require(self.read_latency in READ_LATENCIES,
+                 f"store read latency must be one of {READ_LATENCIES}, got {self.read_latency}")
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, cores: int | None = None,
                  depth: int | None = None, tR_cycles: int | None = None,
                  transfer_cycles: int | None = None, pages: int | None = None,
-                 beat_bits: int | None = None, tag_bits: int | None = None) -> "CtlParams":
+                 beat_bits: int | None = None, tag_bits: int | None = None,
+                 read_latency: int | None = None) -> "CtlParams":
         tp = TimingParams.from_cfg(cfg)
         c = tp.total_cores if cores is None else int(cores)
         d = cfg.engine.queues if depth is None else int(depth)
@@ -189,9 +205,16 @@ class CtlParams:
                    page_bytes=cfg.nand.page_bytes,
                    pages=cfg.nand.pages_per_core if pages is None else int(pages),
                    page_bits=_clog2(cfg.nand.pages_per_core), beat_bits=int(beat_bits),
-                   tag_bits=_clog2(c * (d + 2) + 1) if tag_bits is None else int(tag_bits))
+                   tag_bits=_clog2(c * (d + 2) + 1) if tag_bits is None else int(tag_bits),
+                   read_latency=cfg.engine.store_latency if read_latency is None
+                   else int(read_latency))
 
     # ---- derived sizes ---------------------------------------------------------------
+    @property
+    def done_to_beat(self) -> int:
+        """Cycles from a done cycle to the first beat's earliest emission: ``L``."""
+        return DONE_TO_BEAT + self.read_latency - 1
+
     @property
     def beat_bytes(self) -> int:
         return self.beat_bits // 8
@@ -366,8 +389,8 @@ class NandControllerModel:
         self.active = False
         self.eng = None  # (index, Request, base word)
         self.idx = 0
-        self.out_valid = False
-        self.out: tuple[int, int, bool] | None = None
+        # the read pipeline: pipe[-1] is the output register (None: empty)
+        self.pipe: list[tuple[int, int, bool] | None] = [None] * params.read_latency
         self.last = C - 1
         self.error = False
         self.cycle = 0
@@ -381,6 +404,10 @@ class NandControllerModel:
         if why is not None and (self.strict or "does not fit" in why):
             raise NandCtlError(f"bad request: {why}")
         return why is not None
+
+    @property
+    def out_valid(self) -> bool:
+        return self.pipe[-1] is not None
 
     def ready(self, req: Request) -> bool:
         """``req.ready`` in this cycle if ``req`` is offered."""
@@ -396,7 +423,7 @@ class NandControllerModel:
         # 1. output
         emitted = None
         if self.out_valid and out_ready:
-            emitted = Beat(t, *self.out)
+            emitted = Beat(t, *self.pipe[-1])
         advance = not self.out_valid or out_ready
         # input decision uses the start-of-cycle FIFO levels
         accepted, bad = False, False
@@ -408,26 +435,24 @@ class NandControllerModel:
         full = [s is not None for s in self.slot]
         take = None
         if advance:
+            load = None
             if self.active:
                 _, r, base = self.eng
-                self.out = self._beat(base, self.idx, r.tag)
-                self.out_valid = True
+                load = self._beat(base, self.idx, r.tag)
                 self.idx += 1
                 if self.idx == p.beats:
                     self.active = False
             else:
                 g = round_robin_pick(full, self.last)
-                if g is None:
-                    self.out_valid = False
-                else:
+                if g is not None:
                     take = g
                     k, r = self.slot[g]
                     base = word_address(p, r)
                     self.last = g
-                    self.out = self._beat(base, 0, r.tag)
-                    self.out_valid = True
+                    load = self._beat(base, 0, r.tag)
                     if p.beats > 1:
                         self.active, self.eng, self.idx = True, (k, r, base), 1
+            self.pipe = [load] + self.pipe[:-1]
         # 3. cores
         new_slot = list(self.slot)
         if take is not None:
@@ -460,7 +485,7 @@ class NandControllerModel:
         return accepted, emitted
 
     def idle(self) -> bool:
-        return not (self.out_valid or self.active or any(self.busy)
+        return not (any(b is not None for b in self.pipe) or self.active or any(self.busy)
                     or any(s is not None for s in self.slot) or any(self.fifo))
 
     def run(self, requests: Sequence[Request], offer: Callable[[int], bool] | None = None,

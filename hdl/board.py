@@ -48,7 +48,10 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
   raw-vector cores, each :meth:`~proxima.hdl.accel.Accelerator.store_pages` pages).  One
   write port (the link) and one read port: the controller's ``store_addr`` / ``store_en``
   / ``store_data`` (read latency one cycle, the data held while ``store_en`` is low: the
-  RAM's own read port with enable), or the link's read-back while the accelerator is idle
+  RAM's own read port with enable; with ``engine.store_latency`` 2 the controller
+  registers the address, with 3 also the data after the RAM's output multiplexer: the ECP5
+  build takes 3, :mod:`proxima.fpga.boards`), or the link's read-back while the
+  accelerator is idle
   (store commands are refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's
   data through a register.
 * Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each) and one of their 16-bit

@@ -39,18 +39,26 @@ behind a cache, or a host-loaded BRAM image):
 ``store_en``    ``Out(1)``          read enable
 ``store_data``  ``In(beat_bits)``   must present the word addressed in the previous cycle in
                                     which ``store_en`` was high, and hold it while
-                                    ``store_en`` is low (a synchronous read port with enable).
+                                    ``store_en`` is low (a synchronous read port with
+                                    enable), whatever ``read_latency``: the controller adds
+                                    its ``L - 1`` registers itself (address, then data:
+                                    "Store read latency" below).
                                     The port has no wait signal: a memory with a longer or
                                     variable latency (SDRAM) needs an on-chip buffer in front
 
 The address is the concatenation ``{core, page, word-in-page}`` (``pages`` and ``P / bb``
 are powers of two).
 
-An on-chip store (``external_store=False`` with an image) is read combinationally into
-``resp.data``; at the engine's target clock on an ECP5 a store needs a read latency of two
-cycles (the block RAM's output register), which is a change of the cycle rules of
-:mod:`proxima.golden.nandctl` (one more cycle from the read to the beat, a two-entry output
-buffer), not made here.
+Store read latency ``L`` (``read_latency``, ``engine.store_latency``; the read pipeline of
+:mod:`proxima.golden.nandctl`, rule 2), the same for the internal and the external store:
+``L = 1``: the engine's address goes straight to the read port and its data is
+``resp.data`` (the memory's output register is the output register); ``L = 2``: the
+address is a register (``store_addr`` comes from a flip-flop: the grant's AND-OR over the
+done slots no longer meets the routing to many block RAMs in the same cycle); ``L = 3``:
+also the read port's data goes through a register into ``resp.data``.  Every such
+register is enabled by ``store_en``; ``resp.valid``, ``tag`` and ``last`` travel through
+``L`` registers beside the read, all of them moving together in the cycles with
+``store_en``.
 
 Structure
 ---------
@@ -61,7 +69,7 @@ the entry) and a done slot (``full`` + entry).  The engine grants the next non-e
 slot after the last granted core (:func:`proxima.golden.arbiter.round_robin_pick`, as
 :func:`proxima.hdl.lib.logic.rr_pick`), reads the access's words one per cycle into the
 output: ``store_en = advance = ~resp.valid | resp.ready`` and ``resp.data`` is the read
-port's data, so the memory's output register is the output register.  Cost: ``C`` FIFOs of
+pipeline's data (``L`` stages, the last the output register).  Cost: ``C`` FIFOs of
 ``D * (tag + page + word)`` bits (distributed RAM, ``TRELLIS_DPR16X4``), ``C`` counters of
 ``clog2(service + 1)`` bits, ``O(C)`` arbitration logic.
 
@@ -109,10 +117,12 @@ class NandController(wiring.Component):
                  depth: int | None = None, tR_cycles: int | None = None,
                  transfer_cycles: int | None = None, pages: int | None = None,
                  beat_bits: int | None = None, tag_bits: int | None = None, image=None,
-                 external_store: bool = False, params: CtlParams | None = None):
+                 external_store: bool = False, params: CtlParams | None = None,
+                 read_latency: int | None = None):
         p = params or CtlParams.from_cfg(cfg, cores=cores, depth=depth, tR_cycles=tR_cycles,
                                          transfer_cycles=transfer_cycles, pages=pages,
-                                         beat_bits=beat_bits, tag_bits=tag_bits)
+                                         beat_bits=beat_bits, tag_bits=tag_bits,
+                                         read_latency=read_latency)
         self.cfg, self.params, self.external_store = cfg, p, bool(external_store)
         if self.external_store and image is not None:
             raise NandCtlError("an external store gets no image at elaboration")
@@ -182,6 +192,21 @@ class NandController(wiring.Component):
                                               init=self._init)
             rp = mem.read_port()
             rd_addr, rd_en, rd_data = rp.addr, rp.en, rp.data
+        # the read pipeline's extra stages (module doc, "Store read latency"): with L >= 2
+        # the store's address is a register (loaded with advance), with L = 3 its data too
+        eng_addr = Signal(p.addr_bits)  # the address the engine reads in this cycle
+        if p.read_latency >= 2:
+            addr_q = Signal(p.addr_bits, name="store_addr_q")
+            with m.If(rd_en):
+                m.d.sync += addr_q.eq(eng_addr)
+            m.d.comb += rd_addr.eq(addr_q)
+        else:
+            m.d.comb += rd_addr.eq(eng_addr)
+        for i in range(p.read_latency - 2):  # registers after the read port
+            q = Signal(p.beat_bits, name=f"store_q{i}")
+            with m.If(rd_en):
+                m.d.sync += q.eq(rd_data)
+            rd_data = q
 
         # ---- input decode ------------------------------------------------------------
         req = self.req.payload
@@ -279,6 +304,17 @@ class NandController(wiring.Component):
 
         # ---- output engine -----------------------------------------------------------
         m.d.comb += [rd_en.eq(advance), resp.payload.data.eq(rd_data)]
+        # the read pipeline's valid / tag / last: stage 0 is loaded by the engine, the last
+        # stage is the output register; all stages move with advance (= the store's enable)
+        L = p.read_latency
+        st_valid = [Signal(name=f"st{i}_valid") for i in range(L - 1)] + [resp.valid]
+        st_tag = [Signal(p.tag_bits, name=f"st{i}_tag") for i in range(L - 1)] \
+            + [resp.payload.tag]
+        st_last = [Signal(name=f"st{i}_last") for i in range(L - 1)] + [resp.payload.last]
+        with m.If(advance):
+            for i in range(1, L):
+                m.d.sync += [st_valid[i].eq(st_valid[i - 1]), st_tag[i].eq(st_tag[i - 1]),
+                             st_last[i].eq(st_last[i - 1])]
         idx = Signal(range(max(2, nb)))
         base = Signal(p.addr_bits)
         eng_tag = Signal(p.tag_bits)
@@ -293,21 +329,22 @@ class NandController(wiring.Component):
         m.d.comb += g_addr.eq(Cat(*parts) if parts else 0)
         # accesses are aligned: the low log2(nb) bits of base are zero, base + idx = base | idx;
         # the address matters only with rd_en (= advance), so it does not depend on it
-        m.d.comb += rd_addr.eq(Mux(active, base | idx, g_addr))
+        # (store_addr, with L >= 2 its register, is loaded only with advance)
+        m.d.comb += eng_addr.eq(Mux(active, base | idx, g_addr))
         with m.If(advance):
             with m.If(active):
-                m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(eng_tag),
-                             resp.payload.last.eq(idx == nb - 1), idx.eq(idx + 1)]
+                m.d.sync += [st_valid[0].eq(1), st_tag[0].eq(eng_tag),
+                             st_last[0].eq(idx == nb - 1), idx.eq(idx + 1)]
                 with m.If(idx == nb - 1):
                     m.d.sync += active.eq(0)
             with m.Elif(any_full):
-                m.d.sync += [resp.valid.eq(1), resp.payload.tag.eq(g.tag),
-                             resp.payload.last.eq(nb == 1)]
+                m.d.sync += [st_valid[0].eq(1), st_tag[0].eq(g.tag),
+                             st_last[0].eq(nb == 1)]
                 if nb > 1:
                     m.d.sync += [active.eq(1), idx.eq(1), base.eq(g_addr),
                                  eng_tag.eq(g.tag)]
             with m.Else():
-                m.d.sync += resp.valid.eq(0)
+                m.d.sync += st_valid[0].eq(0)
         return m
 
 

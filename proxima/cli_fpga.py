@@ -1,7 +1,7 @@
 """``proxima fpga ...``: bitstreams, programming and queries on a board.
 
 ``proxima fpga build --board ulx3s-85f|icebreaker [--preset P] [--set S.K=V ...]
-[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--link-only]
+[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--router R] [--link-only]
 [--out DIR] [--json F]``
     build the bitstream (:func:`proxima.fpga.boards.build`) and print the report (LUT, FF,
     BRAM, DSP, Fmax against the requested clock; JSON in ``DIR/report.json`` and ``--json``).
@@ -37,7 +37,7 @@ class _UserError(Exception):
 
 def add_parser(subparsers):
     from proxima.config import PRESETS
-    from proxima.fpga.boards import BOARDS
+    from proxima.fpga.boards import BOARDS, ROUTERS
 
     f = subparsers.add_parser("fpga", help="FPGA boards: build, program, query",
                               description="Bitstreams, programming and a host link to a board.")
@@ -59,6 +59,9 @@ def add_parser(subparsers):
     b.add_argument("--baud", type=int, help="UART baud rate (default: 3 Mbaud ULX3S, 1 Mbaud "
                                              "iCEBreaker)")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--router", choices=sorted(ROUTERS), default=None,
+                   help="nextpnr router (default router1; router2 for the congested engine "
+                        "builds)")
     b.add_argument("--link-only", action="store_true",
                    help="the link and the store without the engine (always on icebreaker)")
     b.add_argument("--out", help="build directory (default build/fpga/BOARD)")
@@ -104,7 +107,7 @@ def _cmd_build(args) -> int:
         out = Path(args.out) if args.out else BUILD_ROOT / args.board
         r = build(args.board, cfg, out_dir=out, index_path=args.index, n=args.vertices,
                   clock_mhz=args.clock, baud=args.baud, seed=args.seed,
-                  link_only=args.link_only, queues=args.queues)
+                  link_only=args.link_only, queues=args.queues, router=args.router)
     except (BuildError, ConfigError, ValueError) as e:
         raise _UserError(str(e)) from None
     print(format_report(r))

@@ -263,6 +263,15 @@ class EngineConfig:
     # context's reorder buffer narrows it again): with 64-bit beats the response stream, not
     # the NAND cores, bounds the default preset from 8 queues on (docs/RESOURCES.md)
     path_bits: int = 256
+    # cycles from a grant of the NAND controller to its first beat: the read pipeline of
+    # the backing store (golden.nandctl, read_latency; hdl.nandctl, "Store read latency"):
+    # 1, the grant's address straight to a one-cycle read port whose output is the
+    # response register; 2, the address registered; 3, the read data registered too.
+    # 3 in the default (FPGA) preset: the ULX3S store (72 DP16KD and their multiplexer)
+    # reaches 80.0 / 77.8 / 87.3 MHz at 1 / 2 / 3 (docs/RESOURCES.md, "Boards"); 2 in the
+    # paper preset (a registered address into the page-buffer SRAM at 1 GHz); 1 in tiny
+    # (the unit tests' behavioural store).  One cycle per access against tR's hundreds.
+    store_latency: int = 3
 
     @property
     def max_vertices(self) -> int:
@@ -284,6 +293,9 @@ class EngineConfig:
         if self.path_bits and (not _is_pow2(self.path_bits) or self.path_bits < 8):
             raise ConfigError(
                 f"engine.path_bits must be 0 or a power of two >= 8, got {self.path_bits}")
+        if not 1 <= self.store_latency <= 3:
+            raise ConfigError(
+                f"engine.store_latency must be in 1..3, got {self.store_latency}")
 
 
 @dataclass(frozen=True)
@@ -643,7 +655,7 @@ SEARCH_TIME_FIELDS: dict[str, frozenset[str] | None] = {
     "bloom": None,
     "cache": None,
     "engine": frozenset({"queues", "sorter_n", "pq_codes_per_cycle", "exact_lanes",
-                         "clock_mhz", "path_bits"}),
+                         "clock_mhz", "path_bits", "store_latency"}),
     "nand": frozenset({"tR_ns", "transfer_bytes_per_ns"}),
 }
 
@@ -670,7 +682,7 @@ def _tiny() -> ProximaConfig:
         search=SearchConfig(L=16, T0=4, T_step=2, r=2, k=4, beam_width=2),
         bloom=BloomConfig(bits=1024, hashes=2),
         engine=EngineConfig(queues=2, sorter_n=16, pq_codes_per_cycle=2, exact_lanes=2,
-                            id_bits=16),
+                            id_bits=16, store_latency=1),
         nand=NandConfig(cores=4, raw_vector_cores=2, pages_per_core=1 << 10),
         layout=LayoutConfig(reorder_sample=64),
         cache=CacheConfig(sets=4, ways=2),
@@ -686,7 +698,7 @@ def _paper() -> ProximaConfig:
         search=SearchConfig(L=256, T0=16, T_step=4, r=3, beta=1.06, k=10, beam_width=4),
         bloom=BloomConfig(bits=98304, hashes=8),  # 12 kB SRAM, 8 hash functions
         engine=EngineConfig(queues=256, sorter_n=256, pq_codes_per_cycle=32, exact_lanes=1,
-                            clock_mhz=1000.0, id_bits=27, path_bits=1024),
+                            clock_mhz=1000.0, id_bits=27, path_bits=1024, store_latency=2),
         nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
                         tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),
         layout=LayoutConfig(hot_fraction=0.03, reorder_sample=10_000, hot_copies=8),

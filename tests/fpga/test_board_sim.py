@@ -42,7 +42,11 @@ def _write_tiny(tmp_path_factory, cfg, name, n=200, n_hot=8, seed=5):
 
 @pytest.fixture(scope="module")
 def tiny_image(tmp_path_factory):
-    return _write_tiny(tmp_path_factory, preset("tiny"), "tiny.pxi")
+    """The tiny preset with the FPGA board's registered store read (engine.store_latency
+    = 3: the store's address and data registered in the controller; tests/hdl/test_accel.py
+    has latencies 1 and 2)."""
+    return _write_tiny(tmp_path_factory, preset("tiny").with_(engine={"store_latency": 3}),
+                       "tiny.pxi")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from amaranth.hdl import Module, Signal
 
 from proxima.config import preset
 from proxima.fpga.boards import (BOARDS, DP16KD_LINK, DP16KD_PER_CONTEXT, ECP5_85F_DP16KD,
-                                 BuildError, board_layout, ecp5_pll, format_report,
+                                 BuildError, board_layout, build, ecp5_pll, format_report,
                                  store_word_bits)
 from proxima.golden.link import store_map
 
@@ -89,3 +89,14 @@ def test_board_layout_of_an_image(tmp_path):
     assert got.cfg.to_dict() == cfg.to_dict()  # the image's configuration wins
     with pytest.raises(BuildError, match="cannot read index image"):
         board_layout(cfg, BOARDS["ulx3s-85f"], index_path=tmp_path / "missing.pxi")
+
+
+def test_ulx3s_build_needs_the_registered_store_read(tmp_path):
+    # refused before any tool runs: a one-cycle store read, an unknown router
+    for low in (1, 2):
+        with pytest.raises(BuildError, match="engine.store_latency = 3"):
+            build("ulx3s-85f", preset("default").override([f"engine.store_latency={low}"]),
+                  out_dir=tmp_path, n=16, queues=1)
+    with pytest.raises(BuildError, match="unknown router"):
+        build("ulx3s-85f", preset("default"), out_dir=tmp_path, router="router3")
+    assert preset("default").engine.store_latency == 3

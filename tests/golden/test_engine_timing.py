@@ -62,24 +62,28 @@ def test_nand_path_follows_the_controller_model():
     emission cycles equal :class:`NandControllerModel`'s (in-order requests held until
     accepted, per-core queues of ``depth``, done slots, completion stalls, the round-robin
     output engine, ``nb`` beats per access); with ``lanes`` > 1 the controller's path is
-    that many context beats wide (``ctl_nb = nb / lanes`` beats on the response bus)."""
+    that many context beats wide (``ctl_nb = nb / lanes`` beats on the response bus); at
+    store read latencies 1 to 3 (``store_latency``, the controller's ``read_latency``)."""
     rnd = random.Random(5)
-    for nb, service, cores, depth, lanes in ((4, 7, 3, 0, 1), (1, 5, 4, 0, 1), (8, 3, 2, 0, 1),
-                                             (4, 9, 3, 1, 1), (2, 12, 2, 2, 1), (1, 4, 3, 0, 8),
-                                             (2, 6, 4, 1, 4)):
+    for nb, service, cores, depth, lanes, lat in (
+            (4, 7, 3, 0, 1, 1), (1, 5, 4, 0, 1, 1), (8, 3, 2, 0, 1, 1), (4, 9, 3, 1, 1, 1),
+            (2, 12, 2, 2, 1, 1), (1, 4, 3, 0, 8, 1), (2, 6, 4, 1, 4, 1),
+            # the store read latency (engine.store_latency): 2 on the FPGA board, and 3
+            (4, 7, 3, 0, 1, 2), (1, 4, 3, 0, 8, 2), (2, 6, 4, 1, 4, 2), (1, 5, 4, 0, 1, 3)):
         n = 40
         times = sorted(rnd.sample(range(200), n))
         core = [rnd.randrange(cores) for _ in range(n)]
         costs = replace(EngineCosts.single_engine(preset("tiny")).zero_compute(),
                         nb=nb * lanes, ctl_nb=nb, service=service, resp_delay=0,
-                        ctl_depth=depth)
+                        ctl_depth=depth, store_latency=lat)
         progs = [[Step(t, [(c, 0)])] for t, c in zip(times, core)]
         res = simulate_batch(progs, costs, n, cores, trace=True)
         emit = {q: d - nb * lanes + 1 for q, a, d, _ in res.trace}
         accept = [a for _, a, _, _ in sorted(res.trace)]
         # the same requests through the cycle model, each offered from its cycle on
         p = CtlParams(cores=cores, depth=depth or n, service=service, access_bytes=8 * nb,
-                      page_bytes=256, pages=1, page_bits=1, beat_bits=64, tag_bits=8)
+                      page_bytes=256, pages=1, page_bits=1, beat_bits=64, tag_bits=8,
+                      read_latency=lat)
         ctl = NandControllerModel(p)
         first, acc_t, i = {}, [], 0
         for t in range(times[-1] + n * (service + nb) + 10):
@@ -90,8 +94,8 @@ def test_nand_path_follows_the_controller_model():
                 i += 1
             if beat is not None:
                 first.setdefault(beat.tag, beat.cycle)
-        assert accept == acc_t, (nb, service, cores, depth)
-        assert emit == first, (nb, service, cores, depth)
+        assert accept == acc_t, (nb, service, cores, depth, lat)
+        assert emit == first, (nb, service, cores, depth, lat)
         assert res.busy.sum() >= n * service
 
 
@@ -136,6 +140,7 @@ def test_batch_rules(tiny_img, tiny_refs):
         bounds[pb] = nand_bound(pcfg, lay, refs, 64)
         assert bounds[pb].total_cycles >= bounds[pb].accesses * EngineCosts.from_cfg(pcfg).ctl_nb
     assert EngineCosts.from_cfg(cfg.with_(engine={"path_bits": 1024})).ctl_nb == 1
+    assert [EngineCosts.from_cfg(preset(n)).store_latency for n in ("tiny", "default")] == [1, 3]
     assert bounds[32].total_cycles > bounds[256].total_cycles >= bounds[1024].total_cycles
     # bare events: the checks guessed from the raw runs, close to the counters' placement
     bare = predict(cfg, lay, [r.events for r in refs], 2).total_cycles

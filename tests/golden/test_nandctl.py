@@ -39,6 +39,12 @@ def test_params_from_presets_reuse_the_timing_model():
     d = CtlParams.from_cfg(preset("default"))
     assert (d.service, d.cores, d.beat_bits, d.beats) == (56, 20, 256, 4)  # engine.path_bits
     assert CtlParams.from_cfg(preset("default"), tR_cycles=4, transfer_cycles=0).service == 4
+    # the store read latency: engine.store_latency (the FPGA preset registers the read)
+    assert [CtlParams.from_cfg(preset(n)).read_latency for n in ("tiny", "default", "paper")] \
+        == [1, 3, 2]
+    assert CtlParams.from_cfg(preset("tiny"), read_latency=3).done_to_beat == 3
+    assert CtlParams.from_cfg(preset("tiny").override(["engine.store_latency=2"])
+                              ).done_to_beat == DONE_TO_BEAT + 1
 
 
 def test_one_core_two_requests_hand_cycles():
@@ -107,12 +113,12 @@ def test_nand_completion_equals_golden_nand():
     assert done == ref.finish.tolist()
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_model_without_stalls_follows_the_nand_rule(seed):
+@pytest.mark.parametrize("seed,latency", [(0, 1), (1, 1), (2, 1), (0, 2), (1, 3)])
+def test_model_without_stalls_follows_the_nand_rule(seed, latency):
     # enough service time for the one-beat output to drain: no completion ever stalls, so
     # start = max(accept + ACCEPT_TO_START, free) and done = start + service exactly
     p = _params(cores=4, depth=3, tR_cycles=17, transfer_cycles=3, beat_bits=1024,
-                tag_bits=10)
+                tag_bits=10, read_latency=latency)
     rng = np.random.default_rng(seed)
     reqs = [Request(i % (1 << p.tag_bits), int(rng.integers(0, 4)), 0, 0) for i in range(300)]
     rnd = random.Random(seed)
@@ -123,12 +129,52 @@ def test_model_without_stalls_follows_the_nand_rule(seed):
                                   [r.core for r in reqs], p.service)
     assert [res.start[i] for i in range(300)] == start
     assert [res.done[i] for i in range(300)] == done
-    # and every response leaves DONE_TO_BEAT after its done cycle at the earliest
+    # and every response leaves done_to_beat (= the read latency) after its done cycle at
+    # the earliest
     first = {}
     for b in res.beats:
         first.setdefault(b.tag, b.cycle)
-    assert all(first[r.tag] >= done[i] + DONE_TO_BEAT for i, r in enumerate(reqs))
-    assert any(first[r.tag] == done[i] + DONE_TO_BEAT for i, r in enumerate(reqs))
+    assert p.done_to_beat == latency
+    assert all(first[r.tag] >= done[i] + p.done_to_beat for i, r in enumerate(reqs))
+    assert any(first[r.tag] == done[i] + p.done_to_beat for i, r in enumerate(reqs))
+
+
+@pytest.mark.parametrize("latency", [2, 3])
+def test_longer_store_read_shifts_every_beat_without_back_pressure(latency):
+    # with the output always ready the read pipeline only delays: the same accepts, starts,
+    # done cycles and beat order, every beat latency - 1 cycles later than with latency 1
+    rng = np.random.default_rng(latency)
+    reqs = [Request(i % 64, int(rng.integers(0, 3)), int(rng.integers(0, 4)),
+                    int(rng.integers(0, 4)) * 128) for i in range(300)]
+    rnd = random.Random(latency)
+    offer = [rnd.random() < 0.7 for _ in range(100_000)]
+    runs = []
+    for L in (1, latency):
+        p = _params(beat_bits=256, tag_bits=6, read_latency=L)
+        runs.append(NandControllerModel(p, _image(p, 9)).run(reqs, offer.__getitem__))
+    one, long = runs
+    assert one.completion_stalls > 0  # the output engine is busy: grants are contended
+    assert (one.accept, one.start, one.done) == (long.accept, long.start, long.done)
+    assert [b._replace(cycle=b.cycle + latency - 1) for b in one.beats] == long.beats
+
+
+def test_longer_store_read_under_back_pressure_matches_data():
+    # random output back-pressure: the beats differ in timing, never in data or order per
+    # request
+    p = _params(beat_bits=128, tag_bits=8, read_latency=2)
+    img = _image(p, 6)
+    rng = np.random.default_rng(6)
+    reqs = [Request(i % 256, int(rng.integers(0, 3)), int(rng.integers(0, 4)),
+                    int(rng.integers(0, 4)) * 128) for i in range(150)]
+    rnd = random.Random(6)
+    ready = [rnd.random() < 0.4 for _ in range(100_000)]
+    res = NandControllerModel(p, img).run(reqs, out_ready=ready.__getitem__)
+    assert all(ready[b.cycle] for b in res.beats)
+    per = {}
+    for b in res.beats:
+        per.setdefault(b.tag, []).append(b.data)
+    exp = expected_data(p, store_words(p, img), reqs)
+    assert [per[r.tag] for r in reqs] == exp
 
 
 def test_random_run_data_and_order():
@@ -194,6 +240,12 @@ def test_bad_parameters_and_image():
         _params(pages=16)  # > 2**page_bits (8 pages per core in the config)
     with pytest.raises(NandCtlError, match="service"):
         _params(tR_cycles=0, transfer_cycles=0)
+    with pytest.raises(NandCtlError, match="read latency"):
+        _params(read_latency=4)
+    from proxima.config import ConfigError
+    for bad in (0, 4):
+        with pytest.raises(ConfigError, match="engine.store_latency must be in 1..3"):
+            preset("tiny").override([f"engine.store_latency={bad}"])
     with pytest.raises(NandCtlError, match="store image has"):
         NandControllerModel(_params(), b"\0" * 10)
     with pytest.raises(NandCtlError, match="did not finish"):

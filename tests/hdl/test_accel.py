@@ -15,7 +15,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from proxima.config import preset
-from proxima.golden.layout import EVENT_KINDS, reads_for_events
+from proxima.golden.layout import EVENT_KINDS, Layout, reads_for_events
 from proxima.golden.search import search
 from proxima.hdl.accel import READ_COUNTERS, AccelError, Accelerator
 from proxima.hdl.engine import COUNTER_NAMES
@@ -29,23 +29,28 @@ def tiny_image(tmp_path_factory):
 
 
 def run_accel(img, queries, *, queues=2, p_query=1.0, p_ready=1.0, seed=0, stall_seed=0,
-              reset_after=None, then=(), max_cycles=400_000, **kw):
+              reset_after=None, then=(), max_cycles=400_000, store_latency=None, **kw):
     """Feed ``queries`` (tags 100, 101, ...) and collect per tag what came out.
 
     ``reset_after``: pulse ``soft_reset`` once that many statistics beats were taken
     (``glob["after_reset"]`` records the global counters right after it), then feed the
     queries ``then`` (tags 200, 201, ...) in the same simulation.  Returns ``(per_tag,
     glob)``; ``per_tag[tag]`` has ``results`` (id, dist, last), ``stats`` and ``reqs``
-    (core, page, offset, kind) in monitor order; ``glob`` the global counters at the end."""
-    cfg = img.index.cfg
-    dut = Accelerator(cfg, img.layout, image=Accelerator.store_image(img), queues=queues,
+    (core, page, offset, kind) in monitor order; ``glob`` the global counters at the end.
+    ``store_latency``: the Accelerator's ``engine.store_latency`` (a search-time field:
+    the image's configuration otherwise)."""
+    cfg, lay = img.index.cfg, img.layout
+    if store_latency is not None:
+        cfg = cfg.with_(engine={"store_latency": int(store_latency)})
+        lay = Layout(cfg, lay.n, lay.hot, lay.gap_width)
+    dut = Accelerator(cfg, lay, image=Accelerator.store_image(img), queues=queues,
                       codebook=img.index.codebook, resp_stall_seed=stall_seed, **kw)
     rnd = random.Random(seed)
     batches = [list(zip((100 + i for i in range(len(queries))), queries))]
     if reset_after is not None:
         batches.append(list(zip((200 + i for i in range(len(then))), then)))
     out = {t: {"results": [], "stats": None, "reqs": []} for b in batches for t, _ in b}
-    glob = {}
+    glob = {"read_latency": dut.ctl.params.read_latency}
 
     def read_globals(ctx):
         g = {n: ctx.get(getattr(dut, n))
@@ -153,6 +158,20 @@ def test_accel_matches_golden_per_query(tiny_image, queues, stall, n, path):
     inserted = sum(out[100 + i]["stats"]["inserted"] for i in range(len(queries)))
     assert -(-inserted // cfg.engine.sorter_n) <= glob["g_sort"]
     assert glob["g_sort"] <= (cfg.list_chunks + 1) * inserted
+
+
+def test_accel_two_cycle_store_read_matches_golden(tiny_image):
+    """The controller's store read registered once more (engine.store_latency = 2, the
+    FPGA board's): every query's reads, results and counters equal golden, with random
+    NAND latency and back-pressure; the read costs cycles, never results."""
+    assert tiny_image.index.cfg.engine.store_latency == 1
+    queries = _queries(tiny_image.index.cfg, 2, seed=12)
+    out, glob = run_accel(tiny_image, queries, queues=2, p_query=0.7, p_ready=0.6, seed=12,
+                          stall_seed=0x35, store_latency=2)
+    for i, q in enumerate(queries):
+        check_query(tiny_image, q, out[100 + i])
+    assert glob["g_queries"] == len(queries) and glob["idle"] == 1
+    assert glob["read_latency"] == 2
 
 
 @pytest.fixture(scope="module")

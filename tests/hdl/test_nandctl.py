@@ -27,7 +27,8 @@ SMALL_KW = dict(cores=3, depth=2, tR_cycles=3, transfer_cycles=2, pages=4, beat_
 def _sim(dut, reqs, offer, ready, cycles, store=None):
     """Drive ``dut`` with the driver rule of NandControllerModel.run; returns (accept cycles,
     beats as (cycle, tag, data, last), final error flag).  ``store``: word list served on
-    the external store port with the documented one-cycle read latency."""
+    the external store port with the documented one-cycle read latency (the controller
+    adds its ``read_latency - 1`` registers)."""
     accept, beats, err = [], [], []
 
     async def bench(ctx):
@@ -114,6 +115,36 @@ def test_two_cores_in_parallel_hand_cycles():
                      (10, 4, words[w1], False), (11, 4, words[w1 + 1], True)]
 
 
+def test_two_cycle_store_read_hand_cycles():
+    # the two requests of test_two_cores_in_parallel_hand_cycles with a two-cycle store
+    # read: every beat one cycle later (done 7 -> beats 9, 10; core 1's at 11, 12)
+    reqs = [Request(3, 0, 0, 0), Request(4, 1, 1, 256)]
+    p, words, acc, beats, err = _hand({"beat_bits": 512, "read_latency": 2}, reqs)
+    w1 = ((1 * p.pages + 1) * p.page_bytes + 256) // p.beat_bytes
+    assert p.done_to_beat == 2 and acc == [0, 1]
+    assert beats == [(9, 3, words[0], False), (10, 3, words[1], True),
+                     (11, 4, words[w1], False), (12, 4, words[w1 + 1], True)]
+
+
+def test_two_cycle_store_read_holds_under_back_pressure():
+    # one access of 4 beats, read latency 2, resp.ready low in cycles 10 and 11: the first
+    # beat (in the output register from 9) goes at 9, the second waits in the output
+    # register through the stall (12), the pipeline holds the third behind it (13, 14)
+    kw = dict(SMALL_KW, tR_cycles=3, transfer_cycles=2, beat_bits=256, read_latency=2)
+    params = CtlParams.from_cfg(SMALL, **kw)
+    image = store_image(params, 3)
+    dut = NandController(SMALL, image=image, **kw)
+    reqs = [Request(5, 1, 0, 0)]
+    ready = lambda t: t not in (10, 11)  # noqa: E731
+    acc, beats, err = _sim(dut, reqs, lambda t: True, ready, 30)
+    words = NandControllerModel(params, image).words
+    w = params.pages * params.page_bytes // params.beat_bytes
+    assert [(b[0], b[2]) for b in beats] == [(9, words[w]), (12, words[w + 1]),
+                                             (13, words[w + 2]), (14, words[w + 3])]
+    exp = NandControllerModel(params, image).run(reqs, out_ready=ready)
+    assert [tuple(b) for b in exp.beats] == beats
+
+
 def test_fifo_full_back_pressure_hand_cycles():
     # depth 1: req 0 at 0; req 1 waits while the FIFO holds req 0 (popped in 1) -> 2;
     # req 2 waits until req 1 is popped with req 0's completion in 6 -> accepted in 7
@@ -134,14 +165,16 @@ def test_bad_requests_set_error_and_get_no_response():
     assert [b[1] for b in beats] == [3]
 
 
-def test_random_traffic_with_stalls_matches_model():
-    params = CtlParams.from_cfg(SMALL, **SMALL_KW)
+@pytest.mark.parametrize("latency", [1, 2, 3])
+def test_random_traffic_with_stalls_matches_model(latency):
+    kw = SMALL_KW | {"read_latency": latency}
+    params = CtlParams.from_cfg(SMALL, **kw)
     rng = np.random.default_rng(7)
     reqs = random_requests(params, 400, rng, p_bad=0.05)
     rnd = random.Random(7)
     offer = [rnd.random() < 0.6 for _ in range(100_000)]
     ready = [rnd.random() < 0.5 for _ in range(100_000)]
-    exp, acc, beats = _check_vs_model(SMALL, SMALL_KW, reqs, offer.__getitem__,
+    exp, acc, beats = _check_vs_model(SMALL, kw, reqs, offer.__getitem__,
                                       ready.__getitem__, store_image(params, 11))
     assert exp.error and exp.completion_stalls > 0 and len(acc) == 400
 
@@ -158,8 +191,9 @@ def test_random_traffic_with_stalls_matches_model():
     ({"page_bytes": 256, "pages_per_core": 2},  # service 1, one beat: a grant every cycle
      dict(cores=3, depth=2, tR_cycles=1, transfer_cycles=0, pages=2, beat_bits=1024)),
 ])
-def test_edge_shapes_match_model(cfg_nand, kw):
-    cfg = preset("tiny").with_(nand=cfg_nand)
+@pytest.mark.parametrize("latency", [1, 2])
+def test_edge_shapes_match_model(cfg_nand, kw, latency):
+    cfg = preset("tiny").with_(nand=cfg_nand, engine={"store_latency": latency})
     params = CtlParams.from_cfg(cfg, **kw)
     rng = np.random.default_rng(params.cores)
     reqs = random_requests(params, 60 if params.beats <= 8 else 10, rng, p_bad=0.1)
@@ -170,8 +204,9 @@ def test_edge_shapes_match_model(cfg_nand, kw):
                     store_image(params, 13))
 
 
-def test_external_store_port_matches_model():
-    kw = dict(SMALL_KW, cores=2, depth=3, tR_cycles=6, beat_bits=128)
+@pytest.mark.parametrize("latency", [1, 2, 3])
+def test_external_store_port_matches_model(latency):
+    kw = dict(SMALL_KW, cores=2, depth=3, tR_cycles=6, beat_bits=128, read_latency=latency)
     params = CtlParams.from_cfg(SMALL, **kw)
     rng = np.random.default_rng(8)
     reqs = random_requests(params, 150, rng)
@@ -233,6 +268,7 @@ def test_cocotb_nandctl_default_tR():
     kw = dict(cores=4, pages=2)  # the preset's tR, transfer, depth, beat width
     p = CtlParams.from_cfg(cfg, **kw)
     assert p.service == cfg.tR_cycles + 26 and p.depth == cfg.engine.queues
+    assert p.read_latency == 3  # the preset's registered store read (inside the controller)
     # the store is the external port here, served by the testbench (no image in the Verilog)
     res = _cocotb(cfg, kw, "nandctl_default", external=True, requests=400,
                   p_valid=0.5, p_ready=0.8)
