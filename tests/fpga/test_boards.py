@@ -4,7 +4,7 @@ top's elaboration on each platform, the report text."""
 from __future__ import annotations
 
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Fragment, Module, Signal
 
 from proxima.config import preset
 from proxima.fpga.boards import (BOARDS, DP16KD_LINK, DP16KD_PER_CONTEXT, ECP5_85F_DP16KD,
@@ -18,11 +18,14 @@ def test_ecp5_pll_exact_for_round_frequencies(f_out):
     m = Module()
     f, _ = ecp5_pll(m, Signal(), 25.0, f_out)
     assert f == pytest.approx(f_out)
+    Fragment.get(m, None)  # the PLL instance elaborates
 
 
 def test_ecp5_pll_impossible():
+    m = Module()
     with pytest.raises(BuildError):
-        ecp5_pll(Module(), Signal(), 25.0, 2000.0)
+        ecp5_pll(m, Signal(), 25.0, 2000.0)
+    assert not Fragment.get(m, None).subfragments  # nothing was added to the module
 
 
 @pytest.mark.parametrize("queues", [1, 2])
