@@ -85,7 +85,8 @@ def test_board_queries_other_geometry(tiny_image, tmp_path_factory, tmp_path):
     writes its registers and every query equals golden.  A geometry beyond the store is
     refused with ERR_GEOMETRY and changes nothing."""
     _, nominal = tiny_image
-    path, img = _write_tiny(tmp_path_factory, preset("tiny"), "other.pxi", n=60, n_hot=3,
+    # the bitstream's configuration (the board refuses an image of another one)
+    path, img = _write_tiny(tmp_path_factory, nominal.index.cfg, "other.pxi", n=60, n_hot=3,
                             seed=8)
     la, lb = nominal.layout, img.layout
     assert la.n != lb.n and la.hot != lb.hot and la.gap_width != lb.gap_width
