@@ -28,6 +28,50 @@ def tiny_image(tmp_path_factory):
     return _image(tmp_path_factory, preset("tiny"))
 
 
+async def drive_batch(ctx, dut, batch, out, rnd, stop_after, *, p_query, p_ready,
+                      max_cycles, words=None):
+    """Feed the ``(tag, query)`` pairs of ``batch`` to ``dut`` with random back-pressure and
+    collect into ``out[tag]`` (prepared by the caller) its result beats ``(id, dist, last)``,
+    its statistics beat and its monitored NAND requests ``(core, page, offset, kind)``,
+    until ``stop_after`` statistics beats were taken.  ``words``: serve the external store
+    port from this word list (a synchronous read: the word in the next cycle, then held)."""
+    dim = dut.cfg.vec.dim
+    extra = (dut.store_en, dut.store_addr) if words is not None else ()
+    qi, ei, n_stats = 0, 0, 0
+    for _ in range(max_cycles):
+        offer = qi < len(batch) and rnd.random() < p_query
+        ctx.set(dut.query.valid, offer)
+        if offer:
+            ctx.set(dut.query.payload.tag, batch[qi][0])
+            ctx.set(dut.query.payload.data, int(batch[qi][1][ei]))
+        ctx.set(dut.result.ready, rnd.random() < p_ready)
+        ctx.set(dut.stats.ready, rnd.random() < p_ready)
+        (_, _, qv, qr, rv, rr, rp, sv, sr, sp, mv, mt, mc, mpg, mo, mk, *store) = \
+            await ctx.tick().sample(
+                dut.query.valid, dut.query.ready, dut.result.valid, dut.result.ready,
+                dut.result.payload, dut.stats.valid, dut.stats.ready, dut.stats.payload,
+                dut.mon_valid, dut.mon_tag, dut.mon_core, dut.mon_page, dut.mon_offset,
+                dut.mon_kind, *extra)
+        if store and store[0]:
+            ctx.set(dut.store_data, words[store[1]])
+        if qv and qr:
+            ei += 1
+            if ei == dim:
+                qi, ei = qi + 1, 0
+        if rv and rr:
+            out[rp.tag]["results"].append((rp.id, rp.dist, rp.last))
+        if mv:
+            out[mt]["reqs"].append((mc, mpg, mo, EVENT_KINDS[mk]))
+        if sv and sr:
+            out[sp.tag]["stats"] = {n: getattr(sp, n) for n in
+                                    ("context", "error", "converged") + COUNTER_NAMES
+                                    + READ_COUNTERS}
+            n_stats += 1
+            if n_stats == stop_after:
+                return
+    raise AssertionError("timeout")
+
+
 def run_accel(img, queries, *, queues=2, p_query=1.0, p_ready=1.0, seed=0, stall_seed=0,
               reset_after=None, then=(), max_cycles=400_000, store_latency=None, **kw):
     """Feed ``queries`` (tags 100, 101, ...) and collect per tag what came out.
@@ -58,38 +102,9 @@ def run_accel(img, queries, *, queues=2, p_query=1.0, p_ready=1.0, seed=0, stall
         g["core_busy"] = [ctx.get(x) for x in dut.core_busy]
         return g
 
-    async def run_batch(ctx, batch, stop_after):
-        qi, ei, n_stats = 0, 0, 0
-        for _ in range(max_cycles):
-            offer = qi < len(batch) and rnd.random() < p_query
-            ctx.set(dut.query.valid, offer)
-            if offer:
-                ctx.set(dut.query.payload.tag, batch[qi][0])
-                ctx.set(dut.query.payload.data, int(batch[qi][1][ei]))
-            ctx.set(dut.result.ready, rnd.random() < p_ready)
-            ctx.set(dut.stats.ready, rnd.random() < p_ready)
-            (_, _, qv, qr, rv, rr, rp, sv, sr, sp, mv, mt, mc, mpg, mo, mk) = \
-                await ctx.tick().sample(
-                    dut.query.valid, dut.query.ready, dut.result.valid, dut.result.ready,
-                    dut.result.payload, dut.stats.valid, dut.stats.ready, dut.stats.payload,
-                    dut.mon_valid, dut.mon_tag, dut.mon_core, dut.mon_page, dut.mon_offset,
-                    dut.mon_kind)
-            if qv and qr:
-                ei += 1
-                if ei == cfg.vec.dim:
-                    qi, ei = qi + 1, 0
-            if rv and rr:
-                out[rp.tag]["results"].append((rp.id, rp.dist, rp.last))
-            if mv:
-                out[mt]["reqs"].append((mc, mpg, mo, EVENT_KINDS[mk]))
-            if sv and sr:
-                out[sp.tag]["stats"] = {n: getattr(sp, n) for n in
-                                        ("context", "error", "converged") + COUNTER_NAMES
-                                        + READ_COUNTERS}
-                n_stats += 1
-                if n_stats == stop_after:
-                    return
-        raise AssertionError("timeout")
+    def run_batch(ctx, batch, stop_after):
+        return drive_batch(ctx, dut, batch, out, rnd, stop_after, p_query=p_query,
+                           p_ready=p_ready, max_cycles=max_cycles)
 
     async def bench(ctx):
         ctx.set(dut.entry, int(img.index.entry))
@@ -283,7 +298,6 @@ def run_images(dut, phases, *, p_query=0.7, p_ready=0.6, seed=0, max_cycles=400_
 
     rnd = random.Random(seed)
     out = {}
-    dim = dut.cfg.vec.dim
 
     async def bench(ctx):
         for ph, (img, queries) in enumerate(phases):
@@ -296,41 +310,8 @@ def run_images(dut, phases, *, p_query=0.7, p_ready=0.6, seed=0, max_cycles=400_
                                                    "little"))
             batch = [(100 * (ph + 1) + i, q) for i, q in enumerate(queries)]
             out.update({t: {"results": [], "stats": None, "reqs": []} for t, _ in batch})
-            qi, ei, n_stats = 0, 0, 0
-            for _ in range(max_cycles):
-                offer = qi < len(batch) and rnd.random() < p_query
-                ctx.set(dut.query.valid, offer)
-                if offer:
-                    ctx.set(dut.query.payload.tag, batch[qi][0])
-                    ctx.set(dut.query.payload.data, int(batch[qi][1][ei]))
-                ctx.set(dut.result.ready, rnd.random() < p_ready)
-                ctx.set(dut.stats.ready, rnd.random() < p_ready)
-                (_, _, qv, qr, rv, rr, rp, sv, sr, sp, mv, mt, mc, mpg, mo, mk, se, sa) = \
-                    await ctx.tick().sample(
-                        dut.query.valid, dut.query.ready, dut.result.valid, dut.result.ready,
-                        dut.result.payload, dut.stats.valid, dut.stats.ready,
-                        dut.stats.payload, dut.mon_valid, dut.mon_tag, dut.mon_core,
-                        dut.mon_page, dut.mon_offset, dut.mon_kind, dut.store_en,
-                        dut.store_addr)
-                if se:  # a synchronous read port: the word in the next cycle, then held
-                    ctx.set(dut.store_data, words[sa])
-                if qv and qr:
-                    ei += 1
-                    if ei == dim:
-                        qi, ei = qi + 1, 0
-                if rv and rr:
-                    out[rp.tag]["results"].append((rp.id, rp.dist, rp.last))
-                if mv:
-                    out[mt]["reqs"].append((mc, mpg, mo, EVENT_KINDS[mk]))
-                if sv and sr:
-                    out[sp.tag]["stats"] = {n: getattr(sp, n) for n in
-                                            ("context", "error", "converged") + COUNTER_NAMES
-                                            + READ_COUNTERS}
-                    n_stats += 1
-                    if n_stats == len(batch):
-                        break
-            else:
-                raise AssertionError("timeout")
+            await drive_batch(ctx, dut, batch, out, rnd, len(batch), p_query=p_query,
+                              p_ready=p_ready, max_cycles=max_cycles, words=words)
             ctx.set(dut.query.valid, 0)
             await ctx.tick()
 
