@@ -3,7 +3,7 @@
     proxima sim --index index.pxi --queries q.u8bin [--gt gt.ivecs] [--queues 4] [-n 100]
                 [--engine harness|cocotb] [--wave out.fst] [--set search.L=32 ...]
 
-Builds the :class:`proxima.hdl.accel.Accelerator` for the image's geometry (the image's
+Builds the :class:`proxima.hdl.accel.Accelerator` for the configuration (the image's
 bytes are served on its NAND store port), runs it under Verilator
 (:func:`proxima.sim.accel_run.simulate_accel`): by default in the C++ harness
 ``sim/harness`` (no Python in the simulation loop), with ``--engine cocotb`` (implied by
@@ -12,8 +12,8 @@ distances, counters and NAND access sequence against the golden model and prints
 (:meth:`~proxima.sim.accel_run.AccelRun.report`) recall (with ``--gt``), cycles per query,
 QPS at ``engine.clock_mhz``, NAND core utilisation and the simulation speed.  The
 Verilator build is cached by configuration under ``build/sim-cache/`` (a second run with
-the same configuration and queues starts at once, whatever the image's geometry: the harness
-writes it into the geometry registers at run time).  Exit status 1 when any query
+the same configuration and queues starts at once, whatever the image's geometry and codebook:
+both engines write them into the geometry registers and through ``cb_wr`` at run time).  Exit status 1 when any query
 disagrees with the golden model.
 """
 

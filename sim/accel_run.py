@@ -14,11 +14,12 @@ the image's bytes are served on the store port) on one of two engines:
   :class:`~proxima.sim.tb.tb_accel.TagBoard` (non-strict: mismatches are counted) and its
   global checks;
 * ``"cocotb"``: the cocotb bench ``sim/tb/tb_accel.py`` (``accel_batch`` test, non-strict;
-  the codebook given at elaboration), with every cycle through Python: about 30 times
+  the same design as the harness's), with every cycle through Python: about 30 times
   slower, but it can write a waveform (``wave=``) and run under Icarus.
 
-Both builds are cached (``build/sim-cache``): the harness's by configuration, queue count
-and stall seed; the cocotb bench's also by the image's geometry and codebook.  The result is an
+Both builds are cached (``build/sim-cache``) by configuration, queue count and stall seed:
+neither depends on the image's geometry or codebook (run-time registers and ``cb_wr``
+writes), so one build of each serves every image of the configuration.  The result is an
 :class:`AccelRun`: the per-query records, the mismatches, the global counters, the cycles
 and the wall-clock time of the simulation; :meth:`AccelRun.report` is the summary that
 ``proxima sim`` and ``proxima demo`` print.
@@ -208,26 +209,11 @@ def _digest(*arrays) -> str:
 
 
 def accel_for(img, cfg, queues: int, stall_seed: int = 0):
-    """``(accelerator, cache key)`` for image ``img`` under ``cfg``: the store port outside
-    (the bench serves the image's bytes, so one build serves every image of the same
-    geometry and codebook), ``queues`` contexts, ``stall_seed`` for the response stalls.
-    The key names everything the Verilog is made from (with the RTL sources, which
-    :func:`proxima.sim.runner.run_cocotb` adds)."""
-    import warnings
-
-    from amaranth.hdl import UnusedElaboratable
-
-    from proxima.hdl.accel import Accelerator
-
-    layout = search_layout(img, cfg)
-    with warnings.catch_warnings():  # elaborated only when the build cache misses
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        dut = Accelerator(cfg, layout, queues=queues, codebook=img.index.codebook,
-                          resp_stall_seed=stall_seed, external_store=True)
-    key = {"bench": "tb_accel", "cfg": cfg.to_json(), "queues": int(queues),
-           "stall": int(stall_seed), "layout": [layout.n, layout.hot, layout.gap_width],
-           "codebook": _digest(img.index.codebook)}
-    return dut, key
+    """``(accelerator, cache key)`` for the cocotb bench: as :func:`harness_accel_for`
+    (capacities only, the geometry registers and the codebook written at run time: one
+    build serves every image of the configuration), under its own cache key."""
+    dut, key = harness_accel_for(img, cfg, queues, stall_seed)
+    return dut, dict(key, bench="tb_accel")
 
 
 def _mark_used(obj, seen=None) -> None:
@@ -415,7 +401,7 @@ def _simulate_cocotb(img, queries, cfg, queues, refs, stall_seed, p_valid, p_rea
     work = Path(tmp.name)
     store = write_store(work / "store.bin", Accelerator.store_image(img))
     data = accel_transactions(img.index, queries, layout, dut, refs=refs, cfg=cfg,
-                              store_file=store)
+                              store_file=store, codebook=img.index.codebook)
     (work / "data.json").write_text(json.dumps(data))
     out, prog = work / "out.json", work / "progress"
     params = {"data": str(work / "data.json"), "out": str(out), "progress": str(prog),

@@ -8,7 +8,8 @@ One Verilator build serves every test (the build cache of
 :func:`proxima.sim.runner.run_cocotb`; the store port is outside the design and the bench
 serves the image's bytes): the corrupt-frame test serves a copy of the image with one
 corrupt normal frame, read by exactly one query of its batch (the golden reads of the
-others prove they never touch it).  ``proxima sim`` on the same image reuses the build.
+others prove they never touch it).  ``proxima sim`` reuses the build, on this image and on
+one of another geometry and codebook (both are written at run time).
 """
 
 from __future__ import annotations
@@ -83,13 +84,15 @@ def _run(setup, tmp_path, testcase, data, **params):
 
 
 def _data(setup, name, tag0, store="store.bin"):
+    from proxima.sim.accel_run import search_layout
     from proxima.sim.tb.tb_accel import accel_transactions
 
     img, dut, _, sets, _, work = setup
     q, refs = sets[name]
     tags = [(tag0 + 7919 * i) % (1 << 16) for i in range(len(q))]  # scattered, distinct
-    return accel_transactions(img.index, q, dut.layout, dut, tags=tags, refs=refs,
-                              cfg=dut.cfg, store_file=work / store)
+    return accel_transactions(img.index, q, search_layout(img, dut.cfg), dut, tags=tags,
+                              refs=refs, cfg=dut.cfg, store_file=work / store,
+                              codebook=img.index.codebook)
 
 
 def test_accel_batch_matches_golden(accel_setup, tmp_path):
@@ -137,28 +140,32 @@ def test_accel_flipped_expectation_fails(accel_setup, tmp_path):
         _run(accel_setup, tmp_path, "accel_batch", d)
 
 
-def test_proxima_sim_cli(accel_setup, capsys):
+def test_proxima_sim_cli(accel_setup, tmp_path_factory, capsys):
     """``proxima sim --engine cocotb`` on the image file: every query matches golden, recall
-    printed; a second run reuses the build (same configuration, geometry, codebook, queues and
-    stall seed; the first run may be the one that builds, whichever xdist worker runs the
-    module's other tests)."""
+    printed; then on an image of another geometry (vertex count, hot count, slot width) and
+    codebook, same configuration: it reuses the build (geometry registers and codebook are
+    written at run time; the first run may be the one that builds, whichever xdist worker
+    runs the module's other tests) and matches golden too."""
     from proxima.cli import main
     from proxima.golden.datasets import ground_truth
     from proxima.golden.vecio import write_vectors
 
     img, _, _, sets, _, work = accel_setup
+    other = _image(tmp_path_factory, img.index.cfg, 1400, 30, seed=5, path=work / "other.pxi")
+    assert (other.layout.n, other.layout.hot) != (img.layout.n, img.layout.hot)
+    assert other.layout.gap_width != img.layout.gap_width
     q = sets["flip"][0]
     write_vectors(work / "q.u8bin", q)
-    gt, _ = ground_truth(img.index.vectors, q, 10)
-    write_vectors(work / "gt.ivecs", gt.astype(np.int32))
-    argv = ["sim", "--index", str(work / "accel.pxi"), "--queries", str(work / "q.u8bin"),
-            "--gt", str(work / "gt.ivecs"), "--queues", str(QUEUES),
-            "--stall-seed", hex(STALL_SEED), "--engine", "cocotb", "--quiet"]
-    assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    for o in (first, out):
+    outs = []
+    for image, name in ((img, "accel.pxi"), (other, "other.pxi")):
+        gt, _ = ground_truth(image.index.vectors, q, 10)
+        write_vectors(work / f"gt-{name}.ivecs", gt.astype(np.int32))
+        argv = ["sim", "--index", str(work / name), "--queries", str(work / "q.u8bin"),
+                "--gt", str(work / f"gt-{name}.ivecs"), "--queues", str(QUEUES),
+                "--stall-seed", hex(STALL_SEED), "--engine", "cocotb", "--quiet"]
+        assert main(argv) == 0
+        outs.append(capsys.readouterr().out)
+    for o in outs:
         assert f"{N_FLIP}/{N_FLIP} queries match" in o
         assert "recall@1=" in o and "cycles/s" in o and "QPS at" in o
-    assert "build: cached" in out
+    assert "build: cached" in outs[1]

@@ -4,7 +4,9 @@ store and controller inside the design) against golden.search.
 Data (``PROXIMA_TB_PARAMS["data"]``): a JSON file written by :func:`accel_transactions`: the
 port formats, the entry vertex and its code, the NAND service time, the file of the NAND
 store's bytes (``store_file``: for a design built with ``external_store=True``, whose store
-port the bench serves as a synchronous read port; none for a store inside the design), and
+port the bench serves as a synchronous read port, each core's part of the file at the start of
+the design's core: :class:`StoreWords`; none for a store inside the design), the codebook's
+``cb_wr`` beats (written after the reset, for a design elaborated without a codebook), and
 per query its tag, its vector and the golden expectation (:func:`golden_expectation`: top-k ids and exact distances, every
 counter but ``cycles``, the termination reason, the read counts per kind and the exact
 sequence of NAND accesses ``reads_for_events(search(...).events)``).
@@ -85,14 +87,18 @@ def golden_expectation(ref, layout) -> dict:
 
 
 def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
-                       cfg=None, store_file=None) -> dict:
+                       cfg=None, store_file=None, codebook=None) -> dict:
     """JSON-able test data for :mod:`tb_accel`: port formats and golden expectations.
 
     ``index``: the golden :class:`~proxima.golden.index.Index` of the image; ``accel``: the
     elaborated-or-not :class:`~proxima.hdl.accel.Accelerator` (its port layouts);
     ``tags``: one per query (default ``0, 1, ...``); ``refs``: traced golden results if
     already computed (else ``golden.search_batch`` with ``trace=True``); ``store_file``: the
-    store's bytes (:func:`write_store`) when ``accel`` has ``external_store``."""
+    store's bytes (:func:`write_store`) when ``accel`` has ``external_store``: each core's
+    part of the file is mapped onto the first words of the design's core (``accel.pages``
+    pages per core; the rest reads as zeros), so one build serves every image that fits;
+    ``codebook``: the bench writes it through ``cb_wr`` after the reset (for an accelerator
+    elaborated without one, e.g. :meth:`~proxima.hdl.accel.Accelerator.from_config`)."""
     from proxima.golden.nandctl import CtlParams
     from proxima.golden.search_batch import search_batch
     from proxima.hdl.nandctl import geometry_word
@@ -105,15 +111,36 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
         raise ValueError("query tags must be distinct within a batch")
     if getattr(accel, "external_store", False) and store_file is None:
         raise ValueError("the accelerator's store port is external: give store_file")
+    cores = cfg.nand.cores + cfg.nand.raw_vector_cores
+    beat_bytes = accel.path_bits // 8
+    store = {}
+    if store_file is not None:
+        size = Path(store_file).stat().st_size
+        if size % (cores * beat_bytes):
+            raise ValueError(f"{store_file}: {size} bytes is not a whole number of "
+                             f"{beat_bytes}-byte words on each of {cores} cores")
+        store = {"core_words": accel.pages * cfg.nand.page_bytes // beat_bytes,
+                 "file_core_words": size // (cores * beat_bytes)}
+        if store["file_core_words"] > store["core_words"]:
+            raise ValueError(f"the image's store ({store['file_core_words']} words per core) "
+                             f"exceeds the design's ({store['core_words']})")
+    cb = None
+    if codebook is not None:
+        from proxima.hdl.pq import pack_codebook
+
+        fmt = bench.fields(accel.cb_wr.payload.shape())
+        cb = {"fmt": fmt, "beats": [bench.pack({"addr": a, "centroid": w}, fmt)
+                                    for a, w in enumerate(pack_codebook(cfg, codebook))]}
     return {
         "entry": int(index.entry), "dim": cfg.vec.dim, "k": cfg.search.k,
         "geom": geometry_word(cfg, layout),
         "entry_code": int.from_bytes(bytes(np.asarray(index.codes[index.entry], np.uint8)),
                               "little"),
-        "store_file": None if store_file is None else str(store_file),
-        "beat_bytes": accel.path_bits // 8, "hot_copies": layout.hot_copies,
+        "store_file": None if store_file is None else str(store_file), **store,
+        "codebook": cb,
+        "beat_bytes": beat_bytes, "hot_copies": layout.hot_copies,
         "service": CtlParams.from_cfg(cfg).service,
-        "cores": cfg.nand.cores + cfg.nand.raw_vector_cores,
+        "cores": cores,
         "query": bench.fields(accel.query.payload.shape()),
         "result": bench.fields(accel.result.payload.shape()),
         "stats": bench.fields(accel.stats.payload.shape()),
@@ -130,12 +157,22 @@ def write_store(path, store) -> Path:
     return path
 
 
-def _store_words(path: str, beat_bytes: int) -> list[int]:
-    raw = Path(path).read_bytes()
-    if beat_bytes in (1, 2, 4, 8):
-        return np.frombuffer(raw, dtype=f"<u{beat_bytes}").tolist()
-    return [int.from_bytes(raw[i:i + beat_bytes], "little")
-            for i in range(0, len(raw), beat_bytes)]
+class StoreWords:
+    """The words the store port reads: core ``c``'s part of the store file (``file_core_words``
+    words) at the first of the design's ``core_words`` words of core ``c``, zeros beyond."""
+
+    def __init__(self, path: str, beat_bytes: int, core_words: int, file_core_words: int):
+        raw = Path(path).read_bytes()
+        if beat_bytes in (1, 2, 4, 8):
+            self.words = np.frombuffer(raw, dtype=f"<u{beat_bytes}").tolist()
+        else:
+            self.words = [int.from_bytes(raw[i:i + beat_bytes], "little")
+                          for i in range(0, len(raw), beat_bytes)]
+        self.core_words, self.file_core_words = core_words, file_core_words
+
+    def __getitem__(self, addr: int) -> int:
+        core, off = divmod(addr, self.core_words)
+        return self.words[core * self.file_core_words + off] if off < self.file_core_words else 0
 
 
 def frame_to_corrupt(refs, layout, victim: int, others=None) -> int:
@@ -303,7 +340,7 @@ class _Store:
 
     done = True
 
-    def __init__(self, dut, words: list[int]):
+    def __init__(self, dut, words: StoreWords):
         self.en, self.addr, self.data = dut.store_en, dut.store_addr, dut.store_data
         self.words = words
         self.next: int | None = None
@@ -388,10 +425,15 @@ async def _reset(dut, d: dict) -> list[int] | None:
                "soft_reset": 0}
     words = None
     if d.get("store_file"):
-        words = _store_words(d["store_file"], d["beat_bytes"])
+        words = StoreWords(d["store_file"], d["beat_bytes"], d["core_words"],
+                           d["file_core_words"])
         signals["store_data"] = 0
     await bench.reset(dut, inputs=["query", "cb_wr"], outputs=["result", "stats"],
                       signals=signals)
+    if d.get("codebook"):
+        beats = d["codebook"]["beats"]
+        await bench.run(dut, [bench.Source(dut, "cb_wr", beats)],
+                        max_cycles=16 * len(beats) + 1000)
     return words
 
 
