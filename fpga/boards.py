@@ -179,51 +179,89 @@ def store_word_bits(cfg: ProximaConfig) -> int:
     return bits
 
 
+def _dp16kd_budget(queues: int) -> int:
+    """DP16KD left for the ULX3S store beside ``queues`` search contexts and the link."""
+    return ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
+
+
+def _store_dp16kd(layout) -> int:
+    """DP16KD of the ULX3S store for ``layout`` (the controller's map: every core padded to
+    a power of two pages; blocks of 512 x 36 bits, ``ceil(beat / 36)`` side by side)."""
+    from proxima.golden.link import store_map
+    beat = store_word_bits(layout.cfg)
+    return -(-store_map(layout, beat // 8)[1] // 512) * -(-beat // 36)
+
+
+def _link_store_bytes(layout) -> int:
+    """Bytes of the link-only store for ``layout``."""
+    from proxima.golden.link import store_map
+    from proxima.hdl.gapdec import default_word_bits
+    bb = default_word_bits(layout.cfg) // 8
+    return store_map(layout, bb)[1] * bb
+
+
+def check_store_fits(layout, spec: BoardSpec, queues: int) -> None:
+    """Raise :class:`BuildError` (one line) unless the store for ``layout`` fits the block
+    RAM the board leaves it: before any tool runs, not as a placement failure."""
+    if not spec.engine:
+        need = _link_store_bytes(layout)
+        if spec.link_store_bytes and need > spec.link_store_bytes:
+            raise BuildError(
+                f"the store for {layout.n} vertices takes {need:,} B, more than the "
+                f"{spec.link_store_bytes:,} B of block RAM the {spec.name} link leaves it; "
+                f"build for fewer vertices (--vertices) or a smaller image")
+        return
+    need, budget = _store_dp16kd(layout), _dp16kd_budget(queues)
+    if need > budget:
+        raise BuildError(
+            f"the store for {layout.n} vertices needs {need} DP16KD, {budget} are left beside "
+            f"{queues} search contexts and the link; build for fewer vertices (--vertices), "
+            f"fewer contexts (--queues) or a smaller image")
+
+
 def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None,
                  queues: int = 1):
     """The image geometry a bitstream is built for: an image's (``index_path``), else a
     nominal one: ``n`` vertices (default: the most whose store fits the block RAM left by
     ``queues`` search contexts and the link), ``layout.hot_fraction`` of them hot, slot
-    width ``id_bits``."""
+    width ``id_bits``.  An image or an ``n`` whose store does not fit is refused
+    (:func:`check_store_fits`)."""
     from proxima.golden.layout import Layout, LayoutError
-    from proxima.golden.link import store_map
     if index_path is not None:
         from proxima.golden.image import ImageError, read_image
         try:
-            return read_image(index_path).layout
+            layout = read_image(index_path).layout
         except (ImageError, OSError) as e:
             raise BuildError(f"cannot read index image {index_path}: {e}") from None
+        check_store_fits(layout, spec, queues)
+        return layout
 
     def lay(k):
         return Layout(cfg, k, int(cfg.layout.hot_fraction * k), cfg.id_bits)
     try:
         if n is not None:
-            return lay(int(n))
+            layout = lay(int(n))
+            check_store_fits(layout, spec, queues)
+            return layout
         if not spec.engine:  # the link subset: up to 256 vertices, within the store budget
-            from proxima.hdl.gapdec import default_word_bits
-            bb = default_word_bits(cfg) // 8
             k = min(256, cfg.engine.max_vertices)
             while spec.link_store_bytes and k > 16 and \
-                    store_map(lay(k), bb)[1] * bb > spec.link_store_bytes:
+                    _link_store_bytes(lay(k)) > spec.link_store_bytes:
                 k -= 16
             return lay(k)
-        # the largest n whose store (the controller's map: every core padded to a power
-        # of two pages) fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by side
-        beat = store_word_bits(cfg)
-        budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
-
-        def blocks(k):
-            return -(-store_map(lay(k), beat // 8)[1] // 512) * -(-beat // 36)
+        # the largest n whose store fits
+        budget = _dp16kd_budget(queues)
         best = None
         k = 16
-        while k <= cfg.engine.max_vertices and blocks(k) <= budget:
+        while k <= cfg.engine.max_vertices and _store_dp16kd(lay(k)) <= budget:
             best = k
             k += 16
         if best is None:
             raise BuildError(
                 f"no store fits beside {queues} search contexts: {budget} DP16KD left "
                 f"({ECP5_85F_DP16KD} less {DP16KD_PER_CONTEXT} per context, {DP16KD_LINK} "
-                f"for the link, 4 spare), the smallest image's store needs {blocks(16)}")
+                f"for the link, 4 spare), the smallest image's store needs "
+                f"{_store_dp16kd(lay(16))}")
         return lay(best)
     except LayoutError as e:
         raise BuildError(f"no image geometry: {e}") from None
@@ -278,7 +316,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
             f"{cfg.engine.store_latency}): its address and its data registered "
             f"(docs/RESOURCES.md, \"Boards\"); build the image and the bitstream with --set "
             f"engine.store_latency=3")
-    clock = (clock_mhz or cfg.engine.clock_mhz) if spec.engine else spec.osc_mhz
+    clock = clock_mhz or (cfg.engine.clock_mhz if spec.engine else spec.osc_mhz)
     if spec.name == "ulx3s-85f":
         clock = clock_mhz or cfg.engine.clock_mhz
     if spec.name == "icebreaker" and clock != spec.osc_mhz:
