@@ -83,8 +83,9 @@ Resources and Fmax: ``docs/RESOURCES.md`` (``candidates``).
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Module, Mux, ResetSignal, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ConfigError, ProximaConfig
@@ -92,7 +93,7 @@ from proxima.golden.layout import bitlen
 from proxima.hdl.candidates_dump import DumpReader, dump_layout
 from proxima.hdl.candidates_merge import MergeCompare, MergeControl
 from proxima.hdl.candidates_select import ListSelect
-from proxima.hdl.lib.logic import or_tree, register_copies as _copies
+from proxima.hdl.lib.logic import onehot_to_binary, or_tree, register_copies as _copies
 
 __all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
@@ -114,17 +115,22 @@ class CandidateListRTL(wiring.Component):
 
     #: cycles from an accepted SELECT to ``resp.valid``
     select_latency = 6
-    #: slots per group of the read port's first level (one registered OR per group)
-    RD_GROUP = 8
-    #: registered copies of each merge decision (each drives a slice of the key bits)
-    LT_COPIES = 4
-    #: copies of the one-hot read select (each drives the AND gates of a slice of the bits)
-    RD_COPIES = 4
-    #: copies of each request key's enable and source selects (each drives a slice of bits)
-    REQ_COPIES = 2
+    #: the highest ``engine.clock_mhz`` at which one register per merge decision and per
+    #: request select suffices (the default ``copies``); above it four, which placed at
+    #: 150 MHz (docs/RESOURCES.md)
+    SINGLE_COPY_MHZ = 100.0
 
-    def __init__(self, cfg: ProximaConfig):
+    def __init__(self, cfg: ProximaConfig, copies: int | None = None):
+        """``copies``: registered copies of each merge decision (each drives a slice of
+        the key bits; half as many, at least one, of each request key's enable and source
+        selects); default 1 up to :attr:`SINGLE_COPY_MHZ`, else 4."""
         self.cfg = cfg
+        if copies is None:
+            copies = 1 if cfg.engine.clock_mhz <= self.SINGLE_COPY_MHZ else 4
+        if int(copies) < 1:
+            raise CandidateListError(f"copies must be >= 1, got {copies}")
+        #: copies of each merge decision, of each request key's enable / selects
+        self.lt_copies, self.req_copies = int(copies), max(1, int(copies) // 2)
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
         if self.L > self.n and self.L % self.n:
             raise CandidateListError(f"L ({self.L}) must fit the sorter or be a multiple of "
@@ -175,19 +181,24 @@ class CandidateListRTL(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, R, n, w, j = self.L, self.R, self.n, self.w, self.chunks
-        EB = self.ext_bits
+        EB, KB = self.ext_bits, self.key_bits
         ones = (1 << EB) - 1
 
-        # phys[c * w + i]: slot i of physical chunk c.  Outside a merge physical chunk c is
-        # list chunk c; during a merge the chunks rotate (see "merge" below).
-        # slots 1 .. L-1 are cleared by lst_clr (also after the domain reset), not by the
-        # domain reset itself: see "list" below
-        lst = [Signal(EB, name=f"lst{i}", init=ones, reset_less=i > 0) for i in range(L)]
-        # the merge comparators read a copy of chunk 0 of their own, held inverted (so that
-        # yosys does not merge it with the list; the inversion is free in the carry chain's
-        # LUTs) and written by every write of slots 0 .. w-1: the placer can then put it at
-        # the comparators
-        cmpn = [Signal(EB, name=f"cmpn{i}", init=0, reset_less=i > 0) for i in range(w)]
+        # ---- storage ------------------------------------------------------------------
+        # keys: chunk c of the list (slots c*w .. c*w+w-1, their keys without the flag) is
+        # word c of a LUT-RAM (one asynchronous read port, one write port).  flags: slot i's
+        # expanded flag (empty slots 1), flip-flops (SELECT reads all L at once).  dirty:
+        # chunk c holds no key and reads as all ones: set by the domain reset (all chunks)
+        # and by RESET (chunks 1 ..), cleared when a merge writes the chunk, so a RESET
+        # writes only chunk 0.  The extended key of slot c*w+i is Cat(flags[c*w+i],
+        # word c slot i), all ones while chunk c is dirty.
+        keys = Memory(shape=unsigned(KB * w), depth=j, init=[],
+                      attrs={"ram_style": "distributed"})
+        m.submodules.keys = keys
+        rport = keys.read_port(domain="comb")
+        wport = keys.write_port()
+        flags = Signal(L, init=(1 << L) - 1)
+        dirty = Signal(j, init=(1 << j) - 1)
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
         req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
         length = Signal(range(L + 1))
@@ -214,7 +225,7 @@ class CandidateListRTL(wiring.Component):
         idle_nx = Signal()
         ins_ok = Signal(init=1)
         m.d.comb += idle_nx.eq(idle)
-        rst_pend = Signal()                   # RESET accepted: clear the other slots
+        rst_pend = Signal()                   # RESET accepted: done a cycle later
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(idle), accept.eq(self.cmd.valid & idle)]
         # an INSERT beat clears it when it starts a merge: the last beat of a batch (unless
@@ -236,96 +247,81 @@ class CandidateListRTL(wiring.Component):
             acc_dump.eq(accept & (cmd.op == Op.DUMP)),
         ]
 
+        # ---- the read port: the merge's chunk during a merge, else SELECT / DUMP's --------
+        m.submodules.control = ctl = MergeControl(j)
+        rd_chunk = Signal(range(j))           # chunk of the slot SELECT / DUMP reads
+        raddr = Signal(range(j))
+        m.d.comb += [raddr.eq(Mux(ctl.merging, ctl.chunk, rd_chunk)), rport.addr.eq(raddr)]
+        word = [rport.data[i * KB:(i + 1) * KB] for i in range(w)]
+        fword = Signal(w)                     # the flags of chunk raddr
+        m.d.comb += fword.eq(flags.word_select(raddr, w) if j > 1 else flags)
+        rdirty = Signal()                     # chunk raddr is dirty
+        m.d.comb += rdirty.eq(dirty.bit_select(raddr, 1) if j > 1 else dirty)
+
         # ---- select pipeline: the chosen slot's flag is set in s3 ------------------------
         m.submodules.select = sel = ListSelect(L, self.t_bits)
-        m.d.comb += [sel.go.eq(acc_select), sel.T.eq(cmd.T),
-                     sel.unexpanded.eq(Cat(~lst[i][0] for i in range(L)))]
-        s2, s3, s5, first = sel.s2, sel.s3, sel.s5, sel.first
+        m.d.comb += [sel.go.eq(acc_select), sel.T.eq(cmd.T), sel.unexpanded.eq(~flags)]
+        s3, s5, first = sel.s3, sel.s5, sel.first
         sel_pos, sel_found = sel.pos, sel.found
         resp_valid = Signal()
         m.d.comb += self.resp.valid.eq(resp_valid)
         with m.If(self.resp.valid & self.resp.ready):
             m.d.sync += resp_valid.eq(0)
             m.d.comb += idle_nx.eq(1)
-        with m.If(s3):
-            for i in range(L):
-                with m.If(first[i]):
-                    m.d.sync += lst[i][0].eq(1)
-                    if i < w:
-                        m.d.sync += cmpn[i][0].eq(0)
 
-        # ---- one read port shared by SELECT and DUMP: one-hot select, two AND-OR levels ---
-        # rd_oh (one bit per slot, a register) selects the slot: `first` for a SELECT (all
-        # zero when nothing was found, so the key reads as 0), a shifting one-hot for a
-        # DUMP.  Level 1: per group of RD_GROUP slots, the OR of the selected slots
-        # (registered, rd_grp, zero in the other groups); level 2: the OR of the groups.
-        # No index is decoded anywhere: rd_oh[i] drives only slot i's AND gates.
-        GR = self.RD_GROUP
-        ngr = -(-L // GR)
-        # RD_COPIES copies of the one-hot select, each driving the AND gates of a slice of
-        # the bits.  yosys merges flip-flops with the same inputs and reset value, so every
-        # other copy is held inverted and copies 2 and 3 reset to the opposite value of 0
-        # and 1: the select is never read before a SELECT or a DUMP loads it.
-        nrd = self.RD_COPIES
-        rd_cuts = [EB * c // nrd for c in range(nrd + 1)]
-        rd_ohs = [Signal(L, name=f"rd_oh{c}" + ("n" if c % 2 else ""),
-                         init=(1 << L) - 1 if (c % 2) ^ (c // 2 % 2) else 0)
-                  for c in range(nrd)]
-        rd_grp = [Signal(EB, name=f"rd_grp{g}", reset_less=True) for g in range(ngr)]
-        rd_out = Signal(EB)
-        m.d.comb += rd_out.eq(or_tree(rd_grp))
-        # the dump path: its slot counter, per group the level-1 load and the select shift
-        # (registers computed a cycle early), and the dbg FIFO
-        m.submodules.dump = dump = DumpReader(L, ngr, EB, self.dbg_layout)
-        m.d.comb += [dump.start.eq(acc_dump), dump.s3.eq(s3), dump.rd_key.eq(rd_out),
+        # ---- SELECT and DUMP read one slot: (rd_chunk, rd_slot one-hot in the chunk) -------
+        # loaded from `first` in s3 (all zero when nothing was found, so the key reads as
+        # 0), set to slot 0 by a DUMP and moved up one slot per dump beat; rd_any: a slot is
+        # selected (a dirty chunk then reads as all ones).  The read level rd_key (the
+        # AND-OR of the chunk's slots with rd_slot) loads on the dump reader's `load`.
+        rd_slot = Signal(w)
+        rd_any = Signal()
+        rd_key = Signal(EB, reset_less=True)
+        m.submodules.dump = dump = DumpReader(L, 1, EB, self.dbg_layout)
+        m.d.comb += [dump.start.eq(acc_dump), dump.s3.eq(s3), dump.rd_key.eq(rd_key),
                      dump.length.eq(length)]
         connect(m, dump.dbg, wiring.flipped(self.dbg))
-        dump_go = dump.go
-        lvl1_sh, grp_en = dump.shift, dump.load
-        oh_s3 = _copies(m, "rd_s3_", s2, ngr, 1)        # s3, one copy per group
-        # the one-hot select: loaded with `first` (SELECT), set to slot 0 (DUMP), shifted
-        # up one slot per dump beat while the group's level 1 is active (after the last
-        # beat it is all zero, and it is reloaded before the next read)
-        for g in range(ngr):
-            lo, hi = g * GR, min(L, (g + 1) * GR)
-            for c, oh in enumerate(rd_ohs):
-                inv = (1 << (hi - lo)) - 1 if c % 2 else 0   # XOR: the copy's polarity
-                shifted = oh[lo - 1:hi - 1] if lo else Cat(C(c % 2, 1), oh[:hi - 1])
-                with m.If(oh_s3[g]):
-                    m.d.sync += oh[lo:hi].eq(first[lo:hi] ^ inv)
-                with m.If(lvl1_sh[g]):
-                    m.d.sync += oh[lo:hi].eq(shifted)
-                with m.If(dump_go):
-                    m.d.sync += oh[lo:hi].eq(C(1 if g == 0 else 0, hi - lo) ^ inv)
-        for g in range(ngr):
-            members = range(g * GR, min(L, (g + 1) * GR))
-            with m.If(grp_en[g]):
-                m.d.sync += rd_grp[g].eq(Cat(*(
-                    or_tree([lst[i][lo_:hi_]
-                              & (~oh[i] if c % 2 else oh[i]).replicate(hi_ - lo_)
-                              for i in members])
-                    for c, (oh, lo_, hi_) in enumerate(zip(rd_ohs, rd_cuts, rd_cuts[1:]))
-                    if hi_ > lo_)))
+        with m.If(s3):
+            m.d.sync += [
+                rd_slot.eq(or_tree([first[c * w:(c + 1) * w] for c in range(j)], w)),
+                rd_any.eq(first.any()),
+            ]
+            if j > 1:
+                m.d.sync += rd_chunk.eq(onehot_to_binary(
+                    Cat(first[c * w:(c + 1) * w].any() for c in range(j)), len(rd_chunk)))
+        with m.If(dump.shift[0]):
+            m.d.sync += rd_slot.eq(Cat(rd_slot[w - 1], rd_slot[:w - 1]))
+            if j > 1:
+                with m.If(rd_slot[w - 1]):
+                    m.d.sync += rd_chunk.eq(Mux(rd_chunk == j - 1, 0, rd_chunk + 1))
+        with m.If(dump.go):
+            m.d.sync += [rd_slot.eq(1), rd_chunk.eq(0), rd_any.eq(1)]
+        with m.If(dump.load[0]):
+            m.d.sync += rd_key.eq(
+                Cat(or_tree([fword[i] & rd_slot[i] for i in range(w)]),
+                    or_tree([word[i] & rd_slot[i].replicate(KB) for i in range(w)], KB))
+                | (rdirty & rd_any).replicate(EB))
 
         with m.If(s5):
             m.d.sync += [
                 resp_valid.eq(1),
                 self.resp.payload.found.eq(sel_found),
                 self.resp.payload.pos.eq(sel_pos),
-                self.resp.payload.key.eq(rd_out[1:]),
-                self.resp.payload.id.eq(rd_out[1:1 + self.id_bits]),
+                self.resp.payload.key.eq(rd_key[1:]),
+                self.resp.payload.id.eq(rd_key[1:1 + self.id_bits]),
             ]
 
         with m.If(dump.done):
             m.d.comb += idle_nx.eq(1)
 
-        # ---- merge: physical chunk 0 against the reversed carry, and the sequencer ---------
-        m.submodules.compare = cmp = MergeCompare(w, EB, self.LT_COPIES)
-        m.d.comb += [cmp.a[i].eq(lst[i]) for i in range(w)]
-        m.d.comb += [cmp.an[i].eq(cmpn[i]) for i in range(w)]
-        m.d.comb += [cmp.b[i].eq(carry[w - 1 - i]) for i in range(w)]
+        # ---- merge: chunk ctl.chunk against the reversed carry, and the sequencer ----------
+        m.submodules.compare = cmp = MergeCompare(w, EB, self.lt_copies)
+        for i in range(w):
+            m.d.comb += [cmp.a[i].eq(Cat(fword[i], word[i])),
+                         cmp.an[i].eq(~Cat(fword[i], word[i])),
+                         cmp.b[i].eq(carry[w - 1 - i])]
+        m.d.comb += cmp.a_ones.eq(rdirty)
         mins, maxs = cmp.mins, cmp.maxs
-        m.submodules.control = ctl = MergeControl(j)
         merge_go = Signal()                   # the accepted INSERT beat starts a merge
         m.d.comb += [ctl.go.eq(merge_go), ctl.req_ready.eq(self.sort_req.ready),
                      ctl.resp_valid.eq(self.sort_resp.valid)]
@@ -349,16 +345,16 @@ class CandidateListRTL(wiring.Component):
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
         # request register: every key has its own registered enable (one copy per key,
-        # computed a cycle early, no logic between it and its 41 bits) and its own
-        # registered source selects (Y maxima, X minima, else the INSERT shift)
+        # computed a cycle early, no logic between it and its bits) and its own registered
+        # source selects (Y maxima, X minima, else the INSERT shift)
         m.d.sync += [ins_key_d.eq(ins_key), rc.eq(ins_go | c_fresh)]
         y_due_next = ctl.y_due_next
         # guard c_fresh: in a cycle with c_fresh = 1 none of rc, y_due_next, ins_fresh
         # matters (no INSERT beat during a merge; c_fresh is followed by c_cmp, never
         # preceded by it; an X is offered only after c_fresh), so every copy is exactly
         # its input registered (INSERT beats do give consecutive enables)
-        # REQ_COPIES copies of each per key, each for a slice of its bits
-        nq = self.REQ_COPIES
+        # req_copies copies of each per key, each for a slice of its bits
+        nq = self.req_copies
         q_cuts = [EB * c // nq for c in range(nq + 1)]
         # the enable of key k is req_en | req_ysel: req_en copies rc, so that the sorter's
         # ready (through y_due_next) reaches only the req_ysel copies
@@ -380,37 +376,39 @@ class CandidateListRTL(wiring.Component):
                     val = Mux(req_ysel[kc], maxs[k][lo_:hi_], val)
                 with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
                     m.d.sync += req[k][lo_:hi_].eq(val)
-        # response side: register, then apply.  X_t (the new chunk t) enters the last
-        # physical chunk while the others move down one: physical chunk 0 is always the
-        # chunk being merged, and after the j-th X the order is the list order again.
+        # response side: register, then apply.  X_t (the new chunk t) is written to word t
+        # (the chunk's flags and dirty bit with it); S and Y go to the carry.
         m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
-        # carry and list: one registered enable per key / slot (a response and a RESET are
-        # never applied in two consecutive cycles, hence the guard 1)
-        rr_c_next, rr_x_next = ctl.rr_c_next, ctl.rr_x_next
-        car_en = _copies(m, "car_en", rr_c_next, n, 1)
+        # carry: one registered enable per key (a response and a RESET are never applied in
+        # two consecutive cycles, hence the guard 1)
+        car_en = _copies(m, "car_en", ctl.rr_c_next, n, 1)
         for k in range(n):
             with m.If(car_en[k]):
                 m.d.sync += carry[k].eq(rr[k])
-        # list: X_t rotates in (rr_x, the enable); slots 1 .. L-1 are set to all ones by a
-        # registered clear of their own (lst_clr, two cycles after a RESET command, from
-        # rst_pend, or a cycle after the domain reset), written last so that it wins: yosys
-        # maps it to the flip-flops' synchronous set (LSR), with the enable on CE, and no
-        # LUT in the data path.  Slot 0 is written by the RESET itself and keeps the domain
-        # reset.
-        lst_en = _copies(m, "lst_en", rr_x_next, L, 1)
-        clr_next = rst_pend | ResetSignal("sync", allow_reset_less=True)
-        lst_clr = _copies(m, "lst_clr", clr_next, L - 1, 1, reset_less=True)
-        for i in range(L):
-            src = lst[i + w] if i < L - w else rr[i - (L - w)]
-            with m.If(lst_en[i]):
-                m.d.sync += lst[i].eq(src)
-                if i < w:
-                    m.d.sync += cmpn[i].eq(~src)
-            if i:
-                with m.If(lst_clr[i - 1]):
-                    m.d.sync += lst[i].eq(ones)
-                    if i < w:
-                        m.d.sync += cmpn[i].eq(0)
+        # the write port: wen / waddr registered with rr (X_t, chunk ctl.rchunk); a RESET
+        # loads rr with chunk 0 (its key in slot 0, the rest all ones: the flip-flops'
+        # synchronous set) a cycle after it is accepted (rst_w) and writes it a cycle later
+        # (no response arrives outside a merge)
+        wen = Signal()
+        waddr = Signal(range(j), reset_less=True)
+        rst_w = Signal()
+        m.d.sync += [wen.eq(ctl.rr_x_next | rst_w), rst_w.eq(acc_reset)]
+        with m.If(ctl.rr_x_next):
+            m.d.sync += waddr.eq(ctl.rchunk)
+        with m.If(rst_w):
+            m.d.sync += [waddr.eq(0), rr[0].eq(ins_key)]
+            m.d.sync += [r.eq(ones) for r in rr[1:w]]
+        m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr),
+                     wport.data.eq(Cat(rr[i][1:] for i in range(w)))]
+        for c in range(j):
+            with m.If(wen & (waddr == c)):
+                m.d.sync += [flags[c * w:(c + 1) * w].eq(Cat(rr[i][0] for i in range(w))),
+                             dirty[c].eq(0)]
+        with m.If(s3):
+            m.d.sync += flags.eq(flags | first)
+        with m.If(rst_w):
+            # slot 0 unexpanded, the rest empty (flag set); chunks 1 .. empty
+            m.d.sync += [flags.eq(~C(1, L)), dirty.eq(~C(1, j))]
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
@@ -425,15 +423,9 @@ class CandidateListRTL(wiring.Component):
         with m.If(rst_pend):
             m.d.comb += idle_nx.eq(1)
         # ins_key registers the command's key in every cycle (no enable from the command
-        # decode); RESET writes slot 0 from it a cycle after it is accepted, by enables of
-        # their own (rst_w, registered acc_reset).  No command is accepted in that cycle
-        # (cmd.ready is low), and nothing else reads the list then.
+        # decode); RESET loads it into rr[0] a cycle after it is accepted (rst_w).  No
+        # command is accepted in that cycle (cmd.ready is low).
         m.d.sync += ins_key.eq(cmd.key << 1)
-        rst_w = _copies(m, "rst_w", acc_reset, 2, 1)    # acc_reset is a one-cycle pulse
-        with m.If(rst_w[0]):
-            m.d.sync += lst[0].eq(ins_key)
-        with m.If(rst_w[1]):
-            m.d.sync += cmpn[0].eq(~ins_key)
         with m.If(acc_reset):
             m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), nzero.eq(1),
                          nlast.eq(n == 1), rst_pend.eq(1)]

@@ -9,14 +9,17 @@ sequencer's requests and its cycle count against :meth:`ProximaConfig.insert_cyc
 
 :class:`MergeCompare` (``w`` slots of ``ext_bits``, ``copies`` decision copies)
 ---------------------------------------------------------------------------------
-``a``, ``an`` (``= ~a``, the comparators' own copy), ``b``: ``In`` per slot.  ``mins``,
-``maxs``: ``Out`` per slot, ``min(a[i], b[i])`` and ``max(a[i], b[i])`` of the current
-``a``, ``b`` by a decision registered in two stages: correct in every cycle in which ``a``
-and ``b`` have held their values for two cycles.  Stage 1: three carry chains per slot
+``a``, ``an`` (``= ~a``), ``b``: ``In`` per slot; ``a_ones``: ``In(1)``, ``a`` reads as all
+ones (an empty chunk whose storage has not been cleared).  ``mins``, ``maxs``: ``Out`` per
+slot, ``min(a[i], b[i])`` and ``max(a[i], b[i])`` of the current ``a`` (all ones while
+``a_ones``), ``b`` by a decision registered in two stages: correct in every cycle in which
+``a``, ``b`` and ``a_ones`` have held their values for two cycles.  Stage 1: three carry chains per slot
 (``a_hi < b_hi``, ``a_hi <= b_hi`` with operands of its own, ``a_lo < b_lo``), each the
 carry out of ``b + ~a`` straight from registers; stage 2: ``copies`` registered copies of
 ``lt_lo ? le_hi : lt_hi``, each selecting a slice of the bits, kept apart (for yosys) by
-four ways of writing it and by inverting every other one.
+four ways of writing it and by inverting every other one.  ``a_ones`` enters the
+registered decision (``min = b``) and, registered, the maxima's multiplexers (``max`` all
+ones): no logic level of its own.
 
 :class:`MergeControl` (``j`` chunks)
 -----------------------------------
@@ -27,6 +30,8 @@ four ways of writing it and by inverting every other one.
 ``kind``, ``chunk``  ``Out``: the request offered (:class:`Req`) and its chunk.
 ``merging``      ``Out(1)``: the merge runs (the sorter's response ``ready``);
                  ``resp_valid`` ``In(1)``: a response arrives (in request order).
+``rchunk``         ``Out(range(j))``: the chunk of the next response ``X`` (the chunk it
+                 replaces).
 ``rr_c_next``, ``rr_x_next``  ``Out(1)``, combinational: the response taken now is a carry
                  (``S`` or ``Y``) / a new chunk (``X``); it is registered by the owner.
 ``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (decision stage 1 now).
@@ -65,7 +70,7 @@ class MergeCompare(wiring.Component):
         self.w, self.ext_bits, self.copies = int(w), int(ext_bits), int(copies)
         super().__init__({
             "a": In(ext_bits).array(self.w), "an": In(ext_bits).array(self.w),
-            "b": In(ext_bits).array(self.w),
+            "b": In(ext_bits).array(self.w), "a_ones": In(1),
             "mins": Out(ext_bits).array(self.w), "maxs": Out(ext_bits).array(self.w),
         })
 
@@ -74,6 +79,9 @@ class MergeCompare(wiring.Component):
         EB, nlt = self.ext_bits, self.copies
         half = EB // 2
         cuts = [EB * c // nlt for c in range(nlt + 1)]
+        # a_ones registered for the maxima (the decision registers take it directly)
+        z = Signal(name="a_ones_q", reset_less=True)
+        m.d.sync += z.eq(self.a_ones)
         for i in range(self.w):
             a, b, an = self.a[i], self.b[i], self.an[i]
             lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
@@ -89,17 +97,20 @@ class MergeCompare(wiring.Component):
                 inv = c % 2
                 v = Mux(lt_lo, sel_le[(c // 2) % 2], sel_lt[(c // 4) % 2])
                 q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
+                # q: a < b and a is not all ones (a_ones: min = b, max = ones)
+                v = v & ~self.a_ones
                 m.d.sync += q.eq(~v if inv else v)
                 lo_, hi_ = cuts[c], cuts[c + 1]
                 if hi_ == lo_:
                     continue
                 ta, tb = a[lo_:hi_], b[lo_:hi_]
+                tz = ta | z.replicate(hi_ - lo_)
                 if inv:
                     mn.append(Mux(q, tb, ta))
-                    mx.append(Mux(q, ta, tb))
+                    mx.append(Mux(q, tz, tb))
                 else:
                     mn.append(Mux(q, ta, tb))
-                    mx.append(Mux(q, tb, ta))
+                    mx.append(Mux(q, tb, tz))
             m.d.comb += [self.mins[i].eq(Cat(*mn)), self.maxs[i].eq(Cat(*mx))]
         return m
 
@@ -112,7 +123,7 @@ class MergeControl(wiring.Component):
         super().__init__({
             "go": In(1), "req_valid": Out(1), "req_ready": In(1),
             "kind": Out(Req), "chunk": Out(range(self.j)),
-            "merging": Out(1), "resp_valid": In(1),
+            "merging": Out(1), "resp_valid": In(1), "rchunk": Out(range(self.j)),
             "rr_c_next": Out(1), "rr_x_next": Out(1),
             "c_fresh": Out(1), "c_cmp": Out(1), "y_due_next": Out(1), "fin": Out(1),
         })
@@ -139,7 +150,8 @@ class MergeControl(wiring.Component):
         fin = Signal()                        # rr holds the last X: the merge ends
         y_due_next = Signal()
         m.d.comb += [self.req_valid.eq(req_valid), self.merging.eq(merging),
-                     self.kind.eq(qkind), self.chunk.eq(tq), self.c_fresh.eq(c_fresh),
+                     self.kind.eq(qkind), self.chunk.eq(tq), self.rchunk.eq(rt),
+                     self.c_fresh.eq(c_fresh),
                      self.c_cmp.eq(c_cmp), self.y_due_next.eq(y_due_next),
                      self.fin.eq(fin), y_due_next.eq(self.req_ready & yarm)]
         m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),
