@@ -129,8 +129,10 @@ class CandidateListRTL(wiring.Component):
             copies = 1 if cfg.engine.clock_mhz <= self.SINGLE_COPY_MHZ else 4
         if int(copies) < 1:
             raise CandidateListError(f"copies must be >= 1, got {copies}")
-        #: copies of each merge decision, of each request key's enable / selects
-        self.lt_copies, self.req_copies = int(copies), max(1, int(copies) // 2)
+        #: copies of each request key's enable and source selects (each drives a slice of
+        #: its bits); more than one copy also splits the merge comparison in halves
+        self.req_copies = int(copies)
+        self.halves = self.req_copies > 1
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
         if self.L > self.n and self.L % self.n:
             raise CandidateListError(f"L ({self.L}) must fit the sorter or be a multiple of "
@@ -314,14 +316,16 @@ class CandidateListRTL(wiring.Component):
         with m.If(dump.done):
             m.d.comb += idle_nx.eq(1)
 
-        # ---- merge: chunk ctl.chunk against the reversed carry, and the sequencer ----------
-        m.submodules.compare = cmp = MergeCompare(w, EB, self.lt_copies)
+        # ---- merge: chunk ctl.chunk against the reversed carry, and the sequencer ---------
+        # S and Y are sent to the sorter inverted (the keys' complements, so the response
+        # is the keys in descending order, complemented): the carry register then holds
+        # ~C reversed, and the comparators' operands (a from the RAM, ~b from the carry)
+        # reach the carry chains with no inverter; X is sent as it is (the new chunk).
+        m.submodules.compare = cmp = MergeCompare(w, EB, halves=self.halves)
         for i in range(w):
-            m.d.comb += [cmp.a[i].eq(Cat(fword[i], word[i])),
-                         cmp.an[i].eq(~Cat(fword[i], word[i])),
-                         cmp.b[i].eq(carry[w - 1 - i])]
+            m.d.comb += [cmp.a[i].eq(Cat(fword[i], word[i])), cmp.bn[i].eq(carry[n - w + i])]
         m.d.comb += cmp.a_ones.eq(rdirty)
-        mins, maxs = cmp.mins, cmp.maxs
+        gt = cmp.gt
         merge_go = Signal()                   # the accepted INSERT beat starts a merge
         m.d.comb += [ctl.go.eq(merge_go), ctl.req_ready.eq(self.sort_req.ready),
                      ctl.resp_valid.eq(self.sort_resp.valid)]
@@ -330,8 +334,9 @@ class CandidateListRTL(wiring.Component):
         # enable's flip-flop and its fan-out): INSERT beats and sorter responses are
         # registered first and applied one cycle later
         # INSERT beat accepted in cycle a: registered in a + 1 (ins_key, ins_fresh, rc),
-        # shifted into the request register at the end of a + 2 (ins_key_d, req_en*)
-        ins_fresh = Signal(reset_less=True)   # first key of a batch: the rest all ones
+        # shifted into the request register (complemented) at the end of a + 2 (ins_key_d,
+        # req_en*)
+        ins_fresh = Signal(reset_less=True)   # first key of a batch: the rest empty
         ins_key = Signal(EB, reset_less=True)
         ins_key_d = Signal(EB, reset_less=True)
         # rc: (INSERT beat registered) | c_fresh, one register: the request enables see
@@ -344,43 +349,52 @@ class CandidateListRTL(wiring.Component):
         ]
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
-        # request register: every key has its own registered enable (one copy per key,
-        # computed a cycle early, no logic between it and its bits) and its own registered
-        # source selects (Y maxima, X minima, else the INSERT shift)
-        m.d.sync += [ins_key_d.eq(ins_key), rc.eq(ins_go | c_fresh)]
+        # request register: every key has its own registered enable and its own registered
+        # source selects, computed a cycle early (no logic between them and its bits).
+        # Key k < w loads, per bit, one LUT of (sel_a, inv, a, ~b) -- X: the minimum, a if
+        # not a > b, else b; Y (inv): the maximum, complemented -- or the INSERT shift
+        # (an empty key, complemented: 0, after the first key of a batch).
+        m.d.sync += [ins_key_d.eq(~ins_key), rc.eq(ins_go | c_fresh)]
         y_due_next = ctl.y_due_next
-        # guard c_fresh: in a cycle with c_fresh = 1 none of rc, y_due_next, ins_fresh
-        # matters (no INSERT beat during a merge; c_fresh is followed by c_cmp, never
-        # preceded by it; an X is offered only after c_fresh), so every copy is exactly
-        # its input registered (INSERT beats do give consecutive enables)
+        # guard c_fresh: in a cycle with c_fresh = 1 none of rc, ins_fresh matters (no
+        # INSERT beat during a merge; c_fresh is followed by c_cmp, never preceded by it;
+        # an X is offered only after c_fresh), so every copy is exactly its input
+        # registered (INSERT beats do give consecutive enables)
         # req_copies copies of each per key, each for a slice of its bits
         nq = self.req_copies
         q_cuts = [EB * c // nq for c in range(nq + 1)]
         # the enable of key k is req_en | req_ysel: req_en copies rc, so that the sorter's
         # ready (through y_due_next) reaches only the req_ysel copies
         req_en = _copies(m, "req_en", rc, n * nq, c_fresh)
-        # (y_due_next and c_cmp are one-cycle pulses: guard 1)
+        # (y_due_next and c_cmp are one-cycle pulses, never in consecutive cycles: guard 1)
         req_ysel = _copies(m, "req_ysel", y_due_next, n * nq, 1)
-        req_xsel = _copies(m, "req_xsel", c_cmp, n * nq, 1)
+        req_ld = _copies(m, "req_ld", c_cmp | y_due_next, n * nq, 1)
         # ins_fresh: nzero when the beat was accepted (a register, no compare in front)
         req_fresh = _copies(m, "req_fresh", ins_fresh, (n - 1) * nq, c_fresh)  # not the last key
+        # sel_a: take a (X: not a > b; Y: a > b), per key
+        req_sela = [_copies(m, f"req_sela{k}_", (c_cmp & ~gt[k]) | (y_due_next & gt[k]),
+                            nq, 1) for k in range(w)]
         for k in range(n):
             for c, (lo_, hi_) in enumerate(zip(q_cuts, q_cuts[1:])):
                 if hi_ == lo_:
                     continue
                 kc = k * nq + c
-                shift = (Mux(req_fresh[kc], ones, req[k + 1]) if k < n - 1
+                shift = (Mux(req_fresh[kc], 0, req[k + 1]) if k < n - 1
                          else ins_key_d)[lo_:hi_]
-                val = Mux(req_xsel[kc], (mins[k] if k < w else C(ones, EB))[lo_:hi_], shift)
-                if k < w and j > 1:
-                    val = Mux(req_ysel[kc], maxs[k][lo_:hi_], val)
+                if k < w:
+                    inv = req_ysel[kc].replicate(hi_ - lo_)
+                    aw = Cat(fword[k], word[k])[lo_:hi_]
+                    bnw = carry[n - w + k][lo_:hi_]
+                    cmpv = Mux(req_sela[k][c], aw ^ inv, bnw ^ ~inv)
+                else:
+                    cmpv = C(ones, EB)[lo_:hi_]       # X: beyond the list, empty
+                val = Mux(req_ld[kc], cmpv, shift)
                 with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
                     m.d.sync += req[k][lo_:hi_].eq(val)
         # response side: register, then apply.  X_t (the new chunk t) is written to word t
         # (the chunk's flags and dirty bit with it); S and Y go to the carry.
         m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
-        # carry: one registered enable per key (a response and a RESET are never applied in
-        # two consecutive cycles, hence the guard 1)
+        # carry: one registered enable per key
         car_en = _copies(m, "car_en", ctl.rr_c_next, n, 1)
         for k in range(n):
             with m.If(car_en[k]):
@@ -388,20 +402,32 @@ class CandidateListRTL(wiring.Component):
         # the write port: wen / waddr registered with rr (X_t, chunk ctl.rchunk); a RESET
         # loads rr with chunk 0 (its key in slot 0, the rest all ones: the flip-flops'
         # synchronous set) a cycle after it is accepted (rst_w) and writes it a cycle later
-        # (no response arrives outside a merge)
+        # (no response arrives outside a merge).  Dirty chunks are a suffix of the list:
+        # the first dirty chunk of a merge takes X (the carry, reversed: a is all ones),
+        # the chunks after it stay dirty (their X is all ones) -- sdirty suppresses their
+        # writes, so Y of a dirty chunk (garbage) never reaches the list.
         wen = Signal()
         waddr = Signal(range(j), reset_less=True)
         rst_w = Signal()
+        sdirty = Signal()                     # this merge wrote a dirty chunk
         m.d.sync += [wen.eq(ctl.rr_x_next | rst_w), rst_w.eq(acc_reset)]
         with m.If(ctl.rr_x_next):
             m.d.sync += waddr.eq(ctl.rchunk)
         with m.If(rst_w):
             m.d.sync += [waddr.eq(0), rr[0].eq(ins_key)]
             m.d.sync += [r.eq(ones) for r in rr[1:w]]
-        m.d.comb += [wport.en.eq(wen), wport.addr.eq(waddr),
+        wdirty = Signal()                     # the chunk written is dirty
+        m.d.comb += wdirty.eq(dirty.bit_select(waddr, 1) if j > 1 else dirty)
+        we = Signal()
+        m.d.comb += we.eq(wen & ~sdirty)
+        with m.If(we & wdirty):
+            m.d.sync += sdirty.eq(1)
+        with m.If(merge_go | rst_w):
+            m.d.sync += sdirty.eq(0)
+        m.d.comb += [wport.en.eq(we), wport.addr.eq(waddr),
                      wport.data.eq(Cat(rr[i][1:] for i in range(w)))]
         for c in range(j):
-            with m.If(wen & (waddr == c)):
+            with m.If(we & (waddr == c)):
                 m.d.sync += [flags[c * w:(c + 1) * w].eq(Cat(rr[i][0] for i in range(w))),
                              dirty[c].eq(0)]
         with m.If(s3):

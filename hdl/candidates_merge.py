@@ -64,54 +64,39 @@ class Req(enum.Enum, shape=2):
 
 
 class MergeCompare(wiring.Component):
-    """Element-wise min / max of two key vectors, decided in two stages (module docstring)."""
+    """Per slot ``a > b`` (or ``a`` all ones) from ``a`` and the inverted ``bn = ~b``,
+    registered (module docstring)."""
 
-    def __init__(self, w: int, ext_bits: int, copies: int = 4):
-        self.w, self.ext_bits, self.copies = int(w), int(ext_bits), int(copies)
+    def __init__(self, w: int, ext_bits: int, halves: bool = False):
+        self.w, self.ext_bits, self.halves = int(w), int(ext_bits), bool(halves)
         super().__init__({
-            "a": In(ext_bits).array(self.w), "an": In(ext_bits).array(self.w),
-            "b": In(ext_bits).array(self.w), "a_ones": In(1),
-            "mins": Out(ext_bits).array(self.w), "maxs": Out(ext_bits).array(self.w),
+            "a": In(ext_bits).array(self.w), "bn": In(ext_bits).array(self.w),
+            "a_ones": In(1), "gt": Out(self.w),
         })
 
     def elaborate(self, platform):
         m = Module()
-        EB, nlt = self.ext_bits, self.copies
-        half = EB // 2
-        cuts = [EB * c // nlt for c in range(nlt + 1)]
-        # a_ones registered for the maxima (the decision registers take it directly)
-        z = Signal(name="a_ones_q", reset_less=True)
-        m.d.sync += z.eq(self.a_ones)
+        half = self.ext_bits // 2
+        z = self.a_ones
         for i in range(self.w):
-            a, b, an = self.a[i], self.b[i], self.an[i]
-            lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
-            le_hi = Signal(name=f"le{i}_hi", reset_less=True)
-            lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(carry_out(b[half:], an[half:])),
-                         le_hi.eq(carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
-                         lt_lo.eq(carry_out(b[:half], an[:half]))]
-            sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
-            sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
-            mn, mx = [], []
-            for c in range(nlt):
-                inv = c % 2
-                v = Mux(lt_lo, sel_le[(c // 2) % 2], sel_lt[(c // 4) % 2])
-                q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
-                # q: a < b and a is not all ones (a_ones: min = b, max = ones)
-                v = v & ~self.a_ones
-                m.d.sync += q.eq(~v if inv else v)
-                lo_, hi_ = cuts[c], cuts[c + 1]
-                if hi_ == lo_:
-                    continue
-                ta, tb = a[lo_:hi_], b[lo_:hi_]
-                tz = ta | z.replicate(hi_ - lo_)
-                if inv:
-                    mn.append(Mux(q, tb, ta))
-                    mx.append(Mux(q, tz, tb))
-                else:
-                    mn.append(Mux(q, ta, tb))
-                    mx.append(Mux(q, tb, tz))
-            m.d.comb += [self.mins[i].eq(Cat(*mn)), self.maxs[i].eq(Cat(*mx))]
+            a, bn = self.a[i], self.bn[i]
+            # a_ones on top of the high operands: (z, 1) adds 1 + z + carry, so the carry
+            # out is 1 when z and the comparison's carry otherwise
+            if not self.halves:
+                gt = Signal(name=f"gt{i}", reset_less=True)
+                m.d.sync += gt.eq(carry_out(Cat(a, z), Cat(bn, C(1, 1))))
+            else:
+                gt_hi = Signal(name=f"gt{i}_hi", reset_less=True)
+                ge_hi = Signal(name=f"ge{i}_hi", reset_less=True)
+                gt_lo = Signal(name=f"gt{i}_lo", reset_less=True)
+                m.d.sync += [
+                    gt_hi.eq(carry_out(Cat(a[half:], z), Cat(bn[half:], C(1, 1)))),
+                    ge_hi.eq(carry_out(Cat(C(1, 1), a[half:], z),
+                                       Cat(C(1, 1), bn[half:], C(1, 1)))),
+                    gt_lo.eq(carry_out(a[:half], bn[:half])),
+                ]
+                gt = Mux(gt_lo, ge_hi, gt_hi)
+            m.d.comb += self.gt[i].eq(gt)
         return m
 
 
