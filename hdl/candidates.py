@@ -202,7 +202,9 @@ class CandidateListRTL(wiring.Component):
         flags = Signal(L, init=(1 << L) - 1)
         dirty = Signal(j, init=(1 << j) - 1)
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
-        req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
+        # (no reset: the first key of a batch clears the others; an initial value equal
+        # to that clear lets yosys map it to the flip-flops' synchronous reset)
+        req = [Signal(EB, name=f"req{i}", reset_less=True) for i in range(n)]
         length = Signal(range(L + 1))
         # ncount: keys in the request register (this sub-batch); bcount: keys of the batch
         # (all its sub-batches; only kept when R > n, else it equals ncount)
@@ -342,7 +344,9 @@ class CandidateListRTL(wiring.Component):
         # rc: (INSERT beat registered) | c_fresh, one register: the request enables see
         # one LUT behind a flip-flop or the sorter's ready, not the command decode
         rc = Signal()
-        rr = [Signal(EB, name=f"rr{k}", reset_less=True) for k in range(n)]
+        # (initial value the RESET's set value, see the write port below)
+        rr = [Signal(EB, name=f"rr{k}", reset_less=True, init=ones if 0 < k < w else 0)
+              for k in range(n)]
         m.d.comb += [
             self.sort_req.valid.eq(ctl.req_valid),
             self.sort_resp.ready.eq(ctl.merging),
@@ -369,8 +373,12 @@ class CandidateListRTL(wiring.Component):
         # (y_due_next and c_cmp are one-cycle pulses, never in consecutive cycles: guard 1)
         req_ysel = _copies(m, "req_ysel", y_due_next, n * nq, 1)
         req_ld = _copies(m, "req_ld", c_cmp | y_due_next, n * nq, 1)
-        # ins_fresh: nzero when the beat was accepted (a register, no compare in front)
-        req_fresh = _copies(m, "req_fresh", ins_fresh, (n - 1) * nq, c_fresh)  # not the last key
+        # req_clr: the first key of a batch is shifted in (ins_fresh: nzero when the beat
+        # was accepted, ins_d: the beat registered): the other keys are cleared (an empty
+        # key, complemented) by the flip-flops' synchronous reset, not a LUT
+        ins_d = Signal()
+        m.d.sync += ins_d.eq(ins_go)
+        req_clr = _copies(m, "req_clr", ins_d & ins_fresh, (n - 1) * nq, 1)  # not the last key
         # sel_a: take a (X: not a > b; Y: a > b), per key
         req_sela = [_copies(m, f"req_sela{k}_", (c_cmp & ~gt[k]) | (y_due_next & gt[k]),
                             nq, 1) for k in range(w)]
@@ -379,8 +387,7 @@ class CandidateListRTL(wiring.Component):
                 if hi_ == lo_:
                     continue
                 kc = k * nq + c
-                shift = (Mux(req_fresh[kc], 0, req[k + 1]) if k < n - 1
-                         else ins_key_d)[lo_:hi_]
+                shift = (req[k + 1] if k < n - 1 else ins_key_d)[lo_:hi_]
                 if k < w:
                     inv = req_ysel[kc].replicate(hi_ - lo_)
                     aw = Cat(fword[k], word[k])[lo_:hi_]
@@ -391,9 +398,15 @@ class CandidateListRTL(wiring.Component):
                 val = Mux(req_ld[kc], cmpv, shift)
                 with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
                     m.d.sync += req[k][lo_:hi_].eq(val)
+                if k < n - 1:
+                    with m.If(req_clr[kc]):
+                        m.d.sync += req[k][lo_:hi_].eq(0)
         # response side: register, then apply.  X_t (the new chunk t) is written to word t
         # (the chunk's flags and dirty bit with it); S and Y go to the carry.
-        m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
+        # (rr loads a response when one arrives: its enable, so that the RESET's ones
+        # below are the flip-flops' synchronous set)
+        with m.If(self.sort_resp.valid):
+            m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
         # carry: one registered enable per key
         car_en = _copies(m, "car_en", ctl.rr_c_next, n, 1)
         for k in range(n):
