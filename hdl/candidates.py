@@ -41,7 +41,9 @@ Interface of :class:`CandidateListRTL`
             DUMP (empty slots: ``key`` all ones, ``expanded = 0``), ``last`` on slot ``L-1``.
 ``length``  ``Out``: entries in the list.  ``error``: ``Out(1)``, sticky batch overflow.
 ``sort_req``   ``Out(stream(ArrayLayout(unsigned(ext_bits), n)))``: a vector of ``n``
-               extended keys to sort (payload straight from a register, ``valid`` too).
+               values to sort (payload straight from a register, ``valid`` too): extended
+               keys, or their complements (the batch ``S`` and the maxima ``Y``, see
+               "Storage and merge"); the sorter sorts them as numbers.
 ``sort_resp``  ``In(stream(ArrayLayout(unsigned(ext_bits), n)))``: the sorted vectors,
                element 0 the smallest, one per request and in request order, with any
                latency (a response may even come in the cycle its request is accepted) and
@@ -52,19 +54,33 @@ Interface of :class:`CandidateListRTL`
 Pieces (each with a unit test against its golden twin): :mod:`proxima.hdl.candidates_select`
 (SELECT pipeline), :mod:`proxima.hdl.candidates_merge` (comparators, sorter-request
 sequencer), :mod:`proxima.hdl.candidates_dump` (DUMP path and ``dbg`` FIFO); this module
-holds the list, the carry, the request register, the shared read port and the commands.
+holds the list (LUT-RAM, flags, dirty bits), the carry, the request register, the read port
+shared by SELECT, DUMP and the merge, and the commands.
 
 Storage and merge
 -----------------
-The list is ``L`` registers of ``ext_bits = sort_key_bits + 1`` bits, the extended key
-``(key << 1) | expanded`` (empty: all ones), so the sorter (:attr:`sort_cfg`: ``id_bits +
-1``) carries the flag; needs ``id_bits <= 31``.  It is cut into ``j = cfg.list_chunks``
-chunks of ``w = min(L, n)`` slots.  An insert sorts the batch (``S``, the carry ``C``), then
-per chunk ``t`` requests ``X_t = min(A_t[i], C[w-1-i])`` (the new chunk) and, but for the
-last chunk, ``Y_t = max(A_t[i], C[n-1-i])`` (the next carry): ``cfg.merge_passes = 2 j``
-sorter passes; ``len = min(L, len + batch)``.  A batch of more than ``n`` keys (``R > n``)
-is merged as sub-batches of ``n`` (``cfg.insert_merges``): the beat that fills the request
-register starts a merge, and the next beat is accepted when it is done.
+A slot holds the extended key ``(key << 1) | expanded`` (``ext_bits = sort_key_bits + 1``
+bits, empty: all ones), so the sorter (:attr:`sort_cfg`: ``id_bits + 1``) carries the flag;
+needs ``id_bits <= 31``.  The list is cut into ``j = cfg.list_chunks`` chunks of ``w =
+min(L, n)`` slots.  The keys of chunk ``c`` are word ``c`` of a LUT-RAM (``w * key_bits``
+bits, ``j`` words, one asynchronous read port, one write port: ``TRELLIS_DPR16X4`` on the
+ECP5); the ``L`` expanded flags are flip-flops (SELECT looks at all of them at once), and a
+``dirty`` bit per chunk marks a chunk whose word holds no key (all slots empty: it reads as
+all ones).  The domain reset makes every chunk dirty, RESET chunks ``1 ..`` (it writes chunk
+0: its key and ``w - 1`` empty slots); a merge writing a chunk makes it clean.  Dirty chunks
+are a suffix of the list, so in a merge only the first of them is written (its new chunk is
+the carry) and the rest stay dirty (their new chunks are empty).
+
+An insert sorts the batch (``S``, the carry ``C``), then per chunk ``t`` requests ``X_t =
+min(A_t[i], C[w-1-i])`` (the new chunk, written to word ``t``) and, but for the last chunk,
+``Y_t = max(A_t[i], C[n-1-i])`` (the next carry): ``cfg.merge_passes = 2 j`` sorter passes;
+``len = min(L, len + batch)``.  ``S`` and ``Y`` are sent complemented, so the carry register
+holds ``~C`` in reverse order: the comparators' operands (``a`` from the RAM, ``~b`` from
+the carry) reach their carry chains with no inverter (``a > b`` is the carry out of ``a +
+~b``), and one LUT per request bit picks ``a``, ``b`` or their complements.  A batch of more
+than ``n`` keys (``R > n``) is merged as sub-batches of ``n`` (``cfg.insert_merges``): the
+beat that fills the request register starts a merge, and the next beat is accepted when it
+is done.
 
 Cycles
 ------
@@ -76,9 +92,13 @@ command is accepted in the cycle after the response is taken.  RESET: two cycles
 ``L`` beats, one per cycle while ``dbg.ready`` is high, the first four cycles after the
 command; the next command in the cycle after the last beat is taken.
 
-Wide register groups take enables and selects from replicated flip-flops of their own
-(``REQ_COPIES``, ``RD_COPIES``, ``LT_COPIES``), each copy distinct so that yosys keeps it.
-Resources and Fmax: ``docs/RESOURCES.md`` (``candidates``).
+SELECT and DUMP read one slot through the RAM's read port (the merge's chunk during a
+merge): a registered chunk index and one-hot slot within it, one AND-OR level registered
+(``rd_key``).  Wide register groups take enables and selects from flip-flops of their own,
+one per request key, or ``copies`` per key each driving a slice of its bits (constructor
+argument, default from ``engine.clock_mhz``; more than one also splits each comparison
+into two registered halves, as the design that placed at 150 MHz did).  Resources and Fmax:
+``docs/RESOURCES.md`` (``candidates``).
 """
 
 from __future__ import annotations
@@ -115,18 +135,19 @@ class CandidateListRTL(wiring.Component):
 
     #: cycles from an accepted SELECT to ``resp.valid``
     select_latency = 6
-    #: the highest ``engine.clock_mhz`` at which one register per merge decision and per
-    #: request select suffices (the default ``copies``); above it four, which placed at
-    #: 150 MHz (docs/RESOURCES.md)
+    #: the highest ``engine.clock_mhz`` for which the default ``copies`` is 1 (one register
+    #: per request key's enable and source selects, one carry chain per comparison);
+    #: above it 2 (the slicing and split comparison of the design that placed at 150 MHz)
     SINGLE_COPY_MHZ = 100.0
 
     def __init__(self, cfg: ProximaConfig, copies: int | None = None):
-        """``copies``: registered copies of each merge decision (each drives a slice of
-        the key bits; half as many, at least one, of each request key's enable and source
-        selects); default 1 up to :attr:`SINGLE_COPY_MHZ`, else 4."""
+        """``copies``: registered copies of each request key's enable and source selects,
+        each driving a slice of the key's bits; more than one also splits each merge
+        comparison into two registered halves.  Default 1 up to :attr:`SINGLE_COPY_MHZ`,
+        else 2."""
         self.cfg = cfg
         if copies is None:
-            copies = 1 if cfg.engine.clock_mhz <= self.SINGLE_COPY_MHZ else 4
+            copies = 1 if cfg.engine.clock_mhz <= self.SINGLE_COPY_MHZ else 2
         if int(copies) < 1:
             raise CandidateListError(f"copies must be >= 1, got {copies}")
         #: copies of each request key's enable and source selects (each drives a slice of
@@ -171,9 +192,9 @@ class CandidateListRTL(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "CandidateListRTL":
+    def from_config(cls, cfg: ProximaConfig, copies: int | None = None) -> "CandidateListRTL":
         """The list alone (no sorter): what the resource report measures."""
-        return cls(cfg)
+        return cls(cfg, copies)
 
     def merge_cycles(self, sorter_latency: int) -> int:
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
@@ -500,16 +521,17 @@ class CandidateListWithSorter(wiring.Component):
     """A :class:`CandidateListRTL` wired to its own :class:`~proxima.hdl.sorter.BitonicSorter`
     of ``n = engine.sorter_n`` extended keys (tests, simulation, replay).
 
-    Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  Keyword
-    arguments other than ``cfg`` go to the sorter (``stages_per_reg``, ``enable_keys``, ``read_keys``).
+    Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  ``copies``
+    goes to the list; the other keyword arguments go to the sorter (``stages_per_reg``,
+    ``enable_keys``, ``read_keys``).
     Attributes: ``list``, ``sorter``, ``sorter_latency``, ``merge_cycles`` (cycles from the
     last INSERT beat to the next accepted command), ``select_latency``.
     """
 
-    def __init__(self, cfg: ProximaConfig, **sorter_options):
+    def __init__(self, cfg: ProximaConfig, copies: int | None = None, **sorter_options):
         from proxima.hdl.sorter import BitonicSorter, SorterError
         self.cfg = cfg
-        self.list = CandidateListRTL(cfg)
+        self.list = CandidateListRTL(cfg, copies)
         try:
             self.sorter = BitonicSorter(self.list.sort_cfg, n=self.list.n, **sorter_options)
         except SorterError as e:
@@ -524,8 +546,9 @@ class CandidateListWithSorter(wiring.Component):
                           if name not in ("sort_req", "sort_resp")})
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig, **sorter_options) -> "CandidateListWithSorter":
-        return cls(cfg, **sorter_options)
+    def from_config(cls, cfg: ProximaConfig, copies: int | None = None,
+                    **sorter_options) -> "CandidateListWithSorter":
+        return cls(cfg, copies, **sorter_options)
 
     def elaborate(self, platform):
         m = Module()

@@ -4,22 +4,21 @@ Golden twin: :meth:`proxima.golden.candidates.CandidateList.insert` as the chunk
 merge of ``hdl/candidates.py`` computes it: sort the batch (``S``), then per chunk ``t`` the
 element-wise minima ``X_t`` of the chunk and the reversed carry (the new chunk) and, but for
 the last chunk, the maxima ``Y_t`` (the next carry).  Tested in
-``tests/hdl/test_candidates_merge.py``: the comparators against ``min`` / ``max``, the
+``tests/hdl/test_candidates_merge.py``: the comparators against ``>``, the
 sequencer's requests and its cycle count against :meth:`ProximaConfig.insert_cycles_for`.
 
-:class:`MergeCompare` (``w`` slots of ``ext_bits``, ``copies`` decision copies)
----------------------------------------------------------------------------------
-``a``, ``an`` (``= ~a``), ``b``: ``In`` per slot; ``a_ones``: ``In(1)``, ``a`` reads as all
-ones (an empty chunk whose storage has not been cleared).  ``mins``, ``maxs``: ``Out`` per
-slot, ``min(a[i], b[i])`` and ``max(a[i], b[i])`` of the current ``a`` (all ones while
-``a_ones``), ``b`` by a decision registered in two stages: correct in every cycle in which
-``a``, ``b`` and ``a_ones`` have held their values for two cycles.  Stage 1: three carry chains per slot
-(``a_hi < b_hi``, ``a_hi <= b_hi`` with operands of its own, ``a_lo < b_lo``), each the
-carry out of ``b + ~a`` straight from registers; stage 2: ``copies`` registered copies of
-``lt_lo ? le_hi : lt_hi``, each selecting a slice of the bits, kept apart (for yosys) by
-four ways of writing it and by inverting every other one.  ``a_ones`` enters the
-registered decision (``min = b``) and, registered, the maxima's multiplexers (``max`` all
-ones): no logic level of its own.
+:class:`MergeCompare` (``w`` slots of ``ext_bits``, ``halves``)
+-------------------------------------------------------------
+``a``, ``bn`` (``= ~b``): ``In`` per slot; ``a_ones``: ``In(1)``, ``a`` reads as all ones
+(a chunk whose storage holds no key).  ``gt``: ``Out(w)``, bit ``i`` = ``a[i] > b[i]`` or
+``a_ones``, registered: correct in every cycle after one in which ``a``, ``bn``, ``a_ones``
+held the values.  The owner picks ``min = gt ? b : a`` and ``max = gt ? a : b`` (equal
+operands: either).  Each comparison is the carry out of ``Cat(a, a_ones) + Cat(~b, 1)``
+(``a + ~b >= 2**k`` exactly when ``a > b``; the top bit adds ``1 + a_ones``), so with ``a``
+and ``~b`` from storage no LUT sits in front of the chain and none behind it.  ``halves``:
+three registered chains per slot (``a_hi > b_hi``, ``a_hi >= b_hi`` with operands of its
+own, ``a_lo > b_lo``) and ``gt_lo ? ge_hi : gt_hi`` behind them (one LUT): shorter chains
+for a faster clock.
 
 :class:`MergeControl` (``j`` chunks)
 -----------------------------------
@@ -30,12 +29,14 @@ ones): no logic level of its own.
 ``kind``, ``chunk``  ``Out``: the request offered (:class:`Req`) and its chunk.
 ``merging``      ``Out(1)``: the merge runs (the sorter's response ``ready``);
                  ``resp_valid`` ``In(1)``: a response arrives (in request order).
-``rchunk``         ``Out(range(j))``: the chunk of the next response ``X`` (the chunk it
+``rchunk``       ``Out(range(j))``: the chunk of the next response ``X`` (the chunk it
                  replaces).
 ``rr_c_next``, ``rr_x_next``  ``Out(1)``, combinational: the response taken now is a carry
                  (``S`` or ``Y``) / a new chunk (``X``); it is registered by the owner.
-``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (decision stage 1 now).
-``c_cmp``        ``Out(1)``: decision stage 2 now; load ``X`` (the minima) at this edge.
+``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (the comparisons'
+                 registers load at this edge).
+``c_cmp``        ``Out(1)``: the comparisons are valid; register the ``X`` selects (the
+                 minima) at this edge, ``X`` enters the request register at the next.
 ``y_due_next``   ``Out(1)``, combinational: ``X`` is accepted; load ``Y`` at this edge.
 ``fin``          ``Out(1)``: the last ``X`` was registered: the merge ends at this edge.
 

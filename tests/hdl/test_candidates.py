@@ -183,6 +183,72 @@ def test_default32_model_sorter():
                   dut=CandidateListRTL(cfg), model=_MODEL)
 
 
+@pytest.mark.parametrize("cfg_fn, copies", [(_tiny4, 2), (_tiny8, 3),
+                                             (lambda: preset("default"), 2)])
+def test_copies_model_sorter(cfg_fn, copies):
+    """copies > 1 (the faster-clock structure: request selects per slice of the bits,
+    comparisons in two halves) against the golden model, as above."""
+    cfg = cfg_fn()
+    dut = CandidateListRTL(cfg, copies=copies)
+    assert dut.req_copies == copies and dut.halves
+    if cfg.search.L < 64:
+        _check_random(cfg, 40, seed=7, p_valid=0.8, p_ready=0.7, dist_max=6, dut=dut,
+                      model=_MODEL)
+    else:                                  # as test_default_model_sorter
+        _check_random(cfg, 16, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000, dut=dut,
+                      model=_MODEL)
+
+
+def test_copies_default_follows_the_clock():
+    cfg = preset("default")
+    assert cfg.engine.clock_mhz <= CandidateListRTL.SINGLE_COPY_MHZ
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        assert CandidateListRTL(cfg).req_copies == 1
+        fast = CandidateListRTL(cfg.with_(engine={"clock_mhz": 150.0}))
+        assert fast.req_copies == 2 and fast.halves
+        with pytest.raises(CandidateListError, match="copies"):
+            CandidateListRTL(cfg, copies=0)
+        del fast
+        gc.collect()
+
+
+def _dirty_cases(cfg):
+    """Command lists for the storage's empty chunks: no RESET after the domain reset; a
+    RESET after a full list (the old keys stay in the RAM words of chunks 1 ..); a batch
+    that reaches exactly into the first empty chunk; a full batch after a RESET."""
+    L, R, n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
+    def full(base):
+        return [("insert", [_k(cfg, 3 + i % 7, base + b * R + i) for i in range(R)])
+                for b in range(-(-L // R) + 1)]
+    return [
+        [("insert", [_k(cfg, 9, 1), _k(cfg, 2, 2)]), ("select", L), ("select", L)],
+        [("reset", _k(cfg, 50, 7))] + full(100) + [("reset", _k(cfg, 60, 8)), ("select", 2),
+                                                   ("insert", [_k(cfg, 70, 9)]),
+                                                   ("select", L)],
+        [("reset", _k(cfg, 1, 1)), ("insert", [_k(cfg, 2, 20 + i) for i in range(n)]),
+         ("insert", [_k(cfg, 0, 40)]), ("select", L)],
+        [("reset", _k(cfg, 1, 1))] + full(100)[:1] + [("select", L)] + full(300)
+        + [("reset", 5)],
+    ]
+
+
+@pytest.mark.parametrize("cfg_fn", [_tiny4, _tiny8, lambda: preset("default")])
+@pytest.mark.parametrize("case", range(4))
+def test_empty_chunks_read_as_empty(cfg_fn, case):
+    """Chunks of the RAM that hold no key (after the domain reset, after a RESET) read as
+    empty slots in every merge, SELECT and DUMP, whatever the RAM words still hold; the
+    list after every command equals the golden list."""
+    cfg = cfg_fn()
+    cmds = _dirty_cases(cfg)[case]
+    exp_resp, exp_dumps = expected(cfg, cmds)
+    exp_dbg = [b for d in exp_dumps for b in d]
+    resps, dbg, _, error, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
+                                           len(exp_dbg), 0.9, 0.9, case,
+                                           dut=CandidateListRTL(cfg), model=_MODEL)
+    assert dbg == exp_dbg and resps == exp_resp and not error
+
+
 def test_wrapper_with_bitonic_sorter_random():
     """Wrapper with a real BitonicSorter, two chunks, random stalls (cocotb runs 10k)."""
     _check_random(_tiny8(), 40, seed=3, p_valid=0.7, p_ready=0.6, dist_max=8)
