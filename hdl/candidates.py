@@ -274,9 +274,13 @@ class CandidateListRTL(wiring.Component):
 
         # ---- the read port: the merge's chunk during a merge, else SELECT / DUMP's --------
         m.submodules.control = ctl = MergeControl(j)
-        rd_chunk = Signal(range(j))           # chunk of the slot SELECT / DUMP reads
+        # raddr, a register: during a merge the chunk of the request side a cycle late (it
+        # moves on when Y_t is accepted, at least two cycles before chunk t + 1 is compared
+        # and after Y_t was loaded), else the chunk of the slot SELECT / DUMP reads
         raddr = Signal(range(j))
-        m.d.comb += [raddr.eq(Mux(ctl.merging, ctl.chunk, rd_chunk)), rport.addr.eq(raddr)]
+        m.d.comb += rport.addr.eq(raddr)
+        with m.If(ctl.merging):
+            m.d.sync += raddr.eq(ctl.chunk)
         word = [rport.data[i * KB:(i + 1) * KB] for i in range(w)]
         fword = Signal(w)                     # the flags of chunk raddr
         m.d.comb += fword.eq(flags.word_select(raddr, w) if j > 1 else flags)
@@ -294,7 +298,7 @@ class CandidateListRTL(wiring.Component):
             m.d.sync += resp_valid.eq(0)
             m.d.comb += idle_nx.eq(1)
 
-        # ---- SELECT and DUMP read one slot: (rd_chunk, rd_slot one-hot in the chunk) -------
+        # ---- SELECT and DUMP read one slot: (raddr, rd_slot one-hot in the chunk) ----------
         # loaded from `first` in s3 (all zero when nothing was found, so the key reads as
         # 0), set to slot 0 by a DUMP and moved up one slot per dump beat; rd_any: a slot is
         # selected (a dirty chunk then reads as all ones).  The read level rd_key (the
@@ -312,15 +316,15 @@ class CandidateListRTL(wiring.Component):
                 rd_any.eq(first.any()),
             ]
             if j > 1:
-                m.d.sync += rd_chunk.eq(onehot_to_binary(
-                    Cat(first[c * w:(c + 1) * w].any() for c in range(j)), len(rd_chunk)))
+                m.d.sync += raddr.eq(onehot_to_binary(
+                    Cat(first[c * w:(c + 1) * w].any() for c in range(j)), len(raddr)))
         with m.If(dump.shift[0]):
             m.d.sync += rd_slot.eq(Cat(rd_slot[w - 1], rd_slot[:w - 1]))
             if j > 1:
                 with m.If(rd_slot[w - 1]):
-                    m.d.sync += rd_chunk.eq(Mux(rd_chunk == j - 1, 0, rd_chunk + 1))
+                    m.d.sync += raddr.eq(Mux(raddr == j - 1, 0, raddr + 1))
         with m.If(dump.go):
-            m.d.sync += [rd_slot.eq(1), rd_chunk.eq(0), rd_any.eq(1)]
+            m.d.sync += [rd_slot.eq(1), raddr.eq(0), rd_any.eq(1)]
         with m.If(dump.load[0]):
             m.d.sync += rd_key.eq(
                 Cat(or_tree([fword[i] & rd_slot[i] for i in range(w)]),
@@ -344,9 +348,12 @@ class CandidateListRTL(wiring.Component):
         # is the keys in descending order, complemented): the carry register then holds
         # ~C reversed, and the comparators' operands (a from the RAM, ~b from the carry)
         # reach the carry chains with no inverter; X is sent as it is (the new chunk).
-        m.submodules.compare = cmp = MergeCompare(w, EB, halves=self.halves)
+        # The comparators see the keys without the flag: a key of the list and one of the
+        # batch or carry are never equal (golden: an id is inserted once), so the flag never
+        # decides, and the chains take their operands straight from the RAM and the carry.
+        m.submodules.compare = cmp = MergeCompare(w, KB, halves=self.halves)
         for i in range(w):
-            m.d.comb += [cmp.a[i].eq(Cat(fword[i], word[i])), cmp.bn[i].eq(carry[n - w + i])]
+            m.d.comb += [cmp.a[i].eq(word[i]), cmp.bn[i].eq(carry[n - w + i][1:])]
         m.d.comb += cmp.a_ones.eq(rdirty)
         gt = cmp.gt
         merge_go = Signal()                   # the accepted INSERT beat starts a merge

@@ -472,59 +472,50 @@ def test_config_insert_cycles_is_the_rtl_schedule(name):
 
 
 @pytest.mark.rtl
-def test_synthesis_keeps_every_copy_and_feeds_the_comparators_straight_from_flip_flops(
-        tmp_path):
+@pytest.mark.parametrize("copies", [1, 2])
+def test_synthesis_list_in_lut_ram_and_comparators_straight_from_storage(tmp_path, copies):
     """yosys synth_ecp5 of the list at tiny with a 4-input sorter (four chunks, sub-batches):
-    every replicated enable / select survives as its own flip-flop (opt_merge would fold
-    equal ones into one), each copy of the read select and of the request selects drives
-    only its slice of the bits, and the merge comparators' operands reach their carry chains
-    with no LUT in between (``a < b`` as the carry out of ``b + ~a``, ``~a`` the register
-    ``cmpn``)."""
+    the keys are LUT-RAM (``TRELLIS_DPR16X4``, no flip-flop per slot), every replicated
+    enable / select survives as its own flip-flop (opt_merge would fold equal ones into
+    one), and the comparators' carry chains take every key bit straight from the RAM and
+    every key bit of the complemented carry straight from its flip-flop (no inverter)."""
     cfg = _tiny4()
-    dut = CandidateListRTL(cfg)
-    L, n, w, EB = dut.L, dut.n, dut.w, dut.ext_bits
-    nq, nrd = dut.REQ_COPIES, dut.RD_COPIES
+    dut = CandidateListRTL(cfg, copies=copies)
+    L, n, w, j, EB, KB = dut.L, dut.n, dut.w, dut.chunks, dut.ext_bits, dut.key_bits
     cells, net = synth_ecp5(tmp_path, dut)
     driver, loads = drivers_and_loads(net)
+    assert cells.get("TRELLIS_DPR16X4") == -(-(w * KB) // 4) * -(-j // 16)
     ff_q = {c["connections"]["Q"][0] for c in net["cells"].values()
             if c["type"] == "TRELLIS_FF"}
+    # flip-flops: no slot storage beyond the L flags (the request, carry and response
+    # registers are n keys each)
+    assert cells["TRELLIS_FF"] < 3 * n * EB + 2 * L + 40 * n * copies + 200
 
     def kept(pattern):
         return {nm for nm, v in net["netnames"].items()
                 if re.fullmatch(pattern, nm) and v["bits"][0] in ff_q}
 
-    for name, count in (("req_en", n * nq), ("req_xsel", n * nq), ("req_ysel", n * nq),
-                        ("req_fresh", (n - 1) * nq), ("car_en", n), ("lst_en", L),
-                        ("lst_clr", L - 1), ("rst_w", 2)):
+    for name, count in (("req_en", n * copies), ("req_ld", n * copies),
+                        ("req_ysel", n * copies), ("req_clr", (n - 1) * copies),
+                        ("car_en", n)):
         assert kept(rf"{name}\d+") == {f"{name}{k}" for k in range(count)}, name
-    # the read select: nrd copies of L bits; the gates that copy c's bit i drives read
-    # slot i's bits of slice c of the list, and no bit of another slice
-    lst_bit = {v["bits"][0]: (int(mt[1]), int(mt[2])) for nm, v in net["netnames"].items()
-               if (mt := re.fullmatch(r"lst(\d+)\[(\d+)\]", nm))}
-    cuts = [EB * c // nrd for c in range(nrd + 1)]
-    for c in range(nrd):
-        nm = f"rd_oh{c}" + ("n" if c % 2 else "")
-        for i in range(L):
-            bit = net["netnames"][f"{nm}[{i}]"]["bits"][0]
-            assert bit in ff_q, nm
-            read = {lst_bit[b] for cell, _ in loads[bit] if cell["type"] == "LUT4"
-                    for p in "ABCD" for b in cell["connections"].get(p, [])
-                    if b in lst_bit}
-            assert {b for _, b in read} == set(range(cuts[c], cuts[c + 1])), (nm, i)
-            assert {(i, b) for b in range(cuts[c], cuts[c + 1])} <= read, (nm, i)
-    # comparators: every bit of cmpn but the expanded flag feeds carry chains and nothing
-    # else, and every operand of those chains comes from a flip-flop (or is a constant)
-    chains = set()
-    for i in range(w):
-        for b in range(1, EB):
-            bit = net["netnames"][f"cmpn{i}[{b}]"]["bits"][0]
-            assert bit in ff_q
-            kinds = {cell["type"] for cell, _ in loads[bit]}
-            assert kinds == {"CCU2C"}, (i, b, kinds)
-            chains.update(id(cell) for cell, _ in loads[bit])
-    for cell in net["cells"].values():
-        if id(cell) in chains:
-            for p in ("A0", "B0", "A1", "B1"):
-                for bit in cell["connections"][p]:
-                    if not isinstance(bit, str):
-                        assert driver[bit]["type"] == "TRELLIS_FF", (p, driver[bit]["type"])
+    for k in range(w):
+        assert kept(rf"req_sela{k}_\d+") == {f"req_sela{k}_{c}" for c in range(copies)}
+    # the comparators' chains: the CCU2C cells that read a RAM output
+    ram_out = {b for c in net["cells"].values() if c["type"] == "TRELLIS_DPR16X4"
+               for b in c["connections"]["DO"] if not isinstance(b, str)}
+    chains = [c for c in net["cells"].values() if c["type"] == "CCU2C"
+              and any(b in ram_out for p in ("A0", "A1", "B0", "B1")
+                      for b in c["connections"][p])]
+    operands = [b for c in chains for p in ("A0", "A1", "B0", "B1")
+                for b in c["connections"][p] if not isinstance(b, str)]
+    from_ram = {b for b in operands if b in ram_out}
+    from_ff = {b for b in operands if b in ff_q}
+    assert from_ram == ram_out                       # every key bit, straight from the RAM
+    carry_q = {v["bits"][0] for nm, v in net["netnames"].items()   # (split nets)
+               if (mt := re.fullmatch(r"carry(\d+)\[(\d+)\]", nm))
+               and int(mt[1]) >= n - w and int(mt[2]) > 0}   # the key bits, not the flag
+    assert len(carry_q) == w * KB and carry_q <= from_ff   # straight from the flip-flops
+    # the rest: the empty-chunk bit (one LUT of the dirty bits and the read address)
+    others = {b for b in operands if b not in ram_out and b not in ff_q}
+    assert len(others) <= 1
