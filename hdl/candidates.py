@@ -49,35 +49,39 @@ Interface of :class:`CandidateListRTL`
                latency (a response may even come in the cycle its request is accepted) and
                any gaps.  ``sort_resp.ready`` is high throughout a merge (a register), so the
                list never stalls the sorter; outside a merge no response may arrive.  The
-               payload is registered before use.
+               payload goes straight into registers (the carry, the RAM's write port),
+               enabled by ``valid`` through one LUT.
 
 Pieces (each with a unit test against its golden twin): :mod:`proxima.hdl.candidates_select`
 (SELECT pipeline), :mod:`proxima.hdl.candidates_merge` (comparators, sorter-request
 sequencer), :mod:`proxima.hdl.candidates_dump` (DUMP path and ``dbg`` FIFO); this module
-holds the list (LUT-RAM, flags, dirty bits), the carry, the request register, the read port
-shared by SELECT, DUMP and the merge, and the commands.
+holds the list (LUT-RAM and flags), the carry, the request register, the read port shared
+by SELECT, DUMP and the merge, and the commands.
 
 Storage and merge
 -----------------
 A slot holds the extended key ``(key << 1) | expanded`` (``ext_bits = sort_key_bits + 1``
 bits, empty: all ones), so the sorter (:attr:`sort_cfg`: ``id_bits + 1``) carries the flag;
 needs ``id_bits <= 31``.  The list is cut into ``j = cfg.list_chunks`` chunks of ``w =
-min(L, n)`` slots.  The keys of chunk ``c`` are word ``c`` of a LUT-RAM (``w * key_bits``
-bits, ``j`` words, one asynchronous read port, one write port: ``TRELLIS_DPR16X4`` on the
-ECP5); the ``L`` expanded flags are flip-flops (SELECT looks at all of them at once), and a
-``dirty`` bit per chunk marks a chunk whose word holds no key (all slots empty: it reads as
-all ones).  The domain reset makes every chunk dirty, RESET chunks ``1 ..`` (it writes chunk
-0: its key and ``w - 1`` empty slots); a merge writing a chunk makes it clean.  Dirty chunks
-are a suffix of the list, so in a merge only the first of them is written (its new chunk is
-the carry) and the rest stay dirty (their new chunks are empty).
+min(L, n)`` slots.  The keys of chunk ``c`` are one word of a LUT-RAM (``w * key_bits``
+bits; one asynchronous read port, one write port: ``TRELLIS_DPR16X4`` on the ECP5), of a
+pair of words per chunk (``bank[c]`` says which): a merge writes the new chunk into the
+other word, so the old one stays readable for the maxima, and flips ``bank[c]``.  The ``L``
+expanded flags are flip-flops (SELECT looks at all of them at once).  A slot at or past
+``length`` is empty and reads as all ones whatever its word holds (a thermometer code of
+``length``), so RESET writes slot 0 only and nothing is ever cleared.
 
 An insert sorts the batch (``S``, the carry ``C``), then per chunk ``t`` requests ``X_t =
-min(A_t[i], C[w-1-i])`` (the new chunk, written to word ``t``) and, but for the last chunk,
+min(A_t[i], C[w-1-i])`` (the new chunk ``t``) and, but for the last chunk,
 ``Y_t = max(A_t[i], C[n-1-i])`` (the next carry): ``cfg.merge_passes = 2 j`` sorter passes;
-``len = min(L, len + batch)``.  ``S`` and ``Y`` are sent complemented, so the carry register
-holds ``~C`` in reverse order: the comparators' operands (``a`` from the RAM, ``~b`` from
-the carry) reach their carry chains with no inverter (``a > b`` is the carry out of ``a +
-~b``), and one LUT per request bit picks ``a``, ``b`` or their complements.  A batch of more
+``len = min(L, len + batch)``.  The responses go straight into registers: ``S`` and ``Y``
+into the carry, ``X_t`` into the RAM (its flags a cycle later).  ``S`` and ``Y`` are sent
+complemented, so the carry holds ``~C`` in reverse order: the comparators' operands (``a``
+from the RAM, ``~b`` from the carry, the keys without the flag, which never decides: a key
+of the list and one of the batch are never equal) reach their carry chains with no
+inverter (``a > b`` is the carry out of ``a + ~b``), and one LUT per request bit picks
+``a``, ``b`` or their complements; the keys a batch leaves empty and the maxima of empty
+slots (complemented: 0) come from the request flip-flops' synchronous reset.  A batch of more
 than ``n`` keys (``R > n``) is merged as sub-batches of ``n`` (``cfg.insert_merges``): the
 beat that fills the request register starts a merge, and the next beat is accepted when it
 is done.
@@ -113,7 +117,8 @@ from proxima.golden.layout import bitlen
 from proxima.hdl.candidates_dump import DumpReader, dump_layout
 from proxima.hdl.candidates_merge import MergeCompare, MergeControl
 from proxima.hdl.candidates_select import ListSelect
-from proxima.hdl.lib.logic import onehot_to_binary, or_tree, register_copies as _copies
+from proxima.hdl.lib.logic import (onehot_to_binary, or_tree, register_copies as _copies,
+                                   thermometer)
 
 __all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
@@ -209,19 +214,22 @@ class CandidateListRTL(wiring.Component):
 
         # ---- storage ------------------------------------------------------------------
         # keys: chunk c of the list (slots c*w .. c*w+w-1, their keys without the flag) is
-        # word c of a LUT-RAM (one asynchronous read port, one write port).  flags: slot i's
-        # expanded flag (empty slots 1), flip-flops (SELECT reads all L at once).  dirty:
-        # chunk c holds no key and reads as all ones: set by the domain reset (all chunks)
-        # and by RESET (chunks 1 ..), cleared when a merge writes the chunk, so a RESET
-        # writes only chunk 0.  The extended key of slot c*w+i is Cat(flags[c*w+i],
-        # word c slot i), all ones while chunk c is dirty.
-        keys = Memory(shape=unsigned(KB * w), depth=j, init=[],
+        # word Cat(c, bank[c]) of a LUT-RAM (one asynchronous read port, one write port): a
+        # merge writes the new chunk into the other word of the pair, so the old one stays
+        # readable until the maxima are taken.  flags: slot i's expanded flag (empty slots
+        # 1), flip-flops (SELECT reads all L at once).  A slot at or past `length` is empty
+        # and reads as all ones, whatever its word holds (so RESET writes slot 0 only).
+        cb = len(Signal(range(j)))            # bits of a chunk index
+        keys = Memory(shape=unsigned(KB * w), depth=2 << cb, init=[],
                       attrs={"ram_style": "distributed"})
         m.submodules.keys = keys
         rport = keys.read_port(domain="comb")
         wport = keys.write_port()
         flags = Signal(L, init=(1 << L) - 1)
-        dirty = Signal(j, init=(1 << j) - 1)
+        bank = Signal(j)
+
+        def bank_of(c):
+            return bank.bit_select(c, 1) if j > 1 else bank[0]
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
         # (no reset: the first key of a batch clears the others; an initial value equal
         # to that clear lets yosys map it to the flip-flops' synchronous reset)
@@ -277,15 +285,20 @@ class CandidateListRTL(wiring.Component):
         # raddr, a register: during a merge the chunk of the request side a cycle late (it
         # moves on when Y_t is accepted, at least two cycles before chunk t + 1 is compared
         # and after Y_t was loaded), else the chunk of the slot SELECT / DUMP reads
+        # (rbank: bank[raddr] registered with it, a cycle late after a merge flips it)
         raddr = Signal(range(j))
-        m.d.comb += rport.addr.eq(raddr)
+        rbank = Signal()
+        m.d.comb += rport.addr.eq(Cat(raddr, rbank))
         with m.If(ctl.merging):
-            m.d.sync += raddr.eq(ctl.chunk)
+            m.d.sync += [raddr.eq(ctl.chunk), rbank.eq(bank_of(ctl.chunk))]
         word = [rport.data[i * KB:(i + 1) * KB] for i in range(w)]
         fword = Signal(w)                     # the flags of chunk raddr
         m.d.comb += fword.eq(flags.word_select(raddr, w) if j > 1 else flags)
-        rdirty = Signal()                     # chunk raddr is dirty
-        m.d.comb += rdirty.eq(dirty.bit_select(raddr, 1) if j > 1 else dirty)
+        # empty[i]: slot i of chunk raddr is at or past the length (reads as all ones)
+        occ = Signal(L)
+        m.d.comb += occ.eq(thermometer(length, L))
+        empty = Signal(w)
+        m.d.comb += empty.eq(~(occ.word_select(raddr, w) if j > 1 else occ))
 
         # ---- select pipeline: the chosen slot's flag is set in s3 ------------------------
         m.submodules.select = sel = ListSelect(L, self.t_bits)
@@ -300,36 +313,33 @@ class CandidateListRTL(wiring.Component):
 
         # ---- SELECT and DUMP read one slot: (raddr, rd_slot one-hot in the chunk) ----------
         # loaded from `first` in s3 (all zero when nothing was found, so the key reads as
-        # 0), set to slot 0 by a DUMP and moved up one slot per dump beat; rd_any: a slot is
-        # selected (a dirty chunk then reads as all ones).  The read level rd_key (the
-        # AND-OR of the chunk's slots with rd_slot) loads on the dump reader's `load`.
+        # 0), set to slot 0 by a DUMP and moved up one slot per dump beat.  The read level
+        # rd_key (the AND-OR of the chunk's slots with rd_slot) loads on the dump reader's
+        # `load`.  A SELECT never reads an empty slot (its flag is set); the dump reader
+        # reports the slots past the length as empty.
         rd_slot = Signal(w)
-        rd_any = Signal()
         rd_key = Signal(EB, reset_less=True)
         m.submodules.dump = dump = DumpReader(L, 1, EB, self.dbg_layout)
         m.d.comb += [dump.start.eq(acc_dump), dump.s3.eq(s3), dump.rd_key.eq(rd_key),
                      dump.length.eq(length)]
         connect(m, dump.dbg, wiring.flipped(self.dbg))
         with m.If(s3):
-            m.d.sync += [
-                rd_slot.eq(or_tree([first[c * w:(c + 1) * w] for c in range(j)], w)),
-                rd_any.eq(first.any()),
-            ]
-            if j > 1:
-                m.d.sync += raddr.eq(onehot_to_binary(
-                    Cat(first[c * w:(c + 1) * w].any() for c in range(j)), len(raddr)))
+            m.d.sync += rd_slot.eq(or_tree([first[c * w:(c + 1) * w] for c in range(j)], w))
+            sc = onehot_to_binary(Cat(first[c * w:(c + 1) * w].any() for c in range(j)),
+                                  cb) if j > 1 else C(0, 0)
+            m.d.sync += [raddr.eq(sc), rbank.eq(bank_of(sc))]
         with m.If(dump.shift[0]):
             m.d.sync += rd_slot.eq(Cat(rd_slot[w - 1], rd_slot[:w - 1]))
             if j > 1:
                 with m.If(rd_slot[w - 1]):
-                    m.d.sync += raddr.eq(Mux(raddr == j - 1, 0, raddr + 1))
+                    nc = Mux(raddr == j - 1, 0, raddr + 1)[:cb]
+                    m.d.sync += [raddr.eq(nc), rbank.eq(bank_of(nc))]
         with m.If(dump.go):
-            m.d.sync += [rd_slot.eq(1), raddr.eq(0), rd_any.eq(1)]
+            m.d.sync += [rd_slot.eq(1), raddr.eq(0), rbank.eq(bank[0])]
         with m.If(dump.load[0]):
             m.d.sync += rd_key.eq(
                 Cat(or_tree([fword[i] & rd_slot[i] for i in range(w)]),
-                    or_tree([word[i] & rd_slot[i].replicate(KB) for i in range(w)], KB))
-                | (rdirty & rd_any).replicate(EB))
+                    or_tree([word[i] & rd_slot[i].replicate(KB) for i in range(w)], KB)))
 
         with m.If(s5):
             m.d.sync += [
@@ -354,7 +364,7 @@ class CandidateListRTL(wiring.Component):
         m.submodules.compare = cmp = MergeCompare(w, KB, halves=self.halves)
         for i in range(w):
             m.d.comb += [cmp.a[i].eq(word[i]), cmp.bn[i].eq(carry[n - w + i][1:])]
-        m.d.comb += cmp.a_ones.eq(rdirty)
+        m.d.comb += cmp.a_ones.eq(empty)
         gt = cmp.gt
         merge_go = Signal()                   # the accepted INSERT beat starts a merge
         m.d.comb += [ctl.go.eq(merge_go), ctl.req_ready.eq(self.sort_req.ready),
@@ -372,9 +382,6 @@ class CandidateListRTL(wiring.Component):
         # rc: (INSERT beat registered) | c_fresh, one register: the request enables see
         # one LUT behind a flip-flop or the sorter's ready, not the command decode
         rc = Signal()
-        # (initial value the RESET's set value, see the write port below)
-        rr = [Signal(EB, name=f"rr{k}", reset_less=True, init=ones if 0 < k < w else 0)
-              for k in range(n)]
         m.d.comb += [
             self.sort_req.valid.eq(ctl.req_valid),
             self.sort_resp.ready.eq(ctl.merging),
@@ -406,7 +413,12 @@ class CandidateListRTL(wiring.Component):
         # key, complemented) by the flip-flops' synchronous reset, not a LUT
         ins_d = Signal()
         m.d.sync += ins_d.eq(ins_go)
-        req_clr = _copies(m, "req_clr", ins_d & ins_fresh, (n - 1) * nq, 1)  # not the last key
+        # and Y of an empty slot (the maximum is all ones, complemented 0) the same way
+        first_key = ins_d & ins_fresh
+        req_clr = [_copies(m, f"req_clr{k}_",
+                           (first_key if k < n - 1 else 0)
+                           | (y_due_next & empty[k] if k < w and j > 1 else 0), nq, 1)
+                   if k < n - 1 or (k < w and j > 1) else None for k in range(n)]
         # sel_a: take a (X: not a > b; Y: a > b), per key
         req_sela = [_copies(m, f"req_sela{k}_", (c_cmp & ~gt[k]) | (y_due_next & gt[k]),
                             nq, 1) for k in range(w)]
@@ -426,56 +438,43 @@ class CandidateListRTL(wiring.Component):
                 val = Mux(req_ld[kc], cmpv, shift)
                 with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
                     m.d.sync += req[k][lo_:hi_].eq(val)
-                if k < n - 1:
-                    with m.If(req_clr[kc]):
+                if req_clr[k] is not None:
+                    with m.If(req_clr[k][c]):
                         m.d.sync += req[k][lo_:hi_].eq(0)
-        # response side: register, then apply.  X_t (the new chunk t) is written to word t
-        # (the chunk's flags and dirty bit with it); S and Y go to the carry.
-        # (rr loads a response when one arrives: its enable, so that the RESET's ones
-        # below are the flip-flops' synchronous set)
-        with m.If(self.sort_resp.valid):
-            m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
-        # carry: one registered enable per key
-        car_en = _copies(m, "car_en", ctl.rr_c_next, n, 1)
-        for k in range(n):
-            with m.If(car_en[k]):
-                m.d.sync += carry[k].eq(rr[k])
-        # the write port: wen / waddr registered with rr (X_t, chunk ctl.rchunk); a RESET
-        # loads rr with chunk 0 (its key in slot 0, the rest all ones: the flip-flops'
-        # synchronous set) a cycle after it is accepted (rst_w) and writes it a cycle later
-        # (no response arrives outside a merge).  Dirty chunks are a suffix of the list:
-        # the first dirty chunk of a merge takes X (the carry, reversed: a is all ones),
-        # the chunks after it stay dirty (their X is all ones) -- sdirty suppresses their
-        # writes, so Y of a dirty chunk (garbage) never reaches the list.
-        wen = Signal()
-        waddr = Signal(range(j), reset_less=True)
+        # response side: S and Y go straight into the carry, X_t (the new chunk t) straight
+        # into the other word of chunk t's pair (bank[t] flips; the read address follows a
+        # cycle later, after Y_t was loaded); the chunk's flags a cycle later (Y_t may
+        # still read the old ones then).  A RESET writes its key into slot 0 of chunk 0 a
+        # cycle after it is accepted (rst_w): no response arrives outside a merge.
+        resp = self.sort_resp.payload
+        with m.If(ctl.rr_c_next):
+            m.d.sync += [carry[k].eq(resp[k]) for k in range(n)]
         rst_w = Signal()
-        sdirty = Signal()                     # this merge wrote a dirty chunk
-        m.d.sync += [wen.eq(ctl.rr_x_next | rst_w), rst_w.eq(acc_reset)]
-        with m.If(ctl.rr_x_next):
-            m.d.sync += waddr.eq(ctl.rchunk)
-        with m.If(rst_w):
-            m.d.sync += [waddr.eq(0), rr[0].eq(ins_key)]
-            m.d.sync += [r.eq(ones) for r in rr[1:w]]
-        wdirty = Signal()                     # the chunk written is dirty
-        m.d.comb += wdirty.eq(dirty.bit_select(waddr, 1) if j > 1 else dirty)
-        we = Signal()
-        m.d.comb += we.eq(wen & ~sdirty)
-        with m.If(we & wdirty):
-            m.d.sync += sdirty.eq(1)
-        with m.If(merge_go | rst_w):
-            m.d.sync += sdirty.eq(0)
-        m.d.comb += [wport.en.eq(we), wport.addr.eq(waddr),
-                     wport.data.eq(Cat(rr[i][1:] for i in range(w)))]
+        m.d.sync += rst_w.eq(acc_reset)
+        x_now, xc = ctl.rr_x_next, ctl.rchunk
+        m.d.comb += [
+            wport.en.eq(x_now | rst_w),
+            wport.addr.eq(Mux(rst_w, Cat(C(0, cb), bank[0]), Cat(xc, ~bank_of(xc)))),
+            wport.data.eq(Cat(Mux(rst_w, ins_key[1:], resp[0][1:]),
+                              *(resp[i][1:] for i in range(1, w)))),
+        ]
+        fl_we = Signal()
+        fl_c = Signal(range(j), reset_less=True)
+        fl_new = Signal(w, reset_less=True)
+        m.d.sync += [fl_we.eq(x_now), fl_c.eq(xc), fl_new.eq(Cat(resp[i][0] for i in range(w)))]
+        with m.If(x_now):
+            if j > 1:
+                m.d.sync += bank.bit_select(xc, 1).eq(~bank_of(xc))
+            else:
+                m.d.sync += bank[0].eq(~bank[0])
         for c in range(j):
-            with m.If(we & (waddr == c)):
-                m.d.sync += [flags[c * w:(c + 1) * w].eq(Cat(rr[i][0] for i in range(w))),
-                             dirty[c].eq(0)]
+            with m.If(fl_we & (fl_c == c)):
+                m.d.sync += flags[c * w:(c + 1) * w].eq(fl_new)
         with m.If(s3):
             m.d.sync += flags.eq(flags | first)
         with m.If(rst_w):
-            # slot 0 unexpanded, the rest empty (flag set); chunks 1 .. empty
-            m.d.sync += [flags.eq(~C(1, L)), dirty.eq(~C(1, j))]
+            # slot 0 unexpanded, the rest empty (flag set)
+            m.d.sync += flags.eq(~C(1, L))
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
@@ -490,7 +489,7 @@ class CandidateListRTL(wiring.Component):
         with m.If(rst_pend):
             m.d.comb += idle_nx.eq(1)
         # ins_key registers the command's key in every cycle (no enable from the command
-        # decode); RESET loads it into rr[0] a cycle after it is accepted (rst_w).  No
+        # decode); RESET writes it into slot 0 a cycle after it is accepted (rst_w).  No
         # command is accepted in that cycle (cmd.ready is low).
         m.d.sync += ins_key.eq(cmd.key << 1)
         with m.If(acc_reset):

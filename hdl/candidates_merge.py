@@ -9,12 +9,12 @@ sequencer's requests and its cycle count against :meth:`ProximaConfig.insert_cyc
 
 :class:`MergeCompare` (``w`` slots of ``ext_bits``, ``halves``)
 -------------------------------------------------------------
-``a``, ``bn`` (``= ~b``): ``In`` per slot; ``a_ones``: ``In(1)``, ``a`` reads as all ones
-(a chunk whose storage holds no key).  ``gt``: ``Out(w)``, bit ``i`` = ``a[i] > b[i]`` or
-``a_ones``, registered: correct in every cycle after one in which ``a``, ``bn``, ``a_ones``
+``a``, ``bn`` (``= ~b``): ``In`` per slot; ``a_ones``: ``In(w)``, bit ``i``: ``a[i]`` reads
+as all ones (an empty slot, whatever its storage holds).  ``gt``: ``Out(w)``, bit ``i`` =
+``a[i] > b[i]`` or ``a_ones[i]``, registered: correct in every cycle after one in which ``a``, ``bn``, ``a_ones``
 held the values.  The owner picks ``min = gt ? b : a`` and ``max = gt ? a : b`` (equal
 operands: either).  Each comparison is the carry out of ``Cat(a, a_ones) + Cat(~b, 1)``
-(``a + ~b >= 2**k`` exactly when ``a > b``; the top bit adds ``1 + a_ones``), so with ``a``
+(``a + ~b >= 2**k`` exactly when ``a > b``; the top bit adds ``1 + a_ones[i]``), so with ``a``
 and ``~b`` from storage no LUT sits in front of the chain and none behind it.  ``halves``:
 three registered chains per slot (``a_hi > b_hi``, ``a_hi >= b_hi`` with operands of its
 own, ``a_lo > b_lo``) and ``gt_lo ? ge_hi : gt_hi`` behind them (one LUT): shorter chains
@@ -72,15 +72,14 @@ class MergeCompare(wiring.Component):
         self.w, self.ext_bits, self.halves = int(w), int(ext_bits), bool(halves)
         super().__init__({
             "a": In(ext_bits).array(self.w), "bn": In(ext_bits).array(self.w),
-            "a_ones": In(1), "gt": Out(self.w),
+            "a_ones": In(self.w), "gt": Out(self.w),
         })
 
     def elaborate(self, platform):
         m = Module()
         half = self.ext_bits // 2
-        z = self.a_ones
         for i in range(self.w):
-            a, bn = self.a[i], self.bn[i]
+            a, bn, z = self.a[i], self.bn[i], self.a_ones[i]
             # a_ones on top of the high operands: (z, 1) adds 1 + z + carry, so the carry
             # out is 1 when z and the comparison's carry otherwise
             if not self.halves:

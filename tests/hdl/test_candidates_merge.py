@@ -14,7 +14,7 @@ from proxima.hdl.candidates_merge import MergeCompare, MergeControl, Req
 
 @pytest.mark.parametrize("EB, halves", [(41, False), (41, True), (9, True), (6, False)])
 def test_compare_is_greater_than(EB, halves):
-    """gt[i] = a[i] > b[i] (b given complemented), or 1 while a_ones, a cycle after the
+    """gt[i] = a[i] > b[i] (b given complemented), or 1 while a_ones[i], a cycle after the
     operands."""
     w = 4
     rnd = random.Random(EB + halves)
@@ -27,13 +27,13 @@ def test_compare_is_greater_than(EB, halves):
             b = [rnd.choice([rnd.randrange(1 << EB), a[i], a[i] ^ 1, a[i] ^ (1 << (EB - 1)),
                              mask])
                  for i in range(w)]
-            z = rnd.random() < 0.2
+            z = [rnd.random() < 0.2 for _ in range(w)]
             for i in range(w):
                 ctx.set(dut.a[i], a[i])
                 ctx.set(dut.bn[i], ~b[i] & mask)
-            ctx.set(dut.a_ones, z)
+            ctx.set(dut.a_ones, sum(v << i for i, v in enumerate(z)))
             await ctx.tick()
-            assert ctx.get(dut.gt) == sum((z or x > y) << i for i, (x, y) in enumerate(zip(a, b)))
+            assert ctx.get(dut.gt) == sum((z[i] or a[i] > b[i]) << i for i in range(w))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
