@@ -32,13 +32,14 @@ for a faster clock.
 ``rchunk``       ``Out(range(j))``: the chunk of the next response ``X`` (the chunk it
                  replaces).
 ``rr_c_next``, ``rr_x_next``  ``Out(1)``, combinational: the response taken now is a carry
-                 (``S`` or ``Y``) / a new chunk (``X``); it is registered by the owner.
-``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (the comparisons'
+                 (``S`` or ``Y``) / a new chunk (``X``): the owner stores it at this edge.
+``c_fresh``      ``Out(1)``: the carry response was taken two edges ago (the comparisons'
                  registers load at this edge).
 ``c_cmp``        ``Out(1)``: the comparisons are valid; register the ``X`` selects (the
                  minima) at this edge, ``X`` enters the request register at the next.
 ``y_due_next``   ``Out(1)``, combinational: ``X`` is accepted; load ``Y`` at this edge.
-``fin``          ``Out(1)``: the last ``X`` was registered: the merge ends at this edge.
+``fin``          ``Out(1)``: the last ``X`` was taken at the last edge: the merge ends at
+                 this edge.
 
 With a sorter of fixed latency ``lat`` that never stalls, ``fin`` is high in cycle ``a +
 insert_cycles_for(lat) - 1`` (the next command is accepted a cycle later).  A request is
@@ -130,9 +131,9 @@ class MergeControl(wiring.Component):
         start_d = Signal()                    # last key shifted: offer S
         # yarm: req_valid & (qkind == X) & (tq != j - 1), one register
         yarm = Signal()
-        rr_x = Signal()                       # the owner's rr holds X_rt
-        rr_c = Signal()                       # the owner's rr holds S or Y
-        fin = Signal()                        # rr holds the last X: the merge ends
+        rr_x = Signal()                       # X_rt was taken at the last edge
+        rr_c = Signal()                       # S or Y was taken at the last edge
+        fin = Signal()                        # the last X was taken: the merge ends
         y_due_next = Signal()
         m.d.comb += [self.req_valid.eq(req_valid), self.merging.eq(merging),
                      self.kind.eq(qkind), self.chunk.eq(tq), self.rchunk.eq(rt),
