@@ -214,9 +214,9 @@ def test_copies_default_follows_the_clock():
 
 
 def _dirty_cases(cfg):
-    """Command lists for the storage's empty chunks: no RESET after the domain reset; a
-    RESET after a full list (the old keys stay in the RAM words of chunks 1 ..); a batch
-    that reaches exactly into the first empty chunk; a full batch after a RESET."""
+    """Command lists for the storage's empty slots: no RESET after the domain reset; a
+    RESET after a full list (the old keys stay in the RAM words); a batch that reaches
+    exactly into the first empty chunk; a full batch after a RESET."""
     L, R, n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
     def full(base):
         return [("insert", [_k(cfg, 3 + i % 7, base + b * R + i) for i in range(R)])
@@ -236,9 +236,9 @@ def _dirty_cases(cfg):
 @pytest.mark.parametrize("cfg_fn", [_tiny4, _tiny8, lambda: preset("default")])
 @pytest.mark.parametrize("case", range(4))
 def test_empty_chunks_read_as_empty(cfg_fn, case):
-    """Chunks of the RAM that hold no key (after the domain reset, after a RESET) read as
-    empty slots in every merge, SELECT and DUMP, whatever the RAM words still hold; the
-    list after every command equals the golden list."""
+    """Slots at or past the length (after the domain reset, after a RESET) read as empty in
+    every merge, SELECT and DUMP, whatever the RAM words still hold; the list after every
+    command equals the golden list."""
     cfg = cfg_fn()
     cmds = _dirty_cases(cfg)[case]
     exp_resp, exp_dumps = expected(cfg, cmds)
