@@ -41,30 +41,50 @@ Interface of :class:`CandidateListRTL`
             DUMP (empty slots: ``key`` all ones, ``expanded = 0``), ``last`` on slot ``L-1``.
 ``length``  ``Out``: entries in the list.  ``error``: ``Out(1)``, sticky batch overflow.
 ``sort_req``   ``Out(stream(ArrayLayout(unsigned(ext_bits), n)))``: a vector of ``n``
-               extended keys to sort (payload straight from a register, ``valid`` too).
+               values to sort (payload straight from a register, ``valid`` too): extended
+               keys, or their complements (the batch ``S`` and the maxima ``Y``, see
+               "Storage and merge"); the sorter sorts them as numbers.
 ``sort_resp``  ``In(stream(ArrayLayout(unsigned(ext_bits), n)))``: the sorted vectors,
                element 0 the smallest, one per request and in request order, with any
                latency (a response may even come in the cycle its request is accepted) and
                any gaps.  ``sort_resp.ready`` is high throughout a merge (a register), so the
                list never stalls the sorter; outside a merge no response may arrive.  The
-               payload is registered before use.
+               payload goes straight into registers (the carry, the RAM's write port),
+               enabled by ``valid`` through one LUT.
 
 Pieces (each with a unit test against its golden twin): :mod:`proxima.hdl.candidates_select`
 (SELECT pipeline), :mod:`proxima.hdl.candidates_merge` (comparators, sorter-request
 sequencer), :mod:`proxima.hdl.candidates_dump` (DUMP path and ``dbg`` FIFO); this module
-holds the list, the carry, the request register, the shared read port and the commands.
+holds the list (LUT-RAM and flags), the carry, the request register, the read port shared
+by SELECT, DUMP and the merge, and the commands.
 
 Storage and merge
 -----------------
-The list is ``L`` registers of ``ext_bits = sort_key_bits + 1`` bits, the extended key
-``(key << 1) | expanded`` (empty: all ones), so the sorter (:attr:`sort_cfg`: ``id_bits +
-1``) carries the flag; needs ``id_bits <= 31``.  It is cut into ``j = cfg.list_chunks``
-chunks of ``w = min(L, n)`` slots.  An insert sorts the batch (``S``, the carry ``C``), then
-per chunk ``t`` requests ``X_t = min(A_t[i], C[w-1-i])`` (the new chunk) and, but for the
-last chunk, ``Y_t = max(A_t[i], C[n-1-i])`` (the next carry): ``cfg.merge_passes = 2 j``
-sorter passes; ``len = min(L, len + batch)``.  A batch of more than ``n`` keys (``R > n``)
-is merged as sub-batches of ``n`` (``cfg.insert_merges``): the beat that fills the request
-register starts a merge, and the next beat is accepted when it is done.
+A slot holds the extended key ``(key << 1) | expanded`` (``ext_bits = sort_key_bits + 1``
+bits, empty: all ones), so the sorter (:attr:`sort_cfg`: ``id_bits + 1``) carries the flag;
+needs ``id_bits <= 31``.  The list is cut into ``j = cfg.list_chunks`` chunks of ``w =
+min(L, n)`` slots.  The keys of chunk ``c`` are one word of a LUT-RAM (``w * key_bits``
+bits; one asynchronous read port, one write port: ``TRELLIS_DPR16X4`` on the ECP5), of a
+pair of words per chunk (``bank[c]`` says which): a merge writes the new chunk into the
+other word, so the old one stays readable for the maxima, and flips ``bank[c]``.  The ``L``
+expanded flags are flip-flops (SELECT looks at all of them at once).  A slot at or past
+``length`` is empty and reads as all ones whatever its word holds (a thermometer code of
+``length``), so RESET writes slot 0 only and nothing is ever cleared.
+
+An insert sorts the batch (``S``, the carry ``C``), then per chunk ``t`` requests ``X_t =
+min(A_t[i], C[w-1-i])`` (the new chunk ``t``) and, but for the last chunk,
+``Y_t = max(A_t[i], C[n-1-i])`` (the next carry): ``cfg.merge_passes = 2 j`` sorter passes;
+``len = min(L, len + batch)``.  The responses go straight into registers: ``S`` and ``Y``
+into the carry, ``X_t`` into the RAM (its flags a cycle later).  ``S`` and ``Y`` are sent
+complemented, so the carry holds ``~C`` in reverse order: the comparators' operands (``a``
+from the RAM, ``~b`` from the carry, the keys without the flag, which never decides: a key
+of the list and one of the batch are never equal) reach their carry chains with no
+inverter (``a > b`` is the carry out of ``a + ~b``), and one LUT per request bit picks
+``a``, ``b`` or their complements; the keys a batch leaves empty and the maxima of empty
+slots (complemented: 0) come from the request flip-flops' synchronous reset.  A batch of more
+than ``n`` keys (``R > n``) is merged as sub-batches of ``n`` (``cfg.insert_merges``): the
+beat that fills the request register starts a merge, and the next beat is accepted when it
+is done.
 
 Cycles
 ------
@@ -76,15 +96,20 @@ command is accepted in the cycle after the response is taken.  RESET: two cycles
 ``L`` beats, one per cycle while ``dbg.ready`` is high, the first four cycles after the
 command; the next command in the cycle after the last beat is taken.
 
-Wide register groups take enables and selects from replicated flip-flops of their own
-(``REQ_COPIES``, ``RD_COPIES``, ``LT_COPIES``), each copy distinct so that yosys keeps it.
-Resources and Fmax: ``docs/RESOURCES.md`` (``candidates``).
+SELECT and DUMP read one slot through the RAM's read port (the merge's chunk during a
+merge): a registered chunk index and one-hot slot within it, one AND-OR level registered
+(``rd_key``).  Wide register groups take enables and selects from flip-flops of their own,
+one per request key, or ``copies`` per key each driving a slice of its bits (constructor
+argument, default from ``engine.clock_mhz``; more than one also splits each comparison
+into two registered halves, as the design that placed at 150 MHz did).  Resources and Fmax:
+``docs/RESOURCES.md`` (``candidates``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Module, Mux, ResetSignal, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
 from proxima.config import ConfigError, ProximaConfig
@@ -92,7 +117,8 @@ from proxima.golden.layout import bitlen
 from proxima.hdl.candidates_dump import DumpReader, dump_layout
 from proxima.hdl.candidates_merge import MergeCompare, MergeControl
 from proxima.hdl.candidates_select import ListSelect
-from proxima.hdl.lib.logic import or_tree, register_copies as _copies
+from proxima.hdl.lib.logic import (onehot_to_binary, or_tree, register_copies as _copies,
+                                   thermometer)
 
 __all__ = ["CandidateListRTL", "CandidateListWithSorter", "CandidateListError", "Op"]
 
@@ -114,17 +140,25 @@ class CandidateListRTL(wiring.Component):
 
     #: cycles from an accepted SELECT to ``resp.valid``
     select_latency = 6
-    #: slots per group of the read port's first level (one registered OR per group)
-    RD_GROUP = 8
-    #: registered copies of each merge decision (each drives a slice of the key bits)
-    LT_COPIES = 4
-    #: copies of the one-hot read select (each drives the AND gates of a slice of the bits)
-    RD_COPIES = 4
-    #: copies of each request key's enable and source selects (each drives a slice of bits)
-    REQ_COPIES = 2
+    #: the highest ``engine.clock_mhz`` for which the default ``copies`` is 1 (one register
+    #: per request key's enable and source selects, one carry chain per comparison);
+    #: above it 2 (the slicing and split comparison of the design that placed at 150 MHz)
+    SINGLE_COPY_MHZ = 100.0
 
-    def __init__(self, cfg: ProximaConfig):
+    def __init__(self, cfg: ProximaConfig, copies: int | None = None):
+        """``copies``: registered copies of each request key's enable and source selects,
+        each driving a slice of the key's bits; more than one also splits each merge
+        comparison into two registered halves.  Default 1 up to :attr:`SINGLE_COPY_MHZ`,
+        else 2."""
         self.cfg = cfg
+        if copies is None:
+            copies = 1 if cfg.engine.clock_mhz <= self.SINGLE_COPY_MHZ else 2
+        if int(copies) < 1:
+            raise CandidateListError(f"copies must be >= 1, got {copies}")
+        #: copies of each request key's enable and source selects (each drives a slice of
+        #: its bits); more than one copy also splits the merge comparison in halves
+        self.req_copies = int(copies)
+        self.halves = self.req_copies > 1
         self.L, self.R, self.n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
         if self.L > self.n and self.L % self.n:
             raise CandidateListError(f"L ({self.L}) must fit the sorter or be a multiple of "
@@ -163,9 +197,9 @@ class CandidateListRTL(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig) -> "CandidateListRTL":
+    def from_config(cls, cfg: ProximaConfig, copies: int | None = None) -> "CandidateListRTL":
         """The list alone (no sorter): what the resource report measures."""
-        return cls(cfg)
+        return cls(cfg, copies)
 
     def merge_cycles(self, sorter_latency: int) -> int:
         """Cycles from the last INSERT beat to the next accepted command with a sorter of
@@ -175,21 +209,31 @@ class CandidateListRTL(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, R, n, w, j = self.L, self.R, self.n, self.w, self.chunks
-        EB = self.ext_bits
+        EB, KB = self.ext_bits, self.key_bits
         ones = (1 << EB) - 1
 
-        # phys[c * w + i]: slot i of physical chunk c.  Outside a merge physical chunk c is
-        # list chunk c; during a merge the chunks rotate (see "merge" below).
-        # slots 1 .. L-1 are cleared by lst_clr (also after the domain reset), not by the
-        # domain reset itself: see "list" below
-        lst = [Signal(EB, name=f"lst{i}", init=ones, reset_less=i > 0) for i in range(L)]
-        # the merge comparators read a copy of chunk 0 of their own, held inverted (so that
-        # yosys does not merge it with the list; the inversion is free in the carry chain's
-        # LUTs) and written by every write of slots 0 .. w-1: the placer can then put it at
-        # the comparators
-        cmpn = [Signal(EB, name=f"cmpn{i}", init=0, reset_less=i > 0) for i in range(w)]
+        # ---- storage ------------------------------------------------------------------
+        # keys: chunk c of the list (slots c*w .. c*w+w-1, their keys without the flag) is
+        # word Cat(c, bank[c]) of a LUT-RAM (one asynchronous read port, one write port): a
+        # merge writes the new chunk into the other word of the pair, so the old one stays
+        # readable until the maxima are taken.  flags: slot i's expanded flag (empty slots
+        # 1), flip-flops (SELECT reads all L at once).  A slot at or past `length` is empty
+        # and reads as all ones, whatever its word holds (so RESET writes slot 0 only).
+        cb = len(Signal(range(j)))            # bits of a chunk index
+        keys = Memory(shape=unsigned(KB * w), depth=2 << cb, init=[],
+                      attrs={"ram_style": "distributed"})
+        m.submodules.keys = keys
+        rport = keys.read_port(domain="comb")
+        wport = keys.write_port()
+        flags = Signal(L, init=(1 << L) - 1)
+        bank = Signal(j)
+
+        def bank_of(c):
+            return bank.bit_select(c, 1) if j > 1 else bank[0]
         carry = [Signal(EB, name=f"carry{i}", reset_less=True) for i in range(n)]
-        req = [Signal(EB, name=f"req{i}", init=ones) for i in range(n)]
+        # (no reset: the first key of a batch clears the others; an initial value equal
+        # to that clear lets yosys map it to the flip-flops' synchronous reset)
+        req = [Signal(EB, name=f"req{i}", reset_less=True) for i in range(n)]
         length = Signal(range(L + 1))
         # ncount: keys in the request register (this sub-batch); bcount: keys of the batch
         # (all its sub-batches; only kept when R > n, else it equals ncount)
@@ -214,7 +258,7 @@ class CandidateListRTL(wiring.Component):
         idle_nx = Signal()
         ins_ok = Signal(init=1)
         m.d.comb += idle_nx.eq(idle)
-        rst_pend = Signal()                   # RESET accepted: clear the other slots
+        rst_pend = Signal()                   # RESET accepted: done a cycle later
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(idle), accept.eq(self.cmd.valid & idle)]
         # an INSERT beat clears it when it starts a merge: the last beat of a batch (unless
@@ -236,96 +280,92 @@ class CandidateListRTL(wiring.Component):
             acc_dump.eq(accept & (cmd.op == Op.DUMP)),
         ]
 
+        # ---- the read port: the merge's chunk during a merge, else SELECT / DUMP's --------
+        m.submodules.control = ctl = MergeControl(j)
+        # raddr, a register: during a merge the chunk of the request side a cycle late (it
+        # moves on when Y_t is accepted, at least two cycles before chunk t + 1 is compared
+        # and after Y_t was loaded), else the chunk of the slot SELECT / DUMP reads
+        # (rbank: bank[raddr] registered with it, a cycle late after a merge flips it)
+        raddr = Signal(range(j))
+        rbank = Signal()
+        m.d.comb += rport.addr.eq(Cat(raddr, rbank))
+        with m.If(ctl.merging):
+            m.d.sync += [raddr.eq(ctl.chunk), rbank.eq(bank_of(ctl.chunk))]
+        word = [rport.data[i * KB:(i + 1) * KB] for i in range(w)]
+        fword = Signal(w)                     # the flags of chunk raddr
+        m.d.comb += fword.eq(flags.word_select(raddr, w) if j > 1 else flags)
+        # empty[i]: slot i of chunk raddr is at or past the length (reads as all ones)
+        occ = Signal(L)
+        m.d.comb += occ.eq(thermometer(length, L))
+        empty = Signal(w)
+        m.d.comb += empty.eq(~(occ.word_select(raddr, w) if j > 1 else occ))
+
         # ---- select pipeline: the chosen slot's flag is set in s3 ------------------------
         m.submodules.select = sel = ListSelect(L, self.t_bits)
-        m.d.comb += [sel.go.eq(acc_select), sel.T.eq(cmd.T),
-                     sel.unexpanded.eq(Cat(~lst[i][0] for i in range(L)))]
-        s2, s3, s5, first = sel.s2, sel.s3, sel.s5, sel.first
+        m.d.comb += [sel.go.eq(acc_select), sel.T.eq(cmd.T), sel.unexpanded.eq(~flags)]
+        s3, s5, first = sel.s3, sel.s5, sel.first
         sel_pos, sel_found = sel.pos, sel.found
         resp_valid = Signal()
         m.d.comb += self.resp.valid.eq(resp_valid)
         with m.If(self.resp.valid & self.resp.ready):
             m.d.sync += resp_valid.eq(0)
             m.d.comb += idle_nx.eq(1)
-        with m.If(s3):
-            for i in range(L):
-                with m.If(first[i]):
-                    m.d.sync += lst[i][0].eq(1)
-                    if i < w:
-                        m.d.sync += cmpn[i][0].eq(0)
 
-        # ---- one read port shared by SELECT and DUMP: one-hot select, two AND-OR levels ---
-        # rd_oh (one bit per slot, a register) selects the slot: `first` for a SELECT (all
-        # zero when nothing was found, so the key reads as 0), a shifting one-hot for a
-        # DUMP.  Level 1: per group of RD_GROUP slots, the OR of the selected slots
-        # (registered, rd_grp, zero in the other groups); level 2: the OR of the groups.
-        # No index is decoded anywhere: rd_oh[i] drives only slot i's AND gates.
-        GR = self.RD_GROUP
-        ngr = -(-L // GR)
-        # RD_COPIES copies of the one-hot select, each driving the AND gates of a slice of
-        # the bits.  yosys merges flip-flops with the same inputs and reset value, so every
-        # other copy is held inverted and copies 2 and 3 reset to the opposite value of 0
-        # and 1: the select is never read before a SELECT or a DUMP loads it.
-        nrd = self.RD_COPIES
-        rd_cuts = [EB * c // nrd for c in range(nrd + 1)]
-        rd_ohs = [Signal(L, name=f"rd_oh{c}" + ("n" if c % 2 else ""),
-                         init=(1 << L) - 1 if (c % 2) ^ (c // 2 % 2) else 0)
-                  for c in range(nrd)]
-        rd_grp = [Signal(EB, name=f"rd_grp{g}", reset_less=True) for g in range(ngr)]
-        rd_out = Signal(EB)
-        m.d.comb += rd_out.eq(or_tree(rd_grp))
-        # the dump path: its slot counter, per group the level-1 load and the select shift
-        # (registers computed a cycle early), and the dbg FIFO
-        m.submodules.dump = dump = DumpReader(L, ngr, EB, self.dbg_layout)
-        m.d.comb += [dump.start.eq(acc_dump), dump.s3.eq(s3), dump.rd_key.eq(rd_out),
+        # ---- SELECT and DUMP read one slot: (raddr, rd_slot one-hot in the chunk) ----------
+        # loaded from `first` in s3 (all zero when nothing was found, so the key reads as
+        # 0), set to slot 0 by a DUMP and moved up one slot per dump beat.  The read level
+        # rd_key (the AND-OR of the chunk's slots with rd_slot) loads on the dump reader's
+        # `load`.  A SELECT never reads an empty slot (its flag is set); the dump reader
+        # reports the slots past the length as empty.
+        rd_slot = Signal(w)
+        rd_key = Signal(EB, reset_less=True)
+        m.submodules.dump = dump = DumpReader(L, 1, EB, self.dbg_layout)
+        m.d.comb += [dump.start.eq(acc_dump), dump.s3.eq(s3), dump.rd_key.eq(rd_key),
                      dump.length.eq(length)]
         connect(m, dump.dbg, wiring.flipped(self.dbg))
-        dump_go = dump.go
-        lvl1_sh, grp_en = dump.shift, dump.load
-        oh_s3 = _copies(m, "rd_s3_", s2, ngr, 1)        # s3, one copy per group
-        # the one-hot select: loaded with `first` (SELECT), set to slot 0 (DUMP), shifted
-        # up one slot per dump beat while the group's level 1 is active (after the last
-        # beat it is all zero, and it is reloaded before the next read)
-        for g in range(ngr):
-            lo, hi = g * GR, min(L, (g + 1) * GR)
-            for c, oh in enumerate(rd_ohs):
-                inv = (1 << (hi - lo)) - 1 if c % 2 else 0   # XOR: the copy's polarity
-                shifted = oh[lo - 1:hi - 1] if lo else Cat(C(c % 2, 1), oh[:hi - 1])
-                with m.If(oh_s3[g]):
-                    m.d.sync += oh[lo:hi].eq(first[lo:hi] ^ inv)
-                with m.If(lvl1_sh[g]):
-                    m.d.sync += oh[lo:hi].eq(shifted)
-                with m.If(dump_go):
-                    m.d.sync += oh[lo:hi].eq(C(1 if g == 0 else 0, hi - lo) ^ inv)
-        for g in range(ngr):
-            members = range(g * GR, min(L, (g + 1) * GR))
-            with m.If(grp_en[g]):
-                m.d.sync += rd_grp[g].eq(Cat(*(
-                    or_tree([lst[i][lo_:hi_]
-                              & (~oh[i] if c % 2 else oh[i]).replicate(hi_ - lo_)
-                              for i in members])
-                    for c, (oh, lo_, hi_) in enumerate(zip(rd_ohs, rd_cuts, rd_cuts[1:]))
-                    if hi_ > lo_)))
+        with m.If(s3):
+            m.d.sync += rd_slot.eq(or_tree([first[c * w:(c + 1) * w] for c in range(j)], w))
+            sc = onehot_to_binary(Cat(first[c * w:(c + 1) * w].any() for c in range(j)),
+                                  cb) if j > 1 else C(0, 0)
+            m.d.sync += [raddr.eq(sc), rbank.eq(bank_of(sc))]
+        with m.If(dump.shift[0]):
+            m.d.sync += rd_slot.eq(Cat(rd_slot[w - 1], rd_slot[:w - 1]))
+            if j > 1:
+                with m.If(rd_slot[w - 1]):
+                    nc = Mux(raddr == j - 1, 0, raddr + 1)[:cb]
+                    m.d.sync += [raddr.eq(nc), rbank.eq(bank_of(nc))]
+        with m.If(dump.go):
+            m.d.sync += [rd_slot.eq(1), raddr.eq(0), rbank.eq(bank[0])]
+        with m.If(dump.load[0]):
+            m.d.sync += rd_key.eq(
+                Cat(or_tree([fword[i] & rd_slot[i] for i in range(w)]),
+                    or_tree([word[i] & rd_slot[i].replicate(KB) for i in range(w)], KB)))
 
         with m.If(s5):
             m.d.sync += [
                 resp_valid.eq(1),
                 self.resp.payload.found.eq(sel_found),
                 self.resp.payload.pos.eq(sel_pos),
-                self.resp.payload.key.eq(rd_out[1:]),
-                self.resp.payload.id.eq(rd_out[1:1 + self.id_bits]),
+                self.resp.payload.key.eq(rd_key[1:]),
+                self.resp.payload.id.eq(rd_key[1:1 + self.id_bits]),
             ]
 
         with m.If(dump.done):
             m.d.comb += idle_nx.eq(1)
 
-        # ---- merge: physical chunk 0 against the reversed carry, and the sequencer ---------
-        m.submodules.compare = cmp = MergeCompare(w, EB, self.LT_COPIES)
-        m.d.comb += [cmp.a[i].eq(lst[i]) for i in range(w)]
-        m.d.comb += [cmp.an[i].eq(cmpn[i]) for i in range(w)]
-        m.d.comb += [cmp.b[i].eq(carry[w - 1 - i]) for i in range(w)]
-        mins, maxs = cmp.mins, cmp.maxs
-        m.submodules.control = ctl = MergeControl(j)
+        # ---- merge: chunk ctl.chunk against the reversed carry, and the sequencer ---------
+        # S and Y are sent to the sorter inverted (the keys' complements, so the response
+        # is the keys in descending order, complemented): the carry register then holds
+        # ~C reversed, and the comparators' operands (a from the RAM, ~b from the carry)
+        # reach the carry chains with no inverter; X is sent as it is (the new chunk).
+        # The comparators see the keys without the flag: a key of the list and one of the
+        # batch or carry are never equal (golden: an id is inserted once), so the flag never
+        # decides, and the chains take their operands straight from the RAM and the carry.
+        m.submodules.compare = cmp = MergeCompare(w, KB, halves=self.halves)
+        for i in range(w):
+            m.d.comb += [cmp.a[i].eq(word[i]), cmp.bn[i].eq(carry[n - w + i][1:])]
+        m.d.comb += cmp.a_ones.eq(empty)
+        gt = cmp.gt
         merge_go = Signal()                   # the accepted INSERT beat starts a merge
         m.d.comb += [ctl.go.eq(merge_go), ctl.req_ready.eq(self.sort_req.ready),
                      ctl.resp_valid.eq(self.sort_resp.valid)]
@@ -334,83 +374,107 @@ class CandidateListRTL(wiring.Component):
         # enable's flip-flop and its fan-out): INSERT beats and sorter responses are
         # registered first and applied one cycle later
         # INSERT beat accepted in cycle a: registered in a + 1 (ins_key, ins_fresh, rc),
-        # shifted into the request register at the end of a + 2 (ins_key_d, req_en*)
-        ins_fresh = Signal(reset_less=True)   # first key of a batch: the rest all ones
+        # shifted into the request register (complemented) at the end of a + 2 (ins_key_d,
+        # req_en*)
+        ins_fresh = Signal(reset_less=True)   # first key of a batch: the rest empty
         ins_key = Signal(EB, reset_less=True)
         ins_key_d = Signal(EB, reset_less=True)
         # rc: (INSERT beat registered) | c_fresh, one register: the request enables see
         # one LUT behind a flip-flop or the sorter's ready, not the command decode
         rc = Signal()
-        rr = [Signal(EB, name=f"rr{k}", reset_less=True) for k in range(n)]
         m.d.comb += [
             self.sort_req.valid.eq(ctl.req_valid),
             self.sort_resp.ready.eq(ctl.merging),
         ]
         m.d.comb += [self.sort_req.payload[k].eq(req[k]) for k in range(n)]
 
-        # request register: every key has its own registered enable (one copy per key,
-        # computed a cycle early, no logic between it and its 41 bits) and its own
-        # registered source selects (Y maxima, X minima, else the INSERT shift)
-        m.d.sync += [ins_key_d.eq(ins_key), rc.eq(ins_go | c_fresh)]
+        # request register: every key has its own registered enable and its own registered
+        # source selects, computed a cycle early (no logic between them and its bits).
+        # Key k < w loads, per bit, one LUT of (sel_a, inv, a, ~b) -- X: the minimum, a if
+        # not a > b, else b; Y (inv): the maximum, complemented -- or the INSERT shift
+        # (an empty key, complemented: 0, after the first key of a batch).
+        m.d.sync += [ins_key_d.eq(~ins_key), rc.eq(ins_go | c_fresh)]
         y_due_next = ctl.y_due_next
-        # guard c_fresh: in a cycle with c_fresh = 1 none of rc, y_due_next, ins_fresh
-        # matters (no INSERT beat during a merge; c_fresh is followed by c_cmp, never
-        # preceded by it; an X is offered only after c_fresh), so every copy is exactly
-        # its input registered (INSERT beats do give consecutive enables)
-        # REQ_COPIES copies of each per key, each for a slice of its bits
-        nq = self.REQ_COPIES
+        # guard c_fresh: in a cycle with c_fresh = 1 none of rc, ins_fresh matters (no
+        # INSERT beat during a merge; c_fresh is followed by c_cmp, never preceded by it;
+        # an X is offered only after c_fresh), so every copy is exactly its input
+        # registered (INSERT beats do give consecutive enables)
+        # req_copies copies of each per key, each for a slice of its bits
+        nq = self.req_copies
         q_cuts = [EB * c // nq for c in range(nq + 1)]
         # the enable of key k is req_en | req_ysel: req_en copies rc, so that the sorter's
         # ready (through y_due_next) reaches only the req_ysel copies
         req_en = _copies(m, "req_en", rc, n * nq, c_fresh)
-        # (y_due_next and c_cmp are one-cycle pulses: guard 1)
+        # (y_due_next and c_cmp are one-cycle pulses, never in consecutive cycles: guard 1)
         req_ysel = _copies(m, "req_ysel", y_due_next, n * nq, 1)
-        req_xsel = _copies(m, "req_xsel", c_cmp, n * nq, 1)
-        # ins_fresh: nzero when the beat was accepted (a register, no compare in front)
-        req_fresh = _copies(m, "req_fresh", ins_fresh, (n - 1) * nq, c_fresh)  # not the last key
+        req_ld = _copies(m, "req_ld", c_cmp | y_due_next, n * nq, 1)
+        # req_clr: the first key of a batch is shifted in (ins_fresh: nzero when the beat
+        # was accepted, ins_d: the beat registered): the other keys are cleared (an empty
+        # key, complemented) by the flip-flops' synchronous reset, not a LUT
+        ins_d = Signal()
+        m.d.sync += ins_d.eq(ins_go)
+        # and Y of an empty slot (the maximum is all ones, complemented 0) the same way
+        first_key = ins_d & ins_fresh
+        req_clr = [_copies(m, f"req_clr{k}_",
+                           (first_key if k < n - 1 else 0)
+                           | (y_due_next & empty[k] if k < w and j > 1 else 0), nq, 1)
+                   if k < n - 1 or (k < w and j > 1) else None for k in range(n)]
+        # sel_a: take a (X: not a > b; Y: a > b), per key
+        req_sela = [_copies(m, f"req_sela{k}_", (c_cmp & ~gt[k]) | (y_due_next & gt[k]),
+                            nq, 1) for k in range(w)]
         for k in range(n):
             for c, (lo_, hi_) in enumerate(zip(q_cuts, q_cuts[1:])):
                 if hi_ == lo_:
                     continue
                 kc = k * nq + c
-                shift = (Mux(req_fresh[kc], ones, req[k + 1]) if k < n - 1
-                         else ins_key_d)[lo_:hi_]
-                val = Mux(req_xsel[kc], (mins[k] if k < w else C(ones, EB))[lo_:hi_], shift)
-                if k < w and j > 1:
-                    val = Mux(req_ysel[kc], maxs[k][lo_:hi_], val)
+                shift = (req[k + 1] if k < n - 1 else ins_key_d)[lo_:hi_]
+                if k < w:
+                    inv = req_ysel[kc].replicate(hi_ - lo_)
+                    aw = Cat(fword[k], word[k])[lo_:hi_]
+                    bnw = carry[n - w + k][lo_:hi_]
+                    cmpv = Mux(req_sela[k][c], aw ^ inv, bnw ^ ~inv)
+                else:
+                    cmpv = C(ones, EB)[lo_:hi_]       # X: beyond the list, empty
+                val = Mux(req_ld[kc], cmpv, shift)
                 with m.If(req_en[kc] | (req_ysel[kc] if k < w and j > 1 else 0)):
                     m.d.sync += req[k][lo_:hi_].eq(val)
-        # response side: register, then apply.  X_t (the new chunk t) enters the last
-        # physical chunk while the others move down one: physical chunk 0 is always the
-        # chunk being merged, and after the j-th X the order is the list order again.
-        m.d.sync += [r.eq(self.sort_resp.payload[k]) for k, r in enumerate(rr)]
-        # carry and list: one registered enable per key / slot (a response and a RESET are
-        # never applied in two consecutive cycles, hence the guard 1)
-        rr_c_next, rr_x_next = ctl.rr_c_next, ctl.rr_x_next
-        car_en = _copies(m, "car_en", rr_c_next, n, 1)
-        for k in range(n):
-            with m.If(car_en[k]):
-                m.d.sync += carry[k].eq(rr[k])
-        # list: X_t rotates in (rr_x, the enable); slots 1 .. L-1 are set to all ones by a
-        # registered clear of their own (lst_clr, two cycles after a RESET command, from
-        # rst_pend, or a cycle after the domain reset), written last so that it wins: yosys
-        # maps it to the flip-flops' synchronous set (LSR), with the enable on CE, and no
-        # LUT in the data path.  Slot 0 is written by the RESET itself and keeps the domain
-        # reset.
-        lst_en = _copies(m, "lst_en", rr_x_next, L, 1)
-        clr_next = rst_pend | ResetSignal("sync", allow_reset_less=True)
-        lst_clr = _copies(m, "lst_clr", clr_next, L - 1, 1, reset_less=True)
-        for i in range(L):
-            src = lst[i + w] if i < L - w else rr[i - (L - w)]
-            with m.If(lst_en[i]):
-                m.d.sync += lst[i].eq(src)
-                if i < w:
-                    m.d.sync += cmpn[i].eq(~src)
-            if i:
-                with m.If(lst_clr[i - 1]):
-                    m.d.sync += lst[i].eq(ones)
-                    if i < w:
-                        m.d.sync += cmpn[i].eq(0)
+                if req_clr[k] is not None:
+                    with m.If(req_clr[k][c]):
+                        m.d.sync += req[k][lo_:hi_].eq(0)
+        # response side: S and Y go straight into the carry, X_t (the new chunk t) straight
+        # into the other word of chunk t's pair (bank[t] flips; the read address follows a
+        # cycle later, after Y_t was loaded); the chunk's flags a cycle later (Y_t may
+        # still read the old ones then).  A RESET writes its key into slot 0 of chunk 0 a
+        # cycle after it is accepted (rst_w): no response arrives outside a merge.
+        resp = self.sort_resp.payload
+        with m.If(ctl.rr_c_next):
+            m.d.sync += [carry[k].eq(resp[k]) for k in range(n)]
+        rst_w = Signal()
+        m.d.sync += rst_w.eq(acc_reset)
+        x_now, xc = ctl.rr_x_next, ctl.rchunk
+        m.d.comb += [
+            wport.en.eq(x_now | rst_w),
+            wport.addr.eq(Mux(rst_w, Cat(C(0, cb), bank[0]), Cat(xc, ~bank_of(xc)))),
+            wport.data.eq(Cat(Mux(rst_w, ins_key[1:], resp[0][1:]),
+                              *(resp[i][1:] for i in range(1, w)))),
+        ]
+        fl_we = Signal()
+        fl_c = Signal(range(j), reset_less=True)
+        fl_new = Signal(w, reset_less=True)
+        m.d.sync += [fl_we.eq(x_now), fl_c.eq(xc), fl_new.eq(Cat(resp[i][0] for i in range(w)))]
+        with m.If(x_now):
+            if j > 1:
+                m.d.sync += bank.bit_select(xc, 1).eq(~bank_of(xc))
+            else:
+                m.d.sync += bank[0].eq(~bank[0])
+        for c in range(j):
+            with m.If(fl_we & (fl_c == c)):
+                m.d.sync += flags[c * w:(c + 1) * w].eq(fl_new)
+        with m.If(s3):
+            m.d.sync += flags.eq(flags | first)
+        with m.If(rst_w):
+            # slot 0 unexpanded, the rest empty (flag set)
+            m.d.sync += flags.eq(~C(1, L))
         with m.If(fin):
             total = length + ncount
             m.d.sync += [length.eq(Mux(total > L, L, total)), ncount.eq(0), nzero.eq(1),
@@ -425,15 +489,9 @@ class CandidateListRTL(wiring.Component):
         with m.If(rst_pend):
             m.d.comb += idle_nx.eq(1)
         # ins_key registers the command's key in every cycle (no enable from the command
-        # decode); RESET writes slot 0 from it a cycle after it is accepted, by enables of
-        # their own (rst_w, registered acc_reset).  No command is accepted in that cycle
-        # (cmd.ready is low), and nothing else reads the list then.
+        # decode); RESET writes it into slot 0 a cycle after it is accepted (rst_w).  No
+        # command is accepted in that cycle (cmd.ready is low).
         m.d.sync += ins_key.eq(cmd.key << 1)
-        rst_w = _copies(m, "rst_w", acc_reset, 2, 1)    # acc_reset is a one-cycle pulse
-        with m.If(rst_w[0]):
-            m.d.sync += lst[0].eq(ins_key)
-        with m.If(rst_w[1]):
-            m.d.sync += cmpn[0].eq(~ins_key)
         with m.If(acc_reset):
             m.d.sync += [length.eq(1), ncount.eq(0), bcount.eq(0), nzero.eq(1),
                          nlast.eq(n == 1), rst_pend.eq(1)]
@@ -469,16 +527,17 @@ class CandidateListWithSorter(wiring.Component):
     """A :class:`CandidateListRTL` wired to its own :class:`~proxima.hdl.sorter.BitonicSorter`
     of ``n = engine.sorter_n`` extended keys (tests, simulation, replay).
 
-    Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  Keyword
-    arguments other than ``cfg`` go to the sorter (``stages_per_reg``, ``enable_keys``, ``read_keys``).
+    Same ``cmd`` / ``resp`` / ``dbg`` / ``length`` / ``error`` ports as the list.  ``copies``
+    goes to the list; the other keyword arguments go to the sorter (``stages_per_reg``,
+    ``enable_keys``, ``read_keys``).
     Attributes: ``list``, ``sorter``, ``sorter_latency``, ``merge_cycles`` (cycles from the
     last INSERT beat to the next accepted command), ``select_latency``.
     """
 
-    def __init__(self, cfg: ProximaConfig, **sorter_options):
+    def __init__(self, cfg: ProximaConfig, copies: int | None = None, **sorter_options):
         from proxima.hdl.sorter import BitonicSorter, SorterError
         self.cfg = cfg
-        self.list = CandidateListRTL(cfg)
+        self.list = CandidateListRTL(cfg, copies)
         try:
             self.sorter = BitonicSorter(self.list.sort_cfg, n=self.list.n, **sorter_options)
         except SorterError as e:
@@ -493,8 +552,9 @@ class CandidateListWithSorter(wiring.Component):
                           if name not in ("sort_req", "sort_resp")})
 
     @classmethod
-    def from_config(cls, cfg: ProximaConfig, **sorter_options) -> "CandidateListWithSorter":
-        return cls(cfg, **sorter_options)
+    def from_config(cls, cfg: ProximaConfig, copies: int | None = None,
+                    **sorter_options) -> "CandidateListWithSorter":
+        return cls(cfg, copies, **sorter_options)
 
     def elaborate(self, platform):
         m = Module()

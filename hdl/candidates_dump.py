@@ -19,7 +19,8 @@ Interface
              register (level 1 = the OR of the selected slots of the group, loaded at the
              edge ending the cycle).  The owner's level 2 (the OR of the groups) is
              ``rd_key``, ``In(ext_bits)``.
-``length``   ``In``: the list's length (slots past it are reported unexpanded).
+``length``   ``In``: the list's length (slots past it are reported empty: key all ones,
+             unexpanded, whatever ``rd_key`` holds).
 ``dbg``      ``Out(stream(dbg_layout))``: slots ``0 .. L-1``, one per cycle while ``ready``
              is high, the first valid in cycle ``a + 4``; a two-entry FIFO whose ``ready``
              moves only its pointers.
@@ -84,8 +85,10 @@ class DumpReader(wiring.Component):
         # the dbg FIFO: a beat is written into the entry at wptr; the payload is the entry
         # at rptr; an entry loads the beat in every cycle while it is free
         beat = Signal(self.dbg_layout)
-        m.d.comb += [beat.pos.eq(rd_pos), beat.key.eq(self.rd_key[1:]),
-                     beat.expanded.eq(self.rd_key[0] & (rd_pos < self.length)),
+        inl = Signal()                         # the slot holds an entry
+        m.d.comb += [inl.eq(rd_pos < self.length), beat.pos.eq(rd_pos),
+                     beat.key.eq(self.rd_key[1:] | (~inl).replicate(len(beat.key))),
+                     beat.expanded.eq(self.rd_key[0] & inl),
                      beat.last.eq(rd_pos == L - 1)]
         ent = [Signal(self.dbg_layout, name=f"dbg_ent{k}", reset_less=True) for k in range(2)]
         wptr, rptr = Signal(), Signal()

@@ -4,19 +4,21 @@ Golden twin: :meth:`proxima.golden.candidates.CandidateList.insert` as the chunk
 merge of ``hdl/candidates.py`` computes it: sort the batch (``S``), then per chunk ``t`` the
 element-wise minima ``X_t`` of the chunk and the reversed carry (the new chunk) and, but for
 the last chunk, the maxima ``Y_t`` (the next carry).  Tested in
-``tests/hdl/test_candidates_merge.py``: the comparators against ``min`` / ``max``, the
+``tests/hdl/test_candidates_merge.py``: the comparators against ``>``, the
 sequencer's requests and its cycle count against :meth:`ProximaConfig.insert_cycles_for`.
 
-:class:`MergeCompare` (``w`` slots of ``ext_bits``, ``copies`` decision copies)
----------------------------------------------------------------------------------
-``a``, ``an`` (``= ~a``, the comparators' own copy), ``b``: ``In`` per slot.  ``mins``,
-``maxs``: ``Out`` per slot, ``min(a[i], b[i])`` and ``max(a[i], b[i])`` of the current
-``a``, ``b`` by a decision registered in two stages: correct in every cycle in which ``a``
-and ``b`` have held their values for two cycles.  Stage 1: three carry chains per slot
-(``a_hi < b_hi``, ``a_hi <= b_hi`` with operands of its own, ``a_lo < b_lo``), each the
-carry out of ``b + ~a`` straight from registers; stage 2: ``copies`` registered copies of
-``lt_lo ? le_hi : lt_hi``, each selecting a slice of the bits, kept apart (for yosys) by
-four ways of writing it and by inverting every other one.
+:class:`MergeCompare` (``w`` slots of ``ext_bits``, ``halves``)
+-------------------------------------------------------------
+``a``, ``bn`` (``= ~b``): ``In`` per slot; ``a_ones``: ``In(w)``, bit ``i``: ``a[i]`` reads
+as all ones (an empty slot, whatever its storage holds).  ``gt``: ``Out(w)``, bit ``i`` =
+``a[i] > b[i]`` or ``a_ones[i]``, registered: correct in every cycle after one in which ``a``, ``bn``, ``a_ones``
+held the values.  The owner picks ``min = gt ? b : a`` and ``max = gt ? a : b`` (equal
+operands: either).  Each comparison is the carry out of ``Cat(a, a_ones) + Cat(~b, 1)``
+(``a + ~b >= 2**k`` exactly when ``a > b``; the top bit adds ``1 + a_ones[i]``), so with ``a``
+and ``~b`` from storage no LUT sits in front of the chain and none behind it.  ``halves``:
+three registered chains per slot (``a_hi > b_hi``, ``a_hi >= b_hi`` with operands of its
+own, ``a_lo > b_lo``) and ``gt_lo ? ge_hi : gt_hi`` behind them (one LUT): shorter chains
+for a faster clock.
 
 :class:`MergeControl` (``j`` chunks)
 -----------------------------------
@@ -27,12 +29,17 @@ four ways of writing it and by inverting every other one.
 ``kind``, ``chunk``  ``Out``: the request offered (:class:`Req`) and its chunk.
 ``merging``      ``Out(1)``: the merge runs (the sorter's response ``ready``);
                  ``resp_valid`` ``In(1)``: a response arrives (in request order).
+``rchunk``       ``Out(range(j))``: the chunk of the next response ``X`` (the chunk it
+                 replaces).
 ``rr_c_next``, ``rr_x_next``  ``Out(1)``, combinational: the response taken now is a carry
-                 (``S`` or ``Y``) / a new chunk (``X``); it is registered by the owner.
-``c_fresh``      ``Out(1)``: the carry was loaded at the last edge (decision stage 1 now).
-``c_cmp``        ``Out(1)``: decision stage 2 now; load ``X`` (the minima) at this edge.
+                 (``S`` or ``Y``) / a new chunk (``X``): the owner stores it at this edge.
+``c_fresh``      ``Out(1)``: the carry response was taken two edges ago (the comparisons'
+                 registers load at this edge).
+``c_cmp``        ``Out(1)``: the comparisons are valid; register the ``X`` selects (the
+                 minima) at this edge, ``X`` enters the request register at the next.
 ``y_due_next``   ``Out(1)``, combinational: ``X`` is accepted; load ``Y`` at this edge.
-``fin``          ``Out(1)``: the last ``X`` was registered: the merge ends at this edge.
+``fin``          ``Out(1)``: the last ``X`` was taken at the last edge: the merge ends at
+                 this edge.
 
 With a sorter of fixed latency ``lat`` that never stalls, ``fin`` is high in cycle ``a +
 insert_cycles_for(lat) - 1`` (the next command is accepted a cycle later).  A request is
@@ -59,48 +66,38 @@ class Req(enum.Enum, shape=2):
 
 
 class MergeCompare(wiring.Component):
-    """Element-wise min / max of two key vectors, decided in two stages (module docstring)."""
+    """Per slot ``a > b`` (or ``a`` all ones) from ``a`` and the inverted ``bn = ~b``,
+    registered (module docstring)."""
 
-    def __init__(self, w: int, ext_bits: int, copies: int = 4):
-        self.w, self.ext_bits, self.copies = int(w), int(ext_bits), int(copies)
+    def __init__(self, w: int, ext_bits: int, halves: bool = False):
+        self.w, self.ext_bits, self.halves = int(w), int(ext_bits), bool(halves)
         super().__init__({
-            "a": In(ext_bits).array(self.w), "an": In(ext_bits).array(self.w),
-            "b": In(ext_bits).array(self.w),
-            "mins": Out(ext_bits).array(self.w), "maxs": Out(ext_bits).array(self.w),
+            "a": In(ext_bits).array(self.w), "bn": In(ext_bits).array(self.w),
+            "a_ones": In(self.w), "gt": Out(self.w),
         })
 
     def elaborate(self, platform):
         m = Module()
-        EB, nlt = self.ext_bits, self.copies
-        half = EB // 2
-        cuts = [EB * c // nlt for c in range(nlt + 1)]
+        half = self.ext_bits // 2
         for i in range(self.w):
-            a, b, an = self.a[i], self.b[i], self.an[i]
-            lt_hi = Signal(name=f"lt{i}_hi", reset_less=True)
-            le_hi = Signal(name=f"le{i}_hi", reset_less=True)
-            lt_lo = Signal(name=f"lt{i}_lo", reset_less=True)
-            m.d.sync += [lt_hi.eq(carry_out(b[half:], an[half:])),
-                         le_hi.eq(carry_out(Cat(C(1, 1), b[half:]), Cat(C(1, 1), an[half:]))),
-                         lt_lo.eq(carry_out(b[:half], an[:half]))]
-            sel_lt = [lt_hi, lt_hi & le_hi]        # lt_lo = 0
-            sel_le = [le_hi, le_hi | lt_hi]        # lt_lo = 1
-            mn, mx = [], []
-            for c in range(nlt):
-                inv = c % 2
-                v = Mux(lt_lo, sel_le[(c // 2) % 2], sel_lt[(c // 4) % 2])
-                q = Signal(name=f"lt{i}_{c}" + ("n" if inv else ""), reset_less=True, init=inv)
-                m.d.sync += q.eq(~v if inv else v)
-                lo_, hi_ = cuts[c], cuts[c + 1]
-                if hi_ == lo_:
-                    continue
-                ta, tb = a[lo_:hi_], b[lo_:hi_]
-                if inv:
-                    mn.append(Mux(q, tb, ta))
-                    mx.append(Mux(q, ta, tb))
-                else:
-                    mn.append(Mux(q, ta, tb))
-                    mx.append(Mux(q, tb, ta))
-            m.d.comb += [self.mins[i].eq(Cat(*mn)), self.maxs[i].eq(Cat(*mx))]
+            a, bn, z = self.a[i], self.bn[i], self.a_ones[i]
+            # a_ones on top of the high operands: (z, 1) adds 1 + z + carry, so the carry
+            # out is 1 when z and the comparison's carry otherwise
+            if not self.halves:
+                gt = Signal(name=f"gt{i}", reset_less=True)
+                m.d.sync += gt.eq(carry_out(Cat(a, z), Cat(bn, C(1, 1))))
+            else:
+                gt_hi = Signal(name=f"gt{i}_hi", reset_less=True)
+                ge_hi = Signal(name=f"ge{i}_hi", reset_less=True)
+                gt_lo = Signal(name=f"gt{i}_lo", reset_less=True)
+                m.d.sync += [
+                    gt_hi.eq(carry_out(Cat(a[half:], z), Cat(bn[half:], C(1, 1)))),
+                    ge_hi.eq(carry_out(Cat(C(1, 1), a[half:], z),
+                                       Cat(C(1, 1), bn[half:], C(1, 1)))),
+                    gt_lo.eq(carry_out(a[:half], bn[:half])),
+                ]
+                gt = Mux(gt_lo, ge_hi, gt_hi)
+            m.d.comb += self.gt[i].eq(gt)
         return m
 
 
@@ -112,7 +109,7 @@ class MergeControl(wiring.Component):
         super().__init__({
             "go": In(1), "req_valid": Out(1), "req_ready": In(1),
             "kind": Out(Req), "chunk": Out(range(self.j)),
-            "merging": Out(1), "resp_valid": In(1),
+            "merging": Out(1), "resp_valid": In(1), "rchunk": Out(range(self.j)),
             "rr_c_next": Out(1), "rr_x_next": Out(1),
             "c_fresh": Out(1), "c_cmp": Out(1), "y_due_next": Out(1), "fin": Out(1),
         })
@@ -134,12 +131,13 @@ class MergeControl(wiring.Component):
         start_d = Signal()                    # last key shifted: offer S
         # yarm: req_valid & (qkind == X) & (tq != j - 1), one register
         yarm = Signal()
-        rr_x = Signal()                       # the owner's rr holds X_rt
-        rr_c = Signal()                       # the owner's rr holds S or Y
-        fin = Signal()                        # rr holds the last X: the merge ends
+        rr_x = Signal()                       # X_rt was taken at the last edge
+        rr_c = Signal()                       # S or Y was taken at the last edge
+        fin = Signal()                        # the last X was taken: the merge ends
         y_due_next = Signal()
         m.d.comb += [self.req_valid.eq(req_valid), self.merging.eq(merging),
-                     self.kind.eq(qkind), self.chunk.eq(tq), self.c_fresh.eq(c_fresh),
+                     self.kind.eq(qkind), self.chunk.eq(tq), self.rchunk.eq(rt),
+                     self.c_fresh.eq(c_fresh),
                      self.c_cmp.eq(c_cmp), self.y_due_next.eq(y_due_next),
                      self.fin.eq(fin), y_due_next.eq(self.req_ready & yarm)]
         m.d.sync += [x_due.eq(c_cmp), c_cmp.eq(c_fresh), c_fresh.eq(0), y_due.eq(0),

@@ -1,12 +1,13 @@
 """Small combinational and register idioms: OR tree, prefix OR, round-robin pick, one-hot
-to binary, pipeline registers and register copies that synthesis keeps apart."""
+to binary, thermometer code, pipeline registers and register copies that synthesis keeps
+apart."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Signal
 
 __all__ = ["or_tree", "prefix_or", "rr_pick", "onehot_to_binary", "pipe_reg", "reg_chain",
-           "register_copies"]
+           "register_copies", "thermometer"]
 
 
 def or_tree(values, width: int = 1):
@@ -103,3 +104,23 @@ def register_copies(m, name: str, nxt, count: int, guard=None, *, enable=None,
                 m.d.sync += q.eq(value)
         regs.append(q)
     return regs
+
+
+def thermometer(x, n: int):
+    """``Cat(x > s for s in range(n))`` as plain AND / OR logic of the bits of ``x`` (no
+    comparator cells, which yosys would map to a carry chain per bit)."""
+    bits = [x[b] for b in range(len(x))]
+    out = []
+    for s in range(n):
+        if s >> len(bits):
+            out.append(Const(0, 1))
+            continue
+        gt, eq = Const(0, 1), Const(1, 1)
+        for b in reversed(range(len(bits))):
+            if (s >> b) & 1:
+                eq = eq & bits[b]
+            else:
+                gt = gt | (eq & bits[b])
+                eq = eq & ~bits[b]
+        out.append(gt)
+    return Cat(*out)

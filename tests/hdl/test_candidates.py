@@ -183,6 +183,72 @@ def test_default32_model_sorter():
                   dut=CandidateListRTL(cfg), model=_MODEL)
 
 
+@pytest.mark.parametrize("cfg_fn, copies", [(_tiny4, 2), (_tiny8, 3),
+                                             (lambda: preset("default"), 2)])
+def test_copies_model_sorter(cfg_fn, copies):
+    """copies > 1 (the faster-clock structure: request selects per slice of the bits,
+    comparisons in two halves) against the golden model, as above."""
+    cfg = cfg_fn()
+    dut = CandidateListRTL(cfg, copies=copies)
+    assert dut.req_copies == copies and dut.halves
+    if cfg.search.L < 64:
+        _check_random(cfg, 40, seed=7, p_valid=0.8, p_ready=0.7, dist_max=6, dut=dut,
+                      model=_MODEL)
+    else:                                  # as test_default_model_sorter
+        _check_random(cfg, 16, seed=2, p_valid=0.9, p_ready=0.9, dist_max=1000, dut=dut,
+                      model=_MODEL)
+
+
+def test_copies_default_follows_the_clock():
+    cfg = preset("default")
+    assert cfg.engine.clock_mhz <= CandidateListRTL.SINGLE_COPY_MHZ
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        assert CandidateListRTL(cfg).req_copies == 1
+        fast = CandidateListRTL(cfg.with_(engine={"clock_mhz": 150.0}))
+        assert fast.req_copies == 2 and fast.halves
+        with pytest.raises(CandidateListError, match="copies"):
+            CandidateListRTL(cfg, copies=0)
+        del fast
+        gc.collect()
+
+
+def _dirty_cases(cfg):
+    """Command lists for the storage's empty slots: no RESET after the domain reset; a
+    RESET after a full list (the old keys stay in the RAM words); a batch that reaches
+    exactly into the first empty chunk; a full batch after a RESET."""
+    L, R, n = cfg.search.L, cfg.graph.R, cfg.engine.sorter_n
+    def full(base):
+        return [("insert", [_k(cfg, 3 + i % 7, base + b * R + i) for i in range(R)])
+                for b in range(-(-L // R) + 1)]
+    return [
+        [("insert", [_k(cfg, 9, 1), _k(cfg, 2, 2)]), ("select", L), ("select", L)],
+        [("reset", _k(cfg, 50, 7))] + full(100) + [("reset", _k(cfg, 60, 8)), ("select", 2),
+                                                   ("insert", [_k(cfg, 70, 9)]),
+                                                   ("select", L)],
+        [("reset", _k(cfg, 1, 1)), ("insert", [_k(cfg, 2, 20 + i) for i in range(n)]),
+         ("insert", [_k(cfg, 0, 40)]), ("select", L)],
+        [("reset", _k(cfg, 1, 1))] + full(100)[:1] + [("select", L)] + full(300)
+        + [("reset", 5)],
+    ]
+
+
+@pytest.mark.parametrize("cfg_fn", [_tiny4, _tiny8, lambda: preset("default")])
+@pytest.mark.parametrize("case", range(4))
+def test_empty_chunks_read_as_empty(cfg_fn, case):
+    """Slots at or past the length (after the domain reset, after a RESET) read as empty in
+    every merge, SELECT and DUMP, whatever the RAM words still hold; the list after every
+    command equals the golden list."""
+    cfg = cfg_fn()
+    cmds = _dirty_cases(cfg)[case]
+    exp_resp, exp_dumps = expected(cfg, cmds)
+    exp_dbg = [b for d in exp_dumps for b in d]
+    resps, dbg, _, error, _, _ = _simulate(cfg, command_beats(cmds), len(exp_resp),
+                                           len(exp_dbg), 0.9, 0.9, case,
+                                           dut=CandidateListRTL(cfg), model=_MODEL)
+    assert dbg == exp_dbg and resps == exp_resp and not error
+
+
 def test_wrapper_with_bitonic_sorter_random():
     """Wrapper with a real BitonicSorter, two chunks, random stalls (cocotb runs 10k)."""
     _check_random(_tiny8(), 40, seed=3, p_valid=0.7, p_ready=0.6, dist_max=8)
@@ -406,59 +472,51 @@ def test_config_insert_cycles_is_the_rtl_schedule(name):
 
 
 @pytest.mark.rtl
-def test_synthesis_keeps_every_copy_and_feeds_the_comparators_straight_from_flip_flops(
-        tmp_path):
+@pytest.mark.parametrize("copies", [1, 2])
+def test_synthesis_list_in_lut_ram_and_comparators_straight_from_storage(tmp_path, copies):
     """yosys synth_ecp5 of the list at tiny with a 4-input sorter (four chunks, sub-batches):
-    every replicated enable / select survives as its own flip-flop (opt_merge would fold
-    equal ones into one), each copy of the read select and of the request selects drives
-    only its slice of the bits, and the merge comparators' operands reach their carry chains
-    with no LUT in between (``a < b`` as the carry out of ``b + ~a``, ``~a`` the register
-    ``cmpn``)."""
+    the keys are LUT-RAM (``TRELLIS_DPR16X4``, two words per chunk, no flip-flop per slot), every replicated
+    enable / select survives as its own flip-flop (opt_merge would fold equal ones into
+    one), and the comparators' carry chains take every key bit straight from the RAM and
+    every key bit of the complemented carry straight from its flip-flop (no inverter)."""
     cfg = _tiny4()
-    dut = CandidateListRTL(cfg)
-    L, n, w, EB = dut.L, dut.n, dut.w, dut.ext_bits
-    nq, nrd = dut.REQ_COPIES, dut.RD_COPIES
+    dut = CandidateListRTL(cfg, copies=copies)
+    L, n, w, j, EB, KB = dut.L, dut.n, dut.w, dut.chunks, dut.ext_bits, dut.key_bits
     cells, net = synth_ecp5(tmp_path, dut)
     driver, loads = drivers_and_loads(net)
+    assert cells.get("TRELLIS_DPR16X4") == -(-(w * KB) // 4) * -(-(2 * j) // 16)
     ff_q = {c["connections"]["Q"][0] for c in net["cells"].values()
             if c["type"] == "TRELLIS_FF"}
+    # flip-flops: no slot storage beyond the L flags (the request and carry registers are
+    # n keys each; the responses go straight into the carry and the RAM)
+    assert cells["TRELLIS_FF"] < 2 * n * EB + 2 * L + 40 * n * copies + 200
 
     def kept(pattern):
         return {nm for nm, v in net["netnames"].items()
                 if re.fullmatch(pattern, nm) and v["bits"][0] in ff_q}
 
-    for name, count in (("req_en", n * nq), ("req_xsel", n * nq), ("req_ysel", n * nq),
-                        ("req_fresh", (n - 1) * nq), ("car_en", n), ("lst_en", L),
-                        ("lst_clr", L - 1), ("rst_w", 2)):
+    for name, count in (("req_en", n * copies), ("req_ld", n * copies),
+                        ("req_ysel", n * copies)):
         assert kept(rf"{name}\d+") == {f"{name}{k}" for k in range(count)}, name
-    # the read select: nrd copies of L bits; the gates that copy c's bit i drives read
-    # slot i's bits of slice c of the list, and no bit of another slice
-    lst_bit = {v["bits"][0]: (int(mt[1]), int(mt[2])) for nm, v in net["netnames"].items()
-               if (mt := re.fullmatch(r"lst(\d+)\[(\d+)\]", nm))}
-    cuts = [EB * c // nrd for c in range(nrd + 1)]
-    for c in range(nrd):
-        nm = f"rd_oh{c}" + ("n" if c % 2 else "")
-        for i in range(L):
-            bit = net["netnames"][f"{nm}[{i}]"]["bits"][0]
-            assert bit in ff_q, nm
-            read = {lst_bit[b] for cell, _ in loads[bit] if cell["type"] == "LUT4"
-                    for p in "ABCD" for b in cell["connections"].get(p, [])
-                    if b in lst_bit}
-            assert {b for _, b in read} == set(range(cuts[c], cuts[c + 1])), (nm, i)
-            assert {(i, b) for b in range(cuts[c], cuts[c + 1])} <= read, (nm, i)
-    # comparators: every bit of cmpn but the expanded flag feeds carry chains and nothing
-    # else, and every operand of those chains comes from a flip-flop (or is a constant)
-    chains = set()
-    for i in range(w):
-        for b in range(1, EB):
-            bit = net["netnames"][f"cmpn{i}[{b}]"]["bits"][0]
-            assert bit in ff_q
-            kinds = {cell["type"] for cell, _ in loads[bit]}
-            assert kinds == {"CCU2C"}, (i, b, kinds)
-            chains.update(id(cell) for cell, _ in loads[bit])
-    for cell in net["cells"].values():
-        if id(cell) in chains:
-            for p in ("A0", "B0", "A1", "B1"):
-                for bit in cell["connections"][p]:
-                    if not isinstance(bit, str):
-                        assert driver[bit]["type"] == "TRELLIS_FF", (p, driver[bit]["type"])
+    for k in range(n):
+        assert kept(rf"req_clr{k}_\d+") == {f"req_clr{k}_{c}" for c in range(copies)}
+    for k in range(w):
+        assert kept(rf"req_sela{k}_\d+") == {f"req_sela{k}_{c}" for c in range(copies)}
+    # the comparators' chains: the CCU2C cells that read a RAM output
+    ram_out = {b for c in net["cells"].values() if c["type"] == "TRELLIS_DPR16X4"
+               for b in c["connections"]["DO"] if not isinstance(b, str)}
+    chains = [c for c in net["cells"].values() if c["type"] == "CCU2C"
+              and any(b in ram_out for p in ("A0", "A1", "B0", "B1")
+                      for b in c["connections"][p])]
+    operands = [b for c in chains for p in ("A0", "A1", "B0", "B1")
+                for b in c["connections"][p] if not isinstance(b, str)]
+    from_ram = {b for b in operands if b in ram_out}
+    from_ff = {b for b in operands if b in ff_q}
+    assert from_ram == ram_out                       # every key bit, straight from the RAM
+    carry_q = {v["bits"][0] for nm, v in net["netnames"].items()   # (split nets)
+               if (mt := re.fullmatch(r"carry(\d+)\[(\d+)\]", nm))
+               and int(mt[1]) >= n - w and int(mt[2]) > 0}   # the key bits, not the flag
+    assert len(carry_q) == w * KB and carry_q <= from_ff   # straight from the flip-flops
+    # the rest: per slot the empty bit (slot at or past the length) on top of the chain
+    others = {b for b in operands if b not in ram_out and b not in ff_q}
+    assert len(others) <= w

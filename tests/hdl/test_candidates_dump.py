@@ -9,7 +9,6 @@ import pytest
 from amaranth.sim import Simulator
 
 from proxima.config import preset
-from proxima.hdl.candidates import CandidateListRTL
 from proxima.hdl.candidates_dump import DumpReader, dump_layout
 from tests.hdl.test_candidates_select import random_list
 
@@ -17,7 +16,7 @@ from tests.hdl.test_candidates_select import random_list
 @pytest.mark.parametrize("p_ready", [1.0, 0.4])
 def test_dump_streams_the_list(p_ready):
     cfg = preset("tiny")
-    L, G, EB = cfg.search.L, CandidateListRTL.RD_GROUP, cfg.sort_key_bits + 1
+    L, G, EB = cfg.search.L, 8, cfg.sort_key_bits + 1
     groups = -(-L // G)
     dut = DumpReader(L, groups, EB, dump_layout(L, cfg.sort_key_bits))
     rnd = random.Random(int(p_ready * 10))

@@ -1,4 +1,4 @@
-"""hdl.candidates_merge: MergeCompare against min / max, MergeControl's request sequence
+"""hdl.candidates_merge: MergeCompare against ``>``, MergeControl's request sequence
 and its cycle count against ProximaConfig.insert_cycles_for."""
 
 from __future__ import annotations
@@ -12,27 +12,28 @@ from proxima.config import preset
 from proxima.hdl.candidates_merge import MergeCompare, MergeControl, Req
 
 
-@pytest.mark.parametrize("EB, copies", [(41, 4), (9, 4), (6, 2)])
-def test_compare_is_min_and_max(EB, copies):
+@pytest.mark.parametrize("EB, halves", [(41, False), (41, True), (9, True), (6, False)])
+def test_compare_is_greater_than(EB, halves):
+    """gt[i] = a[i] > b[i] (b given complemented), or 1 while a_ones[i], a cycle after the
+    operands."""
     w = 4
-    rnd = random.Random(EB)
-    dut = MergeCompare(w, EB, copies)
+    rnd = random.Random(EB + halves)
+    dut = MergeCompare(w, EB, halves)
+    mask = (1 << EB) - 1
 
     async def bench(ctx):
         for _ in range(300):
             a = [rnd.randrange(1 << EB) for _ in range(w)]
-            b = [rnd.choice([rnd.randrange(1 << EB), a[i], a[i] ^ 1, a[i] ^ (1 << (EB - 1))])
+            b = [rnd.choice([rnd.randrange(1 << EB), a[i], a[i] ^ 1, a[i] ^ (1 << (EB - 1)),
+                             mask])
                  for i in range(w)]
+            z = [rnd.random() < 0.2 for _ in range(w)]
             for i in range(w):
                 ctx.set(dut.a[i], a[i])
-                ctx.set(dut.an[i], ~a[i] & ((1 << EB) - 1))
-                ctx.set(dut.b[i], b[i])
+                ctx.set(dut.bn[i], ~b[i] & mask)
+            ctx.set(dut.a_ones, sum(v << i for i, v in enumerate(z)))
             await ctx.tick()
-            await ctx.tick()
-            assert [ctx.get(dut.mins[i]) for i in range(w)] == \
-                [min(x, y) for x, y in zip(a, b)]
-            assert [ctx.get(dut.maxs[i]) for i in range(w)] == \
-                [max(x, y) for x, y in zip(a, b)]
+            assert ctx.get(dut.gt) == sum((z[i] or a[i] > b[i]) << i for i in range(w))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
