@@ -114,16 +114,8 @@ def accel_transactions(index, queries, layout, accel, *, tags=None, refs=None,
     cores = cfg.nand.cores + cfg.nand.raw_vector_cores
     beat_bytes = accel.path_bits // 8
     store = {}
-    if store_file is not None:
-        size = Path(store_file).stat().st_size
-        if size % (cores * beat_bytes):
-            raise ValueError(f"{store_file}: {size} bytes is not a whole number of "
-                             f"{beat_bytes}-byte words on each of {cores} cores")
-        store = {"core_words": accel.pages * cfg.nand.page_bytes // beat_bytes,
-                 "file_core_words": size // (cores * beat_bytes)}
-        if store["file_core_words"] > store["core_words"]:
-            raise ValueError(f"the image's store ({store['file_core_words']} words per core) "
-                             f"exceeds the design's ({store['core_words']})")
+    if store_file is not None:  # the file itself is read by the bench (it may not exist yet)
+        store = {"core_words": accel.pages * cfg.nand.page_bytes // beat_bytes}
     cb = None
     if codebook is not None:
         from proxima.hdl.pq import pack_codebook
@@ -161,14 +153,20 @@ class StoreWords:
     """The words the store port reads: core ``c``'s part of the store file (``file_core_words``
     words) at the first of the design's ``core_words`` words of core ``c``, zeros beyond."""
 
-    def __init__(self, path: str, beat_bytes: int, core_words: int, file_core_words: int):
+    def __init__(self, path: str, beat_bytes: int, cores: int, core_words: int):
         raw = Path(path).read_bytes()
+        if len(raw) % (cores * beat_bytes):
+            raise ValueError(f"{path}: {len(raw)} bytes is not a whole number of "
+                             f"{beat_bytes}-byte words on each of {cores} cores")
         if beat_bytes in (1, 2, 4, 8):
             self.words = np.frombuffer(raw, dtype=f"<u{beat_bytes}").tolist()
         else:
             self.words = [int.from_bytes(raw[i:i + beat_bytes], "little")
                           for i in range(0, len(raw), beat_bytes)]
-        self.core_words, self.file_core_words = core_words, file_core_words
+        self.core_words, self.file_core_words = core_words, len(self.words) // cores
+        if self.file_core_words > core_words:
+            raise ValueError(f"the image's store ({self.file_core_words} words per core) "
+                             f"exceeds the design's ({core_words})")
 
     def __getitem__(self, addr: int) -> int:
         core, off = divmod(addr, self.core_words)
@@ -425,8 +423,7 @@ async def _reset(dut, d: dict) -> list[int] | None:
                "soft_reset": 0}
     words = None
     if d.get("store_file"):
-        words = StoreWords(d["store_file"], d["beat_bytes"], d["core_words"],
-                           d["file_core_words"])
+        words = StoreWords(d["store_file"], d["beat_bytes"], d["cores"], d["core_words"])
         signals["store_data"] = 0
     await bench.reset(dut, inputs=["query", "cb_wr"], outputs=["result", "stats"],
                       signals=signals)
