@@ -208,12 +208,14 @@ def board_layout(cfg: ProximaConfig, spec: BoardSpec, *, index_path=None, n=None
                 k -= 16
             return lay(k)
         # the largest n whose store (the controller's map: every core padded to a power
-        # of two pages) fits: DP16KD of 512 x 36 bits, ceil(beat / 36) side by side
+        # of two pages) fits: the DP16KD of the board's StoreRAM (a depth cascade)
+        from proxima.hdl.lib.vendor import store_dp16kd_shape
         beat = store_word_bits(cfg)
         budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK - 4  # 4 spare
 
         def blocks(k):
-            return -(-store_map(lay(k), beat // 8)[1] // 512) * -(-beat // 36)
+            _, deep, wide = store_dp16kd_shape(beat, store_map(lay(k), beat // 8)[1])
+            return deep * wide
         best = None
         k = 16
         while k <= cfg.engine.max_vertices and blocks(k) <= budget:
@@ -289,7 +291,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     opts = fpga_options("accel") if spec.name == "ulx3s-85f" else {}
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
                      queues=queues or None, pq_options=opts.pop("pq_options", None),
-                     accel_options=opts)
+                     accel_options=opts,
+                     store_impl="ecp5" if spec.name == "ulx3s-85f" else "generic")
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)

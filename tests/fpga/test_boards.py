@@ -7,6 +7,7 @@ import pytest
 from amaranth.hdl import Fragment, Module, Signal
 
 from proxima.config import preset
+from proxima.hdl.lib.vendor import StoreRAM
 from proxima.fpga.boards import (BOARDS, DP16KD_LINK, DP16KD_PER_CONTEXT, ECP5_85F_DP16KD,
                                  BuildError, board_layout, build, ecp5_pll, format_report,
                                  store_word_bits)
@@ -37,8 +38,8 @@ def test_nominal_ulx3s_store_is_the_largest_that_fits(queues):
     beat = store_word_bits(cfg)
     budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK
 
-    def blocks(layout):
-        return -(-store_map(layout, beat // 8)[1] // 512) * -(-beat // 36)
+    def blocks(layout):  # the board's store: StoreRAM's DP16KD (a depth cascade)
+        return StoreRAM(beat, store_map(layout, beat // 8)[1], impl="ecp5").primitives
     assert blocks(lay) <= budget
     bigger = board_layout(cfg, BOARDS["ulx3s-85f"], n=lay.n + 16)
     assert blocks(bigger) > budget - 4
