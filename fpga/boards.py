@@ -253,12 +253,13 @@ def _tool_env(spec: BoardSpec) -> dict:
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
           clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
           link_only: bool = False, queues: int | None = None,
-          router: str | None = None) -> dict:
+          router: str | None = None, placer_density: float | None = None) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
     (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
     (default :data:`ULX3S_QUEUES`); ``router``: nextpnr's router (:data:`ROUTERS`; default
-    the tool's, router1)."""
+    the tool's, router1); ``placer_density``: the analytic placer's maximum cell density
+    (``--placer-heap-beta``, in (0, 1]; default the tool's)."""
     from proxima.hdl.board import BoardCore
     from proxima.hdl.registry import fpga_options
     from proxima.sim.runner import patched_environ
@@ -267,6 +268,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     spec = BOARDS[board]
     if router is not None and router not in ROUTERS:
         raise BuildError(f"unknown router {router!r}; choose from {', '.join(ROUTERS)}")
+    if placer_density is not None and not 0 < placer_density <= 1:
+        raise BuildError(f"placer density must be in (0, 1], got {placer_density}")
     if link_only and spec.engine:
         import dataclasses
         spec = dataclasses.replace(spec, engine=False)
@@ -303,7 +306,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
                 top, name="top", build_dir=str(out_dir), do_program=False,
                 nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
                 + (f" --freq {clock}" if spec.name == "icebreaker" else "")
-                + (f" --router {router}" if router else ""),
+                + (f" --router {router}" if router else "")
+                + (f" --placer-heap-beta {placer_density}" if placer_density else ""),
                 synth_opts="", verbose=False)
     except Exception as e:  # noqa: BLE001 - amaranth raises plain errors from the tools
         raise BuildError(f"{board} build failed: {str(e).splitlines()[0] if str(e) else e}; "
@@ -320,7 +324,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         "store_words": core.store_words, "store_bytes": core.store_words * core.bb,
         "image": {"n_max": lay.n, "hot": lay.hot, "gap_width": lay.gap_width},
         "cells": {name: util.get(cell, (0, 0)) for name, cell in spec.cells.items()},
-        "utilization": util, "seed": seed, "router": router or "router1", "seconds": round(time.monotonic() - t0, 1),
+        "utilization": util, "seed": seed, "router": router or "router1",
+        "placer_density": placer_density, "seconds": round(time.monotonic() - t0, 1),
         "bitstream": str(bit),
     }
     if "FF" not in spec.cells:  # iCE40: a logic cell holds a LUT and a FF; count them in yosys

@@ -96,11 +96,15 @@ def test_board_layout_of_an_image(tmp_path):
 
 
 def test_ulx3s_build_needs_the_registered_store_read(tmp_path):
-    # refused before any tool runs: a one-cycle store read, an unknown router
+    # refused before any tool runs: a one-cycle store read, an unknown router, a
+    # placer density outside (0, 1]
     for low in (1, 2):
         with pytest.raises(BuildError, match="engine.store_latency = 3"):
             build("ulx3s-85f", preset("default").override([f"engine.store_latency={low}"]),
                   out_dir=tmp_path, n=16, queues=1)
     with pytest.raises(BuildError, match="unknown router"):
         build("ulx3s-85f", preset("default"), out_dir=tmp_path, router="router3")
+    for bad in (0.0, 1.5):
+        with pytest.raises(BuildError, match="placer density"):
+            build("ulx3s-85f", preset("default"), out_dir=tmp_path, placer_density=bad)
     assert preset("default").engine.store_latency == 3
