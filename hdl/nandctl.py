@@ -93,7 +93,7 @@ stream can be connected straight to ``NandController.req``.  Spec:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -399,10 +399,21 @@ def _div_fpp(cfg: ProximaConfig, j, g):
 
 
 def frame_location(cfg: ProximaConfig, g, v):
-    """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression)."""
+    """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression).
+
+    With a frames-per-page register the offset ``(j - q fpp) stride`` is computed as ``j
+    stride - q (fpp stride)`` (equal: ``q = j // fpp``, so both are ``(j mod fpp) stride <
+    P``): two multiplications in series (``j * fpp_recip`` or ``fpp * stride``, then ``q *
+    (fpp * stride)``) instead of three, the reader's address path on the FPGA
+    (``docs/RESOURCES.md``, "Boards")."""
     j, core = divmod_const(v, cfg.nand.cores)
-    pg, slot = _div_fpp(cfg, j, g)
-    return core, g.hot_pages + pg, slot * g.stride
+    if isinstance(g.frames_per_page, int):
+        pg, slot = _div_fpp(cfg, j, g)
+        return core, g.hot_pages + pg, slot * g.stride
+    q = _div_fpp(cfg, j, g)[0]
+    width = bits_for(cfg.nand.page_bytes) + len(Value.cast(g.stride))  # of slot * stride
+    off = (j * g.stride - q * (g.frames_per_page * g.stride))[:width]
+    return core, g.hot_pages + q, off
 
 
 def hot_chunk_location(cfg: ProximaConfig, g, v, a, copy=0):
