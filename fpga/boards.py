@@ -186,10 +186,13 @@ def _dp16kd_budget(queues: int) -> int:
 
 def _store_dp16kd(layout) -> int:
     """DP16KD of the ULX3S store for ``layout`` (the controller's map: every core padded to
-    a power of two pages; blocks of 512 x 36 bits, ``ceil(beat / 36)`` side by side)."""
+    a power of two pages) in the board's :class:`~proxima.hdl.lib.vendor.StoreRAM` (a depth
+    cascade)."""
     from proxima.golden.link import store_map
+    from proxima.hdl.lib.vendor import store_dp16kd_shape
     beat = store_word_bits(layout.cfg)
-    return -(-store_map(layout, beat // 8)[1] // 512) * -(-beat // 36)
+    _, deep, wide = store_dp16kd_shape(beat, store_map(layout, beat // 8)[1])
+    return deep * wide
 
 
 def _link_store_bytes(layout) -> int:
@@ -289,12 +292,13 @@ def _tool_env(spec: BoardSpec) -> dict:
 def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=None,
           clock_mhz: float | None = None, baud: int | None = None, seed: int = 1,
           link_only: bool = False, queues: int | None = None,
-          router: str | None = None) -> dict:
+          router: str | None = None, placer_density: float | None = None) -> dict:
     """Build the bitstream of ``board``; returns the report (also written as
     ``report.json`` in ``out_dir``).  ``link_only``: the link subset without the engine
     (what the iCEBreaker always gets); ``queues``: search contexts of the Accelerator
     (default :data:`ULX3S_QUEUES`); ``router``: nextpnr's router (:data:`ROUTERS`; default
-    the tool's, router1)."""
+    the tool's, router1); ``placer_density``: the analytic placer's maximum cell density
+    (``--placer-heap-beta``, in (0, 1]; default the tool's)."""
     from proxima.hdl.board import BoardCore
     from proxima.hdl.registry import fpga_options
     from proxima.sim.runner import patched_environ
@@ -303,6 +307,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     spec = BOARDS[board]
     if router is not None and router not in ROUTERS:
         raise BuildError(f"unknown router {router!r}; choose from {', '.join(ROUTERS)}")
+    if placer_density is not None and not 0 < placer_density <= 1:
+        raise BuildError(f"placer density must be in (0, 1], got {placer_density}")
     if link_only and spec.engine:
         import dataclasses
         spec = dataclasses.replace(spec, engine=False)
@@ -327,7 +333,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     opts = fpga_options("accel") if spec.name == "ulx3s-85f" else {}
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
                      queues=queues or None, pq_options=opts.pop("pq_options", None),
-                     accel_options=opts)
+                     accel_options=opts,
+                     store_impl="ecp5" if spec.name == "ulx3s-85f" else "generic")
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)
@@ -338,7 +345,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
                 top, name="top", build_dir=str(out_dir), do_program=False,
                 nextpnr_opts=f"--timing-allow-fail --seed {seed} --report top.report.json"
                 + (f" --freq {clock}" if spec.name == "icebreaker" else "")
-                + (f" --router {router}" if router else ""),
+                + (f" --router {router}" if router else "")
+                + (f" --placer-heap-beta {placer_density}" if placer_density else ""),
                 synth_opts="", verbose=False)
     except Exception as e:  # noqa: BLE001 - amaranth raises plain errors from the tools
         raise BuildError(f"{board} build failed: {str(e).splitlines()[0] if str(e) else e}; "
@@ -355,7 +363,8 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
         "store_words": core.store_words, "store_bytes": core.store_words * core.bb,
         "image": {"n_max": lay.n, "hot": lay.hot, "gap_width": lay.gap_width},
         "cells": {name: util.get(cell, (0, 0)) for name, cell in spec.cells.items()},
-        "utilization": util, "seed": seed, "router": router or "router1", "seconds": round(time.monotonic() - t0, 1),
+        "utilization": util, "seed": seed, "router": router or "router1",
+        "placer_density": placer_density, "seconds": round(time.monotonic() - t0, 1),
         "bitstream": str(bit),
     }
     if "FF" not in spec.cells:  # iCE40: a logic cell holds a LUT and a FF; count them in yosys

@@ -32,7 +32,7 @@ Parameters
 ``Accelerator(cfg, layout, *, image=None, queues=None, codebook=None, beat_bits=None,
 reorder_slots=4, ctl_depth=None, counter_bits=32, tag_bits=16, resp_stall_seed=0,
 pq_options=None, bloom_options=None, external_store=False, shared_sorter=True,
-path_bits=None, pages=None)``:
+path_bits=None, pages=None, store_port_latency=1)``:
 ``cfg``/``codebook``/``beat_bits``/``pq_options``/``bloom_options`` as
 :class:`~proxima.hdl.engine.SearchEngine`; ``layout`` gives the reset value of the geometry
 registers ``geom`` and, unless ``pages`` is given, the store's capacity; ``pages``: the
@@ -49,7 +49,9 @@ never blocks requests to the others at the arbiter's output); ``resp_stall_seed`
 seed holds the controller's response ``ready`` low on about half of the cycles (random NAND
 latencies, for testbenches); ``external_store``: no store inside, the controller's store
 port (``store_addr``, ``store_en``, ``store_data`` of ``path_bits``: see
-:mod:`proxima.hdl.nandctl`) is on the interface (a board's block RAM written by the host, or external memory).
+:mod:`proxima.hdl.nandctl`) is on the interface (a board's block RAM written by the host, or external memory);
+``store_port_latency``: that port's read latency (2: it holds the controller's data register
+of ``engine.store_latency = 3``, :class:`~proxima.hdl.nandctl.NandController`).
 
 Interface
 ---------
@@ -129,7 +131,7 @@ class Accelerator(wiring.Component):
                  tag_bits: int = 16, resp_stall_seed: int = 0, pq_options: dict | None = None,
                  bloom_options: dict | None = None, external_store: bool = False,
                  shared_sorter: bool = True, path_bits: int | None = None,
-                 pages: int | None = None):
+                 pages: int | None = None, store_port_latency: int = 1):
         self.cfg, self.layout = cfg, layout
         self.queues = cfg.engine.queues if queues is None else int(queues)
         if not 1 <= self.queues <= 256:
@@ -170,7 +172,8 @@ class Accelerator(wiring.Component):
         self.ctl = NandController(cfg, depth=max(2, depth), pages=self.pages,
                                   beat_bits=self.path_bits,
                                   tag_bits=max(1, ceil_log2(S)) + max(1, ceil_log2(self.queues)),
-                                  image=image, external_store=external_store)
+                                  image=image, external_store=external_store,
+                                  store_port_latency=store_port_latency)
         self.external_store = bool(external_store)
         self.rob = [ReorderBuffer(S, self.nb, self.beat_bits, in_bits=self.path_bits)
                     for _ in range(self.queues)]

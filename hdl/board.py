@@ -6,7 +6,8 @@ per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protoc
 :mod:`proxima.golden.link` (read its docstring); the host driver is :mod:`proxima.fpga.host`.
 
 ``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, queues=None, query_slots=4,
-result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
+result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None,
+store_impl="generic")``
 
 * ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
   one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
@@ -42,18 +43,23 @@ result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None)``
   :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
   replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
+* ``store_impl``: the store's :class:`~proxima.hdl.lib.vendor.StoreRAM` implementation
+  (``"generic"``: an Amaranth memory, any simulator; ``"ecp5"``: DP16KD instances, the
+  ULX3S build); same cycles.
 * Store: one memory of the NAND controller's ``store_data`` words (``len(acc.store_data)``
   bits, the controller's beat, which may be wider than a context's), laid out as the
   controller's store (:mod:`proxima.golden.nandctl`, "Backing store": index cores then
   raw-vector cores, each :meth:`~proxima.hdl.accel.Accelerator.store_pages` pages).  One
   write port (the link) and one read port: the controller's ``store_addr`` / ``store_en``
-  / ``store_data`` (read latency one cycle, the data held while ``store_en`` is low: the
-  RAM's own read port with enable; with ``engine.store_latency`` 2 the controller
-  registers the address, with 3 also the data after the RAM's output multiplexer: the ECP5
-  build takes 3, :mod:`proxima.fpga.boards`), or the link's read-back while the
-  accelerator is idle
-  (store commands are refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's
-  data through a register.
+  / ``store_data`` (the RAM's read port with enable, the data held while ``store_en``
+  is low; with ``engine.store_latency`` 2 the controller registers the address; with 3
+  (the ECP5 build, :mod:`proxima.fpga.boards`) the data register is the RAM's own second
+  read cycle -- a :class:`~proxima.hdl.lib.vendor.StoreRAM` of latency 2, the controller
+  built with ``store_port_latency=2`` -- so on the ECP5 it is each DP16KD's output
+  register, ahead of the depth cascade's multiplexer; with 1 or 2 the RAM has read
+  latency 1), or the link's read-back while the accelerator is idle (store commands are
+  refused with ``ERR_BUSY`` otherwise); the read-back takes the RAM's data two cycles
+  after the address (through a register behind a latency-1 RAM).
 * Queries: a FIFO of ``query_slots`` queries (``dim`` bytes each) and one of their 16-bit
   tags feed ``Accelerator.query`` (the tag at the tag FIFO's head with every element); the
   accelerator runs up to ``queues`` of them at once, so ``query_slots + queues`` queries
@@ -77,7 +83,6 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -85,6 +90,7 @@ from proxima.config import ProximaConfig
 from proxima.golden import link as L
 from proxima.golden.layout import GEOMETRY_FIELDS, Layout, geometry_bounds
 from proxima.hdl.accel import STAT_COUNTERS, Accelerator
+from proxima.hdl.lib.vendor import StoreRAM
 from proxima.hdl.nandctl import frame_location, geometry_init, hot_chunk_location, raw_location
 from proxima.hdl.link.framing import FrameReceiver, FrameSender, crc16_processor
 from proxima.hdl.link.uart import UARTRx, UARTTx, uart_divisor
@@ -191,15 +197,21 @@ class BoardCore(wiring.Component):
                  divisor: int | None = None, queues: int | None = None,
                  query_slots: int = 4, result_slots: int = 4, rx_fifo: int = 512,
                  pq_options: dict | None = None, engine: bool = True,
-                 accel_options: dict | None = None):
+                 accel_options: dict | None = None, store_impl: str = "generic"):
         self.cfg, self.layout = cfg, layout
+        self.store_impl = store_impl
+        # the store's read latency: 2 (the data register inside the RAM) unless the
+        # controller reads it with store_latency 1 or 2
+        self.store_latency = 2 if not engine or cfg.engine.store_latency == 3 else 1
         self.clk_hz, self.baud = int(clk_hz), int(baud)
         self.divisor = uart_divisor(clk_hz, baud) if divisor is None else int(divisor)
         if not _pow2(cfg.nand.page_bytes):
             raise BoardError("nand.page_bytes must be a power of two")
         if engine:
             self.acc = Accelerator(cfg, layout, queues=queues, external_store=True,
-                                   pq_options=pq_options, **(accel_options or {}))
+                                   pq_options=pq_options,
+                                   store_port_latency=self.store_latency,
+                                   **(accel_options or {}))
             self.queues = self.acc.queues
             self.beat_bits = len(self.acc.store_data)
             assert self.acc.pages == L.store_pages(layout)
@@ -304,20 +316,25 @@ class BoardCore(wiring.Component):
                                        for f in GEOMETRY_FIELDS})
             g_bad = Signal()
         # ---- store ----------------------------------------------------------------------
-        m.submodules.store = store = Memory(shape=self.beat_bits, depth=self.store_words,
-                                            init=[])
-        swr = store.write_port()
-        srd = store.read_port()
+        m.submodules.store = store = StoreRAM(self.beat_bits, self.store_words,
+                                              latency=self.store_latency,
+                                              impl=self.store_impl)
+        swr = SimpleNamespace(addr=store.w_addr, data=store.w_data, en=store.w_en)
+        srd = SimpleNamespace(addr=store.r_addr, data=store.r_data, en=store.r_en)
         h_addr = Signal(range(self.store_words + 1))
         busy = Signal()
         rec_ready = Signal(range(self.result_slots + 2))
         rec_take = Signal()
         cnt = {n: Signal(32, name=f"c_{n}") for n in L.LINK_COUNTERS}
-        # the link's read-back: the store's read data registered after the RAM's output
-        # multiplexer over many block RAMs (docs/RESOURCES.md, "Boards")
-        sq = Signal(self.beat_bits)
-        with m.If(host_sel):
-            m.d.sync += sq.eq(srd.data)
+        # the link's read-back: the store's read data two cycles after the address (the
+        # RAM's own output register, or one behind a latency-1 RAM; docs/RESOURCES.md,
+        # "Boards")
+        if self.store_latency == 2:
+            sq = srd.data
+        else:
+            sq = Signal(self.beat_bits)
+            with m.If(host_sel):
+                m.d.sync += sq.eq(srd.data)
         if acc is None:
             m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
         else:

@@ -42,7 +42,13 @@ behind a cache, or a host-loaded BRAM image):
                                     ``store_en`` is low (a synchronous read port with
                                     enable), whatever ``read_latency``: the controller adds
                                     its ``L - 1`` registers itself (address, then data:
-                                    "Store read latency" below).
+                                    "Store read latency" below).  With
+                                    ``store_port_latency=2`` (only with ``L = 3``) the
+                                    port itself holds the data register: ``store_data``
+                                    presents the word one ``store_en`` edge later (the
+                                    latency-1 port followed by a register loaded with
+                                    ``store_en``, e.g. a block RAM's output register) and
+                                    the controller omits its own; same cycles.
                                     The port has no wait signal: a memory with a longer or
                                     variable latency (SDRAM) needs an on-chip buffer in front
 
@@ -87,7 +93,7 @@ stream can be connected straight to ``NandController.req``.  Spec:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -118,12 +124,18 @@ class NandController(wiring.Component):
                  transfer_cycles: int | None = None, pages: int | None = None,
                  beat_bits: int | None = None, tag_bits: int | None = None, image=None,
                  external_store: bool = False, params: CtlParams | None = None,
-                 read_latency: int | None = None):
+                 read_latency: int | None = None, store_port_latency: int = 1):
         p = params or CtlParams.from_cfg(cfg, cores=cores, depth=depth, tR_cycles=tR_cycles,
                                          transfer_cycles=transfer_cycles, pages=pages,
                                          beat_bits=beat_bits, tag_bits=tag_bits,
                                          read_latency=read_latency)
         self.cfg, self.params, self.external_store = cfg, p, bool(external_store)
+        self.store_port_latency = int(store_port_latency)
+        if self.store_port_latency not in (1, 2) or (self.store_port_latency == 2 and not (
+                self.external_store and p.read_latency == 3)):
+            raise NandCtlError(f"store_port_latency must be 1, or 2 with an external store "
+                               f"and read latency 3 (got {store_port_latency}, read latency "
+                               f"{p.read_latency})")
         if self.external_store and image is not None:
             raise NandCtlError("an external store gets no image at elaboration")
         self._init = None if self.external_store else \
@@ -202,7 +214,8 @@ class NandController(wiring.Component):
             m.d.comb += rd_addr.eq(addr_q)
         else:
             m.d.comb += rd_addr.eq(eng_addr)
-        for i in range(p.read_latency - 2):  # registers after the read port
+        # registers after the read port (a port of latency 2 holds the data register)
+        for i in range(p.read_latency - 1 - self.store_port_latency):
             q = Signal(p.beat_bits, name=f"store_q{i}")
             with m.If(rd_en):
                 m.d.sync += q.eq(rd_data)
@@ -386,10 +399,21 @@ def _div_fpp(cfg: ProximaConfig, j, g):
 
 
 def frame_location(cfg: ProximaConfig, g, v):
-    """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression)."""
+    """``(core, page, byte offset)`` of the normal frame of vertex ``v`` (an expression).
+
+    With a frames-per-page register the offset ``(j - q fpp) stride`` is computed as ``j
+    stride - q (fpp stride)`` (equal: ``q = j // fpp``, so both are ``(j mod fpp) stride <
+    P``): two multiplications in series (``j * fpp_recip`` or ``fpp * stride``, then ``q *
+    (fpp * stride)``) instead of three, the reader's address path on the FPGA
+    (``docs/RESOURCES.md``, "Boards")."""
     j, core = divmod_const(v, cfg.nand.cores)
-    pg, slot = _div_fpp(cfg, j, g)
-    return core, g.hot_pages + pg, slot * g.stride
+    if isinstance(g.frames_per_page, int):
+        pg, slot = _div_fpp(cfg, j, g)
+        return core, g.hot_pages + pg, slot * g.stride
+    q = _div_fpp(cfg, j, g)[0]
+    width = bits_for(cfg.nand.page_bytes) + len(Value.cast(g.stride))  # of slot * stride
+    off = (j * g.stride - q * (g.frames_per_page * g.stride))[:width]
+    return core, g.hot_pages + q, off
 
 
 def hot_chunk_location(cfg: ProximaConfig, g, v, a, copy=0):

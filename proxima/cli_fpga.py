@@ -1,8 +1,8 @@
 """``proxima fpga ...``: bitstreams, programming and queries on a board.
 
 ``proxima fpga build --board ulx3s-85f|icebreaker [--preset P] [--set S.K=V ...]
-[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--router R] [--link-only]
-[--out DIR] [--json F]``
+[--index IMG] [--vertices N] [--queues Q] [--clock MHZ] [--baud B] [--seed S] [--router R]
+[--placer-density D] [--link-only] [--out DIR] [--json F]``
     build the bitstream (:func:`proxima.fpga.boards.build`) and print the report (LUT, FF,
     BRAM, DSP, Fmax against the requested clock; JSON in ``DIR/report.json`` and ``--json``).
     Exit status 1 when the requested clock is not met.
@@ -62,6 +62,10 @@ def add_parser(subparsers):
     b.add_argument("--router", choices=sorted(ROUTERS), default=None,
                    help="nextpnr router (default router1; router2 for the congested engine "
                         "builds)")
+    b.add_argument("--placer-density", type=float, default=None, metavar="D",
+                   help="nextpnr's analytic placer's maximum cell density (0 < D <= 1, "
+                        "its --placer-heap-beta; default the tool's 0.9): lower spreads the "
+                        "design for the router")
     b.add_argument("--link-only", action="store_true",
                    help="the link and the store without the engine (always on icebreaker)")
     b.add_argument("--out", help="build directory (default build/fpga/BOARD)")
@@ -107,7 +111,8 @@ def _cmd_build(args) -> int:
         out = Path(args.out) if args.out else BUILD_ROOT / args.board
         r = build(args.board, cfg, out_dir=out, index_path=args.index, n=args.vertices,
                   clock_mhz=args.clock, baud=args.baud, seed=args.seed,
-                  link_only=args.link_only, queues=args.queues, router=args.router)
+                  link_only=args.link_only, queues=args.queues, router=args.router,
+                  placer_density=args.placer_density)
     except (BuildError, ConfigError, ValueError) as e:
         raise _UserError(str(e)) from None
     print(format_report(r))

@@ -2,6 +2,9 @@
 
 * :class:`BlockRAM`: a single-port RAM with a registered read, ``impl="generic"`` (an
   Amaranth ``Memory``; any simulator) or ``impl="ecp5"`` (``DP16KD`` instances).
+* :class:`StoreRAM`: a simple dual-port RAM (one write port, one read port with an enable)
+  of any depth, read latency 1 or 2, ``impl="generic"`` or ``impl="ecp5"`` (``DP16KD``
+  instances in a depth cascade, the second cycle the RAM's own output register).
 * :func:`carry_out`: ``a < b`` written as the carry out of an addition of two registers,
   the form yosys maps to a bare ECP5 carry chain (generic logic everywhere else).
 
@@ -59,8 +62,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["carry_out", "BramError", "BlockRAM", "BRAM_LATENCY", "BRAM_IMPLS", "DP16KD_MODES",
-           "dp16kd_mode", "dp16kd_count", "dp16kd_initvals", "dp16kd_model_verilog",
-           "write_dp16kd_model"]
+           "StoreRAM", "store_dp16kd_shape", "dp16kd_mode", "dp16kd_count", "dp16kd_initvals",
+           "dp16kd_model_verilog", "write_dp16kd_model"]
 
 #: edges from the edge that samples the address to read data valid (RAM + output register)
 BRAM_LATENCY = 2
@@ -232,6 +235,141 @@ class BlockRAM(wiring.Component):
                 p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                 p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_GSR="DISABLED",
                 **params, **ports)
+        return m
+
+
+def store_dp16kd_shape(width: int, depth: int) -> tuple[int, int, int]:
+    """``(mode, deep, wide)`` of an ``impl="ecp5"`` :class:`StoreRAM`: the DP16KD port
+    width (x1 .. x18; true dual port, so at most 18) that needs the fewest primitives,
+    ``deep`` primitives in the depth cascade and ``wide`` side by side (``deep * wide``
+    DP16KD; ties go to the shallower cascade)."""
+    if width < 1 or depth < 1:
+        raise BramError(f"width and depth must be >= 1, got {width} x {depth}")
+    best = None
+    for w, d in DP16KD_MODES:
+        deep, wide = -(-depth // d), -(-width // w)
+        if best is None or (deep * wide, deep) < (best[1] * best[2], best[1]):
+            best = (w, deep, wide)
+    return best
+
+
+class StoreRAM(wiring.Component):
+    """``depth`` x ``width`` simple dual-port RAM: a write port and a read port with an
+    enable, read latency ``latency`` (1 or 2), no initial contents (all zeros).
+
+    Interface: ``w_addr`` ``In(range(depth))``, ``w_en``, ``w_data`` ``In(width)``;
+    ``r_addr`` ``In(range(depth))``, ``r_en`` ``In(1)``, ``r_data`` ``Out(width)``.
+
+    Timing: an edge with ``w_en`` high writes ``w_data`` to ``w_addr``.  ``latency = 1``:
+    an edge with ``r_en`` high reads the word at ``r_addr`` into ``r_data``, which holds it
+    until the next such edge (a synchronous read port with enable).  ``latency = 2``: the
+    same followed by a register loaded on the edges with ``r_en`` high, i.e. ``r_data`` is
+    the latency-1 port's data one ``r_en`` edge later (the NAND controller's
+    ``store_latency = 3`` data register, :mod:`proxima.hdl.nandctl`).  A read of the word
+    written on the same edge returns an undefined word on the ECP5 (the generic twin
+    returns the old one): the users never read a word they are writing.
+
+    ``impl="generic"``: an Amaranth :class:`~amaranth.lib.memory.Memory` (+ the register
+    for ``latency = 2``).  ``impl="ecp5"``: ``deep x wide`` ``DP16KD`` of
+    :func:`store_dp16kd_shape` (``primitives``), port A writing (``WEA`` decoded from the
+    address's high part), port B reading (``CEB = r_en``; with ``latency = 2``
+    ``REGMODE_B = "OUTREG"`` and ``OCEB = r_en``, so the second cycle is the block RAM's own
+    output register and its clock-to-out leaves the fabric path), the cascade's outputs
+    multiplexed by the read address's high part delayed like the data (registers loaded
+    with ``r_en``).  Pins as :class:`BlockRAM` (``AD[13:k]`` the word address, x18 with
+    ``AD1:0 = 1``).  Simulate it with :func:`dp16kd_model_verilog`.
+    """
+
+    def __init__(self, width: int, depth: int, *, latency: int = 1, impl: str = "generic"):
+        if impl not in BRAM_IMPLS:
+            raise BramError(f"impl must be one of {BRAM_IMPLS}, got {impl!r}")
+        if int(latency) not in (1, 2):
+            raise BramError(f"latency must be 1 or 2, got {latency}")
+        self.width, self.depth, self.impl = int(width), int(depth), impl
+        self.latency = int(latency)
+        self.mode, self.deep, self.wide = store_dp16kd_shape(self.width, self.depth)
+        self.primitives = self.deep * self.wide
+        super().__init__({
+            "w_addr": In(range(self.depth)), "w_en": In(1), "w_data": In(self.width),
+            "r_addr": In(range(self.depth)), "r_en": In(1), "r_data": Out(self.width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.impl == "generic":
+            mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+            m.submodules.mem = mem
+            wp = mem.write_port()
+            rp = mem.read_port()  # synchronous, not transparent: the old word
+            m.d.comb += [wp.addr.eq(self.w_addr), wp.en.eq(self.w_en),
+                         wp.data.eq(self.w_data), rp.addr.eq(self.r_addr), rp.en.eq(self.r_en)]
+            if self.latency == 1:
+                m.d.comb += self.r_data.eq(rp.data)
+            else:
+                q = Signal(self.width, reset_less=True)
+                with m.If(self.r_en):
+                    m.d.sync += q.eq(rp.data)
+                m.d.comb += self.r_data.eq(q)
+            return m
+        w, d = self.mode, dict(DP16KD_MODES)[self.mode]
+        lo = {18: 4, 9: 3, 4: 2, 2: 1, 1: 0}[w]
+        low_bits = (d - 1).bit_length()
+        abits = len(self.w_addr)
+        hi_bits = max(0, abits - low_bits)
+        # the high address part of the read, delayed like the data
+        hi = self.r_addr[low_bits:] if hi_bits else Const(0, 1)
+        for i in range(self.latency):
+            q = Signal(len(hi), name=f"r_hi{i}", reset_less=True)
+            with m.If(self.r_en):
+                m.d.sync += q.eq(hi)
+            hi = q
+        outs = []
+        for j in range(self.deep):
+            out = Signal(self.wide * w, name=f"do{j}")
+            outs.append(out)
+            w_sel = self.w_en & ((self.w_addr[low_bits:] == j) if hi_bits else Const(1))
+            for i in range(self.wide):
+                b0 = i * w
+                n = min(w, self.width - b0)
+                ports = {
+                    "i_CLKA": ClockSignal("sync"), "i_CEA": Const(1), "i_OCEA": Const(1),
+                    "i_WEA": w_sel, "i_RSTA": Const(0),
+                    "i_CLKB": ClockSignal("sync"), "i_CEB": self.r_en,
+                    "i_OCEB": self.r_en if self.latency == 2 else Const(1),
+                    "i_WEB": Const(0), "i_RSTB": Const(0),
+                }
+                for k in range(3):
+                    ports[f"i_CSA{k}"] = Const(0)
+                    ports[f"i_CSB{k}"] = Const(0)
+                for k in range(14):
+                    for port, addr in (("A", self.w_addr), ("B", self.r_addr)):
+                        if k < lo:
+                            bit = Const(1 if w == 18 and k < 2 else 0)
+                        elif k - lo < min(abits, low_bits):
+                            bit = addr[k - lo]
+                        else:
+                            bit = Const(0)
+                        ports[f"i_AD{port}{k}"] = bit
+                for k in range(18):
+                    ports[f"i_DIA{k}"] = self.w_data[b0 + k] if k < n else Const(0)
+                    ports[f"i_DIB{k}"] = Const(0)
+                    if k < n:
+                        ports[f"o_DOB{k}"] = out[b0 + k]
+                m.submodules[f"dp16kd{j}_{i}"] = Instance(
+                    "DP16KD",
+                    p_DATA_WIDTH_A=w, p_DATA_WIDTH_B=w,
+                    p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG" if self.latency == 2 else "NOREG",
+                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
+                    p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_GSR="DISABLED",
+                    **ports)
+        if self.deep == 1:
+            m.d.comb += self.r_data.eq(outs[0][:self.width])
+        else:
+            with m.Switch(hi):
+                for j in range(self.deep):
+                    with m.Case(j):
+                        m.d.comb += self.r_data.eq(outs[j][:self.width])
         return m
 
 

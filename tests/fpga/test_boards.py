@@ -7,6 +7,7 @@ import pytest
 from amaranth.hdl import Fragment, Module, Signal
 
 from proxima.config import preset
+from proxima.hdl.lib.vendor import StoreRAM
 from proxima.fpga.boards import (BOARDS, DP16KD_LINK, DP16KD_PER_CONTEXT, ECP5_85F_DP16KD,
                                  BuildError, board_layout, build, ecp5_pll, format_report,
                                  store_word_bits)
@@ -37,8 +38,8 @@ def test_nominal_ulx3s_store_is_the_largest_that_fits(queues):
     beat = store_word_bits(cfg)
     budget = ECP5_85F_DP16KD - DP16KD_PER_CONTEXT * queues - DP16KD_LINK
 
-    def blocks(layout):
-        return -(-store_map(layout, beat // 8)[1] // 512) * -(-beat // 36)
+    def blocks(layout):  # the board's store: StoreRAM's DP16KD (a depth cascade)
+        return StoreRAM(beat, store_map(layout, beat // 8)[1], impl="ecp5").primitives
     assert blocks(lay) <= budget
     # the next size does not fit: refused with the figures, before any tool runs
     with pytest.raises(BuildError, match=rf"store for {lay.n + 16} vertices needs \d+ DP16KD"):
@@ -96,11 +97,15 @@ def test_board_layout_of_an_image(tmp_path):
 
 
 def test_ulx3s_build_needs_the_registered_store_read(tmp_path):
-    # refused before any tool runs: a one-cycle store read, an unknown router
+    # refused before any tool runs: a one-cycle store read, an unknown router, a
+    # placer density outside (0, 1]
     for low in (1, 2):
         with pytest.raises(BuildError, match="engine.store_latency = 3"):
             build("ulx3s-85f", preset("default").override([f"engine.store_latency={low}"]),
                   out_dir=tmp_path, n=16, queues=1)
     with pytest.raises(BuildError, match="unknown router"):
         build("ulx3s-85f", preset("default"), out_dir=tmp_path, router="router3")
+    for bad in (0.0, 1.5):
+        with pytest.raises(BuildError, match="placer density"):
+            build("ulx3s-85f", preset("default"), out_dir=tmp_path, placer_density=bad)
     assert preset("default").engine.store_latency == 3

@@ -307,3 +307,141 @@ def test_carry_out_is_less_than_exhaustive():
     simulate(m, bench, clock=False)
     with pytest.raises(ValueError, match="same width"):
         carry_out(Signal(3), Signal(4))
+
+
+# ---- the board store (StoreRAM) -----------------------------------------------------------
+def _store_model(depth, cycles, seed, latency):
+    """Random stimulus (writes, reads with a random enable, never the word being written)
+    and the reference read data after each edge (None: not yet defined)."""
+    rnd = random.Random(seed)
+    mem = [0] * depth
+    port, out = None, None  # the latency-1 port's data; the latency-2 register
+    steps = []
+    for _ in range(cycles):
+        we, wa, wd = rnd.random() < 0.4, rnd.randrange(depth), rnd.randrange(1 << 20)
+        en = rnd.random() < 0.6
+        ra = rnd.randrange(depth)
+        if we and ra == wa:
+            ra = (wa + 1) % depth
+        if en:
+            out, port = port, mem[ra]
+        if we:
+            mem[wa] = wd
+        steps.append((we, wa, wd, en, ra, port if latency == 1 else out))
+    return steps
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_store_ram_generic_against_a_model(latency):
+    """The generic StoreRAM: read data after every edge as the model (a read port with
+    enable, plus a register loaded with the enable at latency 2)."""
+    from proxima.hdl.lib.vendor import StoreRAM
+    width, depth = 20, 300
+    dut = StoreRAM(width, depth, latency=latency)
+    steps = _store_model(depth, 800, latency, latency)
+
+    async def bench(ctx):
+        checked = 0
+        for we, wa, wd, en, ra, expect in steps:
+            ctx.set(dut.w_en, we)
+            ctx.set(dut.w_addr, wa)
+            ctx.set(dut.w_data, wd)
+            ctx.set(dut.r_en, en)
+            ctx.set(dut.r_addr, ra)
+            await ctx.tick()
+            if expect is not None:
+                assert ctx.get(dut.r_data) == expect
+                checked += 1
+        assert checked > 700
+    simulate(dut, bench)
+
+
+def test_store_ram_shapes_and_errors():
+    from proxima.hdl.lib.vendor import BramError, StoreRAM, store_dp16kd_shape
+    # the ULX3S store of the default preset: 5,120 words of 256 bits in x18, 5 deep
+    assert store_dp16kd_shape(256, 5120) == (18, 5, 15)
+    assert store_dp16kd_shape(64, 1024) == (18, 1, 4)
+    assert store_dp16kd_shape(4, 16384) == (1, 1, 4)
+    assert StoreRAM(256, 5120, impl="ecp5").primitives == 75
+    with pytest.raises(BramError, match="latency"):
+        StoreRAM(8, 8, latency=3)
+    with pytest.raises(BramError, match="impl"):
+        StoreRAM(8, 8, impl="xilinx")
+    with pytest.raises(BramError, match="width and depth"):
+        store_dp16kd_shape(0, 8)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("width,depth,latency", [(40, 3000, 2), (20, 1024, 2), (9, 2500, 1),
+                                                 (36, 5120, 2)])
+def test_store_ram_ecp5_matches_the_model(tmp_path, width, depth, latency):
+    """The DP16KD StoreRAM (Icarus, the behavioural DP16KD model) gives the model's read
+    data after every edge: the depth cascade's write decode and output multiplexer, the
+    output register as the second cycle (OCE = r_en); and the check sees a wrong word."""
+    import shutil
+    import subprocess
+
+    from amaranth.back import verilog
+
+    from proxima.hdl.lib.vendor import StoreRAM, write_dp16kd_model
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        pytest.fail("Icarus Verilog is required: apt-get install iverilog")
+    dut = StoreRAM(width, depth, latency=latency, impl="ecp5")
+    assert dut.deep > 1 or depth <= 1024
+    (tmp_path / "store.v").write_text(verilog.convert(dut, name="store", emit_src=False))
+    model = write_dp16kd_model(tmp_path / "dp16kd.v")
+    steps = _store_model(depth, 3000, width, latency)
+    mask = (1 << width) - 1
+    lines = []
+    for we, wa, wd, en, ra, expect in steps:
+        lines.append(f"{int(we):x} {wa:x} {wd & mask:x} {int(en):x} {ra:x} "
+                     f"{int(expect is not None):x} {(expect or 0) & mask:x}")
+
+    def run(vectors):
+        (tmp_path / "vec.txt").write_text("\n".join(vectors) + "\n")
+        n = len(vectors)
+        (tmp_path / "tb.v").write_text(f"""`timescale 1ns/1ps
+module tb;
+  reg clk = 0, rst = 0, w_en = 0, r_en = 0;
+  reg [31:0] w_addr = 0, r_addr = 0;
+  reg [{width - 1}:0] w_data = 0;
+  wire [{width - 1}:0] r_data;
+  store dut(.clk(clk), .rst(rst), .w_addr(w_addr), .w_en(w_en), .w_data(w_data),
+            .r_addr(r_addr), .r_en(r_en), .r_data(r_data));
+  reg [63:0] v [0:{7 * n - 1}];
+  integer i, bad = 0, checked = 0, fd, c;
+  reg [63:0] a, b, d, e, f, g, h;
+  always #5 clk = ~clk;
+  initial begin
+    fd = $fopen("vec.txt", "r");
+    for (i = 0; i < {n}; i = i + 1) begin
+      c = $fscanf(fd, "%h %h %h %h %h %h %h", a, b, d, e, f, g, h);
+      @(negedge clk);
+      w_en = a; w_addr = b; w_data = d; r_en = e; r_addr = f;
+      @(posedge clk); #1;
+      if (g) begin
+        checked = checked + 1;
+        if (r_data !== h[{width - 1}:0]) bad = bad + 1;
+      end
+    end
+    $display("CHECKED %0d MISMATCHES %0d", checked, bad);
+    $finish;
+  end
+endmodule
+""")
+        subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "store.v", str(model)],
+                       cwd=tmp_path, check=True, capture_output=True)
+        out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True,
+                             capture_output=True, text=True).stdout
+        line = [ln for ln in out.splitlines() if ln.startswith("CHECKED")]
+        assert line, out
+        return int(line[0].split()[1]), int(line[0].split()[3])
+
+    checked, bad = run(lines)
+    assert checked > 2900 and bad == 0
+    # a wrong expectation is seen
+    k = max(i for i, s in enumerate(steps) if s[5] is not None)
+    parts = lines[k].split()
+    parts[6] = f"{(int(parts[6], 16) ^ 1):x}"
+    wrong = lines[:k] + [" ".join(parts)] + lines[k + 1:]
+    assert run(wrong)[1] == 1

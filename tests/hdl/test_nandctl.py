@@ -24,11 +24,12 @@ SMALL = preset("tiny").with_(nand={"page_bytes": 512, "pages_per_core": 8})
 SMALL_KW = dict(cores=3, depth=2, tR_cycles=3, transfer_cycles=2, pages=4, beat_bits=256)
 
 
-def _sim(dut, reqs, offer, ready, cycles, store=None):
+def _sim(dut, reqs, offer, ready, cycles, store=None, port_latency=1):
     """Drive ``dut`` with the driver rule of NandControllerModel.run; returns (accept cycles,
     beats as (cycle, tag, data, last), final error flag).  ``store``: word list served on
     the external store port with the documented one-cycle read latency (the controller
-    adds its ``read_latency - 1`` registers)."""
+    adds its ``read_latency - 1`` registers); ``port_latency=2``: the port holds the data
+    register too (a second register loaded with ``store_en``)."""
     accept, beats, err = [], [], []
 
     async def bench(ctx):
@@ -52,10 +53,15 @@ def _sim(dut, reqs, offer, ready, cycles, store=None):
             await ctx.tick()
         err.append(bool(ctx.get(dut.error)))
 
-    async def memory(ctx):  # synchronous read port with enable
+    async def memory(ctx):  # synchronous read port with enable (+ a register)
+        latch = 0
         async for clk_edge, rst, en, addr in ctx.tick().sample(dut.store_en, dut.store_addr):
             if en:
-                ctx.set(dut.store_data, store[addr])
+                if port_latency == 2:
+                    ctx.set(dut.store_data, latch)
+                    latch = store[addr]
+                else:
+                    ctx.set(dut.store_data, store[addr])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -66,16 +72,17 @@ def _sim(dut, reqs, offer, ready, cycles, store=None):
     return accept, beats, err[0]
 
 
-def _check_vs_model(cfg, kw, reqs, offer, ready, image, external=False):
+def _check_vs_model(cfg, kw, reqs, offer, ready, image, external=False, port_latency=1):
     params = CtlParams.from_cfg(cfg, **kw)
     exp = NandControllerModel(params, image, strict=False).run(reqs, offer, ready)
     if external:
-        dut = NandController(cfg, external_store=True, **kw)
+        dut = NandController(cfg, external_store=True, store_port_latency=port_latency,
+                             **kw)
         store = NandControllerModel(params, image).words
     else:
         dut = NandController(cfg, image=image, **kw)
         store = None
-    acc, beats, err = _sim(dut, reqs, offer, ready, exp.cycles + 3, store)
+    acc, beats, err = _sim(dut, reqs, offer, ready, exp.cycles + 3, store, port_latency)
     assert acc == exp.accept
     assert beats == [tuple(b) for b in exp.beats]
     assert err == exp.error
@@ -215,6 +222,32 @@ def test_external_store_port_matches_model(latency):
     ready = [rnd.random() < 0.6 for _ in range(50_000)]
     _check_vs_model(SMALL, kw, reqs, offer.__getitem__, ready.__getitem__,
                     store_image(params, 12), external=True)
+
+
+def test_external_store_port_with_its_own_data_register_matches_model():
+    """Read latency 3 with a port of latency 2 (the board's block RAM output register in
+    place of the controller's data register): the model's cycles, beats and data."""
+    kw = dict(SMALL_KW, cores=2, depth=3, tR_cycles=6, beat_bits=128, read_latency=3)
+    params = CtlParams.from_cfg(SMALL, **kw)
+    rng = np.random.default_rng(9)
+    reqs = random_requests(params, 150, rng)
+    rnd = random.Random(9)
+    offer = [rnd.random() < 0.5 for _ in range(50_000)]
+    ready = [rnd.random() < 0.6 for _ in range(50_000)]
+    _check_vs_model(SMALL, kw, reqs, offer.__getitem__, ready.__getitem__,
+                    store_image(params, 14), external=True, port_latency=2)
+    # the same port behind a controller that still adds its own register: wrong data
+    dut = NandController(SMALL, external_store=True, **kw)
+    exp = NandControllerModel(params, store_image(params, 14), strict=False).run(
+        reqs, offer.__getitem__, ready.__getitem__)
+    _, beats, _ = _sim(dut, reqs, offer.__getitem__, ready.__getitem__, exp.cycles + 3,
+                       NandControllerModel(params, store_image(params, 14)).words, 2)
+    assert beats != [tuple(b) for b in exp.beats]
+    with pytest.raises(NandCtlError, match="store_port_latency"):
+        NandController(SMALL, external_store=True, store_port_latency=2,
+                       **(kw | {"read_latency": 2}))
+    with pytest.raises(NandCtlError, match="store_port_latency"):
+        NandController(SMALL, store_port_latency=2, **kw)
 
 
 def test_registry_block_elaborates_default_with_external_store():
@@ -477,3 +510,40 @@ def test_mapper_into_controller_end_to_end():
     assert set(bursts) == set(expected)
     for tag in expected:  # one tag's accesses may finish out of order on different cores
         assert sorted(bursts[tag]) == sorted(expected[tag]), f"tag {tag}"
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_frame_location_with_geometry_registers_is_exact(name):
+    """``frame_location`` on the geometry registers (the reader's and the mapper's
+    address, the offset as ``j stride - q (fpp stride)``) equals golden's
+    ``Layout.frame_address`` to the byte (the requests only see access-aligned offsets)
+    for several geometries and every vertex of each (up to 600 of them)."""
+    from amaranth.hdl import Module, Signal
+
+    from proxima.golden.layout import Layout
+    from proxima.hdl.nandctl import frame_location, geometry_init, geometry_layout
+    cfg = preset(name)
+    m = Module()
+    geom = Signal(geometry_layout(cfg))
+    v = Signal(cfg.id_bits)
+    core, page, off = (Signal(16), Signal(16), Signal(24))
+    c, p, o = frame_location(cfg, geom, v)
+    m.d.comb += [core.eq(c), page.eq(p), off.eq(o)]
+    n_max = cfg.engine.max_vertices
+    lays = [Layout(cfg, n, int(n * f), w) for n, f, w in (
+        (n_max, cfg.layout.hot_fraction, cfg.id_bits), (n_max // 3 + 7, 0.1, 3),
+        (n_max // 2 + 1, 0.0, cfg.id_bits - 1), (97, 0.05, 1))]
+    assert len({lay.frames_per_page for lay in lays}) > 1
+
+    async def bench(ctx):
+        checked = 0
+        for lay in lays:
+            ctx.set(geom, geometry_init(lay))
+            step = max(1, lay.n // 600)
+            for x in range(0, lay.n, step):
+                ctx.set(v, x)
+                got = (ctx.get(core), ctx.get(page), ctx.get(off))
+                assert got == lay.frame_address(x), (lay.n, x)
+                checked += 1
+        assert checked > 1000
+    simulate(m, bench, clock=False)
