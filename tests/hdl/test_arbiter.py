@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import warnings
 
 import pytest
-from amaranth.hdl import Fragment, unsigned
+from amaranth.hdl import Fragment, UnusedElaboratable, unsigned
 
 from proxima.config import preset
 from proxima.golden.arbiter import (
@@ -56,6 +58,13 @@ def test_model_no_starvation_random():
 
 
 def test_bad_arguments():
+    with warnings.catch_warnings():  # the refused components are never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        _bad_arguments()
+        gc.collect()
+
+
+def _bad_arguments():
     with pytest.raises(ArbiterError):
         RoundRobinArbiterModel(0)
     with pytest.raises(ArbiterError, match="valid flags"):
