@@ -101,7 +101,7 @@ merge): a registered chunk index and one-hot slot within it, one AND-OR level re
 (``rd_key``).  Wide register groups take enables and selects from flip-flops of their own,
 one per request key, or ``copies`` per key each driving a slice of its bits (constructor
 argument, default from ``engine.clock_mhz``; more than one also splits each comparison
-into two registered halves, as the design that placed at 150 MHz did).  Resources and Fmax:
+into two registered halves, for clocks above 100 MHz).  Resources and Fmax:
 ``docs/RESOURCES.md`` (``candidates``).
 """
 
@@ -142,7 +142,7 @@ class CandidateListRTL(wiring.Component):
     select_latency = 6
     #: the highest ``engine.clock_mhz`` for which the default ``copies`` is 1 (one register
     #: per request key's enable and source selects, one carry chain per comparison);
-    #: above it 2 (the slicing and split comparison of the design that placed at 150 MHz)
+    #: above it 2 (each key's bits in slices, each comparison in two registered halves)
     SINGLE_COPY_MHZ = 100.0
 
     def __init__(self, cfg: ProximaConfig, copies: int | None = None):

@@ -172,17 +172,23 @@ def test_bad_requests_set_error_and_get_no_response():
     assert [b[1] for b in beats] == [3]
 
 
+def _stalls(seed, p_offer: float, p_ready: float, n: int = 50_000):
+    """Per-cycle request offers and response readies (``cycle -> bool``), seeded."""
+    rnd = random.Random(seed)
+    offer = [rnd.random() < p_offer for _ in range(n)]
+    ready = [rnd.random() < p_ready for _ in range(n)]
+    return offer.__getitem__, ready.__getitem__
+
+
 @pytest.mark.parametrize("latency", [1, 2, 3])
 def test_random_traffic_with_stalls_matches_model(latency):
     kw = SMALL_KW | {"read_latency": latency}
     params = CtlParams.from_cfg(SMALL, **kw)
     rng = np.random.default_rng(7)
     reqs = random_requests(params, 400, rng, p_bad=0.05)
-    rnd = random.Random(7)
-    offer = [rnd.random() < 0.6 for _ in range(100_000)]
-    ready = [rnd.random() < 0.5 for _ in range(100_000)]
-    exp, acc, beats = _check_vs_model(SMALL, kw, reqs, offer.__getitem__,
-                                      ready.__getitem__, store_image(params, 11))
+    offer, ready = _stalls(7, 0.6, 0.5, n=100_000)
+    exp, acc, beats = _check_vs_model(SMALL, kw, reqs, offer,
+                                      ready, store_image(params, 11))
     assert exp.error and exp.completion_stalls > 0 and len(acc) == 400
 
 
@@ -204,10 +210,8 @@ def test_edge_shapes_match_model(cfg_nand, kw, latency):
     params = CtlParams.from_cfg(cfg, **kw)
     rng = np.random.default_rng(params.cores)
     reqs = random_requests(params, 60 if params.beats <= 8 else 10, rng, p_bad=0.1)
-    rnd = random.Random(params.cores)
-    offer = [rnd.random() < 0.6 for _ in range(50_000)]
-    ready = [rnd.random() < 0.7 for _ in range(50_000)]
-    _check_vs_model(cfg, kw, reqs, offer.__getitem__, ready.__getitem__,
+    offer, ready = _stalls(params.cores, 0.6, 0.7)
+    _check_vs_model(cfg, kw, reqs, offer, ready,
                     store_image(params, 13))
 
 
@@ -217,10 +221,8 @@ def test_external_store_port_matches_model(latency):
     params = CtlParams.from_cfg(SMALL, **kw)
     rng = np.random.default_rng(8)
     reqs = random_requests(params, 150, rng)
-    rnd = random.Random(8)
-    offer = [rnd.random() < 0.5 for _ in range(50_000)]
-    ready = [rnd.random() < 0.6 for _ in range(50_000)]
-    _check_vs_model(SMALL, kw, reqs, offer.__getitem__, ready.__getitem__,
+    offer, ready = _stalls(8, 0.5, 0.6)
+    _check_vs_model(SMALL, kw, reqs, offer, ready,
                     store_image(params, 12), external=True)
 
 
@@ -231,16 +233,14 @@ def test_external_store_port_with_its_own_data_register_matches_model():
     params = CtlParams.from_cfg(SMALL, **kw)
     rng = np.random.default_rng(9)
     reqs = random_requests(params, 150, rng)
-    rnd = random.Random(9)
-    offer = [rnd.random() < 0.5 for _ in range(50_000)]
-    ready = [rnd.random() < 0.6 for _ in range(50_000)]
-    _check_vs_model(SMALL, kw, reqs, offer.__getitem__, ready.__getitem__,
+    offer, ready = _stalls(9, 0.5, 0.6)
+    _check_vs_model(SMALL, kw, reqs, offer, ready,
                     store_image(params, 14), external=True, port_latency=2)
     # the same port behind a controller that still adds its own register: wrong data
     dut = NandController(SMALL, external_store=True, **kw)
     exp = NandControllerModel(params, store_image(params, 14), strict=False).run(
-        reqs, offer.__getitem__, ready.__getitem__)
-    _, beats, _ = _sim(dut, reqs, offer.__getitem__, ready.__getitem__, exp.cycles + 3,
+        reqs, offer, ready)
+    _, beats, _ = _sim(dut, reqs, offer, ready, exp.cycles + 3,
                        NandControllerModel(params, store_image(params, 14)).words, 2)
     assert beats != [tuple(b) for b in exp.beats]
     with pytest.raises(NandCtlError, match="store_port_latency"):
