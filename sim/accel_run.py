@@ -311,11 +311,8 @@ def simulate_accel(img, queries: np.ndarray, *, cfg=None, queues: int | None = N
 def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_ready,
                       workdir, progress, max_inflight, options, seed) -> AccelRun:
     from proxima.hdl.accel import Accelerator
-    from proxima.hdl.nandctl import geometry_word
-    from proxima.hdl.pq import pack_codebook
     from proxima.sim import harness as hs
-    from proxima.sim.tb import bench
-    from proxima.sim.tb.tb_accel import TagBoard, check_globals, accel_transactions
+    from proxima.sim.tb.tb_accel import TagBoard, accel_transactions, check_globals, query_beats
 
     layout = search_layout(img, cfg)
     dut, key = harness_accel_for(img, cfg, queues, stall_seed)
@@ -326,20 +323,14 @@ def _simulate_harness(img, queries, cfg, queues, refs, stall_seed, p_valid, p_re
     work = Path(tmp.name)
     try:
         data = accel_transactions(img.index, queries, layout, dut, refs=refs, cfg=cfg,
-                                  store_file=work / "store.bin")
-        qfmt = data["query"]
-        qbeats = [bench.pack({"tag": q["tag"], "data": x}, qfmt)
-                  for q in data["queries"] for x in q["vec"]]
-        cbl = dut.contexts[0].pq.cb_layout
-        cfmt = bench.fields(cbl)
-        cbeats = [bench.pack({"addr": a, "centroid": w}, cfmt)
-                  for a, w in enumerate(pack_codebook(cfg, img.index.codebook))]
-        hs.write_inputs(work, store=Accelerator.store_image(img), query_beats=qbeats,
-                        query_bits=dut.query_layout.size, dim=cfg.vec.dim, cb_beats=cbeats,
-                        cb_bits=cbl.size, beat_bits=len(dut.store_data),
-                        entry=data["entry"], entry_code=data["entry_code"],
-                        geom=geometry_word(cfg, layout),
-                        core_words=dut.pages * cfg.nand.page_bytes // (dut.path_bits // 8),
+                                  store_file=work / "store.bin", codebook=img.index.codebook)
+        hs.write_inputs(work, store=Accelerator.store_image(img),
+                        query_beats=query_beats(data, data["queries"]),
+                        query_bits=dut.query_layout.size, dim=cfg.vec.dim,
+                        cb_beats=data["codebook"]["beats"],
+                        cb_bits=dut.cb_wr.payload.shape().size, beat_bits=len(dut.store_data),
+                        entry=data["entry"], entry_code=data["entry_code"], geom=data["geom"],
+                        core_words=data["core_words"],
                         p_valid=p_valid,
                         p_ready=p_ready, seed=seed, max_inflight=max_inflight,
                         max_cycles=100_000 + 60_000 * len(queries))

@@ -50,6 +50,7 @@ from proxima.sim.runner import tb_params
 from proxima.sim.tb import bench
 
 __all__ = ["READ_COUNTERS", "STATS_COUNTERS", "golden_expectation", "accel_transactions",
+           "query_beats",
            "write_store", "frame_to_corrupt", "expect_error", "corrupt_frame", "check_query", "TagBoard",
            "check_globals"]
 
@@ -405,7 +406,9 @@ class _Source(bench.Source):
             self._shown = offering
 
 
-def _query_beats(d: dict, queries: list[dict]) -> list[int]:
+def query_beats(d: dict, queries: list[dict]) -> list[int]:
+    """The packed ``query`` beats of ``queries`` (``dim`` per query, tagged) in the format of
+    the bench data ``d``."""
     return [bench.pack({"tag": q["tag"], "data": x}, d["query"])
             for q in queries for x in q["vec"]]
 
@@ -441,7 +444,7 @@ async def _batch(dut, d: dict, queries: list[dict], p: dict, rnd, store, *,
     p_valid, p_ready = bench.stall_probabilities(p, 1.0)
     board = TagBoard(queries, strict=bool(p.get("strict", True)))
     mon = _Monitor(dut, board)
-    src = _Source(dut, "query", _query_beats(d, queries), p_valid)
+    src = _Source(dut, "query", query_beats(d, queries), p_valid)
     limit = p.get("max_inflight")
     if limit:  # a new query starts only while fewer than `limit` are unfinished
         dim = d["dim"]
