@@ -146,16 +146,19 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        from amaranth.lib.io import Buffer
         if self.spec.name == "ulx3s-85f":
             osc = platform.request(platform.default_clk, dir="-")
-            from amaranth.lib.io import Buffer
             m.submodules.osc_buf = ib = Buffer("i", osc)
             # nextpnr derives the PLL output's constraint from the oscillator's (25 MHz)
             f, _ = ecp5_pll(m, ib.i, self.spec.osc_mhz, self.clock_mhz)
             self.actual_mhz = f
         m.submodules.core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [self.core.rx.eq(uart.rx.i), uart.tx.o.eq(self.core.tx)]
+        # raw ports and plain buffers (the receiver synchronises ``rx`` itself)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx = Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = Buffer("o", uart.tx)
+        m.d.comb += [self.core.rx.eq(rx.i), tx.o.eq(self.core.tx)]
         return m
 
 
