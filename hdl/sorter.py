@@ -23,8 +23,8 @@ Pipeline
 --------
 A compare-exchange element (CE) of slots ``lo < hi`` swaps when ``x > y``, with ``(x, y) =
 (key[lo], key[hi])`` for an ascending CE and ``(key[hi], key[lo])`` for a descending one.
-The network is cut into groups of ``stages_per_reg`` consecutive stages (default 1); a group
-takes two cycles:
+The network is cut into groups of ``stages_per_reg`` consecutive stages (default
+``cfg.engine.sorter_stages_per_reg``); a group takes two cycles:
 
 * level A registers the keys unchanged plus, per CE of the group's first stage, two copies of
   ``y >= x`` (``~swap``, the bare carry-out of the comparator chain: yosys maps ``<`` /
@@ -81,8 +81,9 @@ class BitonicSorter(wiring.Component):
         ``n`` defaults to ``cfg.engine.sorter_n``; the key width is ``cfg.sort_key_bits``.
     n : int, optional
         Override the number of inputs (power of two, 2..1024) -- used by tests.
-    stages_per_reg : int
-        Network stages per register group (>= 1, default 1).
+    stages_per_reg : int, optional
+        Override the network stages per register group (>= 1; default
+        ``cfg.engine.sorter_stages_per_reg``, the figure every cycle model uses).
     enable_keys : int
         Keys per leaf copy of the enable (>= 1; default 8).
     read_keys : int
@@ -100,9 +101,11 @@ class BitonicSorter(wiring.Component):
     #: so two vectors may arrive after a stall is decided, plus the one shown on ``o``
     FIFO_DEPTH = 3
 
-    def __init__(self, cfg: ProximaConfig, *, n: int | None = None, stages_per_reg: int = 1,
-                 enable_keys: int = 8, read_keys: int = 2):
+    def __init__(self, cfg: ProximaConfig, *, n: int | None = None,
+                 stages_per_reg: int | None = None, enable_keys: int = 8, read_keys: int = 2):
         n = cfg.engine.sorter_n if n is None else int(n)
+        if stages_per_reg is None:
+            stages_per_reg = cfg.engine.sorter_stages_per_reg
         if n < 2 or n & (n - 1) or n > 1024:
             raise SorterError(f"sorter n must be a power of two in 2..1024, got {n}")
         if int(stages_per_reg) < 1:

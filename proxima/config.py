@@ -253,6 +253,10 @@ class EngineConfig:
     # in four chunks of 16 (merge_passes) and a row of graph.R = 32 neighbours as two
     # sub-batches of 16 (insert_merges)
     sorter_n: int = 16
+    # network stages per register group of the pipelined sorter (hdl/sorter.py): a pass
+    # takes sorter_pipeline_latency(sorter_depth, this) cycles (21 / 11 / 9 at 1 / 2 / 3 for
+    # sorter_n = 16), so a merge, and every hop, gets shorter as the clock it closes at falls
+    sorter_stages_per_reg: int = 1
     pq_codes_per_cycle: int = 4
     exact_lanes: int = 4  # MACs in the exact-distance unit
     clock_mhz: float = 100.0
@@ -282,6 +286,9 @@ class EngineConfig:
             raise ConfigError(f"engine.queues must be in 1..65536, got {self.queues}")
         if not _is_pow2(self.sorter_n) or not 2 <= self.sorter_n <= 1 << 16:
             raise ConfigError(f"engine.sorter_n must be a power of two >= 2, got {self.sorter_n}")
+        if self.sorter_stages_per_reg < 1:
+            raise ConfigError(f"engine.sorter_stages_per_reg must be >= 1, "
+                              f"got {self.sorter_stages_per_reg}")
         if self.pq_codes_per_cycle < 1:
             raise ConfigError("engine.pq_codes_per_cycle must be >= 1")
         if self.exact_lanes < 1:
@@ -473,8 +480,8 @@ class ProximaConfig:
     @property
     def sorter_latency(self) -> int:
         """Cycles of one pass through the RTL sorter: :func:`sorter_pipeline_latency` of
-        :attr:`sorter_depth` (one network stage per register group)."""
-        return sorter_pipeline_latency(self.sorter_depth)
+        :attr:`sorter_depth` in groups of ``engine.sorter_stages_per_reg`` network stages."""
+        return sorter_pipeline_latency(self.sorter_depth, self.engine.sorter_stages_per_reg)
 
     @property
     def list_chunks(self) -> int:
@@ -654,7 +661,7 @@ SEARCH_TIME_FIELDS: dict[str, frozenset[str] | None] = {
     "search": None,
     "bloom": None,
     "cache": None,
-    "engine": frozenset({"queues", "sorter_n", "pq_codes_per_cycle", "exact_lanes",
+    "engine": frozenset({"queues", "sorter_n", "sorter_stages_per_reg", "pq_codes_per_cycle", "exact_lanes",
                          "clock_mhz", "path_bits", "store_latency"}),
     "nand": frozenset({"tR_ns", "transfer_bytes_per_ns"}),
 }

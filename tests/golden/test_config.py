@@ -46,6 +46,7 @@ def test_default_widths_by_hand():
     ({"search": {"r": 0}}, "search.r"),
     ({"search": {"L": 72}}, "multiple of it"),
     ({"engine": {"sorter_n": 48}}, "power of two"),
+    ({"engine": {"sorter_stages_per_reg": 0}}, "sorter_stages_per_reg"),
     ({"engine": {"path_bits": 96}}, "path_bits"),
     ({"bloom": {"bits": 1001}}, "multiple of bloom.hashes"),
     ({"nand": {"page_bytes": 1000}}, "page_bytes"),
@@ -75,6 +76,16 @@ def test_default_preset_sorter():
     cfg = preset("default")
     assert (cfg.engine.sorter_n, cfg.graph.R, cfg.search.L) == (16, 32, 64)
     assert (cfg.sorter_latency, cfg.list_chunks, cfg.insert_cycles) == (21, 4, 136)
+
+
+def test_sorter_stages_per_reg_sets_every_merge_cost():
+    """Two network stages per register group: a pass of 2 * 5 + 1 = 11 cycles, a merge of
+    5 * 11 + 7 * 4 + 3 = 86; the RTL sorter and list take the same figure from the
+    configuration, and it may change on a built index (an engine setting)."""
+    from proxima.config import is_search_time
+    cfg = preset("default").with_(engine={"sorter_stages_per_reg": 2})
+    assert (cfg.sorter_latency, cfg.insert_cycles) == (11, 86)
+    assert is_search_time("engine", "sorter_stages_per_reg")
 
 
 def test_override_strings():

@@ -165,6 +165,29 @@ def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
         assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])
 
 
+def test_single_engine_cycles_follow_the_sorter_stages(tiny_img, tiny_refs):
+    """Two sorter stages per register group (``engine.sorter_stages_per_reg``, a shorter
+    merge): the model of the same configuration follows the RTL within 2%, and the query is
+    shorter than with one stage."""
+    from tests.hdl.engine_timing_rtl import run_engine
+    from proxima.golden.layout import Layout
+    qs, refs = tiny_refs
+    lay1 = tiny_img.layout
+    cfg = lay1.cfg.with_(engine={"sorter_stages_per_reg": 2})
+    lay = Layout(cfg, lay1.n, lay1.hot, lay1.gap_width)
+    got = run_engine(tiny_img, qs[:1], cfg=cfg)[0]
+    costs = EngineCosts.single_engine(cfg)
+    r = refs[0]
+    res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
+                         lay.total_cores)
+    model = int(res.latency[0]) + 1 + costs.count_offset
+    assert abs(model / got["cycles"] - 1) < 0.02, (model, got["cycles"])
+    costs1 = EngineCosts.single_engine(lay1.cfg)
+    one = simulate_batch([query_program(r.events, r.counters, lay1, costs1)], costs1, 1,
+                         lay1.total_cores)
+    assert res.latency[0] < one.latency[0]
+
+
 def test_program_rules(tiny_img):
     """The step structure of a hand-made query (module doc of golden/engine_timing)."""
     lay = tiny_img.layout

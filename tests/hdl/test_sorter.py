@@ -195,6 +195,21 @@ def test_amaranth_skid_output_stage_under_heavy_stalls():
         _amaranth_run(cfg, 8, 150, pv, pr, seed=200 + seed, enable_keys=3, read_keys=3)
 
 
+def test_stages_per_reg_comes_from_the_configuration():
+    """Without the option the sorter groups ``engine.sorter_stages_per_reg`` stages, the
+    figure behind ``cfg.sorter_latency``; the option still overrides it."""
+    cfg = preset("tiny").with_(engine={"sorter_stages_per_reg": 2})
+    full, ev = _amaranth_run(cfg, 16, 12, 1.0, 1.0, seed=9)
+    assert full.stages_per_reg == 2 and full.latency == cfg.sorter_latency == 11
+    assert ev["first_out"] == 11 and ev["last_out"] == 11 + 11
+    with warnings.catch_warnings():  # only its latency is read: never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        one = BitonicSorter(cfg, stages_per_reg=1)
+        assert one.latency == 21
+        del one
+        gc.collect()
+
+
 @pytest.mark.parametrize("options,latency", VARIANTS, ids=[str(v[0]) for v in VARIANTS])
 def test_amaranth_structures(options, latency):
     cfg = preset("tiny")
