@@ -255,8 +255,11 @@ class EngineConfig:
     sorter_n: int = 16
     # network stages per register group of the pipelined sorter (hdl/sorter.py): a pass
     # takes sorter_pipeline_latency(sorter_depth, this) cycles (21 / 11 / 9 at 1 / 2 / 3 for
-    # sorter_n = 16), so a merge, and every hop, gets shorter as the clock it closes at falls
-    sorter_stages_per_reg: int = 1
+    # sorter_n = 16).  2 in the default (FPGA) preset: the 16-input sorter then needs 10.4k
+    # FF instead of 16.9k and places at 129.2 MHz instead of 162.8 (the board clocks at
+    # 100), and a merge takes 86 cycles instead of 136 (docs/RESOURCES.md); 1 in paper
+    # (one stage per cycle at 1 GHz) and tiny
+    sorter_stages_per_reg: int = 2
     pq_codes_per_cycle: int = 4
     exact_lanes: int = 4  # MACs in the exact-distance unit
     clock_mhz: float = 100.0
@@ -688,8 +691,8 @@ def _tiny() -> ProximaConfig:
         pq=PQConfig(M=4, adt_bits=12, train_size=2000, train_iters=10),
         search=SearchConfig(L=16, T0=4, T_step=2, r=2, k=4, beam_width=2),
         bloom=BloomConfig(bits=1024, hashes=2),
-        engine=EngineConfig(queues=2, sorter_n=16, pq_codes_per_cycle=2, exact_lanes=2,
-                            id_bits=16, store_latency=1),
+        engine=EngineConfig(queues=2, sorter_n=16, sorter_stages_per_reg=1,
+                            pq_codes_per_cycle=2, exact_lanes=2, id_bits=16, store_latency=1),
         nand=NandConfig(cores=4, raw_vector_cores=2, pages_per_core=1 << 10),
         layout=LayoutConfig(reorder_sample=64),
         cache=CacheConfig(sets=4, ways=2),
@@ -704,7 +707,8 @@ def _paper() -> ProximaConfig:
         pq=PQConfig(M=32, adt_bits=16),
         search=SearchConfig(L=256, T0=16, T_step=4, r=3, beta=1.06, k=10, beam_width=4),
         bloom=BloomConfig(bits=98304, hashes=8),  # 12 kB SRAM, 8 hash functions
-        engine=EngineConfig(queues=256, sorter_n=256, pq_codes_per_cycle=32, exact_lanes=1,
+        engine=EngineConfig(queues=256, sorter_n=256, sorter_stages_per_reg=1,
+                            pq_codes_per_cycle=32, exact_lanes=1,
                             clock_mhz=1000.0, id_bits=27, path_bits=1024, store_latency=2),
         nand=NandConfig(cores=512, access_bytes=128, page_bytes=16384, pages_per_core=1 << 16,
                         tR_ns=300.0, transfer_bytes_per_ns=0.5, raw_vector_cores=128),

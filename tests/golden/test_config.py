@@ -71,20 +71,24 @@ def test_list_longer_than_the_sorter_is_cut_into_chunks():
 
 
 def test_default_preset_sorter():
-    """The FPGA preset: 16-input sorter (latency 21), L = 64 in four chunks, R = 32 rows
-    in two sub-batches; 5 * 21 + 7 * 4 + 3 = 136 cycles per merge."""
+    """The FPGA preset: 16-input sorter, two network stages per register group (latency
+    2 * 5 + 1 = 11), L = 64 in four chunks, R = 32 rows in two sub-batches; 5 * 11 + 7 * 4
+    + 3 = 86 cycles per merge."""
     cfg = preset("default")
     assert (cfg.engine.sorter_n, cfg.graph.R, cfg.search.L) == (16, 32, 64)
-    assert (cfg.sorter_latency, cfg.list_chunks, cfg.insert_cycles) == (21, 4, 136)
+    assert (cfg.sorter_latency, cfg.list_chunks, cfg.insert_cycles) == (11, 4, 86)
 
 
 def test_sorter_stages_per_reg_sets_every_merge_cost():
-    """Two network stages per register group: a pass of 2 * 5 + 1 = 11 cycles, a merge of
-    5 * 11 + 7 * 4 + 3 = 86; the RTL sorter and list take the same figure from the
-    configuration, and it may change on a built index (an engine setting)."""
+    """One network stage per register group (the paper and tiny presets'): a pass of 2 * 10
+    + 1 = 21 cycles, a merge of 5 * 21 + 7 * 4 + 3 = 136; the RTL sorter and list take the
+    same figure from the configuration, and it may change on a built index (an engine
+    setting)."""
     from proxima.config import is_search_time
-    cfg = preset("default").with_(engine={"sorter_stages_per_reg": 2})
-    assert (cfg.sorter_latency, cfg.insert_cycles) == (11, 86)
+    cfg = preset("default").with_(engine={"sorter_stages_per_reg": 1})
+    assert (cfg.sorter_latency, cfg.insert_cycles) == (21, 136)
+    assert (preset("tiny").engine.sorter_stages_per_reg,
+            preset("paper").engine.sorter_stages_per_reg) == (1, 1)
     assert is_search_time("engine", "sorter_stages_per_reg")
 
 

@@ -28,12 +28,13 @@ def test_params_from_presets():
     assert (p.index_cores, p.raw_cores, p.queues) == (512, 128, 256)
     d = TimingParams.from_cfg(preset("default"))
     assert (d.tR_cycles, d.transfer_cycles) == (30, 26)  # 300 ns, 25.6 -> 26 cycles at 100 MHz
-    # L = 64 over a 16-input sorter (latency 2 * 10 + 1): four chunks, 5 * 21 + 7 * 4 + 3
-    assert d.sorter_cycles == 136 and d.exact_cycles == 32
+    # L = 64 over a 16-input sorter of two stages per register group (latency 2 * 5 + 1):
+    # four chunks, 5 * 11 + 7 * 4 + 3
+    assert d.sorter_cycles == 86 and d.exact_cycles == 32
     # R = 32 > sorter_n = 16: a full row is merged as two sub-batches of 16
     assert d.sorter_n == 16 and p.sorter_n == 256
-    assert d.code_compute(16) == 16 // 4 + 136 and d.code_compute(17) == 5 + 2 * 136
-    assert d.code_compute(32) == 8 + 2 * 136 and d.code_compute(1) == 1 + 136
+    assert d.code_compute(16) == 16 // 4 + 86 and d.code_compute(17) == 5 + 2 * 86
+    assert d.code_compute(32) == 8 + 2 * 86 and d.code_compute(1) == 1 + 86
 
 
 def test_code_compute_without_sorter_n_is_one_merge():

@@ -154,7 +154,8 @@ def test_amaranth_default_preset_full_rate_latency():
     n = cfg.engine.sorter_n
     dut, ev = _amaranth_run(cfg, None, 40, 1.0, 1.0, seed=1)
     assert dut.n == n and dut.depth == network_depth(n)
-    assert dut.latency == 2 * network_depth(n) + 1 == cfg.sorter_latency
+    groups = -(-network_depth(n) // cfg.engine.sorter_stages_per_reg)
+    assert dut.latency == 2 * groups + 1 == cfg.sorter_latency
     assert ev["first_in"] == 0 and ev["first_out"] == dut.latency
     # one vector per cycle in and out while the consumer is ready
     assert ev["last_in"] == 39 and ev["last_out"] == 39 + dut.latency
@@ -224,16 +225,19 @@ def test_amaranth_structures(options, latency):
 
 
 @pytest.mark.rtl
-def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path):
-    """yosys synth_ecp5 of an N = 4 sorter: both copies of every swap decision survive as
-    their own flip-flops (not merged by opt_merge), each drives the multiplexers of half
-    the key bits of both outputs, and each 40-bit comparison is one bare carry chain whose
-    carry-out is a copy's D input (no LUT behind the chain)."""
+@pytest.mark.parametrize("stages", [1, 2])
+def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path, stages):
+    """yosys synth_ecp5 of an N = 4 sorter: both copies of every registered swap decision
+    (the first stage's of each register group) survive as their own flip-flops (not merged
+    by opt_merge), each drives the multiplexers of half the key bits of both outputs, and
+    each such 40-bit comparison is one bare carry chain whose carry-out is a copy's D input
+    (no LUT behind the chain); every comparison of the network is a carry chain."""
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n)
+    dut = BitonicSorter(cfg, n=n, stages_per_reg=stages)
     cells, net = synth_ecp5(tmp_path, dut)
-    ces = dut.depth * n // 2
+    ces = -(-dut.depth // stages) * n // 2  # registered decisions
+    all_ces = dut.depth * n // 2
     driver, loads = drivers_and_loads(net)
     swap_q = [v["bits"][0] for name, v in net["netnames"].items()
               if re.fullmatch(r"l\d+_ce\d+_swap_n\d", name)]
@@ -248,7 +252,7 @@ def test_synthesis_keeps_swap_copies_and_bare_carry_chains(tmp_path):
         chains += 1
     assert chains == ces * dut.SWAP_COPIES
     # the comparators' chains (w / 2 CCU2C each) are all but the few of the enable roots
-    assert ces * (w // 2) <= cells["CCU2C"] < ces * (w // 2) + 4 * dut.roots
+    assert all_ces * (w // 2) <= cells["CCU2C"] < all_ces * (w // 2) + 4 * dut.roots
 
 
 @pytest.mark.rtl
@@ -260,7 +264,7 @@ def test_synthesis_keeps_every_enable_copy(tmp_path, enable_keys):
     pointers per key group: no copy is merged into another."""
     cfg = preset("default")
     n, w = 4, cfg.sort_key_bits
-    dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys)
+    dut = BitonicSorter(cfg, n=n, enable_keys=enable_keys, stages_per_reg=1)
     cells, net = synth_ecp5(tmp_path, dut)
     ffs = cells["TRELLIS_FF"]
     ces, levels = dut.depth * n // 2, 2 * dut.depth
