@@ -123,7 +123,7 @@ def _frames_image(layout: Layout, index: Index) -> np.ndarray:
     normal = np.zeros((layout.n, layout.stride), dtype=np.uint8)
     normal[:, :layout.frame_bytes] = encode_frames(layout, index.neighbors, index.codes)
     img = [_to_cores(normal, Ci, layout.frames_per_page, P, layout.normal_pages_per_core)]
-    if layout.code_copy_pages:  # copies 1..X-1 of the hot vertices' normal frames
+    if layout.code_copy_pages:  # copies 1..X-1 of the first code_copy_count normal frames
         one = _code_copy(layout, normal)
         img += [np.roll(one, c * layout.copy_shift, axis=0) for c in range(1, layout.hot_copies)]
     if layout.hot_pages:
@@ -135,11 +135,11 @@ def _frames_image(layout: Layout, index: Index) -> np.ndarray:
 
 
 def _code_copy(layout: Layout, normal: np.ndarray) -> np.ndarray:
-    """Copy 0 of the code-copy region: the hot vertices' normal frames (``normal``: all
-    frames, ``(N, stride)``) placed as the normal region places them, in ``cp`` pages per
-    core; copy ``c`` is this rotated by ``c * S`` cores."""
+    """Copy 0 of the code-copy region: the first ``code_copy_count`` normal frames
+    (``normal``: all frames, ``(N, stride)``) placed as the normal region places them, in
+    ``cp`` pages per core; copy ``c`` is this rotated by ``c * S`` cores."""
     cfg = layout.cfg
-    return _to_cores(normal[:layout.hot], cfg.nand.cores, layout.frames_per_page,
+    return _to_cores(normal[:layout.code_copy_count], cfg.nand.cores, layout.frames_per_page,
                      cfg.nand.page_bytes, layout.code_copy_pages)
 
 
@@ -211,7 +211,7 @@ def write_image(path: str | os.PathLike, index: Index) -> Layout:
 # ---------------------------------------------------------------------------------------
 def _check_code_copies(layout: Layout, region: np.ndarray, normal: np.ndarray) -> None:
     """Raise :class:`LayoutError` unless every copy in the code-copy ``region`` (the index
-    cores' bytes from ``code_copy_page`` on) is the hot vertices' normal frames, rotated."""
+    cores' bytes from ``code_copy_page`` on) is the copied normal frames, rotated."""
     cfg = layout.cfg
     P, S, cp = cfg.nand.page_bytes, layout.copy_shift, layout.code_copy_pages
     want = _code_copy(layout, normal)
@@ -219,12 +219,13 @@ def _check_code_copies(layout: Layout, region: np.ndarray, normal: np.ndarray) -
         got = np.roll(region[:, (c - 1) * cp * P:c * cp * P], -c * S, axis=0)
         if np.array_equal(got, want):
             continue
-        per_v = _from_cores(got, layout.hot, layout.stride, layout.frames_per_page, P, cp)
-        bad = np.flatnonzero((per_v != normal[:layout.hot]).any(axis=1))
+        hc = layout.code_copy_count
+        per_v = _from_cores(got, hc, layout.stride, layout.frames_per_page, P, cp)
+        bad = np.flatnonzero((per_v != normal[:hc]).any(axis=1))
         if bad.size:
             raise LayoutError(f"code copy {c} of vertex {int(bad[0])} disagrees with its normal "
                               f"frame (copy 0)")
-        raise LayoutError(f"code copy {c} has non-zero bytes outside the hot vertices' frames")
+        raise LayoutError(f"code copy {c} has non-zero bytes outside the copied frames")
 
 
 def _sections(path: Path, data: bytes) -> dict[str, memoryview]:

@@ -421,8 +421,8 @@ def frame_location(cfg: ProximaConfig, g, v):
 def code_location(cfg: ProximaConfig, g, v, copy=0, frame=None):
     """``(core, page, byte offset)`` of the PQ code of vertex ``v`` in copy ``copy`` of its
     normal frame (an expression; RTL twin of ``Layout.code_address``): the normal frame's
-    ``code_offset`` byte for copy 0 or ``v >= hot``, else the code-copy region's copy
-    ``copy`` (``layout.hot_copies > 1``): core rotated by ``copy * (Ci // X)``, page moved by
+    ``code_offset`` byte for copy 0 or ``v >= code_copy_count``, else the code-copy region's
+    copy ``copy`` (``layout.hot_copies > 1``): core rotated by ``copy * (Ci // X)``, page moved by
     ``code_copy_page - hot_pages + (copy - 1) * code_copy_pages``, the same byte offset (a
     copy's code sits where copy 0's does inside its access: same access count, same beats).
     ``frame``: ``frame_location(cfg, g, v)`` if already computed (its logic is shared)."""
@@ -431,7 +431,7 @@ def code_location(cfg: ProximaConfig, g, v, copy=0, frame=None):
     cores, X = cfg.nand.cores, cfg.layout.hot_copies
     if X == 1 or (isinstance(copy, int) and copy == 0):
         return core, page, off
-    use = (v < g.hot) & (copy != 0)
+    use = (v < g.code_copy_count) & (copy != 0)
     rot = divmod_const(core + copy * (cores // X), cores)[1]
     delta = g.code_copy_page - g.hot_pages + (copy - 1) * g.code_copy_pages
     return Mux(use, rot, core), page + Mux(use, delta, 0), off

@@ -337,12 +337,18 @@ class LayoutConfig:
     reorder_sample: int = 2000  # base vectors searched to measure visit frequency
     reorder: bool = True
     hot_copies: int = 1  # copies of the hot region, core-rotated (golden/layout.py)
+    # with hot_copies > 1: the ids 0..ceil(f*N)-1 whose normal frames (PQ codes) are copied
+    # hot_copies - 1 times, core-rotated like the hot region (golden/layout.py)
+    code_copy_fraction: float = 1.0
 
     def validate(self) -> None:
         if self.hot_copies < 1:
             raise ConfigError(f"layout.hot_copies must be >= 1, got {self.hot_copies}")
         if not 0.0 <= self.hot_fraction <= 1.0:
             raise ConfigError(f"layout.hot_fraction must be in [0, 1], got {self.hot_fraction}")
+        if not 0.0 <= self.code_copy_fraction <= 1.0:
+            raise ConfigError(f"layout.code_copy_fraction must be in [0, 1], got "
+                              f"{self.code_copy_fraction}")
         if self.reorder_sample < 0:
             raise ConfigError("layout.reorder_sample must be >= 0")
 

@@ -232,7 +232,7 @@ def test_missing_file_and_unlayoutable_index(idx, tmp_path):
 
 
 def _copies_index():
-    cfg = CFG.with_(layout={"hot_copies": 3}, graph={"R": 16},
+    cfg = CFG.with_(layout={"hot_copies": 3, "code_copy_fraction": 0.08}, graph={"R": 16},
                     nand={"access_bytes": 16, "page_bytes": 128, "cores": 5})
     return make_index(n=300, hot=23, seed=4, cfg=cfg)
 
@@ -255,7 +255,8 @@ def test_code_copy_disagreement_is_refused(tmp_path):
         p.write_bytes(bytes(data))
         with pytest.raises(ImageError, match=what):
             open_image(p)
-    # the last byte of copy 2's last page lies in a slot beyond ceil(H / Ci) = 5: unused
+    # the last byte of copy 2's last page lies in a slot beyond ceil(Hc / Ci) = 5: unused
+    assert lay.code_copy_count == 24
     assert lay.frames_per_page < 5 <= 2 * lay.frames_per_page - 1
     data = bytearray(good)
     last = lay.index_pages_per_core - 1
@@ -275,7 +276,8 @@ def test_image_with_hot_copies_but_without_code_copies_is_refused(tmp_path):
     data = bytearray(p.read_bytes())
     off, ln, _ = _table(bytes(data))["metadata"]
     meta = json.loads(bytes(data[off:off + ln]))
-    del meta["layout"]["code_copy_page"], meta["layout"]["code_copy_pages"]
+    for k in ("code_copy_count", "code_copy_page", "code_copy_pages"):
+        del meta["layout"][k]
     blob = json.dumps(meta, sort_keys=True).encode().ljust(ln)
     data[off:off + ln] = blob
     _refresh_crcs(data)

@@ -474,16 +474,18 @@ def test_rtl_locations_from_registers_match_layout(changes):
 
 
 # ---- code copies (hot vertices' normal frames, core-rotated per hot copy) -----------------
-def _copies_cfg(X=3):
-    return TINY.with_(layout={"hot_copies": X}, graph={"R": 16},
+def _copies_cfg(X=3, frac=1.0):
+    return TINY.with_(layout={"hot_copies": X, "code_copy_fraction": frac}, graph={"R": 16},
                       nand={"access_bytes": 16, "page_bytes": 128, "cores": 5})
 
 
-def test_code_copies_addresses_image_reads_and_timing(tmp_path):
-    """With X hot copies the image holds copies 1..X-1 of every hot vertex's normal frame
-    after the normal region, copy c on core (u + c*S) % Ci; the code of a hot u is read from
-    the search's own copy (a vertex that is not hot: from its normal frame), by the scalar,
-    vectorised, read and timing rules alike; search results do not depend on the copy."""
+@pytest.mark.parametrize("frac,Hc", [(1.0, 300), (0.08, 24), (0.0, 0)])
+def test_code_copies_addresses_image_reads_and_timing(tmp_path, frac, Hc):
+    """With X hot copies the image holds copies 1..X-1 of the normal frames of vertices
+    0..Hc-1 (Hc = ceil(code_copy_fraction * N)) after the normal region, copy c on core
+    (u + c*S) % Ci; the code of a u < Hc is read from the search's own copy (others: from
+    the normal frame), by the scalar, vectorised, read and timing rules alike; search
+    results do not depend on the copy."""
     from proxima.golden.engine_timing import EngineCosts, query_program
     from proxima.golden.image import read_image, write_image
     from proxima.golden.layout import encode_frames
@@ -493,17 +495,19 @@ def test_code_copies_addresses_image_reads_and_timing(tmp_path):
     from .test_image import make_index
 
     X, Ci, H, n = 3, 5, 23, 300
-    cfg = _copies_cfg(X)
+    cfg = _copies_cfg(X, frac)
     ix = make_index(n=n, hot=H, seed=4, cfg=cfg)
     lay = write_image(tmp_path / "c", ix)
     S, P, fpp = lay.copy_shift, cfg.nand.page_bytes, lay.frames_per_page
-    cp = -(-(-(-H // Ci)) // fpp)
-    assert fpp < -(-H // Ci) and cp > 1  # a copy spans several pages
+    cp = -(-(-(-Hc // Ci)) // fpp)
+    assert lay.code_copy_count == Hc
+    assert Hc == 0 or (fpp < -(-Hc // Ci) and cp > 1)  # a copy spans several pages
     assert (lay.code_copy_pages, lay.code_copies_pages) == (cp, (X - 1) * cp)
     assert lay.code_copy_page == lay.hot_pages + lay.normal_pages_per_core
     assert lay.index_pages_per_core == lay.code_copy_page + (X - 1) * cp
     g = lay.registers()
-    assert (g.code_copy_page, g.code_copy_pages) == (lay.code_copy_page, cp)
+    assert (g.code_copy_count, g.code_copy_page, g.code_copy_pages) == (
+        Hc, lay.code_copy_page, cp)
     assert lay.summary()["code_copy_pages"] == cp
     im = read_image(tmp_path / "c")
     frames = encode_frames(lay, ix.neighbors, ix.codes)
@@ -514,7 +518,7 @@ def test_code_copies_addresses_image_reads_and_timing(tmp_path):
         for u in range(n):
             core, page, off = lay.code_address(u, c)
             fc, fp, fo = lay.frame_address(u)
-            if c and u < H:  # the copy's page and core, the normal frame's offset
+            if c and u < Hc:  # the copy's page and core, the normal frame's offset
                 j = u // Ci
                 assert (core, page, off) == ((u + c * S) % Ci, lay.code_copy_page
                                              + (c - 1) * cp + j // fpp, fo + off0)
@@ -543,11 +547,13 @@ def test_code_copies_addresses_image_reads_and_timing(tmp_path):
         assert [a[0] for s in prog for a in s.accesses] == [r.core for r in rd]
         codes = [r for r in rd if r.kind == "code"]
         in_copy = [r for r in codes if r.page >= lay.code_copy_page]
-        assert (len(in_copy) > 0) == (c > 0)
+        assert (len(in_copy) > 0) == (c > 0 and Hc > 0)
+        assert len(in_copy) == sum(1 for r, b in zip(codes, (x for x in reads_for_events(
+            ev, lay, 0) if x.kind == "code")) if r != b)
         hot_codes = max(hot_codes, len(in_copy))
         base = reads_for_events(ev, lay, 0)
         assert len(rd) == len(base)  # the same accesses, only addresses move
-    assert hot_codes > 0
+    assert (hot_codes > 0) == (Hc > 0)
     assert search(im.index, q, cfg).ids.tolist() == ref.ids.tolist()
 
 
@@ -556,7 +562,7 @@ def test_code_copies_one_copy_is_the_original_layout():
     (the layout, image bytes and reads of images without copies are unchanged)."""
     for cfg in (TINY, preset("default"), _copies_cfg(1)):
         lay = Layout(cfg, 3000, 90, 5)
-        assert lay.code_copy_pages == lay.code_copies_pages == 0
+        assert lay.code_copy_count == lay.code_copy_pages == lay.code_copies_pages == 0
         assert lay.index_pages_per_core == lay.hot_pages + lay.normal_pages_per_core
         assert "code_copy_page" not in lay.summary()
         for u in (0, 1, 89, 90, 2999):
@@ -583,8 +589,10 @@ def test_rtl_code_location_follows_the_copies():
 
     from proxima.hdl.nandctl import code_location, geometry_init, geometry_layout
 
-    cfg = _copies_cfg(3)
-    lays = [Layout(cfg, 300, 23, 5), Layout(cfg, 1000, 97, 9), Layout(cfg, 40, 0, 3)]
+    cfg = _copies_cfg(3, 0.3)
+    lays = [Layout(cfg, 300, 23, 5), Layout(cfg, 1000, 97, 9), Layout(cfg, 40, 0, 3),
+            Layout(_copies_cfg(3, 0.0), 200, 5, 4)]
+    assert [lay.code_copy_count for lay in lays] == [90, 300, 12, 0]
     m = Module()
     g = data.View(geometry_layout(cfg), Signal(geometry_layout(cfg)))
     v, c = Signal(cfg.id_bits), Signal(2)
