@@ -568,6 +568,12 @@ def test_code_copies_one_copy_is_the_original_layout():
         for u in (0, 1, 89, 90, 2999):
             c, p, o = lay.frame_address(u)
             assert lay.code_address(u) == (c, p, o + lay.code_offset)
+        # the configuration (an image's config section) is what it was before the field
+        assert "code_copy_fraction" not in cfg.to_json()
+    half = _copies_cfg(2, 0.5)
+    assert '"code_copy_fraction": 0.5' in half.to_json()
+    assert type(half).from_json(half.to_json()) == half
+    assert type(half).from_json(_copies_cfg(2).to_json()).layout.code_copy_fraction == 1.0
 
 
 def test_code_copies_capacity():
