@@ -99,8 +99,9 @@ with ``fpp_recip = ceil(2**s / fpp)`` (:func:`fpp_reciprocal`) and the elaborati
 ``fpp <= P`` (``tests/golden/test_layout.py`` checks it exhaustively for the presets).
 The code-copy region adds three registers, the copied count ``code_copy_count`` (``Hc``),
 its first page ``code_copy_page`` and the pages of one copy ``code_copy_pages`` (``cp``); a
-copy's page is ``code_copy_page + (c-1)*cp + j // fpp``.  Everything else stays an elaboration constant of the configuration: ``Ci``, ``Cr``, ``A``,
-``P``, ``R``, ``B``, ``C``, ``X`` (and so the copy shift ``S``), the raw-vector geometry.
+copy's page is ``code_copy_page + (c-1)*cp + j // fpp``.  Everything else stays an
+elaboration constant of the configuration: ``Ci``, ``Cr``, ``A``, ``P``, ``R``, ``B``, ``C``,
+``X`` (and so the copy shift ``S``), the raw-vector geometry.
 
 Reads
 -----

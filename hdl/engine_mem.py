@@ -37,7 +37,7 @@ Neighbour code reads (while ``nb_run``, after a normal frame):
 ``nb_code``  ``Out(stream{id})`` with ``code``: a captured neighbour code, held (and
              ``mem_resp.ready`` low) until taken.
 ``nb_clear`` ``In(1)``: reset the neighbour pointers (before ``nb_run``).
-``copy``     ``In``: the hot copy hot frames and hot vertices' codes are read from
+``copy``     ``In``: the hot copy hot frames and copied vertices' codes are read from
              (``layout.hot_copies > 1``; a run-time constant per search context; ignored with
              one copy).
 
@@ -130,7 +130,7 @@ class MemReader(wiring.Component):
                          rd_a.eq(0), rd_beat.eq(0)]
 
         frame_loc = partial(frame_location, cfg, g)
-        # the context's own copy (of hot frames and of hot vertices' codes)
+        # the context's own copy (of hot frames and of copied vertices' codes)
         copy = self.copy[:max(1, (lay.hot_copies - 1).bit_length())] \
             if lay.hot_copies > 1 else 0
         code_loc = partial(code_location, cfg, g, copy=copy)

@@ -422,8 +422,8 @@ def code_location(cfg: ProximaConfig, g, v, copy=0, frame=None):
     """``(core, page, byte offset)`` of the PQ code of vertex ``v`` in copy ``copy`` of its
     normal frame (an expression; RTL twin of ``Layout.code_address``): the normal frame's
     ``code_offset`` byte for copy 0 or ``v >= code_copy_count``, else the code-copy region's
-    copy ``copy`` (``layout.hot_copies > 1``): core rotated by ``copy * (Ci // X)``, page moved by
-    ``code_copy_page - hot_pages + (copy - 1) * code_copy_pages``, the same byte offset (a
+    copy ``copy`` (``layout.hot_copies > 1``): core rotated by ``copy * (Ci // X)``, page moved
+    by ``code_copy_page - hot_pages + (copy - 1) * code_copy_pages``, the same byte offset (a
     copy's code sits where copy 0's does inside its access: same access count, same beats).
     ``frame``: ``frame_location(cfg, g, v)`` if already computed (its logic is shared)."""
     core, page, off = frame if frame is not None else frame_location(cfg, g, v)
