@@ -1,12 +1,18 @@
 """NAND core balance: modelled QPS and index-core utilisation against queues and hot copies.
 
-    python benchmarks/bench_cores.py out/unseen-paper.pxi out/unseen2k --set search.L=64
+    python benchmarks/unseen_data.py out/unseen2k --queries 2000
+    proxima build-index --preset paper --graph hnsw --base out/unseen2k/base.bvecs \
+        -o out/unseen-paper.pxi
+    python benchmarks/bench_cores.py out/unseen-paper.pxi out/unseen2k --set search.L=96 \
+        --copies 1,8 --code-fractions 0,1
 
 Searches the queries of ``DATA`` (``query.{bvecs,fvecs}``, ``groundtruth.ivecs``) once with
 events on (Algorithm 1, the image's settings plus ``--set``), then runs the NAND timing model
-for every ``--queues`` x ``--copies`` (``layout.hot_copies``: the events do not depend on it, the
-core of every hot-frame read does).  Prints recall@10, modelled QPS, mean latency, mean and
-busiest index-core utilisation, the busiest/mean ratio and the busiest cores.
+for every ``--queues`` x ``--copies`` (``layout.hot_copies``) x ``--code-fractions``
+(``layout.code_copy_fraction``: which vertices' codes have copies; ignored with one copy): the
+events do not depend on them, the core of every hot-frame and copied code read does.  Prints
+recall@10, modelled QPS, mean latency, mean and busiest index-core utilisation, the
+busiest/mean ratio, the busiest cores and the index cores' NAND space (MiB, whole pages).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ def main() -> int:
     ap = image_parser(__doc__, queries=2000)
     ap.add_argument("--queues", default="32,64,128,256")
     ap.add_argument("--copies", default="1,4,16,64")
+    ap.add_argument("--code-fractions", default="",
+                    help="layout.code_copy_fraction values (default: the image's)")
     ap.add_argument("--peers", action="store_true",
                     help="also measure hnswlib / faiss on the same queries (bench_peers.peers)")
     a = ap.parse_args()
@@ -42,21 +50,29 @@ def main() -> int:
     lay0 = img.layout
     Ci = cfg.nand.cores
     out = []
-    print(f"{'copies':>6} {'queues':>6} {'QPS':>10} {'lat us':>8} {'idx util':>8} "
-          f"{'max':>6} {'max/mean':>8} {'raw util':>8}  busiest")
+    fracs = [float(x) for x in a.code_fractions.split(",")] if a.code_fractions else \
+        [cfg.layout.code_copy_fraction]
+    print(f"{'copies':>6} {'codes':>6} {'MiB':>7} {'queues':>6} {'QPS':>10} {'lat us':>8} "
+          f"{'idx util':>8} {'max':>6} {'max/mean':>8} {'raw util':>8}  busiest")
     for X in (int(x) for x in a.copies.split(",")):
-        lay = Layout(cfg.with_(layout={"hot_copies": X}), lay0.n, lay0.hot, lay0.gap_width)
-        for nq in (int(x) for x in a.queues.split(",")):
-            t = simulate_events(events, lay, cfg=cfg.with_(engine={"queues": nq}))
-            u = t.utilisation[:Ci]
-            row = {"copies": X, "queues": nq, "qps": t.qps, "latency_us": t.mean_latency_ns / 1e3,
-                   "util_index": float(u.mean()), "util_index_max": float(u.max()),
-                   "util_raw": t.mean_util_raw, "busiest": [int(x) for x in np.argsort(-u)[:3]]}
-            out.append(row)
-            print(f"{X:6d} {nq:6d} {t.qps:10,.0f} {row['latency_us']:8.2f} "
-                  f"{row['util_index']:8.3f} {row['util_index_max']:6.3f} "
-                  f"{row['util_index_max'] / row['util_index']:8.2f} {row['util_raw']:8.3f}  "
-                  f"{row['busiest']}", flush=True)
+        for f in (fracs if X > 1 else fracs[:1]):
+            lay = Layout(cfg.with_(layout={"hot_copies": X, "code_copy_fraction": f}), lay0.n,
+                         lay0.hot, lay0.gap_width)
+            mib = lay.index_core_bytes * Ci / 2**20
+            for nq in (int(x) for x in a.queues.split(",")):
+                t = simulate_events(events, lay, cfg=cfg.with_(engine={"queues": nq}))
+                u = t.utilisation[:Ci]
+                row = {"copies": X, "code_copy_count": lay.code_copy_count, "index_mib": mib,
+                       "queues": nq, "qps": t.qps, "latency_us": t.mean_latency_ns / 1e3,
+                       "util_index": float(u.mean()), "util_index_max": float(u.max()),
+                       "util_raw": t.mean_util_raw,
+                       "busiest": [int(x) for x in np.argsort(-u)[:3]]}
+                out.append(row)
+                print(f"{X:6d} {lay.code_copy_count:6d} {mib:7.1f} {nq:6d} {t.qps:10,.0f} "
+                      f"{row['latency_us']:8.2f} {row['util_index']:8.3f} "
+                      f"{row['util_index_max']:6.3f} "
+                      f"{row['util_index_max'] / row['util_index']:8.2f} "
+                      f"{row['util_raw']:8.3f}  {row['busiest']}", flush=True)
     peer = {}
     if a.peers:
         from bench_peers import at_recall, peers

@@ -25,7 +25,9 @@ back and waits until every one of them has been delivered; then the next step st
 * each expansion ``('frame', u)``: ``select`` (SELECT to the frame request), the frame read
   (hot: its ``hot_accesses`` chunks on consecutive cores of the query's hot copy; normal:
   ``frame_access_count`` accesses), its last access delivered :func:`frame_extra` cycles
-  longer (the gap decoder emits one id per cycle); then the passed neighbours' code reads,
+  longer (the gap decoder emits one id per cycle); then the passed neighbours' code reads
+  (a neighbour ``< code_copy_count``'s from the query's copy of its normal frame,
+  ``golden/layout.py``),
   ``frame_to_code`` after the frame, each code delivered in ``nb`` beats plus ``code_extra``
   (its hand-off to the PQ unit); a batch of more than ``sorter_n`` codes is merged as
   sub-batches of ``sorter_n``: the codes keep flowing (the PQ unit's queue holds a
@@ -342,8 +344,10 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     steps: list[Step] = []
     pending = 0  # compute carried into the next step
 
-    def code_acc(v, extra=c.code_extra):
-        return [(v % Ci, extra)] * ncode
+    Hc = layout.code_copy_count
+
+    def code_acc(v, extra=c.code_extra):  # a copied vertex's code: the query's copy
+        return [((v + rot if v < Hc else v) % Ci, extra)] * ncode
 
     def raw_acc(v):
         return [(Ci + v % Cr, 0)] * nr

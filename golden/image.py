@@ -27,15 +27,17 @@ the last one):
 ``codebook``  ``(M, 256, dsub)`` uint8, C order
 ``frames``    the index cores: ``(cores, index_pages_per_core * page_bytes)`` uint8; core ``c``'s
               byte ``a`` is byte ``a`` of that core's address space (page ``a // page_bytes``),
-              laid out as :mod:`proxima.golden.layout` specifies (hot region then normal region)
+              laid out as :mod:`proxima.golden.layout` specifies (hot region, normal region,
+              then, with ``layout.hot_copies > 1``, the code-copy region)
 ``raw``       the raw-vector cores: ``(raw_vector_cores, raw_pages_per_core * page_bytes)``
 ``labels``    ``(N,)`` little-endian int64: the caller's id of each vertex (``Index.labels``)
 
 Opening checks, in order: size >= header, magic, version, header checksum, every section inside
 the file, every section checksum, the config, the metadata against the layout recomputed from
 the config, then decodes neighbour lists and PQ codes **from the frames** (normal frames of all
-vertices) and the raw vectors from the raw cores, and checks every hot frame against the normal
-frames.  Any failure raises :class:`ImageError` with a message naming the cause
+vertices) and the raw vectors from the raw cores, checks every code copy against the normal
+frames (``code copy C of vertex V disagrees with its normal frame``) and every hot frame
+against the normal frames.  Any failure raises :class:`ImageError` with a message naming the cause
 (``truncated``, ``checksum mismatch in section X``, ``unsupported version N (this build reads
 M)``, ...).
 
@@ -121,12 +123,24 @@ def _frames_image(layout: Layout, index: Index) -> np.ndarray:
     normal = np.zeros((layout.n, layout.stride), dtype=np.uint8)
     normal[:, :layout.frame_bytes] = encode_frames(layout, index.neighbors, index.codes)
     img = [_to_cores(normal, Ci, layout.frames_per_page, P, layout.normal_pages_per_core)]
+    if layout.code_copy_pages:  # copies 1..X-1 of the first code_copy_count normal frames
+        one = _code_copy(layout, normal)
+        img += [np.roll(one, c * layout.copy_shift, axis=0) for c in range(1, layout.hot_copies)]
     if layout.hot_pages:
         hot = encode_hot_frames(layout, index.neighbors[:layout.hot], index.codes)
         chunks = hot.reshape(layout.hot * layout.hot_accesses, layout.access)
         one = _to_cores(chunks, Ci, layout.accesses_per_page, P, layout.hot_copy_pages)
         img[:0] = [np.roll(one, c * layout.copy_shift, axis=0) for c in range(layout.hot_copies)]
     return np.ascontiguousarray(np.concatenate(img, axis=1))
+
+
+def _code_copy(layout: Layout, normal: np.ndarray) -> np.ndarray:
+    """Copy 0 of the code-copy region: the first ``code_copy_count`` normal frames
+    (``normal``: all frames, ``(N, stride)``) placed as the normal region places them, in
+    ``cp`` pages per core; copy ``c`` is this rotated by ``c * S`` cores."""
+    cfg = layout.cfg
+    return _to_cores(normal[:layout.code_copy_count], cfg.nand.cores, layout.frames_per_page,
+                     cfg.nand.page_bytes, layout.code_copy_pages)
 
 
 def _raw_image(layout: Layout, vectors: np.ndarray) -> np.ndarray:
@@ -195,6 +209,25 @@ def write_image(path: str | os.PathLike, index: Index) -> Layout:
 # ---------------------------------------------------------------------------------------
 # read
 # ---------------------------------------------------------------------------------------
+def _check_code_copies(layout: Layout, region: np.ndarray, normal: np.ndarray) -> None:
+    """Raise :class:`LayoutError` unless every copy in the code-copy ``region`` (the index
+    cores' bytes from ``code_copy_page`` on) is the copied normal frames, rotated."""
+    cfg = layout.cfg
+    P, S, cp = cfg.nand.page_bytes, layout.copy_shift, layout.code_copy_pages
+    want = _code_copy(layout, normal)
+    for c in range(1, layout.hot_copies):
+        got = np.roll(region[:, (c - 1) * cp * P:c * cp * P], -c * S, axis=0)
+        if np.array_equal(got, want):
+            continue
+        hc = layout.code_copy_count
+        per_v = _from_cores(got, hc, layout.stride, layout.frames_per_page, P, cp)
+        bad = np.flatnonzero((per_v != normal[:hc]).any(axis=1))
+        if bad.size:
+            raise LayoutError(f"code copy {c} of vertex {int(bad[0])} disagrees with its normal "
+                              f"frame (copy 0)")
+        raise LayoutError(f"code copy {c} has non-zero bytes outside the copied frames")
+
+
 def _sections(path: Path, data: bytes) -> dict[str, memoryview]:
     size = len(data)
     if size < _HDR.size:
@@ -259,7 +292,11 @@ def read_image(path: str | os.PathLike) -> Image:
         layout = Layout(cfg, n, hot, W)
     except LayoutError as e:
         raise ImageError(f"{path}: metadata does not fit the config: {e}") from None
-    if meta.get("layout") != layout.summary():
+    old = meta.get("layout")
+    if isinstance(old, dict) and "hot_copies" in old and "code_copy_page" not in old:
+        raise ImageError(f"{path}: an image of {old['hot_copies']} hot copies without code "
+                         f"copies (written before they existed): rebuild it")
+    if old != layout.summary():
         raise ImageError(f"{path}: metadata layout numbers disagree with the layout computed "
                          f"from the config")
     P = cfg.nand.page_bytes
@@ -277,10 +314,13 @@ def read_image(path: str | os.PathLike) -> Image:
     frames = np.frombuffer(sec["frames"], dtype=np.uint8).reshape(cfg.nand.cores, -1)
     raw = np.frombuffer(sec["raw"], dtype=np.uint8).reshape(cfg.nand.raw_vector_cores, -1)
     hot_bytes = layout.hot_pages * P
-    normal = _from_cores(frames[:, hot_bytes:], n, layout.stride, layout.frames_per_page, P,
-                         layout.normal_pages_per_core)
+    copies_bytes = layout.code_copy_page * P
+    normal = _from_cores(frames[:, hot_bytes:copies_bytes], n, layout.stride,
+                         layout.frames_per_page, P, layout.normal_pages_per_core)
     try:
         neighbors, codes = decode_frames(layout, normal[:, :layout.frame_bytes])
+        if layout.code_copy_pages:
+            _check_code_copies(layout, frames[:, copies_bytes:], normal)
         if hot:
             hp = layout.hot_copy_pages * P
             for c in range(1, layout.hot_copies):  # copy c = copy 0 rotated by c * S cores

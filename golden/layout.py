@@ -66,7 +66,22 @@ query reads (the entry's first) are spread over ``X`` groups of cores.  A search
 default) the mapping is the original one.
 
 *Normal region*: frame of ``v`` on core ``v % Ci``, slot ``j = v // Ci``, page
-``hot_pages + j // fpp``, byte offset ``(j % fpp) * stride``.
+``hot_pages + j // fpp``, byte offset ``(j % fpp) * stride``; ``npc = ceil(ceil(N/Ci) / fpp)``
+pages.
+
+*Code-copy region* (only with ``X > 1``; pages ``code_copy_page = hot_pages + npc`` on): copies
+``c = 1..X-1`` of the normal frames of the vertices ``u < Hc`` (byte for byte, so ``u``'s PQ
+code sits at ``code_offset`` inside each), ``Hc = ceil(code_copy_fraction * N)``
+(``cfg.layout.code_copy_fraction``, exact on its decimal value like the hot count; ``Hc = 0``
+with ``X = 1``), core-rotated like the hot region: copy ``c`` of the frame of ``u`` on core
+``(u + c*S) % Ci``, slot ``j = u // Ci``, page ``code_copy_page + (c-1)*cp + j // fpp``, byte
+offset ``(j % fpp) * stride`` (the normal frame's offset), where ``cp = ceil(ceil(Hc/Ci) /
+fpp)`` pages hold one copy.  A search reads the code of a ``u < Hc`` from its own copy ``c``
+(copy 0 = the normal frame), so the code reads of popular vertices, which many queries make,
+are spread over ``X`` cores.  Slots of a copy beyond ``Hc`` are zero.  Measured on the
+``paper`` preset (``docs/ARCHITECTURE.md``, "No hot core"): code reads are spread over many
+vertices that are not hot, so only ``Hc = N`` (the default fraction 1.0) brings the busiest
+core within 1.2x of the mean.
 
 *Raw vectors*: vector ``u`` on raw core ``Ci + u % Cr``, slot ``j = u // Cr``, page ``j // rpp``,
 offset ``(j % rpp) * raw_stride`` where ``raw_stride`` rounds ``cfg.vec.bytes_per_vector`` like the
@@ -82,8 +97,11 @@ region's ``j // fpp``, is ``(j * fpp_recip) >> recip_shift(cfg)`` (:func:`div_by
 with ``fpp_recip = ceil(2**s / fpp)`` (:func:`fpp_reciprocal`) and the elaboration constant
 ``s = slot_bits(cfg) + bitlen(P)``: exact for every slot ``j < 2**slot_bits(cfg)`` and every
 ``fpp <= P`` (``tests/golden/test_layout.py`` checks it exhaustively for the presets).
-Everything else stays an elaboration constant of the configuration: ``Ci``, ``Cr``, ``A``,
-``P``, ``R``, ``B``, ``C``, ``X`` (and so the copy shift ``S``), the raw-vector geometry.
+The code-copy region adds three registers, the copied count ``code_copy_count`` (``Hc``),
+its first page ``code_copy_page`` and the pages of one copy ``code_copy_pages`` (``cp``); a
+copy's page is ``code_copy_page + (c-1)*cp + j // fpp``.  Everything else stays an
+elaboration constant of the configuration: ``Ci``, ``Cr``, ``A``, ``P``, ``R``, ``B``, ``C``,
+``X`` (and so the copy shift ``S``), the raw-vector geometry.
 
 Reads
 -----
@@ -98,13 +116,15 @@ of ``A`` and ``nbytes = A``; a structure spanning several accesses is several re
   its neighbours came with it; the search only emits codes of the expanded vertex's neighbours
   after a frame), nor, with hot copies (``X > 1``), before the first frame (the entry's code:
   the engine holds it, written with the codebook, so that no core serves every query);
-  otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s normal frame.
+  otherwise the accesses holding bytes ``[code_off, code_off+C)`` of ``u``'s normal frame, of
+  the search's own copy of it if ``u < Hc`` (copy ``c > 0``: the code-copy region).
 * ``('raw', u)``: the accesses covering ``u``'s raw vector.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import Iterable, NamedTuple, Sequence
 
@@ -241,8 +261,9 @@ class Layout:
                               f"({cfg.nand.page_bytes} B)")
         if self.index_pages_per_core > cfg.nand.pages_per_core:
             raise LayoutError(
-                f"index needs {self.index_pages_per_core} pages per core, nand.pages_per_core is "
-                f"{cfg.nand.pages_per_core}")
+                f"index needs {self.index_pages_per_core} pages per core ({self.hot_pages} hot, "
+                f"{self.normal_pages_per_core} normal, {self.code_copies_pages} code copies), "
+                f"nand.pages_per_core is {cfg.nand.pages_per_core}")
         if self.raw_pages_per_core > cfg.nand.pages_per_core:
             raise LayoutError(
                 f"raw vectors need {self.raw_pages_per_core} pages per core, "
@@ -257,7 +278,10 @@ class Layout:
                         stride=self.stride, frames_per_page=self.frames_per_page,
                         fpp_recip=fpp_reciprocal(self.cfg, self.frames_per_page),
                         frame_accesses=self.frame_access_count,
-                        code_accesses=self.code_access_count)
+                        code_accesses=self.code_access_count,
+                        code_copy_count=self.code_copy_count,
+                        code_copy_page=self.code_copy_page,
+                        code_copy_pages=self.code_copy_pages)
 
     @classmethod
     def for_index(cls, index) -> "Layout":
@@ -371,9 +395,35 @@ class Layout:
     def hot_pages(self) -> int:
         return self.hot_copies * self.hot_copy_pages
 
+    # ---- code-copy region -----------------------------------------------------------------
+    @cached_property
+    def code_copy_count(self) -> int:
+        """``Hc``: vertices ``0..Hc-1`` whose normal frames are copied (0 with one hot copy):
+        ``ceil(code_copy_fraction * N)`` on the fraction's decimal value."""
+        if self.hot_copies == 1:
+            return 0
+        f = Fraction(str(self.cfg.layout.code_copy_fraction))
+        return -(-(f.numerator * self.n) // f.denominator)
+
+    @cached_property
+    def code_copy_pages(self) -> int:
+        """``cp``: pages per core of one copy of the first ``Hc`` normal frames."""
+        slots = -(-self.code_copy_count // self.cfg.nand.cores)
+        return -(-slots // self.frames_per_page)
+
+    @cached_property
+    def code_copy_page(self) -> int:
+        """First page of the code-copy region (right after the normal region)."""
+        return self.hot_pages + self.normal_pages_per_core
+
+    @cached_property
+    def code_copies_pages(self) -> int:
+        """Pages per core of the whole code-copy region: ``(X - 1) * cp``."""
+        return (self.hot_copies - 1) * self.code_copy_pages
+
     @cached_property
     def index_pages_per_core(self) -> int:
-        return self.hot_pages + self.normal_pages_per_core
+        return self.hot_pages + self.normal_pages_per_core + self.code_copies_pages
 
     @cached_property
     def index_core_bytes(self) -> int:
@@ -456,6 +506,17 @@ class Layout:
         return ((g + copy * self.copy_shift) % cores, copy * self.hot_copy_pages + local // app,
                 (local % app) * self.access)
 
+    def code_address(self, u: int, copy: int = 0) -> tuple[int, int, int]:
+        """(core, page, byte offset) of the PQ code of ``u`` in copy ``copy`` of its normal
+        frame (the normal frame itself for copy 0 or ``u >= code_copy_count``)."""
+        u = self._check_v(u)
+        copy = self._check_copy(copy)
+        core, page, off = self.frame_address(u)
+        if copy and u < self.code_copy_count:
+            core = (core + copy * self.copy_shift) % self.cfg.nand.cores
+            page += self.code_copy_page - self.hot_pages + (copy - 1) * self.code_copy_pages
+        return core, page, off + self.code_offset
+
     def raw_address(self, u: int) -> tuple[int, int, int]:
         """(global core, page, byte offset) of the raw vector of ``u``."""
         u = self._check_v(u)
@@ -478,10 +539,11 @@ class Layout:
         core, page, off = self.frame_address(v)
         return self._span(core, page, off, self.id_region_bytes, "frame")
 
-    def code_reads(self, u: int) -> list[Read]:
-        """Reads that fetch ``u``'s PQ code from its normal frame."""
-        core, page, off = self.frame_address(u)
-        return self._span(core, page, off + self.code_offset, self.code_bytes, "code")
+    def code_reads(self, u: int, copy: int = 0) -> list[Read]:
+        """Reads that fetch ``u``'s PQ code from its normal frame (copy ``copy`` of it if
+        ``u < code_copy_count``: :meth:`code_address`)."""
+        core, page, off = self.code_address(u, copy)
+        return self._span(core, page, off, self.code_bytes, "code")
 
     def raw_reads(self, u: int) -> list[Read]:
         core, page, off = self.raw_address(u)
@@ -496,6 +558,21 @@ class Layout:
         page = self.hot_pages + j // self.frames_per_page
         return (vs % cores,
                 page * self.cfg.nand.page_bytes + (j % self.frames_per_page) * self.stride)
+
+    def code_byte_addresses(self, us: np.ndarray, copy: int = 0
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """(core, byte address within the core image) of the PQ codes of ``us`` in copy
+        ``copy`` (:meth:`code_address`, vectorised)."""
+        us = np.asarray(us, dtype=np.int64)
+        copy = self._check_copy(copy)
+        core, addr = self.frame_byte_addresses(us)
+        if copy:
+            hot = us < self.code_copy_count
+            shift = (self.code_copy_page - self.hot_pages + (copy - 1) * self.code_copy_pages) \
+                * self.cfg.nand.page_bytes
+            core = np.where(hot, (core + copy * self.copy_shift) % self.cfg.nand.cores, core)
+            addr = np.where(hot, addr + shift, addr)
+        return core, addr + self.code_offset
 
     def hot_chunk_byte_addresses(self, vs: np.ndarray, copy: int = 0
                                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -532,7 +609,9 @@ class Layout:
             "index_cores": self.cfg.nand.cores, "raw_cores": self.cfg.nand.raw_vector_cores,
             "access_bytes": self.access, "page_bytes": self.cfg.nand.page_bytes,
             # only with copies: images of one copy keep the metadata they always had
-            **({"hot_copies": self.hot_copies, "hot_copy_pages": self.hot_copy_pages}
+            **({"hot_copies": self.hot_copies, "hot_copy_pages": self.hot_copy_pages,
+                "code_copy_count": self.code_copy_count, "code_copy_page": self.code_copy_page,
+                "code_copy_pages": self.code_copy_pages}
                if self.hot_copies > 1 else {}),
         }
 
@@ -545,7 +624,10 @@ class Geometry(NamedTuple):
     ``hot`` (``H``), ``gap_width`` (``W``), ``hot_accesses`` (``K``), ``hot_copy_pages``
     (``hp``), ``hot_pages`` (``X * hp``), ``code_offset``, ``stride``, ``frames_per_page``
     (``fpp``), ``fpp_recip`` (:func:`fpp_reciprocal`), ``frame_accesses`` and
-    ``code_accesses`` (accesses of a normal-frame and of a code read)."""
+    ``code_accesses`` (accesses of a normal-frame and of a code read), ``code_copy_count``
+    (``Hc``: vertices whose codes have copies; 0 with one hot copy), ``code_copy_page``
+    (first page of the code-copy region) and ``code_copy_pages`` (``cp``, pages of one copy
+    of it)."""
 
     n: int
     hot: int
@@ -559,6 +641,9 @@ class Geometry(NamedTuple):
     fpp_recip: int
     frame_accesses: int
     code_accesses: int
+    code_copy_count: int
+    code_copy_page: int
+    code_copy_pages: int
 
 
 #: register names in the order of :class:`Geometry` (the host's SET_GEOMETRY order too)
@@ -610,7 +695,9 @@ def geometry_bounds(cfg: ProximaConfig) -> Geometry:
                     hot_copy_pages=pages, hot_pages=pages, code_offset=mx("code_offset"),
                     stride=mx("stride"), frames_per_page=cfg.nand.page_bytes,
                     fpp_recip=fpp_reciprocal(cfg, 1), frame_accesses=mx("frame_access_count"),
-                    code_accesses=mx("code_access_count"))
+                    code_accesses=mx("code_access_count"), code_copy_count=nv,
+                    code_copy_page=pages,
+                    code_copy_pages=pages)
 
 
 # ---------------------------------------------------------------------------------------
@@ -920,7 +1007,8 @@ def decode_hot_frames(layout: Layout, frames: np.ndarray) -> tuple[np.ndarray, n
 def reads_for_events(events: Iterable[tuple[str, int]], layout: Layout,
                      copy: int = 0) -> list[Read]:
     """Physical reads, in order, for one query's search events (rules in the module doc);
-    hot frames are read from hot copy ``copy``."""
+    hot frames, and the codes of vertices ``< code_copy_count``, are read from copy
+    ``copy``."""
     reads: list[Read] = []
     # with hot copies the entry's code is held by the engine: codes before the first frame
     after_hot = layout.hot_copies > 1
@@ -930,7 +1018,7 @@ def reads_for_events(events: Iterable[tuple[str, int]], layout: Layout,
             reads.extend(layout.frame_reads(v, copy))
         elif kind == "code":
             if not after_hot:
-                reads.extend(layout.code_reads(v))
+                reads.extend(layout.code_reads(v, copy))
         elif kind == "raw":
             reads.extend(layout.raw_reads(v))
         else:

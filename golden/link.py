@@ -370,16 +370,17 @@ def geometry_fits(cfg, pages: int, entry: int, g) -> bool:
     """The board's SET_GEOMETRY check (the RTL follows it): the registers ``g`` (a
     :class:`~proxima.golden.layout.Geometry`, host-computed) are within the hardware's
     register ranges (:func:`~proxima.golden.layout.geometry_bounds`), ``1 <= n <=
-    max_vertices``, ``hot <= n``, ``entry < n``, every count and size at least 1, and the
-    last vertex's normal frame and raw vector (by the hardware's address rule) lie below
-    ``pages`` pages per core of the store.  The registers' consistency with one ``Layout``
-    is the host's part (``Layout.registers``)."""
+    max_vertices``, ``hot <= n``, ``entry < n``, ``code_copy_count <= n``, every count and
+    size at least 1, and the last vertex's normal frame and raw vector (by the hardware's
+    address rule) and the code-copy region lie below ``pages`` pages per core of the
+    store.  The registers' consistency with one ``Layout`` is the host's part
+    (``Layout.registers``)."""
     from proxima.golden.layout import (GEOMETRY_FIELDS, Layout, div_by_reciprocal,
                                        geometry_bounds)
     b = geometry_bounds(cfg)
     if any(not 0 <= getattr(g, f) <= getattr(b, f) for f in GEOMETRY_FIELDS):
         return False
-    if not (1 <= g.n and g.hot <= g.n and entry < g.n):
+    if not (1 <= g.n and g.hot <= g.n and entry < g.n and g.code_copy_count <= g.n):
         return False
     if min(g.hot_accesses, g.stride, g.frames_per_page, g.frame_accesses,
            g.code_accesses) < 1:
@@ -391,7 +392,9 @@ def geometry_fits(cfg, pages: int, entry: int, g) -> bool:
     hot_page = 0 if g.hot == 0 else \
         (cfg.layout.hot_copies - 1) * g.hot_copy_pages + \
         (g.hot * g.hot_accesses - 1) // cfg.nand.cores // cfg.nand.accesses_per_page
-    return frame_page < pages and raw_page < pages and hot_page < pages
+    # the code-copy region's end (copies 1..X-1 of cp pages each from code_copy_page)
+    copies_end = g.code_copy_page + (cfg.layout.hot_copies - 1) * g.code_copy_pages
+    return frame_page < pages and raw_page < pages and hot_page < pages and copies_end <= pages
 
 
 def store_pages(layout) -> int:

@@ -181,7 +181,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
                       params: TimingParams | None = None, copy: int = 0) -> list[Phase]:
     """Cut one query's events into phases (module doc) with the cores of their reads, using
     exactly the read rules of :func:`proxima.golden.layout.reads_for_events` (hot frames
-    from hot copy ``copy``)."""
+    and the copied vertices' codes from hot copy ``copy``)."""
     params = params or TimingParams.from_cfg(layout.cfg)
     phases: list[Phase] = []
     kind = None
@@ -204,6 +204,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
         layout.hot_accesses, layout.hot
     rot = layout._check_copy(copy) * layout.copy_shift
     nf, nc, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
+    Hc = layout.code_copy_count
     for k, v in events:
         v = int(v)
         if not 0 <= v < layout.n:
@@ -214,8 +215,8 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
             cores = [(v * K + a + rot) % Ci for a in range(K)] if after_hot else [v % Ci] * nf
             kind, count = "frame", 1
             continue
-        if k == "code":
-            rs = () if after_hot else (v % Ci,) * nc
+        if k == "code":  # a copied vertex's code from the query's copy (code-copy region)
+            rs = () if after_hot else (((v + rot) if v < Hc else v) % Ci,) * nc
         elif k == "raw":
             rs = (Ci + v % Cr,) * nr
         else:
@@ -318,7 +319,8 @@ def simulate_events(events_per_query: Sequence[Iterable[tuple[str, int]]], layou
                     nq: int | None = None, cfg: ProximaConfig | None = None,
                     algo: str = "alg1") -> TimingResult:
     """:func:`simulate` on the search events of each query (phases cut by the layout; query
-    ``q`` reads hot copy ``q % layout.hot_copies``, its own copy).
+    ``q`` reads hot copy ``q % layout.hot_copies``, its own copy, of hot frames and of the
+    copied vertices' codes).
 
     ``cfg`` is the effective configuration of the run (the image's with search-time
     overrides, e.g. ``engine.queues``, ``engine.clock_mhz``, ``nand.tR_ns``); the timing

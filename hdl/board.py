@@ -554,11 +554,14 @@ class BoardCore(wiring.Component):
                     X = cfg.layout.hot_copies
                     last = gview.hot * gview.hot_accesses
                     h_page = hot_chunk_location(cfg, gview, 0, (last - 1)[:len(last)], X - 1)[1]
+                    c_end = gview.code_copy_page + (X - 1) * gview.code_copy_pages
                     m.d.sync += g_bad.eq(over | zero | (gwords["n"] != prm[32:64]) |
                                          (gwords["hot"] != prm[64:96]) |
                                          (gwords["gap_width"] != prm[96:128]) |
                                          (f_page >= pages) | (r_page >= pages) |
-                                         ((gview.hot != 0) & (h_page >= pages)))
+                                         ((gview.hot != 0) & (h_page >= pages)) |
+                                         (c_end > pages) |
+                                         (gview.code_copy_count > gview.n))
                     m.next = "GEO_SET"
                 with m.State("GEO_SET"):
                     with m.If(g_bad):

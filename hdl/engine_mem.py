@@ -37,8 +37,9 @@ Neighbour code reads (while ``nb_run``, after a normal frame):
 ``nb_code``  ``Out(stream{id})`` with ``code``: a captured neighbour code, held (and
              ``mem_resp.ready`` low) until taken.
 ``nb_clear`` ``In(1)``: reset the neighbour pointers (before ``nb_run``).
-``copy``     ``In``: the hot copy hot frames are read from (``layout.hot_copies > 1``; a
-             run-time constant per search context; ignored with one copy).
+``copy``     ``In``: the hot copy hot frames and copied vertices' codes are read from
+             (``layout.hot_copies > 1``; a run-time constant per search context; ignored with
+             one copy).
 
 Timing: the first request of a read is valid in the cycle after ``start``; one access per
 cycle, one beat per cycle, no other latency; the last beat's cycle is the last ``busy`` one.
@@ -55,8 +56,8 @@ from amaranth.lib.wiring import In, Out
 from proxima.config import ProximaConfig
 from proxima.golden.layout import EVENT_KINDS, Layout, geometry_bounds
 from proxima.hdl.lib.arith import divmod_const as _divmod
-from proxima.hdl.nandctl import (frame_location, geometry_init, geometry_layout,
-                                 hot_chunk_location, raw_location)
+from proxima.hdl.nandctl import (code_location, frame_location, geometry_init,
+                                 geometry_layout, hot_chunk_location, raw_location)
 
 __all__ = ["MemReader", "KIND_CODES"]
 
@@ -129,13 +130,15 @@ class MemReader(wiring.Component):
                          rd_a.eq(0), rd_beat.eq(0)]
 
         frame_loc = partial(frame_location, cfg, g)
-        f_core, f_page, f_off = frame_loc(rd_v)          # normal frame / code of rd_v
-        c_off = f_off + g.code_offset
+        # the context's own copy (of hot frames and of copied vertices' codes)
+        copy = self.copy[:max(1, (lay.hot_copies - 1).bit_length())] \
+            if lay.hot_copies > 1 else 0
+        code_loc = partial(code_location, cfg, g, copy=copy)
+        f_core, f_page, f_off = frame_loc(rd_v)          # normal frame of rd_v
+        c_core, c_page, c_off = code_loc(rd_v, frame=(f_core, f_page, f_off))  # its code
         r_core, r_page, r_off = raw_location(cfg, rd_v)  # raw vector (global core)
         # hot chunk rd_a of the context's own copy
-        h_core, h_page, h_off = hot_chunk_location(
-            cfg, g, rd_v, rd_a, self.copy[:max(1, (lay.hot_copies - 1).bit_length())]
-            if lay.hot_copies > 1 else 0)
+        h_core, h_page, h_off = hot_chunk_location(cfg, g, rd_v, rd_a, copy)
 
         rd_n = Signal(range(self.max_accesses + 1))
         rd_skip = Signal(range(nb))  # beats of the first access before the structure
@@ -153,7 +156,7 @@ class MemReader(wiring.Component):
                                  core.eq(f_core), page.eq(f_page)]
             with m.Case(KIND_CODE):
                 m.d.comb += [rd_n.eq(g.code_accesses), first_off.eq(c_off),
-                             core.eq(f_core), page.eq(f_page)]
+                             core.eq(c_core), page.eq(c_page)]
             with m.Default():
                 m.d.comb += [rd_n.eq(lay.raw_access_count), first_off.eq(r_off),
                              core.eq(r_core), page.eq(r_page)]
@@ -217,9 +220,9 @@ class MemReader(wiring.Component):
         code_id = Signal(idb)
         m.d.comb += [self.nb_req_idx.eq(nq), self.nb_rx_idx.eq(nr),
                      self.nb_code.valid.eq(code_pend), self.nb_code.payload.eq(code_id)]
-        q_core, q_page, q_foff = frame_loc(self.nb_req_id)
-        q_acc, _ = _divmod(q_foff + g.code_offset, A)
-        _, r_in_acc = _divmod(frame_loc(self.nb_rx_id)[2] + g.code_offset, A)
+        q_core, q_page, q_coff = code_loc(self.nb_req_id)
+        q_acc, _ = _divmod(q_coff, A)
+        _, r_in_acc = _divmod(code_loc(self.nb_rx_id)[2], A)
         r_skip = _divmod(r_in_acc, bb)[0]
         with m.If(nb_pipe):
             m.d.comb += [

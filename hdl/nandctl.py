@@ -111,7 +111,8 @@ from proxima.hdl.lib.logic import onehot_to_binary, or_tree, prefix_or, rr_pick
 EVENT_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
 __all__ = ["NandController", "NandAddressMapper", "NandCtlError", "EVENT_CODES",
-           "frame_location", "hot_chunk_location", "raw_location", "geometry_layout",
+           "frame_location", "code_location", "hot_chunk_location", "raw_location",
+           "geometry_layout",
            "geometry_init", "geometry_word"]
 
 
@@ -362,7 +363,8 @@ class NandController(wiring.Component):
 
 
 # ---- the round-robin placement, as expressions --------------------------------------------
-# RTL twins of Layout.frame_address / hot_chunk_address / raw_address (golden/layout.py):
+# RTL twins of Layout.frame_address / code_address / hot_chunk_address / raw_address
+# (golden/layout.py):
 # the NAND address mapper below and the engine (hdl/engine.py) both use them.  ``g`` is the
 # image geometry: a :class:`~proxima.golden.layout.Layout` (or a
 # :class:`~proxima.golden.layout.Geometry` of integers: constants, constant dividers) or a
@@ -414,6 +416,25 @@ def frame_location(cfg: ProximaConfig, g, v):
     width = bits_for(cfg.nand.page_bytes) + len(Value.cast(g.stride))  # of slot * stride
     off = (j * g.stride - q * (g.frames_per_page * g.stride))[:width]
     return core, g.hot_pages + q, off
+
+
+def code_location(cfg: ProximaConfig, g, v, copy=0, frame=None):
+    """``(core, page, byte offset)`` of the PQ code of vertex ``v`` in copy ``copy`` of its
+    normal frame (an expression; RTL twin of ``Layout.code_address``): the normal frame's
+    ``code_offset`` byte for copy 0 or ``v >= code_copy_count``, else the code-copy region's
+    copy ``copy`` (``layout.hot_copies > 1``): core rotated by ``copy * (Ci // X)``, page moved
+    by ``code_copy_page - hot_pages + (copy - 1) * code_copy_pages``, the same byte offset (a
+    copy's code sits where copy 0's does inside its access: same access count, same beats).
+    ``frame``: ``frame_location(cfg, g, v)`` if already computed (its logic is shared)."""
+    core, page, off = frame if frame is not None else frame_location(cfg, g, v)
+    off = off + g.code_offset
+    cores, X = cfg.nand.cores, cfg.layout.hot_copies
+    if X == 1 or (isinstance(copy, int) and copy == 0):
+        return core, page, off
+    use = (v < g.code_copy_count) & (copy != 0)
+    rot = divmod_const(core + copy * (cores // X), cores)[1]
+    delta = g.code_copy_page - g.hot_pages + (copy - 1) * g.code_copy_pages
+    return Mux(use, rot, core), page + Mux(use, delta, 0), off
 
 
 def hot_chunk_location(cfg: ProximaConfig, g, v, a, copy=0):

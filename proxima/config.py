@@ -347,12 +347,19 @@ class LayoutConfig:
     reorder_sample: int = 2000  # base vectors searched to measure visit frequency
     reorder: bool = True
     hot_copies: int = 1  # copies of the hot region, core-rotated (golden/layout.py)
+    # with hot_copies > 1: the ids 0..ceil(f*N)-1 whose normal frames (PQ codes) are copied
+    # hot_copies - 1 times, core-rotated like the hot region (golden/layout.py); left out of
+    # to_dict at its default, so configurations (and images) without copies are unchanged
+    code_copy_fraction: float = field(default=1.0, metadata={"omit_default": True})
 
     def validate(self) -> None:
         if self.hot_copies < 1:
             raise ConfigError(f"layout.hot_copies must be >= 1, got {self.hot_copies}")
         if not 0.0 <= self.hot_fraction <= 1.0:
             raise ConfigError(f"layout.hot_fraction must be in [0, 1], got {self.hot_fraction}")
+        if not 0.0 <= self.code_copy_fraction <= 1.0:
+            raise ConfigError(f"layout.code_copy_fraction must be in [0, 1], got "
+                              f"{self.code_copy_fraction}")
         if self.reorder_sample < 0:
             raise ConfigError("layout.reorder_sample must be >= 0")
 
@@ -549,7 +556,16 @@ class ProximaConfig:
 
     # ---- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except those marked ``omit_default`` while at their default (fields
+        added later: the dict, JSON and image bytes of older configurations stay the same;
+        :meth:`from_dict` fills them in)."""
+        d = dataclasses.asdict(self)
+        for name in _SECTIONS:
+            for f in fields(getattr(self, name)):
+                if f.metadata.get("omit_default") and getattr(getattr(self, name), f.name) \
+                        == f.default:
+                    del d[name][f.name]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -286,11 +286,13 @@ def test_set_geometry_carries_the_registers_and_the_entry_code():
     assert pl.endswith(b"\x01\x02\0\0")
 
 
-def test_geometry_fits_the_store():
+@pytest.mark.parametrize("copies", [1, 2])
+def test_geometry_fits_the_store(copies):
     """geometry_fits (the board's SET_GEOMETRY check): every image whose pages fit is
-    accepted, larger ones, registers out of range or zero, and bad entries refused."""
+    accepted (with hot copies: their code-copy region too), larger ones, registers out of
+    range or zero, and bad entries refused."""
     from proxima.golden.layout import Layout
-    cfg = preset("tiny")
+    cfg = preset("tiny").with_(layout={"hot_copies": copies, "code_copy_fraction": 0.5})
     rng = np.random.default_rng(3)
     for _ in range(200):
         n = int(rng.integers(1, cfg.engine.max_vertices + 1))
@@ -305,3 +307,4 @@ def test_geometry_fits_the_store():
     assert not L.geometry_fits(cfg, 8, 0, g._replace(frames_per_page=0))
     assert not L.geometry_fits(cfg, 8, 0, g._replace(gap_width=cfg.id_bits + 1))
     assert not L.geometry_fits(cfg, 8, 0, g._replace(hot=301))
+    assert not L.geometry_fits(cfg, 8, 0, g._replace(code_copy_count=301))

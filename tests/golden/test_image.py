@@ -229,3 +229,58 @@ def test_missing_file_and_unlayoutable_index(idx, tmp_path):
         write_image(p, bad)
     assert p.read_bytes() == before  # the old image is untouched
     assert sorted(os.listdir(tmp_path)) == ["keep"]
+
+
+def _copies_index():
+    cfg = CFG.with_(layout={"hot_copies": 3, "code_copy_fraction": 0.08}, graph={"R": 16},
+                    nand={"access_bytes": 16, "page_bytes": 128, "cores": 5})
+    return make_index(n=300, hot=23, seed=4, cfg=cfg)
+
+
+def test_code_copy_disagreement_is_refused(tmp_path):
+    """A byte of a code copy that differs from the normal frame (copy 0), or a non-zero byte
+    in an unused slot of the code-copy region, is refused with the copy and the vertex."""
+    ix = _copies_index()
+    p = tmp_path / "c"
+    lay = write_image(p, ix)
+    P = lay.cfg.nand.page_bytes
+    good = p.read_bytes()
+    base = _table(good)["frames"][0]
+    for copy, u, what in ((1, 0, "code copy 1 of vertex 0 disagrees"),
+                          (2, 22, "code copy 2 of vertex 22 disagrees")):
+        core, page, off = lay.code_address(u, copy)
+        data = bytearray(good)
+        data[base + core * lay.index_core_bytes + page * P + off] ^= 0x10
+        _refresh_crcs(data)
+        p.write_bytes(bytes(data))
+        with pytest.raises(ImageError, match=what):
+            open_image(p)
+    # the last byte of copy 2's last page lies in a slot beyond ceil(Hc / Ci) = 5: unused
+    assert lay.code_copy_count == 24
+    assert lay.frames_per_page < 5 <= 2 * lay.frames_per_page - 1
+    data = bytearray(good)
+    last = lay.index_pages_per_core - 1
+    data[base + 0 * lay.index_core_bytes + last * P + P - 1] ^= 1
+    _refresh_crcs(data)
+    p.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="code copy 2 has non-zero bytes outside"):
+        open_image(p)
+
+
+def test_image_with_hot_copies_but_without_code_copies_is_refused(tmp_path):
+    """An image written before code copies existed (its metadata has hot copies but no
+    code-copy region) gets a one-line 'rebuild it' error, not a bare mismatch."""
+    ix = _copies_index()
+    p = tmp_path / "c"
+    write_image(p, ix)
+    data = bytearray(p.read_bytes())
+    off, ln, _ = _table(bytes(data))["metadata"]
+    meta = json.loads(bytes(data[off:off + ln]))
+    for k in ("code_copy_count", "code_copy_page", "code_copy_pages"):
+        del meta["layout"][k]
+    blob = json.dumps(meta, sort_keys=True).encode().ljust(ln)
+    data[off:off + ln] = blob
+    _refresh_crcs(data)
+    p.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="3 hot copies without code copies .* rebuild it"):
+        open_image(p)

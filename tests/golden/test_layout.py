@@ -471,3 +471,155 @@ def test_rtl_locations_from_registers_match_layout(changes):
     sim.run()
     assert got == want
     assert len(fpps) > 1
+
+
+# ---- code copies (hot vertices' normal frames, core-rotated per hot copy) -----------------
+def _copies_cfg(X=3, frac=1.0):
+    return TINY.with_(layout={"hot_copies": X, "code_copy_fraction": frac}, graph={"R": 16},
+                      nand={"access_bytes": 16, "page_bytes": 128, "cores": 5})
+
+
+@pytest.mark.parametrize("frac,Hc", [(1.0, 300), (0.08, 24), (0.0, 0)])
+def test_code_copies_addresses_image_reads_and_timing(tmp_path, frac, Hc):
+    """With X hot copies the image holds copies 1..X-1 of the normal frames of vertices
+    0..Hc-1 (Hc = ceil(code_copy_fraction * N)) after the normal region, copy c on core
+    (u + c*S) % Ci; the code of a u < Hc is read from the search's own copy (others: from
+    the normal frame), by the scalar, vectorised, read and timing rules alike; search
+    results do not depend on the copy."""
+    from proxima.golden.engine_timing import EngineCosts, query_program
+    from proxima.golden.image import read_image, write_image
+    from proxima.golden.layout import encode_frames
+    from proxima.golden.nand import TimingParams, phases_for_events
+    from proxima.golden.search import search
+
+    from .test_image import make_index
+
+    X, Ci, H, n = 3, 5, 23, 300
+    cfg = _copies_cfg(X, frac)
+    ix = make_index(n=n, hot=H, seed=4, cfg=cfg)
+    lay = write_image(tmp_path / "c", ix)
+    S, P, fpp = lay.copy_shift, cfg.nand.page_bytes, lay.frames_per_page
+    cp = -(-(-(-Hc // Ci)) // fpp)
+    assert lay.code_copy_count == Hc
+    assert Hc == 0 or (fpp < -(-Hc // Ci) and cp > 1)  # a copy spans several pages
+    assert (lay.code_copy_pages, lay.code_copies_pages) == (cp, (X - 1) * cp)
+    assert lay.code_copy_page == lay.hot_pages + lay.normal_pages_per_core
+    assert lay.index_pages_per_core == lay.code_copy_page + (X - 1) * cp
+    g = lay.registers()
+    assert (g.code_copy_count, g.code_copy_page, g.code_copy_pages) == (
+        Hc, lay.code_copy_page, cp)
+    assert lay.summary()["code_copy_pages"] == cp
+    im = read_image(tmp_path / "c")
+    frames = encode_frames(lay, ix.neighbors, ix.codes)
+    C, off0 = lay.code_bytes, lay.code_offset
+    us = np.arange(n)
+    for c in range(X):
+        vc, va = lay.code_byte_addresses(us, c)
+        for u in range(n):
+            core, page, off = lay.code_address(u, c)
+            fc, fp, fo = lay.frame_address(u)
+            if c and u < Hc:  # the copy's page and core, the normal frame's offset
+                j = u // Ci
+                assert (core, page, off) == ((u + c * S) % Ci, lay.code_copy_page
+                                             + (c - 1) * cp + j // fpp, fo + off0)
+                # the whole normal frame is copied, byte for byte
+                got = im.frames[core, page * P + fo:page * P + fo + lay.frame_bytes]
+                assert np.array_equal(got, frames[u])
+            else:
+                assert (core, page, off) == (fc, fp, fo + off0)
+            a = page * P + off
+            assert np.array_equal(im.frames[core, a:a + C], ix.codes[u])
+            assert (vc[u], va[u]) == (core, a)
+            assert lay.code_reads(u, c) == lay._span(core, page, off, C, "code")
+    with pytest.raises(LayoutError, match="hot copy 3"):
+        lay.code_address(0, 3)
+    # reads and the timing models: a hot neighbour's code on its copy's core
+    p = TimingParams.from_cfg(cfg)
+    q = np.asarray(ix.vectors[7], dtype=np.uint8)
+    ref = search(ix, q, cfg)
+    ev = ref.events
+    hot_codes = 0
+    for c in range(X):
+        rd = reads_for_events(ev, lay, c)
+        assert [r.core for r in rd] == [x for f in phases_for_events(ev, lay, p, copy=c)
+                                        for x in f.cores]
+        prog = query_program(ev, ref.counters, lay, EngineCosts.from_cfg(cfg), c)
+        assert [a[0] for s in prog for a in s.accesses] == [r.core for r in rd]
+        codes = [r for r in rd if r.kind == "code"]
+        in_copy = [r for r in codes if r.page >= lay.code_copy_page]
+        assert (len(in_copy) > 0) == (c > 0 and Hc > 0)
+        assert len(in_copy) == sum(1 for r, b in zip(codes, (x for x in reads_for_events(
+            ev, lay, 0) if x.kind == "code")) if r != b)
+        hot_codes = max(hot_codes, len(in_copy))
+        base = reads_for_events(ev, lay, 0)
+        assert len(rd) == len(base)  # the same accesses, only addresses move
+    assert (hot_codes > 0) == (Hc > 0)
+    assert search(im.index, q, cfg).ids.tolist() == ref.ids.tolist()
+
+
+def test_code_copies_one_copy_is_the_original_layout():
+    """X = 1: no code-copy region, no new metadata, every code read from the normal frame
+    (the layout, image bytes and reads of images without copies are unchanged)."""
+    for cfg in (TINY, preset("default"), _copies_cfg(1)):
+        lay = Layout(cfg, 3000, 90, 5)
+        assert lay.code_copy_count == lay.code_copy_pages == lay.code_copies_pages == 0
+        assert lay.index_pages_per_core == lay.hot_pages + lay.normal_pages_per_core
+        assert "code_copy_page" not in lay.summary()
+        for u in (0, 1, 89, 90, 2999):
+            c, p, o = lay.frame_address(u)
+            assert lay.code_address(u) == (c, p, o + lay.code_offset)
+        # the configuration (an image's config section) is what it was before the field
+        assert "code_copy_fraction" not in cfg.to_json()
+    half = _copies_cfg(2, 0.5)
+    assert '"code_copy_fraction": 0.5' in half.to_json()
+    assert type(half).from_json(half.to_json()) == half
+    assert type(half).from_json(_copies_cfg(2).to_json()).layout.code_copy_fraction == 1.0
+
+
+def test_code_copies_capacity():
+    """The code-copy region counts against nand.pages_per_core (a clear LayoutError)."""
+    cfg = _copies_cfg(3)
+    lay = Layout(cfg, 300, 23, 5)
+    need = lay.index_pages_per_core
+    assert Layout(cfg.with_(nand={"pages_per_core": need}), 300, 23, 5).code_copy_pages > 0
+    with pytest.raises(LayoutError, match=r"index needs \d+ pages per core .* code copies"):
+        Layout(cfg.with_(nand={"pages_per_core": need - 1}), 300, 23, 5)
+
+
+def test_rtl_code_location_follows_the_copies():
+    """hdl/nandctl.code_location is the RTL twin of Layout.code_address: constants (a
+    Layout) and run-time registers, hot and other vertices, every copy."""
+    from amaranth import Module, Signal
+    from amaranth.lib import data
+    from amaranth.sim import Simulator
+
+    from proxima.hdl.nandctl import code_location, geometry_init, geometry_layout
+
+    cfg = _copies_cfg(3, 0.3)
+    lays = [Layout(cfg, 300, 23, 5), Layout(cfg, 1000, 97, 9), Layout(cfg, 40, 0, 3),
+            Layout(_copies_cfg(3, 0.0), 200, 5, 4)]
+    assert [lay.code_copy_count for lay in lays] == [90, 300, 12, 0]
+    m = Module()
+    g = data.View(geometry_layout(cfg), Signal(geometry_layout(cfg)))
+    v, c = Signal(cfg.id_bits), Signal(2)
+    exprs = list(code_location(cfg, g, v, c)) + list(code_location(cfg, lays[0], v, c))
+    outs = [Signal(32) for _ in exprs]
+    m.d.comb += [o.eq(e) for o, e in zip(outs, exprs)]
+    got, want = [], []
+
+    async def tb(ctx):
+        for i, lay in enumerate(lays):
+            ctx.set(g, geometry_init(lay))
+            for vv in list(range(min(lay.n, 120))) + [lay.n - 1]:
+                for cc in range(3):
+                    ctx.set(v, vv)
+                    ctx.set(c, cc)
+                    r = tuple(ctx.get(o) for o in outs)
+                    got.append(r[:3] + (r[3:] if i == 0 else ()))
+                    a = lay.code_address(vv, cc)
+                    want.append(a + (a if i == 0 else ()))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want

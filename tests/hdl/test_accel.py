@@ -196,16 +196,24 @@ def copies_image(tmp_path_factory):
 
 
 def test_accel_hot_copies(copies_image):
-    """Context q reads hot frames from copy q % 2 and takes the entry's code from the
-    ``entry_code`` register (no code read for it), as reads_for_events(..., copy).  The
-    Bloom filters use block RAM here (the FPGA option), which must not change anything."""
-    assert copies_image.layout.hot_copies == 2
+    """Context q reads hot frames, and the codes of vertices below ``code_copy_count``
+    (every vertex here), from copy q % 2 (the code-copy region, core-rotated, for copy 1)
+    and takes the entry's code from the ``entry_code`` register (no code read for it), as
+    reads_for_events(..., copy).  The Bloom filters use block RAM here (the FPGA option),
+    which must not change anything."""
+    lay = copies_image.layout
+    assert lay.hot_copies == 2 and lay.code_copy_count == lay.n
     queries = _queries(copies_image.index.cfg, 2, seed=5)
     out, _ = run_accel(copies_image, queries, queues=2, p_query=0.5,
                        bloom_options={"ram": "block"})
     assert {o["stats"]["context"] for o in out.values()} == {0, 1}
     for i, q in enumerate(queries):
         check_query(copies_image, q, out[100 + i])
+    # the code reads of context 1 come from the code-copy region, context 0's never do
+    for o in out.values():
+        codes = [r for r in o["reqs"] if r[3] == "code"]
+        in_copy = sum(r[1] >= lay.code_copy_page for r in codes)
+        assert codes and in_copy == (len(codes) if o["stats"]["context"] else 0)
 
 
 def test_accel_soft_reset_mid_batch(tiny_image):

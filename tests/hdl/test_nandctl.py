@@ -547,3 +547,44 @@ def test_frame_location_with_geometry_registers_is_exact(name):
                 checked += 1
         assert checked > 1000
     simulate(m, bench, clock=False)
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_code_location_with_geometry_registers_is_exact(name):
+    """``code_location`` (the reader's code-read address) on the geometry registers equals
+    golden's ``Layout.code_address`` to the byte for every copy of 4, vertices below and
+    above ``code_copy_count`` and several geometries (copied fractions 1, 0.3, 0)."""
+    from amaranth.hdl import Module, Signal
+
+    from proxima.golden.layout import Layout
+    from proxima.hdl.nandctl import code_location, geometry_init, geometry_layout
+    X = 4
+    cfg = preset(name).with_(layout={"hot_copies": X})
+    m = Module()
+    geom = Signal(geometry_layout(cfg))
+    v, copy = Signal(cfg.id_bits), Signal(2)
+    core, page, off = (Signal(16), Signal(16), Signal(24))
+    c, p, o = code_location(cfg, geom, v, copy)
+    m.d.comb += [core.eq(c), page.eq(p), off.eq(o)]
+    n_max = cfg.engine.max_vertices
+    lays = [Layout(cfg.with_(layout={"code_copy_fraction": f}), n, int(n * h), w)
+            for f, n, h, w in ((1.0, n_max, cfg.layout.hot_fraction, cfg.id_bits),
+                               (0.3, n_max // 3 + 7, 0.1, 3), (0.0, 97, 0.05, 1))]
+    assert [lay.code_copy_count > 0 for lay in lays] == [True, True, False]
+
+    async def bench(ctx):
+        checked = moved = 0
+        for lay in lays:
+            ctx.set(geom, geometry_init(lay))
+            step = max(1, lay.n // 300)
+            for x in list(range(0, lay.n, step)) + [lay.code_copy_count - 1, lay.n - 1]:
+                x = max(0, x)
+                ctx.set(v, x)
+                for cc in range(X):
+                    ctx.set(copy, cc)
+                    got = (ctx.get(core), ctx.get(page), ctx.get(off))
+                    assert got == lay.code_address(x, cc), (lay.n, x, cc)
+                    moved += got != lay.code_address(x, 0)
+                    checked += 1
+        assert checked > 1000 and moved > 300
+    simulate(m, bench, clock=False)
