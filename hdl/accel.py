@@ -65,7 +65,8 @@ Interface
             the host refuses an image that does not fit with :meth:`check_geometry`.
 ``entry``   ``In(id_bits)``: the image's entry vertex (hold constant while queries run);
 ``entry_code`` ``In``: its PQ code (used when ``layout.hot_copies > 1``, see the engine).
-            Context ``q`` reads hot frames from hot copy ``q % layout.hot_copies``.
+            Context ``q`` reads hot frames, and the codes of the copied vertices
+            (``code_copy_count``), from copy ``q % layout.hot_copies``.
 ``cb_wr``   ``In(stream)``: PQ codebook writes, to every context.
 ``result``  ``Out(stream{tag, id, dist, last})``: a finished query's top-k (``last`` on the final
             beat); one query's beats are contiguous.
