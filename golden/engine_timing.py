@@ -41,6 +41,9 @@ back and waits until every one of them has been delivered; then the next step st
   far)``;
 * the final rerank: ``final_pre``, ``slot`` cycles per entry of the final list, the uncached
   chosen ones' raw reads and ``exact_post``, then ``final_post`` (the ``k`` result beats).
+* every read that starts the reader (the entry's code, a frame, a frame's first code
+  sub-batch, a raw vector) is issued ``read_start`` cycles later than the costs above say
+  (the reader's request comes from a register: ``block_latencies``' ``read``).
 
 The events do not say where each check happened: a maximal run of ``raw`` events between
 two expansions is one check; the remaining checks (``counters['checks']`` minus those) come
