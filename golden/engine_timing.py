@@ -43,6 +43,9 @@ back and waits until every one of them has been delivered; then the next step st
   far)``;
 * the final rerank: ``final_pre``, ``slot`` cycles per entry of the final list, the uncached
   chosen ones' raw reads and ``exact_post``, then ``final_post`` (the ``k`` result beats).
+* every read that starts the reader (the entry's code, a frame, a frame's first code
+  sub-batch, a raw vector) is issued ``read_start`` cycles later than the costs above say
+  (the reader's request comes from a register: ``block_latencies``' ``read``).
 
 The events do not say where each check happened: a maximal run of ``raw`` events between
 two expansions is one check; the remaining checks (``counters['checks']`` minus those) come
@@ -128,7 +131,9 @@ def block_latencies(cfg: ProximaConfig) -> dict[str, int]:
       + 1 + 2``; ``exact_beats`` = ``ceil(dim / exact_lanes)``;
     * ``bloom``: ``BloomFilter.latency`` = ``1 + hash_stages + 5 + 2``;
     * ``select``: the candidate list's ``select_latency`` (6); ``merge``:
-      ``cfg.insert_cycles`` (the list's ``merge_cycles``).
+      ``cfg.insert_cycles`` (the list's ``merge_cycles``);
+    * ``read``: ``MemReader.request_latency`` = 2 (a read's start -> its first request: the
+      location is computed from registers into the request register).
 
     ``square_stages(eb)`` = ``1 + max(0, ceil_log2(eb - eb // 2) - 1) + 1`` (the LUT-square
     pipeline of an ``eb``-bit difference); RAM reads take 2 cycles, FIFOs 2."""
@@ -145,6 +150,7 @@ def block_latencies(cfg: ProximaConfig) -> dict[str, int]:
         "bloom": 1 + hash_stages + 5 + 2,
         "select": 6,
         "merge": cfg.insert_cycles,
+        "read": 2,
     }
 
 
@@ -192,6 +198,10 @@ class EngineCosts:
     #: a grant -> its first beat on the response bus (the controller's store read latency,
     #: ``CtlParams.done_to_beat``)
     store_latency: int = 1
+    #: a read's start -> its first request beyond one cycle (``block_latencies``' ``read`` -
+    #: 1): added before every read that starts the reader (entry code, frame, the first code
+    #: sub-batch of a frame, raw vectors)
+    read_start: int = 0
 
     @classmethod
     def from_cfg(cls, cfg: ProximaConfig, *, queues: int | None = None,
@@ -242,6 +252,7 @@ class EngineCosts:
             ctl_depth=Q * int(reorder_slots) if ctl_depth is None else int(ctl_depth),
             feed=cfg.vec.dim + 1, release=2,
             store_latency=DONE_TO_BEAT + cfg.engine.store_latency - 1,
+            read_start=lat["read"] - 1,
         )
 
     @classmethod
@@ -354,9 +365,11 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
 
     # entry
     # with hot copies the engine holds the entry's code (golden/layout.reads_for_events)
-    steps.append(Step(c.entry_pre, code_acc(items[0][1], 0) if layout.hot_copies == 1 else ()))
+    rs = c.read_start
+    steps.append(Step(c.entry_pre + rs, code_acc(items[0][1], 0)) if layout.hot_copies == 1
+                 else Step(c.entry_pre))
     pending = c.entry_post
-    first_wait = c.adt_ready
+    first_wait = c.adt_ready + rs
     inserted = 0
     counters = counters or {}
     n_runs = sum(1 for it in items if it[0] == "raws")
@@ -385,7 +398,7 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
             cached = max(0, ntop - len(mine))
             comp += cached * c.slot
             for v in mine:
-                steps.append(Step(comp + c.slot, raw_acc(v)))
+                steps.append(Step(comp + c.slot + rs, raw_acc(v)))
                 comp = c.exact_post
             pending = comp + c.check_post
 
@@ -394,7 +407,7 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
             break
         if it[0] == "hop":
             u, codes = it[1], it[2]
-            comp = pending + c.select
+            comp = pending + c.select + rs
             if u < H:
                 acc = [((u * K + a + rot) % Ci, 0) for a in range(K)]
                 acc[-1] = (acc[-1][0], hot_x)
@@ -411,7 +424,7 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
                 merges = -(-n // c.sorter_n)
                 pending = c.hot_to_code + n * c.hot_code + merges * c.merge_tail
             else:
-                comp = c.frame_to_code
+                comp = c.frame_to_code + rs
                 subs = range(0, n, c.sorter_n)
                 for b in subs:
                     sub = codes[b:b + c.sorter_n]
@@ -443,7 +456,7 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     length = min(L, 1 + inserted)
     comp = pending + c.final_pre + max(0, length - len(final_raws)) * c.slot
     for v in final_raws:
-        steps.append(Step(comp + c.slot, raw_acc(v)))
+        steps.append(Step(comp + c.slot + rs, raw_acc(v)))
         comp = c.exact_post
     steps.append(Step(comp + c.final_post))
     return steps

@@ -31,9 +31,12 @@ Interface
              ``code_offset % bb``); ``cap`` ``Out(cap_words * beat_bits)``: every
              captured byte (a raw vector from byte 0 on).
 Neighbour code reads (while ``nb_run``, after a normal frame):
-``nb_count`` ``In``: neighbours to read; ``nb_req_idx`` ``Out``: the neighbour whose
-             accesses are requested next, ``nb_req_id`` ``In``: its id; ``nb_rx_idx``
-             ``Out``: the neighbour whose beats come in, ``nb_rx_id`` ``In``: its id.
+``nb_count`` ``In``: neighbours to read; ``nb_req_idx`` ``Out``: the neighbour whose next
+             access' location is loaded into the request register (one access ahead of
+             the requests), ``nb_req_id`` ``In``: its id (combinational of ``nb_req_idx``);
+             ``nb_rx_idx`` ``Out``: the neighbour whose beats come in, ``nb_rx_id``
+             ``In``: its id (only captured: its beats to skip were stored when its first
+             access was loaded).
 ``nb_code``  ``Out(stream{id})`` with ``code``: a captured neighbour code, held (and
              ``mem_resp.ready`` low) until taken.
 ``nb_clear`` ``In(1)``: reset the neighbour pointers (before ``nb_run``).
@@ -41,8 +44,14 @@ Neighbour code reads (while ``nb_run``, after a normal frame):
              (``layout.hot_copies > 1``; a run-time constant per search context; ignored with
              one copy).
 
-Timing: the first request of a read is valid in the cycle after ``start``; one access per
-cycle, one beat per cycle, no other latency; the last beat's cycle is the last ``busy`` one.
+Timing: every request comes from a register (``mem_req``'s payload and ``valid``), loaded
+with a location computed from registers only (the read's vertex and access index, or the
+neighbour's index into the engine's memory of ids), while the register is empty or its
+request is taken: the first request of a read is valid ``request_latency`` = 2 cycles after
+``start`` (the golden twin: ``block_latencies(cfg)["read"]`` in
+:mod:`proxima.golden.engine_timing`); the first ``nb_run`` cycle loads the first neighbour
+code request, valid in the next cycle; then one access per cycle, one beat per cycle, no
+other latency; the last beat's cycle is the last ``busy`` one.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from functools import partial
 
 from amaranth.hdl import Array, Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from proxima.config import ProximaConfig
@@ -67,6 +77,9 @@ KIND_CODES = {k: i for i, k in enumerate(EVENT_KINDS)}
 
 class MemReader(wiring.Component):
     """One read at a time, or the neighbours' code reads back to back (module docstring)."""
+
+    #: ``start`` -> the read's first request (module docstring, "Timing")
+    request_latency = 2
 
     def __init__(self, cfg: ProximaConfig, layout: Layout, beat_bits: int):
         self.cfg, self.layout = cfg, layout
@@ -116,41 +129,76 @@ class MemReader(wiring.Component):
         H, K = g.hot, g.hot_accesses
         req, resp = self.mem_req, self.mem_resp
 
+        frame_loc = partial(frame_location, cfg, g)
+        # the context's own copy (of hot frames and of copied vertices' codes)
+        copy = self.copy[:max(1, (lay.hot_copies - 1).bit_length())] \
+            if lay.hot_copies > 1 else 0
+
+        def code_loc(v, frame=None):
+            """``(core, page, first byte)`` of the code of ``v`` in the context's copy: the
+            one place a code read's location is computed (the single read's and the
+            neighbours'); ``frame``: ``v``'s normal frame location if already computed."""
+            return code_location(cfg, g, v, copy=copy, frame=frame)
+
+        def first_access(first_off):
+            """``(access index in its page, beats to skip)`` of a structure at byte
+            ``first_off`` of its page."""
+            acc, in_acc = _divmod(first_off, A)
+            return acc, _divmod(in_acc, bb)[0]
+
         KIND_FRAME, KIND_CODE = KIND_CODES["frame"], KIND_CODES["code"]
         rd_busy = Signal()
         rd_kind = Signal(range(len(EVENT_KINDS)))
         rd_v = Signal(idb)
         rd_hot = Signal()
-        rd_a = Signal(range(self.max_accesses + 1))
+        rd_la = Signal(range(self.max_accesses + 1))  # next access whose location is loaded
         rd_beat = Signal(range(self.max_accesses * nb + 1))
+        rd_skip = Signal(range(nb))  # beats of the first access before the structure
         m.d.comb += [self.busy.eq(rd_busy), self.hot.eq(rd_hot)]
+
+        # the request register (one access): its location is computed from registers
+        # (rd_v, rd_la) and loaded while the register is empty or its access is taken
+        q_valid = Signal()
+        q_core = Signal(range(self.total_cores))
+        q_page = Signal(range(cfg.nand.pages_per_core))
+        q_off = Signal(range(P))
+        q_kind = Signal(range(len(EVENT_KINDS)))
+        m.d.comb += [
+            req.valid.eq(q_valid),
+            req.payload.core.eq(q_core),
+            req.payload.page.eq(q_page),
+            req.payload.offset.eq(q_off),
+            req.payload.kind.eq(q_kind),
+        ]
+        taken = Signal()
+        m.d.comb += taken.eq(q_valid & req.ready)
+        q_free = Signal()  # the request register may load in this cycle
+        m.d.comb += q_free.eq(~q_valid | req.ready)
+        with m.If(taken):
+            m.d.sync += q_valid.eq(0)
+
         with m.If(self.start):
             m.d.sync += [rd_busy.eq(1), rd_kind.eq(self.kind), rd_v.eq(self.vertex),
                          rd_hot.eq((self.kind == KIND_FRAME) & (self.vertex < H)),
-                         rd_a.eq(0), rd_beat.eq(0)]
+                         rd_la.eq(0), rd_beat.eq(0)]
 
-        frame_loc = partial(frame_location, cfg, g)
-        # the context's own copy (of hot frames and of copied vertices' codes)
-        copy = self.copy[:max(1, (lay.hot_copies - 1).bit_length())] \
-            if lay.hot_copies > 1 else 0
-        code_loc = partial(code_location, cfg, g, copy=copy)
+        # ---- one read: the location of access rd_la of rd_v's structure
         f_core, f_page, f_off = frame_loc(rd_v)          # normal frame of rd_v
         c_core, c_page, c_off = code_loc(rd_v, frame=(f_core, f_page, f_off))  # its code
         r_core, r_page, r_off = raw_location(cfg, rd_v)  # raw vector (global core)
-        # hot chunk rd_a of the context's own copy
-        h_core, h_page, h_off = hot_chunk_location(cfg, g, rd_v, rd_a, copy)
+        # hot chunk rd_la of the context's own copy
+        h_core, h_page, h_off = hot_chunk_location(cfg, g, rd_v, rd_la, copy)
 
         rd_n = Signal(range(self.max_accesses + 1))
-        rd_skip = Signal(range(nb))  # beats of the first access before the structure
         first_off = Signal(range(P + A))
         core = Signal(range(self.total_cores))
         page = Signal(range(cfg.nand.pages_per_core))
         off = Signal(range(P + A * (self.max_accesses + 1)))
+        skip = Signal(range(nb))
         with m.Switch(rd_kind):
             with m.Case(KIND_FRAME):
                 with m.If(rd_hot):
-                    m.d.comb += [rd_n.eq(K), rd_skip.eq(0), core.eq(h_core), page.eq(h_page),
-                                 off.eq(h_off)]
+                    m.d.comb += [rd_n.eq(K), core.eq(h_core), page.eq(h_page)]
                 with m.Else():
                     m.d.comb += [rd_n.eq(g.frame_accesses), first_off.eq(f_off),
                                  core.eq(f_core), page.eq(f_page)]
@@ -160,18 +208,16 @@ class MemReader(wiring.Component):
             with m.Default():
                 m.d.comb += [rd_n.eq(lay.raw_access_count), first_off.eq(r_off),
                              core.eq(r_core), page.eq(r_page)]
-        with m.If(~rd_hot):
-            acc_first, in_acc = _divmod(first_off, A)
-            m.d.comb += [off.eq((acc_first + rd_a) * A), rd_skip.eq(_divmod(in_acc, bb)[0])]
-        m.d.comb += [
-            req.valid.eq(rd_busy & (rd_a < rd_n)),
-            req.payload.core.eq(core),
-            req.payload.page.eq(page),
-            req.payload.offset.eq(off),
-            req.payload.kind.eq(rd_kind),
-        ]
-        with m.If(rd_busy & req.valid & req.ready):
-            m.d.sync += rd_a.eq(rd_a + 1)
+        acc_first, skip_first = first_access(first_off)
+        with m.If(rd_hot):
+            m.d.comb += off.eq(h_off)
+        with m.Else():
+            m.d.comb += [off.eq((acc_first + rd_la) * A), skip.eq(skip_first)]
+        with m.If(rd_busy & (rd_la < rd_n) & q_free):
+            m.d.sync += [q_valid.eq(1), q_core.eq(core), q_page.eq(page), q_off.eq(off),
+                         q_kind.eq(rd_kind), rd_la.eq(rd_la + 1)]
+            with m.If(rd_la == 0):
+                m.d.sync += rd_skip.eq(skip)
 
         rd_total = Signal.like(rd_beat)
         m.d.comb += rd_total.eq(rd_n * nb)
@@ -206,9 +252,11 @@ class MemReader(wiring.Component):
                                   if bb > 1 else cap_bytes[:8 * C]),
                      self.cap.eq(cap_bytes)]
 
-        # ---- neighbour code reads: requests (neighbour nq, access nqa) back to back, the
+        # ---- neighbour code reads: the location of neighbour nq's access nqa loaded into
+        # the request register (nq, nqa run one access ahead of the requests), the
         # responses (neighbour nr, beat nbeat) captured; a captured code waits in ``cap``
-        # (code_pend) until taken
+        # (code_pend) until taken.  Each neighbour's skip is written at its first access'
+        # load and read back by nr (nb_skip), not recomputed from nb_rx_id.
         nb_pipe = Signal()  # nb_run on a normal frame: codes come from code reads
         m.d.comb += nb_pipe.eq(self.nb_run & ~rd_hot)
         code_total = Signal(range(self.max_code_accesses * nb + 1))
@@ -220,21 +268,23 @@ class MemReader(wiring.Component):
         code_id = Signal(idb)
         m.d.comb += [self.nb_req_idx.eq(nq), self.nb_rx_idx.eq(nr),
                      self.nb_code.valid.eq(code_pend), self.nb_code.payload.eq(code_id)]
-        q_core, q_page, q_coff = code_loc(self.nb_req_id)
-        q_acc, _ = _divmod(q_coff, A)
-        _, r_in_acc = _divmod(code_loc(self.nb_rx_id)[2], A)
-        r_skip = _divmod(r_in_acc, bb)[0]
+        n_core, n_page, n_foff = code_loc(self.nb_req_id)
+        n_acc, n_skip = first_access(n_foff)
+        if nb > 1:
+            m.submodules.nb_skip = skips = Memory(shape=range(nb), depth=R, init=[])
+            sk_w, sk_r = skips.write_port(), skips.read_port(domain="comb")
+            m.d.comb += [sk_w.addr.eq(nq), sk_w.data.eq(n_skip), sk_r.addr.eq(nr)]
+            r_skip = sk_r.data
+        else:
+            sk_w, r_skip = None, 0
         with m.If(nb_pipe):
-            m.d.comb += [
-                req.valid.eq(nq < self.nb_count),
-                req.payload.core.eq(q_core),
-                req.payload.page.eq(q_page),
-                req.payload.offset.eq((q_acc + nqa) * A),
-                req.payload.kind.eq(KIND_CODE),
-                resp.ready.eq(~code_pend),
-            ]
-            with m.If(req.valid & req.ready):
-                m.d.sync += nqa.eq(nqa + 1)
+            m.d.comb += resp.ready.eq(~code_pend)
+            with m.If((nq < self.nb_count) & q_free):
+                m.d.sync += [q_valid.eq(1), q_core.eq(n_core), q_page.eq(n_page),
+                             q_off.eq((n_acc + nqa) * A), q_kind.eq(KIND_CODE),
+                             nqa.eq(nqa + 1)]
+                if sk_w is not None:
+                    m.d.comb += sk_w.en.eq(nqa == 0)
                 with m.If(nqa == g.code_accesses - 1):
                     m.d.sync += [nqa.eq(0), nq.eq(nq + 1)]
             with m.If(resp.valid & resp.ready):
@@ -249,5 +299,6 @@ class MemReader(wiring.Component):
         with m.If(self.nb_code.valid & self.nb_code.ready):
             m.d.sync += code_pend.eq(0)
         with m.If(self.nb_clear):
-            m.d.sync += [nq.eq(0), nqa.eq(0), nr.eq(0), nbeat.eq(0), code_pend.eq(0)]
+            m.d.sync += [nq.eq(0), nqa.eq(0), nr.eq(0), nbeat.eq(0), code_pend.eq(0),
+                         q_valid.eq(0)]
         return m

@@ -42,6 +42,7 @@ def test_block_latencies_are_the_rtl_blocks(name):
     """The latencies the model waits on are the RTL blocks' own attributes."""
     from proxima.hdl.bloom import BloomFilter
     from proxima.hdl.candidates import CandidateListWithSorter
+    from proxima.hdl.engine_mem import MemReader
     from proxima.hdl.exact import ExactDistanceUnit
     from proxima.hdl.pq import PQUnit
     from amaranth.hdl import UnusedElaboratable
@@ -51,7 +52,8 @@ def test_block_latencies_are_the_rtl_blocks(name):
         pq, ex, cand = PQUnit(cfg), ExactDistanceUnit(cfg), CandidateListWithSorter(cfg)
         rtl = {"pq_build": pq.build_latency, "pq": pq.latency, "exact": ex.latency,
                "exact_beats": ex.beats, "bloom": BloomFilter(cfg).latency,
-               "select": cand.select_latency, "merge": cand.merge_cycles}
+               "select": cand.select_latency, "merge": cand.merge_cycles,
+               "read": MemReader.request_latency}
         del pq, ex, cand
         gc.collect()
     assert block_latencies(cfg) == rtl
@@ -206,22 +208,24 @@ def test_program_rules(tiny_img):
     # check 1 + final
     assert [len(a) for _, a, _, _ in prog] == [1, 1, c.sorter_n, 2, 0, lay.hot_accesses, 1,
                                                1, 1, 0]
-    assert prog[0] == Step(c.entry_pre, [(0, 0)])
-    assert prog[1] == Step(c.entry_post + c.select,
-                           [(normal % Ci, frame_extra(lay, c.nb, hot=False))], c.adt_ready)
-    assert prog[2].compute == c.frame_to_code and prog[3].compute == c.merge_gap
+    rs = c.read_start
+    assert rs == 1
+    assert prog[0] == Step(c.entry_pre + rs, [(0, 0)])
+    assert prog[1] == Step(c.entry_post + c.select + rs,
+                           [(normal % Ci, frame_extra(lay, c.nb, hot=False))], c.adt_ready + rs)
+    assert prog[2].compute == c.frame_to_code + rs and prog[3].compute == c.merge_gap
     assert all(x == c.code_extra for _, x in prog[2].accesses)
     # the list is ready merge_tail after the last code, and after the first sub-batch's
     # merge (merge_tail after its codes) and the second's (merge_cycles)
     assert prog[4] == Step(c.merge_tail, (), 0, [(2, c.merge_tail + c.merge_cycles)])
-    assert prog[5].compute == c.select
+    assert prog[5].compute == c.select + rs
     # the hot frame's 2 codes from its buffer, one merge, then check 0 (T0 slots, 2 raw)
     inserted = len(codes) + 2
     ntop = min(s.T0, 1 + inserted)
     assert prog[6].compute == c.hot_to_code + 2 * c.hot_code + c.merge_tail + c.check_pre \
-        + (ntop - 2) * c.slot + c.slot
-    assert prog[7].compute == c.exact_post + c.slot
-    assert prog[8].compute == c.exact_post + c.check_post + c.select
+        + (ntop - 2) * c.slot + c.slot + rs
+    assert prog[7].compute == c.exact_post + c.slot + rs
+    assert prog[8].compute == c.exact_post + c.check_post + c.select + rs
     # the last frame passed no neighbour (no merge); check 1 (T0 + T_step slots, all
     # cached), then the final loop over the list
     ntop = min(s.T0 + s.T_step, 1 + inserted)

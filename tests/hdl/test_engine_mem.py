@@ -161,3 +161,53 @@ def test_reads_match_the_layout_and_the_image(image):
                 core, page, off = lay.frame_address(v)
                 assert code.to_bytes(C, "little") == \
                     _bytes(image, core, page, off + lay.code_offset, C), v
+
+
+def test_request_timing(image):
+    """The docstring's "Timing": a read's first request valid ``request_latency`` cycles
+    after ``start``, then one per cycle while ``mem_req.ready`` is high; the first neighbour
+    code request in the cycle after the first ``nb_run`` cycle, then one per cycle."""
+    lay = image.layout
+    cfg = lay.cfg
+    dut = MemReader(cfg, lay, 32)
+    v = lay.n - 1  # a normal vertex
+    ids = [lay.n - 1, lay.hot, lay.n // 2]
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.mem_req.ready, 1)
+        ctx.set(dut.start, 1)
+        ctx.set(dut.kind, KIND_CODES["frame"])
+        ctx.set(dut.vertex, v)
+        valid = []
+        for _ in range(MemReader.request_latency + len(lay.frame_reads(v)) + 2):
+            valid.append(ctx.get(dut.mem_req.valid))
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+        seen["read"] = valid
+        # finish the read: serve its beats
+        ctx.set(dut.mem_resp.valid, 1)
+        ctx.set(dut.frame.ready, 1)
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        ctx.set(dut.mem_resp.valid, 0)
+        ctx.set(dut.nb_clear, 1)
+        await ctx.tick()
+        ctx.set(dut.nb_clear, 0)
+        ctx.set(dut.nb_run, 1)
+        ctx.set(dut.nb_count, len(ids))
+        valid = []
+        for _ in range(1 + len(ids) * lay.code_access_count + 2):
+            ctx.set(dut.nb_req_id, ids[min(ctx.get(dut.nb_req_idx), len(ids) - 1)])
+            valid.append(ctx.get(dut.mem_req.valid))
+            await ctx.tick()
+        seen["nb"] = valid
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    n = len(lay.frame_reads(v))
+    assert seen["read"] == [0] * MemReader.request_latency + [1] * n + [0, 0]
+    n = len(ids) * lay.code_access_count
+    assert seen["nb"] == [0] + [1] * n + [0, 0]
