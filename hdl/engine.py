@@ -46,8 +46,9 @@ Interfaces
 ``entry_code`` ``In(8 C)``: the entry's PQ code, a configuration register used instead of a
               code read when ``layout.hot_copies > 1`` (the rule of
               :func:`proxima.golden.layout.reads_for_events`); ignored otherwise.
-``copy``      ``In``: the hot copy this engine reads hot frames from (``layout.hot_copies >
-              1``; golden: ``reads_for_events(..., copy)``); ignored with one copy.
+``copy``      ``In``: the copy this engine reads hot frames and the copied vertices' codes
+              from (``layout.hot_copies > 1``; golden: ``reads_for_events(..., copy)``);
+              ignored with one copy.
 ``cb_wr``     ``In(stream)``: the PQ unit's codebook write port, passed through.
 ``mem_req``   ``Out(stream{core, page, offset, kind})``: one NAND access of
               ``A = nand.access_bytes`` bytes: ``core`` counts the index cores first, then the
