@@ -62,8 +62,8 @@ def rtl_engine(name, nq, tmp):
     print(f"{name}: single-query engine, golden NAND controller ({wall:.0f} s simulated)")
     print("query  hops  RTL cycles  model  error")
     for i, (g, r) in enumerate(zip(got, refs)):
-        res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
-                             lay.total_cores)
+        prog = query_program(r.events, r.counters, lay, costs, merge_skips=r.merge_skips)
+        res = simulate_batch([prog], costs, 1, lay.total_cores)
         model = int(res.latency[0]) + 1 + costs.count_offset
         errs.append(model / g["cycles"] - 1)
         print(f"{i:5d} {g['hops']:5d} {g['cycles']:11d} {model:6d} {100 * errs[-1]:+6.2f}%")

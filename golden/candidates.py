@@ -10,13 +10,23 @@ Operations (each one is a command of the RTL block)
 ``insert(new_keys)``     ``C = first L of sort(C + [(k, False) for k in new_keys])``; an entry
                          keeps its expanded flag; entries past ``L`` are dropped for good.
                          At most ``R = cfg.graph.R`` keys per batch (one neighbour row); an
-                         empty batch leaves ``C`` unchanged.
+                         empty batch leaves ``C`` unchanged.  Returns the batch's merge
+                         plan (below).
 ``next_unexpanded(T)``   position of the first entry among the first ``min(T, len(C))`` whose
                          flag is clear, or ``None`` (step 2a's choice; ``None`` means step 2b,
                          a convergence check, is due).
 ``mark_expanded(pos)``   set the flag of entry ``pos``.
 ``select(T)``            ``next_unexpanded(T)`` and, if found, ``mark_expanded`` of it: the
                          RTL's select command, returning ``(found, pos, key)``.
+
+Merge plan (the RTL's cycles, not its results): the hardware merges a batch as consecutive
+sub-batches of ``engine.sorter_n`` keys in arrival order (``cfg.insert_merges``).  A
+sub-batch's merge is *skipped* when ``C`` already holds ``L`` entries and every key of the
+sub-batch is larger than ``C``'s last key (after the sub-batches before it): the merge cannot
+change ``C``, and the RTL spends ``cfg.insert_skip_cycles`` on it instead of
+``cfg.insert_cycles`` and sends nothing to the sorter.  :meth:`CandidateList.insert` returns
+one flag per sub-batch (``True``: skipped); the timing models read them
+(:attr:`proxima.golden.search.SearchResult.merge_skips`).
 
 Why flags may travel with keys: ``search`` keeps the flags in a dict indexed by vertex id.
 Every vertex enters ``C`` at most once per query (the visited filter rejects it afterwards,
@@ -96,7 +106,9 @@ class CandidateList:
         self._keys = [self._check_key(entry_key)]
         self._exp = [False]
 
-    def insert(self, new_keys: Iterable[int]) -> None:
+    def insert(self, new_keys: Iterable[int]) -> tuple[bool, ...]:
+        """Insert a batch; returns its merge plan: per sub-batch of ``engine.sorter_n`` keys
+        in arrival order, ``True`` when its merge is skipped (module docstring)."""
         new = [self._check_key(k) for k in new_keys]
         if len(new) > self.R:
             raise CandidateError(f"insert batch of {len(new)} keys exceeds R = {self.R}")
@@ -106,10 +118,16 @@ class CandidateList:
             if k & mask in present:
                 raise CandidateError(f"id {k & mask} is already in the candidate list")
             present.add(k & mask)
-        merged = sorted([(k, e) for k, e in zip(self._keys, self._exp)]
-                        + [(k, False) for k in new])[:self.L]
-        self._keys = [k for k, _ in merged]
-        self._exp = [e for _, e in merged]
+        plan = []
+        n = self.cfg.engine.sorter_n
+        for b in range(0, len(new), n):
+            sub = new[b:b + n]
+            plan.append(len(self._keys) == self.L and min(sub) > self._keys[-1])
+            merged = sorted([(k, e) for k, e in zip(self._keys, self._exp)]
+                            + [(k, False) for k in sub])[:self.L]
+            self._keys = [k for k, _ in merged]
+            self._exp = [e for _, e in merged]
+        return tuple(plan)
 
     def next_unexpanded(self, T: int) -> int | None:
         T = int(T)

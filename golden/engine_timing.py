@@ -33,7 +33,10 @@ back and waits until every one of them has been delivered; then the next step st
   sub-batches of ``sorter_n``: the codes keep flowing (the PQ unit's queue holds a
   sub-batch while the list merges the one before), merge ``b`` ends ``merge_tail`` (the PQ
   latency + ``merge_cycles``) after its last code or ``merge_cycles`` after merge ``b - 1``
-  ends, whichever is later, and the next SELECT waits for the last one.  A hot frame's codes go to the PQ unit from the frame's buffer
+  ends, whichever is later, and the next SELECT waits for the last one; a merge the
+  candidate list skips (the query's merge plan, ``SearchResult.merge_skips``: the list is
+  full and every key of the sub-batch is worse than its last) takes ``skip_cycles`` instead
+  of ``merge_cycles``.  A hot frame's codes go to the PQ unit from the frame's buffer
   (``hot_to_code`` + ``hot_code`` per code, then the merges).  No passed neighbour: SELECT
   again after ``empty_frame``;
 * each convergence check: ``check_pre`` (a failing SELECT, DUMP ``L + 4``, the bank swap),
@@ -172,6 +175,8 @@ class EngineCosts:
     merge_tail: int  # last code in -> the list ready for the next command (PQ + merge)
     merge_gap: int  # a sub-batch's last code -> the next sub-batch's code requests
     merge_cycles: int  # one candidate-list merge (``cfg.insert_cycles``)
+    #: a merge the candidate list skips (``cfg.insert_skip_cycles``; the merge plan)
+    skip_cycles: int
     sorter_n: int
     empty_frame: int  # frame delivered without passed neighbours -> ready for SELECT
     check_pre: int  # SELECT failing + DUMP + swap (-> the first slot)
@@ -242,6 +247,7 @@ class EngineCosts:
             frame_extra=0, hot_frame_extra=0, frame_to_code=5, code_extra=1, hot_to_code=0,
             hot_code=1,
             merge_tail=merge_tail, merge_gap=0, merge_cycles=lat["merge"],
+            skip_cycles=cfg.insert_skip_cycles,
             sorter_n=cfg.engine.sorter_n,
             empty_frame=0,
             check_pre=sel + s.L + 4 + 1,
@@ -337,9 +343,12 @@ def frame_extra(layout: Layout, nb: int, hot: bool, degree: int | None = None) -
 
 
 def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Layout,
-                  costs: EngineCosts, copy: int = 0) -> list[Step]:
+                  costs: EngineCosts, copy: int = 0,
+                  merge_skips: Sequence[bool] | None = None) -> list[Step]:
     """One query's steps (module doc) from its golden events and counters (``None``: one
-    check per run of raw events, every raw event of the last run in its check)."""
+    check per run of raw events, every raw event of the last run in its check) and its
+    candidate list's merge plan (``SearchResult.merge_skips``; ``None``: no merge is
+    skipped)."""
     cfg = layout.cfg
     s = cfg.search
     L, idb = s.L, cfg.id_bits
@@ -371,6 +380,12 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     pending = c.entry_post
     first_wait = c.adt_ready + rs
     inserted = 0
+    plan = iter(merge_skips or ())
+    tail0 = c.merge_tail - c.merge_cycles  # the last code in -> its merge starts
+
+    def merge_costs(n_codes):  # cycles of each merge of an expansion's codes
+        return [c.skip_cycles if next(plan, False) else c.merge_cycles
+                for _ in range(0, n_codes, c.sorter_n)]
     counters = counters or {}
     n_runs = sum(1 for it in items if it[0] == "raws")
     checks_total = int(counters.get("checks", max(1, n_runs)))
@@ -421,9 +436,10 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
             if n == 0:
                 pending = c.empty_frame
             elif u < H:
-                merges = -(-n // c.sorter_n)
-                pending = c.hot_to_code + n * c.hot_code + merges * c.merge_tail
+                pending = c.hot_to_code + n * c.hot_code + sum(tail0 + mc
+                                                               for mc in merge_costs(n))
             else:
+                mcs = merge_costs(n)
                 comp = c.frame_to_code + rs
                 subs = range(0, n, c.sorter_n)
                 for b in subs:
@@ -431,16 +447,16 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
                     acc = [a for v in sub for a in code_acc(v)]
                     steps.append(Step(comp, acc))
                     comp = c.merge_gap
-                # merge b starts merge_tail - merge_cycles after its last code, and not
-                # before merge b - 1 ends: the list is ready when the last merge ends
+                # merge b starts tail0 after its last code, and not before merge b - 1
+                # ends; it takes mcs[b] (a skipped merge skip_cycles): the list is ready
+                # when the last merge ends
                 B = len(subs)
                 if B > 1:
-                    steps.append(Step(c.merge_tail, (), 0, tuple(
-                        (B - b, c.merge_tail + (B - 1 - b) * c.merge_cycles)
-                        for b in range(B - 1))))
+                    steps.append(Step(tail0 + mcs[-1], (), 0, tuple(
+                        (B - b, tail0 + sum(mcs[b:])) for b in range(B - 1))))
                     pending = 0
                 else:
-                    pending = c.merge_tail
+                    pending = tail0 + mcs[0]
         else:
             do_check(it[1], 1)
     # tail: the remaining checks, then the final rerank
@@ -799,10 +815,11 @@ def simulate_batch(programs: Sequence[Sequence[Step]], costs: EngineCosts, queue
                        np.asarray(stall, dtype=np.int64))
 
 
-def _programs(cfg, layout, events_per_query, counters_per_query, costs):
+def _programs(cfg, layout, events_per_query, counters_per_query, costs, skips_per_query):
     X = layout.hot_copies
-    return [query_program(ev, cn, layout, costs, q % X)
-            for q, (ev, cn) in enumerate(zip(events_per_query, counters_per_query))]
+    return [query_program(ev, cn, layout, costs, q % X, sk)
+            for q, (ev, cn, sk) in enumerate(zip(events_per_query, counters_per_query,
+                                                 skips_per_query))]
 
 
 def predict(cfg: ProximaConfig, layout: Layout, events_per_query, queues: int | None = None,
@@ -813,12 +830,12 @@ def predict(cfg: ProximaConfig, layout: Layout, events_per_query, queues: int | 
     them the checks are guessed from the events, see :func:`query_program`).
     ``queues`` defaults to ``cfg.engine.queues``; ``costs`` to
     :meth:`EngineCosts.from_cfg`."""
-    evs, cnts = _split(events_per_query, counters_per_query)
+    evs, cnts, sks = _split(events_per_query, counters_per_query)
     queues = cfg.engine.queues if queues is None else int(queues)
     if queues < 1:
         raise EngineTimingError(f"queues must be >= 1, got {queues}")
     costs = costs or EngineCosts.from_cfg(cfg, queues=queues)
-    progs = _programs(cfg, layout, evs, cnts, costs)
+    progs = _programs(cfg, layout, evs, cnts, costs, sks)
     return simulate_batch(progs, costs, queues, layout.total_cores, cfg.cycle_ns,
                           cfg.nand.cores)
 
@@ -835,14 +852,16 @@ def nand_bound(cfg: ProximaConfig, layout: Layout, events_per_query,
 
 
 def _split(events_per_query, counters_per_query):
-    evs, cnts = [], []
+    evs, cnts, sks = [], [], []
     for i, e in enumerate(events_per_query):
         if hasattr(e, "events") and hasattr(e, "counters"):
             evs.append(e.events)
             cnts.append(e.counters)
+            sks.append(getattr(e, "merge_skips", None))
         else:
             evs.append(e)
             cnts.append(None if counters_per_query is None else counters_per_query[i])
+            sks.append(None)
     if not all(evs):
         raise EngineTimingError("a query without events (search with trace=True)")
-    return evs, cnts
+    return evs, cnts, sks

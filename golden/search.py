@@ -41,7 +41,11 @@ Steps
 Events (the NAND reads' logical causes, in order): ``('code', entry)`` first, then per
 expansion ``('frame', u)`` followed by ``('code', v)`` for each neighbour that passed the
 filter, and ``('raw', v)`` whenever an exact distance is computed.  ``golden/layout.py`` turns
-events into physical (core, page, offset) reads.
+events into physical (core, page, offset) reads.  With the events (``trace``), the
+candidate list's merge plan: one flag per merge (a sub-batch of ``engine.sorter_n`` codes of
+an expansion), in order, ``True`` where the merge is skipped
+(:meth:`~proxima.golden.candidates.CandidateList.insert`): the cycles of the RTL, not its
+results, depend on it.
 
 Starting T: ``T0`` defaults to 16 for the ``default`` preset (>= k, so the first check can
 already decide the top-k); see docs/ARCHITECTURE.md for the measurement behind it.
@@ -84,6 +88,8 @@ class SearchResult:
     counters: dict[str, int]
     reason: str
     events: list[tuple[str, int]] = field(default_factory=list)
+    #: the candidate list's merge plan (module docstring), with the events
+    merge_skips: list[bool] = field(default_factory=list)
 
 
 def _key(pq: int, v: int, id_bits: int) -> int:
@@ -106,6 +112,7 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
         return sum(row[c] for row, c in zip(adt_l, codes[v].tolist()))
 
     events: list[tuple[str, int]] = []
+    skips: list[bool] = []
     emit = events.append if trace else (lambda e: None)
     counters = dict.fromkeys(COUNTERS, 0)
     same_hash = cfg.bloom == index.cfg.bloom and cfg.id_bits == index.cfg.id_bits
@@ -152,7 +159,9 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
                 counters["pq_dists"] += 1
                 new.append(_key(pq(v), v, idb))
             counters["inserted"] += len(new)
-            C.insert(new)
+            plan = C.insert(new)
+            if trace:
+                skips.extend(plan)
             continue
         # convergence check
         counters["checks"] += 1
@@ -179,4 +188,4 @@ def search(index: Index, query: np.ndarray, cfg: ProximaConfig | None = None,
     counters["final_reranked"] = len(chosen)
     ids = np.array([v for _, v in ranked], dtype=np.int64)
     dists = np.array([d for d, _ in ranked], dtype=np.int64)
-    return SearchResult(ids, dists, counters, reason, events)
+    return SearchResult(ids, dists, counters, reason, events, skips)

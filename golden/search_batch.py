@@ -99,6 +99,29 @@ def search_batch(index: Index, queries: np.ndarray, cfg: ProximaConfig | None = 
     return out
 
 
+def _merge_plan(keys: np.ndarray, cnt: np.ndarray, nk: np.ndarray, new: np.ndarray, L: int,
+                n: int, out: list[list[bool]]) -> None:
+    """Append each row's merge plan to ``out[row]``
+    (:meth:`~proxima.golden.candidates.CandidateList.insert`): the row's new keys ``nk[new]``
+    in slot order, as sub-batches of ``n``, merged one after the other into the list
+    ``keys`` (``cnt`` entries, the rest ``_INF``); a sub-batch is skipped when the list
+    holds ``L`` entries and its smallest key is larger than the list's last."""
+    rank = np.cumsum(new, axis=1) - 1
+    cur, c = keys, cnt
+    flags = []
+    for b in range(-(-new.shape[1] // n)):
+        sub = new & (rank >= b * n) & (rank < (b + 1) * n)
+        has = sub.any(axis=1)
+        if not has.any():
+            break
+        sk = np.where(sub, nk, _INF)
+        flags.append((has, (c == L) & (sk.min(axis=1) > cur[:, L - 1])))
+        cur = np.sort(np.concatenate([cur, sk], axis=1), axis=1)[:, :L]
+        c = np.minimum(L, c + sub.sum(axis=1))
+    for r, o in enumerate(out):
+        o.extend(bool(f[r]) for h, f in flags if h[r])
+
+
 _SHARED = None  # (index, cfg, trace) inherited by forked workers
 
 
@@ -156,6 +179,7 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
     converged = np.zeros(Q, dtype=bool)
     ctr = {c: np.zeros(Q, dtype=np.int64) for c in COUNTERS}
     events: list[list[tuple[str, int]]] = [[] for _ in range(Q)]
+    skips: list[list[bool]] = [[] for _ in range(Q)]
     col = np.arange(L)
     hrow = np.arange(H)
     slot = np.ascontiguousarray(np.broadcast_to(np.arange(R, dtype=np.int16)[None, :, None],
@@ -227,6 +251,8 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
                     ev = events[q_]
                     ev.append(("frame", uu))
                     ev.extend(("code", vv) for vv, f in zip(row, nr) if f)
+                _merge_plan(keys[eq], cnt[eq], nk, new, L, cfg.engine.sorter_n,
+                            [skips[q_] for q_ in eq.tolist()])
             allk = np.concatenate([keys[eq], nk], axis=1)
             alle = np.concatenate([expd[eq], np.zeros_like(new)], axis=1)
             alld = np.concatenate([exa[eq], np.full(new.shape, -1, dtype=np.int64)], axis=1)
@@ -277,5 +303,6 @@ def _run(index: Index, queries: np.ndarray, cfg: ProximaConfig, trace: bool):
         dists = (top[q_][ok] >> idb).astype(np.int64)
         counters = {c: int(ctr[c][q_]) for c in COUNTERS}
         reason = "converged" if converged[q_] else "list_end"
-        results.append(SearchResult(ids, dists, counters, reason, events[q_] if trace else []))
+        results.append(SearchResult(ids, dists, counters, reason, events[q_] if trace else [],
+                                    skips[q_] if trace else []))
     return results

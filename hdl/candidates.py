@@ -91,7 +91,14 @@ Cycles
 With a sorter of latency ``lat`` that never stalls: one cycle per INSERT beat, then the
 next command is accepted ``cfg.insert_cycles_for(lat)`` = ``(j + 1) lat + 7 j + 3`` cycles
 after the last INSERT beat (:meth:`CandidateListRTL.merge_cycles`); sorter stalls add one
-for one.  SELECT: ``resp.valid`` ``select_latency`` = 6 cycles after acceptance; the next
+for one.  A merge that cannot change the list is skipped (golden
+:meth:`~proxima.golden.candidates.CandidateList.insert`'s merge plan): when the list holds
+``L`` entries and every key of the (sub-)batch is larger than its last key, nothing goes to
+the sorter and the next command is accepted ``cfg.insert_skip_cycles`` = 4 cycles after the
+last INSERT beat.  Each INSERT beat's key is compared with ``last_key`` (a register: slot
+``L - 1``, loaded with the last chunk's ``X``) the cycle after it is accepted; the
+(sub-)batch's verdict is a register two cycles after its last beat, in time for the
+sequencer's first request.  SELECT: ``resp.valid`` ``select_latency`` = 6 cycles after acceptance; the next
 command is accepted in the cycle after the response is taken.  RESET: two cycles.  DUMP:
 ``L`` beats, one per cycle while ``dbg.ready`` is high, the first four cycles after the
 command; the next command in the cycle after the last beat is taken.
@@ -483,6 +490,23 @@ class CandidateListRTL(wiring.Component):
             with m.If(~sub):
                 m.d.sync += bcount.eq(0)
                 m.d.comb += room_nx.eq(1)
+
+        # ---- skipped merges: the list is full and every key of the (sub-)batch is larger
+        # than its last key (slot L - 1), so the merge cannot change it -------------------
+        last_key = Signal(KB, reset_less=True)
+        full = Signal()                       # length == L, as a register of its own
+        rej = Signal()                        # every key of the (sub-)batch so far > last_key
+        with m.If(x_now & (xc == j - 1)):
+            m.d.sync += last_key.eq(resp[w - 1][1:])
+        with m.If(rst_w):
+            m.d.sync += last_key.eq(ins_key[1:])  # slot 0 (slot L - 1 only when L = 1)
+        with m.If(ins_d):
+            m.d.sync += rej.eq((ins_key[1:] > last_key) & (ins_fresh | rej))
+        m.d.comb += ctl.skip.eq(full & rej)
+        with m.If(fin):
+            m.d.sync += full.eq(length + ncount >= L)
+        with m.If(acc_reset):
+            m.d.sync += full.eq(L == 1)
 
         # ---- commands -----------------------------------------------------------------
         m.d.sync += rst_pend.eq(0)

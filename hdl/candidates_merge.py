@@ -24,6 +24,9 @@ for a faster clock.
 -----------------------------------
 ``go``           ``In(1)``: a merge starts (the cycle the last INSERT beat of a (sub-)batch
                  is accepted, ``a``); the batch is in the request register from ``a + 3``.
+``skip``         ``In(1)``, looked at in cycle ``a + 2`` only: the merge cannot change the
+                 list (golden merge plan); nothing is sent to the sorter and ``fin`` is
+                 high in cycle ``a + 3`` (``cfg.insert_skip_cycles`` = 4 to the next command).
 ``req_valid``    ``Out(1)``: offer the request register to the sorter (``S`` from ``a +
                  3``); ``req_ready`` ``In(1)``: the sorter's ``ready``.
 ``kind``, ``chunk``  ``Out``: the request offered (:class:`Req`) and its chunk.
@@ -107,7 +110,7 @@ class MergeControl(wiring.Component):
     def __init__(self, j: int):
         self.j = int(j)
         super().__init__({
-            "go": In(1), "req_valid": Out(1), "req_ready": In(1),
+            "go": In(1), "skip": In(1), "req_valid": Out(1), "req_ready": In(1),
             "kind": Out(Req), "chunk": Out(range(self.j)),
             "merging": Out(1), "resp_valid": In(1), "rchunk": Out(range(self.j)),
             "rr_c_next": Out(1), "rr_x_next": Out(1),
@@ -144,7 +147,7 @@ class MergeControl(wiring.Component):
                      start.eq(0), start_d.eq(start)]
         # request handshake (yarm follows req_valid and qkind statement for statement; tq
         # changes only while qkind = Y or req_valid = 0)
-        with m.If(start_d | x_due | y_due):
+        with m.If((start_d & ~self.skip) | x_due | y_due):
             m.d.sync += req_valid.eq(1)
         with m.If(start_d):
             m.d.sync += [qkind.eq(Req.S), yarm.eq(0)]
@@ -177,6 +180,8 @@ class MergeControl(wiring.Component):
             self.rr_c_next.eq(resp_acc & ((rkind == Req.S) | (rkind == Req.Y))),
             self.rr_x_next.eq(resp_acc & (rkind == Req.X)),
         ]
+        with m.If(start_d & self.skip):
+            m.d.sync += fin.eq(1)
         with m.If(rr_c):
             m.d.sync += c_fresh.eq(1)
         with m.If(fin):

@@ -525,6 +525,14 @@ class ProximaConfig:
         :meth:`insert_merges` of them."""
         return self.insert_cycles_for(self.sorter_latency)
 
+    #: Cycles of a candidate-list merge that is skipped, from its last INSERT beat to the
+    #: next accepted command: the list is full and every key of the (sub-)batch is larger
+    #: than its last key, so the merge cannot change it (golden
+    #: :meth:`~proxima.golden.candidates.CandidateList.insert`'s plan; ``hdl/candidates.py``
+    #: decides it from the INSERT beats, two cycles after the last, and sends nothing to
+    #: the sorter)
+    insert_skip_cycles = 4
+
     def insert_cycles_for(self, sorter_latency: int, chunks: int | None = None) -> int:
         """Cycles of one candidate-list merge after its last key (the RTL list with a sorter
         of ``sorter_latency`` that never stalls, ``hdl/candidates.py``, whose schedule this

@@ -45,6 +45,31 @@ def test_operations_by_hand():
     assert c.padded()[1:] == [(pad_key(cfg), False)] * (cfg.search.L - 1)
 
 
+def test_merge_plan_flags_the_merges_that_cannot_change_the_list():
+    """insert returns one flag per sub-batch of sorter_n keys: skipped when the list is full
+    and every key of the sub-batch is larger than its last (after the sub-batches before)."""
+    cfg = preset("tiny").with_(engine={"sorter_n": 4})  # L = 16, R = 8: two sub-batches
+    L = cfg.search.L
+    c = CandidateList(cfg)
+    c.reset(_k(cfg, 50, 0))
+    assert c.insert([_k(cfg, 900 + i, 1 + i) for i in range(8)]) == (False, False)
+    assert c.insert([_k(cfg, 1000 + i, 20 + i) for i in range(6)]) == (False, False)
+    assert len(c) == L - 1  # not full yet: never skipped
+    assert c.insert([_k(cfg, 2000, 40)]) == (False,)
+    assert len(c) == L and c.keys[-1] == _k(cfg, 2000, 40)
+    before = c.entries()
+    assert c.insert([_k(cfg, 3000 + i, 50 + i) for i in range(6)]) == (True, True)
+    assert c.entries() == before  # a skipped merge changes nothing
+    # the first sub-batch lowers the last key below the second sub-batch's keys
+    plan = c.insert([_k(cfg, 10 + i, 60 + i) for i in range(4)]
+                    + [_k(cfg, 1500 + i, 70 + i) for i in range(4)])
+    assert plan == (False, True)
+    assert c.keys[-1] < _k(cfg, 1500, 70)
+    # one key of the sub-batch below the last key: merged
+    assert c.insert([_k(cfg, 5000, 80), _k(cfg, 1, 81)]) == (False,)
+    assert c.insert([]) == ()
+
+
 def test_bad_input_raises():
     cfg = preset("tiny")
     c = CandidateList(cfg)

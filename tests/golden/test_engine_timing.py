@@ -106,7 +106,7 @@ def test_program_reads_are_the_layout_reads(tiny_img, tiny_refs):
     lay = tiny_img.layout
     costs = EngineCosts.from_cfg(lay.cfg)
     for r in tiny_refs[1][:8]:
-        prog = query_program(r.events, r.counters, lay, costs)
+        prog = query_program(r.events, r.counters, lay, costs, merge_skips=r.merge_skips)
         cores = [core for st in prog for core, _ in st.accesses]
         assert cores == [rd.core for rd in reads_for_events(r.events, lay)]
         # the program's compute covers at least the ADT build and every check's DUMP
@@ -161,8 +161,8 @@ def test_single_engine_cycles_match_the_rtl(tiny_img, tiny_refs):
     costs = EngineCosts.single_engine(lay.cfg)
     for g, r in zip(got, refs):
         assert g["hops"] == r.counters["hops"]
-        res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
-                             lay.total_cores)
+        prog = query_program(r.events, r.counters, lay, costs, merge_skips=r.merge_skips)
+        res = simulate_batch([prog], costs, 1, lay.total_cores)
         model = int(res.latency[0]) + 1 + costs.count_offset
         assert abs(model / g["cycles"] - 1) < 0.02, (model, g["cycles"])
 
@@ -180,13 +180,13 @@ def test_single_engine_cycles_follow_the_sorter_stages(tiny_img, tiny_refs):
     got = run_engine(tiny_img, qs[:1], cfg=cfg)[0]
     costs = EngineCosts.single_engine(cfg)
     r = refs[0]
-    res = simulate_batch([query_program(r.events, r.counters, lay, costs)], costs, 1,
-                         lay.total_cores)
+    prog = query_program(r.events, r.counters, lay, costs, merge_skips=r.merge_skips)
+    res = simulate_batch([prog], costs, 1, lay.total_cores)
     model = int(res.latency[0]) + 1 + costs.count_offset
     assert abs(model / got["cycles"] - 1) < 0.02, (model, got["cycles"])
     costs1 = EngineCosts.single_engine(lay1.cfg)
-    one = simulate_batch([query_program(r.events, r.counters, lay1, costs1)], costs1, 1,
-                         lay1.total_cores)
+    prog1 = query_program(r.events, r.counters, lay1, costs1, merge_skips=r.merge_skips)
+    one = simulate_batch([prog1], costs1, 1, lay1.total_cores)
     assert res.latency[0] < one.latency[0]
 
 
@@ -232,3 +232,13 @@ def test_program_rules(tiny_img):
     length = min(s.L, 1 + inserted)
     assert prog[9].compute == c.empty_frame + c.check_pre \
         + ntop * c.slot + c.check_post + c.final_pre + length * c.slot + c.final_post
+    # the merge plan: a skipped merge takes skip_cycles instead of merge_cycles (the
+    # second sub-batch's, then the hot frame's)
+    tail0 = c.merge_tail - c.merge_cycles
+    assert c.skip_cycles == cfg.insert_skip_cycles < c.merge_cycles
+    sk = query_program(events, counters, lay, c, merge_skips=[False, True, True])
+    assert sk[4] == Step(tail0 + c.skip_cycles, (), 0,
+                         [(2, tail0 + c.merge_cycles + c.skip_cycles)])
+    assert sk[6].compute == prog[6].compute - c.merge_cycles + c.skip_cycles
+    assert sk[:4] == prog[:4] and sk[5] == prog[5] and sk[7:] == prog[7:]
+    assert query_program(events, counters, lay, c, merge_skips=[False] * 3) == prog

@@ -19,6 +19,7 @@ def _same(a, b):
     assert a.counters == b.counters
     assert a.reason == b.reason
     assert a.events == b.events
+    assert a.merge_skips == b.merge_skips
 
 
 def test_batch_equals_scalar_default(default_index):
@@ -27,6 +28,19 @@ def test_batch_equals_scalar_default(default_index):
     batch = search_batch(default_index, q, trace=True)
     for a, b in zip(scalar, batch):
         _same(a, b)
+    # one plan flag per merge (sub-batches of sorter_n codes), both kinds present
+    n = default_index.cfg.engine.sorter_n
+    for r in scalar:
+        per_frame, cur = [], None
+        for kind, _ in r.events:
+            if kind == "frame":
+                cur = [0]
+                per_frame.append(cur)
+            elif kind == "code" and cur is not None:
+                cur[0] += 1
+        assert len(r.merge_skips) == sum(-(-c // n) for c, in per_frame)
+    flags = [f for r in scalar for f in r.merge_skips]
+    assert any(flags) and not all(flags)
 
 
 def test_batch_equals_scalar_with_bloom_false_positives(tiny_index):

@@ -18,6 +18,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from proxima.config import preset
+from proxima.golden.candidates import CandidateList
 from proxima.golden.sorter import pad_key
 from proxima.hdl.candidates import (CandidateListError, CandidateListRTL,
                                     CandidateListWithSorter, Op)
@@ -321,6 +322,42 @@ def test_sub_batch_cycle_counts(lat):
     second = acc[2 + R:2 + R + n + 1]       # n + 1 keys: a full sub-batch and one key
     assert second[n] - second[n - 1] == merge and acc[-1] - second[-1] == merge
     assert cfg.insert_merges(R) == 2 and cfg.insert_merges(n + 1) == 2
+
+
+@pytest.mark.parametrize("cfg_fn, lat", [(lambda: preset("tiny"), 3), (_tiny4, 0),
+                                         (_tiny4, 5)])
+def test_skipped_merges_follow_the_golden_plan(cfg_fn, lat):
+    """Every merge costs what the golden merge plan says: ``cfg.insert_skip_cycles`` from
+    its triggering INSERT beat (the last of the batch, or with R > n the n-th of a
+    sub-batch) to the next accepted beat when the list is full and every key of the
+    sub-batch is larger than its last, else ``merge_cycles`` (no stalls anywhere)."""
+    cfg = cfg_fn()
+    n = cfg.engine.sorter_n
+    dut = CandidateListRTL(cfg)
+    rng = np.random.default_rng(11)
+    cmds = make_commands(cfg, rng, 160, dist_max=1 << 12, p_reset=0.01, p_insert=0.6)
+    exp_resp, _ = expected(cfg, cmds)
+    beats = command_beats(cmds, dump_after=False)
+    resps, _, acc, error, _, _ = _simulate(cfg, beats, len(exp_resp), 0, 1.0, 1.0, 0,
+                                           dut=dut, model=(1.0, 1.0, lat, lat))
+    assert resps == exp_resp and not error
+    golden = CandidateList(cfg)
+    want, got, i = [], [], 0
+    for op, arg in cmds:
+        if op == "insert":
+            plan = golden.insert(arg)
+            for b, skipped in enumerate(plan):
+                t = i + min(b * n + n - 1, len(arg) - 1)  # the beat that starts merge b
+                if t + 1 < len(acc):
+                    want.append(cfg.insert_skip_cycles if skipped else dut.merge_cycles(lat))
+                    got.append(acc[t + 1] - acc[t])
+            i += len(arg)
+        else:
+            golden.reset(arg) if op == "reset" else golden.select(arg)
+            i += 1
+    assert got == want
+    assert cfg.insert_skip_cycles in want and dut.merge_cycles(lat) in want
+    assert sum(w == cfg.insert_skip_cycles for w in want) > 5, "too few skipped merges"
 
 
 @pytest.mark.parametrize("R", [8, 6])

@@ -41,13 +41,15 @@ def test_compare_is_greater_than(EB, halves):
     sim.run()
 
 
-def _merge(j, lat, p_ready=1.0, p_valid=1.0, seed=0):
-    """One merge against a model sorter; (requests in order, cycle of fin after go)."""
+def _merge(j, lat, p_ready=1.0, p_valid=1.0, seed=0, skip=False):
+    """One merge against a model sorter; (requests in order, cycle of fin after go).
+    ``skip``: the ``skip`` input high throughout (the list's verdict)."""
     dut = MergeControl(j)
     rnd = random.Random(seed)
     res = {}
 
     async def bench(ctx):
+        ctx.set(dut.skip, int(skip))
         ctx.set(dut.go, 1)
         await ctx.tick()
         ctx.set(dut.go, 0)
@@ -101,6 +103,14 @@ def test_control_schedule_is_the_config_formula(j, lat):
     assert len(reqs) == 2 * j
     # fin is the last cycle of the merge: the next command is accepted a cycle later
     assert fin + 1 == cfg.insert_cycles_for(lat, chunks=j)
+
+
+@pytest.mark.parametrize("j", [1, 4])
+def test_skipped_merge_sends_nothing(j):
+    """``skip`` in cycle a + 2: no request, fin in a + 3, the next command 4 cycles after
+    the last INSERT beat (``cfg.insert_skip_cycles``)."""
+    reqs, fin = _merge(j, 3, skip=True)
+    assert reqs == [] and fin + 1 == preset("default").insert_skip_cycles == 4
 
 
 @pytest.mark.parametrize("seed", range(3))
