@@ -364,10 +364,8 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     steps: list[Step] = []
     pending = 0  # compute carried into the next step
 
-    Hc = layout.code_copy_count
-
     def code_acc(v, extra=c.code_extra):  # a copied vertex's code: the query's copy
-        return [((v + rot if v < Hc else v) % Ci, extra)] * ncode
+        return [(layout.code_core(v, copy), extra)] * ncode
 
     def raw_acc(v):
         return [(Ci + v % Cr, 0)] * nr

@@ -353,7 +353,11 @@ class Layout:
 
     @cached_property
     def normal_pages_per_core(self) -> int:
-        slots = -(-self.n // self.cfg.nand.cores)
+        return self._frame_pages(self.n)
+
+    def _frame_pages(self, k: int) -> int:
+        """Pages per core of ``k`` normal frames laid round robin over the index cores."""
+        slots = -(-k // self.cfg.nand.cores)
         return -(-slots // self.frames_per_page)
 
     # ---- hot frame ---------------------------------------------------------------------
@@ -408,8 +412,7 @@ class Layout:
     @cached_property
     def code_copy_pages(self) -> int:
         """``cp``: pages per core of one copy of the first ``Hc`` normal frames."""
-        slots = -(-self.code_copy_count // self.cfg.nand.cores)
-        return -(-slots // self.frames_per_page)
+        return self._frame_pages(self.code_copy_count)
 
     @cached_property
     def code_copy_page(self) -> int:
@@ -511,11 +514,18 @@ class Layout:
         frame (the normal frame itself for copy 0 or ``u >= code_copy_count``)."""
         u = self._check_v(u)
         copy = self._check_copy(copy)
-        core, page, off = self.frame_address(u)
+        _, page, off = self.frame_address(u)
         if copy and u < self.code_copy_count:
-            core = (core + copy * self.copy_shift) % self.cfg.nand.cores
             page += self.code_copy_page - self.hot_pages + (copy - 1) * self.code_copy_pages
-        return core, page, off + self.code_offset
+        return self.code_core(u, copy), page, off + self.code_offset
+
+    def code_core(self, u: int, copy: int = 0) -> int:
+        """Index core of :meth:`code_address` (``u``'s normal frame's core, moved by ``copy *
+        copy_shift`` for a copied code); no range checks (the timing models' per-event
+        path: they check the copy once per query)."""
+        if copy and u < self.code_copy_count:
+            u += copy * self.copy_shift
+        return u % self.cfg.nand.cores
 
     def raw_address(self, u: int) -> tuple[int, int, int]:
         """(global core, page, byte offset) of the raw vector of ``u``."""

@@ -204,7 +204,6 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
         layout.hot_accesses, layout.hot
     rot = layout._check_copy(copy) * layout.copy_shift
     nf, nc, nr = layout.frame_access_count, layout.code_access_count, layout.raw_access_count
-    Hc = layout.code_copy_count
     for k, v in events:
         v = int(v)
         if not 0 <= v < layout.n:
@@ -216,7 +215,7 @@ def phases_for_events(events: Iterable[tuple[str, int]], layout: Layout,
             kind, count = "frame", 1
             continue
         if k == "code":  # a copied vertex's code from the query's copy (code-copy region)
-            rs = () if after_hot else (((v + rot) if v < Hc else v) % Ci,) * nc
+            rs = () if after_hot else (layout.code_core(v, copy),) * nc
         elif k == "raw":
             rs = (Ci + v % Cr,) * nr
         else:
