@@ -90,8 +90,8 @@ def _platform(spec: BoardSpec):
 
 
 def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str = "sync"):
-    """An EHXPLLL from ``clk_in`` to ``f_out_mhz`` driving ``domain`` (reset, from a
-    register, until 255 cycles after lock);
+    """An EHXPLLL from ``clk_in`` to ``f_out_mhz`` driving ``domain`` (reset until 255
+    cycles after lock, from a register through a DCCA: :class:`GlobalReset`);
     returns the frequency actually produced (VCO 400-800 MHz, best divider choice) and the
     domain's clock signal (the net to constrain)."""
     best = None
@@ -131,8 +131,9 @@ def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str =
     m.domains += cd
     rst_cnt = Signal(8, init=255)
     m.domains += ClockDomain("por", reset_less=True)
-    # the domain's reset from a register, not from the counter's comparison
-    m.submodules.por_reset = por = GlobalReset(domain="por")
+    # the domain's reset from a register on a global network (a DCCA), not from the
+    # counter's comparison
+    m.submodules.por_reset = por = GlobalReset(domain="por", impl="ecp5")
     m.d.comb += [ClockSignal("por").eq(clk), cd.clk.eq(clk), por.i.eq(rst_cnt != 0),
                  cd.rst.eq(por.o)]
     with m.If(~locked):

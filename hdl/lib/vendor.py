@@ -106,8 +106,10 @@ class GlobalReset(wiring.Component):
     ``CLKO`` is ``o``.  nextpnr-ecp5 promotes only nets with clock loads to the global
     networks by itself, but routes any ``DCCA`` output on one (one of the networks that
     reach the fabric's ``LSR`` / ``CE`` pins when the net has non-clock loads), so the reset
-    reaches its flip-flops without general routing.  ``o`` must then drive flip-flop reset
-    pins only (the reset of a :class:`~amaranth.hdl.ClockDomain`), not LUT inputs."""
+    reaches its flip-flops without general routing.  Meant for the reset of a
+    :class:`~amaranth.hdl.ClockDomain` (flip-flop reset pins); the few LUT inputs yosys
+    still gives such a net (a reset merged with another condition) are routed from the
+    global network too."""
 
     def __init__(self, *, domain: str = "sync", impl: str = "generic"):
         if impl not in BRAM_IMPLS:

@@ -157,3 +157,14 @@ def test_board_accelerator_reset_is_one_registered_net(impl):
         assert conn["acc_rst"] == rst, (sub, conn)
         assert "rst" not in conn, sub  # nothing of it in the sync domain
     assert "soft_reset" not in top["accel"][1]  # tied low: a constant, not a port
+
+
+def test_ecp5_pll_domain_reset_is_a_registered_global():
+    """The PLL's domain reset comes from the power-on register through a DCCA."""
+    from amaranth.back import rtlil
+    m = Module()
+    ecp5_pll(m, Signal(), 25.0, 100.0)
+    cells = _rtlil_cells(rtlil.convert(m, name="top", ports=[]))
+    dcca = [(mod, c) for mod, cs in cells.items() for c, (t, _) in cs.items() if t == "DCCA"]
+    assert dcca == [("top.por_reset", "dcca")], dcca
+    assert cells["top.por_reset"]["dcca"][1]["CLKI"] == "\\q [0]"
