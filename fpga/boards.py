@@ -36,6 +36,7 @@ from pathlib import Path
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 
 from proxima.config import ProximaConfig
+from proxima.hdl.lib.vendor import GlobalReset
 
 __all__ = ["BOARDS", "BoardSpec", "BuildError", "build", "board_layout", "ecp5_pll",
            "format_report"]
@@ -89,7 +90,8 @@ def _platform(spec: BoardSpec):
 
 
 def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str = "sync"):
-    """An EHXPLLL from ``clk_in`` to ``f_out_mhz`` driving ``domain`` (reset until lock);
+    """An EHXPLLL from ``clk_in`` to ``f_out_mhz`` driving ``domain`` (reset until 255
+    cycles after lock, from a register through a DCCA: :class:`GlobalReset`);
     returns the frequency actually produced (VCO 400-800 MHz, best divider choice) and the
     domain's clock signal (the net to constrain)."""
     best = None
@@ -129,7 +131,11 @@ def ecp5_pll(m: Module, clk_in, f_in_mhz: float, f_out_mhz: float, domain: str =
     m.domains += cd
     rst_cnt = Signal(8, init=255)
     m.domains += ClockDomain("por", reset_less=True)
-    m.d.comb += [ClockSignal("por").eq(clk), cd.clk.eq(clk), cd.rst.eq(rst_cnt != 0)]
+    # the domain's reset from a register on a global network (a DCCA), not from the
+    # counter's comparison
+    m.submodules.por_reset = por = GlobalReset(domain="por", impl="ecp5")
+    m.d.comb += [ClockSignal("por").eq(clk), cd.clk.eq(clk), por.i.eq(rst_cnt != 0),
+                 cd.rst.eq(por.o)]
     with m.If(~locked):
         m.d.por += rst_cnt.eq(255)
     with m.Elif(rst_cnt != 0):
@@ -337,7 +343,7 @@ def build(board: str, cfg: ProximaConfig, *, out_dir: Path, index_path=None, n=N
     core = BoardCore(cfg, lay, clk_hz=clock * 1e6, baud=baud, engine=spec.engine,
                      queues=queues or None, pq_options=opts.pop("pq_options", None),
                      accel_options=opts,
-                     store_impl="ecp5" if spec.name == "ulx3s-85f" else "generic")
+                     impl="ecp5" if spec.name == "ulx3s-85f" else "generic")
     top = BoardTop(spec, core, clock)
     platform = _platform(spec)
     out_dir = Path(out_dir)

@@ -7,7 +7,7 @@ per-board tops in :mod:`proxima.fpga.boards` add the clock and pins.  The protoc
 
 ``BoardCore(cfg, layout, *, clk_hz, baud, divisor=None, queues=None, query_slots=4,
 result_slots=4, rx_fifo=512, pq_options=None, engine=True, accel_options=None,
-store_impl="generic")``
+impl="generic")``
 
 * ``divisor``: clock cycles per UART bit (default ``uart_divisor(clk_hz, baud)``; a small
   one such as 4 makes simulations fast).  ``engine=False`` builds the link subset: no
@@ -43,9 +43,16 @@ store_impl="generic")``
   :class:`~proxima.hdl.link.framing.FrameReceiver` (timeout ``TIMEOUT_BITS`` bit times);
   replies through :class:`~proxima.hdl.link.framing.FrameSender` -> UART TX.  The host must
   not have more than ``rx_fifo`` bytes of frames unanswered (the host driver keeps to that).
-* ``store_impl``: the store's :class:`~proxima.hdl.lib.vendor.StoreRAM` implementation
-  (``"generic"``: an Amaranth memory, any simulator; ``"ecp5"``: DP16KD instances, the
-  ULX3S build); same cycles.
+* ``impl``: the implementation of the vendor pieces, the store's
+  :class:`~proxima.hdl.lib.vendor.StoreRAM` and the accelerator's reset
+  :class:`~proxima.hdl.lib.vendor.GlobalReset` (``"generic"``: an Amaranth memory and a
+  register, any simulator; ``"ecp5"``: DP16KD instances and a DCCA, the ULX3S build); same
+  cycles.
+* Resets: the link runs in the ``sync`` domain.  The accelerator, the query and result
+  FIFOs and the collector run in a local domain on the same clock whose reset is one
+  registered net (:class:`~proxima.hdl.lib.vendor.GlobalReset`): high the cycle after the
+  ``sync`` reset or a SOFT_RESET command, so that one net, not a LUT per flip-flop group,
+  reaches their reset pins (``Accelerator.soft_reset`` is tied low).
 * Store: one memory of the NAND controller's ``store_data`` words (``len(acc.store_data)``
   bits, the controller's beat, which may be wider than a context's), laid out as the
   controller's store (:mod:`proxima.golden.nandctl`, "Backing store": index cores then
@@ -72,15 +79,15 @@ store_impl="generic")``
   error or the controller got a bad request since the last SOFT_RESET, bit 2 a query is
   in a context.
 * SOFT_RESET resets the accelerator (contexts, controller, queries in flight), the query
-  and result FIFOs and the collector (the store, the codebook, the geometry registers and
-  the link counters are kept).
+  and result FIFOs and the collector, at the end of the cycle after the command's (the
+  store, the codebook, the geometry registers and the link counters are kept).
 """
 
 
 from contextlib import contextmanager
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -90,7 +97,7 @@ from proxima.config import ProximaConfig
 from proxima.golden import link as L
 from proxima.golden.layout import GEOMETRY_FIELDS, Layout, geometry_bounds
 from proxima.hdl.accel import STAT_COUNTERS, Accelerator
-from proxima.hdl.lib.vendor import StoreRAM
+from proxima.hdl.lib.vendor import GlobalReset, StoreRAM
 from proxima.hdl.nandctl import frame_location, geometry_init, hot_chunk_location, raw_location
 from proxima.hdl.link.framing import FrameReceiver, FrameSender, crc16_processor
 from proxima.hdl.link.uart import UARTRx, UARTTx, uart_divisor
@@ -197,9 +204,9 @@ class BoardCore(wiring.Component):
                  divisor: int | None = None, queues: int | None = None,
                  query_slots: int = 4, result_slots: int = 4, rx_fifo: int = 512,
                  pq_options: dict | None = None, engine: bool = True,
-                 accel_options: dict | None = None, store_impl: str = "generic"):
+                 accel_options: dict | None = None, impl: str = "generic"):
         self.cfg, self.layout = cfg, layout
-        self.store_impl = store_impl
+        self.impl = impl
         # the store's read latency: 2 (the data register inside the RAM) unless the
         # controller reads it with store_latency 1 or 2
         self.store_latency = 2 if not engine or cfg.engine.store_latency == 3 else 1
@@ -318,7 +325,7 @@ class BoardCore(wiring.Component):
         # ---- store ----------------------------------------------------------------------
         m.submodules.store = store = StoreRAM(self.beat_bits, self.store_words,
                                               latency=self.store_latency,
-                                              impl=self.store_impl)
+                                              impl=self.impl)
         swr = SimpleNamespace(addr=store.w_addr, data=store.w_data, en=store.w_en)
         srd = SimpleNamespace(addr=store.r_addr, data=store.r_data, en=store.r_en)
         h_addr = Signal(range(self.store_words + 1))
@@ -342,21 +349,27 @@ class BoardCore(wiring.Component):
             # the controller's store port is the RAM's read port (read latency one cycle,
             # data held while store_en is low); the link takes the port only while the
             # accelerator is idle (store commands answer ERR_BUSY otherwise)
-            m.submodules.accel = acc
+            # the accelerator's domain: the sync clock, reset by one registered net (the
+            # sync reset or SOFT_RESET, a cycle later; on the ECP5 a global network)
+            cd_acc = ClockDomain("acc", local=True)
+            m.domains += cd_acc
+            m.submodules.acc_reset = arst = GlobalReset(impl=self.impl)
+            m.d.comb += [cd_acc.clk.eq(ClockSignal("sync")), arst.i.eq(soft_rst),
+                         cd_acc.rst.eq(arst.o), acc.soft_reset.eq(0)]
+            to_acc = DomainRenamer("acc")
+            m.submodules.accel = to_acc(acc)
             m.d.comb += acc.store_data.eq(srd.data)
             with m.If(host_sel):
                 m.d.comb += [srd.addr.eq(h_addr), srd.en.eq(1)]
             with m.Else():
                 m.d.comb += [srd.addr.eq(acc.store_addr), srd.en.eq(acc.store_en)]
-            m.d.comb += acc.soft_reset.eq(soft_rst)
-            m.submodules.qfifo = qf = ResetInserter(soft_rst)(
+            m.submodules.qfifo = qf = to_acc(
                 SyncFIFOBuffered(width=8, depth=self.query_slots * dim))
-            m.submodules.tfifo = tf = ResetInserter(soft_rst)(
-                SyncFIFOBuffered(width=16, depth=self.query_slots))
-            m.submodules.rfifo = rf = ResetInserter(soft_rst)(
+            m.submodules.tfifo = tf = to_acc(SyncFIFOBuffered(width=16, depth=self.query_slots))
+            m.submodules.rfifo = rf = to_acc(
                 SyncFIFOBuffered(width=8, depth=self.result_slots * self.rec_bytes))
             col = _Collector(acc, k)
-            m.submodules.collector = ResetInserter(soft_rst)(col)
+            m.submodules.collector = to_acc(col)
             q_idx = Signal(range(dim))
             # a query's elements go to the accelerator with the tag at the tag FIFO's head
             m.d.comb += [acc.query.payload.data.eq(qf.r_data),
@@ -365,11 +378,9 @@ class BoardCore(wiring.Component):
                          qf.r_en.eq(acc.query.ready & tf.r_rdy),
                          rf.w_data.eq(col.w_data), rf.w_en.eq(col.w_en), col.w_rdy.eq(rf.w_rdy)]
             with m.If(acc.query.valid & acc.query.ready):
-                m.d.sync += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
+                m.d.acc += q_idx.eq(Mux(q_idx == dim - 1, 0, q_idx + 1))
                 with m.If(q_idx == dim - 1):
                     m.d.comb += tf.r_en.eq(1)
-            with m.If(soft_rst):
-                m.d.sync += q_idx.eq(0)
             m.d.comb += [acc.entry.eq(entry), acc.entry_code.eq(entry_code),
                          acc.geom.eq(geom), acc.cb_wr.valid.eq(0)]
 
@@ -378,10 +389,8 @@ class BoardCore(wiring.Component):
         if acc is not None:
             err_seen = Signal()  # sticky until SOFT_RESET: a query's error flag was sent
             with m.If(col.rec_done & col.error):
-                m.d.sync += err_seen.eq(1)
-            m.d.sync += rec_ready.eq(rec_ready + col.rec_done - rec_take)
-            with m.If(soft_rst):
-                m.d.sync += [rec_ready.eq(0), err_seen.eq(0)]
+                m.d.acc += err_seen.eq(1)
+            m.d.acc += rec_ready.eq(rec_ready + col.rec_done - rec_take)
             with m.If(col.rec_done):
                 m.d.sync += cnt["completed"].eq(cnt["completed"] + 1)
             m.d.comb += busy.eq(~acc.idle | qf.r_rdy | tf.r_rdy | ~col.idle)

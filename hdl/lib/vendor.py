@@ -7,6 +7,8 @@
   instances in a depth cascade, the second cycle the RAM's own output register).
 * :func:`carry_out`: ``a < b`` written as the carry out of an addition of two registers,
   the form yosys maps to a bare ECP5 carry chain (generic logic everywhere else).
+* :class:`GlobalReset`: a registered reset net for a large fan-out, ``impl="generic"`` (the
+  register) or ``impl="ecp5"`` (the register through a ``DCCA`` onto a global network).
 
 :class:`BlockRAM` is a single-port RAM (one address for the write and the read) whose read
 data leaves through a register inside the RAM, so that the slow block-RAM clock-to-output
@@ -61,7 +63,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["carry_out", "BramError", "BlockRAM", "BRAM_LATENCY", "BRAM_IMPLS", "DP16KD_MODES",
+__all__ = ["carry_out", "GlobalReset", "BramError", "BlockRAM", "BRAM_LATENCY", "BRAM_IMPLS",
+           "DP16KD_MODES",
            "StoreRAM", "store_dp16kd_shape", "dp16kd_mode", "dp16kd_count", "dp16kd_initvals",
            "dp16kd_model_verilog", "write_dp16kd_model"]
 
@@ -86,6 +89,43 @@ def carry_out(b, an):
     if len(an) != k:
         raise ValueError(f"carry_out operands must have the same width, got {k} and {len(an)}")
     return (b + an)[k]
+
+
+class GlobalReset(wiring.Component):
+    """A reset net for thousands of flip-flops: ``o`` is ``i`` registered in ``domain``,
+    the register set by the domain's own reset.
+
+    Interface: ``i`` ``In(1)``, ``o`` ``Out(1)``.  Timing (both implementations): after an
+    edge of ``domain``, ``o`` is 1 if ``i`` or the domain's reset was high before that edge,
+    else 0; ``o`` is 1 from configuration / simulation start until the first edge.  So a
+    domain reset by ``o`` is reset whenever ``domain`` is, and by ``i``, one cycle later,
+    and no LUT reads the domain's reset (the register takes it on its reset pin).
+
+    ``impl="generic"``: the register drives ``o`` (any simulator, any platform).
+    ``impl="ecp5"``: the register drives the ``CLKI`` of a ``DCCA`` (``CE = 1``) whose
+    ``CLKO`` is ``o``.  nextpnr-ecp5 promotes only nets with clock loads to the global
+    networks by itself, but routes any ``DCCA`` output on one (one of the networks that
+    reach the fabric's ``LSR`` / ``CE`` pins when the net has non-clock loads), so the reset
+    reaches its flip-flops without general routing.  Meant for the reset of a
+    :class:`~amaranth.hdl.ClockDomain` (flip-flop reset pins); the few LUT inputs yosys
+    still gives such a net (a reset merged with another condition) are routed from the
+    global network too."""
+
+    def __init__(self, *, domain: str = "sync", impl: str = "generic"):
+        if impl not in BRAM_IMPLS:
+            raise ValueError(f"impl must be one of {BRAM_IMPLS}, got {impl!r}")
+        self.domain, self.impl = domain, impl
+        super().__init__({"i": In(1), "o": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        q = Signal(init=1)
+        m.d[self.domain] += q.eq(self.i)
+        if self.impl == "ecp5":
+            m.submodules.dcca = Instance("DCCA", i_CLKI=q, i_CE=Const(1), o_CLKO=self.o)
+        else:
+            m.d.comb += self.o.eq(q)
+        return m
 
 
 class BramError(ValueError):

@@ -109,3 +109,62 @@ def test_ulx3s_build_needs_the_registered_store_read(tmp_path):
         with pytest.raises(BuildError, match="placer density"):
             build("ulx3s-85f", preset("default"), out_dir=tmp_path, placer_density=bad)
     assert preset("default").engine.store_latency == 3
+
+
+def _rtlil_cells(il: str) -> dict:
+    """``{module: {cell: (type, {port: net})}}`` of an RTLIL text (names without the
+    leading backslash)."""
+    mods, mod, cell = {}, None, None
+    for line in il.splitlines():
+        t = line.split()
+        if not t:
+            continue
+        if t[0] == "module":
+            mod = mods.setdefault(t[1].lstrip("\\"), {})
+        elif t[0] == "cell":
+            cell = mod[t[2].lstrip("\\")] = (t[1].lstrip("\\"), {})
+        elif t[0] == "connect" and cell is not None and line.startswith("    connect"):
+            cell[1][t[1].lstrip("\\")] = " ".join(t[2:])
+        else:
+            cell = None
+    return mods
+
+
+@pytest.mark.parametrize("impl", ["generic", "ecp5"])
+def test_board_accelerator_reset_is_one_registered_net(impl):
+    """The accelerator, its FIFOs and the collector take their reset from the one
+    GlobalReset register (through a DCCA on the ECP5, none in the generic build) whose
+    input is the SOFT_RESET command (its register reset by the sync reset), and the
+    Accelerator's own soft reset is tied low."""
+    from amaranth.back import rtlil
+
+    from proxima.hdl.board import BoardCore
+    cfg = preset("tiny").with_(engine={"store_latency": 3})
+    lay = board_layout(cfg, BOARDS["ulx3s-85f"], n=64, queues=1)
+    core = BoardCore(cfg, lay, clk_hz=20e6, baud=1_000_000, queues=1, impl=impl)
+    cells = _rtlil_cells(rtlil.convert(core, name="core"))
+    dcca = [(m, c) for m, cs in cells.items() for c, (t, _) in cs.items() if t == "DCCA"]
+    assert dcca == ([("core.acc_reset", "dcca")] if impl == "ecp5" else []), dcca
+    if impl == "ecp5":
+        assert cells["core.acc_reset"]["dcca"][1] == {"CLKI": "\\q [0]", "CE": "1'1",
+                                                      "CLKO": "\\o"}
+    top = cells["core"]
+    conn = top["acc_reset"][1]
+    assert conn["i"] != "1'0" and "rst" in conn  # SOFT_RESET, and the sync reset
+    (rst,) = [net for port, net in conn.items() if port not in ("clk", "rst", "i")]
+    for sub in ("accel", "qfifo", "tfifo", "rfifo", "collector"):
+        conn = top[sub][1]
+        assert conn["acc_rst"] == rst, (sub, conn)
+        assert "rst" not in conn, sub  # nothing of it in the sync domain
+    assert "soft_reset" not in top["accel"][1]  # tied low: a constant, not a port
+
+
+def test_ecp5_pll_domain_reset_is_a_registered_global():
+    """The PLL's domain reset comes from the power-on register through a DCCA."""
+    from amaranth.back import rtlil
+    m = Module()
+    ecp5_pll(m, Signal(), 25.0, 100.0)
+    cells = _rtlil_cells(rtlil.convert(m, name="top", ports=[]))
+    dcca = [(mod, c) for mod, cs in cells.items() for c, (t, _) in cs.items() if t == "DCCA"]
+    assert dcca == [("top.por_reset", "dcca")], dcca
+    assert cells["top.por_reset"]["dcca"][1]["CLKI"] == "\\q [0]"
