@@ -1,8 +1,24 @@
-"""Amaranth-simulator helper shared by the block tests."""
+"""Amaranth-simulator helpers shared by the block tests."""
 
 from __future__ import annotations
 
+import gc
+import warnings
+
+import pytest
+from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
+
+
+def refused(exc, match: str, make) -> None:
+    """``make()`` raises ``exc`` matching ``match``; the half-built component (an
+    elaboratable from the moment it exists) is never elaborated, so its UnusedElaboratable
+    warning is silenced and the object collected here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(exc, match=match):
+            make()
+        gc.collect()
 
 
 def simulate(dut, *benches, clock: bool = True, period: float = 1e-8):

@@ -3,20 +3,18 @@ cycle model), then cocotb on Verilator (>= 10k random requests; the default pres
 
 from __future__ import annotations
 
-import gc
 import random
-import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, UnusedElaboratable
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from proxima.config import preset
 from proxima.golden.nandctl import CtlParams, NandControllerModel, NandCtlError, Request
 from proxima.hdl.nandctl import NandController
 from proxima.sim.tb.tb_nandctl import random_requests, store_image
-from tests.hdl.simulate import simulate
+from tests.hdl.simulate import refused, simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -218,13 +216,8 @@ def test_edge_shapes_match_model(cfg_nand, kw, latency):
 
 
 def _refused(match, make):
-    """``make()`` raises ``NandCtlError``; the half-built component is never elaborated, so
-    its UnusedElaboratable warning is silenced and the object collected here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(NandCtlError, match=match):
-            make()
-        gc.collect()
+    """``make()`` raises ``NandCtlError`` (:func:`tests.hdl.simulate.refused`)."""
+    refused(NandCtlError, match, make)
 
 
 @pytest.mark.parametrize("latency", [1, 2, 3])
