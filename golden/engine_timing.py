@@ -378,12 +378,20 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
     pending = c.entry_post
     first_wait = c.adt_ready + rs
     inserted = 0
-    plan = iter(merge_skips or ())
+    plan = None if merge_skips is None else [bool(f) for f in merge_skips]
+    used = 0  # flags of the plan taken so far
     tail0 = c.merge_tail - c.merge_cycles  # the last code in -> its merge starts
 
     def merge_costs(n_codes):  # cycles of each merge of an expansion's codes
-        return [c.skip_cycles if next(plan, False) else c.merge_cycles
-                for _ in range(0, n_codes, c.sorter_n)]
+        nonlocal used
+        B = -(-n_codes // c.sorter_n)
+        if plan is None:
+            return [c.merge_cycles] * B
+        if used + B > len(plan):
+            raise EngineTimingError(f"the merge plan has {len(plan)} flags, the events need "
+                                    f"more (sorter_n = {c.sorter_n})")
+        used += B
+        return [c.skip_cycles if f else c.merge_cycles for f in plan[used - B:used]]
     counters = counters or {}
     n_runs = sum(1 for it in items if it[0] == "raws")
     checks_total = int(counters.get("checks", max(1, n_runs)))
@@ -465,6 +473,9 @@ def query_program(events: Iterable[tuple[str, int]], counters: dict, layout: Lay
         len(tail_raws)
     check_raws = tail_raws[:len(tail_raws) - n_final_raw]
     final_raws = tail_raws[len(tail_raws) - n_final_raw:]
+    if plan is not None and used != len(plan):
+        raise EngineTimingError(f"the merge plan has {len(plan)} flags, the events need {used} "
+                                f"(sorter_n = {c.sorter_n})")
     if tail_checks:
         do_check(check_raws, tail_checks)
     length = min(L, 1 + inserted)

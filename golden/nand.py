@@ -34,7 +34,11 @@ their FIFO order at a core) at the phase's issue cycle ``t``.  The phase complet
   ``ceil(c / engine.pq_codes_per_cycle) + ceil(c / engine.sorter_n) * sorter_cycles``, with
   ``sorter_cycles = cfg.insert_cycles`` (one candidate-list merge through the sorter:
   ``cfg.merge_passes`` passes, as the RTL list schedules them; a batch of more than
-  ``sorter_n`` keys is merged as sub-batches of ``sorter_n``, ``cfg.insert_merges``),
+  ``sorter_n`` keys is merged as sub-batches of ``sorter_n``, ``cfg.insert_merges``).
+  Every merge is charged in full: this model reads events only, not the candidate list's
+  merge plan (``SearchResult.merge_skips``: the RTL skips the merges that cannot change
+  the list), so its merge compute is an upper bound; :mod:`proxima.golden.engine_timing`
+  charges the plan,
 * ``raw`` phase with ``x`` exact distances: ``x * ceil(vec.dim / engine.exact_lanes)``.
 
 A query starting at cycle ``s`` issues its first phase at ``s + setup_cycles`` (0 unless set:

@@ -356,6 +356,10 @@ class BoardCore(wiring.Component):
             m.submodules.acc_reset = arst = GlobalReset(impl=self.impl)
             m.d.comb += [cd_acc.clk.eq(ClockSignal("sync")), arst.i.eq(soft_rst),
                          cd_acc.rst.eq(arst.o), acc.soft_reset.eq(0)]
+            # (the acc clock is the sync clock assigned combinationally: in the Amaranth
+            # simulator acc registers update a delta cycle after sync ones, so an acc
+            # statement must not read a sync register directly, only acc signals, inputs
+            # or comb signals; none does)
             to_acc = DomainRenamer("acc")
             m.submodules.accel = to_acc(acc)
             m.d.comb += acc.store_data.eq(srd.data)

@@ -96,7 +96,7 @@ for one.  A merge that cannot change the list is skipped (golden
 ``L`` entries and every key of the (sub-)batch is larger than its last key, nothing goes to
 the sorter and the next command is accepted ``cfg.insert_skip_cycles`` = 4 cycles after the
 last INSERT beat.  Each INSERT beat's key is compared with ``last_key`` (a register: slot
-``L - 1``, loaded with the last chunk's ``X``) the cycle after it is accepted; the
+``L - 1`` between merges, loaded from the ``X`` responses) the cycle after it is accepted; the
 (sub-)batch's verdict is a register two cycles after its last beat, in time for the
 sequencer's first request.  SELECT: ``resp.valid`` ``select_latency`` = 6 cycles after acceptance; the next
 command is accepted in the cycle after the response is taken.  RESET: two cycles.  DUMP:
@@ -496,7 +496,10 @@ class CandidateListRTL(wiring.Component):
         last_key = Signal(KB, reset_less=True)
         full = Signal()                       # length == L, as a register of its own
         rej = Signal()                        # every key of the (sub-)batch so far > last_key
-        with m.If(x_now & (xc == j - 1)):
+        # every X response loads it (one LUT of the response's valid, as the other response
+        # registers); the last chunk's X is a merge's last response, so from then on it
+        # holds slot L - 1 (the skip verdict is taken before a merge's first response)
+        with m.If(x_now):
             m.d.sync += last_key.eq(resp[w - 1][1:])
         with m.If(rst_w):
             m.d.sync += last_key.eq(ins_key[1:])  # slot 0 (slot L - 1 only when L = 1)

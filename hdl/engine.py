@@ -92,7 +92,7 @@ plus the memory's latency; in NB the neighbours' code reads follow each other at
 cycle (plus one cycle per code handed to the PQ unit), the PQ latency and the INSERT beats
 overlap them; an exact distance costs the raw read, ``ceil(dim / exact_lanes)`` beats and
 the exact unit's ``latency``; a SELECT ``select_latency`` plus 2; an insert
-``merge_cycles`` per merge; a DUMP ``L`` plus 4; the ADT build ``pq.build_latency`` (overlapped with
+``merge_cycles`` per merge (``cfg.insert_skip_cycles`` for a merge the list skips); a DUMP ``L`` plus 4; the ADT build ``pq.build_latency`` (overlapped with
 the exact query load, the Bloom clear and the entry's code read).  ``cycles`` counts each
 query from the cycle after its first element to its last result beat.  Measured cycles per
 query and the synthesis figures: ``docs/RESOURCES.md`` (``engine``).

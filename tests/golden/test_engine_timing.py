@@ -248,3 +248,6 @@ def test_program_rules(tiny_img):
     assert sk[6].compute == prog[6].compute - c.merge_cycles + c.skip_cycles
     assert sk[:4] == prog[:4] and sk[5] == prog[5] and sk[7:] == prog[7:]
     assert query_program(events, counters, lay, c, merge_skips=[False] * 3) == prog
+    for wrong in ([False] * 2, [False] * 4):  # a plan of another search: refused
+        with pytest.raises(EngineTimingError, match="merge plan"):
+            query_program(events, counters, lay, c, merge_skips=wrong)
